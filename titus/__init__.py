@@ -1,0 +1,1 @@
+"""titus: a container management platform."""

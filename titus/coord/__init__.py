@@ -1,0 +1,1 @@
+"""Coordination: leader election, the agent registry and wake-ups."""

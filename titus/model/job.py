@@ -1,0 +1,263 @@
+"""The Titus v3 job and task shape, as clients (Spinnaker, scripts) send and read it.
+
+Field names are the camelCase JSON names on purpose: the wire shape is the model. Unknown
+fields are refused by name, so a typo like `memoryMb` never silently becomes a default.
+64-bit integers arrive as numbers or, from protobuf-JSON clients, as numeric strings; both
+are accepted.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from titus.model.states import JobState, TaskState
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Owner(Model):
+    teamEmail: str
+
+
+class JobGroupInfo(Model):
+    stack: str = ""
+    detail: str = ""
+    sequence: str = ""
+
+
+class Image(Model):
+    name: str
+    tag: str | None = None
+    digest: str | None = None
+
+    def reference(self) -> str:
+        if self.digest:
+            return f"{self.name}@{self.digest}"
+        return f"{self.name}:{self.tag or 'latest'}"
+
+
+class Resources(Model):
+    cpu: float = 1.0
+    gpu: int = 0
+    memoryMB: int = 512
+    diskMB: int = 10_000
+    networkMbps: int = 128
+    shmSizeMB: int | None = None
+    allocateIP: bool = True
+    ephemeralStorageMB: int | None = None  # accepted for older clients, folded into disk
+
+
+class SecurityProfile(Model):
+    securityGroups: list[str] = Field(default_factory=list)
+    iamRole: str = ""
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+class Constraints(Model):
+    constraints: dict[str, str] = Field(default_factory=dict)
+    expression: str | None = None
+
+
+class Container(Model):
+    resources: Resources = Field(default_factory=Resources)
+    securityProfile: SecurityProfile = Field(default_factory=SecurityProfile)
+    image: Image
+    entryPoint: list[str] = Field(default_factory=list)
+    command: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    softConstraints: Constraints = Field(default_factory=Constraints)
+    hardConstraints: Constraints = Field(default_factory=Constraints)
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+class ImmediateRetry(Model):
+    retries: int = 0
+
+
+class DelayedRetry(Model):
+    initialDelayMs: int = 0
+    delayMs: int = 0
+    retries: int = 0
+
+
+class ExponentialBackOffRetry(Model):
+    initialDelayMs: int = 0
+    maxDelayIntervalMs: int = 0
+    retries: int = 0
+
+
+class RetryPolicy(Model):
+    immediate: ImmediateRetry | None = None
+    delayed: DelayedRetry | None = None
+    exponentialBackOff: ExponentialBackOffRetry | None = None
+
+    @property
+    def retries(self) -> int:
+        policy = self.immediate or self.delayed or self.exponentialBackOff
+        return policy.retries if policy else 0
+
+    def delay_ms(self, attempt: int) -> int:
+        """Delay before retry number `attempt` (1 for the first retry)."""
+        if self.delayed:
+            return self.delayed.initialDelayMs if attempt <= 1 else self.delayed.delayMs
+        if self.exponentialBackOff:
+            eb = self.exponentialBackOff
+            delay = eb.initialDelayMs * (2 ** max(0, attempt - 1))
+            return min(delay, eb.maxDelayIntervalMs) if eb.maxDelayIntervalMs else delay
+        return 0
+
+
+class BatchJobSpec(Model):
+    size: int = 1
+    runtimeLimitSec: int = 432_000
+    retryPolicy: RetryPolicy = Field(default_factory=RetryPolicy)
+    retryOnRuntimeLimit: bool = False
+
+
+class Capacity(Model):
+    min: int = 0
+    desired: int = 0
+    max: int = 0
+
+
+class MigrationPolicy(Model):
+    systemDefault: dict[str, Any] | None = None
+    selfManaged: dict[str, Any] | None = None
+
+
+class ServiceJobProcesses(Model):
+    disableIncreaseDesired: bool = False
+    disableDecreaseDesired: bool = False
+
+
+class ServiceJobSpec(Model):
+    capacity: Capacity
+    enabled: bool = True
+    retryPolicy: RetryPolicy = Field(default_factory=RetryPolicy)
+    migrationPolicy: MigrationPolicy | None = None
+    serviceJobProcesses: ServiceJobProcesses = Field(default_factory=ServiceJobProcesses)
+
+
+class JobDescriptor(Model):
+    owner: Owner
+    applicationName: str
+    capacityGroup: str = ""
+    jobGroupInfo: JobGroupInfo = Field(default_factory=JobGroupInfo)
+    attributes: dict[str, str] = Field(default_factory=dict)
+    container: Container
+    batch: BatchJobSpec | None = None
+    service: ServiceJobSpec | None = None
+    disruptionBudget: dict[str, Any] | None = None
+
+    @property
+    def is_batch(self) -> bool:
+        return self.batch is not None
+
+    @property
+    def job_type(self) -> str:
+        return "BATCH" if self.batch is not None else "SERVICE"
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        spec = self.batch or self.service
+        assert spec is not None
+        return spec.retryPolicy
+
+    @property
+    def job_group_name(self) -> str | None:
+        g = self.jobGroupInfo
+        if not g.sequence:
+            return None
+        return "-".join([self.applicationName, g.stack, g.detail, g.sequence])
+
+
+class JobStatus(Model):
+    state: JobState
+    reasonCode: str = "normal"
+    reasonMessage: str = ""
+    timestamp: int = Field(default_factory=now_ms)
+
+
+class TaskStatus(Model):
+    state: TaskState
+    reasonCode: str = "normal"
+    reasonMessage: str = ""
+    timestamp: int = Field(default_factory=now_ms)
+
+
+class Job(Model):
+    id: str
+    jobDescriptor: JobDescriptor
+    status: JobStatus
+    statusHistory: list[JobStatus] = Field(default_factory=list)
+    version: int = 0
+
+    def with_status(self, state: JobState, reason: str = "normal", message: str = "") -> Job:
+        new = self.model_copy(deep=True)
+        new.statusHistory.append(self.status)
+        new.status = JobStatus(state=state, reasonCode=reason, reasonMessage=message)
+        return new
+
+    def api_json(self) -> dict[str, Any]:
+        data = self.to_json()
+        data.pop("version", None)
+        return data
+
+
+class S3Location(Model):
+    bucket: str = ""
+    key: str = ""
+    region: str = ""
+
+
+class LogLocation(Model):
+    ui: str = ""
+    liveStream: str = ""
+    s3: S3Location | None = None
+
+
+class Task(Model):
+    id: str
+    jobId: str
+    originalId: str
+    status: TaskStatus
+    statusHistory: list[TaskStatus] = Field(default_factory=list)
+    taskContext: dict[str, str] = Field(default_factory=dict)
+    logLocation: LogLocation = Field(default_factory=LogLocation)
+    attributes: dict[str, str] = Field(default_factory=dict)
+    version: int = 0
+
+    @property
+    def state(self) -> TaskState:
+        return self.status.state
+
+    @property
+    def agent_id(self) -> str | None:
+        return self.taskContext.get("agent.id")
+
+    @property
+    def index(self) -> int:
+        return int(self.taskContext.get("task.index", "0"))
+
+    def with_status(self, state: TaskState, reason: str = "normal", message: str = "") -> Task:
+        new = self.model_copy(deep=True)
+        new.statusHistory.append(self.status)
+        new.status = TaskStatus(state=state, reasonCode=reason, reasonMessage=message)
+        return new
+
+    def api_json(self) -> dict[str, Any]:
+        data = self.to_json()
+        data.pop("version", None)
+        return data

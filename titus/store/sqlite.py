@@ -1,0 +1,279 @@
+"""The embedded JobStore: one SQLite file in WAL mode.
+
+Tables mirror the Cassandra layout (one JSON document per entity, small index tables) so
+both backends answer the same access patterns. Each write is one transaction, which is
+what a Cassandra logged batch gives for a job and its index rows. With synchronous=FULL a
+write that returned is on disk: a kill -9 (or a power cut) loses nothing acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from titus.model.job import Job, Task
+from titus.store.base import (
+    ActiveState,
+    Conflict,
+    GroupNameTaken,
+    KillRequest,
+    StaleEpoch,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS active_jobs (job_id TEXT PRIMARY KEY, version INTEGER NOT NULL,
+    value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS active_tasks (task_id TEXT PRIMARY KEY, job_id TEXT NOT NULL,
+    version INTEGER NOT NULL, value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS active_tasks_by_job ON active_tasks (job_id);
+CREATE TABLE IF NOT EXISTS archived_jobs (job_id TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS archived_tasks (task_id TEXT PRIMARY KEY, job_id TEXT NOT NULL,
+    value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS archived_tasks_by_job ON archived_tasks (job_id);
+CREATE TABLE IF NOT EXISTS job_group_names (name TEXT PRIMARY KEY, job_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dirty_jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS kill_requests (job_id TEXT NOT NULL, task_id TEXT NOT NULL,
+    value TEXT NOT NULL, PRIMARY KEY (job_id, task_id));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def _dump(model: Job | Task) -> str:
+    return model.model_dump_json(exclude_none=True)
+
+
+class SqliteJobStore:
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL"):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._synchronous = synchronous
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        with self._tx() as db:
+            db.executescript(SCHEMA)
+
+    # ---- plumbing -----------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self, epoch: int | None = None) -> Iterator[sqlite3.Connection]:
+        """One write transaction; with an epoch, refused if a newer leader has written."""
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if epoch is not None:
+                    self._check_epoch(conn, epoch)
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+
+    @staticmethod
+    def _check_epoch(conn: sqlite3.Connection, epoch: int) -> None:
+        row = conn.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()
+        current = int(row[0]) if row else 0
+        if epoch < current:
+            raise StaleEpoch(f"write from leader epoch {epoch}, but epoch {current} leads")
+
+    def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        return self._conn().execute(sql, args).fetchall()
+
+    # ---- jobs ---------------------------------------------------------------------------
+    def create_job(self, job: Job, tasks: Iterable[Task] = ()) -> Job:
+        job = job.model_copy(update={"version": 1})
+        name = job.jobDescriptor.job_group_name
+        with self._tx() as db:
+            if name is not None:
+                row = db.execute(
+                    "SELECT job_id FROM job_group_names WHERE name=?", (name,)
+                ).fetchone()
+                if row is not None:
+                    raise GroupNameTaken(name, str(row[0]))
+                db.execute("INSERT INTO job_group_names VALUES (?, ?)", (name, job.id))
+            try:
+                db.execute("INSERT INTO active_jobs VALUES (?, ?, ?)", (job.id, 1, _dump(job)))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"job {job.id} exists") from None
+            for task in tasks:
+                t = task.model_copy(update={"version": 1})
+                db.execute(
+                    "INSERT INTO active_tasks VALUES (?, ?, ?, ?)", (t.id, t.jobId, 1, _dump(t))
+                )
+        return job
+
+    def get_job(self, job_id: str) -> Job | None:
+        rows = self._read("SELECT value FROM active_jobs WHERE job_id=?", (job_id,))
+        if not rows:
+            rows = self._read("SELECT value FROM archived_jobs WHERE job_id=?", (job_id,))
+        return Job.model_validate_json(str(rows[0][0])) if rows else None
+
+    def update_job(self, job: Job, *, epoch: int | None = None) -> Job:
+        new = job.model_copy(update={"version": job.version + 1})
+        with self._tx(epoch) as db:
+            cur = db.execute(
+                "UPDATE active_jobs SET version=?, value=? WHERE job_id=? AND version=?",
+                (new.version, _dump(new), job.id, job.version),
+            )
+            if cur.rowcount != 1:
+                raise Conflict(f"job {job.id} changed since version {job.version}")
+        return new
+
+    def list_active_jobs(self) -> list[Job]:
+        return [
+            Job.model_validate_json(str(r[0])) for r in self._read("SELECT value FROM active_jobs")
+        ]
+
+    def count_active_jobs(self) -> int:
+        return int(self._read("SELECT count(*) FROM active_jobs")[0][0])  # type: ignore[call-overload]
+
+    def archive_job(self, job: Job, *, epoch: int | None = None) -> None:
+        with self._tx(epoch) as db:
+            db.execute("INSERT OR REPLACE INTO archived_jobs VALUES (?, ?)", (job.id, _dump(job)))
+            db.execute("DELETE FROM active_jobs WHERE job_id=?", (job.id,))
+            for (value,) in db.execute(
+                "SELECT value FROM active_tasks WHERE job_id=?", (job.id,)
+            ).fetchall():
+                task = Task.model_validate_json(value)
+                db.execute(
+                    "INSERT OR REPLACE INTO archived_tasks VALUES (?, ?, ?)",
+                    (task.id, task.jobId, value),
+                )
+            db.execute("DELETE FROM active_tasks WHERE job_id=?", (job.id,))
+            db.execute("DELETE FROM kill_requests WHERE job_id=?", (job.id,))
+            db.execute("DELETE FROM job_group_names WHERE job_id=?", (job.id,))
+
+    # ---- tasks --------------------------------------------------------------------------
+    def create_task(self, task: Task, *, epoch: int | None = None) -> Task:
+        new = task.model_copy(update={"version": 1})
+        with self._tx(epoch) as db:
+            try:
+                db.execute(
+                    "INSERT INTO active_tasks VALUES (?, ?, ?, ?)",
+                    (new.id, new.jobId, 1, _dump(new)),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"task {task.id} exists") from None
+        return new
+
+    def update_task(self, task: Task, *, epoch: int | None = None) -> Task:
+        new = task.model_copy(update={"version": task.version + 1})
+        with self._tx(epoch) as db:
+            cur = db.execute(
+                "UPDATE active_tasks SET version=?, value=? WHERE task_id=? AND version=?",
+                (new.version, _dump(new), task.id, task.version),
+            )
+            if cur.rowcount != 1:
+                raise Conflict(f"task {task.id} changed since version {task.version}")
+        return new
+
+    def archive_task(self, task: Task, *, epoch: int | None = None) -> None:
+        with self._tx(epoch) as db:
+            db.execute(
+                "INSERT OR REPLACE INTO archived_tasks VALUES (?, ?, ?)",
+                (task.id, task.jobId, _dump(task)),
+            )
+            db.execute("DELETE FROM active_tasks WHERE task_id=?", (task.id,))
+
+    def get_task(self, task_id: str) -> Task | None:
+        rows = self._read("SELECT value FROM active_tasks WHERE task_id=?", (task_id,))
+        if not rows:
+            rows = self._read("SELECT value FROM archived_tasks WHERE task_id=?", (task_id,))
+        return Task.model_validate_json(str(rows[0][0])) if rows else None
+
+    def list_tasks(self, job_id: str, *, include_archived: bool = False) -> list[Task]:
+        rows = self._read("SELECT value FROM active_tasks WHERE job_id=?", (job_id,))
+        if include_archived:
+            rows += self._read("SELECT value FROM archived_tasks WHERE job_id=?", (job_id,))
+        return [Task.model_validate_json(str(r[0])) for r in rows]
+
+    def list_active_tasks(self) -> list[Task]:
+        return [
+            Task.model_validate_json(str(r[0]))
+            for r in self._read("SELECT value FROM active_tasks")
+        ]
+
+    def load_active(self) -> ActiveState:
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            jobs = [
+                Job.model_validate_json(v) for (v,) in conn.execute("SELECT value FROM active_jobs")
+            ]
+            tasks = [
+                Task.model_validate_json(v)
+                for (v,) in conn.execute("SELECT value FROM active_tasks")
+            ]
+        finally:
+            conn.execute("COMMIT")
+        return ActiveState(jobs=jobs, tasks=tasks)
+
+    # ---- the API's requests to the master -----------------------------------------------
+    def mark_dirty(self, job_id: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO dirty_jobs (job_id) VALUES (?)", (job_id,))
+
+    def take_dirty(self) -> list[str]:
+        with self._tx() as db:
+            rows = db.execute("SELECT seq, job_id FROM dirty_jobs ORDER BY seq").fetchall()
+            if rows:
+                db.execute("DELETE FROM dirty_jobs WHERE seq <= ?", (rows[-1][0],))
+        return list(dict.fromkeys(str(r[1]) for r in rows))
+
+    def add_kill_request(self, request: KillRequest) -> None:
+        value = json.dumps(request.__dict__)
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO kill_requests VALUES (?, ?, ?)",
+                (request.job_id, request.task_id, value),
+            )
+            db.execute("INSERT INTO dirty_jobs (job_id) VALUES (?)", (request.job_id,))
+
+    def list_kill_requests(self, job_id: str) -> list[KillRequest]:
+        rows = self._read("SELECT value FROM kill_requests WHERE job_id=?", (job_id,))
+        return [KillRequest(**json.loads(str(r[0]))) for r in rows]
+
+    def delete_kill_request(self, request: KillRequest, *, epoch: int | None = None) -> None:
+        with self._tx(epoch) as db:
+            db.execute(
+                "DELETE FROM kill_requests WHERE job_id=? AND task_id=?",
+                (request.job_id, request.task_id),
+            )
+
+    # ---- leadership ---------------------------------------------------------------------
+    def claim_epoch(self, epoch: int) -> None:
+        with self._tx(epoch) as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('epoch', ?)", (str(epoch),))
+
+    def current_epoch(self) -> int:
+        rows = self._read("SELECT value FROM meta WHERE key='epoch'")
+        return int(str(rows[0][0])) if rows else 0
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM meta WHERE key=?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str, *, epoch: int | None = None) -> None:
+        with self._tx(epoch) as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

@@ -1,0 +1,1 @@
+"""The master: leader loop, reconciler, scheduler and cluster drivers."""

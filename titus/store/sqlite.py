@@ -55,8 +55,10 @@ class SqliteJobStore:
         self._synchronous = synchronous
         self._local = threading.local()
         self._write_lock = threading.Lock()
-        with self._tx() as db:
-            db.executescript(SCHEMA)
+        # executescript commits on its own, so it runs outside _tx (whose COMMIT would
+        # then fail); every statement in SCHEMA is idempotent.
+        with self._write_lock:
+            self._conn().executescript(SCHEMA)
 
     # ---- plumbing -----------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:

@@ -1,0 +1,75 @@
+"""The store conformance suite against the embedded SQLite backend, plus its durability."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `tests.*`
+
+from tests.store.conformance import *  # noqa: E402,F401,F403
+from titus.store.base import JobStore  # noqa: E402
+from titus.store.sqlite import SqliteJobStore  # noqa: E402
+
+
+@pytest.fixture
+def store_factory(tmp_path: Path) -> Callable[[], JobStore]:
+    path = tmp_path / "titus.db"
+    return lambda: SqliteJobStore(path)
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, uuid
+    from titus.model.job import *
+    from titus.model.states import JobState
+    from titus.store.sqlite import SqliteJobStore
+
+    store = SqliteJobStore(sys.argv[1])
+    while True:
+        job = Job(
+            id=str(uuid.uuid4()),
+            jobDescriptor=JobDescriptor(
+                owner=Owner(teamEmail="t@example.com"), applicationName="app",
+                container=Container(image=Image(name="busybox", tag="latest")),
+                batch=BatchJobSpec(size=1),
+            ),
+            status=JobStatus(state=JobState.ACCEPTED),
+        )
+        store.create_job(job)
+        print(job.id, flush=True)  # acknowledged only once create_job returned
+    """
+)
+
+
+def test_kill_9_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    """A process killed right after acknowledging creates keeps every acknowledged job."""
+    path = tmp_path / "durable.db"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    acked: list[str] = []
+    assert child.stdout is not None
+    try:
+        while len(acked) < 200:
+            line = child.stdout.readline()
+            assert line, "the child stopped before acknowledging 200 jobs"
+            acked.append(line.strip())
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    store = SqliteJobStore(path)
+    try:
+        missing = [job_id for job_id in acked if store.get_job(job_id) is None]
+        assert missing == []
+        assert store.count_active_jobs() >= len(acked)
+    finally:
+        store.close()

@@ -1,0 +1,422 @@
+"""The JobStore conformance suite: written once, run against every backend.
+
+A backend's test module provides a `store_factory` fixture (a callable that opens a new
+JobStore on the same data, as a second process would) and imports everything from here:
+
+    from tests.store.conformance import *  # noqa: F401,F403
+
+The tests state what the rest of the platform relies on: the API on group-name uniqueness
+and on reading archived jobs; the master on versions, dirty marks and epoch fencing. A
+backend that passes them can replace another without the callers noticing.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from titus.model.job import (
+    BatchJobSpec,
+    Container,
+    Image,
+    Job,
+    JobDescriptor,
+    JobGroupInfo,
+    JobStatus,
+    Owner,
+    Task,
+    TaskStatus,
+)
+from titus.model.states import JobState, TaskState
+from titus.store.base import (
+    Conflict,
+    GroupNameTaken,
+    JobStore,
+    KillRequest,
+    StaleEpoch,
+)
+
+__all__ = [
+    "store",
+    "make_job",
+    "make_task",
+    "test_create_and_get_job",
+    "test_get_unknown_job_and_task_is_none",
+    "test_create_job_with_first_tasks",
+    "test_create_existing_job_id_conflicts",
+    "test_archived_job_still_readable",
+    "test_group_name_unique_among_active_jobs",
+    "test_group_name_freed_after_archive",
+    "test_racing_creates_for_one_group_name",
+    "test_update_job_versions",
+    "test_update_job_with_stale_version_conflicts",
+    "test_count_and_list_active_jobs",
+    "test_task_lifecycle",
+    "test_update_task_with_stale_version_conflicts",
+    "test_list_tasks_include_archived",
+    "test_archive_job_moves_its_tasks",
+    "test_load_active",
+    "test_dirty_marks_returned_once",
+    "test_kill_requests",
+    "test_claim_epoch",
+    "test_stale_epoch_writes_refused",
+    "test_newer_epoch_writes_accepted",
+    "test_meta",
+    "test_second_handle_sees_writes",
+]
+
+
+@pytest.fixture
+def store(store_factory: Callable[[], JobStore]) -> Iterator[JobStore]:
+    s = store_factory()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def make_job(group_sequence: str = "", app: str = "app", job_id: str | None = None) -> Job:
+    return Job(
+        id=job_id or str(uuid.uuid4()),
+        jobDescriptor=JobDescriptor(
+            owner=Owner(teamEmail="team@example.com"),
+            applicationName=app,
+            jobGroupInfo=JobGroupInfo(stack="main", detail="d", sequence=group_sequence),
+            container=Container(image=Image(name="titus/busybox", tag="latest")),
+            batch=BatchJobSpec(size=1),
+        ),
+        status=JobStatus(state=JobState.ACCEPTED),
+    )
+
+
+def make_task(job: Job, index: int = 0) -> Task:
+    tid = str(uuid.uuid4())
+    return Task(
+        id=tid,
+        jobId=job.id,
+        originalId=tid,
+        status=TaskStatus(state=TaskState.ACCEPTED),
+        taskContext={"task.index": str(index)},
+    )
+
+
+def finish(job: Job) -> Job:
+    return job.with_status(JobState.FINISHED)
+
+
+# ---- jobs ---------------------------------------------------------------------------------
+def test_create_and_get_job(store: JobStore) -> None:
+    job = make_job()
+    created = store.create_job(job)
+    assert created.version == 1
+    got = store.get_job(job.id)
+    assert got is not None
+    assert got.id == job.id
+    assert got.version == 1
+    assert got.jobDescriptor == job.jobDescriptor
+    assert got.status.state == JobState.ACCEPTED
+
+
+def test_get_unknown_job_and_task_is_none(store: JobStore) -> None:
+    assert store.get_job("no-such-job") is None
+    assert store.get_task("no-such-task") is None
+
+
+def test_create_job_with_first_tasks(store: JobStore) -> None:
+    job = make_job()
+    tasks = [make_task(job, i) for i in range(3)]
+    store.create_job(job, tasks)
+    listed = store.list_tasks(job.id)
+    assert sorted(t.id for t in listed) == sorted(t.id for t in tasks)
+    assert all(t.version == 1 for t in listed)
+    got = store.get_task(tasks[1].id)
+    assert got is not None and got.index == 1
+
+
+def test_create_existing_job_id_conflicts(store: JobStore) -> None:
+    job = make_job()
+    store.create_job(job)
+    with pytest.raises(Conflict):
+        store.create_job(job)
+
+
+def test_archived_job_still_readable(store: JobStore) -> None:
+    job = store.create_job(make_job())
+    done = store.update_job(finish(job))
+    store.archive_job(done)
+    got = store.get_job(job.id)
+    assert got is not None
+    assert got.status.state == JobState.FINISHED
+    assert job.id not in {j.id for j in store.list_active_jobs()}
+    assert store.count_active_jobs() == 0
+
+
+def test_group_name_unique_among_active_jobs(store: JobStore) -> None:
+    first = store.create_job(make_job("v001"))
+    with pytest.raises(GroupNameTaken) as info:
+        store.create_job(make_job("v001"))
+    message = str(info.value)
+    assert "job with group sequence" in message
+    assert "exists" in message
+    assert first.id in message
+    assert info.value.job_id == first.id
+    # Another sequence, or another application, is a different name.
+    store.create_job(make_job("v002"))
+    store.create_job(make_job("v001", app="other"))
+    # Jobs without a sequence have no group name and never collide.
+    store.create_job(make_job(""))
+    store.create_job(make_job(""))
+    assert store.count_active_jobs() == 5
+
+
+def test_group_name_freed_after_archive(store: JobStore) -> None:
+    first = store.create_job(make_job("v001"))
+    store.archive_job(finish(first))
+    second = store.create_job(make_job("v001"))
+    assert store.get_job(second.id) is not None
+    with pytest.raises(GroupNameTaken) as info:
+        store.create_job(make_job("v001"))
+    assert second.id in str(info.value)
+
+
+def _race_once(stores: list[JobStore], name: str) -> tuple[list[str], list[BaseException]]:
+    barrier = threading.Barrier(len(stores))
+    won: list[str] = []
+    lost: list[BaseException] = []
+
+    def create(s: JobStore) -> None:
+        job = make_job(name)
+        barrier.wait()
+        try:
+            s.create_job(job)
+            won.append(job.id)
+        except GroupNameTaken as e:
+            lost.append(e)
+
+    threads = [threading.Thread(target=create, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return won, lost
+
+
+def test_racing_creates_for_one_group_name(store_factory: Callable[[], JobStore]) -> None:
+    """Two API processes creating the same job group at the same time: never both win."""
+    for round_ in range(5):
+        stores = [store_factory() for _ in range(2)]
+        try:
+            won, lost = _race_once(stores, f"race{round_}")
+        finally:
+            for s in stores:
+                s.close()
+        assert len(won) == 1, f"round {round_}: {len(won)} creates succeeded"
+        assert len(lost) == 1
+
+
+def test_update_job_versions(store: JobStore) -> None:
+    job = store.create_job(make_job())
+    v2 = store.update_job(job.with_status(JobState.KILL_INITIATED))
+    assert v2.version == 2
+    got = store.get_job(job.id)
+    assert got is not None
+    assert got.version == 2
+    assert got.status.state == JobState.KILL_INITIATED
+    assert [s.state for s in got.statusHistory] == [JobState.ACCEPTED]
+
+
+def test_update_job_with_stale_version_conflicts(store: JobStore) -> None:
+    job = store.create_job(make_job())
+    store.update_job(job.with_status(JobState.KILL_INITIATED))
+    with pytest.raises(Conflict):
+        store.update_job(job.with_status(JobState.FINISHED))
+    got = store.get_job(job.id)
+    assert got is not None and got.status.state == JobState.KILL_INITIATED
+
+
+def test_count_and_list_active_jobs(store: JobStore) -> None:
+    jobs = [store.create_job(make_job()) for _ in range(7)]
+    assert store.count_active_jobs() == 7
+    assert {j.id for j in store.list_active_jobs()} == {j.id for j in jobs}
+    store.archive_job(finish(jobs[0]))
+    assert store.count_active_jobs() == 6
+
+
+# ---- tasks --------------------------------------------------------------------------------
+def test_task_lifecycle(store: JobStore) -> None:
+    job = store.create_job(make_job())
+    task = store.create_task(make_task(job))
+    assert task.version == 1
+    with pytest.raises(Conflict):
+        store.create_task(task)
+    launched = store.update_task(task.with_status(TaskState.LAUNCHED))
+    assert launched.version == 2
+    got = store.get_task(task.id)
+    assert got is not None and got.state == TaskState.LAUNCHED and got.version == 2
+    assert [t.id for t in store.list_tasks(job.id)] == [task.id]
+    done = store.update_task(launched.with_status(TaskState.FINISHED, "failed", "exit 3"))
+    store.archive_task(done)
+    assert store.list_tasks(job.id) == []
+    archived = store.get_task(task.id)
+    assert archived is not None
+    assert archived.state == TaskState.FINISHED
+    assert archived.status.reasonMessage == "exit 3"
+    assert task.id not in {t.id for t in store.list_active_tasks()}
+
+
+def test_update_task_with_stale_version_conflicts(store: JobStore) -> None:
+    job = store.create_job(make_job())
+    task = store.create_task(make_task(job))
+    store.update_task(task.with_status(TaskState.LAUNCHED))
+    with pytest.raises(Conflict):
+        store.update_task(task.with_status(TaskState.STARTED))
+    got = store.get_task(task.id)
+    assert got is not None and got.state == TaskState.LAUNCHED
+
+
+def test_list_tasks_include_archived(store: JobStore) -> None:
+    job = store.create_job(make_job())
+    old = store.create_task(make_task(job, 0))
+    store.archive_task(old.with_status(TaskState.FINISHED, "failed"))
+    new = store.create_task(make_task(job, 0))
+    assert [t.id for t in store.list_tasks(job.id)] == [new.id]
+    both = store.list_tasks(job.id, include_archived=True)
+    assert sorted(t.id for t in both) == sorted([old.id, new.id])
+
+
+def test_archive_job_moves_its_tasks(store: JobStore) -> None:
+    job = store.create_job(make_job())
+    tasks = [store.create_task(make_task(job, i)) for i in range(3)]
+    other = store.create_job(make_job())
+    other_task = store.create_task(make_task(other))
+    store.archive_job(finish(job))
+    assert store.list_tasks(job.id) == []
+    assert {t.id for t in store.list_tasks(job.id, include_archived=True)} == {t.id for t in tasks}
+    assert all(store.get_task(t.id) is not None for t in tasks)
+    assert {t.id for t in store.list_active_tasks()} == {other_task.id}
+
+
+def test_load_active(store: JobStore) -> None:
+    jobs = [store.create_job(make_job()) for _ in range(5)]
+    tasks = [store.create_task(make_task(j, i)) for j in jobs for i in range(4)]
+    store.archive_job(finish(jobs[0]))
+    gone = store.create_task(make_task(jobs[1], 9))
+    store.archive_task(gone)
+    state = store.load_active()
+    assert {j.id for j in state.jobs} == {j.id for j in jobs[1:]}
+    assert {t.id for t in state.tasks} == {t.id for t in tasks if t.jobId != jobs[0].id}
+    assert {t.id for t in store.list_active_tasks()} == {t.id for t in state.tasks}
+
+
+# ---- the API's requests to the master -------------------------------------------------------
+def test_dirty_marks_returned_once(store: JobStore) -> None:
+    assert store.take_dirty() == []
+    store.mark_dirty("a")
+    store.mark_dirty("b")
+    store.mark_dirty("a")
+    assert sorted(store.take_dirty()) == ["a", "b"]
+    assert store.take_dirty() == []
+    store.mark_dirty("c")
+    assert store.take_dirty() == ["c"]
+    assert store.take_dirty() == []
+
+
+def test_kill_requests(store: JobStore) -> None:
+    job = store.create_job(make_job())
+    t1, t2 = (store.create_task(make_task(job, i)) for i in range(2))
+    store.take_dirty()
+    r1 = KillRequest(job.id, t1.id, shrink=True, reason="killed", message="by user")
+    store.add_kill_request(r1)
+    store.add_kill_request(KillRequest(job.id, t2.id))
+    assert job.id in store.take_dirty(), "a kill request wakes the master for its job"
+    listed = {r.task_id: r for r in store.list_kill_requests(job.id)}
+    assert set(listed) == {t1.id, t2.id}
+    assert listed[t1.id] == r1
+    store.delete_kill_request(r1)
+    assert [r.task_id for r in store.list_kill_requests(job.id)] == [t2.id]
+    assert store.list_kill_requests("other-job") == []
+
+
+# ---- leadership fencing -------------------------------------------------------------------
+def test_claim_epoch(store: JobStore) -> None:
+    assert store.current_epoch() == 0
+    store.claim_epoch(3)
+    assert store.current_epoch() == 3
+    store.claim_epoch(3)  # the same leader claiming again is fine
+    store.claim_epoch(5)
+    assert store.current_epoch() == 5
+    with pytest.raises(StaleEpoch):
+        store.claim_epoch(4)
+    assert store.current_epoch() == 5
+
+
+def test_stale_epoch_writes_refused(store: JobStore) -> None:
+    job = store.create_job(make_job())
+    task = store.create_task(make_task(job), epoch=1)
+    store.claim_epoch(2)
+    with pytest.raises(StaleEpoch):
+        store.update_job(job.with_status(JobState.KILL_INITIATED), epoch=1)
+    with pytest.raises(StaleEpoch):
+        store.create_task(make_task(job, 1), epoch=1)
+    with pytest.raises(StaleEpoch):
+        store.update_task(task.with_status(TaskState.LAUNCHED), epoch=1)
+    with pytest.raises(StaleEpoch):
+        store.archive_task(task.with_status(TaskState.FINISHED), epoch=1)
+    with pytest.raises(StaleEpoch):
+        store.archive_job(finish(job), epoch=1)
+    store.add_kill_request(KillRequest(job.id, task.id))
+    with pytest.raises(StaleEpoch):
+        store.delete_kill_request(KillRequest(job.id, task.id), epoch=1)
+    with pytest.raises(StaleEpoch):
+        store.set_meta("framework", "old", epoch=1)
+    # Nothing the deposed leader tried was written.
+    got_job = store.get_job(job.id)
+    assert got_job is not None and got_job.version == 1
+    assert got_job.status.state == JobState.ACCEPTED
+    assert [t.id for t in store.list_tasks(job.id)] == [task.id]
+    got_task = store.get_task(task.id)
+    assert got_task is not None and got_task.state == TaskState.ACCEPTED
+    assert len(store.list_kill_requests(job.id)) == 1
+    assert store.get_meta("framework") is None
+
+
+def test_newer_epoch_writes_accepted(store: JobStore) -> None:
+    job = store.create_job(make_job())
+    store.claim_epoch(2)
+    task = store.create_task(make_task(job), epoch=2)
+    task = store.update_task(task.with_status(TaskState.LAUNCHED), epoch=2)
+    job = store.update_job(job.with_status(JobState.KILL_INITIATED), epoch=3)
+    store.set_meta("framework", "f-1", epoch=3)
+    assert store.get_meta("framework") == "f-1"
+    store.archive_job(finish(job), epoch=3)
+    got = store.get_job(job.id)
+    assert got is not None and got.status.state == JobState.FINISHED
+    assert store.get_task(task.id) is not None
+
+
+def test_meta(store: JobStore) -> None:
+    assert store.get_meta("framework-id") is None
+    store.set_meta("framework-id", "abc")
+    assert store.get_meta("framework-id") == "abc"
+    store.set_meta("framework-id", "def")
+    assert store.get_meta("framework-id") == "def"
+
+
+def test_second_handle_sees_writes(store_factory: Callable[[], JobStore]) -> None:
+    """The API and the master open the store separately; each sees the other's writes."""
+    a, b = store_factory(), store_factory()
+    try:
+        job = a.create_job(make_job("v001"))
+        got = b.get_job(job.id)
+        assert got is not None and got.version == 1
+        b.update_job(got.with_status(JobState.KILL_INITIATED))
+        with pytest.raises(Conflict):
+            a.update_job(job.with_status(JobState.FINISHED))
+        with pytest.raises(GroupNameTaken):
+            b.create_job(make_job("v001"))
+    finally:
+        a.close()
+        b.close()

@@ -115,6 +115,9 @@ start_engine() {
     rm -f "$PID_FILE"
   fi
   rm -f "$SOCK_PATH"
+  # containers inherit the engine's file limit as their ceiling (a user namespace cannot
+  # raise it): give the engine a high one, as a systemd unit with LimitNOFILE would
+  ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
   log "starting dockerd (storage driver $driver) on $DOCKER_HOST_URL; log $LOG_FILE"
   setsid dockerd \
     -H "$DOCKER_HOST_URL" \

@@ -1,0 +1,78 @@
+"""What this host offers and how it describes itself to the master.
+
+Resources come from settings when set, else from the machine: all its cores, 80% of its
+memory (the rest stays for the host, the engine and the agent).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from titus.coord.base import AgentInfo
+from titus.settings import Settings
+
+MEMORY_SHARE = 0.8
+DEFAULT_IP_SLOTS = 32
+DEFAULT_MACHINE_GROUP = "default"
+
+
+def machine_memory_mb() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024))
+
+
+def agent_id(settings: Settings) -> str:
+    return settings.agent_id or socket.gethostname()
+
+
+def resources(settings: Settings) -> dict[str, float]:
+    cpu = settings.agent_cpu or float(os.cpu_count() or 1)
+    memory = settings.agent_memory_mb or int(machine_memory_mb() * MEMORY_SHARE)
+    return {
+        "cpu": float(cpu),
+        "memoryMB": float(memory),
+        "diskMB": float(settings.agent_disk_mb),
+        "networkMbps": float(settings.agent_network_mbps),
+        "gpu": float(getattr(settings, "agent_gpu", 0)),
+        "ipSlots": float(getattr(settings, "agent_ip_slots", DEFAULT_IP_SLOTS)),
+    }
+
+
+def attributes(settings: Settings) -> dict[str, str]:
+    return {
+        "host": socket.gethostname(),
+        "zone": settings.agent_zone,
+        "region": settings.agent_region,
+        "itype": settings.agent_instance_type,
+        "instanceId": agent_id(settings),
+        "machineGroup": str(getattr(settings, "agent_machine_group", DEFAULT_MACHINE_GROUP)),
+    }
+
+
+def agent_info(settings: Settings) -> AgentInfo:
+    return AgentInfo(
+        id=agent_id(settings),
+        address=f"http://{settings.agent_host}:{settings.agent_port}",
+        resources=resources(settings),
+        attributes=attributes(settings),
+    )
+
+
+def task_context(info: AgentInfo) -> dict[str, str]:
+    """The `agent.*` part of every task report from this host."""
+    a = info.attributes
+    return {
+        "agent.id": info.id,
+        "agent.host": a.get("host", ""),
+        "agent.zone": a.get("zone", ""),
+        "agent.region": a.get("region", ""),
+        "agent.instanceId": a.get("instanceId", ""),
+        "agent.itype": a.get("itype", ""),
+    }

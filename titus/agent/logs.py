@@ -1,0 +1,203 @@
+"""Task output as files on the host: `<logs_path>/<taskId>/stdout` and `.../stderr`.
+
+The files outlive the container (a finished or failed task's output is what its owner
+looks at first), so the agent copies the engine's output into them while the task runs,
+one thread per stream. Readers take byte ranges, or follow a file while its task runs.
+
+After an agent restart the engine replays a container's output from the start; the bytes
+already in the file are skipped, so nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import docker
+
+from titus.agent.hooks import TaskContext
+
+log = logging.getLogger(__name__)
+
+STREAMS = ("stdout", "stderr")
+FOLLOW_POLL_SEC = 0.2
+READ_CHUNK = 64 * 1024
+
+
+class LogFiles:
+    """Where task output lives, and reading it."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def task_dir(self, task_id: str) -> Path:
+        if not task_id or "/" in task_id or task_id in (".", ".."):
+            raise ValueError(f"bad task id {task_id!r}")
+        return self.root / task_id
+
+    def path(self, task_id: str, stream: str) -> Path:
+        if stream not in STREAMS:
+            raise ValueError(f"stream must be one of {', '.join(STREAMS)}")
+        return self.task_dir(task_id) / stream
+
+    def exists(self, task_id: str) -> bool:
+        try:
+            return self.task_dir(task_id).is_dir()
+        except ValueError:
+            return False
+
+    def read(self, task_id: str, stream: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Bytes [offset, offset+length) of a stream; fewer at its end; b"" past it."""
+        path = self.path(task_id, stream)
+        if not path.exists():
+            return b""
+        with path.open("rb") as f:
+            f.seek(max(0, offset))
+            return f.read(-1 if length is None else max(0, length))
+
+    def follow(
+        self,
+        task_id: str,
+        stream: str,
+        offset: int,
+        running: Callable[[], bool],
+        length: int | None = None,
+    ) -> Iterator[bytes]:
+        """Chunks from `offset` on, waiting for more while `running()` is true.
+
+        Ends when the task has ended and the file is read to its end, or after `length`
+        bytes.
+        """
+        path = self.path(task_id, stream)
+        pos = max(0, offset)
+        left = length
+        while True:
+            alive = running()  # asked before reading, so the last bytes are never missed
+            data = b""
+            if path.exists():
+                with path.open("rb") as f:
+                    f.seek(pos)
+                    data = f.read(READ_CHUNK if left is None else min(READ_CHUNK, left))
+            if data:
+                pos += len(data)
+                if left is not None:
+                    left -= len(data)
+                yield data
+                if left == 0:
+                    return
+                continue
+            if not alive:
+                return
+            time.sleep(FOLLOW_POLL_SEC)
+
+
+class LogCopier:
+    """Copies one container stream into its file, in a thread, until the container ends."""
+
+    def __init__(self, client: docker.DockerClient, container_id: str, stream: str, path: Path):
+        self.client = client
+        self.container_id = container_id
+        self.stream = stream
+        self.path = path
+        self.thread = threading.Thread(
+            target=self._run, name=f"logs-{container_id[:12]}-{stream}", daemon=True
+        )
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Write nothing more, from the moment this returns (the agent is going away)."""
+        with self._lock:
+            self._stopped = True
+
+    def join(self, timeout: float) -> None:
+        self.thread.join(timeout)
+
+    def _run(self) -> None:
+        skip = self.path.stat().st_size if self.path.exists() else 0
+        try:
+            chunks = self.client.api.logs(
+                self.container_id,
+                stdout=self.stream == "stdout",
+                stderr=self.stream == "stderr",
+                stream=True,
+                follow=True,
+            )
+            with self.path.open("ab") as out:
+                for chunk in chunks:
+                    if skip:
+                        if len(chunk) <= skip:
+                            skip -= len(chunk)
+                            continue
+                        chunk, skip = chunk[skip:], 0
+                    with self._lock:
+                        if self._stopped:
+                            return
+                        out.write(chunk)
+                        out.flush()
+        except docker.errors.NotFound:
+            pass
+        except Exception:
+            log.exception("copying %s of container %s failed", self.stream, self.container_id)
+
+
+class LogsHook:
+    """Set up: the task's log files exist (empty) before anything runs, so readers and
+    failed launches always have them. Teardown leaves them: they outlive the task."""
+
+    name = "logs"
+
+    def setup(self, ctx: TaskContext) -> None:
+        ctx.log_dir.mkdir(parents=True, exist_ok=True)
+        for stream in STREAMS:
+            (ctx.log_dir / stream).touch()
+
+    def adopt(self, ctx: TaskContext) -> None:
+        self.setup(ctx)
+
+    def release(self, ctx: TaskContext) -> None:
+        pass
+
+    def teardown(self, ctx: TaskContext) -> None:
+        pass
+
+
+class LogFollowHook:
+    """Copies the container's stdout and stderr into the task's files while it runs.
+
+    Teardown waits (bounded) until the copies have drained, so a finished task's files
+    hold all of its output by the time its end is reported.
+    """
+
+    name = "log-follow"
+
+    def __init__(self, client: docker.DockerClient, drain_timeout_sec: float = 10.0):
+        self.client = client
+        self.drain_timeout_sec = drain_timeout_sec
+
+    def setup(self, ctx: TaskContext) -> None:
+        if not ctx.container_id:
+            return
+        copiers = [LogCopier(self.client, ctx.container_id, s, ctx.log_dir / s) for s in STREAMS]
+        for c in copiers:
+            c.start()
+        ctx.values["log_copiers"] = copiers
+
+    def adopt(self, ctx: TaskContext) -> None:
+        self.setup(ctx)
+
+    def release(self, ctx: TaskContext) -> None:
+        for c in ctx.values.pop("log_copiers", []):
+            c.stop()
+
+    def teardown(self, ctx: TaskContext) -> None:
+        copiers: list[LogCopier] = ctx.values.pop("log_copiers", [])
+        deadline = time.monotonic() + self.drain_timeout_sec
+        for c in copiers:
+            c.join(max(0.0, deadline - time.monotonic()))

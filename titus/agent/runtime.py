@@ -1,0 +1,319 @@
+"""Tasks as Docker containers, through the Docker SDK.
+
+One container per task, named `titus-<taskId>` and labelled with its task, job and agent,
+so an agent that restarts finds its containers again from the engine alone. The task's
+full spec rides along in a label for the same reason.
+
+Isolation is the engine's: CPU shares and a CFS quota, a hard memory limit without swap,
+a pids limit, a file-descriptor limit, no new privileges, every capability dropped but a
+small set, and a disk quota where the storage driver enforces one (btrfs, zfs). Where it
+cannot (overlay2 on ext4 refuses `size=`), disk is measured, not enforced, and the agent
+says so once at start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.models.containers import Container
+
+from titus.agent.hooks import LaunchError, TaskContext
+from titus.model.launch import TaskSpec
+from titus.model.states import Reason
+
+log = logging.getLogger(__name__)
+
+LABEL_TASK = "titus.task.id"
+LABEL_JOB = "titus.job.id"
+LABEL_AGENT = "titus.agent.id"
+LABEL_SPEC = "titus.task.spec"
+
+CPU_PERIOD_US = 100_000
+SHARES_PER_CPU = 1024
+
+# Capabilities a task keeps after `cap_drop=ALL`: enough for ordinary programs that start
+# as root to change owners and users of their own files, signal their own processes and
+# bind ports below 1024; not enough to mount, trace, load modules or touch the network
+# stack (no NET_ADMIN, NET_RAW, SYS_ADMIN, SYS_PTRACE, MKNOD).
+DEFAULT_CAP_ADD: tuple[str, ...] = (
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "NET_BIND_SERVICE",
+)
+
+_QUOTA_DRIVERS = frozenset({"btrfs", "zfs"})
+
+
+@dataclass
+class RuntimeConfig:
+    """Limits every container gets beyond what its job asks for. All have sane defaults."""
+
+    pids_limit: int = 4096
+    # Must not exceed the engine's own hard limit, which a container cannot raise (it
+    # runs in a user namespace); scripts/docker-engine.sh raises the engine's where it can.
+    nofile_soft: int = 16_384
+    nofile_hard: int = 16_384
+    default_shm_mb: int = 64
+    cap_add: tuple[str, ...] = DEFAULT_CAP_ADD
+    # No registry is reachable on these hosts: a missing image is the job's error, at once.
+    pull_missing_images: bool = False
+    # Bound the engine's own copy of a task's output (the agent keeps the full files).
+    engine_log_max_size: str = "64m"
+    engine_log_max_files: int = 2
+    extra_labels: dict[str, str] = field(default_factory=dict)
+
+
+def docker_client(url: str = "", timeout: int = 60) -> docker.DockerClient:
+    """A client for `url`, or for the environment's DOCKER_HOST when `url` is empty.
+
+    The pool is large because each running task holds connections for following its logs.
+    """
+    base_url = url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    return docker.DockerClient(base_url=base_url, version="auto", timeout=timeout, max_pool_size=64)
+
+
+def is_engine_error(exc: BaseException) -> bool:
+    """True for failures of the engine or the way to it (not of the task)."""
+    if isinstance(exc, docker.errors.APIError):
+        return exc.is_server_error() or exc.status_code is None
+    return isinstance(exc, requests.exceptions.RequestException | ConnectionError | OSError)
+
+
+def exit_outcome(state: dict[str, Any], memory_mb: int) -> tuple[Reason, str, int]:
+    """How a container's end reads to its owner: (reason, message, exit code)."""
+    code = int(state.get("ExitCode", -1))
+    if state.get("OOMKilled"):
+        return (
+            Reason.FAILED,
+            f"killed for exceeding its memory limit of {memory_mb} MB (exit code {code})",
+            code,
+        )
+    if code == 0:
+        return Reason.NORMAL, "exited with code 0", 0
+    error = state.get("Error") or ""
+    message = f"exited with code {code}" + (f": {error}" if error else "")
+    return Reason.FAILED, message, code
+
+
+# The engine answers 500 when a container's own command cannot run; that is the job's
+# fault, not the platform's.
+_JOB_START_ERRORS = (
+    "executable file not found",
+    "no such file or directory",
+    "permission denied",
+    "exec format error",
+)
+
+
+def start_failure_reason(exc: docker.errors.APIError) -> Reason | None:
+    """The reason a failed container start finishes its task with; None: engine trouble."""
+    if exc.is_client_error():
+        return Reason.INVALID_REQUEST
+    text = str(exc.explanation or "").lower()
+    if any(marker in text for marker in _JOB_START_ERRORS):
+        return Reason.FAILED
+    return None
+
+
+class DockerRuntime:
+    """The agent's view of its Docker engine."""
+
+    def __init__(self, client: docker.DockerClient, config: RuntimeConfig | None = None):
+        self.client = client
+        self.config = config or RuntimeConfig()
+        self.storage_driver = ""
+        self.disk_enforced = False
+
+    def detect(self) -> None:
+        """Ask the engine what it can enforce; say how disk limits will be handled."""
+        info = self.client.info()
+        self.storage_driver = str(info.get("Driver", ""))
+        self.disk_enforced = self.storage_driver in _QUOTA_DRIVERS
+        if self.disk_enforced:
+            log.info("disk limits enforced by the %s storage driver", self.storage_driver)
+        else:
+            log.warning(
+                "storage driver %s cannot enforce disk quotas: disk is measured, not enforced",
+                self.storage_driver,
+            )
+
+    @staticmethod
+    def container_name(task_id: str) -> str:
+        return f"titus-{task_id}"
+
+    def ensure_image(self, reference: str) -> None:
+        try:
+            self.client.images.get(reference)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        if not self.config.pull_missing_images:
+            raise LaunchError(Reason.INVALID_REQUEST, f"image {reference} not found on host")
+        try:
+            self.client.images.pull(reference)
+        except docker.errors.NotFound as e:
+            raise LaunchError(Reason.INVALID_REQUEST, f"image {reference} not found") from e
+
+    def create_kwargs(self, spec: TaskSpec, agent_id: str) -> dict[str, Any]:
+        """Everything `containers.create` gets for a task: its command, env and limits."""
+        c = spec.container
+        r = c.resources
+        cfg = self.config
+        command = list(c.entryPoint) + list(c.command)
+        memory = f"{r.memoryMB}m"
+        labels = {
+            **cfg.extra_labels,
+            LABEL_TASK: spec.taskId,
+            LABEL_JOB: spec.jobId,
+            LABEL_AGENT: agent_id,
+            LABEL_SPEC: spec.model_dump_json(by_alias=True, exclude_none=True),
+        }
+        env = {
+            **c.env,
+            "TITUS_TASK_ID": spec.taskId,
+            "TITUS_JOB_ID": spec.jobId,
+            "TITUS_TASK_INDEX": str(spec.taskIndex),
+        }
+        kwargs: dict[str, Any] = {
+            "image": c.image.reference(),
+            "command": command or None,
+            "name": self.container_name(spec.taskId),
+            "environment": env,
+            "labels": labels,
+            "init": True,
+            "detach": True,
+            "cpu_shares": max(2, int(r.cpu * SHARES_PER_CPU)),
+            "cpu_period": CPU_PERIOD_US,
+            "cpu_quota": max(1000, int(r.cpu * CPU_PERIOD_US)),
+            "mem_limit": memory,
+            "memswap_limit": memory,
+            "shm_size": f"{r.shmSizeMB or cfg.default_shm_mb}m",
+            "pids_limit": cfg.pids_limit,
+            "ulimits": [
+                docker.types.Ulimit(name="nofile", soft=cfg.nofile_soft, hard=cfg.nofile_hard)
+            ],
+            "security_opt": ["no-new-privileges"],
+            "cap_drop": ["ALL"],
+            "cap_add": list(cfg.cap_add),
+            "log_config": docker.types.LogConfig(
+                type="json-file",
+                config={
+                    "max-size": cfg.engine_log_max_size,
+                    "max-file": str(cfg.engine_log_max_files),
+                },
+            ),
+        }
+        if not command:
+            # an imported image has no default command: say so instead of an engine error
+            kwargs.pop("command")
+        if self.disk_enforced and r.diskMB:
+            kwargs["storage_opt"] = {"size": f"{r.diskMB}M"}
+        return kwargs
+
+    def create(self, spec: TaskSpec, agent_id: str) -> Container:
+        try:
+            return self.client.containers.create(**self.create_kwargs(spec, agent_id))
+        except docker.errors.ImageNotFound as e:
+            ref = spec.container.image.reference()
+            raise LaunchError(Reason.INVALID_REQUEST, f"image {ref} not found on host") from e
+        except docker.errors.APIError as e:
+            if e.is_client_error() and e.status_code != 409:
+                raise LaunchError(
+                    Reason.INVALID_REQUEST, f"container refused: {e.explanation}"
+                ) from e
+            raise
+
+    def get(self, container_id: str) -> Container | None:
+        try:
+            return self.client.containers.get(container_id)
+        except docker.errors.NotFound:
+            return None
+
+    def stop(self, container_id: str, grace_sec: float) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.api.stop(container_id, timeout=max(0, int(round(grace_sec))))
+
+    def remove(self, container_id: str) -> None:
+        try:
+            self.client.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as e:
+            if e.status_code != 409:  # 409: removal already in progress
+                raise
+
+    def task_containers(self) -> list[Container]:
+        """Every container on this engine that belongs to some titus task, running or not."""
+        return list(self.client.containers.list(all=True, filters={"label": LABEL_TASK}))
+
+    def die_events(self) -> Iterator[dict[str, Any]]:
+        """The engine's `die` events for task containers; close() the result to stop."""
+        return self.client.events(  # type: ignore[no-any-return]
+            decode=True,
+            filters={"type": "container", "event": ["die"], "label": [LABEL_TASK]},
+        )
+
+
+class ContainerHook:
+    """The task's container: create and start it; remove it when the task ends."""
+
+    name = "container"
+
+    def __init__(self, runtime: DockerRuntime):
+        self.runtime = runtime
+
+    def setup(self, ctx: TaskContext) -> None:
+        rt = self.runtime
+        rt.ensure_image(ctx.spec.container.image.reference())
+        container = rt.create(ctx.spec, ctx.agent_id)
+        ctx.container_id = container.id
+        try:
+            container.start()
+            container.reload()
+        except BaseException as e:
+            self.teardown(ctx)
+            if isinstance(e, docker.errors.APIError):
+                reason = start_failure_reason(e)
+                if reason is not None:
+                    raise LaunchError(reason, f"container did not start: {e.explanation}") from e
+            raise
+        self._describe(ctx, container)
+
+    def adopt(self, ctx: TaskContext) -> None:
+        if ctx.container_id:
+            container = self.runtime.get(ctx.container_id)
+            if container is not None:
+                self._describe(ctx, container)
+
+    def release(self, ctx: TaskContext) -> None:
+        pass
+
+    def teardown(self, ctx: TaskContext) -> None:
+        if ctx.container_id:
+            self.runtime.remove(ctx.container_id)
+
+    @staticmethod
+    def _describe(ctx: TaskContext, container: Container) -> None:
+        assert container.id is not None
+        ctx.context["task.containerId"] = container.id
+        networks = container.attrs.get("NetworkSettings", {}).get("Networks") or {}
+        for net in networks.values():
+            if net.get("IPAddress"):
+                ctx.context["task.containerIp"] = net["IPAddress"]
+                break
+        started = container.attrs.get("State", {}).get("StartedAt")
+        if started:
+            ctx.values["started_at"] = started

@@ -1,0 +1,104 @@
+"""The agent's HTTP API, which the master's direct cluster driver talks to.
+
+The master pushes launches and kills and pulls task reports by long poll; owners (through
+the api) read task output. Every handler that touches Docker or waits runs on a worker
+thread, so one slow engine call or a long poll never stalls the others.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from titus.agent.daemon import MAX_POLL_WAIT_SEC, AgentDaemon
+from titus.agent.logs import STREAMS
+from titus.model.launch import TaskReportPage, TaskSpec
+
+MAX_LOG_READ = 16 * 1024 * 1024
+
+
+def create_agent_app(daemon: AgentDaemon) -> FastAPI:
+    app = FastAPI(title="titus agent", version="1")
+
+    @app.get("/v1/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "agentId": daemon.agent_id}
+
+    @app.post("/v1/tasks", status_code=202)
+    async def launch(spec: TaskSpec) -> dict[str, str]:
+        try:
+            await run_in_threadpool(daemon.launch, spec)
+        except ValueError as e:
+            raise HTTPException(400, str(e)) from e
+        except RuntimeError as e:
+            raise HTTPException(503, str(e)) from e
+        return {"taskId": spec.taskId}
+
+    @app.delete("/v1/tasks/{task_id}", status_code=202)
+    async def kill(task_id: str, reason: str = "killed", message: str = "") -> dict[str, str]:
+        if not await run_in_threadpool(daemon.kill, task_id, reason, message):
+            raise HTTPException(404, f"task {task_id} is not on this agent")
+        return {"taskId": task_id}
+
+    @app.post("/v1/tasks/{task_id}/ack")
+    def ack(task_id: str) -> dict[str, Any]:
+        return {"taskId": task_id, "acknowledged": daemon.ack(task_id)}
+
+    @app.get("/v1/tasks")
+    async def reports(
+        since: int = 0, wait: float = Query(0.0, ge=0.0, le=MAX_POLL_WAIT_SEC)
+    ) -> TaskReportPage:
+        return await run_in_threadpool(daemon.reports, since, wait)
+
+    @app.get("/v1/tasks/{task_id}/logs")
+    def logs(
+        task_id: str,
+        stream: str = "stdout",
+        offset: int = Query(0, ge=0),
+        length: int | None = Query(None, ge=0, le=MAX_LOG_READ),
+        follow: bool = False,
+    ) -> Response:
+        if stream not in STREAMS:
+            raise HTTPException(400, f"stream must be one of {', '.join(STREAMS)}")
+        if not daemon.log_files.exists(task_id):
+            raise HTTPException(404, f"no logs for task {task_id} on this agent")
+        if follow:
+            chunks: Iterator[bytes] = daemon.log_files.follow(
+                task_id, stream, offset, lambda: daemon.is_running(task_id), length
+            )
+            return StreamingResponse(chunks, media_type="text/plain")
+        data = daemon.log_files.read(task_id, stream, offset, length or MAX_LOG_READ)
+        return Response(data, media_type="text/plain")
+
+    return app
+
+
+def run_agent_server(
+    daemon: AgentDaemon, host: str, port: int, background: bool = False
+) -> uvicorn.Server:
+    """Serve the agent's API with uvicorn.
+
+    `background=False` blocks until the server exits (signals stop it). With
+    `background=True` it runs in a thread (uvicorn installs no signal handlers outside the
+    main thread) and returns once listening; set `server.should_exit = True` to stop it.
+    """
+    config = uvicorn.Config(
+        create_agent_app(daemon), host=host, port=port, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    if not background:
+        server.run()
+        return server
+    thread = threading.Thread(target=server.run, name=f"agent-http-{port}", daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        threading.Event().wait(0.02)
+    if not server.started:
+        raise RuntimeError(f"agent server did not start on {host}:{port}")
+    return server

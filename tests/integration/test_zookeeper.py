@@ -1,0 +1,329 @@
+"""Coordination on a real ZooKeeper: election and failover, session loss, fencing of a
+deposed leader's writes, the agent registry and wake-ups."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `tests.*`
+
+from tests.support import zookeeper as zk_support  # noqa: E402
+from tests.support.zookeeper import (  # noqa: E402
+    TEST_SESSION_TIMEOUT,
+    ZkProxy,
+    expire_session,
+    wait_for,
+)
+from titus.coord.base import AgentInfo, Leadership  # noqa: E402
+from titus.coord.zookeeper import ZooKeeperCoordinator  # noqa: E402
+from titus.store.base import StaleEpoch  # noqa: E402
+from titus.store.sqlite import SqliteJobStore  # noqa: E402
+
+# the fixtures of tests/support/zookeeper.py, made visible to pytest in this module
+zookeeper = zk_support.zookeeper
+zk_root = zk_support.zk_root
+zk_coordinator = zk_support.zk_coordinator
+zk_proxy = zk_support.zk_proxy
+
+pytestmark = [pytest.mark.zookeeper, pytest.mark.timeout(60)]
+
+Factory = Callable[..., ZooKeeperCoordinator]
+
+
+class Campaign:
+    """A candidate campaigning in its own thread, as a master process does."""
+
+    def __init__(self, coordinator: ZooKeeperCoordinator, candidate_id: str, address: str):
+        self.coordinator = coordinator
+        self.stop = threading.Event()
+        self.done = threading.Event()
+        self.leadership: Leadership | None = None
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self.leadership = coordinator.campaign(candidate_id, address, self.stop)
+            except BaseException as exc:  # surfaced by result()
+                self.error = exc
+            finally:
+                self.done.set()
+
+        self.thread = threading.Thread(target=run, daemon=True, name=f"campaign-{candidate_id}")
+        self.thread.start()
+
+    def result(self, timeout: float = 15.0) -> Leadership | None:
+        assert self.done.wait(timeout), "campaign did not end"
+        if self.error is not None:
+            raise self.error
+        return self.leadership
+
+    def cancel(self) -> Leadership | None:
+        self.stop.set()
+        return self.result()
+
+
+def lead(coordinator: ZooKeeperCoordinator, candidate_id: str, address: str) -> Leadership:
+    leadership = Campaign(coordinator, candidate_id, address).result()
+    assert leadership is not None
+    assert leadership.can_act()
+    return leadership
+
+
+def agent(agent_id: str, **attributes: str) -> AgentInfo:
+    return AgentInfo(
+        id=agent_id,
+        address=f"http://127.0.0.1:7{len(agent_id)}00",
+        resources={"cpu": 4.0, "memoryMB": 8192.0},
+        attributes=dict(attributes),
+    )
+
+
+# ---- election ---------------------------------------------------------------------------
+
+
+def test_one_leads_and_the_other_takes_over_when_it_resigns(zk_coordinator: Factory) -> None:
+    a, b = zk_coordinator(), zk_coordinator()
+    first = lead(a, "master-a", "http://a:7001")
+    waiting = Campaign(b, "master-b", "http://b:7001")
+    assert not waiting.done.wait(0.5), "a second leader was elected while the first leads"
+    assert a.leader_address() == b.leader_address() == "http://a:7001"
+
+    a.resign(first)
+    second = waiting.result()
+    assert second is not None and second.can_act()
+    assert first.lost.is_set() and not first.can_act()
+    assert second.epoch > first.epoch
+    assert b.leader_address() == a.leader_address() == "http://b:7001"
+
+
+def test_leader_that_closes_is_replaced_at_once(zk_coordinator: Factory) -> None:
+    a, b = zk_coordinator(), zk_coordinator()
+    first = lead(a, "master-a", "http://a:7001")
+    waiting = Campaign(b, "master-b", "http://b:7001")
+    a.close()
+    second = waiting.result()
+    assert second is not None
+    assert second.epoch > first.epoch
+    assert first.lost.is_set()
+    assert b.leader_address() == "http://b:7001"
+
+
+def test_expired_session_deposes_the_leader(zookeeper: str, zk_coordinator: Factory) -> None:
+    a, b = zk_coordinator(), zk_coordinator()
+    first = lead(a, "master-a", "http://a:7001")
+    waiting = Campaign(b, "master-b", "http://b:7001")
+
+    expire_session(zookeeper, a.client)
+    wait_for(first.lost.is_set, what="the deposed leader to see its session lost")
+    assert not first.can_act()
+    second = waiting.result()
+    assert second is not None and second.epoch > first.epoch
+    assert a.leader_address() == "http://b:7001"
+
+    # with a new session the old leader campaigns again and leads after b, with a newer epoch
+    again = Campaign(a, "master-a", "http://a:7001")
+    assert not again.done.wait(0.3)
+    b.resign(second)
+    third = again.result()
+    assert third is not None and third.epoch > second.epoch
+
+
+def test_epochs_grow_over_many_elections(zk_coordinator: Factory) -> None:
+    coordinators = [zk_coordinator() for _ in range(3)]
+    epochs = []
+    for round_ in range(6):
+        coordinator = coordinators[round_ % 3]
+        leadership = lead(coordinator, f"master-{round_}", f"http://m{round_}:7001")
+        epochs.append(leadership.epoch)
+        coordinator.resign(leadership)
+    assert epochs == sorted(set(epochs))
+    assert coordinators[0].leader_epoch() == epochs[-1]
+
+
+def test_stopped_campaign_leaves_the_queue(zk_coordinator: Factory) -> None:
+    a, b, c = zk_coordinator(), zk_coordinator(), zk_coordinator()
+    first = lead(a, "master-a", "http://a:7001")
+    waiting = Campaign(b, "master-b", "http://b:7001")
+    assert not waiting.done.wait(0.3)
+    assert waiting.cancel() is None
+
+    # b left the queue: when a resigns, c (queued after b) is elected, not held up by b
+    later = Campaign(c, "master-c", "http://c:7001")
+    a.resign(first)
+    third = later.result()
+    assert third is not None and third.epoch > first.epoch
+    assert b.leader_address() == "http://c:7001"
+
+
+# ---- session handling -------------------------------------------------------------------
+
+
+def test_suspended_leader_stops_acting_and_resumes_on_reconnect(
+    zk_coordinator: Factory, zk_proxy: ZkProxy
+) -> None:
+    a = zk_coordinator(zk_proxy.hosts, session_timeout=4.0)
+    b = zk_coordinator()
+    leadership = lead(a, "master-a", "http://a:7001")
+    waiting = Campaign(b, "master-b", "http://b:7001")
+
+    zk_proxy.cut()
+    wait_for(lambda: not leadership.active.is_set(), what="the leader to be suspended")
+    assert not leadership.can_act()
+    assert not leadership.lost.is_set()
+
+    zk_proxy.restore()  # well within the session timeout: the session lives on
+    wait_for(leadership.active.is_set, what="the leader to act again after reconnecting")
+    assert leadership.can_act()
+    assert not waiting.done.is_set(), "b was elected although a's session survived"
+    assert b.leader_address() == "http://a:7001"
+    waiting.cancel()
+
+
+def test_leader_cut_off_for_a_session_timeout_steps_down(
+    zk_coordinator: Factory, zk_proxy: ZkProxy
+) -> None:
+    a = zk_coordinator(zk_proxy.hosts)
+    b = zk_coordinator()
+    first = lead(a, "master-a", "http://a:7001")
+    waiting = Campaign(b, "master-b", "http://b:7001")
+
+    zk_proxy.cut()
+    # the server expires a's session and elects b; a, still cut off, gives itself up
+    second = waiting.result(timeout=TEST_SESSION_TIMEOUT * 5)
+    assert second is not None and second.epoch > first.epoch
+    wait_for(first.lost.is_set, what="the cut-off leader to step down")
+    assert not first.can_act()
+
+    zk_proxy.restore()
+    again = Campaign(a, "master-a", "http://a:7001")
+    assert not again.done.wait(0.3), "the old leader took over from a live leader"
+    b.resign(second)
+    third = again.result()
+    assert third is not None and third.epoch > second.epoch
+
+
+# ---- fencing ------------------------------------------------------------------------------
+
+
+def test_deposed_leader_cannot_write_after_the_new_one_claimed(
+    zookeeper: str, zk_coordinator: Factory, tmp_path: Path
+) -> None:
+    store_a = SqliteJobStore(tmp_path / "titus.db")
+    store_b = SqliteJobStore(tmp_path / "titus.db")
+    a, b = zk_coordinator(), zk_coordinator()
+    old = lead(a, "master-a", "http://a:7001")
+    store_a.claim_epoch(old.epoch)
+    store_a.set_meta("owner", "a", epoch=old.epoch)
+    waiting = Campaign(b, "master-b", "http://b:7001")
+
+    expire_session(zookeeper, a.client)
+    new = waiting.result()
+    assert new is not None
+    store_b.claim_epoch(new.epoch)
+    store_b.set_meta("owner", "b", epoch=new.epoch)
+
+    # a has not necessarily noticed yet; the store refuses it either way
+    with pytest.raises(StaleEpoch):
+        store_a.set_meta("owner", "a", epoch=old.epoch)
+    with pytest.raises(StaleEpoch):
+        store_a.claim_epoch(old.epoch)
+    assert store_a.get_meta("owner") == "b"
+    assert store_a.current_epoch() == new.epoch
+    store_a.close()
+    store_b.close()
+
+
+# ---- agent registry ---------------------------------------------------------------------
+
+
+def test_agents_appear_update_and_vanish_with_their_session(zk_coordinator: Factory) -> None:
+    master, host1, host2 = zk_coordinator(), zk_coordinator(), zk_coordinator()
+    assert master.agents() == []
+    host1.register_agent(agent("agent-1", zone="us-east-1a"))
+    host2.register_agent(agent("agent-2", zone="us-east-1b"))
+    wait_for(lambda: [a.id for a in master.agents()] == ["agent-1", "agent-2"], what="agents")
+    assert master.agents()[0].attributes == {"zone": "us-east-1a"}
+
+    unhealthy = agent("agent-1", zone="us-east-1a")
+    unhealthy.healthy = False
+    unhealthy.health_reasons = ["docker not answering"]
+    host1.register_agent(unhealthy)
+    wait_for(lambda: not master.agents()[0].healthy, what="the health update")
+    assert master.agents()[0].health_reasons == ["docker not answering"]
+
+    host2.close()  # the agent's process ends: its node goes with its session
+    wait_for(lambda: [a.id for a in master.agents()] == ["agent-1"], what="agent-2 to vanish")
+
+    host1.unregister_agent("agent-1")
+    wait_for(lambda: master.agents() == [], what="agent-1 to be unregistered")
+
+
+def test_agent_is_republished_after_its_session_expires(
+    zookeeper: str, zk_coordinator: Factory
+) -> None:
+    master, host = zk_coordinator(), zk_coordinator()
+    host.register_agent(agent("agent-1"))
+    wait_for(lambda: [a.id for a in master.agents()] == ["agent-1"], what="agent-1")
+    old_session = host.client.client_id[0]
+
+    expire_session(zookeeper, host.client)
+
+    def session() -> int | None:
+        client_id = host.client.client_id  # None while it connects
+        return client_id[0] if client_id else None
+
+    wait_for(lambda: session() not in (None, old_session), what="a new session")
+
+    def republished() -> bool:
+        stat = host.client.exists(f"{host.root}/agents/agent-1")
+        return stat is not None and stat.ephemeralOwner == session()
+
+    wait_for(republished, what="agent-1 to be published again under the new session")
+    wait_for(lambda: [a.id for a in master.agents()] == ["agent-1"], what="agent-1 back")
+
+
+def test_a_restarted_agent_replaces_its_predecessor(zk_coordinator: Factory) -> None:
+    master, old, new = zk_coordinator(), zk_coordinator(), zk_coordinator()
+    old.register_agent(agent("agent-1", generation="1"))
+    new.register_agent(agent("agent-1", generation="2"))
+    wait_for(
+        lambda: [a.attributes.get("generation") for a in master.agents()] == ["2"],
+        what="the new process's agent info",
+    )
+    old.close()  # the old process's end does not remove the new one's node
+    assert new.client.exists(f"{new.root}/agents/agent-1") is not None
+    wait_for(lambda: len(master.agents()) == 1, what="agent-1 to stay")
+
+
+# ---- wake-ups -----------------------------------------------------------------------------
+
+
+def test_wake_from_the_api_reaches_the_master(zk_coordinator: Factory) -> None:
+    api, master = zk_coordinator(), zk_coordinator()
+    assert master.wait_wake(0.05) is False
+    api.wake()
+    assert master.wait_wake(10.0) is True
+    api.wake()
+    api.wake()
+    assert master.wait_wake(10.0) is True
+
+
+# ---- construction -------------------------------------------------------------------------
+
+
+def test_from_url(zookeeper: str, zk_root: str) -> None:
+    coordinator = ZooKeeperCoordinator.from_url(f"zk://{zookeeper}{zk_root}?session_timeout=3")
+    try:
+        assert coordinator.root == zk_root
+        assert coordinator.hosts == zookeeper
+        assert coordinator.session_timeout == 3.0
+        assert coordinator.leader_address() is None
+    finally:
+        coordinator.close()
+    with pytest.raises(ValueError, match="zk://"):
+        ZooKeeperCoordinator.from_url(f"http://{zookeeper}/titus")

@@ -73,8 +73,7 @@ def load_settings(**overrides: Any) -> Settings:
                 if line and not line.startswith("#") and "=" in line:
                     key, _, value = line.partition("=")
                     file_values[key.strip().lower().removeprefix("titus_")] = value.strip()
-    env_set = {name for name in Settings.model_fields if f"TITUS_{name.upper()}" in os.environ}
-    base = Settings()
-    values = {k: v for k, v in file_values.items() if k not in env_set}
+    # precedence: explicit overrides > environment > file > defaults
+    values = {k: v for k, v in file_values.items() if f"TITUS_{k.upper()}" not in os.environ}
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return base.model_copy(update=Settings(**{**base.model_dump(), **values}).model_dump())
+    return Settings(**values)

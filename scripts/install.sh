@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Make the project's virtualenv (.venv) with titus and what its tests need.
+#
+# Idempotent: when .venv exists and pyproject.toml has not changed since the last install,
+# it does nothing. Works on a brand-new Debian 12 with Python 3.11 (installs python3-venv
+# when the interpreter cannot make a virtualenv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+STAMP="$VENV/.installed"
+
+log() { echo "install: $*" >&2; }
+
+if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  log "installing python3-venv"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
+  log "installing titus and its test tools into $VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+  "$VENV/bin/python" -m pip install -q -e '.[test]'
+  echo "$want" > "$STAMP"
+fi
+if [ -x scripts/pymesos.sh ] || [ -f scripts/pymesos.sh ]; then
+  VENV="$VENV" bash scripts/pymesos.sh
+fi
+log "ready: $VENV/bin/titus"

@@ -1,0 +1,241 @@
+"""The `titus` command: run the platform's parts, and work with jobs and tasks.
+
+titus local                 the all-in-one platform (API, master, one agent)
+titus api | master | agent  one part each, for a cluster of processes
+titus job ... / task ...    a client of the REST API
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+from titus.cli.client import CommandError, add_commands
+from titus.cli.client import run as run_client
+from titus.settings import Settings, load_settings
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _coordinator(url: str) -> Any:
+    """`local` (one process) or `zk://host:port[,host:port]/root`."""
+    if url in ("", "local"):
+        from titus.coord.local import LocalCoordinator
+
+        return LocalCoordinator()
+    if url.startswith("zk://"):
+        from titus.coord.zookeeper import ZooKeeperCoordinator
+
+        return ZooKeeperCoordinator.from_url(url)
+    raise CommandError(f"unknown coordination URL {url!r}: use 'local' or zk://host:port/path")
+
+
+def _store(settings: Settings) -> Any:
+    from titus.store import open_store
+
+    return open_store(settings.store_url)
+
+
+def _api_server(settings: Settings, store: Any, coord: Any) -> Any:
+    import uvicorn
+
+    from titus.api.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings, store, coord),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
+        access_log=False,
+    )
+    return uvicorn.Server(config)
+
+
+def _master(settings: Settings, store: Any, coord: Any) -> Any:
+    from titus.master.direct import DirectDriver
+    from titus.master.leader import Master
+
+    driver = DirectDriver(
+        coord,
+        poll_wait=settings.agent_poll_wait_sec,
+        lost_after=settings.agent_lost_after_sec,
+        kill_grace=settings.kill_grace_sec,
+    )
+    return Master(
+        store,
+        coord,
+        driver,
+        master_id=settings.master_id,
+        loop_interval=settings.master_loop_interval_sec,
+    )
+
+
+def _start_agent(settings: Settings, coord: Any) -> tuple[Any, Any]:
+    from titus.agent.daemon import AgentDaemon
+    from titus.agent.server import run_agent_server
+
+    daemon = AgentDaemon(settings, coord)
+    server = run_agent_server(daemon, settings.agent_host, settings.agent_port, background=True)
+    daemon.start()
+    return daemon, server
+
+
+def _wait_for_signal() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def cmd_local(settings: Settings) -> int:
+    """API, master and one agent in this process, with in-process coordination."""
+    log = logging.getLogger("titus")
+    coord = _coordinator("local")
+    store = _store(settings)
+    daemon, agent_server = _start_agent(settings, coord)
+    master = _master(settings, store, coord)
+    stop = _wait_for_signal()
+    master_thread = threading.Thread(target=master.run, args=(stop,), name="master", daemon=True)
+    master_thread.start()
+    api = _api_server(settings, store, coord)
+    api.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    api_thread = threading.Thread(target=api.run, name="api", daemon=True)
+    api_thread.start()
+    log.info(
+        "titus is up: API http://%s:%d, store %s",
+        settings.api_host,
+        settings.api_port,
+        settings.store_url,
+    )
+    while not stop.wait(0.5):
+        if not api_thread.is_alive():
+            log.error("the API server stopped")
+            break
+    api.should_exit = True
+    master_thread.join(5)
+    daemon.stop()
+    agent_server.should_exit = True
+    api_thread.join(5)
+    store.close()
+    coord.close()
+    return 0
+
+
+def cmd_api(settings: Settings, coord_url: str) -> int:
+    coord = _coordinator(coord_url)
+    store = _store(settings)
+    server = _api_server(settings, store, coord)
+    server.run()
+    coord.close()
+    return 0
+
+
+def cmd_master(settings: Settings, coord_url: str) -> int:
+    coord = _coordinator(coord_url)
+    store = _store(settings)
+    master = _master(settings, store, coord)
+    stop = _wait_for_signal()
+    master.run(stop)
+    coord.close()
+    return 0
+
+
+def cmd_agent(settings: Settings, coord_url: str) -> int:
+    coord = _coordinator(coord_url)
+    daemon, server = _start_agent(settings, coord)
+    stop = _wait_for_signal()
+    stop.wait()
+    daemon.stop()
+    server.should_exit = True
+    coord.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="titus", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="resource", required=True)
+
+    def daemon_options(p: argparse.ArgumentParser, coord: bool = True) -> None:
+        p.add_argument("--data-dir", help="state directory (TITUS_DATA_DIR)")
+        p.add_argument("--store", help="store URL: sqlite:///path or cassandra://h1,h2:9042/ks")
+        p.add_argument("--log-level", default="info")
+        if coord:
+            p.add_argument(
+                "--coord",
+                default="local",
+                help="coordination: local, or zk://host:2181/titus for separate processes",
+            )
+
+    p = sub.add_parser("local", help="run the all-in-one platform in the foreground")
+    daemon_options(p, coord=False)
+    p.add_argument("--port", type=int, help="API port (default 7001)")
+    p.add_argument("--agent-port", type=int, help="agent port (default 7101)")
+
+    p = sub.add_parser("api", help="run the REST API")
+    daemon_options(p)
+    p.add_argument("--port", type=int, help="API port (default 7001)")
+
+    p = sub.add_parser("master", help="run a master (it campaigns for leadership)")
+    daemon_options(p)
+    p.add_argument("--id", help="this master's id")
+
+    p = sub.add_parser("agent", help="run an agent on this host")
+    daemon_options(p)
+    p.add_argument("--id", help="agent id (default: the host name)")
+    p.add_argument("--agent-port", type=int, help="agent port (default 7101)")
+    p.add_argument("--zone")
+    p.add_argument("--instance-type")
+    p.add_argument("--cpu", type=float)
+    p.add_argument("--memory-mb", type=int)
+
+    add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.resource in ("job", "task"):
+            return run_client(args)
+        _setup_logging(args.log_level)
+        settings = load_settings(
+            data_dir=args.data_dir,
+            store=args.store,
+            api_port=getattr(args, "port", None),
+            agent_port=getattr(args, "agent_port", None),
+            master_id=getattr(args, "id", None) if args.resource == "master" else None,
+            agent_id=getattr(args, "id", None) if args.resource == "agent" else None,
+            agent_zone=getattr(args, "zone", None),
+            agent_instance_type=getattr(args, "instance_type", None),
+            agent_cpu=getattr(args, "cpu", None),
+            agent_memory_mb=getattr(args, "memory_mb", None),
+        )
+        if args.resource == "local":
+            return cmd_local(settings)
+        if args.resource == "api":
+            return cmd_api(settings, args.coord)
+        if args.resource == "master":
+            return cmd_master(settings, args.coord)
+        if args.resource == "agent":
+            return cmd_agent(settings, args.coord)
+    except CommandError as exc:
+        print(f"titus: {exc}", file=sys.stderr)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

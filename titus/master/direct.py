@@ -1,0 +1,280 @@
+"""The direct cluster driver: agents registered in coordination, driven over HTTP.
+
+Each agent is watched by one thread that long-polls its task reports, so a state change
+on a host reaches the leader within milliseconds and the agent never needs to know where
+the leader is. Launches and kills go through a small bounded pool so a slow host never
+stalls the leader loop; a launch or kill that cannot be delivered comes back as a task
+report, like any other outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from titus.coord.base import AgentInfo, Coordinator, Leadership
+from titus.master.cluster import HostReport, HostView, Placement
+from titus.model.launch import TaskReport, TaskReportPage
+from titus.model.states import Reason, TaskState
+
+log = logging.getLogger("titus.master.direct")
+
+
+class _AgentWatch:
+    """Long-polls one agent's reports and remembers what it last said of each task."""
+
+    def __init__(self, driver: DirectDriver, info: AgentInfo):
+        self.driver = driver
+        self.info = info
+        self.seq = 0
+        self.synced = False
+        self.declared_lost = False
+        self.last_ok = time.monotonic()
+        self.tasks: dict[str, TaskReport] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"watch-{info.id}", daemon=True)
+
+    def _run(self) -> None:
+        backoff = 0.2
+        wait = self.driver.poll_wait
+        while not self.stop.is_set():
+            try:
+                r = self.driver.http.get(
+                    f"{self.info.address}/v1/tasks",
+                    params={"since": self.seq, "wait": 0 if not self.synced else wait},
+                    timeout=wait + 5,
+                )
+                r.raise_for_status()
+                page = TaskReportPage.model_validate(r.json())
+            except (httpx.HTTPError, ValueError) as exc:
+                log.warning("agent %s: cannot list tasks: %s", self.info.id, exc)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.2
+            self.last_ok = time.monotonic()
+            if page.seq < self.seq:  # the agent restarted and counts anew
+                self.tasks.clear()
+            self.seq = page.seq
+            for report in page.tasks:
+                self.tasks[report.taskId] = report
+                self.driver.reports.put(HostReport(self.info.id, report))
+            self.synced = True
+
+
+class DirectDriver:
+    def __init__(
+        self,
+        coord: Coordinator,
+        *,
+        poll_wait: float = 10.0,
+        lost_after: float = 30.0,
+        kill_grace: float = 10.0,
+    ):
+        self.coord = coord
+        self.poll_wait = poll_wait
+        self.lost_after = lost_after
+        self.kill_grace = kill_grace
+        self.http = httpx.Client(timeout=10.0)
+        self.reports: queue.Queue[HostReport] = queue.Queue()
+        self._watches: dict[str, _AgentWatch] = {}
+        self._lost: set[str] = set()
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="agent-call")
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._supervisor: threading.Thread | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def start(self, leadership: Leadership) -> None:
+        self._stop.clear()
+        self._refresh()
+        self._supervisor = threading.Thread(target=self._supervise, name="agents", daemon=True)
+        self._supervisor.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            for w in self._watches.values():
+                w.stop.set()
+            self._watches.clear()
+        while not self.reports.empty():
+            self.reports.get_nowait()
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(1.0):
+            self._refresh()
+
+    def _refresh(self) -> None:
+        """Follow the registry: watch new agents, notice agents that went away."""
+        registered = {a.id: a for a in self.coord.agents()}
+        now = time.monotonic()
+        with self._lock:
+            for agent_id, info in registered.items():
+                w = self._watches.get(agent_id)
+                if w is None or w.info.address != info.address:
+                    if w is not None:
+                        w.stop.set()
+                    w = _AgentWatch(self, info)
+                    self._watches[agent_id] = w
+                    w.thread.start()
+                else:
+                    w.info = info
+            for agent_id, w in list(self._watches.items()):
+                if agent_id not in registered:
+                    w.stop.set()
+                    del self._watches[agent_id]
+                    self._lost.add(agent_id)
+                    log.warning("agent %s deregistered; its tasks are lost", agent_id)
+                elif now - w.last_ok > self.lost_after and not w.declared_lost:
+                    w.declared_lost = True
+                    self._lost.add(agent_id)
+                    log.warning(
+                        "agent %s unreachable for %.0fs; its tasks are lost",
+                        agent_id,
+                        now - w.last_ok,
+                    )
+                elif now - w.last_ok <= self.lost_after:
+                    w.declared_lost = False
+
+    # ---- the driver protocol ------------------------------------------------------------
+    def hosts(self) -> list[HostView]:
+        with self._lock:
+            watched = dict(self._watches)
+        out = []
+        for agent in self.coord.agents():
+            w = watched.get(agent.id)
+            if w is None or not w.synced:
+                continue
+            out.append(
+                HostView(
+                    host_id=agent.id,
+                    total=dict(agent.resources),
+                    attributes=dict(agent.attributes),
+                    healthy=agent.healthy,
+                    health_reasons=list(agent.health_reasons),
+                    address=agent.address,
+                )
+            )
+        return out
+
+    def _address(self, host_id: str | None) -> str | None:
+        if host_id is None:
+            return None
+        with self._lock:
+            w = self._watches.get(host_id)
+        return w.info.address if w else None
+
+    def _synthesize(self, host_id: str, task_id: str, job_id: str, reason: str, msg: str) -> None:
+        report = TaskReport(
+            taskId=task_id,
+            jobId=job_id,
+            state=TaskState.FINISHED,
+            reasonCode=reason,
+            reasonMessage=msg,
+        )
+        self.reports.put(HostReport(host_id, report))
+
+    def launch(self, placements: Sequence[Placement]) -> None:
+        for p in placements:
+            self._pool.submit(self._launch_one, p)
+
+    def _launch_one(self, p: Placement) -> None:
+        address = self._address(p.host_id)
+        if address is None:
+            self._synthesize(
+                p.host_id,
+                p.spec.taskId,
+                p.spec.jobId,
+                Reason.TRANSIENT_SYSTEM_ERROR,
+                f"host {p.host_id} went away before the launch",
+            )
+            return
+        try:
+            r = self.http.post(f"{address}/v1/tasks", content=p.spec.model_dump_json())
+            if r.status_code >= 400:
+                reason = (
+                    Reason.INVALID_REQUEST if r.status_code < 500 else Reason.TRANSIENT_SYSTEM_ERROR
+                )
+                self._synthesize(
+                    p.host_id,
+                    p.spec.taskId,
+                    p.spec.jobId,
+                    reason,
+                    f"host {p.host_id} refused the launch: {r.text[:500]}",
+                )
+        except httpx.HTTPError as exc:
+            self._synthesize(
+                p.host_id,
+                p.spec.taskId,
+                p.spec.jobId,
+                Reason.TRANSIENT_SYSTEM_ERROR,
+                f"could not reach host {p.host_id}: {exc}",
+            )
+
+    def kill(self, task_id: str, host_id: str | None, reason: str = "killed") -> None:
+        self._pool.submit(self._kill_one, task_id, host_id, reason)
+
+    def _kill_one(self, task_id: str, host_id: str | None, reason: str) -> None:
+        address = self._address(host_id)
+        if address is None:
+            return  # the host is gone: its tasks are declared lost by the leader
+        try:
+            r = self.http.delete(f"{address}/v1/tasks/{task_id}", params={"reason": reason})
+            if r.status_code == 404:
+                with self._lock:
+                    w = self._watches.get(host_id or "")
+                    known = w.tasks.get(task_id) if w else None
+                job_id = known.jobId if known else ""
+                self._synthesize(host_id or "", task_id, job_id, reason, "not running on its host")
+        except httpx.HTTPError as exc:
+            log.warning("kill of %s on %s failed (retried later): %s", task_id, host_id, exc)
+
+    def take_reports(self, timeout: float) -> list[HostReport]:
+        out: list[HostReport] = []
+        try:
+            out.append(self.reports.get(timeout=timeout))
+        except queue.Empty:
+            return out
+        while True:
+            try:
+                out.append(self.reports.get_nowait())
+            except queue.Empty:
+                return out
+
+    def acknowledge(self, report: HostReport) -> None:
+        if not report.report.terminal:
+            return
+        address = self._address(report.host_id)
+        if address is None:
+            return
+        task_id = report.report.taskId
+
+        def ack() -> None:
+            # on failure the agent forgets the report after its retention time anyway
+            with contextlib.suppress(httpx.HTTPError):
+                self.http.post(f"{address}/v1/tasks/{task_id}/ack")
+
+        self._pool.submit(ack)
+
+    def actual_tasks(self) -> dict[str, list[TaskReport]] | None:
+        with self._lock:
+            watches = list(self._watches.values())
+        if not all(w.synced for w in watches):
+            return None
+        return {w.info.id: list(w.tasks.values()) for w in watches}
+
+    def lost_hosts(self) -> set[str]:
+        with self._lock:
+            lost = set(self._lost)
+            self._lost.clear()
+        return lost
+
+    def wants_offers(self, pending: bool) -> None:
+        return None

@@ -1,0 +1,250 @@
+"""Desired vs actual for one job: a pure function from (job, its tasks) to actions.
+
+The reconciler never performs anything itself; the leader loop carries its actions out.
+Each action is idempotent and derived from state only, so running the reconciler twice
+on the same state yields the same actions, and a new leader reaching the same state
+decides the same thing.
+
+Finished tasks of an active job stay in the active set until the reconciler has decided
+what follows them (a retry, a replacement, nothing): a leader failing over in between
+reads the same facts and decides again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from titus.model.job import Job, Task, now_ms
+from titus.model.states import SYSTEM_ERRORS, JobState, Reason, TaskState
+
+# taskContext keys the reconciler relies on
+INDEX = "task.index"
+RESUBMIT_NUMBER = "task.resubmitNumber"
+SYSTEM_RESUBMIT_NUMBER = "task.systemResubmitNumber"
+RESUBMIT_OF = "task.resubmitOf"
+ORIGINAL_ID = "task.originalId"
+RETRY_DELAY = "task.retryDelay"
+NOT_BEFORE = "task.notBefore"
+KILL_REASON = "task.killReason"
+
+
+@dataclass(frozen=True)
+class CreateTask:
+    job_id: str
+    index: int
+    resubmit_of: Task | None = None
+    delay_ms: int = 0
+    system_retry: bool = False
+
+
+@dataclass(frozen=True)
+class KillTask:
+    task: Task
+    reason: str
+
+
+@dataclass(frozen=True)
+class FinishUnlaunched:
+    """A task that never reached a host ends at once, without a kill on any host."""
+
+    task: Task
+    reason: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ArchiveTask:
+    task: Task
+
+
+@dataclass(frozen=True)
+class FinishJob:
+    job: Job
+    reason: str = "normal"
+    message: str = ""
+
+
+Action = CreateTask | KillTask | FinishUnlaunched | ArchiveTask | FinishJob
+
+
+@dataclass
+class RetryBudget:
+    """How many retries a failed instance has used: system failures never count."""
+
+    resubmits: int = 0
+    system_resubmits: int = 0
+
+    @property
+    def user_retries_used(self) -> int:
+        return self.resubmits - self.system_resubmits
+
+
+def budget_of(task: Task) -> RetryBudget:
+    ctx = task.taskContext
+    return RetryBudget(
+        int(ctx.get(RESUBMIT_NUMBER, "0")), int(ctx.get(SYSTEM_RESUBMIT_NUMBER, "0"))
+    )
+
+
+def is_live(task: Task) -> bool:
+    return task.state != TaskState.FINISHED
+
+
+def _kill_or_finish(task: Task, reason: str) -> Action | None:
+    if task.state == TaskState.ACCEPTED:
+        return FinishUnlaunched(task, reason, "killed before it was placed on a host")
+    if task.state == TaskState.KILL_INITIATED:
+        return None
+    return KillTask(task, reason)
+
+
+@dataclass
+class _Instance:
+    index: int
+    tasks: list[Task] = field(default_factory=list)
+
+    @property
+    def current(self) -> Task:
+        return max(self.tasks, key=lambda t: budget_of(t).resubmits)
+
+
+def _by_index(tasks: list[Task]) -> dict[int, _Instance]:
+    out: dict[int, _Instance] = {}
+    for t in tasks:
+        out.setdefault(t.index, _Instance(t.index)).tasks.append(t)
+    return out
+
+
+def _should_retry(job: Job, task: Task) -> tuple[bool, bool]:
+    """(retry?, is it a system retry?) for a finished task."""
+    reason = task.status.reasonCode
+    if reason == Reason.NORMAL:
+        return False, False
+    if reason in (Reason.KILLED, Reason.INVALID_REQUEST):
+        return False, False
+    if reason in SYSTEM_ERRORS:
+        return True, True
+    d = job.jobDescriptor
+    if reason == Reason.RUNTIME_LIMIT_EXCEEDED and not (d.batch and d.batch.retryOnRuntimeLimit):
+        return False, False
+    return budget_of(task).user_retries_used < d.retry_policy.retries, False
+
+
+def reconcile_job(job: Job, tasks: list[Task]) -> list[Action]:
+    if job.status.state == JobState.FINISHED:
+        return []
+    if job.status.state == JobState.KILL_INITIATED:
+        return _reconcile_killing(job, tasks)
+    if job.jobDescriptor.batch is not None:
+        return _reconcile_batch(job, tasks)
+    return _reconcile_service(job, tasks)
+
+
+def _reconcile_killing(job: Job, tasks: list[Task]) -> list[Action]:
+    actions: list[Action] = []
+    for t in tasks:
+        if is_live(t):
+            action = _kill_or_finish(t, Reason.KILLED)
+            if action is not None:
+                actions.append(action)
+    if not any(is_live(t) for t in tasks):
+        actions.append(FinishJob(job, Reason.KILLED, "job killed"))
+    return actions
+
+
+def _reconcile_batch(job: Job, tasks: list[Task]) -> list[Action]:
+    batch = job.jobDescriptor.batch
+    assert batch is not None
+    actions: list[Action] = []
+    instances = _by_index(tasks)
+    done = 0
+    failed = 0
+    for index in range(batch.size):
+        inst = instances.get(index)
+        if inst is None:
+            actions.append(CreateTask(job.id, index))
+            continue
+        current = inst.current
+        for old in inst.tasks:
+            if old is not current and not is_live(old):
+                actions.append(ArchiveTask(old))
+        if is_live(current):
+            continue
+        retry, system = _should_retry(job, current)
+        if retry:
+            attempt = budget_of(current).user_retries_used + (0 if system else 1)
+            delay = 0 if system else job.jobDescriptor.retry_policy.delay_ms(attempt)
+            actions.append(CreateTask(job.id, index, current, delay, system))
+        else:
+            done += 1
+            failed += current.status.reasonCode != Reason.NORMAL
+    for index, inst in instances.items():
+        if index >= batch.size:
+            actions.extend(
+                a for t in inst.tasks if is_live(t) and (a := _kill_or_finish(t, Reason.KILLED))
+            )
+    if done == batch.size and not any(is_live(t) for t in tasks):
+        message = f"{batch.size - failed} of {batch.size} tasks succeeded"
+        actions.append(FinishJob(job, Reason.NORMAL if not failed else Reason.FAILED, message))
+    return actions
+
+
+def _scale_down_order(task: Task) -> tuple[int, int]:
+    """Kill the least useful first: not yet running before running; newest first."""
+    running = task.state in (TaskState.STARTED, TaskState.DISCONNECTED)
+    return (1 if running else 0, -task.status.timestamp)
+
+
+def _reconcile_service(job: Job, tasks: list[Task]) -> list[Action]:
+    service = job.jobDescriptor.service
+    assert service is not None
+    actions: list[Action] = []
+    desired = service.capacity.desired
+    live = [t for t in tasks if is_live(t) and t.state != TaskState.KILL_INITIATED]
+    finished = [t for t in tasks if not is_live(t)]
+    used_indexes = {t.index for t in tasks if is_live(t)}
+
+    # finished tasks: replaced (if still wanted) and archived
+    replacements: list[Task] = sorted(finished, key=lambda t: t.status.timestamp)
+    for t in finished:
+        actions.append(ArchiveTask(t))
+
+    missing = desired - len(live)
+    if missing > 0:
+        free_indexes = (i for i in range(desired + len(tasks) + 1) if i not in used_indexes)
+        for _ in range(missing):
+            index = next(free_indexes)
+            prior = replacements.pop(0) if replacements else None
+            delay = 0
+            system = False
+            if prior is not None:
+                system = prior.status.reasonCode in SYSTEM_ERRORS
+                delay = job.jobDescriptor.retry_policy.delay_ms(budget_of(prior).resubmits + 1)
+            actions.append(CreateTask(job.id, index, prior, delay, system))
+    elif missing < 0:
+        for t in sorted(live, key=_scale_down_order)[:-missing]:
+            action = _kill_or_finish(t, Reason.SCALED_DOWN)
+            if action is not None:
+                actions.append(action)
+    return actions
+
+
+def new_task_context(
+    job: Job, index: int, task_id: str, prior: Task | None, delay_ms: int, system_retry: bool
+) -> dict[str, str]:
+    """The context of a task about to be created, carrying its instance's retry history."""
+    ctx = {INDEX: str(index)}
+    if prior is None:
+        ctx[ORIGINAL_ID] = task_id
+        ctx[RESUBMIT_NUMBER] = "0"
+        ctx[SYSTEM_RESUBMIT_NUMBER] = "0"
+        return ctx
+    b = budget_of(prior)
+    ctx[ORIGINAL_ID] = prior.originalId
+    ctx[RESUBMIT_OF] = prior.id
+    ctx[RESUBMIT_NUMBER] = str(b.resubmits + 1)
+    ctx[SYSTEM_RESUBMIT_NUMBER] = str(b.system_resubmits + (1 if system_retry else 0))
+    if delay_ms > 0:
+        ctx[RETRY_DELAY] = f"{delay_ms}ms"
+        ctx[NOT_BEFORE] = str(now_ms() + delay_ms)
+    return ctx

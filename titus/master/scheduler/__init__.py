@@ -1,0 +1,41 @@
+"""Task placement: a tiered queue feeding a pipeline of named filter and scorer plugins that
+work on numpy vectors of hosts. `Scheduler.schedule` is one iteration of the leader loop."""
+
+from titus.master.scheduler.capacity import CapacityLedger
+from titus.master.scheduler.context import TaskContext
+from titus.master.scheduler.engine import Scheduler
+from titus.master.scheduler.filters import Filter, default_filters
+from titus.master.scheduler.hosts import HostTable
+from titus.master.scheduler.model import (
+    RESOURCES,
+    Assignment,
+    CapacityGroup,
+    HostState,
+    PlacementSummary,
+    SchedulerConfig,
+    ScheduleResult,
+    TaskRequest,
+)
+from titus.master.scheduler.queue import TieredQueue, queue_order
+from titus.master.scheduler.scorers import Scorer, default_scorers
+
+__all__ = [
+    "RESOURCES",
+    "Assignment",
+    "CapacityGroup",
+    "CapacityLedger",
+    "Filter",
+    "HostState",
+    "HostTable",
+    "PlacementSummary",
+    "ScheduleResult",
+    "Scheduler",
+    "SchedulerConfig",
+    "Scorer",
+    "TaskContext",
+    "TaskRequest",
+    "TieredQueue",
+    "default_filters",
+    "default_scorers",
+    "queue_order",
+]

@@ -1,0 +1,259 @@
+"""The scheduler: tiered queue -> filters -> scorers -> assignment, one iteration per call.
+
+Speed comes from two things. Plugins work on numpy vectors of all hosts, never host by host.
+And tasks with the same shape (resources, tier, constraints, and the job when a constraint
+depends on it) share one cached evaluation: it is computed over all hosts the first time,
+and afterwards only the host rows changed by assignments since (`HostTable.log`) are
+re-evaluated, so a placement usually costs one `argmax` and a few row updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from titus.master.scheduler.capacity import RESERVATION_RULE, CapacityLedger
+from titus.master.scheduler.context import TaskContext, make_context
+from titus.master.scheduler.filters import Filter, default_filters
+from titus.master.scheduler.hosts import ALL, BoolArray, FloatArray, HostTable, Index
+from titus.master.scheduler.model import (
+    Assignment,
+    CapacityGroup,
+    HostState,
+    PlacementSummary,
+    SchedulerConfig,
+    ScheduleResult,
+    TaskRequest,
+)
+from titus.master.scheduler.queue import TieredQueue
+from titus.master.scheduler.scorers import Scorer, default_scorers
+
+_NEG_INF = float("-inf")
+#: Above this many changed rows a refresh re-evaluates all hosts (fancy indexing loses).
+_FULL_REFRESH_FRACTION = 0.25
+
+
+@dataclass
+class _Shape:
+    """The cached evaluation of one task shape over all hosts."""
+
+    ctx: TaskContext
+    static_filters: list[Filter]
+    host_filters: list[Filter]
+    volatile_filters: list[Filter]
+    host_scorers: list[tuple[float, Scorer]]
+    volatile_scorers: list[tuple[float, Scorer]]
+    static_ok: BoolArray
+    #: Weighted sum of the parts of the score that do not change within an iteration.
+    static_score: FloatArray
+    #: Score where every cached (non-volatile) filter accepts, -inf elsewhere.
+    eff: FloatArray
+    pos: int
+    last_row: int = -1
+    last_value: float = _NEG_INF
+    summary: PlacementSummary | None = None
+    summary_pos: int = -1
+    plugins: list[Filter] = field(default_factory=list)
+
+
+class Scheduler:
+    """Places pending tasks on hosts; see the module docstring for how it stays fast.
+
+    `filters` and `scorers` replace the default pipeline when given (tests, custom rules).
+    """
+
+    def __init__(
+        self,
+        config: SchedulerConfig | None = None,
+        filters: Sequence[Filter] | None = None,
+        scorers: Sequence[Scorer] | None = None,
+    ) -> None:
+        self.config = config or SchedulerConfig()
+        self.filters = list(filters) if filters is not None else default_filters(self.config)
+        self.scorers = list(scorers) if scorers is not None else default_scorers()
+
+    def schedule(
+        self,
+        tasks: Sequence[TaskRequest],
+        hosts: Sequence[HostState],
+        groups: Mapping[str, CapacityGroup] | None = None,
+        running: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> ScheduleResult:
+        """One scheduling iteration.
+
+        `running` is each capacity group's current usage (resource name -> amount, keys as in
+        `HostState.total`); it ranks Flex groups by share and tells how much of each Critical
+        reservation is still unused. Host state is not modified; placements of this
+        iteration are seen by every later task of the same call.
+        """
+        table = HostTable(hosts)
+        ledger = CapacityLedger(groups, running)
+        queue = TieredQueue(tasks, ledger)
+        result = ScheduleResult()
+        shapes: dict[tuple[object, ...], _Shape] = {}
+        config = self.config
+        for _ in range(max(config.tasks_per_iteration, 0)):
+            item = queue.pop()
+            if item is None:
+                break
+            task, group = item
+            ctx = make_context(task, group.name, group.tier)
+            short = ledger.admits(group.name, ctx.demand, table.cluster_free)
+            if short is not None:
+                result.unplaced[task.task_id] = _reservation_summary(table.size, short)
+                continue
+            shape = shapes.get(ctx.shape)
+            if shape is None:
+                shape = self._build(table, ctx)
+                shapes[ctx.shape] = shape
+            else:
+                shape.ctx = ctx
+            row = self._select(table, shape)
+            if row < 0:
+                result.unplaced[task.task_id] = self._summary(table, shape)
+                continue
+            table.assign(row, ctx.demand, task.job_id, ctx.exclusive)
+            ledger.charge(group.name, ctx.demand)
+            result.assignments.append(Assignment(task.task_id, table.ids[row]))
+        result.deferred = [t.task_id for t in queue.remaining()]
+        return result
+
+    # -- evaluation -----------------------------------------------------------------------
+
+    def _build(self, table: HostTable, ctx: TaskContext) -> _Shape:
+        config = self.config
+        plugins = [f for f in self.filters if f.applies(ctx)]
+        scorers = [s for s in self.scorers if s.applies(ctx)]
+        fitness = [s for s in scorers if s.kind == "fitness"]
+        soft = [s for s in scorers if s.kind == "soft"]
+        weighted: list[tuple[float, Scorer]] = [
+            *((config.fitness_weight / len(fitness), s) for s in fitness),
+            *((config.soft_weight / len(soft), s) for s in soft),
+        ]
+        static_score = np.full(
+            table.size,
+            config.resource_weight + (0.0 if soft else config.soft_weight),
+            dtype=np.float64,
+        )
+        for weight, scorer in weighted:
+            if scorer.scope == "static":
+                static_score += weight * scorer.score(table, ctx)
+        static_ok = np.ones(table.size, dtype=bool)
+        for f in plugins:
+            if f.scope == "static":
+                static_ok &= f.accept(table, ctx)
+        shape = _Shape(
+            ctx=ctx,
+            static_filters=[f for f in plugins if f.scope == "static"],
+            host_filters=[f for f in plugins if f.scope == "host"],
+            volatile_filters=[f for f in plugins if f.scope == "volatile"],
+            host_scorers=[(w, s) for w, s in weighted if s.scope == "host"],
+            volatile_scorers=[(w, s) for w, s in weighted if s.scope == "volatile"],
+            static_ok=static_ok,
+            static_score=static_score,
+            eff=np.empty(table.size, dtype=np.float64),
+            pos=len(table.log),
+            plugins=plugins,
+        )
+        self._evaluate(table, shape, ALL)
+        return shape
+
+    def _evaluate(self, table: HostTable, shape: _Shape, idx: Index) -> None:
+        """Recompute the cached score of rows `idx` from the host-scoped plugins."""
+        ctx = shape.ctx
+        ok = shape.static_ok[idx]
+        for f in shape.host_filters:
+            ok = ok & f.accept(table, ctx, idx)
+        score = shape.static_score[idx]
+        for weight, scorer in shape.host_scorers:
+            score = score + weight * scorer.score(table, ctx, idx)
+        shape.eff[idx] = np.where(ok, score, _NEG_INF)
+
+    def _select(self, table: HostTable, shape: _Shape) -> int:
+        """The chosen row for the shape's next task, or -1 when no host passes."""
+        log = table.log
+        threshold = self.config.good_enough_score
+        volatile = bool(shape.volatile_filters or shape.volatile_scorers)
+        only_last = False
+        if shape.pos < len(log):
+            rows = log[shape.pos :]
+            shape.pos = len(log)
+            last = shape.last_row
+            only_last = len(rows) <= 8 and all(r == last for r in rows)
+            if len(rows) > table.size * _FULL_REFRESH_FRACTION:
+                self._evaluate(table, shape, ALL)
+            else:
+                self._evaluate(table, shape, np.fromiter(set(rows), np.intp, -1))
+        if volatile:
+            final = self._with_volatile(table, shape)
+        else:
+            final = shape.eff
+            if only_last:
+                # Only the row picked last time changed: it stays the pick if it did not get
+                # worse, or if it still clears the good-enough bar it cleared before.
+                value = float(final[shape.last_row])
+                if value > _NEG_INF and (
+                    value >= shape.last_value
+                    or (threshold <= value and threshold <= shape.last_value)
+                ):
+                    shape.last_value = value
+                    return shape.last_row
+        row = int(final.argmax())
+        best = float(final[row])
+        if best == _NEG_INF:
+            shape.last_row = -1
+            return -1
+        if best >= threshold:
+            row = int((final >= threshold).argmax())
+            best = float(final[row])
+        shape.last_row = row
+        shape.last_value = best
+        return row
+
+    def _with_volatile(self, table: HostTable, shape: _Shape) -> FloatArray:
+        ctx = shape.ctx
+        final = shape.eff
+        for weight, scorer in shape.volatile_scorers:
+            final = final + weight * scorer.score(table, ctx)
+        for f in shape.volatile_filters:
+            final = np.where(f.accept(table, ctx), final, _NEG_INF)
+        return final
+
+    # -- why pending ----------------------------------------------------------------------
+
+    def _summary(self, table: HostTable, shape: _Shape) -> PlacementSummary:
+        """Hosts refused per plugin, each host counted under the first plugin refusing it.
+        Reused for further tasks of the shape until a host changes."""
+        if shape.summary is not None and shape.summary_pos == len(table.log):
+            return shape.summary
+        ctx = shape.ctx
+        alive = np.ones(table.size, dtype=bool)
+        refused_by: dict[str, int] = {}
+        parts: list[str] = []
+        for f in shape.plugins:
+            refused = alive & ~f.accept(table, ctx)
+            count = int(refused.sum())
+            if count:
+                refused_by[f.name] = refused_by.get(f.name, 0) + count
+                detail = f.explain(table, ctx, refused)
+                parts.append(f"{f.name} refused {count}" + (f" ({detail})" if detail else ""))
+                alive &= ~refused
+        message = f"no host fits: {table.size} hosts"
+        if parts:
+            message += ", " + ", ".join(parts)
+        shape.summary = PlacementSummary(table.size, refused_by, message)
+        shape.summary_pos = len(table.log)
+        return shape.summary
+
+
+def _reservation_summary(hosts: int, resource: str) -> PlacementSummary:
+    return PlacementSummary(
+        hosts_considered=hosts,
+        refused_by={RESERVATION_RULE: hosts},
+        message=(
+            f"no capacity: {hosts} hosts, {RESERVATION_RULE} refused {hosts} "
+            f"({resource} is held for Critical capacity groups' unused reservations)"
+        ),
+    )

@@ -1,0 +1,247 @@
+"""Filters: can this host take this task? One named plugin per rule, over vectors of hosts.
+
+A filter answers for a set of host rows at once (`idx`: all hosts or some rows) with a boolean
+array. Its `scope` tells the engine when an answer can be reused within an iteration:
+
+- "static": depends on nothing an assignment changes (health, attributes): computed once
+  per task shape.
+- "host": depends on the host's own row (free resources, task counts): recomputed only for
+  rows changed by assignments since last time.
+- "volatile": depends on other hosts too (zone balance): recomputed at every placement.
+
+A new rule is a new filter class added to `default_filters`, never an `if` in the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from titus.master.scheduler.context import KNOWN_CONSTRAINTS, TaskContext
+from titus.master.scheduler.hosts import (
+    ALL,
+    HOST_ID,
+    ZONE_ATTRIBUTE,
+    BoolArray,
+    HostTable,
+    Index,
+)
+from titus.master.scheduler.model import RESOURCES, SchedulerConfig
+
+Scope = Literal["static", "host", "volatile"]
+#: Slack for float sums (0.1 + 0.2 cpus must fit in 0.3 free).
+EPSILON = 1e-9
+
+
+class Filter:
+    """Base of filter plugins."""
+
+    name: str = ""
+    scope: Scope = "static"
+
+    def applies(self, ctx: TaskContext) -> bool:
+        """Whether the rule concerns this task at all (skipped otherwise)."""
+        return True
+
+    def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
+        raise NotImplementedError
+
+    def explain(self, table: HostTable, ctx: TaskContext, refused: BoolArray) -> str:
+        """A short detail for the pending summary, given the hosts this filter refused."""
+        return ""
+
+
+class HealthFilter(Filter):
+    """Unhealthy hosts (failing health checks) get no new work."""
+
+    name = "health"
+
+    def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
+        return table.healthy[idx]
+
+
+class SchedulableFilter(Filter):
+    """Quarantined hosts and hosts of a phased-out instance group get no new work."""
+
+    name = "schedulable"
+
+    def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
+        return table.schedulable[idx]
+
+
+class ExclusiveHostFilter(Filter):
+    """A host held exclusively by a job takes nobody else; an exclusive task needs an empty
+    host. Always applies, because the first half protects the holder from every other task."""
+
+    name = "exclusiveHost"
+    scope: Scope = "host"
+
+    def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
+        ok: BoolArray = ~table.held[idx]
+        if ctx.exclusive:
+            ok = ok & (table.task_count[idx] == 0) & (table.launching[idx] == 0)
+        return ok
+
+
+class MaxTasksFilter(Filter):
+    """A cap on tasks per host, whatever its size (kernel, ENI and daemon limits)."""
+
+    name = "maxTasksPerHost"
+    scope: Scope = "host"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
+        return table.task_count[idx] < self.limit
+
+
+class MaxLaunchingFilter(Filter):
+    """At most N tasks starting at once on a host, this iteration's placements included, so
+    one host is not flooded with image pulls and network setup at the same moment."""
+
+    name = "maxLaunchingPerHost"
+    scope: Scope = "host"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
+        return table.launching[idx] < self.limit
+
+
+class ResourcesFilter(Filter):
+    """used + assigned this iteration + task <= total, for every resource."""
+
+    name = "resources"
+    scope: Scope = "host"
+
+    def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
+        fits = table.free[idx] + EPSILON >= ctx.demand
+        return np.asarray(fits.all(axis=1), dtype=bool)
+
+    def explain(self, table: HostTable, ctx: TaskContext, refused: BoolArray) -> str:
+        short = (table.free[refused] + EPSILON < ctx.demand).sum(axis=0)
+        if not short.any():
+            return ""
+        return RESOURCES[int(np.argmax(short))]
+
+
+class ConstraintFilter(Filter):
+    """A hard constraint: applies when the task names it; `check` is shared with the soft
+    variant (`SoftConstraint`) so a constraint means the same whichever way it is used."""
+
+    def applies(self, ctx: TaskContext) -> bool:
+        return self.name in ctx.hard
+
+    def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
+        return self.check(table, ctx, ctx.hard[self.name], idx)
+
+    def check(self, table: HostTable, ctx: TaskContext, value: str, idx: Index) -> BoolArray:
+        raise NotImplementedError
+
+
+class UniqueHostFilter(ConstraintFilter):
+    """No other task of the same job on the host."""
+
+    name = "uniqueHost"
+    scope: Scope = "host"
+
+    def check(self, table: HostTable, ctx: TaskContext, value: str, idx: Index) -> BoolArray:
+        return table.job_hosts(ctx.task.job_id)[idx] == 0
+
+
+class AttributeFilter(ConstraintFilter):
+    """Host attribute equals the constraint's value (any of several attribute names)."""
+
+    def __init__(self, name: str, attributes: Sequence[str]) -> None:
+        self.name = name
+        self.attributes = tuple(attributes)
+
+    def check(self, table: HostTable, ctx: TaskContext, value: str, idx: Index) -> BoolArray:
+        return table.attribute_equals(self.attributes, value)[idx]
+
+
+class ActiveHostFilter(ConstraintFilter):
+    """Only hosts of active (schedulable) instance groups. The lifecycle filter already does
+    this for everyone; the constraint exists because Titus jobs send it."""
+
+    name = "activeHost"
+
+    def check(self, table: HostTable, ctx: TaskContext, value: str, idx: Index) -> BoolArray:
+        return table.schedulable[idx]
+
+
+class ZoneBalanceFilter(ConstraintFilter):
+    """The job's task count in the chosen zone must not exceed the least-used zone's count
+    plus one after placement: only zones at the minimum may take the next task. Zones are
+    those with a usable host, so an empty or drained zone does not block the job."""
+
+    name = "zoneBalance"
+    scope: Scope = "volatile"
+
+    def allowed_zones(self, table: HostTable, ctx: TaskContext) -> BoolArray:
+        counts = table.job_zones(ctx.task.job_id)
+        zones = table.balance_zones
+        if not zones.any():
+            return zones
+        low = counts[zones].min()
+        allowed: BoolArray = zones & (counts <= low)
+        return allowed
+
+    def check(self, table: HostTable, ctx: TaskContext, value: str, idx: Index) -> BoolArray:
+        return self.allowed_zones(table, ctx)[table.zone[idx]]
+
+
+class UnknownConstraintFilter(Filter):
+    """A hard constraint the scheduler does not know cannot be honoured, so it refuses every
+    host rather than silently ignoring what the job demanded."""
+
+    name = "unknownConstraint"
+
+    def applies(self, ctx: TaskContext) -> bool:
+        return any(name not in _CANONICAL for name in ctx.hard)
+
+    def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
+        return np.zeros(table.size, dtype=bool)[idx]
+
+    def explain(self, table: HostTable, ctx: TaskContext, refused: BoolArray) -> str:
+        return ", ".join(sorted(name for name in ctx.hard if name not in _CANONICAL))
+
+
+_CANONICAL = frozenset(KNOWN_CONSTRAINTS.values())
+
+
+def constraint_filters() -> list[ConstraintFilter]:
+    """The hard-constraint plugins, which also serve as soft constraints."""
+    return [*_attribute_constraints(), UniqueHostFilter(), ZoneBalanceFilter()]
+
+
+def _attribute_constraints() -> list[ConstraintFilter]:
+    return [
+        AttributeFilter("availabilityZone", (ZONE_ATTRIBUTE,)),
+        AttributeFilter("machineId", ("instanceId", "host", HOST_ID)),
+        AttributeFilter("machineGroup", ("machineGroup",)),
+        AttributeFilter("machineType", ("itype",)),
+        ActiveHostFilter(),
+    ]
+
+
+def default_filters(config: SchedulerConfig) -> list[Filter]:
+    """The pipeline in order. Order matters only for the pending summary (a host is counted
+    under the first filter refusing it): what the host is comes first (health, lifecycle,
+    attributes), then how full it is, then where the job already runs."""
+    return [
+        HealthFilter(),
+        SchedulableFilter(),
+        UnknownConstraintFilter(),
+        *_attribute_constraints(),
+        ExclusiveHostFilter(),
+        MaxTasksFilter(config.max_tasks_per_host),
+        MaxLaunchingFilter(config.max_launching_per_host),
+        ResourcesFilter(),
+        UniqueHostFilter(),
+        ZoneBalanceFilter(),
+    ]

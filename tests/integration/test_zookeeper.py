@@ -207,6 +207,27 @@ def test_leader_cut_off_for_a_session_timeout_steps_down(
     assert third is not None and third.epoch > second.epoch
 
 
+def test_leader_resigning_while_cut_off_frees_its_place_on_reconnect(
+    zk_coordinator: Factory, zk_proxy: ZkProxy
+) -> None:
+    a = zk_coordinator(zk_proxy.hosts, session_timeout=6.0)
+    b = zk_coordinator()
+    first = lead(a, "master-a", "http://a:7001")
+    session = a.client.client_id
+    waiting = Campaign(b, "master-b", "http://b:7001")
+
+    zk_proxy.cut()
+    wait_for(lambda: not first.active.is_set(), what="the leader to be suspended")
+    a.resign(first)  # returns without a server to talk to
+    assert first.lost.is_set()
+
+    zk_proxy.restore()
+    second = waiting.result()
+    assert second is not None and second.epoch > first.epoch
+    # b was elected because a deleted its node on reconnecting, not because its session died
+    assert a.client.client_id == session
+
+
 # ---- fencing ------------------------------------------------------------------------------
 
 

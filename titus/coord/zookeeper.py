@@ -96,7 +96,9 @@ class ZooKeeperCoordinator:
         self._agents_path = f"{self.root}/agents"
         self._wake_path = f"{self.root}/wake"
 
+        # Guards the fields below; never held across a call to the server (see agents()).
         self._lock = threading.RLock()
+        self._watch_lock = threading.Lock()
         self._closed = False
         self._leadership: ZooKeeperLeadership | None = None
         self._own_agents: dict[str, AgentInfo] = {}
@@ -216,7 +218,8 @@ class ZooKeeperCoordinator:
                     leadership.epoch,
                 )
                 self._lose(leadership)
-                self._given_up.append(leadership)
+                if leadership not in self._given_up:
+                    self._given_up.append(leadership)
 
     def _lose(self, leadership: ZooKeeperLeadership) -> None:
         leadership.active.clear()
@@ -259,7 +262,8 @@ class ZooKeeperCoordinator:
                     if not stop.is_set():
                         # our node went (session expired, or deleted by an operator):
                         # queue up again at the back
-                        self._delete_quietly(node)
+                        if node_session == self._session():
+                            self._delete_quietly(node)
                         node = None
                 except (ConnectionLoss, SessionExpiredError, ConnectionClosedError) as exc:
                     log.info("coordination: election interrupted (%s); retrying", exc)
@@ -357,13 +361,19 @@ class ZooKeeperCoordinator:
     def resign(self, leadership: Leadership) -> None:
         """Give up leadership: the next candidate in the queue takes over at once."""
         with self._lock:
-            if isinstance(leadership, ZooKeeperLeadership):
-                self._lose(leadership)
-            else:
+            if not isinstance(leadership, ZooKeeperLeadership):
                 leadership.active.clear()
                 leadership.lost.set()
-        if isinstance(leadership, ZooKeeperLeadership):
-            self._abandon(leadership)
+                return
+            self._lose(leadership)
+            if self._client.state != KazooState.CONNECTED:
+                # Nothing to delete without a connection: if the session expires its nodes
+                # go with it, and if it lives the reconnect deletes them. A master stepping
+                # down is not held up by retries against an unreachable server.
+                if leadership.session_id == self._session_id and leadership not in self._given_up:
+                    self._given_up.append(leadership)
+                return
+        self._abandon(leadership)
 
     def _abandon(self, leadership: ZooKeeperLeadership) -> None:
         """Delete the address (if still ours) and then the election node of a leadership."""
@@ -456,11 +466,15 @@ class ZooKeeperCoordinator:
 
     def agents(self) -> list[AgentInfo]:
         """The live agents, from a view that watches keep current (no server round trip)."""
-        with self._lock:
+        # The watch is made outside `_lock`: making it waits on the server, and the session
+        # listener (on kazoo's connection thread) takes `_lock`, so holding it here could
+        # deadlock the connection.
+        with self._watch_lock:
             if self._children_watch is None:
                 self._children_watch = ChildrenWatch(
                     self._client, self._agents_path, self._on_agent_children
                 )
+        with self._lock:
             return sorted(self._agent_cache.values(), key=lambda a: a.id)
 
     def _on_agent_children(self, children: list[str]) -> bool:

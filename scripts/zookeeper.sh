@@ -10,8 +10,8 @@
 #   listens      127.0.0.1:2181 (clientPortAddress: never on an outside interface)
 #   config       /var/lib/titus-zookeeper/zoo.cfg
 #   data dir     /var/lib/titus-zookeeper/data
-#   pid file     /run/titus/zookeeper.pid
-#   log          /var/log/zookeeper/ (Debian's zkEnv.sh fixes the directory)
+#   pid file     /run/titus/zookeeper-2181.pid
+#   log          /var/log/zookeeper/zookeeper.log (Debian's zkEnv.sh fixes the directory)
 #
 # The tick is short (500 ms) and the minimum session timeout is 1 s, so tests can use short
 # sessions and an expired session is noticed quickly; clients still choose their own
@@ -31,7 +31,7 @@ PORT=${TITUS_ZK_PORT:-2181}
 ZK_HOME=${TITUS_ZK_HOME:-/var/lib/titus-zookeeper}
 CONF_FILE="$ZK_HOME/zoo.cfg"
 DATA_DIR="$ZK_HOME/data"
-PID_FILE=/run/titus/zookeeper.pid
+PID_FILE=/run/titus/zookeeper-$PORT.pid
 TIMEOUT=${TITUS_ZK_TIMEOUT:-60}
 HEAP=${TITUS_ZK_HEAP:-256m}
 ZK_SERVER=/usr/share/zookeeper/bin/zkServer.sh
@@ -97,11 +97,19 @@ start_server() {
   if [ -f "$PID_FILE" ] && ! kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
     rm -f "$PID_FILE"
   fi
+  # Debian's zkEnv.sh puts no SLF4J binding on the class path, so the server would log
+  # nothing; with the log4j binding it writes $LOG_DIR/zookeeper.log. A -cp in the JVM
+  # flags comes after zkServer.sh's own and wins.
+  local jvmflags="-Xmx$HEAP -Dzookeeper.root.logger=INFO,ROLLINGFILE"
+  local binding=/usr/share/java/slf4j-log4j12.jar log4j=/usr/share/java/log4j-1.2.jar
+  if [ -r "$binding" ] && [ -r "$log4j" ]; then
+    jvmflags="$jvmflags -cp /etc/zookeeper/conf:/usr/share/java/zookeeper.jar:$binding:$log4j"
+  fi
   log "starting ZooKeeper on $HOST:$PORT (config $CONF_FILE, logs $LOG_DIR)"
   # zkServer.sh takes a config path outside /etc/zookeeper/conf as given; setsid keeps the
   # server alive when the caller's session (a test run, a CI step) ends.
   ZOOPIDFILE="$PID_FILE" JMXDISABLE=true \
-    SERVER_JVMFLAGS="-Xmx$HEAP -Dzookeeper.root.logger=INFO,ROLLINGFILE" \
+    SERVER_JVMFLAGS="$jvmflags" \
     setsid "$ZK_SERVER" start "$CONF_FILE" >>"$LOG_DIR/titus-zkServer.out" 2>&1 </dev/null ||
     die "zkServer.sh start failed; see $LOG_DIR/titus-zkServer.out and $LOG_DIR/zookeeper.log"
   local waited=0

@@ -52,10 +52,22 @@ from kazoo.exceptions import (
 from kazoo.protocol.states import KazooState, ZnodeStat
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 from kazoo.retry import KazooRetry
+from prometheus_client import Counter
 
 from titus.coord.base import AgentInfo, Leadership
 
 log = logging.getLogger(__name__)
+
+# Failover is what operators watch here: how often sessions wobble and leaders change.
+SESSION_EVENTS = Counter(
+    "titus_coord_session_events",
+    "ZooKeeper session state changes seen by this process",
+    ["state"],
+)
+LEADERSHIPS = Counter("titus_coord_leaderships", "Times this process was elected leader")
+LEADERSHIPS_LOST = Counter(
+    "titus_coord_leaderships_lost", "Times this process lost or gave up leadership"
+)
 
 _SEQ_MARK = "-n_"
 
@@ -167,6 +179,7 @@ class ZooKeeperCoordinator:
     # ---- session events -----------------------------------------------------------------
     def _on_state(self, state: str) -> None:
         """Runs on kazoo's connection thread: never block here, spawn work instead."""
+        SESSION_EVENTS.labels(state=str(state)).inc()
         with self._lock:
             leadership = self._leadership
             if state == KazooState.SUSPENDED:
@@ -225,6 +238,7 @@ class ZooKeeperCoordinator:
         leadership.active.clear()
         if not leadership.lost.is_set():
             log.warning("coordination: leadership of epoch %d lost", leadership.epoch)
+            LEADERSHIPS_LOST.inc()
         leadership.lost.set()
         if self._leadership is leadership:
             self._leadership = None
@@ -355,6 +369,7 @@ class ZooKeeperCoordinator:
             node,
             lambda data, stat, event=None: self._on_own_node(leadership, data, stat),
         )
+        LEADERSHIPS.inc()
         log.info("coordination: %s leads with epoch %d", candidate_id, epoch)
         return leadership
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
+import docker.errors
 
 from titus.agent.hooks import TaskContext
 
@@ -198,6 +199,20 @@ class LogFollowHook:
 
     def teardown(self, ctx: TaskContext) -> None:
         copiers: list[LogCopier] = ctx.values.pop("log_copiers", [])
+        if copiers and self._still_running(ctx):
+            # a launch failing after the container started: nothing ends the stream soon
+            for c in copiers:
+                c.stop()
+            return
         deadline = time.monotonic() + self.drain_timeout_sec
         for c in copiers:
             c.join(max(0.0, deadline - time.monotonic()))
+
+    def _still_running(self, ctx: TaskContext) -> bool:
+        try:
+            state = self.client.api.inspect_container(ctx.container_id)["State"]
+        except docker.errors.NotFound:
+            return False
+        except Exception:
+            return True
+        return bool(state.get("Running"))

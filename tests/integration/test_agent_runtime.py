@@ -1,0 +1,269 @@
+"""The agent on the real Docker engine: what a task's owner sees of its container's life
+(exit codes, memory kills, output, kills, limits) and what the operator sees of the host
+(no leftovers after a failed launch, no task lost or doubled by an agent restart)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import docker
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `tests.*`
+
+from tests.support import docker_engine as engine_support  # noqa: E402
+from tests.support.docker_engine import AgentFactory, task_spec, wait_for_report  # noqa: E402
+from titus.agent.hooks import TaskContext, TaskHook  # noqa: E402
+from titus.agent.logs import LogFollowHook, LogsHook  # noqa: E402
+from titus.agent.runtime import LABEL_TASK, ContainerHook  # noqa: E402
+from titus.model.states import Reason, TaskState  # noqa: E402
+
+pytestmark = pytest.mark.docker
+
+# the fixtures of tests/support/docker_engine.py, made visible to pytest in this module
+docker_engine = engine_support.docker_engine
+agent_factory = engine_support.agent_factory
+
+
+def containers_of(client: docker.DockerClient, task_id: str) -> list[object]:
+    return list(client.containers.list(all=True, filters={"label": f"{LABEL_TASK}={task_id}"}))
+
+
+def test_exit_codes_become_finished_reasons(agent_factory: AgentFactory) -> None:
+    agent = agent_factory()
+    ok, bad = task_spec("exit 0"), task_spec("exit 3")
+    agent.launch(ok)
+    agent.launch(bad)
+
+    done = wait_for_report(agent, ok.taskId, TaskState.FINISHED)
+    assert (done.reasonCode, done.exitCode) == (Reason.NORMAL, 0)
+
+    failed = wait_for_report(agent, bad.taskId, TaskState.FINISHED)
+    assert failed.reasonCode == Reason.FAILED
+    assert failed.exitCode == 3
+    assert "exited with code 3" in failed.reasonMessage
+
+
+def test_task_reports_started_with_host_context(agent_factory: AgentFactory) -> None:
+    agent = agent_factory(agent_zone="zone-b", agent_region="eu-test")
+    spec = task_spec("sleep 30")
+    agent.launch(spec)
+
+    started = wait_for_report(agent, spec.taskId, TaskState.STARTED)
+    assert started.state == TaskState.STARTED
+    assert started.containerId
+    assert started.context["task.containerId"] == started.containerId
+    assert started.context["agent.zone"] == "zone-b"
+    assert started.context["agent.region"] == "eu-test"
+    assert started.context["agent.id"] == agent.agent_id
+    for key in ("agent.host", "agent.instanceId", "agent.itype"):
+        assert started.context[key]
+    assert agent.coord.agents()[0].id == agent.agent_id
+
+
+def test_memory_hog_is_killed_and_told_why(agent_factory: AgentFactory) -> None:
+    agent = agent_factory()
+    # dd fills a 96 MB buffer: more than the 32 MB the task may use
+    spec = task_spec("dd if=/dev/zero of=/dev/null bs=96M count=1", memory_mb=32)
+    agent.launch(spec)
+
+    report = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    assert report.reasonCode == Reason.FAILED
+    assert "memory limit of 32 MB" in report.reasonMessage
+
+
+def test_command_and_env_reach_the_container_and_output_is_kept(
+    agent_factory: AgentFactory,
+) -> None:
+    agent = agent_factory()
+    spec = task_spec(
+        'echo "greeting=$GREETING task=$TITUS_TASK_ID"; echo oops >&2; exit 0',
+        env={"GREETING": "hello world"},
+    )
+    agent.launch(spec)
+    wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+
+    stdout = agent.log_files.read(spec.taskId, "stdout").decode()
+    stderr = agent.log_files.read(spec.taskId, "stderr").decode()
+    assert stdout == f"greeting=hello world task={spec.taskId}\n"
+    assert stderr == "oops\n"
+    assert agent.log_files.read(spec.taskId, "stdout", offset=9, length=5) == b"hello"
+
+
+def test_kill_stops_a_running_task_and_removes_its_container(
+    agent_factory: AgentFactory, docker_engine: docker.DockerClient
+) -> None:
+    agent = agent_factory()
+    spec = task_spec("sleep 300")
+    agent.launch(spec)
+    wait_for_report(agent, spec.taskId, TaskState.STARTED)
+
+    assert agent.kill(spec.taskId)
+    report = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    assert report.reasonCode == Reason.KILLED
+    assert containers_of(docker_engine, spec.taskId) == []
+    assert not agent.kill("no-such-task")
+
+
+def test_missing_image_is_an_invalid_request_and_leaves_nothing(
+    agent_factory: AgentFactory, docker_engine: docker.DockerClient
+) -> None:
+    agent = agent_factory()
+    spec = task_spec("true", image="titus/no-such-image:1.0")
+    agent.launch(spec)
+
+    report = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    assert report.reasonCode == Reason.INVALID_REQUEST
+    assert "titus/no-such-image:1.0" in report.reasonMessage
+    assert containers_of(docker_engine, spec.taskId) == []
+    assert agent.log_files.exists(spec.taskId)  # the (empty) log files stay
+
+
+def test_missing_executable_fails_the_task_and_leaves_no_container(
+    agent_factory: AgentFactory, docker_engine: docker.DockerClient
+) -> None:
+    agent = agent_factory()
+    spec = task_spec("true")
+    spec.container.entryPoint = ["/bin/no-such-program"]
+    spec.container.command = []
+    agent.launch(spec)
+
+    report = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    assert report.reasonCode == Reason.FAILED
+    assert report.exitCode == 127
+    assert "no-such-program" in agent.log_files.read(spec.taskId, "stderr").decode()
+    assert containers_of(docker_engine, spec.taskId) == []
+
+
+class FailingHook:
+    """A concern that cannot be set up (say, no IP left on the host)."""
+
+    name = "no-ip"
+
+    def setup(self, ctx: TaskContext) -> None:
+        raise RuntimeError("no IP address left on this host")
+
+    def adopt(self, ctx: TaskContext) -> None:
+        pass
+
+    def release(self, ctx: TaskContext) -> None:
+        pass
+
+    def teardown(self, ctx: TaskContext) -> None:
+        pass
+
+
+def test_a_failing_hook_tears_down_the_container_already_started(
+    agent_factory: AgentFactory, docker_engine: docker.DockerClient
+) -> None:
+    agent = agent_factory(start=False)
+    hooks: list[TaskHook] = [
+        LogsHook(),
+        ContainerHook(agent.runtime),
+        LogFollowHook(agent.client),
+        FailingHook(),
+    ]
+    agent.hooks.hooks = hooks
+    agent.start()
+    spec = task_spec("sleep 300")
+    agent.launch(spec)
+
+    report = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    assert report.reasonCode == Reason.CRASHED
+    assert "no IP address left" in report.reasonMessage
+    assert containers_of(docker_engine, spec.taskId) == []
+
+
+def test_launch_is_idempotent(
+    agent_factory: AgentFactory, docker_engine: docker.DockerClient
+) -> None:
+    agent = agent_factory()
+    spec = task_spec("sleep 300")
+    agent.launch(spec)
+    agent.launch(spec)
+    wait_for_report(agent, spec.taskId, TaskState.STARTED)
+    agent.launch(spec)
+
+    assert len(containers_of(docker_engine, spec.taskId)) == 1
+
+
+def test_batch_task_over_its_runtime_limit_is_killed(agent_factory: AgentFactory) -> None:
+    agent = agent_factory()
+    spec = task_spec("sleep 300", runtime_limit_sec=1)
+    agent.launch(spec)
+
+    report = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    assert report.reasonCode == Reason.RUNTIME_LIMIT_EXCEEDED
+
+
+def test_disk_quota_is_enforced_on_btrfs(agent_factory: AgentFactory) -> None:
+    agent = agent_factory()
+    if not agent.runtime.disk_enforced:
+        pytest.skip(f"storage driver {agent.runtime.storage_driver} measures disk only")
+    spec = task_spec("dd if=/dev/zero of=/tmp/fill bs=1M count=60", disk_mb=20)
+    agent.launch(spec)
+
+    report = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    assert report.reasonCode == Reason.FAILED
+    stderr = agent.log_files.read(spec.taskId, "stderr").decode()
+    assert "Disk quota exceeded" in stderr or "No space left" in stderr
+
+
+def test_agent_restart_adopts_running_containers(
+    agent_factory: AgentFactory, docker_engine: docker.DockerClient
+) -> None:
+    first = agent_factory()
+    spec = task_spec("echo before; sleep 300")
+    first.launch(spec)
+    started = wait_for_report(first, spec.taskId, TaskState.STARTED)
+    container = docker_engine.containers.get(started.containerId)
+    started_at = container.attrs["State"]["StartedAt"]
+    first.stop()
+
+    second = agent_factory()
+    adopted = wait_for_report(second, spec.taskId, TaskState.STARTED)
+    assert adopted.state == TaskState.STARTED
+    assert adopted.containerId == started.containerId
+    container.reload()
+    assert container.status == "running"
+    assert container.attrs["State"]["StartedAt"] == started_at  # not restarted
+    assert len(containers_of(docker_engine, spec.taskId)) == 1
+
+    # launching it again on the new agent (a master retrying) neither duplicates it
+    second.launch(spec)
+    assert len(containers_of(docker_engine, spec.taskId)) == 1
+
+    # the new agent owns it: it can kill it, and the output was not copied twice
+    assert second.kill(spec.taskId)
+    finished = wait_for_report(second, spec.taskId, TaskState.FINISHED)
+    assert finished.reasonCode == Reason.KILLED
+    assert second.log_files.read(spec.taskId, "stdout") == b"before\n"
+
+
+def test_restarted_agent_reports_a_task_that_ended_while_it_was_down(
+    agent_factory: AgentFactory, docker_engine: docker.DockerClient
+) -> None:
+    first = agent_factory()
+    spec = task_spec("sleep 2; exit 5")
+    first.launch(spec)
+    started = wait_for_report(first, spec.taskId, TaskState.STARTED)
+    first.stop()
+    docker_engine.containers.get(started.containerId).wait(timeout=30)
+
+    second = agent_factory()
+    report = wait_for_report(second, spec.taskId, TaskState.FINISHED)
+    assert report.reasonCode == Reason.FAILED
+    assert report.exitCode == 5
+    assert containers_of(docker_engine, spec.taskId) == []
+
+
+def test_acked_reports_are_forgotten(agent_factory: AgentFactory) -> None:
+    agent = agent_factory()
+    spec = task_spec("true")
+    agent.launch(spec)
+    wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+
+    assert agent.ack(spec.taskId)
+    assert spec.taskId not in {r.taskId for r in agent.reports(0).tasks}
+    assert not agent.ack(spec.taskId)

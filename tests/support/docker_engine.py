@@ -1,0 +1,156 @@
+"""Fixtures for tests against the platform's own Docker engine (scripts/docker-engine.sh).
+
+Use them from a test module with
+`from tests.support.docker_engine import docker_engine, agent_factory  # noqa: F401`.
+
+- `docker_engine` (session): runs the script once (it is idempotent: it reuses a running
+  engine and the image) and yields a Docker client for its socket. Set
+  `TITUS_TEST_DOCKER_HOST` to use another engine that has `titus/busybox:latest`.
+- `agent_factory` (function): makes started AgentDaemons on that engine, each with a
+  LocalCoordinator and log files under the test's tmp_path, and one agent id per test (so
+  tests never see each other's containers). At the end every daemon is stopped and every
+  container carrying the test's agent id is removed.
+
+Plus `task_spec` to build a TaskSpec for the busybox image and `wait_for_report` to
+follow a daemon's reports until a task reaches a state.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from titus.agent.daemon import AgentDaemon
+from titus.agent.runtime import LABEL_AGENT, RuntimeConfig
+from titus.coord.local import LocalCoordinator
+from titus.model.job import Container, Image, Resources
+from titus.model.launch import TaskReport, TaskSpec
+from titus.model.states import TaskState, task_rank
+from titus.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "docker-engine.sh"
+DEFAULT_HOST = "unix:///run/titus/docker.sock"
+BUSYBOX = "titus/busybox"
+# Generous bounds for waiting on the engine; never asserted as timings.
+WAIT_SEC = 60.0
+
+
+def start_docker_engine() -> str:
+    """Run scripts/docker-engine.sh and return the DOCKER_HOST it prints."""
+    override = os.environ.get("TITUS_TEST_DOCKER_HOST")
+    if override:
+        return override
+    result = subprocess.run(
+        ["bash", str(SCRIPT)], capture_output=True, text=True, timeout=600, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"scripts/docker-engine.sh failed:\n{result.stdout}{result.stderr}")
+    for line in result.stdout.splitlines():
+        if line.startswith("DOCKER_HOST="):
+            return line.partition("=")[2].strip()
+    return DEFAULT_HOST
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[docker.DockerClient]:
+    url = start_docker_engine()
+    client = docker.DockerClient(base_url=url, version="auto", timeout=120, max_pool_size=64)
+    try:
+        client.ping()
+        yield client
+    finally:
+        client.close()
+
+
+def task_spec(
+    command: str,
+    *,
+    task_id: str | None = None,
+    image: str = BUSYBOX,
+    memory_mb: int = 64,
+    disk_mb: int = 100,
+    env: dict[str, str] | None = None,
+    job_type: str = "BATCH",
+    runtime_limit_sec: int | None = None,
+) -> TaskSpec:
+    """A task that runs `sh -c command` in the busybox image (or whatever `image` names)."""
+    name, _, tag = image.partition(":")
+    return TaskSpec(
+        taskId=task_id or f"task-{uuid.uuid4().hex[:12]}",
+        jobId=f"job-{uuid.uuid4().hex[:8]}",
+        jobType=job_type,
+        applicationName="agenttest",
+        container=Container(
+            image=Image(name=name, tag=tag or None),
+            entryPoint=["sh", "-c"],
+            command=[command],
+            env=env or {},
+            resources=Resources(cpu=0.5, memoryMB=memory_mb, diskMB=disk_mb),
+        ),
+        runtimeLimitSec=runtime_limit_sec,
+    )
+
+
+def wait_for_report(
+    daemon: AgentDaemon, task_id: str, state: TaskState, timeout: float = WAIT_SEC
+) -> TaskReport:
+    """Long-poll the daemon until `task_id` reports `state` (or a later one); return it."""
+    deadline = time.monotonic() + timeout
+    since = 0
+    last: TaskReport | None = None
+    while time.monotonic() < deadline:
+        page = daemon.reports(since, wait=min(2.0, max(0.0, deadline - time.monotonic())))
+        since = page.seq
+        for report in page.tasks:
+            if report.taskId == task_id:
+                last = report
+        if last is not None and task_rank(last.state) >= task_rank(state):
+            return last
+    raise AssertionError(f"task {task_id} did not reach {state}; last report: {last}")
+
+
+AgentFactory = Callable[..., AgentDaemon]
+
+
+@pytest.fixture
+def agent_factory(docker_engine: docker.DockerClient, tmp_path: Path) -> Iterator[AgentFactory]:
+    agent_id = f"agent-{uuid.uuid4().hex[:8]}"
+    daemons: list[AgentDaemon] = []
+
+    def make(
+        start: bool = True, runtime_config: RuntimeConfig | None = None, **overrides: Any
+    ) -> AgentDaemon:
+        values: dict[str, Any] = {
+            "data_dir": str(tmp_path / "data"),
+            "agent_id": agent_id,
+            "kill_grace_sec": 2.0,
+            "agent_lost_after_sec": 30.0,
+        }
+        values.update(overrides)
+        daemon = AgentDaemon(
+            Settings(**values),
+            LocalCoordinator(),
+            docker_client=docker_engine,
+            runtime_config=runtime_config,
+        )
+        daemons.append(daemon)
+        if start:
+            daemon.start()
+        return daemon
+
+    yield make
+    for daemon in daemons:
+        daemon.stop()
+    for container in docker_engine.containers.list(
+        all=True, filters={"label": f"{LABEL_AGENT}={agent_id}"}
+    ):
+        container.remove(force=True)

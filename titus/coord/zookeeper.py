@@ -316,8 +316,13 @@ class ZooKeeperCoordinator:
         """Wait until `node` is the lowest in the queue, then take the epoch and publish."""
         name = node.rsplit("/", 1)[-1]
         while not stop.is_set() and not self._closed and node_session == self._session():
+            # only nodes made by this protocol count: a stray node must not stop elections
             children = sorted(
-                (c for c in self._retry(self._client.get_children, self._election_path)),
+                (
+                    c
+                    for c in self._retry(self._client.get_children, self._election_path)
+                    if c.rsplit(_SEQ_MARK, 1)[-1].isdigit()
+                ),
                 key=self._sequence,
             )
             if name not in children:

@@ -24,6 +24,8 @@ def _setup_logging(level: str) -> None:
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for noisy in ("httpx", "httpcore", "kazoo", "urllib3", "docker"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _coordinator(url: str) -> Any:

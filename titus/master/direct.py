@@ -197,7 +197,11 @@ class DirectDriver:
             )
             return
         try:
-            r = self.http.post(f"{address}/v1/tasks", content=p.spec.model_dump_json())
+            r = self.http.post(
+                f"{address}/v1/tasks",
+                content=p.spec.model_dump_json(),
+                headers={"content-type": "application/json"},
+            )
             if r.status_code >= 400:
                 reason = (
                     Reason.INVALID_REQUEST if r.status_code < 500 else Reason.TRANSIENT_SYSTEM_ERROR

@@ -1,0 +1,1 @@
+from tests.support.platform import platform  # noqa: F401

@@ -1,0 +1,171 @@
+"""The all-in-one platform (`titus local`) started as a process, for end-to-end tests.
+
+Each platform gets its own data directory, ports and agent id, so tests never see each
+other's jobs or containers. Containers left by a test are removed when it ends.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from tests.support.docker_engine import start_docker_engine
+
+ROOT = Path(__file__).resolve().parents[2]
+TITUS = str(Path(sys.executable).parent / "titus")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Platform:
+    url: str
+    data_dir: Path
+    agent_id: str
+    env: dict[str, str]
+    args: list[str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    http: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(base_url=self.url, timeout=30.0)
+
+    # ---- process ------------------------------------------------------------------------
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [TITUS, "local", *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"titus local exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                r = self.http.get("/health")
+                if r.status_code == 200 and r.json().get("leader"):
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"titus local did not come up: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    # ---- API helpers --------------------------------------------------------------------
+    def submit(self, descriptor: dict[str, Any], **headers: str) -> str:
+        r = self.http.post("/api/v3/jobs", json=descriptor, headers=headers)
+        assert r.status_code == 202, r.text
+        return str(r.json()["id"])
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        r = self.http.get(f"/api/v3/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def tasks(self, job_id: str) -> list[dict[str, Any]]:
+        r = self.http.get("/api/v3/tasks", params={"jobIds": job_id, "pageSize": "100"})
+        assert r.status_code == 200, r.text
+        return r.json()["items"]  # type: ignore[no-any-return]
+
+    def wait_for(
+        self, what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2
+    ) -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = check()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
+
+    def wait_job_finished(self, job_id: str, timeout: float = 90.0) -> dict[str, Any]:
+        return self.wait_for(  # type: ignore[no-any-return]
+            f"job {job_id} to finish",
+            lambda: (j := self.job(job_id))["status"]["state"] == "Finished" and j,
+            timeout,
+        )
+
+    def running(self, job_id: str) -> list[dict[str, Any]]:
+        return [t for t in self.tasks(job_id) if t["status"]["state"] == "Started"]
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [TITUS, *args, "--url", self.url], capture_output=True, text=True, timeout=60
+        )
+        if check:
+            assert proc.returncode == 0, proc.stderr
+        return proc
+
+
+def _remove_containers(docker_host: str, agent_id: str) -> None:
+    try:
+        client = docker.DockerClient(base_url=docker_host)
+        for c in client.containers.list(all=True, filters={"label": f"titus.agent.id={agent_id}"}):
+            c.remove(force=True)
+    except Exception:  # noqa: BLE001 - best effort cleanup
+        pass
+
+
+def make_platform(tmp: Path, extra_env: dict[str, str] | None = None) -> Platform:
+    docker_host = start_docker_engine()
+    port, agent_port = free_port(), free_port()
+    agent_id = f"e2e-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "DOCKER_HOST": docker_host,
+        "TITUS_DATA_DIR": str(tmp / "data"),
+        "TITUS_AGENT_ID": agent_id,
+        "TITUS_AGENT_DISK_MB": "1000000",
+        "TITUS_KILL_GRACE_SEC": "2",
+        **(extra_env or {}),
+    }
+    return Platform(
+        url=f"http://127.0.0.1:{port}",
+        data_dir=tmp / "data",
+        agent_id=agent_id,
+        env=env,
+        args=["--port", str(port), "--agent-port", str(agent_port)],
+        log_path=tmp / "titus.log",
+    )
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    p = make_platform(tmp_path)
+    p.start()
+    try:
+        yield p
+    finally:
+        p.stop()
+        _remove_containers(p.env["DOCKER_HOST"], p.agent_id)

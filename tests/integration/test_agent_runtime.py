@@ -267,3 +267,18 @@ def test_acked_reports_are_forgotten(agent_factory: AgentFactory) -> None:
     assert agent.ack(spec.taskId)
     assert spec.taskId not in {r.taskId for r in agent.reports(0).tasks}
     assert not agent.ack(spec.taskId)
+
+
+def test_agents_sharing_an_engine_leave_each_others_containers_alone(
+    agent_factory: AgentFactory, docker_engine: docker.DockerClient
+) -> None:
+    first = agent_factory()
+    spec = task_spec("sleep 300")
+    first.launch(spec)
+    started = wait_for_report(first, spec.taskId, TaskState.STARTED)
+
+    other = agent_factory(agent_id=f"{first.agent_id}-other")
+    assert spec.taskId not in {r.taskId for r in other.reports(0).tasks}
+    assert not other.kill(spec.taskId)
+    other.stop()
+    assert docker_engine.containers.get(started.containerId).status == "running"

@@ -8,8 +8,9 @@ Use them from a test module with
   `TITUS_TEST_DOCKER_HOST` to use another engine that has `titus/busybox:latest`.
 - `agent_factory` (function): makes started AgentDaemons on that engine, each with a
   LocalCoordinator and log files under the test's tmp_path, and one agent id per test (so
-  tests never see each other's containers). At the end every daemon is stopped and every
-  container carrying the test's agent id is removed.
+  tests never see each other's containers; pass `agent_id=` for a second agent). Keyword
+  arguments override Settings fields. At the end every daemon is stopped and every
+  container carrying one of their agent ids is removed.
 
 Plus `task_spec` to build a TaskSpec for the busybox image and `wait_for_report` to
 follow a daemon's reports until a task reaches a state.
@@ -150,7 +151,8 @@ def agent_factory(docker_engine: docker.DockerClient, tmp_path: Path) -> Iterato
     yield make
     for daemon in daemons:
         daemon.stop()
-    for container in docker_engine.containers.list(
-        all=True, filters={"label": f"{LABEL_AGENT}={agent_id}"}
-    ):
-        container.remove(force=True)
+    for an_agent in {d.agent_id for d in daemons}:
+        for container in docker_engine.containers.list(
+            all=True, filters={"label": f"{LABEL_AGENT}={an_agent}"}
+        ):
+            container.remove(force=True)

@@ -4,9 +4,11 @@ It registers the host in coordination, takes launch and kill requests, runs each
 hooks, and keeps one report per task (StartInitiated, Started, Finished) that the master
 pulls by long poll. The agent never needs to know where the master is, and never reads the
 store: after a restart it rebuilds its view from the engine alone (containers carry their
-task in labels) and adopts what runs, so an agent restart neither kills nor duplicates a
-task. Containers that belong to tasks it knows nothing about keep running and are
-reported: the master decides their fate.
+task and agent in labels) and adopts every container labelled with its agent id, so an
+agent restart neither kills nor duplicates a task. Adopted tasks are reported as they are
+(Started, or Finished if they ended meanwhile) even when the master no longer wants them:
+the master decides their fate. Containers of other agents sharing the engine are left
+alone.
 
 Docker calls block, so they run on worker threads; the HTTP server only waits on
 conditions. Exits arrive through the engine's event stream, and a periodic sweep catches
@@ -31,7 +33,6 @@ from titus.agent import host
 from titus.agent.hooks import HookRunner, LaunchError, TaskContext, TaskHook
 from titus.agent.logs import LogFiles, LogFollowHook, LogsHook
 from titus.agent.runtime import (
-    LABEL_AGENT,
     LABEL_JOB,
     LABEL_SPEC,
     LABEL_TASK,
@@ -54,6 +55,9 @@ MAX_POLL_WAIT_SEC = 60.0
 SWEEP_INTERVAL_SEC = 1.0
 RECONCILE_INTERVAL_SEC = 2.0
 MAX_WORKERS = 32
+# Bound on tasks one agent holds (running or starting): a runaway master cannot make the
+# agent queue work without end.
+MAX_TASKS = 1024
 
 _STARTING, _RUNNING, _FINISHING, _DONE = "starting", "running", "finishing", "done"
 _LIVE_STATUSES = frozenset({"running", "paused", "restarting"})
@@ -168,6 +172,8 @@ class AgentDaemon:
                 raise RuntimeError("agent is stopping")
             if spec.taskId in self._tasks or spec.taskId in self._reports:
                 return
+            if len(self._tasks) >= MAX_TASKS:
+                raise RuntimeError(f"agent is full: {MAX_TASKS} tasks")
             task = _Task(ctx)
             self._tasks[spec.taskId] = task
             self._record(task, TaskState.START_INITIATED)
@@ -366,7 +372,7 @@ class AgentDaemon:
     # adoption after a restart
 
     def _adopt_all(self) -> None:
-        for container in self.runtime.task_containers():
+        for container in self.runtime.task_containers(self.agent_id):
             labels = container.labels
             task_id = labels.get(LABEL_TASK, "")
             if not task_id or self.known(task_id):
@@ -383,10 +389,6 @@ class AgentDaemon:
                 container_id=container.id,
                 context=dict(self._agent_context),
             )
-            owner = labels.get(LABEL_AGENT, "")
-            if owner != self.agent_id:
-                ctx.context["task.launchedBy"] = owner
-                log.warning("task %s: container launched by agent %r", task_id, owner)
             task = _Task(ctx)
             with self._cond:
                 self._tasks[task_id] = task
@@ -423,7 +425,7 @@ class AgentDaemon:
     def _watch_events(self) -> None:
         while not self._stop.is_set():
             try:
-                self._events = self.runtime.die_events()
+                self._events = self.runtime.die_events(self.agent_id)
                 if self._stop.is_set():
                     break
                 for event in self._events:
@@ -495,7 +497,9 @@ class AgentDaemon:
 
     def _reconcile(self) -> None:
         """Catch exits the event stream missed, and retry kills that failed."""
-        live = {c.id for c in self.runtime.task_containers() if c.status in _LIVE_STATUSES}
+        live = {
+            c.id for c in self.runtime.task_containers(self.agent_id) if c.status in _LIVE_STATUSES
+        }
         with self._cond:
             tasks = [t for t in self._tasks.values() if t.phase == _RUNNING]
         for task in tasks:

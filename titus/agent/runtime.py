@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
@@ -92,6 +94,30 @@ def is_engine_error(exc: BaseException) -> bool:
     return isinstance(exc, requests.exceptions.RequestException | ConnectionError | OSError)
 
 
+T = TypeVar("T")
+
+RETRY_ATTEMPTS = 4
+RETRY_BASE_SEC = 0.1
+RETRY_MAX_SEC = 2.0
+
+
+def with_retries(call: Callable[[], T], what: str, attempts: int = RETRY_ATTEMPTS) -> T:
+    """Run an idempotent engine call, retrying engine errors with backoff and full jitter.
+
+    Errors that are the task's (not found, conflict, bad request) are raised at once.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as e:
+            if attempt == attempts or not is_engine_error(e):
+                raise
+            delay = random.uniform(0, min(RETRY_MAX_SEC, RETRY_BASE_SEC * 2**attempt))
+            log.warning("engine call %s failed (%s); retry %d in %.2fs", what, e, attempt, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 def exit_outcome(state: dict[str, Any], memory_mb: int) -> tuple[Reason, str, int]:
     """How a container's end reads to its owner: (reason, message, exit code)."""
     code = int(state.get("ExitCode", -1))
@@ -156,7 +182,7 @@ class DockerRuntime:
 
     def ensure_image(self, reference: str) -> None:
         try:
-            self.client.images.get(reference)
+            with_retries(lambda: self.client.images.get(reference), "image inspect")
             return
         except docker.errors.ImageNotFound:
             pass
@@ -238,32 +264,44 @@ class DockerRuntime:
 
     def get(self, container_id: str) -> Container | None:
         try:
-            return self.client.containers.get(container_id)
+            return with_retries(lambda: self.client.containers.get(container_id), "inspect")
         except docker.errors.NotFound:
             return None
 
     def stop(self, container_id: str, grace_sec: float) -> None:
+        timeout = max(0, int(round(grace_sec)))
         with contextlib.suppress(docker.errors.NotFound):
-            self.client.api.stop(container_id, timeout=max(0, int(round(grace_sec))))
+            with_retries(lambda: self.client.api.stop(container_id, timeout=timeout), "stop")
 
     def remove(self, container_id: str) -> None:
         try:
-            self.client.api.remove_container(container_id, force=True)
+            with_retries(
+                lambda: self.client.api.remove_container(container_id, force=True), "remove"
+            )
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as e:
             if e.status_code != 409:  # 409: removal already in progress
                 raise
 
-    def task_containers(self) -> list[Container]:
-        """Every container on this engine that belongs to some titus task, running or not."""
-        return list(self.client.containers.list(all=True, filters={"label": LABEL_TASK}))
+    @staticmethod
+    def _labels(agent_id: str) -> list[str]:
+        # several agents may share one engine (one machine playing many hosts): each sees
+        # only the containers it launched
+        return [LABEL_TASK, f"{LABEL_AGENT}={agent_id}"]
 
-    def die_events(self) -> Iterator[dict[str, Any]]:
-        """The engine's `die` events for task containers; close() the result to stop."""
+    def task_containers(self, agent_id: str) -> list[Container]:
+        """The task containers this agent launched, running or not."""
+        filters = {"label": self._labels(agent_id)}
+        return with_retries(
+            lambda: list(self.client.containers.list(all=True, filters=filters)), "list"
+        )
+
+    def die_events(self, agent_id: str) -> Iterator[dict[str, Any]]:
+        """The engine's `die` events for this agent's containers; close() the result to stop."""
         return self.client.events(  # type: ignore[no-any-return]
             decode=True,
-            filters={"type": "container", "event": ["die"], "label": [LABEL_TASK]},
+            filters={"type": "container", "event": ["die"], "label": self._labels(agent_id)},
         )
 
 

@@ -98,6 +98,7 @@ class AgentDaemon:
     ):
         self.settings = settings
         self.coord = coord
+        self._own_client = docker_client is None
         self.client = docker_client or _default_client(settings)
         self.runtime = DockerRuntime(self.client, runtime_config)
         self.log_files = LogFiles(settings.logs_path)
@@ -156,6 +157,8 @@ class AgentDaemon:
                 self.coord.unregister_agent(self.agent_id)
             except Exception:
                 log.exception("unregistering agent %s failed", self.agent_id)
+        if self._own_client:
+            self.client.close()
 
     # requests from the master
 

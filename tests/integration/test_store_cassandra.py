@@ -1,0 +1,228 @@
+"""The store conformance suite against the Cassandra backend over the CQL test server, plus
+what only Cassandra has: retries and clear errors under timeouts and unavailable replicas,
+the archive's TTL, bucketed indexes, URLs and credentials."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `tests.*`
+
+from tests.store.conformance import *  # noqa: E402,F401,F403
+from tests.store.conformance import make_job, make_task  # noqa: E402
+from tests.support.cql import fixture as cql_fixture  # noqa: E402
+from tests.support.cql.server import CqlServer  # noqa: E402
+from titus.model.states import TaskState  # noqa: E402
+from titus.store import open_store  # noqa: E402
+from titus.store.base import GroupNameTaken, JobStore, StoreUnavailable  # noqa: E402
+from titus.store.cassandra import CassandraJobStore, parse_replication  # noqa: E402
+
+cql_server = cql_fixture.cql_server
+
+
+def _open(server: CqlServer, **kw: object) -> CassandraJobStore:
+    options: dict[str, object] = {"backoff_base": 0.001, "request_timeout": 5.0}
+    options.update(kw)
+    return CassandraJobStore(
+        [server.host],
+        port=server.port,
+        keyspace="titus",
+        local_dc="datacenter1",
+        **options,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def store_factory(cql_server: CqlServer) -> Iterator[Callable[[], JobStore]]:
+    yield lambda: _open(cql_server)
+
+
+@pytest.fixture
+def cstore(cql_server: CqlServer) -> Iterator[CassandraJobStore]:
+    s = _open(cql_server)
+    yield s
+    s.close()
+
+
+# ---- faults -----------------------------------------------------------------------------
+def test_timeout_during_create_is_retried(cql_server: CqlServer, cstore: CassandraJobStore) -> None:
+    job = make_job("v001")
+    cql_server.inject("write_timeout", "INSERT INTO active_jobs", times=2)
+    cstore.create_job(job, [make_task(job)])
+    assert cstore.get_job(job.id) is not None
+    assert len(cstore.list_tasks(job.id)) == 1
+
+
+def test_dropped_connection_during_create_is_retried(
+    cql_server: CqlServer, store_factory: Callable[[], JobStore]
+) -> None:
+    store = _open(cql_server, backoff_base=0.2)
+    try:
+        job = make_job("v001")
+        cql_server.inject("drop", "INSERT INTO active_jobs")
+        store.create_job(job, [make_task(job)])
+        assert store.get_job(job.id) is not None
+        assert len(store.list_tasks(job.id)) == 1
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["unavailable", "write_timeout"])
+def test_create_that_never_lands_leaves_nothing(
+    cql_server: CqlServer, cstore: CassandraJobStore, kind: str
+) -> None:
+    job = make_job("v001")
+    cql_server.inject(kind, "INSERT INTO active_jobs", times=1000)
+    with pytest.raises(StoreUnavailable) as info:
+        cstore.create_job(job, [make_task(job)])
+    assert f"job {job.id} was not created" in str(info.value)
+    cql_server.clear_faults()
+    assert cstore.get_job(job.id) is None
+    assert cstore.list_tasks(job.id) == []
+    assert cstore.count_active_jobs() == 0
+    # Its group name was given back: the user can submit again.
+    again = make_job("v001")
+    cstore.create_job(again)
+    assert cstore.get_job(again.id) is not None
+
+
+def test_create_that_landed_despite_timeouts_is_whole(
+    cql_server: CqlServer, cstore: CassandraJobStore
+) -> None:
+    job = make_job("v001")
+    tasks = [make_task(job, i) for i in range(3)]
+    cql_server.inject("write_timeout", "INSERT INTO active_jobs", times=1000, applied=True)
+    created = cstore.create_job(job, tasks)
+    cql_server.clear_faults()
+    assert created.version == 1
+    assert cstore.get_job(job.id) is not None
+    assert {t.id for t in cstore.list_tasks(job.id)} == {t.id for t in tasks}
+    with pytest.raises(GroupNameTaken):
+        cstore.create_job(make_job("v001"))
+
+
+def test_lwt_timeouts_that_applied_are_not_conflicts(
+    cql_server: CqlServer, cstore: CassandraJobStore
+) -> None:
+    job = make_job("v001")
+    cql_server.inject("write_timeout", "INTO job_group_names", applied=True)
+    cstore.create_job(job)
+    task = cstore.create_task(make_task(cstore.get_job(job.id)))  # type: ignore[arg-type]
+    cql_server.inject("write_timeout", "UPDATE active_tasks", applied=True)
+    launched = cstore.update_task(task.with_status(TaskState.LAUNCHED))
+    assert launched.version == 2
+    got = cstore.get_task(task.id)
+    assert got is not None and got.version == 2 and got.state == TaskState.LAUNCHED
+
+
+def test_reads_retry_and_then_fail_clearly(
+    cql_server: CqlServer, cstore: CassandraJobStore
+) -> None:
+    job = cstore.create_job(make_job())
+    cql_server.inject("read_timeout", "FROM active_jobs", times=2)
+    assert cstore.get_job(job.id) is not None
+    cql_server.inject("unavailable", "FROM active_jobs", times=1000)
+    with pytest.raises(StoreUnavailable, match=f"read job {job.id}"):
+        cstore.get_job(job.id)
+
+
+def test_restarted_node_forgot_prepared_statements(cql_server: CqlServer) -> None:
+    store = _open(cql_server, backoff_base=0.2)
+    try:
+        job = store.create_job(make_job())
+        cql_server.forget_prepared()
+        cql_server.drop_connections()
+        assert store.get_job(job.id) is not None
+        store.create_task(make_task(job))
+        assert len(store.list_tasks(job.id)) == 1
+        assert any(r.opcode == "PREPARE" for r in cql_server.requests[-10:])
+    finally:
+        store.close()
+
+
+# ---- shape and settings -------------------------------------------------------------------
+def test_writes_are_local_quorum_logged_batches(
+    cql_server: CqlServer, cstore: CassandraJobStore
+) -> None:
+    cql_server.requests.clear()
+    job = make_job()
+    cstore.create_job(job, [make_task(job)])
+    batches = [r for r in cql_server.requests if r.opcode == "BATCH"]
+    assert len(batches) == 1
+    assert batches[0].batch_type == "LOGGED"
+    assert batches[0].consistency == "LOCAL_QUORUM"
+    assert any("active_job_ids" in s for s in batches[0].statements)
+    assert all(
+        r.consistency == "LOCAL_QUORUM" for r in cql_server.requests if r.opcode != "PREPARE"
+    )
+
+
+def test_job_ids_are_bucketed(cql_server: CqlServer, cstore: CassandraJobStore) -> None:
+    for _ in range(40):
+        cstore.create_job(make_job())
+    buckets = {r["bucket"] for r in cql_server.rows("titus", "active_job_ids")}
+    assert len(buckets) > 10
+    assert cstore.count_active_jobs() == 40
+
+
+def test_archive_expires_after_30_days(cql_server: CqlServer, cstore: CassandraJobStore) -> None:
+    old = cstore.create_job(make_job())
+    task = cstore.create_task(make_task(old))
+    cstore.archive_job(old.with_status(old.status.state))
+    active = cstore.create_job(make_job())
+    cql_server.advance_time(29 * 24 * 3600)
+    assert cstore.get_job(old.id) is not None
+    assert cstore.get_task(task.id) is not None
+    cql_server.advance_time(2 * 24 * 3600)
+    assert cstore.get_job(old.id) is None
+    assert cstore.get_task(task.id) is None
+    assert cstore.list_tasks(old.id, include_archived=True) == []
+    assert cstore.get_job(active.id) is not None
+
+
+def test_schema_migrations_recorded_once(cql_server: CqlServer) -> None:
+    for _ in range(2):
+        _open(cql_server).close()
+    rows = cql_server.rows("titus", "schema_migrations")
+    assert [r["version"] for r in rows] == [1]
+    ks = cql_server.engine.keyspaces["titus"]
+    assert ks.replication["class"].endswith("NetworkTopologyStrategy")
+    assert ks.tables["archived_jobs"].default_ttl == 30 * 24 * 3600
+
+
+def test_from_url_with_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = CqlServer(credentials=("titus", "s3cret")).start()
+    try:
+        monkeypatch.setenv("TITUS_CASSANDRA_USERNAME", "titus")
+        monkeypatch.setenv("TITUS_CASSANDRA_PASSWORD", "s3cret")
+        url = (
+            f"cassandra://{server.host}:{server.port}/jobs_ks"
+            "?dc=datacenter1&replication=datacenter1:3"
+        )
+        store = open_store(url)
+        try:
+            job = store.create_job(make_job())
+            assert store.get_job(job.id) is not None
+        finally:
+            store.close()
+        assert server.engine.keyspaces["jobs_ks"].replication["datacenter1"] == "3"
+        monkeypatch.setenv("TITUS_CASSANDRA_PASSWORD", "wrong")
+        with pytest.raises(StoreUnavailable, match="cannot connect"):
+            CassandraJobStore.from_url(url)
+    finally:
+        server.stop()
+
+
+def test_parse_replication() -> None:
+    assert parse_replication("us-east:3,eu-west:2") == {
+        "class": "NetworkTopologyStrategy",
+        "us-east": 3,
+        "eu-west": 2,
+    }
+    assert parse_replication("1") == {"class": "SimpleStrategy", "replication_factor": 1}
+    with pytest.raises(ValueError):
+        parse_replication("us-east")

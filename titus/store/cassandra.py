@@ -1,0 +1,754 @@
+"""The production JobStore: Cassandra through cassandra-driver, in the shape Titus used.
+
+Each job and task is one JSON document in a `value text` column. Listing goes through small
+index tables: `active_job_ids` spread over a fixed number of buckets (chosen when the
+keyspace is created and kept in `meta`, so no partition grows without bound) and
+`active_task_ids ((job_id), task_id)`. Finished jobs and tasks move to `archived_*` tables
+that expire after 30 days (`default_time_to_live`).
+
+Consistency rules, and why:
+- A job and its index rows change together in one logged batch at LOCAL_QUORUM: Cassandra
+  applies all of a logged batch or (if the batch log was never written) none of it.
+- Job group names are unique among active jobs through a lightweight transaction
+  (`INSERT ... IF NOT EXISTS`) on `job_group_names`; two racing creates never both win.
+- Versions: updates are `UPDATE ... IF version = ?`, so a writer that read an old version is
+  refused (`Conflict`) instead of overwriting a newer decision.
+- Leadership fencing: `claim_epoch` moves the `epoch` row forward only, by compare-and-set.
+  A write that carries an epoch first reads that row at LOCAL_SERIAL and is refused
+  (`StaleEpoch`) when a newer leader has claimed. (The window between that read and the
+  write is bounded by how fast a deposed leader notices it lost its coordination session.)
+- Timeouts and unavailable replicas are retried with exponential backoff and jitter when the
+  statement is safe to repeat (every batch here writes fixed values; every lightweight
+  transaction checks, when refused, whether the refusal is its own earlier success). When
+  retries run out the caller gets `StoreUnavailable` with what was being done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, unquote, urlparse
+
+from cassandra import (
+    ConsistencyLevel,
+    CoordinationFailure,
+    OperationTimedOut,
+    ReadTimeout,
+    Unavailable,
+    WriteTimeout,
+)
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import (
+    EXEC_PROFILE_DEFAULT,
+    Cluster,
+    ExecutionProfile,
+    NoHostAvailable,
+    Session,
+)
+from cassandra.concurrent import execute_concurrent_with_args
+from cassandra.connection import ConnectionException
+from cassandra.policies import (
+    DCAwareRoundRobinPolicy,
+    ExponentialReconnectionPolicy,
+    FallthroughRetryPolicy,
+    TokenAwarePolicy,
+)
+from cassandra.query import BatchStatement, BatchType, PreparedStatement, SimpleStatement
+
+from titus.model.job import Job, Task
+from titus.store.base import (
+    ActiveState,
+    Conflict,
+    GroupNameTaken,
+    KillRequest,
+    StaleEpoch,
+    StoreError,
+    StoreUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+ARCHIVE_TTL_SECONDS = 30 * 24 * 3600
+DEFAULT_BUCKETS = 64
+# A group name held by a job that never got written (its creator died between the name's
+# lightweight transaction and the job's batch) is taken over after this long.
+ABANDONED_NAME_SECONDS = 60.0
+
+_TRANSIENT = (
+    WriteTimeout,
+    ReadTimeout,
+    Unavailable,
+    OperationTimedOut,
+    NoHostAvailable,
+    ConnectionException,
+    CoordinationFailure,
+)
+_IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
+
+T = TypeVar("T")
+
+# Versioned schema: each migration runs once per keyspace, in order, and is recorded in
+# `schema_migrations`. Statements are idempotent so two processes starting together agree.
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "jobs, tasks, their indexes and archive; group names; dirty marks; kills; meta",
+        [
+            "CREATE TABLE IF NOT EXISTS active_job_ids (bucket int, job_id text, "
+            "PRIMARY KEY ((bucket), job_id))",
+            "CREATE TABLE IF NOT EXISTS active_jobs (job_id text PRIMARY KEY, version bigint, "
+            "value text)",
+            "CREATE TABLE IF NOT EXISTS active_tasks (task_id text PRIMARY KEY, version bigint, "
+            "value text)",
+            "CREATE TABLE IF NOT EXISTS active_task_ids (job_id text, task_id text, "
+            "PRIMARY KEY ((job_id), task_id))",
+            "CREATE TABLE IF NOT EXISTS archived_jobs (job_id text PRIMARY KEY, value text) "
+            f"WITH default_time_to_live = {ARCHIVE_TTL_SECONDS}",
+            "CREATE TABLE IF NOT EXISTS archived_tasks (task_id text PRIMARY KEY, value text) "
+            f"WITH default_time_to_live = {ARCHIVE_TTL_SECONDS}",
+            "CREATE TABLE IF NOT EXISTS archived_task_ids (job_id text, task_id text, "
+            f"PRIMARY KEY ((job_id), task_id)) WITH default_time_to_live = {ARCHIVE_TTL_SECONDS}",
+            "CREATE TABLE IF NOT EXISTS job_group_names (name text PRIMARY KEY, job_id text, "
+            "claimed_at timestamp)",
+            "CREATE TABLE IF NOT EXISTS dirty_jobs (shard int, mark timeuuid, job_id text, "
+            "PRIMARY KEY ((shard), mark))",
+            "CREATE TABLE IF NOT EXISTS kill_requests (job_id text, task_id text, value text, "
+            "PRIMARY KEY ((job_id), task_id))",
+            "CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text)",
+        ],
+    ),
+]
+
+_STATEMENTS = {
+    # jobs
+    "job_get": "SELECT value FROM active_jobs WHERE job_id = ?",
+    "job_get_archived": "SELECT value FROM archived_jobs WHERE job_id = ?",
+    "job_insert": "INSERT INTO active_jobs (job_id, version, value) VALUES (?, ?, ?)",
+    "job_id_insert": "INSERT INTO active_job_ids (bucket, job_id) VALUES (?, ?)",
+    "job_update": "UPDATE active_jobs SET version = ?, value = ? WHERE job_id = ? IF version = ?",
+    "job_delete": "DELETE FROM active_jobs WHERE job_id = ?",
+    "job_id_delete": "DELETE FROM active_job_ids WHERE bucket = ? AND job_id = ?",
+    "job_archive": "INSERT INTO archived_jobs (job_id, value) VALUES (?, ?)",
+    "job_ids_bucket": "SELECT job_id FROM active_job_ids WHERE bucket = ?",
+    "job_count_bucket": "SELECT count(*) FROM active_job_ids WHERE bucket = ?",
+    # group names
+    "name_claim": "INSERT INTO job_group_names (name, job_id, claimed_at) VALUES (?, ?, ?) "
+    "IF NOT EXISTS",
+    "name_take_over": "UPDATE job_group_names SET job_id = ?, claimed_at = ? WHERE name = ? "
+    "IF job_id = ?",
+    "name_release": "DELETE FROM job_group_names WHERE name = ? IF job_id = ?",
+    # tasks
+    "task_get": "SELECT value FROM active_tasks WHERE task_id = ?",
+    "task_get_archived": "SELECT value FROM archived_tasks WHERE task_id = ?",
+    "task_insert": "INSERT INTO active_tasks (task_id, version, value) VALUES (?, ?, ?)",
+    "task_id_insert": "INSERT INTO active_task_ids (job_id, task_id) VALUES (?, ?)",
+    "task_update": "UPDATE active_tasks SET version = ?, value = ? WHERE task_id = ? "
+    "IF version = ?",
+    "task_delete": "DELETE FROM active_tasks WHERE task_id = ?",
+    "task_id_delete": "DELETE FROM active_task_ids WHERE job_id = ? AND task_id = ?",
+    "task_ids_delete_job": "DELETE FROM active_task_ids WHERE job_id = ?",
+    "task_archive": "INSERT INTO archived_tasks (task_id, value) VALUES (?, ?)",
+    "task_id_archive": "INSERT INTO archived_task_ids (job_id, task_id) VALUES (?, ?)",
+    "task_ids": "SELECT task_id FROM active_task_ids WHERE job_id = ?",
+    "task_ids_archived": "SELECT task_id FROM archived_task_ids WHERE job_id = ?",
+    # the API's requests to the master
+    "dirty_mark": "INSERT INTO dirty_jobs (shard, mark, job_id) VALUES (0, ?, ?)",
+    "dirty_list": "SELECT mark, job_id FROM dirty_jobs WHERE shard = 0",
+    "dirty_delete": "DELETE FROM dirty_jobs WHERE shard = 0 AND mark = ?",
+    "kill_insert": "INSERT INTO kill_requests (job_id, task_id, value) VALUES (?, ?, ?)",
+    "kill_list": "SELECT value FROM kill_requests WHERE job_id = ?",
+    "kill_delete": "DELETE FROM kill_requests WHERE job_id = ? AND task_id = ?",
+    "kills_delete_job": "DELETE FROM kill_requests WHERE job_id = ?",
+    # meta and leadership
+    "meta_get": "SELECT value FROM meta WHERE key = ?",
+    "meta_set": "INSERT INTO meta (key, value) VALUES (?, ?)",
+    "meta_insert_new": "INSERT INTO meta (key, value) VALUES (?, ?) IF NOT EXISTS",
+    "meta_cas": "UPDATE meta SET value = ? WHERE key = ? IF value = ?",
+}
+
+
+def _dump(model: Job | Task) -> str:
+    return model.model_dump_json(exclude_none=True)
+
+
+class CassandraJobStore:
+    """JobStore on Cassandra; see the module docstring for the consistency rules."""
+
+    def __init__(
+        self,
+        contact_points: Sequence[str],
+        *,
+        port: int = 9042,
+        keyspace: str = "titus",
+        local_dc: str | None = None,
+        replication: dict[str, Any] | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        consistency: int = ConsistencyLevel.LOCAL_QUORUM,
+        request_timeout: float = 10.0,
+        retries: int = 4,
+        backoff_base: float = 0.05,
+        backoff_max: float = 1.0,
+        load_parallelism: int = 64,
+        buckets: int = DEFAULT_BUCKETS,
+        connect_timeout: float = 10.0,
+    ):
+        if not _IDENT.match(keyspace):
+            raise ValueError(f"invalid Cassandra keyspace name {keyspace!r}")
+        self.keyspace = keyspace
+        self.retries = retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.load_parallelism = load_parallelism
+        self._known_epoch = 0
+        self._epoch_lock = threading.Lock()
+        profile = ExecutionProfile(
+            load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_dc)),
+            # This store decides what is safe to retry; the driver must not guess.
+            retry_policy=FallthroughRetryPolicy(),
+            consistency_level=consistency,
+            serial_consistency_level=ConsistencyLevel.LOCAL_SERIAL,
+            request_timeout=request_timeout,
+        )
+        auth = (
+            PlainTextAuthProvider(username=username, password=password or "") if username else None
+        )
+        self._cluster = Cluster(
+            list(contact_points),
+            port=port,
+            protocol_version=4,
+            execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+            auth_provider=auth,
+            schema_metadata_enabled=False,
+            token_metadata_enabled=False,
+            connect_timeout=connect_timeout,
+            # Come back quickly after a dropped connection, so the retries above can land.
+            reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.1, max_delay=30.0),
+        )
+        try:
+            self._session: Session = self._cluster.connect()
+        except NoHostAvailable as e:
+            self._cluster.shutdown()
+            raise StoreUnavailable(
+                f"cannot connect to Cassandra at {', '.join(contact_points)}:{port}: {e}"
+            ) from e
+        try:
+            self._migrate(
+                replication or {"class": "NetworkTopologyStrategy", (local_dc or "datacenter1"): 3},
+                buckets,
+            )
+            self._ps: dict[str, PreparedStatement] = {
+                name: self._session.prepare(cql) for name, cql in _STATEMENTS.items()
+            }
+            self._buckets = int(self._meta_raw("job_id_buckets") or buckets)
+        except BaseException:
+            self._cluster.shutdown()
+            raise
+
+    # ---- construction from a URL ----------------------------------------------------------
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> CassandraJobStore:
+        """`cassandra://host1,host2:9042/keyspace?dc=us-east&replication=us-east:3,eu:3`.
+
+        `replication` is `dc:rf` pairs for NetworkTopologyStrategy (the default: the local
+        dc with 3 replicas), or a bare number for SimpleStrategy. Other query options:
+        `consistency` (LOCAL_QUORUM), `timeout` (seconds per request), `parallelism` (bulk
+        load). Credentials come from TITUS_CASSANDRA_USERNAME and TITUS_CASSANDRA_PASSWORD,
+        never from the URL, so they stay out of process listings and logs.
+        """
+        parsed = urlparse(url)
+        if parsed.scheme != "cassandra":
+            raise ValueError(f"not a cassandra:// URL: {url!r}")
+        netloc = parsed.netloc.rsplit("@", 1)[-1]
+        hosts: list[str] = []
+        port = 9042
+        for part in netloc.split(","):
+            if not part:
+                continue
+            host, sep, p = part.rpartition(":")
+            if sep and p.isdigit():
+                hosts.append(host)
+                port = int(p)
+            else:
+                hosts.append(part)
+        if not hosts:
+            raise ValueError(f"no Cassandra hosts in {url!r}")
+        keyspace = unquote(parsed.path.strip("/")) or "titus"
+        query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        dc = query.get("dc")
+        kwargs: dict[str, Any] = {"port": port, "keyspace": keyspace, "local_dc": dc}
+        if "replication" in query:
+            kwargs["replication"] = parse_replication(query["replication"])
+        if "consistency" in query:
+            kwargs["consistency"] = ConsistencyLevel.name_to_value[query["consistency"].upper()]
+        if "timeout" in query:
+            kwargs["request_timeout"] = float(query["timeout"])
+        if "parallelism" in query:
+            kwargs["load_parallelism"] = int(query["parallelism"])
+        kwargs["username"] = os.environ.get("TITUS_CASSANDRA_USERNAME") or None
+        kwargs["password"] = os.environ.get("TITUS_CASSANDRA_PASSWORD") or None
+        kwargs.update(overrides)
+        return cls(hosts, **kwargs)
+
+    # ---- plumbing ---------------------------------------------------------------------------
+    def _retrying(self, what: str, fn: Callable[[], T]) -> T:
+        """Run an idempotent operation, retrying transient failures with backoff and jitter."""
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except _TRANSIENT as e:
+                attempt += 1
+                if attempt > self.retries:
+                    raise StoreUnavailable(
+                        f"Cassandra could not {what} after {attempt} attempts: "
+                        f"{type(e).__name__}: {e}"
+                    ) from e
+                delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+                delay *= random.uniform(0.5, 1.0)
+                log.warning("cassandra: %s failed (%s), retry %d in %.2fs", what, e, attempt, delay)
+                time.sleep(delay)
+
+    def _exec(self, name: str, args: Sequence[Any], what: str) -> list[Any]:
+        return self._retrying(what, lambda: list(self._session.execute(self._ps[name], args)))
+
+    def _batch(self, what: str, items: Iterable[tuple[str, Sequence[Any]]]) -> None:
+        """One logged batch: all of it is applied or none; fixed values make it repeatable."""
+        batch = BatchStatement(batch_type=BatchType.LOGGED)
+        for name, args in items:
+            batch.add(self._ps[name], args)
+        self._retrying(what, lambda: self._session.execute(batch))
+
+    def _lwt(self, name: str, args: Sequence[Any], what: str) -> tuple[bool, Any]:
+        """A lightweight transaction: (applied, the current row when not applied)."""
+        rows = self._exec(name, args, what)
+        row = rows[0]
+        return bool(row[0]), row
+
+    def _migrate(self, replication: dict[str, Any], buckets: int) -> None:
+        repl = ", ".join(f"'{k}': '{v}'" for k, v in replication.items())
+        ks = self.keyspace
+
+        def ddl(cql: str) -> None:
+            self._retrying("apply the schema", lambda: self._session.execute(SimpleStatement(cql)))
+
+        ddl(f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{{repl}}}")
+        self._session.set_keyspace(ks)
+        ddl(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (scope text, version int, "
+            "description text, applied_at timestamp, PRIMARY KEY ((scope), version))"
+        )
+        rows = self._retrying(
+            "read the schema version",
+            lambda: list(
+                self._session.execute("SELECT version FROM schema_migrations WHERE scope = 'titus'")
+            ),
+        )
+        applied = {r.version for r in rows}
+        for version, description, statements in MIGRATIONS:
+            if version in applied:
+                continue
+            log.info("cassandra: applying schema migration %d: %s", version, description)
+            for cql in statements:
+                ddl(cql)
+            if version == 1:
+                # Fixed for the life of the keyspace: a job's bucket is derived from it.
+                self._retrying(
+                    "record the bucket count",
+                    lambda: self._session.execute(
+                        "INSERT INTO meta (key, value) VALUES ('job_id_buckets', %s) IF NOT EXISTS",
+                        (str(buckets),),
+                    ),
+                )
+            self._retrying(
+                "record the schema version",
+                lambda v=version, d=description: self._session.execute(  # type: ignore[misc]
+                    "INSERT INTO schema_migrations (scope, version, description, applied_at) "
+                    "VALUES ('titus', %s, %s, toTimestamp(now()))",
+                    (v, d),
+                ),
+            )
+
+    def _bucket(self, job_id: str) -> int:
+        return zlib.crc32(job_id.encode()) % self._buckets
+
+    def _meta_raw(self, key: str, serial: bool = False) -> str | None:
+        stmt = self._ps["meta_get"] if hasattr(self, "_ps") else None
+        if stmt is None:
+            rows = self._retrying(
+                "read meta",
+                lambda: list(
+                    self._session.execute("SELECT value FROM meta WHERE key = %s", (key,))
+                ),
+            )
+        else:
+            bound = stmt.bind((key,))
+            if serial:
+                bound.consistency_level = ConsistencyLevel.LOCAL_SERIAL
+            rows = self._retrying("read meta", lambda: list(self._session.execute(bound)))
+        return str(rows[0].value) if rows else None
+
+    def _check_epoch(self, epoch: int | None) -> None:
+        """Refuse a write from a leader older than the newest claimed epoch."""
+        if epoch is None:
+            return
+        if epoch < self._known_epoch:
+            raise StaleEpoch(
+                f"write from leader epoch {epoch}, but epoch {self._known_epoch} leads"
+            )
+        current = int(self._meta_raw("epoch", serial=True) or 0)
+        with self._epoch_lock:
+            self._known_epoch = max(self._known_epoch, current)
+        if epoch < current:
+            raise StaleEpoch(f"write from leader epoch {epoch}, but epoch {current} leads")
+
+    def _values(self, name: str, ids: Sequence[str], what: str) -> list[str]:
+        """Point reads of many documents, `load_parallelism` in flight at a time."""
+        if not ids:
+            return []
+
+        def run() -> list[str]:
+            results = execute_concurrent_with_args(
+                self._session,
+                self._ps[name],
+                [(i,) for i in ids],
+                concurrency=self.load_parallelism,
+                raise_on_first_error=True,
+            )
+            out: list[str] = []
+            for _, rows in results:
+                out.extend(r.value for r in rows)
+            return out
+
+        return self._retrying(what, run)
+
+    def _active_job_ids(self) -> list[str]:
+        def run() -> list[str]:
+            results = execute_concurrent_with_args(
+                self._session,
+                self._ps["job_ids_bucket"],
+                [(b,) for b in range(self._buckets)],
+                concurrency=self.load_parallelism,
+                raise_on_first_error=True,
+            )
+            return [r.job_id for _, rows in results for r in rows]
+
+        return self._retrying("list the active jobs", run)
+
+    # ---- jobs ---------------------------------------------------------------------------------
+    def create_job(self, job: Job, tasks: Iterable[Task] = ()) -> Job:
+        job = job.model_copy(update={"version": 1})
+        first = [t.model_copy(update={"version": 1}) for t in tasks]
+        if self._exec("job_get", (job.id,), f"check job {job.id}") or self._exec(
+            "job_get_archived", (job.id,), f"check job {job.id}"
+        ):
+            raise Conflict(f"job {job.id} exists")
+        name = job.jobDescriptor.job_group_name
+        if name is not None:
+            self._claim_name(name, job.id)
+        items: list[tuple[str, Sequence[Any]]] = [
+            ("job_insert", (job.id, 1, _dump(job))),
+            ("job_id_insert", (self._bucket(job.id), job.id)),
+        ]
+        for t in first:
+            items.append(("task_insert", (t.id, 1, _dump(t))))
+            items.append(("task_id_insert", (t.jobId, t.id)))
+        try:
+            self._batch(f"create job {job.id}", items)
+        except StoreUnavailable as e:
+            # A logged batch is all or nothing. If Cassandra did take it the job is whole;
+            # otherwise nothing of it exists and its group name must be freed again.
+            try:
+                exists = bool(self._exec("job_get", (job.id,), f"check job {job.id}"))
+            except StoreUnavailable:
+                raise StoreUnavailable(
+                    f"job {job.id} may not have been created (Cassandra did not confirm, and "
+                    f"could not be asked): {e}"
+                ) from e
+            if exists:
+                return job
+            if name is not None:
+                self._release_name(name, job.id)
+            raise StoreUnavailable(f"job {job.id} was not created: {e}") from e
+        return job
+
+    def _claim_name(self, name: str, job_id: str) -> None:
+        now_ms = int(time.time() * 1000)
+        applied, row = self._lwt("name_claim", (name, job_id, now_ms), f"reserve group {name}")
+        if applied or row.job_id == job_id:  # our own earlier attempt is not a conflict
+            return
+        holder = str(row.job_id)
+        if self._holder_gone(holder, row.claimed_at):
+            applied, row = self._lwt(
+                "name_take_over", (job_id, now_ms, name, holder), f"reserve group {name}"
+            )
+            if applied or row.job_id == job_id:
+                return
+            holder = str(row.job_id)
+        raise GroupNameTaken(name, holder)
+
+    def _holder_gone(self, holder: str, claimed_at: Any) -> bool:
+        """True when the job holding a name is archived, or was never written at all."""
+        if self._exec("job_get", (holder,), f"check job {holder}"):
+            return False
+        if self._exec("job_get_archived", (holder,), f"check job {holder}"):
+            return True
+        if claimed_at is None:
+            return True
+        claimed = claimed_at.timestamp() if hasattr(claimed_at, "timestamp") else 0.0
+        return time.time() - claimed > ABANDONED_NAME_SECONDS
+
+    def _release_name(self, name: str, job_id: str) -> None:
+        try:
+            self._lwt("name_release", (name, job_id), f"release group {name}")
+        except StoreUnavailable:
+            log.warning("cassandra: group name %s stays with job %s until reclaimed", name, job_id)
+
+    def get_job(self, job_id: str) -> Job | None:
+        rows = self._exec("job_get", (job_id,), f"read job {job_id}")
+        if not rows:
+            rows = self._exec("job_get_archived", (job_id,), f"read job {job_id}")
+        return Job.model_validate_json(rows[0].value) if rows else None
+
+    def update_job(self, job: Job, *, epoch: int | None = None) -> Job:
+        self._check_epoch(epoch)
+        new = job.model_copy(update={"version": job.version + 1})
+        value = _dump(new)
+        applied, row = self._lwt(
+            "job_update", (new.version, value, job.id, job.version), f"update job {job.id}"
+        )
+        if not applied and not (len(row) > 1 and row.version == new.version):
+            raise Conflict(f"job {job.id} changed since version {job.version}")
+        if not applied:
+            stored = self._exec("job_get", (job.id,), f"read job {job.id}")
+            if not stored or stored[0].value != value:
+                raise Conflict(f"job {job.id} changed since version {job.version}")
+        return new
+
+    def list_active_jobs(self) -> list[Job]:
+        ids = self._active_job_ids()
+        values = self._values("job_get", ids, "read the active jobs")
+        return [Job.model_validate_json(v) for v in values]
+
+    def count_active_jobs(self) -> int:
+        def run() -> int:
+            results = execute_concurrent_with_args(
+                self._session,
+                self._ps["job_count_bucket"],
+                [(b,) for b in range(self._buckets)],
+                concurrency=self.load_parallelism,
+                raise_on_first_error=True,
+            )
+            return sum(int(rows.one().count) for _, rows in results)
+
+        return self._retrying("count the active jobs", run)
+
+    def archive_job(self, job: Job, *, epoch: int | None = None) -> None:
+        self._check_epoch(epoch)
+        task_ids = [r.task_id for r in self._exec("task_ids", (job.id,), f"list tasks {job.id}")]
+        values = self._values("task_get", task_ids, f"read the tasks of job {job.id}")
+        items: list[tuple[str, Sequence[Any]]] = [
+            ("job_archive", (job.id, _dump(job))),
+            ("job_delete", (job.id,)),
+            ("job_id_delete", (self._bucket(job.id), job.id)),
+        ]
+        for value in values:
+            task = Task.model_validate_json(value)
+            items += [
+                ("task_archive", (task.id, value)),
+                ("task_id_archive", (task.jobId, task.id)),
+                ("task_delete", (task.id,)),
+            ]
+        items += [("task_ids_delete_job", (job.id,)), ("kills_delete_job", (job.id,))]
+        self._batch(f"archive job {job.id}", items)
+        name = job.jobDescriptor.job_group_name
+        if name is not None:
+            self._release_name(name, job.id)
+
+    # ---- tasks ----------------------------------------------------------------------------------
+    def create_task(self, task: Task, *, epoch: int | None = None) -> Task:
+        self._check_epoch(epoch)
+        new = task.model_copy(update={"version": 1})
+        if self._exec("task_get", (task.id,), f"check task {task.id}"):
+            raise Conflict(f"task {task.id} exists")
+        self._batch(
+            f"create task {task.id}",
+            [
+                ("task_insert", (new.id, 1, _dump(new))),
+                ("task_id_insert", (new.jobId, new.id)),
+            ],
+        )
+        return new
+
+    def update_task(self, task: Task, *, epoch: int | None = None) -> Task:
+        self._check_epoch(epoch)
+        new = task.model_copy(update={"version": task.version + 1})
+        value = _dump(new)
+        applied, row = self._lwt(
+            "task_update", (new.version, value, task.id, task.version), f"update task {task.id}"
+        )
+        if not applied:
+            if not (len(row) > 1 and row.version == new.version):
+                raise Conflict(f"task {task.id} changed since version {task.version}")
+            stored = self._exec("task_get", (task.id,), f"read task {task.id}")
+            if not stored or stored[0].value != value:
+                raise Conflict(f"task {task.id} changed since version {task.version}")
+        return new
+
+    def archive_task(self, task: Task, *, epoch: int | None = None) -> None:
+        self._check_epoch(epoch)
+        self._batch(
+            f"archive task {task.id}",
+            [
+                ("task_archive", (task.id, _dump(task))),
+                ("task_id_archive", (task.jobId, task.id)),
+                ("task_delete", (task.id,)),
+                ("task_id_delete", (task.jobId, task.id)),
+            ],
+        )
+
+    def get_task(self, task_id: str) -> Task | None:
+        rows = self._exec("task_get", (task_id,), f"read task {task_id}")
+        if not rows:
+            rows = self._exec("task_get_archived", (task_id,), f"read task {task_id}")
+        return Task.model_validate_json(rows[0].value) if rows else None
+
+    def list_tasks(self, job_id: str, *, include_archived: bool = False) -> list[Task]:
+        ids = [r.task_id for r in self._exec("task_ids", (job_id,), f"list tasks of {job_id}")]
+        values = self._values("task_get", ids, f"read the tasks of job {job_id}")
+        if include_archived:
+            old = self._exec("task_ids_archived", (job_id,), f"list tasks of {job_id}")
+            values += self._values(
+                "task_get_archived", [r.task_id for r in old], f"read tasks of {job_id}"
+            )
+        return [Task.model_validate_json(v) for v in values]
+
+    def list_active_tasks(self) -> list[Task]:
+        return self.load_active().tasks
+
+    def load_active(self) -> ActiveState:
+        """The new leader's start: job ids by bucket, then documents, all bounded-parallel."""
+        job_ids = self._active_job_ids()
+        jobs = [
+            Job.model_validate_json(v)
+            for v in self._values("job_get", job_ids, "read the active jobs")
+        ]
+
+        def task_ids() -> list[str]:
+            results = execute_concurrent_with_args(
+                self._session,
+                self._ps["task_ids"],
+                [(j,) for j in job_ids],
+                concurrency=self.load_parallelism,
+                raise_on_first_error=True,
+            )
+            return [r.task_id for _, rows in results for r in rows]
+
+        ids = self._retrying("list the active tasks", task_ids)
+        tasks = [
+            Task.model_validate_json(v)
+            for v in self._values("task_get", ids, "read the active tasks")
+        ]
+        return ActiveState(jobs=jobs, tasks=tasks)
+
+    # ---- the API's requests to the master ---------------------------------------------------
+    def mark_dirty(self, job_id: str) -> None:
+        # Each mark is its own row (a time-based id), so taking marks never loses a new one.
+        self._exec("dirty_mark", (uuid.uuid1(), job_id), f"mark job {job_id}")
+
+    def take_dirty(self) -> list[str]:
+        rows = self._exec("dirty_list", (), "read dirty marks")
+        if not rows:
+            return []
+
+        def delete() -> None:
+            execute_concurrent_with_args(
+                self._session,
+                self._ps["dirty_delete"],
+                [(r.mark,) for r in rows],
+                concurrency=self.load_parallelism,
+                raise_on_first_error=True,
+            )
+
+        self._retrying("clear dirty marks", delete)
+        return list(dict.fromkeys(str(r.job_id) for r in rows))
+
+    def add_kill_request(self, request: KillRequest) -> None:
+        value = json.dumps(request.__dict__)
+        self._batch(
+            f"request a kill of task {request.task_id}",
+            [
+                ("kill_insert", (request.job_id, request.task_id, value)),
+                ("dirty_mark", (uuid.uuid1(), request.job_id)),
+            ],
+        )
+
+    def list_kill_requests(self, job_id: str) -> list[KillRequest]:
+        rows = self._exec("kill_list", (job_id,), f"read kill requests of {job_id}")
+        return [KillRequest(**json.loads(r.value)) for r in rows]
+
+    def delete_kill_request(self, request: KillRequest, *, epoch: int | None = None) -> None:
+        self._check_epoch(epoch)
+        self._exec("kill_delete", (request.job_id, request.task_id), "delete a kill request")
+
+    # ---- leadership -------------------------------------------------------------------------
+    def claim_epoch(self, epoch: int) -> None:
+        """Move the epoch row forward by compare-and-set; never backwards."""
+        while True:
+            raw = self._meta_raw("epoch", serial=True)
+            current = int(raw) if raw is not None else 0
+            if epoch < current:
+                with self._epoch_lock:
+                    self._known_epoch = max(self._known_epoch, current)
+                raise StaleEpoch(f"leader epoch {epoch} is older than epoch {current}")
+            if epoch == current:
+                break
+            if raw is None:
+                applied, row = self._lwt("meta_insert_new", ("epoch", str(epoch)), "claim epoch")
+            else:
+                applied, row = self._lwt("meta_cas", (str(epoch), "epoch", raw), "claim epoch")
+            if applied or (len(row) > 1 and row.value == str(epoch)):
+                break
+        with self._epoch_lock:
+            self._known_epoch = max(self._known_epoch, epoch)
+
+    def current_epoch(self) -> int:
+        raw = self._meta_raw("epoch", serial=True)
+        return int(raw) if raw is not None else 0
+
+    # ---- small settings ----------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        return self._meta_raw(key)
+
+    def set_meta(self, key: str, value: str, *, epoch: int | None = None) -> None:
+        self._check_epoch(epoch)
+        self._exec("meta_set", (key, value), f"set {key}")
+
+    def close(self) -> None:
+        self._cluster.shutdown()
+
+
+def parse_replication(text: str) -> dict[str, Any]:
+    """`dc1:3,dc2:3` (NetworkTopologyStrategy) or `3` (SimpleStrategy, for one-dc labs)."""
+    text = text.strip()
+    if text.isdigit():
+        return {"class": "SimpleStrategy", "replication_factor": int(text)}
+    out: dict[str, Any] = {"class": "NetworkTopologyStrategy"}
+    for part in text.split(","):
+        dc, sep, rf = part.partition(":")
+        if not sep or not rf.strip().isdigit() or not dc.strip():
+            raise ValueError(f"replication must look like dc1:3,dc2:3, not {text!r}")
+        out[dc.strip()] = int(rf)
+    return out
+
+
+__all__ = ["CassandraJobStore", "StoreError", "parse_replication"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from titus.master.scheduler.hosts import FloatArray
+from titus.master.scheduler.hosts import PACK_COLUMNS, FloatArray
 from titus.master.scheduler.model import CRITICAL, SERVICE, TaskRequest
 
 #: Canonical spellings of the constraints the scheduler knows, by lower-cased name.
@@ -58,6 +58,8 @@ class TaskContext:
     group: str
     tier: str
     demand: FloatArray
+    #: The demand in the bin-packing columns (cpu, memory, network).
+    pack_demand: FloatArray
     hard: dict[str, str]
     soft: dict[str, str]
     #: Critical-tier services spread over hosts; everything else packs.
@@ -80,11 +82,13 @@ def make_context(task: TaskRequest, group: str, tier: str) -> TaskContext:
         tuple(sorted(soft.items())),
         task.job_id if needs_job else None,
     )
+    demand = np.array(demand_tuple, dtype=np.float64)
     return TaskContext(
         task=task,
         group=group,
         tier=tier,
-        demand=np.array(demand_tuple, dtype=np.float64),
+        demand=demand,
+        pack_demand=demand[list(PACK_COLUMNS)],
         hard=hard,
         soft=soft,
         spread=spread,

@@ -94,31 +94,53 @@ class Scheduler:
         result = ScheduleResult()
         shapes: dict[tuple[object, ...], _Shape] = {}
         config = self.config
-        for _ in range(max(config.tasks_per_iteration, 0)):
-            item = queue.pop()
+        budget = max(config.tasks_per_iteration, 0)
+        while budget > 0:
+            item = queue.pop_run(min(budget, max(config.queue_run, 1)))
             if item is None:
                 break
-            task, group = item
-            ctx = make_context(task, group.name, group.tier)
-            short = ledger.admits(group.name, ctx.demand, table.cluster_free)
-            if short is not None:
-                result.unplaced[task.task_id] = _reservation_summary(table.size, short)
-                continue
+            group, run = item
+            budget -= len(run)
+            ctx = make_context(run[0], group.name, group.tier)
             shape = shapes.get(ctx.shape)
             if shape is None:
                 shape = self._build(table, ctx)
                 shapes[ctx.shape] = shape
             else:
                 shape.ctx = ctx
-            row = self._select(table, shape)
-            if row < 0:
-                result.unplaced[task.task_id] = self._summary(table, shape)
-                continue
-            table.assign(row, ctx.demand, task.job_id, ctx.exclusive)
-            ledger.charge(group.name, ctx.demand)
-            result.assignments.append(Assignment(task.task_id, table.ids[row]))
+            self._place_run(table, ledger, shape, group.name, run, result)
         result.deferred = [t.task_id for t in queue.remaining()]
         return result
+
+    def _place_run(
+        self,
+        table: HostTable,
+        ledger: CapacityLedger,
+        shape: _Shape,
+        group: str,
+        run: list[TaskRequest],
+        result: ScheduleResult,
+    ) -> None:
+        """Place a run of identical tasks one after the other, as if popped one by one."""
+        ctx = shape.ctx
+        demand = ctx.demand
+        for i, task in enumerate(run):
+            short = ledger.admits(group, demand, table.cluster_free)
+            if short is not None:
+                # Nothing frees capacity within the run: its other tasks are refused alike.
+                summary = _reservation_summary(table.size, short)
+                for rest in run[i:]:
+                    result.unplaced[rest.task_id] = summary
+                return
+            row = self._select(table, shape)
+            if row < 0:
+                summary = self._summary(table, shape)
+                for rest in run[i:]:
+                    result.unplaced[rest.task_id] = summary
+                return
+            table.assign(row, demand, ctx.pack_demand, task.job_id, ctx.exclusive)
+            ledger.charge(group, demand)
+            result.assignments.append(Assignment(task.task_id, table.ids[row]))
 
     # -- evaluation -----------------------------------------------------------------------
 
@@ -163,6 +185,9 @@ class Scheduler:
     def _evaluate(self, table: HostTable, shape: _Shape, idx: Index) -> None:
         """Recompute the cached score of rows `idx` from the host-scoped plugins."""
         ctx = shape.ctx
+        if isinstance(idx, slice) and idx.stop is not None:
+            self._evaluate_row(table, shape, idx)
+            return
         ok = shape.static_ok[idx]
         for f in shape.host_filters:
             ok = ok & f.accept(table, ctx, idx)
@@ -170,6 +195,24 @@ class Scheduler:
         for weight, scorer in shape.host_scorers:
             score = score + weight * scorer.score(table, ctx, idx)
         shape.eff[idx] = np.where(ok, score, _NEG_INF)
+
+    def _evaluate_row(self, table: HostTable, shape: _Shape, idx: slice) -> None:
+        """`_evaluate` for one row (a one-row slice: views, no fancy indexing), stopping at
+        the first refusal. This is the common case: a run's previous pick."""
+        row = idx.start
+        ctx = shape.ctx
+        eff = shape.eff
+        if not shape.static_ok[row]:
+            eff[row] = _NEG_INF
+            return
+        for f in shape.host_filters:
+            if not f.accept(table, ctx, idx)[0]:
+                eff[row] = _NEG_INF
+                return
+        score = float(shape.static_score[row])
+        for weight, scorer in shape.host_scorers:
+            score += weight * float(scorer.score(table, ctx, idx)[0])
+        eff[row] = score
 
     def _select(self, table: HostTable, shape: _Shape) -> int:
         """The chosen row for the shape's next task, or -1 when no host passes."""
@@ -182,10 +225,14 @@ class Scheduler:
             shape.pos = len(log)
             last = shape.last_row
             only_last = len(rows) <= 8 and all(r == last for r in rows)
-            if len(rows) > table.size * _FULL_REFRESH_FRACTION:
+            changed = set(rows)
+            if len(changed) == 1:
+                row = rows[0]
+                self._evaluate_row(table, shape, slice(row, row + 1))
+            elif len(changed) > table.size * _FULL_REFRESH_FRACTION:
                 self._evaluate(table, shape, ALL)
             else:
-                self._evaluate(table, shape, np.fromiter(set(rows), np.intp, -1))
+                self._evaluate(table, shape, np.fromiter(changed, np.intp, len(changed)))
         if volatile:
             final = self._with_volatile(table, shape)
         else:

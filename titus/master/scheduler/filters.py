@@ -119,11 +119,11 @@ class ResourcesFilter(Filter):
     scope: Scope = "host"
 
     def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
-        fits = table.free[idx] + EPSILON >= ctx.demand
-        return np.asarray(fits.all(axis=1), dtype=bool)
+        fits = table.free[:, idx] + EPSILON >= ctx.demand[:, None]
+        return np.asarray(fits.all(axis=0), dtype=bool)
 
     def explain(self, table: HostTable, ctx: TaskContext, refused: BoolArray) -> str:
-        short = (table.free[refused] + EPSILON < ctx.demand).sum(axis=0)
+        short = (table.free[:, refused] + EPSILON < ctx.demand[:, None]).sum(axis=1)
         if not short.any():
             return ""
         return RESOURCES[int(np.argmax(short))]

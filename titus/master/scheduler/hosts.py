@@ -37,16 +37,17 @@ class HostTable:
         n = len(self.hosts)
         self.size = n
         self.ids = [h.host_id for h in self.hosts]
+        # Column-major (resource x host): reducing over the 6 resources then runs along
+        # contiguous rows, an order of magnitude faster than across a (host x resource) matrix.
         self.total: FloatArray = np.array(
-            [[float(h.total.get(r, 0.0)) for r in RESOURCES] for h in self.hosts], dtype=np.float64
-        ).reshape(n, len(RESOURCES))
-        used = np.array(
-            [[float(h.used.get(r, 0.0)) for r in RESOURCES] for h in self.hosts], dtype=np.float64
-        ).reshape(n, len(RESOURCES))
+            [[float(h.total.get(r, 0.0)) for h in self.hosts] for r in RESOURCES], dtype=np.float64
+        ).reshape(len(RESOURCES), n)
         #: Used plus assigned this iteration.
-        self.used: FloatArray = used
+        self.used: FloatArray = np.array(
+            [[float(h.used.get(r, 0.0)) for h in self.hosts] for r in RESOURCES], dtype=np.float64
+        ).reshape(len(RESOURCES), n)
         #: total - used; the resources filter compares tasks against it.
-        self.free: FloatArray = self.total - used
+        self.free: FloatArray = self.total - self.used
         self.healthy: BoolArray = np.fromiter((h.healthy for h in self.hosts), bool, n)
         self.schedulable: BoolArray = np.fromiter((h.schedulable for h in self.hosts), bool, n)
         self.launching: IntArray = np.fromiter((h.launching for h in self.hosts), np.int64, n)
@@ -54,14 +55,17 @@ class HostTable:
         self.held: BoolArray = np.fromiter(
             (h.exclusive_job is not None for h in self.hosts), bool, n
         )
-        pack_total = self.total[:, PACK_COLUMNS]
+        pack_total = self.total[list(PACK_COLUMNS)]
         with np.errstate(divide="ignore"):
             #: 1/total for the packing columns, 0 where the host has none of the resource.
             self.pack_inverse: FloatArray = np.where(pack_total > 0, 1.0 / pack_total, 0.0)
-        self.pack_count: FloatArray = np.maximum((pack_total > 0).sum(axis=1), 1).astype(np.float64)
+        self.pack_count: FloatArray = np.maximum((pack_total > 0).sum(axis=0), 1).astype(np.float64)
+        #: Sum over the packing columns of used / total: the bin-packing fitness of a host
+        #: before a task is added, kept up to date by `assign`.
+        self.packed: FloatArray = (self.used[list(PACK_COLUMNS)] * self.pack_inverse).sum(axis=0)
         self.usable: BoolArray = self.healthy & self.schedulable
         #: Free resources summed over usable hosts (critical reservations are checked on it).
-        self.cluster_free: FloatArray = np.clip(self.free[self.usable], 0, None).sum(axis=0)
+        self.cluster_free: FloatArray = np.clip(self.free[:, self.usable], 0, None).sum(axis=1)
         #: Rows changed by assignments, in order; cache entries remember how far they read.
         self.log: list[int] = []
         self._codes: dict[str, tuple[IntArray, dict[str, int]]] = {}
@@ -148,10 +152,18 @@ class HostTable:
 
     # -- assignment -----------------------------------------------------------------------
 
-    def assign(self, row: int, demand: FloatArray, job_id: str, exclusive: bool) -> None:
+    def assign(
+        self,
+        row: int,
+        demand: FloatArray,
+        pack_demand: FloatArray,
+        job_id: str,
+        exclusive: bool,
+    ) -> None:
         """Record a placement on `row` so every later evaluation sees it."""
-        self.used[row] += demand
-        self.free[row] -= demand
+        self.used[:, row] += demand
+        self.free[:, row] -= demand
+        self.packed[row] += float(pack_demand @ self.pack_inverse[:, row])
         self.launching[row] += 1
         self.task_count[row] += 1
         if exclusive:

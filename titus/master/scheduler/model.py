@@ -113,6 +113,9 @@ class SchedulerConfig:
       this vectorized pipeline but stays for parity with Fenzo's knob and for tests.
     - `tasks_per_iteration`: placement attempts per call; the rest wait for the next
       iteration (returned as `ScheduleResult.deferred`), which bounds one iteration's latency.
+    - `queue_run`: tasks of one job (with the same request) taken in a row before capacity
+      groups are re-ranked; they share one evaluation, so this is a throughput knob, and
+      fairness among groups holds at the granularity of such runs.
     - `resource_weight`, `soft_weight`, `fitness_weight`: Fenzo's combination of the
       resource-set fit (always 1 here: no named resources yet), the mean soft-constraint
       score (1 when the task has none) and the fitness (bin packing or spreading).
@@ -122,6 +125,7 @@ class SchedulerConfig:
     max_tasks_per_host: int = 120
     good_enough_score: float = 1.0
     tasks_per_iteration: int = 500
+    queue_run: int = 32
     resource_weight: float = 0.15
     soft_weight: float = 0.50
     fitness_weight: float = 0.35

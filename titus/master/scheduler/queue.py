@@ -51,6 +51,16 @@ class TieredQueue:
 
     def pop(self) -> tuple[TaskRequest, CapacityGroup] | None:
         """The next task to try and its capacity group, or None when empty."""
+        run = self.pop_run(1)
+        return None if run is None else (run[1][0], run[0])
+
+    def pop_run(self, limit: int) -> tuple[CapacityGroup, list[TaskRequest]] | None:
+        """The group next in turn and up to `limit` tasks from its head that belong to one job
+        and ask for the same placement (resources, type, constraints), or None when empty.
+
+        Groups are re-ranked between runs, not between the tasks of a run: fairness among
+        groups at the granularity of a job's run, which lets the run share one evaluation.
+        """
         if self._current is not None:
             if self._buckets[self._current]:
                 heapq.heappush(self._heap, self._rank(self._current))
@@ -58,10 +68,14 @@ class TieredQueue:
         if not self._heap:
             return None
         _, _, name = heapq.heappop(self._heap)
-        task = self._buckets[name].popleft()
+        bucket = self._buckets[name]
+        first = bucket.popleft()
+        run = [first]
+        while bucket and len(run) < limit and _same_request(first, bucket[0]):
+            run.append(bucket.popleft())
         self._current = name
-        self._size -= 1
-        return task, self.ledger.groups[name]
+        self._size -= len(run)
+        return self.ledger.groups[name], run
 
     def remaining(self) -> list[TaskRequest]:
         """Tasks not popped yet, in the order they would come if nothing else were placed."""
@@ -88,3 +102,18 @@ def queue_order(
         ledger.charge(group.name, np.array(task.demand(), dtype=np.float64))
         out.append(task)
     return out
+
+
+def _same_request(a: TaskRequest, b: TaskRequest) -> bool:
+    return (
+        a.job_id == b.job_id
+        and a.cpu == b.cpu
+        and a.memory_mb == b.memory_mb
+        and a.disk_mb == b.disk_mb
+        and a.network_mbps == b.network_mbps
+        and a.gpu == b.gpu
+        and a.ip_slots == b.ip_slots
+        and a.job_type == b.job_type
+        and a.hard_constraints == b.hard_constraints
+        and a.soft_constraints == b.soft_constraints
+    )

@@ -19,7 +19,7 @@ from titus.master.scheduler.filters import (
     ZoneBalanceFilter,
     constraint_filters,
 )
-from titus.master.scheduler.hosts import ALL, PACK_COLUMNS, FloatArray, HostTable, Index
+from titus.master.scheduler.hosts import ALL, FloatArray, HostTable, Index
 
 Kind = Literal["fitness", "soft"]
 
@@ -41,8 +41,8 @@ class Scorer:
 def packing(table: HostTable, ctx: TaskContext, idx: Index = ALL) -> FloatArray:
     """(used + assigned this iteration + task) / total, averaged over cpu, memory, network
     (resources the host has none of are left out of the average)."""
-    after = table.used[idx][:, PACK_COLUMNS] + ctx.demand[list(PACK_COLUMNS)]
-    result: FloatArray = (after * table.pack_inverse[idx]).sum(axis=1) / table.pack_count[idx]
+    added = ctx.pack_demand @ table.pack_inverse[:, idx]
+    result: FloatArray = (table.packed[idx] + added) / table.pack_count[idx]
     return result
 
 

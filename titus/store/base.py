@@ -137,6 +137,16 @@ class JobStore(Protocol):
 
     def current_epoch(self) -> int: ...
 
+    # ---- instance groups: operator-set lifecycle for partitioned cluster upgrades -----
+    def list_instance_groups(self) -> dict[str, str]:
+        """Instance group name -> lifecycle state (`active`, `phasedOut`, `removable`).
+
+        Groups never set are `active`. One small partition: there are few groups.
+        """
+        ...
+
+    def set_instance_group(self, name: str, state: str) -> None: ...
+
     # ---- small settings the platform keeps (framework id, ...) ------------------------
     def get_meta(self, key: str) -> str | None: ...
 

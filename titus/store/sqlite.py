@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS dirty_jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT,
 CREATE TABLE IF NOT EXISTS kill_requests (job_id TEXT NOT NULL, task_id TEXT NOT NULL,
     value TEXT NOT NULL, PRIMARY KEY (job_id, task_id));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS instance_groups (name TEXT PRIMARY KEY, state TEXT NOT NULL);
 """
 
 
@@ -265,6 +266,13 @@ class SqliteJobStore:
     def current_epoch(self) -> int:
         rows = self._read("SELECT value FROM meta WHERE key='epoch'")
         return int(str(rows[0][0])) if rows else 0
+
+    def list_instance_groups(self) -> dict[str, str]:
+        return {str(n): str(v) for n, v in self._read("SELECT name, state FROM instance_groups")}
+
+    def set_instance_group(self, name: str, state: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO instance_groups VALUES (?, ?)", (name, state))
 
     def get_meta(self, key: str) -> str | None:
         rows = self._read("SELECT value FROM meta WHERE key=?", (key,))

@@ -187,7 +187,9 @@ def throughput(seed: int) -> None:
         for rule in summary.refused_by:
             reasons[rule] = reasons.get(rule, 0) + 1
     if reasons:
-        print("unplaced tasks by refusing rule: " + ", ".join(f"{k} {v}" for k, v in reasons.items()))
+        print(
+            "unplaced tasks by refusing rule: " + ", ".join(f"{k} {v}" for k, v in reasons.items())
+        )
     by_id = {t.task_id: t for t in tasks}
     print(utilisation(hosts, by_id, result.assignments))
 
@@ -245,8 +247,15 @@ def packed(seed: int) -> None:
         mem += m
         n = len(tasks)
         tasks.append(
-            TaskRequest(f"p-{n}", f"pj-{n // 10}", cpu=c, memory_mb=m, disk_mb=1_000,
-                        network_mbps=50, enqueued_at=float(n))
+            TaskRequest(
+                f"p-{n}",
+                f"pj-{n // 10}",
+                cpu=c,
+                memory_mb=m,
+                disk_mb=1_000,
+                network_mbps=50,
+                enqueued_at=float(n),
+            )
         )
     config = SchedulerConfig(
         max_launching_per_host=10_000, max_tasks_per_host=10_000, tasks_per_iteration=len(tasks)

@@ -12,8 +12,43 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RateBucket(BaseModel):
+    """One token bucket of the API's admission control.
+
+    A request is charged to the first bucket (lowest `order`) whose `caller` pattern matches
+    the caller id and whose `endpoint` pattern matches `"<METHOD> <path>"` (both are
+    shell-style globs, e.g. `"POST /api/v3/jobs"`, `"GET /api/*"`). Each caller has its own
+    bucket of that name unless `shared` is true, in which case all matching callers draw
+    from one. A bucket holds at most `capacity` tokens and gains `refill_per_sec` a second.
+    """
+
+    name: str
+    order: int = 0
+    caller: str = "*"
+    endpoint: str = "*"
+    capacity: float = 100.0
+    refill_per_sec: float = 50.0
+    shared: bool = False
+
+
+DEFAULT_RATE_BUCKETS = [
+    RateBucket(
+        name="job-create", order=10, endpoint="POST /api/v3/jobs", capacity=100, refill_per_sec=50
+    ),
+    RateBucket(
+        name="observe",
+        order=20,
+        endpoint="GET /api/v3/jobs/observe",
+        capacity=10,
+        refill_per_sec=1,
+    ),
+    RateBucket(name="reads", order=30, endpoint="GET /api/*", capacity=600, refill_per_sec=300),
+    RateBucket(name="mutations", order=40, endpoint="* /api/*", capacity=200, refill_per_sec=100),
+]
 
 
 class Settings(BaseSettings):
@@ -26,7 +61,49 @@ class Settings(BaseSettings):
     # api
     api_host: str = "127.0.0.1"
     api_port: int = 7001
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: int = Field(1_048_576, description="Largest request body (413 beyond).")
+    rate_limit_buckets: list[RateBucket] = Field(
+        default_factory=lambda: list(DEFAULT_RATE_BUCKETS),
+        description="Token buckets per caller and endpoint (see RateBucket); default: "
+        "job-create 100 burst / 50 per s, observe 10 / 1, reads 600 / 300, mutations "
+        "200 / 100, each per caller. An empty list turns rate limiting off.",
+    )
+    max_active_jobs: int = Field(20_000, description="Active jobs at most; 429 beyond.")
+    max_active_tasks: int = Field(
+        200_000,
+        description="Tasks that active jobs may want at most (batch size or service desired "
+        "summed over active jobs); a create or resize beyond it is refused with 429.",
+    )
+    auth_tokens_file: str = Field(
+        "",
+        description='JSON file mapping bearer tokens to callers: {"<token>": {"callerId": '
+        '"alice", "roles": ["admin"]}}. Empty (default): no authentication.',
+    )
+    idempotency_ttl_sec: float = Field(
+        86_400.0, description="How long an Idempotency-Key is remembered (default 24 h)."
+    )
+    observe_queue_size: int = Field(
+        1_000, description="Events buffered per observe client before it is dropped as slow."
+    )
+    observe_history: int = Field(
+        10_000, description="Recent events kept for clients resuming with Last-Event-ID."
+    )
+    observe_keepalive_sec: float = Field(
+        15.0, description="Seconds between keep-alive comments on an idle observe stream."
+    )
+    change_poll_sec: float = Field(
+        0.2, description="How often the API reads the store's change feed (job and task view)."
+    )
+    # resource bounds of one container (the reference's defaults)
+    cpu_min: float = Field(0.01, description="Smallest cpu of a container (default 0.01).")
+    cpu_max: float = Field(96.0, description="Largest cpu of a container (default 96).")
+    memory_mb_min: int = Field(512, description="Smallest memoryMB (default 512).")
+    memory_mb_max: int = Field(1_152_000, description="Largest memoryMB (default 1,152,000).")
+    disk_mb_min: int = Field(10_000, description="Smallest diskMB (default 10,000).")
+    disk_mb_max: int = Field(1_550_000, description="Largest diskMB (default 1,550,000).")
+    network_mbps_min: int = Field(128, description="Smallest networkMbps (default 128).")
+    network_mbps_max: int = Field(400_000, description="Largest networkMbps (default 400,000).")
+    gpu_max: int = Field(16, description="Most GPUs of a container (default 16).")
 
     # master
     master_loop_interval_sec: float = 0.5

@@ -150,6 +150,82 @@ class ServiceJobSpec(Model):
     serviceJobProcesses: ServiceJobProcesses = Field(default_factory=ServiceJobProcesses)
 
 
+class SelfManagedPolicy(Model):
+    relocationTimeMs: int = 0
+
+
+class AvailabilityPercentageLimit(Model):
+    percentageOfHealthyContainers: float
+
+
+class UnhealthyTasksLimit(Model):
+    limitOfUnhealthyContainers: int
+
+
+class RelocationLimit(Model):
+    limit: int
+
+
+class RatePercentagePerHour(Model):
+    maxPercentageOfContainersRelocatedInHour: float
+
+
+class RatePerInterval(Model):
+    intervalMs: int
+    limitPerInterval: int
+
+
+class RatePercentagePerInterval(Model):
+    intervalMs: int
+    percentageLimitPerInterval: float
+
+
+class HourlyTimeWindow(Model):
+    startHour: int = 0
+    endHour: int = 24
+
+
+class TimeWindow(Model):
+    days: list[str] = Field(default_factory=list)
+    hourlyTimeWindows: list[HourlyTimeWindow] = Field(default_factory=list)
+    timeZone: str = "UTC"
+
+
+class ContainerHealthProvider(Model):
+    name: str
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+BUDGET_POLICIES = (
+    "selfManaged",
+    "availabilityPercentageLimit",
+    "unhealthyTasksLimit",
+    "relocationLimit",
+)
+BUDGET_RATES = (
+    "rateUnlimited",
+    "ratePercentagePerHour",
+    "ratePerInterval",
+    "ratePercentagePerInterval",
+)
+
+
+class DisruptionBudget(Model):
+    """How many of a job's tasks the platform may take down at once, and when. One policy
+    and one rate; validation checks that exactly one of each is given."""
+
+    selfManaged: SelfManagedPolicy | None = None
+    availabilityPercentageLimit: AvailabilityPercentageLimit | None = None
+    unhealthyTasksLimit: UnhealthyTasksLimit | None = None
+    relocationLimit: RelocationLimit | None = None
+    rateUnlimited: dict[str, Any] | None = None
+    ratePercentagePerHour: RatePercentagePerHour | None = None
+    ratePerInterval: RatePerInterval | None = None
+    ratePercentagePerInterval: RatePercentagePerInterval | None = None
+    timeWindows: list[TimeWindow] = Field(default_factory=list)
+    containerHealthProviders: list[ContainerHealthProvider] = Field(default_factory=list)
+
+
 class JobDescriptor(Model):
     owner: Owner
     applicationName: str
@@ -159,7 +235,7 @@ class JobDescriptor(Model):
     container: Container
     batch: BatchJobSpec | None = None
     service: ServiceJobSpec | None = None
-    disruptionBudget: dict[str, Any] | None = None
+    disruptionBudget: DisruptionBudget | None = None
 
     @property
     def is_batch(self) -> bool:

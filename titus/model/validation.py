@@ -7,19 +7,70 @@ fields come from here.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from titus.model.job import JobDescriptor
+from titus.model.job import BUDGET_POLICIES, BUDGET_RATES, DisruptionBudget, JobDescriptor
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 APP_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
 IMAGE_NAME = re.compile(r"^[a-zA-Z0-9./_-]+$")
 IMAGE_TAG = re.compile(r"^[a-zA-Z0-9._-]+$")
 IMAGE_DIGEST = re.compile(r"^[a-zA-Z0-9_+.-]+:[0-9a-fA-F]{32,}$")
+SECURITY_GROUP = re.compile(r"^sg-[0-9a-zA-Z]+$")
+IAM_ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
+IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+GROUP_PART = re.compile(r"^[A-Za-z0-9._~^]*$")
+CAPACITY_GROUP = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+ENTRY_POINT_MAX_BYTES = 16 * 1024
+ENV_MAX_BYTES = 32 * 1024
+MAX_SECURITY_GROUPS = 6
+MAX_BATCH_SIZE = 1000
+MAX_SERVICE_SIZE = 10_000
+RUNTIME_LIMIT_MIN_SEC = 5
+RUNTIME_LIMIT_MAX_SEC = 864_000
+MAX_RETRIES = 1000
+WEEKDAYS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+# Constraint names, lower-cased; clients may send any case.
+CONSTRAINTS = {
+    "uniquehost",
+    "exclusivehost",
+    "zonebalance",
+    "activehost",
+    "availabilityzone",
+    "machineid",
+    "machinegroup",
+    "machinetype",
+}
+BOOLEAN_CONSTRAINTS = {"uniquehost", "exclusivehost", "zonebalance", "activehost"}
+RESERVED_PREFIX = "titus"
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Resource bounds of one container. The defaults are the reference's; the API builds
+    one from settings. `host` is the largest registered host's resources (None when no host
+    is registered yet, so a fresh platform still takes jobs): nothing may ask for more."""
+
+    cpu_min: float = 0.01
+    cpu_max: float = 96.0
+    memory_mb_min: int = 512
+    memory_mb_max: int = 1_152_000
+    disk_mb_min: int = 10_000
+    disk_mb_max: int = 1_550_000
+    network_mbps_min: int = 128
+    network_mbps_max: int = 400_000
+    gpu_max: int = 16
+    host: dict[str, float] | None = None
+
+
+DEFAULT_BOUNDS = Bounds()
 
 
 @dataclass(frozen=True)
@@ -66,7 +117,7 @@ def from_pydantic(exc: ValidationError, prefix: str = "") -> list[FieldError]:
     return errors
 
 
-def check_descriptor(d: JobDescriptor) -> list[FieldError]:
+def check_descriptor(d: JobDescriptor, bounds: Bounds = DEFAULT_BOUNDS) -> list[FieldError]:
     """Rules across fields that the shape alone does not express."""
     errors: list[FieldError] = []
 
@@ -90,28 +141,35 @@ def check_descriptor(d: JobDescriptor) -> list[FieldError]:
     if image.digest is not None and not IMAGE_DIGEST.match(image.digest):
         bad("container.image.digest", f"'{image.digest}' is not a valid digest (algo:hex)")
 
-    r = d.container.resources
-    for name in ("cpu", "memoryMB", "diskMB", "networkMbps"):
-        if getattr(r, name) <= 0:
-            bad(f"container.resources.{name}", "must be greater than 0")
-    if r.gpu < 0:
-        bad("container.resources.gpu", "must not be negative")
-    if r.shmSizeMB is not None and r.shmSizeMB < 0:
-        bad("container.resources.shmSizeMB", "must not be negative")
+    errors += _check_resources(d, bounds)
+    errors += _check_container(d)
+    errors += _check_attributes(d.attributes, "attributes")
+    if d.capacityGroup and not CAPACITY_GROUP.match(d.capacityGroup):
+        bad("capacityGroup", "must be 1..100 letters, digits, '_', '.' or '-'")
+    for part in ("stack", "detail", "sequence"):
+        if not GROUP_PART.match(getattr(d.jobGroupInfo, part)):
+            bad(f"jobGroupInfo.{part}", "must be letters, digits, '.', '_', '~' or '^'")
+    if d.disruptionBudget is not None:
+        errors += check_disruption_budget(d.disruptionBudget, "disruptionBudget")
 
     if (d.batch is None) == (d.service is None):
         bad("$", "exactly one of 'batch' or 'service' must be given")
-    if d.batch is not None and d.batch.size < 1:
-        bad("batch.size", "must be at least 1")
-    if d.service is not None:
-        c = d.service.capacity
-        if c.min < 0:
-            bad("service.capacity.min", "must not be negative")
-        if not (c.min <= c.desired <= c.max):
+    if d.batch is not None:
+        if not 1 <= d.batch.size <= MAX_BATCH_SIZE:
+            bad("batch.size", f"must be from 1 to {MAX_BATCH_SIZE}")
+        limit = d.batch.runtimeLimitSec
+        if not RUNTIME_LIMIT_MIN_SEC <= limit <= RUNTIME_LIMIT_MAX_SEC:
             bad(
-                "service.capacity",
-                f"must satisfy min <= desired <= max (got {c.min}, {c.desired}, {c.max})",
+                "batch.runtimeLimitSec",
+                f"must be from {RUNTIME_LIMIT_MIN_SEC} to {RUNTIME_LIMIT_MAX_SEC} seconds",
             )
+    if d.service is not None:
+        errors += check_capacity(
+            d.service.capacity.min,
+            d.service.capacity.desired,
+            d.service.capacity.max,
+            "service.capacity",
+        )
     spec = d.batch or d.service
     if spec is not None:
         rp = spec.retryPolicy
@@ -119,20 +177,228 @@ def check_descriptor(d: JobDescriptor) -> list[FieldError]:
         base = "batch" if d.batch is not None else "service"
         if len(given) > 1:
             bad(f"{base}.retryPolicy", "give exactly one retry policy")
-        if rp.retries < 0:
-            bad(f"{base}.retryPolicy", "retries must not be negative")
+        if not 0 <= rp.retries <= MAX_RETRIES:
+            bad(f"{base}.retryPolicy", f"retries must be from 0 to {MAX_RETRIES}")
+        for name, policy in (
+            ("delayed", rp.delayed),
+            ("exponentialBackOff", rp.exponentialBackOff),
+        ):
+            if policy is None:
+                continue
+            for field, value in policy.model_dump().items():
+                if field != "retries" and value < 0:
+                    bad(f"{base}.retryPolicy.{name}.{field}", "must not be negative")
     return errors
 
 
-def parse_job_descriptor(data: Any) -> JobDescriptor:
+def check_capacity(lo: int, desired: int, hi: int, path: str) -> list[FieldError]:
+    """min <= desired <= max, none negative, max at most MAX_SERVICE_SIZE."""
+    errors = []
+    if lo < 0:
+        errors.append(FieldError(f"{path}.min", "must not be negative"))
+    if hi > MAX_SERVICE_SIZE:
+        errors.append(FieldError(f"{path}.max", f"must be at most {MAX_SERVICE_SIZE}"))
+    if not lo <= desired <= hi:
+        errors.append(
+            FieldError(path, f"must satisfy min <= desired <= max (got {lo}, {desired}, {hi})")
+        )
+    return errors
+
+
+def _check_resources(d: JobDescriptor, b: Bounds) -> list[FieldError]:
+    r = d.container.resources
+    errors: list[FieldError] = []
+    base = "container.resources"
+    ranges: list[tuple[str, float, float, float]] = [
+        ("cpu", r.cpu, b.cpu_min, b.cpu_max),
+        ("memoryMB", r.memoryMB, b.memory_mb_min, b.memory_mb_max),
+        ("diskMB", r.diskMB, b.disk_mb_min, b.disk_mb_max),
+        ("networkMbps", r.networkMbps, b.network_mbps_min, b.network_mbps_max),
+        ("gpu", r.gpu, 0, b.gpu_max),
+    ]
+    for name, value, lo, hi in ranges:
+        if not lo <= value <= hi:
+            errors.append(FieldError(f"{base}.{name}", f"must be from {lo:g} to {hi:g}"))
+        elif b.host is not None and value > b.host.get(name, float("inf")):
+            errors.append(
+                FieldError(
+                    f"{base}.{name}",
+                    f"{value:g} is more than the largest host offers ({b.host[name]:g})",
+                )
+            )
+    if r.shmSizeMB is not None and not 0 <= r.shmSizeMB <= r.memoryMB:
+        errors.append(FieldError(f"{base}.shmSizeMB", "must be from 0 to memoryMB"))
+    if r.ephemeralStorageMB is not None and r.ephemeralStorageMB < 0:
+        errors.append(FieldError(f"{base}.ephemeralStorageMB", "must not be negative"))
+    return errors
+
+
+def _check_container(d: JobDescriptor) -> list[FieldError]:
+    c = d.container
+    errors: list[FieldError] = []
+
+    def bad(path: str, message: str) -> None:
+        errors.append(FieldError(f"container.{path}", message))
+
+    groups = c.securityProfile.securityGroups
+    if len(groups) > MAX_SECURITY_GROUPS:
+        bad("securityProfile.securityGroups", f"at most {MAX_SECURITY_GROUPS} security groups")
+    for i, sg in enumerate(groups):
+        if not SECURITY_GROUP.match(sg):
+            bad(f"securityProfile.securityGroups[{i}]", f"'{sg}' is not a security group sg-...")
+    if len(set(groups)) != len(groups):
+        bad("securityProfile.securityGroups", "lists a security group twice")
+    role = c.securityProfile.iamRole
+    if role and not (IAM_ROLE_NAME.match(role) or IAM_ROLE_ARN.match(role)):
+        bad("securityProfile.iamRole", f"'{role}' is neither an IAM role name nor a role ARN")
+
+    if sum(len(a.encode()) for a in c.entryPoint) > ENTRY_POINT_MAX_BYTES:
+        bad("entryPoint", f"is over {ENTRY_POINT_MAX_BYTES} bytes")
+    if sum(len(a.encode()) for a in c.command) > ENTRY_POINT_MAX_BYTES:
+        bad("command", f"is over {ENTRY_POINT_MAX_BYTES} bytes")
+    env_size = 0
+    for name, value in c.env.items():
+        env_size += len(name.encode()) + len(value.encode())
+        if not name:
+            bad("env", "has an empty variable name")
+        elif not ENV_NAME.match(name):
+            bad(
+                f"env.{name}",
+                "a variable name is letters, digits, '_', '.', '-', not first a digit",
+            )
+    if env_size > ENV_MAX_BYTES:
+        bad("env", f"is over {ENV_MAX_BYTES} bytes in total")
+
+    soft = {k.lower(): (k, v) for k, v in c.softConstraints.constraints.items()}
+    hard = {k.lower(): (k, v) for k, v in c.hardConstraints.constraints.items()}
+    for kind, given in (("softConstraints", soft), ("hardConstraints", hard)):
+        for low, (name, value) in given.items():
+            path = f"{kind}.constraints.{name}"
+            if low not in CONSTRAINTS:
+                bad(path, f"unknown constraint '{name}'")
+            elif low in BOOLEAN_CONSTRAINTS and value.lower() not in ("true", "false"):
+                bad(path, "value must be 'true' or 'false'")
+    for low in sorted(set(soft) & set(hard)):
+        bad(f"hardConstraints.constraints.{hard[low][0]}", "is also a soft constraint")
+    return errors
+
+
+def _check_attributes(attrs: dict[str, str], path: str) -> list[FieldError]:
+    errors = []
+    for key in attrs:
+        if not key:
+            errors.append(FieldError(path, "has an empty key"))
+        elif key.lower().startswith(RESERVED_PREFIX):
+            errors.append(FieldError(f"{path}.{key}", "keys starting with 'titus' are reserved"))
+    return errors
+
+
+def check_user_attributes(attrs: dict[str, str], path: str = "attributes") -> list[FieldError]:
+    """Attributes a user sets (on a job or a task): no empty or reserved `titus*` keys."""
+    return _check_attributes(attrs, path)
+
+
+def check_disruption_budget(b: DisruptionBudget, path: str) -> list[FieldError]:
+    """Exactly one policy and one rate; percentages 0..100; windows within a day."""
+    errors = []
+    policies = [p for p in BUDGET_POLICIES if getattr(b, p) is not None]
+    rates = [r for r in BUDGET_RATES if getattr(b, r) is not None]
+    if len(policies) != 1:
+        errors.append(FieldError(path, f"give exactly one policy of {', '.join(BUDGET_POLICIES)}"))
+    if len(rates) != 1:
+        errors.append(FieldError(path, f"give exactly one rate of {', '.join(BUDGET_RATES)}"))
+    pct = [
+        (
+            "availabilityPercentageLimit.percentageOfHealthyContainers",
+            b.availabilityPercentageLimit
+            and b.availabilityPercentageLimit.percentageOfHealthyContainers,
+        ),
+        (
+            "ratePercentagePerHour.maxPercentageOfContainersRelocatedInHour",
+            b.ratePercentagePerHour
+            and b.ratePercentagePerHour.maxPercentageOfContainersRelocatedInHour,
+        ),
+        (
+            "ratePercentagePerInterval.percentageLimitPerInterval",
+            b.ratePercentagePerInterval and b.ratePercentagePerInterval.percentageLimitPerInterval,
+        ),
+    ]
+    for sub, value in pct:
+        if value is not None and value is not False and not 0 <= value <= 100:
+            errors.append(FieldError(f"{path}.{sub}", "must be a percentage from 0 to 100"))
+    counts = [
+        (
+            "unhealthyTasksLimit.limitOfUnhealthyContainers",
+            b.unhealthyTasksLimit and b.unhealthyTasksLimit.limitOfUnhealthyContainers,
+        ),
+        ("relocationLimit.limit", b.relocationLimit and b.relocationLimit.limit),
+        ("selfManaged.relocationTimeMs", b.selfManaged and b.selfManaged.relocationTimeMs),
+        (
+            "ratePerInterval.limitPerInterval",
+            b.ratePerInterval and b.ratePerInterval.limitPerInterval,
+        ),
+    ]
+    for sub, value in counts:
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            errors.append(FieldError(f"{path}.{sub}", "must not be negative"))
+    for sub, rate in (
+        ("ratePerInterval", b.ratePerInterval),
+        ("ratePercentagePerInterval", b.ratePercentagePerInterval),
+    ):
+        if rate is not None and rate.intervalMs <= 0:
+            errors.append(FieldError(f"{path}.{sub}.intervalMs", "must be greater than 0"))
+    for i, window in enumerate(b.timeWindows):
+        wpath = f"{path}.timeWindows[{i}]"
+        for day in window.days:
+            if day.lower() not in WEEKDAYS:
+                errors.append(FieldError(f"{wpath}.days", f"'{day}' is not a day of the week"))
+        for j, hours in enumerate(window.hourlyTimeWindows):
+            if not 0 <= hours.startHour < hours.endHour <= 24:
+                errors.append(
+                    FieldError(
+                        f"{wpath}.hourlyTimeWindows[{j}]",
+                        "must satisfy 0 <= startHour < endHour <= 24",
+                    )
+                )
+    for i, provider in enumerate(b.containerHealthProviders):
+        if not provider.name:
+            errors.append(FieldError(f"{path}.containerHealthProviders[{i}].name", "is required"))
+    return errors
+
+
+def _rules_beside_shape_errors(
+    data: dict[str, Any], exc: ValidationError, reported: set[str], bounds: Bounds
+) -> list[FieldError]:
+    """Cross-field rules checked on the body minus its badly shaped parts, so one round
+    trip names every problem, not just the shape ones."""
+    cleaned = copy.deepcopy(data)
+    for err in exc.errors():
+        node: Any = cleaned
+        loc = err["loc"]
+        for part in loc[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+            if node is None:
+                break
+        if isinstance(node, dict):
+            node.pop(loc[-1], None)
+    try:
+        descriptor = JobDescriptor.model_validate(cleaned)
+    except ValidationError:
+        return []
+    return [e for e in check_descriptor(descriptor, bounds) if e.path not in reported]
+
+
+def parse_job_descriptor(data: Any, bounds: Bounds = DEFAULT_BOUNDS) -> JobDescriptor:
     """Parse and validate a descriptor, raising InvalidRequest with every problem."""
     if not isinstance(data, dict):
         raise InvalidRequest([FieldError("$", "the body must be a JSON object")])
     try:
         descriptor = JobDescriptor.model_validate(data)
     except ValidationError as exc:
-        raise InvalidRequest(from_pydantic(exc)) from None
-    errors = check_descriptor(descriptor)
+        errors = from_pydantic(exc)
+        errors += _rules_beside_shape_errors(data, exc, {e.path for e in errors}, bounds)
+        raise InvalidRequest(errors) from None
+    errors = check_descriptor(descriptor, bounds)
     if errors:
         raise InvalidRequest(errors)
     return descriptor

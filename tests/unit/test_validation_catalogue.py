@@ -1,0 +1,320 @@
+"""The validation catalogue: each rule with a request that just breaks it and one that just
+passes, so a bound that drifts by one is caught on either side."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from titus.model.validation import Bounds, InvalidRequest, parse_job_descriptor
+
+GOOD: dict[str, Any] = {
+    "owner": {"teamEmail": "team@example.com"},
+    "applicationName": "app",
+    "container": {
+        "image": {"name": "titus/busybox", "tag": "latest"},
+        "resources": {"cpu": 1, "memoryMB": 512, "diskMB": 10000, "networkMbps": 128},
+    },
+    "batch": {"size": 1, "runtimeLimitSec": "3600"},
+}
+
+Edit = Callable[[dict[str, Any]], None]
+
+
+def put(path: str, value: Any) -> Edit:
+    def edit(body: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = body
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+
+    return edit
+
+
+def service(cap: dict[str, int]) -> Edit:
+    def edit(body: dict[str, Any]) -> None:
+        del body["batch"]
+        body["service"] = {"capacity": cap}
+
+    return edit
+
+
+def budget(b: dict[str, Any]) -> Edit:
+    return put("disruptionBudget", b)
+
+
+RATE = {"rateUnlimited": {}}
+POLICY = {"relocationLimit": {"limit": 1}}
+
+# rule, the field named in the error, an edit that breaks it, an edit that just passes
+CATALOGUE: list[tuple[str, str, Edit, Edit]] = [
+    (
+        "cpu min",
+        "container.resources.cpu",
+        put("container.resources.cpu", 0.001),
+        put("container.resources.cpu", 0.01),
+    ),
+    (
+        "cpu max",
+        "container.resources.cpu",
+        put("container.resources.cpu", 96.5),
+        put("container.resources.cpu", 96),
+    ),
+    (
+        "memory min",
+        "container.resources.memoryMB",
+        put("container.resources.memoryMB", 511),
+        put("container.resources.memoryMB", 512),
+    ),
+    (
+        "memory max",
+        "container.resources.memoryMB",
+        put("container.resources.memoryMB", 1_152_001),
+        put("container.resources.memoryMB", 1_152_000),
+    ),
+    (
+        "disk min",
+        "container.resources.diskMB",
+        put("container.resources.diskMB", 9999),
+        put("container.resources.diskMB", 10000),
+    ),
+    (
+        "disk max",
+        "container.resources.diskMB",
+        put("container.resources.diskMB", 1_550_001),
+        put("container.resources.diskMB", 1_550_000),
+    ),
+    (
+        "network min",
+        "container.resources.networkMbps",
+        put("container.resources.networkMbps", 127),
+        put("container.resources.networkMbps", 128),
+    ),
+    (
+        "network max",
+        "container.resources.networkMbps",
+        put("container.resources.networkMbps", 400_001),
+        put("container.resources.networkMbps", 400_000),
+    ),
+    (
+        "gpu max",
+        "container.resources.gpu",
+        put("container.resources.gpu", 17),
+        put("container.resources.gpu", 16),
+    ),
+    (
+        "shm <= memory",
+        "container.resources.shmSizeMB",
+        put("container.resources.shmSizeMB", 513),
+        put("container.resources.shmSizeMB", 512),
+    ),
+    (
+        "image name",
+        "container.image.name",
+        put("container.image.name", "bad image"),
+        put("container.image.name", "org/my-app_1.2"),
+    ),
+    (
+        "image tag",
+        "container.image.tag",
+        put("container.image.tag", "v1:2"),
+        put("container.image.tag", "v1.2-rc_3"),
+    ),
+    (
+        "image digest",
+        "container.image.digest",
+        lambda b: b["container"]["image"].update(tag=None, digest="sha256:" + "a" * 31),
+        lambda b: (
+            b["container"]["image"].pop("tag"),
+            b["container"]["image"].update(digest="sha256:" + "a" * 32),
+        ),
+    ),
+    (
+        "tag or digest, not both",
+        "container.image",
+        put("container.image.digest", "sha256:" + "a" * 64),
+        put("container.image.tag", "x"),
+    ),
+    (
+        "at most 6 security groups",
+        "container.securityProfile.securityGroups",
+        put("container.securityProfile.securityGroups", [f"sg-{i}" for i in range(7)]),
+        put("container.securityProfile.securityGroups", [f"sg-{i}" for i in range(6)]),
+    ),
+    (
+        "security group grammar",
+        "container.securityProfile.securityGroups[0]",
+        put("container.securityProfile.securityGroups", ["default"]),
+        put("container.securityProfile.securityGroups", ["sg-0abc"]),
+    ),
+    (
+        "iam role",
+        "container.securityProfile.iamRole",
+        put("container.securityProfile.iamRole", "arn:aws:iam::12:role/x"),
+        put("container.securityProfile.iamRole", "arn:aws:iam::123456789012:role/app-role"),
+    ),
+    (
+        "entryPoint size",
+        "container.entryPoint",
+        put("container.entryPoint", ["x" * 16385]),
+        put("container.entryPoint", ["x" * 16384]),
+    ),
+    (
+        "env size",
+        "container.env",
+        put("container.env", {"A": "x" * 32768}),
+        put("container.env", {"A": "x" * 32767}),
+    ),
+    (
+        "env name",
+        "container.env",
+        put("container.env", {"": "x"}),
+        put("container.env", {"_A1": "x"}),
+    ),
+    (
+        "known constraint",
+        "container.hardConstraints.constraints.nearby",
+        put("container.hardConstraints", {"constraints": {"nearby": "true"}}),
+        put("container.hardConstraints", {"constraints": {"UniqueHost": "true"}}),
+    ),
+    (
+        "not soft and hard",
+        "container.hardConstraints.constraints.zoneBalance",
+        lambda b: b["container"].update(
+            softConstraints={"constraints": {"ZONEBALANCE": "true"}},
+            hardConstraints={"constraints": {"zoneBalance": "true"}},
+        ),
+        lambda b: b["container"].update(
+            softConstraints={"constraints": {"zoneBalance": "true"}},
+            hardConstraints={"constraints": {"uniqueHost": "true"}},
+        ),
+    ),
+    (
+        "reserved attribute",
+        "attributes.titus.agent",
+        put("attributes", {"titus.agent": "x"}),
+        put("attributes", {"tit.agent": "x"}),
+    ),
+    ("batch size", "batch.size", put("batch.size", 1001), put("batch.size", 1000)),
+    (
+        "runtime limit max",
+        "batch.runtimeLimitSec",
+        put("batch.runtimeLimitSec", "864001"),
+        put("batch.runtimeLimitSec", "864000"),
+    ),
+    (
+        "runtime limit min",
+        "batch.runtimeLimitSec",
+        put("batch.runtimeLimitSec", 4),
+        put("batch.runtimeLimitSec", 5),
+    ),
+    (
+        "service max",
+        "service.capacity.max",
+        service({"min": 0, "desired": 1, "max": 10001}),
+        service({"min": 0, "desired": 1, "max": 10000}),
+    ),
+    (
+        "capacity order",
+        "service.capacity",
+        service({"min": 2, "desired": 1, "max": 3}),
+        service({"min": 1, "desired": 1, "max": 1}),
+    ),
+    (
+        "one retry policy",
+        "batch.retryPolicy",
+        put("batch.retryPolicy", {"immediate": {"retries": 1}, "delayed": {"retries": 1}}),
+        put("batch.retryPolicy", {"delayed": {"retries": 1, "delayMs": "1000"}}),
+    ),
+    ("budget: one policy", "disruptionBudget", budget({**RATE}), budget({**RATE, **POLICY})),
+    (
+        "budget: one rate",
+        "disruptionBudget",
+        budget({**POLICY, **RATE, "ratePerInterval": {"intervalMs": 1, "limitPerInterval": 1}}),
+        budget({**POLICY, "ratePerInterval": {"intervalMs": 1, "limitPerInterval": 1}}),
+    ),
+    (
+        "budget: percentage",
+        "disruptionBudget.availabilityPercentageLimit.percentageOfHealthyContainers",
+        budget({**RATE, "availabilityPercentageLimit": {"percentageOfHealthyContainers": 100.5}}),
+        budget({**RATE, "availabilityPercentageLimit": {"percentageOfHealthyContainers": 100}}),
+    ),
+    (
+        "budget: time window",
+        "disruptionBudget.timeWindows[0].hourlyTimeWindows[0]",
+        budget(
+            {
+                **RATE,
+                **POLICY,
+                "timeWindows": [
+                    {"days": ["Monday"], "hourlyTimeWindows": [{"startHour": 10, "endHour": 10}]}
+                ],
+            }
+        ),
+        budget(
+            {
+                **RATE,
+                **POLICY,
+                "timeWindows": [
+                    {"days": ["Monday"], "hourlyTimeWindows": [{"startHour": 0, "endHour": 24}]}
+                ],
+            }
+        ),
+    ),
+    (
+        "unknown field by name",
+        "container.resources.memoryMb",
+        put("container.resources.memoryMb", 512),
+        put("container.resources.memoryMB", 512),
+    ),
+    ("email", "owner.teamEmail", put("owner.teamEmail", "team"), put("owner.teamEmail", "a@b.io")),
+]
+
+
+def errors_of(body: dict[str, Any], bounds: Bounds = Bounds()) -> list[str]:
+    try:
+        parse_job_descriptor(body, bounds)
+    except InvalidRequest as exc:
+        return [e.path for e in exc.errors]
+    return []
+
+
+@pytest.mark.parametrize(
+    ("field", "breaks", "passes"),
+    [pytest.param(f, b, p, id=rule) for rule, f, b, p in CATALOGUE],
+)
+def test_rule_breaks_and_just_passes(field: str, breaks: Edit, passes: Edit) -> None:
+    bad = copy.deepcopy(GOOD)
+    breaks(bad)
+    assert field in errors_of(bad)
+    good = copy.deepcopy(GOOD)
+    passes(good)
+    assert errors_of(good) == []
+
+
+def test_numeric_strings_are_accepted_as_64_bit_integers() -> None:
+    body = copy.deepcopy(GOOD)
+    body["batch"]["retryPolicy"] = {"delayed": {"initialDelayMs": "10", "delayMs": "1000"}}
+    d = parse_job_descriptor(body)
+    assert d.batch is not None and d.batch.retryPolicy.delayed is not None
+    assert d.batch.retryPolicy.delayed.delayMs == 1000
+
+
+def test_never_more_than_the_largest_host_offers() -> None:
+    bounds = Bounds(host={"cpu": 4, "memoryMB": 8192, "diskMB": 50000, "networkMbps": 1000})
+    body = copy.deepcopy(GOOD)
+    body["container"]["resources"]["cpu"] = 5
+    assert "container.resources.cpu" in errors_of(body, bounds)
+    body["container"]["resources"]["cpu"] = 4
+    assert errors_of(body, bounds) == []
+
+
+def test_bounds_are_configurable() -> None:
+    body = copy.deepcopy(GOOD)
+    body["container"]["resources"]["memoryMB"] = 128
+    assert "container.resources.memoryMB" in errors_of(body)
+    assert errors_of(body, Bounds(memory_mb_min=128)) == []

@@ -400,6 +400,8 @@ class Engine:
                     ColumnSpec(table.keyspace, table.name, stmt.aliases.get(n, n), table.column(n))
                     for n in names
                 ]
+        elif isinstance(stmt, p.Empty):
+            pass
         elif isinstance(stmt, p.CreateTable | p.CreateKeyspace | p.Drop | p.Use | p.Truncate):
             if binds:
                 raise InvalidRequest("Bind variables are not allowed in schema statements")
@@ -847,6 +849,8 @@ class Engine:
 
     # ---- schema --------------------------------------------------------------------------------
     def _ddl(self, stmt: Any, keyspace: str | None) -> Result:
+        if isinstance(stmt, p.Empty):
+            return Result("void")
         if isinstance(stmt, p.Use):
             if stmt.keyspace not in self.keyspaces:
                 raise InvalidRequest(f"Keyspace '{stmt.keyspace}' does not exist")

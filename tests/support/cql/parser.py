@@ -174,6 +174,11 @@ class Select:
 
 
 @dataclass
+class Empty:
+    pass
+
+
+@dataclass
 class TextBatch:
     logged: bool
     statements: list[Any]
@@ -243,6 +248,9 @@ class Parser:
         return stmt
 
     def _statement(self) -> Any:
+        if self.at(";") or self.peek() is None:
+            # cqlsh sends a lone ";" after the last statement of an `-e` script.
+            return Empty()
         if self.accept("USE"):
             return Use(self.ident())
         if self.accept("CREATE", "KEYSPACE"):

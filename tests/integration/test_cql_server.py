@@ -1,0 +1,271 @@
+"""The CQL test server, driven by clients nobody here wrote: cassandra-driver (with its full
+default handshake) and the `cqlsh` command. It must answer as Cassandra does and refuse
+what Cassandra refuses, or the Cassandra backend's tests prove nothing."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cassandra import InvalidRequest, ReadTimeout, Unavailable, WriteTimeout
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra.policies import FallthroughRetryPolicy, RoundRobinPolicy
+from cassandra.query import BatchStatement, BatchType, SimpleStatement
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `tests.*`
+
+from tests.support.cql import fixture as cql_fixture  # noqa: E402
+from tests.support.cql.server import CqlServer  # noqa: E402
+
+cql_server = cql_fixture.cql_server
+
+
+def _cluster(server: CqlServer, **kw: object) -> Cluster:
+    profile = ExecutionProfile(
+        load_balancing_policy=RoundRobinPolicy(), retry_policy=FallthroughRetryPolicy()
+    )
+    return Cluster(
+        [server.host],
+        port=server.port,
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def session(cql_server: CqlServer) -> Iterator[Session]:
+    cluster = _cluster(cql_server, protocol_version=4)
+    s = cluster.connect()
+    s.execute(
+        "CREATE KEYSPACE ks WITH replication = "
+        "{'class': 'NetworkTopologyStrategy', 'datacenter1': 3}"
+    )
+    s.set_keyspace("ks")
+    s.execute(
+        "CREATE TABLE t (p text, c int, v text, n bigint, b boolean, ts timestamp, u uuid, "
+        "bl blob, m map<text, int>, st set<text>, l list<int>, PRIMARY KEY ((p), c))"
+    )
+    s.execute("CREATE TABLE kv (k text PRIMARY KEY, v text, version int)")
+    yield s
+    cluster.shutdown()
+
+
+def test_default_handshake_negotiates_down_to_v4(
+    cql_server: CqlServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No protocol_version: the driver tries DSE v2, DSE v1, v5, and settles on v4."""
+    caplog.set_level(logging.WARNING, "cassandra")
+    cluster = _cluster(cql_server)  # schema metadata and token metadata left on
+    try:
+        s = cluster.connect()
+        assert cluster.protocol_version == 4
+        assert "Downgrading core protocol version from 5 to 4" in caplog.text
+        local = s.execute("SELECT * FROM system.local WHERE key = 'local'").one()
+        assert local.cluster_name and local.data_center == "datacenter1"
+        s.execute("CREATE KEYSPACE k2 WITH replication = {'class': 'SimpleStrategy', "
+                  "'replication_factor': 1}")  # fmt: skip
+        s.execute("CREATE TABLE k2.x (a int PRIMARY KEY, b text)")
+        assert cluster.metadata.keyspaces["k2"].tables["x"].primary_key[0].name == "a"
+        assert cluster.control_connection.wait_for_schema_agreement()
+    finally:
+        cluster.shutdown()
+
+
+def test_types_round_trip(session: Session) -> None:
+    u = uuid.uuid4()
+    ins = session.prepare(
+        "INSERT INTO t (p, c, v, n, b, ts, u, bl, m, st, l) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    session.execute(
+        ins,
+        (
+            "a",
+            1,
+            "héllo",
+            2**40,
+            True,
+            1_700_000_000_000,
+            u,
+            b"\x00\x01",
+            {"x": 1},
+            {"s1", "s2"},
+            [3, 2, 1],
+        ),  # fmt: skip
+    )
+    row = session.execute("SELECT * FROM t WHERE p = 'a' AND c = 1").one()
+    assert (row.v, row.n, row.b, row.u, row.bl) == ("héllo", 2**40, True, u, b"\x00\x01")
+    assert row.ts.year == 2023
+    assert dict(row.m) == {"x": 1} and set(row.st) == {"s1", "s2"} and row.l == [3, 2, 1]
+    session.execute(
+        "INSERT INTO t (p, c, u, bl, m) VALUES ('b', 2, 5a7c9d1e-0000-4000-8000-000000000001, "
+        "0xff, {'k': 7})"
+    )
+    row = session.execute("SELECT u, bl, m FROM t WHERE p = 'b' AND c = 2").one()
+    assert str(row.u) == "5a7c9d1e-0000-4000-8000-000000000001" and row.bl == b"\xff"
+
+
+def test_where_in_order_limit_and_paging(session: Session) -> None:
+    ins = session.prepare("INSERT INTO t (p, c, v) VALUES (?, ?, ?)")
+    for p in ("a", "b"):
+        for c in range(25):
+            session.execute(ins, (p, c, f"{p}{c}"))
+    rows = list(session.execute("SELECT c FROM t WHERE p = 'a' ORDER BY c DESC LIMIT 3"))
+    assert [r.c for r in rows] == [24, 23, 22]
+    rows = list(session.execute("SELECT v FROM t WHERE p IN ('a', 'b') AND c = 3"))
+    assert sorted(r.v for r in rows) == ["a3", "b3"]
+    sel = session.prepare("SELECT v FROM t WHERE p IN ? AND c >= ?")
+    assert len(list(session.execute(sel, (["a", "b"], 20)))) == 10
+    stmt = SimpleStatement("SELECT c FROM t WHERE p = 'a'", fetch_size=7)
+    result = session.execute(stmt)
+    assert len(result.current_rows) == 7 and result.has_more_pages
+    assert [r.c for r in result] == list(range(25))  # the driver follows the paging state
+    assert session.execute("SELECT count(*) FROM t").one().count == 50
+
+
+def test_refuses_what_cassandra_refuses(session: Session) -> None:
+    refusals = {
+        "SELECT * FROM t WHERE v = 'x'": "ALLOW FILTERING",
+        "SELECT * FROM t WHERE c = 1": "ALLOW FILTERING",
+        "SELECT * FROM t WHERE p = 'a' ORDER BY v": "only supported on the clustered columns",
+        "SELECT * FROM nope": "unconfigured table nope",
+        "SELECT nope FROM t": "Undefined column name nope",
+        "INSERT INTO t (p, v) VALUES ('a', 'x')": "Some clustering keys are missing: c",
+        "UPDATE t SET v = 'x' WHERE p = 'a'": "Some clustering keys are missing: c",
+        "UPDATE t SET v = 'x' WHERE c = 1": "Some partition key parts are missing: p",
+        "DELETE FROM t WHERE c = 1": "Some partition key parts are missing: p",
+        "UPDATE t SET c = 2 WHERE p = 'a' AND c = 1": "PRIMARY KEY part c found in SET part",
+        "UPDATE t SET v = 'x' WHERE p = 'a' AND c = 1 AND v = 'y'": "Non PRIMARY KEY columns",
+        "INSERT INTO t (p, c, nope) VALUES ('a', 1, 'x')": "Undefined column name nope",
+        "SELECT * FROM other.t": "Keyspace 'other' does not exist",
+    }
+    for cql, message in refusals.items():
+        with pytest.raises(InvalidRequest, match=message):
+            session.execute(cql)
+    session.execute("CREATE TABLE two (a text, b text, c int, PRIMARY KEY ((a, b), c))")
+    with pytest.raises(InvalidRequest, match="Partition key parts: b must be restricted"):
+        session.execute("SELECT * FROM two WHERE a = 'x'")
+    with pytest.raises(InvalidRequest, match="cannot span multiple partitions"):
+        batch = BatchStatement()
+        batch.add("INSERT INTO kv (k, v) VALUES ('a', 'x') IF NOT EXISTS")
+        batch.add("INSERT INTO kv (k, v) VALUES ('b', 'x')")
+        session.execute(batch)
+    # ... and allows what it allows.
+    session.execute("SELECT * FROM t WHERE v = 'x' ALLOW FILTERING")
+    session.execute("DELETE FROM t WHERE p = 'a'")  # a whole partition
+
+
+def test_lightweight_transactions(session: Session) -> None:
+    r = session.execute("INSERT INTO kv (k, v, version) VALUES ('a', 'x', 1) IF NOT EXISTS")
+    assert r.was_applied
+    r = session.execute("INSERT INTO kv (k, v, version) VALUES ('a', 'y', 1) IF NOT EXISTS")
+    assert not r.was_applied and r.one().v == "x"
+    upd = session.prepare("UPDATE kv SET v = ?, version = ? WHERE k = ? IF version = ?")
+    assert session.execute(upd, ("z", 2, "a", 1)).was_applied
+    r = session.execute(upd, ("w", 3, "a", 1))
+    assert not r.was_applied and r.one().version == 2
+    assert not session.execute(upd, ("w", 3, "missing", 1)).was_applied
+    r = session.execute("DELETE FROM kv WHERE k = 'a' IF v = 'z'")
+    assert r.was_applied
+    assert session.execute("SELECT * FROM kv WHERE k = 'a'").one() is None
+
+
+def test_batches_are_atomic(session: Session) -> None:
+    ins = session.prepare("INSERT INTO kv (k, v) VALUES (?, ?)")
+    for kind in (BatchType.LOGGED, BatchType.UNLOGGED):
+        batch = BatchStatement(batch_type=kind)
+        batch.add(ins, ("b1", str(kind)))
+        batch.add(ins, ("b2", str(kind)))
+        batch.add("DELETE FROM t WHERE p = 'zz' AND c = 1")
+        session.execute(batch)
+        assert session.execute("SELECT v FROM kv WHERE k = 'b2'").one().v == str(kind)
+    # A conditional batch on one partition: all or nothing.
+    session.execute("INSERT INTO t (p, c, v) VALUES ('q', 1, 'old')")
+    batch = BatchStatement()
+    batch.add("UPDATE t SET v = 'new' WHERE p = 'q' AND c = 1 IF v = 'other'")
+    batch.add("INSERT INTO t (p, c, v) VALUES ('q', 2, 'x')")
+    assert not session.execute(batch).was_applied
+    assert session.execute("SELECT * FROM t WHERE p = 'q' AND c = 2").one() is None
+
+
+def test_ttl(cql_server: CqlServer, session: Session) -> None:
+    session.execute("CREATE TABLE exp (k text PRIMARY KEY, v text) WITH default_time_to_live = 60")
+    session.execute("INSERT INTO exp (k, v) VALUES ('default', 'x')")
+    session.execute("INSERT INTO exp (k, v) VALUES ('short', 'x') USING TTL 10")
+    session.execute("INSERT INTO exp (k, v) VALUES ('forever', 'x') USING TTL 0")
+    cql_server.advance_time(30)
+    assert {r.k for r in session.execute("SELECT k FROM exp")} == {"default", "forever"}
+    cql_server.advance_time(31)
+    assert {r.k for r in session.execute("SELECT k FROM exp")} == {"forever"}
+
+
+def test_unprepared_statements_are_prepared_again(cql_server: CqlServer, session: Session) -> None:
+    sel = session.prepare("SELECT v FROM kv WHERE k = ?")
+    session.execute("INSERT INTO kv (k, v) VALUES ('a', 'x')")
+    cql_server.forget_prepared()
+    assert session.execute(sel, ("a",)).one().v == "x"
+    opcodes = [r.opcode for r in cql_server.requests[-2:]]
+    assert opcodes == ["PREPARE", "EXECUTE"]
+
+
+def test_fault_injection(cql_server: CqlServer, session: Session) -> None:
+    cql_server.inject("write_timeout", "INSERT INTO kv")
+    with pytest.raises(WriteTimeout):
+        session.execute("INSERT INTO kv (k, v) VALUES ('a', 'x')")
+    assert session.execute("SELECT * FROM kv WHERE k = 'a'").one() is None
+    cql_server.inject("write_timeout", "INSERT INTO kv", applied=True)
+    with pytest.raises(WriteTimeout):
+        session.execute("INSERT INTO kv (k, v) VALUES ('a', 'x')")
+    assert session.execute("SELECT * FROM kv WHERE k = 'a'").one().v == "x"
+    cql_server.inject("read_timeout", "FROM kv")
+    with pytest.raises(ReadTimeout):
+        session.execute("SELECT * FROM kv WHERE k = 'a'")
+    cql_server.inject("unavailable", "kv")
+    with pytest.raises(Unavailable):
+        session.execute("SELECT * FROM kv WHERE k = 'a'")
+    cql_server.inject("drop", "FROM kv")
+    with pytest.raises(Exception, match="closed|Connection|defunct"):  # noqa: B017
+        session.execute("SELECT * FROM kv WHERE k = 'a'")
+
+
+def test_cqlsh(cql_server: CqlServer) -> None:
+    cqlsh = shutil.which("cqlsh", path=str(Path(sys.executable).parent))
+    if cqlsh is None:
+        pytest.skip("cqlsh is not installed: pip install -e '.[test]'")
+    script = (
+        "CREATE KEYSPACE shell WITH replication = {'class': 'SimpleStrategy', "
+        "'replication_factor': 1};\n"
+        "USE shell;\n"
+        "CREATE TABLE jobs (job_id text PRIMARY KEY, value text, version bigint);\n"
+        "INSERT INTO jobs (job_id, value, version) VALUES ('j1', '{\"a\": 1}', 1);\n"
+        "UPDATE jobs SET version = 2 WHERE job_id = 'j1' IF version = 1;\n"
+        "SELECT job_id, version FROM jobs;\n"
+    )
+    run = subprocess.run(
+        [cqlsh, cql_server.host, str(cql_server.port), "-e", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "j1" in run.stdout and "2" in run.stdout and "(1 rows)" in run.stdout
+    refused = subprocess.run(
+        [
+            cqlsh,
+            cql_server.host,
+            str(cql_server.port),
+            "-e",
+            "SELECT * FROM shell.jobs WHERE value = 'x';",
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode != 0
+    assert "ALLOW FILTERING" in refused.stderr

@@ -307,39 +307,36 @@ def check_disruption_budget(b: DisruptionBudget, path: str) -> list[FieldError]:
         errors.append(FieldError(path, f"give exactly one policy of {', '.join(BUDGET_POLICIES)}"))
     if len(rates) != 1:
         errors.append(FieldError(path, f"give exactly one rate of {', '.join(BUDGET_RATES)}"))
-    pct = [
+    a, h, pi = b.availabilityPercentageLimit, b.ratePercentagePerHour, b.ratePercentagePerInterval
+    pct: list[tuple[str, float | None]] = [
         (
             "availabilityPercentageLimit.percentageOfHealthyContainers",
-            b.availabilityPercentageLimit
-            and b.availabilityPercentageLimit.percentageOfHealthyContainers,
+            a.percentageOfHealthyContainers if a else None,
         ),
         (
             "ratePercentagePerHour.maxPercentageOfContainersRelocatedInHour",
-            b.ratePercentagePerHour
-            and b.ratePercentagePerHour.maxPercentageOfContainersRelocatedInHour,
+            h.maxPercentageOfContainersRelocatedInHour if h else None,
         ),
         (
             "ratePercentagePerInterval.percentageLimitPerInterval",
-            b.ratePercentagePerInterval and b.ratePercentagePerInterval.percentageLimitPerInterval,
+            pi.percentageLimitPerInterval if pi else None,
         ),
     ]
-    for sub, value in pct:
-        if value is not None and value is not False and not 0 <= value <= 100:
+    for sub, fraction in pct:
+        if fraction is not None and not 0 <= fraction <= 100:
             errors.append(FieldError(f"{path}.{sub}", "must be a percentage from 0 to 100"))
-    counts = [
+    u, r, m, p = b.unhealthyTasksLimit, b.relocationLimit, b.selfManaged, b.ratePerInterval
+    counts: list[tuple[str, int | None]] = [
         (
             "unhealthyTasksLimit.limitOfUnhealthyContainers",
-            b.unhealthyTasksLimit and b.unhealthyTasksLimit.limitOfUnhealthyContainers,
+            u.limitOfUnhealthyContainers if u else None,
         ),
-        ("relocationLimit.limit", b.relocationLimit and b.relocationLimit.limit),
-        ("selfManaged.relocationTimeMs", b.selfManaged and b.selfManaged.relocationTimeMs),
-        (
-            "ratePerInterval.limitPerInterval",
-            b.ratePerInterval and b.ratePerInterval.limitPerInterval,
-        ),
+        ("relocationLimit.limit", r.limit if r else None),
+        ("selfManaged.relocationTimeMs", m.relocationTimeMs if m else None),
+        ("ratePerInterval.limitPerInterval", p.limitPerInterval if p else None),
     ]
-    for sub, value in counts:
-        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+    for sub, count in counts:
+        if count is not None and count < 0:
             errors.append(FieldError(f"{path}.{sub}", "must not be negative"))
     for sub, rate in (
         ("ratePerInterval", b.ratePerInterval),

@@ -1,0 +1,116 @@
+"""Store benchmark: job creates/s, task updates/s and the new leader's bulk load of 100,000
+active tasks, per backend, in one run.
+
+    .venv/bin/python tests/bench/store.py [--tasks 100000] [--jobs 500] [--updates 2000]
+
+SQLite is a file in a temporary directory (WAL, synchronous=FULL). Cassandra is the
+CQL test server (tests/support/cql) in a child process on loopback, not a real cluster: its
+figures measure the backend and the driver, not Cassandra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.store.conformance import make_job, make_task  # noqa: E402
+from titus.model.states import TaskState  # noqa: E402
+from titus.store.base import JobStore  # noqa: E402
+
+SERVER = (
+    "import sys, time; sys.path.insert(0, sys.argv[1]);"
+    "from tests.support.cql.server import CqlServer;"
+    "s = CqlServer().start(); print(s.port, flush=True); time.sleep(10**6)"
+)
+
+
+def rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:,.0f}/s"
+
+
+def bench(name: str, open_store: Callable[[], JobStore], args: argparse.Namespace) -> None:
+    store = open_store()
+    try:
+        # job creates, one job with one task each, as the API submits them
+        t0 = time.perf_counter()
+        for _ in range(args.jobs):
+            job = make_job()
+            store.create_job(job, [make_task(job)])
+        creates = time.perf_counter() - t0
+
+        # task updates with optimistic versions, as the master moves tasks forward
+        job = store.create_job(make_job())
+        tasks = [store.create_task(make_task(job, i), epoch=1) for i in range(100)]
+        t0 = time.perf_counter()
+        for i in range(args.updates):
+            k = i % len(tasks)
+            tasks[k] = store.update_task(tasks[k].with_status(TaskState.LAUNCHED), epoch=1)
+        updates = time.perf_counter() - t0
+
+        # fill up to `tasks` active tasks, 100 per job, then time the leader's bulk load
+        have = args.jobs + len(tasks)
+        t0 = time.perf_counter()
+        while have < args.tasks:
+            job = make_job()
+            n = min(100, args.tasks - have)
+            store.create_job(job, [make_task(job, i) for i in range(n)])
+            have += n
+        fill = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        state = store.load_active()
+        load = time.perf_counter() - t0
+        assert len(state.tasks) == have, (len(state.tasks), have)
+        print(
+            f"{name:10s} job creates {rate(args.jobs, creates):>9s}   "
+            f"task updates {rate(args.updates, updates):>9s}   "
+            f"load_active {len(state.tasks):,} tasks / {len(state.jobs):,} jobs "
+            f"in {load:.2f}s ({rate(len(state.tasks), load)})   [fill took {fill:.1f}s]",
+            flush=True,
+        )
+    finally:
+        store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--updates", type=int, default=2000)
+    parser.add_argument("--backends", default="sqlite,cassandra")
+    args = parser.parse_args()
+    backends = args.backends.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        if "sqlite" in backends:
+            from titus.store.sqlite import SqliteJobStore
+
+            bench("sqlite", lambda: SqliteJobStore(Path(tmp) / "bench.db"), args)
+        if "cassandra" in backends:
+            from titus.store.cassandra import CassandraJobStore
+
+            server = subprocess.Popen(
+                [sys.executable, "-c", SERVER, str(ROOT)], stdout=subprocess.PIPE, text=True
+            )
+            try:
+                assert server.stdout is not None
+                port = int(server.stdout.readline())
+                bench(
+                    "cassandra*",
+                    lambda: CassandraJobStore(["127.0.0.1"], port=port, local_dc="datacenter1"),
+                    args,
+                )
+            finally:
+                server.kill()
+                server.wait()
+            print("* Cassandra figures are against the CQL test server, not a real cluster.")
+
+
+if __name__ == "__main__":
+    main()

@@ -64,6 +64,49 @@ class KillRequest:
 
 
 @dataclass(frozen=True)
+class MoveRequest:
+    """A user's wish to move a running task from one service job to another compatible
+    one; recorded by the API, carried out by the master."""
+
+    source_job_id: str
+    target_job_id: str
+    task_id: str
+    caller: str = ""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change feed: job or task `entity_id` (of job `job_id`) was written
+    (`op` "put") or moved to the archive (`op` "archive"). Readers fetch the entity itself;
+    the feed says only what to look at, so it stays small."""
+
+    seq: int
+    kind: str  # "job" | "task"
+    entity_id: str
+    job_id: str
+    op: str = "put"
+
+
+@dataclass(frozen=True)
+class ChangeBatch:
+    """Changes after a sequence number. `first_seq` is the oldest entry still kept: a reader
+    whose last seen seq is below `first_seq - 1` missed entries and must reload in full."""
+
+    changes: list[Change]
+    first_seq: int
+    last_seq: int
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """What an Idempotency-Key stands for: the request's fingerprint and the job it made."""
+
+    fingerprint: str
+    job_id: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
 class ActiveState:
     """Everything the leader needs at start, read in bulk."""
 
@@ -151,5 +194,84 @@ class JobStore(Protocol):
     def get_meta(self, key: str) -> str | None: ...
 
     def set_meta(self, key: str, value: str, *, epoch: int | None = None) -> None: ...
+
+    # ---- change feed (API job/task view, observe stream) --------------------------------
+    # Every write of a job or task (create, update, archive), by any writer, appends a
+    # Change in the same transaction/batch. Sequence numbers only grow; a reader that has
+    # seen seq N gets every later change by asking for changes after N. Entries are kept
+    # for a bounded number of changes (SQLite: the newest 100,000); Cassandra: partition by
+    # time bucket (e.g. one minute) clustered by a timeuuid, with a TTL, read bucket by
+    # bucket from the reader's last position.
+    def changes_since(self, seq: int, limit: int = 1000) -> ChangeBatch:
+        """Up to `limit` changes with sequence > `seq`, oldest first."""
+        ...
+
+    def last_change_seq(self) -> int:
+        """The newest change's sequence number (0 when none)."""
+        ...
+
+    def count_active_tasks(self) -> int:
+        """Number of tasks not yet archived (a counter row in Cassandra)."""
+        ...
+
+    # ---- capacity groups (by name; values are the API's JSON documents) ---------------
+    def create_capacity_group(self, name: str, value: str) -> None:
+        """Insert a group; raises Conflict if the name exists (Cassandra: INSERT IF NOT
+        EXISTS)."""
+        ...
+
+    def put_capacity_group(self, name: str, value: str) -> None:
+        """Insert or replace a group."""
+        ...
+
+    def get_capacity_group(self, name: str) -> str | None: ...
+
+    def list_capacity_groups(self) -> dict[str, str]:
+        """Every group by name (few hundred at most: one small partition)."""
+        ...
+
+    def delete_capacity_group(self, name: str) -> bool:
+        """Remove a group; False if it did not exist."""
+        ...
+
+    # ---- idempotency keys -------------------------------------------------------------
+    def claim_idempotency_key(
+        self, key: str, fingerprint: str, job_id: str, ttl_sec: float
+    ) -> IdempotencyRecord:
+        """Record `key` -> (fingerprint, job_id) unless a live record holds the key, and
+        return the record that holds it now: the new one when the claim won, the earlier
+        one otherwise (Cassandra: INSERT IF NOT EXISTS USING TTL, reading the applied row).
+        An expired record counts as absent."""
+        ...
+
+    def release_idempotency_key(self, key: str, job_id: str) -> None:
+        """Forget `key` if it still names `job_id` (the create it guarded failed)."""
+        ...
+
+    # ---- task attributes (owned by the API, merged into tasks on read) ----------------
+    # The master writes task records with its leadership epoch and optimistic versions;
+    # attributes that users set live beside them, one row per (task, key), so a user's
+    # change never races the master's writes and two users' keys never overwrite each
+    # other. Writing them appends a "task" Change so watchers see the new attributes.
+    def update_task_attributes(
+        self, task_id: str, job_id: str, upsert: dict[str, str], delete: Iterable[str] = ()
+    ) -> None: ...
+
+    def get_task_attributes(self, task_id: str) -> dict[str, str]: ...
+
+    def list_task_attributes(self, job_id: str) -> dict[str, dict[str, str]]:
+        """Attributes of the tasks of one job, by task id (partition by job id)."""
+        ...
+
+    # ---- task moves (recorded by the API, carried out by the master) ------------------
+    def add_move_request(self, request: MoveRequest) -> None:
+        """Queue a move (partition by source job id) and mark both jobs dirty."""
+        ...
+
+    def list_move_requests(self, job_id: str) -> list[MoveRequest]:
+        """Moves out of job `job_id`."""
+        ...
+
+    def delete_move_request(self, request: MoveRequest, *, epoch: int | None = None) -> None: ...
 
     def close(self) -> None: ...

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,9 +19,13 @@ from pathlib import Path
 from titus.model.job import Job, Task
 from titus.store.base import (
     ActiveState,
+    Change,
+    ChangeBatch,
     Conflict,
     GroupNameTaken,
+    IdempotencyRecord,
     KillRequest,
+    MoveRequest,
     StaleEpoch,
 )
 
@@ -40,8 +45,22 @@ CREATE TABLE IF NOT EXISTS dirty_jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT,
 CREATE TABLE IF NOT EXISTS kill_requests (job_id TEXT NOT NULL, task_id TEXT NOT NULL,
     value TEXT NOT NULL, PRIMARY KEY (job_id, task_id));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
+    entity_id TEXT NOT NULL, job_id TEXT NOT NULL, op TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS capacity_groups (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency_keys (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,
+    job_id TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS task_attributes (task_id TEXT NOT NULL, key TEXT NOT NULL,
+    job_id TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (task_id, key));
+CREATE INDEX IF NOT EXISTS task_attributes_by_job ON task_attributes (job_id);
+CREATE TABLE IF NOT EXISTS move_requests (source_job_id TEXT NOT NULL, task_id TEXT NOT NULL,
+    value TEXT NOT NULL, PRIMARY KEY (source_job_id, task_id));
 CREATE TABLE IF NOT EXISTS instance_groups (name TEXT PRIMARY KEY, state TEXT NOT NULL);
 """
+
+# Change feed entries kept; older ones are trimmed every TRIM_EVERY writes.
+CHANGES_KEPT = 100_000
+TRIM_EVERY = 1_000
 
 
 def _dump(model: Job | Task) -> str:
@@ -94,6 +113,19 @@ class SqliteJobStore:
         if epoch < current:
             raise StaleEpoch(f"write from leader epoch {epoch}, but epoch {current} leads")
 
+    @staticmethod
+    def _changed(
+        db: sqlite3.Connection, kind: str, entity_id: str, job_id: str, op: str = "put"
+    ) -> None:
+        """Append to the change feed inside the caller's transaction; trim now and then."""
+        cur = db.execute(
+            "INSERT INTO changes (kind, entity_id, job_id, op) VALUES (?, ?, ?, ?)",
+            (kind, entity_id, job_id, op),
+        )
+        seq = cur.lastrowid or 0
+        if seq % TRIM_EVERY == 0:
+            db.execute("DELETE FROM changes WHERE seq <= ?", (seq - CHANGES_KEPT,))
+
     def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         return self._conn().execute(sql, args).fetchall()
 
@@ -113,11 +145,13 @@ class SqliteJobStore:
                 db.execute("INSERT INTO active_jobs VALUES (?, ?, ?)", (job.id, 1, _dump(job)))
             except sqlite3.IntegrityError:
                 raise Conflict(f"job {job.id} exists") from None
+            self._changed(db, "job", job.id, job.id)
             for task in tasks:
                 t = task.model_copy(update={"version": 1})
                 db.execute(
                     "INSERT INTO active_tasks VALUES (?, ?, ?, ?)", (t.id, t.jobId, 1, _dump(t))
                 )
+                self._changed(db, "task", t.id, t.jobId)
         return job
 
     def get_job(self, job_id: str) -> Job | None:
@@ -135,6 +169,7 @@ class SqliteJobStore:
             )
             if cur.rowcount != 1:
                 raise Conflict(f"job {job.id} changed since version {job.version}")
+            self._changed(db, "job", job.id, job.id)
         return new
 
     def list_active_jobs(self) -> list[Job]:
@@ -157,7 +192,10 @@ class SqliteJobStore:
                     "INSERT OR REPLACE INTO archived_tasks VALUES (?, ?, ?)",
                     (task.id, task.jobId, value),
                 )
+                self._changed(db, "task", task.id, job.id, "archive")
             db.execute("DELETE FROM active_tasks WHERE job_id=?", (job.id,))
+            db.execute("DELETE FROM move_requests WHERE source_job_id=?", (job.id,))
+            self._changed(db, "job", job.id, job.id, "archive")
             db.execute("DELETE FROM kill_requests WHERE job_id=?", (job.id,))
             db.execute("DELETE FROM job_group_names WHERE job_id=?", (job.id,))
 
@@ -172,6 +210,7 @@ class SqliteJobStore:
                 )
             except sqlite3.IntegrityError:
                 raise Conflict(f"task {task.id} exists") from None
+            self._changed(db, "task", new.id, new.jobId)
         return new
 
     def update_task(self, task: Task, *, epoch: int | None = None) -> Task:
@@ -183,6 +222,7 @@ class SqliteJobStore:
             )
             if cur.rowcount != 1:
                 raise Conflict(f"task {task.id} changed since version {task.version}")
+            self._changed(db, "task", task.id, task.jobId)
         return new
 
     def archive_task(self, task: Task, *, epoch: int | None = None) -> None:
@@ -192,6 +232,7 @@ class SqliteJobStore:
                 (task.id, task.jobId, _dump(task)),
             )
             db.execute("DELETE FROM active_tasks WHERE task_id=?", (task.id,))
+            self._changed(db, "task", task.id, task.jobId, "archive")
 
     def get_task(self, task_id: str) -> Task | None:
         rows = self._read("SELECT value FROM active_tasks WHERE task_id=?", (task_id,))
@@ -281,6 +322,124 @@ class SqliteJobStore:
     def set_meta(self, key: str, value: str, *, epoch: int | None = None) -> None:
         with self._tx(epoch) as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # ---- change feed --------------------------------------------------------------------
+    def changes_since(self, seq: int, limit: int = 1000) -> ChangeBatch:
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            rows = conn.execute(
+                "SELECT seq, kind, entity_id, job_id, op FROM changes WHERE seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (seq, limit),
+            ).fetchall()
+            first, last = conn.execute("SELECT min(seq), max(seq) FROM changes").fetchone()
+        finally:
+            conn.execute("COMMIT")
+        changes = [Change(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in rows]
+        return ChangeBatch(changes, int(first or 0), int(last or 0))
+
+    def last_change_seq(self) -> int:
+        row = self._read("SELECT max(seq) FROM changes")
+        return int(str(row[0][0] or 0))
+
+    def count_active_tasks(self) -> int:
+        return int(str(self._read("SELECT count(*) FROM active_tasks")[0][0]))
+
+    # ---- capacity groups ----------------------------------------------------------------
+    def create_capacity_group(self, name: str, value: str) -> None:
+        with self._tx() as db:
+            try:
+                db.execute("INSERT INTO capacity_groups VALUES (?, ?)", (name, value))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"capacity group {name} exists") from None
+
+    def put_capacity_group(self, name: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO capacity_groups VALUES (?, ?)", (name, value))
+
+    def get_capacity_group(self, name: str) -> str | None:
+        rows = self._read("SELECT value FROM capacity_groups WHERE name=?", (name,))
+        return str(rows[0][0]) if rows else None
+
+    def list_capacity_groups(self) -> dict[str, str]:
+        return {str(n): str(v) for n, v in self._read("SELECT name, value FROM capacity_groups")}
+
+    def delete_capacity_group(self, name: str) -> bool:
+        with self._tx() as db:
+            cur = db.execute("DELETE FROM capacity_groups WHERE name=?", (name,))
+            return cur.rowcount == 1
+
+    # ---- idempotency keys ---------------------------------------------------------------
+    def claim_idempotency_key(
+        self, key: str, fingerprint: str, job_id: str, ttl_sec: float
+    ) -> IdempotencyRecord:
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT fingerprint, job_id, expires_at FROM idempotency_keys WHERE key=?", (key,)
+            ).fetchone()
+            if row is not None and float(row[2]) > now:
+                return IdempotencyRecord(str(row[0]), str(row[1]), float(row[2]))
+            record = IdempotencyRecord(fingerprint, job_id, now + ttl_sec)
+            db.execute(
+                "INSERT OR REPLACE INTO idempotency_keys VALUES (?, ?, ?, ?)",
+                (key, fingerprint, job_id, record.expires_at),
+            )
+            # expired keys go on the way (Cassandra's TTL does this by itself)
+            db.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (now,))
+        return record
+
+    def release_idempotency_key(self, key: str, job_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM idempotency_keys WHERE key=? AND job_id=?", (key, job_id))
+
+    # ---- task attributes ----------------------------------------------------------------
+    def update_task_attributes(
+        self, task_id: str, job_id: str, upsert: dict[str, str], delete: Iterable[str] = ()
+    ) -> None:
+        with self._tx() as db:
+            for k, v in upsert.items():
+                db.execute(
+                    "INSERT OR REPLACE INTO task_attributes VALUES (?, ?, ?, ?)",
+                    (task_id, k, job_id, v),
+                )
+            for k in delete:
+                db.execute("DELETE FROM task_attributes WHERE task_id=? AND key=?", (task_id, k))
+            self._changed(db, "task", task_id, job_id)
+
+    def get_task_attributes(self, task_id: str) -> dict[str, str]:
+        rows = self._read("SELECT key, value FROM task_attributes WHERE task_id=?", (task_id,))
+        return {str(k): str(v) for k, v in rows}
+
+    def list_task_attributes(self, job_id: str) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for t, k, v in self._read(
+            "SELECT task_id, key, value FROM task_attributes WHERE job_id=?", (job_id,)
+        ):
+            out.setdefault(str(t), {})[str(k)] = str(v)
+        return out
+
+    # ---- task moves ---------------------------------------------------------------------
+    def add_move_request(self, request: MoveRequest) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO move_requests VALUES (?, ?, ?)",
+                (request.source_job_id, request.task_id, json.dumps(request.__dict__)),
+            )
+            for job_id in (request.source_job_id, request.target_job_id):
+                db.execute("INSERT INTO dirty_jobs (job_id) VALUES (?)", (job_id,))
+
+    def list_move_requests(self, job_id: str) -> list[MoveRequest]:
+        rows = self._read("SELECT value FROM move_requests WHERE source_job_id=?", (job_id,))
+        return [MoveRequest(**json.loads(str(r[0]))) for r in rows]
+
+    def delete_move_request(self, request: MoveRequest, *, epoch: int | None = None) -> None:
+        with self._tx(epoch) as db:
+            db.execute(
+                "DELETE FROM move_requests WHERE source_job_id=? AND task_id=?",
+                (request.source_job_id, request.task_id),
+            )
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -9,6 +9,7 @@ import json
 import queue
 import socket
 import threading
+import time
 from typing import Any
 
 from tests.support.mesos import recordio
@@ -64,10 +65,14 @@ class Subscription:
         self.seen: list[dict[str, Any]] = []
         self.ended = threading.Event()
         self.framework_id: str | None = None
+        self.refusal: dict[str, Any] | None = None
         if self.status == 200:
             threading.Thread(target=self._read, daemon=True).start()
-            subscribed = self.next("SUBSCRIBED", skip_others=False)
-            self.framework_id = subscribed["subscribed"]["framework_id"]["value"]
+            first = self.next(timeout=10)
+            if first["type"] == "SUBSCRIBED":
+                self.framework_id = first["subscribed"]["framework_id"]["value"]
+            else:  # e.g. ERROR "Framework has been removed", then the stream ends
+                self.refusal = first
         else:
             self.error = self.response.read().decode()
 
@@ -80,7 +85,7 @@ class Subscription:
                     break
                 for event in decoder.feed(data):
                     self.events.put(event)
-        except (OSError, http.client.HTTPException, ValueError):
+        except Exception:  # closed under us, or a broken stream: either way it ended
             pass
         finally:
             self.ended.set()
@@ -94,9 +99,10 @@ class Subscription:
     ) -> dict[str, Any]:
         """The next event (of `type_`, skipping others when `skip_others`); HEARTBEATs are
         skipped unless asked for. Raises TimeoutError, or EOFError when the stream ended."""
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                event = self.events.get(timeout=timeout)
+                event = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 raise TimeoutError(f"no {type_ or 'event'} within {timeout}s") from None
             if event is None:

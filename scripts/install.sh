@@ -32,6 +32,6 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   echo "$want" > "$STAMP"
 fi
 if [ -x scripts/pymesos.sh ] || [ -f scripts/pymesos.sh ]; then
-  VENV="$VENV" bash scripts/pymesos.sh
+  VENV="$(cd "$VENV" && pwd)" bash scripts/pymesos.sh
 fi
 log "ready: $VENV/bin/titus"

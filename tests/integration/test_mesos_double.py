@@ -495,6 +495,7 @@ class RecordingScheduler:
         self.reregistrations = 0
         self.errors: list[str] = []
         self.offers_seen = 0
+        self.spec: dict[str, Any] = {"sleep": 0.1}
 
     def registered(self, driver: Any, framework_id: Any, master_info: Any) -> None:
         self.registered_ids.append(framework_id["value"])
@@ -511,7 +512,7 @@ class RecordingScheduler:
         self.offers_seen += len(offers)
         for offer in offers:
             if self.wanted:
-                task = task_info(offer, self.wanted.pop(0), spec={"sleep": 0.1})
+                task = task_info(offer, self.wanted.pop(0), spec=self.spec)
                 driver.launchTasks(offer["id"], [task], {"refuse_seconds": 1.0})
             else:
                 driver.declineOffer(offer["id"], {"refuse_seconds": 30.0})
@@ -599,6 +600,29 @@ def test_pymesos_failover_with_the_same_framework_id(mesos_master: MesosMasterDo
         driver1.join()
         driver2.stop()
         driver2.join()
+
+
+def test_pymesos_resubscribes_after_a_master_restart(mesos_master: MesosMasterDouble) -> None:
+    pytest.importorskip("pymesos")
+    sched = RecordingScheduler([])
+    sched.spec = {"hang": True}
+    sched.wanted = ["long"]
+    driver = start_driver(mesos_master.address, sched)
+    try:
+        assert sched.states("long", "TASK_RUNNING") == ["TASK_RUNNING"]
+        fw_id = sched.registered_ids[0]
+        mesos_master.restart(downtime=0.5)
+        # pymesos reconnects on its own (after a 2 s backoff when the port refused it).
+        mesos_master.wait_for(lambda: sched.reregistrations == 1, timeout=20)
+        assert mesos_master.frameworks[fw_id].connected
+        driver.reconcileTasks([{"task_id": {"value": "long"}}])
+        status = sched.updates.get(timeout=5)
+        assert (status["state"], status["reason"]) == ("TASK_RUNNING", "REASON_RECONCILIATION")
+    finally:
+        driver.stop()
+        driver.join()
+    # Without failover, stop() tears the framework down: its executor is shut down.
+    mesos_master.wait_for(lambda: not mesos_master.executor_processes(), timeout=10)
 
 
 def zookeeper_support() -> Any:

@@ -220,7 +220,8 @@ class Agent:
     @property
     def endpoint(self) -> str:
         assert self.server is not None
-        return f"{self.server.server_address[0]}:{self.server.port}"
+        host = self.server.server_address[0]
+        return f"{host!s}:{self.server.port}"
 
     def info(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -1098,9 +1099,9 @@ class MesosMasterDouble:
             if task_id is None:
                 continue
             agent_id = _value(item.get("agent_id"))
-            task = self.tasks.get((fw.id, task_id))
-            if task is not None:
-                self._send_reconciliation(fw, task)
+            active = self.tasks.get((fw.id, task_id))
+            if active is not None:
+                self._send_reconciliation(fw, active)
                 continue
             done = self.completed_tasks.get((fw.id, task_id))
             if (agent_id and agent_id in self.removed_agents) or (
@@ -1326,9 +1327,11 @@ class MesosMasterDouble:
 
     def _ensure_agent_server(self, agent: Agent) -> None:
         if agent.server is None:
-            agent.server = Server(
-                self.config.host, 0, lambda req, agent=agent: self._handle_agent(agent, req)
-            )
+
+            def app(req: Request) -> Response | StreamResponse:
+                return self._handle_agent(agent, req)
+
+            agent.server = Server(self.config.host, 0, app)
 
     def _stop_agent(self, agent: Agent) -> None:
         with self.lock:

@@ -114,6 +114,45 @@ class ActiveState:
     tasks: list[Task]
 
 
+@dataclass(frozen=True)
+class TaskRow:
+    """An active task as the leader's start-up reads it: the few fields its indexes need, and
+    the stored document, parsed only when the leader has to look at the task itself.
+
+    Parsing and validating 100,000 task documents dominates a leader's start-up; the
+    fields here come out of the store cheaply (SQLite: `json_extract` in C; Cassandra: plain
+    columns written next to the document), so a new leader can act within a second and
+    parse a running task only when a report, a kill or a reconciliation touches it.
+    """
+
+    id: str
+    job_id: str
+    version: int
+    state: str
+    agent_id: str | None
+    #: The current status's timestamp (epoch ms).
+    timestamp: int
+    #: The stored JSON document (what `Task.model_validate_json` reads).
+    raw: str
+
+
+@dataclass(frozen=True)
+class ActiveIndex:
+    """`load_active` with tasks left unparsed (see TaskRow)."""
+
+    jobs: list[Job]
+    tasks: list[TaskRow]
+
+
+#: `get_meta` key under which the leader keeps the pending (Accepted, not yet placed) task
+#: count per capacity group as a JSON object {"<group>": <count>}, rewritten when a count
+#: changes. The API reads it to refuse work for a group whose pending queue is full (429).
+PENDING_BY_GROUP_META = "scheduler.pendingByGroup"
+#: `get_meta` key of the last election's record, JSON {"epoch", "masterId", "electedAt",
+#: "loadedAt", "firstLaunchAt"} (wall-clock seconds): failover time as operators see it.
+LEADER_RECORD_META = "leader.lastElection"
+
+
 class JobStore(Protocol):
     # ---- jobs -------------------------------------------------------------------------
     def create_job(self, job: Job, tasks: Iterable[Task] = ()) -> Job:
@@ -160,6 +199,11 @@ class JobStore(Protocol):
         """All active jobs and tasks in a few bulk reads: the new leader's start-up."""
         ...
 
+    def load_active_index(self) -> ActiveIndex:
+        """`load_active` with each task as a TaskRow (documents not parsed): one bulk read
+        per table, for a leader start-up that does not grow with parsing every task."""
+        ...
+
     # ---- the API's requests to the master ---------------------------------------------
     def mark_dirty(self, job_id: str) -> None: ...
 
@@ -189,6 +233,24 @@ class JobStore(Protocol):
         ...
 
     def set_instance_group(self, name: str, state: str) -> None: ...
+
+    # ---- "why is my task pending": the scheduler's last word on each unplaced task ------
+    # Written by the leader (fenced by epoch) only when a task's summary changes; read by
+    # the API by task id. One row per task, keyed by task id (Cassandra: a table keyed by
+    # task_id with a TTL of a day, so rows of tasks that went away expire on their own).
+    def put_scheduler_result(
+        self, task_id: str, job_id: str, value: str, *, epoch: int | None = None
+    ) -> None:
+        """Insert or replace the JSON summary of the last placement attempt of a task."""
+        ...
+
+    def get_scheduler_result(self, task_id: str) -> str | None:
+        """The JSON summary of the task's last failed placement attempt, if any."""
+        ...
+
+    def delete_scheduler_result(self, task_id: str, *, epoch: int | None = None) -> None:
+        """Forget a task's summary (it was placed, or it ended)."""
+        ...
 
     # ---- small settings the platform keeps (framework id, ...) ------------------------
     def get_meta(self, key: str) -> str | None: ...

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from titus.model.job import Job, Task
 from titus.store.base import (
+    ActiveIndex,
     ActiveState,
     Change,
     ChangeBatch,
@@ -27,6 +28,7 @@ from titus.store.base import (
     KillRequest,
     MoveRequest,
     StaleEpoch,
+    TaskRow,
 )
 
 SCHEMA = """
@@ -56,6 +58,8 @@ CREATE INDEX IF NOT EXISTS task_attributes_by_job ON task_attributes (job_id);
 CREATE TABLE IF NOT EXISTS move_requests (source_job_id TEXT NOT NULL, task_id TEXT NOT NULL,
     value TEXT NOT NULL, PRIMARY KEY (source_job_id, task_id));
 CREATE TABLE IF NOT EXISTS instance_groups (name TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS scheduler_results (task_id TEXT PRIMARY KEY, job_id TEXT NOT NULL,
+    value TEXT NOT NULL);
 """
 
 # Change feed entries kept; older ones are trimmed every TRIM_EVERY writes.
@@ -267,6 +271,22 @@ class SqliteJobStore:
             conn.execute("COMMIT")
         return ActiveState(jobs=jobs, tasks=tasks)
 
+    def load_active_index(self) -> ActiveIndex:
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            jobs = [
+                Job.model_validate_json(v) for (v,) in conn.execute("SELECT value FROM active_jobs")
+            ]
+            rows = conn.execute(
+                "SELECT task_id, job_id, version, json_extract(value, '$.status.state'), "
+                "json_extract(value, '$.taskContext.\"agent.id\"'), "
+                "json_extract(value, '$.status.timestamp'), value FROM active_tasks"
+            ).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        return ActiveIndex(jobs=jobs, tasks=[TaskRow(*r) for r in rows])
+
     # ---- the API's requests to the master -----------------------------------------------
     def mark_dirty(self, job_id: str) -> None:
         with self._tx() as db:
@@ -314,6 +334,23 @@ class SqliteJobStore:
     def set_instance_group(self, name: str, state: str) -> None:
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO instance_groups VALUES (?, ?)", (name, state))
+
+    def put_scheduler_result(
+        self, task_id: str, job_id: str, value: str, *, epoch: int | None = None
+    ) -> None:
+        with self._tx(epoch) as db:
+            db.execute(
+                "INSERT OR REPLACE INTO scheduler_results VALUES (?, ?, ?)",
+                (task_id, job_id, value),
+            )
+
+    def get_scheduler_result(self, task_id: str) -> str | None:
+        rows = self._read("SELECT value FROM scheduler_results WHERE task_id=?", (task_id,))
+        return str(rows[0][0]) if rows else None
+
+    def delete_scheduler_result(self, task_id: str, *, epoch: int | None = None) -> None:
+        with self._tx(epoch) as db:
+            db.execute("DELETE FROM scheduler_results WHERE task_id=?", (task_id,))
 
     def get_meta(self, key: str) -> str | None:
         rows = self._read("SELECT value FROM meta WHERE key=?", (key,))

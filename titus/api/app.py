@@ -1,35 +1,120 @@
-"""The API application: routers per resource, one error shape, health and metrics."""
+"""The API application: routers per resource, the gate (auth, rate limits), the job view
+and its observe hub, one error shape, health and metrics."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from titus.api import jobs, tasks
+from titus.api import capacity, jobs, observe, tasks
+from titus.api.auth import TokenAuth
 from titus.api.errors import ApiError, api_error_handler, error_body, invalid_request_handler
-from titus.api.service import JobService
+from titus.api.gate import Gate
+from titus.api.observe import Hub
+from titus.api.ratelimit import RateLimiter
+from titus.api.schemas import (
+    CapacityGroup,
+    CapacityRequest,
+    Health,
+    JobAttributesBody,
+    TaskMoveBody,
+)
+from titus.api.service import JobService, Limits
+from titus.api.view import ActiveView
 from titus.coord.base import Coordinator
-from titus.model.job import JobDescriptor
-from titus.model.validation import InvalidRequest, from_pydantic
+from titus.model.job import DisruptionBudget, JobDescriptor, ServiceJobProcesses
+from titus.model.validation import Bounds, InvalidRequest, from_pydantic
 from titus.settings import Settings
-from titus.store.base import StoreUnavailable
+from titus.store.base import StoreError, StoreUnavailable
+
+log = logging.getLogger("titus.api")
+
+BODY_MODELS: list[type[BaseModel]] = [
+    JobDescriptor,
+    CapacityRequest,
+    JobAttributesBody,
+    TaskMoveBody,
+    CapacityGroup,
+    ServiceJobProcesses,
+    DisruptionBudget,
+]
+
+
+def bounds_of(settings: Settings) -> Bounds:
+    return Bounds(
+        cpu_min=settings.cpu_min,
+        cpu_max=settings.cpu_max,
+        memory_mb_min=settings.memory_mb_min,
+        memory_mb_max=settings.memory_mb_max,
+        disk_mb_min=settings.disk_mb_min,
+        disk_mb_max=settings.disk_mb_max,
+        network_mbps_min=settings.network_mbps_min,
+        network_mbps_max=settings.network_mbps_max,
+        gpu_max=settings.gpu_max,
+    )
 
 
 def create_app(settings: Settings, store: Any, coord: Coordinator) -> FastAPI:
+    view = ActiveView(store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        """The one producer: follow the change feed so watchers get changes promptly."""
+
+        async def follow() -> None:
+            while True:
+                try:
+                    await view.refresh()
+                except Exception:  # noqa: BLE001 - keep following; the store may come back
+                    log.exception("reading the change feed failed")
+                await asyncio.sleep(settings.change_poll_sec)
+
+        task = asyncio.create_task(follow())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     app = FastAPI(
         title="titus",
         version="0.1.0",
         description="Batch and service jobs run as containers on a fleet of hosts.",
+        lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.jobs = JobService(store, coord)
+    app.state.view = view
+    app.state.hub = Hub(view, settings.observe_queue_size, settings.observe_history)
+    limits = Limits(
+        settings.max_active_jobs,
+        settings.max_active_tasks,
+        active_jobs=lambda: len(view.jobs),
+        task_demand=view.task_demand,
+    )
+    app.state.jobs = JobService(
+        store,
+        coord,
+        bounds=bounds_of(settings),
+        limits=limits,
+        idempotency_ttl_sec=settings.idempotency_ttl_sec,
+    )
+    auth = TokenAuth.from_file(settings.auth_tokens_file) if settings.auth_tokens_file else None
+    app.add_middleware(Gate, auth=auth, limiter=RateLimiter(settings.rate_limit_buckets))
+    app.include_router(observe.router)
     app.include_router(jobs.router)
     app.include_router(tasks.router)
+    app.include_router(capacity.router)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(InvalidRequest, invalid_request_handler)
 
@@ -39,6 +124,12 @@ def create_app(settings: Settings, store: Any, coord: Coordinator) -> FastAPI:
             error_body(503, f"store unavailable: {exc}"),
             status_code=503,
             headers={"Retry-After": "2"},
+        )
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse(
+            error_body(503, f"store error: {exc}"), status_code=503, headers={"Retry-After": "1"}
         )
 
     @app.exception_handler(RequestValidationError)
@@ -54,7 +145,7 @@ def create_app(settings: Settings, store: Any, coord: Coordinator) -> FastAPI:
             headers=getattr(exc, "headers", None),
         )
 
-    @app.get("/health", tags=["operations"])
+    @app.get("/health", tags=["operations"], response_model=Health)
     async def health() -> dict[str, Any]:
         return {"status": "ok", "leader": coord.leader_address() is not None}
 
@@ -68,10 +159,11 @@ def create_app(settings: Settings, store: Any, coord: Coordinator) -> FastAPI:
         if app.openapi_schema:
             return app.openapi_schema
         schema = original_openapi()
-        defs = JobDescriptor.model_json_schema(ref_template="#/components/schemas/{model}")
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.update(defs.pop("$defs", {}))
-        components["JobDescriptor"] = defs
+        for model in BODY_MODELS:
+            defs = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(defs.pop("$defs", {}))
+            components[model.__name__] = defs
         app.openapi_schema = schema
         return schema
 

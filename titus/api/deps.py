@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from titus.api.service import JobService
+from titus.api.view import ActiveView
 from titus.settings import Settings
 
 
@@ -12,13 +13,18 @@ def service_of(request: Request) -> JobService:
     return request.app.state.jobs  # type: ignore[no-any-return]
 
 
+def view_of(request: Request) -> ActiveView:
+    return request.app.state.view  # type: ignore[no-any-return]
+
+
 def settings_of(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
 def caller_of(request: Request) -> tuple[str, str]:
-    """(caller id, call reason) from the Titus headers, as recorded on jobs and in logs."""
-    return (
-        request.headers.get("x-titus-callerid", ""),
-        request.headers.get("x-titus-callreason", ""),
-    )
+    """(caller id, call reason), as recorded on jobs and in logs. The gate set the caller:
+    from the bearer token when authentication is on, else from `X-Titus-CallerId`."""
+    caller = getattr(request.state, "caller", None)
+    if caller is None or caller.startswith("anonymous"):
+        caller = request.headers.get("x-titus-callerid", "").strip()[:200]
+    return caller, request.headers.get("x-titus-callreason", "")[:1000]

@@ -1,4 +1,4 @@
-"""`/api/v3/jobs`: create, read, list, kill and resize jobs."""
+"""`/api/v3/jobs`: create, read, list, kill and change jobs."""
 
 from __future__ import annotations
 
@@ -6,71 +6,231 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from titus.api.body import read_json
-from titus.api.deps import caller_of, service_of, settings_of
-from titus.api.query import JOB_FILTERS, Criteria, job_key, paginate, project
-from titus.model.job import Capacity
+from titus.api.deps import caller_of, service_of, settings_of, view_of
+from titus.api.errors import ApiError
+from titus.api.query import (
+    JOB_FILTERS,
+    Criteria,
+    Key,
+    csv,
+    decode_cursor,
+    page_number,
+    page_size,
+    pagination,
+    project,
+)
+from titus.api.schemas import (
+    ERROR_RESPONSES,
+    CapacityRequest,
+    Empty,
+    JobAttributesBody,
+    JobId,
+    Page,
+    json_body,
+    query_parameters,
+)
+from titus.model.job import Capacity, DisruptionBudget, Job, ServiceJobProcesses
 from titus.model.validation import InvalidRequest, from_pydantic
 
-router = APIRouter(prefix="/api/v3", tags=["jobs"])
+router = APIRouter(prefix="/api/v3", tags=["jobs"], responses=ERROR_RESPONSES)
 
-JOB_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobDescriptor"}}},
-    }
-}
+OK: dict[int | str, dict[str, Any]] = {200: {"model": Empty, "description": "Done."}}
 
 
-@router.post("/jobs", status_code=202, openapi_extra=JOB_BODY)
+def parse(model: type[BaseModel], body: Any, what: str) -> Any:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidRequest(from_pydantic(exc), f"invalid {what}") from None
+
+
+def done() -> JSONResponse:
+    return JSONResponse({}, status_code=200)
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    openapi_extra={
+        **json_body({"$ref": "#/components/schemas/JobDescriptor"}),
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "maxLength": 200},
+            },
+        ],
+    },
+    responses={202: {"model": JobId, "description": "Accepted: the new job's id."}},
+)
 async def create_job(request: Request) -> JSONResponse:
+    """Submit a JobDescriptor. With `Idempotency-Key`, a retry returns the first job."""
     body = await read_json(request, settings_of(request).max_body_bytes)
     caller, reason = caller_of(request)
-    job = await _run(request, lambda: service_of(request).create_job(body, caller, reason))
+    key = request.headers.get("idempotency-key", "").strip()
+    if len(key) > 200:
+        raise ApiError(400, "Idempotency-Key is longer than 200 characters")
+    job = await run_in_threadpool(service_of(request).create_job, body, caller, reason, key)
     return JSONResponse({"id": job.id}, status_code=202)
 
 
-@router.get("/jobs")
-async def list_jobs(request: Request) -> dict[str, Any]:
+@router.get(
+    "/jobs",
+    response_model=Page,
+    openapi_extra={"parameters": query_parameters(JOB_FILTERS, paging=True)},
+)
+async def list_jobs(request: Request) -> JSONResponse:
+    """Active jobs matching every filter given, a page at a time."""
     params = dict(request.query_params)
     criteria = Criteria.parse(params, JOB_FILTERS)
-    jobs = await _run(request, lambda: service_of(request).store.list_active_jobs())
-    matching = [j for j in jobs if criteria.job_matches(j)]
-    page, pagination = paginate(matching, params, job_key)
-    return {
-        "items": [project(j.api_json(), params.get("fields")) for j in page],
-        "pagination": pagination,
-    }
+    size = page_size(params)
+    cursor = params.get("cursor")
+    after = decode_cursor(cursor) if cursor else None
+    skip = 0 if cursor else page_number(params) * size
+    view = view_of(request)
+    await view.refresh()
+    page: list[Key] = []
+    total = 0
+    has_more = False
+    if criteria.empty:
+        total = len(view.job_order)
+        keys = view.job_order.after(after)
+        for key in keys:
+            if skip:
+                skip -= 1
+                continue
+            if len(page) == size:
+                has_more = True
+                break
+            page.append(key)
+    else:
+        jobs = view.jobs
+        if after is not None:
+            total = sum(1 for j in jobs.values() if criteria.job_matches(j))
+        for key in view.job_order.after(after):
+            if criteria.job_matches(jobs[key[1]]):
+                if after is None:
+                    total += 1
+                if skip:
+                    skip -= 1
+                elif len(page) < size:
+                    page.append(key)
+                else:
+                    has_more = True
+                    if after is not None:
+                        break
+    fields = params.get("fields")
+    items = [project(view.job_json[k[1]], fields) for k in page]
+    return JSONResponse({"items": items, "pagination": pagination(page, has_more, total, cursor)})
 
 
-@router.get("/jobs/{job_id}")
-async def get_job(job_id: str, request: Request) -> dict[str, Any]:
-    job = await _run(request, lambda: service_of(request).get_job(job_id))
-    return job.api_json()
+@router.get("/jobs/{job_id}", responses={200: {"model": Job, "description": "The job."}})
+async def get_job(job_id: str, request: Request) -> JSONResponse:
+    job = await run_in_threadpool(service_of(request).get_job, job_id)
+    return JSONResponse(job.api_json())
 
 
-@router.delete("/jobs/{job_id}")
+@router.delete("/jobs/{job_id}", responses=OK)
 async def kill_job(job_id: str, request: Request) -> JSONResponse:
     caller, reason = caller_of(request)
-    await _run(request, lambda: service_of(request).kill_job(job_id, caller, reason))
-    return JSONResponse({}, status_code=200)
+    await run_in_threadpool(service_of(request).kill_job, job_id, caller, reason)
+    return done()
 
 
-@router.put("/jobs/{job_id}/instances")
+@router.put("/jobs/{job_id}/instances", responses=OK, openapi_extra=json_body(CapacityRequest))
 async def resize_job(job_id: str, request: Request) -> JSONResponse:
+    """Set min, desired and max of a service job."""
     body = await read_json(request, settings_of(request).max_body_bytes)
-    try:
-        capacity = Capacity.model_validate(body)
-    except ValidationError as exc:
-        raise InvalidRequest(from_pydantic(exc), "invalid capacity") from None
+    capacity = parse(Capacity, body, "capacity")
     caller, reason = caller_of(request)
-    await _run(request, lambda: service_of(request).resize(job_id, capacity, caller, reason))
-    return JSONResponse({}, status_code=200)
+    await run_in_threadpool(lambda: service_of(request).resize(job_id, capacity, caller, reason))
+    return done()
 
 
-async def _run(request: Request, fn: Any) -> Any:
-    """Store calls block; run them off the event loop."""
-    return await run_in_threadpool(fn)
+@router.put(
+    "/jobs/{job_id}/capacityAttributes", responses=OK, openapi_extra=json_body(CapacityRequest)
+)
+async def set_capacity_attributes(job_id: str, request: Request) -> JSONResponse:
+    """Like `instances`, but only the fields given change."""
+    body = await read_json(request, settings_of(request).max_body_bytes)
+    given = parse(CapacityRequest, body, "capacity")
+    partial = given.model_dump()
+    caller, reason = caller_of(request)
+    await run_in_threadpool(
+        lambda: service_of(request).resize(job_id, Capacity(), caller, reason, partial=partial)
+    )
+    return done()
+
+
+@router.put(
+    "/jobs/{job_id}/jobprocesses",
+    responses=OK,
+    openapi_extra=json_body(ServiceJobProcesses),
+)
+async def set_job_processes(job_id: str, request: Request) -> JSONResponse:
+    body = await read_json(request, settings_of(request).max_body_bytes)
+    processes = parse(ServiceJobProcesses, body, "job processes")
+    caller, reason = caller_of(request)
+    await run_in_threadpool(service_of(request).set_processes, job_id, processes, caller, reason)
+    return done()
+
+
+@router.put(
+    "/jobs/{job_id}/disruptionBudget",
+    responses=OK,
+    openapi_extra=json_body(DisruptionBudget),
+)
+async def set_disruption_budget(job_id: str, request: Request) -> JSONResponse:
+    body = await read_json(request, settings_of(request).max_body_bytes)
+    budget = parse(DisruptionBudget, body, "disruption budget")
+    caller, reason = caller_of(request)
+    await run_in_threadpool(
+        service_of(request).set_disruption_budget, job_id, budget, caller, reason
+    )
+    return done()
+
+
+@router.post("/jobs/{job_id}/enable", responses=OK)
+async def enable_job(job_id: str, request: Request) -> JSONResponse:
+    caller, reason = caller_of(request)
+    await run_in_threadpool(service_of(request).set_enabled, job_id, True, caller, reason)
+    return done()
+
+
+@router.post("/jobs/{job_id}/disable", responses=OK)
+async def disable_job(job_id: str, request: Request) -> JSONResponse:
+    caller, reason = caller_of(request)
+    await run_in_threadpool(service_of(request).set_enabled, job_id, False, caller, reason)
+    return done()
+
+
+@router.put("/jobs/{job_id}/attributes", responses=OK, openapi_extra=json_body(JobAttributesBody))
+async def put_job_attributes(job_id: str, request: Request) -> JSONResponse:
+    body = await read_json(request, settings_of(request).max_body_bytes)
+    attrs = parse(JobAttributesBody, body, "attributes").attributes
+    caller, reason = caller_of(request)
+    await run_in_threadpool(
+        service_of(request).update_job_attributes, job_id, attrs, [], caller, reason
+    )
+    return done()
+
+
+@router.delete(
+    "/jobs/{job_id}/attributes",
+    responses=OK,
+    openapi_extra={"parameters": query_parameters(["keys"])},
+)
+async def delete_job_attributes(job_id: str, request: Request) -> JSONResponse:
+    keys = csv(request.query_params.get("keys"))
+    if not keys:
+        raise ApiError(400, "give the attribute keys to delete as keys=a,b")
+    caller, reason = caller_of(request)
+    await run_in_threadpool(
+        service_of(request).update_job_attributes, job_id, {}, keys, caller, reason
+    )
+    return done()

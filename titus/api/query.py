@@ -1,5 +1,9 @@
 """Filters, paging and projection for job and task listings.
 
+A query is compiled once per request into a list of predicates (only the filters given),
+so matching 10,000 jobs costs a few comparisons each. Unknown parameter names and bad
+values are a 400 that names them.
+
 Paging uses an opaque cursor that encodes the sort key (creation time, id) of the last
 item returned: the next page starts strictly after it, so jobs created or finished between
 two pages never shift items into or out of the pages already read.
@@ -9,12 +13,14 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from titus.api.errors import ApiError
 from titus.model.job import Job, Task
+from titus.model.states import SYSTEM_ERRORS, JobState, TaskState
+from titus.model.validation import FieldError
 
 JOB_FILTERS = {
     "jobIds",
@@ -36,82 +42,164 @@ TASK_FILTERS = JOB_FILTERS | {"taskIds", "taskStates", "taskStateReasons", "skip
 PAGING = {"pageSize", "cursor", "fields", "page"}
 MAX_PAGE_SIZE = 1000
 
+Key = tuple[int, str]
 
-def _csv(value: str | None) -> list[str]:
+
+def csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+_csv = csv  # older name, kept for callers
+
+
+def _flag(value: str) -> bool:
+    low = value.lower()
+    if low in ("1", "true", "yes"):
+        return True
+    if low in ("0", "false", "no", ""):
+        return False
+    raise ApiError(400, f"'{value}' is not a boolean", [FieldError("skipSystemFailures", value)])
+
+
+def _enum_values(name: str, value: str, allowed: list[str]) -> set[str]:
+    """The comma list in `value`, each matched case-insensitively to one of `allowed`."""
+    by_lower = {a.lower(): a for a in allowed}
+    out = set()
+    for item in csv(value):
+        if item.lower() not in by_lower:
+            raise ApiError(
+                400,
+                f"invalid {name} '{item}': one of {', '.join(allowed)}",
+                [FieldError(name, f"'{item}' is not one of {', '.join(allowed)}")],
+            )
+        out.add(by_lower[item.lower()])
+    return out
+
+
+JobCheck = Callable[[Job], bool]
+TaskCheck = Callable[[Task], bool]
 
 
 @dataclass
 class Criteria:
+    """The filters of one request, compiled to predicates."""
+
     params: Mapping[str, str]
+    job_checks: list[JobCheck] = field(default_factory=list)
+    task_checks: list[TaskCheck] = field(default_factory=list)
 
     @classmethod
     def parse(cls, params: Mapping[str, str], allowed: set[str]) -> Criteria:
         unknown = sorted(k for k in params if k not in allowed and k not in PAGING)
         if unknown:
-            raise ApiError(400, f"unknown query parameter(s): {', '.join(unknown)}")
-        return cls(params)
+            raise ApiError(
+                400,
+                f"unknown query parameter(s): {', '.join(unknown)}",
+                [FieldError(k, "unknown query parameter") for k in unknown],
+            )
+        c = cls(params)
+        c._compile()
+        return c
 
-    def get(self, name: str) -> str | None:
+    @property
+    def empty(self) -> bool:
+        return not self.job_checks and not self.task_checks
+
+    def _value(self, name: str) -> str | None:
         value = self.params.get(name)
-        if name == "applicationName" and value is None:
+        if name == "applicationName" and not value:
             value = self.params.get("appName")
-        return value
+        return value or None
+
+    def _compile(self) -> None:
+        jc = self.job_checks
+        v = self._value
+        if ids := v("jobIds"):
+            wanted = set(csv(ids))
+            jc.append(lambda j: j.id in wanted)
+        simple: list[tuple[str, Callable[[Job], str]]] = [
+            ("owner", lambda j: j.jobDescriptor.owner.teamEmail),
+            ("applicationName", lambda j: j.jobDescriptor.applicationName),
+            ("imageName", lambda j: j.jobDescriptor.container.image.name),
+            ("imageTag", lambda j: j.jobDescriptor.container.image.tag or ""),
+            ("capacityGroup", lambda j: j.jobDescriptor.capacityGroup or "DEFAULT"),
+            ("jobGroupStack", lambda j: j.jobDescriptor.jobGroupInfo.stack),
+            ("jobGroupDetail", lambda j: j.jobDescriptor.jobGroupInfo.detail),
+            ("jobGroupSequence", lambda j: j.jobDescriptor.jobGroupInfo.sequence),
+        ]
+        for name, get in simple:
+            if (want := v(name)) is not None:
+                jc.append(lambda j, get=get, want=want: get(j) == want)  # type: ignore[misc]
+        if jt := v("jobType"):
+            types = _enum_values("jobType", jt, ["BATCH", "SERVICE"])
+            jc.append(lambda j: j.jobDescriptor.job_type in types)
+        if js := v("jobState"):
+            states = _enum_values("jobState", js, [s.value for s in JobState])
+            jc.append(lambda j: j.status.state.value in states)
+        if attrs := v("attributes"):
+            jc.append(self._attributes_check(attrs))
+        elif v("attributes.op"):
+            self._attributes_op()
+
+        tc = self.task_checks
+        if tids := v("taskIds"):
+            wanted_tasks = set(csv(tids))
+            tc.append(lambda t: t.id in wanted_tasks)
+        if ts := v("taskStates"):
+            tstates = _enum_values("taskStates", ts, [s.value for s in TaskState])
+            tc.append(lambda t: t.status.state.value in tstates)
+        if reasons := v("taskStateReasons"):
+            wanted_reasons = set(csv(reasons))
+            tc.append(lambda t: t.status.reasonCode in wanted_reasons)
+        if (skip := v("skipSystemFailures")) is not None and _flag(skip):
+            system = {str(r) for r in SYSTEM_ERRORS}
+            tc.append(
+                lambda t: (
+                    not (t.status.state == TaskState.FINISHED and t.status.reasonCode in system)
+                )
+            )
+
+    def _attributes_op(self) -> str:
+        op = (self.params.get("attributes.op") or "and").lower()
+        if op not in ("and", "or"):
+            raise ApiError(
+                400,
+                f"attributes.op must be 'and' or 'or', not '{op}'",
+                [FieldError("attributes.op", "must be 'and' or 'or'")],
+            )
+        return op
+
+    def _attributes_check(self, spec: str) -> JobCheck:
+        op = self._attributes_op()
+        pairs = []
+        for item in csv(spec):
+            key, sep, value = item.partition(":")
+            pairs.append((key, value if sep else None))
+
+        def one(attrs: Mapping[str, str], key: str, value: str | None) -> bool:
+            return key in attrs and (value is None or attrs[key] == value)
+
+        if op == "and":
+            return lambda j: all(one(j.jobDescriptor.attributes, k, x) for k, x in pairs)
+        return lambda j: any(one(j.jobDescriptor.attributes, k, x) for k, x in pairs)
 
     def job_matches(self, job: Job) -> bool:
-        d = job.jobDescriptor
-        checks: list[tuple[str, Callable[[str], bool]]] = [
-            ("jobIds", lambda v: job.id in _csv(v)),
-            ("owner", lambda v: d.owner.teamEmail == v),
-            ("applicationName", lambda v: d.applicationName == v),
-            ("imageName", lambda v: d.container.image.name == v),
-            ("imageTag", lambda v: (d.container.image.tag or "") == v),
-            ("capacityGroup", lambda v: (d.capacityGroup or "DEFAULT") == v),
-            ("jobGroupStack", lambda v: d.jobGroupInfo.stack == v),
-            ("jobGroupDetail", lambda v: d.jobGroupInfo.detail == v),
-            ("jobGroupSequence", lambda v: d.jobGroupInfo.sequence == v),
-            ("jobType", lambda v: d.job_type == v.upper()),
-            ("jobState", lambda v: job.status.state.value in _csv(v)),
-            ("attributes", lambda v: self._attributes_match(d.attributes, v)),
-        ]
-        for name, check in checks:
-            value = self.get(name)
-            if value is not None and value != "" and not check(value):
-                return False
-        return True
-
-    def _attributes_match(self, attrs: Mapping[str, str], spec: str) -> bool:
-        op = (self.params.get("attributes.op") or "and").lower()
-        results = []
-        for item in _csv(spec):
-            key, sep, value = item.partition(":")
-            results.append(key in attrs and (not sep or attrs[key] == value))
-        return all(results) if op == "and" else any(results)
+        return all(check(job) for check in self.job_checks)
 
     def task_matches(self, task: Task) -> bool:
-        ids = self.params.get("taskIds")
-        if ids and task.id not in _csv(ids):
-            return False
-        states = self.params.get("taskStates")
-        if states and task.status.state.value not in _csv(states):
-            return False
-        reasons = self.params.get("taskStateReasons")
-        return not (reasons and task.status.reasonCode not in _csv(reasons))
+        return all(check(task) for check in self.task_checks)
 
 
-T = TypeVar("T")
-
-
-def _encode(key: tuple[int, str]) -> str:
+def encode_cursor(key: Key) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
 
 
-def _decode(cursor: str) -> tuple[int, str]:
+def decode_cursor(cursor: str) -> Key:
     try:
         ts, ident = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         return int(ts), str(ident)
     except Exception:
-        raise ApiError(400, "invalid cursor") from None
+        raise ApiError(400, "invalid cursor", [FieldError("cursor", "not a cursor")]) from None
 
 
 def page_size(params: Mapping[str, str], default: int = 10) -> int:
@@ -119,28 +207,29 @@ def page_size(params: Mapping[str, str], default: int = 10) -> int:
     if raw is None:
         return default
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
-        raise ApiError(400, f"pageSize must be a number from 1 to {MAX_PAGE_SIZE}")
+        raise ApiError(
+            400,
+            f"pageSize must be a number from 1 to {MAX_PAGE_SIZE}",
+            [FieldError("pageSize", f"must be from 1 to {MAX_PAGE_SIZE}")],
+        )
     return int(raw)
 
 
-def paginate(
-    items: Iterable[T], params: Mapping[str, str], key: Callable[[T], tuple[int, str]]
-) -> tuple[list[T], dict[str, Any]]:
-    ordered = sorted(items, key=key)
-    total = len(ordered)
-    cursor = params.get("cursor")
-    if cursor:
-        after = _decode(cursor)
-        ordered = [i for i in ordered if key(i) > after]
-    size = page_size(params)
-    page = ordered[:size]
-    has_more = len(ordered) > size
-    pagination: dict[str, Any] = {
+def page_number(params: Mapping[str, str]) -> int:
+    raw = params.get("page")
+    if raw is None:
+        return 0
+    if not raw.isdigit() or int(raw) > 1_000_000:
+        raise ApiError(400, "page must be a number", [FieldError("page", "must be a number")])
+    return int(raw)
+
+
+def pagination(page_keys: list[Key], has_more: bool, total: int, cursor: str | None) -> Any:
+    return {
         "hasMore": has_more,
-        "cursor": _encode(key(page[-1])) if page else (cursor or ""),
+        "cursor": encode_cursor(page_keys[-1]) if page_keys else (cursor or ""),
         "totalItems": total,
     }
-    return page, pagination
 
 
 def project(item: dict[str, Any], fields: str | None) -> dict[str, Any]:
@@ -148,7 +237,7 @@ def project(item: dict[str, Any], fields: str | None) -> dict[str, Any]:
     if not fields:
         return item
     out: dict[str, Any] = {"id": item.get("id")}
-    for path in _csv(fields):
+    for path in csv(fields):
         src: Any = item
         parts = path.split(".")
         for part in parts:
@@ -160,16 +249,20 @@ def project(item: dict[str, Any], fields: str | None) -> dict[str, Any]:
             continue
         dst = out
         for part in parts[:-1]:
-            dst = dst.setdefault(part, {})
-        dst[parts[-1]] = src
+            nxt = dst.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                break
+            dst = nxt
+        else:
+            dst[parts[-1]] = src
     return out
 
 
-def job_key(job: Job) -> tuple[int, str]:
+def job_key(job: Job) -> Key:
     first = job.statusHistory[0] if job.statusHistory else job.status
     return first.timestamp, job.id
 
 
-def task_key(task: Task) -> tuple[int, str]:
+def task_key(task: Task) -> Key:
     first = task.statusHistory[0] if task.statusHistory else task.status
     return first.timestamp, task.id

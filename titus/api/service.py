@@ -7,48 +7,167 @@ so a concurrent change by the master or another caller is retried, never overwri
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from titus.api.errors import ApiError, not_found
 from titus.coord.base import Coordinator
-from titus.model.job import Capacity, Job, JobDescriptor, JobStatus, Task
+from titus.model.job import (
+    Capacity,
+    DisruptionBudget,
+    Job,
+    JobDescriptor,
+    JobStatus,
+    ServiceJobProcesses,
+    Task,
+)
 from titus.model.states import JobState, Reason, TaskState
-from titus.model.validation import FieldError, parse_job_descriptor
-from titus.store.base import Conflict, JobStore, KillRequest
+from titus.model.validation import (
+    DEFAULT_BOUNDS,
+    Bounds,
+    InvalidRequest,
+    check_capacity,
+    check_disruption_budget,
+    check_user_attributes,
+    parse_job_descriptor,
+)
+from titus.store.base import Conflict, GroupNameTaken, JobStore, KillRequest, MoveRequest
 
 log = logging.getLogger("titus.api")
 
 CAS_ATTEMPTS = 20
+HOSTS_TTL_SEC = 2.0
+
+
+class Limits:
+    """Admission bounds and where the current numbers come from (the API's view)."""
+
+    def __init__(
+        self,
+        max_active_jobs: int = 20_000,
+        max_active_tasks: int = 200_000,
+        active_jobs: Callable[[], int] | None = None,
+        task_demand: Callable[[], int] | None = None,
+    ):
+        self.max_active_jobs = max_active_jobs
+        self.max_active_tasks = max_active_tasks
+        self.active_jobs = active_jobs
+        self.task_demand = task_demand
+
+    def admit(self, new_jobs: int, new_tasks: int) -> None:
+        jobs = self.active_jobs
+        if new_jobs and jobs is not None and jobs() + new_jobs > self.max_active_jobs:
+            raise ApiError(
+                429,
+                f"limit maxActiveJobs ({self.max_active_jobs}) reached: "
+                "no new job until some finish",
+                headers={"Retry-After": "30"},
+            )
+        demand = self.task_demand
+        if new_tasks > 0 and demand is not None and demand() + new_tasks > self.max_active_tasks:
+            raise ApiError(
+                429,
+                f"limit maxActiveTasks ({self.max_active_tasks}) reached: "
+                f"{new_tasks} more tasks would exceed it",
+                headers={"Retry-After": "30"},
+            )
 
 
 class JobService:
-    def __init__(self, store: JobStore, coord: Coordinator):
+    def __init__(
+        self,
+        store: JobStore,
+        coord: Coordinator,
+        *,
+        bounds: Bounds = DEFAULT_BOUNDS,
+        limits: Limits | None = None,
+        idempotency_ttl_sec: float = 86_400.0,
+    ):
         self.store = store
         self.coord = coord
+        self.bounds = bounds
+        self.limits = limits or Limits()
+        self.idempotency_ttl_sec = idempotency_ttl_sec
+        self._hosts: tuple[float, dict[str, float] | None] = (0.0, None)
+        self._hosts_lock = threading.Lock()
+
+    def current_bounds(self) -> Bounds:
+        """The configured bounds, capped by the largest registered host (looked up at most
+        every HOSTS_TTL_SEC: the registry may be remote)."""
+        with self._hosts_lock:
+            at, host = self._hosts
+            if time.monotonic() - at > HOSTS_TTL_SEC:
+                host = largest_host(self.coord)
+                self._hosts = (time.monotonic(), host)
+        return replace(self.bounds, host=host)
 
     def _nudge(self, job_id: str) -> None:
         self.store.mark_dirty(job_id)
         self.coord.wake()
 
     # ---- jobs ---------------------------------------------------------------------------
-    def create_job(self, body: Any, caller: str = "", reason: str = "") -> Job:
-        descriptor = parse_job_descriptor(body)
-        return self.create_parsed(descriptor, caller, reason)
+    def create_job(
+        self, body: Any, caller: str = "", reason: str = "", idempotency_key: str = ""
+    ) -> Job:
+        """Validate, admit and store a new job. With an idempotency key, a retry with the
+        same body gets the first job back; the same key with another body is a 422."""
+        descriptor = parse_job_descriptor(body, self.current_bounds())
+        self.limits.admit(1, _demand(descriptor))
+        if not idempotency_key:
+            return self.create_parsed(descriptor, caller, reason)
+        scoped = f"{caller}|{idempotency_key}"
+        fingerprint = hashlib.sha256(
+            json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()
+        job_id = str(uuid.uuid4())
+        record = self.store.claim_idempotency_key(
+            scoped, fingerprint, job_id, self.idempotency_ttl_sec
+        )
+        if record.job_id != job_id:
+            if record.fingerprint != fingerprint:
+                raise ApiError(
+                    422,
+                    f"Idempotency-Key '{idempotency_key}' was used with another body "
+                    f"(job {record.job_id})",
+                )
+            existing = self.store.get_job(record.job_id)
+            if existing is not None:
+                log.info("create job %s replayed for key %s", record.job_id, idempotency_key)
+                return existing
+            raise ApiError(
+                409,
+                f"a create with Idempotency-Key '{idempotency_key}' is in progress",
+                headers={"Retry-After": "1"},
+            )
+        try:
+            return self.create_parsed(descriptor, caller, reason, job_id=job_id)
+        except BaseException:
+            self.store.release_idempotency_key(scoped, job_id)
+            raise
 
-    def create_parsed(self, descriptor: JobDescriptor, caller: str = "", reason: str = "") -> Job:
+    def create_parsed(
+        self, descriptor: JobDescriptor, caller: str = "", reason: str = "", job_id: str = ""
+    ) -> Job:
         if caller:
             descriptor.attributes["titus.createdBy"] = caller
         if reason:
             descriptor.attributes["titus.callReason"] = reason
         job = Job(
-            id=str(uuid.uuid4()),
+            id=job_id or str(uuid.uuid4()),
             jobDescriptor=descriptor,
             status=JobStatus(state=JobState.ACCEPTED, reasonMessage="accepted"),
         )
-        job = self.store.create_job(job)
+        try:
+            job = self.store.create_job(job)
+        except GroupNameTaken as exc:
+            raise ApiError(409, str(exc)) from None
         log.info(
             "create job %s app=%s type=%s caller=%s reason=%s",
             job.id,
@@ -97,46 +216,217 @@ class JobService:
         log.info("kill job %s caller=%s reason=%s", job_id, caller or "-", reason or "-")
         return job
 
-    def resize(self, job_id: str, capacity: Capacity, caller: str = "", reason: str = "") -> Job:
-        errors = []
-        if capacity.min < 0:
-            errors.append(FieldError("min", "must not be negative"))
-        if not (capacity.min <= capacity.desired <= capacity.max):
-            errors.append(
-                FieldError(
-                    "$",
-                    f"must satisfy min <= desired <= max "
-                    f"(got {capacity.min}, {capacity.desired}, {capacity.max})",
-                )
-            )
-        if errors:
-            raise ApiError(400, "invalid capacity", errors)
+    def resize(
+        self,
+        job_id: str,
+        capacity: Capacity,
+        caller: str = "",
+        reason: str = "",
+        *,
+        partial: dict[str, int | None] | None = None,
+    ) -> Job:
+        """Set min/desired/max (`partial`: only the fields given, as capacityAttributes)."""
 
         def change(job: Job) -> Job | None:
-            service = job.jobDescriptor.service
-            if service is None:
-                raise ApiError(400, f"job {job_id} is a batch job; only service jobs resize")
-            if job.status.state != JobState.ACCEPTED:
-                raise ApiError(409, f"job {job_id} is being killed")
-            service.capacity = capacity
+            service = self._service_of(job)
+            cap = service.capacity
+            new = (
+                capacity
+                if partial is None
+                else Capacity(
+                    min=cap.min if partial.get("min") is None else partial["min"],
+                    desired=cap.desired if partial.get("desired") is None else partial["desired"],
+                    max=cap.max if partial.get("max") is None else partial["max"],
+                )
+            )
+            errors = check_capacity(new.min, new.desired, new.max, "capacity")
+            if errors:
+                raise ApiError(400, "invalid capacity", errors)
+            procs = service.serviceJobProcesses
+            if new.desired > cap.desired and procs.disableIncreaseDesired:
+                raise ApiError(400, f"job {job_id} does not allow increasing desired")
+            if new.desired < cap.desired and procs.disableDecreaseDesired:
+                raise ApiError(400, f"job {job_id} does not allow decreasing desired")
+            self.limits.admit(0, new.desired - cap.desired)
+            service.capacity = new
             return job
 
         job = self._change_job(job_id, change)
-        log.info(
-            "resize job %s to %s caller=%s reason=%s",
+        self._log(
+            "resize job",
             job_id,
-            capacity.to_json(),
-            caller or "-",
-            reason or "-",
+            caller,
+            reason,
+            capacity=json.dumps(
+                job.jobDescriptor.service.capacity.to_json() if job.jobDescriptor.service else {}
+            ),
         )
         return job
 
+    def _service_of(self, job: Job) -> Any:
+        service = job.jobDescriptor.service
+        if service is None:
+            raise ApiError(400, f"job {job.id} is a batch job; this applies to service jobs")
+        if job.status.state != JobState.ACCEPTED:
+            raise ApiError(409, f"job {job.id} is being killed")
+        return service
+
+    def set_processes(
+        self, job_id: str, processes: ServiceJobProcesses, caller: str = "", reason: str = ""
+    ) -> Job:
+        def change(job: Job) -> Job | None:
+            self._service_of(job).serviceJobProcesses = processes
+            return job
+
+        job = self._change_job(job_id, change)
+        self._log("set jobprocesses", job_id, caller, reason, value=processes.to_json())
+        return job
+
+    def set_enabled(self, job_id: str, enabled: bool, caller: str = "", reason: str = "") -> Job:
+        def change(job: Job) -> Job | None:
+            service = self._service_of(job)
+            if service.enabled == enabled:
+                return None
+            service.enabled = enabled
+            return job
+
+        job = self._change_job(job_id, change)
+        self._log("enable job" if enabled else "disable job", job_id, caller, reason)
+        return job
+
+    def set_disruption_budget(
+        self, job_id: str, budget: DisruptionBudget, caller: str = "", reason: str = ""
+    ) -> Job:
+        errors = check_disruption_budget(budget, "disruptionBudget")
+        if errors:
+            raise ApiError(400, "invalid disruption budget", errors)
+
+        def change(job: Job) -> Job | None:
+            if job.status.state != JobState.ACCEPTED:
+                raise ApiError(409, f"job {job_id} is being killed")
+            job.jobDescriptor.disruptionBudget = budget
+            return job
+
+        job = self._change_job(job_id, change)
+        self._log("set disruptionBudget", job_id, caller, reason)
+        return job
+
+    def update_job_attributes(
+        self,
+        job_id: str,
+        upsert: dict[str, str],
+        delete: list[str],
+        caller: str = "",
+        reason: str = "",
+    ) -> Job:
+        errors = check_user_attributes(upsert) + check_user_attributes(
+            dict.fromkeys(delete, ""), "keys"
+        )
+        if errors:
+            raise ApiError(400, "invalid attributes", errors)
+
+        def change(job: Job) -> Job | None:
+            attrs = job.jobDescriptor.attributes
+            before = dict(attrs)
+            attrs.update(upsert)
+            for key in delete:
+                attrs.pop(key, None)
+            return job if attrs != before else None
+
+        job = self._change_job(job_id, change)
+        self._log(
+            "update job attributes", job_id, caller, reason, set=sorted(upsert), delete=delete
+        )
+        return job
+
+    def _log(self, what: str, ident: str, caller: str, reason: str, **extra: Any) -> None:
+        details = " ".join(f"{k}={v}" for k, v in extra.items())
+        log.info(
+            "%s %s %scaller=%s reason=%s",
+            what,
+            ident,
+            details + " " if details else "",
+            caller or "-",
+            reason or "-",
+        )
+
     # ---- tasks --------------------------------------------------------------------------
     def get_task(self, task_id: str) -> Task:
+        """A task with the attributes users set on it merged in."""
         task = self.store.get_task(task_id)
         if task is None:
             raise not_found("task", task_id)
+        attrs = self.store.get_task_attributes(task_id)
+        if attrs:
+            task = task.model_copy(update={"attributes": {**task.attributes, **attrs}})
         return task
+
+    def update_task_attributes(
+        self,
+        task_id: str,
+        upsert: dict[str, str],
+        delete: list[str],
+        caller: str = "",
+        reason: str = "",
+    ) -> None:
+        """Users' task attributes live in a side record the API owns (one row per task and
+        key) and are merged into the task on every read. The master keeps writing the task
+        record itself with its epoch and version; a user's attribute change therefore never
+        conflicts with, or is lost to, the master's state updates."""
+        errors = check_user_attributes(upsert) + check_user_attributes(
+            dict.fromkeys(delete, ""), "keys"
+        )
+        if errors:
+            raise ApiError(400, "invalid attributes", errors)
+        task = self.get_task(task_id)
+        if task.state == TaskState.FINISHED:
+            raise ApiError(409, f"task {task_id} is finished")
+        self.store.update_task_attributes(task_id, task.jobId, upsert, delete)
+        self._log(
+            "update task attributes", task_id, caller, reason, set=sorted(upsert), delete=delete
+        )
+
+    def move_task(
+        self,
+        source_job_id: str,
+        target_job_id: str,
+        task_id: str,
+        caller: str = "",
+        reason: str = "",
+    ) -> None:
+        """Record a move request for the master. A move is between two different active
+        service jobs with the same container (image, resources, security profile) and
+        capacity group; the task must be a running task of the source job."""
+        if source_job_id == target_job_id:
+            raise ApiError(400, "source and target job are the same")
+        source, target = self.get_job(source_job_id), self.get_job(target_job_id)
+        for job in (source, target):
+            self._service_of(job)
+        task = self.get_task(task_id)
+        if task.jobId != source_job_id:
+            raise ApiError(400, f"task {task_id} does not belong to job {source_job_id}")
+        if task.state == TaskState.FINISHED:
+            raise ApiError(409, f"task {task_id} is finished")
+        a, b = source.jobDescriptor, target.jobDescriptor
+        if (
+            a.container.image != b.container.image
+            or a.container.resources != b.container.resources
+            or a.container.securityProfile != b.container.securityProfile
+            or (a.capacityGroup or "DEFAULT") != (b.capacityGroup or "DEFAULT")
+        ):
+            raise ApiError(
+                400,
+                f"jobs {source_job_id} and {target_job_id} are not compatible: image, "
+                "resources, security profile and capacity group must be the same",
+            )
+        assert b.service is not None
+        if b.service.capacity.desired + 1 > b.service.capacity.max:
+            raise ApiError(409, f"target job {target_job_id} is at its max size")
+        self.store.add_move_request(
+            MoveRequest(source_job_id, target_job_id, task_id, caller=caller)
+        )
+        self.coord.wake()
+        self._log("move task", task_id, caller, reason, source=source_job_id, target=target_job_id)
 
     def kill_task(
         self,
@@ -150,6 +440,8 @@ class JobService:
         task = self.get_task(task_id)
         if task.state == TaskState.FINISHED:
             raise ApiError(404, f"task {task_id} is not active (already finished)")
+        if self.store.get_job(task.jobId) is None:
+            raise not_found("job", task.jobId)
         if shrink:
 
             def lower(job: Job) -> Job | None:
@@ -184,3 +476,24 @@ class JobService:
             caller or "-",
             reason or "-",
         )
+
+
+def _demand(d: JobDescriptor) -> int:
+    if d.batch is not None:
+        return d.batch.size
+    return d.service.capacity.desired if d.service is not None else 0
+
+
+def largest_host(coord: Coordinator) -> dict[str, float] | None:
+    """Per resource, the most any one registered host offers (None with no host)."""
+    agents = coord.agents()
+    if not agents:
+        return None
+    out: dict[str, float] = {}
+    for agent in agents:
+        for name, value in agent.resources.items():
+            out[name] = max(out.get(name, 0.0), float(value))
+    return out
+
+
+__all__ = ["InvalidRequest", "JobService", "Limits", "largest_host"]

@@ -10,56 +10,116 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from titus.api.deps import caller_of, service_of
+from titus.api.body import read_json
+from titus.api.deps import caller_of, service_of, settings_of, view_of
 from titus.api.errors import ApiError
-from titus.api.query import TASK_FILTERS, Criteria, _csv, paginate, project, task_key
+from titus.api.jobs import parse
+from titus.api.query import (
+    TASK_FILTERS,
+    Criteria,
+    csv,
+    decode_cursor,
+    page_size,
+    pagination,
+    project,
+    task_key,
+)
+from titus.api.schemas import (
+    ERROR_RESPONSES,
+    Empty,
+    JobAttributesBody,
+    Page,
+    TaskMoveBody,
+    json_body,
+    query_parameters,
+)
+from titus.api.view import with_attributes
 from titus.model.job import Task
 
-router = APIRouter(prefix="/api/v3", tags=["tasks"])
+router = APIRouter(prefix="/api/v3", tags=["tasks"], responses=ERROR_RESPONSES)
+
+OK: dict[int | str, dict[str, Any]] = {200: {"model": Empty, "description": "Done."}}
 
 
 def _flag(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true", "yes")
 
 
-@router.get("/tasks")
-async def list_tasks(request: Request) -> dict[str, Any]:
+@router.get(
+    "/tasks",
+    response_model=Page,
+    openapi_extra={"parameters": query_parameters(TASK_FILTERS, paging=True)},
+)
+async def list_tasks(request: Request) -> JSONResponse:
+    """Active tasks matching every filter; with `jobIds`, those jobs' finished tasks too."""
     params = dict(request.query_params)
     criteria = Criteria.parse(params, TASK_FILTERS)
+    size = page_size(params)
+    cursor = params.get("cursor")
+    after = decode_cursor(cursor) if cursor else None
     store = service_of(request).store
+    job_ids = csv(params.get("jobIds"))
+    if job_ids:
 
-    def load() -> list[Task]:
-        job_ids = _csv(params.get("jobIds"))
-        if job_ids:
-            # for named jobs, finished tasks (retries, replaced tasks) are shown too
-            tasks = [t for j in job_ids for t in store.list_tasks(j, include_archived=True)]
-            jobs = {j: store.get_job(j) for j in job_ids}
-        else:
-            tasks = store.list_active_tasks()
-            jobs = {j.id: j for j in store.list_active_jobs()}
-        out = []
-        for t in tasks:
-            job = jobs.get(t.jobId)
-            if job is not None and criteria.job_matches(job) and criteria.task_matches(t):
-                out.append(t)
-        return out
+        def load() -> list[Task]:
+            out = []
+            for job_id in job_ids[:100]:
+                job = store.get_job(job_id)
+                if job is None or not criteria.job_matches(job):
+                    continue
+                attrs = store.list_task_attributes(job_id)
+                for t in store.list_tasks(job_id, include_archived=True):
+                    if criteria.task_matches(t):
+                        out.append(with_attributes(t, attrs.get(t.id, {})))
+            return out
 
-    tasks = await run_in_threadpool(load)
-    page, pagination = paginate(tasks, params, task_key)
-    return {
-        "items": [project(t.api_json(), params.get("fields")) for t in page],
-        "pagination": pagination,
-    }
+        tasks = sorted(await run_in_threadpool(load), key=task_key)
+        total = len(tasks)
+        if after is not None:
+            tasks = [t for t in tasks if task_key(t) > after]
+        page = tasks[:size]
+        items = [t.api_json() for t in page]
+        keys = [task_key(t) for t in page]
+        has_more = len(tasks) > size
+    else:
+        view = view_of(request)
+        await view.refresh()
+        keys, total, has_more = [], 0, False
+        for key in view.task_order.after(None):
+            task = view.tasks[key[1]]
+            job = view.jobs.get(task.jobId)
+            if job is None or not criteria.job_matches(job) or not criteria.task_matches(task):
+                continue
+            total += 1
+            if after is not None and key <= after:
+                continue
+            if len(keys) < size:
+                keys.append(key)
+            else:
+                has_more = True
+        items = [view.task_json[k[1]] for k in keys]
+    fields = params.get("fields")
+    return JSONResponse(
+        {
+            "items": [project(i, fields) for i in items],
+            "pagination": pagination(keys, has_more, total, cursor),
+        }
+    )
 
 
-@router.get("/tasks/{task_id}")
-async def get_task(task_id: str, request: Request) -> dict[str, Any]:
+@router.get("/tasks/{task_id}", responses={200: {"model": Task, "description": "The task."}})
+async def get_task(task_id: str, request: Request) -> JSONResponse:
     task = await run_in_threadpool(service_of(request).get_task, task_id)
-    return task.api_json()
+    return JSONResponse(task.api_json())
 
 
-@router.delete("/tasks/{task_id}")
+@router.delete(
+    "/tasks/{task_id}",
+    responses=OK,
+    openapi_extra={"parameters": query_parameters(["shrink", "preventMinSizeUpdate"])},
+)
 async def kill_task(task_id: str, request: Request) -> JSONResponse:
+    """Kill a task; `shrink=true` also lowers the job's desired size by one."""
     params = request.query_params
     caller, reason = caller_of(request)
     await run_in_threadpool(
@@ -74,7 +134,56 @@ async def kill_task(task_id: str, request: Request) -> JSONResponse:
     return JSONResponse({}, status_code=200)
 
 
-@router.get("/tasks/{task_id}/logs")
+@router.put("/tasks/{task_id}/attributes", responses=OK, openapi_extra=json_body(JobAttributesBody))
+async def put_task_attributes(task_id: str, request: Request) -> JSONResponse:
+    body = await read_json(request, settings_of(request).max_body_bytes)
+    attrs = parse(JobAttributesBody, body, "attributes").attributes
+    caller, reason = caller_of(request)
+    await run_in_threadpool(
+        service_of(request).update_task_attributes, task_id, attrs, [], caller, reason
+    )
+    return JSONResponse({}, status_code=200)
+
+
+@router.delete(
+    "/tasks/{task_id}/attributes",
+    responses=OK,
+    openapi_extra={"parameters": query_parameters(["keys"])},
+)
+async def delete_task_attributes(task_id: str, request: Request) -> JSONResponse:
+    keys = csv(request.query_params.get("keys"))
+    if not keys:
+        raise ApiError(400, "give the attribute keys to delete as keys=a,b")
+    caller, reason = caller_of(request)
+    await run_in_threadpool(
+        service_of(request).update_task_attributes, task_id, {}, keys, caller, reason
+    )
+    return JSONResponse({}, status_code=200)
+
+
+@router.post("/tasks/move", responses=OK, openapi_extra=json_body(TaskMoveBody))
+async def move_task(request: Request) -> JSONResponse:
+    """Ask the master to move a running task to another compatible service job."""
+    body = await read_json(request, settings_of(request).max_body_bytes)
+    move = parse(TaskMoveBody, body, "task move")
+    caller, reason = caller_of(request)
+    await run_in_threadpool(
+        service_of(request).move_task,
+        move.sourceJobId,
+        move.targetJobId,
+        move.taskId,
+        caller,
+        reason,
+    )
+    return JSONResponse({}, status_code=200)
+
+
+@router.get(
+    "/tasks/{task_id}/logs",
+    response_class=StreamingResponse,
+    responses={200: {"description": "Output text.", "content": {"text/plain": {}}}},
+    openapi_extra={"parameters": query_parameters(["stream", "offset", "length", "follow"])},
+)
 async def task_logs(task_id: str, request: Request) -> StreamingResponse:
     """The task's stdout and stderr as kept on its host; `follow=true` streams while it runs."""
     service = service_of(request)

@@ -1,0 +1,253 @@
+"""The API's in-memory view of active jobs and tasks, kept current from the store's change
+feed.
+
+Listing 10,000 active jobs must not parse 10,000 JSON documents per request. The view
+loads everything once, then applies the change feed: each change names one job or task,
+which is read again by id (one parse per change, not per request). Every listing first
+catches up with the feed, so a client sees its own writes. Items are kept sorted by their
+paging key and with their API JSON ready, so a page is a bisect and a slice.
+
+The same step that applies a change hands an event to the observe hub: the view and the
+stream can never disagree, and one producer serves every watcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from titus.api.query import Key, job_key, task_key
+from titus.model.job import Job, Task
+from titus.store.base import Change, JobStore
+
+log = logging.getLogger("titus.api.view")
+
+BATCH = 2000
+
+
+@dataclass
+class Event:
+    """One change as watchers see it: `seq` is the change feed's sequence number."""
+
+    seq: int
+    kind: str  # "job" | "task"
+    op: str  # "put" | "archive"
+    job_id: str
+    body: dict[str, Any]
+    job: Job | None = None
+    task: Task | None = None
+
+
+@dataclass
+class _Loaded:
+    """What a refresh read from the store (in a worker thread)."""
+
+    full: bool
+    seq: int
+    jobs: list[Job]
+    tasks: list[Task]
+    removed: list[tuple[str, str, int]]  # (kind, id, seq)
+    seqs: dict[tuple[str, str], int]
+
+
+def with_attributes(task: Task, attrs: dict[str, str]) -> Task:
+    """A task with the user's attributes (kept beside it by the API) merged in."""
+    if not attrs:
+        return task
+    return task.model_copy(update={"attributes": {**task.attributes, **attrs}})
+
+
+class SortedIndex:
+    """Ids sorted by paging key; insert, remove and seek are O(log n) plus a list shift."""
+
+    def __init__(self) -> None:
+        self.keys: list[Key] = []
+
+    def add(self, key: Key) -> None:
+        i = bisect.bisect_left(self.keys, key)
+        if i == len(self.keys) or self.keys[i] != key:
+            self.keys.insert(i, key)
+
+    def remove(self, key: Key) -> None:
+        i = bisect.bisect_left(self.keys, key)
+        if i < len(self.keys) and self.keys[i] == key:
+            del self.keys[i]
+
+    def after(self, key: Key | None) -> Iterator[Key]:
+        start = 0 if key is None else bisect.bisect_right(self.keys, key)
+        for i in range(start, len(self.keys)):
+            yield self.keys[i]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+class ActiveView:
+    def __init__(self, store: JobStore):
+        self.store = store
+        self.jobs: dict[str, Job] = {}
+        self.job_json: dict[str, dict[str, Any]] = {}
+        self.tasks: dict[str, Task] = {}
+        self.task_json: dict[str, dict[str, Any]] = {}
+        self.tasks_of: dict[str, set[str]] = {}
+        self.job_order = SortedIndex()
+        self.task_order = SortedIndex()
+        self.seq = 0
+        self._demand = 0
+        self.loaded = False
+        self.listeners: list[Callable[[Event], None]] = []
+        self._lock: asyncio.Lock | None = None
+
+    # ---- reading the feed -----------------------------------------------------------------
+    async def refresh(self) -> None:
+        """Catch up with the store's change feed (one refresh at a time)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            while True:
+                loaded = await run_in_threadpool(self._fetch, self.seq, self.loaded)
+                self._apply(loaded)
+                if loaded.full or len(loaded.seqs) + len(loaded.removed) < BATCH:
+                    return
+
+    def _fetch(self, seq: int, loaded: bool) -> _Loaded:
+        store = self.store
+        batch = store.changes_since(seq, BATCH) if loaded else None
+        if batch is None or (batch.first_seq > seq + 1 and seq < batch.last_seq):
+            if loaded:
+                log.warning("change feed moved past seq %d; reloading the view", seq)
+            head = store.last_change_seq()
+            state = store.load_active()
+            attrs: dict[str, dict[str, str]] = {}
+            for job_id in {t.jobId for t in state.tasks}:
+                attrs.update(store.list_task_attributes(job_id))
+            tasks = [with_attributes(t, attrs.get(t.id, {})) for t in state.tasks]
+            return _Loaded(True, head, state.jobs, tasks, [], {})
+        last: dict[tuple[str, str], Change] = {}
+        for change in batch.changes:
+            last[(change.kind, change.entity_id)] = change
+        jobs, tasks, removed, seqs = [], [], [], {}
+        for (kind, ident), change in last.items():
+            if change.op == "archive":
+                removed.append((kind, ident, change.seq))
+                continue
+            seqs[(kind, ident)] = change.seq
+            if kind == "job":
+                job = store.get_job(ident)
+                if job is not None:
+                    jobs.append(job)
+            else:
+                task = store.get_task(ident)
+                if task is not None:
+                    tasks.append(with_attributes(task, store.get_task_attributes(ident)))
+        new_seq = batch.changes[-1].seq if batch.changes else max(seq, 0)
+        return _Loaded(False, new_seq, jobs, tasks, removed, seqs)
+
+    def _apply(self, loaded: _Loaded) -> None:
+        """Runs on the event loop, without awaiting: watchers see each change once, in
+        feed order, and a snapshot taken between two applies is consistent."""
+        if loaded.full:
+            self.jobs.clear()
+            self.job_json.clear()
+            self.tasks.clear()
+            self.task_json.clear()
+            self.tasks_of.clear()
+            self.job_order = SortedIndex()
+            self.task_order = SortedIndex()
+            self._demand = 0
+            self.loaded = True
+        events: list[Event] = []
+        for job in loaded.jobs:
+            self._put_job(job)
+            events.append(self._event("job", "put", job.id, loaded.seqs.get(("job", job.id))))
+        for task in loaded.tasks:
+            if task.jobId not in self.jobs:
+                continue  # a late task write of a job already archived
+            self._put_task(task)
+            events.append(self._event("task", "put", task.id, loaded.seqs.get(("task", task.id))))
+        for kind, ident, seq in loaded.removed:
+            event = self._remove(kind, ident, seq)
+            if event is not None:
+                events.append(event)
+        self.seq = max(self.seq, loaded.seq) if not loaded.full else loaded.seq
+        if loaded.full:
+            return
+        events.sort(key=lambda e: e.seq)
+        for event in events:
+            for listener in self.listeners:
+                listener(event)
+
+    def _event(self, kind: str, op: str, ident: str, seq: int | None) -> Event:
+        if kind == "job":
+            job = self.jobs[ident]
+            return Event(seq or 0, kind, op, ident, self.job_json[ident], job=job)
+        task = self.tasks[ident]
+        return Event(seq or 0, kind, op, task.jobId, self.task_json[ident], task=task)
+
+    # ---- keeping the maps ----------------------------------------------------------------
+    def _put_job(self, job: Job) -> None:
+        old = self.jobs.get(job.id)
+        if old is not None:
+            self.job_order.remove(job_key(old))
+            self._demand -= demand_of(old)
+        self._demand += demand_of(job)
+        self.jobs[job.id] = job
+        self.job_json[job.id] = job.api_json()
+        self.job_order.add(job_key(job))
+
+    def _put_task(self, task: Task) -> None:
+        old = self.tasks.get(task.id)
+        if old is not None:
+            self.task_order.remove(task_key(old))
+        self.tasks[task.id] = task
+        self.task_json[task.id] = task.api_json()
+        self.task_order.add(task_key(task))
+        self.tasks_of.setdefault(task.jobId, set()).add(task.id)
+
+    def _remove(self, kind: str, ident: str, seq: int) -> Event | None:
+        if kind == "job":
+            job = self.jobs.pop(ident, None)
+            if job is None:
+                return None
+            self.job_order.remove(job_key(job))
+            self._demand -= demand_of(job)
+            body = self.job_json.pop(ident)
+            for task_id in list(self.tasks_of.pop(ident, ())):
+                self._drop_task(task_id)
+            return Event(seq, "job", "archive", ident, body, job=job)
+        task = self._drop_task(ident)
+        if task is None:
+            return None
+        return Event(seq, "task", "archive", task[0].jobId, task[1], task=task[0])
+
+    def _drop_task(self, task_id: str) -> tuple[Task, dict[str, Any]] | None:
+        task = self.tasks.pop(task_id, None)
+        if task is None:
+            return None
+        self.task_order.remove(task_key(task))
+        body = self.task_json.pop(task_id)
+        ids = self.tasks_of.get(task.jobId)
+        if ids is not None:
+            ids.discard(task_id)
+        return task, body
+
+    # ---- numbers the admission checks use -----------------------------------------------
+    def task_demand(self) -> int:
+        """Tasks that active jobs want: batch size or service desired, summed (kept as
+        jobs come, change and go, so an admission check costs nothing)."""
+        return self._demand
+
+
+def demand_of(job: Job) -> int:
+    d = job.jobDescriptor
+    if d.batch is not None:
+        return d.batch.size
+    if d.service is not None:
+        return d.service.capacity.desired
+    return 0

@@ -25,13 +25,19 @@ from tests.support.mesos.client import (  # noqa: E402
     post,
 )
 from tests.support.mesos.fixture import (  # noqa: E402
+    MesosMasterProcess,
     mesos_master,
     mesos_master_factory,
+    mesos_master_process,
     sample_executor_command,
 )
 from tests.support.mesos.master import MesosMasterDouble  # noqa: E402
 
-__all__ = ["mesos_master", "mesos_master_factory"]  # fixtures used by name below
+__all__ = [
+    "mesos_master",
+    "mesos_master_factory",
+    "mesos_master_process",
+]  # fixtures used by name below
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -480,6 +486,23 @@ def test_master_restart_keeps_tasks_running(mesos_master: MesosMasterDouble) -> 
     again.call("RECONCILE", {"tasks": [{"task_id": {"value": "survivor"}}]})
     assert next_update(again)["state"] == "TASK_RUNNING"
     again.close()
+
+
+def test_double_as_a_subprocess(mesos_master_process: MesosMasterProcess) -> None:
+    double = mesos_master_process
+    sub = Subscription(double.address, framework_info())
+    assert len(offers_of(sub)) == 2
+    agent_id = double.add_agent("agent-c", cpus=2, attributes={"zone": "zone-c"})
+    (offer,) = offers_of(sub)
+    assert (offer["hostname"], offer["agent_id"]["value"]) == ("agent-c", agent_id)
+    launch(sub, offer, task_info(offer, "sp", command="sleep 30"))
+    assert next_update(sub)["state"] == "TASK_STARTING"
+    assert next_update(sub)["state"] == "TASK_RUNNING"
+    assert [t["task_id"] for t in double.state()["tasks"]] == ["sp"]
+    double.remove_agent(agent_id)
+    assert next_update(sub)["state"] == "TASK_LOST"
+    assert any(c["type"] == "ACCEPT" for c in double.calls)
+    sub.close()
 
 
 # --------------------------------------------------------------------------- pymesos

@@ -126,6 +126,94 @@ class Settings(BaseSettings):
     docker_url: str = Field("", description="Docker endpoint; empty means the environment's.")
     log_dir: str = ""  # empty: <data_dir>/logs
     finished_retention_sec: float = 3600.0
+    # agent: isolation
+    agent_disk_check_interval_sec: float = Field(
+        30.0,
+        description="How often an agent whose engine cannot enforce disk quotas measures "
+        "each container's writable layer (default 30 s); a task over its diskMB is killed.",
+    )
+    # agent: task logs
+    agent_log_rotate_bytes: int = Field(
+        100 * 1024 * 1024,
+        description="A task's stdout/stderr file is rotated when it reaches this size "
+        "(default 100 MiB); rotated files are uploaded to S3.",
+    )
+    agent_log_s3_bucket: str = Field(
+        "",
+        description="S3 bucket for task logs; empty (default): no upload unless a job names "
+        "one with titusParameter.agent.log.s3BucketName.",
+    )
+    agent_log_s3_prefix: str = Field(
+        "logs",
+        description="Key prefix of task logs: <prefix>/<jobId>/<taskId>/<file> (default "
+        "'logs'); per job: titusParameter.agent.log.s3PathPrefix.",
+    )
+    agent_log_s3_writer_role: str = Field(
+        "",
+        description="Role ARN assumed for writing logs; empty (default): the agent's own "
+        "credentials; per job: titusParameter.agent.log.s3WriterRole.",
+    )
+    agent_log_s3_region: str = Field("us-east-1", description="Region of the log bucket.")
+    agent_log_retention_sec: float = Field(
+        3600.0,
+        description="How long an uploaded log file stays on the host after its upload "
+        "(default 1 h); files not yet uploaded are never deleted.",
+    )
+    agent_log_upload_interval_sec: float = Field(
+        5.0, description="How often the agent looks for log files due for upload (default 5 s)."
+    )
+    # agent: health
+    agent_health_interval_sec: float = Field(
+        10.0, description="How often the agent checks its own health (default 10 s)."
+    )
+    agent_health_probe_interval_sec: float = Field(
+        60.0,
+        description="How often the health check starts a probe container (default 60 s); "
+        "the engine is pinged on every check.",
+    )
+    agent_health_image: str = Field(
+        "titus/busybox:latest",
+        description="Image of the probe container; empty: no probe container, ping only.",
+    )
+    agent_health_min_free_disk_mb: int = Field(
+        1024,
+        description="Free space the agent's log directory needs; less makes the host "
+        "unhealthy (default 1024 MB).",
+    )
+    agent_health_max_clock_jump_sec: float = Field(
+        5.0,
+        description="A wall-clock jump bigger than this between two checks (the clock was "
+        "stepped) makes the host unhealthy until the next check (default 5 s).",
+    )
+    agent_unhealthy_terminate_after_sec: float = Field(
+        0.0,
+        description="A host unhealthy this long asks the Auto Scaling API to terminate it "
+        "(default 0: never; Titus used ~30 min).",
+    )
+    agent_terminate_max_concurrent: int = Field(
+        1,
+        description="Hosts of the fleet that may be terminating for bad health at once "
+        "(default 1).",
+    )
+    agent_terminate_max_unhealthy_fraction: float = Field(
+        0.2,
+        description="When more than this share of registered hosts is unhealthy the fault "
+        "is taken as systemic and no host is terminated (default 0.2).",
+    )
+    agent_aws_region: str = Field(
+        "", description="Region for the agent's Auto Scaling calls; empty: the environment's."
+    )
+    agent_terminate_cooldown_sec: float = Field(
+        600.0,
+        description="After asking for its termination a host waits this long before asking "
+        "again (default 600 s).",
+    )
+    # agent: restarts
+    agent_orphan_grace_sec: float = Field(
+        60.0,
+        description="A container no task owns (started behind the agent's back, or whose "
+        "task the master no longer claims) is killed after this grace (default 60 s).",
+    )
 
     @property
     def store_url(self) -> str:

@@ -13,6 +13,16 @@ alone.
 Docker calls block, so they run on worker threads; the HTTP server only waits on
 conditions. Exits arrive through the engine's event stream, and a periodic sweep catches
 any event the stream missed (engine restart, dropped connection).
+
+The agent starts even when its engine is down: it registers as unhealthy (so the master
+sends nothing), answers any launch with `transientSystemError` (retried elsewhere), and
+keeps trying; once the engine answers it adopts what runs and becomes healthy again.
+
+Containers nobody owns are killed after `agent_orphan_grace_sec`: one labelled for this
+agent that appears while it runs (started behind its back), and, once the master has
+declared the tasks it believes are here (`claim`), an adopted one it did not name (its
+task finished or moved while the agent was away). A master that never declares leaves
+adopted containers alone: killing running work on a guess is worse than an orphan.
 """
 
 from __future__ import annotations
@@ -30,8 +40,10 @@ from typing import Any
 import docker
 
 from titus.agent import host
+from titus.agent.health import HealthChecker, HealthStatus
 from titus.agent.hooks import HookRunner, LaunchError, TaskContext, TaskHook
 from titus.agent.logs import LogFiles, LogFollowHook, LogsHook
+from titus.agent.quarantine import ATTR_UNHEALTHY_SINCE, TerminationReporter
 from titus.agent.runtime import (
     LABEL_JOB,
     LABEL_SPEC,
@@ -43,6 +55,7 @@ from titus.agent.runtime import (
     exit_outcome,
     is_engine_error,
 )
+from titus.agent.upload import LogUploader, LogUploadHook
 from titus.coord.base import Coordinator
 from titus.model.job import Container, Image
 from titus.model.launch import TaskReport, TaskReportPage, TaskSpec
@@ -73,6 +86,9 @@ class _Task:
     kill_reason: Reason | None = None
     kill_message: str = ""
     stopping: bool = False
+    # adopted or found, not launched by this process: owned once the master claims it
+    claimed: bool = True
+    orphan_since: float | None = None  # monotonic time it was found to be nobody's
 
 
 def _parse_docker_time(value: str) -> float | None:
@@ -95,6 +111,7 @@ class AgentDaemon:
         docker_client: docker.DockerClient | None = None,
         runtime_config: RuntimeConfig | None = None,
         hooks: Sequence[TaskHook] | None = None,
+        asg_client: Any = None,
     ):
         self.settings = settings
         self.coord = coord
@@ -105,7 +122,15 @@ class AgentDaemon:
         self.info = host.agent_info(settings)
         self.agent_id = self.info.id
         self._agent_context = host.task_context(self.info)
+        self.uploader = LogUploader(settings, self.log_files.root)
+        self.health = HealthChecker(settings, self.client, self.agent_id)
+        self.reporter = TerminationReporter(
+            settings, coord, self.info, self._publish, asg_client=asg_client
+        )
         self.hooks = HookRunner(hooks if hooks is not None else self.default_hooks())
+        self._engine_ready = False
+        self._claims_declared = False
+        self._last_disk_check = float("-inf")
         self._cond = threading.Condition()
         self._tasks: dict[str, _Task] = {}
         self._reports: dict[str, TaskReport] = {}
@@ -120,23 +145,65 @@ class AgentDaemon:
         self._started = False
 
     def default_hooks(self) -> list[TaskHook]:
-        """The task life on this host: log files, the container, copying its output."""
-        return [LogsHook(), ContainerHook(self.runtime), LogFollowHook(self.client)]
+        """The task life on this host: log files and their upload, the container, copying
+        its output. The upload hook sits before the container so that its teardown (journal
+        every file) runs after the copies have drained."""
+        upload = LogUploadHook(self.settings, self.uploader)
+        return [
+            LogsHook(),
+            upload,
+            ContainerHook(self.runtime),
+            LogFollowHook(
+                self.client,
+                rotate_bytes=self.settings.agent_log_rotate_bytes,
+                on_rotate=upload.on_rotate,
+            ),
+        ]
 
     # lifecycle
 
     def start(self) -> None:
-        """Check the engine, adopt what runs, register the host, then begin watching."""
-        self.runtime.detect()
+        """Check the engine, adopt what runs, register the host, then begin watching.
+
+        An engine that does not answer does not stop the start: the host registers as
+        unhealthy and the health loop keeps trying to reach it.
+        """
         self.log_files.root.mkdir(parents=True, exist_ok=True)
-        self._adopt_all()
+        # ping only: the probe container would make every start wait for a container
+        self._apply_health(self.health.check(probe=False))
+        self._connect_engine()
         self.coord.register_agent(self.info)
-        for target, name in ((self._watch_events, "events"), (self._sweep_loop, "sweep")):
+        self.uploader.start()
+        for target, name in (
+            (self._watch_events, "events"),
+            (self._sweep_loop, "sweep"),
+            (self._health_loop, "health"),
+        ):
             t = threading.Thread(target=target, name=f"agent-{name}", daemon=True)
             t.start()
             self._threads.append(t)
         self._started = True
-        log.info("agent %s started (%s)", self.agent_id, self.info.resources)
+        log.info(
+            "agent %s started (%s), %s",
+            self.agent_id,
+            self.info.resources,
+            "healthy" if self.info.healthy else f"unhealthy: {self.info.health_reasons}",
+        )
+
+    def _connect_engine(self) -> bool:
+        """Detect the engine's abilities and adopt its containers, once it answers."""
+        if self._engine_ready:
+            return True
+        try:
+            self.runtime.detect()
+            self._adopt_all()
+        except Exception as e:
+            if not is_engine_error(e):
+                raise
+            log.warning("docker engine unavailable (%s); the host stays unhealthy", e)
+            return False
+        self._engine_ready = True
+        return True
 
     def stop(self) -> None:
         """Stop the agent; its containers keep running for the next agent process."""
@@ -151,6 +218,7 @@ class AgentDaemon:
             self.hooks.release(t.ctx)
         for thread in self._threads:
             thread.join(timeout=5)
+        self.uploader.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._started:
             try:
@@ -173,7 +241,12 @@ class AgentDaemon:
         with self._cond:
             if self._stop.is_set():
                 raise RuntimeError("agent is stopping")
-            if spec.taskId in self._tasks or spec.taskId in self._reports:
+            known = self._tasks.get(spec.taskId)
+            if known is not None:
+                known.claimed = True  # the master wants what the agent adopted
+                known.orphan_since = None
+                return
+            if spec.taskId in self._reports:
                 return
             if len(self._tasks) >= MAX_TASKS:
                 raise RuntimeError(f"agent is full: {MAX_TASKS} tasks")
@@ -203,6 +276,28 @@ class AgentDaemon:
         if go:
             self._pool.submit(self._stop_container, task)
         return True
+
+    def claim(self, task_ids: Sequence[str]) -> list[str]:
+        """The master names every task it believes runs here; the others become orphans.
+
+        Returns the ids of tasks on this host the master did not name: they are killed
+        after the orphan grace period unless a later claim or launch names them.
+        """
+        wanted = set(task_ids)
+        now = time.monotonic()
+        orphans: list[str] = []
+        with self._cond:
+            self._claims_declared = True
+            for task_id, task in self._tasks.items():
+                if task_id in wanted:
+                    task.claimed = True
+                    task.orphan_since = None
+                elif task.phase == _RUNNING and task.kill_reason is None:
+                    task.claimed = False
+                    if task.orphan_since is None:
+                        task.orphan_since = now
+                    orphans.append(task_id)
+        return orphans
 
     def ack(self, task_id: str) -> bool:
         """The master persisted a terminal report: forget it. False if there is none."""
@@ -274,6 +369,11 @@ class AgentDaemon:
 
     def _launch(self, task: _Task) -> None:
         ctx = task.ctx
+        if not self._engine_ready or not self.health.status.docker_ok:
+            reasons = "; ".join(self.health.status.reasons) or "docker engine not connected"
+            message = f"host cannot run tasks: {reasons}"
+            self._finish(task, Reason.TRANSIENT_SYSTEM_ERROR, message, None)
+            return
         try:
             existing = self.runtime.get(self.runtime.container_name(ctx.task_id))
             if existing is not None:
@@ -374,7 +474,12 @@ class AgentDaemon:
 
     # adoption after a restart
 
-    def _adopt_all(self) -> None:
+    def _adopt_all(self, orphans: bool = False) -> None:
+        """Take over every container labelled for this agent that no task here holds.
+
+        At start these are the previous process's tasks; later (`orphans=True`) they were
+        started behind the agent's back, and are nobody's until the master claims them.
+        """
         for container in self.runtime.task_containers(self.agent_id):
             labels = container.labels
             task_id = labels.get(LABEL_TASK, "")
@@ -393,7 +498,19 @@ class AgentDaemon:
                 context=dict(self._agent_context),
             )
             task = _Task(ctx)
+            if orphans:
+                task.claimed = False
+                task.orphan_since = time.monotonic()
+                log.warning(
+                    "container %s of task %s was not started by this agent: killed in %.0f s "
+                    "unless the master claims it",
+                    container.short_id,
+                    task_id,
+                    self.settings.agent_orphan_grace_sec,
+                )
             with self._cond:
+                if task_id in self._tasks or task_id in self._reports:
+                    continue
                 self._tasks[task_id] = task
             if container.status in _LIVE_STATUSES:
                 self.hooks.adopt(ctx)
@@ -459,14 +576,110 @@ class AgentDaemon:
             try:
                 if now - last_register >= register_every:
                     last_register = now
-                    self.coord.register_agent(self.info)
+                    self._publish()
                 self._enforce_runtime_limits()
                 self._expire_reports(now)
+                if not self._engine_ready:
+                    continue
                 if now - last_reconcile >= RECONCILE_INTERVAL_SEC:
                     last_reconcile = now
                     self._reconcile()
+                    self._kill_orphans(now)
+                interval = self.settings.agent_disk_check_interval_sec
+                if not self.runtime.disk_enforced and now - self._last_disk_check >= interval:
+                    self._last_disk_check = now
+                    self._enforce_disk_quotas()
+            except Exception as e:
+                if is_engine_error(e):
+                    log.warning("agent sweep: engine unavailable (%s)", e)
+                else:
+                    log.exception("agent sweep failed")
+
+    # health
+
+    def _publish(self) -> None:
+        """Register (or refresh) this host with its current health in coordination."""
+        self.coord.register_agent(self.info)
+
+    def _apply_health(self, status: HealthStatus) -> bool:
+        """Copy a health verdict into the registration; True when it changed."""
+        info = self.info
+        changed = info.healthy != status.healthy or info.health_reasons != status.reasons
+        info.healthy = status.healthy
+        info.health_reasons = list(status.reasons)
+        if status.unhealthy_since is None:
+            info.attributes.pop(ATTR_UNHEALTHY_SINCE, None)
+        else:
+            info.attributes[ATTR_UNHEALTHY_SINCE] = f"{status.unhealthy_since:.3f}"
+        return changed
+
+    def check_health(self) -> HealthStatus:
+        """One health pass: check, reconnect the engine if it came back, publish changes,
+        and report the host for termination when it has been unhealthy too long."""
+        status = self.health.check()
+        if status.docker_ok and not self._engine_ready:
+            self._connect_engine()
+        if self._apply_health(status):
+            if status.healthy:
+                log.info("host healthy again")
+            else:
+                log.warning("host unhealthy: %s", "; ".join(status.reasons))
+            self._publish()
+        self.reporter.consider(status.unhealthy_since)
+        return status
+
+    def _health_loop(self) -> None:
+        while not self._stop.wait(max(0.05, self.settings.agent_health_interval_sec)):
+            try:
+                self.check_health()
             except Exception:
-                log.exception("agent sweep failed")
+                log.exception("health check failed")
+
+    # limits the engine cannot enforce; containers nobody owns
+
+    def _enforce_disk_quotas(self) -> None:
+        """Kill tasks whose writable layer outgrew their diskMB (engines without quotas)."""
+        sizes = self.runtime.writable_sizes(self.agent_id)
+        over: list[tuple[str, int, int]] = []
+        with self._cond:
+            for task in self._tasks.values():
+                limit_mb = task.ctx.spec.container.resources.diskMB
+                used = sizes.get(task.ctx.container_id or "", 0)
+                if (
+                    task.phase == _RUNNING
+                    and task.kill_reason is None
+                    and limit_mb
+                    and used > limit_mb * 1024 * 1024
+                ):
+                    over.append((task.ctx.task_id, limit_mb, used // (1024 * 1024)))
+        for task_id, limit_mb, used_mb in over:
+            self.kill(
+                task_id,
+                Reason.FAILED.value,
+                f"killed for exceeding its disk quota of {limit_mb} MB ({used_mb} MB written; "
+                f"this host's storage driver {self.runtime.storage_driver} cannot enforce "
+                "quotas, disk use is measured)",
+            )
+
+    def _kill_orphans(self, now: float) -> None:
+        grace = self.settings.agent_orphan_grace_sec
+        due: list[str] = []
+        with self._cond:
+            for task in self._tasks.values():
+                if (
+                    not task.claimed
+                    and task.orphan_since is not None
+                    and task.kill_reason is None
+                    and now - task.orphan_since >= grace
+                ):
+                    due.append(task.ctx.task_id)
+        for task_id in due:
+            log.warning("task %s: no task owns its container; killing it", task_id)
+            self.kill(
+                task_id,
+                Reason.KILLED.value,
+                f"container owned by no task: killed after a {grace:.0f} s grace period",
+            )
 
     def _enforce_runtime_limits(self) -> None:
         now = time.time()
@@ -499,10 +712,18 @@ class AgentDaemon:
                     self._reports.pop(task_id, None)
 
     def _reconcile(self) -> None:
-        """Catch exits the event stream missed, and retry kills that failed."""
-        live = {
-            c.id for c in self.runtime.task_containers(self.agent_id) if c.status in _LIVE_STATUSES
-        }
+        """Catch exits the event stream missed, retry kills that failed, and take in
+        containers labelled for this agent that it did not start."""
+        containers = self.runtime.task_containers(self.agent_id)
+        live = {c.id for c in containers if c.status in _LIVE_STATUSES}
+        with self._cond:
+            unknown = any(
+                c.labels.get(LABEL_TASK, "") not in self._tasks
+                and c.labels.get(LABEL_TASK, "") not in self._reports
+                for c in containers
+            )
+        if unknown:
+            self._adopt_all(orphans=True)
         with self._cond:
             tasks = [t for t in self._tasks.values() if t.phase == _RUNNING]
         for task in tasks:

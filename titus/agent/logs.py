@@ -4,13 +4,21 @@ The files outlive the container (a finished or failed task's output is what its 
 looks at first), so the agent copies the engine's output into them while the task runs,
 one thread per stream. Readers take byte ranges, or follow a file while its task runs.
 
+Each stream's file is rotated by size (`agent_log_rotate_bytes`, default 100 MiB): the full
+file is renamed `stdout.000001`, `stdout.000002`... and handed to `on_rotate` (the S3
+uploader); `stdout` itself always holds the live part, which is what readers see.
+
 After an agent restart the engine replays a container's output from the start; the bytes
-already in the file are skipped, so nothing is written twice.
+already written (the live file plus every rotated one, counted in a small state file
+beside them, since rotated files are deleted once uploaded) are skipped, so nothing is
+written twice.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +34,35 @@ log = logging.getLogger(__name__)
 STREAMS = ("stdout", "stderr")
 FOLLOW_POLL_SEC = 0.2
 READ_CHUNK = 64 * 1024
+DEFAULT_ROTATE_BYTES = 100 * 1024 * 1024
+
+RotateCallback = Callable[[Path], None]
+
+
+def rotated_files(task_dir: Path, stream: str) -> list[Path]:
+    """A stream's rotated files, oldest first."""
+    found = [p for p in task_dir.glob(f"{stream}.*") if p.suffix[1:].isdigit()]
+    return sorted(found, key=lambda p: int(p.suffix[1:]))
+
+
+def _state_path(task_dir: Path, stream: str) -> Path:
+    return task_dir / f".{stream}.state"
+
+
+def read_rotation_state(task_dir: Path, stream: str) -> tuple[int, int]:
+    """(bytes already rotated away, number of the last rotated file) for a stream."""
+    try:
+        data = json.loads(_state_path(task_dir, stream).read_text())
+        return int(data["rotatedBytes"]), int(data["last"])
+    except (OSError, ValueError, KeyError):
+        return 0, 0
+
+
+def _write_rotation_state(task_dir: Path, stream: str, rotated: int, last: int) -> None:
+    path = _state_path(task_dir, stream)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"rotatedBytes": rotated, "last": last}))
+    os.replace(tmp, path)
 
 
 class LogFiles:
@@ -73,36 +110,63 @@ class LogFiles:
         bytes.
         """
         path = self.path(task_id, stream)
-        pos = max(0, offset)
         left = length
-        while True:
-            alive = running()  # asked before reading, so the last bytes are never missed
-            data = b""
-            if path.exists():
-                with path.open("rb") as f:
-                    f.seek(pos)
+        f = None
+        try:
+            while True:
+                alive = running()  # asked before reading, so the last bytes are never missed
+                if f is None and path.exists():
+                    f = path.open("rb")
+                    f.seek(max(0, offset))
+                data = b""
+                if f is not None:
                     data = f.read(READ_CHUNK if left is None else min(READ_CHUNK, left))
-            if data:
-                pos += len(data)
-                if left is not None:
-                    left -= len(data)
-                yield data
-                if left == 0:
+                if data:
+                    if left is not None:
+                        left -= len(data)
+                    yield data
+                    if left == 0:
+                        return
+                    continue
+                if f is not None and _replaced(f, path):
+                    # the file was rotated: the old one is read to its end, go on in the new
+                    f.close()
+                    f = path.open("rb")
+                    continue
+                if not alive:
                     return
-                continue
-            if not alive:
-                return
-            time.sleep(FOLLOW_POLL_SEC)
+                time.sleep(FOLLOW_POLL_SEC)
+        finally:
+            if f is not None:
+                f.close()
+
+
+def _replaced(f: object, path: Path) -> bool:
+    try:
+        return os.fstat(f.fileno()).st_ino != path.stat().st_ino  # type: ignore[attr-defined]
+    except OSError:
+        return False
 
 
 class LogCopier:
-    """Copies one container stream into its file, in a thread, until the container ends."""
+    """Copies one container stream into its file, in a thread, until the container ends,
+    rotating the file whenever it reaches `rotate_bytes`."""
 
-    def __init__(self, client: docker.DockerClient, container_id: str, stream: str, path: Path):
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        container_id: str,
+        stream: str,
+        path: Path,
+        rotate_bytes: int = DEFAULT_ROTATE_BYTES,
+        on_rotate: RotateCallback | None = None,
+    ):
         self.client = client
         self.container_id = container_id
         self.stream = stream
         self.path = path
+        self.rotate_bytes = max(1, rotate_bytes)
+        self.on_rotate = on_rotate
         self.thread = threading.Thread(
             target=self._run, name=f"logs-{container_id[:12]}-{stream}", daemon=True
         )
@@ -121,7 +185,10 @@ class LogCopier:
         self.thread.join(timeout)
 
     def _run(self) -> None:
-        skip = self.path.stat().st_size if self.path.exists() else 0
+        task_dir = self.path.parent
+        rotated, last = read_rotation_state(task_dir, self.stream)
+        skip = rotated + (self.path.stat().st_size if self.path.exists() else 0)
+        out = None
         try:
             chunks = self.client.api.logs(
                 self.container_id,
@@ -130,22 +197,53 @@ class LogCopier:
                 stream=True,
                 follow=True,
             )
-            with self.path.open("ab") as out:
-                for chunk in chunks:
-                    if skip:
-                        if len(chunk) <= skip:
-                            skip -= len(chunk)
+            out = self.path.open("ab")
+            for chunk in chunks:
+                if skip:
+                    if len(chunk) <= skip:
+                        skip -= len(chunk)
+                        continue
+                    chunk, skip = chunk[skip:], 0
+                with self._lock:
+                    if self._stopped:
+                        return
+                    while chunk:
+                        room = self.rotate_bytes - out.tell()
+                        if room <= 0:
+                            out.close()
+                            rotated, last = self._rotate(rotated, last)
+                            out = self.path.open("ab")
                             continue
-                        chunk, skip = chunk[skip:], 0
-                    with self._lock:
-                        if self._stopped:
-                            return
-                        out.write(chunk)
-                        out.flush()
+                        out.write(chunk[:room])
+                        chunk = chunk[room:]
+                    out.flush()
         except docker.errors.NotFound:
             pass
         except Exception:
             log.exception("copying %s of container %s failed", self.stream, self.container_id)
+        finally:
+            if out is not None:
+                out.close()
+
+    def _rotate(self, rotated: int, last: int) -> tuple[int, int]:
+        """Move the full live file aside and record it, then hand it to the uploader.
+
+        The state is written right after the rename: a crash between them leaves a
+        rotated file that the next agent finds by name (and uploads) and at most one
+        file's bytes copied twice, never lost.
+        """
+        size = self.path.stat().st_size
+        last += 1
+        target = self.path.with_name(f"{self.stream}.{last:06d}")
+        os.replace(self.path, target)
+        rotated += size
+        _write_rotation_state(self.path.parent, self.stream, rotated, last)
+        if self.on_rotate is not None:
+            try:
+                self.on_rotate(target)
+            except Exception:
+                log.exception("handing %s to the uploader failed", target)
+        return rotated, last
 
 
 class LogsHook:
@@ -178,14 +276,30 @@ class LogFollowHook:
 
     name = "log-follow"
 
-    def __init__(self, client: docker.DockerClient, drain_timeout_sec: float = 10.0):
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        drain_timeout_sec: float = 10.0,
+        rotate_bytes: int = DEFAULT_ROTATE_BYTES,
+        on_rotate: Callable[[TaskContext, Path], None] | None = None,
+    ):
         self.client = client
         self.drain_timeout_sec = drain_timeout_sec
+        self.rotate_bytes = rotate_bytes
+        self.on_rotate = on_rotate
 
     def setup(self, ctx: TaskContext) -> None:
         if not ctx.container_id:
             return
-        copiers = [LogCopier(self.client, ctx.container_id, s, ctx.log_dir / s) for s in STREAMS]
+        hand_over = self.on_rotate
+        callback: RotateCallback | None = (
+            (lambda path: hand_over(ctx, path)) if hand_over is not None else None
+        )
+        cid = ctx.container_id
+        copiers = [
+            LogCopier(self.client, cid, s, ctx.log_dir / s, self.rotate_bytes, callback)
+            for s in STREAMS
+        ]
         for c in copiers:
             c.start()
         ctx.values["log_copiers"] = copiers

@@ -7,8 +7,10 @@ full spec rides along in a label for the same reason.
 Isolation is the engine's: CPU shares and a CFS quota, a hard memory limit without swap,
 a pids limit, a file-descriptor limit, no new privileges, every capability dropped but a
 small set, and a disk quota where the storage driver enforces one (btrfs, zfs). Where it
-cannot (overlay2 on ext4 refuses `size=`), disk is measured, not enforced, and the agent
-says so once at start.
+cannot (overlay2 on ext4 refuses `size=`), each container's writable layer is measured
+periodically and a task over its quota is killed with a reason that says so; the agent
+says once at start which way it enforces disk. What a job may ask beyond the defaults
+(bursting, capabilities, read-only root) and what it is refused is in isolation.py.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import requests.exceptions
 from docker.models.containers import Container
 
 from titus.agent.hooks import LaunchError, TaskContext
+from titus.agent.isolation import DEFAULT_CAP_ALLOW_LIST, ContainerPolicy
 from titus.model.launch import TaskSpec
 from titus.model.states import Reason
 
@@ -70,6 +73,13 @@ class RuntimeConfig:
     nofile_hard: int = 16_384
     default_shm_mb: int = 64
     cap_add: tuple[str, ...] = DEFAULT_CAP_ADD
+    # capabilities a job may add by name (isolation.py says why these)
+    cap_allow_list: tuple[str, ...] = DEFAULT_CAP_ALLOW_LIST
+    # size of the tmpfs on /tmp of a container whose root filesystem is read-only
+    read_only_tmp_mb: int = 64
+    # "auto": enforce disk with the storage driver's quota where it can, else measure;
+    # "measure": always measure and kill over quota (hosts whose quota is untrusted, tests)
+    disk_enforcement: str = "auto"
     # No registry is reachable on these hosts: a missing image is the job's error, at once.
     pull_missing_images: bool = False
     # Bound the engine's own copy of a task's output (the agent keeps the full files).
@@ -167,7 +177,9 @@ class DockerRuntime:
         """Ask the engine what it can enforce; say how disk limits will be handled."""
         info = self.client.info()
         self.storage_driver = str(info.get("Driver", ""))
-        self.disk_enforced = self.storage_driver in _QUOTA_DRIVERS
+        self.disk_enforced = (
+            self.storage_driver in _QUOTA_DRIVERS and self.config.disk_enforcement != "measure"
+        )
         if self.disk_enforced:
             log.info("disk limits enforced by the %s storage driver", self.storage_driver)
         else:
@@ -194,10 +206,14 @@ class DockerRuntime:
             raise LaunchError(Reason.INVALID_REQUEST, f"image {reference} not found") from e
 
     def create_kwargs(self, spec: TaskSpec, agent_id: str) -> dict[str, Any]:
-        """Everything `containers.create` gets for a task: its command, env and limits."""
+        """Everything `containers.create` gets for a task: its command, env and limits.
+
+        Raises LaunchError(invalidRequest) for a task asking for what is never granted.
+        """
         c = spec.container
         r = c.resources
         cfg = self.config
+        policy = ContainerPolicy.for_spec(spec, cfg.cap_allow_list)
         command = list(c.entryPoint) + list(c.command)
         memory = f"{r.memoryMB}m"
         labels = {
@@ -222,8 +238,6 @@ class DockerRuntime:
             "init": True,
             "detach": True,
             "cpu_shares": max(2, int(r.cpu * SHARES_PER_CPU)),
-            "cpu_period": CPU_PERIOD_US,
-            "cpu_quota": max(1000, int(r.cpu * CPU_PERIOD_US)),
             "mem_limit": memory,
             "memswap_limit": memory,
             "shm_size": f"{r.shmSizeMB or cfg.default_shm_mb}m",
@@ -231,9 +245,11 @@ class DockerRuntime:
             "ulimits": [
                 docker.types.Ulimit(name="nofile", soft=cfg.nofile_soft, hard=cfg.nofile_hard)
             ],
+            # the engine's default seccomp profile applies: it is never turned off here
             "security_opt": ["no-new-privileges"],
+            "privileged": False,
             "cap_drop": ["ALL"],
-            "cap_add": list(cfg.cap_add),
+            "cap_add": list(dict.fromkeys([*cfg.cap_add, *policy.cap_add])),
             "log_config": docker.types.LogConfig(
                 type="json-file",
                 config={
@@ -242,6 +258,13 @@ class DockerRuntime:
                 },
             ),
         }
+        if not policy.cpu_bursting:
+            # a quota of the job's cpu per 100 ms period: never more, even on an idle host
+            kwargs["cpu_period"] = CPU_PERIOD_US
+            kwargs["cpu_quota"] = max(1000, int(r.cpu * CPU_PERIOD_US))
+        if policy.read_only_root_fs:
+            kwargs["read_only"] = True
+            kwargs["tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={cfg.read_only_tmp_mb}m"}
         if not command:
             # an imported image has no default command: say so instead of an engine error
             kwargs.pop("command")
@@ -296,6 +319,14 @@ class DockerRuntime:
         return with_retries(
             lambda: list(self.client.containers.list(all=True, filters=filters)), "list"
         )
+
+    def writable_sizes(self, agent_id: str) -> dict[str, int]:
+        """Bytes in each running task container's writable layer (the engine walks it)."""
+        filters = {"label": self._labels(agent_id)}
+        rows = with_retries(
+            lambda: self.client.api.containers(size=True, filters=filters), "list sizes"
+        )
+        return {str(row["Id"]): int(row.get("SizeRw") or 0) for row in rows}
 
     def die_events(self, agent_id: str) -> Iterator[dict[str, Any]]:
         """The engine's `die` events for this agent's containers; close() the result to stop."""

@@ -75,6 +75,7 @@ async def create_job(request: Request) -> JSONResponse:
     key = request.headers.get("idempotency-key", "").strip()
     if len(key) > 200:
         raise ApiError(400, "Idempotency-Key is longer than 200 characters")
+    await view_of(request).refresh()  # the admission bounds count from the view
     job = await run_in_threadpool(service_of(request).create_job, body, caller, reason, key)
     return JSONResponse({"id": job.id}, status_code=202)
 
@@ -148,6 +149,7 @@ async def resize_job(job_id: str, request: Request) -> JSONResponse:
     body = await read_json(request, settings_of(request).max_body_bytes)
     capacity = parse(Capacity, body, "capacity")
     caller, reason = caller_of(request)
+    await view_of(request).refresh()
     await run_in_threadpool(lambda: service_of(request).resize(job_id, capacity, caller, reason))
     return done()
 

@@ -1,0 +1,191 @@
+"""The API in-process on a real SQLite store and a LocalCoordinator: helpers for the API
+tests, and the request gate: bad bodies, auth, rate limits, idempotency, admission bounds."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from titus.api.app import create_app
+from titus.coord.local import LocalCoordinator
+from titus.settings import Settings
+from titus.store.sqlite import SqliteJobStore
+
+SERVICE: dict[str, Any] = {
+    "owner": {"teamEmail": "team@example.com"},
+    "applicationName": "web",
+    "container": {
+        "image": {"name": "titus/busybox", "tag": "latest"},
+        "resources": {"cpu": 1, "memoryMB": 512, "diskMB": 10000, "networkMbps": 128},
+    },
+    "service": {"capacity": {"min": 1, "desired": 2, "max": 5}},
+}
+BATCH: dict[str, Any] = {
+    **{k: v for k, v in SERVICE.items() if k != "service"},
+    "batch": {"size": 1, "runtimeLimitSec": "600"},
+}
+
+
+def service(**changes: Any) -> dict[str, Any]:
+    body = copy.deepcopy(SERVICE)
+    body.update(changes)
+    return body
+
+
+@contextmanager
+def api(tmp: Path, **settings: Any) -> Iterator[tuple[TestClient, SqliteJobStore]]:
+    store = SqliteJobStore(tmp / "titus.db", synchronous="OFF")
+    app = create_app(Settings(data_dir=str(tmp), **settings), store, LocalCoordinator())
+    with TestClient(app) as client:
+        yield client, store
+    store.close()
+
+
+def test_bad_bodies_get_one_error_shape_and_nothing_is_stored(tmp_path: Path) -> None:
+    with api(tmp_path, max_body_bytes=2000) as (http, store):
+        r = http.post(
+            "/api/v3/jobs", content=b'{"owner": ', headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 400 and "column" in r.json()["message"]
+        r = http.post("/api/v3/jobs", content=b"x", headers={"content-type": "text/plain"})
+        assert r.status_code == 415
+        r = http.post(
+            "/api/v3/jobs",
+            content=b"{" + b" " * 5000 + b"}",
+            headers={"content-type": "application/json"},
+        )
+        assert r.status_code == 413
+        bad = service()
+        bad["container"]["resources"]["memoryMb"] = 512
+        bad["container"]["resources"]["cpu"] = 500
+        r = http.post("/api/v3/jobs", json=bad)
+        assert r.status_code == 400
+        assert {e["path"] for e in r.json()["errors"]} >= {
+            "container.resources.memoryMb",
+            "container.resources.cpu",
+        }
+        assert r.json()["statusCode"] == 400
+        assert store.count_active_jobs() == 0
+
+
+def test_auth_on_needs_a_token_for_changes_and_admin_for_groups(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(
+        json.dumps(
+            {
+                "tok-alice": {"callerId": "alice", "roles": []},
+                "tok-root": {"callerId": "root", "roles": ["admin"]},
+            }
+        )
+    )
+    with api(tmp_path, auth_tokens_file=str(tokens)) as (http, _):
+        assert http.post("/api/v3/jobs", json=service()).status_code == 401
+        bad = http.post("/api/v3/jobs", json=service(), headers={"Authorization": "Bearer nope"})
+        assert bad.status_code == 401
+        r = http.post(
+            "/api/v3/jobs",
+            json=service(),
+            headers={"Authorization": "Bearer tok-alice", "X-Titus-CallerId": "mallory"},
+        )
+        assert r.status_code == 202
+        job = http.get(f"/api/v3/jobs/{r.json()['id']}").json()
+        assert job["jobDescriptor"]["attributes"]["titus.createdBy"] == "alice"
+        group = {"appName": "g1"}
+        base = "/api/v2/management/applications"
+        assert (
+            http.post(base, json=group, headers={"Authorization": "Bearer tok-alice"}).status_code
+            == 403
+        )
+        assert (
+            http.post(base, json=group, headers={"Authorization": "Bearer tok-root"}).status_code
+            == 201
+        )
+        assert http.get("/api/v3/jobs").status_code == 200
+
+
+def test_auth_off_takes_the_caller_from_the_header(tmp_path: Path) -> None:
+    with api(tmp_path) as (http, _):
+        r = http.post("/api/v3/jobs", json=service(), headers={"X-Titus-CallerId": "bob"})
+        job = http.get(f"/api/v3/jobs/{r.json()['id']}").json()
+        assert job["jobDescriptor"]["attributes"]["titus.createdBy"] == "bob"
+        assert (
+            http.post("/api/v2/management/applications", json={"appName": "g"}).status_code == 201
+        )
+
+
+def test_a_caller_over_its_bucket_gets_429_while_another_passes(tmp_path: Path) -> None:
+    buckets = [
+        {"name": "create", "endpoint": "POST /api/v3/jobs", "capacity": 3, "refill_per_sec": 0.001}
+    ]
+    with api(tmp_path, rate_limit_buckets=buckets) as (http, _):
+        hog = {"X-Titus-CallerId": "hog"}
+        codes = [
+            http.post("/api/v3/jobs", json=service(), headers=hog).status_code for _ in range(5)
+        ]
+        assert codes == [202, 202, 202, 429, 429]
+        r = http.post("/api/v3/jobs", json=service(), headers=hog)
+        assert "create" in r.json()["message"] and int(r.headers["Retry-After"]) >= 1
+        other = http.post("/api/v3/jobs", json=service(), headers={"X-Titus-CallerId": "ok"})
+        assert other.status_code == 202
+        assert http.get("/api/v3/jobs", headers=hog).status_code == 200
+
+
+def test_idempotent_creates(tmp_path: Path) -> None:
+    with api(tmp_path) as (http, store):
+        key = {"Idempotency-Key": "deploy-42"}
+        first = http.post("/api/v3/jobs", json=service(), headers=key)
+        again = http.post("/api/v3/jobs", json=service(), headers=key)
+        assert first.status_code == again.status_code == 202
+        assert first.json()["id"] == again.json()["id"]
+        assert store.count_active_jobs() == 1
+        other = http.post("/api/v3/jobs", json=service(applicationName="other"), headers=key)
+        assert other.status_code == 422
+        # a refused create does not use up the key
+        bad = service()
+        bad["owner"] = {"teamEmail": "x"}
+        assert (
+            http.post("/api/v3/jobs", json=bad, headers={"Idempotency-Key": "k2"}).status_code
+            == 400
+        )
+        assert (
+            http.post("/api/v3/jobs", json=service(), headers={"Idempotency-Key": "k2"}).status_code
+            == 202
+        )
+
+
+def test_active_job_and_task_bounds_refuse_with_429(tmp_path: Path) -> None:
+    with api(tmp_path, max_active_jobs=2, max_active_tasks=5) as (http, _):
+        assert http.post("/api/v3/jobs", json=service()).status_code == 202
+        r = http.post(
+            "/api/v3/jobs", json=service(service={"capacity": {"min": 0, "desired": 4, "max": 4}})
+        )
+        assert r.status_code == 429 and "maxActiveTasks" in r.json()["message"]
+        assert http.post("/api/v3/jobs", json=service()).status_code == 202
+        r = http.post("/api/v3/jobs", json=BATCH)
+        assert r.status_code == 429 and "maxActiveJobs" in r.json()["message"]
+
+
+def test_paging_with_a_cursor_stays_correct_while_jobs_come(tmp_path: Path) -> None:
+    with api(tmp_path) as (http, _):
+        ids = [http.post("/api/v3/jobs", json=BATCH).json()["id"] for _ in range(7)]
+        seen: list[str] = []
+        page = http.get("/api/v3/jobs", params={"pageSize": 3}).json()
+        seen += [j["id"] for j in page["items"]]
+        http.post("/api/v3/jobs", json=BATCH)  # a newer job lands after the cursor
+        while page["pagination"]["hasMore"]:
+            page = http.get(
+                "/api/v3/jobs", params={"pageSize": 3, "cursor": page["pagination"]["cursor"]}
+            ).json()
+            seen += [j["id"] for j in page["items"]]
+        assert seen[:7] == ids and len(seen) == 8
+        assert http.get("/api/v3/jobs", params={"jobType": "nope"}).status_code == 400
+        assert (
+            http.get("/api/v3/jobs", params={"jobType": "batch"}).json()["pagination"]["totalItems"]
+            == 8
+        )

@@ -1,0 +1,200 @@
+"""Spinnaker's flows as clouddriver sends them, against the API on a real SQLite store."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from tests.integration.test_api_app import api, service
+from titus.model.job import Task, TaskStatus
+from titus.model.states import TaskState
+
+CALLER = {"X-Titus-CallerId": "spinnaker", "X-Titus-CallReason": "deploy"}
+
+
+def server_group(seq: str = "v001") -> dict[str, object]:
+    return service(
+        applicationName="api",
+        jobGroupInfo={"stack": "prod", "detail": "east", "sequence": seq},
+        attributes={
+            "source": "spinnaker",
+            "name": f"api-prod-east-{seq}",
+            "spinnakerAccount": "prod",
+        },
+    )
+
+
+def add_task(store: object, job_id: str, n: int) -> str:
+    """A running task as the master would write it."""
+    task = Task(
+        id=f"{job_id}-t{n}",
+        jobId=job_id,
+        originalId=f"{job_id}-t{n}",
+        status=TaskStatus(state=TaskState.STARTED),
+    )
+    store.create_task(task)  # type: ignore[attr-defined]
+    return task.id
+
+
+def test_deploy_find_resize_disable_enable_kill(tmp_path: Path) -> None:
+    with api(tmp_path) as (http, store):
+        r = http.post("/api/v3/jobs", json=server_group(), headers=CALLER)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        http.post("/api/v3/jobs", json=server_group("v002"), headers=CALLER)
+
+        found = http.get(
+            "/api/v3/jobs",
+            params={
+                "attributes": "source:spinnaker,name:api-prod-east-v001",
+                "attributes.op": "and",
+                "jobType": "SERVICE",
+            },
+        ).json()
+        assert [j["id"] for j in found["items"]] == [job_id]
+        attrs = found["items"][0]["jobDescriptor"]["attributes"]
+        assert attrs["titus.createdBy"] == "spinnaker" and attrs["titus.callReason"] == "deploy"
+
+        r = http.put(
+            f"/api/v3/jobs/{job_id}/instances",
+            json={"min": "1", "desired": "3", "max": "4"},
+            headers=CALLER,
+        )
+        assert r.status_code == 200, r.text
+        r = http.post(f"/api/v3/jobs/{job_id}/disable", headers=CALLER)
+        assert r.status_code == 200
+        job = http.get(f"/api/v3/jobs/{job_id}").json()
+        assert job["jobDescriptor"]["service"]["enabled"] is False
+        assert job["jobDescriptor"]["service"]["capacity"]["desired"] == 3
+        assert http.post(f"/api/v3/jobs/{job_id}/enable").status_code == 200
+        assert http.get(f"/api/v3/jobs/{job_id}").json()["jobDescriptor"]["service"]["enabled"]
+
+        t1, t2 = add_task(store, job_id, 1), add_task(store, job_id, 2)
+        assert http.delete(f"/api/v3/tasks/{t1}").status_code == 200
+        assert http.delete(f"/api/v3/tasks/{t2}", params={"shrink": "true"}).status_code == 200
+        assert (
+            http.get(f"/api/v3/jobs/{job_id}").json()["jobDescriptor"]["service"]["capacity"][
+                "desired"
+            ]
+            == 2
+        )
+        assert {k.task_id for k in store.list_kill_requests(job_id)} == {t1, t2}
+
+        assert http.delete(f"/api/v3/jobs/{job_id}", headers=CALLER).status_code == 200
+        assert http.get(f"/api/v3/jobs/{job_id}").json()["status"]["state"] == "KillInitiated"
+        assert http.delete("/api/v3/jobs/no-such-job").status_code == 404
+        assert http.delete("/api/v3/tasks/no-such-task").status_code == 404
+
+
+def test_duplicate_group_name_names_the_job(tmp_path: Path) -> None:
+    with api(tmp_path) as (http, _):
+        first = http.post("/api/v3/jobs", json=server_group()).json()["id"]
+        r = http.post("/api/v3/jobs", json=server_group())
+        assert r.status_code == 409
+        msg = r.json()["message"]
+        assert "job with group sequence" in msg and "exists" in msg and first in msg
+
+
+def test_racing_creates_for_one_group_name_never_both_win(tmp_path: Path) -> None:
+    with api(tmp_path) as (http, _):
+        results: list[int] = []
+        start = threading.Barrier(8)
+
+        def create() -> None:
+            start.wait()
+            results.append(http.post("/api/v3/jobs", json=server_group("v007")).status_code)
+
+        threads = [threading.Thread(target=create) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results) == [202] + [409] * 7
+        listed = http.get("/api/v3/jobs", params={"jobGroupSequence": "v007"}).json()
+        assert listed["pagination"]["totalItems"] == 1
+
+
+def test_job_and_task_attributes_budget_processes_and_move(tmp_path: Path) -> None:
+    with api(tmp_path) as (http, store):
+        a = http.post("/api/v3/jobs", json=service()).json()["id"]
+        b = http.post("/api/v3/jobs", json=service()).json()["id"]
+        assert (
+            http.put(
+                f"/api/v3/jobs/{a}/attributes", json={"attributes": {"team": "x", "tier": "1"}}
+            ).status_code
+            == 200
+        )
+        assert (
+            http.delete(f"/api/v3/jobs/{a}/attributes", params={"keys": "tier"}).status_code == 200
+        )
+        attrs = http.get(f"/api/v3/jobs/{a}").json()["jobDescriptor"]["attributes"]
+        assert attrs["team"] == "x" and "tier" not in attrs
+        r = http.put(f"/api/v3/jobs/{a}/attributes", json={"attributes": {"titusX": "1"}})
+        assert r.status_code == 400 and r.json()["errors"][0]["path"] == "attributes.titusX"
+
+        budget = {"relocationLimit": {"limit": 2}, "rateUnlimited": {}}
+        assert http.put(f"/api/v3/jobs/{a}/disruptionBudget", json=budget).status_code == 200
+        assert (
+            http.put(f"/api/v3/jobs/{a}/disruptionBudget", json={"rateUnlimited": {}}).status_code
+            == 400
+        )
+        assert (
+            http.put(
+                f"/api/v3/jobs/{a}/jobprocesses", json={"disableIncreaseDesired": True}
+            ).status_code
+            == 200
+        )
+        r = http.put(f"/api/v3/jobs/{a}/capacityAttributes", json={"desired": 4})
+        assert r.status_code == 400 and "increasing" in r.json()["message"]
+        assert http.put(f"/api/v3/jobs/{a}/capacityAttributes", json={"min": 0}).status_code == 200
+        job = http.get(f"/api/v3/jobs/{a}").json()["jobDescriptor"]
+        assert job["disruptionBudget"]["relocationLimit"]["limit"] == 2
+        assert job["service"]["capacity"] == {"min": 0, "desired": 2, "max": 5}
+
+        task = add_task(store, a, 1)
+        assert (
+            http.put(
+                f"/api/v3/tasks/{task}/attributes", json={"attributes": {"k": "v"}}
+            ).status_code
+            == 200
+        )
+        assert http.get(f"/api/v3/tasks/{task}").json()["attributes"] == {"k": "v"}
+        listed = http.get("/api/v3/tasks", params={"jobIds": a}).json()["items"]
+        assert listed[0]["attributes"] == {"k": "v"}
+        assert (
+            http.delete(f"/api/v3/tasks/{task}/attributes", params={"keys": "k"}).status_code == 200
+        )
+        assert http.get(f"/api/v3/tasks/{task}").json().get("attributes", {}) == {}
+
+        r = http.post(
+            "/api/v3/tasks/move", json={"sourceJobId": a, "targetJobId": b, "taskId": task}
+        )
+        assert r.status_code == 200, r.text
+        assert store.list_move_requests(a)[0].target_job_id == b
+        r = http.post(
+            "/api/v3/tasks/move", json={"sourceJobId": b, "targetJobId": a, "taskId": task}
+        )
+        assert r.status_code == 400
+
+
+def test_capacity_groups(tmp_path: Path) -> None:
+    with api(tmp_path) as (http, _):
+        base = "/api/v2/management/applications"
+        assert [g["appName"] for g in http.get(base).json()] == ["DEFAULT"]
+        group = {
+            "appName": "batchers",
+            "tier": "Critical",
+            "instanceCPU": 2,
+            "instanceMemoryMB": 4096,
+            "instanceCount": 10,
+        }
+        assert http.post(base, json=group).status_code == 201
+        assert http.post(base, json=group).status_code == 409
+        assert http.get(f"{base}/batchers").json()["tier"] == "Critical"
+        assert http.put(f"{base}/batchers", json={**group, "appName": "x"}).status_code == 400
+        assert http.put(f"{base}/batchers", json={**group, "instanceCount": 5}).status_code == 200
+        assert http.post(base, json={**group, "appName": "b2", "tier": "Gold"}).status_code == 400
+        assert http.delete(f"{base}/DEFAULT").status_code == 400
+        assert http.delete(f"{base}/batchers").status_code == 204
+        assert http.get(f"{base}/batchers").status_code == 404
+        assert http.get(f"{base}/DEFAULT").status_code == 200

@@ -34,7 +34,7 @@ router = APIRouter(prefix="/api/v3", tags=["jobs"], responses=ERROR_RESPONSES)
 OBSERVE_FILTERS = (TASK_FILTERS - {"taskIds"}) | JOB_FILTERS
 
 
-@dataclass
+@dataclass(eq=False)
 class Watcher:
     criteria: Criteria
     queue: asyncio.Queue[Event | None]

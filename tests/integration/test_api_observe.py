@@ -1,0 +1,117 @@
+"""The observe stream over a real HTTP server: snapshot, SnapshotEnd, live changes,
+Last-Event-ID resume, and a slow watcher dropped instead of buffered."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from tests.integration.test_api_app import BATCH, service
+from titus.api.app import create_app
+from titus.api.observe import Hub
+from titus.api.query import Criteria
+from titus.api.view import ActiveView, Event
+from titus.coord.local import LocalCoordinator
+from titus.settings import Settings
+from titus.store.sqlite import SqliteJobStore
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    store = SqliteJobStore(tmp_path / "titus.db", synchronous="OFF")
+    app = create_app(
+        Settings(data_dir=str(tmp_path), change_poll_sec=0.05, observe_keepalive_sec=0.5),
+        store,
+        LocalCoordinator(),
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(5)
+    store.close()
+
+
+def events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """Parse SSE lines into {id, event, data} dicts (comments as {"comment": ...})."""
+    current: dict[str, Any] = {}
+    for line in lines:
+        if line.startswith(":"):
+            yield {"comment": line}
+        elif not line:
+            if current:
+                yield current
+            current = {}
+        else:
+            field, _, value = line.partition(": ")
+            current[field] = json.loads(value) if field == "data" else value
+
+
+def test_snapshot_then_live_changes_then_resume(server: str) -> None:
+    http = httpx.Client(base_url=server, timeout=10)
+    old = http.post("/api/v3/jobs", json=service()).json()["id"]
+    http.post("/api/v3/jobs", json=service(applicationName="other"))
+    params = {"applicationName": "web"}
+    with http.stream("GET", "/api/v3/jobs/observe", params=params) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        stream = events(r.iter_lines())
+        snapshot = []
+        for e in stream:
+            if e.get("event") == "SnapshotEnd":
+                end_id = int(e["id"])
+                break
+            snapshot.append(e)
+        assert [e["data"]["job"]["id"] for e in snapshot] == [old]
+        new = http.post("/api/v3/jobs", json=service()).json()["id"]
+        live = next(e for e in stream if e.get("event") == "job")
+        assert live["data"]["job"]["id"] == new and int(live["id"]) > end_id
+        keepalive = next(e for e in stream if "comment" in e)
+        assert "keep-alive" in keepalive["comment"]
+    missed = http.post("/api/v3/jobs", json=service()).json()["id"]
+    http.post("/api/v3/jobs", json=BATCH)  # not matching the filter
+    with http.stream(
+        "GET", "/api/v3/jobs/observe", params=params, headers={"Last-Event-ID": str(end_id)}
+    ) as r:
+        stream = events(r.iter_lines())
+        got = [next(stream), next(stream)]
+    assert [e["data"]["job"]["id"] for e in got] == [new, missed]
+    assert all(e["event"] == "job" for e in got)
+
+
+def test_a_slow_watcher_is_dropped_with_a_clear_event(tmp_path: Path) -> None:
+    async def run_matching() -> tuple[bool, list[Event | None]]:
+        from titus.model.job import Job, JobDescriptor, JobStatus
+        from titus.model.states import JobState
+
+        job = Job(
+            id="j",
+            jobDescriptor=JobDescriptor.model_validate(BATCH),
+            status=JobStatus(state=JobState.ACCEPTED),
+        )
+        view = ActiveView(SqliteJobStore(tmp_path / "t.db"))
+        hub = Hub(view, queue_size=2, history_size=10)
+        watcher, _ = hub.subscribe(Criteria.parse({}, set()), None)
+        for seq in range(1, 6):
+            hub.publish(Event(seq, "job", "put", "j", {}, job=job))
+        queued = [watcher.queue.get_nowait() for _ in range(watcher.queue.qsize())]
+        return watcher.dropped, queued
+
+    dropped, queued = asyncio.run(run_matching())
+    assert dropped and queued == [None]

@@ -9,6 +9,7 @@
 # extension: `http_parser.http` then falls back to its pure-Python parser, which pymesos supports.
 #
 # Usage: scripts/pymesos.sh [VENV]   (default: $VENV, else the repository's .venv)
+#   HTTP_PARSER_BUILD=python   skip the C extension and use the pure-Python parser
 # Idempotent: does nothing when pymesos already imports in that virtualenv.
 set -euo pipefail
 
@@ -51,12 +52,13 @@ if ! "$PY" -c "import http_parser.http" 2>/dev/null; then
   "${PIP[@]}" install --quiet "cython>=3" "setuptools<72" wheel
   built=0
   # Run from the sdist root: inside http_parser/ its http.py would shadow the stdlib module.
-  if (cd "$SRC" && "$PY" -m cython -3 --fast-fail -o http_parser/parser.c http_parser/parser.pyx) \
+  if [[ "${HTTP_PARSER_BUILD:-c}" != python ]] \
+    && (cd "$SRC" && "$PY" -m cython -3 --fast-fail -o http_parser/parser.c http_parser/parser.pyx) \
     && "${PIP[@]}" install --quiet --no-build-isolation --no-deps "$SRC"; then
     built=1
   fi
   if [[ $built == 0 ]] || ! "$PY" -c "import http_parser.parser" 2>/dev/null; then
-    log "C extension did not build; installing http-parser with its pure-Python parser"
+    log "installing http-parser without its C extension (pure-Python parser)"
     rm -rf "$SRC"
     tar -xzf "$WORK/http-parser-$HTTP_PARSER_VERSION.tar.gz" -C "$WORK"
     rm -f "$SRC"/http_parser/*.so

@@ -1216,7 +1216,8 @@ class MesosMasterDouble:
 
     # ------------------------------------------------------------------ allocation
 
-    def _available(self, agent: Agent) -> Resources:
+    def _available(self, agent: Agent, offered: bool = True) -> Resources:
+        """What the agent has left; `offered=False` when it is known to have no offer out."""
         free = agent.spec.resources()
         for task in agent.tasks.values():
             if not task.terminal:
@@ -1224,9 +1225,10 @@ class MesosMasterDouble:
         for ex in agent.executors.values():
             if not ex.terminated:
                 free = free - ex.resources
-        for offer in self.offers.values():
-            if offer.agent_id == agent.id:
-                free = free - offer.resources
+        if offered:
+            for offer in self.offers.values():
+                if offer.agent_id == agent.id:
+                    free = free - offer.resources
         return free
 
     def _allocate(self) -> None:
@@ -1241,7 +1243,7 @@ class MesosMasterDouble:
         for agent in self.agents.values():
             if agent.id in offered_agents:
                 continue
-            free = self._available(agent)
+            free = self._available(agent, offered=False)
             if not free.allocatable():
                 continue
             for fw in frameworks:

@@ -28,7 +28,23 @@ def create_agent_app(daemon: AgentDaemon) -> FastAPI:
 
     @app.get("/v1/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "agentId": daemon.agent_id}
+        info = daemon.info
+        return {
+            "status": "ok" if info.healthy else "unhealthy",
+            "agentId": daemon.agent_id,
+            "healthy": info.healthy,
+            "healthReasons": list(info.health_reasons),
+        }
+
+    @app.put("/v1/tasks/claims")
+    async def claims(body: dict[str, list[str]]) -> dict[str, Any]:
+        """The master names every task it believes runs here; the others are orphans,
+        killed after the grace period unless claimed again."""
+        ids = body.get("taskIds")
+        if ids is None:
+            raise HTTPException(400, "taskIds: required")
+        orphans = await run_in_threadpool(daemon.claim, ids)
+        return {"orphans": orphans}
 
     @app.post("/v1/tasks", status_code=202)
     async def launch(spec: TaskSpec) -> dict[str, str]:

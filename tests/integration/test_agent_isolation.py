@@ -1,0 +1,307 @@
+"""Isolation on the real engine: each test makes a container break one limit and checks
+what happens to it and to a well-behaved neighbour on the same host; then the escape
+checks (no privileges, root is not root on the host, refused requests)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `tests.*`
+
+from tests.support import docker_engine as engine_support  # noqa: E402
+from tests.support.docker_engine import (  # noqa: E402
+    WAIT_SEC,
+    AgentFactory,
+    task_spec,
+    wait_for_report,
+)
+from titus.agent.daemon import AgentDaemon  # noqa: E402
+from titus.agent.runtime import RuntimeConfig  # noqa: E402
+from titus.model.launch import TaskSpec  # noqa: E402
+from titus.model.states import Reason, TaskState  # noqa: E402
+
+pytestmark = pytest.mark.docker
+
+docker_engine = engine_support.docker_engine
+agent_factory = engine_support.agent_factory
+
+
+def exec_out(client: docker.DockerClient, container_id: str, command: str) -> str:
+    result = client.containers.get(container_id).exec_run(["sh", "-c", command])
+    return result.output.decode()
+
+
+def start(agent: AgentDaemon, spec: TaskSpec) -> str:
+    agent.launch(spec)
+    report = wait_for_report(agent, spec.taskId, TaskState.STARTED)
+    assert report.state == TaskState.STARTED, report
+    assert report.containerId
+    return report.containerId
+
+
+def cpu_stat(client: docker.DockerClient, container_id: str) -> dict[str, int]:
+    text = exec_out(client, container_id, "cat /sys/fs/cgroup/cpu/cpu.stat")
+    return {k: int(v) for k, v in (line.split() for line in text.splitlines() if line)}
+
+
+def wait_until(what: str, check: object, timeout: float = WAIT_SEC) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not reached: {what}")
+
+
+def test_cpu_burner_is_held_to_its_quota_and_a_bursting_job_is_not(
+    agent_factory: AgentFactory, docker_engine: docker.DockerClient
+) -> None:
+    agent = agent_factory()
+    burner = task_spec("while :; do :; done")  # cpu 0.5
+    bursting = task_spec("while :; do :; done")
+    bursting.jobAttributes["titusParameter.agent.allowCpuBursting"] = "true"
+    burner_id, bursting_id = start(agent, burner), start(agent, bursting)
+
+    quota = exec_out(docker_engine, burner_id, "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+    period = exec_out(docker_engine, burner_id, "cat /sys/fs/cgroup/cpu/cpu.cfs_period_us")
+    shares = exec_out(docker_engine, burner_id, "cat /sys/fs/cgroup/cpu/cpu.shares")
+    assert (int(quota), int(period), int(shares)) == (50_000, 100_000, 512)
+    # the burner hits its quota: the kernel throttles it
+    wait_until("burner throttled", lambda: cpu_stat(docker_engine, burner_id)["nr_throttled"] > 0)
+
+    # the bursting job has shares (its fair part under contention) but no ceiling
+    assert exec_out(docker_engine, bursting_id, "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us") == "-1\n"
+    assert int(exec_out(docker_engine, bursting_id, "cat /sys/fs/cgroup/cpu/cpu.shares")) == 512
+    assert cpu_stat(docker_engine, bursting_id)["nr_throttled"] == 0
+
+    # over a stretch of CFS periods the burner got at most its half core per period
+    # (kernel accounting, not our clock); the bursting job ran, never throttled
+    def usage(cid: str) -> int:
+        return int(exec_out(docker_engine, cid, "cat /sys/fs/cgroup/cpuacct/cpuacct.usage"))
+
+    def periods(cid: str) -> int:
+        return cpu_stat(docker_engine, cid)["nr_periods"]
+
+    u0, p0, b0 = usage(burner_id), periods(burner_id), usage(bursting_id)
+    wait_until("ten CFS periods", lambda: periods(burner_id) - p0 >= 10)
+    used, elapsed_periods = usage(burner_id) - u0, periods(burner_id) - p0
+    # each period grants 50 ms; one period of slack for the window's edges
+    assert used <= (elapsed_periods + 1) * 50_000_000
+    assert usage(bursting_id) > b0
+    assert cpu_stat(docker_engine, bursting_id)["nr_throttled"] == 0
+
+
+def test_memory_hog_is_killed_and_its_neighbour_keeps_running(
+    agent_factory: AgentFactory, docker_engine: docker.DockerClient
+) -> None:
+    agent = agent_factory()
+    neighbour = task_spec("sleep 300", memory_mb=32)
+    neighbour_id = start(agent, neighbour)
+    hog = task_spec("dd if=/dev/zero of=/dev/null bs=96M count=1", memory_mb=32)
+    agent.launch(hog)
+
+    report = wait_for_report(agent, hog.taskId, TaskState.FINISHED)
+    assert report.reasonCode == Reason.FAILED
+    assert "memory limit of 32 MB" in report.reasonMessage
+    container = docker_engine.containers.get(neighbour_id)
+    assert container.status == "running"
+    assert container.attrs["State"]["OOMKilled"] is False
+    limit = exec_out(docker_engine, neighbour_id, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes")
+    assert int(limit) == 32 * 1024 * 1024
+
+
+def test_fork_bomb_is_contained_by_the_pids_limit(
+    agent_factory: AgentFactory, docker_engine: docker.DockerClient
+) -> None:
+    agent = agent_factory(runtime_config=RuntimeConfig(pids_limit=40))
+    bomb = task_spec(
+        # the shell that cannot fork any more gives up; the outer one stays without forking
+        "(i=0; while [ $i -lt 200 ]; do sleep 300 & i=$((i+1)); done) 2>/dev/null; exec sleep 300"
+    )
+    bomb_id = start(agent, bomb)
+    # read from the host: an exec into a container at its pids limit cannot fork either
+    cgroup = Path("/sys/fs/cgroup/pids/docker") / bomb_id
+    if not cgroup.is_dir():
+        pytest.skip(f"no cgroup v1 pids directory at {cgroup}")
+    wait_until("bomb at its limit", lambda: int((cgroup / "pids.current").read_text()) >= 38)
+    assert int((cgroup / "pids.max").read_text()) == 40
+    assert int((cgroup / "pids.events").read_text().split()[-1]) > 0  # forks were refused
+    assert docker_engine.containers.get(bomb_id).status == "running"
+
+    # the host still starts and runs other tasks normally
+    neighbour = task_spec("echo alive")
+    agent.launch(neighbour)
+    report = wait_for_report(agent, neighbour.taskId, TaskState.FINISHED)
+    assert report.reasonCode == Reason.NORMAL
+    assert agent.log_files.read(neighbour.taskId, "stdout") == b"alive\n"
+
+
+def test_open_files_limit_cannot_be_raised(agent_factory: AgentFactory) -> None:
+    agent = agent_factory(runtime_config=RuntimeConfig(nofile_soft=256, nofile_hard=512))
+    spec = task_spec("ulimit -Sn; ulimit -Hn; ulimit -n 4096 && echo raised || echo refused")
+    agent.launch(spec)
+    wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+
+    assert agent.log_files.read(spec.taskId, "stdout") == b"256\n512\nrefused\n"
+
+
+def test_shm_is_as_large_as_asked_and_no_larger(agent_factory: AgentFactory) -> None:
+    agent = agent_factory()
+    spec = task_spec("dd if=/dev/zero of=/dev/shm/fill bs=1M count=32; df -k /dev/shm")
+    spec.container.resources.shmSizeMB = 8
+    neighbour = task_spec("dd if=/dev/zero of=/dev/shm/fill bs=1M count=4 && echo ok")
+    neighbour.container.resources.shmSizeMB = 8
+    agent.launch(spec)
+    agent.launch(neighbour)
+
+    wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    assert "No space left" in agent.log_files.read(spec.taskId, "stderr").decode()
+    assert " 8192 " in agent.log_files.read(spec.taskId, "stdout").decode()
+    done = wait_for_report(agent, neighbour.taskId, TaskState.FINISHED)
+    assert done.reasonCode == Reason.NORMAL
+    assert agent.log_files.read(neighbour.taskId, "stdout") == b"ok\n"
+
+
+def test_disk_quota_holds_on_btrfs_and_the_neighbour_still_writes(
+    agent_factory: AgentFactory,
+) -> None:
+    agent = agent_factory()
+    if not agent.runtime.disk_enforced:
+        pytest.skip(f"storage driver {agent.runtime.storage_driver} measures disk only")
+    filler = task_spec("dd if=/dev/zero of=/tmp/fill bs=1M count=60", disk_mb=20)
+    neighbour = task_spec("dd if=/dev/zero of=/tmp/data bs=1M count=10 && echo ok", disk_mb=20)
+    agent.launch(filler)
+    agent.launch(neighbour)
+
+    report = wait_for_report(agent, filler.taskId, TaskState.FINISHED)
+    assert report.reasonCode == Reason.FAILED
+    stderr = agent.log_files.read(filler.taskId, "stderr").decode()
+    assert "Disk quota exceeded" in stderr or "No space left" in stderr
+    done = wait_for_report(agent, neighbour.taskId, TaskState.FINISHED)
+    assert done.reasonCode == Reason.NORMAL
+
+
+def test_without_quota_support_disk_is_measured_and_the_hog_killed(
+    agent_factory: AgentFactory, docker_engine: docker.DockerClient
+) -> None:
+    agent = agent_factory(
+        runtime_config=RuntimeConfig(disk_enforcement="measure"),
+        agent_disk_check_interval_sec=0.5,
+    )
+    assert not agent.runtime.disk_enforced
+    hog = task_spec("dd if=/dev/zero of=/tmp/fill bs=1M count=30; sleep 300", disk_mb=10)
+    neighbour = task_spec("dd if=/dev/zero of=/tmp/data bs=1M count=2; sleep 300", disk_mb=10)
+    neighbour_id = start(agent, neighbour)
+    agent.launch(hog)
+
+    report = wait_for_report(agent, hog.taskId, TaskState.FINISHED)
+    assert report.reasonCode == Reason.FAILED
+    assert "disk quota of 10 MB" in report.reasonMessage
+    assert "cannot enforce quotas" in report.reasonMessage
+    assert docker_engine.containers.get(neighbour_id).status == "running"
+
+
+def test_containers_run_unprivileged_with_seccomp_and_few_capabilities(
+    agent_factory: AgentFactory, docker_engine: docker.DockerClient
+) -> None:
+    agent = agent_factory()
+    cid = start(agent, task_spec("sleep 300"))
+    status = exec_out(docker_engine, cid, "cat /proc/self/status")
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    assert fields["NoNewPrivs"].strip() == "1"
+    assert fields["Seccomp"].strip() == "2"  # filter mode: the engine's default profile
+    cap_eff = int(fields["CapEff"].strip(), 16)
+    cap_sys_admin, cap_net_admin, cap_net_raw, cap_chown = 21, 12, 13, 0
+    assert not cap_eff & (1 << cap_sys_admin)
+    assert not cap_eff & (1 << cap_net_admin)
+    assert not cap_eff & (1 << cap_net_raw)
+    assert cap_eff & (1 << cap_chown)
+    attrs = docker_engine.containers.get(cid).attrs["HostConfig"]
+    assert attrs["Privileged"] is False
+    assert attrs["CapDrop"] == ["ALL"]
+    # mount needs CAP_SYS_ADMIN: refused
+    assert "denied" in exec_out(docker_engine, cid, "mount -t tmpfs none /mnt 2>&1")
+
+
+def test_root_in_a_container_is_not_root_on_the_host(
+    agent_factory: AgentFactory, docker_engine: docker.DockerClient
+) -> None:
+    agent = agent_factory()
+    cid = start(agent, task_spec("sleep 300"))
+    assert exec_out(docker_engine, cid, "id -u") == "0\n"
+    uid_map = exec_out(docker_engine, cid, "cat /proc/self/uid_map").split()
+    assert uid_map[0] == "0" and uid_map[1] != "0"  # container root maps to another uid
+    # seen from the host, the container's process runs as that unprivileged uid
+    pid = docker_engine.containers.get(cid).attrs["State"]["Pid"]
+    uids = next(
+        line.split()[1:]
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("Uid:")
+    )
+    assert set(uids) == {uid_map[1]}
+    assert int(uid_map[1]) >= 65536
+
+
+def test_an_allow_listed_capability_is_granted_on_request(
+    agent_factory: AgentFactory, docker_engine: docker.DockerClient
+) -> None:
+    agent = agent_factory()
+    spec = task_spec("sleep 300")
+    spec.container.attributes["titusParameter.agent.capabilities.add"] = "NET_RAW"
+    cid = start(agent, spec)
+    status = exec_out(docker_engine, cid, "grep CapEff /proc/self/status")
+    assert int(status.split()[1], 16) & (1 << 13)
+
+
+def test_read_only_root_filesystem_on_request(agent_factory: AgentFactory) -> None:
+    agent = agent_factory()
+    spec = task_spec("touch /etc/x 2>&1; touch /tmp/x && echo tmp-ok")
+    spec.container.attributes["titusParameter.agent.readOnlyRootFs"] = "true"
+    agent.launch(spec)
+    wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+
+    out = agent.log_files.read(spec.taskId, "stdout").decode()
+    assert "Read-only file system" in out
+    assert "tmp-ok" in out
+
+
+@pytest.mark.parametrize(
+    ("where", "key", "value", "words"),
+    [
+        ("container", "titusParameter.agent.privileged", "true", "privileged"),
+        ("security", "privileged", "yes", "privileged"),
+        ("container", "titusParameter.agent.networkMode", "host", "networkMode=host"),
+        ("job", "titusParameter.agent.pidMode", "host", "pidMode=host"),
+        ("container", "titusParameter.agent.hostPaths", "/etc:/host-etc", "host paths"),
+        ("container", "titusParameter.agent.capabilities.add", "SYS_ADMIN", "SYS_ADMIN"),
+    ],
+)
+def test_escape_requests_are_refused_as_invalid(
+    agent_factory: AgentFactory,
+    docker_engine: docker.DockerClient,
+    where: str,
+    key: str,
+    value: str,
+    words: str,
+) -> None:
+    agent = agent_factory()
+    spec = task_spec("sleep 300")
+    target = {
+        "container": spec.container.attributes,
+        "security": spec.container.securityProfile.attributes,
+        "job": spec.jobAttributes,
+    }[where]
+    target[key] = value
+    agent.launch(spec)
+
+    report = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    assert report.reasonCode == Reason.INVALID_REQUEST
+    assert words in report.reasonMessage
+    assert not report.containerId
+    labels = {"label": f"titus.task.id={spec.taskId}"}
+    assert docker_engine.containers.list(all=True, filters=labels) == []

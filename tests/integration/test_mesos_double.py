@@ -144,6 +144,17 @@ def test_version_and_refused_requests(mesos_master: MesosMasterDouble) -> None:
     assert status == 400 and "framework_info.user" in body
 
 
+def test_not_the_leader(mesos_master: MesosMasterDouble) -> None:
+    subscribe = {"type": "SUBSCRIBE", "subscribe": {"framework_info": framework_info()}}
+    mesos_master.set_leader(False, redirect_to="127.0.0.1:5050")
+    status, _, headers = post(mesos_master.address, subscribe)
+    assert (status, headers["Location"]) == (307, "//127.0.0.1:5050/api/v1/scheduler")
+    mesos_master.set_leader(False)
+    assert post(mesos_master.address, subscribe)[0] == 503
+    mesos_master.set_leader(True)
+    assert Subscription(mesos_master.address, framework_info()).status == 200
+
+
 def test_calls_need_framework_id_and_the_stream_id(mesos_master: MesosMasterDouble) -> None:
     sub = Subscription(mesos_master.address, framework_info())
     assert sub.status == 200 and sub.stream_id

@@ -202,9 +202,12 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
     block_on_close = False
 
-    def __init__(self, host: str, port: int, app: App) -> None:
+    def __init__(
+        self, host: str, port: int, app: App, errors: list[BaseException] | None = None
+    ) -> None:
         self.app = app
-        self.errors: list[BaseException] = []
+        # Exceptions the app raised (answered 500): a bug in the double, shown by the fixture.
+        self.errors: list[BaseException] = [] if errors is None else errors
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
         super().__init__((host, port), _Handler)

@@ -311,6 +311,8 @@ class MesosMasterDouble:
         self._ticker: threading.Thread | None = None
         self._zk: Any = None
         self._zk_node: str | None = None
+        # Exceptions inside the double itself (not refusals): the fixture fails the test on them.
+        self.errors: list[BaseException] = []
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -328,7 +330,7 @@ class MesosMasterDouble:
 
     def start(self) -> MesosMasterDouble:
         self._stopping.clear()
-        self._server = Server(self.config.host, self._port, self._handle)
+        self._server = Server(self.config.host, self._port, self._handle, self.errors)
         self._port = self._server.port
         self._ticker = threading.Thread(target=self._tick_loop, name="mesos-double", daemon=True)
         self._ticker.start()
@@ -1286,8 +1288,7 @@ class MesosMasterDouble:
             try:
                 self._tick()
             except Exception as exc:  # keep the double alive; the test will see the error
-                if self._server is not None:
-                    self._server.errors.append(exc)
+                self.errors.append(exc)
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -1333,7 +1334,7 @@ class MesosMasterDouble:
             def app(req: Request) -> Response | StreamResponse:
                 return self._handle_agent(agent, req)
 
-            agent.server = Server(self.config.host, 0, app)
+            agent.server = Server(self.config.host, 0, app, self.errors)
 
     def _stop_agent(self, agent: Agent) -> None:
         with self.lock:

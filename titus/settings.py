@@ -111,6 +111,61 @@ class Settings(BaseSettings):
     agent_poll_wait_sec: float = 10.0
     agent_lost_after_sec: float = 30.0
     kill_grace_sec: float = 10.0
+    master_address: str = Field(
+        "",
+        description="Address this master publishes while it leads (for operators' tools); "
+        "empty (default): none.",
+    )
+    master_sweep_period_sec: float = Field(
+        30.0,
+        description="Every active job's task counts are checked once per this period, a "
+        "safety net behind change-driven reconciliation (default 30 s).",
+    )
+    system_backoff_initial_sec: float = Field(
+        1.0,
+        description="First system delay before retrying a task of a job whose tasks keep "
+        "failing; doubles per failure in a row (default 1 s).",
+    )
+    system_backoff_max_sec: float = Field(
+        30.0, description="Longest system retry delay of a failing job (default 30 s)."
+    )
+    stuck_launched_sec: float = Field(
+        300.0, description="A task Launched longer than this is killed (default 5 min)."
+    )
+    stuck_start_initiated_batch_sec: float = Field(
+        720.0,
+        description="A batch task StartInitiated longer than this is killed (default 12 min).",
+    )
+    stuck_start_initiated_service_sec: float = Field(
+        300.0,
+        description="A service task StartInitiated longer than this is killed (default 5 min).",
+    )
+    stuck_kill_initiated_sec: float = Field(
+        600.0,
+        description="A task KillInitiated longer than this is given up as Finished with "
+        "stuckInKillingState (default 10 min).",
+    )
+    stuck_kills_per_sec: float = Field(
+        1.0, description="Stuck tasks killed per second at most, after the burst (default 1)."
+    )
+    stuck_kills_burst: float = Field(
+        20.0, description="Stuck tasks that may be killed at once (default 20)."
+    )
+    migrate_at_once: int = Field(
+        5,
+        description="Service tasks on hosts of phased-out instance groups being moved at "
+        "once (default 5).",
+    )
+    max_pending_per_group: int = Field(
+        10_000,
+        description="Accepted tasks waiting for placement per capacity group at most; the "
+        "API refuses new work for a full group with 429 (default 10,000).",
+    )
+    coord_session_timeout_sec: float = Field(
+        10.0,
+        description="ZooKeeper session timeout: how long a dead leader holds leadership "
+        "before another master takes over (default 10 s).",
+    )
 
     # agent
     agent_id: str = ""
@@ -119,6 +174,11 @@ class Settings(BaseSettings):
     agent_zone: str = "zone-a"
     agent_region: str = "local"
     agent_instance_type: str = "local.large"
+    agent_machine_group: str = Field(
+        "default",
+        description="Instance group this host belongs to (host attribute machineGroup); "
+        "hosts of a phased-out group get no new tasks (default: default).",
+    )
     agent_cpu: float = 0.0  # 0: all cores of the machine
     agent_memory_mb: int = 0  # 0: 80% of the machine's memory
     agent_disk_mb: int = 100_000

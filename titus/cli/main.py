@@ -28,8 +28,11 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _coordinator(url: str) -> Any:
-    """`local` (one process) or `zk://host:port[,host:port]/root`."""
+def _coordinator(url: str, settings: Settings | None = None) -> Any:
+    """`local` (one process) or `zk://host:port[,host:port]/root[?session_timeout=s]`.
+
+    The session timeout is how long a master that died holds leadership before another
+    takes over; the URL's value wins over the setting."""
     if url in ("", "local"):
         from titus.coord.local import LocalCoordinator
 
@@ -37,7 +40,10 @@ def _coordinator(url: str) -> Any:
     if url.startswith("zk://"):
         from titus.coord.zookeeper import ZooKeeperCoordinator
 
-        return ZooKeeperCoordinator.from_url(url)
+        kwargs: dict[str, Any] = {}
+        if settings is not None and "session_timeout=" not in url:
+            kwargs["session_timeout"] = settings.coord_session_timeout_sec
+        return ZooKeeperCoordinator.from_url(url, **kwargs)
     raise CommandError(f"unknown coordination URL {url!r}: use 'local' or zk://host:port/path")
 
 
@@ -64,7 +70,7 @@ def _api_server(settings: Settings, store: Any, coord: Any) -> Any:
 
 def _master(settings: Settings, store: Any, coord: Any) -> Any:
     from titus.master.direct import DirectDriver
-    from titus.master.leader import Master
+    from titus.master.leader import Master, MasterConfig
 
     driver = DirectDriver(
         coord,
@@ -77,7 +83,8 @@ def _master(settings: Settings, store: Any, coord: Any) -> Any:
         coord,
         driver,
         master_id=settings.master_id,
-        loop_interval=settings.master_loop_interval_sec,
+        address=settings.master_address,
+        config=MasterConfig.from_settings(settings),
     )
 
 
@@ -137,7 +144,7 @@ def cmd_local(settings: Settings) -> int:
 
 
 def cmd_api(settings: Settings, coord_url: str) -> int:
-    coord = _coordinator(coord_url)
+    coord = _coordinator(coord_url, settings)
     store = _store(settings)
     server = _api_server(settings, store, coord)
     server.run()
@@ -146,17 +153,21 @@ def cmd_api(settings: Settings, coord_url: str) -> int:
 
 
 def cmd_master(settings: Settings, coord_url: str) -> int:
-    coord = _coordinator(coord_url)
+    """One master: it campaigns, leads while elected, and campaigns again after losing it."""
+    coord = _coordinator(coord_url, settings)
     store = _store(settings)
     master = _master(settings, store, coord)
     stop = _wait_for_signal()
+    logging.getLogger("titus").info("master %s campaigning", master.master_id)
     master.run(stop)
+    # closing the session frees leadership at once instead of after the session timeout
     coord.close()
+    store.close()
     return 0
 
 
 def cmd_agent(settings: Settings, coord_url: str) -> int:
-    coord = _coordinator(coord_url)
+    coord = _coordinator(coord_url, settings)
     daemon, server = _start_agent(settings, coord)
     stop = _wait_for_signal()
     stop.wait()
@@ -193,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("master", help="run a master (it campaigns for leadership)")
     daemon_options(p)
     p.add_argument("--id", help="this master's id")
+    p.add_argument("--address", help="address published while this master leads")
 
     p = sub.add_parser("agent", help="run an agent on this host")
     daemon_options(p)
@@ -202,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instance-type")
     p.add_argument("--cpu", type=float)
     p.add_argument("--memory-mb", type=int)
+    p.add_argument("--disk-mb", type=int)
+    p.add_argument("--machine-group", help="instance group of this host (default: default)")
 
     add_commands(sub)
     return parser
@@ -224,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
             agent_instance_type=getattr(args, "instance_type", None),
             agent_cpu=getattr(args, "cpu", None),
             agent_memory_mb=getattr(args, "memory_mb", None),
+            agent_disk_mb=getattr(args, "disk_mb", None),
+            agent_machine_group=getattr(args, "machine_group", None),
+            master_address=getattr(args, "address", None),
         )
         if args.resource == "local":
             return cmd_local(settings)

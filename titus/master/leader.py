@@ -1,78 +1,126 @@
 """The leader loop: elected through coordination, it owns what runs where.
 
 On election it claims its epoch in the store (fencing out any older leader), reads the
-active state in bulk, learns what every host actually runs, and only then acts. Each
-iteration folds host reports into the store, picks up what users changed, reconciles the
-touched jobs, and places pending tasks. It sleeps until something happens: a wake from the
-API, a host report, or the loop interval passing.
+active state in bulk (tasks left unparsed until touched, see view.py), learns what every
+host actually runs, reconciles both, and only then acts. Each iteration folds host reports
+into the store, picks up what users changed, reconciles the touched jobs, clears stuck work,
+moves service tasks off phased-out instance groups, and places pending tasks. It sleeps until
+something happens: a wake from the API, a host report, or the loop interval passing.
+
+The coordination session decides whether it may act: while the session is suspended
+(`Leadership.active` cleared) it neither launches nor kills, since a successor may be taking
+over; once leadership is lost it steps down, drops everything it held in memory and
+campaigns again. Its store writes carry its epoch, so a leader that has not noticed yet is
+refused by the store (StaleEpoch) rather than overwriting its successor.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import cast
 
 from titus.coord.base import Coordinator, Leadership
+from titus.master import metrics as m
 from titus.master import reconciler as rc
+from titus.master.backoff import SystemBackoff, combined_delay_ms
 from titus.master.cluster import ClusterDriver, HostReport, HostView, Placement
-from titus.master.scheduler import HostState, Scheduler, TaskRequest
+from titus.master.scheduler import (
+    CapacityGroup,
+    HostState,
+    PlacementSummary,
+    Scheduler,
+    TaskRequest,
+)
+from titus.master.stuck import RateLimiter, StuckTimeouts, find_stuck
+from titus.master.view import RESOURCE_NAMES, ActiveView
 from titus.model.job import Job, Task, TaskStatus, now_ms
 from titus.model.launch import TaskReport, TaskSpec
 from titus.model.states import TASK_ON_HOST, JobState, Reason, TaskState, is_forward
-from titus.store.base import Conflict, JobStore, KillRequest, StaleEpoch
+from titus.store.base import (
+    LEADER_RECORD_META,
+    PENDING_BY_GROUP_META,
+    Conflict,
+    JobStore,
+    KillRequest,
+    LeaderStore,
+    StaleEpoch,
+)
 
 log = logging.getLogger("titus.master")
 
-FULL_RECONCILE_SEC = 5.0
 UNKNOWN_TASK_GRACE_SEC = 15.0
+#: Reasons that count against a job's system backoff: the job's own failures. Kills and
+#: scale-downs are wanted; lost hosts and stuck kills are the platform's doing.
+_NOT_THROTTLED = frozenset(
+    {
+        Reason.NORMAL,
+        Reason.KILLED,
+        Reason.SCALED_DOWN,
+        Reason.LOST,
+        Reason.STUCK_IN_KILLING_STATE,
+    }
+)
+#: Instance group lifecycle states whose hosts take no new work.
+PHASED_OUT = frozenset({"phasedOut", "removable"})
+MIGRATION_MESSAGE = "moved off a host of phased-out instance group"
 
 
 class LostLeadership(Exception):
     pass
 
 
-class ActiveView:
-    """The leader's in-memory copy of active jobs and tasks, indexed for the loop."""
-
-    def __init__(self) -> None:
-        self.jobs: dict[str, Job] = {}
-        self.tasks: dict[str, Task] = {}
-        self.by_job: dict[str, dict[str, Task]] = {}
-
-    def put_job(self, job: Job) -> None:
-        self.jobs[job.id] = job
-        self.by_job.setdefault(job.id, {})
-
-    def drop_job(self, job_id: str) -> None:
-        self.jobs.pop(job_id, None)
-        for task_id in self.by_job.pop(job_id, {}):
-            self.tasks.pop(task_id, None)
-
-    def put_task(self, task: Task) -> None:
-        self.tasks[task.id] = task
-        self.by_job.setdefault(task.jobId, {})[task.id] = task
-
-    def drop_task(self, task: Task) -> None:
-        self.tasks.pop(task.id, None)
-        self.by_job.get(task.jobId, {}).pop(task.id, None)
-
-    def tasks_of(self, job_id: str) -> list[Task]:
-        return list(self.by_job.get(job_id, {}).values())
+class Paused(Exception):
+    """The coordination session is suspended: stop acting until it is known to be alive."""
 
 
-def _resources(job: Job) -> dict[str, float]:
-    r = job.jobDescriptor.container.resources
-    return {
-        "cpu": r.cpu,
-        "memoryMB": float(r.memoryMB),
-        "diskMB": float(r.diskMB),
-        "networkMbps": float(r.networkMbps),
-        "gpu": float(r.gpu),
-        "ipSlots": 1.0,
-    }
+@dataclass
+class MasterConfig:
+    """The leader loop's knobs; `titus.settings.Settings` carries each with its default."""
+
+    loop_interval: float = 0.5
+    #: Every active job's index counts are checked once per this period (a safety net: every
+    #: change that matters already marks its job for reconciliation).
+    sweep_period: float = 30.0
+    unknown_task_grace: float = UNKNOWN_TASK_GRACE_SEC
+    stuck: StuckTimeouts = field(default_factory=StuckTimeouts)
+    stuck_kills_per_sec: float = 1.0
+    stuck_kills_burst: float = 20.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+    #: Service tasks on phased-out hosts being moved at once (kills in flight).
+    migrate_at_once: int = 5
+    #: How often capacity groups and instance groups are read from the store.
+    cluster_config_refresh: float = 5.0
+    #: How long the first sync with the hosts may take before acting without it.
+    actual_sync_timeout: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: object) -> MasterConfig:
+        def get(name: str, default: float) -> float:
+            return float(getattr(settings, name, default))
+
+        return cls(
+            loop_interval=get("master_loop_interval_sec", 0.5),
+            sweep_period=get("master_sweep_period_sec", 30.0),
+            stuck=StuckTimeouts(
+                launched=get("stuck_launched_sec", 300.0),
+                start_initiated_batch=get("stuck_start_initiated_batch_sec", 720.0),
+                start_initiated_service=get("stuck_start_initiated_service_sec", 300.0),
+                kill_initiated=get("stuck_kill_initiated_sec", 600.0),
+            ),
+            stuck_kills_per_sec=get("stuck_kills_per_sec", 1.0),
+            stuck_kills_burst=get("stuck_kills_burst", 20.0),
+            backoff_initial=get("system_backoff_initial_sec", 1.0),
+            backoff_max=get("system_backoff_max_sec", 30.0),
+            migrate_at_once=int(get("migrate_at_once", 5)),
+        )
 
 
 class Master:
@@ -85,27 +133,56 @@ class Master:
         scheduler: Scheduler | None = None,
         master_id: str = "",
         address: str = "",
-        loop_interval: float = 0.5,
+        loop_interval: float | None = None,
+        config: MasterConfig | None = None,
         clock: Callable[[], float] = time.time,
     ):
         self.store = store
+        #: The store's optional leader methods (see LeaderStore), or None without them.
+        self.results: LeaderStore | None = (
+            cast(LeaderStore, store) if hasattr(store, "put_scheduler_result") else None
+        )
         self.coord = coord
         self.driver = driver
         self.scheduler = scheduler or Scheduler()
         self.master_id = master_id or f"master-{uuid.uuid4().hex[:8]}"
         self.address = address
-        self.loop_interval = loop_interval
+        self.config = config or MasterConfig()
+        if loop_interval is not None:
+            self.config.loop_interval = loop_interval
+        self.loop_interval = self.config.loop_interval
         self.clock = clock
-        self.view = ActiveView()
         self.leadership: Leadership | None = None
-        self.placement_failures: dict[str, str] = {}
         self._nudge = threading.Event()
-        self._touched: set[str] = set()
-        self._last_full = 0.0
         self._pending_reports: list[HostReport] = []
         self._reports_lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget everything held for a leadership: a new one starts from the store."""
+        self.view = ActiveView()
+        self.placement_failures: dict[str, str] = {}
+        self._touched: set[str] = set()
         self._reconciled_actual = False
+        self._held: list[Placement] = []
+        self._sweep_queue: list[str] = []
+        self._last_sweep = time.monotonic()
+        self._last_stuck = 0.0
+        self._last_migrate = 0.0
+        self._last_config = 0.0
+        self._migrating: set[str] = set()
+        self._groups: dict[str, CapacityGroup] = {}
+        self._instance_groups: dict[str, str] = {}
+        self._pending_written: dict[str, int] | None = None
+        self.backoff = SystemBackoff(self.config.backoff_initial, self.config.backoff_max)
+        self.stuck_limiter = RateLimiter(
+            self.config.stuck_kills_per_sec, self.config.stuck_kills_burst
+        )
+        self.elected_at: float | None = None
+        self.ready_at: float | None = None
         self.first_launch_at: float | None = None
+        with self._reports_lock:
+            self._pending_reports = []
 
     # ---- election -----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -122,14 +199,17 @@ class Master:
             except Exception:
                 log.exception("leader loop failed; stepping down")
             finally:
+                m.IS_LEADER.set(0)
                 self.driver.stop()
                 self.coord.resign(leadership)
                 self.leadership = None
-                self.view = ActiveView()
+                self._reset()
                 if not stop.is_set():
                     stop.wait(1.0)
 
     def lead(self, leadership: Leadership, stop: threading.Event) -> None:
+        self._reset()
+        self.elected_at = time.time()
         self.leadership = leadership
         self.store.claim_epoch(leadership.epoch)
         self.driver.start(leadership)
@@ -140,20 +220,45 @@ class Master:
         ]
         for t in feeders:
             t.start()
-        deadline = time.monotonic() + 10.0
+        deadline = time.monotonic() + self.config.actual_sync_timeout
         while not stop.is_set() and leadership.is_leader:
             if not leadership.can_act():
-                stop.wait(0.1)
+                m.IS_LEADER.set(0)
+                stop.wait(0.05)
                 continue
-            if not self._reconciled_actual:
-                actual = self.driver.actual_tasks()
-                if actual is None and time.monotonic() < deadline:
-                    stop.wait(0.05)
-                    continue
-                self._reconcile_actual(actual or {})
-            self.iterate()
+            m.IS_LEADER.set(1)
+            try:
+                if not self._reconciled_actual:
+                    actual = self.driver.actual_tasks()
+                    if actual is None and time.monotonic() < deadline:
+                        stop.wait(0.02)
+                        continue
+                    self._reconcile_actual(actual)
+                    self._ready()
+                self.iterate()
+            except Paused:
+                log.info("coordination session suspended: not acting until it returns")
+                continue
             self._nudge.wait(self.loop_interval)
             self._nudge.clear()
+        if not leadership.is_leader:
+            raise LostLeadership("coordination session lost")
+
+    def _ready(self) -> None:
+        self.ready_at = time.time()
+        if self.elected_at is not None:
+            m.FAILOVER_SECONDS.set(self.ready_at - self.elected_at)
+        self._record_election()
+
+    def _record_election(self) -> None:
+        record = {
+            "epoch": self.epoch,
+            "masterId": self.master_id,
+            "electedAt": self.elected_at,
+            "readyAt": self.ready_at,
+            "firstLaunchAt": self.first_launch_at,
+        }
+        self.store.set_meta(LEADER_RECORD_META, json.dumps(record), epoch=self.epoch)
 
     def _feed_wakes(self, leadership: Leadership, stop: threading.Event) -> None:
         while not stop.is_set() and leadership.is_leader:
@@ -170,21 +275,57 @@ class Master:
 
     def _load(self) -> None:
         started = time.monotonic()
-        state = self.store.load_active()
         view = ActiveView()
-        for job in state.jobs:
-            view.put_job(job)
-        for task in state.tasks:
-            view.put_task(task)
+        load_index = getattr(self.store, "load_active_index", None)
+        if load_index is not None:
+            index = load_index()
+            for job in index.jobs:
+                view.put_job(job)
+            view.put_rows(index.tasks)
+            jobs, tasks = len(index.jobs), len(index.tasks)
+        else:  # a backend without the index: parse everything
+            state = self.store.load_active()
+            for job in state.jobs:
+                view.put_job(job)
+            for task in state.tasks:
+                view.put_task(task)
+            jobs, tasks = len(state.jobs), len(state.tasks)
         self.view = view
-        self._touched = set(view.jobs)
+        self._touched = {job_id for job_id in view.jobs if self._needs_reconcile(job_id)}
         self._reconciled_actual = False
+        took = time.monotonic() - started
+        m.LOAD_SECONDS.set(took)
         log.info(
-            "loaded %d jobs and %d tasks in %.3fs",
-            len(state.jobs),
-            len(state.tasks),
-            time.monotonic() - started,
+            "loaded %d jobs and %d tasks in %.3fs; %d jobs need reconciling",
+            jobs,
+            tasks,
+            took,
+            len(self._touched),
         )
+
+    def _needs_reconcile(self, job_id: str) -> bool:
+        """Whether the job's tasks, as the indexes see them, may call for an action: a
+        finished task to follow up, a job being killed, or the wrong number of tasks.
+        Cheap (no task parsed), so the start-up and the sweep can ask it of every job."""
+        job = self.view.jobs.get(job_id)
+        if job is None:
+            return False
+        if job.status.state != JobState.ACCEPTED:
+            return True
+        ids = self.view.by_job.get(job_id, set())
+        if ids & self.view.finished:
+            return True
+        d = job.jobDescriptor
+        if d.batch is not None:
+            return len(ids) < d.batch.size
+        if d.service is not None:
+            live = sum(
+                1
+                for t in ids
+                if self.view.state(t) not in (TaskState.FINISHED, TaskState.KILL_INITIATED)
+            )
+            return live != d.service.capacity.desired
+        return False
 
     @property
     def epoch(self) -> int:
@@ -192,54 +333,106 @@ class Master:
             raise LostLeadership("no longer the leader")
         return self.leadership.epoch
 
+    def _guard(self) -> None:
+        """Called before anything reaches a host: only a leader whose session is known to be
+        alive launches or kills."""
+        leadership = self.leadership
+        if leadership is None or not leadership.is_leader:
+            raise LostLeadership("no longer the leader")
+        if not leadership.can_act():
+            raise Paused()
+
     # ---- one iteration ------------------------------------------------------------------
     def iterate(self) -> None:
+        started = time.monotonic()
+        self._guard()
+        self._send_held()
         self._apply_reports()
         self._apply_lost_hosts()
         self._pick_up_user_changes()
-        now = time.monotonic()
-        if now - self._last_full >= FULL_RECONCILE_SEC:
-            self._touched |= set(self.view.jobs)
-            self._last_full = now
+        self._refresh_cluster_config()
+        self._sweep()
         touched, self._touched = self._touched, set()
         for job_id in touched:
             job = self.view.jobs.get(job_id)
             if job is not None:
                 self._carry_out(rc.reconcile_job(job, self.view.tasks_of(job_id)))
+        self._clear_stuck()
+        self._migrate()
         self._schedule()
+        m.ITERATION_SECONDS.observe(time.monotonic() - started)
+
+    def _sweep(self) -> None:
+        """Check a slice of all jobs each iteration, so each is checked once per period."""
+        now = time.monotonic()
+        elapsed, self._last_sweep = now - self._last_sweep, now
+        if not self._sweep_queue:
+            self._sweep_queue = list(self.view.jobs)
+        share = math.ceil(len(self.view.jobs) * elapsed / max(self.config.sweep_period, 0.1))
+        for _ in range(min(share, len(self._sweep_queue))):
+            job_id = self._sweep_queue.pop()
+            if self._needs_reconcile(job_id):
+                self._touched.add(job_id)
 
     # ---- host reports -------------------------------------------------------------------
     def _apply_reports(self) -> None:
         with self._reports_lock:
             reports, self._pending_reports = self._pending_reports, []
-        for hr in reports:
-            self._apply_report(hr)
+        for i, hr in enumerate(reports):
+            try:
+                self._apply_report(hr)
+            except Paused:
+                with self._reports_lock:  # not lost: applied once the session is back
+                    self._pending_reports[:0] = reports[i:]
+                raise
 
     def _apply_report(self, hr: HostReport) -> None:
         report = hr.report
-        task = self.view.tasks.get(report.taskId)
-        if task is None:
+        state = self.view.state(report.taskId)
+        if state is None:
             if not report.terminal:
                 log.warning("host %s runs unknown task %s: killing", hr.host_id, report.taskId)
+                self._guard()
                 self.driver.kill(report.taskId, hr.host_id, Reason.KILLED)
             else:
                 self.driver.acknowledge(hr)
             return
-        if task.agent_id and hr.host_id and task.agent_id != hr.host_id:
-            log.warning("task %s reported by %s, placed on %s", task.id, hr.host_id, task.agent_id)
+        placed_on = self.view.agent_of(report.taskId)
+        if placed_on and hr.host_id and placed_on != hr.host_id:
+            log.warning(
+                "task %s reported by %s, placed on %s", report.taskId, hr.host_id, placed_on
+            )
             if not report.terminal:
+                self._guard()
                 self.driver.kill(report.taskId, hr.host_id, Reason.KILLED)
             return
         new_state = TaskState(report.state)
-        if not is_forward(task.state, new_state):
+        if not is_forward(state, new_state):
             if report.terminal:
                 self.driver.acknowledge(hr)
             return
+        task = self.view.get(report.taskId)
+        assert task is not None
         updated = self._with_report(task, report, new_state)
         self._save_task(updated)
+        self._observe(task, updated)
         self._touched.add(task.jobId)
         if report.terminal:
             self.driver.acknowledge(hr)
+
+    def _observe(self, before: Task, after: Task) -> None:
+        """Metrics and backoff bookkeeping of one task's move."""
+        if after.state == TaskState.STARTED and before.state != TaskState.STARTED:
+            created = (before.statusHistory[0] if before.statusHistory else before.status).timestamp
+            m.SUBMIT_TO_START.observe(max(0.0, (after.status.timestamp - created) / 1000.0))
+        if after.state == TaskState.FINISHED:
+            reason = after.status.reasonCode
+            if reason == Reason.NORMAL:
+                self.backoff.succeeded(after.jobId)
+            else:
+                m.TASK_FAILURES.labels(reason=_bounded_reason(reason)).inc()
+                if reason not in _NOT_THROTTLED:
+                    self.backoff.failed(after.jobId)
 
     def _with_report(self, task: Task, report: TaskReport, state: TaskState) -> Task:
         reason = report.reasonCode
@@ -265,51 +458,71 @@ class Master:
 
     def _apply_lost_hosts(self) -> None:
         lost = self.driver.lost_hosts()
-        if not lost:
-            return
-        for task in list(self.view.tasks.values()):
-            if task.agent_id in lost and task.state in TASK_ON_HOST:
+        for host in lost:
+            for task_id in self.view.on_host(host):
+                task = self.view.get(task_id)
+                if task is None or task.state not in TASK_ON_HOST:
+                    continue
                 finished = task.with_status(
-                    TaskState.FINISHED, Reason.LOST, f"host {task.agent_id} went away"
+                    TaskState.FINISHED, Reason.LOST, f"host {host} went away"
                 )
                 self._save_task(finished)
+                self._observe(task, finished)
                 self._touched.add(task.jobId)
 
-    def _reconcile_actual(self, actual: dict[str, list[TaskReport]]) -> None:
-        """After election: adopt what hosts run, kill what nobody owns, lose what vanished."""
-        self._reconciled_actual = True
+    def _reconcile_actual(self, actual: dict[str, list[TaskReport]] | None) -> None:
+        """After election: adopt what hosts run, kill what nobody owns, lose what vanished,
+        and send again the launches the old leader decided but no host received.
+
+        `actual` is None when not every host answered in time: then tasks on hosts that did
+        not answer are left alone (the driver reports hosts that really went away).
+        Safe to run again from the start if interrupted (every step is idempotent)."""
+        complete = actual is not None
+        actual = actual or {}
         on_hosts: dict[str, str] = {}
         for host_id, reports in actual.items():
             for report in reports:
                 on_hosts[report.taskId] = host_id
                 self._apply_report(HostReport(host_id, report))
         now = now_ms()
-        for task in list(self.view.tasks.values()):
-            if task.state not in TASK_ON_HOST or task.id in on_hosts:
-                continue
-            host = task.agent_id
-            if host in actual and now - task.status.timestamp > UNKNOWN_TASK_GRACE_SEC * 1000:
-                self._save_task(
-                    task.with_status(
-                        TaskState.FINISHED, Reason.LOST, f"host {host} does not run it"
-                    )
-                )
-                self._touched.add(task.jobId)
-            elif host not in actual and task.state != TaskState.LAUNCHED:
-                # placed on a host that is no longer registered
-                self._save_task(
-                    task.with_status(TaskState.FINISHED, Reason.LOST, f"host {host} is gone")
-                )
-                self._touched.add(task.jobId)
-            elif host not in actual:
-                self._save_task(
-                    task.with_status(
-                        TaskState.FINISHED,
-                        Reason.TRANSIENT_SYSTEM_ERROR,
+        relaunch: list[Placement] = []
+        for host, task_ids in list(self.view.by_host.items()):
+            for task_id in list(task_ids):
+                state = self.view.state(task_id)
+                if state not in TASK_ON_HOST or task_id in on_hosts:
+                    continue
+                task = self.view.get(task_id)
+                if task is None:
+                    continue
+                if host in actual:
+                    if state == TaskState.LAUNCHED:
+                        # decided and saved, but the launch never arrived (the old leader
+                        # died in between): the host takes it now; launches are idempotent
+                        job = self.view.jobs.get(task.jobId)
+                        if job is not None:
+                            relaunch.append(Placement(TaskSpec.for_task(job, task), host))
+                    elif now - task.status.timestamp > self.config.unknown_task_grace * 1000:
+                        self._finish_lost(task, f"host {host} does not run it")
+                elif not complete:
+                    continue
+                elif state == TaskState.LAUNCHED:
+                    self._finish_lost(
+                        task,
                         f"host {host} went away before the task started",
+                        Reason.TRANSIENT_SYSTEM_ERROR,
                     )
-                )
-                self._touched.add(task.jobId)
+                else:
+                    self._finish_lost(task, f"host {host} is gone")
+        self._reconciled_actual = True
+        if relaunch:
+            log.info("sending %d launches the previous leader did not deliver", len(relaunch))
+            self._launch(relaunch)
+
+    def _finish_lost(self, task: Task, message: str, reason: str = Reason.LOST) -> None:
+        finished = task.with_status(TaskState.FINISHED, reason, message)
+        self._save_task(finished)
+        self._observe(task, finished)
+        self._touched.add(task.jobId)
 
     # ---- user changes -------------------------------------------------------------------
     def _pick_up_user_changes(self) -> None:
@@ -318,9 +531,8 @@ class Master:
             if job is None or job.status.state == JobState.FINISHED:
                 continue
             self.view.put_job(job)
-            known = self.view.by_job.get(job_id, {})
             for task in self.store.list_tasks(job_id):
-                mine = known.get(task.id)
+                mine = self.view.get(task.id)
                 if mine is None or task.version > mine.version:
                     self.view.put_task(task)
             for request in self.store.list_kill_requests(job_id):
@@ -328,12 +540,124 @@ class Master:
             self._touched.add(job_id)
 
     def _apply_kill_request(self, request: KillRequest) -> None:
-        task = self.view.tasks.get(request.task_id)
+        task = self.view.get(request.task_id)
         if task is not None and task.state != TaskState.FINISHED:
             action = rc._kill_or_finish(task, request.reason)
             if action is not None:
                 self._carry_out([action])
         self.store.delete_kill_request(request, epoch=self.epoch)
+
+    # ---- cluster configuration: capacity groups, instance groups ------------------------
+    def _refresh_cluster_config(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_config < self.config.cluster_config_refresh:
+            return
+        self._last_config = now
+        try:
+            self._instance_groups = dict(self.store.list_instance_groups())
+        except Exception as exc:  # keep the last known; placement must go on
+            log.warning("cannot read instance groups: %s", exc)
+        list_groups = getattr(self.store, "list_capacity_groups", None)
+        if list_groups is None:
+            return
+        try:
+            raw = list_groups()
+        except Exception as exc:
+            log.warning("cannot read capacity groups: %s", exc)
+            return
+        groups = {}
+        for name, value in raw.items():
+            group = _capacity_group(name, value)
+            if group is not None:
+                groups[group.name] = group
+        self._groups = groups
+
+    def _schedulable(self, host: HostView) -> bool:
+        group = host.attributes.get("machineGroup", "")
+        return self._instance_groups.get(group, "active") not in PHASED_OUT
+
+    # ---- stuck work ---------------------------------------------------------------------
+    def _clear_stuck(self) -> None:
+        now = time.monotonic()
+        if now - self._last_stuck < 1.0 or not self.view.transitional:
+            return
+        self._last_stuck = now
+
+        def since() -> list[tuple[str, TaskState, int, bool]]:
+            out = []
+            for task_id, entered in self.view.transitional.items():
+                state = self.view.state(task_id)
+                job = self.view.jobs.get(self.view.job_of(task_id) or "")
+                if state is None or job is None:
+                    continue
+                out.append((task_id, state, entered, job.jobDescriptor.batch is not None))
+            return out
+
+        for stuck in find_stuck(since(), self.config.stuck, now_ms()):
+            if not self.stuck_limiter.try_take():
+                log.warning("stuck tasks wait for the kill rate limit")
+                return
+            task = self.view.get(stuck.task_id)
+            if task is None:
+                continue
+            m.STUCK_KILLS.labels(state=str(stuck.state)).inc()
+            log.warning("task %s %s: killing it", task.id, stuck.message)
+            self._guard()
+            if stuck.state == TaskState.KILL_INITIATED:
+                # the host never confirmed the kill: give up on it and let the job move on
+                finished = task.with_status(TaskState.FINISHED, stuck.reason, stuck.message)
+                self._save_task(finished)
+                self.driver.kill(task.id, task.agent_id, stuck.reason)
+                self._touched.add(task.jobId)
+            else:
+                killing = task.with_status(TaskState.KILL_INITIATED, stuck.reason, stuck.message)
+                killing.taskContext[rc.KILL_REASON] = stuck.reason
+                self._save_task(killing)
+                self.driver.kill(task.id, task.agent_id, stuck.reason)
+
+    # ---- instance group lifecycle: move service tasks off phased-out hosts -------------
+    def _migrate(self) -> None:
+        now = time.monotonic()
+        if now - self._last_migrate < 2.0:
+            return
+        self._last_migrate = now
+        self._migrating = {
+            t for t in self._migrating if self.view.state(t) == TaskState.KILL_INITIATED
+        }
+        phased = {g for g, state in self._instance_groups.items() if state in PHASED_OUT}
+        if not phased:
+            return
+        budget = self.config.migrate_at_once - len(self._migrating)
+        if budget <= 0:
+            return
+        busy_jobs = {self.view.job_of(t) for t in self._migrating}
+        for host in self.driver.hosts():
+            if host.attributes.get("machineGroup", "") not in phased:
+                continue
+            for task_id in self.view.on_host(host.host_id):
+                if budget <= 0:
+                    return
+                job_id = self.view.job_of(task_id)
+                job = self.view.jobs.get(job_id or "")
+                if (
+                    job is None
+                    or job.jobDescriptor.service is None
+                    or job_id in busy_jobs
+                    or self.view.state(task_id) != TaskState.STARTED
+                ):
+                    continue
+                task = self.view.get(task_id)
+                assert task is not None
+                self._guard()
+                message = f"{MIGRATION_MESSAGE} {host.attributes.get('machineGroup')}"
+                killing = task.with_status(TaskState.KILL_INITIATED, Reason.KILLED, message)
+                killing.taskContext[rc.KILL_REASON] = Reason.KILLED
+                self._save_task(killing)
+                self.driver.kill(task.id, host.host_id, Reason.KILLED)
+                self._migrating.add(task_id)
+                busy_jobs.add(job_id)
+                budget -= 1
+                m.MIGRATIONS.inc()
 
     # ---- carrying out actions -----------------------------------------------------------
     def _save_task(self, task: Task) -> Task:
@@ -364,7 +688,9 @@ class Master:
             elif isinstance(action, rc.ArchiveTask):
                 self.store.archive_task(action.task, epoch=self.epoch)
                 self.view.drop_task(action.task)
+                self._forget_pending(action.task.id)
             elif isinstance(action, rc.KillTask):
+                self._guard()
                 task = action.task.with_status(
                     TaskState.KILL_INITIATED, action.reason, f"kill requested ({action.reason})"
                 )
@@ -375,6 +701,7 @@ class Master:
                 self._save_task(
                     action.task.with_status(TaskState.FINISHED, action.reason, action.message)
                 )
+                self._forget_pending(action.task.id)
                 self._touched.add(action.task.jobId)
             elif isinstance(action, rc.FinishJob):
                 self._finish_job(action)
@@ -382,12 +709,20 @@ class Master:
     def _create_task(self, action: rc.CreateTask) -> None:
         job = self.view.jobs[action.job_id]
         task_id = str(uuid.uuid4())
-        ctx = rc.new_task_context(
-            job, action.index, task_id, action.resubmit_of, action.delay_ms, action.system_retry
-        )
+        prior = action.resubmit_of
+        system_delay = 0.0
+        if prior is not None and prior.status.reasonCode not in _NOT_THROTTLED:
+            system_delay = self.backoff.delay(job.id)
+        delay = combined_delay_ms(action.delay_ms, system_delay)
+        ctx = rc.new_task_context(job, action.index, task_id, prior, delay, action.system_retry)
         message = "queued for placement"
-        if action.delay_ms:
-            message = f"retry delayed by {action.delay_ms} ms"
+        if delay:
+            why = []
+            if action.delay_ms:
+                why.append(f"retry policy {action.delay_ms / 1000:g}s")
+            if system_delay:
+                why.append(f"system backoff {system_delay:g}s after repeated failures")
+            message = f"retry delayed by {delay / 1000:g}s ({', '.join(why)})"
         task = Task(
             id=task_id,
             jobId=job.id,
@@ -397,9 +732,9 @@ class Master:
         )
         saved = self.store.create_task(task, epoch=self.epoch)
         self.view.put_task(saved)
-        if action.resubmit_of is not None:
-            self.store.archive_task(action.resubmit_of, epoch=self.epoch)
-            self.view.drop_task(action.resubmit_of)
+        if prior is not None:
+            self.store.archive_task(prior, epoch=self.epoch)
+            self.view.drop_task(prior)
 
     def _finish_job(self, action: rc.FinishJob) -> None:
         job = self.view.jobs[action.job.id]
@@ -413,29 +748,74 @@ class Master:
                 self._touched.add(job.id)
             return
         self.store.archive_job(finished, epoch=self.epoch)
+        for task_id in list(self.view.by_job.get(job.id, ())):
+            self._forget_pending(task_id)
         self.view.drop_job(job.id)
+        self.backoff.forget(job.id)
+
+    def _forget_pending(self, task_id: str) -> None:
+        if self.placement_failures.pop(task_id, None) is not None and self.results:
+            self.results.delete_scheduler_result(task_id, epoch=self.epoch)
+
+    def _send_held(self) -> None:
+        if self._held:
+            held, self._held = self._held, []
+            self._launch(held)
+
+    def _launch(self, placements: list[Placement]) -> None:
+        """Send placements to hosts; held back (and sent on resume) while the session is
+        suspended, dropped with the leadership if it is lost (the successor sends them)."""
+        leadership = self.leadership
+        if leadership is None or not leadership.can_act():
+            self._held.extend(placements)
+            raise Paused()
+        self.driver.launch(placements)
+        m.LAUNCHES.inc(len(placements))
+        if self.first_launch_at is None:
+            self.first_launch_at = time.time()
+            if self.elected_at is not None:
+                m.FIRST_LAUNCH_SECONDS.set(self.first_launch_at - self.elected_at)
+            log.info(
+                "first launch after election at %.3f (%.3fs after elected)",
+                self.first_launch_at,
+                self.first_launch_at - (self.elected_at or self.first_launch_at),
+            )
+            self._record_election()
 
     # ---- placement ----------------------------------------------------------------------
     def _schedule(self) -> None:
         now = now_ms()
         pending: list[tuple[Job, Task]] = []
-        for task in self.view.tasks.values():
-            if task.state != TaskState.ACCEPTED:
-                continue
-            if int(task.taskContext.get(rc.NOT_BEFORE, "0")) > now:
+        by_group: dict[str, int] = {}
+        for task_id in list(self.view.pending):
+            task = self.view.get(task_id)
+            if task is None:
                 continue
             job = self.view.jobs.get(task.jobId)
             if job is None or job.status.state != JobState.ACCEPTED:
                 continue
+            group = self.view.group_of(job.id)
+            by_group[group] = by_group.get(group, 0) + 1
+            if int(task.taskContext.get(rc.NOT_BEFORE, "0")) > now:
+                continue
             pending.append((job, task))
+        self._publish_pending(by_group)
         self.driver.wants_offers(bool(pending))
         if not pending:
             return
         hosts = self.driver.hosts()
         if not hosts:
             return
+        self._guard()
         requests = [self._request(job, task) for job, task in pending]
-        result = self.scheduler.schedule(requests, self._host_states(hosts))
+        started = time.monotonic()
+        result = self.scheduler.schedule(
+            requests, self._host_states(hosts), self._groups, self.view.groups_usage()
+        )
+        m.PLACEMENT_SECONDS.observe(time.monotonic() - started)
+        m.ATTEMPTS.labels(result="placed").inc(len(result.assignments))
+        m.ATTEMPTS.labels(result="unschedulable").inc(len(result.unplaced))
+        m.ATTEMPTS.labels(result="deferred").inc(len(result.deferred))
         by_id = {task.id: (job, task) for job, task in pending}
         host_by_id = {h.host_id: h for h in hosts}
         placements = []
@@ -455,25 +835,68 @@ class Master:
             )
             saved = self._save_task(launched)
             placements.append(Placement(TaskSpec.for_task(job, saved), host.host_id))
-            self.placement_failures.pop(task.id, None)
+            self._forget_pending(task.id)
         if placements:
-            self.driver.launch(placements)
-            if self.first_launch_at is None:
-                self.first_launch_at = time.time()
-        for task_id, summary in result.unplaced.items():
-            self.placement_failures[task_id] = summary.message
+            self._launch(placements)
+        self._record_unplaced(result.unplaced, by_id)
+
+    def _record_unplaced(
+        self, unplaced: dict[str, PlacementSummary], by_id: dict[str, tuple[Job, Task]]
+    ) -> None:
+        """Keep each unplaced task's summary in the store and its status message, but write
+        only when the summary changed: a task pending for an hour costs a few writes."""
+        m.UNSCHEDULABLE.clear()
+        worst: dict[str, int] = {}
+        for task_id, summary in unplaced.items():
+            refused = summary.refused_by
+            if refused:
+                plugin = max(refused, key=lambda k: refused[k])
+                worst[plugin] = worst.get(plugin, 0) + 1
+            message = summary.message
+            if self.placement_failures.get(task_id) == message:
+                continue
+            job, task = by_id[task_id]
+            record = {
+                "taskId": task_id,
+                "jobId": job.id,
+                "capacityGroup": self.view.group_of(job.id),
+                "hostsConsidered": summary.hosts_considered,
+                "refusedBy": refused,
+                "message": message,
+                "timestamp": now_ms(),
+            }
+            if self.results is not None:
+                self.results.put_scheduler_result(
+                    task_id, job.id, json.dumps(record), epoch=self.epoch
+                )
+            current = self.view.get(task_id) or task
+            status = current.status.model_copy(update={"reasonMessage": f"pending: {message}"})
+            self._save_task(current.model_copy(update={"status": status}))
+            self.placement_failures[task_id] = message
+        for plugin, count in worst.items():
+            m.UNSCHEDULABLE.labels(plugin=plugin).set(count)
+
+    def _publish_pending(self, by_group: dict[str, int]) -> None:
+        """Pending counts per group: a gauge, and (when changed) the store's record that the
+        API checks before admitting more work into a group."""
+        if by_group == self._pending_written:
+            return
+        for group in set(self._pending_written or {}) | set(by_group):
+            m.PENDING.labels(capacity_group=group).set(by_group.get(group, 0))
+        self.store.set_meta(PENDING_BY_GROUP_META, json.dumps(by_group), epoch=self.epoch)
+        self._pending_written = dict(by_group)
 
     def _request(self, job: Job, task: Task) -> TaskRequest:
         d = job.jobDescriptor
-        r = _resources(job)
+        r = d.container.resources
         return TaskRequest(
             task_id=task.id,
             job_id=job.id,
-            cpu=r["cpu"],
-            memory_mb=r["memoryMB"],
-            disk_mb=r["diskMB"],
-            network_mbps=r["networkMbps"],
-            gpu=r["gpu"],
+            cpu=r.cpu,
+            memory_mb=float(r.memoryMB),
+            disk_mb=float(r.diskMB),
+            network_mbps=float(r.networkMbps),
+            gpu=float(r.gpu),
             job_type=d.job_type,
             capacity_group=d.capacityGroup or "DEFAULT",
             hard_constraints=dict(d.container.hardConstraints.constraints),
@@ -482,34 +905,52 @@ class Master:
         )
 
     def _host_states(self, hosts: list[HostView]) -> list[HostState]:
-        used: dict[str, dict[str, float]] = {h.host_id: {} for h in hosts}
-        launching: dict[str, int] = {}
-        counts: dict[str, int] = {}
-        job_counts: dict[str, dict[str, int]] = {}
-        for task in self.view.tasks.values():
-            host = task.agent_id
-            if host not in used or task.state not in TASK_ON_HOST:
-                continue
-            job = self.view.jobs.get(task.jobId)
-            if job is None:
-                continue
-            for k, v in _resources(job).items():
-                used[host][k] = used[host].get(k, 0.0) + v
-            counts[host] = counts.get(host, 0) + 1
-            if task.state in (TaskState.LAUNCHED, TaskState.START_INITIATED):
-                launching[host] = launching.get(host, 0) + 1
-            jc = job_counts.setdefault(host, {})
-            jc[task.jobId] = jc.get(task.jobId, 0) + 1
-        return [
-            HostState(
-                host_id=h.host_id,
-                total=h.total,
-                used=used[h.host_id],
-                attributes=h.attributes,
-                healthy=h.healthy,
-                launching=launching.get(h.host_id, 0),
-                task_count=counts.get(h.host_id, 0),
-                job_counts=job_counts.get(h.host_id, {}),
+        out = []
+        for h in hosts:
+            usage = self.view.usage_of(h.host_id)
+            out.append(
+                HostState(
+                    host_id=h.host_id,
+                    total=h.total,
+                    used=dict(zip(RESOURCE_NAMES, usage.used, strict=True)),
+                    attributes=h.attributes,
+                    healthy=h.healthy,
+                    schedulable=self._schedulable(h),
+                    launching=usage.launching,
+                    task_count=usage.tasks,
+                    job_counts=dict(usage.jobs),
+                )
             )
-            for h in hosts
-        ]
+        return out
+
+
+def _capacity_group(name: str, value: str) -> CapacityGroup | None:
+    """A stored capacity group (the API's JSON document, Titus ApplicationSla fields)."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        log.warning("ignoring unreadable capacity group %s", name)
+        return None
+    if not isinstance(data, dict):
+        return None
+    tier = str(data.get("tier", "Flex"))
+    return CapacityGroup(
+        name=str(data.get("appName") or data.get("name") or name),
+        tier="Critical" if tier.lower() == "critical" else "Flex",
+        instance_cpu=float(data.get("instanceCPU", 0) or 0),
+        instance_memory_mb=float(data.get("instanceMemoryMB", 0) or 0),
+        instance_disk_mb=float(data.get("instanceDiskMB", 0) or 0),
+        instance_network_mbps=float(
+            data.get("instanceNetworkMbs", data.get("instanceNetworkMbps", 0)) or 0
+        ),
+        instance_gpu=float(data.get("instanceGPU", 0) or 0),
+        instance_count=int(data.get("instanceCount", 0) or 0),
+    )
+
+
+_KNOWN_REASONS = frozenset(r.value for r in Reason)
+
+
+def _bounded_reason(reason: str) -> str:
+    """Reason codes as metric labels: known ones as they are, anything else as `other`."""
+    return reason if reason in _KNOWN_REASONS else "other"

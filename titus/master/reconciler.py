@@ -189,10 +189,47 @@ def _reconcile_batch(job: Job, tasks: list[Task]) -> list[Action]:
     return actions
 
 
-def _scale_down_order(task: Task) -> tuple[int, int]:
-    """Kill the least useful first: not yet running before running; newest first."""
-    running = task.state in (TaskState.STARTED, TaskState.DISCONNECTED)
-    return (1 if running else 0, -task.status.timestamp)
+#: Scale-down kills tasks that do not run yet first, in this order (least progress first).
+_NOT_RUNNING_ORDER = {
+    TaskState.ACCEPTED: 0,
+    TaskState.LAUNCHED: 1,
+    TaskState.START_INITIATED: 2,
+}
+
+
+def scale_down_order(tasks: list[Task], count: int) -> list[Task]:
+    """The `count` tasks a scale-down kills, in order.
+
+    First the tasks that do not run yet (nobody depends on them; Accepted ones cost nothing
+    to drop), least progress first, newest first. Then running tasks, each taken from the
+    zone that has the most of the job's remaining running tasks, so what stays is as evenly
+    spread over zones as it was or better; within a zone the newest goes first (the oldest
+    have proven themselves).
+    """
+    if count <= 0:
+        return []
+    waiting = sorted(
+        (t for t in tasks if t.state in _NOT_RUNNING_ORDER),
+        key=lambda t: (_NOT_RUNNING_ORDER[t.state], -t.status.timestamp, t.id),
+    )
+    chosen = waiting[:count]
+    left = count - len(chosen)
+    if left <= 0:
+        return chosen
+    by_zone: dict[str, list[Task]] = {}
+    for t in tasks:
+        if t.state not in _NOT_RUNNING_ORDER:
+            by_zone.setdefault(t.taskContext.get("agent.zone", ""), []).append(t)
+    for zone_tasks in by_zone.values():
+        # oldest first, so pop() takes the newest
+        zone_tasks.sort(key=lambda t: (t.status.timestamp, t.id))
+    while left > 0 and by_zone:
+        zone = max(by_zone, key=lambda z: (len(by_zone[z]), z))
+        chosen.append(by_zone[zone].pop())
+        if not by_zone[zone]:
+            del by_zone[zone]
+        left -= 1
+    return chosen
 
 
 def _reconcile_service(job: Job, tasks: list[Task]) -> list[Action]:
@@ -222,7 +259,7 @@ def _reconcile_service(job: Job, tasks: list[Task]) -> list[Action]:
                 delay = job.jobDescriptor.retry_policy.delay_ms(budget_of(prior).resubmits + 1)
             actions.append(CreateTask(job.id, index, prior, delay, system))
     elif missing < 0:
-        for t in sorted(live, key=_scale_down_order)[:-missing]:
+        for t in scale_down_order(live, -missing):
             action = _kill_or_finish(t, Reason.SCALED_DOWN)
             if action is not None:
                 actions.append(action)

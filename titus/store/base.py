@@ -199,11 +199,6 @@ class JobStore(Protocol):
         """All active jobs and tasks in a few bulk reads: the new leader's start-up."""
         ...
 
-    def load_active_index(self) -> ActiveIndex:
-        """`load_active` with each task as a TaskRow (documents not parsed): one bulk read
-        per table, for a leader start-up that does not grow with parsing every task."""
-        ...
-
     # ---- the API's requests to the master ---------------------------------------------
     def mark_dirty(self, job_id: str) -> None: ...
 
@@ -233,24 +228,6 @@ class JobStore(Protocol):
         ...
 
     def set_instance_group(self, name: str, state: str) -> None: ...
-
-    # ---- "why is my task pending": the scheduler's last word on each unplaced task ------
-    # Written by the leader (fenced by epoch) only when a task's summary changes; read by
-    # the API by task id. One row per task, keyed by task id (Cassandra: a table keyed by
-    # task_id with a TTL of a day, so rows of tasks that went away expire on their own).
-    def put_scheduler_result(
-        self, task_id: str, job_id: str, value: str, *, epoch: int | None = None
-    ) -> None:
-        """Insert or replace the JSON summary of the last placement attempt of a task."""
-        ...
-
-    def get_scheduler_result(self, task_id: str) -> str | None:
-        """The JSON summary of the task's last failed placement attempt, if any."""
-        ...
-
-    def delete_scheduler_result(self, task_id: str, *, epoch: int | None = None) -> None:
-        """Forget a task's summary (it was placed, or it ended)."""
-        ...
 
     # ---- small settings the platform keeps (framework id, ...) ------------------------
     def get_meta(self, key: str) -> str | None: ...
@@ -337,3 +314,34 @@ class JobStore(Protocol):
     def delete_move_request(self, request: MoveRequest, *, epoch: int | None = None) -> None: ...
 
     def close(self) -> None: ...
+
+
+class LeaderStore(Protocol):
+    """Store methods the leader uses when a backend has them (feature-checked with getattr):
+    SQLite has them; a backend without them still works, more slowly at start-up (the whole
+    active state parsed) and without "why is my task pending" records. Once every backend
+    has them they belong in JobStore.
+    """
+
+    def load_active_index(self) -> ActiveIndex:
+        """`load_active` with each task as a TaskRow (documents not parsed): one bulk read
+        per table, for a leader start-up that does not grow with parsing every task."""
+        ...
+
+    # ---- "why is my task pending": the scheduler's last word on each unplaced task ------
+    # Written by the leader (fenced by epoch) only when a task's summary changes; read by
+    # the API by task id. One row per task, keyed by task id (Cassandra: a table keyed by
+    # task_id with a TTL of a day, so rows of tasks that went away expire on their own).
+    def put_scheduler_result(
+        self, task_id: str, job_id: str, value: str, *, epoch: int | None = None
+    ) -> None:
+        """Insert or replace the JSON summary of the last placement attempt of a task."""
+        ...
+
+    def get_scheduler_result(self, task_id: str) -> str | None:
+        """The JSON summary of the task's last failed placement attempt, if any."""
+        ...
+
+    def delete_scheduler_result(self, task_id: str, *, epoch: int | None = None) -> None:
+        """Forget a task's summary (it was placed, or it ended)."""
+        ...

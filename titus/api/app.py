@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from titus.api import capacity, jobs, observe, tasks
+from titus.api import capacity, jobs, observe, scheduler_results, tasks
 from titus.api.auth import TokenAuth
 from titus.api.errors import ApiError, api_error_handler, error_body, invalid_request_handler
 from titus.api.gate import Gate
@@ -62,6 +62,16 @@ def bounds_of(settings: Settings) -> Bounds:
         network_mbps_max=settings.network_mbps_max,
         gpu_max=settings.gpu_max,
     )
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method any route serves at `path` (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def create_app(settings: Settings, store: Any, coord: Coordinator) -> FastAPI:
@@ -115,6 +125,7 @@ def create_app(settings: Settings, store: Any, coord: Coordinator) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(tasks.router)
     app.include_router(capacity.router)
+    app.include_router(scheduler_results.router)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(InvalidRequest, invalid_request_handler)
 
@@ -139,10 +150,13 @@ def create_app(settings: Settings, store: Any, coord: Coordinator) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))
         return JSONResponse(
             error_body(exc.status_code, str(exc.detail)),
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     @app.get("/health", tags=["operations"], response_model=Health)

@@ -8,8 +8,8 @@ import tempfile
 from pathlib import Path
 
 import schemathesis
-from schemathesis import checks
 from hypothesis import HealthCheck, settings
+from schemathesis import checks
 
 from titus.api.app import create_app
 from titus.coord.local import LocalCoordinator

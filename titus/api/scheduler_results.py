@@ -1,0 +1,56 @@
+"""`/api/v3/scheduler/results/{taskId}`: "why is my task pending?"
+
+The leader keeps, for each Accepted task it could not place, the summary of the last
+attempt (hosts looked at, how many each placement rule refused) in the store; the API
+and the master may be separate processes, so this router reads it from there.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from titus.api.deps import service_of
+from titus.api.errors import ApiError, not_found
+from titus.api.schemas import ERROR_RESPONSES
+from titus.model.states import TaskState
+
+router = APIRouter(prefix="/api/v3/scheduler", tags=["scheduler"], responses=ERROR_RESPONSES)
+
+
+@router.get("/results/{task_id}")
+async def scheduler_result(task_id: str, request: Request) -> dict[str, Any]:
+    """The last placement attempt of a task: `hostsConsidered`, `refusedBy` (hosts per rule,
+    each host counted under the first rule that refused it) and a one-line `message`.
+
+    A task that was placed, or that the scheduler has not tried yet, has no failure to
+    explain: the answer then says so in `message` with `placed` or `pending` set.
+    """
+    service = service_of(request)
+    store = service.store
+    task = await run_in_threadpool(store.get_task, task_id)
+    if task is None:
+        raise not_found("task", task_id)
+    reader = getattr(store, "get_scheduler_result", None)
+    if reader is None:
+        raise ApiError(501, "this store keeps no scheduler results")
+    raw = await run_in_threadpool(reader, task_id) if task.state == TaskState.ACCEPTED else None
+    if raw is not None:
+        result: dict[str, Any] = json.loads(raw)
+        result["state"] = str(task.state)
+        return result
+    placed = task.state != TaskState.ACCEPTED
+    return {
+        "taskId": task.id,
+        "jobId": task.jobId,
+        "state": str(task.state),
+        "placed": placed,
+        "hostsConsidered": 0,
+        "refusedBy": {},
+        "message": (
+            f"placed on {task.agent_id}" if placed and task.agent_id else task.status.reasonMessage
+        ),
+    }

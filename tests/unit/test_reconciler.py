@@ -156,3 +156,42 @@ def test_reconciling_twice_decides_the_same() -> None:
     job = batch_job(size=2, retries=1)
     tasks = [task(0, TaskState.FINISHED, Reason.FAILED), task(1)]
     assert kinds(rc.reconcile_job(job, tasks)) == kinds(rc.reconcile_job(job, tasks))
+
+
+def in_zone(t: Task, zone: str, at: int) -> Task:
+    t.taskContext["agent.zone"] = zone
+    t.status.timestamp = at
+    return t
+
+
+def test_scale_down_takes_queued_then_starting_then_running() -> None:
+    running = task(0)
+    launched = task(1, state=TaskState.LAUNCHED)
+    queued = task(2, state=TaskState.ACCEPTED)
+    starting = task(3, state=TaskState.START_INITIATED)
+    order = rc.scale_down_order([running, launched, queued, starting], 4)
+    assert order == [queued, launched, starting, running]
+
+
+def test_scale_down_of_running_tasks_keeps_zones_balanced() -> None:
+    a = [in_zone(task(i), "a", 100 + i) for i in range(3)]
+    b = [in_zone(task(3 + i), "b", 200 + i) for i in range(2)]
+    c = [in_zone(task(5), "c", 300)]
+    chosen = rc.scale_down_order([*a, *b, *c], 3)
+    # zone a has the most: its newest goes first; then a and b are level and one of each goes
+    assert chosen[0] is a[2]
+    left = [t for t in [*a, *b, *c] if t not in chosen]
+    per_zone = {z: sum(1 for t in left if t.taskContext["agent.zone"] == z) for z in "abc"}
+    assert sorted(per_zone.values()) == [1, 1, 1]
+
+
+def test_service_scale_down_through_the_reconciler_keeps_zones_balanced() -> None:
+    job = service_job(desired=2)
+    tasks = [
+        in_zone(task(0), "a", 1),
+        in_zone(task(1), "a", 2),
+        in_zone(task(2), "b", 3),
+    ]
+    actions = rc.reconcile_job(job, tasks)
+    assert len(actions) == 1 and isinstance(actions[0], rc.KillTask)
+    assert actions[0].task is tasks[1]

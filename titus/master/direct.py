@@ -99,7 +99,11 @@ class DirectDriver:
         self._supervisor.start()
 
     def stop(self) -> None:
+        """End this leadership's work: launches and kills still queued are dropped (a
+        deposed leader must not act late; its successor decides again from the store)."""
         self._stop.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="agent-call")
         with self._lock:
             for w in self._watches.values():
                 w.stop.set()
@@ -186,6 +190,8 @@ class DirectDriver:
             self._pool.submit(self._launch_one, p)
 
     def _launch_one(self, p: Placement) -> None:
+        if self._stop.is_set():
+            return
         address = self._address(p.host_id)
         if address is None:
             self._synthesize(
@@ -226,6 +232,8 @@ class DirectDriver:
         self._pool.submit(self._kill_one, task_id, host_id, reason)
 
     def _kill_one(self, task_id: str, host_id: str | None, reason: str) -> None:
+        if self._stop.is_set():
+            return
         address = self._address(host_id)
         if address is None:
             return  # the host is gone: its tasks are declared lost by the leader

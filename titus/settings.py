@@ -166,6 +166,31 @@ class Settings(BaseSettings):
         description="ZooKeeper session timeout: how long a dead leader holds leadership "
         "before another master takes over (default 10 s).",
     )
+    # master: the Mesos cluster driver (`titus master --cluster mesos://host:5050`)
+    cluster: str = Field(
+        "",
+        description="How the master reaches hosts: empty or 'direct' (agents registered in "
+        "coordination), mesos://host:5050 or mesos+zk://zk1:2181/mesos (a Mesos framework).",
+    )
+    mesos_framework_name: str = Field("titus", description="Mesos framework name.")
+    mesos_user: str = Field("root", description="User the Mesos framework runs tasks as.")
+    mesos_role: str = Field("*", description="Mesos role the framework subscribes with.")
+    mesos_failover_timeout_sec: float = Field(
+        604_800.0,
+        description="How long Mesos keeps the framework's tasks running without a connected "
+        "leader (default one week); past it Mesos kills them all.",
+    )
+    mesos_refuse_sec: float = Field(
+        5.0, description="Refuse time of declined offers and unused parts of accepted ones."
+    )
+    mesos_reconcile_interval_sec: float = Field(
+        300.0, description="How often the framework reconciles implicitly (default 5 min)."
+    )
+    mesos_executor_command: str = Field(
+        "",
+        description="Shell command Mesos agents run as the Titus executor; empty (default): "
+        "this interpreter with -m titus.agent.mesos_executor.",
+    )
 
     # agent
     agent_id: str = ""

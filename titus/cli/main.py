@@ -72,12 +72,23 @@ def _master(settings: Settings, store: Any, coord: Any) -> Any:
     from titus.master.direct import DirectDriver
     from titus.master.leader import Master, MasterConfig
 
-    driver = DirectDriver(
-        coord,
-        poll_wait=settings.agent_poll_wait_sec,
-        lost_after=settings.agent_lost_after_sec,
-        kill_grace=settings.kill_grace_sec,
-    )
+    driver: Any
+    if settings.cluster.startswith(("mesos://", "mesos+zk://")):
+        from titus.master.mesos import MesosDriver
+
+        driver = MesosDriver.from_settings(settings, store)
+    elif settings.cluster in ("", "direct"):
+        driver = DirectDriver(
+            coord,
+            poll_wait=settings.agent_poll_wait_sec,
+            lost_after=settings.agent_lost_after_sec,
+            kill_grace=settings.kill_grace_sec,
+        )
+    else:
+        raise CommandError(
+            f"unknown cluster {settings.cluster!r}: use direct, mesos://host:5050 or "
+            "mesos+zk://zk1:2181/mesos"
+        )
     return Master(
         store,
         coord,
@@ -205,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     daemon_options(p)
     p.add_argument("--id", help="this master's id")
     p.add_argument("--address", help="address published while this master leads")
+    p.add_argument(
+        "--cluster",
+        help="direct (default), mesos://host:5050 or mesos+zk://zk1:2181/mesos (TITUS_CLUSTER)",
+    )
 
     p = sub.add_parser("agent", help="run an agent on this host")
     daemon_options(p)
@@ -241,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             agent_disk_mb=getattr(args, "disk_mb", None),
             agent_machine_group=getattr(args, "machine_group", None),
             master_address=getattr(args, "address", None),
+            cluster=getattr(args, "cluster", None),
         )
         if args.resource == "local":
             return cmd_local(settings)

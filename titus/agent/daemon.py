@@ -91,6 +91,29 @@ class _Task:
     orphan_since: float | None = None  # monotonic time it was found to be nobody's
 
 
+def task_hooks(
+    settings: Settings,
+    client: docker.DockerClient,
+    runtime: DockerRuntime,
+    uploader: LogUploader,
+) -> list[TaskHook]:
+    """The task life on a host: log files and their upload, the container, copying its
+    output. The upload hook sits before the container so that its teardown (journal every
+    file) runs after the copies have drained. Shared by this daemon and the Mesos executor
+    (mesos_executor.py), so a task runs the same way whichever cluster driver placed it."""
+    upload = LogUploadHook(settings, uploader)
+    return [
+        LogsHook(),
+        upload,
+        ContainerHook(runtime),
+        LogFollowHook(
+            client,
+            rotate_bytes=settings.agent_log_rotate_bytes,
+            on_rotate=upload.on_rotate,
+        ),
+    ]
+
+
 def _parse_docker_time(value: str) -> float | None:
     """Docker's RFC 3339 timestamps carry nanoseconds; Python parses microseconds."""
     if not value or value.startswith("0001-"):
@@ -145,20 +168,7 @@ class AgentDaemon:
         self._started = False
 
     def default_hooks(self) -> list[TaskHook]:
-        """The task life on this host: log files and their upload, the container, copying
-        its output. The upload hook sits before the container so that its teardown (journal
-        every file) runs after the copies have drained."""
-        upload = LogUploadHook(self.settings, self.uploader)
-        return [
-            LogsHook(),
-            upload,
-            ContainerHook(self.runtime),
-            LogFollowHook(
-                self.client,
-                rotate_bytes=self.settings.agent_log_rotate_bytes,
-                on_rotate=upload.on_rotate,
-            ),
-        ]
+        return task_hooks(self.settings, self.client, self.runtime, self.uploader)
 
     # lifecycle
 

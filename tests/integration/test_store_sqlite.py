@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `tests.*`
-
-from tests.store.conformance import *  # noqa: E402,F401,F403
-from titus.store.base import JobStore  # noqa: E402
-from titus.store.sqlite import SqliteJobStore  # noqa: E402
+from tests.store.conformance import *  # noqa: F401,F403
+from titus.store.base import JobStore
+from titus.store.sqlite import SqliteJobStore
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ backend that passes them can replace another without the callers noticing.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -36,6 +37,7 @@ from titus.store.base import (
     GroupNameTaken,
     JobStore,
     KillRequest,
+    MoveRequest,
     StaleEpoch,
 )
 
@@ -66,6 +68,19 @@ __all__ = [
     "test_newer_epoch_writes_accepted",
     "test_meta",
     "test_second_handle_sees_writes",
+    "test_load_active_index",
+    "test_change_feed_records_every_write",
+    "test_change_feed_pages_and_resumes",
+    "test_change_feed_seen_by_another_handle",
+    "test_count_active_tasks",
+    "test_capacity_groups",
+    "test_idempotency_keys",
+    "test_idempotency_key_expires",
+    "test_task_attributes",
+    "test_move_requests",
+    "test_instance_groups",
+    "test_scheduler_results",
+    "test_new_writes_fenced_by_epoch",
 ]
 
 
@@ -420,3 +435,239 @@ def test_second_handle_sees_writes(store_factory: Callable[[], JobStore]) -> Non
     finally:
         a.close()
         b.close()
+
+
+# ---- the leader's index load ----------------------------------------------------------------
+def test_load_active_index(store: JobStore) -> None:
+    job = store.create_job(make_job())
+    placed = store.create_task(make_task(job, 0))
+    placed = store.update_task(
+        placed.model_copy(
+            update={"taskContext": {**placed.taskContext, "agent.id": "agent-7"}}
+        ).with_status(TaskState.LAUNCHED)
+    )
+    waiting = store.create_task(make_task(job, 1))
+    gone = store.create_job(make_job())
+    store.archive_job(finish(gone))
+    index = store.load_active_index()
+    assert [j.id for j in index.jobs] == [job.id]
+    rows = {r.id: r for r in index.tasks}
+    assert set(rows) == {placed.id, waiting.id}
+    row = rows[placed.id]
+    assert (row.job_id, row.version, row.state, row.agent_id) == (
+        job.id,
+        2,
+        TaskState.LAUNCHED,
+        "agent-7",
+    )
+    assert row.timestamp == placed.status.timestamp
+    assert Task.model_validate_json(row.raw).id == placed.id
+    assert rows[waiting.id].agent_id is None
+    assert rows[waiting.id].state == TaskState.ACCEPTED
+
+
+# ---- change feed ----------------------------------------------------------------------------
+def _feed(store: JobStore, after: int) -> list[tuple[str, str, str]]:
+    return [(c.kind, c.entity_id, c.op) for c in store.changes_since(after, 10_000).changes]
+
+
+def test_change_feed_records_every_write(store: JobStore) -> None:
+    assert store.last_change_seq() == 0
+    job = make_job()
+    first = make_task(job, 0)
+    job = store.create_job(job, [first])
+    head = store.last_change_seq()
+    assert head > 0
+    task = store.create_task(make_task(job, 1))
+    task = store.update_task(task.with_status(TaskState.LAUNCHED))
+    store.update_task_attributes(task.id, job.id, {"owner": "me"})
+    store.archive_task(task.with_status(TaskState.FINISHED))
+    job = store.update_job(job.with_status(JobState.KILL_INITIATED))
+    store.archive_job(finish(job))
+    entries = _feed(store, head)
+    assert entries == [
+        ("task", task.id, "put"),
+        ("task", task.id, "put"),
+        ("task", task.id, "put"),
+        ("task", task.id, "archive"),
+        ("job", job.id, "put"),
+        ("task", first.id, "archive"),
+        ("job", job.id, "archive"),
+    ]
+    batch = store.changes_since(0, 10_000)
+    assert {("job", job.id, "put"), ("task", first.id, "put")} <= {
+        (c.kind, c.entity_id, c.op) for c in batch.changes
+    }
+    seqs = [c.seq for c in batch.changes]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert all(c.job_id == job.id for c in batch.changes)
+    assert batch.last_seq == store.last_change_seq() == seqs[-1]
+    assert batch.first_seq <= seqs[0]
+
+
+def test_change_feed_pages_and_resumes(store: JobStore) -> None:
+    jobs = [store.create_job(make_job()) for _ in range(7)]
+    seen: list[str] = []
+    after = 0
+    while True:
+        batch = store.changes_since(after, limit=3)
+        assert len(batch.changes) <= 3
+        if not batch.changes:
+            break
+        seen += [c.entity_id for c in batch.changes]
+        after = batch.changes[-1].seq
+    assert seen == [j.id for j in jobs]
+    assert store.changes_since(after).changes == []
+
+
+def test_change_feed_seen_by_another_handle(store_factory: Callable[[], JobStore]) -> None:
+    """The API follows the feed in its own process while the master writes in another."""
+    writer, reader = store_factory(), store_factory()
+    try:
+        head = reader.last_change_seq()
+        job = writer.create_job(make_job())
+        task = writer.create_task(make_task(job), epoch=1)
+        writer.update_task(task.with_status(TaskState.LAUNCHED), epoch=1)
+        got = [(c.kind, c.entity_id) for c in reader.changes_since(head).changes]
+        assert got == [("job", job.id), ("task", task.id), ("task", task.id)]
+    finally:
+        writer.close()
+        reader.close()
+
+
+def test_count_active_tasks(store: JobStore) -> None:
+    assert store.count_active_tasks() == 0
+    job = make_job()
+    store.create_job(job, [make_task(job, i) for i in range(3)])
+    extra = store.create_task(make_task(job, 3))
+    assert store.count_active_tasks() == 4
+    store.archive_task(extra)
+    assert store.count_active_tasks() == 3
+    store.archive_job(finish(job))
+    assert store.count_active_tasks() == 0
+
+
+# ---- capacity groups --------------------------------------------------------------------------
+def test_capacity_groups(store: JobStore) -> None:
+    assert store.list_capacity_groups() == {}
+    assert store.get_capacity_group("web") is None
+    store.create_capacity_group("web", '{"instances": 10}')
+    with pytest.raises(Conflict):
+        store.create_capacity_group("web", '{"instances": 20}')
+    assert store.get_capacity_group("web") == '{"instances": 10}'
+    store.put_capacity_group("web", '{"instances": 30}')
+    store.put_capacity_group("batch", '{"instances": 5}')
+    assert store.list_capacity_groups() == {
+        "web": '{"instances": 30}',
+        "batch": '{"instances": 5}',
+    }
+    assert store.delete_capacity_group("web") is True
+    assert store.delete_capacity_group("web") is False
+    assert store.get_capacity_group("web") is None
+    assert list(store.list_capacity_groups()) == ["batch"]
+    store.create_capacity_group("web", "{}")  # a deleted name can be created again
+
+
+# ---- idempotency keys -------------------------------------------------------------------------
+def test_idempotency_keys(store: JobStore) -> None:
+    before = time.time()
+    won = store.claim_idempotency_key("k1", "fp-a", "job-a", 600)
+    assert (won.fingerprint, won.job_id) == ("fp-a", "job-a")
+    assert before + 599 <= won.expires_at <= time.time() + 601
+    held = store.claim_idempotency_key("k1", "fp-b", "job-b", 600)
+    assert (held.fingerprint, held.job_id) == ("fp-a", "job-a")
+    assert abs(held.expires_at - won.expires_at) < 1.0
+    other = store.claim_idempotency_key("k2", "fp-b", "job-b", 600)
+    assert other.job_id == "job-b"
+    # Releasing on behalf of another job does nothing; the holder's release frees the key.
+    store.release_idempotency_key("k1", "job-b")
+    assert store.claim_idempotency_key("k1", "fp-c", "job-c", 600).job_id == "job-a"
+    store.release_idempotency_key("k1", "job-a")
+    assert store.claim_idempotency_key("k1", "fp-c", "job-c", 600).job_id == "job-c"
+
+
+def test_idempotency_key_expires(store: JobStore) -> None:
+    store.claim_idempotency_key("k", "fp-a", "job-a", 1)
+    assert store.claim_idempotency_key("k", "fp-b", "job-b", 1).job_id == "job-a"
+    time.sleep(1.2)
+    assert store.claim_idempotency_key("k", "fp-b", "job-b", 60).job_id == "job-b"
+
+
+# ---- task attributes ----------------------------------------------------------------------------
+def test_task_attributes(store: JobStore) -> None:
+    job = store.create_job(make_job())
+    t1, t2 = (store.create_task(make_task(job, i)) for i in range(2))
+    assert store.get_task_attributes(t1.id) == {}
+    head = store.last_change_seq()
+    store.update_task_attributes(t1.id, job.id, {"a": "1", "b": "2"})
+    store.update_task_attributes(t2.id, job.id, {"a": "x"})
+    store.update_task_attributes(t1.id, job.id, {"b": "3", "c": "4"}, delete=["a"])
+    assert store.get_task_attributes(t1.id) == {"b": "3", "c": "4"}
+    assert store.list_task_attributes(job.id) == {t1.id: {"b": "3", "c": "4"}, t2.id: {"a": "x"}}
+    assert store.list_task_attributes("other-job") == {}
+    assert [c.entity_id for c in store.changes_since(head).changes] == [t1.id, t2.id, t1.id]
+    # The master's task writes never touch the user's attributes.
+    store.update_task(t1.with_status(TaskState.LAUNCHED))
+    assert store.get_task_attributes(t1.id) == {"b": "3", "c": "4"}
+
+
+# ---- task moves -------------------------------------------------------------------------------
+def test_move_requests(store: JobStore) -> None:
+    source = store.create_job(make_job())
+    target = store.create_job(make_job())
+    t1, t2 = (store.create_task(make_task(source, i)) for i in range(2))
+    store.take_dirty()
+    move = MoveRequest(source.id, target.id, t1.id, caller="alice")
+    store.add_move_request(move)
+    store.add_move_request(MoveRequest(source.id, target.id, t2.id))
+    assert set(store.take_dirty()) == {source.id, target.id}
+    listed = {m.task_id: m for m in store.list_move_requests(source.id)}
+    assert set(listed) == {t1.id, t2.id}
+    assert listed[t1.id] == move
+    assert store.list_move_requests(target.id) == []
+    store.delete_move_request(move)
+    assert [m.task_id for m in store.list_move_requests(source.id)] == [t2.id]
+    store.archive_job(finish(source))
+    assert store.list_move_requests(source.id) == []
+
+
+# ---- instance groups --------------------------------------------------------------------------
+def test_instance_groups(store: JobStore) -> None:
+    assert store.list_instance_groups() == {}
+    store.set_instance_group("ig-1", "active")
+    store.set_instance_group("ig-2", "phasedOut")
+    store.set_instance_group("ig-1", "removable")
+    assert store.list_instance_groups() == {"ig-1": "removable", "ig-2": "phasedOut"}
+
+
+# ---- scheduler results ------------------------------------------------------------------------
+def test_scheduler_results(store: JobStore) -> None:
+    assert store.get_scheduler_result("t-1") is None
+    store.put_scheduler_result("t-1", "j-1", '{"reason": "no host"}')
+    store.put_scheduler_result("t-1", "j-1", '{"reason": "no cpu"}')
+    store.put_scheduler_result("t-2", "j-1", '{"reason": "no ip"}', epoch=1)
+    assert store.get_scheduler_result("t-1") == '{"reason": "no cpu"}'
+    store.delete_scheduler_result("t-1")
+    assert store.get_scheduler_result("t-1") is None
+    assert store.get_scheduler_result("t-2") == '{"reason": "no ip"}'
+
+
+def test_new_writes_fenced_by_epoch(store: JobStore) -> None:
+    job = store.create_job(make_job())
+    task = store.create_task(make_task(job))
+    move = MoveRequest(job.id, "other", task.id)
+    store.add_move_request(move)
+    store.put_scheduler_result(task.id, job.id, "{}", epoch=1)
+    store.claim_epoch(2)
+    with pytest.raises(StaleEpoch):
+        store.put_scheduler_result(task.id, job.id, '{"old": true}', epoch=1)
+    with pytest.raises(StaleEpoch):
+        store.delete_scheduler_result(task.id, epoch=1)
+    with pytest.raises(StaleEpoch):
+        store.delete_move_request(move, epoch=1)
+    assert store.get_scheduler_result(task.id) == "{}"
+    assert store.list_move_requests(job.id) == [move]
+    store.delete_move_request(move, epoch=2)
+    store.delete_scheduler_result(task.id, epoch=2)
+    assert store.list_move_requests(job.id) == []
+    assert store.get_scheduler_result(task.id) is None

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -41,6 +42,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from cassandra import (
     ConsistencyLevel,
     CoordinationFailure,
+    InvalidRequest,
     OperationTimedOut,
     ReadTimeout,
     Unavailable,
@@ -66,13 +68,19 @@ from cassandra.query import BatchStatement, BatchType, PreparedStatement, Simple
 
 from titus.model.job import Job, Task
 from titus.store.base import (
+    ActiveIndex,
     ActiveState,
+    Change,
+    ChangeBatch,
     Conflict,
     GroupNameTaken,
+    IdempotencyRecord,
     KillRequest,
+    MoveRequest,
     StaleEpoch,
     StoreError,
     StoreUnavailable,
+    TaskRow,
 )
 
 log = logging.getLogger(__name__)
@@ -82,6 +90,15 @@ DEFAULT_BUCKETS = 64
 # A group name held by a job that never got written (its creator died between the name's
 # lightweight transaction and the job's batch) is taken over after this long.
 ABANDONED_NAME_SECONDS = 60.0
+# The change feed: entries live an hour (a reader further behind reloads in full), in one
+# partition per minute, ordered by a time-based sequence number (ms * SEQ_PER_MS + n).
+FEED_TTL_SECONDS = 3600
+FEED_BUCKET_MS = 60_000
+SEQ_PER_MS = 1024
+# Scheduler results of tasks that went away expire on their own.
+SCHEDULER_RESULT_TTL_SECONDS = 24 * 3600
+# Rows per page of the leader's full-table scans.
+SCAN_PAGE_SIZE = 5000
 
 _TRANSIENT = (
     WriteTimeout,
@@ -126,6 +143,34 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text)",
         ],
     ),
+    (
+        2,
+        "change feed, task index columns, capacity groups, idempotency keys, task attributes, "
+        "move requests, instance groups, scheduler results",
+        [
+            # Plain columns beside the task document, so a leader's start-up reads its index
+            # without parsing 100,000 documents (see TaskRow).
+            "ALTER TABLE active_tasks ADD (job_id text, state text, agent_id text, "
+            "status_ts bigint)",
+            "CREATE TABLE IF NOT EXISTS changes (bucket bigint, seq bigint, kind text, "
+            "entity_id text, op text, job_id text, PRIMARY KEY ((bucket), seq, kind, entity_id, "
+            f"op)) WITH default_time_to_live = {FEED_TTL_SECONDS}",
+            "CREATE TABLE IF NOT EXISTS capacity_groups (part int, name text, value text, "
+            "PRIMARY KEY ((part), name))",
+            "CREATE TABLE IF NOT EXISTS idempotency_keys (key text PRIMARY KEY, "
+            "fingerprint text, job_id text, expires_at bigint)",
+            "CREATE TABLE IF NOT EXISTS task_attributes (task_id text, key text, job_id text, "
+            "value text, PRIMARY KEY ((task_id), key))",
+            "CREATE TABLE IF NOT EXISTS task_attributes_by_job (job_id text, task_id text, "
+            "key text, value text, PRIMARY KEY ((job_id), task_id, key))",
+            "CREATE TABLE IF NOT EXISTS move_requests (source_job_id text, task_id text, "
+            "value text, PRIMARY KEY ((source_job_id), task_id))",
+            "CREATE TABLE IF NOT EXISTS instance_groups (part int, name text, state text, "
+            "PRIMARY KEY ((part), name))",
+            "CREATE TABLE IF NOT EXISTS scheduler_results (task_id text PRIMARY KEY, "
+            f"job_id text, value text) WITH default_time_to_live = {SCHEDULER_RESULT_TTL_SECONDS}",
+        ],
+    ),
 ]
 
 _STATEMENTS = {
@@ -149,10 +194,11 @@ _STATEMENTS = {
     # tasks
     "task_get": "SELECT value FROM active_tasks WHERE task_id = ?",
     "task_get_archived": "SELECT value FROM archived_tasks WHERE task_id = ?",
-    "task_insert": "INSERT INTO active_tasks (task_id, version, value) VALUES (?, ?, ?)",
+    "task_insert": "INSERT INTO active_tasks (task_id, version, value, job_id, state, agent_id, "
+    "status_ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
     "task_id_insert": "INSERT INTO active_task_ids (job_id, task_id) VALUES (?, ?)",
-    "task_update": "UPDATE active_tasks SET version = ?, value = ? WHERE task_id = ? "
-    "IF version = ?",
+    "task_update": "UPDATE active_tasks SET version = ?, value = ?, job_id = ?, state = ?, "
+    "agent_id = ?, status_ts = ? WHERE task_id = ? IF version = ?",
     "task_delete": "DELETE FROM active_tasks WHERE task_id = ?",
     "task_id_delete": "DELETE FROM active_task_ids WHERE job_id = ? AND task_id = ?",
     "task_ids_delete_job": "DELETE FROM active_task_ids WHERE job_id = ?",
@@ -173,11 +219,66 @@ _STATEMENTS = {
     "meta_set": "INSERT INTO meta (key, value) VALUES (?, ?)",
     "meta_insert_new": "INSERT INTO meta (key, value) VALUES (?, ?) IF NOT EXISTS",
     "meta_cas": "UPDATE meta SET value = ? WHERE key = ? IF value = ?",
+    # the leader's start-up: whole tables, paged (Cassandra serves a full-table SELECT)
+    "jobs_scan": "SELECT value FROM active_jobs",
+    "tasks_scan": "SELECT task_id, job_id, version, state, agent_id, status_ts, value "
+    "FROM active_tasks",
+    "tasks_count": "SELECT count(*) FROM active_tasks",
+    # change feed
+    "change_insert": "INSERT INTO changes (bucket, seq, kind, entity_id, op, job_id) "
+    "VALUES (?, ?, ?, ?, ?, ?)",
+    "changes_after": "SELECT seq, kind, entity_id, job_id, op FROM changes "
+    "WHERE bucket = ? AND seq > ?",
+    "change_head": "SELECT seq FROM changes WHERE bucket = ? ORDER BY seq DESC LIMIT 1",
+    # capacity groups (one small partition)
+    "cg_create": "INSERT INTO capacity_groups (part, name, value) VALUES (0, ?, ?) IF NOT EXISTS",
+    "cg_put": "INSERT INTO capacity_groups (part, name, value) VALUES (0, ?, ?)",
+    "cg_get": "SELECT value FROM capacity_groups WHERE part = 0 AND name = ?",
+    "cg_list": "SELECT name, value FROM capacity_groups WHERE part = 0",
+    "cg_delete": "DELETE FROM capacity_groups WHERE part = 0 AND name = ? IF EXISTS",
+    # idempotency keys
+    "idem_claim": "INSERT INTO idempotency_keys (key, fingerprint, job_id, expires_at) "
+    "VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
+    "idem_release": "DELETE FROM idempotency_keys WHERE key = ? IF job_id = ?",
+    # task attributes, by task and by job
+    "attr_put": "INSERT INTO task_attributes (task_id, key, job_id, value) VALUES (?, ?, ?, ?)",
+    "attr_put_by_job": "INSERT INTO task_attributes_by_job (job_id, task_id, key, value) "
+    "VALUES (?, ?, ?, ?)",
+    "attr_delete": "DELETE FROM task_attributes WHERE task_id = ? AND key = ?",
+    "attr_delete_by_job": "DELETE FROM task_attributes_by_job WHERE job_id = ? AND task_id = ? "
+    "AND key = ?",
+    "attr_get": "SELECT key, value FROM task_attributes WHERE task_id = ?",
+    "attr_list": "SELECT task_id, key, value FROM task_attributes_by_job WHERE job_id = ?",
+    # task moves
+    "move_insert": "INSERT INTO move_requests (source_job_id, task_id, value) VALUES (?, ?, ?)",
+    "move_list": "SELECT value FROM move_requests WHERE source_job_id = ?",
+    "move_delete": "DELETE FROM move_requests WHERE source_job_id = ? AND task_id = ?",
+    "moves_delete_job": "DELETE FROM move_requests WHERE source_job_id = ?",
+    # instance groups (one small partition)
+    "ig_list": "SELECT name, state FROM instance_groups WHERE part = 0",
+    "ig_set": "INSERT INTO instance_groups (part, name, state) VALUES (0, ?, ?)",
+    # scheduler results
+    "sr_put": "INSERT INTO scheduler_results (task_id, job_id, value) VALUES (?, ?, ?)",
+    "sr_get": "SELECT value FROM scheduler_results WHERE task_id = ?",
+    "sr_delete": "DELETE FROM scheduler_results WHERE task_id = ?",
 }
 
 
 def _dump(model: Job | Task) -> str:
     return model.model_dump_json(exclude_none=True)
+
+
+def _task_columns(task: Task) -> tuple[str, str, str | None, int]:
+    """The plain columns written beside a task's document (job_id, state, agent, status ms)."""
+    return task.jobId, task.state.value, task.agent_id, task.status.timestamp
+
+
+def _feed_bucket(seq: int) -> int:
+    return seq // (FEED_BUCKET_MS * SEQ_PER_MS)
+
+
+def _now_seq() -> int:
+    return int(time.time() * 1000) * SEQ_PER_MS
 
 
 class CassandraJobStore:
@@ -201,6 +302,7 @@ class CassandraJobStore:
         load_parallelism: int = 64,
         buckets: int = DEFAULT_BUCKETS,
         connect_timeout: float = 10.0,
+        feed_window: float | None = None,
     ):
         if not _IDENT.match(keyspace):
             raise ValueError(f"invalid Cassandra keyspace name {keyspace!r}")
@@ -211,6 +313,16 @@ class CassandraJobStore:
         self.load_parallelism = load_parallelism
         self._known_epoch = 0
         self._epoch_lock = threading.Lock()
+        # Change feed: sequence numbers are time-based, so a write can land after a reader
+        # has read past its number (a slow or retried write). A reader re-reads the last
+        # `feed_window` seconds and gets, once, what it had not seen; each attempt of a
+        # write takes a fresh number, so no write lands later than one request's timeout.
+        self.feed_window = feed_window if feed_window is not None else request_timeout + 2.0
+        self._seq_lock = threading.Lock()
+        self._last_seq = 0
+        self._feed_lock = threading.Lock()
+        self._feed_from: int | None = None
+        self._feed_seen: dict[tuple[int, str, str, str], None] = {}
         profile = ExecutionProfile(
             load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_dc)),
             # This store decides what is safe to retry; the driver must not guess.
@@ -322,24 +434,83 @@ class CassandraJobStore:
         return self._retrying(what, lambda: list(self._session.execute(self._ps[name], args)))
 
     def _batch(self, what: str, items: Iterable[tuple[str, Sequence[Any]]]) -> None:
-        """One logged batch: all of it is applied or none; fixed values make it repeatable."""
-        batch = BatchStatement(batch_type=BatchType.LOGGED)
-        for name, args in items:
-            batch.add(self._ps[name], args)
-        self._retrying(what, lambda: self._session.execute(batch))
+        """One logged batch: all of it is applied or none; fixed values make it repeatable.
+
+        An item named "change" is a change feed entry (kind, entity id, job id, op); it gets
+        a new sequence number on each attempt, so an attempt that did land and its retry
+        leave two entries (harmless: readers fetch the entity), never a late one.
+        """
+        fixed = list(items)
+
+        def run() -> None:
+            batch = BatchStatement(batch_type=BatchType.LOGGED)
+            for name, args in fixed:
+                if name == "change":
+                    batch.add(self._ps["change_insert"], self._change_args(*args))
+                else:
+                    batch.add(self._ps[name], args)
+            self._session.execute(batch)
+
+        self._retrying(what, run)
+
+    def _next_seq(self) -> int:
+        with self._seq_lock:
+            self._last_seq = max(self._last_seq + 1, _now_seq())
+            return self._last_seq
+
+    def _change_args(self, kind: str, entity_id: str, job_id: str, op: str = "put") -> tuple:
+        seq = self._next_seq()
+        return (_feed_bucket(seq), seq, kind, entity_id, op, job_id)
+
+    def _changed(self, kind: str, entity_id: str, job_id: str, op: str = "put") -> None:
+        """A change entry for a write that could not share a batch (a lightweight
+        transaction). Written after the write: a reader that saw the entry sees the write."""
+        try:
+            self._retrying(
+                f"record a change of {kind} {entity_id}",
+                lambda: self._session.execute(
+                    self._ps["change_insert"], self._change_args(kind, entity_id, job_id, op)
+                ),
+            )
+        except StoreUnavailable:
+            # The write itself is done; failing it now would make the caller redo it. API
+            # views miss this change until the entity changes again or they reload.
+            log.error(
+                "cassandra: %s %s written, but its change feed entry is lost", kind, entity_id
+            )
 
     def _lwt(self, name: str, args: Sequence[Any], what: str) -> tuple[bool, Any]:
         """A lightweight transaction: (applied, the current row when not applied)."""
-        rows = self._exec(name, args, what)
-        row = rows[0]
-        return bool(row[0]), row
+        applied, row, _ = self._lwt_attempts(name, args, what)
+        return applied, row
+
+    def _lwt_attempts(self, name: str, args: Sequence[Any], what: str) -> tuple[bool, Any, int]:
+        """`_lwt` and how many attempts it took: a refusal after a retry may be the answer
+        to our own earlier attempt, which did apply before it timed out."""
+        attempts = 0
+
+        def run() -> list[Any]:
+            nonlocal attempts
+            attempts += 1
+            return list(self._session.execute(self._ps[name], args))
+
+        row = self._retrying(what, run)[0]
+        return bool(row[0]), row, attempts
 
     def _migrate(self, replication: dict[str, Any], buckets: int) -> None:
         repl = ", ".join(f"'{k}': '{v}'" for k, v in replication.items())
         ks = self.keyspace
 
         def ddl(cql: str) -> None:
-            self._retrying("apply the schema", lambda: self._session.execute(SimpleStatement(cql)))
+            try:
+                self._retrying(
+                    "apply the schema", lambda: self._session.execute(SimpleStatement(cql))
+                )
+            except InvalidRequest as e:
+                # ALTER TABLE ... ADD has no IF NOT EXISTS before Cassandra 5: a process that
+                # starts alongside may have added the column first.
+                if "conflicts with an existing column" not in str(e):
+                    raise
 
         ddl(f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{{repl}}}")
         self._session.set_keyspace(ks)
@@ -458,10 +629,12 @@ class CassandraJobStore:
         items: list[tuple[str, Sequence[Any]]] = [
             ("job_insert", (job.id, 1, _dump(job))),
             ("job_id_insert", (self._bucket(job.id), job.id)),
+            ("change", ("job", job.id, job.id)),
         ]
         for t in first:
-            items.append(("task_insert", (t.id, 1, _dump(t))))
+            items.append(("task_insert", (t.id, 1, _dump(t), *_task_columns(t))))
             items.append(("task_id_insert", (t.jobId, t.id)))
+            items.append(("change", ("task", t.id, t.jobId)))
         try:
             self._batch(f"create job {job.id}", items)
         except StoreUnavailable as e:
@@ -532,6 +705,7 @@ class CassandraJobStore:
             stored = self._exec("job_get", (job.id,), f"read job {job.id}")
             if not stored or stored[0].value != value:
                 raise Conflict(f"job {job.id} changed since version {job.version}")
+        self._changed("job", job.id, job.id)
         return new
 
     def list_active_jobs(self) -> list[Job]:
@@ -567,8 +741,14 @@ class CassandraJobStore:
                 ("task_archive", (task.id, value)),
                 ("task_id_archive", (task.jobId, task.id)),
                 ("task_delete", (task.id,)),
+                ("change", ("task", task.id, job.id, "archive")),
             ]
-        items += [("task_ids_delete_job", (job.id,)), ("kills_delete_job", (job.id,))]
+        items += [
+            ("task_ids_delete_job", (job.id,)),
+            ("kills_delete_job", (job.id,)),
+            ("moves_delete_job", (job.id,)),
+            ("change", ("job", job.id, job.id, "archive")),
+        ]
         self._batch(f"archive job {job.id}", items)
         name = job.jobDescriptor.job_group_name
         if name is not None:
@@ -583,8 +763,9 @@ class CassandraJobStore:
         self._batch(
             f"create task {task.id}",
             [
-                ("task_insert", (new.id, 1, _dump(new))),
+                ("task_insert", (new.id, 1, _dump(new), *_task_columns(new))),
                 ("task_id_insert", (new.jobId, new.id)),
+                ("change", ("task", new.id, new.jobId)),
             ],
         )
         return new
@@ -594,7 +775,9 @@ class CassandraJobStore:
         new = task.model_copy(update={"version": task.version + 1})
         value = _dump(new)
         applied, row = self._lwt(
-            "task_update", (new.version, value, task.id, task.version), f"update task {task.id}"
+            "task_update",
+            (new.version, value, *_task_columns(new), task.id, task.version),
+            f"update task {task.id}",
         )
         if not applied:
             if not (len(row) > 1 and row.version == new.version):
@@ -602,6 +785,7 @@ class CassandraJobStore:
             stored = self._exec("task_get", (task.id,), f"read task {task.id}")
             if not stored or stored[0].value != value:
                 raise Conflict(f"task {task.id} changed since version {task.version}")
+        self._changed("task", task.id, task.jobId)
         return new
 
     def archive_task(self, task: Task, *, epoch: int | None = None) -> None:
@@ -613,6 +797,7 @@ class CassandraJobStore:
                 ("task_id_archive", (task.jobId, task.id)),
                 ("task_delete", (task.id,)),
                 ("task_id_delete", (task.jobId, task.id)),
+                ("change", ("task", task.id, task.jobId, "archive")),
             ],
         )
 
@@ -633,32 +818,56 @@ class CassandraJobStore:
         return [Task.model_validate_json(v) for v in values]
 
     def list_active_tasks(self) -> list[Task]:
-        return self.load_active().tasks
+        return [Task.model_validate_json(r.value) for r in self._scan("tasks_scan", "tasks")]
+
+    def _scan(self, name: str, what: str) -> list[Any]:
+        """Every row of a whole table, `SCAN_PAGE_SIZE` rows a page.
+
+        The active tables hold only what is active, so reading them whole is the leader's
+        start-up in a few hundred round trips, not one read per task. A scan that fails
+        part-way is read again from the start (reads are safe to repeat).
+        """
+        stmt = self._ps[name].bind(())
+        stmt.fetch_size = SCAN_PAGE_SIZE
+        return self._retrying(f"read the active {what}", lambda: list(self._session.execute(stmt)))
+
+    def _scan_both(self, tasks_stmt: str) -> tuple[list[Job], list[Any]]:
+        """The job and task scans side by side: the jobs' pages arrive while tasks page."""
+        result: dict[str, list[Any]] = {}
+        errors: list[BaseException] = []
+
+        def jobs() -> None:
+            try:
+                result["jobs"] = self._scan("jobs_scan", "jobs")
+            except BaseException as e:  # noqa: BLE001 - handed to the caller below
+                errors.append(e)
+
+        thread = threading.Thread(target=jobs, name="cassandra-load-jobs", daemon=True)
+        thread.start()
+        task_rows = self._scan(tasks_stmt, "tasks")
+        thread.join()
+        if errors:
+            raise errors[0]
+        job_list = [Job.model_validate_json(r.value) for r in result["jobs"]]
+        return job_list, task_rows
 
     def load_active(self) -> ActiveState:
-        """The new leader's start: job ids by bucket, then documents, all bounded-parallel."""
-        job_ids = self._active_job_ids()
-        jobs = [
-            Job.model_validate_json(v)
-            for v in self._values("job_get", job_ids, "read the active jobs")
-        ]
+        """The new leader's start: both active tables, each as one paged full-table scan."""
+        jobs, rows = self._scan_both("tasks_scan")
+        return ActiveState(jobs=jobs, tasks=[Task.model_validate_json(r.value) for r in rows])
 
-        def task_ids() -> list[str]:
-            results = execute_concurrent_with_args(
-                self._session,
-                self._ps["task_ids"],
-                [(j,) for j in job_ids],
-                concurrency=self.load_parallelism,
-                raise_on_first_error=True,
-            )
-            return [r.task_id for _, rows in results for r in rows]
-
-        ids = self._retrying("list the active tasks", task_ids)
-        tasks = [
-            Task.model_validate_json(v)
-            for v in self._values("task_get", ids, "read the active tasks")
-        ]
-        return ActiveState(jobs=jobs, tasks=tasks)
+    def load_active_index(self) -> ActiveIndex:
+        """`load_active` with tasks unparsed: the plain columns beside each document."""
+        jobs, rows = self._scan_both("tasks_scan")
+        tasks: list[TaskRow] = []
+        for r in rows:
+            if r.job_id is None:  # written before those columns existed: parse it once
+                t = Task.model_validate_json(r.value)
+                job_id, state, agent_id, ts = _task_columns(t)
+            else:
+                job_id, state, agent_id, ts = r.job_id, r.state, r.agent_id, r.status_ts
+            tasks.append(TaskRow(r.task_id, job_id, int(r.version), state, agent_id, ts, r.value))
+        return ActiveIndex(jobs=jobs, tasks=tasks)
 
     # ---- the API's requests to the master ---------------------------------------------------
     def mark_dirty(self, job_id: str) -> None:
@@ -732,6 +941,206 @@ class CassandraJobStore:
     def set_meta(self, key: str, value: str, *, epoch: int | None = None) -> None:
         self._check_epoch(epoch)
         self._exec("meta_set", (key, value), f"set {key}")
+
+    # ---- instance groups ----------------------------------------------------------------------
+    def list_instance_groups(self) -> dict[str, str]:
+        rows = self._exec("ig_list", (), "read instance groups")
+        return {str(r.name): str(r.state) for r in rows}
+
+    def set_instance_group(self, name: str, state: str) -> None:
+        self._exec("ig_set", (name, state), f"set instance group {name}")
+
+    # ---- scheduler results ----------------------------------------------------------------------
+    def put_scheduler_result(
+        self, task_id: str, job_id: str, value: str, *, epoch: int | None = None
+    ) -> None:
+        self._check_epoch(epoch)
+        self._exec("sr_put", (task_id, job_id, value), f"record placement of {task_id}")
+
+    def get_scheduler_result(self, task_id: str) -> str | None:
+        rows = self._exec("sr_get", (task_id,), f"read placement of {task_id}")
+        return str(rows[0].value) if rows else None
+
+    def delete_scheduler_result(self, task_id: str, *, epoch: int | None = None) -> None:
+        self._check_epoch(epoch)
+        self._exec("sr_delete", (task_id,), f"forget placement of {task_id}")
+
+    # ---- change feed ----------------------------------------------------------------------------
+    def _feed_rows(self, lower: int, upper_bucket: int, what: str) -> Iterable[Any]:
+        """Feed entries with seq > `lower`, oldest first, bucket by bucket, paged."""
+        floor = max(lower, _now_seq() - FEED_TTL_SECONDS * 1000 * SEQ_PER_MS)
+        for bucket in range(_feed_bucket(floor), upper_bucket + 1):
+            stmt = self._ps["changes_after"].bind((bucket, lower))
+            stmt.fetch_size = 1000
+            yield from self._retrying(what, lambda s=stmt: self._session.execute(s))  # type: ignore[misc]
+
+    def changes_since(self, seq: int, limit: int = 1000) -> ChangeBatch:
+        """Changes after `seq`, plus (once) those that landed late below it.
+
+        Sequence numbers come from writers' clocks, so an entry may become visible after a
+        reader has moved past its number. This handle re-reads the trailing `feed_window`
+        and returns what it has not returned before, even below `seq`; entries it already
+        returned are returned again only when asked for by a `seq` below them.
+        """
+        now = _now_seq()
+        window = int(self.feed_window * 1000) * SEQ_PER_MS
+        horizon = now - window
+        first = now - FEED_TTL_SECONDS * 1000 * SEQ_PER_MS
+        with self._feed_lock:
+            if self._feed_from is not None:
+                self._feed_from = max(self._feed_from, horizon)
+                for key in [k for k in self._feed_seen if k[0] <= self._feed_from]:
+                    del self._feed_seen[key]
+            lower = seq if self._feed_from is None else min(seq, self._feed_from)
+            seen = dict(self._feed_seen)
+        out: list[Change] = []
+        last_read = 0
+        rows = self._feed_rows(lower, _feed_bucket(now + window), "read the change feed")
+        for r in rows:
+            s = int(r.seq)
+            last_read = max(last_read, s)
+            key = (s, str(r.kind), str(r.entity_id), str(r.op))
+            if s <= seq and key in seen:
+                continue
+            if len(out) >= limit and s != out[-1].seq:
+                break
+            out.append(Change(s, key[1], key[2], str(r.job_id), key[3]))
+        out.sort(key=lambda c: c.seq)
+        with self._feed_lock:
+            self._feed_from = lower if self._feed_from is None else min(self._feed_from, lower)
+            for c in out:
+                self._feed_seen[(c.seq, c.kind, c.entity_id, c.op)] = None
+        last = max(last_read, seq) if out or last_read else self._head_seq(now)
+        return ChangeBatch(out, first, last)
+
+    def _head_seq(self, now: int) -> int:
+        """The newest entry's seq, looking back bucket by bucket over the feed's lifetime."""
+        skew = int(self.feed_window * 1000) * SEQ_PER_MS
+        newest = _feed_bucket(now + skew)
+        oldest = _feed_bucket(now - FEED_TTL_SECONDS * 1000 * SEQ_PER_MS)
+        for bucket in range(newest, oldest - 1, -1):
+            rows = self._exec("change_head", (bucket,), "read the change feed head")
+            if rows:
+                return int(rows[0].seq)
+        return 0
+
+    def last_change_seq(self) -> int:
+        """The newest change's seq; this handle then counts the trailing window as seen,
+        as a reader that starts from here loads everything else in full."""
+        now = _now_seq()
+        head = self._head_seq(now)
+        horizon = now - int(self.feed_window * 1000) * SEQ_PER_MS
+        if head:
+            seen = [
+                (int(r.seq), str(r.kind), str(r.entity_id), str(r.op))
+                for r in self._feed_rows(horizon, _feed_bucket(head), "read the change feed")
+                if int(r.seq) <= head
+            ]
+            with self._feed_lock:
+                self._feed_from = horizon
+                self._feed_seen = dict.fromkeys(seen)
+        return head
+
+    def count_active_tasks(self) -> int:
+        """A paged count over the active tasks table.
+
+        Not a counter column: counter updates cannot join the logged batch that creates or
+        archives a task, and are not safe to retry, so a counter drifts under exactly the
+        timeouts this store retries through. The count reads keys only and is not on any
+        hot path.
+        """
+        stmt = self._ps["tasks_count"].bind(())
+        stmt.fetch_size = SCAN_PAGE_SIZE
+        rows = self._retrying("count the active tasks", lambda: list(self._session.execute(stmt)))
+        return sum(int(r.count) for r in rows)
+
+    # ---- capacity groups ------------------------------------------------------------------------
+    def create_capacity_group(self, name: str, value: str) -> None:
+        applied, row, attempts = self._lwt_attempts(
+            "cg_create", (name, value), f"create capacity group {name}"
+        )
+        # Refused after a retry with our own value: the attempt that timed out did apply.
+        if not applied and not (attempts > 1 and row.value == value):
+            raise Conflict(f"capacity group {name} exists")
+
+    def put_capacity_group(self, name: str, value: str) -> None:
+        self._exec("cg_put", (name, value), f"write capacity group {name}")
+
+    def get_capacity_group(self, name: str) -> str | None:
+        rows = self._exec("cg_get", (name,), f"read capacity group {name}")
+        return str(rows[0].value) if rows else None
+
+    def list_capacity_groups(self) -> dict[str, str]:
+        rows = self._exec("cg_list", (), "read capacity groups")
+        return {str(r.name): str(r.value) for r in rows}
+
+    def delete_capacity_group(self, name: str) -> bool:
+        applied, _, attempts = self._lwt_attempts(
+            "cg_delete", (name,), f"delete capacity group {name}"
+        )
+        # Not applied after a retry: most likely our own timed-out attempt deleted it.
+        return applied or attempts > 1
+
+    # ---- idempotency keys -----------------------------------------------------------------------
+    def claim_idempotency_key(
+        self, key: str, fingerprint: str, job_id: str, ttl_sec: float
+    ) -> IdempotencyRecord:
+        """INSERT IF NOT EXISTS with a TTL: the winner's row, or the row that holds the key."""
+        ttl = max(1, math.ceil(ttl_sec))
+        expires_ms = int((time.time() + ttl_sec) * 1000)
+        applied, row = self._lwt(
+            "idem_claim", (key, fingerprint, job_id, expires_ms, ttl), "claim an idempotency key"
+        )
+        if applied:
+            return IdempotencyRecord(fingerprint, job_id, expires_ms / 1000)
+        return IdempotencyRecord(str(row.fingerprint), str(row.job_id), int(row.expires_at) / 1000)
+
+    def release_idempotency_key(self, key: str, job_id: str) -> None:
+        self._lwt("idem_release", (key, job_id), "release an idempotency key")
+
+    # ---- task attributes ------------------------------------------------------------------------
+    def update_task_attributes(
+        self, task_id: str, job_id: str, upsert: dict[str, str], delete: Iterable[str] = ()
+    ) -> None:
+        items: list[tuple[str, Sequence[Any]]] = []
+        for k, v in upsert.items():
+            items.append(("attr_put", (task_id, k, job_id, v)))
+            items.append(("attr_put_by_job", (job_id, task_id, k, v)))
+        for k in delete:
+            items.append(("attr_delete", (task_id, k)))
+            items.append(("attr_delete_by_job", (job_id, task_id, k)))
+        items.append(("change", ("task", task_id, job_id)))
+        self._batch(f"write attributes of task {task_id}", items)
+
+    def get_task_attributes(self, task_id: str) -> dict[str, str]:
+        rows = self._exec("attr_get", (task_id,), f"read attributes of task {task_id}")
+        return {str(r.key): str(r.value) for r in rows}
+
+    def list_task_attributes(self, job_id: str) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for r in self._exec("attr_list", (job_id,), f"read task attributes of job {job_id}"):
+            out.setdefault(str(r.task_id), {})[str(r.key)] = str(r.value)
+        return out
+
+    # ---- task moves -----------------------------------------------------------------------------
+    def add_move_request(self, request: MoveRequest) -> None:
+        value = json.dumps(request.__dict__)
+        self._batch(
+            f"request a move of task {request.task_id}",
+            [
+                ("move_insert", (request.source_job_id, request.task_id, value)),
+                ("dirty_mark", (uuid.uuid1(), request.source_job_id)),
+                ("dirty_mark", (uuid.uuid1(), request.target_job_id)),
+            ],
+        )
+
+    def list_move_requests(self, job_id: str) -> list[MoveRequest]:
+        rows = self._exec("move_list", (job_id,), f"read move requests of {job_id}")
+        return [MoveRequest(**json.loads(r.value)) for r in rows]
+
+    def delete_move_request(self, request: MoveRequest, *, epoch: int | None = None) -> None:
+        self._check_epoch(epoch)
+        self._exec("move_delete", (request.source_job_id, request.task_id), "delete a move request")
 
     def close(self) -> None:
         self._cluster.shutdown()

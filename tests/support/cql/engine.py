@@ -9,9 +9,11 @@ refuses at PREPARE time.
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import itertools
+import os
 import struct
 import threading
 import time
@@ -31,6 +33,9 @@ FILTERING = (
     "unpredictability, use ALLOW FILTERING"
 )
 DATACENTER = "datacenter1"
+_PAGING_MAGIC = b"titus-cql"
+#: Multi-page results kept at once (a client that abandons a scan leaves one behind).
+_PAGES_KEPT = 32
 
 
 class _Rev:
@@ -149,6 +154,10 @@ class Engine:
         self.cluster_name = cluster_name
         self.schema_version = uuid.uuid4()
         self.host_id = uuid.uuid4()
+        # Results of SELECTs that span several pages, by the token in their paging state: a
+        # later page is a slice, not a new scan (a 100,000-row table read 5,000 rows a page
+        # would otherwise cost 20 full scans and sorts).
+        self._pages: collections.OrderedDict[bytes, list[list[Any]]] = collections.OrderedDict()
         self._bootstrap()
 
     # ---- time (tests may move it forward to expire TTLs) --------------------------------------
@@ -402,10 +411,12 @@ class Engine:
                 ]
         elif isinstance(stmt, p.Empty):
             pass
-        elif isinstance(stmt, p.CreateTable | p.CreateKeyspace | p.Drop | p.Use | p.Truncate):
+        elif isinstance(
+            stmt, p.CreateTable | p.CreateKeyspace | p.Drop | p.Use | p.Truncate | p.AlterAdd
+        ):
             if binds:
                 raise InvalidRequest("Bind variables are not allowed in schema statements")
-            if isinstance(stmt, p.Truncate):
+            if isinstance(stmt, p.Truncate | p.AlterAdd):
                 table = self._table(stmt.table, keyspace)
         else:  # pragma: no cover - the parser only makes the kinds above
             raise SyntaxException("unsupported statement")
@@ -642,6 +653,11 @@ class Engine:
         stmt: p.Select = pr.stmt
         table = pr.table
         assert table is not None
+        if paging_state and len(paging_state) == 16 + len(_PAGING_MAGIC):
+            cached = self._pages.get(paging_state[8:16])
+            if cached is not None:
+                start = struct.unpack(">Q", paging_state[:8])[0]
+                return self._page(pr, cached, start, page_size, paging_state[8:16])
         if table.keyspace == "system_schema":
             self._refresh_schema_tables()
         now = self.now()
@@ -682,13 +698,32 @@ class Engine:
         start = 0
         if paging_state:
             start = struct.unpack(">Q", paging_state[:8])[0]
-        state = None
-        if page_size > 0 and len(out) > start + page_size:
-            state = struct.pack(">Q", start + page_size) + b"titus-cql"
-            out = out[start : start + page_size]
-        else:
-            out = out[start:]
-        return Result("rows", pr.result_columns, out, paging_state=state)
+        return self._page(pr, out, start, page_size, None)
+
+    def _page(
+        self,
+        pr: Prepared,
+        out: list[list[Any]],
+        start: int,
+        page_size: int,
+        token: bytes | None,
+    ) -> Result:
+        """One page of a result; a result with more pages is kept for the pages to come.
+
+        Kept results are a snapshot taken at the first page, where Cassandra reads each page
+        afresh; no caller here depends on seeing writes made between pages.
+        """
+        if page_size <= 0 or len(out) <= start + page_size:
+            if token is not None:
+                self._pages.pop(token, None)
+            return Result("rows", pr.result_columns, out[start:])
+        if token is None:
+            token = os.urandom(8)
+            self._pages[token] = out
+            while len(self._pages) > _PAGES_KEPT:
+                self._pages.popitem(last=False)
+        state = struct.pack(">Q", start + page_size) + token + _PAGING_MAGIC
+        return Result("rows", pr.result_columns, out[start : start + page_size], paging_state=state)
 
     def _matches(self, table: Table, actual: Any, rel: p.Relation, values: list[Any]) -> bool:
         ctype = table.columns[rel.column]
@@ -864,6 +899,8 @@ class Engine:
             return Result("void")
         if isinstance(stmt, p.Drop):
             return self._drop(stmt, keyspace)
+        if isinstance(stmt, p.AlterAdd):
+            return self._alter_add(stmt, keyspace)
         raise SyntaxException("unsupported statement")
 
     def _create_keyspace(self, stmt: p.CreateKeyspace) -> Result:
@@ -966,6 +1003,23 @@ class Engine:
         )
         self._schema_changed()
         return Result("schema_change", change=("CREATED", "TABLE", ks_name, stmt.table.name))
+
+    def _alter_add(self, stmt: p.AlterAdd, keyspace: str | None) -> Result:
+        table = self._table(stmt.table, keyspace)
+        new: dict[str, CqlType] = {}
+        for name, ctype in stmt.columns:
+            if name in table.columns or name in new:
+                raise InvalidRequest(
+                    f"Invalid column name {name} because it conflicts with an existing column"
+                )
+            new[name] = parse_type(ctype)
+        table.columns.update(new)
+        # Cassandra lists regular columns by name after the key columns (SELECT * order).
+        keys = table.key_columns
+        regular = sorted(c for c in table.columns if c not in keys)
+        table.columns = {c: table.columns[c] for c in keys + regular}
+        self._schema_changed()
+        return Result("schema_change", change=("UPDATED", "TABLE", table.keyspace, table.name))
 
     def _drop(self, stmt: p.Drop, keyspace: str | None) -> Result:
         if stmt.what == "KEYSPACE":

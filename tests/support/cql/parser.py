@@ -131,6 +131,14 @@ class Truncate:
 
 
 @dataclass
+class AlterAdd:
+    """`ALTER TABLE t ADD c type` or `ADD (c1 type, c2 type)`: new regular columns."""
+
+    table: TableRef
+    columns: list[tuple[str, str]]
+
+
+@dataclass
 class Insert:
     table: TableRef
     columns: list[str]
@@ -184,7 +192,18 @@ class TextBatch:
     statements: list[Any]
 
 
-Statement = Use | CreateKeyspace | CreateTable | Drop | Truncate | Insert | Update | Delete | Select
+Statement = (
+    Use
+    | CreateKeyspace
+    | CreateTable
+    | Drop
+    | Truncate
+    | AlterAdd
+    | Insert
+    | Update
+    | Delete
+    | Select
+)
 
 
 class Parser:
@@ -266,6 +285,16 @@ class Parser:
             if what == "KEYSPACE":
                 return Drop(what, None, ref.name, if_exists)
             return Drop(what, ref.keyspace, ref.name, if_exists)
+        if self.accept("ALTER", "TABLE"):
+            ref = self.table_ref()
+            self.expect("ADD")
+            grouped = self.accept("(")
+            added = [(self.ident(), self.type_text())]
+            while grouped and self.accept(","):
+                added.append((self.ident(), self.type_text()))
+            if grouped:
+                self.expect(")")
+            return AlterAdd(ref, added)
         if self.accept("TRUNCATE"):
             self.accept("TABLE")
             return Truncate(self.table_ref())

@@ -1,0 +1,302 @@
+"""A multi-process titus cluster on this machine, for end-to-end tests and benchmarks.
+
+`titus api`, two `titus master` and several `titus agent` processes, each started with
+the same command an operator uses (see deploy/), sharing a ZooKeeper root of their own
+(on the server scripts/zookeeper.sh starts) and one SQLite store file, all running
+containers on the platform's Docker engine. Agents sit in different zones, as a
+multi-zone cluster would. ZooKeeper sessions are short so failover takes seconds.
+
+Processes can be killed the hard way (`kill -9`) and restarted; containers and ZooKeeper
+nodes a test leaves are removed when it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kazoo.client import KazooClient
+
+from tests.support.docker_engine import start_docker_engine
+from tests.support.platform import TITUS, _remove_containers, free_port
+from tests.support.zookeeper import start_zookeeper
+
+#: Seconds ZooKeeper keeps a silent session: how long a killed leader holds on.
+SESSION_TIMEOUT = 2.0
+
+
+@dataclass
+class Proc:
+    name: str
+    args: list[str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: dict[str, str]) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [TITUS, *self.args], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@dataclass
+class Cluster:
+    root: Path
+    zookeeper: str
+    zk_root: str
+    env: dict[str, str]
+    api_port: int
+    procs: dict[str, Proc] = field(default_factory=dict)
+    agents: list[str] = field(default_factory=list)
+    http: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(base_url=self.url, timeout=30.0)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def coord_url(self) -> str:
+        return f"zk://{self.zookeeper}{self.zk_root}?session_timeout={SESSION_TIMEOUT}"
+
+    @property
+    def store_path(self) -> Path:
+        return self.root / "data" / "titus.db"
+
+    # ---- processes ----------------------------------------------------------------------
+    def _add(self, name: str, args: list[str]) -> Proc:
+        p = Proc(name, args, self.root / f"{name}.log")
+        self.procs[name] = p
+        p.start(self.env)
+        return p
+
+    def start_api(self) -> None:
+        self._add("api", ["api", "--coord", self.coord_url, "--port", str(self.api_port)])
+
+    def start_master(self, name: str) -> Proc:
+        return self._add(name, ["master", "--coord", self.coord_url, "--id", name])
+
+    def start_agent(self, name: str, zone: str, cpu: float = 4, memory_mb: int = 4096) -> Proc:
+        if name not in self.agents:
+            self.agents.append(name)
+        args = [
+            "agent",
+            "--coord",
+            self.coord_url,
+            "--id",
+            name,
+            "--zone",
+            zone,
+            "--instance-type",
+            "local.small",
+            "--cpu",
+            str(cpu),
+            "--memory-mb",
+            str(memory_mb),
+            "--agent-port",
+            str(free_port()),
+        ]
+        env = {**self.env, "TITUS_LOG_DIR": str(self.root / f"logs-{name}")}
+        p = Proc(name, args, self.root / f"{name}.log")
+        self.procs[name] = p
+        p.start(env)
+        return p
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            p.kill(signal.SIGTERM)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"==== {name}\n{p.logs()[-4000:]}" for name, p in self.procs.items() if p.log_path
+        )
+
+    # ---- coordination and store views ---------------------------------------------------
+    def _zk_get(self, path: str) -> bytes | None:
+        client = KazooClient(hosts=self.zookeeper, timeout=5.0)
+        client.start(timeout=10)
+        try:
+            if not client.exists(path):
+                return None
+            data, _ = client.get(path)
+            return bytes(data)
+        finally:
+            client.stop()
+            client.close()
+
+    def leader(self) -> str | None:
+        """The id of the master that leads now, as published in ZooKeeper."""
+        data = self._zk_get(f"{self.zk_root}/leader/address")
+        return str(json.loads(data)["id"]) if data else None
+
+    def registered_agents(self) -> list[str]:
+        client = KazooClient(hosts=self.zookeeper, timeout=5.0)
+        client.start(timeout=10)
+        try:
+            path = f"{self.zk_root}/agents"
+            return sorted(client.get_children(path)) if client.exists(path) else []
+        finally:
+            client.stop()
+            client.close()
+
+    def meta(self, key: str) -> Any:
+        """A JSON record the leader keeps in the store's meta table (read-only access)."""
+        conn = sqlite3.connect(f"file:{self.store_path}?mode=ro", uri=True, timeout=30)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        finally:
+            conn.close()
+        return json.loads(row[0]) if row else None
+
+    # ---- API helpers --------------------------------------------------------------------
+    def submit(self, descriptor: dict[str, Any]) -> str:
+        for _ in range(50):
+            r = self.http.post("/api/v3/jobs", json=descriptor)
+            if r.status_code == 429:  # the API's own rate limit: come back shortly
+                time.sleep(0.2)
+                continue
+            assert r.status_code == 202, r.text
+            return str(r.json()["id"])
+        raise AssertionError("the API kept refusing with 429")
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        r = self.http.get(f"/api/v3/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def tasks(self, job_id: str) -> list[dict[str, Any]]:
+        r = self.http.get("/api/v3/tasks", params={"jobIds": job_id, "pageSize": "1000"})
+        assert r.status_code == 200, r.text
+        return r.json()["items"]  # type: ignore[no-any-return]
+
+    def all_tasks(self, job_id: str) -> list[dict[str, Any]]:
+        """Active and archived tasks of a job, straight from the store (read-only)."""
+        conn = sqlite3.connect(f"file:{self.store_path}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = conn.execute(
+                "SELECT value FROM active_tasks WHERE job_id=? UNION ALL "
+                "SELECT value FROM archived_tasks WHERE job_id=?",
+                (job_id, job_id),
+            ).fetchall()
+        finally:
+            conn.close()
+        return [json.loads(r[0]) for r in rows]
+
+    def wait_for(
+        self, what: str, check: Callable[[], Any], timeout: float = 90.0, interval: float = 0.2
+    ) -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                last = check()
+            except httpx.HTTPError as exc:  # the API restarting or busy: ask again
+                last = exc
+            else:
+                if last:
+                    return last
+            time.sleep(interval)
+        raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}\n{self.logs()}")
+
+    def wait_ready(self, agents: int) -> None:
+        def ready() -> bool:
+            r = self.http.get("/health")
+            return (
+                r.status_code == 200
+                and bool(r.json().get("leader"))
+                and len(self.registered_agents()) >= agents
+            )
+
+        self.wait_for("the cluster to come up", ready, timeout=60)
+
+
+def make_cluster(tmp: Path, extra_env: dict[str, str] | None = None) -> Cluster:
+    docker_host = start_docker_engine()
+    zookeeper = start_zookeeper()
+    data = tmp / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "DOCKER_HOST": docker_host,
+        "TITUS_DATA_DIR": str(data),
+        "TITUS_AGENT_DISK_MB": "1000000",
+        "TITUS_KILL_GRACE_SEC": "2",
+        "TITUS_AGENT_POLL_WAIT_SEC": "5",
+        "TITUS_AGENT_LOST_AFTER_SEC": "10",
+        "TITUS_MASTER_LOOP_INTERVAL_SEC": "0.2",
+        # bursts of submissions in tests are not what the API's rate limit is for
+        "TITUS_RATE_LIMIT_BUCKETS": "[]",
+        **(extra_env or {}),
+    }
+    return Cluster(
+        root=tmp,
+        zookeeper=zookeeper,
+        zk_root=f"/titus-test/cluster-{uuid.uuid4().hex[:8]}",
+        env=env,
+        api_port=free_port(),
+    )
+
+
+def cleanup(cluster: Cluster) -> None:
+    cluster.stop_all()
+    for agent in cluster.agents:
+        _remove_containers(cluster.env["DOCKER_HOST"], agent)
+    client = KazooClient(hosts=cluster.zookeeper, timeout=5.0)
+    client.start(timeout=10)
+    try:
+        client.delete(cluster.zk_root, recursive=True)
+    except Exception:  # noqa: BLE001 - ephemeral nodes of closing sessions go on their own
+        pass
+    finally:
+        client.stop()
+        client.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """API, two masters (m1 starts first and leads) and three agents in three zones."""
+    c = make_cluster(tmp_path)
+    try:
+        c.start_api()
+        c.start_master("m1")
+        c.wait_for("m1 to lead", lambda: c.leader() == "m1", timeout=60)
+        c.start_master("m2")
+        prefix = f"e2e-{uuid.uuid4().hex[:6]}"
+        for i, zone in enumerate(("zone-a", "zone-b", "zone-c")):
+            c.start_agent(f"{prefix}-a{i}", zone)
+        c.wait_ready(agents=3)
+        yield c
+    finally:
+        cleanup(c)

@@ -1,0 +1,482 @@
+"""The Titus executor for Mesos: one process per task, started by a Mesos agent.
+
+On Mesos the agent daemon (daemon.py) is not there: the Mesos agent starts this module (the
+command of the ExecutorInfo the framework sends, see titus/master/mesos.py) for each task,
+with the TaskSpec as JSON in the TaskInfo's `data`. It runs the task with the same hooks as
+the direct-mode agent (`task_hooks`: log files and their upload, the container, copying its
+output), so a task behaves the same whichever cluster driver placed it.
+
+One executor per task, so a crashed executor takes one task with it. The life of a task:
+LAUNCH -> TASK_STARTING, hooks set up, TASK_RUNNING, the container ends, hooks torn down,
+then a terminal update (TASK_FINISHED / TASK_FAILED / TASK_KILLED) whose `data` carries the
+exit code, the Titus reason and the task's context. KILL stops the container within the kill
+grace period; SHUTDOWN stops everything within the agent's shutdown grace and exits.
+
+Updates are kept until the agent says they were acknowledged by the framework (ACKNOWLEDGED):
+a failed UPDATE call is retried, unacknowledged ones go with a re-subscription (pymesos sends
+`driver.updates` in SUBSCRIBE), and the executor exits only once its terminal update is
+acknowledged (or after a long bound: the agent keeps the update and retries it by itself).
+
+Containers carry the executor's pid in a label. An executor killed outright leaves its
+container behind; the next executor started on the same agent removes containers whose
+executor process is gone, since nobody else will report or stop them.
+
+Task output goes to TITUS_LOG_DIR when it is set, else to `logs/` in the Mesos sandbox,
+which Mesos keeps per run and serves to operators.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pymesos import Executor, MesosExecutorDriver, encode_data
+
+from titus.agent.daemon import task_hooks
+from titus.agent.hooks import HookRunner, LaunchError, TaskContext
+from titus.agent.logs import LogFiles
+from titus.agent.runtime import (
+    LABEL_TASK,
+    DockerRuntime,
+    RuntimeConfig,
+    docker_client,
+    exit_outcome,
+    is_engine_error,
+)
+from titus.agent.upload import LogUploader
+from titus.model.launch import TaskSpec
+from titus.model.states import Reason
+from titus.settings import Settings, load_settings
+
+log = logging.getLogger("titus.agent.mesos_executor")
+
+LABEL_EXECUTOR_PID = "titus.mesos.executorPid"
+LABEL_EXECUTOR_ID = "titus.mesos.executorId"
+POLL_SEC = 0.25
+#: How long a terminal update may wait for its acknowledgement before the executor exits
+#: anyway (the agent keeps the update and retries it; the executor only holds a process).
+ACK_WAIT_SEC = 3600.0
+_LIVE = frozenset({"running", "paused", "restarting", "created"})
+
+
+def _grace_seconds(value: str | None, default: float) -> float:
+    """Mesos durations such as `5secs`, `2mins`, `500ms`, `1hrs`."""
+    if not value:
+        return default
+    units = (("ns", 1e-9), ("us", 1e-6), ("ms", 1e-3), ("secs", 1), ("mins", 60), ("hrs", 3600))
+    for suffix, scale in units:
+        if value.endswith(suffix):
+            with contextlib.suppress(ValueError):
+                return float(value[: -len(suffix)]) * scale
+    with contextlib.suppress(ValueError):
+        return float(value)
+    return default
+
+
+@dataclass
+class _Run:
+    """One task of this executor."""
+
+    task_id: str
+    info: dict[str, Any]
+    ctx: TaskContext | None = None
+    kill: threading.Event = field(default_factory=threading.Event)
+    kill_reason: Reason = Reason.KILLED
+    kill_message: str = "killed on request"
+    kill_grace: float = 10.0
+    final_uuid: str | None = None
+    done: threading.Event = field(default_factory=threading.Event)  # terminal update sent
+    acked: threading.Event = field(default_factory=threading.Event)  # ... and acknowledged
+
+
+class _Driver(MesosExecutorDriver):  # type: ignore[misc]
+    """Tells the executor when the agent relays a framework's acknowledgement."""
+
+    def on_acknowledged(self, event: dict[str, Any]) -> None:
+        super().on_acknowledged(event)
+        handler = getattr(self.executor, "acknowledged", None)
+        if handler is not None:
+            handler(event["task_id"]["value"], event["uuid"])
+
+
+class TitusExecutor(Executor):  # type: ignore[misc]
+    def __init__(
+        self,
+        settings: Settings,
+        runtime: DockerRuntime,
+        hooks: HookRunner,
+        log_files: LogFiles,
+        shutdown_grace: float,
+    ):
+        self.settings = settings
+        self.runtime = runtime
+        self.hooks = hooks
+        self.log_files = log_files
+        self.shutdown_grace = shutdown_grace
+        self.agent_id = os.environ.get("MESOS_SLAVE_ID", "")
+        self.agent_context: dict[str, str] = {"agent.id": self.agent_id}
+        self.runs: dict[str, _Run] = {}
+        self.lock = threading.Lock()
+        self.driver: Any = None
+        self.finished = threading.Event()  # every task done and acknowledged
+        self._detected = False
+
+    # ---- pymesos callbacks (its I/O thread: return quickly) ----------------------------
+    def registered(self, driver: Any, executor_info: Any, framework_info: Any, agent: Any) -> None:
+        self.driver = driver
+        attrs: dict[str, str] = {}
+        for a in agent.get("attributes") or []:
+            if a.get("type") == "TEXT":
+                attrs[a["name"]] = a.get("text", {}).get("value", "")
+        hostname = str(agent.get("hostname", ""))
+        self.agent_context = {
+            "agent.id": self.agent_id,
+            "agent.host": hostname,
+            "agent.zone": attrs.get("zone", ""),
+            "agent.region": attrs.get("region", ""),
+            "agent.instanceId": attrs.get("instanceId", self.agent_id),
+            "agent.itype": attrs.get("instanceType", attrs.get("itype", "")),
+        }
+        log.info("registered with agent %s (%s)", self.agent_id, hostname)
+
+    def reregistered(self, driver: Any, agent: Any) -> None:
+        log.info("re-registered with agent %s", self.agent_id)
+
+    def disconnected(self, driver: Any) -> None:
+        log.warning("disconnected from the agent; pymesos reconnects")
+
+    def launchTask(self, driver: Any, task: Any) -> None:  # noqa: N802 (pymesos's name)
+        self.driver = driver
+        task_id = task["task_id"]["value"]
+        run = _Run(task_id, dict(task), kill_grace=self.settings.kill_grace_sec)
+        with self.lock:
+            if task_id in self.runs:
+                return
+            self.runs[task_id] = run
+        threading.Thread(target=self._run, args=(run,), name=f"task-{task_id}", daemon=True).start()
+
+    def killTask(self, driver: Any, task_id: Any) -> None:  # noqa: N802
+        with self.lock:
+            run = self.runs.get(task_id["value"])
+        if run is not None:
+            log.info("task %s: kill requested", run.task_id)
+            run.kill.set()
+
+    def shutdown(self, driver: Any) -> None:
+        """Stop every task within the agent's grace period, report them, then exit."""
+        log.info("shutdown: stopping every task")
+        deadline = time.monotonic() + max(0.5, self.shutdown_grace - 0.5)
+        with self.lock:
+            runs = list(self.runs.values())
+        for run in runs:
+            run.kill_message = "executor shut down by the agent"
+            run.kill_grace = max(0.0, min(run.kill_grace, self.shutdown_grace - 1.0))
+            run.kill.set()
+        for run in runs:
+            run.done.wait(max(0.0, deadline - time.monotonic()))
+        self.finished.set()
+
+    def frameworkMessage(self, driver: Any, message: Any) -> None:  # noqa: N802
+        pass
+
+    def error(self, driver: Any, message: str) -> None:
+        log.error("agent error: %s", message)
+
+    def acknowledged(self, task_id: str, status_uuid: str) -> None:
+        with self.lock:
+            run = self.runs.get(task_id)
+            if run is None or run.final_uuid != status_uuid:
+                return
+            run.acked.set()
+            if all(r.acked.is_set() for r in self.runs.values()):
+                self.finished.set()
+
+    # ---- updates ------------------------------------------------------------------------
+    def _update(
+        self,
+        run: _Run,
+        state: str,
+        message: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> str:
+        """Send one status update, retrying until the agent takes it; kept in the driver's
+        `updates` (sent again with a re-subscription) until acknowledged."""
+        raw = uuid.uuid4().bytes
+        status: dict[str, Any] = {
+            "task_id": {"value": run.task_id},
+            "state": state,
+            "uuid": encode_data(raw),
+            "timestamp": time.time(),
+            "source": "SOURCE_EXECUTOR",
+        }
+        if message:
+            status["message"] = message[:4000]
+        if data is not None:
+            status["data"] = base64.b64encode(json.dumps(data).encode()).decode()
+        driver = self.driver
+        driver.updates[uuid.UUID(bytes=raw)] = status
+        delay = 0.2
+        deadline = time.monotonic() + ACK_WAIT_SEC
+        while True:
+            try:
+                driver.sendStatusUpdate(dict(status))
+                break
+            except Exception as exc:  # the agent restarting: it comes back, or we are killed
+                if time.monotonic() > deadline:
+                    log.error("task %s: giving up sending %s: %s", run.task_id, state, exc)
+                    break
+                log.warning("task %s: sending %s failed (%s); retrying", run.task_id, state, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        return str(status["uuid"])
+
+    def _data(self, run: _Run, **extra: Any) -> dict[str, Any]:
+        ctx = run.ctx
+        data: dict[str, Any] = {"jobId": ctx.spec.jobId if ctx else ""}
+        if ctx is not None:
+            data["context"] = dict(ctx.context)
+            if ctx.container_id:
+                data["containerId"] = ctx.container_id
+        data.update(extra)
+        return data
+
+    def _finish(
+        self, run: _Run, reason: Reason, message: str, exit_code: int | None = None
+    ) -> None:
+        if run.kill.is_set() and reason in (Reason.NORMAL, Reason.FAILED, Reason.KILLED):
+            reason, message = run.kill_reason, run.kill_message
+        if reason == Reason.NORMAL:
+            state = "TASK_FINISHED"
+        elif run.kill.is_set():
+            state = "TASK_KILLED"
+        else:
+            state = "TASK_FAILED"
+        data = self._data(run, reasonCode=reason.value, reasonMessage=message, exitCode=exit_code)
+        log.info("task %s: %s %s %s", run.task_id, state, reason.value, message)
+        run.final_uuid = self._update(run, state, message, data)
+        run.done.set()
+
+    # ---- the task's life ----------------------------------------------------------------
+    def _run(self, run: _Run) -> None:
+        try:
+            self._life(run)
+        except Exception as exc:
+            log.exception("task %s: executor failure", run.task_id)
+            if not run.done.is_set():
+                self._finish(run, Reason.CRASHED, f"executor failure: {exc}")
+        if run.final_uuid is not None and not run.acked.wait(ACK_WAIT_SEC):
+            log.warning("task %s: terminal update not acknowledged; exiting anyway", run.task_id)
+            run.acked.set()
+        with self.lock:
+            if all(r.acked.is_set() for r in self.runs.values()):
+                self.finished.set()
+
+    def _life(self, run: _Run) -> None:
+        try:
+            raw = base64.b64decode(run.info.get("data") or "")
+            spec = TaskSpec.model_validate_json(raw)
+            if spec.taskId != run.task_id:
+                raise ValueError(f"spec names task {spec.taskId}")
+            log_dir = self.log_files.task_dir(spec.taskId)
+        except ValueError as exc:
+            self._update(run, "TASK_STARTING")
+            self._finish(run, Reason.INVALID_REQUEST, f"unreadable task spec: {exc}")
+            return
+        run.ctx = ctx = TaskContext(
+            spec=spec, agent_id=self.agent_id, log_dir=log_dir, context=dict(self.agent_context)
+        )
+        self._update(run, "TASK_STARTING", data=self._data(run))
+        try:
+            if not self._detected:
+                self.runtime.detect()
+                self._detected = True
+            self.hooks.setup(ctx)
+        except LaunchError as e:
+            self._finish(run, e.reason, e.message)
+            return
+        except Exception as e:
+            reason = Reason.TRANSIENT_SYSTEM_ERROR if is_engine_error(e) else Reason.CRASHED
+            log.exception("task %s: launch failed", run.task_id)
+            self._finish(run, reason, f"launch failed: {e}")
+            return
+        self._update(run, "TASK_RUNNING", data=self._data(run))
+        self._wait_for_exit(run)
+        reason, message, code = self._outcome(run)
+        self.hooks.teardown(ctx)
+        self._finish(run, reason, message, code)
+
+    def _wait_for_exit(self, run: _Run) -> None:
+        ctx = run.ctx
+        assert ctx is not None and ctx.container_id
+        started = time.monotonic()
+        limit = ctx.spec.runtimeLimitSec if ctx.spec.jobType.upper() == "BATCH" else None
+        stopping = False
+        while True:
+            if run.kill.is_set() and not stopping:
+                stopping = True
+                self._stop_container(run)
+            if limit and not run.kill.is_set() and time.monotonic() - started > limit:
+                run.kill_reason = Reason.RUNTIME_LIMIT_EXCEEDED
+                run.kill_message = f"killed after exceeding its runtime limit of {limit} s"
+                run.kill.set()
+                continue
+            try:
+                container = self.runtime.get(ctx.container_id)
+            except Exception as exc:
+                log.warning("task %s: cannot inspect its container: %s", run.task_id, exc)
+                run.kill.wait(1.0)
+                continue
+            if container is None or container.status not in _LIVE:
+                return
+            if run.kill.is_set():
+                time.sleep(POLL_SEC)
+            else:
+                run.kill.wait(POLL_SEC)
+
+    def _stop_container(self, run: _Run) -> None:
+        ctx = run.ctx
+        assert ctx is not None and ctx.container_id
+        cid = ctx.container_id
+
+        def stop() -> None:
+            try:
+                self.runtime.stop(cid, run.kill_grace)
+            except Exception:
+                log.exception("task %s: stopping its container failed", run.task_id)
+
+        threading.Thread(target=stop, name=f"stop-{run.task_id}", daemon=True).start()
+
+    def _outcome(self, run: _Run) -> tuple[Reason, str, int | None]:
+        ctx = run.ctx
+        assert ctx is not None and ctx.container_id
+        container = self.runtime.get(ctx.container_id)
+        if container is None:
+            return Reason.UNKNOWN_SYSTEM_ERROR, "container disappeared from the engine", None
+        state = container.attrs.get("State", {})
+        reason, message, code = exit_outcome(state, ctx.spec.container.resources.memoryMB)
+        return reason, message, code
+
+    def abandon(self) -> None:
+        """The executor is going away with tasks unfinished: stop their containers, since
+        no one else would report or stop them."""
+        with self.lock:
+            runs = [r for r in self.runs.values() if not r.done.is_set() and r.ctx is not None]
+        for run in runs:
+            ctx = run.ctx
+            assert ctx is not None
+            with contextlib.suppress(Exception):
+                if ctx.container_id:
+                    self.runtime.stop(ctx.container_id, 0)
+                self.hooks.teardown(ctx)
+
+
+def remove_abandoned(runtime: DockerRuntime, agent_id: str) -> list[str]:
+    """Remove this agent's task containers whose executor process is gone (it was killed
+    before it could stop them). Returns the removed task ids."""
+    removed = []
+    for container in runtime.task_containers(agent_id):
+        pid = container.labels.get(LABEL_EXECUTOR_PID, "")
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        log.warning(
+            "removing container %s of task %s: its executor (pid %s) is gone",
+            container.short_id,
+            container.labels.get(LABEL_TASK, ""),
+            pid,
+        )
+        with contextlib.suppress(Exception):
+            runtime.remove(str(container.id))
+            removed.append(container.labels.get(LABEL_TASK, ""))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie or a reused pid that is not an executor does not hold the container
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        status = Path(f"/proc/{pid}/stat").read_text().split()
+    except OSError:
+        return False
+    return b"mesos_executor" in cmdline and (len(status) < 3 or status[2] != "Z")
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("urllib3", "docker", "botocore", "boto3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    settings = load_settings()
+    sandbox = Path(os.environ.get("MESOS_SANDBOX") or os.environ.get("MESOS_DIRECTORY") or ".")
+    root = Path(settings.log_dir) if settings.log_dir else sandbox / "logs"
+    log_files = LogFiles(root)
+    root.mkdir(parents=True, exist_ok=True)
+    agent_id = os.environ.get("MESOS_SLAVE_ID", "")
+    client = docker_client(settings.docker_url)
+    runtime = DockerRuntime(
+        client,
+        RuntimeConfig(
+            extra_labels={
+                LABEL_EXECUTOR_PID: str(os.getpid()),
+                LABEL_EXECUTOR_ID: os.environ.get("MESOS_EXECUTOR_ID", ""),
+            }
+        ),
+    )
+    with contextlib.suppress(Exception):
+        remove_abandoned(runtime, agent_id)
+    uploader = LogUploader(settings, root)
+    uploader.start()
+    grace = _grace_seconds(os.environ.get("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD"), 5.0)
+    executor = TitusExecutor(
+        settings,
+        runtime,
+        HookRunner(task_hooks(settings, client, runtime, uploader)),
+        log_files,
+        grace,
+    )
+    driver = _Driver(executor, use_addict=False)
+    executor.driver = driver
+
+    def on_term(signum: int, frame: Any) -> None:
+        threading.Thread(target=executor.shutdown, args=(driver,), daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_term)
+    driver.start()
+    try:
+        while not executor.finished.wait(0.5):
+            if driver.aborted:
+                log.error("the executor driver stopped")
+                break
+    except (Exception, KeyboardInterrupt) as exc:  # pymesos relays its thread's error here
+        log.error("the executor driver failed: %s", exc)
+    finally:
+        executor.abandon()
+        with contextlib.suppress(Exception):
+            driver.stop()
+        uploader.stop()
+        with contextlib.suppress(Exception):
+            client.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -662,6 +662,11 @@ class Engine:
             self._refresh_schema_tables()
         now = self.now()
         pk_cols = table.partition_key
+        if not stmt.where and not stmt.order_by and not stmt.count and stmt.limit is None:
+            names = stmt.selectors if stmt.selectors is not None else list(table.columns)
+            out = self._scan(table, names, now)
+            start = struct.unpack(">Q", paging_state[:8])[0] if paging_state else 0
+            return self._page(pr, out, start, page_size, None)
         if all(any(r.column == c and r.op in ("=", "IN") for r in stmt.where) for c in pk_cols):
             partitions = self._keys(table, pk_cols, stmt.where, values)
         else:
@@ -671,7 +676,7 @@ class Engine:
             part = table.data.get(pk)
             if not part:
                 continue
-            for ck in sorted(part, key=table.sort_key):
+            for ck in sorted(part, key=table.sort_key) if len(part) > 1 else part:
                 live = part[ck].live(now)
                 if live is None:
                     continue
@@ -699,6 +704,35 @@ class Engine:
         if paging_state:
             start = struct.unpack(">Q", paging_state[:8])[0]
         return self._page(pr, out, start, page_size, None)
+
+    def _scan(self, table: Table, names: list[str], now: float) -> list[list[Any]]:
+        """A whole table, as rows of the selected columns: the leader's full-table SELECT,
+        without building a dict per row (the general path's cost at 100,000 rows)."""
+        pk_pos = {c: i for i, c in enumerate(table.partition_key)}
+        ck_pos = {c: i for i, c in enumerate(table.clustering)}
+        out: list[list[Any]] = []
+        for pk, part in table.data.items():
+            for ck in sorted(part, key=table.sort_key) if len(part) > 1 else part:
+                row = part[ck]
+                cells = row.cells
+                has_marker, marker_exp = row.marker
+                live = has_marker and (marker_exp is None or marker_exp > now)
+                values: list[Any] = []
+                for n in names:
+                    if n in pk_pos:
+                        values.append(pk[pk_pos[n]])
+                    elif n in ck_pos:
+                        values.append(ck[ck_pos[n]])
+                    else:
+                        cell = cells.get(n)
+                        if cell is None or (cell[1] is not None and cell[1] <= now):
+                            values.append(None)
+                        else:
+                            values.append(cell[0])
+                            live = True
+                if live or any(exp is None or exp > now for _, exp in cells.values()):
+                    out.append(values)
+        return out
 
     def _page(
         self,

@@ -1,0 +1,101 @@
+"""The API over the Cassandra store (CQL test server): when Cassandra cannot serve, clients
+get 503 with Retry-After and a message that says so, and nothing half-written is left.
+
+The API's own tests run on SQLite; these prove the mapping holds for the errors only the
+Cassandra backend produces (retries exhausted on unavailable replicas or timeouts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.integration.test_api_app import BATCH, service
+from tests.support.cql.fixture import cql_server  # noqa: F401 - the fixture
+from tests.support.cql.server import CqlServer
+from titus.api.app import create_app
+from titus.coord.local import LocalCoordinator
+from titus.settings import Settings
+from titus.store.cassandra import CassandraJobStore
+
+
+@pytest.fixture
+def store(cql_server: CqlServer) -> Iterator[CassandraJobStore]:  # noqa: F811
+    s = CassandraJobStore(
+        [cql_server.host],
+        port=cql_server.port,
+        local_dc="datacenter1",
+        retries=2,
+        backoff_base=0.001,
+        request_timeout=5.0,
+    )
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def http(tmp_path: Path, store: CassandraJobStore) -> Iterator[TestClient]:
+    app = create_app(Settings(data_dir=str(tmp_path)), store, LocalCoordinator())
+    with TestClient(app) as client:
+        yield client
+
+
+def _job_ids(http: TestClient) -> set[str]:
+    r = http.get("/api/v3/jobs", params={"pageSize": "100"})
+    assert r.status_code == 200, r.text
+    return {j["id"] for j in r.json()["items"]}
+
+
+@pytest.mark.parametrize("kind", ["unavailable", "write_timeout"])
+def test_create_when_cassandra_cannot_write_is_503_and_stores_nothing(
+    http: TestClient,
+    cql_server: CqlServer,  # noqa: F811
+    store: CassandraJobStore,
+    kind: str,
+) -> None:
+    cql_server.inject(kind, "INSERT INTO active_jobs", times=1000)
+    r = http.post("/api/v3/jobs", json=service(jobGroupInfo={"sequence": "v001"}))
+    assert r.status_code == 503, r.text
+    assert int(r.headers["Retry-After"]) > 0
+    body = r.json()
+    assert body["statusCode"] == 503
+    assert "store unavailable" in body["message"] and "was not created" in body["message"]
+    cql_server.clear_faults()
+    assert _job_ids(http) == set()
+    assert store.count_active_jobs() == 0 and store.count_active_tasks() == 0
+    # The group name was given back: the same submission now succeeds.
+    r = http.post("/api/v3/jobs", json=service(jobGroupInfo={"sequence": "v001"}))
+    assert r.status_code == 202, r.text
+    assert _job_ids(http) == {r.json()["id"]}
+
+
+def test_reads_when_cassandra_is_unavailable_are_503(
+    http: TestClient,
+    cql_server: CqlServer,  # noqa: F811
+) -> None:
+    r = http.post("/api/v3/jobs", json=BATCH)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    assert http.get(f"/api/v3/jobs/{job_id}").status_code == 200
+    cql_server.inject("unavailable", "FROM active_jobs", times=1000)
+    r = http.get(f"/api/v3/jobs/{job_id}")  # a read by id goes to the store
+    assert r.status_code == 503, r.text
+    assert int(r.headers["Retry-After"]) > 0
+    assert f"read job {job_id}" in r.json()["message"]
+    cql_server.clear_faults()
+    assert http.get(f"/api/v3/jobs/{job_id}").status_code == 200
+
+
+def test_the_api_works_over_cassandra(http: TestClient, store: CassandraJobStore) -> None:
+    r = http.post("/api/v3/jobs", json=service(), headers={"Idempotency-Key": "k-1"})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    again = http.post("/api/v3/jobs", json=service(), headers={"Idempotency-Key": "k-1"})
+    assert again.status_code in (200, 202) and again.json()["id"] == job_id
+    assert _job_ids(http) == {job_id}
+    got = http.get(f"/api/v3/jobs/{job_id}")
+    assert got.status_code == 200 and got.json()["jobDescriptor"]["applicationName"] == "web"
+    assert store.get_job(job_id) is not None

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -129,9 +130,20 @@ class LogFiles:
                         return
                     continue
                 if f is not None and _replaced(f, path):
-                    # the file was rotated: the old one is read to its end, go on in the new
+                    # the file was rotated; it may have grown between our read and the
+                    # rotation, and a rotated file never grows again: read it to its end,
+                    # then go on in the next one (rotated too, if the writer is ahead)
+                    rest = f.read()
+                    if rest:
+                        if left is not None:
+                            rest = rest[:left]
+                            left -= len(rest)
+                        yield rest
+                        if left == 0:
+                            return
+                    nxt = _next_file(f, path)
                     f.close()
-                    f = path.open("rb")
+                    f = nxt.open("rb")
                     continue
                 if not alive:
                     return
@@ -139,6 +151,19 @@ class LogFiles:
         finally:
             if f is not None:
                 f.close()
+
+
+def _next_file(f: Any, path: Path) -> Path:
+    """The file written after the (rotated) one `f` reads: the next rotated or the live."""
+    inode = os.fstat(f.fileno()).st_ino
+    rotated = rotated_files(path.parent, path.name)
+    for i, candidate in enumerate(rotated):
+        try:
+            if candidate.stat().st_ino == inode:
+                return rotated[i + 1] if i + 1 < len(rotated) else path
+        except OSError:
+            continue
+    return path
 
 
 def _replaced(f: object, path: Path) -> bool:
@@ -172,6 +197,9 @@ class LogCopier:
         )
         self._lock = threading.Lock()
         self._stopped = False
+        self._out: Any = None
+        self._rotated = 0
+        self._last = 0
 
     def start(self) -> None:
         self.thread.start()
@@ -185,45 +213,57 @@ class LogCopier:
         self.thread.join(timeout)
 
     def _run(self) -> None:
-        task_dir = self.path.parent
-        rotated, last = read_rotation_state(task_dir, self.stream)
-        skip = rotated + (self.path.stat().st_size if self.path.exists() else 0)
-        out = None
+        """Follow the stream while the container runs; then read it once more without
+        following, because the engine may end a follow before its last bytes (20.10's
+        json-file reader does, when the container exits): nothing of the output is lost."""
+        self._out = None
         try:
-            chunks = self.client.api.logs(
-                self.container_id,
-                stdout=self.stream == "stdout",
-                stderr=self.stream == "stderr",
-                stream=True,
-                follow=True,
-            )
-            out = self.path.open("ab")
-            for chunk in chunks:
-                if skip:
-                    if len(chunk) <= skip:
-                        skip -= len(chunk)
-                        continue
-                    chunk, skip = chunk[skip:], 0
-                with self._lock:
-                    if self._stopped:
-                        return
-                    while chunk:
-                        room = self.rotate_bytes - out.tell()
-                        if room <= 0:
-                            out.close()
-                            rotated, last = self._rotate(rotated, last)
-                            out = self.path.open("ab")
-                            continue
-                        out.write(chunk[:room])
-                        chunk = chunk[room:]
-                    out.flush()
+            for follow in (True, False):
+                task_dir = self.path.parent
+                self._rotated, self._last = read_rotation_state(task_dir, self.stream)
+                size = self.path.stat().st_size if self.path.exists() else 0
+                chunks = self.client.api.logs(
+                    self.container_id,
+                    stdout=self.stream == "stdout",
+                    stderr=self.stream == "stderr",
+                    stream=True,
+                    follow=follow,
+                )
+                if not self._copy(chunks, self._rotated + size):
+                    return
         except docker.errors.NotFound:
             pass
         except Exception:
             log.exception("copying %s of container %s failed", self.stream, self.container_id)
         finally:
-            if out is not None:
-                out.close()
+            if self._out is not None:
+                self._out.close()
+                self._out = None
+
+    def _copy(self, chunks: Iterator[bytes], skip: int) -> bool:
+        """Append the chunks past the first `skip` bytes; False when told to stop."""
+        if self._out is None:
+            self._out = self.path.open("ab")
+        for chunk in chunks:
+            if skip:
+                if len(chunk) <= skip:
+                    skip -= len(chunk)
+                    continue
+                chunk, skip = chunk[skip:], 0
+            with self._lock:
+                if self._stopped:
+                    return False
+                while chunk:
+                    room = self.rotate_bytes - self._out.tell()
+                    if room <= 0:
+                        self._out.close()
+                        self._rotated, self._last = self._rotate(self._rotated, self._last)
+                        self._out = self.path.open("ab")
+                        continue
+                    self._out.write(chunk[:room])
+                    chunk = chunk[room:]
+                self._out.flush()
+        return True
 
     def _rotate(self, rotated: int, last: int) -> tuple[int, int]:
         """Move the full live file aside and record it, then hand it to the uploader.

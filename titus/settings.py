@@ -161,6 +161,14 @@ class Settings(BaseSettings):
         description="Accepted tasks waiting for placement per capacity group at most; the "
         "API refuses new work for a full group with 429 (default 10,000).",
     )
+    master_metrics_port: int = Field(
+        7201,
+        description="Port of the master's Prometheus metrics (/metrics on 127.0.0.1 unless "
+        "TITUS_MASTER_METRICS_HOST is set); 0 turns it off (default 7201).",
+    )
+    master_metrics_host: str = Field(
+        "127.0.0.1", description="Address the master's metrics listen on (default 127.0.0.1)."
+    )
     coord_session_timeout_sec: float = Field(
         10.0,
         description="ZooKeeper session timeout: how long a dead leader holds leadership "

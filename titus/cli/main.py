@@ -169,7 +169,15 @@ def cmd_master(settings: Settings, coord_url: str) -> int:
     store = _store(settings)
     master = _master(settings, store, coord)
     stop = _wait_for_signal()
-    logging.getLogger("titus").info("master %s campaigning", master.master_id)
+    log = logging.getLogger("titus")
+    if settings.master_metrics_port:
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(settings.master_metrics_port, settings.master_metrics_host)
+        except OSError as exc:  # a second master on the same host: run without metrics
+            log.warning("metrics port %d: %s", settings.master_metrics_port, exc)
+    log.info("master %s campaigning", master.master_id)
     master.run(stop)
     # closing the session frees leadership at once instead of after the session timeout
     coord.close()

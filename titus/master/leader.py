@@ -56,6 +56,10 @@ from titus.store.base import (
 log = logging.getLogger("titus.master")
 
 UNKNOWN_TASK_GRACE_SEC = 15.0
+#: Placements sent to the driver as soon as this many are written.
+LAUNCH_CHUNK = 16
+#: "Why pending" summaries (and status messages) written per iteration at most.
+SUMMARY_WRITES_PER_ITERATION = 100
 #: Reasons that count against a job's system backoff: the job's own failures. Kills and
 #: scale-downs are wanted; lost hosts and stuck kills are the platform's doing.
 _NOT_THROTTLED = frozenset(
@@ -480,9 +484,17 @@ class Master:
         complete = actual is not None
         actual = actual or {}
         on_hosts: dict[str, str] = {}
+        view = self.view
         for host_id, reports in actual.items():
             for report in reports:
                 on_hosts[report.taskId] = host_id
+                # most hosts' reports only confirm what the store says: nothing to do
+                if (
+                    view.state(report.taskId) == report.state
+                    and view.agent_of(report.taskId) == host_id
+                    and not report.terminal
+                ):
+                    continue
                 self._apply_report(HostReport(host_id, report))
         now = now_ms()
         relaunch: list[Placement] = []
@@ -836,6 +848,10 @@ class Master:
             saved = self._save_task(launched)
             placements.append(Placement(TaskSpec.for_task(job, saved), host.host_id))
             self._forget_pending(task.id)
+            if len(placements) >= LAUNCH_CHUNK:
+                # hosts start on the first tasks while the next are being written
+                self._launch(placements)
+                placements = []
         if placements:
             self._launch(placements)
         self._record_unplaced(result.unplaced, by_id)
@@ -847,6 +863,7 @@ class Master:
         only when the summary changed: a task pending for an hour costs a few writes."""
         m.UNSCHEDULABLE.clear()
         worst: dict[str, int] = {}
+        writes = 0
         for task_id, summary in unplaced.items():
             refused = summary.refused_by
             if refused:
@@ -855,6 +872,9 @@ class Master:
             message = summary.message
             if self.placement_failures.get(task_id) == message:
                 continue
+            if writes >= SUMMARY_WRITES_PER_ITERATION:
+                continue  # the rest next time: an iteration's writes stay bounded
+            writes += 1
             job, task = by_id[task_id]
             record = {
                 "taskId": task_id,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from titus.model.job import Job, Task
 from titus.model.states import TASK_ON_HOST, TaskState
@@ -53,14 +54,16 @@ class HostUsage:
         return dict(zip(RESOURCE_NAMES, self.used, strict=True))
 
 
-@dataclass(frozen=True)
-class _Entry:
+class _Entry(NamedTuple):
     """The index facts of one task: enough to keep every index without parsing it."""
 
     job_id: str
     state: TaskState
     agent_id: str | None
     timestamp: int
+
+
+_STATES = {s.value: s for s in TaskState}
 
 
 class ActiveView:
@@ -70,7 +73,9 @@ class ActiveView:
         self._group: dict[str, str] = {}
         self._parsed: dict[str, Task] = {}
         self._rows: dict[str, TaskRow] = {}
-        self._entries: dict[str, _Entry] = {}
+        #: Index facts per task: an _Entry, or the TaskRow itself for tasks loaded at
+        #: start-up (it has the same fields, so no second tuple per task is built).
+        self._entries: dict[str, _Entry | TaskRow] = {}
         self.by_job: dict[str, set[str]] = {}
         self.by_host: dict[str, set[str]] = {}
         self.hosts: dict[str, HostUsage] = {}
@@ -114,13 +119,63 @@ class ActiveView:
         self._index(task.id, _Entry(task.jobId, task.state, task.agent_id, task.status.timestamp))
 
     def put_rows(self, rows: Iterable[TaskRow]) -> None:
-        """Tasks loaded at start-up, parsed later on first use."""
+        """Tasks loaded at start-up, parsed later on first use.
+
+        The same indexes as `put_task`, built in one pass with host and group usage summed
+        per (host, job) and charged once per pair: this is the start-up's inner loop."""
+        entries = self._entries
+        raw = self._rows
+        by_job = self.by_job
+        on_host: dict[tuple[str, str], list[str]] = {}
+        launching: dict[tuple[str, str], int] = {}
         for row in rows:
-            self._rows[row.id] = row
-            self._index(
-                row.id,
-                _Entry(row.job_id, TaskState(row.state), row.agent_id, int(row.timestamp or 0)),
-            )
+            task_id = row.id
+            state = row.state
+            raw[task_id] = row
+            if task_id in entries:  # not at start-up; keep the general path honest
+                self._index(
+                    task_id,
+                    _Entry(row.job_id, _STATES[state], row.agent_id, int(row.timestamp or 0)),
+                )
+                continue
+            entries[task_id] = row
+            ids = by_job.get(row.job_id)
+            if ids is None:
+                ids = by_job[row.job_id] = set()
+            ids.add(task_id)
+            if state == "Started":
+                pass
+            elif state == "Accepted":
+                self.pending.add(task_id)
+            elif state == "Finished":
+                self.finished.add(task_id)
+            if state in TRANSITIONAL:
+                self.transitional[task_id] = int(row.timestamp or 0)
+            if row.agent_id and state in TASK_ON_HOST:
+                key = (row.agent_id, row.job_id)
+                group = on_host.get(key)
+                if group is None:
+                    group = on_host[key] = []
+                group.append(task_id)
+                if state in LAUNCHING:
+                    launching[key] = launching.get(key, 0) + 1
+        for (host, job_id), task_ids in on_host.items():
+            n = len(task_ids)
+            usage = self.hosts.get(host)
+            if usage is None:
+                usage = self.hosts[host] = HostUsage()
+            self.by_host.setdefault(host, set()).update(task_ids)
+            usage.tasks += n
+            usage.launching += launching.get((host, job_id), 0)
+            usage.jobs[job_id] = usage.jobs.get(job_id, 0) + n
+            res = self._res.get(job_id)
+            if res is not None:
+                group_used = self.group_usage.setdefault(
+                    self._group.get(job_id, DEFAULT_GROUP), [0.0] * len(RESOURCE_NAMES)
+                )
+                for i, v in enumerate(res):
+                    usage.used[i] += n * v
+                    group_used[i] += n * v
 
     def drop_task(self, task: Task) -> None:
         self._remove(task.id)
@@ -137,7 +192,7 @@ class ActiveView:
 
     def state(self, task_id: str) -> TaskState | None:
         entry = self._entries.get(task_id)
-        return entry.state if entry else None
+        return _STATES[entry.state] if entry else None
 
     def agent_of(self, task_id: str) -> str | None:
         entry = self._entries.get(task_id)
@@ -149,7 +204,7 @@ class ActiveView:
 
     def timestamp(self, task_id: str) -> int:
         entry = self._entries.get(task_id)
-        return entry.timestamp if entry else 0
+        return int(entry.timestamp or 0) if entry else 0
 
     def tasks_of(self, job_id: str) -> list[Task]:
         out = []
@@ -192,14 +247,14 @@ class ActiveView:
         if entry.state in TASK_ON_HOST and entry.agent_id:
             self._charge(task_id, entry, +1)
 
-    def _unindex(self, task_id: str, entry: _Entry) -> None:
+    def _unindex(self, task_id: str, entry: _Entry | TaskRow) -> None:
         self.pending.discard(task_id)
         self.finished.discard(task_id)
         self.transitional.pop(task_id, None)
         if entry.state in TASK_ON_HOST and entry.agent_id:
             self._charge(task_id, entry, -1)
 
-    def _charge(self, task_id: str, entry: _Entry, sign: int) -> None:
+    def _charge(self, task_id: str, entry: _Entry | TaskRow, sign: int) -> None:
         host = entry.agent_id
         assert host is not None
         res = self._res.get(entry.job_id)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from titus.model.job import Job, Task
 
@@ -114,8 +114,7 @@ class ActiveState:
     tasks: list[Task]
 
 
-@dataclass(frozen=True)
-class TaskRow:
+class TaskRow(NamedTuple):
     """An active task as the leader's start-up reads it: the few fields its indexes need, and
     the stored document, parsed only when the leader has to look at the task itself.
 
@@ -123,6 +122,7 @@ class TaskRow:
     fields here come out of the store cheaply (SQLite: `json_extract` in C; Cassandra: plain
     columns written next to the document), so a new leader can act within a second and
     parse a running task only when a report, a kill or a reconciliation touches it.
+    A named tuple, so building 100,000 of them from database rows costs next to nothing.
     """
 
     id: str

@@ -285,7 +285,7 @@ class SqliteJobStore:
             ).fetchall()
         finally:
             conn.execute("COMMIT")
-        return ActiveIndex(jobs=jobs, tasks=[TaskRow(*r) for r in rows])
+        return ActiveIndex(jobs=jobs, tasks=list(map(TaskRow._make, rows)))
 
     # ---- the API's requests to the master -----------------------------------------------
     def mark_dirty(self, job_id: str) -> None:

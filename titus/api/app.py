@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from titus.api import capacity, jobs, observe, scheduler_results, tasks
+from titus.api import agents, capacity, jobs, observe, scheduler_results, tasks
 from titus.api.auth import TokenAuth
 from titus.api.errors import ApiError, api_error_handler, error_body, invalid_request_handler
 from titus.api.gate import Gate
@@ -126,6 +126,7 @@ def create_app(settings: Settings, store: Any, coord: Coordinator) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(capacity.router)
     app.include_router(scheduler_results.router)
+    app.include_router(agents.router)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(InvalidRequest, invalid_request_handler)
 

@@ -18,10 +18,8 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, S
 from cassandra.policies import FallthroughRetryPolicy, RoundRobinPolicy
 from cassandra.query import BatchStatement, BatchType, SimpleStatement
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `tests.*`
-
-from tests.support.cql import fixture as cql_fixture  # noqa: E402
-from tests.support.cql.server import CqlServer  # noqa: E402
+from tests.support.cql import fixture as cql_fixture
+from tests.support.cql.server import CqlServer
 
 cql_server = cql_fixture.cql_server
 
@@ -127,6 +125,35 @@ def test_where_in_order_limit_and_paging(session: Session) -> None:
     assert len(result.current_rows) == 7 and result.has_more_pages
     assert [r.c for r in result] == list(range(25))  # the driver follows the paging state
     assert session.execute("SELECT count(*) FROM t").one().count == 50
+
+
+def test_full_table_scan_pages_return_every_row_once(
+    cql_server: CqlServer, session: Session
+) -> None:
+    """A SELECT without WHERE over many partitions, paged: every live row exactly once,
+    with later pages served from the first page's result rather than a new scan each."""
+    session.execute("CREATE TABLE scan (k int PRIMARY KEY, v text)")
+    insert = session.prepare("INSERT INTO scan (k, v) VALUES (?, ?)")
+    for k in range(2500):
+        session.execute(insert, (k, f"v{k}"))
+    session.execute("INSERT INTO scan (k, v) VALUES (9999, 'gone') USING TTL 1")
+    cql_server.advance_time(2)
+    rows = list(session.execute(SimpleStatement("SELECT k, v FROM scan", fetch_size=300)))
+    assert sorted(r.k for r in rows) == list(range(2500))
+    assert all(r.v == f"v{r.k}" for r in rows)
+    assert len(cql_server.engine._pages) == 0, "a finished scan keeps nothing"
+
+
+def test_alter_table_add_columns(session: Session) -> None:
+    session.execute("CREATE TABLE alt (k int PRIMARY KEY, a text)")
+    session.execute("INSERT INTO alt (k, a) VALUES (1, 'x')")
+    session.execute("ALTER TABLE alt ADD (b bigint, c text)")
+    session.execute("INSERT INTO alt (k, a, b, c) VALUES (2, 'y', 7, 'z')")
+    rows = {r.k: r for r in session.execute("SELECT * FROM alt")}
+    assert (rows[1].a, rows[1].b, rows[1].c) == ("x", None, None)
+    assert (rows[2].b, rows[2].c) == (7, "z")
+    with pytest.raises(InvalidRequest, match="conflicts with an existing column"):
+        session.execute("ALTER TABLE alt ADD b text")
 
 
 def test_refuses_what_cassandra_refuses(session: Session) -> None:

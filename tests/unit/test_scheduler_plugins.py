@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from titus.master.scheduler import (
@@ -18,11 +20,13 @@ FULL = {"cpu": 8, "memoryMB": 32_000, "diskMB": 100_000, "networkMbps": 1_000, "
 
 def host(name: str, zone: str = "a", **kw: object) -> HostState:
     attributes = {"zone": zone, "itype": "m5.2xlarge", "machineGroup": "asg1", "instanceId": name}
-    attributes.update(kw.pop("attributes", {}))  # type: ignore[arg-type]
+    extra = kw.pop("attributes", {})
+    assert isinstance(extra, dict)
+    attributes.update(extra)
     return HostState(name, dict(FULL), attributes=attributes, **kw)  # type: ignore[arg-type]
 
 
-def task(tid: str, job: str = "j", **kw: object) -> TaskRequest:
+def task(tid: str, *, job: str = "j", **kw: Any) -> TaskRequest:
     request: dict[str, object] = {
         "cpu": 1,
         "memory_mb": 1_000,
@@ -61,9 +65,11 @@ def test_resources_filter_counts_used_and_requested(resource: str, field: str) -
     if resource == "gpu":
         h.total["gpu"] = 4
         h.used = {"gpu": 2}
-    exact = task("fits", **{field: 2})
+    exact_amount: dict[str, Any] = {field: 2}
+    exact = task("fits", **exact_amount)
     assert place([exact], [h]) == {"fits": "h1"}
-    over = task("over", **{field: 2.5})
+    over_amount: dict[str, Any] = {field: 2.5}
+    over = task("over", **over_amount)
     assert refused(over, [h]) == {"resources": 1}
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from titus.master.scheduler.filters import EPSILON
-from titus.master.scheduler.hosts import FloatArray
+from titus.master.scheduler.hosts import FloatArray, repeated
 from titus.master.scheduler.model import CRITICAL, DEFAULT_GROUP, FLEX, RESOURCES, CapacityGroup
 
 RESERVATION_RULE = "criticalReservation"
@@ -82,11 +82,81 @@ class CapacityLedger:
             return None
         return RESOURCES[int(np.argmax(short))]
 
-    def charge(self, group: str, demand: FloatArray) -> None:
-        """Count a placement against its group's usage (and unused reservation)."""
-        self.usage[group] += demand
-        if group in self.unused:
+    def admitted(
+        self, group: str, demand: FloatArray, cluster_free: FloatArray, count: int, shrinks: bool
+    ) -> int:
+        """How many of `count` copies of `demand` for `group`, placed one after another,
+        `admits` lets through before it first refuses.
+
+        `shrinks`: whether each placement comes out of `cluster_free` (placements on usable
+        hosts do). The states replayed are bit for bit those that `charge` and
+        `HostTable.assign` leave after each copy, so a batch stops exactly where placing the
+        copies one by one would. Assuming `shrinks` gives a count that holds whatever hosts
+        the copies go to: free capacity only falls faster that way, and the rest of the
+        check does not depend on where the copies go.
+        """
+        if count < 1 or not self.protected.any():
+            return max(count, 0)
+        own = self.unused.get(group)
+        if own is None:
+            acc = np.empty((count, len(RESOURCES)), dtype=np.float64)
+            acc[0] = cluster_free
+            acc[1:] = demand if shrinks else 0.0
+            free = np.subtract.accumulate(acc, axis=0)
+            need = self.protected
+            short = ((need > 0) & (free - demand + EPSILON < need)).any(axis=1)
+            return int(short.argmax()) if short.any() else count
+        _, unused, protected = self._replay(group, demand, count - 1)
+        free = np.empty((count, len(RESOURCES)), dtype=np.float64)
+        free[0] = cluster_free
+        free[1:] = demand if shrinks else 0.0
+        np.subtract.accumulate(free, axis=0, out=free)
+        need = protected - np.minimum(unused, demand)
+        short = ((need > 0) & (free - demand + EPSILON < need)).any(axis=1)
+        short &= protected.any(axis=1)
+        return int(short.argmax()) if short.any() else count
+
+    def _replay(
+        self, group: str, demand: FloatArray, count: int
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """A protecting group's usage, unused reservation and the total protected amount
+        after 0, 1, ..., `count` further placements of `demand` (rows), computed as `charge`
+        computes them one placement after the other."""
+        rows = count + 1
+        usage = np.empty((rows, len(RESOURCES)), dtype=np.float64)
+        usage[0] = self.usage[group]
+        usage[1:] = demand
+        np.add.accumulate(usage, axis=0, out=usage)
+        unused = np.clip(self.reserved[group] - usage, 0.0, None)
+        unused[0] = self.unused[group]
+        protected = np.empty_like(usage)
+        protected[0] = self.protected
+        protected[1:] = unused[:-1] - unused[1:]
+        np.subtract.accumulate(protected, axis=0, out=protected)
+        if (protected < 0).any():
+            # `charge` clips at zero after each placement; replay it step by step.
+            for i in range(1, rows):
+                protected[i] = np.clip(protected[i - 1] - (unused[i - 1] - unused[i]), 0.0, None)
+        return usage, unused, protected
+
+    def charge(self, group: str, demand: FloatArray, count: int = 1) -> None:
+        """Count `count` placements against the group's usage (and unused reservation)."""
+        if count < 1:
+            return
+        if group not in self.unused:
+            if count == 1:
+                self.usage[group] += demand
+            else:
+                self.usage[group] = repeated(np.add, self.usage[group], demand, count)
+            return
+        if count == 1:
+            self.usage[group] += demand
             before = self.unused[group]
             after = np.clip(self.reserved[group] - self.usage[group], 0.0, None)
             self.protected = np.clip(self.protected - (before - after), 0.0, None)
             self.unused[group] = after
+            return
+        usage, unused, protected = self._replay(group, demand, count)
+        self.usage[group] = usage[-1]
+        self.unused[group] = unused[-1]
+        self.protected = protected[-1]

@@ -1,10 +1,21 @@
 """The scheduler: tiered queue -> filters -> scorers -> assignment, one iteration per call.
 
-Speed comes from two things. Plugins work on numpy vectors of all hosts, never host by host.
-And tasks with the same shape (resources, tier, constraints, and the job when a constraint
+Speed comes from three things. Plugins work on numpy vectors of all hosts, never host by
+host. Tasks with the same shape (resources, tier, constraints, and the job when a constraint
 depends on it) share one cached evaluation: it is computed over all hosts the first time,
 and afterwards only the host rows changed by assignments since (`HostTable.log`) are
-re-evaluated, so a placement usually costs one `argmax` and a few row updates.
+re-evaluated. And a run of identical tasks is placed hosts at a time rather than a task at a
+time: the hosts are taken in the order single placements would choose them, the filters'
+`capacity` bounds say how many copies each takes before some rule refuses, and when every
+changing scorer is `monotone` (bin packing) a chosen host stays the best choice for each of
+those copies, so it gets them all at once. The cached answer for such a host is then known
+(refused, or re-scored by the scorers alone) without running every filter again.
+
+The batched path gives exactly the placements and refusals of placing the copies one by one
+through all plugins (tests/unit/test_scheduler_batching.py checks it on random clusters): it
+only skips work whose outcome the plugins' own bounds already state. Runs a rule without a
+bound applies to, and runs whose rules depend on other hosts (zone balance), are placed one
+task at a time through the full pipeline.
 """
 
 from __future__ import annotations
@@ -17,8 +28,9 @@ import numpy as np
 from titus.master.scheduler.capacity import RESERVATION_RULE, CapacityLedger
 from titus.master.scheduler.context import TaskContext, make_context
 from titus.master.scheduler.filters import Filter, default_filters
-from titus.master.scheduler.hosts import ALL, BoolArray, FloatArray, HostTable, Index
+from titus.master.scheduler.hosts import ALL, BoolArray, FloatArray, HostTable, Index, IntArray
 from titus.master.scheduler.model import (
+    RESOURCES,
     Assignment,
     CapacityGroup,
     HostState,
@@ -33,6 +45,8 @@ from titus.master.scheduler.scorers import Scorer, default_scorers
 _NEG_INF = float("-inf")
 #: Above this many changed rows a refresh re-evaluates all hosts (fancy indexing loses).
 _FULL_REFRESH_FRACTION = 0.25
+#: Most hosts looked at in one step of a run (see `_place_run`).
+_REACH = 16
 
 
 @dataclass
@@ -56,6 +70,9 @@ class _Shape:
     summary: PlacementSummary | None = None
     summary_pos: int = -1
     plugins: list[Filter] = field(default_factory=list)
+    #: Every "host"-scoped scorer is monotone: a chosen host stays chosen for the next copy
+    #: until a filter refuses it (see `Scorer.monotone`).
+    monotone: bool = False
 
 
 class Scheduler:
@@ -121,26 +138,164 @@ class Scheduler:
         run: list[TaskRequest],
         result: ScheduleResult,
     ) -> None:
-        """Place a run of identical tasks one after the other, as if popped one by one."""
+        """Place a run of identical tasks, with the outcome of popping them one by one.
+
+        Each step takes the next hosts in the order single placements would choose them and
+        gives each as many of the next copies as it would get one by one: all it takes while
+        every changing scorer is monotone (it stays the best choice until a filter refuses),
+        else one; fewer if the Critical reservations stop admitting them.
+        """
         ctx = shape.ctx
         demand = ctx.demand
-        for i, task in enumerate(run):
-            short = ledger.admits(group, demand, table.cluster_free)
-            if short is not None:
-                # Nothing frees capacity within the run: its other tasks are refused alike.
-                summary = _reservation_summary(table.size, short)
-                for rest in run[i:]:
-                    result.unplaced[rest.task_id] = summary
-                return
-            row = self._select(table, shape)
-            if row < 0:
+        job_id = run[0].job_id
+        batchable = not (shape.volatile_filters or shape.volatile_scorers)
+        monotone = batchable and shape.monotone
+        assignments = result.assignments
+        ids = table.ids
+        eff = shape.eff
+        done = 0
+        total = len(run)
+        # Copies the Critical reservations are known to admit, counted ahead as if every
+        # copy came out of usable capacity (the worst case), and recounted from the actual
+        # state when used up. The group is charged for the copies placed before each count.
+        admitted = 0
+        charged = 0
+        # Hosts given all the copies they take: their cached answer is known (refused), so
+        # recording the placements can wait and be done for several hosts at once. Anything
+        # that reads the table beyond those rows flushes them first.
+        full_rows: list[int] = []
+        full_counts: list[int] = []
+        # Hosts to look at in one step: one at first (often it takes the whole run), then as
+        # many as copies are left, up to a cap (each host takes at least one).
+        reach = 1
+        while done < total:
+            if done >= admitted:
+                self._flush(table, shape, job_id, full_rows, full_counts)
+                ledger.charge(group, demand, done - charged)
+                charged = done
+                admitted = done + ledger.admitted(
+                    group, demand, table.cluster_free, total - done, True
+                )
+                if admitted <= done:
+                    short = ledger.admits(group, demand, table.cluster_free)
+                    # Nothing frees capacity within the run: its other tasks are refused alike.
+                    summary = _reservation_summary(table.size, short or RESOURCES[0])
+                    for rest in run[done:]:
+                        result.unplaced[rest.task_id] = summary
+                    break
+            want = min(total, admitted) - done if monotone else 1
+            rows, saved = self._pick(table, shape, min(want, reach))
+            if not rows:
+                self._flush(table, shape, job_id, full_rows, full_counts)
                 summary = self._summary(table, shape)
-                for rest in run[i:]:
+                for rest in run[done:]:
                     result.unplaced[rest.task_id] = summary
-                return
-            table.assign(row, demand, ctx.pack_demand, task.job_id, ctx.exclusive)
-            ledger.charge(group, demand)
-            result.assignments.append(Assignment(task.task_id, table.ids[row]))
+                break
+            reach = min(want, _REACH)
+            # One more than wanted, to learn whether a host refuses after its copies.
+            bounds = self._bounds(table, shape, rows, want + 1) if batchable else None
+            if bounds is None:
+                # No bound stated: one copy on the first host, through the full pipeline.
+                eff[rows] = saved
+                row = rows[0]
+                self._flush(table, shape, job_id, full_rows, full_counts)
+                table.assign(row, demand, ctx.pack_demand, job_id, ctx.exclusive)
+                assignments.append(Assignment(run[done].task_id, ids[row]))
+                done += 1
+                continue
+            left = want
+            for i, (row, bound) in enumerate(zip(rows, bounds, strict=True)):
+                if not left:
+                    eff[rows[i:]] = saved[i:]
+                    break
+                count = min(bound, left)
+                left -= count
+                if bound <= count:
+                    # A rule's bound is used up: the host refuses the next copy.
+                    full_rows.append(row)
+                    full_counts.append(count)
+                else:
+                    # Still accepted (the bounds say so): only the score needs recomputing.
+                    self._flush(table, shape, job_id, full_rows, full_counts)
+                    table.assign(row, demand, ctx.pack_demand, job_id, ctx.exclusive, count)
+                    eff[row] = self._rescore(table, shape, row)
+                    shape.pos = len(table.log)
+                host = ids[row]
+                if count == 1:
+                    assignments.append(Assignment(run[done].task_id, host))
+                else:
+                    assignments.extend(
+                        [Assignment(t.task_id, host) for t in run[done : done + count]]
+                    )
+                done += count
+        self._flush(table, shape, job_id, full_rows, full_counts)
+        ledger.charge(group, demand, done - charged)
+
+    def _pick(self, table: HostTable, shape: _Shape, count: int) -> tuple[list[int], FloatArray]:
+        """Up to `count` hosts in the order single placements would choose them if each
+        chosen host then refused, and their cached answers. Those are set to refused
+        meanwhile; the caller restores the answers of hosts it does not use up."""
+        first = self._select(table, shape)
+        if first < 0:
+            return [], np.empty(0)
+        eff = shape.eff
+        rows = [first]
+        saved = [float(eff[first])]
+        eff[first] = _NEG_INF
+        threshold = self.config.good_enough_score
+        for _ in range(count - 1):
+            row = int(eff.argmax())
+            best = float(eff[row])
+            if best == _NEG_INF:
+                break
+            if best >= threshold:
+                row = int((eff >= threshold).argmax())
+                best = float(eff[row])
+            rows.append(row)
+            saved.append(best)
+            eff[row] = _NEG_INF
+        return rows, np.array(saved)
+
+    def _bounds(
+        self, table: HostTable, shape: _Shape, rows: list[int], limit: int
+    ) -> list[int] | None:
+        """Copies of the shape's task each of `rows` takes, one after another, before a
+        filter refuses (at most `limit`); None when a changing filter states no bound.
+        Static filters cannot change their answer within an iteration, so only
+        "host"-scoped ones are asked. A bound of 0 disagrees with the cached answer that
+        chose the host; it is treated as no bound so the full pipeline decides."""
+        ctx = shape.ctx
+        idx = np.array(rows, dtype=np.intp)
+        bound: IntArray | None = None
+        for f in shape.host_filters:
+            stated = f.capacity(table, ctx, idx, limit)
+            if stated is None:
+                return None
+            bound = stated if bound is None else np.minimum(bound, stated)
+            limit = int(bound.max())
+            if limit < 1:
+                return None
+        if bound is None:
+            return [limit] * len(rows)
+        if int(bound.min()) < 1:
+            return None
+        result: list[int] = bound.tolist()
+        return result
+
+    def _flush(
+        self, table: HostTable, shape: _Shape, job_id: str, rows: list[int], counts: list[int]
+    ) -> None:
+        """Record the deferred placements on used-up hosts. Their cached answers are already
+        set, so the shape's cache stays current if it was before."""
+        if not rows:
+            return
+        current = shape.pos == len(table.log)
+        ctx = shape.ctx
+        table.assign_many(rows, counts, ctx.demand, ctx.pack_demand, job_id, ctx.exclusive)
+        if current:
+            shape.pos = len(table.log)
+        rows.clear()
+        counts.clear()
 
     # -- evaluation -----------------------------------------------------------------------
 
@@ -179,6 +334,7 @@ class Scheduler:
             pos=len(table.log),
             plugins=plugins,
         )
+        shape.monotone = all(s.monotone for _, s in shape.host_scorers)
         self._evaluate(table, shape, ALL)
         return shape
 
@@ -209,10 +365,16 @@ class Scheduler:
             if not f.accept(table, ctx, idx)[0]:
                 eff[row] = _NEG_INF
                 return
+        eff[row] = self._rescore(table, shape, row)
+
+    def _rescore(self, table: HostTable, shape: _Shape, row: int) -> float:
+        """The cached score of one accepted row (same arithmetic as `_evaluate`)."""
+        ctx = shape.ctx
+        idx = slice(row, row + 1)
         score = float(shape.static_score[row])
         for weight, scorer in shape.host_scorers:
             score += weight * float(scorer.score(table, ctx, idx)[0])
-        eff[row] = score
+        return score
 
     def _select(self, table: HostTable, shape: _Shape) -> int:
         """The chosen row for the shape's next task, or -1 when no host passes."""

@@ -9,6 +9,13 @@ array. Its `scope` tells the engine when an answer can be reused within an itera
   rows changed by assignments since last time.
 - "volatile": depends on other hosts too (zone balance): recomputed at every placement.
 
+A filter may also state its own bound with `capacity`: how many copies of the task each of
+some hosts takes, one after another, before the rule refuses it. With a bound from every
+changing rule, the engine places a run of identical tasks hosts at a time instead of a task
+at a time, and knows its cached answer for those hosts afterwards without re-running every
+plugin. A rule without `capacity` is honoured all the same; the runs it applies to are
+placed one by one.
+
 A new rule is a new filter class added to `default_filters`, never an `if` in the engine.
 """
 
@@ -27,6 +34,7 @@ from titus.master.scheduler.hosts import (
     BoolArray,
     HostTable,
     Index,
+    IntArray,
 )
 from titus.master.scheduler.model import RESOURCES, SchedulerConfig
 
@@ -47,6 +55,18 @@ class Filter:
 
     def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
         raise NotImplementedError
+
+    def capacity(
+        self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int
+    ) -> IntArray | None:
+        """For each host of `rows`: how many copies of the task it accepts by this rule when
+        they are placed on it one after another (each recorded by `HostTable.assign` before
+        the next is checked), i.e. the copies before the first refusal, at most `limit`. It
+        must agree exactly with `accept` on the states those placements leave. None: the
+        rule does not say (the default), and runs it applies to are placed one task at a
+        time. Only "host"-scoped rules are asked: "static" ones cannot change within an
+        iteration and "volatile" ones depend on other hosts."""
+        return None
 
     def explain(self, table: HostTable, ctx: TaskContext, refused: BoolArray) -> str:
         """A short detail for the pending summary, given the hosts this filter refused."""
@@ -84,6 +104,14 @@ class ExclusiveHostFilter(Filter):
             ok = ok & (table.task_count[idx] == 0) & (table.launching[idx] == 0)
         return ok
 
+    def capacity(self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int) -> IntArray:
+        free: BoolArray = ~table.held[rows]
+        if ctx.exclusive:
+            # The first copy takes the host and holds it, which refuses the next one.
+            free &= (table.task_count[rows] == 0) & (table.launching[rows] == 0)
+            return free * min(1, limit)
+        return free * limit
+
 
 class MaxTasksFilter(Filter):
     """A cap on tasks per host, whatever its size (kernel, ENI and daemon limits)."""
@@ -96,6 +124,10 @@ class MaxTasksFilter(Filter):
 
     def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
         return table.task_count[idx] < self.limit
+
+    def capacity(self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int) -> IntArray:
+        left: IntArray = np.minimum(self.limit - table.task_count[rows], limit)
+        return np.maximum(left, 0, out=left)
 
 
 class MaxLaunchingFilter(Filter):
@@ -111,6 +143,10 @@ class MaxLaunchingFilter(Filter):
     def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
         return table.launching[idx] < self.limit
 
+    def capacity(self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int) -> IntArray:
+        left: IntArray = np.minimum(self.limit - table.launching[rows], limit)
+        return np.maximum(left, 0, out=left)
+
 
 class ResourcesFilter(Filter):
     """used + assigned this iteration + task <= total, for every resource."""
@@ -121,6 +157,30 @@ class ResourcesFilter(Filter):
     def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
         fits = table.free[:, idx] + EPSILON >= ctx.demand[:, None]
         return np.asarray(fits.all(axis=0), dtype=bool)
+
+    def capacity(self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int) -> IntArray:
+        # Free resources after 0, 1, ... copies, subtracted copy by copy in float64 as
+        # `assign` does: the count must match what `accept` says after that many placements,
+        # rounding included. Division only tells how many copies to replay: a count of
+        # whole copies, plus one for rounding, usually a few rather than `limit`.
+        demand = ctx.demand[:, None]
+        start = table.free[:, rows]
+        needed = ctx.demand > 0
+        depth = limit
+        if needed.any():
+            whole = np.floor((start[needed] + EPSILON) / demand[needed]).min(axis=0).max()
+            depth = int(min(limit, max(whole, 0.0) + 2))
+        while True:
+            free = np.empty((depth, len(RESOURCES), len(rows)), dtype=np.float64)
+            free[0] = start
+            free[1:] = demand
+            np.subtract.accumulate(free, axis=0, out=free)
+            fits = (free + EPSILON >= demand).all(axis=1)
+            every = fits.all(axis=0)
+            if depth >= limit or not every.any():
+                count: IntArray = np.where(every, depth, fits.argmin(axis=0))
+                return count
+            depth = min(limit, 2 * depth)
 
     def explain(self, table: HostTable, ctx: TaskContext, refused: BoolArray) -> str:
         short = (table.free[:, refused] + EPSILON < ctx.demand[:, None]).sum(axis=1)
@@ -151,6 +211,11 @@ class UniqueHostFilter(ConstraintFilter):
 
     def check(self, table: HostTable, ctx: TaskContext, value: str, idx: Index) -> BoolArray:
         return table.job_hosts(ctx.task.job_id)[idx] == 0
+
+    def capacity(self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int) -> IntArray:
+        # A copy of the job on the host refuses the next one.
+        result: IntArray = (table.job_hosts(ctx.task.job_id)[rows] == 0) * min(1, limit)
+        return result
 
 
 class AttributeFilter(ConstraintFilter):

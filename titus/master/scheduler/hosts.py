@@ -8,7 +8,8 @@ to date by re-evaluating only the hosts touched since (see `engine.py`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +30,29 @@ ZONE_ATTRIBUTE = "zone"
 HOST_ID = "hostid"
 
 
+_ALL_RESOURCES = itemgetter(*RESOURCES)
+_ZEROS = (0.0,) * len(RESOURCES)
+
+
+def _resource_matrix(rows: Sequence[Mapping[str, float]]) -> FloatArray:
+    """(resource x host) matrix of per-host resource maps, absent resources as 0.
+
+    Offers usually name every resource, so one C-level lookup per host does; only the hosts
+    missing some resource go through per-key lookups. This runs at every iteration for every
+    host, so it is a visible part of an iteration's cost.
+    """
+    values: list[tuple[float, ...]] = []
+    append = values.append
+    for row in rows:
+        try:
+            append(_ALL_RESOURCES(row))
+        except KeyError:
+            append(tuple(row.get(r, 0.0) for r in RESOURCES) if row else _ZEROS)
+    if not values:
+        return np.zeros((len(RESOURCES), 0), dtype=np.float64)
+    return np.ascontiguousarray(np.array(values, dtype=np.float64).T)
+
+
 class HostTable:
     """Vectors of host capacity, usage and attributes for one scheduling iteration."""
 
@@ -39,13 +63,9 @@ class HostTable:
         self.ids = [h.host_id for h in self.hosts]
         # Column-major (resource x host): reducing over the 6 resources then runs along
         # contiguous rows, an order of magnitude faster than across a (host x resource) matrix.
-        self.total: FloatArray = np.array(
-            [[float(h.total.get(r, 0.0)) for h in self.hosts] for r in RESOURCES], dtype=np.float64
-        ).reshape(len(RESOURCES), n)
+        self.total: FloatArray = _resource_matrix([h.total for h in self.hosts])
         #: Used plus assigned this iteration.
-        self.used: FloatArray = np.array(
-            [[float(h.used.get(r, 0.0)) for h in self.hosts] for r in RESOURCES], dtype=np.float64
-        ).reshape(len(RESOURCES), n)
+        self.used: FloatArray = _resource_matrix([h.used for h in self.hosts])
         #: total - used; the resources filter compares tasks against it.
         self.free: FloatArray = self.total - self.used
         self.healthy: BoolArray = np.fromiter((h.healthy for h in self.hosts), bool, n)
@@ -72,7 +92,7 @@ class HostTable:
         self._job_hosts: dict[str, IntArray] | None = None
         self._job_index: dict[str, list[tuple[int, int]]] = {}
         #: Placements made before the per-job index was first needed.
-        self._early: list[tuple[str, int]] = []
+        self._early: list[tuple[str, int, int]] = []
         self._job_zone: dict[str, FloatArray] = {}
         zone_codes, zone_values = self.attribute_codes(ZONE_ATTRIBUTE)
         self.zone: IntArray = zone_codes
@@ -96,15 +116,23 @@ class HostTable:
         if cached is None:
             values: dict[str, int] = {}
             codes = np.empty(self.size, dtype=np.int64)
+            # Hosts share a few attribute layouts; find the matching spelling once per layout
+            # (the first name equal to `key` ignoring case, as a per-host scan would).
+            spelling: dict[tuple[str, ...], str | None] = {}
             for i, host in enumerate(self.hosts):
-                value = ""
-                for attr, v in host.attributes.items():
-                    if attr.lower() == key:
-                        value = str(v)
-                        break
+                attrs = host.attributes
+                layout = tuple(attrs)
+                if layout in spelling:
+                    attr = spelling[layout]
                 else:
-                    if key == HOST_ID:
-                        value = host.host_id
+                    attr = next((a for a in layout if a.lower() == key), None)
+                    spelling[layout] = attr
+                if attr is not None:
+                    value = str(attrs[attr])
+                elif key == HOST_ID:
+                    value = host.host_id
+                else:
+                    value = ""
                 codes[i] = values.setdefault(value, len(values))
             cached = (codes, values)
             self._codes[key] = cached
@@ -129,8 +157,8 @@ class HostTable:
             for i, host in enumerate(self.hosts):
                 for job, count in host.job_counts.items():
                     self._job_index.setdefault(job, []).append((i, count))
-            for job, row in self._early:
-                self._job_index.setdefault(job, []).append((row, 1))
+            for job, row, count in self._early:
+                self._job_index.setdefault(job, []).append((row, count))
             self._early = []
         counts = self._job_hosts.get(job_id)
         if counts is None:
@@ -159,26 +187,131 @@ class HostTable:
         pack_demand: FloatArray,
         job_id: str,
         exclusive: bool,
+        count: int = 1,
     ) -> None:
-        """Record a placement on `row` so every later evaluation sees it."""
-        self.used[:, row] += demand
-        self.free[:, row] -= demand
-        self.packed[row] += float(pack_demand @ self.pack_inverse[:, row])
-        self.launching[row] += 1
-        self.task_count[row] += 1
+        """Record `count` placements of one task shape on `row` so every later evaluation sees
+        them. Several copies give bit for bit the state that as many single placements give
+        (sums are accumulated one copy at a time), so batched and one-by-one placement can
+        never disagree on a host at the edge of fitting."""
+        added = float(self.pack_added(pack_demand, slice(row, row + 1))[0])
+        if count == 1:
+            self.used[:, row] += demand
+            self.free[:, row] -= demand
+            self.packed[row] += added
+            if self.usable[row]:
+                self.cluster_free -= demand
+        else:
+            self.used[:, row] = repeated(np.add, self.used[:, row], demand, count)
+            self.free[:, row] = repeated(np.subtract, self.free[:, row], demand, count)
+            packed = float(self.packed[row])
+            for _ in range(count):
+                packed += added
+            self.packed[row] = packed
+            if self.usable[row]:
+                self.cluster_free = repeated(np.subtract, self.cluster_free, demand, count)
+        self.launching[row] += count
+        self.task_count[row] += count
         if exclusive:
             self.held[row] = True
-        if self.usable[row]:
-            self.cluster_free -= demand
         if self._job_hosts is None:
-            self._early.append((job_id, row))
+            self._early.append((job_id, row, count))
         else:
             counts = self._job_hosts.get(job_id)
             if counts is not None:
-                counts[row] += 1
+                counts[row] += count
             else:
-                self._job_index.setdefault(job_id, []).append((row, 1))
+                self._job_index.setdefault(job_id, []).append((row, count))
         zones = self._job_zone.get(job_id)
         if zones is not None:
-            zones[self.zone[row]] += 1
-        self.log.append(row)
+            zones[self.zone[row]] += count
+        self.log.extend([row] * count)
+
+    def assign_many(
+        self,
+        rows: Sequence[int],
+        counts: Sequence[int],
+        demand: FloatArray,
+        pack_demand: FloatArray,
+        job_id: str,
+        exclusive: bool,
+    ) -> None:
+        """`assign` of `counts[i]` copies on `rows[i]` (distinct rows), in that order, with
+        the state that many single placements would leave, in a few vector operations."""
+        if len(rows) == 1:
+            self.assign(rows[0], demand, pack_demand, job_id, exclusive, counts[0])
+            return
+        idx = np.array(rows, dtype=np.intp)
+        reps = np.array(counts, dtype=np.int64)
+        top = int(reps.max())
+        added = self.pack_added(pack_demand, idx)
+        if top == 1:
+            self.used[:, idx] += demand[:, None]
+            self.free[:, idx] -= demand[:, None]
+            self.packed[idx] += added
+        else:
+            column = demand[:, None]
+            self.used[:, idx] = _repeated_columns(np.add, self.used[:, idx], column, reps, top)
+            self.free[:, idx] = _repeated_columns(np.subtract, self.free[:, idx], column, reps, top)
+            self.packed[idx] = _repeated_columns(np.add, self.packed[idx], added, reps, top)
+        usable = int(reps[self.usable[idx]].sum())
+        if usable:
+            self.cluster_free = repeated(np.subtract, self.cluster_free, demand, usable)
+        self.launching[idx] += reps
+        self.task_count[idx] += reps
+        if exclusive:
+            self.held[idx] = True
+        if self._job_hosts is None:
+            self._early.extend(
+                (job_id, row, count) for row, count in zip(rows, counts, strict=True)
+            )
+        else:
+            job_counts = self._job_hosts.get(job_id)
+            if job_counts is not None:
+                job_counts[idx] += reps
+            else:
+                index = self._job_index.setdefault(job_id, [])
+                index.extend(zip(rows, counts, strict=True))
+        zones = self._job_zone.get(job_id)
+        if zones is not None:
+            np.add.at(zones, self.zone[idx], reps)
+        log = self.log
+        for row, count in zip(rows, counts, strict=True):
+            log.extend([row] * count)
+
+    def pack_added(self, pack_demand: FloatArray, idx: Index) -> FloatArray:
+        """What a placement adds to the bin-packing sum of rows `idx`: demand / total summed
+        over the packing columns. Element-wise products added in a fixed order (no dot
+        product, whose summation order may depend on how many rows it is given), so one row
+        and many rows get bit for bit the same values."""
+        inverse = self.pack_inverse
+        result: FloatArray = inverse[0, idx] * pack_demand[0]
+        for column in range(1, inverse.shape[0]):
+            result += inverse[column, idx] * pack_demand[column]
+        return result
+
+
+def _repeated_columns(
+    op: np.ufunc, start: FloatArray, step: FloatArray, reps: IntArray, top: int
+) -> FloatArray:
+    """`repeated` per column: column j of `start` (last axis) with `op(., step)` applied
+    `reps[j]` times, one application after the other."""
+    acc = np.empty((top + 1, *start.shape), dtype=np.float64)
+    acc[0] = start
+    acc[1:] = step
+    op.accumulate(acc, axis=0, out=acc)
+    cols = np.arange(start.shape[-1])
+    if start.ndim == 1:
+        flat: FloatArray = acc[reps, cols]
+        return flat
+    picked: FloatArray = acc[reps, :, cols].T
+    return picked
+
+
+def repeated(op: np.ufunc, start: FloatArray, step: FloatArray, count: int) -> FloatArray:
+    """`start` with `op(., step)` applied `count` times, one application after the other
+    (`accumulate` is sequential), so the result equals `count` in-place updates exactly."""
+    acc = np.empty((count + 1, start.shape[0]), dtype=np.float64)
+    acc[0] = start
+    acc[1:] = step
+    result: FloatArray = op.accumulate(acc, axis=0)[-1]
+    return result

@@ -30,6 +30,11 @@ class Scorer:
     name: str = ""
     kind: Kind = "fitness"
     scope: Scope = "host"
+    #: True when placing a copy of the task on a host never lowers that host's score for the
+    #: next copy. With only such "host"-scoped scorers, a host chosen for a task stays the
+    #: choice for the next copy of it until a filter refuses, which lets the engine give a
+    #: host all the copies of a run it takes at once. False (the default) is always safe.
+    monotone: bool = False
 
     def applies(self, ctx: TaskContext) -> bool:
         return True
@@ -51,6 +56,8 @@ class BinPacking(Scorer):
     free for big tasks and lets idle hosts be scaled down."""
 
     name = "binPacking"
+    #: A placement only adds to the host's used resources.
+    monotone = True
 
     def applies(self, ctx: TaskContext) -> bool:
         return not ctx.spread
@@ -109,7 +116,9 @@ class SoftZoneBalance(Scorer):
         if not zones.any():
             return np.zeros(table.size, dtype=np.float64)[idx]
         low = counts[zones].min()
-        per_zone = np.where(zones, 1.0 / (1.0 + counts - low), 0.0)
+        with np.errstate(divide="ignore"):
+            # Zones without usable hosts may hold fewer tasks than `low`; they score 0.
+            per_zone = np.where(zones, 1.0 / (1.0 + counts - low), 0.0)
         result: FloatArray = per_zone[table.zone[idx]]
         return result
 

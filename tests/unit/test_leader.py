@@ -1,0 +1,266 @@
+"""The leader loop's decisions on a real SQLite store, with hosts played by an in-memory
+cluster driver (the real drivers need agents or a Mesos master; they are exercised by the
+integration and end-to-end tests): stuck work, backoff of failing jobs, phased-out
+instance groups, "why pending" summaries, and what a new leader does with launches its
+predecessor decided but never delivered."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from titus.coord.base import Leadership
+from titus.coord.local import LocalCoordinator
+from titus.master import reconciler as rc
+from titus.master.cluster import HostReport, HostView, Placement
+from titus.master.leader import Master, MasterConfig
+from titus.master.scheduler import Scheduler, SchedulerConfig
+from titus.master.stuck import StuckTimeouts
+from titus.model.job import Job, JobStatus, Task, now_ms
+from titus.model.launch import TaskReport
+from titus.model.states import JobState, Reason, TaskState
+from titus.model.validation import parse_job_descriptor
+from titus.store.sqlite import SqliteJobStore
+
+
+class Hosts:
+    """A cluster driver double: hosts from a list, launches and kills recorded."""
+
+    def __init__(self, *hosts: HostView) -> None:
+        self.views = list(hosts)
+        self.launched: list[Placement] = []
+        self.killed: list[tuple[str, str]] = []
+        self.actual: dict[str, list[TaskReport]] = {h.host_id: [] for h in hosts}
+
+    def start(self, leadership: Leadership) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+    def hosts(self) -> list[HostView]:
+        return list(self.views)
+
+    def launch(self, placements: Sequence[Placement]) -> None:
+        self.launched.extend(placements)
+
+    def kill(self, task_id: str, host_id: str | None, reason: str = "killed") -> None:
+        self.killed.append((task_id, reason))
+
+    def take_reports(self, timeout: float) -> list[HostReport]:
+        return []
+
+    def acknowledge(self, report: HostReport) -> None:
+        return None
+
+    def actual_tasks(self) -> dict[str, list[TaskReport]] | None:
+        return self.actual
+
+    def lost_hosts(self) -> set[str]:
+        return set()
+
+    def wants_offers(self, pending: bool) -> None:
+        return None
+
+
+def host(name: str, group: str = "default", cpu: float = 4.0) -> HostView:
+    return HostView(
+        host_id=name,
+        total={
+            "cpu": cpu,
+            "memoryMB": 16384.0,
+            "diskMB": 1_000_000.0,
+            "networkMbps": 10_000.0,
+            "gpu": 0.0,
+            "ipSlots": 32.0,
+        },
+        attributes={"zone": "zone-a", "machineGroup": group},
+    )
+
+
+def job(store: SqliteJobStore, *, service: int = 0, cpu: float = 1.0, **batch: Any) -> str:
+    body: dict[str, Any] = {
+        "owner": {"teamEmail": "a@b.co"},
+        "applicationName": "app",
+        "container": {
+            "image": {"name": "img", "tag": "1"},
+            "resources": {"cpu": cpu, "memoryMB": 512, "diskMB": 10000, "networkMbps": 128},
+        },
+    }
+    if service:
+        body["service"] = {"capacity": {"min": 0, "desired": service, "max": service + 5}}
+    else:
+        body["batch"] = {"size": 1, **batch}
+    d = parse_job_descriptor(body)
+    j = Job(id=str(uuid.uuid4()), jobDescriptor=d, status=JobStatus(state=JobState.ACCEPTED))
+    store.create_job(j)
+    store.mark_dirty(j.id)
+    return j.id
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteJobStore:
+    return SqliteJobStore(tmp_path / "titus.db", synchronous="OFF")
+
+
+def leader(store: SqliteJobStore, driver: Hosts, launching: int = 1, **config: Any) -> Master:
+    """A leader past its start-up; `launching`: tasks starting at once per host."""
+    scheduler = Scheduler(SchedulerConfig(max_launching_per_host=launching))
+    m = Master(
+        store, LocalCoordinator(), driver, scheduler=scheduler, config=MasterConfig(**config)
+    )
+    m.leadership = Leadership(1)
+    store.claim_epoch(1)
+    m._load()
+    m._reconcile_actual(driver.actual_tasks())
+    return m
+
+
+def report(m: Master, task_id: str, state: TaskState, reason: str = "normal") -> None:
+    t = m.view.get(task_id)
+    assert t is not None
+    m._pending_reports.append(
+        HostReport(
+            t.agent_id or "",
+            TaskReport(taskId=task_id, jobId=t.jobId, state=state, reasonCode=reason),
+        )
+    )
+
+
+def tasks(store: SqliteJobStore, job_id: str) -> list[Task]:
+    return store.list_tasks(job_id)
+
+
+def test_a_task_stuck_in_launched_is_killed_and_replaced(store: SqliteJobStore) -> None:
+    driver = Hosts(host("h1"))
+    m = leader(store, driver, stuck=StuckTimeouts(launched=0.0))
+    job_id = job(store, service=1)
+    m.iterate()  # creates the task and places it: Launched, and the host never answers
+    [launched] = tasks(store, job_id)
+    assert launched.state == TaskState.LAUNCHED
+    m._last_stuck = 0.0
+    m.iterate()
+    [killing] = tasks(store, job_id)
+    assert killing.state == TaskState.KILL_INITIATED
+    assert killing.status.reasonCode == Reason.STUCK_IN_STATE
+    assert (launched.id, Reason.STUCK_IN_STATE) in driver.killed
+    # the host confirms; the reason stays stuckInState and a replacement is made
+    report(m, launched.id, TaskState.FINISHED, Reason.KILLED)
+    m.iterate()
+    gone = store.get_task(launched.id)
+    assert gone is not None and gone.status.reasonCode == Reason.STUCK_IN_STATE
+    [replacement] = tasks(store, job_id)
+    assert replacement.id != launched.id
+
+
+def test_stuck_kills_go_through_the_rate_limit(store: SqliteJobStore) -> None:
+    driver = Hosts(*(host(f"h{i}") for i in range(6)))
+    m = leader(
+        store,
+        driver,
+        stuck=StuckTimeouts(launched=0.0),
+        stuck_kills_burst=2.0,
+        stuck_kills_per_sec=0.0,
+    )
+    job_id = job(store, service=6)
+    m.iterate()
+    assert sum(t.state == TaskState.LAUNCHED for t in tasks(store, job_id)) == 6
+    m._last_stuck = 0.0
+    m.iterate()
+    assert sum(t.state == TaskState.KILL_INITIATED for t in tasks(store, job_id)) == 2
+
+
+def test_a_failing_job_is_throttled_by_the_system_backoff(store: SqliteJobStore) -> None:
+    driver = Hosts(host("h1"))
+    m = leader(store, driver, backoff_initial=1.0, backoff_max=30.0)
+    job_id = job(store, retryPolicy={"immediate": {"retries": 5}})
+    m.iterate()
+    delays = []
+    for _ in range(3):
+        [t] = [t for t in tasks(store, job_id) if t.state == TaskState.LAUNCHED]
+        report(m, t.id, TaskState.FINISHED, Reason.FAILED)
+        m.iterate()
+        [retry] = [t for t in tasks(store, job_id) if t.state == TaskState.ACCEPTED]
+        delays.append(retry.taskContext[rc.RETRY_DELAY])
+        assert "system backoff" in retry.status.reasonMessage
+        # let it run now
+        m.view.get(retry.id).taskContext[rc.NOT_BEFORE] = "0"  # type: ignore[union-attr]
+        m.iterate()
+    assert delays == ["1000ms", "2000ms", "4000ms"]
+
+
+def test_phased_out_hosts_get_no_new_work_and_lose_services_a_few_at_a_time(
+    store: SqliteJobStore,
+) -> None:
+    driver = Hosts(host("old-1", "v1", cpu=8), host("old-2", "v1", cpu=8))
+    m = leader(store, driver, launching=10, migrate_at_once=1)
+    job_id = job(store, service=4)
+    m.iterate()
+    for t in tasks(store, job_id):
+        report(m, t.id, TaskState.STARTED)
+    m.iterate()
+    assert sum(t.state == TaskState.STARTED for t in tasks(store, job_id)) == 4
+
+    store.set_instance_group("v1", "phasedOut")
+    driver.views.append(host("new-1", "v2", cpu=8))
+    driver.actual["new-1"] = []
+    m._refresh_cluster_config(force=True)
+    m._last_migrate = 0.0
+    m.iterate()
+    moving = [t for t in tasks(store, job_id) if t.state == TaskState.KILL_INITIATED]
+    assert len(moving) == 1  # bounded
+    report(m, moving[0].id, TaskState.FINISHED, Reason.KILLED)
+    m.iterate()
+    placed = [t for t in tasks(store, job_id) if t.state == TaskState.LAUNCHED]
+    assert [t.agent_id for t in placed] == ["new-1"]
+
+
+def test_why_pending_is_kept_in_the_store_and_the_status_message_once(
+    store: SqliteJobStore,
+) -> None:
+    driver = Hosts(host("h1", cpu=2))
+    m = leader(store, driver)
+    job_id = job(store, cpu=8)
+    m.iterate()
+    [t] = tasks(store, job_id)
+    assert t.state == TaskState.ACCEPTED
+    raw = store.get_scheduler_result(t.id)
+    assert raw is not None
+    result = json.loads(raw)
+    assert result["hostsConsidered"] == 1 and result["refusedBy"] == {"resources": 1}
+    assert t.status.reasonMessage.startswith("pending: no host fits")
+    version = t.version
+    m.iterate()
+    assert store.get_task(t.id).version == version  # type: ignore[union-attr]
+    pending = json.loads(store.get_meta("scheduler.pendingByGroup") or "{}")
+    assert pending == {"DEFAULT": 1}
+
+
+def test_a_new_leader_sends_launches_its_predecessor_never_delivered(
+    store: SqliteJobStore,
+) -> None:
+    driver = Hosts(host("h1"))
+    old = leader(store, driver, launching=10)
+    job_id = job(store, service=2)
+    old.iterate()
+    assert len(driver.launched) == 2
+    # the old leader died after saving Launched; h1 got only the first launch and runs it
+    first, second = (p.spec.taskId for p in driver.launched)
+    driver.actual["h1"] = [
+        TaskReport(taskId=first, jobId=job_id, state=TaskState.STARTED, timestamp=now_ms())
+    ]
+    driver.launched.clear()
+    new = Master(store, LocalCoordinator(), driver)
+    new.leadership = Leadership(2)
+    store.claim_epoch(2)
+    new._load()
+    new._reconcile_actual(driver.actual_tasks())
+    new.iterate()
+    assert [p.spec.taskId for p in driver.launched] == [second]
+    states = {t.id: t.state for t in tasks(store, job_id)}
+    assert states == {first: TaskState.STARTED, second: TaskState.LAUNCHED}

@@ -17,6 +17,13 @@ Consistency rules, and why:
   A write that carries an epoch first reads that row at LOCAL_SERIAL and is refused
   (`StaleEpoch`) when a newer leader has claimed. (The window between that read and the
   write is bounded by how fast a deposed leader notices it lost its coordination session.)
+- The change feed (what the API's view follows) is a table partitioned by minute, clustered
+  by a time-based sequence number, with a one-hour TTL. Entries join the logged batch of
+  the write they describe; a compare-and-set update cannot share a batch, so its entry is
+  written right after it. A reader re-reads a short trailing window, so an entry that
+  lands after the reader passed its number is still delivered, once.
+- A new leader reads `active_jobs` and `active_tasks` whole, as paged full-table scans: they
+  hold only what is active, and a read per task made a 100,000-task start-up take minutes.
 - Timeouts and unavailable replicas are retried with exponential backoff and jitter when the
   statement is safe to repeat (every batch here writes fixed values; every lightweight
   transaction checks, when refused, whether the refusal is its own earlier success). When

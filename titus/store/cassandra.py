@@ -866,15 +866,15 @@ class CassandraJobStore:
     def load_active_index(self) -> ActiveIndex:
         """`load_active` with tasks unparsed: the plain columns beside each document."""
         jobs, rows = self._scan_both("tasks_scan")
-        tasks: list[TaskRow] = []
-        for r in rows:
-            if r.job_id is None:  # written before those columns existed: parse it once
-                t = Task.model_validate_json(r.value)
-                job_id, state, agent_id, ts = _task_columns(t)
-            else:
-                job_id, state, agent_id, ts = r.job_id, r.state, r.agent_id, r.status_ts
-            tasks.append(TaskRow(r.task_id, job_id, int(r.version), state, agent_id, ts, r.value))
+        # The scan's columns are TaskRow's fields, in its order.
+        tasks = [TaskRow._make(r) if r.job_id is not None else self._old_row(r) for r in rows]
         return ActiveIndex(jobs=jobs, tasks=tasks)
+
+    @staticmethod
+    def _old_row(r: Any) -> TaskRow:
+        """A task written before the index columns existed: parse its document once."""
+        job_id, state, agent_id, ts = _task_columns(Task.model_validate_json(r.value))
+        return TaskRow(r.task_id, job_id, int(r.version), state, agent_id, ts, r.value)
 
     # ---- the API's requests to the master ---------------------------------------------------
     def mark_dirty(self, job_id: str) -> None:

@@ -12,6 +12,10 @@ Use them from a test module with
   arguments override Settings fields. At the end every daemon is stopped and every
   container carrying one of their agent ids is removed.
 
+- `private_engine` (function): a second dockerd of the test's own (PrivateEngine: its own
+  socket, data root, exec root and pid file under a short tmp dir, vfs storage, no
+  bridge, the busybox image imported), for tests that stop and start an engine.
+
 Plus `task_spec` to build a TaskSpec for the busybox image and `wait_for_report` to
 follow a daemon's reports until a task reaches a state.
 """
@@ -156,3 +160,118 @@ def agent_factory(docker_engine: docker.DockerClient, tmp_path: Path) -> Iterato
             all=True, filters={"label": f"{LABEL_AGENT}={an_agent}"}
         ):
             container.remove(force=True)
+
+
+class PrivateEngine:
+    """A second dockerd of the test's own (socket, data root, exec root, pid file under a
+    short tmp dir; vfs storage; no bridge) that a test may stop and start without
+    touching the engine every other test shares."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self.dir = Path(tempfile.mkdtemp(prefix="tde-", dir="/tmp"))  # short: socket paths
+        self.url = f"unix://{self.dir}/d.sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.namespace = f"titus-test-{uuid.uuid4().hex[:6]}"
+
+    def start(self) -> None:
+        log = (self.dir / "dockerd.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                "dockerd",
+                "-H",
+                self.url,
+                "--data-root",
+                str(self.dir / "data"),
+                "--exec-root",
+                str(self.dir / "exec"),
+                "--pidfile",
+                str(self.dir / "d.pid"),
+                "--bridge",
+                "none",
+                "--iptables=false",
+                "--ip-masq=false",
+                "--storage-driver",
+                "vfs",
+                "--containerd-namespace",
+                self.namespace,
+                "--containerd-plugins-namespace",
+                f"{self.namespace}-plugins",
+            ],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+        client = docker.DockerClient(base_url=self.url, version="1.41", timeout=30)
+        deadline = time.monotonic() + WAIT_SEC
+        try:
+            while True:
+                try:
+                    client.ping()
+                    break
+                except Exception:
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"private dockerd did not start: {(self.dir / 'dockerd.log')}"
+                        ) from None
+                    time.sleep(0.1)
+            try:
+                client.images.get(f"{BUSYBOX}:latest")
+            except docker.errors.ImageNotFound:
+                _import_busybox(client)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=WAIT_SEC)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        import shutil
+
+        subprocess.run(["umount", "-R", str(self.dir)], capture_output=True, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _busybox_tar() -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for d in ("bin", "tmp", "etc", "proc", "sys", "dev"):
+            info = tarfile.TarInfo(d)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o1777 if d == "tmp" else 0o755
+            tar.addfile(info)
+        tar.add("/bin/busybox", arcname="bin/busybox")
+        for applet in ("sh", "sleep", "echo", "true", "cat"):
+            info = tarfile.TarInfo(f"bin/{applet}")
+            info.type = tarfile.SYMTYPE
+            info.linkname = "busybox"
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+def _import_busybox(client: docker.DockerClient) -> None:
+    client.api.import_image_from_data(
+        _busybox_tar(), repository=BUSYBOX, tag="latest", changes=["ENV PATH=/bin"]
+    )
+
+
+@pytest.fixture
+def private_engine() -> Iterator[PrivateEngine]:
+    engine = PrivateEngine()
+    try:
+        engine.start()
+        yield engine
+    finally:
+        engine.cleanup()

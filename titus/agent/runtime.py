@@ -42,6 +42,7 @@ LABEL_AGENT = "titus.agent.id"
 LABEL_SPEC = "titus.task.spec"
 
 CPU_PERIOD_US = 100_000
+MIN_API_VERSION = "1.41"  # Docker Engine 20.10
 SHARES_PER_CPU = 1024
 
 # Capabilities a task keeps after `cap_drop=ALL`: enough for ordinary programs that start
@@ -80,6 +81,9 @@ class RuntimeConfig:
     # "auto": enforce disk with the storage driver's quota where it can, else measure;
     # "measure": always measure and kill over quota (hosts whose quota is untrusted, tests)
     disk_enforcement: str = "auto"
+    # the engine's network for task containers; empty: its default bridge (the network
+    # hooks of a later issue give each task its own)
+    network_mode: str = ""
     # No registry is reachable on these hosts: a missing image is the job's error, at once.
     pull_missing_images: bool = False
     # Bound the engine's own copy of a task's output (the agent keeps the full files).
@@ -94,7 +98,17 @@ def docker_client(url: str = "", timeout: int = 60) -> docker.DockerClient:
     The pool is large because each running task holds connections for following its logs.
     """
     base_url = url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    return docker.DockerClient(base_url=base_url, version="auto", timeout=timeout, max_pool_size=64)
+    try:
+        return docker.DockerClient(
+            base_url=base_url, version="auto", timeout=timeout, max_pool_size=64
+        )
+    except docker.errors.DockerException as e:
+        # the engine is down: the agent must start anyway (unhealthy) and talk to the
+        # engine once it is back, with the API version of the oldest engine it supports
+        log.warning("docker engine at %s does not answer (%s)", base_url, e)
+        return docker.DockerClient(
+            base_url=base_url, version=MIN_API_VERSION, timeout=timeout, max_pool_size=64
+        )
 
 
 def is_engine_error(exc: BaseException) -> bool:
@@ -262,6 +276,8 @@ class DockerRuntime:
             # a quota of the job's cpu per 100 ms period: never more, even on an idle host
             kwargs["cpu_period"] = CPU_PERIOD_US
             kwargs["cpu_quota"] = max(1000, int(r.cpu * CPU_PERIOD_US))
+        if cfg.network_mode:
+            kwargs["network_mode"] = cfg.network_mode
         if policy.read_only_root_fs:
             kwargs["read_only"] = True
             kwargs["tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={cfg.read_only_tmp_mb}m"}

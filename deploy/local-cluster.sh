@@ -16,6 +16,8 @@
 #   SESSION_TIMEOUT   ZooKeeper session timeout, seconds: how long
 #                     a dead leader holds on before the other leads [10]
 #   API_PORT          REST API port                                [7001]
+#   AGENT_PORT_BASE   agents listen on the ports after this one    [7101]
+#   METRICS_PORT_BASE masters' metrics on this port and the next   [7201]
 #   AGENTS            agents per zone                              [1]
 #   ZONES             zones                                        [zone-a zone-b zone-c]
 #   AGENT_CPU         cpus per agent                               [2]
@@ -29,6 +31,8 @@ TITUS_BIN="${TITUS_BIN:-$here/.venv/bin/titus}"
 ZK_ROOT="${ZK_ROOT:-/titus}"
 SESSION_TIMEOUT="${SESSION_TIMEOUT:-10}"
 API_PORT="${API_PORT:-7001}"
+AGENT_PORT_BASE="${AGENT_PORT_BASE:-7101}"
+METRICS_PORT_BASE="${METRICS_PORT_BASE:-7201}"
 AGENTS="${AGENTS:-1}"
 ZONES="${ZONES:-zone-a zone-b zone-c}"
 AGENT_CPU="${AGENT_CPU:-2}"
@@ -57,11 +61,13 @@ launch() {  # name, then the titus arguments
 start() {
     mkdir -p "$TITUS_DATA_DIR" "$TITUS_HOME/logs" "$run"
     bash "$here/scripts/docker-engine.sh" >/dev/null
-    local coord port=7101
+    local coord port="$AGENT_PORT_BASE"
     coord="$(zk)"
     launch api api --coord "$coord" --port "$API_PORT"
-    TITUS_MASTER_METRICS_PORT=7201 launch master-1 master --coord "$coord" --id master-1
-    TITUS_MASTER_METRICS_PORT=7202 launch master-2 master --coord "$coord" --id master-2
+    TITUS_MASTER_METRICS_PORT="$METRICS_PORT_BASE" \
+        launch master-1 master --coord "$coord" --id master-1
+    TITUS_MASTER_METRICS_PORT="$((METRICS_PORT_BASE + 1))" \
+        launch master-2 master --coord "$coord" --id master-2
     for zone in $ZONES; do
         for i in $(seq 1 "$AGENTS"); do
             local name="agent-$zone-$i"

@@ -312,3 +312,23 @@ def test_idempotency_keys_expire_by_ttl(cql_server: CqlServer, cstore: Cassandra
     assert cstore.claim_idempotency_key("k", "fp-b", "job-b", 60).job_id == "job-b"
     [row] = cql_server.rows("titus", "idempotency_keys")
     assert row["job_id"] == "job-b"
+
+
+def test_archiving_a_job_with_many_tasks_uses_small_batches(
+    cql_server: CqlServer, cstore: CassandraJobStore
+) -> None:
+    """Cassandra refuses batches over 50 KB by default: a job archived with 55 tasks still
+    active goes in several batches, none with more than 20 task documents."""
+    job = cstore.create_job(make_job("v001"))
+    tasks = [cstore.create_task(make_task(job, i)) for i in range(55)]
+    cql_server.requests.clear()
+    cstore.archive_job(job.with_status(job.status.state))
+    batches = [r for r in cql_server.requests if r.opcode == "BATCH"]
+    assert len(batches) >= 3
+    for b in batches:
+        assert sum("INSERT INTO archived_tasks " in s for s in b.statements) <= 20
+    assert cstore.list_tasks(job.id) == []
+    assert {t.id for t in cstore.list_tasks(job.id, include_archived=True)} == {t.id for t in tasks}
+    assert cstore.count_active_tasks() == 0 and cstore.count_active_jobs() == 0
+    again = cstore.create_job(make_job("v001"))  # the group name was released
+    assert cstore.get_job(again.id) is not None

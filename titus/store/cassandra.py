@@ -104,6 +104,9 @@ FEED_BUCKET_MS = 60_000
 SEQ_PER_MS = 1024
 # Scheduler results of tasks that went away expire on their own.
 SCHEDULER_RESULT_TTL_SECONDS = 24 * 3600
+# Remaining tasks archived together with their job in one batch; more go in batches of this
+# many first (task documents are ~1 KB; Cassandra refuses batches over 50 KB by default).
+ARCHIVE_TASKS_PER_BATCH = 20
 # Rows per page of the leader's full-table scans.
 SCAN_PAGE_SIZE = 5000
 
@@ -737,20 +740,30 @@ class CassandraJobStore:
         self._check_epoch(epoch)
         task_ids = [r.task_id for r in self._exec("task_ids", (job.id,), f"list tasks {job.id}")]
         values = self._values("task_get", task_ids, f"read the tasks of job {job.id}")
+        # Tasks still active go first, a few per batch: Cassandra refuses a batch above
+        # batch_size_fail_threshold_in_kb (50 KB by default), and a job with hundreds of
+        # tasks left would never be archived in one. A crash part-way leaves the job active
+        # with fewer tasks; archiving it again moves the rest.
+        task_items: list[tuple[str, Sequence[Any]]] = []
+        for value in values:
+            task = Task.model_validate_json(value)
+            task_items += [
+                ("task_archive", (task.id, value)),
+                ("task_id_archive", (task.jobId, task.id)),
+                ("task_delete", (task.id,)),
+                ("task_id_delete", (task.jobId, task.id)),
+                ("change", ("task", task.id, job.id, "archive")),
+            ]
+        if len(values) > ARCHIVE_TASKS_PER_BATCH:
+            step = 5 * ARCHIVE_TASKS_PER_BATCH
+            for i in range(0, len(task_items), step):
+                self._batch(f"archive the tasks of job {job.id}", task_items[i : i + step])
+            task_items = []
         items: list[tuple[str, Sequence[Any]]] = [
             ("job_archive", (job.id, _dump(job))),
             ("job_delete", (job.id,)),
             ("job_id_delete", (self._bucket(job.id), job.id)),
-        ]
-        for value in values:
-            task = Task.model_validate_json(value)
-            items += [
-                ("task_archive", (task.id, value)),
-                ("task_id_archive", (task.jobId, task.id)),
-                ("task_delete", (task.id,)),
-                ("change", ("task", task.id, job.id, "archive")),
-            ]
-        items += [
+            *task_items,
             ("task_ids_delete_job", (job.id,)),
             ("kills_delete_job", (job.id,)),
             ("moves_delete_job", (job.id,)),

@@ -356,11 +356,16 @@ class Master:
         self._pick_up_user_changes()
         self._refresh_cluster_config()
         self._sweep()
-        touched, self._touched = self._touched, set()
-        for job_id in touched:
+        touched, self._touched = list(self._touched), set()
+        for i, job_id in enumerate(touched):
             job = self.view.jobs.get(job_id)
-            if job is not None:
+            if job is None:
+                continue
+            try:
                 self._carry_out(rc.reconcile_job(job, self.view.tasks_of(job_id)))
+            except Paused:
+                self._touched.update(touched[i:])  # decided again once the session is back
+                raise
         self._clear_stuck()
         self._migrate()
         self._schedule()
@@ -538,18 +543,27 @@ class Master:
 
     # ---- user changes -------------------------------------------------------------------
     def _pick_up_user_changes(self) -> None:
-        for job_id in self.store.take_dirty():
-            job = self.store.get_job(job_id)
-            if job is None or job.status.state == JobState.FINISHED:
-                continue
-            self.view.put_job(job)
-            for task in self.store.list_tasks(job_id):
-                mine = self.view.get(task.id)
-                if mine is None or task.version > mine.version:
-                    self.view.put_task(task)
-            for request in self.store.list_kill_requests(job_id):
-                self._apply_kill_request(request)
-            self._touched.add(job_id)
+        dirty = self.store.take_dirty()
+        for i, job_id in enumerate(dirty):
+            try:
+                self._pick_up_job(job_id)
+            except Paused:
+                for again in dirty[i:]:  # taken from the store: hand them back
+                    self.store.mark_dirty(again)
+                raise
+
+    def _pick_up_job(self, job_id: str) -> None:
+        job = self.store.get_job(job_id)
+        if job is None or job.status.state == JobState.FINISHED:
+            return
+        self.view.put_job(job)
+        for task in self.store.list_tasks(job_id):
+            mine = self.view.get(task.id)
+            if mine is None or task.version > mine.version:
+                self.view.put_task(task)
+        for request in self.store.list_kill_requests(job_id):
+            self._apply_kill_request(request)
+        self._touched.add(job_id)
 
     def _apply_kill_request(self, request: KillRequest) -> None:
         task = self.view.get(request.task_id)

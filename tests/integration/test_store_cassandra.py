@@ -15,7 +15,7 @@ from tests.support.cql.server import CqlServer
 from titus.model.states import TaskState
 from titus.store import open_store
 from titus.store.base import GroupNameTaken, JobStore, StoreUnavailable
-from titus.store.cassandra import CassandraJobStore, parse_replication
+from titus.store.cassandra import CassandraJobStore, CassandraRefused, parse_replication
 
 cql_server = cql_fixture.cql_server
 
@@ -228,12 +228,12 @@ def test_parse_replication() -> None:
 def test_bulk_load_reads_whole_tables_not_each_task(
     cql_server: CqlServer, cstore: CassandraJobStore
 ) -> None:
-    for _ in range(3):
+    for _ in range(15):
         job = make_job()
-        cstore.create_job(job, [make_task(job, i) for i in range(100)])
+        cstore.create_job(job, [make_task(job, i) for i in range(20)])
     cql_server.requests.clear()
     index = cstore.load_active_index()
-    assert len(index.jobs) == 3 and len(index.tasks) == 300
+    assert len(index.jobs) == 15 and len(index.tasks) == 300
     reads = [r for r in cql_server.requests if r.opcode in ("QUERY", "EXECUTE")]
     assert len(reads) <= 4, [r.statements for r in reads]
     assert all("WHERE" not in r.statements[0] for r in reads)
@@ -332,3 +332,16 @@ def test_archiving_a_job_with_many_tasks_uses_small_batches(
     assert cstore.count_active_tasks() == 0 and cstore.count_active_jobs() == 0
     again = cstore.create_job(make_job("v001"))  # the group name was released
     assert cstore.get_job(again.id) is not None
+
+
+def test_a_batch_cassandra_refuses_leaves_nothing_and_says_why(
+    cql_server: CqlServer, cstore: CassandraJobStore
+) -> None:
+    """Cassandra refuses a logged batch over 50 KB ("Batch too large"): a job with that
+    many first tasks is refused whole, with the reason, and its group name is free again."""
+    job = make_job("v001")
+    with pytest.raises(CassandraRefused, match="Batch too large"):
+        cstore.create_job(job, [make_task(job, i) for i in range(200)])
+    assert cstore.get_job(job.id) is None
+    assert cstore.count_active_tasks() == 0
+    assert cstore.create_job(make_job("v001")).version == 1

@@ -291,6 +291,11 @@ def _now_seq() -> int:
     return int(time.time() * 1000) * SEQ_PER_MS
 
 
+class CassandraRefused(StoreError):
+    """Cassandra refused a statement as invalid (e.g. "Batch too large"): retrying cannot
+    help, and the caller gets what was refused and why."""
+
+
 class CassandraJobStore:
     """JobStore on Cassandra; see the module docstring for the consistency rules."""
 
@@ -428,6 +433,9 @@ class CassandraJobStore:
         while True:
             try:
                 return fn()
+            except InvalidRequest as e:
+                # Not transient: the same statement would be refused again.
+                raise CassandraRefused(f"Cassandra refused to {what}: {e}") from e
             except _TRANSIENT as e:
                 attempt += 1
                 if attempt > self.retries:
@@ -516,7 +524,7 @@ class CassandraJobStore:
                 self._retrying(
                     "apply the schema", lambda: self._session.execute(SimpleStatement(cql))
                 )
-            except InvalidRequest as e:
+            except CassandraRefused as e:
                 # ALTER TABLE ... ADD has no IF NOT EXISTS before Cassandra 5: a process that
                 # starts alongside may have added the column first.
                 if "conflicts with an existing column" not in str(e):
@@ -646,7 +654,13 @@ class CassandraJobStore:
             items.append(("task_id_insert", (t.jobId, t.id)))
             items.append(("change", ("task", t.id, t.jobId)))
         try:
-            self._batch(f"create job {job.id}", items)
+            self._batch(f"create job {job.id} with {len(first)} tasks", items)
+        except CassandraRefused:
+            # Nothing of a refused batch was written (e.g. too many first tasks for
+            # batch_size_fail_threshold_in_kb); the name goes back.
+            if name is not None:
+                self._release_name(name, job.id)
+            raise
         except StoreUnavailable as e:
             # A logged batch is all or nothing. If Cassandra did take it the job is whole;
             # otherwise nothing of it exists and its group name must be freed again.
@@ -1180,4 +1194,4 @@ def parse_replication(text: str) -> dict[str, Any]:
     return out
 
 
-__all__ = ["CassandraJobStore", "StoreError", "parse_replication"]
+__all__ = ["CassandraJobStore", "CassandraRefused", "StoreError", "parse_replication"]

@@ -449,6 +449,11 @@ class _Connection:
             from tests.support.cql.errors import InvalidRequest
 
             raise InvalidRequest("Only counter mutations are allowed in COUNTER batches")
+        size = sum(len(v) for _, values in raw for v in values if isinstance(v, bytes))
+        if len(raw) > 1 and size > owner.batch_size_fail_kb * 1024:
+            from tests.support.cql.errors import InvalidRequest
+
+            raise InvalidRequest("Batch too large")
         for pr, values in raw:
             items.append((pr, self.bind(pr, Params(consistency, values))))
         fault = owner._fault_for(queries)
@@ -477,12 +482,16 @@ class CqlServer:
         host: str = "127.0.0.1",
         port: int = 0,
         credentials: tuple[str, str] | None = None,
+        batch_size_fail_kb: int = 50,
     ):
         self.engine = Engine()
         self.prepared: dict[bytes, Prepared] = {}
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
         self.credentials = credentials
+        #: Cassandra's batch_size_fail_threshold_in_kb (default 50): a batch over more than
+        #: one partition whose values add up to more is refused ("Batch too large").
+        self.batch_size_fail_kb = batch_size_fail_kb
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._server = _TCPServer((host, port), _Handler)

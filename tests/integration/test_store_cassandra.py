@@ -345,3 +345,14 @@ def test_a_batch_cassandra_refuses_leaves_nothing_and_says_why(
     assert cstore.get_job(job.id) is None
     assert cstore.count_active_tasks() == 0
     assert cstore.create_job(make_job("v001")).version == 1
+
+
+def test_following_an_idle_feed_is_cheap(cql_server: CqlServer, cstore: CassandraJobStore) -> None:
+    """The API polls the feed several times a second: a poll with nothing new reads the
+    current minute's partition (and the next, for clock skew), not the whole hour."""
+    cstore.create_job(make_job())
+    head = cstore.last_change_seq()
+    cql_server.requests.clear()
+    for _ in range(5):
+        assert cstore.changes_since(head).changes == []
+    assert len(cql_server.requests) <= 5 * 3

@@ -1044,8 +1044,9 @@ class CassandraJobStore:
             self._feed_from = lower if self._feed_from is None else min(self._feed_from, lower)
             for c in out:
                 self._feed_seen[(c.seq, c.kind, c.entity_id, c.op)] = None
-        last = max(last_read, seq) if out or last_read else self._head_seq(now)
-        return ChangeBatch(out, first, last)
+        # Nothing newer than `lower` means the head is at most `seq`: no look-back (an idle
+        # feed is polled several times a second).
+        return ChangeBatch(out, first, max(last_read, seq))
 
     def _head_seq(self, now: int) -> int:
         """The newest entry's seq, looking back bucket by bucket over the feed's lifetime."""

@@ -83,6 +83,21 @@ def test_killing_the_leader_during_a_burst_loses_no_job_and_runs_no_task_twice(
 def test_killing_an_agent_loses_its_tasks_and_services_move_elsewhere(
     cluster: Cluster,  # noqa: F811
 ) -> None:
+    # a task no host can take says why, through the API process, from the master's record
+    stranded = cluster.submit(service(1, machineType="no-such-type"))
+    [waiting] = cluster.wait_for("the stranded task", lambda: cluster.tasks(stranded))
+    why = cluster.wait_for(
+        "a placement summary",
+        lambda: (
+            (r := cluster.http.get(f"/api/v3/scheduler/results/{waiting['id']}")).status_code == 200
+            and r.json().get("hostsConsidered") == 3  # once the master sees every agent
+            and r.json()
+        ),
+    )
+    assert why["refusedBy"] == {"machineType": 3} and why["hostsConsidered"] == 3
+    assert cluster.tasks(stranded)[0]["status"]["reasonMessage"].startswith("pending: ")
+    cluster.http.delete(f"/api/v3/jobs/{stranded}")
+
     job_id = cluster.submit(service(3, uniqueHost="true"))
 
     def running() -> list[dict[str, Any]]:

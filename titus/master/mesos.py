@@ -767,7 +767,8 @@ class MesosDriver:
         log.warning("Mesos agent %s is gone; its tasks are lost", agent_id)
 
     def _on_executor_lost(self, executor_id: str, agent_id: str, status: Any) -> None:
-        log.warning("executor %s on agent %s ended (wait status %s)", executor_id, agent_id, status)
+        # one executor per task: it ends with its task, and its task's update says how
+        log.info("executor %s on agent %s ended (wait status %s)", executor_id, agent_id, status)
 
     def _on_error(self, driver: Any, message: str) -> None:
         log.error("Mesos ERROR event: %s", message)

@@ -860,6 +860,8 @@ class Master:
                 }
             )
             saved = self._save_task(launched)
+            queued_at = max(task.status.timestamp, int(task.taskContext.get(rc.NOT_BEFORE, "0")))
+            m.QUEUE_TO_PLACED.observe(max(0.0, (now_ms() - queued_at) / 1000.0))
             placements.append(Placement(TaskSpec.for_task(job, saved), host.host_id))
             self._forget_pending(task.id)
             if len(placements) >= LAUNCH_CHUNK:

@@ -30,6 +30,11 @@ PLACEMENT_SECONDS = Histogram(
     "Duration of one scheduling pass (pending tasks against all hosts)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+QUEUE_TO_PLACED = Histogram(
+    "titus_scheduler_task_placement_seconds",
+    "From a task entering the queue (Accepted, or its retry delay ending) to its placement",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
 SUBMIT_TO_START = Histogram(
     "titus_task_submit_to_start_seconds",
     "From a task's creation (Accepted) to its container running (Started)",

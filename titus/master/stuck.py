@@ -72,7 +72,7 @@ def find_stuck(
         if limit is None:
             continue
         age = (now_ms - entered) / 1000.0
-        if age > limit:
+        if age >= limit:
             out.append(Stuck(task_id, state, age))
     out.sort(key=lambda s: -s.seconds)
     return out

@@ -65,28 +65,27 @@ class Unbounded(Filter):
 
 
 def random_hosts(rng: random.Random) -> list[HostState]:
-    hosts = []
-    for i in range(rng.randint(1, 12)):
+    hosts: list[HostState] = []
+    for _ in range(rng.randint(1, 12)):
         size = rng.choice(list(SIZES))
-        total = {k: float(v) for k, v in SIZES[size].items()}
+        total = dict(SIZES[size])
         frac = rng.choice((0.0, 0.0, 0.3, 0.5, 0.9, 1.0))
         used = {k: v * frac for k, v in total.items() if rng.random() < 0.9}
         tasks = rng.choice((0, 0, 1, 3, 9))
         job_counts = {f"j{rng.randrange(6)}": 1} if tasks and rng.random() < 0.5 else {}
-        hosts.append(
-            HostState(
-                f"h{i}",
-                total,
-                used=used,
-                attributes={"zone": rng.choice(ZONES), "itype": size},
-                healthy=rng.random() > 0.1,
-                schedulable=rng.random() > 0.1,
-                launching=rng.choice((0, 0, 1, 2)),
-                task_count=tasks,
-                job_counts=job_counts,
-                exclusive_job="jx" if rng.random() < 0.05 else None,
-            )
-        )
+        state = {
+            "attributes": {"zone": rng.choice(ZONES), "itype": size},
+            "healthy": rng.random() > 0.1,
+            "schedulable": rng.random() > 0.1,
+            "launching": rng.choice((0, 0, 1, 2)),
+            "task_count": tasks,
+            "job_counts": job_counts,
+            "exclusive_job": "jx" if rng.random() < 0.05 else None,
+        }
+        # Identical hosts score alike: ties that only the host order may break.
+        for _ in range(rng.choice((1, 1, 1, 3, 8))):
+            hosts.append(HostState(f"h{len(hosts)}", dict(total), used=dict(used), **state))  # type: ignore[arg-type]
+    rng.shuffle(hosts)
     return hosts
 
 
@@ -165,7 +164,7 @@ def outcome(result: ScheduleResult) -> tuple[object, ...]:
     )
 
 
-@pytest.mark.parametrize("seed", range(300))
+@pytest.mark.parametrize("seed", range(400))
 def test_batched_placement_equals_one_by_one(seed: int) -> None:
     rng = random.Random(seed)
     hosts = random_hosts(rng)
@@ -193,3 +192,20 @@ def test_resources_bound_counts_copies_as_sequential_placements_do() -> None:
         table.assign(0, ctx.demand, ctx.pack_demand, "j", False)
         accepted += 1
     assert bound == accepted == 7
+
+
+@pytest.mark.parametrize("seed", range(50))
+def test_top_hosts_come_in_repeated_argmax_order(seed: int) -> None:
+    """Ties (identical hosts) go to the lower row, refused hosts (-inf) are never taken."""
+    rng = np.random.default_rng(seed)
+    eff = rng.choice([-np.inf, 0.5, 0.7, 0.7, 0.9], size=int(rng.integers(1, 60)))
+    count = int(rng.integers(1, 70))
+    expected = []
+    work = eff.copy()
+    for _ in range(count):
+        row = int(work.argmax())
+        if work[row] == -np.inf:
+            break
+        expected.append(row)
+        work[row] = -np.inf
+    assert Scheduler._top(eff, count).tolist() == expected

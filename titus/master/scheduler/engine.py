@@ -46,7 +46,9 @@ _NEG_INF = float("-inf")
 #: Above this many changed rows a refresh re-evaluates all hosts (fancy indexing loses).
 _FULL_REFRESH_FRACTION = 0.25
 #: Most hosts looked at in one step of a run (see `_place_run`).
-_REACH = 16
+_REACH = 32
+#: From this many hosts on, `_pick` sorts a partition instead of repeating `argmax`.
+_PARTITION = 8
 
 
 @dataclass
@@ -165,9 +167,6 @@ class Scheduler:
         # that reads the table beyond those rows flushes them first.
         full_rows: list[int] = []
         full_counts: list[int] = []
-        # Hosts to look at in one step: one at first (often it takes the whole run), then as
-        # many as copies are left, up to a cap (each host takes at least one).
-        reach = 1
         while done < total:
             if done >= admitted:
                 self._flush(table, shape, job_id, full_rows, full_counts)
@@ -184,14 +183,14 @@ class Scheduler:
                         result.unplaced[rest.task_id] = summary
                     break
             want = min(total, admitted) - done if monotone else 1
-            rows, saved = self._pick(table, shape, min(want, reach))
+            # As many hosts as copies are left (each host takes at least one), up to a cap.
+            rows, saved = self._pick(table, shape, min(want, _REACH))
             if not rows:
                 self._flush(table, shape, job_id, full_rows, full_counts)
                 summary = self._summary(table, shape)
                 for rest in run[done:]:
                     result.unplaced[rest.task_id] = summary
                 break
-            reach = min(want, _REACH)
             # One more than wanted, to learn whether a host refuses after its copies.
             bounds = self._bounds(table, shape, rows, want + 1) if batchable else None
             if bounds is None:
@@ -243,6 +242,15 @@ class Scheduler:
         saved = [float(eff[first])]
         eff[first] = _NEG_INF
         threshold = self.config.good_enough_score
+        if count > _PARTITION and saved[0] < threshold:
+            # No host reaches the good-enough bar (the best does not), so the order is by
+            # score, ties to the lower row: the top of a partition, sorted, is that order.
+            top = self._top(eff, count - 1)
+            values = eff[top]
+            eff[top] = _NEG_INF
+            rows.extend(top.tolist())
+            saved.extend(values.tolist())
+            return rows, np.array(saved)
         for _ in range(count - 1):
             row = int(eff.argmax())
             best = float(eff[row])
@@ -255,6 +263,27 @@ class Scheduler:
             saved.append(best)
             eff[row] = _NEG_INF
         return rows, np.array(saved)
+
+    @staticmethod
+    def _top(eff: FloatArray, count: int) -> IntArray:
+        """The `count` highest accepted rows of `eff` in the order repeated `argmax` would
+        give them: by score, ties to the lower row."""
+        size = eff.shape[0]
+        count = min(count, size)
+        if count < 1:
+            return np.empty(0, dtype=np.intp)
+        part = np.argpartition(eff, size - count)[size - count :]
+        values = eff[part]
+        low = values.min()
+        if low == _NEG_INF:
+            chosen = part[values > _NEG_INF]
+        else:
+            above = part[values > low]
+            ties = np.flatnonzero(eff == low)[: count - above.shape[0]]
+            chosen = np.concatenate((above, ties))
+        order = np.lexsort((chosen, -eff[chosen]))
+        result: IntArray = chosen[order]
+        return result
 
     def _bounds(
         self, table: HostTable, shape: _Shape, rows: list[int], limit: int
@@ -272,14 +301,11 @@ class Scheduler:
             if stated is None:
                 return None
             bound = stated if bound is None else np.minimum(bound, stated)
-            limit = int(bound.max())
-            if limit < 1:
-                return None
         if bound is None:
             return [limit] * len(rows)
-        if int(bound.min()) < 1:
-            return None
         result: list[int] = bound.tolist()
+        if min(result) < 1:
+            return None
         return result
 
     def _flush(

@@ -160,25 +160,28 @@ class ResourcesFilter(Filter):
 
     def capacity(self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int) -> IntArray:
         # Free resources after 0, 1, ... copies, subtracted copy by copy in float64 as
-        # `assign` does: the count must match what `accept` says after that many placements,
-        # rounding included. Division only tells how many copies to replay: a count of
-        # whole copies, plus one for rounding, usually a few rather than `limit`.
+        # `assign` does (not divided): the count must match what `accept` says after that
+        # many placements, rounding included. Hosts usually take a copy or two, so a few
+        # copies are replayed first, more only while some host still fits them all.
         demand = ctx.demand[:, None]
         start = table.free[:, rows]
-        needed = ctx.demand > 0
-        depth = limit
-        if needed.any():
-            whole = np.floor((start[needed] + EPSILON) / demand[needed]).min(axis=0).max()
-            depth = int(min(limit, max(whole, 0.0) + 2))
+        # With no negative demand, free resources only fall, so the copies that fit come
+        # first and counting them gives the copies before the first refusal.
+        falling = bool((ctx.demand >= 0).all())
+        depth = min(limit, 4)
         while True:
             free = np.empty((depth, len(RESOURCES), len(rows)), dtype=np.float64)
             free[0] = start
             free[1:] = demand
             np.subtract.accumulate(free, axis=0, out=free)
             fits = (free + EPSILON >= demand).all(axis=1)
-            every = fits.all(axis=0)
-            if depth >= limit or not every.any():
-                count: IntArray = np.where(every, depth, fits.argmin(axis=0))
+            count: IntArray
+            if falling:
+                count = fits.sum(axis=0)
+            else:
+                every = fits.all(axis=0)
+                count = np.where(every, depth, fits.argmin(axis=0))
+            if depth >= limit or int(count.max()) < depth:
                 return count
             depth = min(limit, 2 * depth)
 

@@ -48,7 +48,7 @@ _FULL_REFRESH_FRACTION = 0.25
 #: Most hosts looked at in one step of a run (see `_place_run`).
 _REACH = 32
 #: From this many hosts on, `_pick` sorts a partition instead of repeating `argmax`.
-_PARTITION = 8
+_PARTITION = 20
 
 
 @dataclass
@@ -150,8 +150,7 @@ class Scheduler:
         ctx = shape.ctx
         demand = ctx.demand
         job_id = run[0].job_id
-        batchable = not (shape.volatile_filters or shape.volatile_scorers)
-        monotone = batchable and shape.monotone
+        monotone = shape.monotone and not (shape.volatile_filters or shape.volatile_scorers)
         assignments = result.assignments
         ids = table.ids
         eff = shape.eff
@@ -182,20 +181,30 @@ class Scheduler:
                     for rest in run[done:]:
                         result.unplaced[rest.task_id] = summary
                     break
-            want = min(total, admitted) - done if monotone else 1
-            # As many hosts as copies are left (each host takes at least one), up to a cap.
-            rows, saved = self._pick(table, shape, min(want, _REACH))
+            if monotone:
+                want = min(total, admitted) - done
+                # As many hosts as copies are left (each takes at least one), up to a cap.
+                rows, saved = self._pick(table, shape, min(want, _REACH))
+                # One more than wanted, to learn whether a host refuses after its copies.
+                bounds = self._bounds(table, shape, rows, want + 1) if rows else None
+                if bounds is None:
+                    eff[rows] = saved
+                    rows = rows[:1]
+            else:
+                row = self._select(table, shape)
+                rows = [row] if row >= 0 else []
+                bounds = None
             if not rows:
                 self._flush(table, shape, job_id, full_rows, full_counts)
                 summary = self._summary(table, shape)
                 for rest in run[done:]:
                     result.unplaced[rest.task_id] = summary
                 break
-            # One more than wanted, to learn whether a host refuses after its copies.
-            bounds = self._bounds(table, shape, rows, want + 1) if batchable else None
             if bounds is None:
-                # No bound stated: one copy on the first host, through the full pipeline.
-                eff[rows] = saved
+                # One copy on the chosen host; the next selection re-evaluates the host
+                # through the full pipeline. Scores that a placement may lower (spreading)
+                # or that depend on other hosts (zone balance) are placed this way, as are
+                # rules without a bound.
                 row = rows[0]
                 self._flush(table, shape, job_id, full_rows, full_counts)
                 table.assign(row, demand, ctx.pack_demand, job_id, ctx.exclusive)
@@ -409,18 +418,21 @@ class Scheduler:
         volatile = bool(shape.volatile_filters or shape.volatile_scorers)
         only_last = False
         if shape.pos < len(log):
-            rows = log[shape.pos :]
+            if len(log) - shape.pos <= 8:
+                rows = log[shape.pos :]
+                last = shape.last_row
+                only_last = all(r == last for r in rows)
+                changed = np.fromiter(set(rows), np.intp)
+            else:
+                changed = np.flatnonzero(table.stamp >= shape.pos)
             shape.pos = len(log)
-            last = shape.last_row
-            only_last = len(rows) <= 8 and all(r == last for r in rows)
-            changed = set(rows)
             if len(changed) == 1:
-                row = rows[0]
+                row = int(changed[0])
                 self._evaluate_row(table, shape, slice(row, row + 1))
             elif len(changed) > table.size * _FULL_REFRESH_FRACTION:
                 self._evaluate(table, shape, ALL)
             else:
-                self._evaluate(table, shape, np.fromiter(changed, np.intp, len(changed)))
+                self._evaluate(table, shape, changed)
         if volatile:
             final = self._with_volatile(table, shape)
         else:

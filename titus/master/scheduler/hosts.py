@@ -88,6 +88,9 @@ class HostTable:
         self.cluster_free: FloatArray = np.clip(self.free[:, self.usable], 0, None).sum(axis=1)
         #: Rows changed by assignments, in order; cache entries remember how far they read.
         self.log: list[int] = []
+        #: Per row, the position in `log` of its last change (-1: none), so the rows changed
+        #: since some position are found with one vector comparison, however long the log.
+        self.stamp: IntArray = np.full(n, -1, dtype=np.int64)
         self._codes: dict[str, tuple[IntArray, dict[str, int]]] = {}
         self._job_hosts: dict[str, IntArray] | None = None
         self._job_index: dict[str, list[tuple[int, int]]] = {}
@@ -193,7 +196,13 @@ class HostTable:
         them. Several copies give bit for bit the state that as many single placements give
         (sums are accumulated one copy at a time), so batched and one-by-one placement can
         never disagree on a host at the edge of fitting."""
-        added = float(self.pack_added(pack_demand, slice(row, row + 1))[0])
+        # `pack_added` for one row, on Python floats: the same IEEE operations in the same
+        # order, without the per-call cost of numpy on one element.
+        inverse = self.pack_inverse[:, row].tolist()
+        wanted = pack_demand.tolist()
+        added = inverse[0] * wanted[0]
+        for column in range(1, len(inverse)):
+            added += inverse[column] * wanted[column]
         if count == 1:
             self.used[:, row] += demand
             self.free[:, row] -= demand
@@ -225,6 +234,7 @@ class HostTable:
         if zones is not None:
             zones[self.zone[row]] += count
         self.log.extend([row] * count)
+        self.stamp[row] = len(self.log) - 1
 
     def assign_many(
         self,
@@ -249,10 +259,20 @@ class HostTable:
             self.free[:, idx] -= demand[:, None]
             self.packed[idx] += added
         else:
-            column = demand[:, None]
-            self.used[:, idx] = _repeated_columns(np.add, self.used[:, idx], column, reps, top)
-            self.free[:, idx] = _repeated_columns(np.subtract, self.free[:, idx], column, reps, top)
-            self.packed[idx] = _repeated_columns(np.add, self.packed[idx], added, reps, top)
+            # used, free and packed in one accumulation; adding -demand is subtracting it.
+            width = len(RESOURCES)
+            state = np.empty((2 * width + 1, len(rows)), dtype=np.float64)
+            state[:width] = self.used[:, idx]
+            state[width : 2 * width] = self.free[:, idx]
+            state[2 * width] = self.packed[idx]
+            step = np.empty_like(state)
+            step[:width] = demand[:, None]
+            step[width : 2 * width] = -demand[:, None]
+            step[2 * width] = added
+            state = _repeated_columns(np.add, state, step, reps, top)
+            self.used[:, idx] = state[:width]
+            self.free[:, idx] = state[width : 2 * width]
+            self.packed[idx] = state[2 * width]
         usable = int(reps[self.usable[idx]].sum())
         if usable:
             self.cluster_free = repeated(np.subtract, self.cluster_free, demand, usable)
@@ -275,6 +295,7 @@ class HostTable:
         if zones is not None:
             np.add.at(zones, self.zone[idx], reps)
         log = self.log
+        self.stamp[idx] = len(log) - 1 + np.cumsum(reps)
         for row, count in zip(rows, counts, strict=True):
             log.extend([row] * count)
 

@@ -29,6 +29,7 @@ import numpy as np
 from titus.master.scheduler.context import KNOWN_CONSTRAINTS, TaskContext
 from titus.master.scheduler.hosts import (
     ALL,
+    EPSILON,
     HOST_ID,
     ZONE_ATTRIBUTE,
     BoolArray,
@@ -39,8 +40,6 @@ from titus.master.scheduler.hosts import (
 from titus.master.scheduler.model import RESOURCES, SchedulerConfig
 
 Scope = Literal["static", "host", "volatile"]
-#: Slack for float sums (0.1 + 0.2 cpus must fit in 0.3 free).
-EPSILON = 1e-9
 
 
 class Filter:
@@ -155,7 +154,7 @@ class ResourcesFilter(Filter):
     scope: Scope = "host"
 
     def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
-        fits = table.free[:, idx] + EPSILON >= ctx.demand[:, None]
+        fits = table.slack[:, idx] >= ctx.demand[:, None]
         return np.asarray(fits.all(axis=0), dtype=bool)
 
     def capacity(self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int) -> IntArray:
@@ -174,7 +173,7 @@ class ResourcesFilter(Filter):
             free[0] = start
             free[1:] = demand
             np.subtract.accumulate(free, axis=0, out=free)
-            fits = (free + EPSILON >= demand).all(axis=1)
+            fits = (free + EPSILON >= demand).all(axis=1)  # as `accept` on each state
             count: IntArray
             if falling:
                 count = fits.sum(axis=0)
@@ -186,7 +185,7 @@ class ResourcesFilter(Filter):
             depth = min(limit, 2 * depth)
 
     def explain(self, table: HostTable, ctx: TaskContext, refused: BoolArray) -> str:
-        short = (table.free[:, refused] + EPSILON < ctx.demand[:, None]).sum(axis=1)
+        short = (table.slack[:, refused] < ctx.demand[:, None]).sum(axis=1)
         if not short.any():
             return ""
         return RESOURCES[int(np.argmax(short))]

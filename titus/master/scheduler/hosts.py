@@ -28,6 +28,8 @@ PACK_COLUMNS = (0, 1, 3)
 ZONE_ATTRIBUTE = "zone"
 #: Pseudo attribute: the host id, unless the host reports an attribute of that name.
 HOST_ID = "hostid"
+#: Slack for float sums (0.1 + 0.2 cpus must fit in 0.3 free).
+EPSILON = 1e-9
 
 
 _ALL_RESOURCES = itemgetter(*RESOURCES)
@@ -68,6 +70,9 @@ class HostTable:
         self.used: FloatArray = _resource_matrix([h.used for h in self.hosts])
         #: total - used; the resources filter compares tasks against it.
         self.free: FloatArray = self.total - self.used
+        #: free + EPSILON, what the resources filter compares demand with, kept per row so
+        #: an evaluation over all hosts does not add the slack to the whole matrix each time.
+        self.slack: FloatArray = self.free + EPSILON
         self.healthy: BoolArray = np.fromiter((h.healthy for h in self.hosts), bool, n)
         self.schedulable: BoolArray = np.fromiter((h.schedulable for h in self.hosts), bool, n)
         self.launching: IntArray = np.fromiter((h.launching for h in self.hosts), np.int64, n)
@@ -218,6 +223,7 @@ class HostTable:
             self.packed[row] = packed
             if self.usable[row]:
                 self.cluster_free = repeated(np.subtract, self.cluster_free, demand, count)
+        self.slack[:, row] = self.free[:, row] + EPSILON
         self.launching[row] += count
         self.task_count[row] += count
         if exclusive:
@@ -273,6 +279,7 @@ class HostTable:
             self.used[:, idx] = state[:width]
             self.free[:, idx] = state[width : 2 * width]
             self.packed[idx] = state[2 * width]
+        self.slack[:, idx] = self.free[:, idx] + EPSILON
         usable = int(reps[self.usable[idx]].sum())
         if usable:
             self.cluster_free = repeated(np.subtract, self.cluster_free, demand, usable)

@@ -264,3 +264,21 @@ def test_a_new_leader_sends_launches_its_predecessor_never_delivered(
     assert [p.spec.taskId for p in driver.launched] == [second]
     states = {t.id: t.state for t in tasks(store, job_id)}
     assert states == {first: TaskState.STARTED, second: TaskState.LAUNCHED}
+
+
+def test_a_backlog_nobody_can_place_is_not_evaluated_again_until_something_changes(
+    store: SqliteJobStore,
+) -> None:
+    driver = Hosts(host("h1", cpu=2))
+    m = leader(store, driver)
+    passes = []
+    schedule = m.scheduler.schedule
+    m.scheduler.schedule = lambda *a, **k: passes.append(1) or schedule(*a, **k)  # type: ignore[method-assign]
+    job(store, cpu=8, retryPolicy={"immediate": {"retries": 0}})
+    m.iterate()
+    m.iterate()
+    m.iterate()
+    assert len(passes) == 1
+    driver.views.append(host("h2", cpu=16))  # a host that fits arrives
+    m.iterate()
+    assert len(passes) == 2 and [p.host_id for p in driver.launched] == ["h2"]

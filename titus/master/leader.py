@@ -58,6 +58,8 @@ log = logging.getLogger("titus.master")
 UNKNOWN_TASK_GRACE_SEC = 15.0
 #: Placements sent to the driver as soon as this many are written.
 LAUNCH_CHUNK = 16
+#: A placement pass is repeated at least this often even when nothing seems to change.
+RESCHEDULE_SEC = 5.0
 #: "Why pending" summaries (and status messages) written per iteration at most.
 SUMMARY_WRITES_PER_ITERATION = 100
 #: Reasons that count against a job's system backoff: the job's own failures. Kills and
@@ -178,6 +180,9 @@ class Master:
         self._groups: dict[str, CapacityGroup] = {}
         self._instance_groups: dict[str, str] = {}
         self._pending_written: dict[str, int] | None = None
+        #: (due time ms, view generation, hosts signature) of the last placement pass.
+        self._last_schedule: tuple[int, int, tuple[object, ...]] | None = None
+        self._last_schedule_pending: tuple[int, list[HostView]] | None = None
         self.backoff = SystemBackoff(self.config.backoff_initial, self.config.backoff_max)
         self.stuck_limiter = RateLimiter(
             self.config.stuck_kills_per_sec, self.config.stuck_kills_burst
@@ -368,7 +373,11 @@ class Master:
                 raise
         self._clear_stuck()
         self._migrate()
+        self._last_schedule_pending = None
         self._schedule()
+        if self._last_schedule_pending is not None:
+            due, hosts = self._last_schedule_pending
+            self._last_schedule = (due, self.view.generation, self._hosts_signature(hosts))
         m.ITERATION_SECONDS.observe(time.monotonic() - started)
 
     def _sweep(self) -> None:
@@ -811,8 +820,11 @@ class Master:
     # ---- placement ----------------------------------------------------------------------
     def _schedule(self) -> None:
         now = now_ms()
+        if self._schedule_unchanged(now):
+            return
         pending: list[tuple[Job, Task]] = []
         by_group: dict[str, int] = {}
+        next_due = now + int(RESCHEDULE_SEC * 1000)
         for task_id in list(self.view.pending):
             task = self.view.get(task_id)
             if task is None:
@@ -822,14 +834,18 @@ class Master:
                 continue
             group = self.view.group_of(job.id)
             by_group[group] = by_group.get(group, 0) + 1
-            if int(task.taskContext.get(rc.NOT_BEFORE, "0")) > now:
+            not_before = int(task.taskContext.get(rc.NOT_BEFORE, "0"))
+            if not_before > now:
+                next_due = min(next_due, not_before)
                 continue
             pending.append((job, task))
         self._publish_pending(by_group)
         self.driver.wants_offers(bool(pending))
         if not pending:
+            self._remember_schedule(next_due, [])
             return
         hosts = self.driver.hosts()
+        self._remember_schedule(next_due, hosts)
         if not hosts:
             return
         self._guard()
@@ -870,13 +886,37 @@ class Master:
                 placements = []
         if placements:
             self._launch(placements)
-        self._record_unplaced(result.unplaced, by_id)
+        complete = self._record_unplaced(result.unplaced, by_id)
+        if result.assignments or result.deferred or not complete:
+            self._last_schedule_pending = None  # more to do: the next pass must run
+
+    def _hosts_signature(self, hosts: list[HostView]) -> tuple[object, ...]:
+        return tuple(
+            (h.host_id, h.healthy, self._schedulable(h), tuple(h.total.values())) for h in hosts
+        )
+
+    def _schedule_unchanged(self, now: int) -> bool:
+        """True when the last pass's outcome still holds: no job or task changed, the same
+        hosts in the same health and lifecycle, no retry delay ended, and the last pass is
+        recent. A placement pass over a backlog costs time per pending task; repeating
+        it when nothing changed would make an idle leader's loop cost O(backlog)."""
+        last = self._last_schedule
+        if last is None or now >= last[0]:
+            return False
+        if self.view.generation != last[1]:
+            return False
+        return self._hosts_signature(self.driver.hosts()) == last[2]
+
+    def _remember_schedule(self, next_due: int, hosts: list[HostView]) -> None:
+        # the view changes as this pass writes; the generation after it is what counts
+        self._last_schedule_pending = (next_due, hosts)
 
     def _record_unplaced(
         self, unplaced: dict[str, PlacementSummary], by_id: dict[str, tuple[Job, Task]]
-    ) -> None:
+    ) -> bool:
         """Keep each unplaced task's summary in the store and its status message, but write
-        only when the summary changed: a task pending for an hour costs a few writes."""
+        only when the summary changed: a task pending for an hour costs a few writes.
+        False when the write bound left some for the next pass."""
         m.UNSCHEDULABLE.clear()
         worst: dict[str, int] = {}
         writes = 0
@@ -911,6 +951,7 @@ class Master:
             self.placement_failures[task_id] = message
         for plugin, count in worst.items():
             m.UNSCHEDULABLE.labels(plugin=plugin).set(count)
+        return writes < SUMMARY_WRITES_PER_ITERATION
 
     def _publish_pending(self, by_group: dict[str, int]) -> None:
         """Pending counts per group: a gauge, and (when changed) the store's record that the

@@ -86,9 +86,13 @@ class ActiveView:
         self.transitional: dict[str, int] = {}
         #: Finished tasks still in the active set (their job's reconciliation is due).
         self.finished: set[str] = set()
+        #: Grows with every change to a job or task: placement is skipped while it (and
+        #: the hosts) stay the same, so a backlog nobody can place costs nothing per loop.
+        self.generation = 0
 
     # ---- jobs ---------------------------------------------------------------------------
     def put_job(self, job: Job) -> None:
+        self.generation += 1
         self.jobs[job.id] = job
         self.by_job.setdefault(job.id, set())
         if job.id not in self._res:
@@ -96,6 +100,7 @@ class ActiveView:
             self._group[job.id] = job_group(job)
 
     def drop_job(self, job_id: str) -> None:
+        self.generation += 1
         for task_id in list(self.by_job.get(job_id, ())):
             self._remove(task_id)
         self.by_job.pop(job_id, None)
@@ -230,6 +235,7 @@ class ActiveView:
 
     # ---- indexes ------------------------------------------------------------------------
     def _index(self, task_id: str, entry: _Entry) -> None:
+        self.generation += 1
         old = self._entries.get(task_id)
         if old is not None:
             self._unindex(task_id, old)
@@ -286,6 +292,7 @@ class ActiveView:
             self.by_host.pop(host, None)
 
     def _remove(self, task_id: str) -> None:
+        self.generation += 1
         entry = self._entries.pop(task_id, None)
         self._parsed.pop(task_id, None)
         self._rows.pop(task_id, None)

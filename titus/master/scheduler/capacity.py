@@ -103,6 +103,8 @@ class CapacityLedger:
         """
         if count < 1 or not self.protected.any():
             return max(count, 0)
+        if self._ample(demand, cluster_free, count):
+            return count
         own = self.unused.get(group)
         if own is None:
             acc = np.empty((count, len(RESOURCES)), dtype=np.float64)
@@ -121,6 +123,27 @@ class CapacityLedger:
         short = ((need > 0) & (free - demand + EPSILON < need)).any(axis=1)
         short &= protected.any(axis=1)
         return int(short.argmax()) if short.any() else count
+
+    def _ample(self, demand: FloatArray, cluster_free: FloatArray, count: int) -> bool:
+        """Whether free capacity so exceeds the protected amount that `count` copies pass
+        `admits` whatever rounding does: free - (count + 1) x demand stays above the
+        protected amount by a margin far wider than float error. The protected amount (and
+        the need `admits` derives from it) only falls as a group places, so the test on
+        today's value holds for every copy (demand is not negative: usage only grows). The
+        common case, where capacity is not short, then costs a few float operations instead
+        of replaying each copy."""
+        if (demand < 0).any():
+            return False
+        for free, need, amount in zip(
+            cluster_free.tolist(), self.protected.tolist(), demand.tolist(), strict=True
+        ):
+            if need <= 0:
+                continue
+            spent = (count + 1) * amount
+            margin = 1e-6 * (abs(free) + spent + need) + 1e-6
+            if free - spent - need < margin:
+                return False
+        return True
 
     def _replay(
         self, group: str, demand: FloatArray, count: int

@@ -379,13 +379,20 @@ class Scheduler:
         if isinstance(idx, slice) and idx.stop is not None:
             self._evaluate_row(table, shape, idx)
             return
+        # Fresh arrays updated in place: over all hosts, temporaries cost as much as the work.
         ok = shape.static_ok[idx]
+        if isinstance(idx, slice):
+            ok = ok.copy()
         for f in shape.host_filters:
-            ok = ok & f.accept(table, ctx, idx)
+            ok &= f.accept(table, ctx, idx)
         score = shape.static_score[idx]
+        if isinstance(idx, slice):
+            score = score.copy()
         for weight, scorer in shape.host_scorers:
-            score = score + weight * scorer.score(table, ctx, idx)
-        shape.eff[idx] = np.where(ok, score, _NEG_INF)
+            part = scorer.score(table, ctx, idx) * weight
+            score += part
+        score[~ok] = _NEG_INF
+        shape.eff[idx] = score
 
     def _evaluate_row(self, table: HostTable, shape: _Shape, idx: slice) -> None:
         """`_evaluate` for one row (a one-row slice: views, no fancy indexing), stopping at

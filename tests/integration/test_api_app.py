@@ -189,3 +189,17 @@ def test_paging_with_a_cursor_stays_correct_while_jobs_come(tmp_path: Path) -> N
             http.get("/api/v3/jobs", params={"jobType": "batch"}).json()["pagination"]["totalItems"]
             == 8
         )
+
+
+def test_a_full_capacity_group_refuses_new_work_and_names_its_limit(tmp_path: Path) -> None:
+    with api(tmp_path, max_pending_per_group=5) as (client, store):
+        store.set_meta("scheduler.pendingByGroup", json.dumps({"web": 5, "DEFAULT": 1}))
+        full = copy.deepcopy(BATCH)
+        full["capacityGroup"] = "web"
+        r = client.post("/api/v3/jobs", json=full)
+        assert r.status_code == 429, r.text
+        assert "web" in r.json()["message"] and "5" in r.json()["message"]
+        assert r.headers["Retry-After"]
+        # another group still takes work, and nothing of the refused job was stored
+        assert client.post("/api/v3/jobs", json=BATCH).status_code == 202
+        assert len(store.list_active_jobs()) == 1

@@ -29,7 +29,7 @@ from titus.api.schemas import (
     JobAttributesBody,
     TaskMoveBody,
 )
-from titus.api.service import JobService, Limits
+from titus.api.service import JobService, Limits, PendingCounts
 from titus.api.view import ActiveView
 from titus.coord.base import Coordinator
 from titus.model.job import DisruptionBudget, JobDescriptor, ServiceJobProcesses
@@ -111,6 +111,8 @@ def create_app(settings: Settings, store: Any, coord: Coordinator) -> FastAPI:
         settings.max_active_tasks,
         active_jobs=lambda: len(view.jobs),
         task_demand=view.task_demand,
+        max_pending_per_group=settings.max_pending_per_group,
+        pending_by_group=PendingCounts(store),
     )
     app.state.jobs = JobService(
         store,

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -38,7 +38,14 @@ from titus.model.validation import (
     check_user_attributes,
     parse_job_descriptor,
 )
-from titus.store.base import Conflict, GroupNameTaken, JobStore, KillRequest, MoveRequest
+from titus.store.base import (
+    PENDING_BY_GROUP_META,
+    Conflict,
+    GroupNameTaken,
+    JobStore,
+    KillRequest,
+    MoveRequest,
+)
 
 log = logging.getLogger("titus.api")
 
@@ -55,13 +62,17 @@ class Limits:
         max_active_tasks: int = 200_000,
         active_jobs: Callable[[], int] | None = None,
         task_demand: Callable[[], int] | None = None,
+        max_pending_per_group: int = 10_000,
+        pending_by_group: Callable[[], Mapping[str, int]] | None = None,
     ):
         self.max_active_jobs = max_active_jobs
         self.max_active_tasks = max_active_tasks
         self.active_jobs = active_jobs
         self.task_demand = task_demand
+        self.max_pending_per_group = max_pending_per_group
+        self.pending_by_group = pending_by_group
 
-    def admit(self, new_jobs: int, new_tasks: int) -> None:
+    def admit(self, new_jobs: int, new_tasks: int, group: str = "DEFAULT") -> None:
         jobs = self.active_jobs
         if new_jobs and jobs is not None and jobs() + new_jobs > self.max_active_jobs:
             raise ApiError(
@@ -78,6 +89,39 @@ class Limits:
                 f"{new_tasks} more tasks would exceed it",
                 headers={"Retry-After": "30"},
             )
+        pending = self.pending_by_group
+        if new_tasks > 0 and pending is not None:
+            queued = pending().get(group or "DEFAULT", 0)
+            if queued >= self.max_pending_per_group:
+                raise ApiError(
+                    429,
+                    f"capacity group {group or 'DEFAULT'} is full: {queued} tasks wait for "
+                    f"placement, its limit is {self.max_pending_per_group}",
+                    headers={"Retry-After": "30"},
+                )
+
+
+class PendingCounts:
+    """The master's count of tasks waiting for placement per capacity group, read from the
+    store at most once a second: the master may be another process."""
+
+    def __init__(self, store: JobStore, ttl_sec: float = 1.0):
+        self.store = store
+        self.ttl_sec = ttl_sec
+        self._at = 0.0
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Mapping[str, int]:
+        with self._lock:
+            if time.monotonic() - self._at > self.ttl_sec:
+                raw = self.store.get_meta(PENDING_BY_GROUP_META)
+                try:
+                    self._counts = {str(k): int(v) for k, v in json.loads(raw or "{}").items()}
+                except (ValueError, AttributeError):
+                    self._counts = {}
+                self._at = time.monotonic()
+            return self._counts
 
 
 class JobService:
@@ -119,7 +163,7 @@ class JobService:
         """Validate, admit and store a new job. With an idempotency key, a retry with the
         same body gets the first job back; the same key with another body is a 422."""
         descriptor = parse_job_descriptor(body, self.current_bounds())
-        self.limits.admit(1, _demand(descriptor))
+        self.limits.admit(1, _demand(descriptor), descriptor.capacityGroup or "DEFAULT")
         if not idempotency_key:
             return self.create_parsed(descriptor, caller, reason)
         scoped = f"{caller}|{idempotency_key}"

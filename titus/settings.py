@@ -59,8 +59,8 @@ class Settings(BaseSettings):
     store: str = Field("", description="Store URL; empty means sqlite:///<data_dir>/titus.db.")
 
     # api
-    api_host: str = "127.0.0.1"
-    api_port: int = 7001
+    api_host: str = Field("127.0.0.1", description="Address the API listens on.")
+    api_port: int = Field(7001, description="Port of the REST API (Titus served HTTP on 7001).")
     max_body_bytes: int = Field(1_048_576, description="Largest request body (413 beyond).")
     rate_limit_buckets: list[RateBucket] = Field(
         default_factory=lambda: list(DEFAULT_RATE_BUCKETS),
@@ -106,11 +106,29 @@ class Settings(BaseSettings):
     gpu_max: int = Field(16, description="Most GPUs of a container (default 16).")
 
     # master
-    master_loop_interval_sec: float = 0.5
-    master_id: str = ""
-    agent_poll_wait_sec: float = 10.0
-    agent_lost_after_sec: float = 30.0
-    kill_grace_sec: float = 10.0
+    master_loop_interval_sec: float = Field(
+        0.5,
+        description=(
+            "Longest sleep of the leader loop between iterations; writes and host reports "
+            "wake it sooner."
+        ),
+    )
+    master_id: str = Field(
+        "",
+        description="This master's id in the election; empty: master-<random>.",
+    )
+    agent_poll_wait_sec: float = Field(
+        10.0,
+        description="How long the master's long poll of an agent's task reports waits for news.",
+    )
+    agent_lost_after_sec: float = Field(
+        30.0,
+        description="An agent that answers no poll for this long has its tasks declared lost.",
+    )
+    kill_grace_sec: float = Field(
+        10.0,
+        description="Seconds between SIGTERM and SIGKILL when a task is killed.",
+    )
     master_address: str = Field(
         "",
         description="Address this master publishes while it leads (for operators' tools); "
@@ -201,24 +219,53 @@ class Settings(BaseSettings):
     )
 
     # agent
-    agent_id: str = ""
-    agent_host: str = "127.0.0.1"
-    agent_port: int = 7101
-    agent_zone: str = "zone-a"
-    agent_region: str = "local"
-    agent_instance_type: str = "local.large"
+    agent_id: str = Field("", description="This agent's id; empty: the host name.")
+    agent_host: str = Field(
+        "127.0.0.1",
+        description="Address the agent's HTTP API listens on and publishes.",
+    )
+    agent_port: int = Field(7101, description="Port of the agent's HTTP API.")
+    agent_zone: str = Field(
+        "zone-a",
+        description="Availability zone this host reports (host attribute zone).",
+    )
+    agent_region: str = Field(
+        "local",
+        description="Region this host reports (host attribute region).",
+    )
+    agent_instance_type: str = Field(
+        "local.large",
+        description="Instance type this host reports (host attribute itype).",
+    )
     agent_machine_group: str = Field(
         "default",
         description="Instance group this host belongs to (host attribute machineGroup); "
         "hosts of a phased-out group get no new tasks (default: default).",
     )
-    agent_cpu: float = 0.0  # 0: all cores of the machine
-    agent_memory_mb: int = 0  # 0: 80% of the machine's memory
-    agent_disk_mb: int = 100_000
-    agent_network_mbps: int = 10_000
+    agent_cpu: float = Field(
+        0.0,
+        description="CPUs this agent offers; 0: all cores of the machine.",
+    )
+    agent_memory_mb: int = Field(
+        0,
+        description="Memory this agent offers in MB; 0: 80% of the machine's memory.",
+    )
+    agent_disk_mb: int = Field(100_000, description="Disk this agent offers in MB.")
+    agent_network_mbps: int = Field(
+        10_000,
+        description="Network bandwidth this agent offers in Mbps.",
+    )
     docker_url: str = Field("", description="Docker endpoint; empty means the environment's.")
-    log_dir: str = ""  # empty: <data_dir>/logs
-    finished_retention_sec: float = 3600.0
+    log_dir: str = Field(
+        "",
+        description="Where task stdout/stderr files are kept; empty: <data_dir>/logs.",
+    )
+    finished_retention_sec: float = Field(
+        3600.0,
+        description=(
+            "How long an agent keeps a finished task's report that the master has not acknowledged."
+        ),
+    )
     # agent: isolation
     agent_disk_check_interval_sec: float = Field(
         30.0,

@@ -6,7 +6,9 @@ code cannot go undocumented.
 
 from __future__ import annotations
 
+import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -40,8 +42,29 @@ def settings_table() -> str:
     return "\n".join(lines)
 
 
+BEGIN, END = "<!-- settings-table -->", "<!-- /settings-table -->"
+
+
+def readme_section(text: str) -> str:
+    """The table as it stands in a README between the settings-table markers."""
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    return text[start:end].strip()
+
+
+def write_readme(path: Path) -> None:
+    text = path.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    path.write_text(text[:start] + "\n" + settings_table() + "\n" + text[end:])
+
+
 def main() -> None:
-    print(settings_table())
+    parser = argparse.ArgumentParser(description="Print the configuration reference.")
+    parser.add_argument("--readme", type=Path, help="rewrite the table in this README")
+    args = parser.parse_args()
+    if args.readme:
+        write_readme(args.readme)
+    else:
+        print(settings_table())
 
 
 if __name__ == "__main__":

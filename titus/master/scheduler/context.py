@@ -27,6 +27,7 @@ KNOWN_CONSTRAINTS = {
         "activeHost",
     )
 }
+_PACK_INDEX = np.array(PACK_COLUMNS, dtype=np.intp)
 #: Constraints that depend on where the task's own job already runs.
 JOB_CONSTRAINTS = frozenset({"uniqueHost", "zoneBalance"})
 
@@ -38,6 +39,8 @@ def normalize_constraints(raw: dict[str, str]) -> dict[str, str]:
     "not set", and honouring them as set would refuse hosts for nothing.
     """
     out: dict[str, str] = {}
+    if not raw:
+        return out
     for name, value in raw.items():
         key = str(name).strip()
         canonical = KNOWN_CONSTRAINTS.get(key.lower(), key.lower())
@@ -88,7 +91,7 @@ def make_context(task: TaskRequest, group: str, tier: str) -> TaskContext:
         group=group,
         tier=tier,
         demand=demand,
-        pack_demand=demand[list(PACK_COLUMNS)],
+        pack_demand=demand[_PACK_INDEX],
         hard=hard,
         soft=soft,
         spread=spread,

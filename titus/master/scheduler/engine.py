@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -233,7 +234,7 @@ class Scheduler:
                     assignments.append(Assignment(run[done].task_id, host))
                 else:
                     assignments.extend(
-                        [Assignment(t.task_id, host) for t in run[done : done + count]]
+                        map(Assignment, [t.task_id for t in run[done : done + count]], repeat(host))
                     )
                 done += count
         self._flush(table, shape, job_id, full_rows, full_counts)

@@ -155,7 +155,8 @@ class ResourcesFilter(Filter):
 
     def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
         fits = table.slack[:, idx] >= ctx.demand[:, None]
-        return np.asarray(fits.all(axis=0), dtype=bool)
+        ok: BoolArray = np.logical_and.reduce(fits, axis=0)
+        return ok
 
     def capacity(self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int) -> IntArray:
         # Free resources after 0, 1, ... copies, subtracted copy by copy in float64 as
@@ -166,14 +167,15 @@ class ResourcesFilter(Filter):
         start = table.free[:, rows]
         # With no negative demand, free resources only fall, so the copies that fit come
         # first and counting them gives the copies before the first refusal.
-        falling = bool((ctx.demand >= 0).all())
+        falling = min(ctx.demand.tolist()) >= 0
         depth = min(limit, 4)
         while True:
             free = np.empty((depth, len(RESOURCES), len(rows)), dtype=np.float64)
             free[0] = start
             free[1:] = demand
             np.subtract.accumulate(free, axis=0, out=free)
-            fits = (free + EPSILON >= demand).all(axis=1)  # as `accept` on each state
+            # As `accept` on each state.
+            fits = np.logical_and.reduce(free + EPSILON >= demand, axis=1)
             count: IntArray
             if falling:
                 count = fits.sum(axis=0)

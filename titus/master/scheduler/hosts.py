@@ -9,6 +9,7 @@ to date by re-evaluating only the hosts touched since (see `engine.py`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import chain
 from operator import itemgetter
 
 import numpy as np
@@ -50,9 +51,8 @@ def _resource_matrix(rows: Sequence[Mapping[str, float]]) -> FloatArray:
             append(_ALL_RESOURCES(row))
         except KeyError:
             append(tuple(row.get(r, 0.0) for r in RESOURCES) if row else _ZEROS)
-    if not values:
-        return np.zeros((len(RESOURCES), 0), dtype=np.float64)
-    return np.ascontiguousarray(np.array(values, dtype=np.float64).T)
+    flat = np.fromiter(chain.from_iterable(values), np.float64, len(values) * len(RESOURCES))
+    return np.ascontiguousarray(flat.reshape(len(values), len(RESOURCES)).T)
 
 
 class HostTable:

@@ -313,6 +313,35 @@ class JobStore(Protocol):
 
     def delete_move_request(self, request: MoveRequest, *, epoch: int | None = None) -> None: ...
 
+    def move_task(
+        self, task: Task, source: Job, target: Job, *, epoch: int | None = None
+    ) -> tuple[Task, Job, Job]:
+        """Carry out a task move as one write (the leader's, fenced by `epoch`).
+
+        `task` is the moved task as it is to be stored: its `jobId` already `target.id`
+        (its index, context and history updated by the caller), its `version` the one read
+        while it belonged to `source`. `source` and `target` are the two jobs with their new
+        descriptors (desired sizes changed by the caller), each with the `version` read.
+        The write, all or nothing:
+        - the task's row leaves the source job's index partition for the target's (and its
+          document is replaced), if it still has the version read and belongs to `source`;
+        - both jobs are replaced, if each still has the version read;
+        - the move request (`source.id`, `task.id`) is deleted if one is queued;
+        - the task's attributes (update_task_attributes) follow it: listed under the target;
+        - one "put" Change per written task and job (the task's under the target job id).
+        Raises Conflict (and writes nothing) when any version differs or the task is not
+        an active task of `source`. Returns (task, source, target) with their new versions.
+
+        Backends that cannot check versions across partitions in one batch (Cassandra:
+        conditional updates only within one partition) check them first and write
+        everything in one logged batch; the epoch fence keeps any other master out, and a
+        reader between the batch's mutations may see the task in both partitions or in
+        neither for a moment (readers key on the task's `jobId` in its document). A leader
+        that finds a queued request whose task already belongs to the target job knows
+        the move was done, and only deletes the request.
+        """
+        ...
+
     def close(self) -> None: ...
 
 
@@ -326,6 +355,15 @@ class LeaderStore(Protocol):
     def load_active_index(self) -> ActiveIndex:
         """`load_active` with each task as a TaskRow (documents not parsed): one bulk read
         per table, for a leader start-up that does not grow with parsing every task."""
+        ...
+
+    def list_all_move_requests(self) -> list[MoveRequest]:
+        """Every queued move request (one small table: moves are few and short-lived).
+
+        A new leader carries out the moves its predecessor left behind; the dirty marks
+        that announced them may have been taken by that predecessor already. Without this
+        method the leader asks `list_move_requests` of each active service job instead.
+        """
         ...
 
     # ---- "why is my task pending": the scheduler's last word on each unplaced task ------

@@ -478,6 +478,48 @@ class SqliteJobStore:
                 (request.source_job_id, request.task_id),
             )
 
+    def list_all_move_requests(self) -> list[MoveRequest]:
+        return [
+            MoveRequest(**json.loads(str(r[0])))
+            for r in self._read("SELECT value FROM move_requests")
+        ]
+
+    def move_task(
+        self, task: Task, source: Job, target: Job, *, epoch: int | None = None
+    ) -> tuple[Task, Job, Job]:
+        if task.jobId != target.id:
+            raise ValueError(f"task {task.id} must name its target job {target.id}")
+        new_task = task.model_copy(update={"version": task.version + 1})
+        new_source = source.model_copy(update={"version": source.version + 1})
+        new_target = target.model_copy(update={"version": target.version + 1})
+        with self._tx(epoch) as db:
+            cur = db.execute(
+                "UPDATE active_tasks SET job_id=?, version=?, value=? "
+                "WHERE task_id=? AND version=? AND job_id=?",
+                (target.id, new_task.version, _dump(new_task), task.id, task.version, source.id),
+            )
+            if cur.rowcount != 1:
+                raise Conflict(
+                    f"task {task.id} changed since version {task.version} or left job {source.id}"
+                )
+            for old, new in ((source, new_source), (target, new_target)):
+                cur = db.execute(
+                    "UPDATE active_jobs SET version=?, value=? WHERE job_id=? AND version=?",
+                    (new.version, _dump(new), old.id, old.version),
+                )
+                if cur.rowcount != 1:
+                    raise Conflict(f"job {old.id} changed since version {old.version}")
+            db.execute(
+                "DELETE FROM move_requests WHERE source_job_id=? AND task_id=?",
+                (source.id, task.id),
+            )
+            # attributes users set on the task follow it to its new job
+            db.execute("UPDATE task_attributes SET job_id=? WHERE task_id=?", (target.id, task.id))
+            self._changed(db, "job", source.id, source.id)
+            self._changed(db, "job", target.id, target.id)
+            self._changed(db, "task", task.id, target.id)
+        return new_task, new_source, new_target
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:

@@ -282,3 +282,46 @@ def test_a_backlog_nobody_can_place_is_not_evaluated_again_until_something_chang
     driver.views.append(host("h2", cpu=16))  # a host that fits arrives
     m.iterate()
     assert len(passes) == 2 and [p.host_id for p in driver.launched] == ["h2"]
+
+
+def test_a_terminating_host_gets_no_new_tasks(store: SqliteJobStore) -> None:
+    dying = host("dying", cpu=16)
+    dying.attributes.update({"terminating": "true", "unhealthySince": "1700000000"})
+    driver = Hosts(dying, host("fine", cpu=2))
+    m = leader(store, driver, launching=10)
+    job(store, service=3)
+    m.iterate()
+    assert [p.host_id for p in driver.launched] == ["fine", "fine"]
+
+
+def test_the_log_location_follows_what_the_agent_reports(store: SqliteJobStore) -> None:
+    driver = Hosts(host("h1"))
+    m = leader(store, driver)
+    job_id = job(store, service=1)
+    m.iterate()
+    [t] = tasks(store, job_id)
+    m._pending_reports.append(
+        HostReport(
+            "h1",
+            TaskReport(
+                taskId=t.id,
+                jobId=job_id,
+                state=TaskState.STARTED,
+                context={
+                    "logs.s3.bucket": "titus-logs",
+                    "logs.s3.key": f"logs/{job_id}/{t.id}",
+                    "logs.s3.region": "us-east-1",
+                },
+            ),
+        )
+    )
+    m.iterate()
+    stored = store.get_task(t.id)
+    assert stored is not None
+    location = stored.api_json()["logLocation"]
+    assert location["liveStream"] == f"/api/v3/tasks/{t.id}/logs"
+    assert location["s3"] == {
+        "bucket": "titus-logs",
+        "key": f"logs/{job_id}/{t.id}",
+        "region": "us-east-1",
+    }

@@ -73,3 +73,8 @@ MIGRATIONS = Counter(
     "Service tasks moved off hosts of phased-out instance groups",
 )
 LAUNCHES = Counter("titus_master_launches_total", "Tasks sent to hosts to start")
+MOVES = Counter(
+    "titus_master_task_moves_total",
+    "Task moves between service jobs carried out (moved) or given up (refused)",
+    ["result"],
+)

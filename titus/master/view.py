@@ -239,6 +239,8 @@ class ActiveView:
         old = self._entries.get(task_id)
         if old is not None:
             self._unindex(task_id, old)
+            if old.job_id != entry.job_id:  # a moved task leaves its old job
+                self.by_job.get(old.job_id, set()).discard(task_id)
         self._entries[task_id] = entry
         self.by_job.setdefault(entry.job_id, set()).add(task_id)
         if entry.state == TaskState.ACCEPTED:

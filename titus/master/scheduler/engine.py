@@ -162,9 +162,10 @@ class Scheduler:
         # state when used up. The group is charged for the copies placed before each count.
         admitted = 0
         charged = 0
-        # Hosts given all the copies they take: their cached answer is known (refused), so
-        # recording the placements can wait and be done for several hosts at once. Anything
-        # that reads the table beyond those rows flushes them first.
+        # Hosts given their copies: their cached answer is known (refused once a bound is
+        # used up, else re-scored right after), so recording the placements can wait and be
+        # done for several hosts at once. Anything that reads the table beyond those rows
+        # flushes them first.
         full_rows: list[int] = []
         full_counts: list[int] = []
         while done < total:
@@ -219,16 +220,13 @@ class Scheduler:
                     break
                 count = min(bound, left)
                 left -= count
-                if bound <= count:
-                    # A rule's bound is used up: the host refuses the next copy.
-                    full_rows.append(row)
-                    full_counts.append(count)
-                else:
-                    # Still accepted (the bounds say so): only the score needs recomputing.
+                full_rows.append(row)
+                full_counts.append(count)
+                if bound > count:
+                    # The last host still accepts (the bounds say so): once its placements
+                    # are recorded only its score needs recomputing.
                     self._flush(table, shape, job_id, full_rows, full_counts)
-                    table.assign(row, demand, ctx.pack_demand, job_id, ctx.exclusive, count)
                     eff[row] = self._rescore(table, shape, row)
-                    shape.pos = len(table.log)
                 host = ids[row]
                 if count == 1:
                     assignments.append(Assignment(run[done].task_id, host))

@@ -89,6 +89,7 @@ class HostTable:
         #: before a task is added, kept up to date by `assign`.
         self.packed: FloatArray = (self.used[list(PACK_COLUMNS)] * self.pack_inverse).sum(axis=0)
         self.usable: BoolArray = self.healthy & self.schedulable
+        self._usable: list[bool] = self.usable.tolist()
         #: Free resources summed over usable hosts (critical reservations are checked on it).
         self.cluster_free: FloatArray = np.clip(self.free[:, self.usable], 0, None).sum(axis=1)
         #: Rows changed by assignments, in order; cache entries remember how far they read.
@@ -258,7 +259,7 @@ class HostTable:
             return
         idx = np.array(rows, dtype=np.intp)
         reps = np.array(counts, dtype=np.int64)
-        top = int(reps.max())
+        top = max(counts)
         added = self.pack_added(pack_demand, idx)
         if top == 1:
             self.used[:, idx] += demand[:, None]
@@ -280,7 +281,7 @@ class HostTable:
             self.free[:, idx] = state[width : 2 * width]
             self.packed[idx] = state[2 * width]
         self.slack[:, idx] = self.free[:, idx] + EPSILON
-        usable = int(reps[self.usable[idx]].sum())
+        usable = sum(c for r, c in zip(rows, counts, strict=True) if self._usable[r])
         if usable:
             self.cluster_free = repeated(np.subtract, self.cluster_free, demand, usable)
         self.launching[idx] += reps
@@ -302,9 +303,9 @@ class HostTable:
         if zones is not None:
             np.add.at(zones, self.zone[idx], reps)
         log = self.log
-        self.stamp[idx] = len(log) - 1 + np.cumsum(reps)
         for row, count in zip(rows, counts, strict=True):
             log.extend([row] * count)
+            self.stamp[row] = len(log) - 1
 
     def pack_added(self, pack_demand: FloatArray, idx: Index) -> FloatArray:
         """What a placement adds to the bin-packing sum of rows `idx`: demand / total summed

@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping
+from operator import attrgetter
 
 import numpy as np
 
@@ -71,7 +72,8 @@ class TieredQueue:
         bucket = self._buckets[name]
         first = bucket.popleft()
         run = [first]
-        while bucket and len(run) < limit and _same_request(first, bucket[0]):
+        request = _request(first)
+        while bucket and len(run) < limit and _request(bucket[0]) == request:
             run.append(bucket.popleft())
         self._current = name
         self._size -= len(run)
@@ -104,16 +106,16 @@ def queue_order(
     return out
 
 
-def _same_request(a: TaskRequest, b: TaskRequest) -> bool:
-    return (
-        a.job_id == b.job_id
-        and a.cpu == b.cpu
-        and a.memory_mb == b.memory_mb
-        and a.disk_mb == b.disk_mb
-        and a.network_mbps == b.network_mbps
-        and a.gpu == b.gpu
-        and a.ip_slots == b.ip_slots
-        and a.job_type == b.job_type
-        and a.hard_constraints == b.hard_constraints
-        and a.soft_constraints == b.soft_constraints
-    )
+#: What makes two tasks of one job the same request (read in one call per task).
+_request = attrgetter(
+    "job_id",
+    "cpu",
+    "memory_mb",
+    "disk_mb",
+    "network_mbps",
+    "gpu",
+    "ip_slots",
+    "job_type",
+    "hard_constraints",
+    "soft_constraints",
+)

@@ -98,6 +98,7 @@ class HostTable:
         #: since some position are found with one vector comparison, however long the log.
         self.stamp: IntArray = np.full(n, -1, dtype=np.int64)
         self._codes: dict[str, tuple[IntArray, dict[str, int]]] = {}
+        self._pack_shares: dict[bytes, FloatArray] = {}
         self._job_hosts: dict[str, IntArray] | None = None
         self._job_index: dict[str, list[tuple[int, int]]] = {}
         #: Placements made before the per-job index was first needed.
@@ -306,6 +307,18 @@ class HostTable:
         for row, count in zip(rows, counts, strict=True):
             log.extend([row] * count)
             self.stamp[row] = len(log) - 1
+
+    def pack_share(self, pack_demand: FloatArray) -> FloatArray:
+        """demand / total summed over the packing columns, for every host: what the task
+        would add to each host's bin-packing sum. Totals do not change within an iteration,
+        so it is computed once per distinct demand and shared by every task shape, cache
+        refresh and re-score that asks for it."""
+        key = pack_demand.tobytes()
+        shares = self._pack_shares.get(key)
+        if shares is None:
+            shares = pack_demand @ self.pack_inverse
+            self._pack_shares[key] = shares
+        return shares
 
     def pack_added(self, pack_demand: FloatArray, idx: Index) -> FloatArray:
         """What a placement adds to the bin-packing sum of rows `idx`: demand / total summed

@@ -46,7 +46,7 @@ class Scorer:
 def packing(table: HostTable, ctx: TaskContext, idx: Index = ALL) -> FloatArray:
     """(used + assigned this iteration + task) / total, averaged over cpu, memory, network
     (resources the host has none of are left out of the average)."""
-    added = ctx.pack_demand @ table.pack_inverse[:, idx]
+    added = table.pack_share(ctx.pack_demand)[idx]
     result: FloatArray = (table.packed[idx] + added) / table.pack_count[idx]
     return result
 

@@ -17,6 +17,7 @@ import pytest
 
 from titus.master.scheduler import (
     CapacityGroup,
+    CapacityLedger,
     Filter,
     HostState,
     HostTable,
@@ -209,3 +210,51 @@ def test_top_hosts_come_in_repeated_argmax_order(seed: int) -> None:
         expected.append(row)
         work[row] = -np.inf
     assert Scheduler._top(eff, count).tolist() == expected
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_ledger_counts_and_charges_runs_as_single_placements_do(seed: int) -> None:
+    """`admitted` and `charge(count)` against `admits` and `charge` one copy at a time."""
+    rng = random.Random(seed)
+    groups = {
+        f"g{i}": CapacityGroup(
+            f"g{i}",
+            tier=rng.choice(("Critical", "Flex")),
+            instance_cpu=rng.choice((0, 0.5, 1, 4)),
+            instance_memory_mb=rng.choice((0, 1_000, 4_096)),
+            instance_count=rng.randint(0, 30),
+        )
+        for i in range(3)
+    }
+    usage = {name: {"cpu": float(rng.randint(0, 20))} for name in groups if rng.random() < 0.5}
+    group = rng.choice(list(groups))
+    demand = np.array(
+        [rng.choice((0.1, 0.5, 1, 3)), rng.choice((0, 100.5, 1_000)), 0, 0, 0, 1], dtype=np.float64
+    )
+    free = np.array(
+        [rng.uniform(0, 60), rng.uniform(0, 60_000), 0, 0, 0, rng.randint(0, 100)],
+        dtype=np.float64,
+    )
+    count = rng.randint(1, 40)
+    shrinks = rng.random() < 0.8
+
+    fast = CapacityLedger(groups, usage)
+    got = fast.admitted(group, demand, free, count, shrinks)
+
+    slow = CapacityLedger(groups, usage)
+    left = free.copy()
+    expected = 0
+    while expected < count and slow.admits(group, demand, left) is None:
+        slow.charge(group, demand)
+        if shrinks:
+            left -= demand
+        expected += 1
+    assert got == expected
+
+    fast.charge(group, demand, expected)
+    for name in groups:
+        assert fast.usage[name].tobytes() == slow.usage[name].tobytes()
+    assert fast.protected.tolist() == slow.protected.tolist()
+    assert {k: v.tolist() for k, v in fast.unused.items()} == {
+        k: v.tolist() for k, v in slow.unused.items()
+    }

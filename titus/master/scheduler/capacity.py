@@ -120,8 +120,8 @@ class CapacityLedger:
         free[1:] = demand if shrinks else 0.0
         np.subtract.accumulate(free, axis=0, out=free)
         need = protected - np.minimum(unused, demand)
+        # No protection left means no positive need: `admits`' early return is implied.
         short = ((need > 0) & (free - demand + EPSILON < need)).any(axis=1)
-        short &= protected.any(axis=1)
         return int(short.argmax()) if short.any() else count
 
     def _ample(self, demand: FloatArray, cluster_free: FloatArray, count: int) -> bool:

@@ -178,7 +178,8 @@ def throughput(seed: int) -> None:
     scheduler.schedule(tasks[:200], hosts, groups, running)  # warm up imports and caches
     best = float("inf")
     result = None
-    for _ in range(3):
+    # Best of several: the figure is the scheduler's cost, not that of other work on the host.
+    for _ in range(5):
         start = time.perf_counter()
         result = scheduler.schedule(tasks, hosts, groups, running)
         best = min(best, time.perf_counter() - start)

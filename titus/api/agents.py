@@ -19,9 +19,10 @@ from pydantic import BaseModel
 
 from titus.api.deps import service_of
 from titus.api.errors import ApiError
+from titus.api.schemas import ERROR_RESPONSES
 from titus.model.states import TaskState
 
-router = APIRouter(prefix="/api/v3", tags=["agents"])
+router = APIRouter(prefix="/api/v3", tags=["agents"], responses=ERROR_RESPONSES)
 
 LIFECYCLE_STATES = ("active", "phasedOut", "removable")
 GROUP_ATTRIBUTE = "machineGroup"

@@ -25,6 +25,7 @@ from titus.model.job import Job, JobStatus, Task, now_ms
 from titus.model.launch import TaskReport
 from titus.model.states import JobState, Reason, TaskState
 from titus.model.validation import parse_job_descriptor
+from titus.store.base import KillRequest
 from titus.store.sqlite import SqliteJobStore
 
 
@@ -325,3 +326,49 @@ def test_the_log_location_follows_what_the_agent_reports(store: SqliteJobStore) 
         "key": f"logs/{job_id}/{t.id}",
         "region": "us-east-1",
     }
+
+
+class ClaimingHosts(Hosts):
+    """Hosts that, like the direct driver, ask to be told which tasks are theirs."""
+
+    def __init__(self, *hosts: HostView) -> None:
+        super().__init__(*hosts)
+        self.due = [h.host_id for h in hosts]
+        self.claims: list[tuple[str, list[str]]] = []
+
+    def claims_due(self) -> list[str]:
+        due, self.due = self.due, []
+        return due
+
+    def claim(self, host_id: str, task_ids: Sequence[str]) -> None:
+        self.claims.append((host_id, sorted(task_ids)))
+
+
+def test_agents_that_rejoin_hear_which_tasks_they_own_and_lost_kills_again(
+    store: SqliteJobStore,
+) -> None:
+    driver = ClaimingHosts(host("h1"), host("h2"))
+    m = leader(store, driver, launching=10)
+    m.iterate()
+    assert sorted(driver.claims) == [("h1", []), ("h2", [])]
+    job_id = job(store, service=3)
+    m.iterate()
+    placed = {t.id: t.agent_id for t in tasks(store, job_id)}
+    for task_id in placed:
+        report(m, task_id, TaskState.STARTED)
+    m.iterate()
+    # one task is killed while its host is away (the kill never arrives)
+    killed = sorted(placed)[0]
+    away = placed[killed]
+    store.add_kill_request(KillRequest(job_id, killed))
+    m.iterate()
+    driver.killed.clear()
+    driver.claims.clear()
+    driver.due = [away]  # the host is back
+    m.iterate()
+    [(host_id, claimed)] = driver.claims
+    on_host = sorted(
+        t.id for t in tasks(store, job_id) if t.agent_id == away and t.state != TaskState.FINISHED
+    )
+    assert host_id == away and claimed == on_host and killed in claimed
+    assert driver.killed == [(killed, Reason.KILLED)]

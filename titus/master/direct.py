@@ -35,6 +35,11 @@ class _AgentWatch:
         self.info = info
         self.seq = 0
         self.synced = False
+        #: The leader should tell this agent which tasks it owns there (see `claims_due`):
+        #: set for a new watch and whenever the agent may have restarted since last heard.
+        self.claim_due = True
+        #: The last poll was answered (claims wait until it is).
+        self.reachable = False
         self.declared_lost = False
         self.last_ok = time.monotonic()
         self.tasks: dict[str, TaskReport] = {}
@@ -55,13 +60,18 @@ class _AgentWatch:
                 page = TaskReportPage.model_validate(r.json())
             except (httpx.HTTPError, ValueError) as exc:
                 log.warning("agent %s: cannot list tasks: %s", self.info.id, exc)
+                # it may be restarting: once it answers, it needs to hear the claims again
+                self.claim_due = True
+                self.reachable = False
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.2
             self.last_ok = time.monotonic()
+            self.reachable = True
             if page.seq < self.seq:  # the agent restarted and counts anew
                 self.tasks.clear()
+                self.claim_due = True
             self.seq = page.seq
             for report in page.tasks:
                 self.tasks[report.taskId] = report
@@ -247,6 +257,48 @@ class DirectDriver:
                 self._synthesize(host_id or "", task_id, job_id, reason, "not running on its host")
         except httpx.HTTPError as exc:
             log.warning("kill of %s on %s failed (retried later): %s", task_id, host_id, exc)
+
+    def claims_due(self) -> list[str]:
+        """Agents (synced, so their reports are in) that should be told again which tasks
+        the leader places on them: new to this leadership, or back after being out of
+        reach. Each is returned once per such event."""
+        out = []
+        with self._lock:
+            for agent_id, w in self._watches.items():
+                if w.synced and w.reachable and w.claim_due:
+                    w.claim_due = False
+                    out.append(agent_id)
+        return out
+
+    def claim(self, host_id: str, task_ids: Sequence[str]) -> None:
+        """Tell an agent every task the leader places on it (`PUT /v1/tasks/claims`): the
+        agent kills, after its grace period, the containers it adopted that are not named
+        (their tasks ended or moved while it was away). Retried on the next poll's
+        success when it cannot be delivered."""
+        self._pool.submit(self._claim_one, host_id, list(task_ids))
+
+    def _claim_one(self, host_id: str, task_ids: list[str]) -> None:
+        if self._stop.is_set():
+            return
+        with self._lock:
+            w = self._watches.get(host_id)
+        if w is None:
+            return
+        try:
+            r = self.http.put(f"{w.info.address}/v1/tasks/claims", json={"taskIds": task_ids})
+            r.raise_for_status()
+            orphans = r.json().get("orphans") or []
+            if orphans:
+                log.warning(
+                    "agent %s runs %d containers of tasks not placed there (killed after its "
+                    "grace period): %s",
+                    host_id,
+                    len(orphans),
+                    ", ".join(orphans[:10]),
+                )
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("claims to agent %s failed (sent again later): %s", host_id, exc)
+            w.claim_due = True
 
     def take_reports(self, timeout: float) -> list[HostReport]:
         out: list[HostReport] = []

@@ -304,14 +304,16 @@ class Scheduler:
         ctx = shape.ctx
         idx = np.array(rows, dtype=np.intp)
         bound: IntArray | None = None
+        uniform = limit
         for f in shape.host_filters:
             stated = f.capacity(table, ctx, idx, limit)
             if stated is None:
                 return None
-            bound = stated if bound is None else np.minimum(bound, stated)
-        if bound is None:
-            return [limit] * len(rows)
-        result: list[int] = bound.tolist()
+            if isinstance(stated, int):
+                uniform = min(uniform, stated)
+            else:
+                bound = stated if bound is None else np.minimum(bound, stated)
+        result = [uniform] * len(rows) if bound is None else np.minimum(bound, uniform).tolist()
         if min(result) < 1:
             return None
         return result

@@ -57,14 +57,16 @@ class Filter:
 
     def capacity(
         self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int
-    ) -> IntArray | None:
+    ) -> IntArray | int | None:
         """For each host of `rows`: how many copies of the task it accepts by this rule when
         they are placed on it one after another (each recorded by `HostTable.assign` before
         the next is checked), i.e. the copies before the first refusal, at most `limit`. It
-        must agree exactly with `accept` on the states those placements leave. None: the
-        rule does not say (the default), and runs it applies to are placed one task at a
-        time. Only "host"-scoped rules are asked: "static" ones cannot change within an
-        iteration and "volatile" ones depend on other hosts."""
+        must agree exactly with `accept` on the states those placements leave. A plain int
+        is the same bound for every host of `rows` (a rule that cannot bind here says so
+        without touching the hosts). None: the rule does not say (the default), and runs
+        it applies to are placed one task at a time. Only "host"-scoped rules are asked:
+        "static" ones cannot change within an iteration and "volatile" ones depend on
+        other hosts."""
         return None
 
     def explain(self, table: HostTable, ctx: TaskContext, refused: BoolArray) -> str:
@@ -103,7 +105,11 @@ class ExclusiveHostFilter(Filter):
             ok = ok & (table.task_count[idx] == 0) & (table.launching[idx] == 0)
         return ok
 
-    def capacity(self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int) -> IntArray:
+    def capacity(
+        self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int
+    ) -> IntArray | int:
+        if not ctx.exclusive and not table.any_held:
+            return limit
         free: BoolArray = ~table.held[rows]
         if ctx.exclusive:
             # The first copy takes the host and holds it, which refuses the next one.
@@ -124,7 +130,11 @@ class MaxTasksFilter(Filter):
     def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
         return table.task_count[idx] < self.limit
 
-    def capacity(self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int) -> IntArray:
+    def capacity(
+        self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int
+    ) -> IntArray | int:
+        if self.limit - table.most_tasks >= limit:
+            return limit
         left: IntArray = np.minimum(self.limit - table.task_count[rows], limit)
         return np.maximum(left, 0, out=left)
 
@@ -142,7 +152,11 @@ class MaxLaunchingFilter(Filter):
     def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
         return table.launching[idx] < self.limit
 
-    def capacity(self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int) -> IntArray:
+    def capacity(
+        self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int
+    ) -> IntArray | int:
+        if self.limit - table.most_launching >= limit:
+            return limit
         left: IntArray = np.minimum(self.limit - table.launching[rows], limit)
         return np.maximum(left, 0, out=left)
 

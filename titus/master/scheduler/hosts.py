@@ -80,6 +80,12 @@ class HostTable:
         self.held: BoolArray = np.fromiter(
             (h.exclusive_job is not None for h in self.hosts), bool, n
         )
+        #: The most tasks and launches on any host, and whether any host is held: upper
+        #: bounds kept as placements are recorded, so a rule can tell in O(1) that it cannot
+        #: bind anywhere (see `Filter.capacity`).
+        self.most_tasks = int(self.task_count.max()) if n else 0
+        self.most_launching = int(self.launching.max()) if n else 0
+        self.any_held = bool(self.held.any())
         pack_total = self.total[list(PACK_COLUMNS)]
         with np.errstate(divide="ignore"):
             #: 1/total for the packing columns, 0 where the host has none of the resource.
@@ -228,8 +234,11 @@ class HostTable:
         self.slack[:, row] = self.free[:, row] + EPSILON
         self.launching[row] += count
         self.task_count[row] += count
+        self.most_launching = max(self.most_launching, int(self.launching[row]))
+        self.most_tasks = max(self.most_tasks, int(self.task_count[row]))
         if exclusive:
             self.held[row] = True
+            self.any_held = True
         if self._job_hosts is None:
             self._early.append((job_id, row, count))
         else:
@@ -287,8 +296,11 @@ class HostTable:
             self.cluster_free = repeated(np.subtract, self.cluster_free, demand, usable)
         self.launching[idx] += reps
         self.task_count[idx] += reps
+        self.most_launching = max(self.most_launching, int(self.launching[idx].max()))
+        self.most_tasks = max(self.most_tasks, int(self.task_count[idx].max()))
         if exclusive:
             self.held[idx] = True
+            self.any_held = True
         if self._job_hosts is None:
             self._early.extend(
                 (job_id, row, count) for row, count in zip(rows, counts, strict=True)

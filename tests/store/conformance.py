@@ -81,6 +81,9 @@ __all__ = [
     "test_instance_groups",
     "test_scheduler_results",
     "test_new_writes_fenced_by_epoch",
+    "test_move_task",
+    "test_move_task_refused_writes_nothing",
+    "test_list_all_move_requests",
 ]
 
 
@@ -671,3 +674,85 @@ def test_new_writes_fenced_by_epoch(store: JobStore) -> None:
     store.delete_scheduler_result(task.id, epoch=2)
     assert store.list_move_requests(job.id) == []
     assert store.get_scheduler_result(task.id) is None
+
+
+# ---- moving a task between jobs -------------------------------------------------------------
+def _two_jobs(store: JobStore) -> tuple[Job, Job, Task, Task]:
+    source = store.create_job(make_job())
+    target = store.create_job(make_job())
+    t1, t2 = (store.create_task(make_task(source, i)) for i in range(2))
+    return source, target, t1, t2
+
+
+def test_move_task(store: JobStore) -> None:
+    source, target, t1, t2 = _two_jobs(store)
+    store.update_task_attributes(t1.id, source.id, {"owner": "alice"})
+    store.add_move_request(MoveRequest(source.id, target.id, t1.id))
+    store.claim_epoch(1)
+    head = store.last_change_seq()
+    moved, new_source, new_target = store.move_task(
+        t1.model_copy(update={"jobId": target.id}), source, target, epoch=1
+    )
+    assert (moved.version, new_source.version, new_target.version) == (2, 2, 2)
+    got = store.get_task(t1.id)
+    assert got is not None and got.jobId == target.id and got.version == 2
+    assert [t.id for t in store.list_tasks(source.id)] == [t2.id]
+    assert [t.id for t in store.list_tasks(target.id)] == [t1.id]
+    got_source, got_target = store.get_job(source.id), store.get_job(target.id)
+    assert got_source is not None and got_source.version == 2
+    assert got_target is not None and got_target.version == 2
+    assert store.list_move_requests(source.id) == []
+    assert store.list_task_attributes(target.id) == {t1.id: {"owner": "alice"}}
+    assert store.list_task_attributes(source.id) == {}
+    assert store.get_task_attributes(t1.id) == {"owner": "alice"}
+    rows = {r.id: r for r in store.load_active_index().tasks}
+    assert rows[t1.id].job_id == target.id
+    changes = {(c.kind, c.entity_id, c.job_id) for c in store.changes_since(head).changes}
+    assert changes == {
+        ("job", source.id, source.id),
+        ("job", target.id, target.id),
+        ("task", t1.id, target.id),
+    }
+    # the moved task is the target's now: moving it on from the source is refused
+    with pytest.raises(Conflict):
+        store.move_task(moved, new_source, new_target, epoch=1)
+
+
+def test_move_task_refused_writes_nothing(store: JobStore) -> None:
+    source, target, t1, t2 = _two_jobs(store)
+    store.add_move_request(MoveRequest(source.id, target.id, t1.id))
+    moving = t1.model_copy(update={"jobId": target.id})
+    with pytest.raises(ValueError):
+        store.move_task(t1, source, target)  # the task must name its target job
+    stale_task = store.update_task(t1.with_status(TaskState.LAUNCHED))
+    with pytest.raises(Conflict):
+        store.move_task(moving, source, target)  # the task changed since it was read
+    moving = stale_task.model_copy(update={"jobId": target.id})
+    store.update_job(target.with_status(JobState.ACCEPTED))
+    with pytest.raises(Conflict):
+        store.move_task(moving, source, target)  # the target job changed
+    with pytest.raises(Conflict):
+        store.move_task(t2.model_copy(update={"jobId": source.id}), target, source)
+    store.claim_epoch(5)
+    fresh_target = store.get_job(target.id)
+    assert fresh_target is not None
+    with pytest.raises(StaleEpoch):
+        store.move_task(moving, source, fresh_target, epoch=4)
+    assert {t.id for t in store.list_tasks(source.id)} == {t1.id, t2.id}
+    assert store.list_tasks(target.id) == []
+    got = store.get_task(t1.id)
+    assert got is not None and got.jobId == source.id
+    assert len(store.list_move_requests(source.id)) == 1
+
+
+def test_list_all_move_requests(store: JobStore) -> None:
+    assert store.list_all_move_requests() == []
+    a, b = store.create_job(make_job()), store.create_job(make_job())
+    moves = [
+        MoveRequest(a.id, b.id, "t1"),
+        MoveRequest(a.id, b.id, "t2"),
+        MoveRequest(b.id, a.id, "t3"),
+    ]
+    for m in moves:
+        store.add_move_request(m)
+    assert sorted(store.list_all_move_requests(), key=lambda m: m.task_id) == moves

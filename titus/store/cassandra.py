@@ -265,6 +265,9 @@ _STATEMENTS = {
     "move_list": "SELECT value FROM move_requests WHERE source_job_id = ?",
     "move_delete": "DELETE FROM move_requests WHERE source_job_id = ? AND task_id = ?",
     "moves_delete_job": "DELETE FROM move_requests WHERE source_job_id = ?",
+    "moves_scan": "SELECT value FROM move_requests",
+    "job_version": "SELECT version FROM active_jobs WHERE job_id = ?",
+    "task_version": "SELECT version, job_id, value FROM active_tasks WHERE task_id = ?",
     # instance groups (one small partition)
     "ig_list": "SELECT name, state FROM instance_groups WHERE part = 0",
     "ig_set": "INSERT INTO instance_groups (part, name, state) VALUES (0, ?, ?)",
@@ -1180,6 +1183,70 @@ class CassandraJobStore:
     def delete_move_request(self, request: MoveRequest, *, epoch: int | None = None) -> None:
         self._check_epoch(epoch)
         self._exec("move_delete", (request.source_job_id, request.task_id), "delete a move request")
+
+    def list_all_move_requests(self) -> list[MoveRequest]:
+        """A paged scan of the move requests table: moves are few and short-lived."""
+        return [MoveRequest(**json.loads(r.value)) for r in self._scan("moves_scan", "moves")]
+
+    def move_task(
+        self, task: Task, source: Job, target: Job, *, epoch: int | None = None
+    ) -> tuple[Task, Job, Job]:
+        """Versions checked first, then one logged batch (see JobStore.move_task).
+
+        Conditional updates cannot span partitions, so the versions are read at SERIAL
+        and the batch writes without conditions. The epoch fence keeps other masters out;
+        a user's job update that lands between the check and the batch is overwritten
+        (the API's writes to a job under a move are rare: a resize of one of the two jobs).
+        """
+        if task.jobId != target.id:
+            raise ValueError(f"task {task.id} must name its target job {target.id}")
+        self._check_epoch(epoch)
+        rows = self._serial_read("task_version", (task.id,), f"read task {task.id}")
+        if not rows:
+            raise Conflict(f"task {task.id} is not active")
+        stored_job = rows[0].job_id
+        if stored_job is None:  # written before the index columns existed
+            stored_job = Task.model_validate_json(rows[0].value).jobId
+        if int(rows[0].version) != task.version or stored_job != source.id:
+            raise Conflict(
+                f"task {task.id} changed since version {task.version} or left job {source.id}"
+            )
+        for job in (source, target):
+            got = self._serial_read("job_version", (job.id,), f"read job {job.id}")
+            if not got or int(got[0].version) != job.version:
+                raise Conflict(f"job {job.id} changed since version {job.version}")
+        new_task = task.model_copy(update={"version": task.version + 1})
+        new_source = source.model_copy(update={"version": source.version + 1})
+        new_target = target.model_copy(update={"version": target.version + 1})
+        attrs = self.get_task_attributes(task.id)
+        items: list[tuple[str, Sequence[Any]]] = [
+            ("task_insert", (task.id, new_task.version, _dump(new_task), *_task_columns(new_task))),
+            ("task_id_delete", (source.id, task.id)),
+            ("task_id_insert", (target.id, task.id)),
+            ("job_insert", (source.id, new_source.version, _dump(new_source))),
+            ("job_insert", (target.id, new_target.version, _dump(new_target))),
+            ("move_delete", (source.id, task.id)),
+        ]
+        for k, v in attrs.items():
+            items += [
+                ("attr_put", (task.id, k, target.id, v)),
+                ("attr_delete_by_job", (source.id, task.id, k)),
+                ("attr_put_by_job", (target.id, task.id, k, v)),
+            ]
+        items += [
+            ("change", ("job", source.id, source.id)),
+            ("change", ("job", target.id, target.id)),
+            ("change", ("task", task.id, target.id)),
+        ]
+        self._batch(f"move task {task.id} to job {target.id}", items)
+        return new_task, new_source, new_target
+
+    def _serial_read(self, name: str, args: Sequence[Any], what: str) -> list[Any]:
+        """A read at LOCAL_SERIAL: sees any compare-and-set that was accepted, even one
+        still being committed."""
+        bound = self._ps[name].bind(args)
+        bound.consistency_level = ConsistencyLevel.LOCAL_SERIAL
+        return self._retrying(what, lambda: list(self._session.execute(bound)))
 
     def close(self) -> None:
         self._cluster.shutdown()

@@ -130,3 +130,37 @@ def test_killing_an_agent_loses_its_tasks_and_services_move_elsewhere(
         ),
     )
     assert spare in {t["taskContext"]["agent.id"] for t in now}
+
+
+def test_a_task_killed_while_its_agent_is_down_has_its_container_killed_on_return(
+    cluster: Cluster,  # noqa: F811
+) -> None:
+    import docker
+
+    job_id = cluster.submit(batch("sleep 600", "claimed"))
+    [task] = cluster.wait_for(
+        "the task to run",
+        lambda: [t for t in cluster.tasks(job_id) if t["status"]["state"] == "Started"],
+    )
+    agent = task["taskContext"]["agent.id"]
+    engine = docker.DockerClient(base_url=cluster.env["DOCKER_HOST"])
+    container = engine.containers.get(task["taskContext"]["task.containerId"])
+
+    cluster.procs[agent].kill(signal.SIGKILL)  # its containers keep running
+    r = cluster.http.delete(f"/api/v3/tasks/{task['id']}")
+    assert r.status_code in (200, 202, 204), r.text
+    cluster.wait_for(
+        "the task to end while its agent is away",
+        lambda: (j := cluster.job(job_id))["status"]["state"] == "Finished" and j,
+    )
+    container.reload()
+    assert container.status == "running"
+
+    cluster.env["TITUS_AGENT_ORPHAN_GRACE_SEC"] = "1"
+    cluster.start_agent(agent, task["taskContext"]["agent.zone"])
+
+    def gone() -> bool:
+        container.reload()
+        return container.status != "running"
+
+    cluster.wait_for("the container of the killed task to be stopped", gone, timeout=90)

@@ -131,33 +131,31 @@ class ActiveView:
         entries = self._entries
         raw = self._rows
         by_job = self.by_job
+        pending, finished, transitional = self.pending, self.finished, self.transitional
         on_host: dict[tuple[str, str], list[str]] = {}
         launching: dict[tuple[str, str], int] = {}
         for row in rows:
-            task_id = row.id
-            state = row.state
+            # unpacked at once: cheaper than six named-field lookups per row
+            task_id, job_id, _version, state, agent_id, timestamp, _raw = row
             raw[task_id] = row
             if task_id in entries:  # not at start-up; keep the general path honest
-                self._index(
-                    task_id,
-                    _Entry(row.job_id, _STATES[state], row.agent_id, int(row.timestamp or 0)),
-                )
+                self._index(task_id, _Entry(job_id, _STATES[state], agent_id, int(timestamp or 0)))
                 continue
             entries[task_id] = row
-            ids = by_job.get(row.job_id)
+            ids = by_job.get(job_id)
             if ids is None:
-                ids = by_job[row.job_id] = set()
+                ids = by_job[job_id] = set()
             ids.add(task_id)
             if state == "Started":
                 pass
             elif state == "Accepted":
-                self.pending.add(task_id)
+                pending.add(task_id)
             elif state == "Finished":
-                self.finished.add(task_id)
+                finished.add(task_id)
             if state in TRANSITIONAL:
-                self.transitional[task_id] = int(row.timestamp or 0)
-            if row.agent_id and state in TASK_ON_HOST:
-                key = (row.agent_id, row.job_id)
+                transitional[task_id] = int(timestamp or 0)
+            if agent_id and state in TASK_ON_HOST:
+                key = (agent_id, job_id)
                 group = on_host.get(key)
                 if group is None:
                     group = on_host[key] = []

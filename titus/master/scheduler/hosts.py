@@ -264,8 +264,10 @@ class HostTable:
     ) -> None:
         """`assign` of `counts[i]` copies on `rows[i]` (distinct rows), in that order, with
         the state that many single placements would leave, in a few vector operations."""
-        if len(rows) == 1:
-            self.assign(rows[0], demand, pack_demand, job_id, exclusive, counts[0])
+        if len(rows) <= 5:
+            # Below a few rows the vector operations cost more than they save.
+            for row, count in zip(rows, counts, strict=True):
+                self.assign(row, demand, pack_demand, job_id, exclusive, count)
             return
         idx = np.array(rows, dtype=np.intp)
         reps = np.array(counts, dtype=np.int64)
@@ -314,7 +316,7 @@ class HostTable:
                 index.extend(zip(rows, counts, strict=True))
         zones = self._job_zone.get(job_id)
         if zones is not None:
-            np.add.at(zones, self.zone[idx], reps)
+            zones += np.bincount(self.zone[idx], weights=reps, minlength=zones.shape[0])
         log = self.log
         for row, count in zip(rows, counts, strict=True):
             log.extend([row] * count)
@@ -337,10 +339,11 @@ class HostTable:
         over the packing columns. Element-wise products added in a fixed order (no dot
         product, whose summation order may depend on how many rows it is given), so one row
         and many rows get bit for bit the same values."""
-        inverse = self.pack_inverse
-        result: FloatArray = inverse[0, idx] * pack_demand[0]
+        inverse = self.pack_inverse[:, idx]
+        wanted = pack_demand.tolist()
+        result: FloatArray = inverse[0] * wanted[0]
         for column in range(1, inverse.shape[0]):
-            result += inverse[column, idx] * pack_demand[column]
+            result += inverse[column] * wanted[column]
         return result
 
 

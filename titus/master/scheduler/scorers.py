@@ -115,10 +115,11 @@ class SoftZoneBalance(Scorer):
         zones = table.balance_zones
         if not zones.any():
             return np.zeros(table.size, dtype=np.float64)[idx]
-        low = counts[zones].min()
-        with np.errstate(divide="ignore"):
-            # Zones without usable hosts may hold fewer tasks than `low`; they score 0.
-            per_zone = np.where(zones, 1.0 / (1.0 + counts - low), 0.0)
+        balanced = counts[zones]
+        low = balanced.min()
+        # Zones without usable hosts score 0 (they may hold fewer tasks than `low`).
+        per_zone = np.zeros(counts.shape[0], dtype=np.float64)
+        per_zone[zones] = 1.0 / (1.0 + balanced - low)
         result: FloatArray = per_zone[table.zone[idx]]
         return result
 

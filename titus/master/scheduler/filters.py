@@ -175,13 +175,14 @@ class ResourcesFilter(Filter):
     def capacity(self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int) -> IntArray:
         # Free resources after 0, 1, ... copies, subtracted copy by copy in float64 as
         # `assign` does (not divided): the count must match what `accept` says after that
-        # many placements, rounding included. Hosts usually take a copy or two, so a few
-        # copies are replayed first, more only while some host still fits them all.
+        # many placements, rounding included. Division only says how many copies to replay
+        # (whole copies that fit, plus one for rounding); more are replayed only while some
+        # host still fits them all.
         demand = ctx.demand[:, None]
         start = table.free[:, rows]
-        # With no negative demand, free resources only fall, so the copies that fit come
-        # first and counting them gives the copies before the first refusal.
-        falling = min(ctx.demand.tolist()) >= 0
+        values = ctx.demand.tolist()
+        falling = min(values) >= 0
+        # Hosts a run reaches are usually nearly full: a few copies first.
         depth = min(limit, 4)
         while True:
             free = np.empty((depth, len(RESOURCES), len(rows)), dtype=np.float64)
@@ -198,7 +199,14 @@ class ResourcesFilter(Filter):
                 count = np.where(every, depth, fits.argmin(axis=0))
             if depth >= limit or int(count.max()) < depth:
                 return count
-            depth = min(limit, 2 * depth)
+            # Some host fits them all: replay as many as division says fit (plus one for
+            # rounding), and at least twice as many, so this ends.
+            grown = limit
+            if falling and max(values) > 0:
+                needed = ctx.demand > 0
+                whole = np.floor((start[needed] + EPSILON) / demand[needed]).min(axis=0).max()
+                grown = int(min(limit, max(whole, 0.0) + 2))
+            depth = min(limit, max(grown, 2 * depth))
 
     def explain(self, table: HostTable, ctx: TaskContext, refused: BoolArray) -> str:
         short = (table.slack[:, refused] < ctx.demand[:, None]).sum(axis=1)

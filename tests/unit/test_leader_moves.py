@@ -15,7 +15,7 @@ from titus.coord.local import LocalCoordinator
 from titus.master.leader import Master
 from titus.model.launch import TaskReport
 from titus.model.states import TaskState
-from titus.store.base import MoveRequest
+from titus.store.base import KillRequest, MoveRequest
 from titus.store.sqlite import SqliteJobStore
 
 
@@ -130,3 +130,24 @@ def test_a_move_racing_a_user_change_is_done_with_the_fresh_job(store: SqliteJob
     assert fresh is not None and fresh.jobDescriptor.service is not None
     assert fresh.jobDescriptor.service.capacity.max == 20
     assert (desired(store, source), desired(store, target)) == (1, 2)
+
+
+def test_a_kill_left_by_a_dead_leader_is_carried_out_by_the_next(store: SqliteJobStore) -> None:
+    driver = Hosts(host("h1", cpu=8))
+    old = leader(store, driver, launching=10)
+    [job_id] = running(store, driver, old, 2)
+    victim = tasks(store, job_id)[0]
+    store.add_kill_request(KillRequest(job_id=job_id, task_id=victim.id))
+    store.take_dirty()  # the old leader took the mark, then died before killing
+    driver.actual["h1"] = [
+        TaskReport(taskId=t.id, jobId=t.jobId, state=TaskState.STARTED)
+        for t in store.list_active_tasks()
+    ]
+    new = Master(store, LocalCoordinator(), driver)
+    new.leadership = Leadership(2)
+    store.claim_epoch(2)
+    new._load()
+    new._reconcile_actual(driver.actual_tasks())
+    new.iterate()
+    assert [k[0] for k in driver.killed] == [victim.id]
+    assert store.list_kill_requests(job_id) == []

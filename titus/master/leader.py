@@ -192,7 +192,7 @@ class Master:
         self._last_migrate = 0.0
         self._last_config = 0.0
         self._migrating: set[str] = set()
-        self._moves_recovered = False
+        self._requests_recovered = False
         self._groups: dict[str, CapacityGroup] = {}
         self._instance_groups: dict[str, str] = {}
         self._pending_written: dict[str, int] | None = None
@@ -393,8 +393,8 @@ class Master:
         self._apply_reports()
         self._apply_lost_hosts()
         self._pick_up_user_changes()
-        if not self._moves_recovered:
-            self._recover_moves()
+        if not self._requests_recovered:
+            self._recover_requests()
         self._send_claims()
         self._refresh_cluster_config()
         self._sweep()
@@ -651,20 +651,29 @@ class Master:
         self.store.delete_kill_request(request, epoch=self.epoch)
 
     # ---- task moves ---------------------------------------------------------------------
-    def _recover_moves(self) -> None:
-        """Once per leadership: carry out the moves a predecessor left queued. The dirty
-        marks that announced them may have been taken (and lost) with the old leader."""
-        self._moves_recovered = True
-        list_all = getattr(self.store, "list_all_move_requests", None)
-        if list_all is not None:
-            requests: list[MoveRequest] = list_all()
-        else:
-            requests = []
+    def _recover_requests(self) -> None:
+        """Once per leadership: carry out the kills and moves a predecessor left queued.
+        The dirty marks that announced them may have been taken (and lost) with it."""
+        self._requests_recovered = True
+        kills: list[KillRequest] = []
+        moves: list[MoveRequest] = []
+        all_kills = getattr(self.store, "list_all_kill_requests", None)
+        all_moves = getattr(self.store, "list_all_move_requests", None)
+        if all_kills is not None:
+            kills = all_kills()
+        if all_moves is not None:
+            moves = all_moves()
+        if all_kills is None or all_moves is None:  # a backend without them: ask per job
             for job_id, job in list(self.view.jobs.items()):
-                if job.jobDescriptor.service is not None:
-                    requests.extend(self.store.list_move_requests(job_id))
-        for request in requests:
-            self._apply_move_request(request)
+                if all_kills is None:
+                    kills.extend(self.store.list_kill_requests(job_id))
+                if all_moves is None and job.jobDescriptor.service is not None:
+                    moves.extend(self.store.list_move_requests(job_id))
+        for kill in kills:
+            if kill.job_id in self.view.jobs:
+                self._apply_kill_request(kill)
+        for move in moves:
+            self._apply_move_request(move)
 
     def _apply_move_request(self, request: MoveRequest) -> None:
         """Move a task between two service jobs without touching its container: the task

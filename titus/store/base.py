@@ -357,6 +357,14 @@ class LeaderStore(Protocol):
         per table, for a leader start-up that does not grow with parsing every task."""
         ...
 
+    def list_all_kill_requests(self) -> list[KillRequest]:
+        """Every queued kill request (a small table: kills are carried out at once).
+
+        A new leader carries out the kills its predecessor took the dirty marks of but did
+        not finish. Without this method the leader asks `list_kill_requests` of each job.
+        """
+        ...
+
     def list_all_move_requests(self) -> list[MoveRequest]:
         """Every queued move request (one small table: moves are few and short-lived).
 

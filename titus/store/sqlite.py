@@ -516,6 +516,10 @@ class SqliteJobStore:
                 (request.source_job_id, request.task_id),
             )
 
+    def list_all_kill_requests(self) -> list[KillRequest]:
+        rows = self._read("SELECT value FROM kill_requests")
+        return [KillRequest(**json.loads(str(r[0]))) for r in rows]
+
     def list_all_move_requests(self) -> list[MoveRequest]:
         return [
             MoveRequest(**json.loads(str(r[0])))

@@ -20,6 +20,7 @@ task at a time through the full pipeline.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -107,7 +108,27 @@ class Scheduler:
         `HostState.total`); it ranks Flex groups by share and tells how much of each Critical
         reservation is still unused. Host state is not modified; placements of this
         iteration are seen by every later task of the same call.
+
+        The cyclic garbage collector is paused meanwhile (as the leader does for its start-up
+        load): an iteration allocates tens of thousands of small objects that hold no cycles
+        (assignments, index arrays), and collections they trigger would walk the caller's
+        whole heap to find no garbage.
         """
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._schedule(tasks, hosts, groups, running)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _schedule(
+        self,
+        tasks: Sequence[TaskRequest],
+        hosts: Sequence[HostState],
+        groups: Mapping[str, CapacityGroup] | None,
+        running: Mapping[str, Mapping[str, float]] | None,
+    ) -> ScheduleResult:
         table = HostTable(hosts)
         ledger = CapacityLedger(groups, running)
         queue = TieredQueue(tasks, ledger)

@@ -195,23 +195,6 @@ def test_resources_bound_counts_copies_as_sequential_placements_do() -> None:
     assert bound == accepted == 7
 
 
-@pytest.mark.parametrize("seed", range(50))
-def test_top_hosts_come_in_repeated_argmax_order(seed: int) -> None:
-    """Ties (identical hosts) go to the lower row, refused hosts (-inf) are never taken."""
-    rng = np.random.default_rng(seed)
-    eff = rng.choice([-np.inf, 0.5, 0.7, 0.7, 0.9], size=int(rng.integers(1, 60)))
-    count = int(rng.integers(1, 70))
-    expected = []
-    work = eff.copy()
-    for _ in range(count):
-        row = int(work.argmax())
-        if work[row] == -np.inf:
-            break
-        expected.append(row)
-        work[row] = -np.inf
-    assert Scheduler._top(eff, count).tolist() == expected
-
-
 @pytest.mark.parametrize("seed", range(200))
 def test_ledger_counts_and_charges_runs_as_single_placements_do(seed: int) -> None:
     """`admitted` and `charge(count)` against `admits` and `charge` one copy at a time."""

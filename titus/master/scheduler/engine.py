@@ -49,8 +49,6 @@ _NEG_INF = float("-inf")
 _FULL_REFRESH_FRACTION = 0.25
 #: Most hosts looked at in one step of a run (see `_place_run`).
 _REACH = 32
-#: From this many hosts on, `_pick` sorts a partition instead of repeating `argmax`.
-_PARTITION = 20
 
 
 @dataclass
@@ -271,15 +269,6 @@ class Scheduler:
         saved = [float(eff[first])]
         eff[first] = _NEG_INF
         threshold = self.config.good_enough_score
-        if count > _PARTITION and saved[0] < threshold:
-            # No host reaches the good-enough bar (the best does not), so the order is by
-            # score, ties to the lower row: the top of a partition, sorted, is that order.
-            top = self._top(eff, count - 1)
-            values = eff[top]
-            eff[top] = _NEG_INF
-            rows.extend(top.tolist())
-            saved.extend(values.tolist())
-            return rows, np.array(saved)
         for _ in range(count - 1):
             row = int(eff.argmax())
             best = float(eff[row])
@@ -292,27 +281,6 @@ class Scheduler:
             saved.append(best)
             eff[row] = _NEG_INF
         return rows, np.array(saved)
-
-    @staticmethod
-    def _top(eff: FloatArray, count: int) -> IntArray:
-        """The `count` highest accepted rows of `eff` in the order repeated `argmax` would
-        give them: by score, ties to the lower row."""
-        size = eff.shape[0]
-        count = min(count, size)
-        if count < 1:
-            return np.empty(0, dtype=np.intp)
-        part = np.argpartition(eff, size - count)[size - count :]
-        values = eff[part]
-        low = values.min()
-        if low == _NEG_INF:
-            chosen = part[values > _NEG_INF]
-        else:
-            above = part[values > low]
-            ties = np.flatnonzero(eff == low)[: count - above.shape[0]]
-            chosen = np.concatenate((above, ties))
-        order = np.lexsort((chosen, -eff[chosen]))
-        result: IntArray = chosen[order]
-        return result
 
     def _bounds(
         self, table: HostTable, shape: _Shape, rows: list[int], limit: int

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -248,7 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.resource in ("job", "task"):
-            return run_client(args)
+            try:
+                return run_client(args)
+            except BrokenPipeError:  # the reader (`| head`) went away: not an error
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 0
         _setup_logging(args.log_level)
         settings = load_settings(
             data_dir=args.data_dir,

@@ -84,6 +84,7 @@ __all__ = [
     "test_move_task",
     "test_move_task_refused_writes_nothing",
     "test_list_all_move_requests",
+    "test_list_all_kill_requests",
 ]
 
 
@@ -756,3 +757,16 @@ def test_list_all_move_requests(store: JobStore) -> None:
     for m in moves:
         store.add_move_request(m)
     assert sorted(store.list_all_move_requests(), key=lambda m: m.task_id) == moves
+
+
+def test_list_all_kill_requests(store: JobStore) -> None:
+    """A new leader finishes the kills its predecessor took the dirty marks of."""
+    assert store.list_all_kill_requests() == []
+    a, b = store.create_job(make_job()), store.create_job(make_job())
+    kills = [KillRequest(a.id, "t1", shrink=True), KillRequest(b.id, "t2", message="by user")]
+    for k in kills:
+        store.add_kill_request(k)
+    store.take_dirty()
+    assert sorted(store.list_all_kill_requests(), key=lambda k: k.task_id) == kills
+    store.archive_job(finish(a))
+    assert store.list_all_kill_requests() == [kills[1]]

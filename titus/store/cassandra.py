@@ -266,6 +266,7 @@ _STATEMENTS = {
     "move_delete": "DELETE FROM move_requests WHERE source_job_id = ? AND task_id = ?",
     "moves_delete_job": "DELETE FROM move_requests WHERE source_job_id = ?",
     "moves_scan": "SELECT value FROM move_requests",
+    "kills_scan": "SELECT value FROM kill_requests",
     "job_version": "SELECT version FROM active_jobs WHERE job_id = ?",
     "task_version": "SELECT version, job_id, value FROM active_tasks WHERE task_id = ?",
     # instance groups (one small partition)
@@ -1183,6 +1184,11 @@ class CassandraJobStore:
     def delete_move_request(self, request: MoveRequest, *, epoch: int | None = None) -> None:
         self._check_epoch(epoch)
         self._exec("move_delete", (request.source_job_id, request.task_id), "delete a move request")
+
+    def list_all_kill_requests(self) -> list[KillRequest]:
+        """A paged scan of the kill requests table: kills are carried out at once, so it
+        stays small (archiving a job drops its partition)."""
+        return [KillRequest(**json.loads(r.value)) for r in self._scan("kills_scan", "kills")]
 
     def list_all_move_requests(self) -> list[MoveRequest]:
         """A paged scan of the move requests table: moves are few and short-lived."""

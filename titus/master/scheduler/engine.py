@@ -369,20 +369,24 @@ class Scheduler:
         if isinstance(idx, slice) and idx.stop is not None:
             self._evaluate_row(table, shape, idx)
             return
-        # Fresh arrays updated in place: over all hosts, temporaries cost as much as the work.
-        ok = shape.static_ok[idx]
-        if isinstance(idx, slice):
-            ok = ok.copy()
+        # Updated in place: over all hosts, temporaries cost as much as the work.
+        whole = isinstance(idx, slice)
+        ok = shape.static_ok.copy() if whole else shape.static_ok[idx]
         for f in shape.host_filters:
             ok &= f.accept(table, ctx, idx)
-        score = shape.static_score[idx]
-        if isinstance(idx, slice):
-            score = score.copy()
+        eff = shape.eff
+        score = eff if whole else shape.static_score[idx]
+        if whole:
+            np.copyto(eff, shape.static_score)
         for weight, scorer in shape.host_scorers:
             part = scorer.score(table, ctx, idx) * weight
             score += part
-        score[~ok] = _NEG_INF
-        shape.eff[idx] = score
+        np.logical_not(ok, out=ok)
+        if whole:
+            eff[ok] = _NEG_INF
+        else:
+            score[ok] = _NEG_INF
+            eff[idx] = score
 
     def _evaluate_row(self, table: HostTable, shape: _Shape, idx: slice) -> None:
         """`_evaluate` for one row (a one-row slice: views, no fancy indexing), stopping at

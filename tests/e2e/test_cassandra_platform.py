@@ -1,11 +1,11 @@
 """The walking skeleton end to end with the Cassandra store: `titus local` as a process whose
 store is `cassandra://` on the CQL test server.
 
-The flows are those of test_local_platform.py, imported from there so both stores run the
-same tests; only the `platform` fixture differs. The CQL server runs in this test process
-(its own threads, on a loopback port), so it outlives the platform process: the restart
-flow stops and starts `titus local` against the same keyspace, as a master restart against
-a real cluster would.
+The flows are those of test_local_platform.py and test_moves.py, imported from there so
+both stores run the same tests; only the `platform` fixture differs. The CQL server runs in
+this test process (its own threads, on a loopback port), so it outlives the platform
+process: the restart flow stops and starts `titus local` against the same keyspace, as a
+master restart against a real cluster would.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from tests.e2e.test_local_platform import (  # noqa: F401 - collected here with 
     test_following_logs_streams_while_the_task_runs,
     test_jobs_survive_a_restart_of_the_platform,
     test_service_job_keeps_desired_replaces_kills_shrinks_resizes_and_ends,
+)
+from tests.e2e.test_moves import (  # noqa: F401 - collected here with this fixture
+    test_a_running_task_moves_to_another_job_without_a_restart,
 )
 from tests.support.cql.server import CqlServer
 from tests.support.platform import Platform, _remove_containers, make_platform

@@ -35,7 +35,7 @@ from titus.coord.base import Coordinator
 from titus.model.job import DisruptionBudget, JobDescriptor, ServiceJobProcesses
 from titus.model.validation import Bounds, InvalidRequest, from_pydantic
 from titus.settings import Settings
-from titus.store.base import StoreError, StoreUnavailable
+from titus.store.base import StoreError, StoreRefused, StoreUnavailable
 
 log = logging.getLogger("titus.api")
 
@@ -139,6 +139,11 @@ def create_app(settings: Settings, store: Any, coord: Coordinator) -> FastAPI:
             status_code=503,
             headers={"Retry-After": "2"},
         )
+
+    @app.exception_handler(StoreRefused)
+    async def store_refused(request: Request, exc: StoreRefused) -> JSONResponse:
+        log.error("store refused a request: %s", exc)
+        return JSONResponse(error_body(500, f"store refused the request: {exc}"), status_code=500)
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError) -> JSONResponse:

@@ -45,6 +45,10 @@ class StoreUnavailable(StoreError):
     """The backend cannot serve now; the caller may retry later."""
 
 
+class StoreRefused(StoreError):
+    """The backend refused a write as invalid: retrying the same request cannot help."""
+
+
 class GroupNameTaken(Conflict):
     def __init__(self, name: str, job_id: str):
         super().__init__(f"job with group sequence {name} exists: {job_id}")

@@ -87,6 +87,7 @@ from titus.store.base import (
     MoveRequest,
     StaleEpoch,
     StoreError,
+    StoreRefused,
     StoreUnavailable,
     TaskRow,
 )
@@ -296,7 +297,7 @@ def _now_seq() -> int:
     return int(time.time() * 1000) * SEQ_PER_MS
 
 
-class CassandraRefused(StoreError):
+class CassandraRefused(StoreRefused):
     """Cassandra refused a statement as invalid (e.g. "Batch too large"): retrying cannot
     help, and the caller gets what was refused and why."""
 

@@ -209,13 +209,7 @@ class HostTable:
         them. Several copies give bit for bit the state that as many single placements give
         (sums are accumulated one copy at a time), so batched and one-by-one placement can
         never disagree on a host at the edge of fitting."""
-        # `pack_added` for one row, on Python floats: the same IEEE operations in the same
-        # order, without the per-call cost of numpy on one element.
-        inverse = self.pack_inverse[:, row].tolist()
-        wanted = pack_demand.tolist()
-        added = inverse[0] * wanted[0]
-        for column in range(1, len(inverse)):
-            added += inverse[column] * wanted[column]
+        added = float(self.pack_share(pack_demand)[row])
         if count == 1:
             self.used[:, row] += demand
             self.free[:, row] -= demand
@@ -272,7 +266,7 @@ class HostTable:
         idx = np.array(rows, dtype=np.intp)
         reps = np.array(counts, dtype=np.int64)
         top = max(counts)
-        added = self.pack_added(pack_demand, idx)
+        added = self.pack_share(pack_demand)[idx]
         if top == 1:
             self.used[:, idx] += demand[:, None]
             self.free[:, idx] -= demand[:, None]
@@ -326,25 +320,14 @@ class HostTable:
         """demand / total summed over the packing columns, for every host: what the task
         would add to each host's bin-packing sum. Totals do not change within an iteration,
         so it is computed once per distinct demand and shared by every task shape, cache
-        refresh and re-score that asks for it."""
+        refresh, re-score and recorded placement that asks for it (one vector, so a single
+        placement and a batch of them add bit for bit the same amounts)."""
         key = pack_demand.tobytes()
         shares = self._pack_shares.get(key)
         if shares is None:
             shares = pack_demand @ self.pack_inverse
             self._pack_shares[key] = shares
         return shares
-
-    def pack_added(self, pack_demand: FloatArray, idx: Index) -> FloatArray:
-        """What a placement adds to the bin-packing sum of rows `idx`: demand / total summed
-        over the packing columns. Element-wise products added in a fixed order (no dot
-        product, whose summation order may depend on how many rows it is given), so one row
-        and many rows get bit for bit the same values."""
-        inverse = self.pack_inverse[:, idx]
-        wanted = pack_demand.tolist()
-        result: FloatArray = inverse[0] * wanted[0]
-        for column in range(1, inverse.shape[0]):
-            result += inverse[column] * wanted[column]
-        return result
 
 
 def _repeated_columns(

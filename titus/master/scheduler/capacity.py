@@ -132,10 +132,11 @@ class CapacityLedger:
         today's value holds for every copy (demand is not negative: usage only grows). The
         common case, where capacity is not short, then costs a few float operations instead
         of replaying each copy."""
-        if (demand < 0).any():
+        amounts = demand.tolist()
+        if min(amounts) < 0:
             return False
         for free, need, amount in zip(
-            cluster_free.tolist(), self.protected.tolist(), demand.tolist(), strict=True
+            cluster_free.tolist(), self.protected.tolist(), amounts, strict=True
         ):
             if need <= 0:
                 continue

@@ -4,12 +4,13 @@ Run: python tests/bench/scheduler.py [--seed N]
 
 1. Throughput: 5,000 hosts in 3 zones of mixed sizes (partly used already) and 10,000
    pending tasks (batch and service, Critical and Flex tiers, 20 capacity groups, some
-   uniqueHost and zoneBalance constraints), placed in one call of the real Scheduler. The
+   uniqueHost and zoneBalance constraints), placed in one call of the real Scheduler (the
+   fastest of five calls on the same input, so other load on the machine counts less). The
    launch throttle is raised to the per-host task cap for this case: with one launch per host
    and iteration, 10,000 tasks on 5,000 hosts would need several iterations and the figure
    would measure the throttle, not the scheduler. The same input is also run with
    the default configuration (500 tasks per iteration, 1 launch per host) for reference.
-2. Packed: empty hosts and tasks of mixed shapes (cpu-heavy to memory-heavy) cut out of
+2. Packed: 2,000 empty hosts and tasks of mixed shapes (cpu-heavy to memory-heavy) cut out of
    95% of each host's cpu and memory and shuffled, so demand is 95% of the cluster in both
    and a packing of every task exists; tasks placed by the Scheduler vs by first-fit
    decreasing on the same input, in the same run.

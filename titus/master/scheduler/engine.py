@@ -75,6 +75,8 @@ class _Shape:
     #: Every "host"-scoped scorer is monotone: a chosen host stays chosen for the next copy
     #: until a filter refuses it (see `Scorer.monotone`).
     monotone: bool = False
+    #: Work vector for `_with_volatile`.
+    scratch: FloatArray | None = None
 
 
 class Scheduler:
@@ -461,12 +463,19 @@ class Scheduler:
         return row
 
     def _with_volatile(self, table: HostTable, shape: _Shape) -> FloatArray:
+        """The cached answer with the volatile plugins applied, recomputed at every
+        placement. Written into one scratch vector per shape: this runs once per task of
+        such shapes, and fresh temporaries over all hosts each time cost as much as the
+        arithmetic."""
         ctx = shape.ctx
-        final = shape.eff
+        final = shape.scratch
+        if final is None:
+            final = shape.scratch = np.empty_like(shape.eff)
+        np.copyto(final, shape.eff)
         for weight, scorer in shape.volatile_scorers:
-            final = final + weight * scorer.score(table, ctx)
+            final += scorer.score(table, ctx) * weight
         for f in shape.volatile_filters:
-            final = np.where(f.accept(table, ctx), final, _NEG_INF)
+            final[~f.accept(table, ctx)] = _NEG_INF
         return final
 
     # -- why pending ----------------------------------------------------------------------

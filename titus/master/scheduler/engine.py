@@ -421,17 +421,22 @@ class Scheduler:
         volatile = bool(shape.volatile_filters or shape.volatile_scorers)
         only_last = False
         if shape.pos < len(log):
+            single = -1
             if len(log) - shape.pos <= 8:
                 rows = log[shape.pos :]
                 last = shape.last_row
                 only_last = all(r == last for r in rows)
-                changed = np.fromiter(set(rows), np.intp)
+                distinct = set(rows)
+                if len(distinct) == 1:
+                    single = rows[0]
+                changed = np.fromiter(distinct, np.intp) if single < 0 else np.empty(0, np.intp)
             else:
                 changed = np.flatnonzero(table.stamp >= shape.pos)
+                if len(changed) == 1:
+                    single = int(changed[0])
             shape.pos = len(log)
-            if len(changed) == 1:
-                row = int(changed[0])
-                self._evaluate_row(table, shape, slice(row, row + 1))
+            if single >= 0:
+                self._evaluate_row(table, shape, slice(single, single + 1))
             elif len(changed) > table.size * _FULL_REFRESH_FRACTION:
                 self._evaluate(table, shape, ALL)
             else:

@@ -189,8 +189,9 @@ class ResourcesFilter(Filter):
             free[0] = start
             free[1:] = demand
             np.subtract.accumulate(free, axis=0, out=free)
-            # As `accept` on each state.
-            fits = np.logical_and.reduce(free + EPSILON >= demand, axis=1)
+            # As `accept` on each state (the replayed values are not needed afterwards).
+            free += EPSILON
+            fits = np.logical_and.reduce(free >= demand, axis=1)
             count: IntArray
             if falling:
                 count = fits.sum(axis=0)

@@ -32,7 +32,6 @@ Consistency rules, and why:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -90,6 +89,13 @@ from titus.store.base import (
     StoreRefused,
     StoreUnavailable,
     TaskRow,
+)
+from titus.store.codec import (
+    dump_document,
+    dump_request,
+    load_kill_request,
+    load_move_request,
+    task_facts,
 )
 
 log = logging.getLogger(__name__)
@@ -280,13 +286,9 @@ _STATEMENTS = {
 }
 
 
-def _dump(model: Job | Task) -> str:
-    return model.model_dump_json(exclude_none=True)
-
-
 def _task_columns(task: Task) -> tuple[str, str, str | None, int]:
     """The plain columns written beside a task's document (job_id, state, agent, status ms)."""
-    return task.jobId, task.state.value, task.agent_id, task.status.timestamp
+    return (task.jobId, *task_facts(task))
 
 
 def _feed_bucket(seq: int) -> int:
@@ -654,12 +656,12 @@ class CassandraJobStore:
         if name is not None:
             self._claim_name(name, job.id)
         items: list[tuple[str, Sequence[Any]]] = [
-            ("job_insert", (job.id, 1, _dump(job))),
+            ("job_insert", (job.id, 1, dump_document(job))),
             ("job_id_insert", (self._bucket(job.id), job.id)),
             ("change", ("job", job.id, job.id)),
         ]
         for t in first:
-            items.append(("task_insert", (t.id, 1, _dump(t), *_task_columns(t))))
+            items.append(("task_insert", (t.id, 1, dump_document(t), *_task_columns(t))))
             items.append(("task_id_insert", (t.jobId, t.id)))
             items.append(("change", ("task", t.id, t.jobId)))
         try:
@@ -728,7 +730,7 @@ class CassandraJobStore:
     def update_job(self, job: Job, *, epoch: int | None = None) -> Job:
         self._check_epoch(epoch)
         new = job.model_copy(update={"version": job.version + 1})
-        value = _dump(new)
+        value = dump_document(new)
         applied, row = self._lwt(
             "job_update", (new.version, value, job.id, job.version), f"update job {job.id}"
         )
@@ -783,7 +785,7 @@ class CassandraJobStore:
                 self._batch(f"archive the tasks of job {job.id}", task_items[i : i + step])
             task_items = []
         items: list[tuple[str, Sequence[Any]]] = [
-            ("job_archive", (job.id, _dump(job))),
+            ("job_archive", (job.id, dump_document(job))),
             ("job_delete", (job.id,)),
             ("job_id_delete", (self._bucket(job.id), job.id)),
             *task_items,
@@ -806,7 +808,7 @@ class CassandraJobStore:
         self._batch(
             f"create task {task.id}",
             [
-                ("task_insert", (new.id, 1, _dump(new), *_task_columns(new))),
+                ("task_insert", (new.id, 1, dump_document(new), *_task_columns(new))),
                 ("task_id_insert", (new.jobId, new.id)),
                 ("change", ("task", new.id, new.jobId)),
             ],
@@ -816,7 +818,7 @@ class CassandraJobStore:
     def update_task(self, task: Task, *, epoch: int | None = None) -> Task:
         self._check_epoch(epoch)
         new = task.model_copy(update={"version": task.version + 1})
-        value = _dump(new)
+        value = dump_document(new)
         applied, row = self._lwt(
             "task_update",
             (new.version, value, *_task_columns(new), task.id, task.version),
@@ -836,7 +838,7 @@ class CassandraJobStore:
         self._batch(
             f"archive task {task.id}",
             [
-                ("task_archive", (task.id, _dump(task))),
+                ("task_archive", (task.id, dump_document(task))),
                 ("task_id_archive", (task.jobId, task.id)),
                 ("task_delete", (task.id,)),
                 ("task_id_delete", (task.jobId, task.id)),
@@ -935,7 +937,7 @@ class CassandraJobStore:
         return list(dict.fromkeys(str(r.job_id) for r in rows))
 
     def add_kill_request(self, request: KillRequest) -> None:
-        value = json.dumps(request.__dict__)
+        value = dump_request(request)
         self._batch(
             f"request a kill of task {request.task_id}",
             [
@@ -946,7 +948,7 @@ class CassandraJobStore:
 
     def list_kill_requests(self, job_id: str) -> list[KillRequest]:
         rows = self._exec("kill_list", (job_id,), f"read kill requests of {job_id}")
-        return [KillRequest(**json.loads(r.value)) for r in rows]
+        return [load_kill_request(r.value) for r in rows]
 
     def delete_kill_request(self, request: KillRequest, *, epoch: int | None = None) -> None:
         self._check_epoch(epoch)
@@ -1168,7 +1170,7 @@ class CassandraJobStore:
 
     # ---- task moves -----------------------------------------------------------------------------
     def add_move_request(self, request: MoveRequest) -> None:
-        value = json.dumps(request.__dict__)
+        value = dump_request(request)
         self._batch(
             f"request a move of task {request.task_id}",
             [
@@ -1180,7 +1182,7 @@ class CassandraJobStore:
 
     def list_move_requests(self, job_id: str) -> list[MoveRequest]:
         rows = self._exec("move_list", (job_id,), f"read move requests of {job_id}")
-        return [MoveRequest(**json.loads(r.value)) for r in rows]
+        return [load_move_request(r.value) for r in rows]
 
     def delete_move_request(self, request: MoveRequest, *, epoch: int | None = None) -> None:
         self._check_epoch(epoch)
@@ -1189,11 +1191,11 @@ class CassandraJobStore:
     def list_all_kill_requests(self) -> list[KillRequest]:
         """A paged scan of the kill requests table: kills are carried out at once, so it
         stays small (archiving a job drops its partition)."""
-        return [KillRequest(**json.loads(r.value)) for r in self._scan("kills_scan", "kills")]
+        return [load_kill_request(r.value) for r in self._scan("kills_scan", "kills")]
 
     def list_all_move_requests(self) -> list[MoveRequest]:
         """A paged scan of the move requests table: moves are few and short-lived."""
-        return [MoveRequest(**json.loads(r.value)) for r in self._scan("moves_scan", "moves")]
+        return [load_move_request(r.value) for r in self._scan("moves_scan", "moves")]
 
     def move_task(
         self, task: Task, source: Job, target: Job, *, epoch: int | None = None
@@ -1227,11 +1229,14 @@ class CassandraJobStore:
         new_target = target.model_copy(update={"version": target.version + 1})
         attrs = self.get_task_attributes(task.id)
         items: list[tuple[str, Sequence[Any]]] = [
-            ("task_insert", (task.id, new_task.version, _dump(new_task), *_task_columns(new_task))),
+            (
+                "task_insert",
+                (task.id, new_task.version, dump_document(new_task), *_task_columns(new_task)),
+            ),
             ("task_id_delete", (source.id, task.id)),
             ("task_id_insert", (target.id, task.id)),
-            ("job_insert", (source.id, new_source.version, _dump(new_source))),
-            ("job_insert", (target.id, new_target.version, _dump(new_target))),
+            ("job_insert", (source.id, new_source.version, dump_document(new_source))),
+            ("job_insert", (target.id, new_target.version, dump_document(new_target))),
             ("move_delete", (source.id, task.id)),
         ]
         for k, v in attrs.items():

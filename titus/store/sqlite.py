@@ -8,7 +8,6 @@ write that returned is on disk: a kill -9 (or a power cut) loses nothing acknowl
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
@@ -29,6 +28,13 @@ from titus.store.base import (
     MoveRequest,
     StaleEpoch,
     TaskRow,
+)
+from titus.store.codec import (
+    dump_document,
+    dump_request,
+    load_kill_request,
+    load_move_request,
+    task_facts,
 )
 
 SCHEMA = """
@@ -67,10 +73,6 @@ CHANGES_KEPT = 100_000
 TRIM_EVERY = 1_000
 
 
-def _dump(model: Job | Task) -> str:
-    return model.model_dump_json(exclude_none=True)
-
-
 #: Columns written next to each active task's document, so a new leader's start-up reads
 #: its indexes' facts (TaskRow) without taking them out of 100,000 JSON documents.
 _TASK_INSERT = (
@@ -84,10 +86,6 @@ _TASK_FACTS = (
     "coalesce(agent_id, json_extract(value, '$.taskContext.\"agent.id\"')), "
     "coalesce(ts, json_extract(value, '$.status.timestamp'))"
 )
-
-
-def _task_facts(task: Task) -> tuple[str, str | None, int]:
-    return task.status.state.value, task.agent_id, task.status.timestamp
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -190,13 +188,15 @@ class SqliteJobStore:
                     raise GroupNameTaken(name, str(row[0]))
                 db.execute("INSERT INTO job_group_names VALUES (?, ?)", (name, job.id))
             try:
-                db.execute("INSERT INTO active_jobs VALUES (?, ?, ?)", (job.id, 1, _dump(job)))
+                db.execute(
+                    "INSERT INTO active_jobs VALUES (?, ?, ?)", (job.id, 1, dump_document(job))
+                )
             except sqlite3.IntegrityError:
                 raise Conflict(f"job {job.id} exists") from None
             self._changed(db, "job", job.id, job.id)
             for task in tasks:
                 t = task.model_copy(update={"version": 1})
-                db.execute(_TASK_INSERT, (t.id, t.jobId, 1, _dump(t), *_task_facts(t)))
+                db.execute(_TASK_INSERT, (t.id, t.jobId, 1, dump_document(t), *task_facts(t)))
                 self._changed(db, "task", t.id, t.jobId)
         return job
 
@@ -211,7 +211,7 @@ class SqliteJobStore:
         with self._tx(epoch) as db:
             cur = db.execute(
                 "UPDATE active_jobs SET version=?, value=? WHERE job_id=? AND version=?",
-                (new.version, _dump(new), job.id, job.version),
+                (new.version, dump_document(new), job.id, job.version),
             )
             if cur.rowcount != 1:
                 raise Conflict(f"job {job.id} changed since version {job.version}")
@@ -228,7 +228,9 @@ class SqliteJobStore:
 
     def archive_job(self, job: Job, *, epoch: int | None = None) -> None:
         with self._tx(epoch) as db:
-            db.execute("INSERT OR REPLACE INTO archived_jobs VALUES (?, ?)", (job.id, _dump(job)))
+            db.execute(
+                "INSERT OR REPLACE INTO archived_jobs VALUES (?, ?)", (job.id, dump_document(job))
+            )
             db.execute("DELETE FROM active_jobs WHERE job_id=?", (job.id,))
             for (value,) in db.execute(
                 "SELECT value FROM active_tasks WHERE job_id=?", (job.id,)
@@ -250,7 +252,9 @@ class SqliteJobStore:
         new = task.model_copy(update={"version": 1})
         with self._tx(epoch) as db:
             try:
-                db.execute(_TASK_INSERT, (new.id, new.jobId, 1, _dump(new), *_task_facts(new)))
+                db.execute(
+                    _TASK_INSERT, (new.id, new.jobId, 1, dump_document(new), *task_facts(new))
+                )
             except sqlite3.IntegrityError:
                 raise Conflict(f"task {task.id} exists") from None
             self._changed(db, "task", new.id, new.jobId)
@@ -262,7 +266,7 @@ class SqliteJobStore:
             cur = db.execute(
                 "UPDATE active_tasks SET version=?, value=?, state=?, agent_id=?, ts=? "
                 "WHERE task_id=? AND version=?",
-                (new.version, _dump(new), *_task_facts(new), task.id, task.version),
+                (new.version, dump_document(new), *task_facts(new), task.id, task.version),
             )
             if cur.rowcount != 1:
                 raise Conflict(f"task {task.id} changed since version {task.version}")
@@ -273,7 +277,7 @@ class SqliteJobStore:
         with self._tx(epoch) as db:
             db.execute(
                 "INSERT OR REPLACE INTO archived_tasks VALUES (?, ?, ?)",
-                (task.id, task.jobId, _dump(task)),
+                (task.id, task.jobId, dump_document(task)),
             )
             db.execute("DELETE FROM active_tasks WHERE task_id=?", (task.id,))
             self._changed(db, "task", task.id, task.jobId, "archive")
@@ -338,7 +342,7 @@ class SqliteJobStore:
         return list(dict.fromkeys(str(r[1]) for r in rows))
 
     def add_kill_request(self, request: KillRequest) -> None:
-        value = json.dumps(request.__dict__)
+        value = dump_request(request)
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO kill_requests VALUES (?, ?, ?)",
@@ -348,7 +352,7 @@ class SqliteJobStore:
 
     def list_kill_requests(self, job_id: str) -> list[KillRequest]:
         rows = self._read("SELECT value FROM kill_requests WHERE job_id=?", (job_id,))
-        return [KillRequest(**json.loads(str(r[0]))) for r in rows]
+        return [load_kill_request(r[0]) for r in rows]
 
     def delete_kill_request(self, request: KillRequest, *, epoch: int | None = None) -> None:
         with self._tx(epoch) as db:
@@ -500,14 +504,14 @@ class SqliteJobStore:
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO move_requests VALUES (?, ?, ?)",
-                (request.source_job_id, request.task_id, json.dumps(request.__dict__)),
+                (request.source_job_id, request.task_id, dump_request(request)),
             )
             for job_id in (request.source_job_id, request.target_job_id):
                 db.execute("INSERT INTO dirty_jobs (job_id) VALUES (?)", (job_id,))
 
     def list_move_requests(self, job_id: str) -> list[MoveRequest]:
         rows = self._read("SELECT value FROM move_requests WHERE source_job_id=?", (job_id,))
-        return [MoveRequest(**json.loads(str(r[0]))) for r in rows]
+        return [load_move_request(r[0]) for r in rows]
 
     def delete_move_request(self, request: MoveRequest, *, epoch: int | None = None) -> None:
         with self._tx(epoch) as db:
@@ -518,13 +522,10 @@ class SqliteJobStore:
 
     def list_all_kill_requests(self) -> list[KillRequest]:
         rows = self._read("SELECT value FROM kill_requests")
-        return [KillRequest(**json.loads(str(r[0]))) for r in rows]
+        return [load_kill_request(r[0]) for r in rows]
 
     def list_all_move_requests(self) -> list[MoveRequest]:
-        return [
-            MoveRequest(**json.loads(str(r[0])))
-            for r in self._read("SELECT value FROM move_requests")
-        ]
+        return [load_move_request(r[0]) for r in self._read("SELECT value FROM move_requests")]
 
     def move_task(
         self, task: Task, source: Job, target: Job, *, epoch: int | None = None
@@ -541,8 +542,8 @@ class SqliteJobStore:
                 (
                     target.id,
                     new_task.version,
-                    _dump(new_task),
-                    *_task_facts(new_task),
+                    dump_document(new_task),
+                    *task_facts(new_task),
                     task.id,
                     task.version,
                     source.id,
@@ -555,7 +556,7 @@ class SqliteJobStore:
             for old, new in ((source, new_source), (target, new_target)):
                 cur = db.execute(
                     "UPDATE active_jobs SET version=?, value=? WHERE job_id=? AND version=?",
-                    (new.version, _dump(new), old.id, old.version),
+                    (new.version, dump_document(new), old.id, old.version),
                 )
                 if cur.rowcount != 1:
                     raise Conflict(f"job {old.id} changed since version {old.version}")

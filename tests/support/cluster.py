@@ -29,7 +29,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from tests.support.docker_engine import start_docker_engine
-from tests.support.platform import TITUS, _remove_containers, free_port
+from tests.support.platform import _remove_containers, free_port, spawn, stop_process
 from tests.support.zookeeper import start_zookeeper
 
 #: Seconds ZooKeeper keeps a silent session: how long a killed leader holds on.
@@ -44,10 +44,7 @@ class Proc:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self, env: dict[str, str]) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [TITUS, *self.args], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        self.proc = spawn(self.args, env, self.log_path)
 
     @property
     def alive(self) -> bool:
@@ -56,13 +53,7 @@ class Proc:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, sig)
         self.proc = None
 
     def logs(self) -> str:

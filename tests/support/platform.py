@@ -34,6 +34,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`titus ARGS...` as a process whose output goes to the end of log_path."""
+    log = log_path.open("ab")
+    return subprocess.Popen([TITUS, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Send sig to a process that still runs and wait for it; SIGKILL if it lingers."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 @dataclass
 class Platform:
     url: str
@@ -50,10 +67,7 @@ class Platform:
 
     # ---- process ------------------------------------------------------------------------
     def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [TITUS, "local", *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
+        self.proc = spawn(["local", *self.args], self.env, self.log_path)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -70,12 +84,7 @@ class Platform:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:
             return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc, sig)
         self.proc = None
 
     def logs(self) -> str:

@@ -87,10 +87,10 @@ class Cluster:
         return self.root / "data" / "titus.db"
 
     # ---- processes ----------------------------------------------------------------------
-    def _add(self, name: str, args: list[str]) -> Proc:
+    def _add(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Proc:
         p = Proc(name, args, self.root / f"{name}.log")
         self.procs[name] = p
-        p.start(self.env)
+        p.start(self.env if env is None else env)
         return p
 
     def start_api(self) -> None:
@@ -119,11 +119,7 @@ class Cluster:
             "--agent-port",
             str(free_port()),
         ]
-        env = {**self.env, "TITUS_LOG_DIR": str(self.root / f"logs-{name}")}
-        p = Proc(name, args, self.root / f"{name}.log")
-        self.procs[name] = p
-        p.start(env)
-        return p
+        return self._add(name, args, {**self.env, "TITUS_LOG_DIR": str(self.root / f"logs-{name}")})
 
     def stop_all(self) -> None:
         for p in self.procs.values():

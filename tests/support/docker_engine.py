@@ -33,6 +33,7 @@ from typing import Any
 import docker
 import pytest
 
+from tests.support.setup_script import run_setup_script
 from titus.agent.daemon import AgentDaemon
 from titus.agent.runtime import LABEL_AGENT, RuntimeConfig
 from titus.coord.local import LocalCoordinator
@@ -41,8 +42,6 @@ from titus.model.launch import TaskReport, TaskSpec
 from titus.model.states import TaskState, task_rank
 from titus.settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "docker-engine.sh"
 DEFAULT_HOST = "unix:///run/titus/docker.sock"
 BUSYBOX = "titus/busybox"
 # Generous bounds for waiting on the engine; never asserted as timings.
@@ -54,15 +53,7 @@ def start_docker_engine() -> str:
     override = os.environ.get("TITUS_TEST_DOCKER_HOST")
     if override:
         return override
-    result = subprocess.run(
-        ["bash", str(SCRIPT)], capture_output=True, text=True, timeout=600, check=False
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"scripts/docker-engine.sh failed:\n{result.stdout}{result.stderr}")
-    for line in result.stdout.splitlines():
-        if line.startswith("DOCKER_HOST="):
-            return line.partition("=")[2].strip()
-    return DEFAULT_HOST
+    return run_setup_script("docker-engine.sh", "DOCKER_HOST", timeout=600) or DEFAULT_HOST
 
 
 @pytest.fixture(scope="session")

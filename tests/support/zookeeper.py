@@ -29,16 +29,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kazoo.client import KazooClient
 
+from tests.support.setup_script import run_setup_script
 from titus.coord.zookeeper import ZooKeeperCoordinator
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "zookeeper.sh"
 # Short enough that session loss takes seconds in tests, long enough for a loaded machine.
 TEST_SESSION_TIMEOUT = 2.0
 
@@ -48,17 +46,10 @@ def start_zookeeper() -> str:
     override = os.environ.get("TITUS_TEST_ZOOKEEPER")
     if override:
         return override
-    result = subprocess.run(
-        ["bash", str(SCRIPT)], capture_output=True, text=True, timeout=300, check=False
-    )
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"scripts/zookeeper.sh failed ({result.returncode}): {result.stderr.strip()}"
-        )
-    match = re.search(r"^ZOOKEEPER=(\S+)$", result.stdout, re.MULTILINE)
-    if not match:
-        raise RuntimeError(f"scripts/zookeeper.sh printed no address: {result.stdout!r}")
-    return match.group(1)
+    address = run_setup_script("zookeeper.sh", "ZOOKEEPER", timeout=300)
+    if address is None:
+        raise RuntimeError("scripts/zookeeper.sh printed no address")
+    return address
 
 
 @pytest.fixture(scope="session")

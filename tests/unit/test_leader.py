@@ -122,6 +122,17 @@ def leader(store: SqliteJobStore, driver: Hosts, launching: int = 1, **config: A
     return m
 
 
+def takeover(store: SqliteJobStore, driver: Hosts, epoch: int = 2) -> Master:
+    """A new leader (default settings) taking over at `epoch`: the store loaded and what
+    the hosts run reconciled, as after its predecessor died."""
+    new = Master(store, LocalCoordinator(), driver)
+    new.leadership = Leadership(epoch)
+    store.claim_epoch(epoch)
+    new._load()
+    new._reconcile_actual(driver.actual_tasks())
+    return new
+
+
 def report(m: Master, task_id: str, state: TaskState, reason: str = "normal") -> None:
     t = m.view.get(task_id)
     assert t is not None
@@ -256,11 +267,7 @@ def test_a_new_leader_sends_launches_its_predecessor_never_delivered(
         TaskReport(taskId=first, jobId=job_id, state=TaskState.STARTED, timestamp=now_ms())
     ]
     driver.launched.clear()
-    new = Master(store, LocalCoordinator(), driver)
-    new.leadership = Leadership(2)
-    store.claim_epoch(2)
-    new._load()
-    new._reconcile_actual(driver.actual_tasks())
+    new = takeover(store, driver)
     new.iterate()
     assert [p.spec.taskId for p in driver.launched] == [second]
     states = {t.id: t.state for t in tasks(store, job_id)}

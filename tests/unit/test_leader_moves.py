@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_leader import Hosts, host, job, leader, report, tasks
-from titus.coord.base import Leadership
-from titus.coord.local import LocalCoordinator
+from tests.unit.test_leader import Hosts, host, job, leader, report, takeover, tasks
 from titus.master.leader import Master
 from titus.model.launch import TaskReport
 from titus.model.states import TaskState
@@ -77,11 +75,7 @@ def test_a_move_left_by_a_dead_leader_is_done_once_by_the_next(store: SqliteJobS
         TaskReport(taskId=t.id, jobId=t.jobId, state=TaskState.STARTED)
         for t in store.list_active_tasks()
     ]
-    new = Master(store, LocalCoordinator(), driver)
-    new.leadership = Leadership(2)
-    store.claim_epoch(2)
-    new._load()
-    new._reconcile_actual(driver.actual_tasks())
+    new = takeover(store, driver)
     new.iterate()
     new.iterate()
     assert store.get_task(moving.id).jobId == target  # type: ignore[union-attr]
@@ -143,11 +137,7 @@ def test_a_kill_left_by_a_dead_leader_is_carried_out_by_the_next(store: SqliteJo
         TaskReport(taskId=t.id, jobId=t.jobId, state=TaskState.STARTED)
         for t in store.list_active_tasks()
     ]
-    new = Master(store, LocalCoordinator(), driver)
-    new.leadership = Leadership(2)
-    store.claim_epoch(2)
-    new._load()
-    new._reconcile_actual(driver.actual_tasks())
+    new = takeover(store, driver)
     new.iterate()
     assert [k[0] for k in driver.killed] == [victim.id]
     assert store.list_kill_requests(job_id) == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,23 @@ def _all_pages(api: Api, path: str, params: dict[str, str]) -> list[dict[str, An
         params["cursor"] = page["pagination"]["cursor"]
 
 
+Row = Callable[[dict[str, Any]], list[str]]
+
+
+def _listing(
+    api: Api, path: str, params: dict[str, str], row: Row, header: list[str]
+) -> tuple[list[dict[str, Any]], str]:
+    """Every item of a paged listing, and its table."""
+    items = _all_pages(api, path, params)
+    return items, table([row(item) for item in items], header)
+
+
+def _detail(api: Api, path: str, row: Row, header: list[str]) -> tuple[dict[str, Any], str]:
+    """One resource, and its table row followed by its whole JSON document."""
+    item = api.call("GET", path)
+    return item, table([row(item)], header) + "\n\n" + json.dumps(item, indent=2)
+
+
 def run(args: argparse.Namespace) -> int:
     api = Api(args.url, getattr(args, "caller", "") or "")
     out: Any
@@ -121,11 +138,9 @@ def run(args: argparse.Namespace) -> int:
                 params["applicationName"] = args.app
             if args.type:
                 params["jobType"] = args.type
-            out = _all_pages(api, "/api/v3/jobs", params)
-            text = table([_job_row(j) for j in out], JOB_HEADER)
+            out, text = _listing(api, "/api/v3/jobs", params, _job_row, JOB_HEADER)
         elif args.action == "get":
-            out = api.call("GET", f"/api/v3/jobs/{args.id}")
-            text = table([_job_row(out)], JOB_HEADER) + "\n\n" + json.dumps(out, indent=2)
+            out, text = _detail(api, f"/api/v3/jobs/{args.id}", _job_row, JOB_HEADER)
         elif args.action == "kill":
             out = api.call("DELETE", f"/api/v3/jobs/{args.id}")
             text = f"kill requested for job {args.id}"
@@ -149,11 +164,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.action == "list":
             params = {"jobIds": args.job} if args.job else {}
-            out = _all_pages(api, "/api/v3/tasks", params)
-            text = table([_task_row(t) for t in out], TASK_HEADER)
+            out, text = _listing(api, "/api/v3/tasks", params, _task_row, TASK_HEADER)
         elif args.action == "get":
-            out = api.call("GET", f"/api/v3/tasks/{args.id}")
-            text = table([_task_row(out)], TASK_HEADER) + "\n\n" + json.dumps(out, indent=2)
+            out, text = _detail(api, f"/api/v3/tasks/{args.id}", _task_row, TASK_HEADER)
         elif args.action == "kill":
             params = {"shrink": "true"} if args.shrink else {}
             out = api.call("DELETE", f"/api/v3/tasks/{args.id}", params=params)

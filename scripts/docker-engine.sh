@@ -47,8 +47,9 @@ IMAGE=titus/busybox:latest
 APPLETS="sh sleep echo cat ls true false env id dd head tail yes wc tr seq printf test kill
   ps grep sed awk mkdir rm touch date hostname ip nc wget ping uname df du mount"
 
-log() { echo "docker-engine: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+LOG_PREFIX=docker-engine
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || die "must run as root"
 
@@ -111,9 +112,7 @@ start_engine() {
   fi
   ip link set "$BRIDGE" up
   # a stale pid file from a dead engine would stop dockerd from starting
-  if [ -f "$PID_FILE" ] && ! kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
-    rm -f "$PID_FILE"
-  fi
+  drop_stale_pid_file "$PID_FILE"
   rm -f "$SOCK_PATH"
   # containers inherit the engine's file limit as their ceiling (a user namespace cannot
   # raise it): give the engine a high one, as a systemd unit with LimitNOFILE would
@@ -132,17 +131,11 @@ start_engine() {
     --containerd-namespace titus \
     --containerd-plugins-namespace titus-plugins \
     >>"$LOG_FILE" 2>&1 </dev/null &
-  local waited=0
-  until engine_answers; do
-    if [ -f "$PID_FILE" ] && ! kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
-      die "dockerd exited; see $LOG_FILE: $(tail -n 5 "$LOG_FILE")"
-    fi
-    if [ "$waited" -ge $((TIMEOUT * 10)) ]; then
-      die "dockerd did not answer on $DOCKER_HOST_URL within ${TIMEOUT}s; see $LOG_FILE"
-    fi
-    sleep 0.1
-    waited=$((waited + 1))
-  done
+  local status=0
+  wait_until_up engine_answers "$PID_FILE" "$TIMEOUT" || status=$?
+  [ "$status" -ne 2 ] || die "dockerd exited; see $LOG_FILE: $(tail -n 5 "$LOG_FILE")"
+  [ "$status" -eq 0 ] ||
+    die "dockerd did not answer on $DOCKER_HOST_URL within ${TIMEOUT}s; see $LOG_FILE"
 }
 
 # 3. the engine: reuse a running one

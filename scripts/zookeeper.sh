@@ -37,8 +37,9 @@ HEAP=${TITUS_ZK_HEAP:-256m}
 ZK_SERVER=/usr/share/zookeeper/bin/zkServer.sh
 LOG_DIR=/var/log/zookeeper
 
-log() { echo "zookeeper: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+LOG_PREFIX=zookeeper
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || die "must run as root"
 
@@ -94,9 +95,7 @@ EOF
 start_server() {
   write_config
   # a pid file left by a dead server would make zkServer.sh refuse to start
-  if [ -f "$PID_FILE" ] && ! kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
-    rm -f "$PID_FILE"
-  fi
+  drop_stale_pid_file "$PID_FILE"
   # Debian's zkEnv.sh puts no SLF4J binding on the class path, so the server would log
   # nothing; with the log4j binding it writes $LOG_DIR/zookeeper.log. A -cp in the JVM
   # flags comes after zkServer.sh's own and wins.
@@ -112,17 +111,11 @@ start_server() {
     SERVER_JVMFLAGS="$jvmflags" \
     setsid "$ZK_SERVER" start "$CONF_FILE" >>"$LOG_DIR/titus-zkServer.out" 2>&1 </dev/null ||
     die "zkServer.sh start failed; see $LOG_DIR/titus-zkServer.out and $LOG_DIR/zookeeper.log"
-  local waited=0
-  until serving; do
-    if [ -f "$PID_FILE" ] && ! kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
-      die "ZooKeeper exited; see $LOG_DIR: $(tail -n 5 "$LOG_DIR"/zookeeper*.out 2>/dev/null)"
-    fi
-    if [ "$waited" -ge $((TIMEOUT * 10)) ]; then
-      die "ZooKeeper did not serve on $HOST:$PORT within ${TIMEOUT}s; see $LOG_DIR"
-    fi
-    sleep 0.1
-    waited=$((waited + 1))
-  done
+  local status=0
+  wait_until_up serving "$PID_FILE" "$TIMEOUT" || status=$?
+  [ "$status" -ne 2 ] ||
+    die "ZooKeeper exited; see $LOG_DIR: $(tail -n 5 "$LOG_DIR"/zookeeper*.out 2>/dev/null)"
+  [ "$status" -eq 0 ] || die "ZooKeeper did not serve on $HOST:$PORT within ${TIMEOUT}s; see $LOG_DIR"
 }
 
 # 2. the server: reuse one that serves

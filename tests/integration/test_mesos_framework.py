@@ -237,6 +237,12 @@ def test_killing_a_job_kills_its_container_through_mesos(stack: Stack) -> None:
     stack.start_leader()
     job_id = stack.submit(batch("echo up; sleep 600"))
     [task] = stack.wait_for("the task to start", lambda: stack.running(job_id))
+    # while it runs, its executor serves its output through the API
+    logs = stack.wait_for(
+        "the output",
+        lambda: "up" in (r := stack.http.get(f"/api/v3/tasks/{task['id']}/logs")).text and r,
+    )
+    assert logs.status_code == 200
     assert stack.http.delete(f"/api/v3/jobs/{job_id}").status_code == 200
     stack.wait_job_finished(job_id)
     [done] = stack.tasks(job_id)

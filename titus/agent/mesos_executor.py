@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
 from pymesos import Executor, MesosExecutorDriver, encode_data
 
 from titus.agent.daemon import task_hooks
@@ -54,6 +55,7 @@ from titus.agent.runtime import (
     exit_outcome,
     is_engine_error,
 )
+from titus.agent.server import bound_port, logs_router, serve_in_background
 from titus.agent.upload import LogUploader
 from titus.model.launch import TaskSpec
 from titus.model.states import Reason
@@ -131,6 +133,11 @@ class TitusExecutor(Executor):  # type: ignore[misc]
         self.driver: Any = None
         self.finished = threading.Event()  # every task done and acknowledged
         self._detected = False
+        self.logs_address = ""  # where this executor serves its task's output
+
+    def is_running(self, task_id: str) -> bool:
+        run = self.runs.get(task_id)
+        return run is not None and not run.done.is_set()
 
     # ---- pymesos callbacks (its I/O thread: return quickly) ----------------------------
     def registered(self, driver: Any, executor_info: Any, framework_info: Any, agent: Any) -> None:
@@ -148,6 +155,8 @@ class TitusExecutor(Executor):  # type: ignore[misc]
             "agent.instanceId": attrs.get("instanceId", self.agent_id),
             "agent.itype": attrs.get("instanceType", attrs.get("itype", "")),
         }
+        if self.logs_address:
+            self.agent_context["agent.logsAddress"] = self.logs_address
         log.info("registered with agent %s (%s)", self.agent_id, hostname)
 
     def reregistered(self, driver: Any, agent: Any) -> None:
@@ -453,6 +462,12 @@ def main() -> int:
         log_files,
         grace,
     )
+    # the task's output is served while it runs, as the direct-mode agent does: the API
+    # finds this address in the task's context (agent.logsAddress)
+    logs_app = FastAPI(title="titus executor logs")
+    logs_app.include_router(logs_router(log_files, executor.is_running))
+    logs_server = serve_in_background(logs_app, settings.agent_host, 0)
+    executor.logs_address = f"http://{settings.agent_host}:{bound_port(logs_server)}"
     driver = _Driver(executor, use_addict=False)
     executor.driver = driver
 
@@ -473,6 +488,7 @@ def main() -> int:
         with contextlib.suppress(Exception):
             driver.stop()
         uploader.stop()
+        logs_server.should_exit = True
         with contextlib.suppress(Exception):
             client.close()
     return 0

@@ -8,19 +8,47 @@ thread, so one slow engine call or a long poll never stalls the others.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from titus.agent.daemon import MAX_POLL_WAIT_SEC, AgentDaemon
-from titus.agent.logs import STREAMS
+from titus.agent.logs import STREAMS, LogFiles
 from titus.model.launch import TaskReportPage, TaskSpec
 
 MAX_LOG_READ = 16 * 1024 * 1024
+
+
+def logs_router(log_files: LogFiles, is_running: Callable[[str], bool]) -> APIRouter:
+    """Task output as kept on this host: a byte range, or followed while the task runs.
+    Served by the agent, and by each Mesos executor for its own task."""
+    router = APIRouter()
+
+    @router.get("/v1/tasks/{task_id}/logs")
+    def logs(
+        task_id: str,
+        stream: str = "stdout",
+        offset: int = Query(0, ge=0),
+        length: int | None = Query(None, ge=0, le=MAX_LOG_READ),
+        follow: bool = False,
+    ) -> Response:
+        if stream not in STREAMS:
+            raise HTTPException(400, f"stream must be one of {', '.join(STREAMS)}")
+        if not log_files.exists(task_id):
+            raise HTTPException(404, f"no logs for task {task_id} on this host")
+        if follow:
+            chunks: Iterator[bytes] = log_files.follow(
+                task_id, stream, offset, lambda: is_running(task_id), length
+            )
+            return StreamingResponse(chunks, media_type="text/plain")
+        data = log_files.read(task_id, stream, offset, length or MAX_LOG_READ)
+        return Response(data, media_type="text/plain")
+
+    return router
 
 
 def create_agent_app(daemon: AgentDaemon) -> FastAPI:
@@ -72,26 +100,7 @@ def create_agent_app(daemon: AgentDaemon) -> FastAPI:
     ) -> TaskReportPage:
         return await run_in_threadpool(daemon.reports, since, wait)
 
-    @app.get("/v1/tasks/{task_id}/logs")
-    def logs(
-        task_id: str,
-        stream: str = "stdout",
-        offset: int = Query(0, ge=0),
-        length: int | None = Query(None, ge=0, le=MAX_LOG_READ),
-        follow: bool = False,
-    ) -> Response:
-        if stream not in STREAMS:
-            raise HTTPException(400, f"stream must be one of {', '.join(STREAMS)}")
-        if not daemon.log_files.exists(task_id):
-            raise HTTPException(404, f"no logs for task {task_id} on this agent")
-        if follow:
-            chunks: Iterator[bytes] = daemon.log_files.follow(
-                task_id, stream, offset, lambda: daemon.is_running(task_id), length
-            )
-            return StreamingResponse(chunks, media_type="text/plain")
-        data = daemon.log_files.read(task_id, stream, offset, length or MAX_LOG_READ)
-        return Response(data, media_type="text/plain")
-
+    app.include_router(logs_router(daemon.log_files, daemon.is_running))
     return app
 
 
@@ -104,17 +113,29 @@ def run_agent_server(
     `background=True` it runs in a thread (uvicorn installs no signal handlers outside the
     main thread) and returns once listening; set `server.should_exit = True` to stop it.
     """
-    config = uvicorn.Config(
-        create_agent_app(daemon), host=host, port=port, log_level="warning", access_log=False
+    app = create_agent_app(daemon)
+    if background:
+        return serve_in_background(app, host, port)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     )
+    server.run()
+    return server
+
+
+def serve_in_background(app: FastAPI, host: str, port: int) -> uvicorn.Server:
+    """Run `app` in a thread and return once it listens (port 0: any free port, see
+    `bound_port`)."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
-    if not background:
-        server.run()
-        return server
-    thread = threading.Thread(target=server.run, name=f"agent-http-{port}", daemon=True)
+    thread = threading.Thread(target=server.run, name=f"http-{port}", daemon=True)
     thread.start()
     while not server.started and thread.is_alive():
         threading.Event().wait(0.02)
     if not server.started:
-        raise RuntimeError(f"agent server did not start on {host}:{port}")
+        raise RuntimeError(f"HTTP server did not start on {host}:{port}")
     return server
+
+
+def bound_port(server: uvicorn.Server) -> int:
+    return int(server.servers[0].sockets[0].getsockname()[1])

@@ -191,16 +191,20 @@ async def task_logs(task_id: str, request: Request) -> StreamingResponse:
     agent_id = task.agent_id
     if not agent_id:
         raise ApiError(404, f"task {task_id} has not been placed on a host yet: no logs")
-    agents = {a.id: a for a in await run_in_threadpool(service.coord.agents)}
-    agent = agents.get(agent_id)
-    if agent is None:
-        raise ApiError(503, f"host {agent_id} of task {task_id} is not reachable now")
+    # a Mesos executor serves its own task's output; a direct-mode agent serves all of its
+    address = task.taskContext.get("agent.logsAddress", "")
+    if not address:
+        agents = {a.id: a for a in await run_in_threadpool(service.coord.agents)}
+        agent = agents.get(agent_id)
+        if agent is None:
+            raise ApiError(503, f"host {agent_id} of task {task_id} is not reachable now")
+        address = agent.address
     params = {
         k: v
         for k, v in request.query_params.items()
         if k in ("stream", "offset", "length", "follow")
     }
-    url = f"{agent.address}/v1/tasks/{task_id}/logs"
+    url = f"{address}/v1/tasks/{task_id}/logs"
     client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
     try:
         upstream = await client.send(client.build_request("GET", url, params=params), stream=True)

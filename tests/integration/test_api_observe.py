@@ -110,7 +110,7 @@ def test_a_slow_watcher_is_dropped_with_a_clear_event(tmp_path: Path) -> None:
         watcher, _ = hub.subscribe(Criteria.parse({}, set()), None)
         for seq in range(1, 6):
             hub.publish(Event(seq, "job", "put", "j", {}, job=job))
-        queued = [watcher.queue.get_nowait() for _ in range(watcher.queue.qsize())]
+        queued = watcher.take()
         return watcher.dropped, queued
 
     dropped, queued = asyncio.run(run_matching())

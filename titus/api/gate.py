@@ -4,11 +4,13 @@ they within their rate.
 A plain ASGI middleware (no per-request task or body buffering, so streaming responses
 and the observe stream pass through untouched). It records the caller on the request's
 scope state (`caller`, `roles`) for handlers and logs, and answers 401, 403 or 429 itself
-in the API's one error shape.
+in the API's one error shape. A 429 is held back a moment (REFUSAL_HOLD_SEC) before it
+is sent, so a caller hammering past its limit slows itself down, not everyone else.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -24,11 +26,30 @@ ADMIN_PATHS = ("/api/v2/management/",)
 READS = ("GET", "HEAD", "OPTIONS")
 
 
+#: A rate-limited request's 429 is sent this late (seconds): a caller that ignores
+#: Retry-After and retries at once gets at most one refusal per connection this often,
+#: instead of a flood of cheap refusals that still take event-loop time from everyone.
+REFUSAL_HOLD_SEC = 0.25
+#: At most this many refusals are held at once (beyond, they are sent at once), so holding
+#: them costs bounded memory whatever a caller does.
+MAX_HELD = 1000
+
+
 class Gate:
-    def __init__(self, app: ASGIApp, auth: TokenAuth | None, limiter: RateLimiter):
+    def __init__(
+        self,
+        app: ASGIApp,
+        auth: TokenAuth | None,
+        limiter: RateLimiter,
+        hold_sec: float = REFUSAL_HOLD_SEC,
+        max_held: int = MAX_HELD,
+    ):
         self.app = app
         self.auth = auth
         self.limiter = limiter
+        self.hold_sec = hold_sec
+        self.max_held = max_held
+        self.held = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,7 +77,13 @@ class Gate:
         if self.limiter.enabled and path.startswith("/api/"):
             verdict = self.limiter.admit(principal.caller_id, method, path)
             if not verdict.allowed:
-                retry = retry_after_header(verdict.retry_after)
+                if self.hold_sec > 0 and self.held < self.max_held:
+                    self.held += 1
+                    try:
+                        await asyncio.sleep(self.hold_sec)
+                    finally:
+                        self.held -= 1
+                retry = retry_after_header(verdict.retry_after - self.hold_sec)
                 log.info(
                     "rate limited caller=%s bucket=%s %s %s",
                     principal.caller_id,

@@ -7,7 +7,8 @@ buffered without bound, so many or slow watchers cannot slow the API down.
 
 The stream: every matching active job and task (`event: job` / `event: task`), then
 `event: SnapshotEnd` (its id is where the snapshot stands), then each change with its
-change-feed sequence number as `id`, and `: keep-alive` comments while idle. A client that
+change-feed sequence number as `id`, and `: keep-alive` comments while idle. Changes reach a
+watcher at most `LINGER_SEC` after the view has them, gathered into one write. A client that
 reconnects with `Last-Event-ID` gets the events it missed while the server still holds
 them (the last `observe_history`), otherwise a fresh snapshot.
 """
@@ -33,23 +34,38 @@ router = APIRouter(prefix="/api/v3", tags=["jobs"], responses=ERROR_RESPONSES)
 
 OBSERVE_FILTERS = (TASK_FILTERS - {"taskIds"}) | JOB_FILTERS
 
+#: How long a watcher woken by a change waits for more before it writes them all at once.
+LINGER_SEC = 0.05
+
 
 @dataclass(eq=False)
 class Watcher:
+    """One observe client: the events waiting to be sent (at most `size`) and a flag the
+    producer sets when there are some."""
+
     criteria: Criteria
-    queue: asyncio.Queue[Event | None]
+    size: int
+    pending: deque[Event | None] = field(default_factory=deque)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: bool = False
 
     def offer(self, event: Event) -> None:
-        if self.dropped or not matches(self.criteria, event):
+        if self.dropped or not (self.criteria.empty or matches(self.criteria, event)):
             return
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
+        if len(self.pending) >= self.size:
             self.dropped = True
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(None)
+            self.pending.clear()
+            self.pending.append(None)
+        else:
+            self.pending.append(event)
+        self.ready.set()
+
+    def take(self) -> list[Event | None]:
+        """Everything waiting (a None last when the watcher was dropped)."""
+        out = list(self.pending)
+        self.pending.clear()
+        self.ready.clear()
+        return out
 
 
 def matches(criteria: Criteria, event: Event) -> bool:
@@ -68,6 +84,7 @@ class Hub:
     watchers: set[Watcher] = field(default_factory=set)
     history: deque[Event] = field(default_factory=deque)
     floor: int = -1  # events after this seq are all in history (or none happened)
+    linger_sec: float = LINGER_SEC
 
     def __post_init__(self) -> None:
         self.view.listeners.append(self.publish)
@@ -85,12 +102,12 @@ class Hub:
         """Register a watcher and return what to send first: missed events when resuming,
         else the snapshot and SnapshotEnd. No await in here: nothing can slip between the
         first part and the live events."""
-        watcher = Watcher(criteria, asyncio.Queue(self.queue_size))
+        watcher = Watcher(criteria, self.queue_size)
         self.watchers.add(watcher)
         floor = self.floor if self.floor >= 0 else self.view.seq
         if last_id is not None and floor <= last_id <= self.view.seq:
             missed = [e for e in self.history if e.seq > last_id and matches(criteria, e)]
-            return watcher, [sse(e.kind, payload(e), e.seq) for e in missed]
+            return watcher, [event_text(e) for e in missed]
         first: list[str] = []
         view = self.view
         for job_id, job in view.jobs.items():
@@ -111,10 +128,19 @@ def payload(event: Event) -> dict[str, Any]:
     return {"op": event.op, event.kind: event.body}
 
 
+def event_text(event: Event) -> str:
+    """The event as SSE text, made once however many watchers send it."""
+    if event.text is None:
+        event.text = sse(event.kind, payload(event), event.seq)
+    return event.text
+
+
 def sse(event: str, data: dict[str, Any], ident: int | None = None) -> str:
     head = f"id: {ident}\n" if ident is not None else ""
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
+
+DROPPED = sse("dropped", {"reason": "too slow: over the queue bound; reconnect to resume"})
 
 OBSERVE_DOC = {
     "parameters": query_parameters(OBSERVE_FILTERS),
@@ -143,19 +169,25 @@ async def observe(request: Request) -> StreamingResponse:
             for item in first:
                 yield item
             first.clear()
+            loop = asyncio.get_running_loop()
             while True:
-                try:
-                    event = await asyncio.wait_for(watcher.queue.get(), keepalive)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                if event is None:
-                    yield sse(
-                        "dropped",
-                        {"reason": "too slow: over the queue bound; reconnect to resume"},
-                    )
+                if not watcher.pending:
+                    timer = loop.call_later(keepalive, watcher.ready.set)
+                    await watcher.ready.wait()
+                    timer.cancel()
+                    if not watcher.pending:
+                        watcher.ready.clear()
+                        yield ": keep-alive\n\n"
+                        continue
+                    # Let a burst gather: each watcher then writes a few times a second
+                    # however fast jobs change, instead of once per change (with many
+                    # watchers, those writes would crowd out the API's requests).
+                    await asyncio.sleep(hub.linger_sec)
+                events = watcher.take()
+                texts = [DROPPED if e is None else event_text(e) for e in events]
+                yield "".join(texts)
+                if events and events[-1] is None:
                     return
-                yield sse(event.kind, payload(event), event.seq)
         finally:
             hub.unsubscribe(watcher)
 

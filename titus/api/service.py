@@ -209,7 +209,8 @@ class JobService:
             status=JobStatus(state=JobState.ACCEPTED, reasonMessage="accepted"),
         )
         try:
-            job = self.store.create_job(job)
+            # The job and its dirty mark in one durable write (one commit, not two).
+            job = self.store.create_job(job, mark_dirty=True)
         except GroupNameTaken as exc:
             raise ApiError(409, str(exc)) from None
         log.info(
@@ -220,7 +221,7 @@ class JobService:
             caller or "-",
             reason or "-",
         )
-        self._nudge(job.id)
+        self.coord.wake()
         return job
 
     def get_job(self, job_id: str) -> Job:

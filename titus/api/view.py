@@ -42,6 +42,7 @@ class Event:
     body: dict[str, Any]
     job: Job | None = None
     task: Task | None = None
+    text: str | None = None  # the SSE text, made once for every watcher (observe.py)
 
 
 @dataclass
@@ -103,18 +104,33 @@ class ActiveView:
         self.loaded = False
         self.listeners: list[Callable[[Event], None]] = []
         self._lock: asyncio.Lock | None = None
+        self._started = 0  # refreshes begun
+        self._finished = 0  # the number of the last refresh that completed
 
     # ---- reading the feed -----------------------------------------------------------------
     async def refresh(self) -> None:
-        """Catch up with the store's change feed (one refresh at a time)."""
+        """Catch up with the store's change feed: when this returns, the view has every
+        change written before the call.
+
+        One refresh runs at a time, and callers share them: a caller needs a refresh that
+        began after it arrived, so everyone who queued behind a running refresh is served
+        by the single next one. Without that, N concurrent requests would read the feed N
+        times in a row, each waiting for all the others (a convoy that made every request
+        as slow as the busiest caller's burst)."""
         if self._lock is None:
             self._lock = asyncio.Lock()
+        wanted = self._started + 1
         async with self._lock:
+            if self._finished >= wanted:
+                return  # a refresh that began after this call has completed
+            self._started += 1
+            number = self._started
             while True:
                 loaded = await run_in_threadpool(self._fetch, self.seq, self.loaded)
                 self._apply(loaded)
                 if loaded.full or len(loaded.seqs) + len(loaded.removed) < BATCH:
-                    return
+                    break
+            self._finished = number
 
     def _fetch(self, seq: int, loaded: bool) -> _Loaded:
         store = self.store

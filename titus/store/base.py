@@ -159,8 +159,13 @@ LEADER_RECORD_META = "leader.lastElection"
 
 class JobStore(Protocol):
     # ---- jobs -------------------------------------------------------------------------
-    def create_job(self, job: Job, tasks: Iterable[Task] = ()) -> Job:
+    def create_job(self, job: Job, tasks: Iterable[Task] = (), *, mark_dirty: bool = False) -> Job:
         """Store a new active job (and optionally its first tasks) atomically.
+
+        With `mark_dirty`, the job's dirty mark (see `mark_dirty`) is written in the same
+        transaction (Cassandra: the same logged batch): the API's create is one durable
+        write instead of two, and a job is never stored without the mark that makes the
+        master look at it.
 
         Raises GroupNameTaken when an active job holds the same job group name.
         """

@@ -645,7 +645,7 @@ class CassandraJobStore:
         return self._retrying("list the active jobs", run)
 
     # ---- jobs ---------------------------------------------------------------------------------
-    def create_job(self, job: Job, tasks: Iterable[Task] = ()) -> Job:
+    def create_job(self, job: Job, tasks: Iterable[Task] = (), *, mark_dirty: bool = False) -> Job:
         job = job.model_copy(update={"version": 1})
         first = [t.model_copy(update={"version": 1}) for t in tasks]
         if self._exec("job_get", (job.id,), f"check job {job.id}") or self._exec(
@@ -664,6 +664,9 @@ class CassandraJobStore:
             items.append(("task_insert", (t.id, 1, dump_document(t), *_task_columns(t))))
             items.append(("task_id_insert", (t.jobId, t.id)))
             items.append(("change", ("task", t.id, t.jobId)))
+        if mark_dirty:
+            # A fixed mark id, so a retried batch writes the same row again.
+            items.append(("dirty_mark", (uuid.uuid1(), job.id)))
         try:
             self._batch(f"create job {job.id} with {len(first)} tasks", items)
         except CassandraRefused:

@@ -176,7 +176,7 @@ class SqliteJobStore:
         return self._conn().execute(sql, args).fetchall()
 
     # ---- jobs ---------------------------------------------------------------------------
-    def create_job(self, job: Job, tasks: Iterable[Task] = ()) -> Job:
+    def create_job(self, job: Job, tasks: Iterable[Task] = (), *, mark_dirty: bool = False) -> Job:
         job = job.model_copy(update={"version": 1})
         name = job.jobDescriptor.job_group_name
         with self._tx() as db:
@@ -198,6 +198,8 @@ class SqliteJobStore:
                 t = task.model_copy(update={"version": 1})
                 db.execute(_TASK_INSERT, (t.id, t.jobId, 1, dump_document(t), *task_facts(t)))
                 self._changed(db, "task", t.id, t.jobId)
+            if mark_dirty:
+                db.execute("INSERT INTO dirty_jobs (job_id) VALUES (?)", (job.id,))
         return job
 
     def get_job(self, job_id: str) -> Job | None:

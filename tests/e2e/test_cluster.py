@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from tests.support.cluster import Cluster, cluster  # noqa: F401
@@ -135,8 +136,6 @@ def test_killing_an_agent_loses_its_tasks_and_services_move_elsewhere(
 def test_a_task_killed_while_its_agent_is_down_has_its_container_killed_on_return(
     cluster: Cluster,  # noqa: F811
 ) -> None:
-    import docker
-
     job_id = cluster.submit(batch("sleep 600", "claimed"))
     [task] = cluster.wait_for(
         "the task to run",
@@ -160,7 +159,10 @@ def test_a_task_killed_while_its_agent_is_down_has_its_container_killed_on_retur
     cluster.start_agent(agent, task["taskContext"]["agent.zone"])
 
     def gone() -> bool:
-        container.reload()
+        try:
+            container.reload()
+        except docker.errors.NotFound:  # stopped and removed between two looks
+            return True
         return container.status != "running"
 
     cluster.wait_for("the container of the killed task to be stopped", gone, timeout=90)

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     change_poll_sec: float = Field(
         0.2, description="How often the API reads the store's change feed (job and task view)."
     )
-    # resource bounds of one container (the reference's defaults)
+    # resource bounds of one container (Titus's defaults)
     cpu_min: float = Field(0.01, description="Smallest cpu of a container (default 0.01).")
     cpu_max: float = Field(96.0, description="Largest cpu of a container (default 96).")
     memory_mb_min: int = Field(512, description="Smallest memoryMB (default 512).")

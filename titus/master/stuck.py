@@ -3,7 +3,7 @@
 A task should move on from Launched (the host got the launch), StartInitiated (the
 container is being set up) and KillInitiated (the container is being stopped) within
 minutes. When it does not, something below the master is wrong (a wedged engine, a host
-that lost its network) and waiting longer helps nobody. Defaults are the Titus reference's:
+that lost its network) and waiting longer helps nobody. Defaults are Titus's:
 Launched 5 min; StartInitiated 12 min for batch, 5 min for service; KillInitiated 10 min.
 
 A sick cluster makes many tasks stuck at once, and killing them all at once would turn a

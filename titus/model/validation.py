@@ -54,7 +54,7 @@ RESERVED_PREFIX = "titus"
 
 @dataclass(frozen=True)
 class Bounds:
-    """Resource bounds of one container. The defaults are the reference's; the API builds
+    """Resource bounds of one container. The defaults are Titus's; the API builds
     one from settings. `host` is the largest registered host's resources (None when no host
     is registered yet, so a fresh platform still takes jobs): nothing may ask for more."""
 

@@ -101,7 +101,7 @@ class CapacityGroup:
 
 @dataclass
 class SchedulerConfig:
-    """Scheduler knobs. Defaults follow Titus (see /work/shared/reference/schedulers.md).
+    """Scheduler knobs. Defaults follow Titus.
 
     - `max_launching_per_host`: tasks that may be Launched/StartInitiated on one host at once,
       counting placements of this iteration; it keeps one host from being flooded with

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,3 +73,27 @@ def test_kill_9_loses_nothing_acknowledged(tmp_path: Path) -> None:
         assert store.count_active_jobs() >= len(acked)
     finally:
         store.close()
+
+
+def _open_at_once(path: str, barrier: Any, out: Any) -> None:
+    barrier.wait()
+    try:
+        store = SqliteJobStore(path)
+        store.get_meta("x")
+        out.put("ok")
+    except Exception as exc:  # reported to the test
+        out.put(repr(exc))
+
+
+def test_processes_opening_a_new_store_file_at_once_all_succeed(tmp_path: Path) -> None:
+    # the api and two masters of a cluster start together on one new file
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(8), ctx.Queue()
+    path = str(tmp_path / "new.db")
+    procs = [ctx.Process(target=_open_at_once, args=(path, barrier, out)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(10)
+    assert results == ["ok"] * 8

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -112,6 +112,26 @@ def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
+def _while_locked(step: Callable[[], object], patience_sec: float = 30.0) -> None:
+    """Run a set-up step, waiting while another process holds the file.
+
+    Several processes (api, masters) may open a new store file at once; switching it to
+    WAL, or creating its tables, can then answer "database is locked" at once instead of
+    waiting on the busy timeout. It is retried with backoff until `patience_sec` passes.
+    """
+    deadline = time.monotonic() + patience_sec
+    delay = 0.01
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 class SqliteJobStore:
     def __init__(self, path: str | Path, *, synchronous: str = "FULL"):
         self.path = str(path)
@@ -123,15 +143,15 @@ class SqliteJobStore:
         # executescript commits on its own, so it runs outside _tx (whose COMMIT would
         # then fail); every statement in SCHEMA is idempotent.
         with self._write_lock:
-            self._conn().executescript(SCHEMA)
-            _migrate(self._conn())
+            _while_locked(lambda: self._conn().executescript(SCHEMA))
+            _while_locked(lambda: _migrate(self._conn()))
 
     # ---- plumbing -----------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _while_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             self._local.conn = conn
         return conn

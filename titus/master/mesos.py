@@ -628,7 +628,6 @@ class MesosDriver:
             if framework_id:
                 self._framework_id = framework_id
             framework_id = self._framework_id or ""
-            self._connected = True
             self._restart_backoff = 0.5
             self._suppressed = False
             for task_id, agent_id in self._live_items():
@@ -643,6 +642,10 @@ class MesosDriver:
                 log.warning("a newer leader exists: leaving the framework to it")
                 self._give_up()
                 return
+        # connected only once the id is stored: a successor reading the store then always
+        # fails over to this framework instead of registering a second one
+        with self._lock:
+            self._connected = True
         # refusal filters outlive a failover: ask for everything again
         self._submit("revive", lambda d: d.reviveOffers())
         for task_id in kills:

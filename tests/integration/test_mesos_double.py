@@ -645,6 +645,11 @@ def test_pymesos_resubscribes_after_a_master_restart(mesos_master: MesosMasterDo
     try:
         assert sched.states("long", "TASK_RUNNING") == ["TASK_RUNNING"]
         fw_id = sched.registered_ids[0]
+        # restart only once the update is acknowledged: pymesos's driver dies on the 403 an
+        # acknowledgement in flight across the restart would get (as from a real master)
+        mesos_master.wait_for(
+            lambda: not any(t.pending for t in list(mesos_master.tasks.values())), timeout=10
+        )
         mesos_master.restart(downtime=0.5)
         # pymesos reconnects on its own (after a 2 s backoff when the port refused it).
         mesos_master.wait_for(lambda: sched.reregistrations == 1, timeout=20)

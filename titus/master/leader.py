@@ -30,6 +30,7 @@ from typing import cast
 from titus.coord.base import Coordinator, Leadership
 from titus.master import metrics as m
 from titus.master import reconciler as rc
+from titus.master import reports
 from titus.master.backoff import SystemBackoff, combined_delay_ms
 from titus.master.cluster import ClusterDriver, HostReport, HostView, Placement
 from titus.master.scheduler import (
@@ -41,9 +42,9 @@ from titus.master.scheduler import (
 )
 from titus.master.stuck import RateLimiter, StuckTimeouts, find_stuck
 from titus.master.view import RESOURCE_NAMES, ActiveView
-from titus.model.job import Capacity, Job, S3Location, Task, TaskStatus, now_ms
+from titus.model.job import Capacity, Job, Task, TaskStatus, now_ms
 from titus.model.launch import TaskReport, TaskSpec
-from titus.model.states import TASK_ON_HOST, JobState, Reason, TaskState, is_forward
+from titus.model.states import TASK_ON_HOST, JobState, Reason, TaskState
 from titus.store.base import (
     LEADER_RECORD_META,
     PENDING_BY_GROUP_META,
@@ -64,30 +65,12 @@ LAUNCH_CHUNK = 16
 RESCHEDULE_SEC = 5.0
 #: "Why pending" summaries (and status messages) written per iteration at most.
 SUMMARY_WRITES_PER_ITERATION = 100
-#: Reasons that count against a job's system backoff: the job's own failures. Kills and
-#: scale-downs are wanted; lost hosts and stuck kills are the platform's doing.
-_NOT_THROTTLED = frozenset(
-    {
-        Reason.NORMAL,
-        Reason.KILLED,
-        Reason.SCALED_DOWN,
-        Reason.LOST,
-        Reason.STUCK_IN_KILLING_STATE,
-    }
-)
 #: Instance group lifecycle states whose hosts take no new work.
 PHASED_OUT = frozenset({"phasedOut", "removable"})
 MIGRATION_MESSAGE = "moved off a host of phased-out instance group"
 #: Host attribute an agent sets ("true") once it asked the cloud to terminate its instance
 #: (quarantine.py): anything placed there now would die with the host.
 ATTR_TERMINATING = "terminating"
-#: taskContext keys in which the agent reports where a task's logs go in S3 (upload.py
-#: writes them; the master cannot import the agent, so the names are repeated here).
-CTX_LOG_BUCKET = "logs.s3.bucket"
-CTX_LOG_KEY = "logs.s3.key"
-CTX_LOG_REGION = "logs.s3.region"
-#: Where the API serves a task's live log (titus/api/tasks.py).
-LIVE_LOG_PATH = "/api/v3/tasks/{task_id}/logs"
 #: taskContext key naming the job a moved task came from (as in Titus).
 MOVED_FROM_JOB = "task.movedFromJob"
 
@@ -391,7 +374,7 @@ class Master:
         self._guard()
         self._send_held()
         self._apply_reports()
-        self._apply_lost_hosts()
+        reports.apply_lost_hosts(self)
         self._pick_up_user_changes()
         if not self._requests_recovered:
             self._recover_requests()
@@ -432,163 +415,18 @@ class Master:
     # ---- host reports -------------------------------------------------------------------
     def _apply_reports(self) -> None:
         with self._reports_lock:
-            reports, self._pending_reports = self._pending_reports, []
-        for i, hr in enumerate(reports):
+            taken, self._pending_reports = self._pending_reports, []
+        for i, hr in enumerate(taken):
             try:
-                self._apply_report(hr)
+                reports.apply_report(self, hr)
             except Paused:
                 with self._reports_lock:  # not lost: applied once the session is back
-                    self._pending_reports[:0] = reports[i:]
+                    self._pending_reports[:0] = taken[i:]
                 raise
 
-    def _apply_report(self, hr: HostReport) -> None:
-        report = hr.report
-        state = self.view.state(report.taskId)
-        if state is None:
-            if not report.terminal:
-                log.warning("host %s runs unknown task %s: killing", hr.host_id, report.taskId)
-                self._guard()
-                self.driver.kill(report.taskId, hr.host_id, Reason.KILLED)
-            else:
-                self.driver.acknowledge(hr)
-            return
-        placed_on = self.view.agent_of(report.taskId)
-        if placed_on and hr.host_id and placed_on != hr.host_id:
-            log.warning(
-                "task %s reported by %s, placed on %s", report.taskId, hr.host_id, placed_on
-            )
-            if not report.terminal:
-                self._guard()
-                self.driver.kill(report.taskId, hr.host_id, Reason.KILLED)
-            return
-        new_state = TaskState(report.state)
-        if not is_forward(state, new_state):
-            if report.terminal:
-                self.driver.acknowledge(hr)
-            return
-        task = self.view.get(report.taskId)
-        assert task is not None
-        updated = self._with_report(task, report, new_state)
-        self._save_task(updated)
-        self._observe(task, updated)
-        self._touched.add(task.jobId)
-        if report.terminal:
-            self.driver.acknowledge(hr)
-
-    def _observe(self, before: Task, after: Task) -> None:
-        """Metrics and backoff bookkeeping of one task's move."""
-        if after.state == TaskState.STARTED and before.state != TaskState.STARTED:
-            created = (before.statusHistory[0] if before.statusHistory else before.status).timestamp
-            m.SUBMIT_TO_START.observe(max(0.0, (after.status.timestamp - created) / 1000.0))
-        if after.state == TaskState.FINISHED:
-            reason = after.status.reasonCode
-            if reason == Reason.NORMAL:
-                self.backoff.succeeded(after.jobId)
-            else:
-                m.TASK_FAILURES.labels(reason=_bounded_reason(reason)).inc()
-                if reason not in _NOT_THROTTLED:
-                    self.backoff.failed(after.jobId)
-
-    def _with_report(self, task: Task, report: TaskReport, state: TaskState) -> Task:
-        reason = report.reasonCode
-        message = report.reasonMessage
-        kill_reason = task.taskContext.get(rc.KILL_REASON)
-        if state == TaskState.FINISHED and kill_reason and reason == Reason.KILLED:
-            reason = kill_reason
-        # a container that ran and ended between two polls skipped states on the way:
-        # record them, so the history reads as the task's whole life
-        new = task
-        if report.exitCode is not None:
-            for step in (TaskState.START_INITIATED, TaskState.STARTED):
-                if is_forward(new.state, step) and is_forward(step, state):
-                    new = new.with_status(step, "normal", "")
-        new = new.with_status(state, reason, message)
-        new.status.timestamp = report.timestamp or now_ms()
-        new.taskContext.update(report.context)
-        if report.containerId:
-            new.taskContext["task.containerId"] = report.containerId
-        if report.exitCode is not None:
-            new.taskContext["task.exitCode"] = str(report.exitCode)
-        _set_log_location(new)
-        return new
-
-    def _apply_lost_hosts(self) -> None:
-        lost = self.driver.lost_hosts()
-        for host in lost:
-            for task_id in self.view.on_host(host):
-                task = self.view.get(task_id)
-                if task is None or task.state not in TASK_ON_HOST:
-                    continue
-                finished = task.with_status(
-                    TaskState.FINISHED, _lost_reason(task), f"host {host} went away"
-                )
-                self._save_task(finished)
-                self._observe(task, finished)
-                self._touched.add(task.jobId)
-
     def _reconcile_actual(self, actual: dict[str, list[TaskReport]] | None) -> None:
-        """After election: adopt what hosts run, kill what nobody owns, lose what vanished,
-        and send again the launches the old leader decided but no host received.
-
-        `actual` is None when not every host answered in time: then tasks on hosts that did
-        not answer are left alone (the driver reports hosts that really went away).
-        Safe to run again from the start if interrupted (every step is idempotent)."""
-        complete = actual is not None
-        actual = actual or {}
-        on_hosts: dict[str, str] = {}
-        view = self.view
-        for host_id, reports in actual.items():
-            for report in reports:
-                on_hosts[report.taskId] = host_id
-                # most hosts' reports only confirm what the store says: nothing to do
-                if (
-                    view.state(report.taskId) == report.state
-                    and view.agent_of(report.taskId) == host_id
-                    and not report.terminal
-                ):
-                    continue
-                self._apply_report(HostReport(host_id, report))
-        now = now_ms()
-        relaunch: list[Placement] = []
-        for host, task_ids in list(self.view.by_host.items()):
-            for task_id in list(task_ids):
-                state = self.view.state(task_id)
-                if state not in TASK_ON_HOST or task_id in on_hosts:
-                    continue
-                task = self.view.get(task_id)
-                if task is None:
-                    continue
-                if host in actual:
-                    if state == TaskState.LAUNCHED:
-                        # decided and saved, but the launch never arrived (the old leader
-                        # died in between): the host takes it now; launches are idempotent
-                        job = self.view.jobs.get(task.jobId)
-                        if job is not None:
-                            relaunch.append(Placement(TaskSpec.for_task(job, task), host))
-                    elif now - task.status.timestamp > self.config.unknown_task_grace * 1000:
-                        self._finish_lost(task, f"host {host} does not run it")
-                elif not complete:
-                    continue
-                elif state == TaskState.LAUNCHED:
-                    self._finish_lost(
-                        task,
-                        f"host {host} went away before the task started",
-                        Reason.TRANSIENT_SYSTEM_ERROR,
-                    )
-                else:
-                    self._finish_lost(task, f"host {host} is gone")
-        self._reconciled_actual = True
-        if relaunch:
-            log.info("sending %d launches the previous leader did not deliver", len(relaunch))
-            self._launch(relaunch)
-
-    def _finish_lost(self, task: Task, message: str, reason: str = Reason.LOST) -> None:
-        if task.state == TaskState.KILL_INITIATED:
-            reason = _lost_reason(task)
-        finished = task.with_status(TaskState.FINISHED, reason, message)
-        self._save_task(finished)
-        self._observe(task, finished)
-        self._touched.add(task.jobId)
+        """After election: make store and hosts agree (see reports.reconcile_actual)."""
+        reports.reconcile_actual(self, actual)
 
     def _send_claims(self) -> None:
         """Tell each agent that (re)joined which tasks the store places on it, so that it
@@ -913,7 +751,7 @@ class Master:
         task_id = str(uuid.uuid4())
         prior = action.resubmit_of
         system_delay = 0.0
-        if prior is not None and prior.status.reasonCode not in _NOT_THROTTLED:
+        if prior is not None and prior.status.reasonCode not in reports.NOT_THROTTLED:
             system_delay = self.backoff.delay(job.id)
         delay = combined_delay_ms(action.delay_ms, system_delay)
         ctx = rc.new_task_context(job, action.index, task_id, prior, delay, action.system_retry)
@@ -1219,33 +1057,3 @@ def _with_capacity(job: Job, capacity: Capacity) -> Job:
         update={"service": service.model_copy(update={"capacity": capacity})}
     )
     return job.model_copy(update={"jobDescriptor": descriptor})
-
-
-def _lost_reason(task: Task) -> str:
-    """The reason a task that vanished with its host ends with: its kill's reason when it
-    was being killed (the kill was wanted; the host's going only ended it sooner, and a
-    user's kill must not come back as a retry), `lost` otherwise."""
-    if task.state == TaskState.KILL_INITIATED:
-        return task.taskContext.get(rc.KILL_REASON) or Reason.KILLED
-    return Reason.LOST
-
-
-def _set_log_location(task: Task) -> None:
-    """Say where the task's logs are: live through the API while it is on a host, and in
-    S3 where the agent uploads them (the agent reports bucket, key prefix and region in
-    the task's context; users and tools read `logLocation`, not the context)."""
-    task.logLocation.liveStream = LIVE_LOG_PATH.format(task_id=task.id)
-    ctx = task.taskContext
-    bucket = ctx.get(CTX_LOG_BUCKET)
-    if bucket:
-        task.logLocation.s3 = S3Location(
-            bucket=bucket, key=ctx.get(CTX_LOG_KEY, ""), region=ctx.get(CTX_LOG_REGION, "")
-        )
-
-
-_KNOWN_REASONS = frozenset(r.value for r in Reason)
-
-
-def _bounded_reason(reason: str) -> str:
-    """Reason codes as metric labels: known ones as they are, anything else as `other`."""
-    return reason if reason in _KNOWN_REASONS else "other"

@@ -1,0 +1,228 @@
+"""Folding what hosts say into the store: task reports, lost hosts, and after an election
+the comparison of what every host actually runs with what the store says it should.
+
+It exists apart from the leader loop because this is where the actual state enters:
+a report moves a task forward (never back), a host's going ends its tasks, and a new
+leader adopts, kills or relaunches until store and hosts agree. The loop only decides
+when this runs; these functions decide what a report means.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from titus.master import metrics as m
+from titus.master import reconciler as rc
+from titus.master.cluster import HostReport, Placement
+from titus.model.job import S3Location, Task, now_ms
+from titus.model.launch import TaskReport, TaskSpec
+from titus.model.states import TASK_ON_HOST, Reason, TaskState, is_forward
+
+if TYPE_CHECKING:
+    from titus.master.leader import Master
+
+log = logging.getLogger("titus.master")
+
+#: Reasons that count against a job's system backoff: the job's own failures. Kills and
+#: scale-downs are wanted; lost hosts and stuck kills are the platform's doing.
+NOT_THROTTLED = frozenset(
+    {
+        Reason.NORMAL,
+        Reason.KILLED,
+        Reason.SCALED_DOWN,
+        Reason.LOST,
+        Reason.STUCK_IN_KILLING_STATE,
+    }
+)
+#: taskContext keys in which the agent reports where a task's logs go in S3 (upload.py
+#: writes them; the master cannot import the agent, so the names are repeated here).
+CTX_LOG_BUCKET = "logs.s3.bucket"
+CTX_LOG_KEY = "logs.s3.key"
+CTX_LOG_REGION = "logs.s3.region"
+#: Where the API serves a task's live log (titus/api/tasks.py).
+LIVE_LOG_PATH = "/api/v3/tasks/{task_id}/logs"
+
+
+def apply_report(master: Master, hr: HostReport) -> None:
+    report = hr.report
+    state = master.view.state(report.taskId)
+    if state is None:
+        if not report.terminal:
+            log.warning("host %s runs unknown task %s: killing", hr.host_id, report.taskId)
+            master._guard()
+            master.driver.kill(report.taskId, hr.host_id, Reason.KILLED)
+        else:
+            master.driver.acknowledge(hr)
+        return
+    placed_on = master.view.agent_of(report.taskId)
+    if placed_on and hr.host_id and placed_on != hr.host_id:
+        log.warning("task %s reported by %s, placed on %s", report.taskId, hr.host_id, placed_on)
+        if not report.terminal:
+            master._guard()
+            master.driver.kill(report.taskId, hr.host_id, Reason.KILLED)
+        return
+    new_state = TaskState(report.state)
+    if not is_forward(state, new_state):
+        if report.terminal:
+            master.driver.acknowledge(hr)
+        return
+    task = master.view.get(report.taskId)
+    assert task is not None
+    updated = with_report(task, report, new_state)
+    master._save_task(updated)
+    observe(master, task, updated)
+    master._touched.add(task.jobId)
+    if report.terminal:
+        master.driver.acknowledge(hr)
+
+
+def observe(master: Master, before: Task, after: Task) -> None:
+    """Metrics and backoff bookkeeping of one task's move."""
+    if after.state == TaskState.STARTED and before.state != TaskState.STARTED:
+        created = (before.statusHistory[0] if before.statusHistory else before.status).timestamp
+        m.SUBMIT_TO_START.observe(max(0.0, (after.status.timestamp - created) / 1000.0))
+    if after.state == TaskState.FINISHED:
+        reason = after.status.reasonCode
+        if reason == Reason.NORMAL:
+            master.backoff.succeeded(after.jobId)
+        else:
+            m.TASK_FAILURES.labels(reason=bounded_reason(reason)).inc()
+            if reason not in NOT_THROTTLED:
+                master.backoff.failed(after.jobId)
+
+
+def with_report(task: Task, report: TaskReport, state: TaskState) -> Task:
+    reason = report.reasonCode
+    message = report.reasonMessage
+    kill_reason = task.taskContext.get(rc.KILL_REASON)
+    if state == TaskState.FINISHED and kill_reason and reason == Reason.KILLED:
+        reason = kill_reason
+    # a container that ran and ended between two polls skipped states on the way:
+    # record them, so the history reads as the task's whole life
+    new = task
+    if report.exitCode is not None:
+        for step in (TaskState.START_INITIATED, TaskState.STARTED):
+            if is_forward(new.state, step) and is_forward(step, state):
+                new = new.with_status(step, "normal", "")
+    new = new.with_status(state, reason, message)
+    new.status.timestamp = report.timestamp or now_ms()
+    new.taskContext.update(report.context)
+    if report.containerId:
+        new.taskContext["task.containerId"] = report.containerId
+    if report.exitCode is not None:
+        new.taskContext["task.exitCode"] = str(report.exitCode)
+    set_log_location(new)
+    return new
+
+
+def apply_lost_hosts(master: Master) -> None:
+    lost = master.driver.lost_hosts()
+    for host in lost:
+        for task_id in master.view.on_host(host):
+            task = master.view.get(task_id)
+            if task is None or task.state not in TASK_ON_HOST:
+                continue
+            finished = task.with_status(
+                TaskState.FINISHED, lost_reason(task), f"host {host} went away"
+            )
+            master._save_task(finished)
+            observe(master, task, finished)
+            master._touched.add(task.jobId)
+
+
+def reconcile_actual(master: Master, actual: dict[str, list[TaskReport]] | None) -> None:
+    """After election: adopt what hosts run, kill what nobody owns, lose what vanished,
+    and send again the launches the old leader decided but no host received.
+
+    `actual` is None when not every host answered in time: then tasks on hosts that did
+    not answer are left alone (the driver reports hosts that really went away).
+    Safe to run again from the start if interrupted (every step is idempotent)."""
+    complete = actual is not None
+    actual = actual or {}
+    on_hosts: dict[str, str] = {}
+    view = master.view
+    for host_id, reports in actual.items():
+        for report in reports:
+            on_hosts[report.taskId] = host_id
+            # most hosts' reports only confirm what the store says: nothing to do
+            if (
+                view.state(report.taskId) == report.state
+                and view.agent_of(report.taskId) == host_id
+                and not report.terminal
+            ):
+                continue
+            apply_report(master, HostReport(host_id, report))
+    now = now_ms()
+    relaunch: list[Placement] = []
+    for host, task_ids in list(master.view.by_host.items()):
+        for task_id in list(task_ids):
+            state = master.view.state(task_id)
+            if state not in TASK_ON_HOST or task_id in on_hosts:
+                continue
+            task = master.view.get(task_id)
+            if task is None:
+                continue
+            if host in actual:
+                if state == TaskState.LAUNCHED:
+                    # decided and saved, but the launch never arrived (the old leader
+                    # died in between): the host takes it now; launches are idempotent
+                    job = master.view.jobs.get(task.jobId)
+                    if job is not None:
+                        relaunch.append(Placement(TaskSpec.for_task(job, task), host))
+                elif now - task.status.timestamp > master.config.unknown_task_grace * 1000:
+                    finish_lost(master, task, f"host {host} does not run it")
+            elif not complete:
+                continue
+            elif state == TaskState.LAUNCHED:
+                finish_lost(
+                    master,
+                    task,
+                    f"host {host} went away before the task started",
+                    Reason.TRANSIENT_SYSTEM_ERROR,
+                )
+            else:
+                finish_lost(master, task, f"host {host} is gone")
+    master._reconciled_actual = True
+    if relaunch:
+        log.info("sending %d launches the previous leader did not deliver", len(relaunch))
+        master._launch(relaunch)
+
+
+def finish_lost(master: Master, task: Task, message: str, reason: str = Reason.LOST) -> None:
+    if task.state == TaskState.KILL_INITIATED:
+        reason = lost_reason(task)
+    finished = task.with_status(TaskState.FINISHED, reason, message)
+    master._save_task(finished)
+    observe(master, task, finished)
+    master._touched.add(task.jobId)
+
+
+def lost_reason(task: Task) -> str:
+    """The reason a task that vanished with its host ends with: its kill's reason when it
+    was being killed (the kill was wanted; the host's going only ended it sooner, and a
+    user's kill must not come back as a retry), `lost` otherwise."""
+    if task.state == TaskState.KILL_INITIATED:
+        return task.taskContext.get(rc.KILL_REASON) or Reason.KILLED
+    return Reason.LOST
+
+
+def set_log_location(task: Task) -> None:
+    """Say where the task's logs are: live through the API while it is on a host, and in
+    S3 where the agent uploads them (the agent reports bucket, key prefix and region in
+    the task's context; users and tools read `logLocation`, not the context)."""
+    task.logLocation.liveStream = LIVE_LOG_PATH.format(task_id=task.id)
+    ctx = task.taskContext
+    bucket = ctx.get(CTX_LOG_BUCKET)
+    if bucket:
+        task.logLocation.s3 = S3Location(
+            bucket=bucket, key=ctx.get(CTX_LOG_KEY, ""), region=ctx.get(CTX_LOG_REGION, "")
+        )
+
+
+KNOWN_REASONS = frozenset(r.value for r in Reason)
+
+
+def bounded_reason(reason: str) -> str:
+    """Reason codes as metric labels: known ones as they are, anything else as `other`."""
+    return reason if reason in KNOWN_REASONS else "other"

@@ -29,8 +29,8 @@ from typing import cast
 
 from titus.coord.base import Coordinator, Leadership
 from titus.master import metrics as m
+from titus.master import moves, reports
 from titus.master import reconciler as rc
-from titus.master import reports
 from titus.master.backoff import SystemBackoff, combined_delay_ms
 from titus.master.cluster import ClusterDriver, HostReport, HostView, Placement
 from titus.master.scheduler import (
@@ -42,7 +42,7 @@ from titus.master.scheduler import (
 )
 from titus.master.stuck import RateLimiter, StuckTimeouts, find_stuck
 from titus.master.view import RESOURCE_NAMES, ActiveView
-from titus.model.job import Capacity, Job, Task, TaskStatus, now_ms
+from titus.model.job import Job, Task, TaskStatus, now_ms
 from titus.model.launch import TaskReport, TaskSpec
 from titus.model.states import TASK_ON_HOST, JobState, Reason, TaskState
 from titus.store.base import (
@@ -71,8 +71,6 @@ MIGRATION_MESSAGE = "moved off a host of phased-out instance group"
 #: Host attribute an agent sets ("true") once it asked the cloud to terminate its instance
 #: (quarantine.py): anything placed there now would die with the host.
 ATTR_TERMINATING = "terminating"
-#: taskContext key naming the job a moved task came from (as in Titus).
-MOVED_FROM_JOB = "task.movedFromJob"
 
 
 class LostLeadership(Exception):
@@ -488,100 +486,27 @@ class Master:
                 self._carry_out([action])
         self.store.delete_kill_request(request, epoch=self.epoch)
 
-    # ---- task moves ---------------------------------------------------------------------
     def _recover_requests(self) -> None:
         """Once per leadership: carry out the kills and moves a predecessor left queued.
         The dirty marks that announced them may have been taken (and lost) with it."""
         self._requests_recovered = True
-        kills: list[KillRequest] = []
-        moves: list[MoveRequest] = []
         all_kills = getattr(self.store, "list_all_kill_requests", None)
-        all_moves = getattr(self.store, "list_all_move_requests", None)
         if all_kills is not None:
-            kills = all_kills()
-        if all_moves is not None:
-            moves = all_moves()
-        if all_kills is None or all_moves is None:  # a backend without them: ask per job
-            for job_id, job in list(self.view.jobs.items()):
-                if all_kills is None:
-                    kills.extend(self.store.list_kill_requests(job_id))
-                if all_moves is None and job.jobDescriptor.service is not None:
-                    moves.extend(self.store.list_move_requests(job_id))
+            kills: list[KillRequest] = all_kills()
+        else:  # a backend without it: ask per job
+            kills = []
+            for job_id in list(self.view.jobs):
+                kills.extend(self.store.list_kill_requests(job_id))
+        queued = moves.queued_moves(self.store, self.view.jobs)
         for kill in kills:
             if kill.job_id in self.view.jobs:
                 self._apply_kill_request(kill)
-        for move in moves:
+        for move in queued:
             self._apply_move_request(move)
 
+    # ---- task moves ---------------------------------------------------------------------
     def _apply_move_request(self, request: MoveRequest) -> None:
-        """Move a task between two service jobs without touching its container: the task
-        keeps its id and host, takes a free index in the target job, and the source job's
-        desired size shrinks by one while the target's grows by one (the API only checked
-        that the target may grow; it changed neither job). The task, both jobs and the
-        request's deletion are one store write, so a leader dying at any point leaves either
-        the request to do again or a move that is complete."""
-        task = self.view.get(request.task_id)
-        source = self.view.jobs.get(request.source_job_id)
-        target = self.view.jobs.get(request.target_job_id)
-        if task is not None and task.jobId == request.target_job_id:
-            log.info("task %s already moved to job %s", task.id, task.jobId)
-            self.store.delete_move_request(request, epoch=self.epoch)
-            return
-        refusal = _move_refusal(request, task, source, target)
-        if refusal is not None:
-            log.warning(
-                "move of task %s from %s to %s refused: %s",
-                request.task_id,
-                request.source_job_id,
-                request.target_job_id,
-                refusal,
-            )
-            m.MOVES.labels(result="refused").inc()
-            self.store.delete_move_request(request, epoch=self.epoch)
-            return
-        assert task is not None and source is not None and target is not None
-        src_service, tgt_service = source.jobDescriptor.service, target.jobDescriptor.service
-        assert src_service is not None and tgt_service is not None
-        src_desired = max(0, src_service.capacity.desired - 1)
-        src_capacity = src_service.capacity.model_copy(
-            update={"desired": src_desired, "min": min(src_service.capacity.min, src_desired)}
-        )
-        tgt_capacity = tgt_service.capacity.model_copy(
-            update={"desired": tgt_service.capacity.desired + 1}
-        )
-        new_source = _with_capacity(source, src_capacity)
-        new_target = _with_capacity(target, tgt_capacity)
-        used = {t.index for t in self.view.tasks_of(target.id)}
-        index = next(i for i in range(len(used) + 1) if i not in used)
-        moved = task.with_status(
-            task.state, Reason.NORMAL, f"moved from job {source.id} to job {target.id}"
-        )
-        moved.status.timestamp = max(moved.status.timestamp, task.status.timestamp)
-        moved.jobId = target.id
-        moved.taskContext[MOVED_FROM_JOB] = source.id
-        moved.taskContext[rc.INDEX] = str(index)
-        try:
-            saved, saved_source, saved_target = self.store.move_task(
-                moved, new_source, new_target, epoch=self.epoch
-            )
-        except Conflict as exc:
-            # someone changed a job or the task meanwhile: read them again, try next time
-            log.info("move of task %s deferred: %s", task.id, exc)
-            for job_id in (source.id, target.id):
-                fresh_job = self.store.get_job(job_id)
-                if fresh_job is not None:
-                    self.view.put_job(fresh_job)
-                self.store.mark_dirty(job_id)  # the request is still queued
-            fresh_task = self.store.get_task(task.id)
-            if fresh_task is not None and fresh_task.version > task.version:
-                self.view.put_task(fresh_task)
-            return
-        self.view.put_job(saved_source)
-        self.view.put_job(saved_target)
-        self.view.put_task(saved)
-        self._touched.update((source.id, target.id))
-        m.MOVES.labels(result="moved").inc()
-        log.info("task %s moved from job %s to job %s", task.id, source.id, target.id)
+        moves.apply_move_request(request, self.view, self.store, self.epoch, self._touched)
 
     # ---- cluster configuration: capacity groups, instance groups ------------------------
     def _refresh_cluster_config(self, force: bool = False) -> None:
@@ -1028,32 +953,3 @@ def _capacity_group(name: str, value: str) -> CapacityGroup | None:
         instance_gpu=float(data.get("instanceGPU", 0) or 0),
         instance_count=int(data.get("instanceCount", 0) or 0),
     )
-
-
-def _move_refusal(
-    request: MoveRequest, task: Task | None, source: Job | None, target: Job | None
-) -> str | None:
-    """Why a queued move cannot be done now (things changed since the API accepted it)."""
-    if task is None or task.jobId != request.source_job_id:
-        return "the task is no longer an active task of the source job"
-    if task.state in (TaskState.FINISHED, TaskState.KILL_INITIATED):
-        return f"the task is {task.state.value}"
-    for name, job in (("source", source), ("target", target)):
-        if job is None or job.status.state != JobState.ACCEPTED:
-            return f"the {name} job is not active"
-        if job.jobDescriptor.service is None:
-            return f"the {name} job is not a service job"
-    assert target is not None and target.jobDescriptor.service is not None
-    capacity = target.jobDescriptor.service.capacity
-    if capacity.desired + 1 > capacity.max:
-        return f"the target job is at its max size {capacity.max}"
-    return None
-
-
-def _with_capacity(job: Job, capacity: Capacity) -> Job:
-    service = job.jobDescriptor.service
-    assert service is not None
-    descriptor = job.jobDescriptor.model_copy(
-        update={"service": service.model_copy(update={"capacity": capacity})}
-    )
-    return job.model_copy(update={"jobDescriptor": descriptor})

@@ -29,25 +29,21 @@ from typing import cast
 
 from titus.coord.base import Coordinator, Leadership
 from titus.master import metrics as m
-from titus.master import moves, reports
+from titus.master import moves, placement, reports
 from titus.master import reconciler as rc
 from titus.master.backoff import SystemBackoff, combined_delay_ms
 from titus.master.cluster import ClusterDriver, HostReport, HostView, Placement
 from titus.master.scheduler import (
     CapacityGroup,
-    HostState,
-    PlacementSummary,
     Scheduler,
-    TaskRequest,
 )
 from titus.master.stuck import RateLimiter, StuckTimeouts, find_stuck
-from titus.master.view import RESOURCE_NAMES, ActiveView
-from titus.model.job import Job, Task, TaskStatus, now_ms
-from titus.model.launch import TaskReport, TaskSpec
+from titus.master.view import ActiveView
+from titus.model.job import Task, TaskStatus, now_ms
+from titus.model.launch import TaskReport
 from titus.model.states import TASK_ON_HOST, JobState, Reason, TaskState
 from titus.store.base import (
     LEADER_RECORD_META,
-    PENDING_BY_GROUP_META,
     Conflict,
     JobStore,
     KillRequest,
@@ -59,12 +55,6 @@ from titus.store.base import (
 log = logging.getLogger("titus.master")
 
 UNKNOWN_TASK_GRACE_SEC = 15.0
-#: Placements sent to the driver as soon as this many are written.
-LAUNCH_CHUNK = 16
-#: A placement pass is repeated at least this often even when nothing seems to change.
-RESCHEDULE_SEC = 5.0
-#: "Why pending" summaries (and status messages) written per iteration at most.
-SUMMARY_WRITES_PER_ITERATION = 100
 #: Instance group lifecycle states whose hosts take no new work.
 PHASED_OUT = frozenset({"phasedOut", "removable"})
 MIGRATION_MESSAGE = "moved off a host of phased-out instance group"
@@ -749,186 +739,10 @@ class Master:
 
     # ---- placement ----------------------------------------------------------------------
     def _schedule(self) -> None:
-        now = now_ms()
-        if self._schedule_unchanged(now):
-            return
-        pending: list[tuple[Job, Task]] = []
-        by_group: dict[str, int] = {}
-        next_due = now + int(RESCHEDULE_SEC * 1000)
-        for task_id in list(self.view.pending):
-            task = self.view.get(task_id)
-            if task is None:
-                continue
-            job = self.view.jobs.get(task.jobId)
-            if job is None or job.status.state != JobState.ACCEPTED:
-                continue
-            group = self.view.group_of(job.id)
-            by_group[group] = by_group.get(group, 0) + 1
-            not_before = int(task.taskContext.get(rc.NOT_BEFORE, "0"))
-            if not_before > now:
-                next_due = min(next_due, not_before)
-                continue
-            pending.append((job, task))
-        self._publish_pending(by_group)
-        self.driver.wants_offers(bool(pending))
-        if not pending:
-            self._remember_schedule(next_due, [])
-            return
-        hosts = self.driver.hosts()
-        self._remember_schedule(next_due, hosts)
-        if not hosts:
-            return
-        self._guard()
-        requests = [self._request(job, task) for job, task in pending]
-        started = time.monotonic()
-        result = self.scheduler.schedule(
-            requests, self._host_states(hosts), self._groups, self.view.groups_usage()
-        )
-        m.PLACEMENT_SECONDS.observe(time.monotonic() - started)
-        m.ATTEMPTS.labels(result="placed").inc(len(result.assignments))
-        m.ATTEMPTS.labels(result="unschedulable").inc(len(result.unplaced))
-        m.ATTEMPTS.labels(result="deferred").inc(len(result.deferred))
-        by_id = {task.id: (job, task) for job, task in pending}
-        host_by_id = {h.host_id: h for h in hosts}
-        placements = []
-        for assignment in result.assignments:
-            job, task = by_id[assignment.task_id]
-            host = host_by_id[assignment.host_id]
-            launched = task.with_status(TaskState.LAUNCHED, "normal", f"placed on {host.host_id}")
-            launched.taskContext.update(
-                {
-                    "agent.id": host.host_id,
-                    "agent.host": host.attributes.get("host", host.host_id),
-                    "agent.zone": host.attributes.get("zone", ""),
-                    "agent.region": host.attributes.get("region", ""),
-                    "agent.instanceId": host.attributes.get("instanceId", host.host_id),
-                    "agent.itype": host.attributes.get("itype", ""),
-                }
-            )
-            saved = self._save_task(launched)
-            queued_at = max(task.status.timestamp, int(task.taskContext.get(rc.NOT_BEFORE, "0")))
-            m.QUEUE_TO_PLACED.observe(max(0.0, (now_ms() - queued_at) / 1000.0))
-            placements.append(Placement(TaskSpec.for_task(job, saved), host.host_id))
-            self._forget_pending(task.id)
-            if len(placements) >= LAUNCH_CHUNK:
-                # hosts start on the first tasks while the next are being written
-                self._launch(placements)
-                placements = []
-        if placements:
-            self._launch(placements)
-        complete = self._record_unplaced(result.unplaced, by_id)
-        if result.assignments or result.deferred or not complete:
-            self._last_schedule_pending = None  # more to do: the next pass must run
+        placement.schedule(self)
 
     def _hosts_signature(self, hosts: list[HostView]) -> tuple[object, ...]:
-        return tuple(
-            (h.host_id, h.healthy, self._schedulable(h), tuple(h.total.values())) for h in hosts
-        )
-
-    def _schedule_unchanged(self, now: int) -> bool:
-        """True when the last pass's outcome still holds: no job or task changed, the same
-        hosts in the same health and lifecycle, no retry delay ended, and the last pass is
-        recent. A placement pass over a backlog costs time per pending task; repeating
-        it when nothing changed would make an idle leader's loop cost O(backlog)."""
-        last = self._last_schedule
-        if last is None or now >= last[0]:
-            return False
-        if self.view.generation != last[1]:
-            return False
-        return self._hosts_signature(self.driver.hosts()) == last[2]
-
-    def _remember_schedule(self, next_due: int, hosts: list[HostView]) -> None:
-        # the view changes as this pass writes; the generation after it is what counts
-        self._last_schedule_pending = (next_due, hosts)
-
-    def _record_unplaced(
-        self, unplaced: dict[str, PlacementSummary], by_id: dict[str, tuple[Job, Task]]
-    ) -> bool:
-        """Keep each unplaced task's summary in the store and its status message, but write
-        only when the summary changed: a task pending for an hour costs a few writes.
-        False when the write bound left some for the next pass."""
-        m.UNSCHEDULABLE.clear()
-        worst: dict[str, int] = {}
-        writes = 0
-        for task_id, summary in unplaced.items():
-            refused = summary.refused_by
-            if refused:
-                plugin = max(refused, key=lambda k: refused[k])
-                worst[plugin] = worst.get(plugin, 0) + 1
-            message = summary.message
-            if self.placement_failures.get(task_id) == message:
-                continue
-            if writes >= SUMMARY_WRITES_PER_ITERATION:
-                continue  # the rest next time: an iteration's writes stay bounded
-            writes += 1
-            job, task = by_id[task_id]
-            record = {
-                "taskId": task_id,
-                "jobId": job.id,
-                "capacityGroup": self.view.group_of(job.id),
-                "hostsConsidered": summary.hosts_considered,
-                "refusedBy": refused,
-                "message": message,
-                "timestamp": now_ms(),
-            }
-            if self.results is not None:
-                self.results.put_scheduler_result(
-                    task_id, job.id, json.dumps(record), epoch=self.epoch
-                )
-            current = self.view.get(task_id) or task
-            status = current.status.model_copy(update={"reasonMessage": f"pending: {message}"})
-            self._save_task(current.model_copy(update={"status": status}))
-            self.placement_failures[task_id] = message
-        for plugin, count in worst.items():
-            m.UNSCHEDULABLE.labels(plugin=plugin).set(count)
-        return writes < SUMMARY_WRITES_PER_ITERATION
-
-    def _publish_pending(self, by_group: dict[str, int]) -> None:
-        """Pending counts per group: a gauge, and (when changed) the store's record that the
-        API checks before admitting more work into a group."""
-        if by_group == self._pending_written:
-            return
-        for group in set(self._pending_written or {}) | set(by_group):
-            m.PENDING.labels(capacity_group=group).set(by_group.get(group, 0))
-        self.store.set_meta(PENDING_BY_GROUP_META, json.dumps(by_group), epoch=self.epoch)
-        self._pending_written = dict(by_group)
-
-    def _request(self, job: Job, task: Task) -> TaskRequest:
-        d = job.jobDescriptor
-        r = d.container.resources
-        return TaskRequest(
-            task_id=task.id,
-            job_id=job.id,
-            cpu=r.cpu,
-            memory_mb=float(r.memoryMB),
-            disk_mb=float(r.diskMB),
-            network_mbps=float(r.networkMbps),
-            gpu=float(r.gpu),
-            job_type=d.job_type,
-            capacity_group=d.capacityGroup or "DEFAULT",
-            hard_constraints=dict(d.container.hardConstraints.constraints),
-            soft_constraints=dict(d.container.softConstraints.constraints),
-            enqueued_at=task.status.timestamp / 1000.0,
-        )
-
-    def _host_states(self, hosts: list[HostView]) -> list[HostState]:
-        out = []
-        for h in hosts:
-            usage = self.view.usage_of(h.host_id)
-            out.append(
-                HostState(
-                    host_id=h.host_id,
-                    total=h.total,
-                    used=dict(zip(RESOURCE_NAMES, usage.used, strict=True)),
-                    attributes=h.attributes,
-                    healthy=h.healthy,
-                    schedulable=self._schedulable(h),
-                    launching=usage.launching,
-                    task_count=usage.tasks,
-                    job_counts=dict(usage.jobs),
-                )
-            )
-        return out
+        return placement.hosts_signature(hosts, self._schedulable)
 
 
 def _capacity_group(name: str, value: str) -> CapacityGroup | None:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from titus.api.deps import service_of
-from titus.api.errors import ApiError, not_found
+from titus.api.errors import not_found
 from titus.api.schemas import ERROR_RESPONSES
 from titus.model.states import TaskState
 
@@ -34,10 +34,11 @@ async def scheduler_result(task_id: str, request: Request) -> dict[str, Any]:
     task = await run_in_threadpool(store.get_task, task_id)
     if task is None:
         raise not_found("task", task_id)
-    reader = getattr(store, "get_scheduler_result", None)
-    if reader is None:
-        raise ApiError(501, "this store keeps no scheduler results")
-    raw = await run_in_threadpool(reader, task_id) if task.state == TaskState.ACCEPTED else None
+    raw = (
+        await run_in_threadpool(store.get_scheduler_result, task_id)
+        if task.state == TaskState.ACCEPTED
+        else None
+    )
     if raw is not None:
         result: dict[str, Any] = json.loads(raw)
         result["state"] = str(task.state)

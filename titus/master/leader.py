@@ -25,7 +25,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
 
 from titus.coord.base import Coordinator, Leadership
 from titus.master import metrics as m
@@ -47,7 +46,6 @@ from titus.store.base import (
     Conflict,
     JobStore,
     KillRequest,
-    LeaderStore,
     MoveRequest,
     StaleEpoch,
 )
@@ -129,10 +127,6 @@ class Master:
         clock: Callable[[], float] = time.time,
     ):
         self.store = store
-        #: The store's optional leader methods (see LeaderStore), or None without them.
-        self.results: LeaderStore | None = (
-            cast(LeaderStore, store) if hasattr(store, "put_scheduler_result") else None
-        )
         self.coord = coord
         self.driver = driver
         self.scheduler = scheduler or Scheduler()
@@ -290,20 +284,11 @@ class Master:
     def _load_view(self) -> None:
         started = time.monotonic()
         view = ActiveView()
-        load_index = getattr(self.store, "load_active_index", None)
-        if load_index is not None:
-            index = load_index()
-            for job in index.jobs:
-                view.put_job(job)
-            view.put_rows(index.tasks)
-            jobs, tasks = len(index.jobs), len(index.tasks)
-        else:  # a backend without the index: parse everything
-            state = self.store.load_active()
-            for job in state.jobs:
-                view.put_job(job)
-            for task in state.tasks:
-                view.put_task(task)
-            jobs, tasks = len(state.jobs), len(state.tasks)
+        index = self.store.load_active_index()
+        for job in index.jobs:
+            view.put_job(job)
+        view.put_rows(index.tasks)
+        jobs, tasks = len(index.jobs), len(index.tasks)
         self.view = view
         self._touched = {job_id for job_id in view.jobs if self._needs_reconcile(job_id)}
         self._reconciled_actual = False
@@ -480,14 +465,8 @@ class Master:
         """Once per leadership: carry out the kills and moves a predecessor left queued.
         The dirty marks that announced them may have been taken (and lost) with it."""
         self._requests_recovered = True
-        all_kills = getattr(self.store, "list_all_kill_requests", None)
-        if all_kills is not None:
-            kills: list[KillRequest] = all_kills()
-        else:  # a backend without it: ask per job
-            kills = []
-            for job_id in list(self.view.jobs):
-                kills.extend(self.store.list_kill_requests(job_id))
-        queued = moves.queued_moves(self.store, self.view.jobs)
+        kills = self.store.list_all_kill_requests()
+        queued = self.store.list_all_move_requests()
         for kill in kills:
             if kill.job_id in self.view.jobs:
                 self._apply_kill_request(kill)
@@ -508,11 +487,8 @@ class Master:
             self._instance_groups = dict(self.store.list_instance_groups())
         except Exception as exc:  # keep the last known; placement must go on
             log.warning("cannot read instance groups: %s", exc)
-        list_groups = getattr(self.store, "list_capacity_groups", None)
-        if list_groups is None:
-            return
         try:
-            raw = list_groups()
+            raw = self.store.list_capacity_groups()
         except Exception as exc:
             log.warning("cannot read capacity groups: %s", exc)
             return
@@ -709,8 +685,8 @@ class Master:
         self.backoff.forget(job.id)
 
     def _forget_pending(self, task_id: str) -> None:
-        if self.placement_failures.pop(task_id, None) is not None and self.results:
-            self.results.delete_scheduler_result(task_id, epoch=self.epoch)
+        if self.placement_failures.pop(task_id, None) is not None:
+            self.store.delete_scheduler_result(task_id, epoch=self.epoch)
 
     def _send_held(self) -> None:
         if self._held:

@@ -502,23 +502,13 @@ class MesosDriver:
         what counts as used on each agent (an offer shows only free resources)."""
         live: dict[str, _Live] = {}
         resources: dict[str, Any] = {}
-        load_index = getattr(self.store, "load_active_index", None)
-        if load_index is not None:
-            index = load_index()
-            for job in index.jobs:
-                resources[job.id] = job.jobDescriptor.container.resources
-            for row in index.tasks:
-                if TaskState(row.state) in TASK_ON_HOST and row.agent_id:
-                    live[row.id] = self._live_of(row.agent_id, resources.get(row.job_id))
-                    self._jobs[row.id] = row.job_id
-        else:
-            state = self.store.load_active()
-            for job in state.jobs:
-                resources[job.id] = job.jobDescriptor.container.resources
-            for task in state.tasks:
-                if task.state in TASK_ON_HOST and task.agent_id:
-                    live[task.id] = self._live_of(task.agent_id, resources.get(task.jobId))
-                    self._jobs[task.id] = task.jobId
+        index = self.store.load_active_index()
+        for job in index.jobs:
+            resources[job.id] = job.jobDescriptor.container.resources
+        for row in index.tasks:
+            if TaskState(row.state) in TASK_ON_HOST and row.agent_id:
+                live[row.id] = self._live_of(row.agent_id, resources.get(row.job_id))
+                self._jobs[row.id] = row.job_id
         return live
 
     @staticmethod

@@ -10,7 +10,6 @@ names the jobs it changed in `touched` for the reconciler.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 
 from titus.master import metrics as m
 from titus.master import reconciler as rc
@@ -23,19 +22,6 @@ log = logging.getLogger("titus.master")
 
 #: taskContext key naming the job a moved task came from (as in Titus).
 MOVED_FROM_JOB = "task.movedFromJob"
-
-
-def queued_moves(store: JobStore, jobs: Mapping[str, Job]) -> list[MoveRequest]:
-    """Every move request in the store: at once when the backend can list them all, else
-    asked of each service job among `jobs`."""
-    all_moves = getattr(store, "list_all_move_requests", None)
-    if all_moves is not None:
-        return list(all_moves())
-    moves: list[MoveRequest] = []
-    for job_id, job in list(jobs.items()):
-        if job.jobDescriptor.service is not None:
-            moves.extend(store.list_move_requests(job_id))
-    return moves
 
 
 def apply_move_request(

@@ -167,10 +167,7 @@ def record_unplaced(
             "message": message,
             "timestamp": now_ms(),
         }
-        if master.results is not None:
-            master.results.put_scheduler_result(
-                task_id, job.id, json.dumps(record), epoch=master.epoch
-            )
+        master.store.put_scheduler_result(task_id, job.id, json.dumps(record), epoch=master.epoch)
         current = master.view.get(task_id) or task
         status = current.status.model_copy(update={"reasonMessage": f"pending: {message}"})
         master._save_task(current.model_copy(update={"status": status}))

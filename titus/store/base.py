@@ -351,16 +351,6 @@ class JobStore(Protocol):
         """
         ...
 
-    def close(self) -> None: ...
-
-
-class LeaderStore(Protocol):
-    """Store methods the leader uses when a backend has them (feature-checked with getattr):
-    SQLite has them; a backend without them still works, more slowly at start-up (the whole
-    active state parsed) and without "why is my task pending" records. Once every backend
-    has them they belong in JobStore.
-    """
-
     def load_active_index(self) -> ActiveIndex:
         """`load_active` with each task as a TaskRow (documents not parsed): one bulk read
         per table, for a leader start-up that does not grow with parsing every task."""
@@ -370,7 +360,7 @@ class LeaderStore(Protocol):
         """Every queued kill request (a small table: kills are carried out at once).
 
         A new leader carries out the kills its predecessor took the dirty marks of but did
-        not finish. Without this method the leader asks `list_kill_requests` of each job.
+        not finish.
         """
         ...
 
@@ -378,8 +368,7 @@ class LeaderStore(Protocol):
         """Every queued move request (one small table: moves are few and short-lived).
 
         A new leader carries out the moves its predecessor left behind; the dirty marks
-        that announced them may have been taken by that predecessor already. Without this
-        method the leader asks `list_move_requests` of each active service job instead.
+        that announced them may have been taken by that predecessor already.
         """
         ...
 
@@ -400,3 +389,5 @@ class LeaderStore(Protocol):
     def delete_scheduler_result(self, task_id: str, *, epoch: int | None = None) -> None:
         """Forget a task's summary (it was placed, or it ended)."""
         ...
+
+    def close(self) -> None: ...

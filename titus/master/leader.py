@@ -456,7 +456,7 @@ class Master:
     def _apply_kill_request(self, request: KillRequest) -> None:
         task = self.view.get(request.task_id)
         if task is not None and task.state != TaskState.FINISHED:
-            action = rc._kill_or_finish(task, request.reason)
+            action = rc.kill_or_finish(task, request.reason)
             if action is not None:
                 self._carry_out([action])
         self.store.delete_kill_request(request, epoch=self.epoch)

@@ -90,7 +90,10 @@ def is_live(task: Task) -> bool:
     return task.state != TaskState.FINISHED
 
 
-def _kill_or_finish(task: Task, reason: str) -> Action | None:
+def kill_or_finish(task: Task, reason: str) -> Action | None:
+    """What ending a live task takes: nothing on a host for one not placed yet, a kill for
+    one that is, nothing more for one already being killed. The leader uses it for queued
+    kill requests too."""
     if task.state == TaskState.ACCEPTED:
         return FinishUnlaunched(task, reason, "killed before it was placed on a host")
     if task.state == TaskState.KILL_INITIATED:
@@ -144,7 +147,7 @@ def _reconcile_killing(job: Job, tasks: list[Task]) -> list[Action]:
     actions: list[Action] = []
     for t in tasks:
         if is_live(t):
-            action = _kill_or_finish(t, Reason.KILLED)
+            action = kill_or_finish(t, Reason.KILLED)
             if action is not None:
                 actions.append(action)
     if not any(is_live(t) for t in tasks):
@@ -181,7 +184,7 @@ def _reconcile_batch(job: Job, tasks: list[Task]) -> list[Action]:
     for index, inst in instances.items():
         if index >= batch.size:
             actions.extend(
-                a for t in inst.tasks if is_live(t) and (a := _kill_or_finish(t, Reason.KILLED))
+                a for t in inst.tasks if is_live(t) and (a := kill_or_finish(t, Reason.KILLED))
             )
     if done == batch.size and not any(is_live(t) for t in tasks):
         message = f"{batch.size - failed} of {batch.size} tasks succeeded"
@@ -260,7 +263,7 @@ def _reconcile_service(job: Job, tasks: list[Task]) -> list[Action]:
             actions.append(CreateTask(job.id, index, prior, delay, system))
     elif missing < 0:
         for t in scale_down_order(live, -missing):
-            action = _kill_or_finish(t, Reason.SCALED_DOWN)
+            action = kill_or_finish(t, Reason.SCALED_DOWN)
             if action is not None:
                 actions.append(action)
     return actions

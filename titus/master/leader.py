@@ -533,18 +533,15 @@ class Master:
                 continue
             m.STUCK_KILLS.labels(state=str(stuck.state)).inc()
             log.warning("task %s %s: killing it", task.id, stuck.message)
-            self._guard()
             if stuck.state == TaskState.KILL_INITIATED:
                 # the host never confirmed the kill: give up on it and let the job move on
+                self._guard()
                 finished = task.with_status(TaskState.FINISHED, stuck.reason, stuck.message)
                 self._save_task(finished)
                 self.driver.kill(task.id, task.agent_id, stuck.reason)
                 self._touched.add(task.jobId)
             else:
-                killing = task.with_status(TaskState.KILL_INITIATED, stuck.reason, stuck.message)
-                killing.taskContext[rc.KILL_REASON] = stuck.reason
-                self._save_task(killing)
-                self.driver.kill(task.id, task.agent_id, stuck.reason)
+                self._kill(task, stuck.reason, stuck.message)
 
     # ---- instance group lifecycle: move service tasks off phased-out hosts -------------
     def _migrate(self) -> None:
@@ -579,12 +576,8 @@ class Master:
                     continue
                 task = self.view.get(task_id)
                 assert task is not None
-                self._guard()
                 message = f"{MIGRATION_MESSAGE} {host.attributes.get('machineGroup')}"
-                killing = task.with_status(TaskState.KILL_INITIATED, Reason.KILLED, message)
-                killing.taskContext[rc.KILL_REASON] = Reason.KILLED
-                self._save_task(killing)
-                self.driver.kill(task.id, host.host_id, Reason.KILLED)
+                self._kill(task, Reason.KILLED, message)
                 self._migrating.add(task_id)
                 busy_jobs.add(job_id)
                 budget -= 1
@@ -621,13 +614,7 @@ class Master:
                 self.view.drop_task(action.task)
                 self._forget_pending(action.task.id)
             elif isinstance(action, rc.KillTask):
-                self._guard()
-                task = action.task.with_status(
-                    TaskState.KILL_INITIATED, action.reason, f"kill requested ({action.reason})"
-                )
-                task.taskContext[rc.KILL_REASON] = action.reason
-                self._save_task(task)
-                self.driver.kill(task.id, task.agent_id, action.reason)
+                self._kill(action.task, action.reason, f"kill requested ({action.reason})")
             elif isinstance(action, rc.FinishUnlaunched):
                 self._save_task(
                     action.task.with_status(TaskState.FINISHED, action.reason, action.message)
@@ -636,6 +623,15 @@ class Master:
                 self._touched.add(action.task.jobId)
             elif isinstance(action, rc.FinishJob):
                 self._finish_job(action)
+
+    def _kill(self, task: Task, reason: str, message: str) -> None:
+        """Mark the task as being killed, keeping `reason` for the status it ends with
+        (the host reports a plain kill), and send the kill to its host."""
+        self._guard()
+        killing = task.with_status(TaskState.KILL_INITIATED, reason, message)
+        killing.taskContext[rc.KILL_REASON] = reason
+        self._save_task(killing)
+        self.driver.kill(task.id, task.agent_id, reason)
 
     def _create_task(self, action: rc.CreateTask) -> None:
         job = self.view.jobs[action.job_id]

@@ -37,6 +37,7 @@ class Hosts:
         self.launched: list[Placement] = []
         self.killed: list[tuple[str, str]] = []
         self.actual: dict[str, list[TaskReport]] = {h.host_id: [] for h in hosts}
+        self.lost: set[str] = set()
 
     def start(self, leadership: Leadership) -> None:
         return None
@@ -63,7 +64,8 @@ class Hosts:
         return self.actual
 
     def lost_hosts(self) -> set[str]:
-        return set()
+        lost, self.lost = self.lost, set()
+        return lost
 
     def wants_offers(self, pending: bool) -> None:
         return None
@@ -230,6 +232,33 @@ def test_phased_out_hosts_get_no_new_work_and_lose_services_a_few_at_a_time(
     m.iterate()
     placed = [t for t in tasks(store, job_id) if t.state == TaskState.LAUNCHED]
     assert [t.agent_id for t in placed] == ["new-1"]
+
+
+def test_a_lost_host_ends_its_tasks_as_lost_but_a_wanted_kill_stays_a_kill(
+    store: SqliteJobStore,
+) -> None:
+    driver = Hosts(host("h1"), host("h2"))
+    m = leader(store, driver, launching=10)
+    service = job(store, service=1)
+    batch = job(store, retryPolicy={"immediate": {"retries": 0}})
+    m.iterate()
+    [running] = tasks(store, service)
+    [killed] = tasks(store, batch)
+    report(m, running.id, TaskState.STARTED)
+    m.iterate()
+    store.add_kill_request(KillRequest(batch, killed.id))
+    store.mark_dirty(batch)
+    m.iterate()
+    assert store.get_task(killed.id).state == TaskState.KILL_INITIATED  # type: ignore[union-attr]
+    driver.lost = {running.agent_id or "", killed.agent_id or ""}
+    driver.views = []
+    m.iterate()
+    lost = store.get_task(running.id)
+    assert lost is not None and lost.state == TaskState.FINISHED
+    assert lost.status.reasonCode == Reason.LOST  # and the service replaces it
+    assert [t.state for t in tasks(store, service) if t.id != running.id] == [TaskState.ACCEPTED]
+    ended = store.get_task(killed.id)
+    assert ended is not None and ended.status.reasonCode == Reason.KILLED
 
 
 def test_why_pending_is_kept_in_the_store_and_the_status_message_once(

@@ -123,12 +123,7 @@ def apply_lost_hosts(master: Master) -> None:
             task = master.view.get(task_id)
             if task is None or task.state not in TASK_ON_HOST:
                 continue
-            finished = task.with_status(
-                TaskState.FINISHED, lost_reason(task), f"host {host} went away"
-            )
-            master._save_task(finished)
-            observe(master, task, finished)
-            master._touched.add(task.jobId)
+            finish_lost(master, task, f"host {host} went away")
 
 
 def reconcile_actual(master: Master, actual: dict[str, list[TaskReport]] | None) -> None:

@@ -307,17 +307,20 @@ class Engine:
         return prepared
 
     # ---- preparation -----------------------------------------------------------------------
-    def _table(self, ref: p.TableRef, keyspace: str | None) -> Table:
-        ks_name = ref.keyspace or keyspace
-        if ks_name is None:
+    def _keyspace(self, name: str | None) -> Keyspace:
+        """The keyspace a statement names or the session uses, refused as Cassandra does."""
+        if name is None:
             raise InvalidRequest(
                 "No keyspace has been specified. USE a keyspace, or explicitly specify "
                 "keyspace.tablename"
             )
-        ks = self.keyspaces.get(ks_name)
+        ks = self.keyspaces.get(name)
         if ks is None:
-            raise InvalidRequest(f"Keyspace '{ks_name}' does not exist")
-        table = ks.tables.get(ref.name)
+            raise InvalidRequest(f"Keyspace '{name}' does not exist")
+        return ks
+
+    def _table(self, ref: p.TableRef, keyspace: str | None) -> Table:
+        table = self._keyspace(ref.keyspace or keyspace).tables.get(ref.name)
         if table is None:
             raise InvalidRequest(f"unconfigured table {ref.name}")
         return table
@@ -921,8 +924,7 @@ class Engine:
         if isinstance(stmt, p.Empty):
             return Result("void")
         if isinstance(stmt, p.Use):
-            if stmt.keyspace not in self.keyspaces:
-                raise InvalidRequest(f"Keyspace '{stmt.keyspace}' does not exist")
+            self._keyspace(stmt.keyspace)
             return Result("set_keyspace", keyspace=stmt.keyspace)
         if isinstance(stmt, p.CreateKeyspace):
             return self._create_keyspace(stmt)
@@ -976,15 +978,8 @@ class Engine:
         return Result("schema_change", change=("CREATED", "KEYSPACE", stmt.name, ""))
 
     def _create_table(self, stmt: p.CreateTable, keyspace: str | None) -> Result:
-        ks_name = stmt.table.keyspace or keyspace
-        if ks_name is None:
-            raise InvalidRequest(
-                "No keyspace has been specified. USE a keyspace, or explicitly specify "
-                "keyspace.tablename"
-            )
-        ks = self.keyspaces.get(ks_name)
-        if ks is None:
-            raise InvalidRequest(f"Keyspace '{ks_name}' does not exist")
+        ks = self._keyspace(stmt.table.keyspace or keyspace)
+        ks_name = ks.name
         if stmt.table.name in ks.tables:
             if stmt.if_not_exists:
                 return Result("void")

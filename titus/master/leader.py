@@ -163,7 +163,6 @@ class Master:
         self._pending_written: dict[str, int] | None = None
         #: (due time ms, view generation, hosts signature) of the last placement pass.
         self._last_schedule: tuple[int, int, tuple[object, ...]] | None = None
-        self._last_schedule_pending: tuple[int, list[HostView]] | None = None
         self.backoff = SystemBackoff(self.config.backoff_initial, self.config.backoff_max)
         self.stuck_limiter = RateLimiter(
             self.config.stuck_kills_per_sec, self.config.stuck_kills_burst
@@ -366,11 +365,7 @@ class Master:
                 raise
         self._clear_stuck()
         self._migrate()
-        self._last_schedule_pending = None
-        self._schedule()
-        if self._last_schedule_pending is not None:
-            due, hosts = self._last_schedule_pending
-            self._last_schedule = (due, self.view.generation, self._hosts_signature(hosts))
+        placement.schedule(self)
         m.ITERATION_SECONDS.observe(time.monotonic() - started)
 
     def _sweep(self) -> None:
@@ -708,13 +703,6 @@ class Master:
                 self.first_launch_at - (self.elected_at or self.first_launch_at),
             )
             self._record_election()
-
-    # ---- placement ----------------------------------------------------------------------
-    def _schedule(self) -> None:
-        placement.schedule(self)
-
-    def _hosts_signature(self, hosts: list[HostView]) -> tuple[object, ...]:
-        return placement.hosts_signature(hosts, self._schedulable)
 
 
 def _capacity_group(name: str, value: str) -> CapacityGroup | None:

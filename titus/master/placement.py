@@ -38,9 +38,23 @@ SUMMARY_WRITES_PER_ITERATION = 100
 
 
 def schedule(master: Master) -> None:
+    """One placement pass, skipped while the last one's outcome still holds."""
     now = now_ms()
     if schedule_unchanged(master, now):
         return
+    outcome = place(master, now)
+    if outcome is None:
+        master._last_schedule = None  # more to do: the next pass must run
+        return
+    next_due, hosts = outcome
+    # the view changes as this pass writes; the generation after it is what counts
+    signature = hosts_signature(hosts, master._schedulable)
+    master._last_schedule = (next_due, master.view.generation, signature)
+
+
+def place(master: Master, now: int) -> tuple[int, list[HostView]] | None:
+    """Place what is due; (when to look again at the latest, the hosts looked at), or None
+    when this pass left work the next one must do at once."""
     pending: list[tuple[Job, Task]] = []
     by_group: dict[str, int] = {}
     next_due = now + int(RESCHEDULE_SEC * 1000)
@@ -61,12 +75,10 @@ def schedule(master: Master) -> None:
     publish_pending(master, by_group)
     master.driver.wants_offers(bool(pending))
     if not pending:
-        remember_schedule(master, next_due, [])
-        return
+        return next_due, []
     hosts = master.driver.hosts()
-    remember_schedule(master, next_due, hosts)
     if not hosts:
-        return
+        return next_due, hosts
     master._guard()
     requests = [task_request(job, task) for job, task in pending]
     started = time.monotonic()
@@ -110,7 +122,8 @@ def schedule(master: Master) -> None:
         master._launch(placements)
     complete = record_unplaced(master, result.unplaced, by_id)
     if result.assignments or result.deferred or not complete:
-        master._last_schedule_pending = None  # more to do: the next pass must run
+        return None
+    return next_due, hosts
 
 
 def hosts_signature(
@@ -130,11 +143,6 @@ def schedule_unchanged(master: Master, now: int) -> bool:
     if master.view.generation != last[1]:
         return False
     return hosts_signature(master.driver.hosts(), master._schedulable) == last[2]
-
-
-def remember_schedule(master: Master, next_due: int, hosts: list[HostView]) -> None:
-    # the view changes as this pass writes; the generation after it is what counts
-    master._last_schedule_pending = (next_due, hosts)
 
 
 def record_unplaced(

@@ -20,7 +20,7 @@ from titus.master import metrics as m
 from titus.master import reconciler as rc
 from titus.master.cluster import HostView, Placement
 from titus.master.scheduler import HostState, PlacementSummary, TaskRequest
-from titus.master.view import RESOURCE_NAMES, ActiveView
+from titus.master.view import ActiveView
 from titus.model.job import Job, Task, now_ms
 from titus.model.launch import TaskSpec
 from titus.model.states import JobState, TaskState
@@ -225,7 +225,7 @@ def host_states(
             HostState(
                 host_id=h.host_id,
                 total=h.total,
-                used=dict(zip(RESOURCE_NAMES, usage.used, strict=True)),
+                used=usage.used_dict(),
                 attributes=h.attributes,
                 healthy=h.healthy,
                 schedulable=schedulable(h),

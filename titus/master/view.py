@@ -115,9 +115,6 @@ class ActiveView:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def __contains__(self, task_id: object) -> bool:
-        return task_id in self._entries
-
     def put_task(self, task: Task) -> None:
         self._rows.pop(task.id, None)
         self._parsed[task.id] = task
@@ -205,10 +202,6 @@ class ActiveView:
         entry = self._entries.get(task_id)
         return entry.job_id if entry else None
 
-    def timestamp(self, task_id: str) -> int:
-        entry = self._entries.get(task_id)
-        return int(entry.timestamp or 0) if entry else 0
-
     def tasks_of(self, job_id: str) -> list[Task]:
         out = []
         for task_id in list(self.by_job.get(job_id, ())):
@@ -216,9 +209,6 @@ class ActiveView:
             if task is not None:
                 out.append(task)
         return out
-
-    def task_ids(self) -> list[str]:
-        return list(self._entries)
 
     def on_host(self, host_id: str) -> list[str]:
         return list(self.by_host.get(host_id, ()))

@@ -582,19 +582,8 @@ class CassandraJobStore:
         return zlib.crc32(job_id.encode()) % self._buckets
 
     def _meta_raw(self, key: str, serial: bool = False) -> str | None:
-        stmt = self._ps["meta_get"] if hasattr(self, "_ps") else None
-        if stmt is None:
-            rows = self._retrying(
-                "read meta",
-                lambda: list(
-                    self._session.execute("SELECT value FROM meta WHERE key = %s", (key,))
-                ),
-            )
-        else:
-            bound = stmt.bind((key,))
-            if serial:
-                bound.consistency_level = ConsistencyLevel.LOCAL_SERIAL
-            rows = self._retrying("read meta", lambda: list(self._session.execute(bound)))
+        read = self._serial_read if serial else self._exec
+        rows = read("meta_get", (key,), f"read {key}")
         return str(rows[0].value) if rows else None
 
     def _check_epoch(self, epoch: int | None) -> None:
@@ -611,38 +600,34 @@ class CassandraJobStore:
         if epoch < current:
             raise StaleEpoch(f"write from leader epoch {epoch}, but epoch {current} leads")
 
-    def _values(self, name: str, ids: Sequence[str], what: str) -> list[str]:
-        """Point reads of many documents, `load_parallelism` in flight at a time."""
-        if not ids:
+    def _concurrent(self, name: str, args: Sequence[Sequence[Any]], what: str) -> list[Any]:
+        """One statement with many argument tuples, `load_parallelism` in flight at a time:
+        the rows of all of them, in the order of `args`. Retried as a whole (reads and
+        fixed-value deletes are safe to repeat)."""
+        if not args:
             return []
 
-        def run() -> list[str]:
+        def run() -> list[Any]:
             results = execute_concurrent_with_args(
                 self._session,
                 self._ps[name],
-                [(i,) for i in ids],
+                args,
                 concurrency=self.load_parallelism,
                 raise_on_first_error=True,
             )
-            out: list[str] = []
-            for _, rows in results:
-                out.extend(r.value for r in rows)
-            return out
+            return [row for _, rows in results for row in rows]
 
         return self._retrying(what, run)
 
-    def _active_job_ids(self) -> list[str]:
-        def run() -> list[str]:
-            results = execute_concurrent_with_args(
-                self._session,
-                self._ps["job_ids_bucket"],
-                [(b,) for b in range(self._buckets)],
-                concurrency=self.load_parallelism,
-                raise_on_first_error=True,
-            )
-            return [r.job_id for _, rows in results for r in rows]
+    def _values(self, name: str, ids: Sequence[str], what: str) -> list[str]:
+        """Point reads of many documents."""
+        return [r.value for r in self._concurrent(name, [(i,) for i in ids], what)]
 
-        return self._retrying("list the active jobs", run)
+    def _active_job_ids(self) -> list[str]:
+        buckets = [(b,) for b in range(self._buckets)]
+        return [
+            r.job_id for r in self._concurrent("job_ids_bucket", buckets, "list the active jobs")
+        ]
 
     # ---- jobs ---------------------------------------------------------------------------------
     def create_job(self, job: Job, tasks: Iterable[Task] = (), *, mark_dirty: bool = False) -> Job:
@@ -752,17 +737,9 @@ class CassandraJobStore:
         return [Job.model_validate_json(v) for v in values]
 
     def count_active_jobs(self) -> int:
-        def run() -> int:
-            results = execute_concurrent_with_args(
-                self._session,
-                self._ps["job_count_bucket"],
-                [(b,) for b in range(self._buckets)],
-                concurrency=self.load_parallelism,
-                raise_on_first_error=True,
-            )
-            return sum(int(rows.one().count) for _, rows in results)
-
-        return self._retrying("count the active jobs", run)
+        buckets = [(b,) for b in range(self._buckets)]
+        rows = self._concurrent("job_count_bucket", buckets, "count the active jobs")
+        return sum(int(r.count) for r in rows)
 
     def archive_job(self, job: Job, *, epoch: int | None = None) -> None:
         self._check_epoch(epoch)
@@ -924,19 +901,7 @@ class CassandraJobStore:
 
     def take_dirty(self) -> list[str]:
         rows = self._exec("dirty_list", (), "read dirty marks")
-        if not rows:
-            return []
-
-        def delete() -> None:
-            execute_concurrent_with_args(
-                self._session,
-                self._ps["dirty_delete"],
-                [(r.mark,) for r in rows],
-                concurrency=self.load_parallelism,
-                raise_on_first_error=True,
-            )
-
-        self._retrying("clear dirty marks", delete)
+        self._concurrent("dirty_delete", [(r.mark,) for r in rows], "clear dirty marks")
         return list(dict.fromkeys(str(r.job_id) for r in rows))
 
     def add_kill_request(self, request: KillRequest) -> None:

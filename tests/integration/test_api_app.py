@@ -184,6 +184,18 @@ def test_paging_with_a_cursor_stays_correct_while_jobs_come(tmp_path: Path) -> N
             ).json()
             seen += [j["id"] for j in page["items"]]
         assert seen[:7] == ids and len(seen) == 8
+        # filtered, page by page: the same jobs in the same order, each once
+        params: dict[str, Any] = {"jobType": "BATCH", "pageSize": 3}
+        page = http.get("/api/v3/jobs", params=params).json()
+        filtered = [j["id"] for j in page["items"]]
+        while page["pagination"]["hasMore"]:
+            assert page["pagination"]["totalItems"] == 8
+            cursor = page["pagination"]["cursor"]
+            page = http.get("/api/v3/jobs", params={**params, "cursor": cursor}).json()
+            filtered += [j["id"] for j in page["items"]]
+        assert filtered == seen
+        third = http.get("/api/v3/jobs", params={**params, "page": 2}).json()["items"]
+        assert [j["id"] for j in third] == seen[6:]
         assert http.get("/api/v3/jobs", params={"jobType": "nope"}).status_code == 400
         assert (
             http.get("/api/v3/jobs", params={"jobType": "batch"}).json()["pagination"]["totalItems"]

@@ -198,3 +198,35 @@ def test_capacity_groups(tmp_path: Path) -> None:
         assert http.delete(f"{base}/batchers").status_code == 204
         assert http.get(f"{base}/batchers").status_code == 404
         assert http.get(f"{base}/DEFAULT").status_code == 200
+
+
+def test_task_listings_filter_page_and_project(tmp_path: Path) -> None:
+    with api(tmp_path) as (http, store):
+        a = http.post("/api/v3/jobs", json=service()).json()["id"]
+        b = http.post("/api/v3/jobs", json=service(applicationName="other")).json()["id"]
+        ours = [add_task(store, a, n) for n in range(5)]
+        add_task(store, b, 0)
+
+        seen: list[str] = []
+        params = {"applicationName": "web", "pageSize": "2", "fields": "status.state"}
+        page = http.get("/api/v3/tasks", params=params).json()
+        while True:
+            assert page["pagination"]["totalItems"] == 5
+            assert all(set(t) == {"id", "status"} for t in page["items"])
+            assert {t["status"]["state"] for t in page["items"]} == {"Started"}
+            seen += [t["id"] for t in page["items"]]
+            if not page["pagination"]["hasMore"]:
+                break
+            cursor = page["pagination"]["cursor"]
+            page = http.get("/api/v3/tasks", params={**params, "cursor": cursor}).json()
+        assert sorted(seen) == sorted(ours) and len(seen) == 5
+
+        second = http.get("/api/v3/tasks", params={**params, "page": "1"}).json()
+        assert [t["id"] for t in second["items"]] == seen[2:4]
+        by_job = http.get("/api/v3/tasks", params={"jobIds": a, "pageSize": "2", "page": "2"})
+        assert [t["id"] for t in by_job.json()["items"]] == seen[4:]
+        assert not by_job.json()["pagination"]["hasMore"]
+        assert by_job.json()["pagination"]["totalItems"] == 5
+        none = http.get("/api/v3/tasks", params={"taskStates": "Finished"}).json()
+        assert none["items"] == [] and none["pagination"]["totalItems"] == 0
+        assert http.get("/api/v3/tasks", params={"taskStates": "Nope"}).status_code == 400

@@ -12,17 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from titus.api.body import read_json
 from titus.api.deps import caller_of, service_of, settings_of, view_of
 from titus.api.errors import ApiError
-from titus.api.query import (
-    JOB_FILTERS,
-    Criteria,
-    Key,
-    csv,
-    decode_cursor,
-    page_number,
-    page_size,
-    pagination,
-    project,
-)
+from titus.api.query import JOB_FILTERS, Criteria, Paging, csv
 from titus.api.schemas import (
     ERROR_RESPONSES,
     CapacityRequest,
@@ -89,45 +79,14 @@ async def list_jobs(request: Request) -> JSONResponse:
     """Active jobs matching every filter given, a page at a time."""
     params = dict(request.query_params)
     criteria = Criteria.parse(params, JOB_FILTERS)
-    size = page_size(params)
-    cursor = params.get("cursor")
-    after = decode_cursor(cursor) if cursor else None
-    skip = 0 if cursor else page_number(params) * size
+    paging = Paging.parse(params)
     view = view_of(request)
     await view.refresh()
-    page: list[Key] = []
-    total = 0
-    has_more = False
-    if criteria.empty:
-        total = len(view.job_order)
-        keys = view.job_order.after(after)
-        for key in keys:
-            if skip:
-                skip -= 1
-                continue
-            if len(page) == size:
-                has_more = True
-                break
-            page.append(key)
-    else:
-        jobs = view.jobs
-        if after is not None:
-            total = sum(1 for j in jobs.values() if criteria.job_matches(j))
-        for key in view.job_order.after(after):
-            if criteria.job_matches(jobs[key[1]]):
-                if after is None:
-                    total += 1
-                if skip:
-                    skip -= 1
-                elif len(page) < size:
-                    page.append(key)
-                else:
-                    has_more = True
-                    if after is not None:
-                        break
-    fields = params.get("fields")
-    items = [project(view.job_json[k[1]], fields) for k in page]
-    return JSONResponse({"items": items, "pagination": pagination(page, has_more, total, cursor)})
+    jobs = view.jobs
+    matches = None if criteria.empty else lambda key: criteria.job_matches(jobs[key[1]])
+    keys, total, has_more = view.job_order.page(paging, matches)
+    items = [view.job_json[k[1]] for k in keys]
+    return JSONResponse(paging.response(items, keys, has_more, total))
 
 
 @router.get("/jobs/{job_id}", responses={200: {"model": Job, "description": "The job."}})

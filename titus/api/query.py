@@ -49,9 +49,6 @@ def csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-_csv = csv  # older name, kept for callers
-
-
 def _flag(value: str) -> bool:
     low = value.lower()
     if low in ("1", "true", "yes"):
@@ -202,7 +199,40 @@ def decode_cursor(cursor: str) -> Key:
         raise ApiError(400, "invalid cursor", [FieldError("cursor", "not a cursor")]) from None
 
 
-def page_size(params: Mapping[str, str], default: int = 10) -> int:
+@dataclass(frozen=True)
+class Paging:
+    """Where a page starts and how long it is: after the `cursor`'s key, or else `page`
+    pages of `pageSize` in; `fields` is the projection of its items."""
+
+    size: int
+    cursor: str | None
+    after: Key | None
+    skip: int
+    fields: str | None
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str], default_size: int = 10) -> Paging:
+        size = _page_size(params, default_size)
+        cursor = params.get("cursor") or None
+        after = decode_cursor(cursor) if cursor else None
+        skip = 0 if cursor else _page_number(params) * size
+        return cls(size, cursor, after, skip, params.get("fields"))
+
+    def response(
+        self, items: list[dict[str, Any]], keys: list[Key], has_more: bool, total: int
+    ) -> dict[str, Any]:
+        """The listing's body: the page's items, projected, and where the next page starts."""
+        return {
+            "items": [project(item, self.fields) for item in items],
+            "pagination": {
+                "hasMore": has_more,
+                "cursor": encode_cursor(keys[-1]) if keys else (self.cursor or ""),
+                "totalItems": total,
+            },
+        }
+
+
+def _page_size(params: Mapping[str, str], default: int) -> int:
     raw = params.get("pageSize")
     if raw is None:
         return default
@@ -215,21 +245,13 @@ def page_size(params: Mapping[str, str], default: int = 10) -> int:
     return int(raw)
 
 
-def page_number(params: Mapping[str, str]) -> int:
+def _page_number(params: Mapping[str, str]) -> int:
     raw = params.get("page")
     if raw is None:
         return 0
     if not raw.isdigit() or int(raw) > 1_000_000:
         raise ApiError(400, "page must be a number", [FieldError("page", "must be a number")])
     return int(raw)
-
-
-def pagination(page_keys: list[Key], has_more: bool, total: int, cursor: str | None) -> Any:
-    return {
-        "hasMore": has_more,
-        "cursor": encode_cursor(page_keys[-1]) if page_keys else (cursor or ""),
-        "totalItems": total,
-    }
 
 
 def project(item: dict[str, Any], fields: str | None) -> dict[str, Any]:

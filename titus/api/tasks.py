@@ -14,16 +14,7 @@ from titus.api.body import read_json
 from titus.api.deps import caller_of, service_of, settings_of, view_of
 from titus.api.errors import ApiError
 from titus.api.jobs import parse
-from titus.api.query import (
-    TASK_FILTERS,
-    Criteria,
-    csv,
-    decode_cursor,
-    page_size,
-    pagination,
-    project,
-    task_key,
-)
+from titus.api.query import TASK_FILTERS, Criteria, Key, Paging, csv, task_key
 from titus.api.schemas import (
     ERROR_RESPONSES,
     Empty,
@@ -33,7 +24,7 @@ from titus.api.schemas import (
     json_body,
     query_parameters,
 )
-from titus.api.view import with_attributes
+from titus.api.view import SortedIndex, with_attributes
 from titus.model.job import Task
 
 router = APIRouter(prefix="/api/v3", tags=["tasks"], responses=ERROR_RESPONSES)
@@ -54,15 +45,13 @@ async def list_tasks(request: Request) -> JSONResponse:
     """Active tasks matching every filter; with `jobIds`, those jobs' finished tasks too."""
     params = dict(request.query_params)
     criteria = Criteria.parse(params, TASK_FILTERS)
-    size = page_size(params)
-    cursor = params.get("cursor")
-    after = decode_cursor(cursor) if cursor else None
-    store = service_of(request).store
+    paging = Paging.parse(params)
     job_ids = csv(params.get("jobIds"))
     if job_ids:
+        store = service_of(request).store
 
-        def load() -> list[Task]:
-            out = []
+        def load() -> dict[str, Task]:
+            out = {}
             for job_id in job_ids[:100]:
                 job = store.get_job(job_id)
                 if job is None or not criteria.job_matches(job):
@@ -70,41 +59,24 @@ async def list_tasks(request: Request) -> JSONResponse:
                 attrs = store.list_task_attributes(job_id)
                 for t in store.list_tasks(job_id, include_archived=True):
                     if criteria.task_matches(t):
-                        out.append(with_attributes(t, attrs.get(t.id, {})))
+                        out[t.id] = with_attributes(t, attrs.get(t.id, {}))
             return out
 
-        tasks = sorted(await run_in_threadpool(load), key=task_key)
-        total = len(tasks)
-        if after is not None:
-            tasks = [t for t in tasks if task_key(t) > after]
-        page = tasks[:size]
-        items = [t.api_json() for t in page]
-        keys = [task_key(t) for t in page]
-        has_more = len(tasks) > size
+        tasks = await run_in_threadpool(load)
+        keys, total, has_more = SortedIndex([task_key(t) for t in tasks.values()]).page(paging)
+        items = [tasks[k[1]].api_json() for k in keys]
     else:
         view = view_of(request)
         await view.refresh()
-        keys, total, has_more = [], 0, False
-        for key in view.task_order.after(None):
+
+        def matches(key: Key) -> bool:
             task = view.tasks[key[1]]
             job = view.jobs.get(task.jobId)
-            if job is None or not criteria.job_matches(job) or not criteria.task_matches(task):
-                continue
-            total += 1
-            if after is not None and key <= after:
-                continue
-            if len(keys) < size:
-                keys.append(key)
-            else:
-                has_more = True
+            return job is not None and criteria.job_matches(job) and criteria.task_matches(task)
+
+        keys, total, has_more = view.task_order.page(paging, matches)
         items = [view.task_json[k[1]] for k in keys]
-    fields = params.get("fields")
-    return JSONResponse(
-        {
-            "items": [project(i, fields) for i in items],
-            "pagination": pagination(keys, has_more, total, cursor),
-        }
-    )
+    return JSONResponse(paging.response(items, keys, has_more, total))
 
 
 @router.get("/tasks/{task_id}", responses={200: {"model": Task, "description": "The task."}})

@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from titus.api.query import Key, job_key, task_key
+from titus.api.query import Key, Paging, job_key, task_key
 from titus.model.job import Job, Task
 from titus.store.base import Change, JobStore
 
@@ -67,8 +67,8 @@ def with_attributes(task: Task, attrs: dict[str, str]) -> Task:
 class SortedIndex:
     """Ids sorted by paging key; insert, remove and seek are O(log n) plus a list shift."""
 
-    def __init__(self) -> None:
-        self.keys: list[Key] = []
+    def __init__(self, keys: list[Key] | None = None) -> None:
+        self.keys: list[Key] = sorted(keys) if keys else []
 
     def add(self, key: Key) -> None:
         i = bisect.bisect_left(self.keys, key)
@@ -80,10 +80,31 @@ class SortedIndex:
         if i < len(self.keys) and self.keys[i] == key:
             del self.keys[i]
 
-    def after(self, key: Key | None) -> Iterator[Key]:
-        start = 0 if key is None else bisect.bisect_right(self.keys, key)
-        for i in range(start, len(self.keys)):
-            yield self.keys[i]
+    def page(
+        self, paging: Paging, matches: Callable[[Key], bool] | None = None
+    ) -> tuple[list[Key], int, bool]:
+        """The keys of one page (those `matches` accepts, all when None), how many match in
+        all, and whether more follow. Unfiltered, a page is a bisect and a slice."""
+        after, skip, size = paging.after, paging.skip, paging.size
+        if matches is None:
+            start = 0 if after is None else bisect.bisect_right(self.keys, after)
+            window = self.keys[start + skip : start + skip + size + 1]
+            return window[:size], len(self.keys), len(window) > size
+        page: list[Key] = []
+        total, has_more = 0, False
+        for key in self.keys:
+            if not matches(key):
+                continue
+            total += 1
+            if after is not None and key <= after:
+                continue
+            if skip:
+                skip -= 1
+            elif len(page) < size:
+                page.append(key)
+            else:
+                has_more = True
+        return page, total, has_more
 
     def __len__(self) -> int:
         return len(self.keys)

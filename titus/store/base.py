@@ -147,6 +147,10 @@ class ActiveIndex:
     jobs: list[Job]
     tasks: list[TaskRow]
 
+    def parsed(self) -> ActiveState:
+        """The same jobs and tasks with every task document parsed (`load_active`)."""
+        return ActiveState(self.jobs, [Task.model_validate_json(t.raw) for t in self.tasks])
+
 
 #: `get_meta` key under which the leader keeps the pending (Accepted, not yet placed) task
 #: count per capacity group as a JSON object {"<group>": <count>}, rewritten when a count

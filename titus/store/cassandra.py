@@ -856,7 +856,7 @@ class CassandraJobStore:
         stmt.fetch_size = SCAN_PAGE_SIZE
         return self._retrying(f"read the active {what}", lambda: list(self._session.execute(stmt)))
 
-    def _scan_both(self, tasks_stmt: str) -> tuple[list[Job], list[Any]]:
+    def _scan_both(self) -> tuple[list[Job], list[Any]]:
         """The job and task scans side by side: the jobs' pages arrive while tasks page."""
         result: dict[str, list[Any]] = {}
         errors: list[BaseException] = []
@@ -869,7 +869,7 @@ class CassandraJobStore:
 
         thread = threading.Thread(target=jobs, name="cassandra-load-jobs", daemon=True)
         thread.start()
-        task_rows = self._scan(tasks_stmt, "tasks")
+        task_rows = self._scan("tasks_scan", "tasks")
         thread.join()
         if errors:
             raise errors[0]
@@ -878,12 +878,11 @@ class CassandraJobStore:
 
     def load_active(self) -> ActiveState:
         """The new leader's start: both active tables, each as one paged full-table scan."""
-        jobs, rows = self._scan_both("tasks_scan")
-        return ActiveState(jobs=jobs, tasks=[Task.model_validate_json(r.value) for r in rows])
+        return self.load_active_index().parsed()
 
     def load_active_index(self) -> ActiveIndex:
         """`load_active` with tasks unparsed: the plain columns beside each document."""
-        jobs, rows = self._scan_both("tasks_scan")
+        jobs, rows = self._scan_both()
         # The scan's columns are TaskRow's fields, in its order.
         tasks = [TaskRow._make(r) if r.job_id is not None else self._old_row(r) for r in rows]
         return ActiveIndex(jobs=jobs, tasks=tasks)

@@ -323,19 +323,7 @@ class SqliteJobStore:
         ]
 
     def load_active(self) -> ActiveState:
-        conn = self._conn()
-        conn.execute("BEGIN")
-        try:
-            jobs = [
-                Job.model_validate_json(v) for (v,) in conn.execute("SELECT value FROM active_jobs")
-            ]
-            tasks = [
-                Task.model_validate_json(v)
-                for (v,) in conn.execute("SELECT value FROM active_tasks")
-            ]
-        finally:
-            conn.execute("COMMIT")
-        return ActiveState(jobs=jobs, tasks=tasks)
+        return self.load_active_index().parsed()
 
     def load_active_index(self) -> ActiveIndex:
         conn = self._conn()

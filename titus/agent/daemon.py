@@ -86,9 +86,9 @@ class _Task:
     kill_reason: Reason | None = None
     kill_message: str = ""
     stopping: bool = False
-    # adopted or found, not launched by this process: owned once the master claims it
-    claimed: bool = True
-    orphan_since: float | None = None  # monotonic time it was found to be nobody's
+    # monotonic time it was found to be nobody's (found behind the agent's back, or left
+    # out of the master's claim); None while the task is owned
+    orphan_since: float | None = None
 
 
 def task_hooks(
@@ -253,8 +253,7 @@ class AgentDaemon:
                 raise RuntimeError("agent is stopping")
             known = self._tasks.get(spec.taskId)
             if known is not None:
-                known.claimed = True  # the master wants what the agent adopted
-                known.orphan_since = None
+                known.orphan_since = None  # the master wants what the agent adopted
                 return
             if spec.taskId in self._reports:
                 return
@@ -300,10 +299,8 @@ class AgentDaemon:
             self._claims_declared = True
             for task_id, task in self._tasks.items():
                 if task_id in wanted:
-                    task.claimed = True
                     task.orphan_since = None
                 elif task.phase == _RUNNING and task.kill_reason is None:
-                    task.claimed = False
                     if task.orphan_since is None:
                         task.orphan_since = now
                     orphans.append(task_id)
@@ -509,7 +506,6 @@ class AgentDaemon:
             )
             task = _Task(ctx)
             if orphans:
-                task.claimed = False
                 task.orphan_since = time.monotonic()
                 log.warning(
                     "container %s of task %s was not started by this agent: killed in %.0f s "
@@ -677,8 +673,7 @@ class AgentDaemon:
         with self._cond:
             for task in self._tasks.values():
                 if (
-                    not task.claimed
-                    and task.orphan_since is not None
+                    task.orphan_since is not None
                     and task.kill_reason is None
                     and now - task.orphan_since >= grace
                 ):

@@ -163,7 +163,7 @@ class JobService:
         """Validate, admit and store a new job. With an idempotency key, a retry with the
         same body gets the first job back; the same key with another body is a 422."""
         descriptor = parse_job_descriptor(body, self.current_bounds())
-        self.limits.admit(1, _demand(descriptor), descriptor.capacityGroup or "DEFAULT")
+        self.limits.admit(1, descriptor.task_demand, descriptor.capacityGroup or "DEFAULT")
         if not idempotency_key:
             return self.create_parsed(descriptor, caller, reason)
         scoped = f"{caller}|{idempotency_key}"
@@ -401,10 +401,7 @@ class JobService:
         task = self.store.get_task(task_id)
         if task is None:
             raise not_found("task", task_id)
-        attrs = self.store.get_task_attributes(task_id)
-        if attrs:
-            task = task.model_copy(update={"attributes": {**task.attributes, **attrs}})
-        return task
+        return task.with_attributes(self.store.get_task_attributes(task_id))
 
     def update_task_attributes(
         self,
@@ -521,12 +518,6 @@ class JobService:
             caller or "-",
             reason or "-",
         )
-
-
-def _demand(d: JobDescriptor) -> int:
-    if d.batch is not None:
-        return d.batch.size
-    return d.service.capacity.desired if d.service is not None else 0
 
 
 def largest_host(coord: Coordinator) -> dict[str, float] | None:

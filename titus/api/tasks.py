@@ -24,7 +24,7 @@ from titus.api.schemas import (
     json_body,
     query_parameters,
 )
-from titus.api.view import SortedIndex, with_attributes
+from titus.api.view import SortedIndex
 from titus.model.job import Task
 
 router = APIRouter(prefix="/api/v3", tags=["tasks"], responses=ERROR_RESPONSES)
@@ -59,7 +59,7 @@ async def list_tasks(request: Request) -> JSONResponse:
                 attrs = store.list_task_attributes(job_id)
                 for t in store.list_tasks(job_id, include_archived=True):
                     if criteria.task_matches(t):
-                        out[t.id] = with_attributes(t, attrs.get(t.id, {}))
+                        out[t.id] = t.with_attributes(attrs.get(t.id, {}))
             return out
 
         tasks = await run_in_threadpool(load)

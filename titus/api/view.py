@@ -57,13 +57,6 @@ class _Loaded:
     seqs: dict[tuple[str, str], int]
 
 
-def with_attributes(task: Task, attrs: dict[str, str]) -> Task:
-    """A task with the user's attributes (kept beside it by the API) merged in."""
-    if not attrs:
-        return task
-    return task.model_copy(update={"attributes": {**task.attributes, **attrs}})
-
-
 class SortedIndex:
     """Ids sorted by paging key; insert, remove and seek are O(log n) plus a list shift."""
 
@@ -164,7 +157,7 @@ class ActiveView:
             attrs: dict[str, dict[str, str]] = {}
             for job_id in {t.jobId for t in state.tasks}:
                 attrs.update(store.list_task_attributes(job_id))
-            tasks = [with_attributes(t, attrs.get(t.id, {})) for t in state.tasks]
+            tasks = [t.with_attributes(attrs.get(t.id, {})) for t in state.tasks]
             return _Loaded(True, head, state.jobs, tasks, [], {})
         last: dict[tuple[str, str], Change] = {}
         for change in batch.changes:
@@ -182,7 +175,7 @@ class ActiveView:
             else:
                 task = store.get_task(ident)
                 if task is not None:
-                    tasks.append(with_attributes(task, store.get_task_attributes(ident)))
+                    tasks.append(task.with_attributes(store.get_task_attributes(ident)))
         new_seq = batch.changes[-1].seq if batch.changes else max(seq, 0)
         return _Loaded(False, new_seq, jobs, tasks, removed, seqs)
 
@@ -232,8 +225,8 @@ class ActiveView:
         old = self.jobs.get(job.id)
         if old is not None:
             self.job_order.remove(job_key(old))
-            self._demand -= demand_of(old)
-        self._demand += demand_of(job)
+            self._demand -= old.jobDescriptor.task_demand
+        self._demand += job.jobDescriptor.task_demand
         self.jobs[job.id] = job
         self.job_json[job.id] = job.api_json()
         self.job_order.add(job_key(job))
@@ -253,7 +246,7 @@ class ActiveView:
             if job is None:
                 return None
             self.job_order.remove(job_key(job))
-            self._demand -= demand_of(job)
+            self._demand -= job.jobDescriptor.task_demand
             body = self.job_json.pop(ident)
             for task_id in list(self.tasks_of.pop(ident, ())):
                 self._drop_task(task_id)
@@ -279,12 +272,3 @@ class ActiveView:
         """Tasks that active jobs want: batch size or service desired, summed (kept as
         jobs come, change and go, so an admission check costs nothing)."""
         return self._demand
-
-
-def demand_of(job: Job) -> int:
-    d = job.jobDescriptor
-    if d.batch is not None:
-        return d.batch.size
-    if d.service is not None:
-        return d.service.capacity.desired
-    return 0

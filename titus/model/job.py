@@ -252,6 +252,13 @@ class JobDescriptor(Model):
         return spec.retryPolicy
 
     @property
+    def task_demand(self) -> int:
+        """Tasks this job wants: its batch size, or its service's desired count."""
+        if self.batch is not None:
+            return self.batch.size
+        return self.service.capacity.desired if self.service is not None else 0
+
+    @property
     def job_group_name(self) -> str | None:
         g = self.jobGroupInfo
         if not g.sequence:
@@ -332,6 +339,12 @@ class Task(Model):
         new.statusHistory.append(self.status)
         new.status = TaskStatus(state=state, reasonCode=reason, reasonMessage=message)
         return new
+
+    def with_attributes(self, attrs: dict[str, str]) -> Task:
+        """This task with the attributes users set on it (kept beside it) merged in."""
+        if not attrs:
+            return self
+        return self.model_copy(update={"attributes": {**self.attributes, **attrs}})
 
     def api_json(self) -> dict[str, Any]:
         data = self.to_json()

@@ -43,6 +43,7 @@ from titus.model.job import Job, JobStatus, Task, TaskStatus  # noqa: E402
 from titus.model.launch import TaskReport  # noqa: E402
 from titus.model.states import JobState, TaskState  # noqa: E402
 from titus.model.validation import parse_job_descriptor  # noqa: E402
+from titus.store.base import ActiveIndex  # noqa: E402
 from titus.store.sqlite import SqliteJobStore  # noqa: E402
 
 HOSTS = 1000
@@ -121,7 +122,7 @@ class MemoryDriver:
         self.launched: list[Placement] = []
         self.first_launch: float | None = None
 
-    def start(self, leadership: Leadership) -> None:
+    def start(self, leadership: Leadership, active: ActiveIndex) -> None:
         return None
 
     def stop(self) -> None:

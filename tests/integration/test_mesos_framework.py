@@ -296,10 +296,11 @@ def test_second_scheduler_with_the_same_id_wins_and_the_first_does_not_fight(
     lease = stack.coord.campaign("m1", "", threading.Event())
     assert isinstance(lease, Leadership)
     stack.store.claim_epoch(lease.epoch)
-    first.start(lease)
+    active = stack.store.load_active_index()
+    first.start(lease, active)
     try:
         stack.wait_for("the first to subscribe", lambda: first.connected)
-        second.start(lease)
+        second.start(lease, active)
         stack.wait_for("the second to subscribe", lambda: second.connected)
         stack.wait_for("the first to give up", lambda: not first.connected)
         assert second.framework_id == first.framework_id

@@ -25,7 +25,7 @@ from titus.model.job import Job, JobStatus, Task, now_ms
 from titus.model.launch import TaskReport
 from titus.model.states import JobState, Reason, TaskState
 from titus.model.validation import parse_job_descriptor
-from titus.store.base import KillRequest
+from titus.store.base import ActiveIndex, KillRequest
 from titus.store.sqlite import SqliteJobStore
 
 
@@ -39,7 +39,7 @@ class Hosts:
         self.actual: dict[str, list[TaskReport]] = {h.host_id: [] for h in hosts}
         self.lost: set[str] = set()
 
-    def start(self, leadership: Leadership) -> None:
+    def start(self, leadership: Leadership, active: ActiveIndex) -> None:
         return None
 
     def stop(self) -> None:

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from titus.coord.base import Leadership
 from titus.model.launch import TaskReport, TaskSpec
+from titus.store.base import ActiveIndex
 
 
 @dataclass
@@ -44,8 +45,10 @@ class HostReport:
 
 
 class ClusterDriver(Protocol):
-    def start(self, leadership: Leadership) -> None:
-        """Begin serving a new leadership: connect, subscribe, list what hosts run."""
+    def start(self, leadership: Leadership, active: ActiveIndex) -> None:
+        """Begin serving a new leadership: connect, subscribe, list what hosts run.
+        `active` is the store's active state as the leader just read it (what the store
+        places on hosts), so a driver that needs it does not read it a second time."""
         ...
 
     def stop(self) -> None: ...

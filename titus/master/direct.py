@@ -23,6 +23,7 @@ from titus.coord.base import AgentInfo, Coordinator, Leadership
 from titus.master.cluster import HostReport, HostView, Placement
 from titus.model.launch import TaskReport, TaskReportPage
 from titus.model.states import Reason, TaskState
+from titus.store.base import ActiveIndex
 
 log = logging.getLogger("titus.master.direct")
 
@@ -102,7 +103,7 @@ class DirectDriver:
         self._supervisor: threading.Thread | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
-    def start(self, leadership: Leadership) -> None:
+    def start(self, leadership: Leadership, active: ActiveIndex) -> None:
         self._stop.clear()
         self._refresh()
         self._supervisor = threading.Thread(target=self._supervise, name="agents", daemon=True)

@@ -43,6 +43,7 @@ from titus.model.launch import TaskReport
 from titus.model.states import TASK_ON_HOST, JobState, Reason, TaskState
 from titus.store.base import (
     LEADER_RECORD_META,
+    ActiveIndex,
     Conflict,
     JobStore,
     KillRequest,
@@ -201,8 +202,7 @@ class Master:
         self.elected_at = time.time()
         self.leadership = leadership
         self.store.claim_epoch(leadership.epoch)
-        self.driver.start(leadership)
-        self._load()
+        self.driver.start(leadership, self._load())
         feeders = [
             threading.Thread(target=self._feed_wakes, args=(leadership, stop), daemon=True),
             threading.Thread(target=self._feed_reports, args=(leadership, stop), daemon=True),
@@ -262,8 +262,8 @@ class Master:
                     self._pending_reports.extend(reports)
                 self._nudge.set()
 
-    def _load(self) -> None:
-        """Read the active state into a new view.
+    def _load(self) -> ActiveIndex:
+        """Read the active state into a new view; the index read, for the driver.
 
         The cyclic garbage collector is held off while it runs: the load creates a few
         hundred thousand long-lived objects (rows, strings, index entries), and each
@@ -274,13 +274,13 @@ class Master:
         enabled = gc.isenabled()
         gc.disable()
         try:
-            self._load_view()
+            return self._load_view()
         finally:
             gc.freeze()
             if enabled:
                 gc.enable()
 
-    def _load_view(self) -> None:
+    def _load_view(self) -> ActiveIndex:
         started = time.monotonic()
         view = ActiveView()
         index = self.store.load_active_index()
@@ -300,6 +300,7 @@ class Master:
             took,
             len(self._touched),
         )
+        return index
 
     def _needs_reconcile(self, job_id: str) -> bool:
         """Whether the job's tasks, as the indexes see them, may call for an action: a

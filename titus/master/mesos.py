@@ -58,7 +58,7 @@ from titus.coord.base import Leadership
 from titus.master.cluster import HostReport, HostView, Placement
 from titus.model.launch import TaskReport, TaskSpec
 from titus.model.states import TASK_ON_HOST, Reason, TaskState
-from titus.store.base import JobStore, StaleEpoch
+from titus.store.base import ActiveIndex, JobStore, StaleEpoch
 
 log = logging.getLogger("titus.master.mesos")
 
@@ -444,7 +444,7 @@ class MesosDriver:
         return cls(store, MesosConfig.from_settings(settings))
 
     # ---- lifecycle ----------------------------------------------------------------------
-    def start(self, leadership: Leadership) -> None:
+    def start(self, leadership: Leadership, active: ActiveIndex) -> None:
         """Subscribe as the stored framework (or a new one) and begin the first sync."""
         with self._lock:
             self._epoch = leadership.epoch
@@ -461,7 +461,7 @@ class MesosDriver:
             self._pending = False
             self._suppressed = False
             self._jobs = {}
-            self._live = self._load_live()
+            self._live = self._load_live(active)
         self._stop = threading.Event()
         self._calls = queue.Queue()
         self._threads = [
@@ -497,15 +497,14 @@ class MesosDriver:
         while not self._reports.empty():
             self._reports.get_nowait()
 
-    def _load_live(self) -> dict[str, _Live]:
+    def _load_live(self, active: ActiveIndex) -> dict[str, _Live]:
         """Tasks the store places on hosts: what explicit reconciliation asks about, and
         what counts as used on each agent (an offer shows only free resources)."""
         live: dict[str, _Live] = {}
         resources: dict[str, Any] = {}
-        index = self.store.load_active_index()
-        for job in index.jobs:
+        for job in active.jobs:
             resources[job.id] = job.jobDescriptor.container.resources
-        for row in index.tasks:
+        for row in active.tasks:
             if TaskState(row.state) in TASK_ON_HOST and row.agent_id:
                 live[row.id] = self._live_of(row.agent_id, resources.get(row.job_id))
                 self._jobs[row.id] = row.job_id

@@ -123,9 +123,9 @@ class TaskRow(NamedTuple):
     the stored document, parsed only when the leader has to look at the task itself.
 
     Parsing and validating 100,000 task documents dominates a leader's start-up; the
-    fields here come out of the store cheaply (SQLite: `json_extract` in C; Cassandra: plain
-    columns written next to the document), so a new leader can act within a second and
-    parse a running task only when a report, a kill or a reconciliation touches it.
+    fields here come out of the store cheaply (both backends write them as plain columns
+    next to the document), so a new leader can act within a second and parse a running
+    task only when a report, a kill or a reconciliation touches it.
     A named tuple, so building 100,000 of them from database rows costs next to nothing.
     """
 

@@ -79,13 +79,6 @@ _TASK_INSERT = (
     "INSERT INTO active_tasks (task_id, job_id, version, value, state, agent_id, ts) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-#: Rows written by a version without those columns (or by hand) have them NULL; the
-#: start-up falls back to the document for such rows.
-_TASK_FACTS = (
-    "coalesce(state, json_extract(value, '$.status.state')), "
-    "coalesce(agent_id, json_extract(value, '$.taskContext.\"agent.id\"')), "
-    "coalesce(ts, json_extract(value, '$.status.timestamp'))"
-)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -254,15 +247,16 @@ class SqliteJobStore:
                 "INSERT OR REPLACE INTO archived_jobs VALUES (?, ?)", (job.id, dump_document(job))
             )
             db.execute("DELETE FROM active_jobs WHERE job_id=?", (job.id,))
-            for (value,) in db.execute(
-                "SELECT value FROM active_tasks WHERE job_id=?", (job.id,)
-            ).fetchall():
-                task = Task.model_validate_json(value)
-                db.execute(
-                    "INSERT OR REPLACE INTO archived_tasks VALUES (?, ?, ?)",
-                    (task.id, task.jobId, value),
-                )
-                self._changed(db, "task", task.id, job.id, "archive")
+            task_ids = db.execute(
+                "SELECT task_id FROM active_tasks WHERE job_id=?", (job.id,)
+            ).fetchall()
+            db.execute(
+                "INSERT OR REPLACE INTO archived_tasks "
+                "SELECT task_id, job_id, value FROM active_tasks WHERE job_id=?",
+                (job.id,),
+            )
+            for (task_id,) in task_ids:
+                self._changed(db, "task", task_id, job.id, "archive")
             db.execute("DELETE FROM active_tasks WHERE job_id=?", (job.id,))
             db.execute("DELETE FROM move_requests WHERE source_job_id=?", (job.id,))
             self._changed(db, "job", job.id, job.id, "archive")
@@ -333,7 +327,7 @@ class SqliteJobStore:
                 Job.model_validate_json(v) for (v,) in conn.execute("SELECT value FROM active_jobs")
             ]
             rows = conn.execute(
-                f"SELECT task_id, job_id, version, {_TASK_FACTS}, value FROM active_tasks"
+                "SELECT task_id, job_id, version, state, agent_id, ts, value FROM active_tasks"
             ).fetchall()
         finally:
             conn.execute("COMMIT")

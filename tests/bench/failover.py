@@ -169,6 +169,12 @@ class MemoryDriver:
     def wants_offers(self, pending: bool) -> None:
         return None
 
+    def claims_due(self) -> list[str]:
+        return []
+
+    def claim(self, host_id: str, task_ids: Sequence[str]) -> None:
+        return None
+
 
 def fill(path: Path, tasks: int, pending_jobs: int) -> dict[str, list[TaskReport]]:
     """A store with `tasks` active tasks (jobs of 50), all running on HOSTS hosts except

@@ -70,6 +70,12 @@ class Hosts:
     def wants_offers(self, pending: bool) -> None:
         return None
 
+    def claims_due(self) -> list[str]:
+        return []
+
+    def claim(self, host_id: str, task_ids: Sequence[str]) -> None:
+        return None
+
 
 def host(name: str, group: str = "default", cpu: float = 4.0) -> HostView:
     return HostView(

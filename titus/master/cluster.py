@@ -82,3 +82,12 @@ class ClusterDriver(Protocol):
     def wants_offers(self, pending: bool) -> None:
         """Tell the driver whether work is pending (Mesos: revive or suppress)."""
         ...
+
+    def claims_due(self) -> list[str]:
+        """Hosts to be told again which tasks the leader places on them (they joined or
+        came back); empty for a driver whose cluster reconciles by itself (Mesos)."""
+        ...
+
+    def claim(self, host_id: str, task_ids: Sequence[str]) -> None:
+        """Tell a host every task the leader places on it: it kills what is not named."""
+        ...

@@ -401,11 +401,10 @@ class Master:
         """Tell each agent that (re)joined which tasks the store places on it, so that it
         kills the containers it adopted whose tasks ended or moved while it was away; and
         send again the kills of tasks being killed there (a kill sent while the agent was
-        down is lost). Drivers without claims (Mesos reconciles by itself) skip this."""
-        claims_due = getattr(self.driver, "claims_due", None)
-        if claims_due is None or not self._reconciled_actual:
+        down is lost). Drivers without claims (Mesos reconciles by itself) name no host."""
+        if not self._reconciled_actual:
             return
-        due = claims_due()
+        due = self.driver.claims_due()
         if not due:
             return
         self._guard()
@@ -421,7 +420,7 @@ class Master:
                     reason = (task.taskContext.get(rc.KILL_REASON) if task else None) or "killed"
                     self.driver.kill(task_id, host_id, reason)
             log.info("claiming %d tasks on agent %s", len(owned), host_id)
-            self.driver.claim(host_id, owned)  # type: ignore[attr-defined]
+            self.driver.claim(host_id, owned)
 
     # ---- user changes -------------------------------------------------------------------
     def _pick_up_user_changes(self) -> None:

@@ -1054,6 +1054,13 @@ class MesosDriver:
         elif suppress:
             self._submit("suppress", lambda d: d.suppressOffers())
 
+    def claims_due(self) -> list[str]:
+        """None: Mesos reconciles what its agents run by itself."""
+        return []
+
+    def claim(self, host_id: str, task_ids: Sequence[str]) -> None:
+        return None
+
     # ---- introspection ------------------------------------------------------------------
     @property
     def framework_id(self) -> str | None:

@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 from tests.integration.test_api_app import api, service
+from titus.coord.base import AgentInfo
 from titus.model.job import Task, TaskStatus
 from titus.model.states import TaskState
 
@@ -230,3 +231,29 @@ def test_task_listings_filter_page_and_project(tmp_path: Path) -> None:
         none = http.get("/api/v3/tasks", params={"taskStates": "Finished"}).json()
         assert none["items"] == [] and none["pagination"]["totalItems"] == 0
         assert http.get("/api/v3/tasks", params={"taskStates": "Nope"}).status_code == 400
+
+
+def test_agents_show_the_usage_and_tasks_of_what_runs_on_them(tmp_path: Path) -> None:
+    with api(tmp_path) as (http, store):
+        coord = http.app.state.jobs.coord  # type: ignore[attr-defined]
+        resources = {"cpu": 8.0, "memoryMB": 16384.0, "diskMB": 100000.0}
+        coord.register_agent(AgentInfo("h1", "http://127.0.0.1:1", resources))
+        coord.register_agent(AgentInfo("h2", "http://127.0.0.1:2", resources))
+        job_id = http.post("/api/v3/jobs", json=service()).json()["id"]
+        running = [
+            Task(
+                id=f"{job_id}-{n}",
+                jobId=job_id,
+                originalId=f"{job_id}-{n}",
+                status=TaskStatus(state=state),
+                taskContext={"agent.id": "h1"},
+            )
+            for n, state in ((1, TaskState.STARTED), (2, TaskState.FINISHED))
+        ]
+        for task in running:
+            store.create_task(task)
+        h1, h2 = http.get("/api/v3/agents").json()["items"]
+        assert h1["id"] == "h1" and h1["tasks"] == [f"{job_id}-1"]
+        assert h1["usage"]["cpu"] == 1 and h1["usage"]["memoryMB"] == 512
+        assert h1["free"]["cpu"] == 7 and h1["lifecycleState"] == "active"
+        assert h2["tasks"] == [] and h2["usage"]["cpu"] == 0

@@ -2,12 +2,13 @@
 instance groups (`GET /api/v3/instanceGroups`, `PUT /api/v3/instanceGroups/{name}/lifecycle`).
 
 An agent is what registered in coordination (resources, attributes, health and its
-reasons, published by the agent itself); its usage and tasks are the active tasks in the
-store whose taskContext `agent.id` names it, so the view needs neither the master nor the
-agents to answer. An instance group is the `machineGroup` attribute hosts register with;
-its lifecycle is what the operator set (`active` when never set): the master places no
-new task in a `phasedOut` group and moves its service tasks away, a bounded number at a
-time; `removable` says the group is drained and its hosts may go.
+reasons, published by the agent itself); its usage and tasks are the active tasks whose
+taskContext `agent.id` names it, taken from the API's view of the store, so the answer
+needs neither the master nor the agents. An instance group is the `machineGroup`
+attribute hosts register with; its lifecycle is what the operator set (`active` when
+never set): the master places no new task in a `phasedOut` group and moves its service
+tasks away, a bounded number at a time; `removable` says the group is drained and its
+hosts may go.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
-from titus.api.deps import service_of
+from titus.api.deps import service_of, view_of
 from titus.api.errors import ApiError
 from titus.api.schemas import ERROR_RESPONSES
+from titus.api.view import ActiveView
 from titus.model.states import TaskState
 
 router = APIRouter(prefix="/api/v3", tags=["agents"], responses=ERROR_RESPONSES)
@@ -34,17 +37,15 @@ class LifecycleUpdate(BaseModel):
     state: Literal["active", "phasedOut", "removable"]
 
 
-def _usage_and_tasks(request: Request) -> dict[str, tuple[dict[str, float], list[str]]]:
-    store = service_of(request).store
-    jobs = {job.id: job for job in store.list_active_jobs()}
+def _usage_and_tasks(view: ActiveView) -> dict[str, tuple[dict[str, float], list[str]]]:
     per_host: dict[str, tuple[dict[str, float], list[str]]] = {}
-    for task in store.list_active_tasks():
+    for task in view.tasks.values():
         host = task.agent_id
         if not host or task.state == TaskState.FINISHED:
             continue
         usage, ids = per_host.setdefault(host, (dict.fromkeys(_USAGE_FIELDS, 0.0), []))
         ids.append(task.id)
-        job = jobs.get(task.jobId)
+        job = view.jobs.get(task.jobId)
         if job is None:
             continue
         r = job.jobDescriptor.container.resources
@@ -57,13 +58,15 @@ def _usage_and_tasks(request: Request) -> dict[str, tuple[dict[str, float], list
 
 
 @router.get("/agents")
-def list_agents(request: Request) -> dict[str, Any]:
+async def list_agents(request: Request) -> dict[str, Any]:
     """Registered hosts with resources, usage, health (and why not), lifecycle and tasks."""
     service = service_of(request)
-    groups = service.store.list_instance_groups()
-    per_host = _usage_and_tasks(request)
+    view = view_of(request)
+    await view.refresh()
+    per_host = _usage_and_tasks(view)
+    groups = await run_in_threadpool(service.store.list_instance_groups)
     items = []
-    for info in sorted(service.coord.agents(), key=lambda a: a.id):
+    for info in sorted(await run_in_threadpool(service.coord.agents), key=lambda a: a.id):
         group = info.attributes.get(GROUP_ATTRIBUTE, DEFAULT_GROUP)
         usage, task_ids = per_host.get(info.id, (dict.fromkeys(_USAGE_FIELDS, 0.0), []))
         items.append(

@@ -8,6 +8,7 @@ kills what must die, and folds the drivers' task reports into the store.
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -42,6 +43,21 @@ class HostReport:
 
     host_id: str
     report: TaskReport
+
+
+def take_reports(reports: queue.Queue[HostReport], timeout: float) -> list[HostReport]:
+    """Everything queued, waiting up to `timeout` for the first (ClusterDriver.take_reports
+    of a driver that queues its hosts' reports)."""
+    out: list[HostReport] = []
+    try:
+        out.append(reports.get(timeout=timeout))
+    except queue.Empty:
+        return out
+    while True:
+        try:
+            out.append(reports.get_nowait())
+        except queue.Empty:
+            return out
 
 
 class ClusterDriver(Protocol):

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from titus.coord.base import AgentInfo, Coordinator, Leadership
-from titus.master.cluster import HostReport, HostView, Placement
+from titus.master.cluster import HostReport, HostView, Placement, take_reports
 from titus.model.launch import TaskReport, TaskReportPage
 from titus.model.states import Reason, TaskState
 from titus.store.base import ActiveIndex
@@ -302,16 +302,7 @@ class DirectDriver:
             w.claim_due = True
 
     def take_reports(self, timeout: float) -> list[HostReport]:
-        out: list[HostReport] = []
-        try:
-            out.append(self.reports.get(timeout=timeout))
-        except queue.Empty:
-            return out
-        while True:
-            try:
-                out.append(self.reports.get_nowait())
-            except queue.Empty:
-                return out
+        return take_reports(self.reports, timeout)
 
     def acknowledge(self, report: HostReport) -> None:
         if not report.report.terminal:

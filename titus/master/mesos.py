@@ -55,7 +55,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from titus.coord.base import Leadership
-from titus.master.cluster import HostReport, HostView, Placement
+from titus.master.cluster import HostReport, HostView, Placement, take_reports
+from titus.master.reports import KNOWN_REASONS
 from titus.model.launch import TaskReport, TaskSpec
 from titus.model.states import TASK_ON_HOST, Reason, TaskState
 from titus.store.base import ActiveIndex, JobStore, StaleEpoch
@@ -103,7 +104,6 @@ _NON_TERMINAL = {
     "TASK_KILLING": TaskState.KILL_INITIATED,
     "TASK_UNREACHABLE": TaskState.DISCONNECTED,
 }
-_KNOWN_REASONS = frozenset(r.value for r in Reason)
 
 
 # ---- pymesos, made safe for a long-running master -----------------------------------------
@@ -270,7 +270,7 @@ def status_to_report(status: dict[str, Any], job_id: str = "") -> TaskReport:
     exit_code = data.get("exitCode")
     context = {str(k): str(v) for k, v in (data.get("context") or {}).items()}
     given = str(data.get("reasonCode", ""))
-    titus_reason = given if given in _KNOWN_REASONS else ""
+    titus_reason = given if given in KNOWN_REASONS else ""
     ts = status.get("timestamp")
     timestamp = int(float(ts) * 1000) if isinstance(ts, int | float) else None
     if state in _NON_TERMINAL:
@@ -1004,16 +1004,7 @@ class MesosDriver:
         self._submit(f"kill:{task_id}", _kill_call(task_id))
 
     def take_reports(self, timeout: float) -> list[HostReport]:
-        out: list[HostReport] = []
-        try:
-            out.append(self._reports.get(timeout=timeout))
-        except queue.Empty:
-            return out
-        while True:
-            try:
-                out.append(self._reports.get_nowait())
-            except queue.Empty:
-                return out
+        return take_reports(self._reports, timeout)
 
     def acknowledge(self, report: HostReport) -> None:
         with self._lock:

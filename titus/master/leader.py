@@ -149,8 +149,8 @@ class Master:
         self.view = ActiveView()
         gc.unfreeze()  # what `_load` froze may be garbage now
         self.placement_failures: dict[str, str] = {}
-        self._touched: set[str] = set()
-        self._reconciled_actual = False
+        self.touched: set[str] = set()
+        self.reconciled_actual = False
         self._held: list[Placement] = []
         self._sweep_queue: list[str] = []
         self._last_sweep = time.monotonic()
@@ -159,11 +159,11 @@ class Master:
         self._last_config = 0.0
         self._migrating: set[str] = set()
         self._requests_recovered = False
-        self._groups: dict[str, CapacityGroup] = {}
+        self.groups: dict[str, CapacityGroup] = {}
         self._instance_groups: dict[str, str] = {}
-        self._pending_written: dict[str, int] | None = None
+        self.pending_written: dict[str, int] | None = None
         #: (due time ms, view generation, hosts signature) of the last placement pass.
-        self._last_schedule: tuple[int, int, tuple[object, ...]] | None = None
+        self.last_schedule: tuple[int, int, tuple[object, ...]] | None = None
         self.backoff = SystemBackoff(self.config.backoff_initial, self.config.backoff_max)
         self.stuck_limiter = RateLimiter(
             self.config.stuck_kills_per_sec, self.config.stuck_kills_burst
@@ -217,7 +217,7 @@ class Master:
                 continue
             m.IS_LEADER.set(1)
             try:
-                if not self._reconciled_actual:
+                if not self.reconciled_actual:
                     actual = self.driver.actual_tasks()
                     if actual is None and time.monotonic() < deadline:
                         stop.wait(0.02)
@@ -289,8 +289,8 @@ class Master:
         view.put_rows(index.tasks)
         jobs, tasks = len(index.jobs), len(index.tasks)
         self.view = view
-        self._touched = {job_id for job_id in view.jobs if self._needs_reconcile(job_id)}
-        self._reconciled_actual = False
+        self.touched = {job_id for job_id in view.jobs if self._needs_reconcile(job_id)}
+        self.reconciled_actual = False
         took = time.monotonic() - started
         m.LOAD_SECONDS.set(took)
         log.info(
@@ -298,7 +298,7 @@ class Master:
             jobs,
             tasks,
             took,
-            len(self._touched),
+            len(self.touched),
         )
         return index
 
@@ -332,7 +332,7 @@ class Master:
             raise LostLeadership("no longer the leader")
         return self.leadership.epoch
 
-    def _guard(self) -> None:
+    def guard(self) -> None:
         """Called before anything reaches a host: only a leader whose session is known to be
         alive launches or kills."""
         leadership = self.leadership
@@ -344,7 +344,7 @@ class Master:
     # ---- one iteration ------------------------------------------------------------------
     def iterate(self) -> None:
         started = time.monotonic()
-        self._guard()
+        self.guard()
         self._send_held()
         self._apply_reports()
         reports.apply_lost_hosts(self)
@@ -354,7 +354,7 @@ class Master:
         self._send_claims()
         self._refresh_cluster_config()
         self._sweep()
-        touched, self._touched = list(self._touched), set()
+        touched, self.touched = list(self.touched), set()
         for i, job_id in enumerate(touched):
             job = self.view.jobs.get(job_id)
             if job is None:
@@ -362,7 +362,7 @@ class Master:
             try:
                 self._carry_out(rc.reconcile_job(job, self.view.tasks_of(job_id)))
             except Paused:
-                self._touched.update(touched[i:])  # decided again once the session is back
+                self.touched.update(touched[i:])  # decided again once the session is back
                 raise
         self._clear_stuck()
         self._migrate()
@@ -379,7 +379,7 @@ class Master:
         for _ in range(min(share, len(self._sweep_queue))):
             job_id = self._sweep_queue.pop()
             if self._needs_reconcile(job_id):
-                self._touched.add(job_id)
+                self.touched.add(job_id)
 
     # ---- host reports -------------------------------------------------------------------
     def _apply_reports(self) -> None:
@@ -402,12 +402,12 @@ class Master:
         kills the containers it adopted whose tasks ended or moved while it was away; and
         send again the kills of tasks being killed there (a kill sent while the agent was
         down is lost). Drivers without claims (Mesos reconciles by itself) name no host."""
-        if not self._reconciled_actual:
+        if not self.reconciled_actual:
             return
         due = self.driver.claims_due()
         if not due:
             return
-        self._guard()
+        self.guard()
         for host_id in due:
             owned = []
             for task_id in self.view.on_host(host_id):
@@ -446,7 +446,7 @@ class Master:
             self._apply_kill_request(request)
         for move in self.store.list_move_requests(job_id):
             self._apply_move_request(move)
-        self._touched.add(job_id)
+        self.touched.add(job_id)
 
     def _apply_kill_request(self, request: KillRequest) -> None:
         task = self.view.get(request.task_id)
@@ -470,7 +470,7 @@ class Master:
 
     # ---- task moves ---------------------------------------------------------------------
     def _apply_move_request(self, request: MoveRequest) -> None:
-        moves.apply_move_request(request, self.view, self.store, self.epoch, self._touched)
+        moves.apply_move_request(request, self.view, self.store, self.epoch, self.touched)
 
     # ---- cluster configuration: capacity groups, instance groups ------------------------
     def _refresh_cluster_config(self, force: bool = False) -> None:
@@ -492,9 +492,9 @@ class Master:
             group = _capacity_group(name, value)
             if group is not None:
                 groups[group.name] = group
-        self._groups = groups
+        self.groups = groups
 
-    def _schedulable(self, host: HostView) -> bool:
+    def schedulable(self, host: HostView) -> bool:
         """Whether a host may take new tasks: not when its instance group is phased out,
         nor when the host is being terminated (its tasks there would die with it)."""
         if host.attributes.get(ATTR_TERMINATING, "").lower() == "true":
@@ -530,11 +530,11 @@ class Master:
             log.warning("task %s %s: killing it", task.id, stuck.message)
             if stuck.state == TaskState.KILL_INITIATED:
                 # the host never confirmed the kill: give up on it and let the job move on
-                self._guard()
+                self.guard()
                 finished = task.with_status(TaskState.FINISHED, stuck.reason, stuck.message)
-                self._save_task(finished)
+                self.save_task(finished)
                 self.driver.kill(task.id, task.agent_id, stuck.reason)
-                self._touched.add(task.jobId)
+                self.touched.add(task.jobId)
             else:
                 self._kill(task, stuck.reason, stuck.message)
 
@@ -579,7 +579,7 @@ class Master:
                 m.MIGRATIONS.inc()
 
     # ---- carrying out actions -----------------------------------------------------------
-    def _save_task(self, task: Task) -> Task:
+    def save_task(self, task: Task) -> Task:
         try:
             saved = self.store.update_task(task, epoch=self.epoch)
         except Conflict:
@@ -607,25 +607,25 @@ class Master:
             elif isinstance(action, rc.ArchiveTask):
                 self.store.archive_task(action.task, epoch=self.epoch)
                 self.view.drop_task(action.task)
-                self._forget_pending(action.task.id)
+                self.forget_pending(action.task.id)
             elif isinstance(action, rc.KillTask):
                 self._kill(action.task, action.reason, f"kill requested ({action.reason})")
             elif isinstance(action, rc.FinishUnlaunched):
-                self._save_task(
+                self.save_task(
                     action.task.with_status(TaskState.FINISHED, action.reason, action.message)
                 )
-                self._forget_pending(action.task.id)
-                self._touched.add(action.task.jobId)
+                self.forget_pending(action.task.id)
+                self.touched.add(action.task.jobId)
             elif isinstance(action, rc.FinishJob):
                 self._finish_job(action)
 
     def _kill(self, task: Task, reason: str, message: str) -> None:
         """Mark the task as being killed, keeping `reason` for the status it ends with
         (the host reports a plain kill), and send the kill to its host."""
-        self._guard()
+        self.guard()
         killing = task.with_status(TaskState.KILL_INITIATED, reason, message)
         killing.taskContext[rc.KILL_REASON] = reason
-        self._save_task(killing)
+        self.save_task(killing)
         self.driver.kill(task.id, task.agent_id, reason)
 
     def _create_task(self, action: rc.CreateTask) -> None:
@@ -667,24 +667,24 @@ class Master:
             fresh = self.store.get_job(job.id)
             if fresh is not None:
                 self.view.put_job(fresh)
-                self._touched.add(job.id)
+                self.touched.add(job.id)
             return
         self.store.archive_job(finished, epoch=self.epoch)
         for task_id in list(self.view.by_job.get(job.id, ())):
-            self._forget_pending(task_id)
+            self.forget_pending(task_id)
         self.view.drop_job(job.id)
         self.backoff.forget(job.id)
 
-    def _forget_pending(self, task_id: str) -> None:
+    def forget_pending(self, task_id: str) -> None:
         if self.placement_failures.pop(task_id, None) is not None:
             self.store.delete_scheduler_result(task_id, epoch=self.epoch)
 
     def _send_held(self) -> None:
         if self._held:
             held, self._held = self._held, []
-            self._launch(held)
+            self.launch(held)
 
-    def _launch(self, placements: list[Placement]) -> None:
+    def launch(self, placements: list[Placement]) -> None:
         """Send placements to hosts; held back (and sent on resume) while the session is
         suspended, dropped with the leadership if it is lost (the successor sends them)."""
         leadership = self.leadership

@@ -44,12 +44,12 @@ def schedule(master: Master) -> None:
         return
     outcome = place(master, now)
     if outcome is None:
-        master._last_schedule = None  # more to do: the next pass must run
+        master.last_schedule = None  # more to do: the next pass must run
         return
     next_due, hosts = outcome
     # the view changes as this pass writes; the generation after it is what counts
-    signature = hosts_signature(hosts, master._schedulable)
-    master._last_schedule = (next_due, master.view.generation, signature)
+    signature = hosts_signature(hosts, master.schedulable)
+    master.last_schedule = (next_due, master.view.generation, signature)
 
 
 def place(master: Master, now: int) -> tuple[int, list[HostView]] | None:
@@ -79,13 +79,13 @@ def place(master: Master, now: int) -> tuple[int, list[HostView]] | None:
     hosts = master.driver.hosts()
     if not hosts:
         return next_due, hosts
-    master._guard()
+    master.guard()
     requests = [task_request(job, task) for job, task in pending]
     started = time.monotonic()
     result = master.scheduler.schedule(
         requests,
-        host_states(master.view, hosts, master._schedulable),
-        master._groups,
+        host_states(master.view, hosts, master.schedulable),
+        master.groups,
         master.view.groups_usage(),
     )
     m.PLACEMENT_SECONDS.observe(time.monotonic() - started)
@@ -109,17 +109,17 @@ def place(master: Master, now: int) -> tuple[int, list[HostView]] | None:
                 "agent.itype": host.attributes.get("itype", ""),
             }
         )
-        saved = master._save_task(launched)
+        saved = master.save_task(launched)
         queued_at = max(task.status.timestamp, int(task.taskContext.get(rc.NOT_BEFORE, "0")))
         m.QUEUE_TO_PLACED.observe(max(0.0, (now_ms() - queued_at) / 1000.0))
         placements.append(Placement(TaskSpec.for_task(job, saved), host.host_id))
-        master._forget_pending(task.id)
+        master.forget_pending(task.id)
         if len(placements) >= LAUNCH_CHUNK:
             # hosts start on the first tasks while the next are being written
-            master._launch(placements)
+            master.launch(placements)
             placements = []
     if placements:
-        master._launch(placements)
+        master.launch(placements)
     complete = record_unplaced(master, result.unplaced, by_id)
     if result.assignments or result.deferred or not complete:
         return None
@@ -137,12 +137,12 @@ def schedule_unchanged(master: Master, now: int) -> bool:
     hosts in the same health and lifecycle, no retry delay ended, and the last pass is
     recent. A placement pass over a backlog costs time per pending task; repeating
     it when nothing changed would make an idle leader's loop cost O(backlog)."""
-    last = master._last_schedule
+    last = master.last_schedule
     if last is None or now >= last[0]:
         return False
     if master.view.generation != last[1]:
         return False
-    return hosts_signature(master.driver.hosts(), master._schedulable) == last[2]
+    return hosts_signature(master.driver.hosts(), master.schedulable) == last[2]
 
 
 def record_unplaced(
@@ -178,7 +178,7 @@ def record_unplaced(
         master.store.put_scheduler_result(task_id, job.id, json.dumps(record), epoch=master.epoch)
         current = master.view.get(task_id) or task
         status = current.status.model_copy(update={"reasonMessage": f"pending: {message}"})
-        master._save_task(current.model_copy(update={"status": status}))
+        master.save_task(current.model_copy(update={"status": status}))
         master.placement_failures[task_id] = message
     for plugin, count in worst.items():
         m.UNSCHEDULABLE.labels(plugin=plugin).set(count)
@@ -188,12 +188,12 @@ def record_unplaced(
 def publish_pending(master: Master, by_group: dict[str, int]) -> None:
     """Pending counts per group: a gauge, and (when changed) the store's record that the
     API checks before admitting more work into a group."""
-    if by_group == master._pending_written:
+    if by_group == master.pending_written:
         return
-    for group in set(master._pending_written or {}) | set(by_group):
+    for group in set(master.pending_written or {}) | set(by_group):
         m.PENDING.labels(capacity_group=group).set(by_group.get(group, 0))
     master.store.set_meta(PENDING_BY_GROUP_META, json.dumps(by_group), epoch=master.epoch)
-    master._pending_written = dict(by_group)
+    master.pending_written = dict(by_group)
 
 
 def task_request(job: Job, task: Task) -> TaskRequest:

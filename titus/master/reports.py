@@ -50,7 +50,7 @@ def apply_report(master: Master, hr: HostReport) -> None:
     if state is None:
         if not report.terminal:
             log.warning("host %s runs unknown task %s: killing", hr.host_id, report.taskId)
-            master._guard()
+            master.guard()
             master.driver.kill(report.taskId, hr.host_id, Reason.KILLED)
         else:
             master.driver.acknowledge(hr)
@@ -59,7 +59,7 @@ def apply_report(master: Master, hr: HostReport) -> None:
     if placed_on and hr.host_id and placed_on != hr.host_id:
         log.warning("task %s reported by %s, placed on %s", report.taskId, hr.host_id, placed_on)
         if not report.terminal:
-            master._guard()
+            master.guard()
             master.driver.kill(report.taskId, hr.host_id, Reason.KILLED)
         return
     new_state = TaskState(report.state)
@@ -70,9 +70,9 @@ def apply_report(master: Master, hr: HostReport) -> None:
     task = master.view.get(report.taskId)
     assert task is not None
     updated = with_report(task, report, new_state)
-    master._save_task(updated)
+    master.save_task(updated)
     observe(master, task, updated)
-    master._touched.add(task.jobId)
+    master.touched.add(task.jobId)
     if report.terminal:
         master.driver.acknowledge(hr)
 
@@ -178,19 +178,19 @@ def reconcile_actual(master: Master, actual: dict[str, list[TaskReport]] | None)
                 )
             else:
                 finish_lost(master, task, f"host {host} is gone")
-    master._reconciled_actual = True
+    master.reconciled_actual = True
     if relaunch:
         log.info("sending %d launches the previous leader did not deliver", len(relaunch))
-        master._launch(relaunch)
+        master.launch(relaunch)
 
 
 def finish_lost(master: Master, task: Task, message: str, reason: str = Reason.LOST) -> None:
     if task.state == TaskState.KILL_INITIATED:
         reason = lost_reason(task)
     finished = task.with_status(TaskState.FINISHED, reason, message)
-    master._save_task(finished)
+    master.save_task(finished)
     observe(master, task, finished)
-    master._touched.add(task.jobId)
+    master.touched.add(task.jobId)
 
 
 def lost_reason(task: Task) -> str:

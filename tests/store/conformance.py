@@ -72,7 +72,7 @@ __all__ = [
     "test_change_feed_records_every_write",
     "test_change_feed_pages_and_resumes",
     "test_change_feed_seen_by_another_handle",
-    "test_count_active_tasks",
+    "test_active_tasks_leave_with_archiving",
     "test_capacity_groups",
     "test_idempotency_keys",
     "test_idempotency_key_expires",
@@ -539,16 +539,16 @@ def test_change_feed_seen_by_another_handle(store_factory: Callable[[], JobStore
         reader.close()
 
 
-def test_count_active_tasks(store: JobStore) -> None:
-    assert store.count_active_tasks() == 0
+def test_active_tasks_leave_with_archiving(store: JobStore) -> None:
+    assert store.list_active_tasks() == []
     job = make_job()
     store.create_job(job, [make_task(job, i) for i in range(3)])
     extra = store.create_task(make_task(job, 3))
-    assert store.count_active_tasks() == 4
+    assert len(store.list_active_tasks()) == 4
     store.archive_task(extra)
-    assert store.count_active_tasks() == 3
+    assert len(store.list_active_tasks()) == 3
     store.archive_job(finish(job))
-    assert store.count_active_tasks() == 0
+    assert store.list_active_tasks() == []
 
 
 # ---- capacity groups --------------------------------------------------------------------------

@@ -262,10 +262,6 @@ class JobStore(Protocol):
         """The newest change's sequence number (0 when none)."""
         ...
 
-    def count_active_tasks(self) -> int:
-        """Number of tasks not yet archived (a counter row in Cassandra)."""
-        ...
-
     # ---- capacity groups (by name; values are the API's JSON documents) ---------------
     def create_capacity_group(self, name: str, value: str) -> None:
         """Insert a group; raises Conflict if the name exists (Cassandra: INSERT IF NOT

@@ -241,7 +241,6 @@ _STATEMENTS = {
     "jobs_scan": "SELECT value FROM active_jobs",
     "tasks_scan": "SELECT task_id, job_id, version, state, agent_id, status_ts, value "
     "FROM active_tasks",
-    "tasks_count": "SELECT count(*) FROM active_tasks",
     # change feed
     "change_insert": "INSERT INTO changes (bucket, seq, kind, entity_id, op, job_id) "
     "VALUES (?, ?, ?, ?, ?, ?)",
@@ -1053,19 +1052,6 @@ class CassandraJobStore:
                 self._feed_from = horizon
                 self._feed_seen = dict.fromkeys(seen)
         return head
-
-    def count_active_tasks(self) -> int:
-        """A paged count over the active tasks table.
-
-        Not a counter column: counter updates cannot join the logged batch that creates or
-        archives a task, and are not safe to retry, so a counter drifts under exactly the
-        timeouts this store retries through. The count reads keys only and is not on any
-        hot path.
-        """
-        stmt = self._ps["tasks_count"].bind(())
-        stmt.fetch_size = SCAN_PAGE_SIZE
-        rows = self._retrying("count the active tasks", lambda: list(self._session.execute(stmt)))
-        return sum(int(r.count) for r in rows)
 
     # ---- capacity groups ------------------------------------------------------------------------
     def create_capacity_group(self, name: str, value: str) -> None:

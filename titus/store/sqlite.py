@@ -426,9 +426,6 @@ class SqliteJobStore:
         row = self._read("SELECT max(seq) FROM changes")
         return int(str(row[0][0] or 0))
 
-    def count_active_tasks(self) -> int:
-        return int(str(self._read("SELECT count(*) FROM active_tasks")[0][0]))
-
     # ---- capacity groups ----------------------------------------------------------------
     def create_capacity_group(self, name: str, value: str) -> None:
         with self._tx() as db:

@@ -18,6 +18,7 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from titus.api.auth import Principal, TokenAuth
+from titus.api.errors import error_body
 from titus.api.ratelimit import RateLimiter, retry_after_header
 
 log = logging.getLogger("titus.api.gate")
@@ -116,7 +117,7 @@ class Gate:
 async def _refuse(
     send: Send, status: int, message: str, headers: dict[str, str] | None = None
 ) -> None:
-    body = json.dumps({"statusCode": status, "message": message}).encode()
+    body = json.dumps(error_body(status, message)).encode()
     raw: list[Any] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -34,15 +34,20 @@ class Api:
         except httpx.HTTPError as exc:
             raise CommandError(f"cannot reach the API at {self.http.base_url}: {exc}") from None
         if r.status_code >= 400:
-            try:
-                body = r.json()
-                message = body.get("message", r.text)
-                for e in body.get("errors", []):
-                    message += f"\n  {e['path']}: {e['message']}"
-            except ValueError:
-                message = r.text
-            raise CommandError(f"{r.status_code}: {message}")
+            raise refusal(r)
         return r.json() if r.content else {}
+
+
+def refusal(r: httpx.Response) -> CommandError:
+    """The API's refusal as a message: status, message and each problem by field."""
+    try:
+        body = r.json()
+        message = body.get("message", r.text)
+        for e in body.get("errors", []):
+            message += f"\n  {e['path']}: {e['message']}"
+    except ValueError:
+        message = r.text
+    return CommandError(f"{r.status_code}: {message}")
 
 
 def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
@@ -191,11 +196,7 @@ def _logs(api: Api, args: argparse.Namespace) -> int:
         ) as r:
             if r.status_code >= 400:
                 r.read()
-                try:
-                    message = r.json().get("message", r.text)
-                except ValueError:
-                    message = r.text
-                raise CommandError(f"{r.status_code}: {message}")
+                raise refusal(r)
             for chunk in r.iter_raw():
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()

@@ -31,7 +31,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -279,9 +279,7 @@ class AgentDaemon:
                 task.kill_message = message or (
                     "killed on request" if reason == Reason.KILLED else f"killed ({reason})"
                 )
-            go = task.phase == _RUNNING and not task.stopping
-            if go:
-                task.stopping = True
+            go = self._begin_stop(task)
         if go:
             self._pool.submit(self._stop_container, task)
         return True
@@ -400,15 +398,22 @@ class AgentDaemon:
         self._mark_running(task)
         self._check_exited(task)
 
+    @staticmethod
+    def _begin_stop(task: _Task) -> bool:
+        """True when the caller is to stop the task's container now: it runs, a kill was
+        asked for, and no stop is under way. Caller holds the condition."""
+        if task.phase != _RUNNING or task.kill_reason is None or task.stopping:
+            return False
+        task.stopping = True
+        return True
+
     def _mark_running(self, task: _Task) -> None:
         started = _parse_docker_time(str(task.ctx.values.get("started_at", "")))
         with self._cond:
             task.phase = _RUNNING
             task.started_at = started or time.time()
             self._record(task, TaskState.STARTED)
-            stop_now = task.kill_reason is not None and not task.stopping
-            if stop_now:
-                task.stopping = True
+            stop_now = self._begin_stop(task)
         if stop_now:
             self._stop_container(task)
 
@@ -643,70 +648,65 @@ class AgentDaemon:
 
     # limits the engine cannot enforce; containers nobody owns
 
+    def _kill_where(self, reason: Reason, verdict: Callable[[_Task], str | None]) -> list[str]:
+        """Kill every running task not already being killed for which `verdict` gives a
+        message (the kill's message); return their ids."""
+        with self._cond:
+            due = [
+                (task.ctx.task_id, message)
+                for task in self._tasks.values()
+                if task.phase == _RUNNING
+                and task.kill_reason is None
+                and (message := verdict(task)) is not None
+            ]
+        for task_id, message in due:
+            self.kill(task_id, reason.value, message)
+        return [task_id for task_id, _ in due]
+
     def _enforce_disk_quotas(self) -> None:
         """Kill tasks whose writable layer outgrew their diskMB (engines without quotas)."""
         sizes = self.runtime.writable_sizes(self.agent_id)
-        over: list[tuple[str, int, int]] = []
-        with self._cond:
-            for task in self._tasks.values():
-                limit_mb = task.ctx.spec.container.resources.diskMB
-                used = sizes.get(task.ctx.container_id or "", 0)
-                if (
-                    task.phase == _RUNNING
-                    and task.kill_reason is None
-                    and limit_mb
-                    and used > limit_mb * 1024 * 1024
-                ):
-                    over.append((task.ctx.task_id, limit_mb, used // (1024 * 1024)))
-        for task_id, limit_mb, used_mb in over:
-            self.kill(
-                task_id,
-                Reason.FAILED.value,
-                f"killed for exceeding its disk quota of {limit_mb} MB ({used_mb} MB written; "
-                f"this host's storage driver {self.runtime.storage_driver} cannot enforce "
-                "quotas, disk use is measured)",
+        driver = self.runtime.storage_driver
+
+        def over_quota(task: _Task) -> str | None:
+            limit_mb = task.ctx.spec.container.resources.diskMB
+            used = sizes.get(task.ctx.container_id or "", 0)
+            if not limit_mb or used <= limit_mb * 1024 * 1024:
+                return None
+            return (
+                f"killed for exceeding its disk quota of {limit_mb} MB "
+                f"({used // (1024 * 1024)} MB written; this host's storage driver {driver} "
+                "cannot enforce quotas, disk use is measured)"
             )
+
+        self._kill_where(Reason.FAILED, over_quota)
 
     def _kill_orphans(self, now: float) -> None:
         grace = self.settings.agent_orphan_grace_sec
-        due: list[str] = []
-        with self._cond:
-            for task in self._tasks.values():
-                if (
-                    task.orphan_since is not None
-                    and task.kill_reason is None
-                    and now - task.orphan_since >= grace
-                ):
-                    due.append(task.ctx.task_id)
-        for task_id in due:
-            log.warning("task %s: no task owns its container; killing it", task_id)
-            self.kill(
-                task_id,
-                Reason.KILLED.value,
-                f"container owned by no task: killed after a {grace:.0f} s grace period",
-            )
+
+        def unowned(task: _Task) -> str | None:
+            if task.orphan_since is None or now - task.orphan_since < grace:
+                return None
+            return f"container owned by no task: killed after a {grace:.0f} s grace period"
+
+        for task_id in self._kill_where(Reason.KILLED, unowned):
+            log.warning("task %s: no task owns its container; killed", task_id)
 
     def _enforce_runtime_limits(self) -> None:
         now = time.time()
-        over: list[tuple[str, int]] = []
-        with self._cond:
-            for task in self._tasks.values():
-                limit = task.ctx.spec.runtimeLimitSec
-                if (
-                    task.phase == _RUNNING
-                    and task.kill_reason is None
-                    and limit
-                    and task.ctx.spec.jobType.upper() == "BATCH"
-                    and task.started_at is not None
-                    and now - task.started_at > limit
-                ):
-                    over.append((task.ctx.task_id, limit))
-        for task_id, limit in over:
-            self.kill(
-                task_id,
-                Reason.RUNTIME_LIMIT_EXCEEDED.value,
-                f"killed after exceeding its runtime limit of {limit} s",
-            )
+
+        def over_runtime(task: _Task) -> str | None:
+            limit = task.ctx.spec.runtimeLimitSec
+            if (
+                not limit
+                or task.ctx.spec.jobType.upper() != "BATCH"
+                or task.started_at is None
+                or now - task.started_at <= limit
+            ):
+                return None
+            return f"killed after exceeding its runtime limit of {limit} s"
+
+        self._kill_where(Reason.RUNTIME_LIMIT_EXCEEDED, over_runtime)
 
     def _expire_reports(self, now: float) -> None:
         keep = self.settings.finished_retention_sec
@@ -734,9 +734,10 @@ class AgentDaemon:
         for task in tasks:
             if task.ctx.container_id not in live:
                 self._on_exit(task)
-            elif task.kill_reason is not None and not task.stopping:
-                with self._cond:
-                    task.stopping = True
+                continue
+            with self._cond:
+                retry_stop = self._begin_stop(task)
+            if retry_stop:
                 self._pool.submit(self._stop_container, task)
 
 

@@ -121,7 +121,8 @@ class ZooKeeperCoordinator:
         # leaderships given up while cut off: their nodes go when the connection returns
         self._given_up: list[ZooKeeperLeadership] = []
         self._woken = threading.Event()
-        self._wake_version: int | None = None
+        # The wake watch's first call reads the node as it is; only later calls are wakes.
+        self._wake_watched = False
 
         # Reconnect quickly and forever (the session may still be alive; only the server
         # decides when it is not); commands retry transient errors a bounded number of
@@ -545,8 +546,7 @@ class ZooKeeperCoordinator:
         if stat is None:
             return None
         with self._lock:
-            first = self._wake_version is None
-            self._wake_version = stat.version
+            first, self._wake_watched = not self._wake_watched, True
         if not first:
             self._woken.set()
         return None

@@ -364,11 +364,7 @@ class JobService:
         caller: str = "",
         reason: str = "",
     ) -> Job:
-        errors = check_user_attributes(upsert) + check_user_attributes(
-            dict.fromkeys(delete, ""), "keys"
-        )
-        if errors:
-            raise ApiError(400, "invalid attributes", errors)
+        _check_attribute_change(upsert, delete)
 
         def change(job: Job) -> Job | None:
             attrs = job.jobDescriptor.attributes
@@ -415,11 +411,7 @@ class JobService:
         key) and are merged into the task on every read. The master keeps writing the task
         record itself with its epoch and version; a user's attribute change therefore never
         conflicts with, or is lost to, the master's state updates."""
-        errors = check_user_attributes(upsert) + check_user_attributes(
-            dict.fromkeys(delete, ""), "keys"
-        )
-        if errors:
-            raise ApiError(400, "invalid attributes", errors)
+        _check_attribute_change(upsert, delete)
         task = self.get_task(task_id)
         if task.state == TaskState.FINISHED:
             raise ApiError(409, f"task {task_id} is finished")
@@ -518,6 +510,15 @@ class JobService:
             caller or "-",
             reason or "-",
         )
+
+
+def _check_attribute_change(upsert: dict[str, str], delete: list[str]) -> None:
+    """A user's attributes to set and keys to delete: no empty or reserved keys."""
+    errors = check_user_attributes(upsert) + check_user_attributes(
+        dict.fromkeys(delete, ""), "keys"
+    )
+    if errors:
+        raise ApiError(400, "invalid attributes", errors)
 
 
 def largest_host(coord: Coordinator) -> dict[str, float] | None:

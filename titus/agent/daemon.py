@@ -486,13 +486,16 @@ class AgentDaemon:
 
     # adoption after a restart
 
-    def _adopt_all(self, orphans: bool = False) -> None:
-        """Take over every container labelled for this agent that no task here holds.
+    def _adopt_all(self, containers: Sequence[Any] | None = None, orphans: bool = False) -> None:
+        """Take over every container labelled for this agent that no task here holds
+        (from `containers`, a listing just made, or else from the engine).
 
         At start these are the previous process's tasks; later (`orphans=True`) they were
         started behind the agent's back, and are nobody's until the master claims them.
         """
-        for container in self.runtime.task_containers(self.agent_id):
+        if containers is None:
+            containers = self.runtime.task_containers(self.agent_id)
+        for container in containers:
             labels = container.labels
             task_id = labels.get(LABEL_TASK, "")
             if not task_id or self.known(task_id):
@@ -728,7 +731,7 @@ class AgentDaemon:
                 for c in containers
             )
         if unknown:
-            self._adopt_all(orphans=True)
+            self._adopt_all(containers, orphans=True)
         with self._cond:
             tasks = [t for t in self._tasks.values() if t.phase == _RUNNING]
         for task in tasks:

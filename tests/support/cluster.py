@@ -19,17 +19,23 @@ import sqlite3
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 from kazoo.client import KazooClient
 
 from tests.support.docker_engine import start_docker_engine
-from tests.support.platform import _remove_containers, free_port, spawn, stop_process
+from tests.support.platform import (
+    ApiHelpers,
+    _remove_containers,
+    free_port,
+    spawn,
+    stop_process,
+)
 from tests.support.zookeeper import start_zookeeper
 
 #: Seconds ZooKeeper keeps a silent session: how long a killed leader holds on.
@@ -61,7 +67,9 @@ class Proc:
 
 
 @dataclass
-class Cluster:
+class Cluster(ApiHelpers):
+    wait_sec: ClassVar[float] = 90.0
+
     root: Path
     zookeeper: str
     zk_root: str
@@ -178,16 +186,6 @@ class Cluster:
             return str(r.json()["id"])
         raise AssertionError("the API kept refusing with 429")
 
-    def job(self, job_id: str) -> dict[str, Any]:
-        r = self.http.get(f"/api/v3/jobs/{job_id}")
-        assert r.status_code == 200, r.text
-        return r.json()  # type: ignore[no-any-return]
-
-    def tasks(self, job_id: str) -> list[dict[str, Any]]:
-        r = self.http.get("/api/v3/tasks", params={"jobIds": job_id, "pageSize": "1000"})
-        assert r.status_code == 200, r.text
-        return r.json()["items"]  # type: ignore[no-any-return]
-
     def all_tasks(self, job_id: str) -> list[dict[str, Any]]:
         """Active and archived tasks of a job, straight from the store (read-only)."""
         conn = sqlite3.connect(f"file:{self.store_path}?mode=ro", uri=True, timeout=30)
@@ -200,22 +198,6 @@ class Cluster:
         finally:
             conn.close()
         return [json.loads(r[0]) for r in rows]
-
-    def wait_for(
-        self, what: str, check: Callable[[], Any], timeout: float = 90.0, interval: float = 0.2
-    ) -> Any:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            try:
-                last = check()
-            except httpx.HTTPError as exc:  # the API restarting or busy: ask again
-                last = exc
-            else:
-                if last:
-                    return last
-            time.sleep(interval)
-        raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}\n{self.logs()}")
 
     def wait_ready(self, agents: int) -> None:
         def ready() -> bool:

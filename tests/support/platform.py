@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import docker
 import httpx
@@ -51,8 +51,52 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> No
             proc.wait(5)
 
 
+class ApiHelpers:
+    """Calls to a running platform's API, shared by the one-process platform and the
+    multi-process cluster: `http` is a client of its API, `logs()` its processes' output."""
+
+    http: httpx.Client
+    #: How long wait_for waits unless told otherwise.
+    wait_sec: ClassVar[float] = 60.0
+
+    def logs(self) -> str:
+        raise NotImplementedError
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        r = self.http.get(f"/api/v3/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def tasks(self, job_id: str) -> list[dict[str, Any]]:
+        r = self.http.get("/api/v3/tasks", params={"jobIds": job_id, "pageSize": "1000"})
+        assert r.status_code == 200, r.text
+        return r.json()["items"]  # type: ignore[no-any-return]
+
+    def wait_for(
+        self,
+        what: str,
+        check: Callable[[], Any],
+        timeout: float | None = None,
+        interval: float = 0.2,
+    ) -> Any:
+        """The first true result of check(); a failed call to the API (restarting or
+        busy) counts as not yet."""
+        deadline = time.monotonic() + (self.wait_sec if timeout is None else timeout)
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                last = check()
+            except httpx.HTTPError as exc:
+                last = exc
+            else:
+                if last:
+                    return last
+            time.sleep(interval)
+        raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}\n{self.logs()}")
+
+
 @dataclass
-class Platform:
+class Platform(ApiHelpers):
     url: str
     data_dir: Path
     agent_id: str
@@ -95,28 +139,6 @@ class Platform:
         r = self.http.post("/api/v3/jobs", json=descriptor, headers=headers)
         assert r.status_code == 202, r.text
         return str(r.json()["id"])
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        r = self.http.get(f"/api/v3/jobs/{job_id}")
-        assert r.status_code == 200, r.text
-        return r.json()  # type: ignore[no-any-return]
-
-    def tasks(self, job_id: str) -> list[dict[str, Any]]:
-        r = self.http.get("/api/v3/tasks", params={"jobIds": job_id, "pageSize": "100"})
-        assert r.status_code == 200, r.text
-        return r.json()["items"]  # type: ignore[no-any-return]
-
-    def wait_for(
-        self, what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2
-    ) -> Any:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            last = check()
-            if last:
-                return last
-            time.sleep(interval)
-        raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
 
     def wait_job_finished(self, job_id: str, timeout: float = 90.0) -> dict[str, Any]:
         return self.wait_for(  # type: ignore[no-any-return]

@@ -51,8 +51,8 @@ from titus.agent.runtime import (
     ContainerHook,
     DockerRuntime,
     RuntimeConfig,
+    container_outcome,
     docker_client,
-    exit_outcome,
     is_engine_error,
 )
 from titus.agent.upload import LogUploader, LogUploadHook
@@ -456,22 +456,7 @@ class AgentDaemon:
             with self._cond:
                 task.phase = _RUNNING  # the sweep tries again
             return
-        if container is None:
-            reason, message, code = (
-                Reason.UNKNOWN_SYSTEM_ERROR,
-                "container disappeared from the engine",
-                None,
-            )
-        else:
-            state = container.attrs.get("State", {})
-            if state.get("Status") == "created":
-                reason, message, code = (
-                    Reason.TRANSIENT_SYSTEM_ERROR,
-                    "container was created but never started",
-                    None,
-                )
-            else:
-                reason, message, code = exit_outcome(state, ctx.spec.container.resources.memoryMB)
+        reason, message, code = container_outcome(container, ctx.spec.container.resources.memoryMB)
         if task.kill_reason is not None:
             reason, message = task.kill_reason, task.kill_message
         self.hooks.teardown(ctx)

@@ -51,8 +51,8 @@ from titus.agent.runtime import (
     LABEL_TASK,
     DockerRuntime,
     RuntimeConfig,
+    container_outcome,
     docker_client,
-    exit_outcome,
     is_engine_error,
 )
 from titus.agent.server import bound_port, logs_router, serve_in_background
@@ -370,11 +370,7 @@ class TitusExecutor(Executor):  # type: ignore[misc]
         ctx = run.ctx
         assert ctx is not None and ctx.container_id
         container = self.runtime.get(ctx.container_id)
-        if container is None:
-            return Reason.UNKNOWN_SYSTEM_ERROR, "container disappeared from the engine", None
-        state = container.attrs.get("State", {})
-        reason, message, code = exit_outcome(state, ctx.spec.container.resources.memoryMB)
-        return reason, message, code
+        return container_outcome(container, ctx.spec.container.resources.memoryMB)
 
     def abandon(self) -> None:
         """The executor is going away with tasks unfinished: stop their containers, since

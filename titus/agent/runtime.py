@@ -158,6 +158,18 @@ def exit_outcome(state: dict[str, Any], memory_mb: int) -> tuple[Reason, str, in
     return Reason.FAILED, message, code
 
 
+def container_outcome(
+    container: Container | None, memory_mb: int
+) -> tuple[Reason, str, int | None]:
+    """How a task whose container ended, or vanished, finishes: (reason, message, exit code)."""
+    if container is None:
+        return Reason.UNKNOWN_SYSTEM_ERROR, "container disappeared from the engine", None
+    state = container.attrs.get("State", {})
+    if state.get("Status") == "created":
+        return Reason.TRANSIENT_SYSTEM_ERROR, "container was created but never started", None
+    return exit_outcome(state, memory_mb)
+
+
 # The engine answers 500 when a container's own command cannot run; that is the job's
 # fault, not the platform's.
 _JOB_START_ERRORS = (

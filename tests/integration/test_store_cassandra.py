@@ -9,12 +9,12 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.store.conformance import *  # noqa: F401,F403
-from tests.store.conformance import make_job, make_task
+from tests.store.conformance import finish, make_job, make_task
 from tests.support.cql import fixture as cql_fixture
 from tests.support.cql.server import CqlServer
 from titus.model.states import TaskState
 from titus.store import open_store
-from titus.store.base import GroupNameTaken, JobStore, StoreUnavailable
+from titus.store.base import Conflict, GroupNameTaken, JobStore, StoreUnavailable
 from titus.store.cassandra import CassandraJobStore, CassandraRefused, parse_replication
 
 cql_server = cql_fixture.cql_server
@@ -113,6 +113,12 @@ def test_lwt_timeouts_that_applied_are_not_conflicts(
     assert launched.version == 2
     got = cstore.get_task(task.id)
     assert got is not None and got.version == 2 and got.state == TaskState.LAUNCHED
+    stored = cstore.get_job(job.id)
+    assert stored is not None
+    cql_server.inject("write_timeout", "UPDATE active_jobs", applied=True)
+    assert cstore.update_job(stored).version == 2
+    with pytest.raises(Conflict):  # another change from the same version is a conflict
+        cstore.update_job(finish(stored))
 
 
 def test_reads_retry_and_then_fail_clearly(

@@ -718,17 +718,34 @@ class CassandraJobStore:
         self._check_epoch(epoch)
         new = job.model_copy(update={"version": job.version + 1})
         value = dump_document(new)
-        applied, row = self._lwt(
-            "job_update", (new.version, value, job.id, job.version), f"update job {job.id}"
-        )
-        if not applied and not (len(row) > 1 and row.version == new.version):
-            raise Conflict(f"job {job.id} changed since version {job.version}")
-        if not applied:
-            stored = self._exec("job_get", (job.id,), f"read job {job.id}")
-            if not stored or stored[0].value != value:
-                raise Conflict(f"job {job.id} changed since version {job.version}")
-        self._changed("job", job.id, job.id)
+        self._update("job", job.id, job.id, job.version, value, (new.version, value, job.id))
         return new
+
+    def _update(
+        self,
+        kind: str,
+        entity_id: str,
+        job_id: str,
+        version: int,
+        value: str,
+        args: Sequence[Any],
+    ) -> None:
+        """`UPDATE ... IF version = <version>` of a job or task (`<kind>_update` with `args`
+        and then the version read), then its change entry. A refusal that shows the new
+        version and our value is our own earlier attempt, which applied before it timed out."""
+        applied, row = self._lwt(f"{kind}_update", (*args, version), f"update {kind} {entity_id}")
+        if not applied and not (
+            len(row) > 1
+            and row.version == version + 1
+            and self._active_value(kind, entity_id) == value
+        ):
+            raise Conflict(f"{kind} {entity_id} changed since version {version}")
+        self._changed(kind, entity_id, job_id)
+
+    def _active_value(self, kind: str, entity_id: str) -> str | None:
+        """The stored document of an active job or task (`kind`), if there is one."""
+        rows = self._exec(f"{kind}_get", (entity_id,), f"read {kind} {entity_id}")
+        return str(rows[0].value) if rows else None
 
     def list_active_jobs(self) -> list[Job]:
         ids = self._active_job_ids()
@@ -798,18 +815,8 @@ class CassandraJobStore:
         self._check_epoch(epoch)
         new = task.model_copy(update={"version": task.version + 1})
         value = dump_document(new)
-        applied, row = self._lwt(
-            "task_update",
-            (new.version, value, *_task_columns(new), task.id, task.version),
-            f"update task {task.id}",
-        )
-        if not applied:
-            if not (len(row) > 1 and row.version == new.version):
-                raise Conflict(f"task {task.id} changed since version {task.version}")
-            stored = self._exec("task_get", (task.id,), f"read task {task.id}")
-            if not stored or stored[0].value != value:
-                raise Conflict(f"task {task.id} changed since version {task.version}")
-        self._changed("task", task.id, task.jobId)
+        args = (new.version, value, *_task_columns(new), task.id)
+        self._update("task", task.id, task.jobId, task.version, value, args)
         return new
 
     def archive_task(self, task: Task, *, epoch: int | None = None) -> None:

@@ -182,5 +182,5 @@ def test_a_deposed_leader_that_has_not_noticed_cannot_write(
     assert store.current_epoch() > old_epoch
 
     with pytest.raises(StaleEpoch):
-        stale._save_task(task.model_copy(update={"taskContext": {**task.taskContext, "x": "y"}}))
+        stale.save_task(task.model_copy(update={"taskContext": {**task.taskContext, "x": "y"}}))
     assert "x" not in (store.get_task(task.id) or task).taskContext

@@ -28,7 +28,9 @@ from tests.support.docker_engine import (  # noqa: E402
 )
 from titus.agent.daemon import AgentDaemon  # noqa: E402
 from titus.agent.logs import rotated_files  # noqa: E402
+from titus.agent.upload import LogUploader, S3Target  # noqa: E402
 from titus.model.states import TaskState  # noqa: E402
+from titus.settings import Settings  # noqa: E402
 
 pytestmark = pytest.mark.docker
 
@@ -244,3 +246,29 @@ def test_following_the_live_log_crosses_rotations(agent_factory: AgentFactory) -
     reader.join(WAIT_SEC)
     assert not reader.is_alive()
     assert b"".join(chunks) == EXPECTED
+
+
+def test_an_upload_the_journal_missed_is_not_made_again(aws_env: str, tmp_path: Path) -> None:
+    """A crash between an upload and its journal entry: the object is there already. The
+    same bytes are not sent twice; an object that differs (a partial or older upload) is
+    replaced."""
+    make_bucket()
+    uploader = LogUploader(Settings(data_dir=str(tmp_path / "data")), tmp_path / "logs")
+    target = S3Target(bucket=BUCKET, prefix="logs/job/task/", region=moto_support.REGION)
+    same, differs = tmp_path / "logs" / "task" / "stdout", tmp_path / "logs" / "task" / "stderr"
+    same.parent.mkdir(parents=True)
+    same.write_bytes(EXPECTED)
+    differs.write_bytes(b"complete\n")
+    s3().put_object(Bucket=BUCKET, Key="logs/job/task/stdout", Body=EXPECTED)
+    s3().put_object(Bucket=BUCKET, Key="logs/job/task/stderr", Body=b"complet\n")
+
+    assert uploader.enqueue(same, target) and uploader.enqueue(differs, target)
+    uploader.run_once()
+
+    assert uploader.pending() == []
+    assert uploader.uploaded == 1
+    assert objects(BUCKET, "logs/job/task/") == {
+        "logs/job/task/stdout": 1,
+        "logs/job/task/stderr": 2,
+    }
+    assert body(BUCKET, "logs/job/task/stderr") == b"complete\n"

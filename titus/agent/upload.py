@@ -211,9 +211,7 @@ class LogUploader:
             return
         try:
             s3 = self._client(entry.region, entry.role)
-            size = path.stat().st_size
-            digest = _md5(path)
-            if not self._already_there(s3, entry, size, digest):
+            if not self._already_there(s3, entry, path):
                 with path.open("rb") as body:
                     s3.put_object(Bucket=entry.bucket, Key=entry.key, Body=body)
                 self.uploaded += 1
@@ -241,16 +239,21 @@ class LogUploader:
         log.info("uploaded %s to s3://%s/%s", path, entry.bucket, entry.key)
 
     @staticmethod
-    def _already_there(s3: Any, entry: _Entry, size: int, digest: str) -> bool:
-        """True when the object holds exactly this file (an upload the journal missed)."""
+    def _already_there(s3: Any, entry: _Entry, path: Path) -> bool:
+        """True when the object holds exactly this file (an upload the journal missed).
+
+        The file is read for its MD5 only when an object of its size is there: on the
+        usual first upload it is read once, by the upload itself.
+        """
         try:
             head = s3.head_object(Bucket=entry.bucket, Key=entry.key)
         except botocore.exceptions.ClientError as e:
             if str(e.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise
-        etag = str(head.get("ETag", "")).strip('"')
-        return int(head.get("ContentLength", -1)) == size and etag == digest
+        if int(head.get("ContentLength", -1)) != path.stat().st_size:
+            return False
+        return str(head.get("ETag", "")).strip('"') == _md5(path)
 
     def _expire(self, now: float) -> None:
         if not self.done_dir.is_dir():

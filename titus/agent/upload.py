@@ -341,28 +341,27 @@ class LogUploadHook:
     def adopt(self, ctx: TaskContext) -> None:
         self.setup(ctx)
         # rotated by the earlier process but not journaled (it died in between)
-        self.on_rotate(ctx, None)
+        self._enqueue_task_files(ctx, live=False)
 
     def release(self, ctx: TaskContext) -> None:
         pass
 
     def teardown(self, ctx: TaskContext) -> None:
+        self._enqueue_task_files(ctx, live=True)
+
+    def on_rotate(self, ctx: TaskContext, path: Path) -> None:
+        """A file was rotated: journal it for upload."""
+        target: S3Target | None = ctx.values.get("s3")
+        if target is not None:
+            self.uploader.enqueue(path, target)
+
+    def _enqueue_task_files(self, ctx: TaskContext, live: bool) -> None:
+        """Journal every rotated file of the task, and with `live` its live files too."""
         target: S3Target | None = ctx.values.get("s3")
         if target is None:
             return
         for stream in STREAMS:
             for path in rotated_files(ctx.log_dir, stream):
                 self.uploader.enqueue(path, target)
-            self.uploader.enqueue(ctx.log_dir / stream, target)
-
-    def on_rotate(self, ctx: TaskContext, path: Path | None) -> None:
-        """A file was rotated (or, with None, look for any): journal it for upload."""
-        target: S3Target | None = ctx.values.get("s3")
-        if target is None:
-            return
-        if path is not None:
-            self.uploader.enqueue(path, target)
-            return
-        for stream in STREAMS:
-            for rotated in rotated_files(ctx.log_dir, stream):
-                self.uploader.enqueue(rotated, target)
+            if live:
+                self.uploader.enqueue(ctx.log_dir / stream, target)

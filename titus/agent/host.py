@@ -13,8 +13,10 @@ from titus.coord.base import AgentInfo
 from titus.settings import Settings
 
 MEMORY_SHARE = 0.8
-DEFAULT_IP_SLOTS = 32
-DEFAULT_MACHINE_GROUP = "default"
+# Offered whatever the settings say (there is no setting for them): no GPUs, and a fixed
+# number of task IP addresses.
+GPUS = 0.0
+IP_SLOTS = 32
 
 
 def machine_memory_mb() -> int:
@@ -40,8 +42,8 @@ def resources(settings: Settings) -> dict[str, float]:
         "memoryMB": float(memory),
         "diskMB": float(settings.agent_disk_mb),
         "networkMbps": float(settings.agent_network_mbps),
-        "gpu": float(getattr(settings, "agent_gpu", 0)),
-        "ipSlots": float(getattr(settings, "agent_ip_slots", DEFAULT_IP_SLOTS)),
+        "gpu": GPUS,
+        "ipSlots": float(IP_SLOTS),
     }
 
 
@@ -52,7 +54,7 @@ def attributes(settings: Settings) -> dict[str, str]:
         "region": settings.agent_region,
         "itype": settings.agent_instance_type,
         "instanceId": agent_id(settings),
-        "machineGroup": str(getattr(settings, "agent_machine_group", DEFAULT_MACHINE_GROUP)),
+        "machineGroup": settings.agent_machine_group,
     }
 
 

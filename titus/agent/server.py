@@ -8,6 +8,7 @@ thread, so one slow engine call or a long poll never stalls the others.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -116,22 +117,25 @@ def run_agent_server(
     app = create_agent_app(daemon)
     if background:
         return serve_in_background(app, host, port)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
-    )
+    server = _server(app, host, port)
     server.run()
     return server
+
+
+def _server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
+    return uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    )
 
 
 def serve_in_background(app: FastAPI, host: str, port: int) -> uvicorn.Server:
     """Run `app` in a thread and return once it listens (port 0: any free port, see
     `bound_port`)."""
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
+    server = _server(app, host, port)
     thread = threading.Thread(target=server.run, name=f"http-{port}", daemon=True)
     thread.start()
     while not server.started and thread.is_alive():
-        threading.Event().wait(0.02)
+        time.sleep(0.02)
     if not server.started:
         raise RuntimeError(f"HTTP server did not start on {host}:{port}")
     return server

@@ -3,10 +3,8 @@ port in front of a real agent on the real Docker engine."""
 
 from __future__ import annotations
 
-import socket
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,22 +14,21 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `tests.*`
 
 from tests.support import docker_engine as engine_support  # noqa: E402
-from tests.support.docker_engine import WAIT_SEC, AgentFactory, task_spec  # noqa: E402
+from tests.support.docker_engine import (  # noqa: E402
+    WAIT_SEC,
+    AgentFactory,
+    follow_reports,
+    task_spec,
+)
 from titus.agent.daemon import AgentDaemon  # noqa: E402
-from titus.agent.server import run_agent_server  # noqa: E402
+from titus.agent.server import bound_port, run_agent_server  # noqa: E402
 from titus.model.launch import TaskReport, TaskReportPage  # noqa: E402
-from titus.model.states import Reason, TaskState, task_rank  # noqa: E402
+from titus.model.states import Reason, TaskState  # noqa: E402
 
 pytestmark = pytest.mark.docker
 
 docker_engine = engine_support.docker_engine
 agent_factory = engine_support.agent_factory
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -41,10 +38,10 @@ def agent(agent_factory: AgentFactory) -> AgentDaemon:
 
 @pytest.fixture
 def http(agent: AgentDaemon) -> Iterator[httpx.Client]:
-    port = free_port()
-    server = run_agent_server(agent, "127.0.0.1", port, background=True)
+    server = run_agent_server(agent, "127.0.0.1", 0, background=True)
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=WAIT_SEC) as client:
+        base_url = f"http://127.0.0.1:{bound_port(server)}"
+        with httpx.Client(base_url=base_url, timeout=WAIT_SEC) as client:
             yield client
     finally:
         server.should_exit = True
@@ -52,20 +49,13 @@ def http(agent: AgentDaemon) -> Iterator[httpx.Client]:
 
 def poll_until(http: httpx.Client, task_id: str, state: TaskState) -> TaskReport:
     """Long-poll GET /v1/tasks the way the master does, until the task reaches `state`."""
-    since = 0
-    deadline = time.monotonic() + WAIT_SEC
-    last: TaskReport | None = None
-    while time.monotonic() < deadline:
-        resp = http.get("/v1/tasks", params={"since": since, "wait": 5})
+
+    def poll(since: int, wait: float) -> TaskReportPage:
+        resp = http.get("/v1/tasks", params={"since": since, "wait": wait})
         assert resp.status_code == 200
-        page = TaskReportPage.model_validate(resp.json())
-        since = page.seq
-        for report in page.tasks:
-            if report.taskId == task_id:
-                last = report
-        if last is not None and task_rank(last.state) >= task_rank(state):
-            return last
-    raise AssertionError(f"task {task_id} never reached {state}; last: {last}")
+        return TaskReportPage.model_validate(resp.json())
+
+    return follow_reports(poll, task_id, state)
 
 
 def test_health(http: httpx.Client, agent: AgentDaemon) -> None:

@@ -16,8 +16,9 @@ Use them from a test module with
   socket, data root, exec root and pid file under a short tmp dir, vfs storage, no
   bridge, the busybox image imported), for tests that stop and start an engine.
 
-Plus `task_spec` to build a TaskSpec for the busybox image and `wait_for_report` to
-follow a daemon's reports until a task reaches a state.
+Plus `task_spec` to build a TaskSpec for the busybox image, and `wait_for_report` to
+follow a daemon's reports until a task reaches a state (`follow_reports` for any other
+source of report pages, such as the agent's HTTP API).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from titus.agent.daemon import AgentDaemon
 from titus.agent.runtime import LABEL_AGENT, RuntimeConfig
 from titus.coord.local import LocalCoordinator
 from titus.model.job import Container, Image, Resources
-from titus.model.launch import TaskReport, TaskSpec
+from titus.model.launch import TaskReport, TaskReportPage, TaskSpec
 from titus.model.states import TaskState, task_rank
 from titus.settings import Settings
 
@@ -100,11 +101,22 @@ def wait_for_report(
     daemon: AgentDaemon, task_id: str, state: TaskState, timeout: float = WAIT_SEC
 ) -> TaskReport:
     """Long-poll the daemon until `task_id` reports `state` (or a later one); return it."""
+    return follow_reports(daemon.reports, task_id, state, timeout)
+
+
+def follow_reports(
+    poll: Callable[[int, float], TaskReportPage],
+    task_id: str,
+    state: TaskState,
+    timeout: float = WAIT_SEC,
+) -> TaskReport:
+    """Long-poll with `poll(since, wait)` (the daemon, or its HTTP API) as the master does,
+    until `task_id` reports `state` (or a later one); return that report."""
     deadline = time.monotonic() + timeout
     since = 0
     last: TaskReport | None = None
     while time.monotonic() < deadline:
-        page = daemon.reports(since, wait=min(2.0, max(0.0, deadline - time.monotonic())))
+        page = poll(since, min(2.0, max(0.0, deadline - time.monotonic())))
         since = page.seq
         for report in page.tasks:
             if report.taskId == task_id:

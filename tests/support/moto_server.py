@@ -1,14 +1,13 @@
 """A moto server on loopback for tests that talk to AWS through boto3.
 
-`moto_server` (session) starts `ThreadedMotoServer` on a free loopback port once;
-`aws_env` (function) points boto3 at it through the environment (AWS_ENDPOINT_URL, fake
+`moto_server` (session) starts `ThreadedMotoServer` once on a loopback port the system
+picks; `aws_env` (function) points boto3 at it through the environment (AWS_ENDPOINT_URL, fake
 credentials, a region) for one test and resets moto's state after it, so tests never
 see each other's buckets or groups. Nothing leaves the machine.
 """
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import httpx
@@ -18,19 +17,13 @@ from moto.server import ThreadedMotoServer
 REGION = "us-east-1"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
     finally:
         server.stop()
 

@@ -23,6 +23,8 @@ from tests.support import moto_server as moto_support  # noqa: E402
 from tests.support.docker_engine import (  # noqa: E402
     AgentFactory,
     PrivateEngine,
+    run_task,
+    task_containers,
     task_spec,
     wait_for_report,
 )
@@ -71,8 +73,7 @@ def test_agent_starts_with_its_engine_down_and_refuses_launches_as_transient(
         assert registered.healthy is False
         assert any("docker engine unavailable" in r for r in registered.health_reasons)
         spec = task_spec("true")
-        agent.launch(spec)
-        report = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+        report = run_task(agent, spec)
         assert report.reasonCode == Reason.TRANSIENT_SYSTEM_ERROR
         assert "docker engine unavailable" in report.reasonMessage
     finally:
@@ -97,16 +98,14 @@ def test_docker_stopped_and_started_under_a_running_agent(
         assert not status.healthy
         assert not agent.coord.agents()[0].healthy  # published: the master skips the host
         refused = task_spec("echo hi")
-        agent.launch(refused)
-        report = wait_for_report(agent, refused.taskId, TaskState.FINISHED)
+        report = run_task(agent, refused)
         assert report.reasonCode == Reason.TRANSIENT_SYSTEM_ERROR
 
         private_engine.start()
         assert agent.check_health().healthy, agent.info.health_reasons
         assert agent.coord.agents()[0].healthy
         spec = task_spec("echo back")
-        agent.launch(spec)
-        done = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+        done = run_task(agent, spec)
         assert done.reasonCode == Reason.NORMAL, done
         assert agent.log_files.read(spec.taskId, "stdout") == b"back\n"
     finally:
@@ -197,78 +196,74 @@ def _terminated(instance_ids: list[str]) -> set[str]:
     }
 
 
-def _fleet(
+def _unhealthy_fleet(
     tmp_path: Path, client: docker.DockerClient, instance_ids: list[str], **values: Any
-) -> list[AgentDaemon]:
+) -> dict[str, int]:
+    """One agent per instance on a shared registry, each failing its disk check and past
+    its termination delay; every host checks its health in several rounds, then all stop.
+    Returns the termination requests each agent made."""
     coord = LocalCoordinator()
-    agents = []
-    for instance_id in instance_ids:
-        agent = AgentDaemon(
-            settings(
-                tmp_path,
-                agent_id=instance_id,
-                agent_health_image="",
-                agent_unhealthy_terminate_after_sec=0.01,
-                agent_terminate_cooldown_sec=3600.0,
-                **values,
-            ),
-            coord,
-            docker_client=client,
-        )
-        agent.start()
-        agents.append(agent)
-    return agents
+    agents: list[AgentDaemon] = []
+    try:
+        for instance_id in instance_ids:
+            agent = AgentDaemon(
+                settings(
+                    tmp_path,
+                    agent_id=instance_id,
+                    agent_health_image="",
+                    agent_health_min_free_disk_mb=IMPOSSIBLE_DISK_MB,
+                    agent_unhealthy_terminate_after_sec=0.01,
+                    agent_terminate_cooldown_sec=3600.0,
+                    **values,
+                ),
+                coord,
+                docker_client=client,
+            )
+            agents.append(agent)
+            agent.start()
+        for _ in range(5):
+            for agent in agents:
+                agent.check_health()
+            time.sleep(0.02)
+        # a real verdict, published: what the hosts decide on is an unhealthy fleet
+        assert [a.healthy for a in coord.agents()] == [False] * len(instance_ids)
+        return {agent.agent_id: agent.reporter.terminations for agent in agents}
+    finally:
+        for agent in agents:
+            agent.stop()
 
 
 def test_long_unhealthy_hosts_are_terminated_one_at_a_time(
     tmp_path: Path, aws_env: str, docker_engine: docker.DockerClient
 ) -> None:
     ids = _asg_instances(3)
-    agents = _fleet(
+    terminations = _unhealthy_fleet(
         tmp_path,
         docker_engine,
         ids,
-        agent_health_min_free_disk_mb=IMPOSSIBLE_DISK_MB,
         agent_terminate_max_concurrent=1,
         agent_terminate_max_unhealthy_fraction=1.0,
     )
-    try:
-        for _ in range(5):  # several rounds of every host's health check
-            for agent in agents:
-                agent.check_health()
-            time.sleep(0.02)
-        # every host is past its limit, yet only one may terminate at a time
-        assert sum(a.reporter.terminations for a in agents) == 1
-        assert len(_terminated(ids)) == 1
-        [gone] = [a for a in agents if a.reporter.terminations]
-        assert _terminated(ids) == {gone.agent_id}
-    finally:
-        for agent in agents:
-            agent.stop()
+    # every host is past its limit, yet only one may terminate at a time
+    assert sum(terminations.values()) == 1
+    assert len(_terminated(ids)) == 1
+    [gone] = [agent_id for agent_id, count in terminations.items() if count]
+    assert _terminated(ids) == {gone}
 
 
 def test_a_systemic_fault_terminates_no_host(
     tmp_path: Path, aws_env: str, docker_engine: docker.DockerClient
 ) -> None:
     ids = _asg_instances(3)
-    agents = _fleet(
+    terminations = _unhealthy_fleet(
         tmp_path,
         docker_engine,
         ids,
-        agent_health_min_free_disk_mb=IMPOSSIBLE_DISK_MB,
         agent_terminate_max_concurrent=3,
         agent_terminate_max_unhealthy_fraction=0.5,
     )
-    try:
-        for _ in range(5):
-            for agent in agents:
-                agent.check_health()
-            time.sleep(0.02)
-        assert sum(a.reporter.terminations for a in agents) == 0
-        assert _terminated(ids) == set()
-    finally:
-        for agent in agents:
-            agent.stop()
+    assert sum(terminations.values()) == 0
+    assert _terminated(ids) == set()
 
 
 def test_a_container_started_behind_the_agents_back_is_killed_after_grace(
@@ -308,5 +303,4 @@ def test_a_task_killed_while_the_agent_was_down_is_killed_once_the_master_says_s
     assert report.reasonCode == Reason.KILLED
     assert "owned by no task" in report.reasonMessage
     assert second.is_running(kept.taskId)
-    labels = {"label": f"{LABEL_TASK}={kept.taskId}"}
-    assert [c.status for c in docker_engine.containers.list(filters=labels)] == ["running"]
+    assert [c.status for c in task_containers(docker_engine, kept.taskId)] == ["running"]

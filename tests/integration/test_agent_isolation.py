@@ -5,7 +5,6 @@ checks (no privileges, root is not root on the host, refused requests)."""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import docker
@@ -15,10 +14,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `
 
 from tests.support import docker_engine as engine_support  # noqa: E402
 from tests.support.docker_engine import (  # noqa: E402
-    WAIT_SEC,
     AgentFactory,
+    run_task,
+    task_containers,
     task_spec,
     wait_for_report,
+    wait_until,
 )
 from titus.agent.daemon import AgentDaemon  # noqa: E402
 from titus.agent.runtime import RuntimeConfig  # noqa: E402
@@ -37,8 +38,7 @@ def exec_out(client: docker.DockerClient, container_id: str, command: str) -> st
 
 
 def start(agent: AgentDaemon, spec: TaskSpec) -> str:
-    agent.launch(spec)
-    report = wait_for_report(agent, spec.taskId, TaskState.STARTED)
+    report = run_task(agent, spec, TaskState.STARTED)
     assert report.state == TaskState.STARTED, report
     assert report.containerId
     return report.containerId
@@ -47,15 +47,6 @@ def start(agent: AgentDaemon, spec: TaskSpec) -> str:
 def cpu_stat(client: docker.DockerClient, container_id: str) -> dict[str, int]:
     text = exec_out(client, container_id, "cat /sys/fs/cgroup/cpu/cpu.stat")
     return {k: int(v) for k, v in (line.split() for line in text.splitlines() if line)}
-
-
-def wait_until(what: str, check: object, timeout: float = WAIT_SEC) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"not reached: {what}")
 
 
 def test_cpu_burner_is_held_to_its_quota_and_a_bursting_job_is_not(
@@ -103,9 +94,7 @@ def test_memory_hog_is_killed_and_its_neighbour_keeps_running(
     neighbour = task_spec("sleep 300", memory_mb=32)
     neighbour_id = start(agent, neighbour)
     hog = task_spec("dd if=/dev/zero of=/dev/null bs=96M count=1", memory_mb=32)
-    agent.launch(hog)
-
-    report = wait_for_report(agent, hog.taskId, TaskState.FINISHED)
+    report = run_task(agent, hog)
     assert report.reasonCode == Reason.FAILED
     assert "memory limit of 32 MB" in report.reasonMessage
     container = docker_engine.containers.get(neighbour_id)
@@ -135,8 +124,7 @@ def test_fork_bomb_is_contained_by_the_pids_limit(
 
     # the host still starts and runs other tasks normally
     neighbour = task_spec("echo alive")
-    agent.launch(neighbour)
-    report = wait_for_report(agent, neighbour.taskId, TaskState.FINISHED)
+    report = run_task(agent, neighbour)
     assert report.reasonCode == Reason.NORMAL
     assert agent.log_files.read(neighbour.taskId, "stdout") == b"alive\n"
 
@@ -144,8 +132,7 @@ def test_fork_bomb_is_contained_by_the_pids_limit(
 def test_open_files_limit_cannot_be_raised(agent_factory: AgentFactory) -> None:
     agent = agent_factory(runtime_config=RuntimeConfig(nofile_soft=256, nofile_hard=512))
     spec = task_spec("ulimit -Sn; ulimit -Hn; ulimit -n 4096 && echo raised || echo refused")
-    agent.launch(spec)
-    wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    run_task(agent, spec)
 
     assert agent.log_files.read(spec.taskId, "stdout") == b"256\n512\nrefused\n"
 
@@ -197,9 +184,7 @@ def test_without_quota_support_disk_is_measured_and_the_hog_killed(
     hog = task_spec("dd if=/dev/zero of=/tmp/fill bs=1M count=30; sleep 300", disk_mb=10)
     neighbour = task_spec("dd if=/dev/zero of=/tmp/data bs=1M count=2; sleep 300", disk_mb=10)
     neighbour_id = start(agent, neighbour)
-    agent.launch(hog)
-
-    report = wait_for_report(agent, hog.taskId, TaskState.FINISHED)
+    report = run_task(agent, hog)
     assert report.reasonCode == Reason.FAILED
     assert "disk quota of 10 MB" in report.reasonMessage
     assert "cannot enforce quotas" in report.reasonMessage
@@ -262,8 +247,7 @@ def test_read_only_root_filesystem_on_request(agent_factory: AgentFactory) -> No
     agent = agent_factory()
     spec = task_spec("touch /etc/x 2>&1; touch /tmp/x && echo tmp-ok")
     spec.container.attributes["titusParameter.agent.readOnlyRootFs"] = "true"
-    agent.launch(spec)
-    wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    run_task(agent, spec)
 
     out = agent.log_files.read(spec.taskId, "stdout").decode()
     assert "Read-only file system" in out
@@ -297,11 +281,8 @@ def test_escape_requests_are_refused_as_invalid(
         "job": spec.jobAttributes,
     }[where]
     target[key] = value
-    agent.launch(spec)
-
-    report = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    report = run_task(agent, spec)
     assert report.reasonCode == Reason.INVALID_REQUEST
     assert words in report.reasonMessage
     assert not report.containerId
-    labels = {"label": f"titus.task.id={spec.taskId}"}
-    assert docker_engine.containers.list(all=True, filters=labels) == []
+    assert task_containers(docker_engine, spec.taskId) == []

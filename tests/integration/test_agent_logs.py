@@ -8,7 +8,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,10 @@ from tests.support import moto_server as moto_support  # noqa: E402
 from tests.support.docker_engine import (  # noqa: E402
     WAIT_SEC,
     AgentFactory,
+    run_task,
     task_spec,
     wait_for_report,
+    wait_until,
 )
 from titus.agent.daemon import AgentDaemon  # noqa: E402
 from titus.agent.logs import rotated_files  # noqa: E402
@@ -68,15 +69,6 @@ def body(bucket: str, key: str) -> bytes:
     return bytes(s3().get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
-def wait_until(what: str, check: Callable[[], bool], timeout: float = WAIT_SEC) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not reached: {what}")
-
-
 def log_agent(factory: AgentFactory, **overrides: Any) -> AgentDaemon:
     values: dict[str, Any] = {
         "agent_log_rotate_bytes": 8_000,
@@ -99,8 +91,7 @@ def test_output_is_rotated_by_size_and_shipped_to_s3(
     make_bucket()
     agent = log_agent(agent_factory)
     spec = task_spec(f"{PRINT}; echo done >&2")
-    agent.launch(spec)
-    started = wait_for_report(agent, spec.taskId, TaskState.STARTED)
+    started = run_task(agent, spec, TaskState.STARTED)
     finished = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
 
     prefix = f"logs/{spec.jobId}/{spec.taskId}/"
@@ -134,8 +125,7 @@ def test_uploaded_files_are_deleted_after_retention_and_not_before(
 ) -> None:
     agent = log_agent(agent_factory, agent_log_retention_sec=0.0)
     spec = task_spec(PRINT)
-    agent.launch(spec)
-    wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    run_task(agent, spec)
     task_dir = agent.log_files.task_dir(spec.taskId)
 
     # no bucket yet: uploads fail, so nothing may be deleted
@@ -165,8 +155,7 @@ def test_job_attributes_override_bucket_prefix_and_writer_role(
             "titusParameter.agent.log.s3WriterRole": "arn:aws:iam::123456789012:role/logs",
         }
     )
-    agent.launch(spec)
-    report = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    report = run_task(agent, spec)
 
     prefix = f"teams/alpha/{spec.jobId}/{spec.taskId}/"
     assert report.context["logs.s3.bucket"] == "team-bucket"
@@ -185,8 +174,7 @@ def test_agent_restart_loses_nothing_and_uploads_nothing_twice(
         "seq -w 1 2000 | sed 's/^/line /'; while [ ! -e /tmp/go ]; do sleep 0.1; done;"
         " seq -w 2001 4000 | sed 's/^/line /'"
     )
-    first.launch(spec)
-    started = wait_for_report(first, spec.taskId, TaskState.STARTED)
+    started = run_task(first, spec, TaskState.STARTED)
     prefix = f"logs/{spec.jobId}/{spec.taskId}/"
     wait_until(
         "first rotated files uploaded",
@@ -213,8 +201,7 @@ def test_pending_uploads_survive_an_agent_restart(
 ) -> None:
     first = log_agent(agent_factory)
     spec = task_spec(PRINT)
-    first.launch(spec)
-    wait_for_report(first, spec.taskId, TaskState.FINISHED)
+    run_task(first, spec)
     wait_until("all journaled", lambda: len(first.uploader.pending()) == 6)
     first.stop()  # the bucket did not exist: nothing could be uploaded
 
@@ -230,8 +217,7 @@ def test_pending_uploads_survive_an_agent_restart(
 def test_following_the_live_log_crosses_rotations(agent_factory: AgentFactory) -> None:
     agent = agent_factory(agent_log_rotate_bytes=8_000)
     spec = task_spec(f"sleep 1; {PRINT}")
-    agent.launch(spec)
-    wait_for_report(agent, spec.taskId, TaskState.STARTED)
+    run_task(agent, spec, TaskState.STARTED)
 
     chunks: list[bytes] = []
 

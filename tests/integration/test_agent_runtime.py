@@ -13,10 +13,16 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `tests.*`
 
 from tests.support import docker_engine as engine_support  # noqa: E402
-from tests.support.docker_engine import AgentFactory, task_spec, wait_for_report  # noqa: E402
+from tests.support.docker_engine import (  # noqa: E402
+    AgentFactory,
+    run_task,
+    task_containers,
+    task_spec,
+    wait_for_report,
+)
 from titus.agent.hooks import TaskContext, TaskHook  # noqa: E402
 from titus.agent.logs import LogFollowHook, LogsHook  # noqa: E402
-from titus.agent.runtime import LABEL_TASK, ContainerHook  # noqa: E402
+from titus.agent.runtime import ContainerHook  # noqa: E402
 from titus.model.states import Reason, TaskState  # noqa: E402
 
 pytestmark = pytest.mark.docker
@@ -24,10 +30,6 @@ pytestmark = pytest.mark.docker
 # the fixtures of tests/support/docker_engine.py, made visible to pytest in this module
 docker_engine = engine_support.docker_engine
 agent_factory = engine_support.agent_factory
-
-
-def containers_of(client: docker.DockerClient, task_id: str) -> list[object]:
-    return list(client.containers.list(all=True, filters={"label": f"{LABEL_TASK}={task_id}"}))
 
 
 def test_exit_codes_become_finished_reasons(agent_factory: AgentFactory) -> None:
@@ -48,9 +50,7 @@ def test_exit_codes_become_finished_reasons(agent_factory: AgentFactory) -> None
 def test_task_reports_started_with_host_context(agent_factory: AgentFactory) -> None:
     agent = agent_factory(agent_zone="zone-b", agent_region="eu-test")
     spec = task_spec("sleep 30")
-    agent.launch(spec)
-
-    started = wait_for_report(agent, spec.taskId, TaskState.STARTED)
+    started = run_task(agent, spec, TaskState.STARTED)
     assert started.state == TaskState.STARTED
     assert started.containerId
     assert started.context["task.containerId"] == started.containerId
@@ -66,9 +66,7 @@ def test_memory_hog_is_killed_and_told_why(agent_factory: AgentFactory) -> None:
     agent = agent_factory()
     # dd fills a 96 MB buffer: more than the 32 MB the task may use
     spec = task_spec("dd if=/dev/zero of=/dev/null bs=96M count=1", memory_mb=32)
-    agent.launch(spec)
-
-    report = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    report = run_task(agent, spec)
     assert report.reasonCode == Reason.FAILED
     assert "memory limit of 32 MB" in report.reasonMessage
 
@@ -81,8 +79,7 @@ def test_command_and_env_reach_the_container_and_output_is_kept(
         'echo "greeting=$GREETING task=$TITUS_TASK_ID"; echo oops >&2; exit 0',
         env={"GREETING": "hello world"},
     )
-    agent.launch(spec)
-    wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    run_task(agent, spec)
 
     stdout = agent.log_files.read(spec.taskId, "stdout").decode()
     stderr = agent.log_files.read(spec.taskId, "stderr").decode()
@@ -96,13 +93,12 @@ def test_kill_stops_a_running_task_and_removes_its_container(
 ) -> None:
     agent = agent_factory()
     spec = task_spec("sleep 300")
-    agent.launch(spec)
-    wait_for_report(agent, spec.taskId, TaskState.STARTED)
+    run_task(agent, spec, TaskState.STARTED)
 
     assert agent.kill(spec.taskId)
     report = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
     assert report.reasonCode == Reason.KILLED
-    assert containers_of(docker_engine, spec.taskId) == []
+    assert task_containers(docker_engine, spec.taskId) == []
     assert not agent.kill("no-such-task")
 
 
@@ -111,12 +107,10 @@ def test_missing_image_is_an_invalid_request_and_leaves_nothing(
 ) -> None:
     agent = agent_factory()
     spec = task_spec("true", image="titus/no-such-image:1.0")
-    agent.launch(spec)
-
-    report = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    report = run_task(agent, spec)
     assert report.reasonCode == Reason.INVALID_REQUEST
     assert "titus/no-such-image:1.0" in report.reasonMessage
-    assert containers_of(docker_engine, spec.taskId) == []
+    assert task_containers(docker_engine, spec.taskId) == []
     assert agent.log_files.exists(spec.taskId)  # the (empty) log files stay
 
 
@@ -127,13 +121,11 @@ def test_missing_executable_fails_the_task_and_leaves_no_container(
     spec = task_spec("true")
     spec.container.entryPoint = ["/bin/no-such-program"]
     spec.container.command = []
-    agent.launch(spec)
-
-    report = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    report = run_task(agent, spec)
     assert report.reasonCode == Reason.FAILED
     assert report.exitCode == 127
     assert "no-such-program" in agent.log_files.read(spec.taskId, "stderr").decode()
-    assert containers_of(docker_engine, spec.taskId) == []
+    assert task_containers(docker_engine, spec.taskId) == []
 
 
 class FailingHook:
@@ -167,12 +159,10 @@ def test_a_failing_hook_tears_down_the_container_already_started(
     agent.hooks.hooks = hooks
     agent.start()
     spec = task_spec("sleep 300")
-    agent.launch(spec)
-
-    report = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    report = run_task(agent, spec)
     assert report.reasonCode == Reason.CRASHED
     assert "no IP address left" in report.reasonMessage
-    assert containers_of(docker_engine, spec.taskId) == []
+    assert task_containers(docker_engine, spec.taskId) == []
 
 
 def test_launch_is_idempotent(
@@ -181,19 +171,16 @@ def test_launch_is_idempotent(
     agent = agent_factory()
     spec = task_spec("sleep 300")
     agent.launch(spec)
-    agent.launch(spec)
-    wait_for_report(agent, spec.taskId, TaskState.STARTED)
+    run_task(agent, spec, TaskState.STARTED)
     agent.launch(spec)
 
-    assert len(containers_of(docker_engine, spec.taskId)) == 1
+    assert len(task_containers(docker_engine, spec.taskId)) == 1
 
 
 def test_batch_task_over_its_runtime_limit_is_killed(agent_factory: AgentFactory) -> None:
     agent = agent_factory()
     spec = task_spec("sleep 300", runtime_limit_sec=1)
-    agent.launch(spec)
-
-    report = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    report = run_task(agent, spec)
     assert report.reasonCode == Reason.RUNTIME_LIMIT_EXCEEDED
 
 
@@ -202,9 +189,7 @@ def test_disk_quota_is_enforced_on_btrfs(agent_factory: AgentFactory) -> None:
     if not agent.runtime.disk_enforced:
         pytest.skip(f"storage driver {agent.runtime.storage_driver} measures disk only")
     spec = task_spec("dd if=/dev/zero of=/tmp/fill bs=1M count=60", disk_mb=20)
-    agent.launch(spec)
-
-    report = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    report = run_task(agent, spec)
     assert report.reasonCode == Reason.FAILED
     stderr = agent.log_files.read(spec.taskId, "stderr").decode()
     assert "Disk quota exceeded" in stderr or "No space left" in stderr
@@ -215,8 +200,7 @@ def test_agent_restart_adopts_running_containers(
 ) -> None:
     first = agent_factory()
     spec = task_spec("echo before; sleep 300")
-    first.launch(spec)
-    started = wait_for_report(first, spec.taskId, TaskState.STARTED)
+    started = run_task(first, spec, TaskState.STARTED)
     container = docker_engine.containers.get(started.containerId)
     started_at = container.attrs["State"]["StartedAt"]
     first.stop()
@@ -228,11 +212,11 @@ def test_agent_restart_adopts_running_containers(
     container.reload()
     assert container.status == "running"
     assert container.attrs["State"]["StartedAt"] == started_at  # not restarted
-    assert len(containers_of(docker_engine, spec.taskId)) == 1
+    assert len(task_containers(docker_engine, spec.taskId)) == 1
 
     # launching it again on the new agent (a master retrying) neither duplicates it
     second.launch(spec)
-    assert len(containers_of(docker_engine, spec.taskId)) == 1
+    assert len(task_containers(docker_engine, spec.taskId)) == 1
 
     # the new agent owns it: it can kill it, and the output was not copied twice
     assert second.kill(spec.taskId)
@@ -246,8 +230,7 @@ def test_restarted_agent_reports_a_task_that_ended_while_it_was_down(
 ) -> None:
     first = agent_factory()
     spec = task_spec("sleep 2; exit 5")
-    first.launch(spec)
-    started = wait_for_report(first, spec.taskId, TaskState.STARTED)
+    started = run_task(first, spec, TaskState.STARTED)
     first.stop()
     docker_engine.containers.get(started.containerId).wait(timeout=30)
 
@@ -255,14 +238,13 @@ def test_restarted_agent_reports_a_task_that_ended_while_it_was_down(
     report = wait_for_report(second, spec.taskId, TaskState.FINISHED)
     assert report.reasonCode == Reason.FAILED
     assert report.exitCode == 5
-    assert containers_of(docker_engine, spec.taskId) == []
+    assert task_containers(docker_engine, spec.taskId) == []
 
 
 def test_acked_reports_are_forgotten(agent_factory: AgentFactory) -> None:
     agent = agent_factory()
     spec = task_spec("true")
-    agent.launch(spec)
-    wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    run_task(agent, spec)
 
     assert agent.ack(spec.taskId)
     assert spec.taskId not in {r.taskId for r in agent.reports(0).tasks}
@@ -274,8 +256,7 @@ def test_agents_sharing_an_engine_leave_each_others_containers_alone(
 ) -> None:
     first = agent_factory()
     spec = task_spec("sleep 300")
-    first.launch(spec)
-    started = wait_for_report(first, spec.taskId, TaskState.STARTED)
+    started = run_task(first, spec, TaskState.STARTED)
 
     other = agent_factory(agent_id=f"{first.agent_id}-other")
     assert spec.taskId not in {r.taskId for r in other.reports(0).tasks}

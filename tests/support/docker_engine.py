@@ -16,9 +16,10 @@ Use them from a test module with
   socket, data root, exec root and pid file under a short tmp dir, vfs storage, no
   bridge, the busybox image imported), for tests that stop and start an engine.
 
-Plus `task_spec` to build a TaskSpec for the busybox image, and `wait_for_report` to
-follow a daemon's reports until a task reaches a state (`follow_reports` for any other
-source of report pages, such as the agent's HTTP API).
+Plus `task_spec` to build a TaskSpec for the busybox image; `wait_for_report` to follow a
+daemon's reports until a task reaches a state (`follow_reports` for any other source of
+report pages, such as the agent's HTTP API) and `run_task` to launch a task and wait for
+it; `task_containers` to list a task's containers; `wait_until` to poll a condition.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import pytest
 
 from tests.support.setup_script import run_setup_script
 from titus.agent.daemon import AgentDaemon
-from titus.agent.runtime import LABEL_AGENT, RuntimeConfig
+from titus.agent.runtime import LABEL_AGENT, LABEL_TASK, RuntimeConfig
 from titus.coord.local import LocalCoordinator
 from titus.model.job import Container, Image, Resources
 from titus.model.launch import TaskReport, TaskReportPage, TaskSpec
@@ -124,6 +125,30 @@ def follow_reports(
         if last is not None and task_rank(last.state) >= task_rank(state):
             return last
     raise AssertionError(f"task {task_id} did not reach {state}; last report: {last}")
+
+
+def run_task(
+    daemon: AgentDaemon, spec: TaskSpec, until: TaskState = TaskState.FINISHED
+) -> TaskReport:
+    """Launch `spec` and wait until it reports `until` (or a later state); return that."""
+    daemon.launch(spec)
+    return wait_for_report(daemon, spec.taskId, until)
+
+
+def task_containers(client: docker.DockerClient, task_id: str) -> list[Any]:
+    """Every container of a task on the engine, running or not."""
+    return list(client.containers.list(all=True, filters={"label": f"{LABEL_TASK}={task_id}"}))
+
+
+def wait_until(what: str, check: Callable[[], object], timeout: float = WAIT_SEC) -> None:
+    """Poll `check` until it is truthy; fail naming `what` after `timeout` seconds (a bound
+    for a slow machine, not a timing the test asserts)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not reached: {what}")
 
 
 AgentFactory = Callable[..., AgentDaemon]

@@ -14,7 +14,8 @@ Use them from a test module with
 
 - `private_engine` (function): a second dockerd of the test's own (PrivateEngine: its own
   socket, data root, exec root and pid file under a short tmp dir, vfs storage, no
-  bridge, the busybox image imported), for tests that stop and start an engine.
+  bridge, the busybox image copied from `docker_engine`), for tests that stop and start
+  an engine.
 
 Plus `task_spec` to build a TaskSpec for the busybox image; `wait_for_report` to follow a
 daemon's reports until a task reaches a state (`follow_reports` for any other source of
@@ -25,7 +26,9 @@ it; `task_containers` to list a task's containers; `wait_until` to poll a condit
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -195,9 +198,9 @@ class PrivateEngine:
     short tmp dir; vfs storage; no bridge) that a test may stop and start without
     touching the engine every other test shares."""
 
-    def __init__(self) -> None:
-        import tempfile
-
+    def __init__(self, image: bytes) -> None:
+        """`image`: the test image as `docker save` writes it, loaded on first start."""
+        self.image = image
         self.dir = Path(tempfile.mkdtemp(prefix="tde-", dir="/tmp"))  # short: socket paths
         self.url = f"unix://{self.dir}/d.sock"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -247,7 +250,7 @@ class PrivateEngine:
             try:
                 client.images.get(f"{BUSYBOX}:latest")
             except docker.errors.ImageNotFound:
-                _import_busybox(client)
+                client.images.load(self.image)
         finally:
             client.close()
 
@@ -263,41 +266,15 @@ class PrivateEngine:
 
     def cleanup(self) -> None:
         self.stop()
-        import shutil
-
         subprocess.run(["umount", "-R", str(self.dir)], capture_output=True, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _busybox_tar() -> bytes:
-    import io
-    import tarfile
-
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for d in ("bin", "tmp", "etc", "proc", "sys", "dev"):
-            info = tarfile.TarInfo(d)
-            info.type = tarfile.DIRTYPE
-            info.mode = 0o1777 if d == "tmp" else 0o755
-            tar.addfile(info)
-        tar.add("/bin/busybox", arcname="bin/busybox")
-        for applet in ("sh", "sleep", "echo", "true", "cat"):
-            info = tarfile.TarInfo(f"bin/{applet}")
-            info.type = tarfile.SYMTYPE
-            info.linkname = "busybox"
-            tar.addfile(info)
-    return buf.getvalue()
-
-
-def _import_busybox(client: docker.DockerClient) -> None:
-    client.api.import_image_from_data(
-        _busybox_tar(), repository=BUSYBOX, tag="latest", changes=["ENV PATH=/bin"]
-    )
-
-
 @pytest.fixture
-def private_engine() -> Iterator[PrivateEngine]:
-    engine = PrivateEngine()
+def private_engine(docker_engine: docker.DockerClient) -> Iterator[PrivateEngine]:
+    # the image scripts/docker-engine.sh made, so both engines run the same test image
+    image = b"".join(docker_engine.images.get(f"{BUSYBOX}:latest").save(named=True))
+    engine = PrivateEngine(image)
     try:
         engine.start()
         yield engine

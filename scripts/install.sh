@@ -11,7 +11,9 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 STAMP="$VENV/.installed"
 
-log() { echo "install: $*" >&2; }
+LOG_PREFIX=install
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
   log "installing python3-venv"
@@ -31,7 +33,5 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q -e '.[test]'
   echo "$want" > "$STAMP"
 fi
-if [ -x scripts/pymesos.sh ] || [ -f scripts/pymesos.sh ]; then
-  VENV="$(cd "$VENV" && pwd)" bash scripts/pymesos.sh
-fi
+VENV="$(cd "$VENV" && pwd)" bash scripts/pymesos.sh
 log "ready: $VENV/bin/titus"

@@ -19,16 +19,20 @@ PY="$VENV/bin/python"
 HTTP_PARSER_VERSION=0.9.0
 PYMESOS_VERSION=0.3.15
 
-log() { echo "pymesos.sh: $*" >&2; }
+LOG_PREFIX=pymesos.sh
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
 
-[[ -x "$PY" ]] || { log "no python at $PY (pass the virtualenv as the first argument)"; exit 1; }
+[[ -x "$PY" ]] || die "no python at $PY (pass the virtualenv as the first argument)"
 
 verify() {
-  "$PY" - <<'EOF'
+  PYMESOS_VERSION="$PYMESOS_VERSION" "$PY" - <<'EOF'
+import os
+
 import pymesos
 from pymesos import MesosExecutorDriver, MesosSchedulerDriver  # noqa: F401
 from http_parser.http import HttpParser  # noqa: F401
-assert pymesos.__VERSION__ == "0.3.15", pymesos.__VERSION__
+assert pymesos.__VERSION__ == os.environ["PYMESOS_VERSION"], pymesos.__VERSION__
 EOF
 }
 
@@ -45,10 +49,14 @@ if ! "$PY" -c "import http_parser.http" 2>/dev/null; then
   log "building http-parser $HTTP_PARSER_VERSION"
   "${PIP[@]}" download --quiet --no-deps --no-binary :all: \
     "http-parser==$HTTP_PARSER_VERSION" -d "$WORK"
-  tar -xzf "$WORK/http-parser-$HTTP_PARSER_VERSION.tar.gz" -C "$WORK"
   SRC="$WORK/http-parser-$HTTP_PARSER_VERSION"
-  # The sdist carries a stray macOS binary; it must not end up in the wheel.
-  rm -f "$SRC"/http_parser/*.so
+  unpack() {
+    rm -rf "$SRC"
+    tar -xzf "$WORK/http-parser-$HTTP_PARSER_VERSION.tar.gz" -C "$WORK"
+    # The sdist carries a stray macOS binary; it must not end up in the wheel.
+    rm -f "$SRC"/http_parser/*.so
+  }
+  unpack
   "${PIP[@]}" install --quiet "cython>=3" "setuptools<72" wheel
   built=0
   # Run from the sdist root: inside http_parser/ its http.py would shadow the stdlib module.
@@ -59,9 +67,7 @@ if ! "$PY" -c "import http_parser.http" 2>/dev/null; then
   fi
   if [[ $built == 0 ]] || ! "$PY" -c "import http_parser.parser" 2>/dev/null; then
     log "installing http-parser without its C extension (pure-Python parser)"
-    rm -rf "$SRC"
-    tar -xzf "$WORK/http-parser-$HTTP_PARSER_VERSION.tar.gz" -C "$WORK"
-    rm -f "$SRC"/http_parser/*.so
+    unpack
     # setup.py builds the extension unless it believes it runs on PyPy.
     sed -i 's/^IS_PYPY = .*/IS_PYPY = True/' "$SRC/setup.py"
     "${PIP[@]}" install --quiet --no-build-isolation --no-deps "$SRC"

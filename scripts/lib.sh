@@ -5,6 +5,14 @@
 log() { echo "$LOG_PREFIX: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
+# apt_install PACKAGE...: install Debian packages, without prompts or recommended extras.
+apt_install() {
+  log "installing $*"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "$@"
+}
+
 # drop_stale_pid_file FILE: remove a pid file whose process is gone (a daemon refuses to
 # start over one).
 drop_stale_pid_file() {

@@ -56,10 +56,7 @@ serving() {
 # 1. the package, only when it is missing
 installed_now=0
 if [ ! -x "$ZK_SERVER" ] || ! dpkg -s zookeeperd >/dev/null 2>&1; then
-  log "installing zookeeperd"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
-  apt-get install -y -q --no-install-recommends zookeeperd
+  apt_install zookeeperd
   installed_now=1
 fi
 [ -x "$ZK_SERVER" ] || die "no $ZK_SERVER after installing zookeeperd"

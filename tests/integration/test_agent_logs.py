@@ -219,19 +219,27 @@ def test_following_the_live_log_crosses_rotations(agent_factory: AgentFactory) -
     spec = task_spec(f"sleep 1; {PRINT}")
     run_task(agent, spec, TaskState.STARTED)
 
-    chunks: list[bytes] = []
+    whole: list[bytes] = []
+    part: list[bytes] = []  # a range that spans three rotated files
 
-    def follow() -> None:
-        chunks.extend(
-            agent.log_files.follow(spec.taskId, "stdout", 0, lambda: agent.is_running(spec.taskId))
-        )
+    def running() -> bool:
+        return agent.is_running(spec.taskId)
 
-    reader = threading.Thread(target=follow)
-    reader.start()
+    def follow(into: list[bytes], offset: int, length: int | None) -> None:
+        into.extend(agent.log_files.follow(spec.taskId, "stdout", offset, running, length))
+
+    readers = [
+        threading.Thread(target=follow, args=(whole, 0, None)),
+        threading.Thread(target=follow, args=(part, 5, 20_000)),
+    ]
+    for reader in readers:
+        reader.start()
     wait_for_report(agent, spec.taskId, TaskState.FINISHED)
-    reader.join(WAIT_SEC)
-    assert not reader.is_alive()
-    assert b"".join(chunks) == EXPECTED
+    for reader in readers:
+        reader.join(WAIT_SEC)
+        assert not reader.is_alive()
+    assert b"".join(whole) == EXPECTED
+    assert b"".join(part) == EXPECTED[5:20_005]
 
 
 def test_an_upload_the_journal_missed_is_not_made_again(aws_env: str, tmp_path: Path) -> None:

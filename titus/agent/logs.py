@@ -114,36 +114,29 @@ class LogFiles:
         left = length
         f = None
         try:
-            while True:
+            while left != 0:
                 alive = running()  # asked before reading, so the last bytes are never missed
                 if f is None and path.exists():
                     f = path.open("rb")
                     f.seek(max(0, offset))
-                data = b""
-                if f is not None:
+                if f is None:
+                    data = b""
+                else:
                     data = f.read(READ_CHUNK if left is None else min(READ_CHUNK, left))
+                if not data and f is not None and _replaced(f, path):
+                    # the file was rotated; it may have grown between our read and the
+                    # rotation, and a rotated file never grows again: read it to its end,
+                    # then go on in the next one (rotated too, if the writer is ahead)
+                    data = f.read(-1 if left is None else left)
+                    nxt = _next_file(f, path)
+                    f.close()
+                    f = nxt.open("rb")
+                    if not data:
+                        continue
                 if data:
                     if left is not None:
                         left -= len(data)
                     yield data
-                    if left == 0:
-                        return
-                    continue
-                if f is not None and _replaced(f, path):
-                    # the file was rotated; it may have grown between our read and the
-                    # rotation, and a rotated file never grows again: read it to its end,
-                    # then go on in the next one (rotated too, if the writer is ahead)
-                    rest = f.read()
-                    if rest:
-                        if left is not None:
-                            rest = rest[:left]
-                            left -= len(rest)
-                        yield rest
-                        if left == 0:
-                            return
-                    nxt = _next_file(f, path)
-                    f.close()
-                    f = nxt.open("rb")
                     continue
                 if not alive:
                     return

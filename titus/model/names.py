@@ -1,0 +1,52 @@
+"""Names every layer shares: taskContext keys, resource names, the default capacity group.
+
+They are part of the wire contract (clients read `taskContext`, operators name capacity
+groups), so each is written once, here, and every package imports it instead of typing
+the literal again.
+"""
+
+from __future__ import annotations
+
+#: The capacity group of a job that names none.
+DEFAULT_CAPACITY_GROUP = "DEFAULT"
+
+#: The instance group of a host that names none.
+DEFAULT_INSTANCE_GROUP = "default"
+
+#: A host's resources as the scheduler counts them, in the job descriptor's units.
+CPU = "cpu"
+MEMORY_MB = "memoryMB"
+DISK_MB = "diskMB"
+NETWORK_MBPS = "networkMbps"
+GPU = "gpu"
+IP_SLOTS = "ipSlots"
+RESOURCES: tuple[str, ...] = (CPU, MEMORY_MB, DISK_MB, NETWORK_MBPS, GPU, IP_SLOTS)
+
+
+class AgentContext:
+    """taskContext keys that say where a task runs (set by the agent or the executor)."""
+
+    ID = "agent.id"
+    HOST = "agent.host"
+    ZONE = "agent.zone"
+    REGION = "agent.region"
+    INSTANCE_ID = "agent.instanceId"
+    INSTANCE_TYPE = "agent.itype"
+    LOGS_ADDRESS = "agent.logsAddress"
+
+
+class TaskContextKey:
+    """taskContext keys about the task itself."""
+
+    INDEX = "task.index"
+    CONTAINER_ID = "task.containerId"
+    CONTAINER_IP = "task.containerIp"
+    EXIT_CODE = "task.exitCode"
+    KILL_REASON = "task.killReason"
+    ORIGINAL_ID = "task.originalId"
+    RESUBMIT_OF = "task.resubmitOf"
+    RESUBMIT_NUMBER = "task.resubmitNumber"
+    SYSTEM_RESUBMIT_NUMBER = "task.systemResubmitNumber"
+    RETRY_DELAY = "task.retryDelay"
+    NOT_BEFORE = "task.notBefore"
+    MOVED_FROM_JOB = "task.movedFromJob"

@@ -68,8 +68,13 @@ def test_the_platform_keeps_its_jobs_in_cassandra(platform: Platform, cql: CqlSe
     )
     platform.wait_job_finished(job_id)
     keyspace = platform.env["TITUS_STORE"].split("/")[3].split("?")[0]
-    archived = {r["job_id"] for r in cql.rows(keyspace, "archived_jobs")}
-    assert job_id in archived
+    # the leader archives a job right after it records it Finished (two writes): the
+    # Finished state can be read a moment before the archive batch lands
+    platform.wait_for(
+        f"job {job_id} in archived_jobs",
+        lambda: job_id in {r["job_id"] for r in cql.rows(keyspace, "archived_jobs")},
+        10.0,
+    )
     assert not (platform.data_dir / "titus.db").exists()
 
 

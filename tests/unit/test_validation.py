@@ -81,3 +81,78 @@ def test_batch_and_service_together_are_refused() -> None:
     body = copy.deepcopy(GOOD)
     body["service"] = {"capacity": {"min": 0, "desired": 1, "max": 1}}
     assert "$" in paths(body)
+
+
+def _error(body: dict[str, Any], path: str) -> str:
+    with pytest.raises(InvalidRequest) as exc:
+        parse_job_descriptor(body)
+    return next(e.message for e in exc.value.errors if e.path == path)
+
+
+@pytest.mark.parametrize("pairs", [8_000, 100_000])
+def test_an_address_made_to_backtrack_is_refused_at_once_and_not_echoed(pairs: int) -> None:
+    """`a@a.a.a...a ` fails only at its last character: a backtracking check would hold the
+    interpreter for minutes on the larger one (the suite's timeout fails it)."""
+    email = "a@" + "a." * pairs + "a "
+    message = _error(broken("owner.teamEmail", email), "owner.teamEmail")
+    assert "not a valid email address" in message
+    assert len(message) < 200 and f"({len(email)} characters)" in message
+
+
+@pytest.mark.parametrize("email", ["a@b.c", "first.last@mail.example.com", "x@a..b", "a+tag@b.io"])
+def test_ordinary_addresses_pass(email: str) -> None:
+    assert parse_job_descriptor(broken("owner.teamEmail", email)).owner.teamEmail == email
+
+
+@pytest.mark.parametrize("email", ["a@b", "@b.c", "a@.c", "a@b.", "a@b@c.d", "a b@c.d"])
+def test_malformed_addresses_are_refused(email: str) -> None:
+    assert "owner.teamEmail" in paths(broken("owner.teamEmail", email))
+
+
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+SERVICE: dict[str, Any] = {
+    **{k: v for k, v in GOOD.items() if k != "batch"},
+    "service": {"capacity": {"min": 0, "desired": 1, "max": 2}},
+}
+
+
+def _poisoned(where: str) -> dict[str, Any]:
+    deep = {"x": _nested(230)}
+    body = copy.deepcopy(SERVICE)
+    if where == "rateUnlimited":
+        body["disruptionBudget"] = {"relocationLimit": {"limit": 1}, "rateUnlimited": deep}
+    else:
+        body["service"]["migrationPolicy"] = {where: deep}
+    return body
+
+
+@pytest.mark.parametrize(
+    ("where", "path"),
+    [
+        ("systemDefault", "service.migrationPolicy.systemDefault.x"),
+        ("selfManaged", "service.migrationPolicy.selfManaged.x"),
+        ("rateUnlimited", "disruptionBudget.rateUnlimited.x"),
+    ],
+)
+def test_policies_without_fields_refuse_any_content_by_name(where: str, path: str) -> None:
+    """The poison job: a list nested hundreds deep under a field-less policy used to be
+    stored, and then every listing of jobs failed. Now it is refused, naming the field."""
+    assert path in paths(_poisoned(where))
+
+
+def test_policies_without_fields_are_accepted_empty() -> None:
+    body = {
+        **SERVICE,
+        "service": {**SERVICE["service"], "migrationPolicy": {"systemDefault": {}}},
+        "disruptionBudget": {"relocationLimit": {"limit": 1}, "rateUnlimited": {}},
+    }
+    d = parse_job_descriptor(body)
+    assert d.service is not None and d.service.migrationPolicy is not None
+    assert d.service.migrationPolicy.systemDefault is not None
+    assert d.to_json()["disruptionBudget"]["rateUnlimited"] == {}

@@ -132,9 +132,15 @@ class Capacity(Model):
     max: int = 0
 
 
+class Empty(Model):
+    """A policy that is chosen by being present and carries no fields (Titus's empty
+    messages: SystemDefault, SelfManaged, RateUnlimited). Being a model, not free-form JSON,
+    it refuses any content by name, so nothing unbounded is stored."""
+
+
 class MigrationPolicy(Model):
-    systemDefault: dict[str, Any] | None = None
-    selfManaged: dict[str, Any] | None = None
+    systemDefault: Empty | None = None
+    selfManaged: Empty | None = None
 
 
 class ServiceJobProcesses(Model):
@@ -218,7 +224,7 @@ class DisruptionBudget(Model):
     availabilityPercentageLimit: AvailabilityPercentageLimit | None = None
     unhealthyTasksLimit: UnhealthyTasksLimit | None = None
     relocationLimit: RelocationLimit | None = None
-    rateUnlimited: dict[str, Any] | None = None
+    rateUnlimited: Empty | None = None
     ratePercentagePerHour: RatePercentagePerHour | None = None
     ratePerInterval: RatePerInterval | None = None
     ratePercentagePerInterval: RatePercentagePerInterval | None = None

@@ -16,7 +16,6 @@ from pydantic import ValidationError
 
 from titus.model.job import BUDGET_POLICIES, BUDGET_RATES, DisruptionBudget, JobDescriptor
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 APP_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
 IMAGE_NAME = re.compile(r"^[a-zA-Z0-9./_-]+$")
 IMAGE_TAG = re.compile(r"^[a-zA-Z0-9._-]+$")
@@ -91,6 +90,35 @@ class InvalidRequest(Exception):
         self.message = message
 
 
+#: RFC 5321's limit on an address as it travels (a path of 256 octets less the brackets).
+EMAIL_MAX_LENGTH = 254
+
+
+def is_email(value: str) -> bool:
+    """`local@domain.tld`: one '@', no white space, a dot inside the domain.
+
+    Checked by hand in one pass rather than with a pattern: a backtracking pattern over
+    dots takes quadratic time on inputs such as `a@a.a.a...a ` that fail at the end.
+    """
+    if len(value) > EMAIL_MAX_LENGTH or any(c.isspace() for c in value):
+        return False
+    local, at, domain = value.partition("@")
+    return bool(local and at and "@" not in domain and "." in domain[1:-1])
+
+
+#: How much of a refused value an error message repeats.
+QUOTE_MAX_CHARS = 80
+
+
+def _quote(value: object) -> str:
+    """A refused value in quotes, cut short: an error names the problem, it does not echo a
+    megabyte back to the caller (or into the logs)."""
+    text = str(value)
+    if len(text) <= QUOTE_MAX_CHARS:
+        return f"'{text}'"
+    return f"'{text[:QUOTE_MAX_CHARS]}...' ({len(text)} characters)"
+
+
 def _path(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -124,22 +152,22 @@ def check_descriptor(d: JobDescriptor, bounds: Bounds = DEFAULT_BOUNDS) -> list[
     def bad(path: str, message: str) -> None:
         errors.append(FieldError(path, message))
 
-    if not EMAIL.match(d.owner.teamEmail):
-        bad("owner.teamEmail", f"'{d.owner.teamEmail}' is not a valid email address")
+    if not is_email(d.owner.teamEmail):
+        bad("owner.teamEmail", f"{_quote(d.owner.teamEmail)} is not a valid email address")
     if not d.applicationName or not APP_NAME.match(d.applicationName):
         bad("applicationName", "must be letters, digits, '_' or '.', and not empty")
 
     image = d.container.image
     if not IMAGE_NAME.match(image.name):
-        bad("container.image.name", f"'{image.name}' is not a valid image name")
+        bad("container.image.name", f"{_quote(image.name)} is not a valid image name")
     if image.tag is None and image.digest is None:
         bad("container.image", "needs a tag or a digest")
     if image.tag is not None and image.digest is not None:
         bad("container.image", "give a tag or a digest, not both")
     if image.tag is not None and not IMAGE_TAG.match(image.tag):
-        bad("container.image.tag", f"'{image.tag}' is not a valid tag")
+        bad("container.image.tag", f"{_quote(image.tag)} is not a valid tag")
     if image.digest is not None and not IMAGE_DIGEST.match(image.digest):
-        bad("container.image.digest", f"'{image.digest}' is not a valid digest (algo:hex)")
+        bad("container.image.digest", f"{_quote(image.digest)} is not a valid digest (algo:hex)")
 
     errors += _check_resources(d, bounds)
     errors += _check_container(d)
@@ -245,12 +273,15 @@ def _check_container(d: JobDescriptor) -> list[FieldError]:
         bad("securityProfile.securityGroups", f"at most {MAX_SECURITY_GROUPS} security groups")
     for i, sg in enumerate(groups):
         if not SECURITY_GROUP.match(sg):
-            bad(f"securityProfile.securityGroups[{i}]", f"'{sg}' is not a security group sg-...")
+            bad(
+                f"securityProfile.securityGroups[{i}]",
+                f"{_quote(sg)} is not a security group sg-...",
+            )
     if len(set(groups)) != len(groups):
         bad("securityProfile.securityGroups", "lists a security group twice")
     role = c.securityProfile.iamRole
     if role and not (IAM_ROLE_NAME.match(role) or IAM_ROLE_ARN.match(role)):
-        bad("securityProfile.iamRole", f"'{role}' is neither an IAM role name nor a role ARN")
+        bad("securityProfile.iamRole", f"{_quote(role)} is neither an IAM role name nor a role ARN")
 
     if sum(len(a.encode()) for a in c.entryPoint) > ENTRY_POINT_MAX_BYTES:
         bad("entryPoint", f"is over {ENTRY_POINT_MAX_BYTES} bytes")
@@ -344,7 +375,9 @@ def check_disruption_budget(b: DisruptionBudget, path: str) -> list[FieldError]:
         wpath = f"{path}.timeWindows[{i}]"
         for day in window.days:
             if day.lower() not in WEEKDAYS:
-                errors.append(FieldError(f"{wpath}.days", f"'{day}' is not a day of the week"))
+                errors.append(
+                    FieldError(f"{wpath}.days", f"{_quote(day)} is not a day of the week")
+                )
         for j, hours in enumerate(window.hourlyTimeWindows):
             if not 0 <= hours.startHour < hours.endHour <= 24:
                 errors.append(

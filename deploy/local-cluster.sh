@@ -48,6 +48,19 @@ zk() {
     echo "zk://$ZK$ZK_ROOT?session_timeout=$SESSION_TIMEOUT"
 }
 
+# ZooKeeper credentials shared by every process of this cluster, made once and kept with
+# its state: the cluster's nodes are closed to every other client of the ensemble.
+coord_auth() {
+    local file="$TITUS_HOME/coord-auth"
+    if [ -z "${TITUS_COORD_AUTH:-}" ]; then
+        if [ ! -s "$file" ]; then
+            (umask 077; echo "titus:$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')" >"$file")
+        fi
+        TITUS_COORD_AUTH="$(cat "$file")"
+    fi
+    export TITUS_COORD_AUTH
+}
+
 alive() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
 
 launch() {  # name, then the titus arguments
@@ -63,6 +76,7 @@ start() {
     bash "$here/scripts/docker-engine.sh" >/dev/null
     local coord port="$AGENT_PORT_BASE"
     coord="$(zk)"
+    coord_auth
     launch api api --coord "$coord" --port "$API_PORT"
     TITUS_MASTER_METRICS_PORT="$METRICS_PORT_BASE" \
         launch master-1 master --coord "$coord" --id master-1

@@ -192,6 +192,13 @@ class Settings(BaseSettings):
         description="ZooKeeper session timeout: how long a dead leader holds leadership "
         "before another master takes over (default 10 s).",
     )
+    coord_auth: str = Field(
+        "",
+        description="ZooKeeper digest credentials 'user:password', the same for every "
+        "process of the platform: the session authenticates with them and every node the "
+        "platform makes is readable and writable with them alone. Empty: nodes are open "
+        "to every client of the ensemble (default empty).",
+    )
     # master: the Mesos cluster driver (`titus master --cluster mesos://host:5050`)
     cluster: str = Field(
         "",

@@ -44,6 +44,8 @@ def _coordinator(url: str, settings: Settings | None = None) -> Any:
         kwargs: dict[str, Any] = {}
         if settings is not None and "session_timeout=" not in url:
             kwargs["session_timeout"] = settings.coord_session_timeout_sec
+        if settings is not None:
+            kwargs["auth"] = settings.coord_auth
         return ZooKeeperCoordinator.from_url(url, **kwargs)
     raise CommandError(f"unknown coordination URL {url!r}: use 'local' or zk://host:port/path")
 

@@ -28,6 +28,11 @@ Why it is shaped this way:
   which would otherwise sit ahead of it in the queue and block it forever.
 - Agent nodes are ephemeral, so an agent whose process or host dies disappears once its
   session expires; after a session loss the coordinator re-creates the agents it published.
+- With credentials (`auth`, `user:password`), the session authenticates by digest and every
+  node the platform makes carries an ACL that grants everything to that identity and
+  nothing to anyone else, so a process on the network without them can neither read the
+  registry nor forge a leader, an epoch or an agent. Nodes made earlier without an ACL
+  are closed at start.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from kazoo.exceptions import (
     BadVersionError,
     ConnectionClosedError,
     ConnectionLoss,
+    NoAuthError,
     NodeExistsError,
     NoNodeError,
     SessionExpiredError,
@@ -52,6 +58,7 @@ from kazoo.exceptions import (
 from kazoo.protocol.states import KazooState, ZnodeStat
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 from kazoo.retry import KazooRetry
+from kazoo.security import ACL, OPEN_ACL_UNSAFE, make_digest_acl
 from prometheus_client import Counter
 
 from titus.coord.base import AgentInfo, Leadership
@@ -98,6 +105,7 @@ class ZooKeeperCoordinator:
         session_timeout: float = 10.0,
         *,
         connect_timeout: float = 15.0,
+        auth: str = "",
     ):
         self.hosts = hosts
         self.root = "/" + root.strip("/") if root.strip("/") else ""
@@ -127,9 +135,12 @@ class ZooKeeperCoordinator:
         # Reconnect quickly and forever (the session may still be alive; only the server
         # decides when it is not); commands retry transient errors a bounded number of
         # times with exponential backoff and jitter, then surface the error.
+        self._acl = digest_acl(auth)
         self._client = KazooClient(
             hosts=hosts,
             timeout=session_timeout,
+            auth_data=[("digest", auth)] if auth else None,
+            default_acl=self._acl or None,
             connection_retry=KazooRetry(
                 max_tries=-1, delay=0.05, backoff=2, max_delay=1.0, max_jitter=0.2
             ),
@@ -140,10 +151,15 @@ class ZooKeeperCoordinator:
         self._client.start(timeout=connect_timeout)
         self._session_id = self._session()
         self._client.add_listener(self._on_state)
-        for path in (self._election_path, self._agents_path):
-            self._retry(self._client.ensure_path, path)
-        self._ensure_node(self._epoch_path, b"0")
-        self._ensure_node(self._wake_path, b"")
+        try:
+            self._prepare_nodes()
+        except NoAuthError:
+            self._client.stop()
+            self._client.close()
+            raise PermissionError(
+                f"coordination root {self.root or '/'} is not open to these credentials "
+                "(coord_auth)"
+            ) from None
         # Every process watches the wake node: the watch costs one notification per wake,
         # and a master that has not called wait_wake yet must still see wakes sent meanwhile.
         DataWatch(self._client, self._wake_path, self._on_wake)
@@ -173,6 +189,31 @@ class ZooKeeperCoordinator:
     def _ensure_node(self, path: str, value: bytes) -> None:
         with contextlib.suppress(NodeExistsError):
             self._retry(self._client.create, path, value, makepath=True)
+
+    def _prepare_nodes(self) -> None:
+        parent = self.root.rpartition("/")[0]
+        if parent:
+            # ancestors of the root may be shared with other tenants of the ensemble: they
+            # are made open whatever this process's credentials
+            self._retry(self._client.ensure_path, parent, acl=OPEN_ACL_UNSAFE)
+        for path in (self._election_path, self._agents_path):
+            self._retry(self._client.ensure_path, path)
+        self._ensure_node(self._epoch_path, b"0")
+        self._ensure_node(self._wake_path, b"")
+        if self._acl:
+            self._close_open_nodes()
+
+    def _close_open_nodes(self) -> None:
+        """Give the platform's own ACL to its persistent nodes that an earlier run without
+        credentials left open to all. The root's ancestors are left as they are: other
+        tenants of the ensemble may share them."""
+        paths = [self._election_path, self._agents_path, self._epoch_path, self._wake_path]
+        paths += [f"{self.root}/leader"] + ([self.root] if self.root else [])
+        for path in paths:
+            acl, _ = self._retry(self._client.get_acls, path)
+            if list(acl) != list(self._acl):
+                self._retry(self._client.set_acls, path, self._acl)
+                log.info("coordination: closed %s to callers without credentials", path)
 
     def _owned(self, stat: ZnodeStat | None) -> bool:
         return stat is not None and stat.ephemeralOwner == self._session()
@@ -576,6 +617,17 @@ class ZooKeeperCoordinator:
             self._client.stop()
         finally:
             self._client.close()
+
+
+def digest_acl(auth: str) -> list[ACL]:
+    """The ACL of every node made with credentials `user:password`: all rights to that
+    identity, none to anyone else. No credentials: no ACL (ZooKeeper's open default)."""
+    if not auth:
+        return []
+    user, sep, password = auth.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("coordination credentials must be 'user:password' (coord_auth)")
+    return [make_digest_acl(user, password, all=True)]
 
 
 def _node_name(agent_id: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,6 +15,10 @@ from typing import Any
 import httpx
 
 DEFAULT_URL = "127.0.0.1:7001"
+#: Where the CLI looks for a token when neither --token-file nor TITUS_TOKEN says.
+DEFAULT_TOKEN_FILE = Path("~/.config/titus/token")
+#: A token is a line, not a document: a larger file is not a token file.
+TOKEN_FILE_MAX_BYTES = 4096
 
 
 class CommandError(Exception):
@@ -23,9 +29,37 @@ def _base(url: str) -> str:
     return url if url.startswith(("http://", "https://")) else f"http://{url}"
 
 
+def find_token(token_file: str = "") -> str:
+    """The bearer token the CLI sends: from `--token-file`, else `TITUS_TOKEN`, else the
+    file `TITUS_TOKEN_FILE` names, else ~/.config/titus/token if it exists; "" for none.
+
+    A token file that others may read is refused, as ssh refuses such a key: a token in
+    it is no longer a secret."""
+    if not token_file and os.environ.get("TITUS_TOKEN", "").strip():
+        return os.environ["TITUS_TOKEN"].strip()
+    explicit = token_file or os.environ.get("TITUS_TOKEN_FILE", "")
+    path = Path(explicit or DEFAULT_TOKEN_FILE).expanduser()
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if explicit:
+            raise CommandError(f"token file {path} does not exist") from None
+        return ""
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise CommandError(f"token file {path} is open to other users: chmod 600 {path}")
+    if info.st_size > TOKEN_FILE_MAX_BYTES:
+        raise CommandError(f"token file {path} is larger than a token ({info.st_size} bytes)")
+    token = path.read_text().strip()
+    if not token or any(c.isspace() for c in token):
+        raise CommandError(f"token file {path} must hold one token on one line")
+    return token
+
+
 class Api:
-    def __init__(self, url: str, caller: str = ""):
+    def __init__(self, url: str, caller: str = "", token: str = ""):
         headers = {"X-Titus-CallerId": caller} if caller else {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         self.http = httpx.Client(base_url=_base(url), timeout=30.0, headers=headers)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -125,7 +159,9 @@ def _detail(api: Api, path: str, row: Row, header: list[str]) -> tuple[dict[str,
 
 
 def run(args: argparse.Namespace) -> int:
-    api = Api(args.url, getattr(args, "caller", "") or "")
+    api = Api(
+        args.url, getattr(args, "caller", "") or "", find_token(getattr(args, "token_file", ""))
+    )
     out: Any
     text: str
     if args.resource == "job":
@@ -210,6 +246,12 @@ def add_commands(sub: Any) -> None:
         p.add_argument("--url", default=DEFAULT_URL, help=f"API address (default {DEFAULT_URL})")
         p.add_argument("--json", action="store_true", help="print JSON for scripts")
         p.add_argument("--caller", default="", help="caller id sent as X-Titus-CallerId")
+        p.add_argument(
+            "--token-file",
+            default="",
+            help="file holding the API token (else TITUS_TOKEN, TITUS_TOKEN_FILE, "
+            "~/.config/titus/token)",
+        )
 
     job = sub.add_parser("job", help="submit, list, inspect, resize and kill jobs")
     job_sub = job.add_subparsers(dest="action", required=True)

@@ -2,7 +2,8 @@
 
 titus local                 the all-in-one platform (API, master, one agent)
 titus api | master | agent  one part each, for a cluster of processes
-titus job ... / task ...    a client of the REST API
+titus job | task | capacity-group | host | instance-group ...
+                            clients of the REST API, for users and operators
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import sys
 import threading
 from typing import Any
 
-from titus.cli.client import CommandError, add_commands
-from titus.cli.client import run as run_client
+from titus.cli.client import CommandError
+from titus.cli.commands import add_commands, client_resources
+from titus.cli.commands import run as run_client
 from titus.settings import Settings, load_settings
 
 
@@ -250,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.resource in ("job", "task"):
+        if args.resource in client_resources():
             try:
                 return run_client(args)
             except BrokenPipeError:  # the reader (`| head`) went away: not an error

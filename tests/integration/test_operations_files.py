@@ -1,9 +1,10 @@
-"""The alert rules operators load into Prometheus: valid for promtool, each one firing on the
-series that should raise it (promtool's rule tests), reading only metrics the platform
-exports, and each with a runbook section to follow."""
+"""What operators load into Prometheus and Grafana: alert rules valid for promtool, each one
+firing on the series that should raise it (promtool's rule tests), each with a runbook
+section to follow; a dashboard whose every panel reads only metrics the platform exports."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -20,6 +21,7 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "titus-alerts.yml"
 RULE_TESTS = DEPLOY / "prometheus" / "titus-alerts.test.yml"
 RUNBOOK = DEPLOY / "runbook.md"
+DASHBOARD = DEPLOY / "grafana" / "titus-fleet.json"
 
 #: Sample names each kind of metric family exposes beside its own name.
 SUFFIXES = {
@@ -64,16 +66,55 @@ def test_each_alert_fires_when_it_should_and_not_on_a_healthy_fleet(promtool: st
     assert tested == {str(rule["alert"]) for rule in _alerts()}, "an alert without a rule test"
 
 
-def test_the_rules_read_only_metrics_the_platform_exports() -> None:
-    exported = {
+def _exported() -> set[str]:
+    return {
         family.name + suffix
         for family in REGISTRY.collect()
         for suffix in SUFFIXES.get(family.type, ("",))
     }
+
+
+def _unknown_metrics(expr: str) -> tuple[set[str], set[str]]:
+    """The titus metrics an expression reads, and those of them nothing exports."""
+    used = set(re.findall(r"\btitus_[a-z_]+", expr))
+    return used, used - _exported()
+
+
+def test_the_rules_read_only_metrics_the_platform_exports() -> None:
     for rule in _alerts():
-        used = set(re.findall(r"\btitus_[a-z_]+", str(rule["expr"])))
+        used, unknown = _unknown_metrics(str(rule["expr"]))
         assert used, f"{rule['alert']} reads no titus metric"
-        assert used <= exported, f"{rule['alert']} reads {sorted(used - exported)}"
+        assert not unknown, f"{rule['alert']} reads {sorted(unknown)}"
+
+
+def test_every_dashboard_query_is_valid_promql(promtool: str, tmp_path: Path) -> None:
+    """promtool parses each panel's query, made a recording rule for the purpose."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    rules = [
+        {"record": f"panel_{panel['id']}_{target['refId']}", "expr": target["expr"]}
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+    ]
+    path = tmp_path / "panels.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
+    proc = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_dashboard_panel_reads_metrics_the_platform_exports() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    titles = [p["title"] for p in dashboard["panels"]]
+    assert len(titles) == len(set(titles)), "two panels with one title"
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), "two panels with one id"
+    for panel in dashboard["panels"]:
+        assert panel["targets"], f"panel {panel['title']!r} shows nothing"
+        for target in panel["targets"]:
+            used, unknown = _unknown_metrics(target["expr"])
+            assert used, f"panel {panel['title']!r} reads no titus metric"
+            assert not unknown, f"panel {panel['title']!r} reads {sorted(unknown)}"
 
 
 def test_every_alert_links_a_runbook_section_that_exists() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from titus.model.validation import InvalidRequest, parse_job_descriptor
+from titus.model.validation import RAISED_ATTRIBUTE, InvalidRequest, parse_job_descriptor
 
 GOOD: dict[str, Any] = {
     "owner": {"teamEmail": "team@example.com"},
@@ -156,3 +156,34 @@ def test_policies_without_fields_are_accepted_empty() -> None:
     assert d.service is not None and d.service.migrationPolicy is not None
     assert d.service.migrationPolicy.systemDefault is not None
     assert d.to_json()["disruptionBudget"]["rateUnlimited"] == {}
+
+
+def test_resources_below_the_minimums_are_raised_and_the_job_says_so() -> None:
+    """A first job on one machine asks for little: it runs with the minimums instead of
+    being refused, as Titus's sanitizer did."""
+    body = copy.deepcopy(GOOD)
+    body["container"]["resources"] = {"cpu": 0.001, "memoryMB": 128, "diskMB": 1000}
+    d = parse_job_descriptor(body)
+    r = d.container.resources
+    assert (r.cpu, r.memoryMB, r.diskMB, r.networkMbps) == (0.01, 512, 10_000, 128)
+    note = d.attributes[RAISED_ATTRIBUTE]
+    assert "memoryMB 128 -> 512 (the minimum)" in note
+    assert "diskMB 1000 -> 10000 (the minimum)" in note
+    assert "cpu 0.001 -> 0.01 (the minimum)" in note
+    assert RAISED_ATTRIBUTE not in parse_job_descriptor(GOOD).attributes
+
+
+def test_ephemeral_storage_becomes_the_disk_the_container_gets() -> None:
+    body = copy.deepcopy(GOOD)
+    body["container"]["resources"]["ephemeralStorageMB"] = 25_000
+    d = parse_job_descriptor(body)
+    assert d.container.resources.diskMB == 25_000
+    assert "diskMB 10000 -> 25000 (ephemeralStorageMB)" in d.attributes[RAISED_ATTRIBUTE]
+    body["container"]["resources"]["ephemeralStorageMB"] = -5
+    assert "container.resources.ephemeralStorageMB" in paths(body)
+
+
+def test_the_raised_attribute_cannot_be_set_by_a_user() -> None:
+    body = copy.deepcopy(GOOD)
+    body["attributes"] = {RAISED_ATTRIBUTE: "memoryMB 1 -> 2"}
+    assert f"attributes.{RAISED_ATTRIBUTE}" in paths(body)

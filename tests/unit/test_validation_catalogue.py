@@ -53,10 +53,10 @@ POLICY = {"relocationLimit": {"limit": 1}}
 # rule, the field named in the error, an edit that breaks it, an edit that just passes
 CATALOGUE: list[tuple[str, str, Edit, Edit]] = [
     (
-        "cpu min",
+        "cpu more than 0 (less than the minimum is raised to it)",
         "container.resources.cpu",
+        put("container.resources.cpu", 0),
         put("container.resources.cpu", 0.001),
-        put("container.resources.cpu", 0.01),
     ),
     (
         "cpu max",
@@ -65,10 +65,10 @@ CATALOGUE: list[tuple[str, str, Edit, Edit]] = [
         put("container.resources.cpu", 96),
     ),
     (
-        "memory min",
+        "memory more than 0 (less than the minimum is raised to it)",
         "container.resources.memoryMB",
-        put("container.resources.memoryMB", 511),
-        put("container.resources.memoryMB", 512),
+        put("container.resources.memoryMB", 0),
+        put("container.resources.memoryMB", 1),
     ),
     (
         "memory max",
@@ -77,10 +77,10 @@ CATALOGUE: list[tuple[str, str, Edit, Edit]] = [
         put("container.resources.memoryMB", 1_152_000),
     ),
     (
-        "disk min",
+        "disk more than 0 (less than the minimum is raised to it)",
         "container.resources.diskMB",
-        put("container.resources.diskMB", 9999),
-        put("container.resources.diskMB", 10000),
+        put("container.resources.diskMB", -1),
+        put("container.resources.diskMB", 1),
     ),
     (
         "disk max",
@@ -89,10 +89,10 @@ CATALOGUE: list[tuple[str, str, Edit, Edit]] = [
         put("container.resources.diskMB", 1_550_000),
     ),
     (
-        "network min",
+        "network more than 0 (less than the minimum is raised to it)",
         "container.resources.networkMbps",
-        put("container.resources.networkMbps", 127),
-        put("container.resources.networkMbps", 128),
+        put("container.resources.networkMbps", 0),
+        put("container.resources.networkMbps", 1),
     ),
     (
         "network max",
@@ -315,6 +315,9 @@ def test_never_more_than_the_largest_host_offers() -> None:
 
 def test_bounds_are_configurable() -> None:
     body = copy.deepcopy(GOOD)
-    body["container"]["resources"]["memoryMB"] = 128
+    body["container"]["resources"]["memoryMB"] = 2_000_000
     assert "container.resources.memoryMB" in errors_of(body)
-    assert errors_of(body, Bounds(memory_mb_min=128)) == []
+    assert errors_of(body, Bounds(memory_mb_max=2_000_000)) == []
+    body["container"]["resources"]["memoryMB"] = 100
+    raised = parse_job_descriptor(body, Bounds(memory_mb_min=128))
+    assert raised.container.resources.memoryMB == 128

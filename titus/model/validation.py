@@ -233,6 +233,31 @@ def check_capacity(lo: int, desired: int, hi: int, path: str) -> list[FieldError
     return errors
 
 
+#: Resources a job may ask below the platform's minimum for: it gets the minimum, as Titus's
+#: sanitizer gave it, and the job's attribute RAISED_ATTRIBUTE says so.
+RAISED_RESOURCES = ("cpu", "memoryMB", "diskMB", "networkMbps")
+RAISED_ATTRIBUTE = "titus.resources.raised"
+
+
+def raise_to_minimums(d: JobDescriptor, b: Bounds) -> list[str]:
+    """Raise what is below the minimums to them, and fold `ephemeralStorageMB` (the older
+    clients' name for scratch space) into `diskMB`, the disk the container gets and is held
+    to. Returns what changed, for the job's attribute RAISED_ATTRIBUTE; values of 0 or less
+    are left for the checks to refuse."""
+    r = d.container.resources
+    changes: list[str] = []
+    if r.ephemeralStorageMB is not None and r.ephemeralStorageMB > r.diskMB:
+        changes.append(f"diskMB {r.diskMB} -> {r.ephemeralStorageMB} (ephemeralStorageMB)")
+        r.diskMB = r.ephemeralStorageMB
+    minimums = (b.cpu_min, b.memory_mb_min, b.disk_mb_min, b.network_mbps_min)
+    for name, lo in zip(RAISED_RESOURCES, minimums, strict=True):
+        value = getattr(r, name)
+        if 0 < value < lo:
+            setattr(r, name, type(value)(lo))
+            changes.append(f"{name} {value:g} -> {lo:g} (the minimum)")
+    return changes
+
+
 def _check_resources(d: JobDescriptor, b: Bounds) -> list[FieldError]:
     r = d.container.resources
     errors: list[FieldError] = []
@@ -245,7 +270,14 @@ def _check_resources(d: JobDescriptor, b: Bounds) -> list[FieldError]:
         ("gpu", r.gpu, 0, b.gpu_max),
     ]
     for name, value, lo, hi in ranges:
-        if not lo <= value <= hi:
+        if name in RAISED_RESOURCES and value <= 0:
+            errors.append(
+                FieldError(
+                    f"{base}.{name}",
+                    f"must be more than 0 (a value below {lo:g} is raised to {lo:g})",
+                )
+            )
+        elif not lo <= value <= hi:
             errors.append(FieldError(f"{base}.{name}", f"must be from {lo:g} to {hi:g}"))
         elif b.host is not None and value > b.host.get(name, float("inf")):
             errors.append(
@@ -424,7 +456,10 @@ def parse_job_descriptor(data: Any, bounds: Bounds = DEFAULT_BOUNDS) -> JobDescr
         errors = from_pydantic(exc)
         errors += _rules_beside_shape_errors(data, exc, {e.path for e in errors}, bounds)
         raise InvalidRequest(errors) from None
+    raised = raise_to_minimums(descriptor, bounds)
     errors = check_descriptor(descriptor, bounds)
     if errors:
         raise InvalidRequest(errors)
+    if raised:
+        descriptor.attributes[RAISED_ATTRIBUTE] = "; ".join(raised)
     return descriptor

@@ -95,13 +95,29 @@ class Settings(BaseSettings):
         0.2, description="How often the API reads the store's change feed (job and task view)."
     )
     # resource bounds of one container (Titus's defaults)
-    cpu_min: float = Field(0.01, description="Smallest cpu of a container (default 0.01).")
+    cpu_min: float = Field(
+        0.01,
+        description="Smallest cpu a container gets; a job asking less is raised to it "
+        "(default 0.01).",
+    )
     cpu_max: float = Field(96.0, description="Largest cpu of a container (default 96).")
-    memory_mb_min: int = Field(512, description="Smallest memoryMB (default 512).")
+    memory_mb_min: int = Field(
+        512,
+        description="Smallest memoryMB a container gets; a job asking less is raised to it "
+        "(default 512).",
+    )
     memory_mb_max: int = Field(1_152_000, description="Largest memoryMB (default 1,152,000).")
-    disk_mb_min: int = Field(10_000, description="Smallest diskMB (default 10,000).")
+    disk_mb_min: int = Field(
+        10_000,
+        description="Smallest diskMB a container gets; a job asking less is raised to it "
+        "(default 10,000).",
+    )
     disk_mb_max: int = Field(1_550_000, description="Largest diskMB (default 1,550,000).")
-    network_mbps_min: int = Field(128, description="Smallest networkMbps (default 128).")
+    network_mbps_min: int = Field(
+        128,
+        description="Smallest networkMbps a container gets; a job asking less is raised to "
+        "it (default 128).",
+    )
     network_mbps_max: int = Field(400_000, description="Largest networkMbps (default 400,000).")
     gpu_max: int = Field(16, description="Most GPUs of a container (default 16).")
 

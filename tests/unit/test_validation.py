@@ -187,3 +187,21 @@ def test_the_raised_attribute_cannot_be_set_by_a_user() -> None:
     body = copy.deepcopy(GOOD)
     body["attributes"] = {RAISED_ATTRIBUTE: "memoryMB 1 -> 2"}
     assert f"attributes.{RAISED_ATTRIBUTE}" in paths(body)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "message"),
+    [
+        ({f"k{i}": "v" for i in range(101)}, "at most 100 attributes (101 given)"),
+        ({f"k{i}": "v" * 4000 for i in range(9)}, "at most 32768 bytes of keys and values"),
+        ({"k": "v" * 4097}, "values are at most 4096 characters"),
+        ({"k" * 257: "v"}, "keys are at most 256 characters"),
+    ],
+)
+def test_attribute_floods_are_refused_naming_the_bound(
+    attributes: dict[str, str], message: str
+) -> None:
+    body = {**GOOD, "attributes": attributes}
+    with pytest.raises(InvalidRequest) as exc:
+        parse_job_descriptor(body)
+    assert any(message in e.message for e in exc.value.errors), exc.value.errors

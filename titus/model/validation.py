@@ -346,15 +346,51 @@ def _check_container(d: JobDescriptor) -> list[FieldError]:
     return errors
 
 
+#: Bounds on a job's or a task's attributes. They ride along in every listing, every
+#: observe event and the container's labels, so a flood of them costs everyone.
+ATTRIBUTE_KEY_MAX_CHARS = 256
+ATTRIBUTE_VALUE_MAX_CHARS = 4096
+ATTRIBUTES_MAX_COUNT = 100
+ATTRIBUTES_MAX_BYTES = 32 * 1024
+
+
 def check_user_attributes(attrs: dict[str, str], path: str = "attributes") -> list[FieldError]:
-    """Attributes a user sets (on a job or a task): no empty or reserved `titus*` keys."""
+    """Attributes a user sets (on a job or a task): no empty or reserved `titus*` keys, and
+    each key, each value and the whole set within bounds."""
     errors = []
-    for key in attrs:
+    for key, value in attrs.items():
         if not key:
             errors.append(FieldError(path, "has an empty key"))
+        elif len(key) > ATTRIBUTE_KEY_MAX_CHARS:
+            errors.append(
+                FieldError(
+                    f"{path}.{key[:40]}...",
+                    f"keys are at most {ATTRIBUTE_KEY_MAX_CHARS} characters",
+                )
+            )
         elif key.lower().startswith(RESERVED_PREFIX):
             errors.append(FieldError(f"{path}.{key}", "keys starting with 'titus' are reserved"))
-    return errors
+        elif len(value) > ATTRIBUTE_VALUE_MAX_CHARS:
+            errors.append(
+                FieldError(
+                    f"{path}.{key}", f"values are at most {ATTRIBUTE_VALUE_MAX_CHARS} characters"
+                )
+            )
+    return errors + check_attribute_totals(attrs, path)
+
+
+def check_attribute_totals(attrs: dict[str, str], path: str = "attributes") -> list[FieldError]:
+    """The whole set of a job's or a task's attributes (what it will hold after a change)."""
+    if len(attrs) > ATTRIBUTES_MAX_COUNT:
+        return [FieldError(path, f"at most {ATTRIBUTES_MAX_COUNT} attributes ({len(attrs)} given)")]
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in attrs.items())
+    if size > ATTRIBUTES_MAX_BYTES:
+        return [
+            FieldError(
+                path, f"at most {ATTRIBUTES_MAX_BYTES} bytes of keys and values ({size} given)"
+            )
+        ]
+    return []
 
 
 def check_disruption_budget(b: DisruptionBudget, path: str) -> list[FieldError]:

@@ -205,3 +205,12 @@ def test_attribute_floods_are_refused_naming_the_bound(
     with pytest.raises(InvalidRequest) as exc:
         parse_job_descriptor(body)
     assert any(message in e.message for e in exc.value.errors), exc.value.errors
+
+
+@pytest.mark.parametrize("kind", ["hardConstraints", "softConstraints"])
+def test_constraint_expressions_are_refused_by_name(kind: str) -> None:
+    body = copy.deepcopy(GOOD)
+    body["container"][kind] = {"expression": "zoneBalance && uniqueHost"}
+    assert f"container.{kind}.expression" in paths(body)
+    body["container"][kind] = {"expression": "", "constraints": {"uniqueHost": "true"}}
+    assert parse_job_descriptor(body).container is not None

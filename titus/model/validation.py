@@ -343,6 +343,15 @@ def _check_container(d: JobDescriptor) -> list[FieldError]:
                 bad(path, "value must be 'true' or 'false'")
     for low in sorted(set(soft) & set(hard)):
         bad(f"hardConstraints.constraints.{hard[low][0]}", "is also a soft constraint")
+    for kind in ("softConstraints", "hardConstraints"):
+        if getattr(c, kind).expression:
+            # Titus's API carries the field but never gave it a meaning: accepting it would
+            # promise a placement rule nothing enforces
+            bad(
+                f"{kind}.expression",
+                "constraint expressions are not supported: name each constraint in "
+                "`constraints` (all of them must hold)",
+            )
     return errors
 
 

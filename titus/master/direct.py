@@ -160,20 +160,27 @@ class DirectDriver:
 
     # ---- the driver protocol ------------------------------------------------------------
     def hosts(self) -> list[HostView]:
+        """The hosts to place on. A host whose last poll failed is shown unhealthy, with
+        the reason, until it answers again: a launch sent there would only come back as a
+        transient failure, and every retry of it would go to the same silent host."""
         with self._lock:
             watched = dict(self._watches)
+        now = time.monotonic()
         out = []
         for agent in self.coord.agents():
             w = watched.get(agent.id)
             if w is None or not w.synced:
                 continue
+            reasons = list(agent.health_reasons)
+            if not w.reachable:
+                reasons.append(f"not answering the master for {now - w.last_ok:.0f} s")
             out.append(
                 HostView(
                     host_id=agent.id,
                     total=dict(agent.resources),
                     attributes=dict(agent.attributes),
-                    healthy=agent.healthy,
-                    health_reasons=list(agent.health_reasons),
+                    healthy=agent.healthy and w.reachable,
+                    health_reasons=reasons,
                     address=agent.address,
                 )
             )

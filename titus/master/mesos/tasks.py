@@ -40,6 +40,8 @@ log = logging.getLogger("titus.master.mesos")
 
 #: Terminal updates the leader never acknowledged are forgotten after this (seconds).
 UNACKED_KEPT_SECONDS = 600.0
+#: A time longer ago than any retry interval.
+_NEVER = float("-inf")
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ class TaskTracker:
         self._awaiting: dict[str, str] = {}
         self._actual: dict[str, list[TaskReport]] = {}
         self._synced = False
-        self._reconcile_sent = 0.0
+        self._reconcile_sent = _NEVER
         self._last_implicit = 0.0
         self._unacked: dict[int, tuple[TaskReport, dict[str, Any], float]] = {}
         if active is not None:
@@ -112,7 +114,7 @@ class TaskTracker:
             placed = self._placed.get(task_id)
             if placed is not None:
                 self._awaiting.setdefault(task_id, placed.agent_id)
-        self._reconcile_sent = 0.0
+        self._reconcile_sent = _NEVER  # ask at once
 
     def used_by_agent(self) -> dict[str, Usage]:
         used: dict[str, Usage] = {}

@@ -1,17 +1,22 @@
 """The Mesos driver's book-keeping without a connection: which offers it holds and when it
-wants offers (offers.py), and what it knows of its tasks: the first sync after subscribing,
-acknowledgements after persisting, kills sent again (tasks.py)."""
+wants offers (offers.py), what it knows of its tasks: the first sync after subscribing,
+acknowledgements after persisting, kills sent again (tasks.py), and how pymesos's callbacks
+reach it (scheduler.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from titus.master.mesos import MesosConfig, MesosDriver
 from titus.master.mesos.offers import OfferBook
+from titus.master.mesos.scheduler import SchedulerAdapter
 from titus.master.mesos.tasks import TaskTracker
 from titus.master.mesos.translate import Offer, Usage
 from titus.model.job import Job, JobStatus
 from titus.model.states import JobState, TaskState
 from titus.model.validation import parse_job_descriptor
+from titus.store import open_store
 from titus.store.base import ActiveIndex, TaskRow
 
 
@@ -182,3 +187,26 @@ def test_a_launch_that_did_not_reach_mesos_is_reconciled_at_once() -> None:
     tracker.launch_failed(["t5", "unknown"])
     due = tracker.reconcile_due(now=1, retry=5)
     assert due is not None and due.explicit == [("t5", "a3")]
+
+
+# ---- pymesos's callbacks ------------------------------------------------------------------
+def test_callbacks_reach_the_driver_as_typed_calls_and_a_failing_one_is_contained(
+    tmp_path: Path,
+) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'titus.db'}")
+    try:
+        driver = MesosDriver(store, MesosConfig(url="mesos://127.0.0.1:5050"))
+        current = SchedulerAdapter(0, driver.connection, driver)  # not started: generation 0
+        current.statusUpdate(None, update("t1", "TASK_LOST", message="gone"))
+        [report] = driver.take_reports(timeout=0)
+        assert (report.host_id, report.report.taskId) == ("a1", "t1")
+        assert report.report.reasonCode == "lost"
+        # a broken update raises inside the driver: pymesos's thread never sees it
+        current.statusUpdate(None, 42)
+        # callbacks of a replaced pymesos driver are dropped
+        SchedulerAdapter(-1, driver.connection, driver).statusUpdate(
+            None, update("t2", "TASK_LOST")
+        )
+        assert driver.take_reports(timeout=0) == []
+    finally:
+        store.close()

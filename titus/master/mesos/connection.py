@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from titus.master.mesos.config import MesosConfig, master_uri
-from titus.master.mesos.scheduler import ClusterEvents, SchedulerAdapter
+from titus.master.mesos.scheduler import ClusterEvents, SchedulerAdapter, SchedulerDriver
 from titus.master.mesos.translate import framework_info
 from titus.store.base import JobStore, StaleEpoch
 
@@ -75,13 +75,20 @@ _guard_pymesos()
 from pymesos import MesosSchedulerDriver  # noqa: E402  (after the guard, on purpose)
 
 
+def _io_alive(driver: SchedulerDriver) -> bool:
+    """Whether a pymesos driver's I/O thread still runs. pymesos keeps it private, as
+    `_io_thread` (absent before start); an exception there ends it without a callback."""
+    thread = getattr(driver, "_io_thread", None)
+    return thread is None or thread.is_alive()
+
+
 @dataclass(frozen=True)
 class Call:
     """One call to Mesos, run on the calls worker with the current pymesos driver."""
 
     #: What it is, for logs.
     what: str
-    run: Callable[[Any], None]
+    run: Callable[[SchedulerDriver], None]
     #: Called when the call raised (it did not reach Mesos); not when it was never sent
     #: for want of a connection.
     on_failure: Callable[[], None] | None = None
@@ -121,7 +128,7 @@ class Connection:
         lock: threading.RLock,
         listener: ConnectionListener,
         cluster: ClusterEvents,
-        factory: Callable[..., Any] | None = None,
+        factory: Callable[..., SchedulerDriver] | None = None,
     ):
         self.store = store
         self.config = config
@@ -129,9 +136,9 @@ class Connection:
         self._lock = lock
         self._listener = listener
         self._cluster = cluster
-        self._factory = factory or MesosSchedulerDriver
+        self._factory: Callable[..., SchedulerDriver] = factory or MesosSchedulerDriver
         self._gen = 0
-        self._driver: Any = None
+        self._driver: SchedulerDriver | None = None
         self._epoch: int | None = None
         self._running = False
         self._failed_over = False
@@ -231,7 +238,7 @@ class Connection:
             with contextlib.suppress(Exception):
                 driver.stop(failover=True)
 
-    def _give_up(self, driver: Any = None) -> None:
+    def _give_up(self, driver: SchedulerDriver | None = None) -> None:
         """A successor owns the framework now: stop for good, without teardown."""
         with self._lock:
             self._failed_over = True
@@ -303,7 +310,7 @@ class Connection:
             self._listener.on_connection_lost()
         log.warning("Mesos connection lost; pymesos reconnects (no task is lost for it)")
 
-    def error(self, driver: Any, message: str) -> None:
+    def error(self, driver: SchedulerDriver, message: str) -> None:
         log.error("Mesos ERROR event: %s", message)
         text = message.lower()
         if "failed over" in text:
@@ -340,8 +347,7 @@ class Connection:
                 self._restart_at = None
                 self._connect()
             return
-        thread = getattr(driver, "_io_thread", None)
-        if thread is not None and not thread.is_alive():
+        if not _io_alive(driver):
             self._restart("the pymesos I/O thread ended")
             return
         if connected and now - self._last_event > self.config.heartbeat_timeout:

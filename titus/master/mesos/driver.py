@@ -28,6 +28,7 @@ from titus.master.cluster import HostReport, HostView, Placement, take_reports
 from titus.master.mesos.config import MesosConfig
 from titus.master.mesos.connection import Call, Connection
 from titus.master.mesos.offers import OfferBook, OfferCycle
+from titus.master.mesos.scheduler import SchedulerDriver
 from titus.master.mesos.tasks import ReconcileDue, TaskTracker
 from titus.master.mesos.translate import (
     Executor,
@@ -59,7 +60,7 @@ class MesosDriver:
         store: JobStore,
         config: MesosConfig,
         *,
-        driver_factory: Callable[..., Any] | None = None,
+        driver_factory: Callable[..., SchedulerDriver] | None = None,
     ):
         self.store = store
         self.config = config
@@ -107,7 +108,7 @@ class MesosDriver:
             self._reports.get_nowait()
 
     # ---- sending ------------------------------------------------------------------------
-    def _submit(self, what: str, run: Callable[[Any], None]) -> None:
+    def _submit(self, what: str, run: Callable[[SchedulerDriver], None]) -> None:
         self.connection.submit(Call(what, run))
 
     def _decline(self, offer_ids: list[str]) -> None:

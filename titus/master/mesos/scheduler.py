@@ -1,4 +1,4 @@
-"""pymesos's Scheduler interface, as a thin adapter onto typed calls.
+"""pymesos's two interfaces: the driver this framework calls, and the Scheduler it calls back.
 
 pymesos calls methods of a Scheduler object by their names. This adapter is that object
 for one pymesos driver instance (one *generation* of the connection): it turns each
@@ -6,6 +6,9 @@ callback into a typed call on the connection (session events) or on the cluster 
 the driver (offers, updates, agents), and does nothing else. Every callback is guarded:
 an exception must not reach pymesos, whose I/O thread would die of it. Callbacks of an
 older generation (a driver being replaced) are ignored.
+
+`SchedulerDriver` names what this framework calls on pymesos's MesosSchedulerDriver, so the
+calls are type-checked although pymesos has no type hints.
 """
 
 from __future__ import annotations
@@ -17,6 +20,32 @@ from typing import Any, Protocol
 from titus.master.mesos.translate import id_value
 
 log = logging.getLogger("titus.master.mesos")
+
+
+class SchedulerDriver(Protocol):
+    """The part of pymesos's MesosSchedulerDriver this framework uses (pymesos's names)."""
+
+    def start(self) -> None: ...
+
+    def stop(self, failover: bool = False) -> None: ...
+
+    def join(self) -> None: ...
+
+    def launchTasks(  # noqa: N802
+        self, offer_ids: list[dict[str, str]], tasks: list[dict[str, Any]], filters: Any = None
+    ) -> None: ...
+
+    def declineOffer(self, offer_ids: list[dict[str, str]], filters: Any = None) -> None: ...  # noqa: N802
+
+    def reviveOffers(self) -> None: ...  # noqa: N802
+
+    def suppressOffers(self) -> None: ...  # noqa: N802
+
+    def killTask(self, task_id: dict[str, str]) -> None: ...  # noqa: N802
+
+    def acknowledgeStatusUpdate(self, status: dict[str, Any]) -> None: ...  # noqa: N802
+
+    def reconcileTasks(self, tasks: list[dict[str, Any]]) -> None: ...  # noqa: N802
 
 
 class SessionEvents(Protocol):
@@ -32,7 +61,7 @@ class SessionEvents(Protocol):
 
     def disconnected(self) -> None: ...
 
-    def error(self, driver: Any, message: str) -> None:
+    def error(self, driver: SchedulerDriver, message: str) -> None:
         """An ERROR event from `driver` (the pymesos driver of this generation)."""
         ...
 

@@ -100,10 +100,10 @@ def main() -> None:
         marks: dict[str, float] = {}
         offer_ids: set[str] = set()
         seen = threading.Event()
-        on_offers, hosts, launch = driver._on_offers, driver.hosts, driver.launch
+        on_offers, hosts, launch = driver.on_offers, driver.hosts, driver.launch
 
         def timed_offers(offers: list[Any]) -> None:
-            if not seen.is_set() and driver._pending and len(offers) >= args.agents:
+            if not seen.is_set() and driver.offer_book.pending and len(offers) >= args.agents:
                 marks["offers"] = time.time()
                 offer_ids.update(o["id"]["value"] for o in offers)
                 seen.set()
@@ -123,7 +123,7 @@ def main() -> None:
                 if marks["placed"] >= args.tasks:
                     marks.setdefault("launched_all", time.time())
 
-        driver._on_offers = timed_offers  # type: ignore[method-assign]
+        driver.on_offers = timed_offers  # type: ignore[method-assign]
         driver.hosts = timed_hosts  # type: ignore[method-assign]
         driver.launch = timed_launch  # type: ignore[method-assign]
         # Titus's default lets one task launch per host at a time (max_launching_per_host=1),

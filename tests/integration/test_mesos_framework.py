@@ -1,7 +1,7 @@
 """The platform on Mesos, end to end through the Mesos master double.
 
 The API and the leader run in this process (SQLite store, in-process coordination); the
-leader's cluster driver is the Mesos framework (titus/master/mesos.py) subscribed to the
+leader's cluster driver is the Mesos framework (titus/master/mesos/) subscribed to the
 double over HTTP; the double's agents start the real Titus executor
 (`python -m titus.agent.mesos_executor`) as processes, which run real containers on the
 platform's Docker engine. Jobs are submitted over REST and followed over REST.

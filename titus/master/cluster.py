@@ -1,7 +1,7 @@
 """The cluster driver protocol: how the leader sees hosts and runs tasks on them.
 
 Two drivers: `direct.py` (agents registered in coordination, driven over their HTTP API)
-and `mesos.py` (a pymesos framework fed by Mesos offers). The leader loop is the same for
+and `mesos/` (a pymesos framework fed by Mesos offers). The leader loop is the same for
 both: it asks for offers, places pending tasks with the scheduler, launches placements,
 kills what must die, and folds the drivers' task reports into the store.
 """

@@ -4,32 +4,25 @@ checks (no privileges, root is not root on the host, refused requests)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import docker
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `tests.*`
-
-from tests.support import docker_engine as engine_support  # noqa: E402
-from tests.support.docker_engine import (  # noqa: E402
+from tests.support.docker_engine import (
     AgentFactory,
     run_task,
     task_containers,
     task_spec,
     wait_for_report,
-    wait_until,
 )
-from titus.agent.daemon import AgentDaemon  # noqa: E402
-from titus.agent.runtime import RuntimeConfig  # noqa: E402
-from titus.model.launch import TaskSpec  # noqa: E402
-from titus.model.states import Reason, TaskState  # noqa: E402
+from tests.support.poll import wait_until
+from titus.agent.daemon import AgentDaemon
+from titus.agent.runtime import RuntimeConfig
+from titus.model.launch import TaskSpec
+from titus.model.states import Reason, TaskState
 
 pytestmark = pytest.mark.docker
-
-docker_engine = engine_support.docker_engine
-agent_factory = engine_support.agent_factory
 
 
 def exec_out(client: docker.DockerClient, container_id: str, command: str) -> str:

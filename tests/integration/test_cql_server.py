@@ -18,10 +18,7 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, S
 from cassandra.policies import FallthroughRetryPolicy, RoundRobinPolicy
 from cassandra.query import BatchStatement, BatchType, SimpleStatement
 
-from tests.support.cql import fixture as cql_fixture
 from tests.support.cql.server import CqlServer
-
-cql_server = cql_fixture.cql_server
 
 
 def _cluster(server: CqlServer, **kw: object) -> Cluster:

@@ -10,34 +10,19 @@ from __future__ import annotations
 import base64
 import json
 import queue
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `tests.*`
-
-from tests.support.mesos.client import (  # noqa: E402
+from tests.support.mesos.client import (
     Subscription,
     framework_info,
     post,
 )
-from tests.support.mesos.fixture import (  # noqa: E402
-    MesosMasterProcess,
-    mesos_master,
-    mesos_master_factory,
-    mesos_master_process,
-    sample_executor_command,
-)
-from tests.support.mesos.master import MesosMasterDouble  # noqa: E402
-
-__all__ = [
-    "mesos_master",
-    "mesos_master_factory",
-    "mesos_master_process",
-]  # fixtures used by name below
+from tests.support.mesos.fixture import MesosMasterProcess, sample_executor_command
+from tests.support.mesos.master import MesosMasterDouble
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -109,7 +109,7 @@ def test_fork_bomb_is_contained_by_the_pids_limit(
     # read from the host: an exec into a container at its pids limit cannot fork either
     cgroup = Path("/sys/fs/cgroup/pids/docker") / bomb_id
     if not cgroup.is_dir():
-        pytest.skip(f"no cgroup v1 pids directory at {cgroup}")
+        pytest.fail(f"no cgroup v1 pids directory at {cgroup}")
     wait_until("bomb at its limit", lambda: int((cgroup / "pids.current").read_text()) >= 38)
     assert int((cgroup / "pids.max").read_text()) == 40
     assert int((cgroup / "pids.events").read_text().split()[-1]) > 0  # forks were refused
@@ -152,7 +152,7 @@ def test_disk_quota_holds_on_btrfs_and_the_neighbour_still_writes(
 ) -> None:
     agent = agent_factory()
     if not agent.runtime.disk_enforced:
-        pytest.skip(f"storage driver {agent.runtime.storage_driver} measures disk only")
+        pytest.fail(f"storage driver {agent.runtime.storage_driver} measures disk only")
     filler = task_spec("dd if=/dev/zero of=/tmp/fill bs=1M count=60", disk_mb=20)
     neighbour = task_spec("dd if=/dev/zero of=/tmp/data bs=1M count=10 && echo ok", disk_mb=20)
     agent.launch(filler)

@@ -261,7 +261,7 @@ def test_fault_injection(cql_server: CqlServer, session: Session) -> None:
 def test_cqlsh(cql_server: CqlServer) -> None:
     cqlsh = shutil.which("cqlsh", path=str(Path(sys.executable).parent))
     if cqlsh is None:
-        pytest.skip("cqlsh is not installed: pip install -e '.[test]'")
+        pytest.fail("cqlsh is not installed: pip install -e '.[test]' (make install does)")
     script = (
         "CREATE KEYSPACE shell WITH replication = {'class': 'SimpleStrategy', "
         "'replication_factor': 1};\n"

@@ -10,8 +10,8 @@ Two more cases, each on a fresh self-started API:
 - watchers: create and read latency of one client without observe clients, then with
   `--watchers` (default 200) observe streams connected (another process), and the ratio.
 
-    .venv/bin/python tests/bench/api_throughput.py            # starts its own API
-    .venv/bin/python tests/bench/api_throughput.py --url URL  # against a running platform
+    .venv/bin/python -m tests.bench.api_throughput            # starts its own API
+    .venv/bin/python -m tests.bench.api_throughput --url URL  # against a running platform
 
 The self-started API is the real app on a SQLite store (synchronous=FULL as in production)
 with in-process coordination and rate limits off; no master runs, so jobs stay active.

@@ -1,8 +1,8 @@
 """Submit-to-Started and submit-to-Finished latency of batch jobs, against a bare
 `docker run` measured in the same run.
 
-    python tests/bench/e2e_latency.py                # starts its own `titus local`
-    python tests/bench/e2e_latency.py --url http://127.0.0.1:7001   # a running platform
+    python -m tests.bench.e2e_latency                # starts its own `titus local`
+    python -m tests.bench.e2e_latency --url http://127.0.0.1:7001   # a running platform
 
 Prints p50/p95 of each figure, the baseline and the ratios. Jobs are submitted one after
 another (each waits for the previous to finish), so the figures are latencies, not queueing.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,11 +20,8 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from tests.support.docker_engine import start_docker_engine  # noqa: E402
-from tests.support.platform import make_platform  # noqa: E402
+from tests.support.docker_engine import start_docker_engine
+from tests.support.platform import make_platform
 
 JOB: dict[str, Any] = {
     "owner": {"teamEmail": "bench@example.com"},

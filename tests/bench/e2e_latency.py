@@ -22,6 +22,7 @@ import httpx
 
 from tests.support.docker_engine import start_docker_engine
 from tests.support.platform import make_platform
+from tests.support.poll import wait_until
 
 JOB: dict[str, Any] = {
     "owner": {"teamEmail": "bench@example.com"},
@@ -54,11 +55,14 @@ def run_jobs(url: str, count: int) -> tuple[list[float], list[float]]:
     for _ in range(count):
         submitted = time.time()
         job_id = http.post("/api/v3/jobs", json=JOB).json()["id"]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if http.get(f"/api/v3/jobs/{job_id}").json()["status"]["state"] == "Finished":
-                break
-            time.sleep(0.02)
+        wait_until(
+            f"job {job_id} to finish",
+            lambda job=job_id: (
+                http.get(f"/api/v3/jobs/{job}").json()["status"]["state"] == "Finished"
+            ),
+            60,
+            interval=0.02,
+        )
         [task] = http.get("/api/v3/tasks", params={"jobIds": job_id}).json()["items"]
         started, finished = state_time(task, "Started"), state_time(task, "Finished")
         if started is None or finished is None:

@@ -4,7 +4,7 @@ DOCKER_SOCK ?= unix:///run/titus/docker.sock
 DATA_DIR ?= /var/lib/titus
 export DOCKER_HOST := $(DOCKER_SOCK)
 
-.PHONY: up test install engine zookeeper lint unit bench
+.PHONY: up test install engine zookeeper lint unit integration e2e bench
 
 install:
 	@bash scripts/install.sh
@@ -26,5 +26,12 @@ lint: install
 test: install engine zookeeper lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
+# One part of the suite (tests/README.md says what each holds and needs).
 unit: install
 	$(VENV)/bin/pytest -q tests/unit
+
+integration: install engine zookeeper
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/integration
+
+e2e: install engine zookeeper
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/e2e

@@ -10,8 +10,8 @@ Two more cases, each on a fresh self-started API:
 - watchers: create and read latency of one client without observe clients, then with
   `--watchers` (default 200) observe streams connected (another process), and the ratio.
 
-    .venv/bin/python tests/bench/api_throughput.py            # starts its own API
-    .venv/bin/python tests/bench/api_throughput.py --url URL  # against a running platform
+    .venv/bin/python -m tests.bench.api_throughput            # starts its own API
+    .venv/bin/python -m tests.bench.api_throughput --url URL  # against a running platform
 
 The self-started API is the real app on a SQLite store (synchronous=FULL as in production)
 with in-process coordination and rate limits off; no master runs, so jobs stay active.
@@ -32,6 +32,8 @@ import time
 from typing import Any
 
 import httpx
+
+from tests.support.poll import wait_until
 
 SERVER = r"""
 import sys, uvicorn
@@ -80,15 +82,18 @@ def start(kind: str, data: str) -> tuple[subprocess.Popen[bytes], str]:
     os.makedirs(data, exist_ok=True)
     proc = subprocess.Popen([sys.executable, "-c", SERVER, kind, str(port), data])
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url + "/docs", timeout=1)
-            return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"{kind} server did not start")
+    try:
+        wait_until(
+            f"the {kind} server to answer",
+            lambda: httpx.get(url + "/docs", timeout=1) is not None,  # any answer: it is up
+            30,
+            interval=0.1,
+            retry_on=(httpx.HTTPError,),
+        )
+    except AssertionError:
+        proc.kill()
+        raise
+    return proc, url
 
 
 async def load(url: str, path: str, clients: int, total: int, body: Any) -> dict[str, float]:

@@ -1,8 +1,8 @@
 """Submit-to-Started and submit-to-Finished latency of batch jobs, against a bare
 `docker run` measured in the same run.
 
-    python tests/bench/e2e_latency.py                # starts its own `titus local`
-    python tests/bench/e2e_latency.py --url http://127.0.0.1:7001   # a running platform
+    python -m tests.bench.e2e_latency                # starts its own `titus local`
+    python -m tests.bench.e2e_latency --url http://127.0.0.1:7001   # a running platform
 
 Prints p50/p95 of each figure, the baseline and the ratios. Jobs are submitted one after
 another (each waits for the previous to finish), so the figures are latencies, not queueing.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,11 +20,9 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from tests.support.docker_engine import start_docker_engine  # noqa: E402
-from tests.support.platform import make_platform  # noqa: E402
+from tests.support.docker_engine import start_docker_engine
+from tests.support.platform import make_platform
+from tests.support.poll import wait_until
 
 JOB: dict[str, Any] = {
     "owner": {"teamEmail": "bench@example.com"},
@@ -58,11 +55,14 @@ def run_jobs(url: str, count: int) -> tuple[list[float], list[float]]:
     for _ in range(count):
         submitted = time.time()
         job_id = http.post("/api/v3/jobs", json=JOB).json()["id"]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if http.get(f"/api/v3/jobs/{job_id}").json()["status"]["state"] == "Finished":
-                break
-            time.sleep(0.02)
+        wait_until(
+            f"job {job_id} to finish",
+            lambda job=job_id: (
+                http.get(f"/api/v3/jobs/{job}").json()["status"]["state"] == "Finished"
+            ),
+            60,
+            interval=0.02,
+        )
         [task] = http.get("/api/v3/tasks", params={"jobIds": job_id}).json()["items"]
         started, finished = state_time(task, "Started"), state_time(task, "Finished")
         if started is None or finished is None:

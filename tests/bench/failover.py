@@ -1,6 +1,6 @@
 """Failover benchmark: how long the cluster goes without a leader that acts.
 
-Run: python tests/bench/failover.py [--rounds N] [--session-timeout S] [--tasks N]
+Run: python -m tests.bench.failover [--rounds N] [--session-timeout S] [--tasks N]
 
 1. kill -9 of the leader to the new leader's first launch. A cluster of processes (API,
    two masters, one agent; ZooKeeper from scripts/zookeeper.sh, Docker from
@@ -26,25 +26,22 @@ import pickle
 import shutil
 import signal
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from titus.coord.base import Leadership  # noqa: E402
-from titus.coord.local import LocalCoordinator  # noqa: E402
-from titus.master.cluster import HostReport, HostView, Placement  # noqa: E402
-from titus.master.leader import Master  # noqa: E402
-from titus.model.job import Job, JobStatus, Task, TaskStatus  # noqa: E402
-from titus.model.launch import TaskReport  # noqa: E402
-from titus.model.states import JobState, TaskState  # noqa: E402
-from titus.model.validation import parse_job_descriptor  # noqa: E402
-from titus.store.base import ActiveIndex  # noqa: E402
-from titus.store.sqlite import SqliteJobStore  # noqa: E402
+from titus.coord.base import Leadership
+from titus.coord.local import LocalCoordinator
+from titus.master.cluster import HostReport, HostView, Placement
+from titus.master.leader import Master
+from titus.model.job import Job, JobStatus, Task, TaskStatus
+from titus.model.launch import TaskReport
+from titus.model.states import JobState, TaskState
+from titus.model.validation import parse_job_descriptor
+from titus.store.base import ActiveIndex
+from titus.store.sqlite import SqliteJobStore
 
 HOSTS = 1000
 TASKS_PER_JOB = 50

@@ -1,6 +1,6 @@
 """Benchmark: one Mesos offer cycle with 1,000 agents and 5,000 pending tasks.
 
-    .venv/bin/python tests/bench/mesos_offers.py [--agents 1000] [--tasks 5000]
+    .venv/bin/python -m tests.bench.mesos_offers [--agents 1000] [--tasks 5000]
 
 The Mesos master double runs as its own process (python -m tests.support.mesos) with the
 agents added over its control port; the leader (SQLite store in a temporary directory,
@@ -26,25 +26,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # run as a script: `tests.*` imports need the repo root
-    sys.path.insert(0, str(ROOT))
-
-from tests.store.conformance import make_job, make_task  # noqa: E402
-from tests.support.mesos.fixture import MesosMasterProcess  # noqa: E402
-from titus.coord.local import LocalCoordinator  # noqa: E402
-from titus.master.leader import Master  # noqa: E402
-from titus.master.mesos import MesosConfig, MesosDriver  # noqa: E402
-from titus.master.scheduler import Scheduler, SchedulerConfig  # noqa: E402
-from titus.model.job import BatchJobSpec, Resources  # noqa: E402
-from titus.store import open_store  # noqa: E402
+from tests.store.conformance import make_job, make_task
+from tests.support.mesos.fixture import MesosMasterProcess
+from titus.coord.local import LocalCoordinator
+from titus.master.leader import Master
+from titus.master.mesos import MesosConfig, MesosDriver
+from titus.master.scheduler import Scheduler, SchedulerConfig
+from titus.model.job import BatchJobSpec, Resources
+from titus.store import open_store
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Scheduler benchmark: placements per second, peak memory, utilisation, packing quality.
 
-Run: python tests/bench/scheduler.py [--seed N]
+Run: python -m tests.bench.scheduler [--seed N]
 
 1. Throughput: 5,000 hosts in 3 zones of mixed sizes (partly used already) and 10,000
    pending tasks (batch and service, Critical and Flex tiers, 20 capacity groups, some
@@ -23,16 +23,12 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from titus.master.scheduler import (  # noqa: E402
+from titus.master.scheduler import (
     RESOURCES,
     CapacityGroup,
     HostState,

@@ -1,7 +1,7 @@
 """Store benchmark: job creates/s, task updates/s and the new leader's bulk load of 100,000
 active tasks, per backend, in one run.
 
-    .venv/bin/python tests/bench/store.py [--tasks 100000] [--jobs 500] [--updates 2000]
+    .venv/bin/python -m tests.bench.store [--tasks 100000] [--jobs 500] [--updates 2000]
 
 SQLite is a file in a temporary directory (WAL, synchronous=FULL). Cassandra is the
 CQL test server (tests/support/cql) in a child process on loopback, not a real cluster: its
@@ -33,16 +33,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # run as a script: `tests.*` imports need the repo root
-    sys.path.insert(0, str(ROOT))
+from tests.store.conformance import make_job, make_task
+from titus.model.states import TaskState
+from titus.store.base import JobStore
 
-from tests.store.conformance import make_job, make_task  # noqa: E402
-from titus.model.states import TaskState  # noqa: E402
-from titus.store.base import JobStore  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 SERVER = (
-    "import sys, time; sys.path.insert(0, sys.argv[1]);"
+    "import time;"  # run in the repository root, so that `tests.*` imports
     "from tests.support.cql.server import CqlServer;"
     "s = CqlServer().start(); print(s.port, flush=True); time.sleep(10**6)"
 )
@@ -119,7 +117,7 @@ def main() -> None:
             from titus.store.cassandra import CassandraJobStore
 
             server = subprocess.Popen(
-                [sys.executable, "-c", SERVER, str(ROOT)], stdout=subprocess.PIPE, text=True
+                [sys.executable, "-c", SERVER], cwd=ROOT, stdout=subprocess.PIPE, text=True
             )
             try:
                 assert server.stdout is not None

@@ -13,7 +13,7 @@ from typing import Any
 import docker
 import pytest
 
-from tests.support.cluster import Cluster, cluster  # noqa: F401
+from tests.support.cluster import Cluster
 
 pytestmark = [pytest.mark.docker, pytest.mark.zookeeper, pytest.mark.timeout(240)]
 
@@ -39,7 +39,7 @@ def service(desired: int, **constraints: str) -> dict[str, Any]:
 
 
 def test_killing_the_leader_during_a_burst_loses_no_job_and_runs_no_task_twice(
-    cluster: Cluster,  # noqa: F811
+    cluster: Cluster,
 ) -> None:
     jobs: list[str] = []
     errors: list[BaseException] = []
@@ -82,7 +82,7 @@ def test_killing_the_leader_during_a_burst_loses_no_job_and_runs_no_task_twice(
 
 
 def test_killing_an_agent_loses_its_tasks_and_services_move_elsewhere(
-    cluster: Cluster,  # noqa: F811
+    cluster: Cluster,
 ) -> None:
     # a task no host can take says why, through the API process, from the master's record
     stranded = cluster.submit(service(1, machineType="no-such-type"))
@@ -134,7 +134,7 @@ def test_killing_an_agent_loses_its_tasks_and_services_move_elsewhere(
 
 
 def test_a_task_killed_while_its_agent_is_down_has_its_container_killed_on_return(
-    cluster: Cluster,  # noqa: F811
+    cluster: Cluster,
 ) -> None:
     job_id = cluster.submit(batch("sleep 600", "claimed"))
     [task] = cluster.wait_for(

@@ -5,7 +5,6 @@ limit, and containers nobody owns."""
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -16,11 +15,8 @@ import docker
 import pytest
 from fastapi.testclient import TestClient
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `tests.*`
-
-from tests.support import docker_engine as engine_support  # noqa: E402
-from tests.support import moto_server as moto_support  # noqa: E402
-from tests.support.docker_engine import (  # noqa: E402
+from tests.support import moto_server as moto_support
+from tests.support.docker_engine import (
     AgentFactory,
     PrivateEngine,
     run_task,
@@ -28,23 +24,18 @@ from tests.support.docker_engine import (  # noqa: E402
     task_spec,
     wait_for_report,
 )
-from titus.agent.daemon import AgentDaemon  # noqa: E402
-from titus.agent.runtime import LABEL_AGENT, LABEL_TASK, RuntimeConfig  # noqa: E402
-from titus.api.app import create_app  # noqa: E402
-from titus.coord.local import LocalCoordinator  # noqa: E402
-from titus.model.job import Task as StoredTask  # noqa: E402
-from titus.model.job import TaskStatus  # noqa: E402
-from titus.model.states import Reason, TaskState  # noqa: E402
-from titus.settings import Settings  # noqa: E402
-from titus.store.sqlite import SqliteJobStore  # noqa: E402
+from titus.agent.daemon import AgentDaemon
+from titus.agent.runtime import LABEL_AGENT, LABEL_TASK, RuntimeConfig
+from titus.api.app import create_app
+from titus.coord.local import LocalCoordinator
+from titus.model.job import Task as StoredTask
+from titus.model.job import TaskStatus
+from titus.model.states import Reason, TaskState
+from titus.settings import Settings
+from titus.store.sqlite import SqliteJobStore
 
 pytestmark = pytest.mark.docker
 
-docker_engine = engine_support.docker_engine
-agent_factory = engine_support.agent_factory
-private_engine = engine_support.private_engine
-moto_server = moto_support.moto_server
-aws_env = moto_support.aws_env
 
 # a free-space floor no disk here meets: a real failing check, not a stub
 IMPOSSIBLE_DISK_MB = 1 << 40

@@ -5,7 +5,6 @@ after upload and retention."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,30 +14,23 @@ import boto3
 import docker
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `tests.*`
-
-from tests.support import docker_engine as engine_support  # noqa: E402
-from tests.support import moto_server as moto_support  # noqa: E402
-from tests.support.docker_engine import (  # noqa: E402
+from tests.support import moto_server as moto_support
+from tests.support.docker_engine import (
     WAIT_SEC,
     AgentFactory,
     run_task,
     task_spec,
     wait_for_report,
-    wait_until,
 )
-from titus.agent.daemon import AgentDaemon  # noqa: E402
-from titus.agent.logs import rotated_files  # noqa: E402
-from titus.agent.upload import LogUploader, S3Target  # noqa: E402
-from titus.model.states import TaskState  # noqa: E402
-from titus.settings import Settings  # noqa: E402
+from tests.support.poll import wait_until
+from titus.agent.daemon import AgentDaemon
+from titus.agent.logs import rotated_files
+from titus.agent.upload import LogUploader, S3Target
+from titus.model.states import TaskState
+from titus.settings import Settings
 
 pytestmark = pytest.mark.docker
 
-docker_engine = engine_support.docker_engine
-agent_factory = engine_support.agent_factory
-moto_server = moto_support.moto_server
-aws_env = moto_support.aws_env
 
 BUCKET = "titus-logs"
 # 4000 lines "line 0001".."line 4000" (10 bytes each): 40,000 bytes on stdout

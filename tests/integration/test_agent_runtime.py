@@ -5,32 +5,22 @@ disk limits are in test_agent_isolation.py."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import docker
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `tests.*`
-
-from tests.support import docker_engine as engine_support  # noqa: E402
-from tests.support.docker_engine import (  # noqa: E402
+from tests.support.docker_engine import (
     AgentFactory,
     run_task,
     task_containers,
     task_spec,
     wait_for_report,
 )
-from titus.agent.hooks import TaskContext, TaskHook  # noqa: E402
-from titus.agent.logs import LogFollowHook, LogsHook  # noqa: E402
-from titus.agent.runtime import ContainerHook  # noqa: E402
-from titus.model.states import Reason, TaskState  # noqa: E402
+from titus.agent.hooks import TaskContext, TaskHook
+from titus.agent.logs import LogFollowHook, LogsHook
+from titus.agent.runtime import ContainerHook
+from titus.model.states import Reason, TaskState
 
 pytestmark = pytest.mark.docker
-
-# the fixtures of tests/support/docker_engine.py, made visible to pytest in this module
-docker_engine = engine_support.docker_engine
-agent_factory = engine_support.agent_factory
 
 
 def test_exit_codes_become_finished_reasons(agent_factory: AgentFactory) -> None:

@@ -3,32 +3,24 @@ port in front of a real agent on the real Docker engine."""
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `tests.*`
-
-from tests.support import docker_engine as engine_support  # noqa: E402
-from tests.support.docker_engine import (  # noqa: E402
+from tests.support.docker_engine import (
     WAIT_SEC,
     AgentFactory,
     follow_reports,
     task_spec,
 )
-from titus.agent.daemon import AgentDaemon  # noqa: E402
-from titus.agent.server import bound_port, run_agent_server  # noqa: E402
-from titus.model.launch import TaskReport, TaskReportPage  # noqa: E402
-from titus.model.states import Reason, TaskState  # noqa: E402
+from titus.agent.daemon import AgentDaemon
+from titus.agent.server import bound_port, run_agent_server
+from titus.model.launch import TaskReport, TaskReportPage
+from titus.model.states import Reason, TaskState
 
 pytestmark = pytest.mark.docker
-
-docker_engine = engine_support.docker_engine
-agent_factory = engine_support.agent_factory
 
 
 @pytest.fixture

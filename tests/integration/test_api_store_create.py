@@ -9,13 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.store.conformance import make_job
-from tests.support.cql import fixture as cql_fixture
 from tests.support.cql.server import CqlServer
 from titus.store.base import GroupNameTaken, JobStore
 from titus.store.cassandra import CassandraJobStore
 from titus.store.sqlite import SqliteJobStore
-
-cql_server = cql_fixture.cql_server
 
 
 @pytest.fixture(params=["sqlite", "cassandra"])

@@ -18,10 +18,7 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, S
 from cassandra.policies import FallthroughRetryPolicy, RoundRobinPolicy
 from cassandra.query import BatchStatement, BatchType, SimpleStatement
 
-from tests.support.cql import fixture as cql_fixture
 from tests.support.cql.server import CqlServer
-
-cql_server = cql_fixture.cql_server
 
 
 def _cluster(server: CqlServer, **kw: object) -> Cluster:
@@ -264,7 +261,7 @@ def test_fault_injection(cql_server: CqlServer, session: Session) -> None:
 def test_cqlsh(cql_server: CqlServer) -> None:
     cqlsh = shutil.which("cqlsh", path=str(Path(sys.executable).parent))
     if cqlsh is None:
-        pytest.skip("cqlsh is not installed: pip install -e '.[test]'")
+        pytest.fail("cqlsh is not installed: pip install -e '.[test]' (make install does)")
     script = (
         "CREATE KEYSPACE shell WITH replication = {'class': 'SimpleStrategy', "
         "'replication_factor': 1};\n"

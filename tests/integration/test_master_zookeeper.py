@@ -4,7 +4,6 @@ is lost steps down and campaigns again, and a deposed leader's writes are refuse
 
 from __future__ import annotations
 
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,24 +11,17 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `tests.*`
-
-from tests.support import zookeeper as zk_support  # noqa: E402
-from tests.support.zookeeper import ZkProxy, expire_session, wait_for  # noqa: E402
-from titus.coord.base import Leadership  # noqa: E402
-from titus.coord.zookeeper import ZooKeeperCoordinator  # noqa: E402
-from titus.master.direct import DirectDriver  # noqa: E402
-from titus.master.leader import Master, MasterConfig, Paused  # noqa: E402
-from titus.model.job import Job, JobStatus  # noqa: E402
-from titus.model.states import JobState  # noqa: E402
-from titus.model.validation import parse_job_descriptor  # noqa: E402
-from titus.store.base import LEADER_RECORD_META, StaleEpoch  # noqa: E402
-from titus.store.sqlite import SqliteJobStore  # noqa: E402
-
-zookeeper = zk_support.zookeeper
-zk_root = zk_support.zk_root
-zk_coordinator = zk_support.zk_coordinator
-zk_proxy = zk_support.zk_proxy
+from tests.support.poll import wait_until
+from tests.support.zookeeper import WAIT_SEC, ZkProxy, expire_session
+from titus.coord.base import Leadership
+from titus.coord.zookeeper import ZooKeeperCoordinator
+from titus.master.direct import DirectDriver
+from titus.master.leader import Master, MasterConfig, Paused
+from titus.model.job import Job, JobStatus
+from titus.model.states import JobState
+from titus.model.validation import parse_job_descriptor
+from titus.store.base import LEADER_RECORD_META, StaleEpoch
+from titus.store.sqlite import SqliteJobStore
 
 pytestmark = [pytest.mark.zookeeper, pytest.mark.timeout(90)]
 
@@ -102,19 +94,19 @@ def test_one_master_leads_and_acts_and_the_other_takes_over_when_it_stops(
     zk_coordinator: Factory, store: SqliteJobStore, masters: Callable[..., Running]
 ) -> None:
     a = masters(zk_coordinator(), "a")
-    wait_for(a.leads, what="a to lead")
+    wait_until("a to lead", a.leads, WAIT_SEC)
     b = masters(zk_coordinator(), "b")
     first = submit(store)
     # the leader acts on new work (creates the job's tasks); the standby does not lead
-    wait_for(lambda: len(store.list_tasks(first)) == 2, what="a to create the tasks")
+    wait_until("a to create the tasks", lambda: len(store.list_tasks(first)) == 2, WAIT_SEC)
     assert not b.leads()
     epoch_a = store.current_epoch()
 
     a.end()
-    wait_for(b.leads, what="b to take over")
+    wait_until("b to take over", b.leads, WAIT_SEC)
     assert store.current_epoch() > epoch_a
     second = submit(store)
-    wait_for(lambda: len(store.list_tasks(second)) == 2, what="b to create the tasks")
+    wait_until("b to create the tasks", lambda: len(store.list_tasks(second)) == 2, WAIT_SEC)
     # the job a started is b's now, untouched: its tasks were not made twice
     assert len(store.list_tasks(first)) == 2
     record = store.get_meta(LEADER_RECORD_META)
@@ -129,17 +121,19 @@ def test_a_leader_whose_session_is_lost_steps_down_and_campaigns_again(
 ) -> None:
     coord_a = zk_coordinator()
     a = masters(coord_a, "a")
-    wait_for(a.leads, what="a to lead")
+    wait_until("a to lead", a.leads, WAIT_SEC)
     b = masters(zk_coordinator(), "b")
     job_id = submit(store)
-    wait_for(lambda: len(store.list_tasks(job_id)) == 2, what="a to act")
+    wait_until("a to act", lambda: len(store.list_tasks(job_id)) == 2, WAIT_SEC)
 
     expire_session(zookeeper, coord_a.client)
-    wait_for(b.leads, what="b to lead after a's session expired")
+    wait_until("b to lead after a's session expired", b.leads, WAIT_SEC)
     # a dropped what it held and queued up again behind b
-    wait_for(lambda: a.master.leadership is None and len(a.master.view) == 0, what="a to drop")
+    wait_until(
+        "a to drop", lambda: a.master.leadership is None and len(a.master.view) == 0, WAIT_SEC
+    )
     b.end()
-    wait_for(a.leads, what="a to lead again once b is gone")
+    wait_until("a to lead again once b is gone", a.leads, WAIT_SEC)
     assert len(store.list_tasks(job_id)) == 2
 
 
@@ -150,17 +144,17 @@ def test_a_suspended_leader_does_not_act_until_its_session_is_back(
     masters: Callable[..., Running],
 ) -> None:
     a = masters(zk_coordinator(zk_proxy.hosts, session_timeout=6.0), "a")
-    wait_for(a.leads, what="a to lead")
+    wait_until("a to lead", a.leads, WAIT_SEC)
     zk_proxy.cut()
     leadership = a.master.leadership
     assert leadership is not None
-    wait_for(lambda: not leadership.active.is_set(), what="the session to be suspended")
+    wait_until("the session to be suspended", lambda: not leadership.active.is_set(), WAIT_SEC)
     job_id = submit(store)
     with pytest.raises(Paused):
         a.master.iterate()
     assert store.list_tasks(job_id) == []
     zk_proxy.restore()
-    wait_for(lambda: len(store.list_tasks(job_id)) == 2, what="a to act again", timeout=20)
+    wait_until("a to act again", lambda: len(store.list_tasks(job_id)) == 2, 20)
 
 
 def test_a_deposed_leader_that_has_not_noticed_cannot_write(
@@ -168,7 +162,7 @@ def test_a_deposed_leader_that_has_not_noticed_cannot_write(
 ) -> None:
     job_id = submit(store, size=1)
     a = masters(zk_coordinator(), "a")
-    wait_for(lambda: len(store.list_tasks(job_id)) == 1, what="a to act")
+    wait_until("a to act", lambda: len(store.list_tasks(job_id)) == 1, WAIT_SEC)
     [task] = store.list_tasks(job_id)
     old_epoch = store.current_epoch()
 
@@ -178,7 +172,7 @@ def test_a_deposed_leader_that_has_not_noticed_cannot_write(
     stale.leadership = Leadership(old_epoch)
     a.end()
     b = masters(zk_coordinator(), "b")
-    wait_for(b.leads, what="b to lead")
+    wait_until("b to lead", b.leads, WAIT_SEC)
     assert store.current_epoch() > old_epoch
 
     with pytest.raises(StaleEpoch):

@@ -10,34 +10,20 @@ from __future__ import annotations
 import base64
 import json
 import queue
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `tests.*`
-
-from tests.support.mesos.client import (  # noqa: E402
+from tests.support.mesos.client import (
     Subscription,
     framework_info,
     post,
 )
-from tests.support.mesos.fixture import (  # noqa: E402
-    MesosMasterProcess,
-    mesos_master,
-    mesos_master_factory,
-    mesos_master_process,
-    sample_executor_command,
-)
-from tests.support.mesos.master import MesosMasterDouble  # noqa: E402
-
-__all__ = [
-    "mesos_master",
-    "mesos_master_factory",
-    "mesos_master_process",
-]  # fixtures used by name below
+from tests.support.mesos.fixture import MesosMasterProcess, sample_executor_command
+from tests.support.mesos.master import MesosMasterDouble
+from tests.support.prerequisites import PYMESOS, require_module
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -403,7 +389,7 @@ def test_teardown_kills_tasks_and_ends_the_stream(mesos_master: MesosMasterDoubl
 def test_executor_gets_the_agent_environment_and_relays_updates(
     mesos_master: MesosMasterDouble,
 ) -> None:
-    pytest.importorskip("pymesos")
+    require_module("pymesos", PYMESOS)
     sub = Subscription(mesos_master.address, framework_info())
     offer = offers_of(sub)[0]
     launch(sub, offer, task_info(offer, "e1", spec={"sleep": 0.2}))
@@ -435,7 +421,7 @@ def test_executor_gets_the_agent_environment_and_relays_updates(
 def test_killed_executor_fails_its_task_and_reports_failure(
     mesos_master: MesosMasterDouble,
 ) -> None:
-    pytest.importorskip("pymesos")
+    require_module("pymesos", PYMESOS)
     sub = Subscription(mesos_master.address, framework_info())
     offer = offers_of(sub)[0]
     launch(sub, offer, task_info(offer, "victim", spec={"hang": True}))
@@ -450,7 +436,7 @@ def test_killed_executor_fails_its_task_and_reports_failure(
 
 
 def test_kill_reaches_the_executor(mesos_master: MesosMasterDouble) -> None:
-    pytest.importorskip("pymesos")
+    require_module("pymesos", PYMESOS)
     sub = Subscription(mesos_master.address, framework_info())
     offer = offers_of(sub)[0]
     launch(sub, offer, task_info(offer, "k1", spec={"hang": True}))
@@ -599,7 +585,7 @@ def start_driver(master: str, sched: RecordingScheduler, framework_id: str | Non
 def test_pymesos_scheduler_runs_a_task_through_the_executor(
     mesos_master_factory: Any, fragment_records: bool
 ) -> None:
-    pytest.importorskip("pymesos")
+    require_module("pymesos", PYMESOS)
     master = mesos_master_factory(fragment_records=fragment_records)
     sched = RecordingScheduler(["p1"])
     driver = start_driver(master.address, sched)
@@ -618,7 +604,7 @@ def test_pymesos_scheduler_runs_a_task_through_the_executor(
 
 
 def test_pymesos_failover_with_the_same_framework_id(mesos_master: MesosMasterDouble) -> None:
-    pytest.importorskip("pymesos")
+    require_module("pymesos", PYMESOS)
     first = RecordingScheduler([])
     driver1 = start_driver(mesos_master.address, first)
     mesos_master.wait_for(lambda: first.registered_ids and first.offers_seen)
@@ -638,7 +624,7 @@ def test_pymesos_failover_with_the_same_framework_id(mesos_master: MesosMasterDo
 
 
 def test_pymesos_resubscribes_after_a_master_restart(mesos_master: MesosMasterDouble) -> None:
-    pytest.importorskip("pymesos")
+    require_module("pymesos", PYMESOS)
     sched = RecordingScheduler([])
     sched.spec = {"hang": True}
     sched.wanted = ["long"]
@@ -667,7 +653,7 @@ def test_pymesos_resubscribes_after_a_master_restart(mesos_master: MesosMasterDo
 
 def zookeeper_support() -> Any:
     if not (REPO / "scripts" / "zookeeper.sh").exists():
-        pytest.skip("scripts/zookeeper.sh is not in this tree")
+        pytest.fail("scripts/zookeeper.sh is not in this tree")
     from tests.support import zookeeper as zk_support
 
     return zk_support
@@ -677,7 +663,7 @@ def zookeeper_support() -> Any:
 def test_published_in_zookeeper_for_zk_master_uris(
     mesos_master_factory: Any, tmp_path: Path
 ) -> None:
-    pytest.importorskip("pymesos")
+    require_module("pymesos", PYMESOS)
     zk_support = zookeeper_support()
     connect = zk_support.start_zookeeper()
     path = f"/titus-test/mesos-{time.monotonic_ns()}"

@@ -21,8 +21,7 @@ import httpx
 import pytest
 import uvicorn
 
-from tests.support.docker_engine import docker_engine, start_docker_engine
-from tests.support.mesos.fixture import mesos_master, mesos_master_factory
+from tests.support.docker_engine import start_docker_engine
 from tests.support.mesos.master import MesosMasterDouble
 from tests.support.platform import free_port
 from titus.api.app import create_app
@@ -31,8 +30,6 @@ from titus.master.leader import Master
 from titus.master.mesos import FRAMEWORK_ID_META, MesosConfig, MesosDriver
 from titus.settings import Settings
 from titus.store import open_store
-
-__all__ = ["docker_engine", "mesos_master", "mesos_master_factory"]  # fixtures used by name
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
 

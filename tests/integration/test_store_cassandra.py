@@ -10,14 +10,11 @@ import pytest
 
 from tests.store.conformance import *  # noqa: F401,F403
 from tests.store.conformance import finish, make_job, make_task
-from tests.support.cql import fixture as cql_fixture
 from tests.support.cql.server import CqlServer
 from titus.model.states import TaskState
 from titus.store import open_store
 from titus.store.base import Conflict, GroupNameTaken, JobStore, StoreUnavailable
 from titus.store.cassandra import CassandraJobStore, CassandraRefused, parse_replication
-
-cql_server = cql_fixture.cql_server
 
 
 def _open(server: CqlServer, **kw: object) -> CassandraJobStore:

@@ -14,7 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.integration.test_api_app import BATCH, service
-from tests.support.cql.fixture import cql_server  # noqa: F401 - the fixture
 from tests.support.cql.server import CqlServer
 from titus.api.app import create_app
 from titus.coord.local import LocalCoordinator

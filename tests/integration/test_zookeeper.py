@@ -3,32 +3,18 @@ deposed leader's writes, the agent registry and wake-ups."""
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `tests.*`
-
-from tests.support import zookeeper as zk_support  # noqa: E402
-from tests.support.zookeeper import (  # noqa: E402
-    TEST_SESSION_TIMEOUT,
-    ZkProxy,
-    expire_session,
-    wait_for,
-)
-from titus.coord.base import AgentInfo, Leadership  # noqa: E402
-from titus.coord.zookeeper import ZooKeeperCoordinator  # noqa: E402
-from titus.store.base import StaleEpoch  # noqa: E402
-from titus.store.sqlite import SqliteJobStore  # noqa: E402
-
-# the fixtures of tests/support/zookeeper.py, made visible to pytest in this module
-zookeeper = zk_support.zookeeper
-zk_root = zk_support.zk_root
-zk_coordinator = zk_support.zk_coordinator
-zk_proxy = zk_support.zk_proxy
+from tests.support.poll import wait_until
+from tests.support.zookeeper import TEST_SESSION_TIMEOUT, WAIT_SEC, ZkProxy, expire_session
+from titus.coord.base import AgentInfo, Leadership
+from titus.coord.zookeeper import ZooKeeperCoordinator
+from titus.store.base import StaleEpoch
+from titus.store.sqlite import SqliteJobStore
 
 pytestmark = [pytest.mark.zookeeper, pytest.mark.timeout(60)]
 
@@ -119,7 +105,7 @@ def test_expired_session_deposes_the_leader(zookeeper: str, zk_coordinator: Fact
     waiting = Campaign(b, "master-b", "http://b:7001")
 
     expire_session(zookeeper, a.client)
-    wait_for(first.lost.is_set, what="the deposed leader to see its session lost")
+    wait_until("the deposed leader to see its session lost", first.lost.is_set, WAIT_SEC)
     assert not first.can_act()
     second = waiting.result()
     assert second is not None and second.epoch > first.epoch
@@ -172,12 +158,12 @@ def test_suspended_leader_stops_acting_and_resumes_on_reconnect(
     waiting = Campaign(b, "master-b", "http://b:7001")
 
     zk_proxy.cut()
-    wait_for(lambda: not leadership.active.is_set(), what="the leader to be suspended")
+    wait_until("the leader to be suspended", lambda: not leadership.active.is_set(), WAIT_SEC)
     assert not leadership.can_act()
     assert not leadership.lost.is_set()
 
     zk_proxy.restore()  # well within the session timeout: the session lives on
-    wait_for(leadership.active.is_set, what="the leader to act again after reconnecting")
+    wait_until("the leader to act again after reconnecting", leadership.active.is_set, WAIT_SEC)
     assert leadership.can_act()
     assert not waiting.done.is_set(), "b was elected although a's session survived"
     assert b.leader_address() == "http://a:7001"
@@ -196,7 +182,7 @@ def test_leader_cut_off_for_a_session_timeout_steps_down(
     # the server expires a's session and elects b; a, still cut off, gives itself up
     second = waiting.result(timeout=TEST_SESSION_TIMEOUT * 5)
     assert second is not None and second.epoch > first.epoch
-    wait_for(first.lost.is_set, what="the cut-off leader to step down")
+    wait_until("the cut-off leader to step down", first.lost.is_set, WAIT_SEC)
     assert not first.can_act()
 
     zk_proxy.restore()
@@ -217,7 +203,7 @@ def test_leader_resigning_while_cut_off_frees_its_place_on_reconnect(
     waiting = Campaign(b, "master-b", "http://b:7001")
 
     zk_proxy.cut()
-    wait_for(lambda: not first.active.is_set(), what="the leader to be suspended")
+    wait_until("the leader to be suspended", lambda: not first.active.is_set(), WAIT_SEC)
     a.resign(first)  # returns without a server to talk to
     assert first.lost.is_set()
 
@@ -267,21 +253,25 @@ def test_agents_appear_update_and_vanish_with_their_session(zk_coordinator: Fact
     assert master.agents() == []
     host1.register_agent(agent("agent-1", zone="us-east-1a"))
     host2.register_agent(agent("agent-2", zone="us-east-1b"))
-    wait_for(lambda: [a.id for a in master.agents()] == ["agent-1", "agent-2"], what="agents")
+    wait_until(
+        "agents", lambda: [a.id for a in master.agents()] == ["agent-1", "agent-2"], WAIT_SEC
+    )
     assert master.agents()[0].attributes == {"zone": "us-east-1a"}
 
     unhealthy = agent("agent-1", zone="us-east-1a")
     unhealthy.healthy = False
     unhealthy.health_reasons = ["docker not answering"]
     host1.register_agent(unhealthy)
-    wait_for(lambda: not master.agents()[0].healthy, what="the health update")
+    wait_until("the health update", lambda: not master.agents()[0].healthy, WAIT_SEC)
     assert master.agents()[0].health_reasons == ["docker not answering"]
 
     host2.close()  # the agent's process ends: its node goes with its session
-    wait_for(lambda: [a.id for a in master.agents()] == ["agent-1"], what="agent-2 to vanish")
+    wait_until(
+        "agent-2 to vanish", lambda: [a.id for a in master.agents()] == ["agent-1"], WAIT_SEC
+    )
 
     host1.unregister_agent("agent-1")
-    wait_for(lambda: master.agents() == [], what="agent-1 to be unregistered")
+    wait_until("agent-1 to be unregistered", lambda: master.agents() == [], WAIT_SEC)
 
 
 def test_agent_is_republished_after_its_session_expires(
@@ -289,7 +279,7 @@ def test_agent_is_republished_after_its_session_expires(
 ) -> None:
     master, host = zk_coordinator(), zk_coordinator()
     host.register_agent(agent("agent-1"))
-    wait_for(lambda: [a.id for a in master.agents()] == ["agent-1"], what="agent-1")
+    wait_until("agent-1", lambda: [a.id for a in master.agents()] == ["agent-1"], WAIT_SEC)
     old_session = host.client.client_id[0]
 
     expire_session(zookeeper, host.client)
@@ -298,27 +288,28 @@ def test_agent_is_republished_after_its_session_expires(
         client_id = host.client.client_id  # None while it connects
         return client_id[0] if client_id else None
 
-    wait_for(lambda: session() not in (None, old_session), what="a new session")
+    wait_until("a new session", lambda: session() not in (None, old_session), WAIT_SEC)
 
     def republished() -> bool:
         stat = host.client.exists(f"{host.root}/agents/agent-1")
         return stat is not None and stat.ephemeralOwner == session()
 
-    wait_for(republished, what="agent-1 to be published again under the new session")
-    wait_for(lambda: [a.id for a in master.agents()] == ["agent-1"], what="agent-1 back")
+    wait_until("agent-1 to be published again under the new session", republished, WAIT_SEC)
+    wait_until("agent-1 back", lambda: [a.id for a in master.agents()] == ["agent-1"], WAIT_SEC)
 
 
 def test_a_restarted_agent_replaces_its_predecessor(zk_coordinator: Factory) -> None:
     master, old, new = zk_coordinator(), zk_coordinator(), zk_coordinator()
     old.register_agent(agent("agent-1", generation="1"))
     new.register_agent(agent("agent-1", generation="2"))
-    wait_for(
+    wait_until(
+        "the new process's agent info",
         lambda: [a.attributes.get("generation") for a in master.agents()] == ["2"],
-        what="the new process's agent info",
+        WAIT_SEC,
     )
     old.close()  # the old process's end does not remove the new one's node
     assert new.client.exists(f"{new.root}/agents/agent-1") is not None
-    wait_for(lambda: len(master.agents()) == 1, what="agent-1 to stay")
+    wait_until("agent-1 to stay", lambda: len(master.agents()) == 1, WAIT_SEC)
 
 
 # ---- wake-ups -----------------------------------------------------------------------------

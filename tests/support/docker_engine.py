@@ -1,7 +1,7 @@
 """Fixtures for tests against the platform's own Docker engine (scripts/docker-engine.sh).
 
-Use them from a test module with
-`from tests.support.docker_engine import docker_engine, agent_factory  # noqa: F401`.
+The root conftest.py registers this module as a pytest plugin: tests name the fixtures as
+arguments and import nothing.
 
 - `docker_engine` (session): runs the script once (it is idempotent: it reuses a running
   engine and the image) and yields a Docker client for its socket. Set
@@ -20,7 +20,8 @@ Use them from a test module with
 Plus `task_spec` to build a TaskSpec for the busybox image; `wait_for_report` to follow a
 daemon's reports until a task reaches a state (`follow_reports` for any other source of
 report pages, such as the agent's HTTP API) and `run_task` to launch a task and wait for
-it; `task_containers` to list a task's containers; `wait_until` to poll a condition.
+it; `task_containers` to list a task's containers. (`wait_until`, the suite's polling
+helper, lives in tests/support/poll.py and is importable from here too.)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any
 import docker
 import pytest
 
+from tests.support.poll import wait_until
 from tests.support.setup_script import run_setup_script
 from titus.agent.daemon import AgentDaemon
 from titus.agent.runtime import LABEL_AGENT, LABEL_TASK, RuntimeConfig
@@ -143,17 +145,6 @@ def task_containers(client: docker.DockerClient, task_id: str) -> list[Any]:
     return list(client.containers.list(all=True, filters={"label": f"{LABEL_TASK}={task_id}"}))
 
 
-def wait_until(what: str, check: Callable[[], object], timeout: float = WAIT_SEC) -> None:
-    """Poll `check` until it is truthy; fail naming `what` after `timeout` seconds (a bound
-    for a slow machine, not a timing the test asserts)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not reached: {what}")
-
-
 AgentFactory = Callable[..., AgentDaemon]
 
 
@@ -235,18 +226,22 @@ class PrivateEngine:
             stdin=subprocess.DEVNULL,
         )
         client = docker.DockerClient(base_url=self.url, version="1.41", timeout=30)
-        deadline = time.monotonic() + WAIT_SEC
+        log_path = self.dir / "dockerd.log"
+        proc = self.proc
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"private dockerd exited ({proc.returncode}): {log_path}")
+            return bool(client.ping())
+
         try:
-            while True:
-                try:
-                    client.ping()
-                    break
-                except Exception:
-                    if self.proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(
-                            f"private dockerd did not start: {(self.dir / 'dockerd.log')}"
-                        ) from None
-                    time.sleep(0.1)
+            wait_until(
+                f"the private dockerd to answer (log: {log_path})",
+                answers,
+                WAIT_SEC,
+                interval=0.1,
+                retry_on=(docker.errors.DockerException, OSError),
+            )
             try:
                 client.images.get(f"{BUSYBOX}:latest")
             except docker.errors.ImageNotFound:

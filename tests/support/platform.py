@@ -1,7 +1,8 @@
 """The all-in-one platform (`titus local`) started as a process, for end-to-end tests.
 
 Each platform gets its own data directory, ports and agent id, so tests never see each
-other's jobs or containers. Containers left by a test are removed when it ends.
+other's jobs or containers. Containers left by a test are removed when it ends. The root
+conftest.py registers this module as a pytest plugin (the `platform` fixture).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.support.docker_engine import start_docker_engine
+from tests.support.poll import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 TITUS = str(Path(sys.executable).parent / "titus")
@@ -80,19 +81,15 @@ class ApiHelpers:
         interval: float = 0.2,
     ) -> Any:
         """The first true result of check(); a failed call to the API (restarting or
-        busy) counts as not yet."""
-        deadline = time.monotonic() + (self.wait_sec if timeout is None else timeout)
-        last: Any = None
-        while time.monotonic() < deadline:
-            try:
-                last = check()
-            except httpx.HTTPError as exc:
-                last = exc
-            else:
-                if last:
-                    return last
-            time.sleep(interval)
-        raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}\n{self.logs()}")
+        busy) counts as not yet. A timeout shows the processes' logs."""
+        return wait_until(
+            what,
+            check,
+            self.wait_sec if timeout is None else timeout,
+            interval=interval,
+            retry_on=(httpx.HTTPError,),
+            context=self.logs,
+        )
 
 
 @dataclass
@@ -111,19 +108,15 @@ class Platform(ApiHelpers):
 
     # ---- process ------------------------------------------------------------------------
     def start(self) -> None:
-        self.proc = spawn(["local", *self.args], self.env, self.log_path)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"titus local exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                r = self.http.get("/health")
-                if r.status_code == 200 and r.json().get("leader"):
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"titus local did not come up: {self.log_path.read_text()[-3000:]}")
+        proc = self.proc = spawn(["local", *self.args], self.env, self.log_path)
+
+        def leads() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"titus local exited: {self.logs()[-3000:]}")
+            r = self.http.get("/health")
+            return r.status_code == 200 and bool(r.json().get("leader"))
+
+        self.wait_for("titus local to come up and lead", leads, timeout=60, interval=0.1)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:

@@ -1,8 +1,7 @@
 """Fixtures for tests against the real ZooKeeper server that scripts/zookeeper.sh starts.
 
-Use them from a test module by naming them there, e.g.
-`from tests.support import zookeeper as zk_support` and `zookeeper = zk_support.zookeeper`
-(or import them by name).
+The root conftest.py registers this module as a pytest plugin: tests name the fixtures as
+arguments and import nothing.
 
 - `zookeeper` (session): starts the server once (or uses `TITUS_TEST_ZOOKEEPER=host:port`)
   and yields the connect string.
@@ -14,7 +13,8 @@ Use them from a test module by naming them there, e.g.
 Plus the tools to break a session the way the network and the server do: `ZkProxy` cuts
 and restores the TCP connection (SUSPENDED, and LOST once the server expires the session),
 `expire_session` ends a live session from a second client (what the server does to a
-session it has not heard from), and `wait_for` polls a condition that a watch makes true.
+session it has not heard from). `WAIT_SEC` bounds how long a test waits (with
+tests.support.poll.wait_until) for what a watch makes true.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import select
 import socket
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -39,6 +38,8 @@ from titus.coord.zookeeper import ZooKeeperCoordinator
 
 # Short enough that session loss takes seconds in tests, long enough for a loaded machine.
 TEST_SESSION_TIMEOUT = 2.0
+# How long a test waits for a watch or a session change: several session timeouts.
+WAIT_SEC = 10.0
 
 
 def start_zookeeper() -> str:
@@ -102,22 +103,6 @@ def expire_session(zookeeper: str, client: KazooClient) -> None:
     intruder.start(timeout=10)
     intruder.stop()
     intruder.close()
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    """Poll `condition` until it is truthy; fail with `what` after `timeout` seconds.
-
-    For state that watches update in the background (agent views, session states): the
-    test checks that it happens, not how fast.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        time.sleep(0.02)
 
 
 class ZkProxy:

@@ -1,1 +1,0 @@
-from tests.support.platform import platform  # noqa: F401

@@ -3,13 +3,12 @@ takes no launches until it answers again."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
 
-from tests.support import docker_engine as engine_support
 from tests.support.docker_engine import AgentFactory
+from tests.support.poll import wait_until
 from titus.agent.daemon import AgentDaemon
 from titus.agent.server import bound_port, run_agent_server
 from titus.coord.base import Leadership
@@ -18,9 +17,6 @@ from titus.master.direct import DirectDriver
 from titus.store.base import ActiveIndex
 
 pytestmark = pytest.mark.docker
-
-docker_engine = engine_support.docker_engine
-agent_factory = engine_support.agent_factory
 
 
 def _serve(agent: AgentDaemon) -> object:
@@ -32,13 +28,11 @@ def _serve(agent: AgentDaemon) -> object:
 
 
 def _host(driver: DirectDriver, check: Callable[[HostView], bool], what: str) -> HostView:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    def found() -> HostView | None:
         hosts = driver.hosts()
-        if hosts and check(hosts[0]):
-            return hosts[0]
-        time.sleep(0.1)
-    raise AssertionError(f"no host {what} within 20 s: {driver.hosts()}")
+        return hosts[0] if hosts and check(hosts[0]) else None
+
+    return wait_until(f"the host {what}", found, 20)
 
 
 def test_a_host_that_stops_answering_is_unschedulable_until_it_answers(

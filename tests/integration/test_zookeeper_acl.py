@@ -12,12 +12,9 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
 from kazoo.security import OPEN_ACL_UNSAFE
 
-from tests.support import zookeeper as zk_support
-from tests.support.zookeeper import wait_for
+from tests.support.poll import wait_until
 from titus.coord.base import AgentInfo
 from titus.coord.zookeeper import ZooKeeperCoordinator, digest_acl
-
-zookeeper = zk_support.zookeeper
 
 pytestmark = [pytest.mark.zookeeper, pytest.mark.timeout(60)]
 
@@ -84,7 +81,9 @@ def test_without_credentials_nothing_of_the_platform_can_be_read_or_forged(
         peer = ZooKeeperCoordinator(zookeeper, root, session_timeout=4.0, auth=AUTH)
         try:
             assert peer.leader_epoch() == 1
-            assert [a.id for a in wait_for(peer.agents, what="agent view")] == ["agent-1"]
+            assert [a.id for a in wait_until("the peer's agent view", peer.agents, 10)] == [
+                "agent-1"
+            ]
         finally:
             peer.close()
     finally:

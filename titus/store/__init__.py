@@ -1,4 +1,4 @@
-"""Job storage: the JobStore protocol and its backends, chosen by URL."""
+"""Job storage: the role protocols, JobStore (all of them), and the backends, chosen by URL."""
 
 from __future__ import annotations
 

@@ -64,10 +64,9 @@ async def update_group(name: str, request: Request) -> JSONResponse:
 
 @router.delete("/{name}", status_code=204, responses={204: {"description": "Deleted."}})
 async def delete_group(name: str, request: Request) -> Response:
-    cluster = cluster_of(request)
-    cluster.check_deletable(name)
     view = view_of(request)
     await view.refresh()
     jobs = list(view.jobs.values())
-    await run_in_threadpool(cluster.delete_capacity_group, name, jobs, caller_of(request)[0])
+    caller = caller_of(request)[0]
+    await run_in_threadpool(cluster_of(request).delete_capacity_group, name, jobs, caller)
     return Response(status_code=204)

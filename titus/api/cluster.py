@@ -102,17 +102,13 @@ class ClusterService:
         log.info("update capacity group %s caller=%s", name, caller or "-")
         return group.model_dump()
 
-    def check_deletable(self, name: str) -> None:
-        """Refuse, before anything is read, to delete the group that always exists."""
-        if name == DEFAULT_CAPACITY_GROUP:
-            raise ApiError(400, f"capacity group {DEFAULT_CAPACITY_GROUP} cannot be deleted")
-
     def delete_capacity_group(
         self, name: str, active_jobs: Iterable[Job], caller: str = ""
     ) -> None:
         """Delete a group no active job names (`active_jobs`: every active job, as the
         caller's current view has them)."""
-        self.check_deletable(name)
+        if name == DEFAULT_CAPACITY_GROUP:
+            raise ApiError(400, f"capacity group {DEFAULT_CAPACITY_GROUP} cannot be deleted")
         users = [j.id for j in active_jobs if j.jobDescriptor.capacityGroup == name]
         if users:
             raise ApiError(409, f"capacity group {name} is used by {len(users)} active job(s)")

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 
 from titus.api.errors import ApiError
 from titus.model.names import DEFAULT_CAPACITY_GROUP
+from titus.settings import Settings
 from titus.store.base import PENDING_BY_GROUP_META
 from titus.store.roles import Leadership
 
@@ -23,11 +24,12 @@ class Limits:
 
     def __init__(
         self,
-        max_active_jobs: int = 20_000,
-        max_active_tasks: int = 200_000,
+        max_active_jobs: int,
+        max_active_tasks: int,
         active_jobs: Callable[[], int] | None = None,
         task_demand: Callable[[], int] | None = None,
-        max_pending_per_group: int = 10_000,
+        *,
+        max_pending_per_group: int,
         pending_by_group: Callable[[], Mapping[str, int]] | None = None,
     ):
         self.max_active_jobs = max_active_jobs
@@ -36,6 +38,26 @@ class Limits:
         self.task_demand = task_demand
         self.max_pending_per_group = max_pending_per_group
         self.pending_by_group = pending_by_group
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        store: Leadership,
+        *,
+        active_jobs: Callable[[], int],
+        task_demand: Callable[[], int],
+    ) -> Limits:
+        """The configured bounds; pending counts per group read from the leader's record
+        in `store` (the leader may be another process)."""
+        return cls(
+            settings.max_active_jobs,
+            settings.max_active_tasks,
+            active_jobs=active_jobs,
+            task_demand=task_demand,
+            max_pending_per_group=settings.max_pending_per_group,
+            pending_by_group=PendingCounts(store),
+        )
 
     def admit(self, new_jobs: int, new_tasks: int, group: str = DEFAULT_CAPACITY_GROUP) -> None:
         jobs = self.active_jobs

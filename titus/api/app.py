@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from titus.api import agents, capacity, jobs, observe, scheduler_results, tasks
-from titus.api.admission import Limits, PendingCounts
+from titus.api.admission import Limits
 from titus.api.auth import TokenAuth
 from titus.api.cluster import ClusterService
 from titus.api.errors import ApiError, api_error_handler, error_body, invalid_request_handler
@@ -108,13 +108,8 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
     app.state.settings = settings
     app.state.view = view
     app.state.hub = Hub(view, settings.observe_queue_size, settings.observe_history)
-    limits = Limits(
-        settings.max_active_jobs,
-        settings.max_active_tasks,
-        active_jobs=lambda: len(view.jobs),
-        task_demand=view.task_demand,
-        max_pending_per_group=settings.max_pending_per_group,
-        pending_by_group=PendingCounts(store),
+    limits = Limits.from_settings(
+        settings, store, active_jobs=lambda: len(view.jobs), task_demand=view.task_demand
     )
     app.state.jobs = JobService(
         store,

@@ -65,13 +65,14 @@ class JobService:
         coord: Coordinator,
         *,
         bounds: Bounds = DEFAULT_BOUNDS,
-        limits: Limits | None = None,
-        idempotency_ttl_sec: float = 86_400.0,
+        limits: Limits,
+        idempotency_ttl_sec: float,
     ):
+        """`limits` and `idempotency_ttl_sec` come from Settings (see create_app)."""
         self.store = store
         self.coord = coord
         self.bounds = bounds
-        self.limits = limits or Limits()
+        self.limits = limits
         self.idempotency_ttl_sec = idempotency_ttl_sec
         self._hosts: tuple[float, dict[str, float] | None] = (0.0, None)
         self._hosts_lock = threading.Lock()

@@ -17,7 +17,9 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from titus.api import agents, capacity, jobs, observe, scheduler_results, tasks
+from titus.api.admission import Limits
 from titus.api.auth import TokenAuth
+from titus.api.cluster import ClusterService
 from titus.api.errors import ApiError, api_error_handler, error_body, invalid_request_handler
 from titus.api.gate import Gate
 from titus.api.observe import Hub
@@ -29,13 +31,13 @@ from titus.api.schemas import (
     JobAttributesBody,
     TaskMoveBody,
 )
-from titus.api.service import JobService, Limits, PendingCounts
+from titus.api.service import JobService
 from titus.api.view import ActiveView
 from titus.coord.base import Coordinator
 from titus.model.job import DisruptionBudget, JobDescriptor, ServiceJobProcesses
 from titus.model.validation import Bounds, InvalidRequest, from_pydantic
 from titus.settings import Settings
-from titus.store.base import StoreError, StoreRefused, StoreUnavailable
+from titus.store.base import JobStore, StoreError, StoreRefused, StoreUnavailable
 
 log = logging.getLogger("titus.api")
 
@@ -74,7 +76,7 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     return sorted(methods)
 
 
-def create_app(settings: Settings, store: Any, coord: Coordinator) -> FastAPI:
+def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastAPI:
     view = ActiveView(store)
 
     @contextlib.asynccontextmanager
@@ -106,13 +108,8 @@ def create_app(settings: Settings, store: Any, coord: Coordinator) -> FastAPI:
     app.state.settings = settings
     app.state.view = view
     app.state.hub = Hub(view, settings.observe_queue_size, settings.observe_history)
-    limits = Limits(
-        settings.max_active_jobs,
-        settings.max_active_tasks,
-        active_jobs=lambda: len(view.jobs),
-        task_demand=view.task_demand,
-        max_pending_per_group=settings.max_pending_per_group,
-        pending_by_group=PendingCounts(store),
+    limits = Limits.from_settings(
+        settings, store, active_jobs=lambda: len(view.jobs), task_demand=view.task_demand
     )
     app.state.jobs = JobService(
         store,
@@ -121,6 +118,7 @@ def create_app(settings: Settings, store: Any, coord: Coordinator) -> FastAPI:
         limits=limits,
         idempotency_ttl_sec=settings.idempotency_ttl_sec,
     )
+    app.state.cluster = ClusterService(store, coord)
     auth = TokenAuth.from_file(settings.auth_tokens_file) if settings.auth_tokens_file else None
     limiter = RateLimiter(settings.rate_limit_buckets)
     build_stack = app.build_middleware_stack

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from titus.api.cluster import ClusterService
 from titus.api.service import JobService
 from titus.api.view import ActiveView
 from titus.settings import Settings
@@ -11,6 +12,10 @@ from titus.settings import Settings
 
 def service_of(request: Request) -> JobService:
     return request.app.state.jobs  # type: ignore[no-any-return]
+
+
+def cluster_of(request: Request) -> ClusterService:
+    return request.app.state.cluster  # type: ignore[no-any-return]
 
 
 def view_of(request: Request) -> ActiveView:

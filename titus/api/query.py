@@ -19,6 +19,7 @@ from typing import Any
 
 from titus.api.errors import ApiError
 from titus.model.job import Job, Task
+from titus.model.names import DEFAULT_CAPACITY_GROUP
 from titus.model.states import SYSTEM_ERRORS, JobState, TaskState
 from titus.model.validation import FieldError
 
@@ -119,7 +120,7 @@ class Criteria:
             ("applicationName", lambda j: j.jobDescriptor.applicationName),
             ("imageName", lambda j: j.jobDescriptor.container.image.name),
             ("imageTag", lambda j: j.jobDescriptor.container.image.tag or ""),
-            ("capacityGroup", lambda j: j.jobDescriptor.capacityGroup or "DEFAULT"),
+            ("capacityGroup", lambda j: j.jobDescriptor.capacityGroup or DEFAULT_CAPACITY_GROUP),
             ("jobGroupStack", lambda j: j.jobDescriptor.jobGroupInfo.stack),
             ("jobGroupDetail", lambda j: j.jobDescriptor.jobGroupInfo.detail),
             ("jobGroupSequence", lambda j: j.jobDescriptor.jobGroupInfo.sequence),

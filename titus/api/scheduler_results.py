@@ -7,16 +7,13 @@ and the master may be separate processes, so this router reads it from there.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from titus.api.deps import service_of
-from titus.api.errors import not_found
 from titus.api.schemas import ERROR_RESPONSES
-from titus.model.states import TaskState
 
 router = APIRouter(prefix="/api/v3/scheduler", tags=["scheduler"], responses=ERROR_RESPONSES)
 
@@ -29,29 +26,4 @@ async def scheduler_result(task_id: str, request: Request) -> dict[str, Any]:
     A task that was placed, or that the scheduler has not tried yet, has no failure to
     explain: the answer then says so in `message` with `placed` or `pending` set.
     """
-    service = service_of(request)
-    store = service.store
-    task = await run_in_threadpool(store.get_task, task_id)
-    if task is None:
-        raise not_found("task", task_id)
-    raw = (
-        await run_in_threadpool(store.get_scheduler_result, task_id)
-        if task.state == TaskState.ACCEPTED
-        else None
-    )
-    if raw is not None:
-        result: dict[str, Any] = json.loads(raw)
-        result["state"] = str(task.state)
-        return result
-    placed = task.state != TaskState.ACCEPTED
-    return {
-        "taskId": task.id,
-        "jobId": task.jobId,
-        "state": str(task.state),
-        "placed": placed,
-        "hostsConsidered": 0,
-        "refusedBy": {},
-        "message": (
-            f"placed on {task.agent_id}" if placed and task.agent_id else task.status.reasonMessage
-        ),
-    }
+    return await run_in_threadpool(service_of(request).scheduler_result, task_id)

@@ -13,11 +13,13 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
+from titus.api.admission import Limits, PendingCounts
 from titus.api.errors import ApiError, not_found
+from titus.api.query import Criteria
 from titus.coord.base import Coordinator
 from titus.model.job import (
     Capacity,
@@ -28,6 +30,7 @@ from titus.model.job import (
     ServiceJobProcesses,
     Task,
 )
+from titus.model.names import DEFAULT_CAPACITY_GROUP, AgentContext
 from titus.model.states import JobState, Reason, TaskState
 from titus.model.validation import (
     DEFAULT_BOUNDS,
@@ -38,106 +41,38 @@ from titus.model.validation import (
     check_user_attributes,
     parse_job_descriptor,
 )
-from titus.store.base import (
-    PENDING_BY_GROUP_META,
-    Conflict,
-    GroupNameTaken,
-    JobStore,
-    KillRequest,
-    MoveRequest,
-)
+from titus.store.base import Conflict, GroupNameTaken, KillRequest, MoveRequest
+from titus.store.roles import Idempotency, Jobs, Requests, SchedulerResults, TaskAttributes
 
 log = logging.getLogger("titus.api")
 
 CAS_ATTEMPTS = 20
 HOSTS_TTL_SEC = 2.0
+#: Jobs whose tasks one listing by `jobIds` reads from the store.
+MAX_LISTED_JOBS = 100
 
 
-class Limits:
-    """Admission bounds and where the current numbers come from (the API's view)."""
-
-    def __init__(
-        self,
-        max_active_jobs: int = 20_000,
-        max_active_tasks: int = 200_000,
-        active_jobs: Callable[[], int] | None = None,
-        task_demand: Callable[[], int] | None = None,
-        max_pending_per_group: int = 10_000,
-        pending_by_group: Callable[[], Mapping[str, int]] | None = None,
-    ):
-        self.max_active_jobs = max_active_jobs
-        self.max_active_tasks = max_active_tasks
-        self.active_jobs = active_jobs
-        self.task_demand = task_demand
-        self.max_pending_per_group = max_pending_per_group
-        self.pending_by_group = pending_by_group
-
-    def admit(self, new_jobs: int, new_tasks: int, group: str = "DEFAULT") -> None:
-        jobs = self.active_jobs
-        if new_jobs and jobs is not None and jobs() + new_jobs > self.max_active_jobs:
-            raise ApiError(
-                429,
-                f"limit maxActiveJobs ({self.max_active_jobs}) reached: "
-                "no new job until some finish",
-                headers={"Retry-After": "30"},
-            )
-        demand = self.task_demand
-        if new_tasks > 0 and demand is not None and demand() + new_tasks > self.max_active_tasks:
-            raise ApiError(
-                429,
-                f"limit maxActiveTasks ({self.max_active_tasks}) reached: "
-                f"{new_tasks} more tasks would exceed it",
-                headers={"Retry-After": "30"},
-            )
-        pending = self.pending_by_group
-        if new_tasks > 0 and pending is not None:
-            queued = pending().get(group or "DEFAULT", 0)
-            if queued >= self.max_pending_per_group:
-                raise ApiError(
-                    429,
-                    f"capacity group {group or 'DEFAULT'} is full: {queued} tasks wait for "
-                    f"placement, its limit is {self.max_pending_per_group}",
-                    headers={"Retry-After": "30"},
-                )
-
-
-class PendingCounts:
-    """The master's count of tasks waiting for placement per capacity group, read from the
-    store at most once a second: the master may be another process."""
-
-    def __init__(self, store: JobStore, ttl_sec: float = 1.0):
-        self.store = store
-        self.ttl_sec = ttl_sec
-        self._at = 0.0
-        self._counts: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self) -> Mapping[str, int]:
-        with self._lock:
-            if time.monotonic() - self._at > self.ttl_sec:
-                raw = self.store.get_meta(PENDING_BY_GROUP_META)
-                try:
-                    self._counts = {str(k): int(v) for k, v in json.loads(raw or "{}").items()}
-                except (ValueError, AttributeError):
-                    self._counts = {}
-                self._at = time.monotonic()
-            return self._counts
+class JobServiceStore(Jobs, Requests, Idempotency, TaskAttributes, SchedulerResults, Protocol):
+    """The store roles the job service uses (cluster configuration is ClusterService's)."""
 
 
 class JobService:
+    """Every user-facing rule about jobs and tasks, whatever transport the call came by."""
+
     def __init__(
         self,
-        store: JobStore,
+        store: JobServiceStore,
         coord: Coordinator,
         *,
         bounds: Bounds = DEFAULT_BOUNDS,
-        limits: Limits | None = None,
-        idempotency_ttl_sec: float = 86_400.0,
+        limits: Limits,
+        idempotency_ttl_sec: float,
     ):
+        """`limits` and `idempotency_ttl_sec` come from Settings (see create_app)."""
         self.store = store
         self.coord = coord
         self.bounds = bounds
-        self.limits = limits or Limits()
+        self.limits = limits
         self.idempotency_ttl_sec = idempotency_ttl_sec
         self._hosts: tuple[float, dict[str, float] | None] = (0.0, None)
         self._hosts_lock = threading.Lock()
@@ -163,7 +98,9 @@ class JobService:
         """Validate, admit and store a new job. With an idempotency key, a retry with the
         same body gets the first job back; the same key with another body is a 422."""
         descriptor = parse_job_descriptor(body, self.current_bounds())
-        self.limits.admit(1, descriptor.task_demand, descriptor.capacityGroup or "DEFAULT")
+        self.limits.admit(
+            1, descriptor.task_demand, descriptor.capacityGroup or DEFAULT_CAPACITY_GROUP
+        )
         if not idempotency_key:
             return self.create_parsed(descriptor, caller, reason)
         scoped = f"{caller}|{idempotency_key}"
@@ -399,6 +336,68 @@ class JobService:
             raise not_found("task", task_id)
         return task.with_attributes(self.store.get_task_attributes(task_id))
 
+    def tasks_of_jobs(self, job_ids: Iterable[str], criteria: Criteria) -> dict[str, Task]:
+        """The tasks, finished ones too, of the first MAX_LISTED_JOBS jobs named that match
+        `criteria`, with their attributes, by task id: read from the store, since the
+        API's view holds active tasks only."""
+        out: dict[str, Task] = {}
+        for job_id in list(job_ids)[:MAX_LISTED_JOBS]:
+            job = self.store.get_job(job_id)
+            if job is None or not criteria.job_matches(job):
+                continue
+            attrs = self.store.list_task_attributes(job_id)
+            for t in self.store.list_tasks(job_id, include_archived=True):
+                if criteria.task_matches(t):
+                    out[t.id] = t.with_attributes(attrs.get(t.id, {}))
+        return out
+
+    def scheduler_result(self, task_id: str) -> dict[str, Any]:
+        """Why a task is not placed: the leader's summary of its last placement attempt
+        (`hostsConsidered`, `refusedBy`: hosts per rule, each host counted under the first
+        rule that refused it, and a one-line `message`).
+
+        A task that was placed, or that the scheduler has not tried yet, has no failure to
+        explain: the answer then says so in `message` with `placed` or `pending` set.
+        """
+        task = self.store.get_task(task_id)
+        if task is None:
+            raise not_found("task", task_id)
+        raw = self.store.get_scheduler_result(task_id) if task.state == TaskState.ACCEPTED else None
+        if raw is not None:
+            result: dict[str, Any] = json.loads(raw)
+            result["state"] = str(task.state)
+            return result
+        placed = task.state != TaskState.ACCEPTED
+        return {
+            "taskId": task.id,
+            "jobId": task.jobId,
+            "state": str(task.state),
+            "placed": placed,
+            "hostsConsidered": 0,
+            "refusedBy": {},
+            "message": (
+                f"placed on {task.agent_id}"
+                if placed and task.agent_id
+                else task.status.reasonMessage
+            ),
+        }
+
+    def logs_address(self, task_id: str) -> tuple[str, str]:
+        """(host id, base URL) of what serves a placed task's output: a Mesos executor
+        serves its own task's (the address it put in taskContext); a direct-mode agent
+        serves all of its tasks' at the address it registered."""
+        task = self.get_task(task_id)
+        agent_id = task.agent_id
+        if not agent_id:
+            raise ApiError(404, f"task {task_id} has not been placed on a host yet: no logs")
+        address = task.taskContext.get(AgentContext.LOGS_ADDRESS, "")
+        if not address:
+            agent = {a.id: a for a in self.coord.agents()}.get(agent_id)
+            if agent is None:
+                raise ApiError(503, f"host {agent_id} of task {task_id} is not reachable now")
+            address = agent.address
+        return agent_id, address
+
     def update_task_attributes(
         self,
         task_id: str,
@@ -446,7 +445,8 @@ class JobService:
             a.container.image != b.container.image
             or a.container.resources != b.container.resources
             or a.container.securityProfile != b.container.securityProfile
-            or (a.capacityGroup or "DEFAULT") != (b.capacityGroup or "DEFAULT")
+            or (a.capacityGroup or DEFAULT_CAPACITY_GROUP)
+            != (b.capacityGroup or DEFAULT_CAPACITY_GROUP)
         ):
             raise ApiError(
                 400,
@@ -533,4 +533,11 @@ def largest_host(coord: Coordinator) -> dict[str, float] | None:
     return out
 
 
-__all__ = ["InvalidRequest", "JobService", "Limits", "largest_host"]
+__all__ = [
+    "InvalidRequest",
+    "JobService",
+    "JobServiceStore",
+    "Limits",
+    "PendingCounts",
+    "largest_host",
+]

@@ -48,21 +48,7 @@ async def list_tasks(request: Request) -> JSONResponse:
     paging = Paging.parse(params)
     job_ids = csv(params.get("jobIds"))
     if job_ids:
-        store = service_of(request).store
-
-        def load() -> dict[str, Task]:
-            out = {}
-            for job_id in job_ids[:100]:
-                job = store.get_job(job_id)
-                if job is None or not criteria.job_matches(job):
-                    continue
-                attrs = store.list_task_attributes(job_id)
-                for t in store.list_tasks(job_id, include_archived=True):
-                    if criteria.task_matches(t):
-                        out[t.id] = t.with_attributes(attrs.get(t.id, {}))
-            return out
-
-        tasks = await run_in_threadpool(load)
+        tasks = await run_in_threadpool(service_of(request).tasks_of_jobs, job_ids, criteria)
         keys, total, has_more = SortedIndex([task_key(t) for t in tasks.values()]).page(paging)
         items = [tasks[k[1]].api_json() for k in keys]
     else:
@@ -158,19 +144,7 @@ async def move_task(request: Request) -> JSONResponse:
 )
 async def task_logs(task_id: str, request: Request) -> StreamingResponse:
     """The task's stdout and stderr as kept on its host; `follow=true` streams while it runs."""
-    service = service_of(request)
-    task = await run_in_threadpool(service.get_task, task_id)
-    agent_id = task.agent_id
-    if not agent_id:
-        raise ApiError(404, f"task {task_id} has not been placed on a host yet: no logs")
-    # a Mesos executor serves its own task's output; a direct-mode agent serves all of its
-    address = task.taskContext.get("agent.logsAddress", "")
-    if not address:
-        agents = {a.id: a for a in await run_in_threadpool(service.coord.agents)}
-        agent = agents.get(agent_id)
-        if agent is None:
-            raise ApiError(503, f"host {agent_id} of task {task_id} is not reachable now")
-        address = agent.address
+    agent_id, address = await run_in_threadpool(service_of(request).logs_address, task_id)
     params = {
         k: v
         for k, v in request.query_params.items()

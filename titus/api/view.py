@@ -18,13 +18,14 @@ import bisect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 
 from titus.api.query import Key, Paging, job_key, task_key
 from titus.model.job import Job, Task
-from titus.store.base import Change, JobStore
+from titus.store.base import Change
+from titus.store.roles import ChangeFeed, Jobs, TaskAttributes
 
 log = logging.getLogger("titus.api.view")
 
@@ -103,8 +104,12 @@ class SortedIndex:
         return len(self.keys)
 
 
+class ViewSource(Jobs, ChangeFeed, TaskAttributes, Protocol):
+    """The store roles the view reads: the feed, the entities it names, their attributes."""
+
+
 class ActiveView:
-    def __init__(self, store: JobStore):
+    def __init__(self, store: ViewSource):
         self.store = store
         self.jobs: dict[str, Job] = {}
         self.job_json: dict[str, dict[str, Any]] = {}

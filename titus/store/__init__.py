@@ -1,4 +1,4 @@
-"""Job storage: the JobStore protocol and its backends, chosen by URL."""
+"""Job storage: the role protocols, JobStore (all of them), and the backends, chosen by URL."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def open_store(url: str) -> JobStore:
             return SqliteJobStore(path)
         return SqliteJobStore(path.lstrip("/") or ":memory:")
     if parsed.scheme == "cassandra":
-        from titus.store.cassandra import CassandraJobStore  # type: ignore[import-not-found]
+        from titus.store.cassandra import CassandraJobStore
 
-        return CassandraJobStore.from_url(url)  # type: ignore[no-any-return]
+        return CassandraJobStore.from_url(url)
     raise ValueError(f"unknown store URL scheme '{parsed.scheme}' in {url!r}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from titus.model.job import Job, Task
-from titus.store.base import KillRequest, MoveRequest
+from titus.store.records import KillRequest, MoveRequest
 
 
 def dump_document(model: Job | Task) -> str:

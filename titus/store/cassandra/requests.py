@@ -1,0 +1,138 @@
+"""What the API asks of the master: dirty marks, kill requests, move requests, and the
+move itself when the leader carries it out.
+
+Each dirty mark is its own row (a time-based id), so taking marks never loses a new one.
+A request and the dirty mark that announces it go in one logged batch.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from titus.model.job import Job, Task
+from titus.store.cassandra.attributes import read_task_attributes
+from titus.store.cassandra.part import Part
+from titus.store.cassandra.schema import task_columns
+from titus.store.cassandra.session import Item
+from titus.store.codec import dump_document, dump_request, load_kill_request, load_move_request
+from titus.store.errors import Conflict
+from titus.store.records import KillRequest, MoveRequest
+
+
+class RequestsPart(Part):
+    """The Requests role (titus/store/roles.py)."""
+
+    def mark_dirty(self, job_id: str) -> None:
+        self._db.execute("dirty_mark", (uuid.uuid1(), job_id), f"mark job {job_id}")
+
+    def take_dirty(self) -> list[str]:
+        rows = self._db.execute("dirty_list", (), "read dirty marks")
+        self._db.concurrent("dirty_delete", [(r.mark,) for r in rows], "clear dirty marks")
+        return list(dict.fromkeys(str(r.job_id) for r in rows))
+
+    # ---- kills ----------------------------------------------------------------------------
+    def add_kill_request(self, request: KillRequest) -> None:
+        value = dump_request(request)
+        self._db.batch(
+            f"request a kill of task {request.task_id}",
+            [
+                ("kill_insert", (request.job_id, request.task_id, value)),
+                ("dirty_mark", (uuid.uuid1(), request.job_id)),
+            ],
+        )
+
+    def list_kill_requests(self, job_id: str) -> list[KillRequest]:
+        rows = self._db.execute("kill_list", (job_id,), f"read kill requests of {job_id}")
+        return [load_kill_request(r.value) for r in rows]
+
+    def delete_kill_request(self, request: KillRequest, *, epoch: int | None = None) -> None:
+        self._fence.check(epoch)
+        self._db.execute("kill_delete", (request.job_id, request.task_id), "delete a kill request")
+
+    def list_all_kill_requests(self) -> list[KillRequest]:
+        """A paged scan of the kill requests table: kills are carried out at once, so it
+        stays small (archiving a job drops its partition)."""
+        return [load_kill_request(r.value) for r in self._db.scan("kills_scan", "kills")]
+
+    # ---- moves ----------------------------------------------------------------------------
+    def add_move_request(self, request: MoveRequest) -> None:
+        value = dump_request(request)
+        self._db.batch(
+            f"request a move of task {request.task_id}",
+            [
+                ("move_insert", (request.source_job_id, request.task_id, value)),
+                ("dirty_mark", (uuid.uuid1(), request.source_job_id)),
+                ("dirty_mark", (uuid.uuid1(), request.target_job_id)),
+            ],
+        )
+
+    def list_move_requests(self, job_id: str) -> list[MoveRequest]:
+        rows = self._db.execute("move_list", (job_id,), f"read move requests of {job_id}")
+        return [load_move_request(r.value) for r in rows]
+
+    def delete_move_request(self, request: MoveRequest, *, epoch: int | None = None) -> None:
+        self._fence.check(epoch)
+        self._db.execute(
+            "move_delete", (request.source_job_id, request.task_id), "delete a move request"
+        )
+
+    def list_all_move_requests(self) -> list[MoveRequest]:
+        """A paged scan of the move requests table: moves are few and short-lived."""
+        return [load_move_request(r.value) for r in self._db.scan("moves_scan", "moves")]
+
+    def move_task(
+        self, task: Task, source: Job, target: Job, *, epoch: int | None = None
+    ) -> tuple[Task, Job, Job]:
+        """Versions checked first, then one logged batch (see Requests.move_task).
+
+        Conditional updates cannot span partitions, so the versions are read at SERIAL
+        and the batch writes without conditions. The epoch fence keeps other masters out;
+        a user's job update that lands between the check and the batch is overwritten
+        (the API's writes to a job under a move are rare: a resize of one of the two jobs).
+        """
+        if task.jobId != target.id:
+            raise ValueError(f"task {task.id} must name its target job {target.id}")
+        db = self._db
+        self._fence.check(epoch)
+        rows = db.serial_read("task_version", (task.id,), f"read task {task.id}")
+        if not rows:
+            raise Conflict(f"task {task.id} is not active")
+        stored_job = rows[0].job_id
+        if stored_job is None:  # written before the index columns existed
+            stored_job = Task.model_validate_json(rows[0].value).jobId
+        if int(rows[0].version) != task.version or stored_job != source.id:
+            raise Conflict(
+                f"task {task.id} changed since version {task.version} or left job {source.id}"
+            )
+        for job in (source, target):
+            got = db.serial_read("job_version", (job.id,), f"read job {job.id}")
+            if not got or int(got[0].version) != job.version:
+                raise Conflict(f"job {job.id} changed since version {job.version}")
+        new_task = task.model_copy(update={"version": task.version + 1})
+        new_source = source.model_copy(update={"version": source.version + 1})
+        new_target = target.model_copy(update={"version": target.version + 1})
+        attrs = read_task_attributes(db, task.id)
+        items: list[Item] = [
+            (
+                "task_insert",
+                (task.id, new_task.version, dump_document(new_task), *task_columns(new_task)),
+            ),
+            ("task_id_delete", (source.id, task.id)),
+            ("task_id_insert", (target.id, task.id)),
+            ("job_insert", (source.id, new_source.version, dump_document(new_source))),
+            ("job_insert", (target.id, new_target.version, dump_document(new_target))),
+            ("move_delete", (source.id, task.id)),
+        ]
+        for k, v in attrs.items():
+            items += [
+                ("attr_put", (task.id, k, target.id, v)),
+                ("attr_delete_by_job", (source.id, task.id, k)),
+                ("attr_put_by_job", (target.id, task.id, k, v)),
+            ]
+        items += [
+            ("change", ("job", source.id, source.id)),
+            ("change", ("job", target.id, target.id)),
+            ("change", ("task", task.id, target.id)),
+        ]
+        db.batch(f"move task {task.id} to job {target.id}", items)
+        return new_task, new_source, new_target

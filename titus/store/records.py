@@ -1,0 +1,117 @@
+"""The records the store keeps beside jobs and tasks, and what its bulk reads return.
+
+Plain frozen values: the API creates requests, the leader reads them back, and both
+backends write them as text (titus/store/codec.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from titus.model.job import Job, Task
+
+
+@dataclass(frozen=True)
+class KillRequest:
+    """A user's wish to kill one task, queued for the master."""
+
+    job_id: str
+    task_id: str
+    shrink: bool = False
+    reason: str = "killed"
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class MoveRequest:
+    """A user's wish to move a running task from one service job to another compatible
+    one; recorded by the API, carried out by the master."""
+
+    source_job_id: str
+    target_job_id: str
+    task_id: str
+    caller: str = ""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change feed: job or task `entity_id` (of job `job_id`) was written
+    (`op` "put") or moved to the archive (`op` "archive"). Readers fetch the entity itself;
+    the feed says only what to look at, so it stays small."""
+
+    seq: int
+    kind: str  # "job" | "task"
+    entity_id: str
+    job_id: str
+    op: str = "put"
+
+
+@dataclass(frozen=True)
+class ChangeBatch:
+    """Changes after a sequence number. `first_seq` is the oldest entry still kept: a reader
+    whose last seen seq is below `first_seq - 1` missed entries and must reload in full."""
+
+    changes: list[Change]
+    first_seq: int
+    last_seq: int
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """What an Idempotency-Key stands for: the request's fingerprint and the job it made."""
+
+    fingerprint: str
+    job_id: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class ActiveState:
+    """Everything the leader needs at start, read in bulk."""
+
+    jobs: list[Job]
+    tasks: list[Task]
+
+
+class TaskRow(NamedTuple):
+    """An active task as the leader's start-up reads it: the few fields its indexes need, and
+    the stored document, parsed only when the leader has to look at the task itself.
+
+    Parsing and validating 100,000 task documents dominates a leader's start-up; the
+    fields here come out of the store cheaply (both backends write them as plain columns
+    next to the document), so a new leader can act within a second and parse a running
+    task only when a report, a kill or a reconciliation touches it.
+    A named tuple, so building 100,000 of them from database rows costs next to nothing.
+    """
+
+    id: str
+    job_id: str
+    version: int
+    state: str
+    agent_id: str | None
+    #: The current status's timestamp (epoch ms).
+    timestamp: int
+    #: The stored JSON document (what `Task.model_validate_json` reads).
+    raw: str
+
+
+@dataclass(frozen=True)
+class ActiveIndex:
+    """`load_active` with tasks left unparsed (see TaskRow)."""
+
+    jobs: list[Job]
+    tasks: list[TaskRow]
+
+    def parsed(self) -> ActiveState:
+        """The same jobs and tasks with every task document parsed (`load_active`)."""
+        return ActiveState(self.jobs, [Task.model_validate_json(t.raw) for t in self.tasks])
+
+
+#: `get_meta` key under which the leader keeps the pending (Accepted, not yet placed) task
+#: count per capacity group as a JSON object {"<group>": <count>}, rewritten when a count
+#: changes. The API reads it to refuse work for a group whose pending queue is full (429).
+PENDING_BY_GROUP_META = "scheduler.pendingByGroup"
+#: `get_meta` key of the last election's record, JSON {"epoch", "masterId", "electedAt",
+#: "loadedAt", "firstLaunchAt"} (wall-clock seconds): failover time as operators see it.
+LEADER_RECORD_META = "leader.lastElection"

@@ -1,0 +1,90 @@
+"""Jobs: active and archived documents, and job group names unique among active jobs."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+
+from titus.model.job import Job, Task
+from titus.store.codec import dump_document, task_facts
+from titus.store.errors import Conflict, GroupNameTaken
+from titus.store.sqlite.connection import SqliteBase
+from titus.store.sqlite.schema import TASK_INSERT
+
+
+class JobsPart(SqliteBase):
+    """The job half of the Jobs role (titus/store/roles.py); tasks are in tasks.py."""
+
+    def create_job(self, job: Job, tasks: Iterable[Task] = (), *, mark_dirty: bool = False) -> Job:
+        job = job.model_copy(update={"version": 1})
+        name = job.jobDescriptor.job_group_name
+        with self._tx() as db:
+            if name is not None:
+                row = db.execute(
+                    "SELECT job_id FROM job_group_names WHERE name=?", (name,)
+                ).fetchone()
+                if row is not None:
+                    raise GroupNameTaken(name, str(row[0]))
+                db.execute("INSERT INTO job_group_names VALUES (?, ?)", (name, job.id))
+            try:
+                db.execute(
+                    "INSERT INTO active_jobs VALUES (?, ?, ?)", (job.id, 1, dump_document(job))
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"job {job.id} exists") from None
+            self._changed(db, "job", job.id, job.id)
+            for task in tasks:
+                t = task.model_copy(update={"version": 1})
+                db.execute(TASK_INSERT, (t.id, t.jobId, 1, dump_document(t), *task_facts(t)))
+                self._changed(db, "task", t.id, t.jobId)
+            if mark_dirty:
+                db.execute("INSERT INTO dirty_jobs (job_id) VALUES (?)", (job.id,))
+        return job
+
+    def get_job(self, job_id: str) -> Job | None:
+        rows = self._read("SELECT value FROM active_jobs WHERE job_id=?", (job_id,))
+        if not rows:
+            rows = self._read("SELECT value FROM archived_jobs WHERE job_id=?", (job_id,))
+        return Job.model_validate_json(str(rows[0][0])) if rows else None
+
+    def update_job(self, job: Job, *, epoch: int | None = None) -> Job:
+        new = job.model_copy(update={"version": job.version + 1})
+        with self._tx(epoch) as db:
+            cur = db.execute(
+                "UPDATE active_jobs SET version=?, value=? WHERE job_id=? AND version=?",
+                (new.version, dump_document(new), job.id, job.version),
+            )
+            if cur.rowcount != 1:
+                raise Conflict(f"job {job.id} changed since version {job.version}")
+            self._changed(db, "job", job.id, job.id)
+        return new
+
+    def list_active_jobs(self) -> list[Job]:
+        return [
+            Job.model_validate_json(str(r[0])) for r in self._read("SELECT value FROM active_jobs")
+        ]
+
+    def count_active_jobs(self) -> int:
+        return int(self._read("SELECT count(*) FROM active_jobs")[0][0])  # type: ignore[call-overload]
+
+    def archive_job(self, job: Job, *, epoch: int | None = None) -> None:
+        with self._tx(epoch) as db:
+            db.execute(
+                "INSERT OR REPLACE INTO archived_jobs VALUES (?, ?)", (job.id, dump_document(job))
+            )
+            db.execute("DELETE FROM active_jobs WHERE job_id=?", (job.id,))
+            task_ids = db.execute(
+                "SELECT task_id FROM active_tasks WHERE job_id=?", (job.id,)
+            ).fetchall()
+            db.execute(
+                "INSERT OR REPLACE INTO archived_tasks "
+                "SELECT task_id, job_id, value FROM active_tasks WHERE job_id=?",
+                (job.id,),
+            )
+            for (task_id,) in task_ids:
+                self._changed(db, "task", task_id, job.id, "archive")
+            db.execute("DELETE FROM active_tasks WHERE job_id=?", (job.id,))
+            db.execute("DELETE FROM move_requests WHERE source_job_id=?", (job.id,))
+            self._changed(db, "job", job.id, job.id, "archive")
+            db.execute("DELETE FROM kill_requests WHERE job_id=?", (job.id,))
+            db.execute("DELETE FROM job_group_names WHERE job_id=?", (job.id,))

@@ -1,0 +1,99 @@
+"""The SQLite file's tables, how a file made by an earlier version is brought up to date,
+and how set-up waits for another process that holds the file.
+
+Tables mirror the Cassandra layout (one JSON document per entity, small index tables) so
+both backends answer the same access patterns.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS active_jobs (job_id TEXT PRIMARY KEY, version INTEGER NOT NULL,
+    value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS active_tasks (task_id TEXT PRIMARY KEY, job_id TEXT NOT NULL,
+    version INTEGER NOT NULL, value TEXT NOT NULL, state TEXT, agent_id TEXT, ts INTEGER);
+CREATE INDEX IF NOT EXISTS active_tasks_by_job ON active_tasks (job_id);
+CREATE TABLE IF NOT EXISTS archived_jobs (job_id TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS archived_tasks (task_id TEXT PRIMARY KEY, job_id TEXT NOT NULL,
+    value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS archived_tasks_by_job ON archived_tasks (job_id);
+CREATE TABLE IF NOT EXISTS job_group_names (name TEXT PRIMARY KEY, job_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dirty_jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS kill_requests (job_id TEXT NOT NULL, task_id TEXT NOT NULL,
+    value TEXT NOT NULL, PRIMARY KEY (job_id, task_id));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
+    entity_id TEXT NOT NULL, job_id TEXT NOT NULL, op TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS capacity_groups (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency_keys (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,
+    job_id TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS task_attributes (task_id TEXT NOT NULL, key TEXT NOT NULL,
+    job_id TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (task_id, key));
+CREATE INDEX IF NOT EXISTS task_attributes_by_job ON task_attributes (job_id);
+CREATE TABLE IF NOT EXISTS move_requests (source_job_id TEXT NOT NULL, task_id TEXT NOT NULL,
+    value TEXT NOT NULL, PRIMARY KEY (source_job_id, task_id));
+CREATE TABLE IF NOT EXISTS instance_groups (name TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS scheduler_results (task_id TEXT PRIMARY KEY, job_id TEXT NOT NULL,
+    value TEXT NOT NULL);
+"""
+
+# Change feed entries kept; older ones are trimmed every TRIM_EVERY writes.
+CHANGES_KEPT = 100_000
+TRIM_EVERY = 1_000
+
+
+#: Columns written next to each active task's document, so a new leader's start-up reads
+#: its indexes' facts (TaskRow) without taking them out of 100,000 JSON documents.
+TASK_INSERT = (
+    "INSERT INTO active_tasks (task_id, job_id, version, value, state, agent_id, ts) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store file made by an earlier version up to the current schema: add the
+    plain task columns and fill them from the documents (once, in one transaction)."""
+    columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(active_tasks)")}
+    missing = [c for c in ("state", "agent_id", "ts") if c not in columns]
+    if not missing:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(active_tasks)")}
+        for column, kind in (("state", "TEXT"), ("agent_id", "TEXT"), ("ts", "INTEGER")):
+            if column not in columns:
+                conn.execute(f"ALTER TABLE active_tasks ADD COLUMN {column} {kind}")
+        conn.execute(
+            "UPDATE active_tasks SET state=json_extract(value, '$.status.state'), "
+            "agent_id=json_extract(value, '$.taskContext.\"agent.id\"'), "
+            "ts=json_extract(value, '$.status.timestamp')"
+        )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def while_locked(step: Callable[[], object], patience_sec: float = 30.0) -> None:
+    """Run a set-up step, waiting while another process holds the file.
+
+    Several processes (api, masters) may open a new store file at once; switching it to
+    WAL, or creating its tables, can then answer "database is locked" at once instead of
+    waiting on the busy timeout. It is retried with backoff until `patience_sec` passes.
+    """
+    deadline = time.monotonic() + patience_sec
+    delay = 0.01
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)

@@ -1,0 +1,85 @@
+"""Tasks: active documents with their plain columns, the archive, the leader's bulk read."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from titus.model.job import Job, Task
+from titus.store.codec import dump_document, task_facts
+from titus.store.errors import Conflict
+from titus.store.records import ActiveIndex, ActiveState, TaskRow
+from titus.store.sqlite.connection import SqliteBase
+from titus.store.sqlite.schema import TASK_INSERT
+
+
+class TasksPart(SqliteBase):
+    """The task half of the Jobs role (titus/store/roles.py), and the bulk reads."""
+
+    def create_task(self, task: Task, *, epoch: int | None = None) -> Task:
+        new = task.model_copy(update={"version": 1})
+        with self._tx(epoch) as db:
+            try:
+                db.execute(
+                    TASK_INSERT, (new.id, new.jobId, 1, dump_document(new), *task_facts(new))
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"task {task.id} exists") from None
+            self._changed(db, "task", new.id, new.jobId)
+        return new
+
+    def update_task(self, task: Task, *, epoch: int | None = None) -> Task:
+        new = task.model_copy(update={"version": task.version + 1})
+        with self._tx(epoch) as db:
+            cur = db.execute(
+                "UPDATE active_tasks SET version=?, value=?, state=?, agent_id=?, ts=? "
+                "WHERE task_id=? AND version=?",
+                (new.version, dump_document(new), *task_facts(new), task.id, task.version),
+            )
+            if cur.rowcount != 1:
+                raise Conflict(f"task {task.id} changed since version {task.version}")
+            self._changed(db, "task", task.id, task.jobId)
+        return new
+
+    def archive_task(self, task: Task, *, epoch: int | None = None) -> None:
+        with self._tx(epoch) as db:
+            db.execute(
+                "INSERT OR REPLACE INTO archived_tasks VALUES (?, ?, ?)",
+                (task.id, task.jobId, dump_document(task)),
+            )
+            db.execute("DELETE FROM active_tasks WHERE task_id=?", (task.id,))
+            self._changed(db, "task", task.id, task.jobId, "archive")
+
+    def get_task(self, task_id: str) -> Task | None:
+        rows = self._read("SELECT value FROM active_tasks WHERE task_id=?", (task_id,))
+        if not rows:
+            rows = self._read("SELECT value FROM archived_tasks WHERE task_id=?", (task_id,))
+        return Task.model_validate_json(str(rows[0][0])) if rows else None
+
+    def list_tasks(self, job_id: str, *, include_archived: bool = False) -> list[Task]:
+        rows = self._read("SELECT value FROM active_tasks WHERE job_id=?", (job_id,))
+        if include_archived:
+            rows += self._read("SELECT value FROM archived_tasks WHERE job_id=?", (job_id,))
+        return [Task.model_validate_json(str(r[0])) for r in rows]
+
+    def list_active_tasks(self) -> list[Task]:
+        return [
+            Task.model_validate_json(str(r[0]))
+            for r in self._read("SELECT value FROM active_tasks")
+        ]
+
+    def load_active(self) -> ActiveState:
+        return self.load_active_index().parsed()
+
+    def load_active_index(self) -> ActiveIndex:
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            jobs = [
+                Job.model_validate_json(v) for (v,) in conn.execute("SELECT value FROM active_jobs")
+            ]
+            rows = conn.execute(
+                "SELECT task_id, job_id, version, state, agent_id, ts, value FROM active_tasks"
+            ).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        return ActiveIndex(jobs=jobs, tasks=list(map(TaskRow._make, rows)))

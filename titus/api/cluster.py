@@ -56,7 +56,7 @@ def _default_group() -> dict[str, Any]:
 
 
 def _load(raw: str) -> dict[str, Any]:
-    return json.loads(raw)  # type: ignore[no-any-return]
+    return json.loads(raw)
 
 
 class ClusterService:

@@ -11,19 +11,19 @@ from titus.settings import Settings
 
 
 def service_of(request: Request) -> JobService:
-    return request.app.state.jobs  # type: ignore[no-any-return]
+    return request.app.state.jobs
 
 
 def cluster_of(request: Request) -> ClusterService:
-    return request.app.state.cluster  # type: ignore[no-any-return]
+    return request.app.state.cluster
 
 
 def view_of(request: Request) -> ActiveView:
-    return request.app.state.view  # type: ignore[no-any-return]
+    return request.app.state.view
 
 
 def settings_of(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 def caller_of(request: Request) -> tuple[str, str]:

@@ -136,7 +136,7 @@ def cmd_local(settings: Settings) -> int:
     master_thread = threading.Thread(target=master.run, args=(stop,), name="master", daemon=True)
     master_thread.start()
     api = _api_server(settings, store, coord)
-    api.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    api.install_signal_handlers = lambda: None
     api_thread = threading.Thread(target=api.run, name="api", daemon=True)
     api_thread.start()
     log.info(

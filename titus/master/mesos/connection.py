@@ -63,7 +63,7 @@ def _guard_pymesos() -> None:
         def interrupt_main(*_args: Any) -> None:
             log.warning("pymesos I/O thread ended with an error; its supervisor restarts it")
 
-    pp.thread = _NoRelay()  # type: ignore[attr-defined]
+    pp.thread = _NoRelay()
     with contextlib.suppress(ValueError, TypeError):  # not the main thread: nothing to undo
         if signal.getsignal(signal.SIGINT) is pp._handle_sigint:
             previous = pp._prev_handler

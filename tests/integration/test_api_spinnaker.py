@@ -257,3 +257,21 @@ def test_agents_show_the_usage_and_tasks_of_what_runs_on_them(tmp_path: Path) ->
         assert h1["usage"]["cpu"] == 1 and h1["usage"]["memoryMB"] == 512
         assert h1["free"]["cpu"] == 7 and h1["lifecycleState"] == "active"
         assert h2["tasks"] == [] and h2["usage"]["cpu"] == 0
+
+
+def test_attributes_added_a_little_at_a_time_stop_at_the_bound(tmp_path: Path) -> None:
+    """Each update is small; what the job or task would hold after it is what is bounded."""
+    with api(tmp_path) as (http, store):
+        job = http.post("/api/v3/jobs", json=service()).json()["id"]
+        task = add_task(store, job, 1)
+        for path in (f"/api/v3/jobs/{job}/attributes", f"/api/v3/tasks/{task}/attributes"):
+            for batch in range(10):
+                attrs = {f"k{batch}-{i}": "v" for i in range(10)}
+                assert http.put(path, json={"attributes": attrs}).status_code == 200
+            r = http.put(path, json={"attributes": {"one-more": "v"}})
+            assert r.status_code == 400, path
+            assert "at most 100 attributes (101 given)" in r.json()["errors"][0]["message"]
+            # replacing an existing key stays within the bound
+            assert http.put(path, json={"attributes": {"k0-0": "w"}}).status_code == 200
+        attributes = http.get(f"/api/v3/jobs/{job}").json()["jobDescriptor"]["attributes"]
+        assert len(attributes) == 100 and attributes["k0-0"] == "w"

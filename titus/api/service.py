@@ -36,6 +36,7 @@ from titus.model.validation import (
     DEFAULT_BOUNDS,
     Bounds,
     InvalidRequest,
+    check_attribute_totals,
     check_capacity,
     check_disruption_budget,
     check_user_attributes,
@@ -309,6 +310,7 @@ class JobService:
             attrs.update(upsert)
             for key in delete:
                 attrs.pop(key, None)
+            _check_attribute_totals(attrs)
             return job if attrs != before else None
 
         job = self._change_job(job_id, change)
@@ -414,6 +416,10 @@ class JobService:
         task = self.get_task(task_id)
         if task.state == TaskState.FINISHED:
             raise ApiError(409, f"task {task_id} is finished")
+        after = {**self.store.get_task_attributes(task_id), **upsert}
+        for key in delete:
+            after.pop(key, None)
+        _check_attribute_totals(after)
         self.store.update_task_attributes(task_id, task.jobId, upsert, delete)
         self._log(
             "update task attributes", task_id, caller, reason, set=sorted(upsert), delete=delete
@@ -517,6 +523,13 @@ def _check_attribute_change(upsert: dict[str, str], delete: list[str]) -> None:
     errors = check_user_attributes(upsert) + check_user_attributes(
         dict.fromkeys(delete, ""), "keys"
     )
+    if errors:
+        raise ApiError(400, "invalid attributes", errors)
+
+
+def _check_attribute_totals(attrs: dict[str, str]) -> None:
+    """What a job or task would hold after a change, within the bounds on the whole set."""
+    errors = check_attribute_totals(attrs)
     if errors:
         raise ApiError(400, "invalid attributes", errors)
 

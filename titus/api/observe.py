@@ -26,7 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from titus.api.deps import view_of
-from titus.api.query import JOB_FILTERS, TASK_FILTERS, Criteria
+from titus.api.query import JOB_FILTERS, TASK_FILTERS, Criteria, decimal
 from titus.api.schemas import ERROR_RESPONSES, query_parameters
 from titus.api.view import ActiveView, Event
 
@@ -158,7 +158,7 @@ async def observe(request: Request) -> StreamingResponse:
     """Watch active jobs and tasks: a snapshot, `SnapshotEnd`, then live changes."""
     criteria = Criteria.parse(dict(request.query_params), OBSERVE_FILTERS)
     raw_last = request.headers.get("last-event-id", "").strip()
-    last_id = int(raw_last) if raw_last.isdigit() else None
+    last_id = decimal(raw_last)
     await view_of(request).refresh()
     hub: Hub = request.app.state.hub
     keepalive = request.app.state.settings.observe_keepalive_sec

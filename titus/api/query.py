@@ -188,6 +188,16 @@ class Criteria:
         return all(check(task) for check in self.task_checks)
 
 
+def decimal(raw: str, max_digits: int = 12) -> int | None:
+    """A non-negative whole number written in ASCII digits, else None.
+
+    `str.isdigit` also accepts '²' and other Unicode digits that `int` refuses, and `int`
+    refuses more than 4,300 digits: both would surface as a 500 instead of a 400."""
+    if raw.isascii() and raw.isdigit() and len(raw) <= max_digits:
+        return int(raw)
+    return None
+
+
 def encode_cursor(key: Key) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
 
@@ -237,22 +247,24 @@ def _page_size(params: Mapping[str, str], default: int) -> int:
     raw = params.get("pageSize")
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+    size = decimal(raw)
+    if size is None or not 1 <= size <= MAX_PAGE_SIZE:
         raise ApiError(
             400,
             f"pageSize must be a number from 1 to {MAX_PAGE_SIZE}",
             [FieldError("pageSize", f"must be from 1 to {MAX_PAGE_SIZE}")],
         )
-    return int(raw)
+    return size
 
 
 def _page_number(params: Mapping[str, str]) -> int:
     raw = params.get("page")
     if raw is None:
         return 0
-    if not raw.isdigit() or int(raw) > 1_000_000:
+    page = decimal(raw)
+    if page is None or page > 1_000_000:
         raise ApiError(400, "page must be a number", [FieldError("page", "must be a number")])
-    return int(raw)
+    return page
 
 
 def project(item: dict[str, Any], fields: str | None) -> dict[str, Any]:

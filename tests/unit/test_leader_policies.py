@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from titus.master.backoff import SystemBackoff, combined_delay_ms
 from titus.master.stuck import RateLimiter, StuckTimeouts, find_stuck
-from titus.master.view import ActiveView
+from titus.master.view import LeaderView
 from titus.model.job import Job, JobStatus, Task, TaskStatus
 from titus.model.states import JobState, Reason, TaskState
 from titus.model.validation import parse_job_descriptor
@@ -126,7 +126,7 @@ def make_task(task_id: str, job_id: str, state: TaskState, host: str | None = No
 
 
 def test_view_keeps_host_and_group_usage_as_tasks_move() -> None:
-    view = ActiveView()
+    view = LeaderView()
     view.put_job(service_job("j", group="web"))
     view.put_task(make_task("t1", "j", TaskState.ACCEPTED))
     assert view.pending == {"t1"} and view.usage_of("h1").tasks == 0
@@ -145,7 +145,7 @@ def test_view_keeps_host_and_group_usage_as_tasks_move() -> None:
 
 
 def test_view_parses_loaded_rows_only_when_asked() -> None:
-    view = ActiveView()
+    view = LeaderView()
     view.put_job(service_job("j"))
     task = make_task("t1", "j", TaskState.STARTED, "h1")
     raw = task.model_dump_json()

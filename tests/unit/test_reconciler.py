@@ -86,7 +86,7 @@ def test_system_errors_do_not_use_up_retries() -> None:
     crashed = task(state=TaskState.FINISHED, reason=Reason.TRANSIENT_SYSTEM_ERROR)
     actions = rc.reconcile_job(job, [crashed])
     assert kinds(actions) == ["CreateTask"]
-    ctx = rc.new_task_context(job, 0, "new", crashed, 0, True)
+    ctx = rc.new_task_context(job, 0, "new", crashed, 0, True, now_ms=0)
     assert ctx[rc.RESUBMIT_NUMBER] == "1" and ctx[rc.SYSTEM_RESUBMIT_NUMBER] == "1"
     # a user failure after a system retry still has its full budget of 0 retries: none left
     after = task(state=TaskState.FINISHED, reason=Reason.FAILED, resubmits=1, system=1)

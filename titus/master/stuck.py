@@ -17,17 +17,28 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from titus.master.defaults import from_setting
 from titus.model.states import Reason, TaskState
+from titus.settings import Settings
 
 
 @dataclass(frozen=True)
 class StuckTimeouts:
     """Seconds a task may stay in each passing state (see the module docstring)."""
 
-    launched: float = 300.0
-    start_initiated_batch: float = 720.0
-    start_initiated_service: float = 300.0
-    kill_initiated: float = 600.0
+    launched: float = from_setting("stuck_launched_sec")
+    start_initiated_batch: float = from_setting("stuck_start_initiated_batch_sec")
+    start_initiated_service: float = from_setting("stuck_start_initiated_service_sec")
+    kill_initiated: float = from_setting("stuck_kill_initiated_sec")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StuckTimeouts:
+        return cls(
+            launched=settings.stuck_launched_sec,
+            start_initiated_batch=settings.stuck_start_initiated_batch_sec,
+            start_initiated_service=settings.stuck_start_initiated_service_sec,
+            kill_initiated=settings.stuck_kill_initiated_sec,
+        )
 
     def limit(self, state: TaskState, is_batch: bool) -> float | None:
         if state == TaskState.LAUNCHED:

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
@@ -477,3 +477,8 @@ def test_a_stale_write_that_conflicts_never_moves_a_task_back(store: SqliteJobSt
 
 def test_the_default_config_is_the_default_settings() -> None:
     assert MasterConfig() == MasterConfig.from_settings(Settings())
+
+
+def test_every_reconciler_action_has_a_way_to_be_carried_out(store: SqliteJobStore) -> None:
+    m = leader(store, Hosts(host("h1")))
+    assert set(m.executor.handlers) == set(get_args(rc.Action))

@@ -58,7 +58,8 @@ class Executor:
         self.scheduler = scheduler
         self.clock = clock
         self.new_id = new_id
-        self._actions: dict[type[Any], Callable[[Any], None]] = {
+        #: How each reconciler action is carried out, by its type.
+        self.handlers: dict[type[Any], Callable[[Any], None]] = {
             rc.CreateTask: self.create_task,
             rc.ArchiveTask: self.archive_task,
             rc.KillTask: self.kill_task,
@@ -209,7 +210,7 @@ class Executor:
     # ---- reconciler actions ---------------------------------------------------------------
     def carry_out(self, actions: list[rc.Action]) -> None:
         for action in actions:
-            self._actions[type(action)](action)
+            self.handlers[type(action)](action)
 
     def create_task(self, action: rc.CreateTask) -> None:
         job = self.view.jobs[action.job_id]

@@ -29,16 +29,12 @@ from titus.master import metrics as m
 from titus.master import moves, placement, reports
 from titus.master import reconciler as rc
 from titus.master.cluster import ClusterDriver, HostReport
-from titus.master.cluster_config import (
-    ATTR_MACHINE_GROUP,
-    read_capacity_groups,
-    read_instance_groups,
-)
-from titus.master.cluster_config import phased_out as phased_out_groups
+from titus.master.cluster_config import read_capacity_groups, read_instance_groups
 from titus.master.config import UNKNOWN_TASK_GRACE_SEC, MasterConfig
 from titus.master.executor import Executor
+from titus.master.migration import migrate
 from titus.master.scheduler import Scheduler
-from titus.master.stuck import find_stuck
+from titus.master.stuck import clear_stuck
 from titus.master.term import LostLeadership, Paused, Term
 from titus.master.view import LeaderView
 from titus.model.job import Task
@@ -56,7 +52,6 @@ __all__ = [
 
 log = logging.getLogger("titus.master")
 
-MIGRATION_MESSAGE = "moved off a host of phased-out instance group"
 #: How often stuck work and phased-out hosts are looked at (seconds of the clock).
 STUCK_CHECK_SEC = 1.0
 MIGRATE_CHECK_SEC = 2.0
@@ -105,7 +100,7 @@ class Master:
         """Drop the current term with everything it held; a new one starts from nothing."""
         gc.unfreeze()  # what `_load` froze may be garbage now
         self.term = Term.begin(leadership, self.config, self.clock)
-        self.act = Executor(
+        self.executor = Executor(
             self.term,
             self.store,
             self.driver,
@@ -140,7 +135,7 @@ class Master:
         self.term.guard()
 
     def save_task(self, task: Task) -> Task:
-        return self.act.save_task(task)
+        return self.executor.save_task(task)
 
     # ---- election -----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -177,7 +172,7 @@ class Master:
         launches the old leader decided but no host received go out with the next
         iteration. The term is ready to act then."""
         term = self.term
-        relaunch = reports.reconcile_actual(self.act, actual, self.config.unknown_task_grace)
+        relaunch = reports.reconcile_actual(self.executor, actual, self.config.unknown_task_grace)
         term.reconciled_actual = True
         if relaunch:
             log.info("sending %d launches the previous leader did not deliver", len(relaunch))
@@ -185,7 +180,7 @@ class Master:
         term.ready_at = self.clock()
         if term.elected_at is not None:
             m.FAILOVER_SECONDS.set(term.ready_at - term.elected_at)
-        self.act.record_election()
+        self.executor.record_election()
 
     def lead(self, leadership: Leadership, stop: threading.Event) -> None:
         self.driver.start(leadership, self.begin(leadership))
@@ -302,7 +297,7 @@ class Master:
     # ---- one iteration ------------------------------------------------------------------
     def iterate(self) -> None:
         started = time.monotonic()
-        term, act = self.term, self.act
+        term, act = self.term, self.executor
         term.guard()
         act.send_held()
         self._apply_reports()
@@ -347,7 +342,7 @@ class Master:
         taken = inbox.take()
         for i, hr in enumerate(taken):
             try:
-                reports.apply_report(self.act, hr)
+                reports.apply_report(self.executor, hr)
             except Paused:
                 inbox.put_back(taken[i:])  # not lost: applied once the session is back
                 raise
@@ -373,7 +368,9 @@ class Master:
                 owned.append(task_id)
                 if state == TaskState.KILL_INITIATED:
                     task = view.get(task_id)
-                    reason = (task.taskContext.get(rc.KILL_REASON) if task else None) or "killed"
+                    reason = (
+                        task.taskContext.get(rc.KILL_REASON) if task else None
+                    ) or Reason.KILLED
                     self.driver.kill(task_id, host_id, reason)
             log.info("claiming %d tasks on agent %s", len(owned), host_id)
             self.driver.claim(host_id, owned)
@@ -410,7 +407,7 @@ class Master:
         if task is not None and task.state != TaskState.FINISHED:
             action = rc.kill_or_finish(task, request.reason)
             if action is not None:
-                self.act.carry_out([action])
+                self.executor.carry_out([action])
         self.store.delete_kill_request(request, epoch=self.epoch)
 
     def _recover_requests(self) -> None:
@@ -442,78 +439,21 @@ class Master:
         if capacity_groups is not None:
             term.groups = capacity_groups
 
-    # ---- stuck work ---------------------------------------------------------------------
+    # ---- stuck work, phased-out hosts ----------------------------------------------------
     def _clear_stuck(self) -> None:
-        term, act, view = self.term, self.act, self.view
+        term = self.term
         now = self.clock()
-        if now - term.last_stuck < STUCK_CHECK_SEC or not view.transitional:
+        if now - term.last_stuck < STUCK_CHECK_SEC or not term.view.transitional:
             return
         term.last_stuck = now
+        clear_stuck(self.executor, self.config.stuck, term.stuck_limiter)
 
-        def since() -> list[tuple[str, TaskState, int, bool]]:
-            out = []
-            for task_id, entered in view.transitional.items():
-                state = view.state(task_id)
-                job = view.jobs.get(view.job_of(task_id) or "")
-                if state is None or job is None:
-                    continue
-                out.append((task_id, state, entered, job.jobDescriptor.batch is not None))
-            return out
-
-        for stuck in find_stuck(since(), self.config.stuck, act.now_ms()):
-            if not term.stuck_limiter.try_take():
-                log.warning("stuck tasks wait for the kill rate limit")
-                return
-            task = view.get(stuck.task_id)
-            if task is None:
-                continue
-            m.STUCK_KILLS.labels(state=str(stuck.state)).inc()
-            log.warning("task %s %s: killing it", task.id, stuck.message)
-            if stuck.state == TaskState.KILL_INITIATED:
-                # the host never confirmed the kill: give up on it and let the job move on
-                act.guard()
-                finished = task.with_status(TaskState.FINISHED, stuck.reason, stuck.message)
-                act.save_task(finished)
-                self.driver.kill(task.id, task.agent_id, stuck.reason)
-                act.touch(task.jobId)
-            else:
-                act.kill(task, stuck.reason, stuck.message)
-
-    # ---- instance group lifecycle: move service tasks off phased-out hosts -------------
     def _migrate(self) -> None:
-        term, view = self.term, self.view
+        term = self.term
         now = self.clock()
         if now - term.last_migrate < MIGRATE_CHECK_SEC:
             return
         term.last_migrate = now
-        term.migrating = {t for t in term.migrating if view.state(t) == TaskState.KILL_INITIATED}
-        phased = phased_out_groups(term.instance_groups)
-        if not phased:
-            return
-        budget = self.config.migrate_at_once - len(term.migrating)
-        if budget <= 0:
-            return
-        busy_jobs = {view.job_of(t) for t in term.migrating}
-        for host in self.driver.hosts():
-            group = host.attributes.get(ATTR_MACHINE_GROUP, "")
-            if group not in phased:
-                continue
-            for task_id in view.on_host(host.host_id):
-                if budget <= 0:
-                    return
-                job_id = view.job_of(task_id)
-                job = view.jobs.get(job_id or "")
-                if (
-                    job is None
-                    or job.jobDescriptor.service is None
-                    or job_id in busy_jobs
-                    or view.state(task_id) != TaskState.STARTED
-                ):
-                    continue
-                task = view.get(task_id)
-                assert task is not None
-                self.act.kill(task, Reason.KILLED, f"{MIGRATION_MESSAGE} {group}")
-                term.migrating.add(task_id)
-                busy_jobs.add(job_id)
-                budget -= 1
-                m.MIGRATIONS.inc()
+        term.migrating = migrate(
+            self.executor, term.migrating, term.instance_groups, self.config.migrate_at_once
+        )

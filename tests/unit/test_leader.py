@@ -122,8 +122,8 @@ def store(tmp_path: Path) -> SqliteJobStore:
 class Clock:
     """The leader's clock, moved on by the test: time passes only when a test says so."""
 
-    def __init__(self) -> None:
-        self.now = time.time()
+    def __init__(self, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now
 
     def __call__(self) -> float:
         return self.now

@@ -12,6 +12,11 @@ The coordination session decides whether it may act: while the session is suspen
 over; once leadership is lost it steps down, drops everything it held in memory and
 campaigns again. Its store writes carry its epoch, so a leader that has not noticed yet is
 refused by the store (StaleEpoch) rather than overwriting its successor.
+
+This module says when things happen; the parts say what: everything a leadership holds
+in memory is its `Term` (term.py), made at election and dropped with it; every write and
+host command goes through its `Executor` (executor.py); placement, host reports, stuck work
+and migration are functions over the narrow protocols the executor satisfies.
 """
 
 from __future__ import annotations
@@ -65,7 +70,8 @@ class Master:
     """Campaigns for leadership and, while it leads, runs the loop over one `Term`.
 
     `clock` (seconds since the epoch) is the only time its decisions read: when work is
-    stuck, when a retry is due, when the backoff forgets, when the periodic checks run.
+    stuck, when a retry is due, when the backoff forgets, when the periodic checks run
+    (only the durations reported as metrics are measured on the monotonic clock).
     `new_id` makes the ids of the tasks it creates."""
 
     def __init__(

@@ -482,3 +482,16 @@ def test_the_default_config_is_the_default_settings() -> None:
 def test_every_reconciler_action_has_a_way_to_be_carried_out(store: SqliteJobStore) -> None:
     m = leader(store, Hosts(host("h1")))
     assert set(m.executor.handlers) == set(get_args(rc.Action))
+
+
+def test_no_write_takes_a_task_back(store: SqliteJobStore) -> None:
+    driver = Hosts(host("h1"))
+    m = leader(store, driver)
+    job_id = job(store, service=1)
+    m.iterate()
+    [launched] = tasks(store, job_id)
+    back = launched.with_status(TaskState.ACCEPTED, Reason.NORMAL, "back in the queue")
+    assert m.save_task(back).state == TaskState.LAUNCHED
+    stored = store.get_task(launched.id)
+    assert stored is not None and stored.state == TaskState.LAUNCHED
+    assert stored.version == launched.version

@@ -164,9 +164,14 @@ class Executor:
     def save_task(self, task: Task) -> Task:
         """Write a task and keep it in the view; what the store has now is returned.
 
-        A conflict (the stored task changed since the view read it) applies the status
-        and context again over the fresh copy, unless that would move the task back: then
-        the fresh copy stands, and the caller sees it in what is returned."""
+        A write that would move the task back from where the view has it is not made. A
+        conflict (the stored task changed since the view read it) applies the status and
+        context again over the fresh copy, unless that would move the task back from
+        where the store has it: then the fresh copy stands. Either way the caller sees in
+        what is returned whether its write was taken."""
+        current = self.view.get(task.id)
+        if current is not None and self._refuses(current, task):
+            return current
         epoch = self.term.epoch
         try:
             saved = self.store.update_task(task, epoch=epoch)
@@ -175,13 +180,7 @@ class Executor:
             if fresh is None:
                 self.view.drop_task(task)
                 raise
-            if not may_become(fresh.state, task.state):
-                log.info(
-                    "task %s is %s in the store: not taking it back to %s",
-                    task.id,
-                    fresh.state,
-                    task.state,
-                )
+            if self._refuses(fresh, task):
                 self.view.put_task(fresh)
                 self.touch(fresh.jobId)
                 return fresh
@@ -193,6 +192,14 @@ class Executor:
             saved = self.store.update_task(fresh.model_copy(update=update), epoch=epoch)
         self.view.put_task(saved)
         return saved
+
+    @staticmethod
+    def _refuses(current: Task, task: Task) -> bool:
+        """Whether writing `task` over `current` would take it back (see may_become)."""
+        if may_become(current.state, task.state):
+            return False
+        log.info("task %s is %s: not taking it back to %s", task.id, current.state, task.state)
+        return True
 
     def forget_pending(self, task_id: str) -> None:
         if self.term.placing.failures.pop(task_id, None) is not None:

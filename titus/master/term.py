@@ -72,11 +72,13 @@ class Term:
     reconciled_actual: bool = False
     #: Whether the kills and moves a predecessor left queued were carried out.
     requests_recovered: bool = False
-    #: Placements held back while the session was suspended.
+    #: Placements the next iteration sends first: held back while the session was
+    #: suspended, or decided by the previous leader and never delivered.
     held: list[Placement] = field(default_factory=list)
     sweep_queue: list[str] = field(default_factory=list)
     #: Service tasks being killed to move them off phased-out hosts.
     migrating: set[str] = field(default_factory=set)
+    #: Capacity groups by name.
     groups: dict[str, CapacityGroup] = field(default_factory=dict)
     #: Lifecycle state of each instance group, by name.
     instance_groups: dict[str, str] = field(default_factory=dict)

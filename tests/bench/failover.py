@@ -248,13 +248,9 @@ def bench_startup(tasks: int, cache: Path | None = None) -> tuple[float, float, 
         master = Master(store, LocalCoordinator(), driver, master_id="bench")
         leadership = Leadership(1)
         started = time.perf_counter()
-        master.leadership = leadership
-        master.elected_at = time.time()
-        store.claim_epoch(leadership.epoch)
-        master._load()
+        master.begin(leadership)
         loaded = time.perf_counter()
-        master._reconcile_actual(driver.actual_tasks())
-        master._ready()
+        master.sync_hosts(driver.actual_tasks())
         master.iterate()
         done = time.perf_counter()
         assert driver.launched, "the first iteration placed nothing"

@@ -7,10 +7,11 @@ predecessor decided but never delivered."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
@@ -25,6 +26,7 @@ from titus.model.job import Job, JobStatus, Task, now_ms
 from titus.model.launch import TaskReport
 from titus.model.states import JobState, Reason, TaskState
 from titus.model.validation import parse_job_descriptor
+from titus.settings import Settings
 from titus.store.base import ActiveIndex, KillRequest
 from titus.store.sqlite import SqliteJobStore
 
@@ -117,16 +119,38 @@ def store(tmp_path: Path) -> SqliteJobStore:
     return SqliteJobStore(tmp_path / "titus.db", synchronous="OFF")
 
 
-def leader(store: SqliteJobStore, driver: Hosts, launching: int = 1, **config: Any) -> Master:
+class Clock:
+    """The leader's clock, moved on by the test: time passes only when a test says so."""
+
+    def __init__(self, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def leader(
+    store: SqliteJobStore,
+    driver: Hosts,
+    launching: int = 1,
+    clock: Clock | None = None,
+    **config: Any,
+) -> Master:
     """A leader past its start-up; `launching`: tasks starting at once per host."""
     scheduler = Scheduler(SchedulerConfig(max_launching_per_host=launching))
     m = Master(
-        store, LocalCoordinator(), driver, scheduler=scheduler, config=MasterConfig(**config)
+        store,
+        LocalCoordinator(),
+        driver,
+        scheduler=scheduler,
+        config=MasterConfig(**config),
+        clock=clock or Clock(),
     )
-    m.leadership = Leadership(1)
-    store.claim_epoch(1)
-    m._load()
-    m._reconcile_actual(driver.actual_tasks())
+    m.begin(Leadership(1))
+    m.sync_hosts(driver.actual_tasks())
     return m
 
 
@@ -134,21 +158,21 @@ def takeover(store: SqliteJobStore, driver: Hosts, epoch: int = 2) -> Master:
     """A new leader (default settings) taking over at `epoch`: the store loaded and what
     the hosts run reconciled, as after its predecessor died."""
     new = Master(store, LocalCoordinator(), driver)
-    new.leadership = Leadership(epoch)
-    store.claim_epoch(epoch)
-    new._load()
-    new._reconcile_actual(driver.actual_tasks())
+    new.begin(Leadership(epoch))
+    new.sync_hosts(driver.actual_tasks())
     return new
 
 
 def report(m: Master, task_id: str, state: TaskState, reason: str = "normal") -> None:
     t = m.view.get(task_id)
     assert t is not None
-    m._pending_reports.append(
-        HostReport(
-            t.agent_id or "",
-            TaskReport(taskId=task_id, jobId=t.jobId, state=state, reasonCode=reason),
-        )
+    m.receive(
+        [
+            HostReport(
+                t.agent_id or "",
+                TaskReport(taskId=task_id, jobId=t.jobId, state=state, reasonCode=reason),
+            )
+        ]
     )
 
 
@@ -158,12 +182,16 @@ def tasks(store: SqliteJobStore, job_id: str) -> list[Task]:
 
 def test_a_task_stuck_in_launched_is_killed_and_replaced(store: SqliteJobStore) -> None:
     driver = Hosts(host("h1"))
-    m = leader(store, driver, stuck=StuckTimeouts(launched=0.0))
+    clock = Clock()
+    m = leader(store, driver, clock=clock, stuck=StuckTimeouts(launched=60.0))
     job_id = job(store, service=1)
     m.iterate()  # creates the task and places it: Launched, and the host never answers
     [launched] = tasks(store, job_id)
     assert launched.state == TaskState.LAUNCHED
-    m._last_stuck = 0.0
+    clock.advance(30)
+    m.iterate()
+    assert tasks(store, job_id)[0].state == TaskState.LAUNCHED  # not stuck yet
+    clock.advance(31)
     m.iterate()
     [killing] = tasks(store, job_id)
     assert killing.state == TaskState.KILL_INITIATED
@@ -180,24 +208,23 @@ def test_a_task_stuck_in_launched_is_killed_and_replaced(store: SqliteJobStore) 
 
 def test_stuck_kills_go_through_the_rate_limit(store: SqliteJobStore) -> None:
     driver = Hosts(*(host(f"h{i}") for i in range(6)))
-    m = leader(
-        store,
-        driver,
-        stuck=StuckTimeouts(launched=0.0),
-        stuck_kills_burst=2.0,
-        stuck_kills_per_sec=0.0,
-    )
+    clock = Clock()
+    m = leader(store, driver, clock=clock, stuck_kills_burst=2.0, stuck_kills_per_sec=0.5)
     job_id = job(store, service=6)
     m.iterate()
     assert sum(t.state == TaskState.LAUNCHED for t in tasks(store, job_id)) == 6
-    m._last_stuck = 0.0
+    clock.advance(StuckTimeouts().launched + 1)
     m.iterate()
     assert sum(t.state == TaskState.KILL_INITIATED for t in tasks(store, job_id)) == 2
+    clock.advance(2.0)  # one more token
+    m.iterate()
+    assert sum(t.state == TaskState.KILL_INITIATED for t in tasks(store, job_id)) == 3
 
 
 def test_a_failing_job_is_throttled_by_the_system_backoff(store: SqliteJobStore) -> None:
     driver = Hosts(host("h1"))
-    m = leader(store, driver, backoff_initial=1.0, backoff_max=30.0)
+    clock = Clock()
+    m = leader(store, driver, clock=clock, backoff_initial=1.0, backoff_max=30.0)
     job_id = job(store, retryPolicy={"immediate": {"retries": 5}})
     m.iterate()
     delays = []
@@ -208,9 +235,11 @@ def test_a_failing_job_is_throttled_by_the_system_backoff(store: SqliteJobStore)
         [retry] = [t for t in tasks(store, job_id) if t.state == TaskState.ACCEPTED]
         delays.append(retry.taskContext[rc.RETRY_DELAY])
         assert "system backoff" in retry.status.reasonMessage
-        # let it run now
-        m.view.get(retry.id).taskContext[rc.NOT_BEFORE] = "0"  # type: ignore[union-attr]
         m.iterate()
+        assert store.get_task(retry.id).state == TaskState.ACCEPTED  # type: ignore[union-attr]
+        clock.advance(int(retry.taskContext[rc.RETRY_DELAY].removesuffix("ms")) / 1000)
+        m.iterate()  # its delay passed: placed
+        assert store.get_task(retry.id).state == TaskState.LAUNCHED  # type: ignore[union-attr]
     assert delays == ["1000ms", "2000ms", "4000ms"]
 
 
@@ -218,7 +247,8 @@ def test_phased_out_hosts_get_no_new_work_and_lose_services_a_few_at_a_time(
     store: SqliteJobStore,
 ) -> None:
     driver = Hosts(host("old-1", "v1", cpu=8), host("old-2", "v1", cpu=8))
-    m = leader(store, driver, launching=10, migrate_at_once=1)
+    clock = Clock()
+    m = leader(store, driver, launching=10, clock=clock, migrate_at_once=1)
     job_id = job(store, service=4)
     m.iterate()
     for t in tasks(store, job_id):
@@ -229,8 +259,7 @@ def test_phased_out_hosts_get_no_new_work_and_lose_services_a_few_at_a_time(
     store.set_instance_group("v1", "phasedOut")
     driver.views.append(host("new-1", "v2", cpu=8))
     driver.actual["new-1"] = []
-    m._refresh_cluster_config(force=True)
-    m._last_migrate = 0.0
+    clock.advance(MasterConfig().cluster_config_refresh)  # the leader reads the change
     m.iterate()
     moving = [t for t in tasks(store, job_id) if t.state == TaskState.KILL_INITIATED]
     assert len(moving) == 1  # bounded
@@ -343,20 +372,22 @@ def test_the_log_location_follows_what_the_agent_reports(store: SqliteJobStore) 
     job_id = job(store, service=1)
     m.iterate()
     [t] = tasks(store, job_id)
-    m._pending_reports.append(
-        HostReport(
-            "h1",
-            TaskReport(
-                taskId=t.id,
-                jobId=job_id,
-                state=TaskState.STARTED,
-                context={
-                    "logs.s3.bucket": "titus-logs",
-                    "logs.s3.key": f"logs/{job_id}/{t.id}",
-                    "logs.s3.region": "us-east-1",
-                },
-            ),
-        )
+    m.receive(
+        [
+            HostReport(
+                "h1",
+                TaskReport(
+                    taskId=t.id,
+                    jobId=job_id,
+                    state=TaskState.STARTED,
+                    context={
+                        "logs.s3.bucket": "titus-logs",
+                        "logs.s3.key": f"logs/{job_id}/{t.id}",
+                        "logs.s3.region": "us-east-1",
+                    },
+                ),
+            )
+        ]
     )
     m.iterate()
     stored = store.get_task(t.id)
@@ -414,3 +445,53 @@ def test_agents_that_rejoin_hear_which_tasks_they_own_and_lost_kills_again(
     )
     assert host_id == away and claimed == on_host and killed in claimed
     assert driver.killed == [(killed, Reason.KILLED)]
+
+
+def test_a_stale_write_that_conflicts_never_moves_a_task_back(store: SqliteJobStore) -> None:
+    driver = Hosts(host("h1"))
+    m = leader(store, driver, launching=10)
+    job_id = job(store, service=2)
+    m.iterate()
+    ended, renamed = tasks(store, job_id)
+    # the store moves on while the leader still holds older versions of both tasks: one
+    # ends, the other only gains context
+    stored = store.get_task(ended.id)
+    assert stored is not None
+    store.update_task(stored.with_status(TaskState.FINISHED, Reason.KILLED, "ended elsewhere"))
+    stored = store.get_task(renamed.id)
+    assert stored is not None
+    store.update_task(stored.model_copy(update={"taskContext": {**stored.taskContext, "k": "v"}}))
+    # late reports of both start: each write conflicts with the store's newer version
+    report(m, ended.id, TaskState.STARTED)
+    report(m, renamed.id, TaskState.STARTED)
+    m.iterate()
+    kept = store.get_task(ended.id)
+    assert kept is not None and kept.state == TaskState.FINISHED  # not back to Started
+    assert kept.status.reasonMessage == "ended elsewhere"
+    # and the leader goes by the store's version: the ended task is followed up (replaced)
+    assert ended.id not in {t.id for t in tasks(store, job_id)}
+    assert len(tasks(store, job_id)) == 2
+    moved = store.get_task(renamed.id)
+    assert moved is not None and moved.state == TaskState.STARTED  # forward: applied
+
+
+def test_the_default_config_is_the_default_settings() -> None:
+    assert MasterConfig() == MasterConfig.from_settings(Settings())
+
+
+def test_every_reconciler_action_has_a_way_to_be_carried_out(store: SqliteJobStore) -> None:
+    m = leader(store, Hosts(host("h1")))
+    assert set(m.executor.handlers) == set(get_args(rc.Action))
+
+
+def test_no_write_takes_a_task_back(store: SqliteJobStore) -> None:
+    driver = Hosts(host("h1"))
+    m = leader(store, driver)
+    job_id = job(store, service=1)
+    m.iterate()
+    [launched] = tasks(store, job_id)
+    back = launched.with_status(TaskState.ACCEPTED, Reason.NORMAL, "back in the queue")
+    assert m.save_task(back).state == TaskState.LAUNCHED
+    stored = store.get_task(launched.id)
+    assert stored is not None and stored.state == TaskState.LAUNCHED
+    assert stored.version == launched.version

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_leader import Hosts, host, job, leader, report, takeover, tasks
+from titus.master import moves
 from titus.master.leader import Master
 from titus.model.launch import TaskReport
 from titus.model.states import TaskState
@@ -116,7 +117,7 @@ def test_a_move_racing_a_user_change_is_done_with_the_fresh_job(store: SqliteJob
     request = MoveRequest(source, target, moving.id)
     store.add_move_request(request)
     store.take_dirty()
-    m._apply_move_request(request)
+    moves.apply_move_request(request, m.view, store, m.epoch, set())
     assert store.get_task(moving.id).jobId == source  # type: ignore[union-attr]
     m.iterate()  # picks up the fresh jobs and moves
     assert store.get_task(moving.id).jobId == target  # type: ignore[union-attr]

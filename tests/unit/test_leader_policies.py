@@ -3,28 +3,20 @@ detection and its kill rate limit, and the active view's incremental indexes."""
 
 from __future__ import annotations
 
+from tests.unit.test_leader import Clock
 from titus.master.backoff import SystemBackoff, combined_delay_ms
 from titus.master.stuck import RateLimiter, StuckTimeouts, find_stuck
-from titus.master.view import ActiveView
+from titus.master.view import LeaderView
 from titus.model.job import Job, JobStatus, Task, TaskStatus
 from titus.model.states import JobState, Reason, TaskState
 from titus.model.validation import parse_job_descriptor
 from titus.store.base import TaskRow
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 # ---- system backoff -------------------------------------------------------------------
 
 
 def test_backoff_doubles_per_failure_up_to_the_maximum() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     b = SystemBackoff(1.0, 30.0, clock=clock)
     delays = [b.failed("job") for _ in range(7)]
     assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
@@ -32,7 +24,7 @@ def test_backoff_doubles_per_failure_up_to_the_maximum() -> None:
 
 
 def test_backoff_is_forgotten_after_success_or_a_quiet_period() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     b = SystemBackoff(1.0, 30.0, reset_after=60.0, clock=clock)
     for _ in range(4):
         b.failed("job")
@@ -86,7 +78,7 @@ def test_stuck_timeouts_are_configurable() -> None:
 
 
 def test_kill_rate_limiter_lets_a_burst_through_then_a_steady_rate() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     limiter = RateLimiter(per_sec=2.0, burst=3.0, clock=clock)
     assert [limiter.try_take() for _ in range(4)] == [True, True, True, False]
     clock.now += 1.0
@@ -126,7 +118,7 @@ def make_task(task_id: str, job_id: str, state: TaskState, host: str | None = No
 
 
 def test_view_keeps_host_and_group_usage_as_tasks_move() -> None:
-    view = ActiveView()
+    view = LeaderView()
     view.put_job(service_job("j", group="web"))
     view.put_task(make_task("t1", "j", TaskState.ACCEPTED))
     assert view.pending == {"t1"} and view.usage_of("h1").tasks == 0
@@ -145,7 +137,7 @@ def test_view_keeps_host_and_group_usage_as_tasks_move() -> None:
 
 
 def test_view_parses_loaded_rows_only_when_asked() -> None:
-    view = ActiveView()
+    view = LeaderView()
     view.put_job(service_job("j"))
     task = make_task("t1", "j", TaskState.STARTED, "h1")
     raw = task.model_dump_json()

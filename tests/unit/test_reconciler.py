@@ -86,7 +86,7 @@ def test_system_errors_do_not_use_up_retries() -> None:
     crashed = task(state=TaskState.FINISHED, reason=Reason.TRANSIENT_SYSTEM_ERROR)
     actions = rc.reconcile_job(job, [crashed])
     assert kinds(actions) == ["CreateTask"]
-    ctx = rc.new_task_context(job, 0, "new", crashed, 0, True)
+    ctx = rc.new_task_context(job, 0, "new", crashed, 0, True, now_ms=0)
     assert ctx[rc.RESUBMIT_NUMBER] == "1" and ctx[rc.SYSTEM_RESUBMIT_NUMBER] == "1"
     # a user failure after a system retry still has its full budget of 0 retries: none left
     after = task(state=TaskState.FINISHED, reason=Reason.FAILED, resubmits=1, system=1)
@@ -195,3 +195,17 @@ def test_service_scale_down_through_the_reconciler_keeps_zones_balanced() -> Non
     actions = rc.reconcile_job(job, tasks)
     assert len(actions) == 1 and isinstance(actions[0], rc.KillTask)
     assert actions[0].task is tasks[1]
+
+
+def test_a_retry_waits_the_longer_delay_from_the_time_given() -> None:
+    job = batch_job(retries=3)
+    failed = task(state=TaskState.FINISHED, reason=Reason.FAILED)
+    action = rc.CreateTask(job.id, 0, failed, delay_ms=2000)
+    made = rc.new_task(job, action, "t2", now_ms=1_000_000, system_delay=5.0)
+    assert made == rc.new_task(job, action, "t2", now_ms=1_000_000, system_delay=5.0)
+    assert made.id == "t2" and made.status.timestamp == 1_000_000
+    assert made.taskContext[rc.NOT_BEFORE] == str(1_000_000 + 5000)
+    assert made.taskContext[rc.RESUBMIT_OF] == failed.id
+    assert made.status.reasonMessage == (
+        "retry delayed by 5s (retry policy 2s, system backoff 5s after repeated failures)"
+    )

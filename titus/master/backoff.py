@@ -31,8 +31,8 @@ class SystemBackoff:
 
     def __init__(
         self,
-        initial: float = 1.0,
-        maximum: float = 30.0,
+        initial: float,
+        maximum: float,
         *,
         reset_after: float | None = None,
         clock: Callable[[], float] = time.monotonic,

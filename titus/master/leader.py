@@ -12,108 +12,68 @@ The coordination session decides whether it may act: while the session is suspen
 over; once leadership is lost it steps down, drops everything it held in memory and
 campaigns again. Its store writes carry its epoch, so a leader that has not noticed yet is
 refused by the store (StaleEpoch) rather than overwriting its successor.
+
+This module says when things happen; the parts say what: everything a leadership holds
+in memory is its `Term` (term.py), made at election and dropped with it; every write and
+host command goes through its `Executor` (executor.py); placement, host reports, stuck work
+and migration are functions over the narrow protocols the executor satisfies.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import math
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from titus.coord.base import Coordinator, Leadership
 from titus.master import metrics as m
 from titus.master import moves, placement, reports
 from titus.master import reconciler as rc
-from titus.master.backoff import SystemBackoff, combined_delay_ms
-from titus.master.cluster import ClusterDriver, HostReport, HostView, Placement
-from titus.master.scheduler import (
-    CapacityGroup,
-    Scheduler,
-)
-from titus.master.stuck import RateLimiter, StuckTimeouts, find_stuck
-from titus.master.view import ActiveView
-from titus.model.job import Task, TaskStatus, now_ms
+from titus.master.cluster import ClusterDriver, HostReport
+from titus.master.cluster_config import read_capacity_groups, read_instance_groups
+from titus.master.config import UNKNOWN_TASK_GRACE_SEC, MasterConfig
+from titus.master.executor import Executor
+from titus.master.migration import migrate
+from titus.master.scheduler import Scheduler
+from titus.master.stuck import clear_stuck
+from titus.master.term import LostLeadership, Paused, Term
+from titus.master.view import LeaderView
+from titus.model.job import Task
 from titus.model.launch import TaskReport
 from titus.model.states import TASK_ON_HOST, JobState, Reason, TaskState
-from titus.store.base import (
-    LEADER_RECORD_META,
-    ActiveIndex,
-    Conflict,
-    JobStore,
-    KillRequest,
-    MoveRequest,
-    StaleEpoch,
-)
+from titus.store.base import ActiveIndex, JobStore, KillRequest, MoveRequest, StaleEpoch
+
+__all__ = [
+    "UNKNOWN_TASK_GRACE_SEC",
+    "LostLeadership",
+    "Master",
+    "MasterConfig",
+    "Paused",
+]
 
 log = logging.getLogger("titus.master")
 
-UNKNOWN_TASK_GRACE_SEC = 15.0
-#: Instance group lifecycle states whose hosts take no new work.
-PHASED_OUT = frozenset({"phasedOut", "removable"})
-MIGRATION_MESSAGE = "moved off a host of phased-out instance group"
-#: Host attribute an agent sets ("true") once it asked the cloud to terminate its instance
-#: (quarantine.py): anything placed there now would die with the host.
-ATTR_TERMINATING = "terminating"
+#: How often stuck work and phased-out hosts are looked at (seconds of the clock).
+STUCK_CHECK_SEC = 1.0
+MIGRATE_CHECK_SEC = 2.0
 
 
-class LostLeadership(Exception):
-    pass
-
-
-class Paused(Exception):
-    """The coordination session is suspended: stop acting until it is known to be alive."""
-
-
-@dataclass
-class MasterConfig:
-    """The leader loop's knobs; `titus.settings.Settings` carries each with its default."""
-
-    loop_interval: float = 0.5
-    #: Every active job's index counts are checked once per this period (a safety net: every
-    #: change that matters already marks its job for reconciliation).
-    sweep_period: float = 30.0
-    unknown_task_grace: float = UNKNOWN_TASK_GRACE_SEC
-    stuck: StuckTimeouts = field(default_factory=StuckTimeouts)
-    stuck_kills_per_sec: float = 1.0
-    stuck_kills_burst: float = 20.0
-    backoff_initial: float = 1.0
-    backoff_max: float = 30.0
-    #: Service tasks on phased-out hosts being moved at once (kills in flight).
-    migrate_at_once: int = 5
-    #: How often capacity groups and instance groups are read from the store.
-    cluster_config_refresh: float = 5.0
-    #: How long the first sync with the hosts may take before acting without it.
-    actual_sync_timeout: float = 10.0
-
-    @classmethod
-    def from_settings(cls, settings: object) -> MasterConfig:
-        def get(name: str, default: float) -> float:
-            return float(getattr(settings, name, default))
-
-        return cls(
-            loop_interval=get("master_loop_interval_sec", 0.5),
-            sweep_period=get("master_sweep_period_sec", 30.0),
-            stuck=StuckTimeouts(
-                launched=get("stuck_launched_sec", 300.0),
-                start_initiated_batch=get("stuck_start_initiated_batch_sec", 720.0),
-                start_initiated_service=get("stuck_start_initiated_service_sec", 300.0),
-                kill_initiated=get("stuck_kill_initiated_sec", 600.0),
-            ),
-            stuck_kills_per_sec=get("stuck_kills_per_sec", 1.0),
-            stuck_kills_burst=get("stuck_kills_burst", 20.0),
-            backoff_initial=get("system_backoff_initial_sec", 1.0),
-            backoff_max=get("system_backoff_max_sec", 30.0),
-            migrate_at_once=int(get("migrate_at_once", 5)),
-        )
+def new_task_id() -> str:
+    return str(uuid.uuid4())
 
 
 class Master:
+    """Campaigns for leadership and, while it leads, runs the loop over one `Term`.
+
+    `clock` (seconds since the epoch) is the only time its decisions read: when work is
+    stuck, when a retry is due, when the backoff forgets, when the periodic checks run
+    (only the durations reported as metrics are measured on the monotonic clock).
+    `new_id` makes the ids of the tasks it creates."""
+
     def __init__(
         self,
         store: JobStore,
@@ -126,6 +86,7 @@ class Master:
         loop_interval: float | None = None,
         config: MasterConfig | None = None,
         clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = new_task_id,
     ):
         self.store = store
         self.coord = coord
@@ -136,43 +97,51 @@ class Master:
         self.config = config or MasterConfig()
         if loop_interval is not None:
             self.config.loop_interval = loop_interval
-        self.loop_interval = self.config.loop_interval
         self.clock = clock
-        self.leadership: Leadership | None = None
+        self.new_id = new_id
         self._nudge = threading.Event()
-        self._pending_reports: list[HostReport] = []
-        self._reports_lock = threading.Lock()
-        self._reset()
+        self._new_term(None)
 
-    def _reset(self) -> None:
-        """Forget everything held for a leadership: a new one starts from the store."""
-        self.view = ActiveView()
+    def _new_term(self, leadership: Leadership | None) -> None:
+        """Drop the current term with everything it held; a new one starts from nothing."""
         gc.unfreeze()  # what `_load` froze may be garbage now
-        self.placement_failures: dict[str, str] = {}
-        self.touched: set[str] = set()
-        self.reconciled_actual = False
-        self._held: list[Placement] = []
-        self._sweep_queue: list[str] = []
-        self._last_sweep = time.monotonic()
-        self._last_stuck = 0.0
-        self._last_migrate = 0.0
-        self._last_config = 0.0
-        self._migrating: set[str] = set()
-        self._requests_recovered = False
-        self.groups: dict[str, CapacityGroup] = {}
-        self._instance_groups: dict[str, str] = {}
-        self.pending_written: dict[str, int] | None = None
-        #: (due time ms, view generation, hosts signature) of the last placement pass.
-        self.last_schedule: tuple[int, int, tuple[object, ...]] | None = None
-        self.backoff = SystemBackoff(self.config.backoff_initial, self.config.backoff_max)
-        self.stuck_limiter = RateLimiter(
-            self.config.stuck_kills_per_sec, self.config.stuck_kills_burst
+        self.term = Term.begin(leadership, self.config, self.clock)
+        self.executor = Executor(
+            self.term,
+            self.store,
+            self.driver,
+            self.scheduler,
+            self.clock,
+            self.new_id,
+            self.master_id,
         )
-        self.elected_at: float | None = None
-        self.ready_at: float | None = None
-        self.first_launch_at: float | None = None
-        with self._reports_lock:
-            self._pending_reports = []
+
+    @property
+    def leadership(self) -> Leadership | None:
+        return self.term.leadership
+
+    @leadership.setter
+    def leadership(self, leadership: Leadership | None) -> None:
+        """Taking a leadership (or giving it up) starts a new term."""
+        self._new_term(leadership)
+
+    @property
+    def view(self) -> LeaderView:
+        return self.term.view
+
+    @property
+    def ready_at(self) -> float | None:
+        return self.term.ready_at
+
+    @property
+    def epoch(self) -> int:
+        return self.term.epoch
+
+    def guard(self) -> None:
+        self.term.guard()
+
+    def save_task(self, task: Task) -> Task:
+        return self.executor.save_task(task)
 
     # ---- election -----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -192,24 +161,42 @@ class Master:
                 m.IS_LEADER.set(0)
                 self.driver.stop()
                 self.coord.resign(leadership)
-                self.leadership = None
-                self._reset()
+                self._new_term(None)
                 if not stop.is_set():
                     stop.wait(1.0)
 
-    def lead(self, leadership: Leadership, stop: threading.Event) -> None:
-        self._reset()
-        self.elected_at = time.time()
-        self.leadership = leadership
+    def begin(self, leadership: Leadership) -> ActiveIndex:
+        """Start a term: claim its epoch in the store (fencing out any older leader) and
+        load the active state; the index read, for the driver."""
+        self._new_term(leadership)
+        self.term.elected_at = self.clock()
         self.store.claim_epoch(leadership.epoch)
-        self.driver.start(leadership, self._load())
+        return self._load()
+
+    def sync_hosts(self, actual: dict[str, list[TaskReport]] | None) -> None:
+        """After election: make store and hosts agree (see reports.reconcile_actual); the
+        launches the old leader decided but no host received go out with the next
+        iteration. The term is ready to act then."""
+        term = self.term
+        relaunch = reports.reconcile_actual(self.executor, actual, self.config.unknown_task_grace)
+        term.reconciled_actual = True
+        if relaunch:
+            log.info("sending %d launches the previous leader did not deliver", len(relaunch))
+            term.held.extend(relaunch)
+        term.ready_at = self.clock()
+        if term.elected_at is not None:
+            m.FAILOVER_SECONDS.set(term.ready_at - term.elected_at)
+        self.executor.record_election()
+
+    def lead(self, leadership: Leadership, stop: threading.Event) -> None:
+        self.driver.start(leadership, self.begin(leadership))
         feeders = [
             threading.Thread(target=self._feed_wakes, args=(leadership, stop), daemon=True),
             threading.Thread(target=self._feed_reports, args=(leadership, stop), daemon=True),
         ]
         for t in feeders:
             t.start()
-        deadline = time.monotonic() + self.config.actual_sync_timeout
+        deadline = self.clock() + self.config.actual_sync_timeout
         while not stop.is_set() and leadership.is_leader:
             if not leadership.can_act():
                 m.IS_LEADER.set(0)
@@ -217,37 +204,25 @@ class Master:
                 continue
             m.IS_LEADER.set(1)
             try:
-                if not self.reconciled_actual:
+                if not self.term.reconciled_actual:
                     actual = self.driver.actual_tasks()
-                    if actual is None and time.monotonic() < deadline:
+                    if actual is None and self.clock() < deadline:
                         stop.wait(0.02)
                         continue
-                    self._reconcile_actual(actual)
-                    self._ready()
+                    self.sync_hosts(actual)
                 self.iterate()
             except Paused:
                 log.info("coordination session suspended: not acting until it returns")
                 continue
-            self._nudge.wait(self.loop_interval)
+            self._nudge.wait(self.config.loop_interval)
             self._nudge.clear()
         if not leadership.is_leader:
             raise LostLeadership("coordination session lost")
 
-    def _ready(self) -> None:
-        self.ready_at = time.time()
-        if self.elected_at is not None:
-            m.FAILOVER_SECONDS.set(self.ready_at - self.elected_at)
-        self._record_election()
-
-    def _record_election(self) -> None:
-        record = {
-            "epoch": self.epoch,
-            "masterId": self.master_id,
-            "electedAt": self.elected_at,
-            "readyAt": self.ready_at,
-            "firstLaunchAt": self.first_launch_at,
-        }
-        self.store.set_meta(LEADER_RECORD_META, json.dumps(record), epoch=self.epoch)
+    def receive(self, host_reports: list[HostReport]) -> None:
+        """Host reports for the loop to fold into the store at its next iteration."""
+        self.term.inbox.add(host_reports)
+        self._nudge.set()
 
     def _feed_wakes(self, leadership: Leadership, stop: threading.Event) -> None:
         while not stop.is_set() and leadership.is_leader:
@@ -255,15 +230,15 @@ class Master:
                 self._nudge.set()
 
     def _feed_reports(self, leadership: Leadership, stop: threading.Event) -> None:
+        inbox = self.term.inbox  # this term's: reports never reach a later term
         while not stop.is_set() and leadership.is_leader:
-            reports = self.driver.take_reports(1.0)
-            if reports:
-                with self._reports_lock:
-                    self._pending_reports.extend(reports)
+            host_reports = self.driver.take_reports(1.0)
+            if host_reports:
+                inbox.add(host_reports)
                 self._nudge.set()
 
     def _load(self) -> ActiveIndex:
-        """Read the active state into a new view; the index read, for the driver.
+        """Read the active state into the term's view; the index read, for the driver.
 
         The cyclic garbage collector is held off while it runs: the load creates a few
         hundred thousand long-lived objects (rows, strings, index entries), and each
@@ -282,15 +257,13 @@ class Master:
 
     def _load_view(self) -> ActiveIndex:
         started = time.monotonic()
-        view = ActiveView()
+        view = self.term.view
         index = self.store.load_active_index()
         for job in index.jobs:
             view.put_job(job)
         view.put_rows(index.tasks)
         jobs, tasks = len(index.jobs), len(index.tasks)
-        self.view = view
-        self.touched = {job_id for job_id in view.jobs if self._needs_reconcile(job_id)}
-        self.reconciled_actual = False
+        self.term.touched = {job_id for job_id in view.jobs if self._needs_reconcile(job_id)}
         took = time.monotonic() - started
         m.LOAD_SECONDS.set(took)
         log.info(
@@ -298,7 +271,7 @@ class Master:
             jobs,
             tasks,
             took,
-            len(self.touched),
+            len(self.term.touched),
         )
         return index
 
@@ -306,13 +279,14 @@ class Master:
         """Whether the job's tasks, as the indexes see them, may call for an action: a
         finished task to follow up, a job being killed, or the wrong number of tasks.
         Cheap (no task parsed), so the start-up and the sweep can ask it of every job."""
-        job = self.view.jobs.get(job_id)
+        view = self.view
+        job = view.jobs.get(job_id)
         if job is None:
             return False
         if job.status.state != JobState.ACCEPTED:
             return True
-        ids = self.view.by_job.get(job_id, set())
-        if ids & self.view.finished:
+        ids = view.by_job.get(job_id, set())
+        if ids & view.finished:
             return True
         d = job.jobDescriptor
         if d.batch is not None:
@@ -321,103 +295,88 @@ class Master:
             live = sum(
                 1
                 for t in ids
-                if self.view.state(t) not in (TaskState.FINISHED, TaskState.KILL_INITIATED)
+                if view.state(t) not in (TaskState.FINISHED, TaskState.KILL_INITIATED)
             )
             return live != d.service.capacity.desired
         return False
 
-    @property
-    def epoch(self) -> int:
-        if self.leadership is None or not self.leadership.is_leader:
-            raise LostLeadership("no longer the leader")
-        return self.leadership.epoch
-
-    def guard(self) -> None:
-        """Called before anything reaches a host: only a leader whose session is known to be
-        alive launches or kills."""
-        leadership = self.leadership
-        if leadership is None or not leadership.is_leader:
-            raise LostLeadership("no longer the leader")
-        if not leadership.can_act():
-            raise Paused()
-
     # ---- one iteration ------------------------------------------------------------------
     def iterate(self) -> None:
         started = time.monotonic()
-        self.guard()
-        self._send_held()
+        term, act = self.term, self.executor
+        term.guard()
+        act.send_held()
         self._apply_reports()
-        reports.apply_lost_hosts(self)
+        reports.apply_lost_hosts(act)
         self._pick_up_user_changes()
-        if not self._requests_recovered:
+        if not term.requests_recovered:
             self._recover_requests()
         self._send_claims()
         self._refresh_cluster_config()
         self._sweep()
-        touched, self.touched = list(self.touched), set()
+        touched, term.touched = list(term.touched), set()
         for i, job_id in enumerate(touched):
-            job = self.view.jobs.get(job_id)
+            job = term.view.jobs.get(job_id)
             if job is None:
                 continue
             try:
-                self._carry_out(rc.reconcile_job(job, self.view.tasks_of(job_id)))
+                act.carry_out(rc.reconcile_job(job, term.view.tasks_of(job_id)))
             except Paused:
-                self.touched.update(touched[i:])  # decided again once the session is back
+                term.touched.update(touched[i:])  # decided again once the session is back
                 raise
         self._clear_stuck()
         self._migrate()
-        placement.schedule(self)
+        placement.schedule(act)
         m.ITERATION_SECONDS.observe(time.monotonic() - started)
 
     def _sweep(self) -> None:
         """Check a slice of all jobs each iteration, so each is checked once per period."""
-        now = time.monotonic()
-        elapsed, self._last_sweep = now - self._last_sweep, now
-        if not self._sweep_queue:
-            self._sweep_queue = list(self.view.jobs)
-        share = math.ceil(len(self.view.jobs) * elapsed / max(self.config.sweep_period, 0.1))
-        for _ in range(min(share, len(self._sweep_queue))):
-            job_id = self._sweep_queue.pop()
+        term = self.term
+        now = self.clock()
+        elapsed, term.last_sweep = now - term.last_sweep, now
+        if not term.sweep_queue:
+            term.sweep_queue = list(term.view.jobs)
+        share = math.ceil(len(term.view.jobs) * elapsed / max(self.config.sweep_period, 0.1))
+        for _ in range(min(max(share, 0), len(term.sweep_queue))):
+            job_id = term.sweep_queue.pop()
             if self._needs_reconcile(job_id):
-                self.touched.add(job_id)
+                term.touched.add(job_id)
 
     # ---- host reports -------------------------------------------------------------------
     def _apply_reports(self) -> None:
-        with self._reports_lock:
-            taken, self._pending_reports = self._pending_reports, []
+        inbox = self.term.inbox
+        taken = inbox.take()
         for i, hr in enumerate(taken):
             try:
-                reports.apply_report(self, hr)
+                reports.apply_report(self.executor, hr)
             except Paused:
-                with self._reports_lock:  # not lost: applied once the session is back
-                    self._pending_reports[:0] = taken[i:]
+                inbox.put_back(taken[i:])  # not lost: applied once the session is back
                 raise
-
-    def _reconcile_actual(self, actual: dict[str, list[TaskReport]] | None) -> None:
-        """After election: make store and hosts agree (see reports.reconcile_actual)."""
-        reports.reconcile_actual(self, actual)
 
     def _send_claims(self) -> None:
         """Tell each agent that (re)joined which tasks the store places on it, so that it
         kills the containers it adopted whose tasks ended or moved while it was away; and
         send again the kills of tasks being killed there (a kill sent while the agent was
         down is lost). Drivers without claims (Mesos reconciles by itself) name no host."""
-        if not self.reconciled_actual:
+        if not self.term.reconciled_actual:
             return
         due = self.driver.claims_due()
         if not due:
             return
         self.guard()
+        view = self.view
         for host_id in due:
             owned = []
-            for task_id in self.view.on_host(host_id):
-                state = self.view.state(task_id)
+            for task_id in view.on_host(host_id):
+                state = view.state(task_id)
                 if state not in TASK_ON_HOST:
                     continue
                 owned.append(task_id)
                 if state == TaskState.KILL_INITIATED:
-                    task = self.view.get(task_id)
-                    reason = (task.taskContext.get(rc.KILL_REASON) if task else None) or "killed"
+                    task = view.get(task_id)
+                    reason = (
+                        task.taskContext.get(rc.KILL_REASON) if task else None
+                    ) or Reason.KILLED
                     self.driver.kill(task_id, host_id, reason)
             log.info("claiming %d tasks on agent %s", len(owned), host_id)
             self.driver.claim(host_id, owned)
@@ -437,29 +396,30 @@ class Master:
         job = self.store.get_job(job_id)
         if job is None or job.status.state == JobState.FINISHED:
             return
-        self.view.put_job(job)
+        view = self.view
+        view.put_job(job)
         for task in self.store.list_tasks(job_id):
-            mine = self.view.get(task.id)
+            mine = view.get(task.id)
             if mine is None or task.version > mine.version:
-                self.view.put_task(task)
+                view.put_task(task)
         for request in self.store.list_kill_requests(job_id):
             self._apply_kill_request(request)
         for move in self.store.list_move_requests(job_id):
             self._apply_move_request(move)
-        self.touched.add(job_id)
+        self.term.touched.add(job_id)
 
     def _apply_kill_request(self, request: KillRequest) -> None:
         task = self.view.get(request.task_id)
         if task is not None and task.state != TaskState.FINISHED:
             action = rc.kill_or_finish(task, request.reason)
             if action is not None:
-                self._carry_out([action])
+                self.executor.carry_out([action])
         self.store.delete_kill_request(request, epoch=self.epoch)
 
     def _recover_requests(self) -> None:
         """Once per leadership: carry out the kills and moves a predecessor left queued.
         The dirty marks that announced them may have been taken (and lost) with it."""
-        self._requests_recovered = True
+        self.term.requests_recovered = True
         kills = self.store.list_all_kill_requests()
         queued = self.store.list_all_move_requests()
         for kill in kills:
@@ -468,262 +428,38 @@ class Master:
         for move in queued:
             self._apply_move_request(move)
 
-    # ---- task moves ---------------------------------------------------------------------
     def _apply_move_request(self, request: MoveRequest) -> None:
-        moves.apply_move_request(request, self.view, self.store, self.epoch, self.touched)
+        moves.apply_move_request(request, self.view, self.store, self.epoch, self.term.touched)
 
     # ---- cluster configuration: capacity groups, instance groups ------------------------
-    def _refresh_cluster_config(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_config < self.config.cluster_config_refresh:
+    def _refresh_cluster_config(self) -> None:
+        term = self.term
+        now = self.clock()
+        if now - term.last_config < self.config.cluster_config_refresh:
             return
-        self._last_config = now
-        try:
-            self._instance_groups = dict(self.store.list_instance_groups())
-        except Exception as exc:  # keep the last known; placement must go on
-            log.warning("cannot read instance groups: %s", exc)
-        try:
-            raw = self.store.list_capacity_groups()
-        except Exception as exc:
-            log.warning("cannot read capacity groups: %s", exc)
-            return
-        groups = {}
-        for name, value in raw.items():
-            group = _capacity_group(name, value)
-            if group is not None:
-                groups[group.name] = group
-        self.groups = groups
+        term.last_config = now
+        instance_groups = read_instance_groups(self.store)
+        if instance_groups is not None:
+            term.instance_groups = instance_groups
+        capacity_groups = read_capacity_groups(self.store)
+        if capacity_groups is not None:
+            term.groups = capacity_groups
 
-    def schedulable(self, host: HostView) -> bool:
-        """Whether a host may take new tasks: not when its instance group is phased out,
-        nor when the host is being terminated (its tasks there would die with it)."""
-        if host.attributes.get(ATTR_TERMINATING, "").lower() == "true":
-            return False
-        group = host.attributes.get("machineGroup", "")
-        return self._instance_groups.get(group, "active") not in PHASED_OUT
-
-    # ---- stuck work ---------------------------------------------------------------------
+    # ---- stuck work, phased-out hosts ----------------------------------------------------
     def _clear_stuck(self) -> None:
-        now = time.monotonic()
-        if now - self._last_stuck < 1.0 or not self.view.transitional:
+        term = self.term
+        now = self.clock()
+        if now - term.last_stuck < STUCK_CHECK_SEC or not term.view.transitional:
             return
-        self._last_stuck = now
+        term.last_stuck = now
+        clear_stuck(self.executor, self.config.stuck, term.stuck_limiter)
 
-        def since() -> list[tuple[str, TaskState, int, bool]]:
-            out = []
-            for task_id, entered in self.view.transitional.items():
-                state = self.view.state(task_id)
-                job = self.view.jobs.get(self.view.job_of(task_id) or "")
-                if state is None or job is None:
-                    continue
-                out.append((task_id, state, entered, job.jobDescriptor.batch is not None))
-            return out
-
-        for stuck in find_stuck(since(), self.config.stuck, now_ms()):
-            if not self.stuck_limiter.try_take():
-                log.warning("stuck tasks wait for the kill rate limit")
-                return
-            task = self.view.get(stuck.task_id)
-            if task is None:
-                continue
-            m.STUCK_KILLS.labels(state=str(stuck.state)).inc()
-            log.warning("task %s %s: killing it", task.id, stuck.message)
-            if stuck.state == TaskState.KILL_INITIATED:
-                # the host never confirmed the kill: give up on it and let the job move on
-                self.guard()
-                finished = task.with_status(TaskState.FINISHED, stuck.reason, stuck.message)
-                self.save_task(finished)
-                self.driver.kill(task.id, task.agent_id, stuck.reason)
-                self.touched.add(task.jobId)
-            else:
-                self._kill(task, stuck.reason, stuck.message)
-
-    # ---- instance group lifecycle: move service tasks off phased-out hosts -------------
     def _migrate(self) -> None:
-        now = time.monotonic()
-        if now - self._last_migrate < 2.0:
+        term = self.term
+        now = self.clock()
+        if now - term.last_migrate < MIGRATE_CHECK_SEC:
             return
-        self._last_migrate = now
-        self._migrating = {
-            t for t in self._migrating if self.view.state(t) == TaskState.KILL_INITIATED
-        }
-        phased = {g for g, state in self._instance_groups.items() if state in PHASED_OUT}
-        if not phased:
-            return
-        budget = self.config.migrate_at_once - len(self._migrating)
-        if budget <= 0:
-            return
-        busy_jobs = {self.view.job_of(t) for t in self._migrating}
-        for host in self.driver.hosts():
-            if host.attributes.get("machineGroup", "") not in phased:
-                continue
-            for task_id in self.view.on_host(host.host_id):
-                if budget <= 0:
-                    return
-                job_id = self.view.job_of(task_id)
-                job = self.view.jobs.get(job_id or "")
-                if (
-                    job is None
-                    or job.jobDescriptor.service is None
-                    or job_id in busy_jobs
-                    or self.view.state(task_id) != TaskState.STARTED
-                ):
-                    continue
-                task = self.view.get(task_id)
-                assert task is not None
-                message = f"{MIGRATION_MESSAGE} {host.attributes.get('machineGroup')}"
-                self._kill(task, Reason.KILLED, message)
-                self._migrating.add(task_id)
-                busy_jobs.add(job_id)
-                budget -= 1
-                m.MIGRATIONS.inc()
-
-    # ---- carrying out actions -----------------------------------------------------------
-    def save_task(self, task: Task) -> Task:
-        try:
-            saved = self.store.update_task(task, epoch=self.epoch)
-        except Conflict:
-            fresh = self.store.get_task(task.id)
-            if fresh is None:
-                self.view.drop_task(task)
-                raise
-            saved = self.store.update_task(
-                fresh.model_copy(
-                    update={
-                        "status": task.status,
-                        "statusHistory": task.statusHistory,
-                        "taskContext": task.taskContext,
-                    }
-                ),
-                epoch=self.epoch,
-            )
-        self.view.put_task(saved)
-        return saved
-
-    def _carry_out(self, actions: list[rc.Action]) -> None:
-        for action in actions:
-            if isinstance(action, rc.CreateTask):
-                self._create_task(action)
-            elif isinstance(action, rc.ArchiveTask):
-                self.store.archive_task(action.task, epoch=self.epoch)
-                self.view.drop_task(action.task)
-                self.forget_pending(action.task.id)
-            elif isinstance(action, rc.KillTask):
-                self._kill(action.task, action.reason, f"kill requested ({action.reason})")
-            elif isinstance(action, rc.FinishUnlaunched):
-                self.save_task(
-                    action.task.with_status(TaskState.FINISHED, action.reason, action.message)
-                )
-                self.forget_pending(action.task.id)
-                self.touched.add(action.task.jobId)
-            elif isinstance(action, rc.FinishJob):
-                self._finish_job(action)
-
-    def _kill(self, task: Task, reason: str, message: str) -> None:
-        """Mark the task as being killed, keeping `reason` for the status it ends with
-        (the host reports a plain kill), and send the kill to its host."""
-        self.guard()
-        killing = task.with_status(TaskState.KILL_INITIATED, reason, message)
-        killing.taskContext[rc.KILL_REASON] = reason
-        self.save_task(killing)
-        self.driver.kill(task.id, task.agent_id, reason)
-
-    def _create_task(self, action: rc.CreateTask) -> None:
-        job = self.view.jobs[action.job_id]
-        task_id = str(uuid.uuid4())
-        prior = action.resubmit_of
-        system_delay = 0.0
-        if prior is not None and prior.status.reasonCode not in reports.NOT_THROTTLED:
-            system_delay = self.backoff.delay(job.id)
-        delay = combined_delay_ms(action.delay_ms, system_delay)
-        ctx = rc.new_task_context(job, action.index, task_id, prior, delay, action.system_retry)
-        message = "queued for placement"
-        if delay:
-            why = []
-            if action.delay_ms:
-                why.append(f"retry policy {action.delay_ms / 1000:g}s")
-            if system_delay:
-                why.append(f"system backoff {system_delay:g}s after repeated failures")
-            message = f"retry delayed by {delay / 1000:g}s ({', '.join(why)})"
-        task = Task(
-            id=task_id,
-            jobId=job.id,
-            originalId=ctx[rc.ORIGINAL_ID],
-            status=TaskStatus(state=TaskState.ACCEPTED, reasonMessage=message),
-            taskContext=ctx,
+        term.last_migrate = now
+        term.migrating = migrate(
+            self.executor, term.migrating, term.instance_groups, self.config.migrate_at_once
         )
-        saved = self.store.create_task(task, epoch=self.epoch)
-        self.view.put_task(saved)
-        if prior is not None:
-            self.store.archive_task(prior, epoch=self.epoch)
-            self.view.drop_task(prior)
-
-    def _finish_job(self, action: rc.FinishJob) -> None:
-        job = self.view.jobs[action.job.id]
-        finished = job.with_status(JobState.FINISHED, action.reason, action.message)
-        try:
-            finished = self.store.update_job(finished, epoch=self.epoch)
-        except Conflict:
-            fresh = self.store.get_job(job.id)
-            if fresh is not None:
-                self.view.put_job(fresh)
-                self.touched.add(job.id)
-            return
-        self.store.archive_job(finished, epoch=self.epoch)
-        for task_id in list(self.view.by_job.get(job.id, ())):
-            self.forget_pending(task_id)
-        self.view.drop_job(job.id)
-        self.backoff.forget(job.id)
-
-    def forget_pending(self, task_id: str) -> None:
-        if self.placement_failures.pop(task_id, None) is not None:
-            self.store.delete_scheduler_result(task_id, epoch=self.epoch)
-
-    def _send_held(self) -> None:
-        if self._held:
-            held, self._held = self._held, []
-            self.launch(held)
-
-    def launch(self, placements: list[Placement]) -> None:
-        """Send placements to hosts; held back (and sent on resume) while the session is
-        suspended, dropped with the leadership if it is lost (the successor sends them)."""
-        leadership = self.leadership
-        if leadership is None or not leadership.can_act():
-            self._held.extend(placements)
-            raise Paused()
-        self.driver.launch(placements)
-        m.LAUNCHES.inc(len(placements))
-        if self.first_launch_at is None:
-            self.first_launch_at = time.time()
-            if self.elected_at is not None:
-                m.FIRST_LAUNCH_SECONDS.set(self.first_launch_at - self.elected_at)
-            log.info(
-                "first launch after election at %.3f (%.3fs after elected)",
-                self.first_launch_at,
-                self.first_launch_at - (self.elected_at or self.first_launch_at),
-            )
-            self._record_election()
-
-
-def _capacity_group(name: str, value: str) -> CapacityGroup | None:
-    """A stored capacity group (the API's JSON document, Titus ApplicationSla fields)."""
-    try:
-        data = json.loads(value)
-    except ValueError:
-        log.warning("ignoring unreadable capacity group %s", name)
-        return None
-    if not isinstance(data, dict):
-        return None
-    tier = str(data.get("tier", "Flex"))
-    return CapacityGroup(
-        name=str(data.get("appName") or data.get("name") or name),
-        tier="Critical" if tier.lower() == "critical" else "Flex",
-        instance_cpu=float(data.get("instanceCPU", 0) or 0),
-        instance_memory_mb=float(data.get("instanceMemoryMB", 0) or 0),
-        instance_disk_mb=float(data.get("instanceDiskMB", 0) or 0),
-        instance_network_mbps=float(
-            data.get("instanceNetworkMbs", data.get("instanceNetworkMbps", 0)) or 0
-        ),
-        instance_gpu=float(data.get("instanceGPU", 0) or 0),
-        instance_count=int(data.get("instanceCount", 0) or 0),
-    )

@@ -13,19 +13,20 @@ import logging
 
 from titus.master import metrics as m
 from titus.master import reconciler as rc
-from titus.master.view import ActiveView
+from titus.master.view import LeaderView
 from titus.model.job import Capacity, Job, Task
+from titus.model.names import TaskContextKey
 from titus.model.states import JobState, Reason, TaskState
 from titus.store.base import Conflict, JobStore, MoveRequest
 
 log = logging.getLogger("titus.master")
 
 #: taskContext key naming the job a moved task came from (as in Titus).
-MOVED_FROM_JOB = "task.movedFromJob"
+MOVED_FROM_JOB = TaskContextKey.MOVED_FROM_JOB
 
 
 def apply_move_request(
-    request: MoveRequest, view: ActiveView, store: JobStore, epoch: int, touched: set[str]
+    request: MoveRequest, view: LeaderView, store: JobStore, epoch: int, touched: set[str]
 ) -> None:
     """Move a task between two service jobs without touching its container: the task
     keeps its id and host, takes a free index in the target job, and the source job's

@@ -14,20 +14,25 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from titus.master import metrics as m
 from titus.master import reconciler as rc
 from titus.master.cluster import HostView, Placement
-from titus.master.scheduler import HostState, PlacementSummary, TaskRequest
-from titus.master.view import ActiveView
-from titus.model.job import Job, Task, now_ms
+from titus.master.scheduler import (
+    CapacityGroup,
+    HostState,
+    PlacementSummary,
+    Scheduler,
+    TaskRequest,
+)
+from titus.master.view import LeaderView
+from titus.model.job import Job, Task
 from titus.model.launch import TaskSpec
+from titus.model.names import DEFAULT_CAPACITY_GROUP, AgentContext
 from titus.model.states import JobState, TaskState
 from titus.store.base import PENDING_BY_GROUP_META
-
-if TYPE_CHECKING:
-    from titus.master.leader import Master
 
 #: Placements sent to the driver as soon as this many are written.
 LAUNCH_CHUNK = 16
@@ -37,56 +42,92 @@ RESCHEDULE_SEC = 5.0
 SUMMARY_WRITES_PER_ITERATION = 100
 
 
-def schedule(master: Master) -> None:
+@dataclass
+class PlacementMemo:
+    """What placement remembers between passes, for one leadership."""
+
+    #: The "why pending" message last written for each unplaced task.
+    failures: dict[str, str] = field(default_factory=dict)
+    #: The pending counts per capacity group last written to the store.
+    pending_written: dict[str, int] | None = None
+    #: (due time ms, view generation, hosts signature) of the last placement pass.
+    last_schedule: tuple[int, int, tuple[object, ...]] | None = None
+
+
+class Placing(Protocol):
+    """What a placement pass needs of the leadership: its view and memory, the hosts, the
+    scheduler, and the writes and launches it makes (with the leadership's epoch)."""
+
+    @property
+    def view(self) -> LeaderView: ...
+    @property
+    def memo(self) -> PlacementMemo: ...
+    @property
+    def scheduler(self) -> Scheduler: ...
+    @property
+    def groups(self) -> dict[str, CapacityGroup]: ...
+    def now_ms(self) -> int: ...
+    def hosts(self) -> list[HostView]: ...
+    def wants_offers(self, pending: bool) -> None: ...
+    def schedulable(self, host: HostView) -> bool: ...
+    def guard(self) -> None: ...
+    def save_task(self, task: Task) -> Task: ...
+    def forget_pending(self, task_id: str) -> None: ...
+    def launch(self, placements: list[Placement]) -> None: ...
+    def put_scheduler_result(self, task_id: str, job_id: str, record: str) -> None: ...
+    def set_meta(self, key: str, value: str) -> None: ...
+
+
+def schedule(leader: Placing) -> None:
     """One placement pass, skipped while the last one's outcome still holds."""
-    now = now_ms()
-    if schedule_unchanged(master, now):
+    now = leader.now_ms()
+    if schedule_unchanged(leader, now):
         return
-    outcome = place(master, now)
+    outcome = place(leader, now)
     if outcome is None:
-        master.last_schedule = None  # more to do: the next pass must run
+        leader.memo.last_schedule = None  # more to do: the next pass must run
         return
     next_due, hosts = outcome
     # the view changes as this pass writes; the generation after it is what counts
-    signature = hosts_signature(hosts, master.schedulable)
-    master.last_schedule = (next_due, master.view.generation, signature)
+    signature = hosts_signature(hosts, leader.schedulable)
+    leader.memo.last_schedule = (next_due, leader.view.generation, signature)
 
 
-def place(master: Master, now: int) -> tuple[int, list[HostView]] | None:
+def place(leader: Placing, now: int) -> tuple[int, list[HostView]] | None:
     """Place what is due; (when to look again at the latest, the hosts looked at), or None
     when this pass left work the next one must do at once."""
     pending: list[tuple[Job, Task]] = []
     by_group: dict[str, int] = {}
     next_due = now + int(RESCHEDULE_SEC * 1000)
-    for task_id in list(master.view.pending):
-        task = master.view.get(task_id)
+    for task_id in list(leader.view.pending):
+        task = leader.view.get(task_id)
         if task is None:
             continue
-        job = master.view.jobs.get(task.jobId)
+        job = leader.view.jobs.get(task.jobId)
         if job is None or job.status.state != JobState.ACCEPTED:
             continue
-        group = master.view.group_of(job.id)
+        group = leader.view.group_of(job.id)
         by_group[group] = by_group.get(group, 0) + 1
         not_before = int(task.taskContext.get(rc.NOT_BEFORE, "0"))
         if not_before > now:
             next_due = min(next_due, not_before)
             continue
         pending.append((job, task))
-    publish_pending(master, by_group)
-    master.driver.wants_offers(bool(pending))
+    publish_pending(leader, by_group)
+    leader.wants_offers(bool(pending))
     if not pending:
         return next_due, []
-    hosts = master.driver.hosts()
+    hosts = leader.hosts()
     if not hosts:
         return next_due, hosts
-    master.guard()
+    leader.guard()
     requests = [task_request(job, task) for job, task in pending]
     started = time.monotonic()
-    result = master.scheduler.schedule(
+    result = leader.scheduler.schedule(
         requests,
-        host_states(master.view, hosts, master.schedulable),
-        master.groups,
-        master.view.groups_usage(),
+        host_states(leader.view, hosts, leader.schedulable),
+        leader.groups,
+        leader.view.groups_usage(),
     )
     m.PLACEMENT_SECONDS.observe(time.monotonic() - started)
     m.ATTEMPTS.labels(result="placed").inc(len(result.assignments))
@@ -101,26 +142,28 @@ def place(master: Master, now: int) -> tuple[int, list[HostView]] | None:
         launched = task.with_status(TaskState.LAUNCHED, "normal", f"placed on {host.host_id}")
         launched.taskContext.update(
             {
-                "agent.id": host.host_id,
-                "agent.host": host.attributes.get("host", host.host_id),
-                "agent.zone": host.attributes.get("zone", ""),
-                "agent.region": host.attributes.get("region", ""),
-                "agent.instanceId": host.attributes.get("instanceId", host.host_id),
-                "agent.itype": host.attributes.get("itype", ""),
+                AgentContext.ID: host.host_id,
+                AgentContext.HOST: host.attributes.get("host", host.host_id),
+                AgentContext.ZONE: host.attributes.get("zone", ""),
+                AgentContext.REGION: host.attributes.get("region", ""),
+                AgentContext.INSTANCE_ID: host.attributes.get("instanceId", host.host_id),
+                AgentContext.INSTANCE_TYPE: host.attributes.get("itype", ""),
             }
         )
-        saved = master.save_task(launched)
+        saved = leader.save_task(launched)
+        leader.forget_pending(task.id)
+        if saved.state != TaskState.LAUNCHED:
+            continue  # the store had it move on meanwhile (killed): nothing to launch
         queued_at = max(task.status.timestamp, int(task.taskContext.get(rc.NOT_BEFORE, "0")))
-        m.QUEUE_TO_PLACED.observe(max(0.0, (now_ms() - queued_at) / 1000.0))
+        m.QUEUE_TO_PLACED.observe(max(0.0, (leader.now_ms() - queued_at) / 1000.0))
         placements.append(Placement(TaskSpec.for_task(job, saved), host.host_id))
-        master.forget_pending(task.id)
         if len(placements) >= LAUNCH_CHUNK:
             # hosts start on the first tasks while the next are being written
-            master.launch(placements)
+            leader.launch(placements)
             placements = []
     if placements:
-        master.launch(placements)
-    complete = record_unplaced(master, result.unplaced, by_id)
+        leader.launch(placements)
+    complete = record_unplaced(leader, result.unplaced, by_id)
     if result.assignments or result.deferred or not complete:
         return None
     return next_due, hosts
@@ -132,21 +175,21 @@ def hosts_signature(
     return tuple((h.host_id, h.healthy, schedulable(h), tuple(h.total.values())) for h in hosts)
 
 
-def schedule_unchanged(master: Master, now: int) -> bool:
+def schedule_unchanged(leader: Placing, now: int) -> bool:
     """True when the last pass's outcome still holds: no job or task changed, the same
     hosts in the same health and lifecycle, no retry delay ended, and the last pass is
     recent. A placement pass over a backlog costs time per pending task; repeating
     it when nothing changed would make an idle leader's loop cost O(backlog)."""
-    last = master.last_schedule
+    last = leader.memo.last_schedule
     if last is None or now >= last[0]:
         return False
-    if master.view.generation != last[1]:
+    if leader.view.generation != last[1]:
         return False
-    return hosts_signature(master.driver.hosts(), master.schedulable) == last[2]
+    return hosts_signature(leader.hosts(), leader.schedulable) == last[2]
 
 
 def record_unplaced(
-    master: Master, unplaced: dict[str, PlacementSummary], by_id: dict[str, tuple[Job, Task]]
+    leader: Placing, unplaced: dict[str, PlacementSummary], by_id: dict[str, tuple[Job, Task]]
 ) -> bool:
     """Keep each unplaced task's summary in the store and its status message, but write
     only when the summary changed: a task pending for an hour costs a few writes.
@@ -160,7 +203,7 @@ def record_unplaced(
             plugin = max(refused, key=lambda k: refused[k])
             worst[plugin] = worst.get(plugin, 0) + 1
         message = summary.message
-        if master.placement_failures.get(task_id) == message:
+        if leader.memo.failures.get(task_id) == message:
             continue
         if writes >= SUMMARY_WRITES_PER_ITERATION:
             continue  # the rest next time: an iteration's writes stay bounded
@@ -169,31 +212,31 @@ def record_unplaced(
         record = {
             "taskId": task_id,
             "jobId": job.id,
-            "capacityGroup": master.view.group_of(job.id),
+            "capacityGroup": leader.view.group_of(job.id),
             "hostsConsidered": summary.hosts_considered,
             "refusedBy": refused,
             "message": message,
-            "timestamp": now_ms(),
+            "timestamp": leader.now_ms(),
         }
-        master.store.put_scheduler_result(task_id, job.id, json.dumps(record), epoch=master.epoch)
-        current = master.view.get(task_id) or task
+        leader.put_scheduler_result(task_id, job.id, json.dumps(record))
+        current = leader.view.get(task_id) or task
         status = current.status.model_copy(update={"reasonMessage": f"pending: {message}"})
-        master.save_task(current.model_copy(update={"status": status}))
-        master.placement_failures[task_id] = message
+        leader.save_task(current.model_copy(update={"status": status}))
+        leader.memo.failures[task_id] = message
     for plugin, count in worst.items():
         m.UNSCHEDULABLE.labels(plugin=plugin).set(count)
     return writes < SUMMARY_WRITES_PER_ITERATION
 
 
-def publish_pending(master: Master, by_group: dict[str, int]) -> None:
+def publish_pending(leader: Placing, by_group: dict[str, int]) -> None:
     """Pending counts per group: a gauge, and (when changed) the store's record that the
     API checks before admitting more work into a group."""
-    if by_group == master.pending_written:
+    if by_group == leader.memo.pending_written:
         return
-    for group in set(master.pending_written or {}) | set(by_group):
+    for group in set(leader.memo.pending_written or {}) | set(by_group):
         m.PENDING.labels(capacity_group=group).set(by_group.get(group, 0))
-    master.store.set_meta(PENDING_BY_GROUP_META, json.dumps(by_group), epoch=master.epoch)
-    master.pending_written = dict(by_group)
+    leader.set_meta(PENDING_BY_GROUP_META, json.dumps(by_group))
+    leader.memo.pending_written = dict(by_group)
 
 
 def task_request(job: Job, task: Task) -> TaskRequest:
@@ -208,7 +251,7 @@ def task_request(job: Job, task: Task) -> TaskRequest:
         network_mbps=float(r.networkMbps),
         gpu=float(r.gpu),
         job_type=d.job_type,
-        capacity_group=d.capacityGroup or "DEFAULT",
+        capacity_group=d.capacityGroup or DEFAULT_CAPACITY_GROUP,
         hard_constraints=dict(d.container.hardConstraints.constraints),
         soft_constraints=dict(d.container.softConstraints.constraints),
         enqueued_at=task.status.timestamp / 1000.0,
@@ -216,7 +259,7 @@ def task_request(job: Job, task: Task) -> TaskRequest:
 
 
 def host_states(
-    view: ActiveView, hosts: list[HostView], schedulable: Callable[[HostView], bool]
+    view: LeaderView, hosts: list[HostView], schedulable: Callable[[HostView], bool]
 ) -> list[HostState]:
     out = []
     for h in hosts:

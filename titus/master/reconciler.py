@@ -1,6 +1,8 @@
 """Desired vs actual for one job: a pure function from (job, its tasks) to actions.
 
-The reconciler never performs anything itself; the leader loop carries its actions out.
+The reconciler never performs anything itself; the leader's executor (executor.py) carries
+its actions out. Nothing here reads a clock or makes an id: the time and the new task's id
+are passed in, so the same inputs always give the same output.
 Each action is idempotent and derived from state only, so running the reconciler twice
 on the same state yields the same actions, and a new leader reaching the same state
 decides the same thing.
@@ -14,18 +16,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from titus.model.job import Job, Task, now_ms
+from titus.master.backoff import combined_delay_ms
+from titus.model.job import Job, Task, TaskStatus
+from titus.model.names import AgentContext, TaskContextKey
 from titus.model.states import SYSTEM_ERRORS, JobState, Reason, TaskState
 
-# taskContext keys the reconciler relies on
-INDEX = "task.index"
-RESUBMIT_NUMBER = "task.resubmitNumber"
-SYSTEM_RESUBMIT_NUMBER = "task.systemResubmitNumber"
-RESUBMIT_OF = "task.resubmitOf"
-ORIGINAL_ID = "task.originalId"
-RETRY_DELAY = "task.retryDelay"
-NOT_BEFORE = "task.notBefore"
-KILL_REASON = "task.killReason"
+# taskContext keys the reconciler relies on (titus.model.names has them all)
+INDEX = TaskContextKey.INDEX
+RESUBMIT_NUMBER = TaskContextKey.RESUBMIT_NUMBER
+SYSTEM_RESUBMIT_NUMBER = TaskContextKey.SYSTEM_RESUBMIT_NUMBER
+RESUBMIT_OF = TaskContextKey.RESUBMIT_OF
+ORIGINAL_ID = TaskContextKey.ORIGINAL_ID
+RETRY_DELAY = TaskContextKey.RETRY_DELAY
+NOT_BEFORE = TaskContextKey.NOT_BEFORE
+KILL_REASON = TaskContextKey.KILL_REASON
 
 
 @dataclass(frozen=True)
@@ -222,7 +226,7 @@ def scale_down_order(tasks: list[Task], count: int) -> list[Task]:
     by_zone: dict[str, list[Task]] = {}
     for t in tasks:
         if t.state not in _NOT_RUNNING_ORDER:
-            by_zone.setdefault(t.taskContext.get("agent.zone", ""), []).append(t)
+            by_zone.setdefault(t.taskContext.get(AgentContext.ZONE, ""), []).append(t)
     for zone_tasks in by_zone.values():
         # oldest first, so pop() takes the newest
         zone_tasks.sort(key=lambda t: (t.status.timestamp, t.id))
@@ -269,8 +273,39 @@ def _reconcile_service(job: Job, tasks: list[Task]) -> list[Action]:
     return actions
 
 
+def new_task(job: Job, action: CreateTask, task_id: str, now_ms: int, system_delay: float) -> Task:
+    """The task `action` creates, queued for placement at `now_ms`: it waits the longer of
+    the job's retry delay and `system_delay` (seconds, the system backoff), and says why
+    in its status message."""
+    delay = combined_delay_ms(action.delay_ms, system_delay)
+    ctx = new_task_context(
+        job, action.index, task_id, action.resubmit_of, delay, action.system_retry, now_ms
+    )
+    message = "queued for placement"
+    if delay:
+        why = []
+        if action.delay_ms:
+            why.append(f"retry policy {action.delay_ms / 1000:g}s")
+        if system_delay:
+            why.append(f"system backoff {system_delay:g}s after repeated failures")
+        message = f"retry delayed by {delay / 1000:g}s ({', '.join(why)})"
+    return Task(
+        id=task_id,
+        jobId=job.id,
+        originalId=ctx[ORIGINAL_ID],
+        status=TaskStatus(state=TaskState.ACCEPTED, reasonMessage=message, timestamp=now_ms),
+        taskContext=ctx,
+    )
+
+
 def new_task_context(
-    job: Job, index: int, task_id: str, prior: Task | None, delay_ms: int, system_retry: bool
+    job: Job,
+    index: int,
+    task_id: str,
+    prior: Task | None,
+    delay_ms: int,
+    system_retry: bool,
+    now_ms: int,
 ) -> dict[str, str]:
     """The context of a task about to be created, carrying its instance's retry history."""
     ctx = {INDEX: str(index)}
@@ -286,5 +321,5 @@ def new_task_context(
     ctx[SYSTEM_RESUBMIT_NUMBER] = str(b.system_resubmits + (1 if system_retry else 0))
     if delay_ms > 0:
         ctx[RETRY_DELAY] = f"{delay_ms}ms"
-        ctx[NOT_BEFORE] = str(now_ms() + delay_ms)
+        ctx[NOT_BEFORE] = str(now_ms + delay_ms)
     return ctx

@@ -10,17 +10,17 @@ when this runs; these functions decide what a report means.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from titus.master import metrics as m
 from titus.master import reconciler as rc
+from titus.master.backoff import SystemBackoff
 from titus.master.cluster import HostReport, Placement
-from titus.model.job import S3Location, Task, now_ms
+from titus.master.view import LeaderView
+from titus.model.job import S3Location, Task
 from titus.model.launch import TaskReport, TaskSpec
+from titus.model.names import TaskContextKey
 from titus.model.states import TASK_ON_HOST, Reason, TaskState, is_forward
-
-if TYPE_CHECKING:
-    from titus.master.leader import Master
 
 log = logging.getLogger("titus.master")
 
@@ -44,40 +44,62 @@ CTX_LOG_REGION = "logs.s3.region"
 LIVE_LOG_PATH = "/api/v3/tasks/{task_id}/logs"
 
 
-def apply_report(master: Master, hr: HostReport) -> None:
+class Reporting(Protocol):
+    """What folding host reports in needs of the leadership: its view and backoff, the
+    task writes (with its epoch), and the few commands it sends hosts."""
+
+    @property
+    def view(self) -> LeaderView: ...
+    @property
+    def backoff(self) -> SystemBackoff: ...
+    def now_ms(self) -> int: ...
+    def guard(self) -> None: ...
+    def save_task(self, task: Task) -> Task: ...
+    def touch(self, job_id: str) -> None: ...
+    def kill_on_host(self, task_id: str, host_id: str | None, reason: str) -> None: ...
+    def acknowledge(self, report: HostReport) -> None: ...
+    def lost_hosts(self) -> set[str]: ...
+
+
+def apply_report(leader: Reporting, hr: HostReport) -> None:
     report = hr.report
-    state = master.view.state(report.taskId)
+    state = leader.view.state(report.taskId)
     if state is None:
         if not report.terminal:
             log.warning("host %s runs unknown task %s: killing", hr.host_id, report.taskId)
-            master.guard()
-            master.driver.kill(report.taskId, hr.host_id, Reason.KILLED)
+            leader.kill_on_host(report.taskId, hr.host_id, Reason.KILLED)
         else:
-            master.driver.acknowledge(hr)
+            leader.acknowledge(hr)
         return
-    placed_on = master.view.agent_of(report.taskId)
+    placed_on = leader.view.agent_of(report.taskId)
     if placed_on and hr.host_id and placed_on != hr.host_id:
         log.warning("task %s reported by %s, placed on %s", report.taskId, hr.host_id, placed_on)
         if not report.terminal:
-            master.guard()
-            master.driver.kill(report.taskId, hr.host_id, Reason.KILLED)
+            leader.kill_on_host(report.taskId, hr.host_id, Reason.KILLED)
         return
     new_state = TaskState(report.state)
     if not is_forward(state, new_state):
         if report.terminal:
-            master.driver.acknowledge(hr)
+            leader.acknowledge(hr)
         return
-    task = master.view.get(report.taskId)
+    task = leader.view.get(report.taskId)
     assert task is not None
-    updated = with_report(task, report, new_state)
-    master.save_task(updated)
-    observe(master, task, updated)
-    master.touched.add(task.jobId)
+    updated = with_report(task, report, new_state, leader.now_ms())
+    record(leader, task, updated)
     if report.terminal:
-        master.driver.acknowledge(hr)
+        leader.acknowledge(hr)
 
 
-def observe(master: Master, before: Task, after: Task) -> None:
+def record(leader: Reporting, before: Task, after: Task) -> None:
+    """Save a task's move and have its job reconciled; its metrics and backoff count it
+    only when the store took it (a move back is refused, see Executor.save_task)."""
+    saved = leader.save_task(after)
+    if saved.status == after.status:
+        observe(leader, before, after)
+    leader.touch(before.jobId)
+
+
+def observe(leader: Reporting, before: Task, after: Task) -> None:
     """Metrics and backoff bookkeeping of one task's move."""
     if after.state == TaskState.STARTED and before.state != TaskState.STARTED:
         created = (before.statusHistory[0] if before.statusHistory else before.status).timestamp
@@ -85,14 +107,14 @@ def observe(master: Master, before: Task, after: Task) -> None:
     if after.state == TaskState.FINISHED:
         reason = after.status.reasonCode
         if reason == Reason.NORMAL:
-            master.backoff.succeeded(after.jobId)
+            leader.backoff.succeeded(after.jobId)
         else:
             m.TASK_FAILURES.labels(reason=bounded_reason(reason)).inc()
             if reason not in NOT_THROTTLED:
-                master.backoff.failed(after.jobId)
+                leader.backoff.failed(after.jobId)
 
 
-def with_report(task: Task, report: TaskReport, state: TaskState) -> Task:
+def with_report(task: Task, report: TaskReport, state: TaskState, now_ms: int) -> Task:
     reason = report.reasonCode
     message = report.reasonMessage
     kill_reason = task.taskContext.get(rc.KILL_REASON)
@@ -106,29 +128,31 @@ def with_report(task: Task, report: TaskReport, state: TaskState) -> Task:
             if is_forward(new.state, step) and is_forward(step, state):
                 new = new.with_status(step, "normal", "")
     new = new.with_status(state, reason, message)
-    new.status.timestamp = report.timestamp or now_ms()
+    new.status.timestamp = report.timestamp or now_ms
     new.taskContext.update(report.context)
     if report.containerId:
-        new.taskContext["task.containerId"] = report.containerId
+        new.taskContext[TaskContextKey.CONTAINER_ID] = report.containerId
     if report.exitCode is not None:
-        new.taskContext["task.exitCode"] = str(report.exitCode)
+        new.taskContext[TaskContextKey.EXIT_CODE] = str(report.exitCode)
     set_log_location(new)
     return new
 
 
-def apply_lost_hosts(master: Master) -> None:
-    lost = master.driver.lost_hosts()
+def apply_lost_hosts(leader: Reporting) -> None:
+    lost = leader.lost_hosts()
     for host in lost:
-        for task_id in master.view.on_host(host):
-            task = master.view.get(task_id)
+        for task_id in leader.view.on_host(host):
+            task = leader.view.get(task_id)
             if task is None or task.state not in TASK_ON_HOST:
                 continue
-            finish_lost(master, task, f"host {host} went away")
+            finish_lost(leader, task, f"host {host} went away")
 
 
-def reconcile_actual(master: Master, actual: dict[str, list[TaskReport]] | None) -> None:
-    """After election: adopt what hosts run, kill what nobody owns, lose what vanished,
-    and send again the launches the old leader decided but no host received.
+def reconcile_actual(
+    leader: Reporting, actual: dict[str, list[TaskReport]] | None, unknown_task_grace: float
+) -> list[Placement]:
+    """After election: adopt what hosts run, kill what nobody owns, lose what vanished;
+    returns the launches the old leader decided but no host received, to be sent again.
 
     `actual` is None when not every host answered in time: then tasks on hosts that did
     not answer are left alone (the driver reports hosts that really went away).
@@ -136,7 +160,7 @@ def reconcile_actual(master: Master, actual: dict[str, list[TaskReport]] | None)
     complete = actual is not None
     actual = actual or {}
     on_hosts: dict[str, str] = {}
-    view = master.view
+    view = leader.view
     for host_id, reports in actual.items():
         for report in reports:
             on_hosts[report.taskId] = host_id
@@ -147,50 +171,44 @@ def reconcile_actual(master: Master, actual: dict[str, list[TaskReport]] | None)
                 and not report.terminal
             ):
                 continue
-            apply_report(master, HostReport(host_id, report))
-    now = now_ms()
+            apply_report(leader, HostReport(host_id, report))
+    now = leader.now_ms()
     relaunch: list[Placement] = []
-    for host, task_ids in list(master.view.by_host.items()):
+    for host, task_ids in list(leader.view.by_host.items()):
         for task_id in list(task_ids):
-            state = master.view.state(task_id)
+            state = leader.view.state(task_id)
             if state not in TASK_ON_HOST or task_id in on_hosts:
                 continue
-            task = master.view.get(task_id)
+            task = leader.view.get(task_id)
             if task is None:
                 continue
             if host in actual:
                 if state == TaskState.LAUNCHED:
                     # decided and saved, but the launch never arrived (the old leader
                     # died in between): the host takes it now; launches are idempotent
-                    job = master.view.jobs.get(task.jobId)
+                    job = leader.view.jobs.get(task.jobId)
                     if job is not None:
                         relaunch.append(Placement(TaskSpec.for_task(job, task), host))
-                elif now - task.status.timestamp > master.config.unknown_task_grace * 1000:
-                    finish_lost(master, task, f"host {host} does not run it")
+                elif now - task.status.timestamp > unknown_task_grace * 1000:
+                    finish_lost(leader, task, f"host {host} does not run it")
             elif not complete:
                 continue
             elif state == TaskState.LAUNCHED:
                 finish_lost(
-                    master,
+                    leader,
                     task,
                     f"host {host} went away before the task started",
                     Reason.TRANSIENT_SYSTEM_ERROR,
                 )
             else:
-                finish_lost(master, task, f"host {host} is gone")
-    master.reconciled_actual = True
-    if relaunch:
-        log.info("sending %d launches the previous leader did not deliver", len(relaunch))
-        master.launch(relaunch)
+                finish_lost(leader, task, f"host {host} is gone")
+    return relaunch
 
 
-def finish_lost(master: Master, task: Task, message: str, reason: str = Reason.LOST) -> None:
+def finish_lost(leader: Reporting, task: Task, message: str, reason: str = Reason.LOST) -> None:
     if task.state == TaskState.KILL_INITIATED:
         reason = lost_reason(task)
-    finished = task.with_status(TaskState.FINISHED, reason, message)
-    master.save_task(finished)
-    observe(master, task, finished)
-    master.touched.add(task.jobId)
+    record(leader, task, task.with_status(TaskState.FINISHED, reason, message))
 
 
 def lost_reason(task: Task) -> str:

@@ -13,21 +13,39 @@ the rest wait for the next round.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
+from titus.master import metrics as m
+from titus.master.defaults import from_setting
+from titus.master.view import LeaderView
+from titus.model.job import Task
 from titus.model.states import Reason, TaskState
+from titus.settings import Settings
+
+log = logging.getLogger("titus.master")
 
 
 @dataclass(frozen=True)
 class StuckTimeouts:
     """Seconds a task may stay in each passing state (see the module docstring)."""
 
-    launched: float = 300.0
-    start_initiated_batch: float = 720.0
-    start_initiated_service: float = 300.0
-    kill_initiated: float = 600.0
+    launched: float = from_setting("stuck_launched_sec")
+    start_initiated_batch: float = from_setting("stuck_start_initiated_batch_sec")
+    start_initiated_service: float = from_setting("stuck_start_initiated_service_sec")
+    kill_initiated: float = from_setting("stuck_kill_initiated_sec")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StuckTimeouts:
+        return cls(
+            launched=settings.stuck_launched_sec,
+            start_initiated_batch=settings.stuck_start_initiated_batch_sec,
+            start_initiated_service=settings.stuck_start_initiated_service_sec,
+            kill_initiated=settings.stuck_kill_initiated_sec,
+        )
 
     def limit(self, state: TaskState, is_batch: bool) -> float | None:
         if state == TaskState.LAUNCHED:
@@ -98,3 +116,50 @@ class RateLimiter:
             self._tokens -= 1.0
             return True
         return False
+
+
+class Clearing(Protocol):
+    """What clearing stuck work needs of the leadership (see executor.py)."""
+
+    @property
+    def view(self) -> LeaderView: ...
+    def now_ms(self) -> int: ...
+    def save_task(self, task: Task) -> Task: ...
+    def touch(self, job_id: str) -> None: ...
+    def kill(self, task: Task, reason: str, message: str) -> None: ...
+    def kill_on_host(self, task_id: str, host_id: str | None, reason: str) -> None: ...
+
+
+def transitional_tasks(view: LeaderView) -> list[tuple[str, TaskState, int, bool]]:
+    """What `find_stuck` looks at: the view's tasks in a passing state."""
+    out = []
+    for task_id, entered in view.transitional.items():
+        state = view.state(task_id)
+        job = view.jobs.get(view.job_of(task_id) or "")
+        if state is None or job is None:
+            continue
+        out.append((task_id, state, entered, job.jobDescriptor.batch is not None))
+    return out
+
+
+def clear_stuck(leader: Clearing, timeouts: StuckTimeouts, limiter: RateLimiter) -> None:
+    """Kill the tasks stuck past their timeout, as many as the rate limit lets through; a
+    kill that never ends is given up on (the task ends, its job moves on)."""
+    view = leader.view
+    for stuck in find_stuck(transitional_tasks(view), timeouts, leader.now_ms()):
+        if not limiter.try_take():
+            log.warning("stuck tasks wait for the kill rate limit")
+            return
+        task = view.get(stuck.task_id)
+        if task is None:
+            continue
+        m.STUCK_KILLS.labels(state=str(stuck.state)).inc()
+        log.warning("task %s %s: killing it", task.id, stuck.message)
+        if stuck.state == TaskState.KILL_INITIATED:
+            # the host never confirmed the kill: give up on it and let the job move on
+            finished = task.with_status(TaskState.FINISHED, stuck.reason, stuck.message)
+            leader.save_task(finished)
+            leader.kill_on_host(task.id, task.agent_id, stuck.reason)
+            leader.touch(task.jobId)
+        else:
+            leader.kill(task, stuck.reason, stuck.message)

@@ -21,37 +21,36 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from titus.model.job import Job, Task
+from titus.model.names import DEFAULT_CAPACITY_GROUP, RESOURCES
 from titus.model.states import TASK_ON_HOST, TaskState
 from titus.store.base import TaskRow
 
-DEFAULT_GROUP = "DEFAULT"
-RESOURCE_NAMES = ("cpu", "memoryMB", "diskMB", "networkMbps", "gpu", "ipSlots")
 LAUNCHING = frozenset({TaskState.LAUNCHED, TaskState.START_INITIATED})
 #: States a task may get stuck in (see stuck.py).
 TRANSITIONAL = frozenset({TaskState.LAUNCHED, TaskState.START_INITIATED, TaskState.KILL_INITIATED})
 
 
 def job_resources(job: Job) -> tuple[float, ...]:
-    """A task of the job's demand, in RESOURCE_NAMES order (one IP slot per container)."""
+    """A task of the job's demand, in RESOURCES order (one IP slot per container)."""
     r = job.jobDescriptor.container.resources
     return (r.cpu, float(r.memoryMB), float(r.diskMB), float(r.networkMbps), float(r.gpu), 1.0)
 
 
 def job_group(job: Job) -> str:
-    return job.jobDescriptor.capacityGroup or DEFAULT_GROUP
+    return job.jobDescriptor.capacityGroup or DEFAULT_CAPACITY_GROUP
 
 
 @dataclass
 class HostUsage:
     """What the tasks on one host use, summed as tasks come and go."""
 
-    used: list[float] = field(default_factory=lambda: [0.0] * len(RESOURCE_NAMES))
+    used: list[float] = field(default_factory=lambda: [0.0] * len(RESOURCES))
     tasks: int = 0
     launching: int = 0
     jobs: dict[str, int] = field(default_factory=dict)
 
     def used_dict(self) -> dict[str, float]:
-        return dict(zip(RESOURCE_NAMES, self.used, strict=True))
+        return dict(zip(RESOURCES, self.used, strict=True))
 
 
 class _Entry(NamedTuple):
@@ -66,7 +65,10 @@ class _Entry(NamedTuple):
 _STATES = {s.value: s for s in TaskState}
 
 
-class ActiveView:
+class LeaderView:
+    """The active jobs and tasks as one leadership holds them (the API keeps its own
+    `titus.api.view.ActiveView`, a cache of the store for reads)."""
+
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
         self._res: dict[str, tuple[float, ...]] = {}
@@ -109,7 +111,7 @@ class ActiveView:
         self._group.pop(job_id, None)
 
     def group_of(self, job_id: str) -> str:
-        return self._group.get(job_id, DEFAULT_GROUP)
+        return self._group.get(job_id, DEFAULT_CAPACITY_GROUP)
 
     # ---- tasks --------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -171,7 +173,7 @@ class ActiveView:
             res = self._res.get(job_id)
             if res is not None:
                 group_used = self.group_usage.setdefault(
-                    self._group.get(job_id, DEFAULT_GROUP), [0.0] * len(RESOURCE_NAMES)
+                    self._group.get(job_id, DEFAULT_CAPACITY_GROUP), [0.0] * len(RESOURCES)
                 )
                 for i, v in enumerate(res):
                     usage.used[i] += n * v
@@ -217,9 +219,7 @@ class ActiveView:
         return self.hosts.get(host_id) or HostUsage()
 
     def groups_usage(self) -> dict[str, dict[str, float]]:
-        return {
-            g: dict(zip(RESOURCE_NAMES, used, strict=True)) for g, used in self.group_usage.items()
-        }
+        return {g: dict(zip(RESOURCES, used, strict=True)) for g, used in self.group_usage.items()}
 
     # ---- indexes ------------------------------------------------------------------------
     def _index(self, task_id: str, entry: _Entry) -> None:
@@ -272,7 +272,7 @@ class ActiveView:
             usage.jobs.pop(entry.job_id, None)
         if res is not None:
             group = self.group_usage.setdefault(
-                self._group.get(entry.job_id, DEFAULT_GROUP), [0.0] * len(RESOURCE_NAMES)
+                self._group.get(entry.job_id, DEFAULT_CAPACITY_GROUP), [0.0] * len(RESOURCES)
             )
             for i, v in enumerate(res):
                 usage.used[i] += sign * v

@@ -1,0 +1,264 @@
+"""The leadership's hands: every store write (with its epoch) and every command to a host.
+
+The reconciler decides and this carries out: one method per action type, picked from a
+table keyed by the action's type. Placement (placement.py), report handling (reports.py),
+stuck clearing and migration reach the store and the hosts only through here, so the
+rules of a write hold on every path: the epoch fences a deposed leader out, nothing
+reaches a host while the session is suspended (`Term.guard`), and a task's state never
+moves backwards, not even when a write conflicts and is applied again (`save_task`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from titus.master import metrics as m
+from titus.master import reconciler as rc
+from titus.master.backoff import SystemBackoff
+from titus.master.cluster import ClusterDriver, HostReport, HostView, Placement
+from titus.master.cluster_config import schedulable
+from titus.master.placement import PlacementMemo
+from titus.master.reports import NOT_THROTTLED
+from titus.master.scheduler import CapacityGroup, Scheduler
+from titus.master.term import Paused, Term
+from titus.master.view import LeaderView
+from titus.model.job import Task
+from titus.model.states import JobState, TaskState, is_forward
+from titus.store.base import LEADER_RECORD_META, Conflict, JobStore
+
+log = logging.getLogger("titus.master")
+
+
+def may_become(current: TaskState, new: TaskState) -> bool:
+    """Whether a write may take a task in `current` to `new`: it stays where it is (a
+    message, a move, its context) or goes forward (`is_forward`), never back."""
+    return current == new or is_forward(current, new)
+
+
+class Executor:
+    """Carries out one term's actions; made with the term, dropped with it."""
+
+    def __init__(
+        self,
+        term: Term,
+        store: JobStore,
+        driver: ClusterDriver,
+        scheduler: Scheduler,
+        clock: Callable[[], float],
+        new_id: Callable[[], str],
+        master_id: str,
+    ) -> None:
+        self.term = term
+        self.master_id = master_id
+        self.store = store
+        self.driver = driver
+        self.scheduler = scheduler
+        self.clock = clock
+        self.new_id = new_id
+        #: How each reconciler action is carried out, by its type.
+        self.handlers: dict[type[Any], Callable[[Any], None]] = {
+            rc.CreateTask: self.create_task,
+            rc.ArchiveTask: self.archive_task,
+            rc.KillTask: self.kill_task,
+            rc.FinishUnlaunched: self.finish_unlaunched,
+            rc.FinishJob: self.finish_job,
+        }
+
+    # ---- what placement and reports read --------------------------------------------------
+    @property
+    def view(self) -> LeaderView:
+        return self.term.view
+
+    @property
+    def memo(self) -> PlacementMemo:
+        return self.term.placing
+
+    @property
+    def groups(self) -> dict[str, CapacityGroup]:
+        return self.term.groups
+
+    @property
+    def backoff(self) -> SystemBackoff:
+        return self.term.backoff
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def guard(self) -> None:
+        self.term.guard()
+
+    def touch(self, job_id: str) -> None:
+        """Have the job reconciled in this iteration or the next."""
+        self.term.touched.add(job_id)
+
+    def schedulable(self, host: HostView) -> bool:
+        return schedulable(host, self.term.instance_groups)
+
+    # ---- hosts ----------------------------------------------------------------------------
+    def hosts(self) -> list[HostView]:
+        return self.driver.hosts()
+
+    def wants_offers(self, pending: bool) -> None:
+        self.driver.wants_offers(pending)
+
+    def lost_hosts(self) -> set[str]:
+        return self.driver.lost_hosts()
+
+    def acknowledge(self, report: HostReport) -> None:
+        self.driver.acknowledge(report)
+
+    def kill_on_host(self, task_id: str, host_id: str | None, reason: str) -> None:
+        self.guard()
+        self.driver.kill(task_id, host_id, reason)
+
+    def launch(self, placements: list[Placement]) -> None:
+        """Send placements to hosts; held back (and sent on resume) while the session is
+        suspended, dropped with the leadership if it is lost (the successor sends them)."""
+        term = self.term
+        if term.leadership is None or not term.leadership.can_act():
+            term.held.extend(placements)
+            raise Paused()
+        self.driver.launch(placements)
+        m.LAUNCHES.inc(len(placements))
+        if term.first_launch_at is None:
+            term.first_launch_at = self.clock()
+            elected = term.elected_at if term.elected_at is not None else term.first_launch_at
+            if term.elected_at is not None:
+                m.FIRST_LAUNCH_SECONDS.set(term.first_launch_at - term.elected_at)
+            log.info(
+                "first launch after election at %.3f (%.3fs after elected)",
+                term.first_launch_at,
+                term.first_launch_at - elected,
+            )
+            self.record_election()
+
+    def send_held(self) -> None:
+        """Send what was held back while the session was suspended."""
+        if self.term.held:
+            held, self.term.held = self.term.held, []
+            self.launch(held)
+
+    def record_election(self) -> None:
+        """Keep when this leadership began, was ready and first launched, in the store
+        (operators and the failover benchmark read it)."""
+        term = self.term
+        record = {
+            "epoch": term.epoch,
+            "masterId": self.master_id,
+            "electedAt": term.elected_at,
+            "readyAt": term.ready_at,
+            "firstLaunchAt": term.first_launch_at,
+        }
+        self.set_meta(LEADER_RECORD_META, json.dumps(record))
+
+    # ---- store writes ---------------------------------------------------------------------
+    def set_meta(self, key: str, value: str) -> None:
+        self.store.set_meta(key, value, epoch=self.term.epoch)
+
+    def put_scheduler_result(self, task_id: str, job_id: str, record: str) -> None:
+        self.store.put_scheduler_result(task_id, job_id, record, epoch=self.term.epoch)
+
+    def save_task(self, task: Task) -> Task:
+        """Write a task and keep it in the view; what the store has now is returned.
+
+        A write that would move the task back from where the view has it is not made. A
+        conflict (the stored task changed since the view read it) applies the status and
+        context again over the fresh copy, unless that would move the task back from
+        where the store has it: then the fresh copy stands. Either way the caller sees in
+        what is returned whether its write was taken."""
+        current = self.view.get(task.id)
+        if current is not None and self._refuses(current, task):
+            return current
+        epoch = self.term.epoch
+        try:
+            saved = self.store.update_task(task, epoch=epoch)
+        except Conflict:
+            fresh = self.store.get_task(task.id)
+            if fresh is None:
+                self.view.drop_task(task)
+                raise
+            if self._refuses(fresh, task):
+                self.view.put_task(fresh)
+                self.touch(fresh.jobId)
+                return fresh
+            update = {
+                "status": task.status,
+                "statusHistory": task.statusHistory,
+                "taskContext": task.taskContext,
+            }
+            saved = self.store.update_task(fresh.model_copy(update=update), epoch=epoch)
+        self.view.put_task(saved)
+        return saved
+
+    @staticmethod
+    def _refuses(current: Task, task: Task) -> bool:
+        """Whether writing `task` over `current` would take it back (see may_become)."""
+        if may_become(current.state, task.state):
+            return False
+        log.info("task %s is %s: not taking it back to %s", task.id, current.state, task.state)
+        return True
+
+    def forget_pending(self, task_id: str) -> None:
+        if self.term.placing.failures.pop(task_id, None) is not None:
+            self.store.delete_scheduler_result(task_id, epoch=self.term.epoch)
+
+    def kill(self, task: Task, reason: str, message: str) -> None:
+        """Mark the task as being killed, keeping `reason` for the status it ends with
+        (the host reports a plain kill), and send the kill to its host."""
+        self.guard()
+        killing = task.with_status(TaskState.KILL_INITIATED, reason, message)
+        killing.taskContext[rc.KILL_REASON] = reason
+        self.save_task(killing)
+        self.driver.kill(task.id, task.agent_id, reason)
+
+    # ---- reconciler actions ---------------------------------------------------------------
+    def carry_out(self, actions: list[rc.Action]) -> None:
+        for action in actions:
+            self.handlers[type(action)](action)
+
+    def create_task(self, action: rc.CreateTask) -> None:
+        job = self.view.jobs[action.job_id]
+        prior = action.resubmit_of
+        system_delay = 0.0
+        if prior is not None and prior.status.reasonCode not in NOT_THROTTLED:
+            system_delay = self.backoff.delay(job.id)
+        task = rc.new_task(job, action, self.new_id(), self.now_ms(), system_delay)
+        saved = self.store.create_task(task, epoch=self.term.epoch)
+        self.view.put_task(saved)
+        if prior is not None:
+            self.store.archive_task(prior, epoch=self.term.epoch)
+            self.view.drop_task(prior)
+
+    def archive_task(self, action: rc.ArchiveTask) -> None:
+        self.store.archive_task(action.task, epoch=self.term.epoch)
+        self.view.drop_task(action.task)
+        self.forget_pending(action.task.id)
+
+    def kill_task(self, action: rc.KillTask) -> None:
+        self.kill(action.task, action.reason, f"kill requested ({action.reason})")
+
+    def finish_unlaunched(self, action: rc.FinishUnlaunched) -> None:
+        task = action.task
+        self.save_task(task.with_status(TaskState.FINISHED, action.reason, action.message))
+        self.forget_pending(task.id)
+        self.touch(task.jobId)
+
+    def finish_job(self, action: rc.FinishJob) -> None:
+        job = self.view.jobs[action.job.id]
+        finished = job.with_status(JobState.FINISHED, action.reason, action.message)
+        try:
+            finished = self.store.update_job(finished, epoch=self.term.epoch)
+        except Conflict:
+            fresh = self.store.get_job(job.id)
+            if fresh is not None:
+                self.view.put_job(fresh)
+                self.touch(job.id)
+            return
+        self.store.archive_job(finished, epoch=self.term.epoch)
+        for task_id in list(self.view.by_job.get(job.id, ())):
+            self.forget_pending(task_id)
+        self.view.drop_job(job.id)
+        self.backoff.forget(job.id)

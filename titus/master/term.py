@@ -1,0 +1,118 @@
+"""What one leadership holds in memory, from its election to its end.
+
+A leader that loses its leadership must forget everything it knew: a successor may have
+changed any of it since. So all of it lives in one `Term`, made when a leadership begins
+and dropped with it; the next election makes a new one from the store. Nothing is reset
+by hand, so nothing can be forgotten in a reset.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from titus.coord.base import Leadership
+from titus.master.backoff import SystemBackoff
+from titus.master.cluster import HostReport, Placement
+from titus.master.config import MasterConfig
+from titus.master.placement import PlacementMemo
+from titus.master.scheduler import CapacityGroup
+from titus.master.stuck import RateLimiter
+from titus.master.view import LeaderView
+
+
+class LostLeadership(Exception):
+    pass
+
+
+class Paused(Exception):
+    """The coordination session is suspended: stop acting until it is known to be alive."""
+
+
+@dataclass
+class Inbox:
+    """Host reports received by the feeder thread, waiting for the loop to apply them."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    reports: list[HostReport] = field(default_factory=list)
+
+    def add(self, reports: list[HostReport]) -> None:
+        with self.lock:
+            self.reports.extend(reports)
+
+    def take(self) -> list[HostReport]:
+        with self.lock:
+            taken, self.reports = self.reports, []
+        return taken
+
+    def put_back(self, reports: list[HostReport]) -> None:
+        """Reports taken but not applied (the session was suspended): first in line again."""
+        with self.lock:
+            self.reports[:0] = reports
+
+
+@dataclass
+class Term:
+    """One leadership's state. `leadership` is None for a master that does not lead."""
+
+    leadership: Leadership | None
+    backoff: SystemBackoff
+    stuck_limiter: RateLimiter
+    #: When the last sweep slice, stuck check, migration and config read ran (clock time).
+    last_sweep: float
+    last_stuck: float = float("-inf")
+    last_migrate: float = float("-inf")
+    last_config: float = float("-inf")
+    view: LeaderView = field(default_factory=LeaderView)
+    #: Jobs whose reconciliation is due.
+    touched: set[str] = field(default_factory=set)
+    inbox: Inbox = field(default_factory=Inbox)
+    #: Whether store and hosts were made to agree since the election.
+    reconciled_actual: bool = False
+    #: Whether the kills and moves a predecessor left queued were carried out.
+    requests_recovered: bool = False
+    #: Placements the next iteration sends first: held back while the session was
+    #: suspended, or decided by the previous leader and never delivered.
+    held: list[Placement] = field(default_factory=list)
+    sweep_queue: list[str] = field(default_factory=list)
+    #: Service tasks being killed to move them off phased-out hosts.
+    migrating: set[str] = field(default_factory=set)
+    #: Capacity groups by name.
+    groups: dict[str, CapacityGroup] = field(default_factory=dict)
+    #: Lifecycle state of each instance group, by name.
+    instance_groups: dict[str, str] = field(default_factory=dict)
+    placing: PlacementMemo = field(default_factory=PlacementMemo)
+    elected_at: float | None = None
+    ready_at: float | None = None
+    first_launch_at: float | None = None
+
+    @classmethod
+    def begin(
+        cls, leadership: Leadership | None, config: MasterConfig, clock: Callable[[], float]
+    ) -> Term:
+        """A fresh term; time in it (backoff, the stuck kill rate) is read from `clock`."""
+        return cls(
+            leadership=leadership,
+            backoff=SystemBackoff(config.backoff_initial, config.backoff_max, clock=clock),
+            stuck_limiter=RateLimiter(
+                config.stuck_kills_per_sec, config.stuck_kills_burst, clock=clock
+            ),
+            last_sweep=clock(),
+        )
+
+    @property
+    def epoch(self) -> int:
+        """The epoch every store write carries; only while leading."""
+        if self.leadership is None or not self.leadership.is_leader:
+            raise LostLeadership("no longer the leader")
+        return self.leadership.epoch
+
+    def guard(self) -> None:
+        """Called before anything reaches a host: only a leader whose session is known to be
+        alive launches or kills."""
+        leadership = self.leadership
+        if leadership is None or not leadership.is_leader:
+            raise LostLeadership("no longer the leader")
+        if not leadership.can_act():
+            raise Paused()

@@ -120,22 +120,14 @@ def test_missing_executable_fails_the_task_and_leaves_no_container(
     assert task_containers(docker_engine, spec.taskId) == []
 
 
-class FailingHook:
-    """A concern that cannot be set up (say, no IP left on the host)."""
+class FailingHook(TaskHook):
+    """A concern that cannot be set up (say, no IP left on the host): it needs only the
+    setup phase."""
 
     name = "no-ip"
 
     def setup(self, ctx: TaskContext) -> None:
         raise RuntimeError("no IP address left on this host")
-
-    def adopt(self, ctx: TaskContext) -> None:
-        pass
-
-    def release(self, ctx: TaskContext) -> None:
-        pass
-
-    def teardown(self, ctx: TaskContext) -> None:
-        pass
 
 
 def test_a_failing_hook_tears_down_the_container_already_started(

@@ -21,7 +21,10 @@ acknowledged (or after a long bound: the agent keeps the update and retries it b
 
 Containers carry the executor's pid in a label. An executor killed outright leaves its
 container behind; the next executor started on the same agent removes containers whose
-executor process is gone, since nobody else will report or stop them.
+executor process is gone, since nobody else will report or stop them, except the
+container of its own task (one executor per task: the executor id is the task id): an
+executor started again for the same task adopts that container, as the agent daemon does
+after a restart, instead of starting a second one.
 
 Task output goes to TITUS_LOG_DIR when it is set, else to `logs/` in the Mesos sandbox,
 which Mesos keeps per run and serves to operators.
@@ -362,14 +365,22 @@ class TitusExecutor(Executor):  # type: ignore[misc]
                 runner.abandon()
 
 
-def remove_abandoned(runtime: DockerRuntime, agent_id: str) -> list[str]:
+def remove_abandoned(runtime: DockerRuntime, agent_id: str, keep_task: str = "") -> list[str]:
     """Remove this agent's task containers whose executor process is gone (it was killed
-    before it could stop them). Returns the removed task ids."""
+    before it could stop them), but that of `keep_task` (this executor's own task, which
+    it adopts). Returns the removed task ids."""
     removed = []
+    running: set[str] | None = None
     for container in runtime.task_containers(agent_id):
         pid = container.labels.get(LABEL_EXECUTOR_PID, "")
         if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
             continue
+        if keep_task and container.labels.get(LABEL_TASK, "") == keep_task:
+            continue
+        if running is None:
+            running = _running_executor_ids()
+        if container.labels.get(LABEL_EXECUTOR_ID, "") in running:
+            continue  # adopted by a later executor of the same task
         log.warning(
             "removing container %s of task %s: its executor (pid %s) is gone",
             container.short_id,
@@ -380,6 +391,22 @@ def remove_abandoned(runtime: DockerRuntime, agent_id: str) -> list[str]:
             runtime.remove(str(container.id))
             removed.append(container.labels.get(LABEL_TASK, ""))
     return removed
+
+
+def _running_executor_ids() -> set[str]:
+    """The executor ids (MESOS_EXECUTOR_ID) of the executor processes running here."""
+    ids: set[str] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid() or not _alive(int(proc.name)):
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        for var in environ.split(b"\0"):
+            if var.startswith(b"MESOS_EXECUTOR_ID="):
+                ids.add(var.partition(b"=")[2].decode(errors="replace"))
+    return ids
 
 
 def _alive(pid: int) -> bool:
@@ -412,6 +439,7 @@ def main() -> int:
     log_files = LogFiles(root)
     root.mkdir(parents=True, exist_ok=True)
     agent_id = os.environ.get("MESOS_SLAVE_ID", "")
+    executor_id = os.environ.get("MESOS_EXECUTOR_ID", "")
     client = docker_client(settings.docker_url)
     runtime = DockerRuntime(
         client,
@@ -419,12 +447,12 @@ def main() -> int:
             disk_enforcement=settings.agent_disk_enforcement,
             extra_labels={
                 LABEL_EXECUTOR_PID: str(os.getpid()),
-                LABEL_EXECUTOR_ID: os.environ.get("MESOS_EXECUTOR_ID", ""),
+                LABEL_EXECUTOR_ID: executor_id,
             },
         ),
     )
     with contextlib.suppress(Exception):
-        remove_abandoned(runtime, agent_id)
+        remove_abandoned(runtime, agent_id, keep_task=executor_id)
     uploader = LogUploader(settings, root)
     uploader.start()
     grace = _grace_seconds(os.environ.get("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD"), 5.0)

@@ -44,22 +44,20 @@ from docker.models.containers import Container as DockerContainer
 from titus.agent import host
 from titus.agent.health import HealthChecker, HealthStatus
 from titus.agent.hooks import HookRunner, LaunchError, TaskContext, TaskHook
-from titus.agent.lifecycle import Outcome, Phase, TaskRunner
-from titus.agent.logs import LogFiles, LogFollowHook, LogsHook
+from titus.agent.lifecycle import Outcome, Phase, TaskRunner, task_hooks
+from titus.agent.logs import LogFiles
 from titus.agent.quarantine import ATTR_UNHEALTHY_SINCE, TerminationReporter
 from titus.agent.runtime import (
     LABEL_JOB,
     LABEL_SPEC,
     LABEL_TASK,
-    ContainerHook,
     DockerRuntime,
     RuntimeConfig,
     docker_client,
     is_engine_error,
     is_live,
 )
-from titus.agent.upload import LogUploader, LogUploadHook
-from titus.agent.watchers import DiskQuotaHook, OrphanHook, RuntimeLimitHook
+from titus.agent.upload import LogUploader
 from titus.coord.base import Coordinator
 from titus.model.job import Container, Image
 from titus.model.launch import TaskReport, TaskReportPage, TaskSpec
@@ -78,33 +76,7 @@ INSPECT_INTERVAL_SEC = 10.0
 # agent queue work without end.
 MAX_TASKS = 1024
 
-
-def task_hooks(
-    settings: Settings,
-    client: docker.DockerClient,
-    runtime: DockerRuntime,
-    uploader: LogUploader,
-) -> list[TaskHook]:
-    """The task life on a host: log files and their upload, the container, copying its
-    output, and the watchers of what the engine does not enforce (runtime limit, disk
-    quota, orphans). The upload hook sits before the container so that its teardown
-    (journal every file) runs after the copies have drained. Shared by this daemon and
-    the Mesos executor (mesos_executor.py), so a task runs the same way whichever cluster
-    driver placed it."""
-    upload = LogUploadHook(settings, uploader)
-    return [
-        LogsHook(),
-        upload,
-        ContainerHook(runtime),
-        LogFollowHook(
-            client,
-            rotate_bytes=settings.agent_log_rotate_bytes,
-            on_rotate=upload.on_rotate,
-        ),
-        RuntimeLimitHook(),
-        DiskQuotaHook(runtime, settings.agent_disk_check_interval_sec),
-        OrphanHook(settings.agent_orphan_grace_sec),
-    ]
+__all__ = ["AgentDaemon", "task_hooks"]  # task_hooks: imported from here before lifecycle.py
 
 
 class AgentDaemon:

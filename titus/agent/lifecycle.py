@@ -33,17 +33,23 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+import docker
 from docker.models.containers import Container
 
-from titus.agent.hooks import HookRunner, KillRequest, LaunchError, TaskContext
+from titus.agent.hooks import HookRunner, KillRequest, LaunchError, TaskContext, TaskHook
+from titus.agent.logs import LogFollowHook, LogsHook
 from titus.agent.runtime import (
+    ContainerHook,
     DockerRuntime,
     container_outcome,
     container_record,
     is_engine_error,
     is_live,
 )
+from titus.agent.upload import LogUploader, LogUploadHook
+from titus.agent.watchers import DiskQuotaHook, OrphanHook, RuntimeLimitHook
 from titus.model.states import Reason
+from titus.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +86,34 @@ class RunnerListener(Protocol):
 
     def finished(self, runner: TaskRunner, outcome: Outcome) -> None:
         """The task ended and its hooks are torn down; told once."""
+
+
+def task_hooks(
+    settings: Settings,
+    client: docker.DockerClient,
+    runtime: DockerRuntime,
+    uploader: LogUploader,
+) -> list[TaskHook]:
+    """The task life on a host: log files and their upload, the container, copying its
+    output, and the watchers of what the engine does not enforce (runtime limit, disk
+    quota, orphans). The upload hook sits before the container so that its teardown
+    (journal every file) runs after the copies have drained. Shared by the agent daemon
+    and the Mesos executor, so a task runs the same way whichever cluster driver placed
+    it."""
+    upload = LogUploadHook(settings, uploader)
+    return [
+        LogsHook(),
+        upload,
+        ContainerHook(runtime),
+        LogFollowHook(
+            client,
+            rotate_bytes=settings.agent_log_rotate_bytes,
+            on_rotate=upload.on_rotate,
+        ),
+        RuntimeLimitHook(),
+        DiskQuotaHook(runtime, settings.agent_disk_check_interval_sec),
+        OrphanHook(settings.agent_orphan_grace_sec),
+    ]
 
 
 def launch_failure(exc: BaseException) -> Outcome:
@@ -282,6 +316,7 @@ class TaskRunner:
                 self.runtime.stop(cid, grace_sec)
         except Exception:
             log.exception("task %s: stopping its container failed; will retry", self.task_id)
+            time.sleep(RETRY_SEC)
             with self._cond:
                 self._stopping = False
             return

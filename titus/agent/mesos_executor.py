@@ -49,9 +49,8 @@ from typing import Any
 from fastapi import FastAPI
 from pymesos import Executor, MesosExecutorDriver, encode_data
 
-from titus.agent.daemon import task_hooks
 from titus.agent.hooks import HookRunner, TaskContext
-from titus.agent.lifecycle import Outcome, TaskRunner
+from titus.agent.lifecycle import Outcome, TaskRunner, task_hooks
 from titus.agent.logs import LogFiles
 from titus.agent.runtime import LABEL_TASK, DockerRuntime, RuntimeConfig, docker_client
 from titus.agent.server import bound_port, logs_router, serve_in_background

@@ -21,7 +21,7 @@ from tests.support.docker_engine import (  # noqa: E402
     task_spec,
     wait_for_report,
 )
-from titus.agent.hooks import TaskContext, TaskHook  # noqa: E402
+from titus.agent.hooks import KillRequest, TaskContext, TaskHook  # noqa: E402
 from titus.agent.logs import LogFollowHook, LogsHook  # noqa: E402
 from titus.agent.runtime import ContainerHook  # noqa: E402
 from titus.model.states import Reason, TaskState  # noqa: E402
@@ -146,6 +146,31 @@ def test_a_failing_hook_tears_down_the_container_already_started(
     report = run_task(agent, spec)
     assert report.reasonCode == Reason.CRASHED
     assert "no IP address left" in report.reasonMessage
+    assert task_containers(docker_engine, spec.taskId) == []
+
+
+class StartedWatcher(TaskHook):
+    """A watcher needing only the running phase, reading the container hook's typed
+    result: it stops any task whose container the engine says has started."""
+
+    name = "started-watcher"
+
+    def check(self, ctx: TaskContext) -> KillRequest | None:
+        if ctx.container is None or ctx.container.started_at is None:
+            return None
+        return KillRequest(Reason.FAILED, f"watched: started at {ctx.container.started_at:.0f}")
+
+
+def test_a_watcher_hook_kills_with_its_own_reason(
+    agent_factory: AgentFactory, docker_engine: docker.DockerClient
+) -> None:
+    agent = agent_factory(start=False)
+    agent.hooks.hooks.append(StartedWatcher())
+    agent.start()
+    spec = task_spec("sleep 300")
+    report = run_task(agent, spec)
+    assert report.reasonCode == Reason.FAILED
+    assert report.reasonMessage.startswith("watched: started at ")
     assert task_containers(docker_engine, spec.taskId) == []
 
 

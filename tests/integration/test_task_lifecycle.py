@@ -218,6 +218,10 @@ class ExecutorHost:
         self.double.kill_executor(spec.taskId)
         ended = self.tasks.wait(spec.taskId, set())
         assert ended.reason == "REASON_EXECUTOR_TERMINATED", ended
+        # the master forgets a task once its terminal update is acknowledged: only then
+        # may the same task id be launched again
+        key = (self.tasks.sub.framework_id, spec.taskId)
+        self.double.wait_for(lambda: key not in self.double.tasks, timeout=WAIT)
         self.tasks.launch(spec, self.agent_id)
 
     def output(self, task_id: str, stream: str = "stdout") -> bytes:

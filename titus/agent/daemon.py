@@ -531,7 +531,9 @@ class AgentDaemon:
         if unknown:
             self._adopt_all(containers, orphans=True)
         with self._cond:
-            running = [r for r in self._tasks.values() if r.phase == Phase.RUNNING]
+            running = [
+                r for r in self._tasks.values() if r.phase in (Phase.RUNNING, Phase.STOPPING)
+            ]
         for runner in running:
             if runner.ctx.container_id not in live:
                 runner.poke()

@@ -6,8 +6,9 @@ about each one:
     starting  (prepare, start)  hooks set up in order; or, for a container that is already
                                 there (an agent restart, a launch repeated), adopted
     running                     watchers check about once a second (runtime limit, disk
-                                quota, orphan: watchers.py); a kill, asked for or a
-                                watcher's, stops the container within its grace period
+                                quota, orphan: watchers.py)
+    stopping                    a kill, asked for or a watcher's, stops the container
+                                within its grace period (retried if the engine fails)
     exited                      the container ended or vanished: how it ended
                                 (container_outcome, or the kill's reason) is the outcome
     teardown                    hooks torn down in reverse
@@ -62,6 +63,7 @@ RETRY_SEC = 1.0
 class Phase(StrEnum):
     STARTING = "starting"
     RUNNING = "running"
+    STOPPING = "stopping"
     EXITED = "exited"
     TEARDOWN = "teardown"
     DONE = "done"
@@ -280,6 +282,7 @@ class TaskRunner:
                 kill, stop_now = self._kill, self._kill is not None and not self._stopping
                 if stop_now:
                     self._stopping = True
+                    self.phase = Phase.STOPPING
                 poked, self._poked = self._poked, False
                 grace = self.kill_grace_sec
             if stop_now:

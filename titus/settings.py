@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -290,6 +290,12 @@ class Settings(BaseSettings):
         ),
     )
     # agent: isolation
+    agent_disk_enforcement: Literal["auto", "measure"] = Field(
+        "auto",
+        description="How an agent or Mesos executor enforces diskMB: `auto` uses the storage "
+        "driver's quota where it has one (btrfs, zfs) and measures elsewhere; `measure` "
+        "always measures each container's writable layer and kills a task over its quota.",
+    )
     agent_disk_check_interval_sec: float = Field(
         30.0,
         description="How often an agent whose engine cannot enforce disk quotas measures "

@@ -17,6 +17,7 @@ from tests.support.docker_engine import (
     wait_for_report,
 )
 from tests.support.poll import wait_until
+from titus.agent.cgroups import Cgroup, host_cgroup, shares_to_weight
 from titus.agent.daemon import AgentDaemon
 from titus.agent.runtime import RuntimeConfig
 from titus.model.launch import TaskSpec
@@ -37,9 +38,15 @@ def start(agent: AgentDaemon, spec: TaskSpec) -> str:
     return report.containerId
 
 
-def cpu_stat(client: docker.DockerClient, container_id: str) -> dict[str, int]:
-    text = exec_out(client, container_id, "cat /sys/fs/cgroup/cpu/cpu.stat")
-    return {k: int(v) for k, v in (line.split() for line in text.splitlines() if line)}
+def container_cgroup(client: docker.DockerClient, container_id: str) -> Cgroup:
+    """The container's own cgroup as it sees it (cgroup v1 or v2, whichever is mounted)."""
+    container = client.containers.get(container_id)
+
+    def read(name: str) -> str | None:
+        result = container.exec_run(["cat", f"/sys/fs/cgroup/{name}"])
+        return result.output.decode() if result.exit_code == 0 else None
+
+    return Cgroup.detect(read)
 
 
 def test_cpu_burner_is_held_to_its_quota_and_a_bursting_job_is_not(
@@ -50,34 +57,29 @@ def test_cpu_burner_is_held_to_its_quota_and_a_bursting_job_is_not(
     bursting = task_spec("while :; do :; done")
     bursting.jobAttributes["titusParameter.agent.allowCpuBursting"] = "true"
     burner_id, bursting_id = start(agent, burner), start(agent, bursting)
+    burner_cg = container_cgroup(docker_engine, burner_id)
+    bursting_cg = container_cgroup(docker_engine, bursting_id)
 
-    quota = exec_out(docker_engine, burner_id, "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us")
-    period = exec_out(docker_engine, burner_id, "cat /sys/fs/cgroup/cpu/cpu.cfs_period_us")
-    shares = exec_out(docker_engine, burner_id, "cat /sys/fs/cgroup/cpu/cpu.shares")
-    assert (int(quota), int(period), int(shares)) == (50_000, 100_000, 512)
+    assert burner_cg.cpu_quota() == (50_000, 100_000)
+    assert burner_cg.cpu_weight() == shares_to_weight(512)
     # the burner hits its quota: the kernel throttles it
-    wait_until("burner throttled", lambda: cpu_stat(docker_engine, burner_id)["nr_throttled"] > 0)
+    wait_until("burner throttled", lambda: burner_cg.cpu_stat().throttled > 0)
 
     # the bursting job has shares (its fair part under contention) but no ceiling
-    assert exec_out(docker_engine, bursting_id, "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us") == "-1\n"
-    assert int(exec_out(docker_engine, bursting_id, "cat /sys/fs/cgroup/cpu/cpu.shares")) == 512
-    assert cpu_stat(docker_engine, bursting_id)["nr_throttled"] == 0
+    assert bursting_cg.cpu_quota()[0] is None
+    assert bursting_cg.cpu_weight() == shares_to_weight(512)
+    assert bursting_cg.cpu_stat().throttled == 0
 
     # over a stretch of CFS periods the burner got at most its half core per period
     # (kernel accounting, not our clock); the bursting job ran, never throttled
-    def usage(cid: str) -> int:
-        return int(exec_out(docker_engine, cid, "cat /sys/fs/cgroup/cpuacct/cpuacct.usage"))
-
-    def periods(cid: str) -> int:
-        return cpu_stat(docker_engine, cid)["nr_periods"]
-
-    u0, p0, b0 = usage(burner_id), periods(burner_id), usage(bursting_id)
-    wait_until("ten CFS periods", lambda: periods(burner_id) - p0 >= 10)
-    used, elapsed_periods = usage(burner_id) - u0, periods(burner_id) - p0
+    before, b0 = burner_cg.cpu_stat(), bursting_cg.cpu_stat().usage_ns
+    wait_until("ten CFS periods", lambda: burner_cg.cpu_stat().periods - before.periods >= 10)
+    after = burner_cg.cpu_stat()
+    used, elapsed_periods = after.usage_ns - before.usage_ns, after.periods - before.periods
     # each period grants 50 ms; one period of slack for the window's edges
     assert used <= (elapsed_periods + 1) * 50_000_000
-    assert usage(bursting_id) > b0
-    assert cpu_stat(docker_engine, bursting_id)["nr_throttled"] == 0
+    assert bursting_cg.cpu_stat().usage_ns > b0
+    assert bursting_cg.cpu_stat().throttled == 0
 
 
 def test_memory_hog_is_killed_and_its_neighbour_keeps_running(
@@ -93,8 +95,7 @@ def test_memory_hog_is_killed_and_its_neighbour_keeps_running(
     container = docker_engine.containers.get(neighbour_id)
     assert container.status == "running"
     assert container.attrs["State"]["OOMKilled"] is False
-    limit = exec_out(docker_engine, neighbour_id, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes")
-    assert int(limit) == 32 * 1024 * 1024
+    assert container_cgroup(docker_engine, neighbour_id).memory_limit() == 32 * 1024 * 1024
 
 
 def test_fork_bomb_is_contained_by_the_pids_limit(
@@ -107,12 +108,13 @@ def test_fork_bomb_is_contained_by_the_pids_limit(
     )
     bomb_id = start(agent, bomb)
     # read from the host: an exec into a container at its pids limit cannot fork either
-    cgroup = Path("/sys/fs/cgroup/pids/docker") / bomb_id
-    if not cgroup.is_dir():
-        pytest.fail(f"no cgroup v1 pids directory at {cgroup}")
-    wait_until("bomb at its limit", lambda: int((cgroup / "pids.current").read_text()) >= 38)
-    assert int((cgroup / "pids.max").read_text()) == 40
-    assert int((cgroup / "pids.events").read_text().split()[-1]) > 0  # forks were refused
+    try:
+        cgroup = host_cgroup(bomb_id)
+    except LookupError as e:
+        pytest.fail(f"this check reads the container's cgroup from the host: {e}")
+    wait_until("bomb at its limit", lambda: cgroup.pids_current() >= 38)
+    assert cgroup.pids_limit() == 40
+    assert cgroup.pids_refused() > 0  # forks were refused
     assert docker_engine.containers.get(bomb_id).status == "running"
 
     # the host still starts and runs other tasks normally
@@ -152,7 +154,11 @@ def test_disk_quota_holds_on_btrfs_and_the_neighbour_still_writes(
 ) -> None:
     agent = agent_factory()
     if not agent.runtime.disk_enforced:
-        pytest.fail(f"storage driver {agent.runtime.storage_driver} measures disk only")
+        pytest.fail(
+            f"this check needs a storage driver that enforces quotas (btrfs, zfs); this "
+            f"host's is {agent.runtime.storage_driver}, which can only measure disk use "
+            "(that is checked by the next test)"
+        )
     filler = task_spec("dd if=/dev/zero of=/tmp/fill bs=1M count=60", disk_mb=20)
     neighbour = task_spec("dd if=/dev/zero of=/tmp/data bs=1M count=10 && echo ok", disk_mb=20)
     agent.launch(filler)

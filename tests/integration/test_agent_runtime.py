@@ -15,7 +15,7 @@ from tests.support.docker_engine import (
     task_spec,
     wait_for_report,
 )
-from titus.agent.hooks import TaskContext, TaskHook
+from titus.agent.hooks import KillRequest, TaskContext, TaskHook
 from titus.agent.logs import LogFollowHook, LogsHook
 from titus.agent.runtime import ContainerHook
 from titus.model.states import Reason, TaskState
@@ -110,22 +110,14 @@ def test_missing_executable_fails_the_task_and_leaves_no_container(
     assert task_containers(docker_engine, spec.taskId) == []
 
 
-class FailingHook:
-    """A concern that cannot be set up (say, no IP left on the host)."""
+class FailingHook(TaskHook):
+    """A concern that cannot be set up (say, no IP left on the host): it needs only the
+    setup phase."""
 
     name = "no-ip"
 
     def setup(self, ctx: TaskContext) -> None:
         raise RuntimeError("no IP address left on this host")
-
-    def adopt(self, ctx: TaskContext) -> None:
-        pass
-
-    def release(self, ctx: TaskContext) -> None:
-        pass
-
-    def teardown(self, ctx: TaskContext) -> None:
-        pass
 
 
 def test_a_failing_hook_tears_down_the_container_already_started(
@@ -144,6 +136,31 @@ def test_a_failing_hook_tears_down_the_container_already_started(
     report = run_task(agent, spec)
     assert report.reasonCode == Reason.CRASHED
     assert "no IP address left" in report.reasonMessage
+    assert task_containers(docker_engine, spec.taskId) == []
+
+
+class StartedWatcher(TaskHook):
+    """A watcher needing only the running phase, reading the container hook's typed
+    result: it stops any task whose container the engine says has started."""
+
+    name = "started-watcher"
+
+    def check(self, ctx: TaskContext) -> KillRequest | None:
+        if ctx.container is None or ctx.container.started_at is None:
+            return None
+        return KillRequest(Reason.FAILED, f"watched: started at {ctx.container.started_at:.0f}")
+
+
+def test_a_watcher_hook_kills_with_its_own_reason(
+    agent_factory: AgentFactory, docker_engine: docker.DockerClient
+) -> None:
+    agent = agent_factory(start=False)
+    agent.hooks.hooks.append(StartedWatcher())
+    agent.start()
+    spec = task_spec("sleep 300")
+    report = run_task(agent, spec)
+    assert report.reasonCode == Reason.FAILED
+    assert report.reasonMessage.startswith("watched: started at ")
     assert task_containers(docker_engine, spec.taskId) == []
 
 

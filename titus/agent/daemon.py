@@ -10,9 +10,13 @@ agent restart neither kills nor duplicates a task. Adopted tasks are reported as
 the master decides their fate. Containers of other agents sharing the engine are left
 alone.
 
-Docker calls block, so they run on worker threads; the HTTP server only waits on
-conditions. Exits arrive through the engine's event stream, and a periodic sweep catches
-any event the stream missed (engine restart, dropped connection).
+Each task's life is a TaskRunner (lifecycle.py) on a thread of its own, the same runner
+the Mesos executor uses; this daemon maps what runners tell it to TaskReports and its
+HTTP/poll API. Per-task enforcement (runtime limit, disk quota, orphans) is in the
+runners' watcher hooks (watchers.py). The HTTP server only waits on conditions. Exits
+arrive through the engine's event stream, and a periodic listing catches any event the
+stream missed (engine restart, dropped connection); the sweep keeps only what is
+agent-wide: registration refresh, report expiry, reconciling with the engine's listing.
 
 The agent starts even when its engine is down: it registers as unhealthy (so the master
 sends nothing), answers any launch with `transientSystemError` (retried elsewhere), and
@@ -31,31 +35,29 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 import docker
+from docker.models.containers import Container as DockerContainer
 
 from titus.agent import host
 from titus.agent.health import HealthChecker, HealthStatus
 from titus.agent.hooks import HookRunner, LaunchError, TaskContext, TaskHook
-from titus.agent.logs import LogFiles, LogFollowHook, LogsHook
+from titus.agent.lifecycle import Outcome, Phase, TaskRunner, task_hooks
+from titus.agent.logs import LogFiles
 from titus.agent.quarantine import ATTR_UNHEALTHY_SINCE, TerminationReporter
 from titus.agent.runtime import (
     LABEL_JOB,
     LABEL_SPEC,
     LABEL_TASK,
-    ContainerHook,
     DockerRuntime,
     RuntimeConfig,
-    container_outcome,
     docker_client,
     is_engine_error,
+    is_live,
 )
-from titus.agent.upload import LogUploader, LogUploadHook
+from titus.agent.upload import LogUploader
 from titus.coord.base import Coordinator
 from titus.model.job import Container, Image
 from titus.model.launch import TaskReport, TaskReportPage, TaskSpec
@@ -67,63 +69,14 @@ log = logging.getLogger(__name__)
 MAX_POLL_WAIT_SEC = 60.0
 SWEEP_INTERVAL_SEC = 1.0
 RECONCILE_INTERVAL_SEC = 2.0
-MAX_WORKERS = 32
+# A runner inspects its container by itself this often; exits come sooner through the
+# engine's events and the reconciling listing, which poke the runner.
+INSPECT_INTERVAL_SEC = 10.0
 # Bound on tasks one agent holds (running or starting): a runaway master cannot make the
 # agent queue work without end.
 MAX_TASKS = 1024
 
-_STARTING, _RUNNING, _FINISHING, _DONE = "starting", "running", "finishing", "done"
-_LIVE_STATUSES = frozenset({"running", "paused", "restarting"})
-
-
-@dataclass
-class _Task:
-    """One task this agent runs (or adopted), while it is on the host."""
-
-    ctx: TaskContext
-    phase: str = _STARTING
-    started_at: float | None = None  # wall clock, seconds
-    kill_reason: Reason | None = None
-    kill_message: str = ""
-    stopping: bool = False
-    # monotonic time it was found to be nobody's (found behind the agent's back, or left
-    # out of the master's claim); None while the task is owned
-    orphan_since: float | None = None
-
-
-def task_hooks(
-    settings: Settings,
-    client: docker.DockerClient,
-    runtime: DockerRuntime,
-    uploader: LogUploader,
-) -> list[TaskHook]:
-    """The task life on a host: log files and their upload, the container, copying its
-    output. The upload hook sits before the container so that its teardown (journal every
-    file) runs after the copies have drained. Shared by this daemon and the Mesos executor
-    (mesos_executor.py), so a task runs the same way whichever cluster driver placed it."""
-    upload = LogUploadHook(settings, uploader)
-    return [
-        LogsHook(),
-        upload,
-        ContainerHook(runtime),
-        LogFollowHook(
-            client,
-            rotate_bytes=settings.agent_log_rotate_bytes,
-            on_rotate=upload.on_rotate,
-        ),
-    ]
-
-
-def _parse_docker_time(value: str) -> float | None:
-    """Docker's RFC 3339 timestamps carry nanoseconds; Python parses microseconds."""
-    if not value or value.startswith("0001-"):
-        return None
-    try:
-        main, _, frac = value.rstrip("Z").partition(".")
-        frac = (frac + "000000")[:6]
-        return datetime.fromisoformat(f"{main}.{frac}+00:00").timestamp()
-    except ValueError:
-        return None
+__all__ = ["AgentDaemon", "task_hooks"]  # task_hooks: imported from here before lifecycle.py
 
 
 class AgentDaemon:
@@ -140,7 +93,10 @@ class AgentDaemon:
         self.coord = coord
         self._own_client = docker_client is None
         self.client = docker_client or _default_client(settings)
-        self.runtime = DockerRuntime(self.client, runtime_config)
+        self.runtime = DockerRuntime(
+            self.client,
+            runtime_config or RuntimeConfig(disk_enforcement=settings.agent_disk_enforcement),
+        )
         self.log_files = LogFiles(settings.logs_path)
         self.info = host.agent_info(settings)
         self.agent_id = self.info.id
@@ -153,16 +109,14 @@ class AgentDaemon:
         self.hooks = HookRunner(hooks if hooks is not None else self.default_hooks())
         self._engine_ready = False
         self._claims_declared = False
-        self._last_disk_check = float("-inf")
         self._cond = threading.Condition()
-        self._tasks: dict[str, _Task] = {}
+        self._tasks: dict[str, TaskRunner] = {}
         self._reports: dict[str, TaskReport] = {}
         self._finished_at: dict[str, float] = {}  # monotonic time of terminal reports
         # Sequence numbers grow across agent restarts (they start from the clock), so a
         # master polling with the last number it saw never misses a restarted agent's news.
         self._seq = time.time_ns() // 1000
         self._stop = threading.Event()
-        self._pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="agent-task")
         self._threads: list[threading.Thread] = []
         self._events: Any = None
         self._started = False
@@ -224,12 +178,11 @@ class AgentDaemon:
             self._cond.notify_all()
             tasks = list(self._tasks.values())
         self._close_events()
-        for t in tasks:
-            self.hooks.release(t.ctx)
+        for runner in tasks:
+            runner.release()
         for thread in self._threads:
             thread.join(timeout=5)
         self.uploader.stop()
-        self._pool.shutdown(wait=False, cancel_futures=True)
         if self._started:
             try:
                 self.coord.unregister_agent(self.agent_id)
@@ -253,16 +206,16 @@ class AgentDaemon:
                 raise RuntimeError("agent is stopping")
             known = self._tasks.get(spec.taskId)
             if known is not None:
-                known.orphan_since = None  # the master wants what the agent adopted
+                known.ctx.ownership.orphan_since = None  # the master wants what it adopted
                 return
             if spec.taskId in self._reports:
                 return
             if len(self._tasks) >= MAX_TASKS:
                 raise RuntimeError(f"agent is full: {MAX_TASKS} tasks")
-            task = _Task(ctx)
-            self._tasks[spec.taskId] = task
-            self._record(task, TaskState.START_INITIATED)
-        self._pool.submit(self._launch, task)
+            runner = self._runner(ctx)
+            self._tasks[spec.taskId] = runner
+            self._record(ctx, TaskState.START_INITIATED)
+        self._run(runner)
 
     def kill(self, task_id: str, reason: str = "killed", message: str = "") -> bool:
         """Stop a task's container within the grace period. False if the task is unknown."""
@@ -271,17 +224,13 @@ class AgentDaemon:
         except ValueError:
             why = Reason.KILLED
         with self._cond:
-            task = self._tasks.get(task_id)
-            if task is None:
+            runner = self._tasks.get(task_id)
+            if runner is None:
                 return task_id in self._reports
-            if task.kill_reason is None:
-                task.kill_reason = why
-                task.kill_message = message or (
-                    "killed on request" if reason == Reason.KILLED else f"killed ({reason})"
-                )
-            go = self._begin_stop(task)
-        if go:
-            self._pool.submit(self._stop_container, task)
+        runner.kill(
+            why,
+            message or ("killed on request" if reason == Reason.KILLED else f"killed ({reason})"),
+        )
         return True
 
     def claim(self, task_ids: Sequence[str]) -> list[str]:
@@ -295,12 +244,13 @@ class AgentDaemon:
         orphans: list[str] = []
         with self._cond:
             self._claims_declared = True
-            for task_id, task in self._tasks.items():
+            for task_id, runner in self._tasks.items():
+                ownership = runner.ctx.ownership
                 if task_id in wanted:
-                    task.orphan_since = None
-                elif task.phase == _RUNNING and task.kill_reason is None:
-                    if task.orphan_since is None:
-                        task.orphan_since = now
+                    ownership.orphan_since = None
+                elif runner.phase == Phase.RUNNING and runner.kill_requested is None:
+                    if ownership.orphan_since is None:
+                        ownership.orphan_since = now
                     orphans.append(task_id)
         return orphans
 
@@ -342,11 +292,46 @@ class AgentDaemon:
         with self._cond:
             return task_id in self._tasks
 
-    # the task's life
+    # the task's life: runners on threads of their own, mapped to reports
+
+    def _runner(self, ctx: TaskContext, adopting: bool = False) -> TaskRunner:
+        """A runner for `ctx`. One adopting a container needs no engine check: adoption
+        happens once the engine answered."""
+        return TaskRunner(
+            ctx,
+            self.hooks,
+            self.runtime,
+            self,
+            kill_grace_sec=self.settings.kill_grace_sec,
+            inspect_interval_sec=INSPECT_INTERVAL_SEC,
+            preflight=None if adopting else self._preflight,
+        )
+
+    def _run(self, runner: TaskRunner, existing: DockerContainer | None = None) -> None:
+        threading.Thread(
+            target=runner.run, args=(existing,), name=f"task-{runner.task_id}", daemon=True
+        ).start()
+
+    def _preflight(self) -> None:
+        """A host whose engine is not there runs nothing: the master tries elsewhere."""
+        if not self._engine_ready or not self.health.status.docker_ok:
+            reasons = "; ".join(self.health.status.reasons) or "docker engine not connected"
+            raise LaunchError(Reason.TRANSIENT_SYSTEM_ERROR, f"host cannot run tasks: {reasons}")
+
+    def started(self, runner: TaskRunner) -> None:
+        with self._cond:
+            self._record(runner.ctx, TaskState.STARTED)
+
+    def finished(self, runner: TaskRunner, outcome: Outcome) -> None:
+        with self._cond:
+            self._tasks.pop(runner.task_id, None)
+            self._record(
+                runner.ctx, TaskState.FINISHED, outcome.reason, outcome.message, outcome.exit_code
+            )
 
     def _record(
         self,
-        task: _Task,
+        ctx: TaskContext,
         state: TaskState,
         reason: Reason = Reason.NORMAL,
         message: str = "",
@@ -354,7 +339,6 @@ class AgentDaemon:
     ) -> TaskReport:
         """Replace the task's report with a newer one. Caller holds the condition."""
         self._seq += 1
-        ctx = task.ctx
         report = TaskReport(
             taskId=ctx.task_id,
             jobId=ctx.spec.jobId,
@@ -372,106 +356,11 @@ class AgentDaemon:
         self._cond.notify_all()
         return report
 
-    def _launch(self, task: _Task) -> None:
-        ctx = task.ctx
-        if not self._engine_ready or not self.health.status.docker_ok:
-            reasons = "; ".join(self.health.status.reasons) or "docker engine not connected"
-            message = f"host cannot run tasks: {reasons}"
-            self._finish(task, Reason.TRANSIENT_SYSTEM_ERROR, message, None)
-            return
-        try:
-            existing = self.runtime.get(self.runtime.container_name(ctx.task_id))
-            if existing is not None:
-                # a container from an earlier launch of the same task: never a second one
-                ctx.container_id = existing.id
-                self.hooks.adopt(ctx)
-            else:
-                self.hooks.setup(ctx)
-        except LaunchError as e:
-            self._finish(task, e.reason, e.message, None)
-            return
-        except Exception as e:
-            reason = Reason.TRANSIENT_SYSTEM_ERROR if is_engine_error(e) else Reason.CRASHED
-            log.exception("task %s: launch failed", ctx.task_id)
-            self._finish(task, reason, f"launch failed: {e}", None)
-            return
-        self._mark_running(task)
-        self._check_exited(task)
-
-    @staticmethod
-    def _begin_stop(task: _Task) -> bool:
-        """True when the caller is to stop the task's container now: it runs, a kill was
-        asked for, and no stop is under way. Caller holds the condition."""
-        if task.phase != _RUNNING or task.kill_reason is None or task.stopping:
-            return False
-        task.stopping = True
-        return True
-
-    def _mark_running(self, task: _Task) -> None:
-        started = _parse_docker_time(str(task.ctx.values.get("started_at", "")))
-        with self._cond:
-            task.phase = _RUNNING
-            task.started_at = started or time.time()
-            self._record(task, TaskState.STARTED)
-            stop_now = self._begin_stop(task)
-        if stop_now:
-            self._stop_container(task)
-
-    def _stop_container(self, task: _Task) -> None:
-        cid = task.ctx.container_id
-        try:
-            if cid:
-                self.runtime.stop(cid, self.settings.kill_grace_sec)
-        except Exception:
-            log.exception("task %s: stopping container failed; will retry", task.ctx.task_id)
-            with self._cond:
-                task.stopping = False
-            return
-        self._check_exited(task)
-
-    def _check_exited(self, task: _Task) -> None:
-        cid = task.ctx.container_id
-        try:
-            container = self.runtime.get(cid) if cid else None
-        except Exception:
-            return  # the sweep asks again
-        if container is None or container.status not in _LIVE_STATUSES:
-            self._on_exit(task)
-
-    def _on_exit(self, task: _Task) -> None:
-        """The container ended (or vanished): finish the task, once."""
-        with self._cond:
-            if task.phase != _RUNNING:
-                return
-            task.phase = _FINISHING
-        if not self._stop.is_set():
-            self._pool.submit(self._finish_exited, task)
-
-    def _finish_exited(self, task: _Task) -> None:
-        ctx = task.ctx
-        try:
-            container = self.runtime.get(ctx.container_id) if ctx.container_id else None
-        except Exception as e:
-            log.warning("task %s: cannot inspect its container: %s", ctx.task_id, e)
-            with self._cond:
-                task.phase = _RUNNING  # the sweep tries again
-            return
-        reason, message, code = container_outcome(container, ctx.spec.container.resources.memoryMB)
-        if task.kill_reason is not None:
-            reason, message = task.kill_reason, task.kill_message
-        self.hooks.teardown(ctx)
-        self._finish(task, reason, message, code)
-
-    def _finish(self, task: _Task, reason: Reason, message: str, exit_code: int | None) -> None:
-        with self._cond:
-            task.phase = _DONE
-            self._tasks.pop(task.ctx.task_id, None)
-            self._record(task, TaskState.FINISHED, reason, message, exit_code)
-        log.info("task %s finished: %s %s", task.ctx.task_id, reason.value, message)
-
     # adoption after a restart
 
-    def _adopt_all(self, containers: Sequence[Any] | None = None, orphans: bool = False) -> None:
+    def _adopt_all(
+        self, containers: Sequence[DockerContainer] | None = None, orphans: bool = False
+    ) -> None:
         """Take over every container labelled for this agent that no task here holds
         (from `containers`, a listing just made, or else from the engine).
 
@@ -494,12 +383,10 @@ class AgentDaemon:
                 spec=self._spec_from_labels(labels, container),
                 agent_id=self.agent_id,
                 log_dir=log_dir,
-                container_id=container.id,
                 context=dict(self._agent_context),
             )
-            task = _Task(ctx)
             if orphans:
-                task.orphan_since = time.monotonic()
+                ctx.ownership.orphan_since = time.monotonic()
                 log.warning(
                     "container %s of task %s was not started by this agent: killed in %.0f s "
                     "unless the master claims it",
@@ -507,18 +394,12 @@ class AgentDaemon:
                     task_id,
                     self.settings.agent_orphan_grace_sec,
                 )
+            runner = self._runner(ctx, adopting=True)
             with self._cond:
                 if task_id in self._tasks or task_id in self._reports:
                     continue
-                self._tasks[task_id] = task
-            if container.status in _LIVE_STATUSES:
-                self.hooks.adopt(ctx)
-                self._mark_running(task)
-                log.info("task %s: adopted running container %s", task_id, container.short_id)
-            else:
-                with self._cond:
-                    task.phase = _RUNNING
-                self._on_exit(task)
+                self._tasks[task_id] = runner
+            self._run(runner, container)
 
     @staticmethod
     def _spec_from_labels(labels: dict[str, str], container: Any) -> TaskSpec:
@@ -550,9 +431,9 @@ class AgentDaemon:
                 for event in self._events:
                     attrs = (event.get("Actor") or {}).get("Attributes") or {}
                     with self._cond:
-                        task = self._tasks.get(attrs.get(LABEL_TASK, ""))
-                    if task is not None and task.ctx.container_id == event.get("id"):
-                        self._on_exit(task)
+                        runner = self._tasks.get(attrs.get(LABEL_TASK, ""))
+                    if runner is not None and runner.ctx.container_id == event.get("id"):
+                        runner.poke()
             except Exception as e:
                 if self._stop.is_set():
                     break
@@ -576,18 +457,10 @@ class AgentDaemon:
                 if now - last_register >= register_every:
                     last_register = now
                     self._publish()
-                self._enforce_runtime_limits()
                 self._expire_reports(now)
-                if not self._engine_ready:
-                    continue
-                if now - last_reconcile >= RECONCILE_INTERVAL_SEC:
+                if self._engine_ready and now - last_reconcile >= RECONCILE_INTERVAL_SEC:
                     last_reconcile = now
                     self._reconcile()
-                    self._kill_orphans(now)
-                interval = self.settings.agent_disk_check_interval_sec
-                if not self.runtime.disk_enforced and now - self._last_disk_check >= interval:
-                    self._last_disk_check = now
-                    self._enforce_disk_quotas()
             except Exception as e:
                 if is_engine_error(e):
                     log.warning("agent sweep: engine unavailable (%s)", e)
@@ -634,67 +507,7 @@ class AgentDaemon:
             except Exception:
                 log.exception("health check failed")
 
-    # limits the engine cannot enforce; containers nobody owns
-
-    def _kill_where(self, reason: Reason, verdict: Callable[[_Task], str | None]) -> list[str]:
-        """Kill every running task not already being killed for which `verdict` gives a
-        message (the kill's message); return their ids."""
-        with self._cond:
-            due = [
-                (task.ctx.task_id, message)
-                for task in self._tasks.values()
-                if task.phase == _RUNNING
-                and task.kill_reason is None
-                and (message := verdict(task)) is not None
-            ]
-        for task_id, message in due:
-            self.kill(task_id, reason.value, message)
-        return [task_id for task_id, _ in due]
-
-    def _enforce_disk_quotas(self) -> None:
-        """Kill tasks whose writable layer outgrew their diskMB (engines without quotas)."""
-        sizes = self.runtime.writable_sizes(self.agent_id)
-        driver = self.runtime.storage_driver
-
-        def over_quota(task: _Task) -> str | None:
-            limit_mb = task.ctx.spec.container.resources.diskMB
-            used = sizes.get(task.ctx.container_id or "", 0)
-            if not limit_mb or used <= limit_mb * 1024 * 1024:
-                return None
-            return (
-                f"killed for exceeding its disk quota of {limit_mb} MB "
-                f"({used // (1024 * 1024)} MB written; this host's storage driver {driver} "
-                "cannot enforce quotas, disk use is measured)"
-            )
-
-        self._kill_where(Reason.FAILED, over_quota)
-
-    def _kill_orphans(self, now: float) -> None:
-        grace = self.settings.agent_orphan_grace_sec
-
-        def unowned(task: _Task) -> str | None:
-            if task.orphan_since is None or now - task.orphan_since < grace:
-                return None
-            return f"container owned by no task: killed after a {grace:.0f} s grace period"
-
-        for task_id in self._kill_where(Reason.KILLED, unowned):
-            log.warning("task %s: no task owns its container; killed", task_id)
-
-    def _enforce_runtime_limits(self) -> None:
-        now = time.time()
-
-        def over_runtime(task: _Task) -> str | None:
-            limit = task.ctx.spec.runtimeLimitSec
-            if (
-                not limit
-                or task.ctx.spec.jobType.upper() != "BATCH"
-                or task.started_at is None
-                or now - task.started_at <= limit
-            ):
-                return None
-            return f"killed after exceeding its runtime limit of {limit} s"
-
-        self._kill_where(Reason.RUNTIME_LIMIT_EXCEEDED, over_runtime)
+    # agent-wide upkeep
 
     def _expire_reports(self, now: float) -> None:
         keep = self.settings.finished_retention_sec
@@ -705,10 +518,10 @@ class AgentDaemon:
                     self._reports.pop(task_id, None)
 
     def _reconcile(self) -> None:
-        """Catch exits the event stream missed, retry kills that failed, and take in
-        containers labelled for this agent that it did not start."""
+        """Catch exits the event stream missed, and take in containers labelled for this
+        agent that it did not start."""
         containers = self.runtime.task_containers(self.agent_id)
-        live = {c.id for c in containers if c.status in _LIVE_STATUSES}
+        live = {c.id for c in containers if is_live(c)}
         with self._cond:
             unknown = any(
                 c.labels.get(LABEL_TASK, "") not in self._tasks
@@ -718,15 +531,12 @@ class AgentDaemon:
         if unknown:
             self._adopt_all(containers, orphans=True)
         with self._cond:
-            tasks = [t for t in self._tasks.values() if t.phase == _RUNNING]
-        for task in tasks:
-            if task.ctx.container_id not in live:
-                self._on_exit(task)
-                continue
-            with self._cond:
-                retry_stop = self._begin_stop(task)
-            if retry_stop:
-                self._pool.submit(self._stop_container, task)
+            running = [
+                r for r in self._tasks.values() if r.phase in (Phase.RUNNING, Phase.STOPPING)
+            ]
+        for runner in running:
+            if runner.ctx.container_id not in live:
+                runner.poke()
 
 
 def _default_client(settings: Settings) -> docker.DockerClient:

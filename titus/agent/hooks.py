@@ -1,15 +1,24 @@
 """A task's life on a host as a sequence of hooks.
 
-Each concern a task needs on a host (log files, network, IAM proxy, the container itself)
-is a hook with a `setup` and a `teardown`. Hooks run in order; when one fails, the ones
-already set up are torn down in reverse, so a failed launch leaves nothing behind. When
-the task ends, all hooks are torn down in reverse. A new concern is a new hook, not an
-`if` in the daemon.
+Each concern a task needs on a host (log files, network, IAM proxy, the container itself,
+a limit the engine cannot enforce) is a hook. The task runner (lifecycle.py) walks every
+task through the same phases and calls, in order, the hooks that care about each one:
 
-After an agent restart, running tasks are not set up again: each hook is asked to `adopt`
-what is already there (find the container, resume following its logs). When the agent
-stops and its tasks keep running, each hook is asked to `release` what it holds (threads,
-handles) without undoing anything, so the next agent process can adopt cleanly.
+- `setup` (prepare and start): make what the task needs; the container hook starts the
+  container here. When one hook fails, the ones already set up are torn down in reverse,
+  so a failed launch leaves nothing behind.
+- `adopt`: after an agent restart a running task is not set up again; each hook takes over
+  what is already there (find the container, resume following its logs).
+- `check` (running, periodic): a watcher looks at the running task and may ask for it to
+  be killed, with the reason the task finishes with (runtime limit, disk quota, orphan).
+- `release`: the agent stops and the task keeps running: let go of threads and handles
+  without undoing anything, so the next agent process can adopt cleanly.
+- `teardown`: the task ended; undo setup, in reverse order.
+
+`TaskHook` gives every phase a no-op default, so a hook implements only the phases it
+needs. Hooks hand each other typed results on the `TaskContext` (the container's id and
+start time); what a hook keeps for its own later phases it keeps itself, keyed by task.
+A new concern is a new hook, not an `if` in the daemon or the executor.
 """
 
 from __future__ import annotations
@@ -18,9 +27,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 from titus.model.launch import TaskSpec
+from titus.model.names import TaskContextKey
 from titus.model.states import Reason
 
 log = logging.getLogger(__name__)
@@ -35,54 +44,96 @@ class LaunchError(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class KillRequest:
+    """A watcher's verdict on a running task: kill it, and finish it with this reason."""
+
+    reason: Reason
+    message: str
+
+
+@dataclass
+class ContainerRecord:
+    """The task's container as the container hook made or found it.
+
+    `started_at` is the engine's start time (docker State.StartedAt, epoch seconds), None
+    until the container has started: limits that count time count from it, so an agent
+    that adopts a task after a restart counts from the same moment as the one that
+    started it.
+    """
+
+    id: str
+    started_at: float | None = None
+    ip: str = ""
+
+
+@dataclass
+class Ownership:
+    """Whether anyone wants the task: `orphan_since` is the monotonic time it was found to
+    be nobody's (started behind the agent's back, or left out of the master's claim);
+    None while it is owned."""
+
+    orphan_since: float | None = None
+
+
 @dataclass
 class TaskContext:
     """What hooks share about one task on this host.
 
     `context` is what the task reports to the master (`agent.host`, `task.containerId`...);
-    `values` is scratch space hooks use to hand things to later hooks or to their own
-    teardown.
+    `container` is the container hook's result for later hooks and phases.
     """
 
     spec: TaskSpec
     agent_id: str
     log_dir: Path
-    container_id: str | None = None
+    container: ContainerRecord | None = None
     context: dict[str, str] = field(default_factory=dict)
-    values: dict[str, Any] = field(default_factory=dict)
+    ownership: Ownership = field(default_factory=Ownership)
 
     @property
     def task_id(self) -> str:
         return self.spec.taskId
 
+    @property
+    def container_id(self) -> str | None:
+        return self.container.id if self.container is not None else None
 
-class TaskHook(Protocol):
-    """One concern of a task's life on a host."""
+    def describe_container(self, record: ContainerRecord) -> None:
+        """Keep the container's record and say it in the task's context."""
+        self.container = record
+        self.context[TaskContextKey.CONTAINER_ID] = record.id
+        if record.ip:
+            self.context[TaskContextKey.CONTAINER_IP] = record.ip
 
-    name: str
+
+class TaskHook:
+    """One concern of a task's life on a host; every phase is a no-op unless overridden."""
+
+    name = "hook"
 
     def setup(self, ctx: TaskContext) -> None:
         """Prepare this concern; raise (LaunchError for a known reason) when impossible.
 
         A hook whose setup raises cleans up what it made itself: it is not torn down.
         """
-        ...
 
     def adopt(self, ctx: TaskContext) -> None:
         """Take over a task that was set up by an earlier agent process."""
-        ...
+
+    def check(self, ctx: TaskContext) -> KillRequest | None:
+        """The task runs: a kill it needs now, or None. Called about once a second."""
+        return None
 
     def release(self, ctx: TaskContext) -> None:
         """The agent stops, the task keeps running: let go of threads and handles."""
-        ...
 
     def teardown(self, ctx: TaskContext) -> None:
         """Undo setup. Must be safe to call when setup only partly happened or twice."""
-        ...
 
 
 class HookRunner:
-    """Runs a task's hooks in order and tears them down in reverse."""
+    """Runs a task's hooks phase by phase: in order, and teardown in reverse."""
 
     def __init__(self, hooks: Sequence[TaskHook]):
         self.hooks = list(hooks)
@@ -102,6 +153,18 @@ class HookRunner:
     def adopt(self, ctx: TaskContext) -> None:
         for hook in self.hooks:
             hook.adopt(ctx)
+
+    def check(self, ctx: TaskContext) -> KillRequest | None:
+        """The first kill a watcher asks for; a watcher that fails is logged and skipped."""
+        for hook in self.hooks:
+            try:
+                verdict = hook.check(ctx)
+            except Exception:
+                log.exception("task %s: hook %s check failed", ctx.task_id, hook.name)
+                continue
+            if verdict is not None:
+                return verdict
+        return None
 
     def release(self, ctx: TaskContext) -> None:
         for hook in reversed(self.hooks):

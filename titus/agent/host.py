@@ -10,6 +10,8 @@ import os
 import socket
 
 from titus.coord.base import AgentInfo
+from titus.model import names
+from titus.model.names import AgentContext
 from titus.settings import Settings
 
 MEMORY_SHARE = 0.8
@@ -38,12 +40,12 @@ def resources(settings: Settings) -> dict[str, float]:
     cpu = settings.agent_cpu or float(os.cpu_count() or 1)
     memory = settings.agent_memory_mb or int(machine_memory_mb() * MEMORY_SHARE)
     return {
-        "cpu": float(cpu),
-        "memoryMB": float(memory),
-        "diskMB": float(settings.agent_disk_mb),
-        "networkMbps": float(settings.agent_network_mbps),
-        "gpu": GPUS,
-        "ipSlots": float(IP_SLOTS),
+        names.CPU: float(cpu),
+        names.MEMORY_MB: float(memory),
+        names.DISK_MB: float(settings.agent_disk_mb),
+        names.NETWORK_MBPS: float(settings.agent_network_mbps),
+        names.GPU: GPUS,
+        names.IP_SLOTS: float(IP_SLOTS),
     }
 
 
@@ -71,10 +73,10 @@ def task_context(info: AgentInfo) -> dict[str, str]:
     """The `agent.*` part of every task report from this host."""
     a = info.attributes
     return {
-        "agent.id": info.id,
-        "agent.host": a.get("host", ""),
-        "agent.zone": a.get("zone", ""),
-        "agent.region": a.get("region", ""),
-        "agent.instanceId": a.get("instanceId", ""),
-        "agent.itype": a.get("itype", ""),
+        AgentContext.ID: info.id,
+        AgentContext.HOST: a.get("host", ""),
+        AgentContext.ZONE: a.get("zone", ""),
+        AgentContext.REGION: a.get("region", ""),
+        AgentContext.INSTANCE_ID: a.get("instanceId", ""),
+        AgentContext.INSTANCE_TYPE: a.get("itype", ""),
     }

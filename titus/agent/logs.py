@@ -28,7 +28,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from titus.agent.hooks import TaskContext
+from titus.agent.hooks import TaskContext, TaskHook
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ class LogCopier:
         return rotated, last
 
 
-class LogsHook:
+class LogsHook(TaskHook):
     """Set up: the task's log files exist (empty) before anything runs, so readers and
     failed launches always have them. Teardown leaves them: they outlive the task."""
 
@@ -293,14 +293,8 @@ class LogsHook:
     def adopt(self, ctx: TaskContext) -> None:
         self.setup(ctx)
 
-    def release(self, ctx: TaskContext) -> None:
-        pass
 
-    def teardown(self, ctx: TaskContext) -> None:
-        pass
-
-
-class LogFollowHook:
+class LogFollowHook(TaskHook):
     """Copies the container's stdout and stderr into the task's files while it runs.
 
     Teardown waits (bounded) until the copies have drained, so a finished task's files
@@ -320,6 +314,8 @@ class LogFollowHook:
         self.drain_timeout_sec = drain_timeout_sec
         self.rotate_bytes = rotate_bytes
         self.on_rotate = on_rotate
+        self._lock = threading.Lock()
+        self._copiers: dict[str, list[LogCopier]] = {}  # by task id, while they copy
 
     def setup(self, ctx: TaskContext) -> None:
         if not ctx.container_id:
@@ -335,17 +331,22 @@ class LogFollowHook:
         ]
         for c in copiers:
             c.start()
-        ctx.values["log_copiers"] = copiers
+        with self._lock:
+            self._copiers[ctx.task_id] = copiers
 
     def adopt(self, ctx: TaskContext) -> None:
         self.setup(ctx)
 
+    def _take(self, ctx: TaskContext) -> list[LogCopier]:
+        with self._lock:
+            return self._copiers.pop(ctx.task_id, [])
+
     def release(self, ctx: TaskContext) -> None:
-        for c in ctx.values.pop("log_copiers", []):
+        for c in self._take(ctx):
             c.stop()
 
     def teardown(self, ctx: TaskContext) -> None:
-        copiers: list[LogCopier] = ctx.values.pop("log_copiers", [])
+        copiers = self._take(ctx)
         if copiers and self._still_running(ctx):
             # a launch failing after the container started: nothing ends the stream soon
             for c in copiers:

@@ -2,9 +2,11 @@
 
 On Mesos the agent daemon (daemon.py) is not there: the Mesos agent starts this module (the
 command of the ExecutorInfo the framework sends, see titus/master/mesos.py) for each task,
-with the TaskSpec as JSON in the TaskInfo's `data`. It runs the task with the same hooks as
-the direct-mode agent (`task_hooks`: log files and their upload, the container, copying its
-output), so a task behaves the same whichever cluster driver placed it.
+with the TaskSpec as JSON in the TaskInfo's `data`. It runs the task with the same task
+runner (lifecycle.py) and the same hooks as the direct-mode agent (`task_hooks`: log files
+and their upload, the container, copying its output, runtime limit, disk quota), so a task
+behaves the same whichever cluster driver placed it; this module only maps the runner's
+news to Mesos status updates.
 
 One executor per task, so a crashed executor takes one task with it. The life of a task:
 LAUNCH -> TASK_STARTING, hooks set up, TASK_RUNNING, the container ends, hooks torn down,
@@ -19,7 +21,10 @@ acknowledged (or after a long bound: the agent keeps the update and retries it b
 
 Containers carry the executor's pid in a label. An executor killed outright leaves its
 container behind; the next executor started on the same agent removes containers whose
-executor process is gone, since nobody else will report or stop them.
+executor process is gone, since nobody else will report or stop them, except the
+container of its own task (one executor per task: the executor id is the task id): an
+executor started again for the same task adopts that container, as the agent daemon does
+after a restart, instead of starting a second one.
 
 Task output goes to TITUS_LOG_DIR when it is set, else to `logs/` in the Mesos sandbox,
 which Mesos keeps per run and serves to operators.
@@ -44,20 +49,14 @@ from typing import Any
 from fastapi import FastAPI
 from pymesos import Executor, MesosExecutorDriver, encode_data
 
-from titus.agent.daemon import task_hooks
-from titus.agent.hooks import HookRunner, LaunchError, TaskContext
+from titus.agent.hooks import HookRunner, TaskContext
+from titus.agent.lifecycle import Outcome, TaskRunner, task_hooks
 from titus.agent.logs import LogFiles
-from titus.agent.runtime import (
-    LABEL_TASK,
-    DockerRuntime,
-    RuntimeConfig,
-    container_outcome,
-    docker_client,
-    is_engine_error,
-)
+from titus.agent.runtime import LABEL_TASK, DockerRuntime, RuntimeConfig, docker_client
 from titus.agent.server import bound_port, logs_router, serve_in_background
 from titus.agent.upload import LogUploader
 from titus.model.launch import TaskSpec
+from titus.model.names import AgentContext
 from titus.model.states import Reason
 from titus.settings import Settings, load_settings
 
@@ -69,7 +68,6 @@ POLL_SEC = 0.25
 #: How long a terminal update may wait for its acknowledgement before the executor exits
 #: anyway (the agent keeps the update and retries it; the executor only holds a process).
 ACK_WAIT_SEC = 3600.0
-_LIVE = frozenset({"running", "paused", "restarting", "created"})
 
 
 def _grace_seconds(value: str | None, default: float) -> float:
@@ -88,21 +86,20 @@ def _grace_seconds(value: str | None, default: float) -> float:
 
 @dataclass
 class _Run:
-    """One task of this executor."""
+    """One task of this executor. A kill that comes before its runner exists waits in
+    `pending_kill` (message, grace)."""
 
     task_id: str
     info: dict[str, Any]
     ctx: TaskContext | None = None
-    kill: threading.Event = field(default_factory=threading.Event)
-    kill_reason: Reason = Reason.KILLED
-    kill_message: str = "killed on request"
-    kill_grace: float = 10.0
+    runner: TaskRunner | None = None
+    pending_kill: tuple[str, float | None] | None = None
     final_uuid: str | None = None
     done: threading.Event = field(default_factory=threading.Event)  # terminal update sent
     acked: threading.Event = field(default_factory=threading.Event)  # ... and acknowledged
 
 
-class _Driver(MesosExecutorDriver):  # type: ignore[misc]
+class _Driver(MesosExecutorDriver):
     """Tells the executor when the agent relays a framework's acknowledgement."""
 
     def on_acknowledged(self, event: dict[str, Any]) -> None:
@@ -112,7 +109,20 @@ class _Driver(MesosExecutorDriver):  # type: ignore[misc]
             handler(event["task_id"]["value"], event["uuid"])
 
 
-class TitusExecutor(Executor):  # type: ignore[misc]
+class _Updates:
+    """The runner's listener: its news become the executor's status updates."""
+
+    def __init__(self, executor: TitusExecutor):
+        self.executor = executor
+
+    def started(self, runner: TaskRunner) -> None:
+        self.executor.task_running(runner)
+
+    def finished(self, runner: TaskRunner, outcome: Outcome) -> None:
+        self.executor.task_ended(runner, outcome)
+
+
+class TitusExecutor(Executor):
     def __init__(
         self,
         settings: Settings,
@@ -127,7 +137,7 @@ class TitusExecutor(Executor):  # type: ignore[misc]
         self.log_files = log_files
         self.shutdown_grace = shutdown_grace
         self.agent_id = os.environ.get("MESOS_SLAVE_ID", "")
-        self.agent_context: dict[str, str] = {"agent.id": self.agent_id}
+        self.agent_context: dict[str, str] = {AgentContext.ID: self.agent_id}
         self.runs: dict[str, _Run] = {}
         self.lock = threading.Lock()
         self.driver: Any = None
@@ -148,15 +158,15 @@ class TitusExecutor(Executor):  # type: ignore[misc]
                 attrs[a["name"]] = a.get("text", {}).get("value", "")
         hostname = str(agent.get("hostname", ""))
         self.agent_context = {
-            "agent.id": self.agent_id,
-            "agent.host": hostname,
-            "agent.zone": attrs.get("zone", ""),
-            "agent.region": attrs.get("region", ""),
-            "agent.instanceId": attrs.get("instanceId", self.agent_id),
-            "agent.itype": attrs.get("instanceType", attrs.get("itype", "")),
+            AgentContext.ID: self.agent_id,
+            AgentContext.HOST: hostname,
+            AgentContext.ZONE: attrs.get("zone", ""),
+            AgentContext.REGION: attrs.get("region", ""),
+            AgentContext.INSTANCE_ID: attrs.get("instanceId", self.agent_id),
+            AgentContext.INSTANCE_TYPE: attrs.get("instanceType", attrs.get("itype", "")),
         }
         if self.logs_address:
-            self.agent_context["agent.logsAddress"] = self.logs_address
+            self.agent_context[AgentContext.LOGS_ADDRESS] = self.logs_address
         log.info("registered with agent %s (%s)", self.agent_id, hostname)
 
     def reregistered(self, driver: Any, agent: Any) -> None:
@@ -168,7 +178,7 @@ class TitusExecutor(Executor):  # type: ignore[misc]
     def launchTask(self, driver: Any, task: Any) -> None:  # noqa: N802 (pymesos's name)
         self.driver = driver
         task_id = task["task_id"]["value"]
-        run = _Run(task_id, dict(task), kill_grace=self.settings.kill_grace_sec)
+        run = _Run(task_id, dict(task))
         with self.lock:
             if task_id in self.runs:
                 return
@@ -180,7 +190,15 @@ class TitusExecutor(Executor):  # type: ignore[misc]
             run = self.runs.get(task_id["value"])
         if run is not None:
             log.info("task %s: kill requested", run.task_id)
-            run.kill.set()
+            self._kill(run, "killed on request")
+
+    def _kill(self, run: _Run, message: str, grace: float | None = None) -> None:
+        with self.lock:
+            runner = run.runner
+            if runner is None and run.pending_kill is None:
+                run.pending_kill = (message, grace)
+        if runner is not None:
+            runner.kill(Reason.KILLED, message, grace)
 
     def shutdown(self, driver: Any) -> None:
         """Stop every task within the agent's grace period, report them, then exit."""
@@ -188,10 +206,9 @@ class TitusExecutor(Executor):  # type: ignore[misc]
         deadline = time.monotonic() + max(0.5, self.shutdown_grace - 0.5)
         with self.lock:
             runs = list(self.runs.values())
+        grace = max(0.0, self.shutdown_grace - 1.0)
         for run in runs:
-            run.kill_message = "executor shut down by the agent"
-            run.kill_grace = max(0.0, min(run.kill_grace, self.shutdown_grace - 1.0))
-            run.kill.set()
+            self._kill(run, "executor shut down by the agent", grace)
         for run in runs:
             run.done.wait(max(0.0, deadline - time.monotonic()))
         self.finished.set()
@@ -260,21 +277,30 @@ class TitusExecutor(Executor):  # type: ignore[misc]
         data.update(extra)
         return data
 
-    def _finish(
-        self, run: _Run, reason: Reason, message: str, exit_code: int | None = None
-    ) -> None:
-        if run.kill.is_set() and reason in (Reason.NORMAL, Reason.FAILED, Reason.KILLED):
-            reason, message = run.kill_reason, run.kill_message
-        if reason == Reason.NORMAL:
+    def _finish(self, run: _Run, outcome: Outcome) -> None:
+        if outcome.reason == Reason.NORMAL:
             state = "TASK_FINISHED"
-        elif run.kill.is_set():
+        elif outcome.killed:
             state = "TASK_KILLED"
         else:
             state = "TASK_FAILED"
-        data = self._data(run, reasonCode=reason.value, reasonMessage=message, exitCode=exit_code)
-        log.info("task %s: %s %s %s", run.task_id, state, reason.value, message)
-        run.final_uuid = self._update(run, state, message, data)
+        data = self._data(
+            run,
+            reasonCode=outcome.reason.value,
+            reasonMessage=outcome.message,
+            exitCode=outcome.exit_code,
+        )
+        log.info("task %s: %s %s %s", run.task_id, state, outcome.reason.value, outcome.message)
+        run.final_uuid = self._update(run, state, outcome.message, data)
         run.done.set()
+
+    # ---- the runner's news, as status updates -------------------------------------------
+    def task_running(self, runner: TaskRunner) -> None:
+        run = self.runs[runner.task_id]
+        self._update(run, "TASK_RUNNING", data=self._data(run))
+
+    def task_ended(self, runner: TaskRunner, outcome: Outcome) -> None:
+        self._finish(self.runs[runner.task_id], outcome)
 
     # ---- the task's life ----------------------------------------------------------------
     def _run(self, run: _Run) -> None:
@@ -283,7 +309,7 @@ class TitusExecutor(Executor):  # type: ignore[misc]
         except Exception as exc:
             log.exception("task %s: executor failure", run.task_id)
             if not run.done.is_set():
-                self._finish(run, Reason.CRASHED, f"executor failure: {exc}")
+                self._finish(run, Outcome(Reason.CRASHED, f"executor failure: {exc}"))
         if run.final_uuid is not None and not run.acked.wait(ACK_WAIT_SEC):
             log.warning("task %s: terminal update not acknowledged; exiting anyway", run.task_id)
             run.acked.set()
@@ -300,100 +326,60 @@ class TitusExecutor(Executor):  # type: ignore[misc]
             log_dir = self.log_files.task_dir(spec.taskId)
         except ValueError as exc:
             self._update(run, "TASK_STARTING")
-            self._finish(run, Reason.INVALID_REQUEST, f"unreadable task spec: {exc}")
+            self._finish(run, Outcome(Reason.INVALID_REQUEST, f"unreadable task spec: {exc}"))
             return
         run.ctx = ctx = TaskContext(
             spec=spec, agent_id=self.agent_id, log_dir=log_dir, context=dict(self.agent_context)
         )
+        runner = TaskRunner(
+            ctx,
+            self.hooks,
+            self.runtime,
+            _Updates(self),
+            kill_grace_sec=self.settings.kill_grace_sec,
+            inspect_interval_sec=POLL_SEC,
+            preflight=self._detect,
+        )
+        with self.lock:
+            run.runner = runner
+            pending = run.pending_kill
+        if pending is not None:
+            runner.kill(Reason.KILLED, *pending)
         self._update(run, "TASK_STARTING", data=self._data(run))
-        try:
-            if not self._detected:
-                self.runtime.detect()
-                self._detected = True
-            self.hooks.setup(ctx)
-        except LaunchError as e:
-            self._finish(run, e.reason, e.message)
-            return
-        except Exception as e:
-            reason = Reason.TRANSIENT_SYSTEM_ERROR if is_engine_error(e) else Reason.CRASHED
-            log.exception("task %s: launch failed", run.task_id)
-            self._finish(run, reason, f"launch failed: {e}")
-            return
-        self._update(run, "TASK_RUNNING", data=self._data(run))
-        self._wait_for_exit(run)
-        reason, message, code = self._outcome(run)
-        self.hooks.teardown(ctx)
-        self._finish(run, reason, message, code)
+        runner.run()
 
-    def _wait_for_exit(self, run: _Run) -> None:
-        ctx = run.ctx
-        assert ctx is not None and ctx.container_id
-        started = time.monotonic()
-        limit = ctx.spec.runtimeLimitSec if ctx.spec.jobType.upper() == "BATCH" else None
-        stopping = False
-        while True:
-            if run.kill.is_set() and not stopping:
-                stopping = True
-                self._stop_container(run)
-            if limit and not run.kill.is_set() and time.monotonic() - started > limit:
-                run.kill_reason = Reason.RUNTIME_LIMIT_EXCEEDED
-                run.kill_message = f"killed after exceeding its runtime limit of {limit} s"
-                run.kill.set()
-                continue
-            try:
-                container = self.runtime.get(ctx.container_id)
-            except Exception as exc:
-                log.warning("task %s: cannot inspect its container: %s", run.task_id, exc)
-                run.kill.wait(1.0)
-                continue
-            if container is None or container.status not in _LIVE:
-                return
-            if run.kill.is_set():
-                time.sleep(POLL_SEC)
-            else:
-                run.kill.wait(POLL_SEC)
-
-    def _stop_container(self, run: _Run) -> None:
-        ctx = run.ctx
-        assert ctx is not None and ctx.container_id
-        cid = ctx.container_id
-
-        def stop() -> None:
-            try:
-                self.runtime.stop(cid, run.kill_grace)
-            except Exception:
-                log.exception("task %s: stopping its container failed", run.task_id)
-
-        threading.Thread(target=stop, name=f"stop-{run.task_id}", daemon=True).start()
-
-    def _outcome(self, run: _Run) -> tuple[Reason, str, int | None]:
-        ctx = run.ctx
-        assert ctx is not None and ctx.container_id
-        container = self.runtime.get(ctx.container_id)
-        return container_outcome(container, ctx.spec.container.resources.memoryMB)
+    def _detect(self) -> None:
+        """Ask the engine what it enforces, once per executor, before the first launch."""
+        if not self._detected:
+            self.runtime.detect()
+            self._detected = True
 
     def abandon(self) -> None:
         """The executor is going away with tasks unfinished: stop their containers, since
         no one else would report or stop them."""
         with self.lock:
-            runs = [r for r in self.runs.values() if not r.done.is_set() and r.ctx is not None]
-        for run in runs:
-            ctx = run.ctx
-            assert ctx is not None
+            runners = [r.runner for r in self.runs.values() if not r.done.is_set() and r.runner]
+        for runner in runners:
             with contextlib.suppress(Exception):
-                if ctx.container_id:
-                    self.runtime.stop(ctx.container_id, 0)
-                self.hooks.teardown(ctx)
+                runner.abandon()
 
 
-def remove_abandoned(runtime: DockerRuntime, agent_id: str) -> list[str]:
+def remove_abandoned(runtime: DockerRuntime, agent_id: str, keep_task: str = "") -> list[str]:
     """Remove this agent's task containers whose executor process is gone (it was killed
-    before it could stop them). Returns the removed task ids."""
+    before it could stop them), but that of `keep_task` (this executor's own task, which
+    it adopts). Returns the removed task ids."""
     removed = []
+    running: set[str] | None = None
     for container in runtime.task_containers(agent_id):
         pid = container.labels.get(LABEL_EXECUTOR_PID, "")
         if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
             continue
+        if keep_task and container.labels.get(LABEL_TASK, "") == keep_task:
+            continue
+        if running is None:
+            running = _running_executor_ids()
+        if container.labels.get(LABEL_EXECUTOR_ID, "") in running:
+            continue  # adopted by a later executor of the same task
         log.warning(
             "removing container %s of task %s: its executor (pid %s) is gone",
             container.short_id,
@@ -404,6 +390,22 @@ def remove_abandoned(runtime: DockerRuntime, agent_id: str) -> list[str]:
             runtime.remove(str(container.id))
             removed.append(container.labels.get(LABEL_TASK, ""))
     return removed
+
+
+def _running_executor_ids() -> set[str]:
+    """The executor ids (MESOS_EXECUTOR_ID) of the executor processes running here."""
+    ids: set[str] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid() or not _alive(int(proc.name)):
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        for var in environ.split(b"\0"):
+            if var.startswith(b"MESOS_EXECUTOR_ID="):
+                ids.add(var.partition(b"=")[2].decode(errors="replace"))
+    return ids
 
 
 def _alive(pid: int) -> bool:
@@ -436,18 +438,20 @@ def main() -> int:
     log_files = LogFiles(root)
     root.mkdir(parents=True, exist_ok=True)
     agent_id = os.environ.get("MESOS_SLAVE_ID", "")
+    executor_id = os.environ.get("MESOS_EXECUTOR_ID", "")
     client = docker_client(settings.docker_url)
     runtime = DockerRuntime(
         client,
         RuntimeConfig(
+            disk_enforcement=settings.agent_disk_enforcement,
             extra_labels={
                 LABEL_EXECUTOR_PID: str(os.getpid()),
-                LABEL_EXECUTOR_ID: os.environ.get("MESOS_EXECUTOR_ID", ""),
-            }
+                LABEL_EXECUTOR_ID: executor_id,
+            },
         ),
     )
     with contextlib.suppress(Exception):
-        remove_abandoned(runtime, agent_id)
+        remove_abandoned(runtime, agent_id, keep_task=executor_id)
     uploader = LogUploader(settings, root)
     uploader.start()
     grace = _grace_seconds(os.environ.get("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD"), 5.0)

@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 import docker
@@ -29,7 +30,7 @@ import docker.errors
 import requests.exceptions
 from docker.models.containers import Container
 
-from titus.agent.hooks import LaunchError, TaskContext
+from titus.agent.hooks import ContainerRecord, LaunchError, TaskContext, TaskHook
 from titus.agent.isolation import DEFAULT_CAP_ALLOW_LIST, ContainerPolicy
 from titus.model.launch import TaskSpec
 from titus.model.states import Reason
@@ -61,6 +62,43 @@ DEFAULT_CAP_ADD: tuple[str, ...] = (
 )
 
 _QUOTA_DRIVERS = frozenset({"btrfs", "zfs"})
+
+#: Container states in which a task is alive. `created` is not one: a container created
+#: but never started runs nothing and never will by itself (container_outcome reports it
+#: as such); `exited`, `dead` and `removing` are ends. The one definition every part of
+#: the agent and the executor uses.
+LIVE_STATES = frozenset({"running", "paused", "restarting"})
+
+
+def is_live(container: Container | None) -> bool:
+    """True while `container` exists and its task is running (see LIVE_STATES)."""
+    return container is not None and container.status in LIVE_STATES
+
+
+def parse_docker_time(value: str) -> float | None:
+    """Epoch seconds of Docker's RFC 3339 timestamps (nanoseconds; Python parses
+    microseconds); None for the zero time of a container that never started."""
+    if not value or value.startswith("0001-"):
+        return None
+    try:
+        main, _, frac = value.rstrip("Z").partition(".")
+        frac = (frac + "000000")[:6]
+        return datetime.fromisoformat(f"{main}.{frac}+00:00").timestamp()
+    except ValueError:
+        return None
+
+
+def container_record(container: Container) -> ContainerRecord:
+    """The typed record hooks share of a container: id, engine start time, address."""
+    assert container.id is not None
+    attrs = container.attrs
+    ip = ""
+    for net in (attrs.get("NetworkSettings", {}).get("Networks") or {}).values():
+        if net.get("IPAddress"):
+            ip = str(net["IPAddress"])
+            break
+    started = parse_docker_time(str(attrs.get("State", {}).get("StartedAt") or ""))
+    return ContainerRecord(id=container.id, started_at=started, ip=ip)
 
 
 @dataclass
@@ -348,23 +386,24 @@ class DockerRuntime:
             lambda: list(self.client.containers.list(all=True, filters=filters)), "list"
         )
 
-    def writable_sizes(self, agent_id: str) -> dict[str, int]:
-        """Bytes in each running task container's writable layer (the engine walks it)."""
-        filters = {"label": self._labels(agent_id)}
+    def writable_size(self, container_id: str) -> int:
+        """Bytes in a container's writable layer (the engine walks that layer only)."""
+        filters = {"id": container_id}
         rows = with_retries(
-            lambda: self.client.api.containers(size=True, filters=filters), "list sizes"
+            lambda: self.client.api.containers(all=True, size=True, filters=filters),
+            "size",
         )
-        return {str(row["Id"]): int(row.get("SizeRw") or 0) for row in rows}
+        return sum(int(row.get("SizeRw") or 0) for row in rows if row["Id"] == container_id)
 
     def die_events(self, agent_id: str) -> Iterator[dict[str, Any]]:
         """The engine's `die` events for this agent's containers; close() the result to stop."""
-        return self.client.events(  # type: ignore[no-any-return]
+        return self.client.events(
             decode=True,
             filters={"type": "container", "event": ["die"], "label": self._labels(agent_id)},
         )
 
 
-class ContainerHook:
+class ContainerHook(TaskHook):
     """The task's container: create and start it; remove it when the task ends."""
 
     name = "container"
@@ -376,7 +415,8 @@ class ContainerHook:
         rt = self.runtime
         rt.ensure_image(ctx.spec.container.image.reference())
         container = rt.create(ctx.spec, ctx.agent_id)
-        ctx.container_id = container.id
+        assert container.id is not None
+        ctx.container = ContainerRecord(id=container.id)
         try:
             container.start()
             container.reload()
@@ -387,30 +427,14 @@ class ContainerHook:
                 if reason is not None:
                     raise LaunchError(reason, f"container did not start: {e.explanation}") from e
             raise
-        self._describe(ctx, container)
+        ctx.describe_container(container_record(container))
 
     def adopt(self, ctx: TaskContext) -> None:
         if ctx.container_id:
             container = self.runtime.get(ctx.container_id)
             if container is not None:
-                self._describe(ctx, container)
-
-    def release(self, ctx: TaskContext) -> None:
-        pass
+                ctx.describe_container(container_record(container))
 
     def teardown(self, ctx: TaskContext) -> None:
         if ctx.container_id:
             self.runtime.remove(ctx.container_id)
-
-    @staticmethod
-    def _describe(ctx: TaskContext, container: Container) -> None:
-        assert container.id is not None
-        ctx.context["task.containerId"] = container.id
-        networks = container.attrs.get("NetworkSettings", {}).get("Networks") or {}
-        for net in networks.values():
-            if net.get("IPAddress"):
-                ctx.context["task.containerIp"] = net["IPAddress"]
-                break
-        started = container.attrs.get("State", {}).get("StartedAt")
-        if started:
-            ctx.values["started_at"] = started

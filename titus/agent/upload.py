@@ -35,7 +35,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from titus.agent.hooks import TaskContext
+from titus.agent.hooks import TaskContext, TaskHook
 from titus.agent.logs import STREAMS, rotated_files
 from titus.settings import Settings
 
@@ -315,7 +315,7 @@ def _remove_if_done(task_dir: Path) -> None:
         pass
 
 
-class LogUploadHook:
+class LogUploadHook(TaskHook):
     """Set up: decide the task's S3 folder and say it in the task's context. Teardown (the
     task ended, its copies drained): journal every file of the task for upload.
 
@@ -328,12 +328,19 @@ class LogUploadHook:
     def __init__(self, settings: Settings, uploader: LogUploader):
         self.settings = settings
         self.uploader = uploader
+        self._lock = threading.Lock()
+        self._targets: dict[str, S3Target] = {}  # by task id, from setup to teardown
+
+    def _target(self, ctx: TaskContext) -> S3Target | None:
+        with self._lock:
+            return self._targets.get(ctx.task_id)
 
     def setup(self, ctx: TaskContext) -> None:
         target = S3Target.for_task(self.settings, ctx)
         if target is None:
             return
-        ctx.values["s3"] = target
+        with self._lock:
+            self._targets[ctx.task_id] = target
         ctx.context[CTX_BUCKET] = target.bucket
         ctx.context[CTX_KEY] = target.prefix
         ctx.context[CTX_REGION] = target.region
@@ -344,20 +351,23 @@ class LogUploadHook:
         self._enqueue_task_files(ctx, live=False)
 
     def release(self, ctx: TaskContext) -> None:
-        pass
+        with self._lock:
+            self._targets.pop(ctx.task_id, None)
 
     def teardown(self, ctx: TaskContext) -> None:
         self._enqueue_task_files(ctx, live=True)
+        with self._lock:
+            self._targets.pop(ctx.task_id, None)
 
     def on_rotate(self, ctx: TaskContext, path: Path) -> None:
         """A file was rotated: journal it for upload."""
-        target: S3Target | None = ctx.values.get("s3")
+        target = self._target(ctx)
         if target is not None:
             self.uploader.enqueue(path, target)
 
     def _enqueue_task_files(self, ctx: TaskContext, live: bool) -> None:
         """Journal every rotated file of the task, and with `live` its live files too."""
-        target: S3Target | None = ctx.values.get("s3")
+        target = self._target(ctx)
         if target is None:
             return
         for stream in STREAMS:

@@ -45,7 +45,7 @@ class Api:
 @contextmanager
 def grpc_api(tmp: Path, **settings: Any) -> Iterator[Api]:
     store = SqliteJobStore(tmp / "titus.db", synchronous="OFF")
-    config = Settings(data_dir=str(tmp), grpc_port=0, **settings)
+    config = Settings(data_dir=str(tmp), **{"grpc_port": 0, **settings})
     app = create_app(config, store, LocalCoordinator())
     attach(app, config)
     with TestClient(app) as http:

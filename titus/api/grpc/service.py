@@ -238,16 +238,18 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
         return await self._call("DeleteJobAttributes", context, work)
 
     # ---- observe --------------------------------------------------------------------
-    def ObserveJobs(
+    # grpc.aio tells a streaming handler by its being an async generator function
+    async def ObserveJobs(
         self, request: pb.ObserveJobsQuery, context: Context
     ) -> AsyncIterator[pb.JobChangeNotification]:
         def notes() -> AsyncIterator[pb.JobChangeNotification]:
             criteria = Criteria.parse(dict(request.filteringCriteria), OBSERVE_FILTERS)
             return observe(self.hub, criteria, list(request.jobFields), list(request.taskFields))
 
-        return self._stream("ObserveJobs", context, notes)
+        async for note in self._stream("ObserveJobs", context, notes):
+            yield note
 
-    def ObserveJob(
+    async def ObserveJob(
         self, request: pb.JobId, context: Context
     ) -> AsyncIterator[pb.JobChangeNotification]:
         async def notes() -> AsyncIterator[pb.JobChangeNotification]:
@@ -260,7 +262,8 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
             async for note in observe(self.hub, criteria, until_job_ends=request.id):
                 yield note
 
-        return self._stream("ObserveJob", context, notes)
+        async for note in self._stream("ObserveJob", context, notes):
+            yield note
 
     # ---- tasks ----------------------------------------------------------------------
     async def FindTask(self, request: pb.TaskId, context: Context) -> pb.Task:

@@ -27,7 +27,7 @@ from tests.support.platform import free_port, spawn, stop_process
 from titus.api.grpc.gen import titus_job_api_pb2 as pb
 from titus.api.grpc.gen.titus_job_api_pb2_grpc import JobManagementServiceStub
 from titus.model.job import Job, JobDescriptor, JobStatus
-from titus.model.states import JobState
+from titus.model.states import JobState, TaskState
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE_NAME = "com.netflix.titus.JobManagementService"
@@ -106,6 +106,15 @@ def test_observe_jobs_sends_the_snapshot_the_marker_then_live_changes(tmp_path: 
             change = next(stream)
             assert change.jobUpdate.job.id == job_id  # the other job's change is filtered out
             assert change.jobUpdate.job.jobDescriptor.service.capacity.desired == 4
+
+            add_task(api.store, other, 1)  # a task of a job the criteria do not select
+            task = api.store.get_task(task_id)
+            assert task is not None
+            api.store.archive_task(task.with_status(TaskState.FINISHED, "killed", "by test"))
+            gone = next(stream)
+            assert gone.taskUpdate.task.id == task_id and gone.taskUpdate.archived
+            final = gone.taskUpdate.task.status  # as it finally was, not as last seen
+            assert final.state == pb.TaskStatus.Finished and final.reasonCode == "killed"
         finally:
             stream.cancel()
 

@@ -287,3 +287,14 @@ def test_batch_job_with_retry_policy_and_paging(tmp_path: Path) -> None:
         job = stub.FindJob(pb.JobId(id=ids[0]))
         assert job.jobDescriptor.batch.retryPolicy.delayed.retries == 2
         assert job.jobDescriptor.batch.runtimeLimitSec == 600
+
+
+def test_a_create_retried_with_its_idempotency_key_returns_the_first_job(tmp_path: Path) -> None:
+    with grpc_api(tmp_path) as api:
+        key = (("idempotency-key", "deploy-42"), *CALLER)
+        first = api.stub.CreateJob(descriptor(), metadata=key).id
+        assert api.stub.CreateJob(descriptor(), metadata=key).id == first
+        with pytest.raises(grpc.RpcError) as other_body:
+            api.stub.CreateJob(descriptor(applicationName="other"), metadata=key)
+        assert other_body.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert api.stub.FindJobs(pb.JobQuery()).pagination.totalItems == 1

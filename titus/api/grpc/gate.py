@@ -31,6 +31,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "UpdateJobCapacity": ("PUT", "/api/v3/jobs/{id}/instances"),
     "UpdateJobCapacityWithOptionalAttributes": ("PUT", "/api/v3/jobs/{id}/capacityAttributes"),
     "UpdateJobStatus": ("POST", "/api/v3/jobs/{id}/enable"),
+    "UpdateJobStatus/disable": ("POST", "/api/v3/jobs/{id}/disable"),
     "UpdateJobProcesses": ("PUT", "/api/v3/jobs/{id}/jobprocesses"),
     "UpdateJobDisruptionBudget": ("PUT", "/api/v3/jobs/{id}/disruptionBudget"),
     "FindJobs": ("GET", "/api/v3/jobs"),
@@ -59,10 +60,12 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class Caller:
-    """The caller id and call reason recorded on jobs and in logs."""
+    """The caller id and call reason recorded on jobs and in logs, and the call's
+    `idempotency-key` (a create retried with the same key returns the first job)."""
 
     id: str
     reason: str
+    idempotency_key: str = ""
 
 
 class CallGate:
@@ -112,7 +115,11 @@ class CallGate:
         caller = principal.caller_id
         if not principal.authenticated and caller.startswith("anonymous"):
             caller = ""
-        return Caller(caller, _text(metadata.get("x-titus-callreason"))[:1000])
+        return Caller(
+            caller,
+            _text(metadata.get("x-titus-callreason"))[:1000],
+            _text(metadata.get("idempotency-key")).strip(),
+        )
 
     def _principal(self, metadata: dict[str, str | bytes], peer: str) -> Principal:
         if self.auth is not None:

@@ -40,6 +40,8 @@ T = TypeVar("T")
 Context: TypeAlias = grpc.aio.ServicerContext  # type: ignore[type-arg]
 Note: TypeAlias = pb.JobChangeNotification
 EMPTY = empty_pb2.Empty()
+#: The longest idempotency key a create may carry (as over REST).
+MAX_IDEMPOTENCY_KEY = 200
 
 
 def parse(model: type[BaseModel], data: Any, what: str) -> Any:
@@ -114,8 +116,15 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
     async def CreateJob(self, request: pb.JobDescriptor, context: Context) -> pb.JobId:
         async def work(caller: Caller) -> pb.JobId:
             await self.view.refresh()  # the admission bounds count from the view
+            key = caller.idempotency_key
+            if len(key) > MAX_IDEMPOTENCY_KEY:
+                raise ApiError(
+                    400,
+                    f"idempotency-key is longer than {MAX_IDEMPOTENCY_KEY} characters",
+                    [FieldError("idempotency-key", "too long")],
+                )
             body = to_json(request)
-            job = await self._run(self.service.create_job, body, caller.id, caller.reason)
+            job = await self._run(self.service.create_job, body, caller.id, caller.reason, key)
             return pb.JobId(id=job.id)
 
         return await self._call("CreateJob", context, work, grpc.StatusCode.ALREADY_EXISTS)
@@ -177,7 +186,8 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
             )
             return EMPTY
 
-        return await self._call("UpdateJobStatus", context, work)
+        rpc = "UpdateJobStatus" if request.enableStatus else "UpdateJobStatus/disable"
+        return await self._call(rpc, context, work)
 
     async def UpdateJobProcesses(
         self, request: pb.JobProcessesUpdate, context: Context

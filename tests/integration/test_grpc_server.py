@@ -83,7 +83,11 @@ def test_observe_jobs_sends_the_snapshot_the_marker_then_live_changes(tmp_path: 
         other = api.stub.CreateJob(descriptor(applicationName="other")).id
         task_id = add_task(api.store, job_id, 1)
         stream = api.stub.ObserveJobs(
-            pb.ObserveJobsQuery(filteringCriteria={"applicationName": "watched"}),
+            pb.ObserveJobsQuery(
+                filteringCriteria={"applicationName": "watched"},
+                jobFields=["jobDescriptor.service", "status"],
+                taskFields=["jobId", "status"],
+            ),
             timeout=OBSERVE_DEADLINE_SEC,
         )
         try:
@@ -93,8 +97,11 @@ def test_observe_jobs_sends_the_snapshot_the_marker_then_live_changes(tmp_path: 
                 kinds.append(kind)
                 if kind == "jobUpdate":
                     assert note.jobUpdate.job.id == job_id
+                    assert not note.jobUpdate.job.jobDescriptor.HasField("container")
                 if kind == "taskUpdate":
                     assert note.taskUpdate.task.id == task_id
+                    assert note.taskUpdate.task.jobId == job_id
+                    assert not note.taskUpdate.task.HasField("logLocation")
                 if kind == "snapshotEnd":
                     break
             assert kinds == ["jobUpdate", "taskUpdate", "snapshotEnd"]
@@ -131,6 +138,9 @@ def test_observe_job_ends_when_the_job_finishes(tmp_path: Path) -> None:
         api.store.update_job(job.with_status(JobState.FINISHED, "normal", "done"))
         rest = list(stream)  # the server ends the stream after the Finished notification
         assert rest[-1].jobUpdate.job.status.state == pb.JobStatus.Finished
+        again = list(api.stub.ObserveJob(pb.JobId(id=job_id), timeout=OBSERVE_DEADLINE_SEC))
+        assert [n.WhichOneof("Notification") for n in again] == ["jobUpdate", "snapshotEnd"]
+        assert again[0].jobUpdate.job.status.state == pb.JobStatus.Finished
         with pytest.raises(grpc.RpcError) as missing:
             list(api.stub.ObserveJob(pb.JobId(id="nope"), timeout=OBSERVE_DEADLINE_SEC))
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND

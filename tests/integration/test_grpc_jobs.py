@@ -179,6 +179,9 @@ def test_create_find_resize_disable_enable_kill_like_spinnaker(tmp_path: Path) -
         )
         capacity = stub.FindJob(pb.JobId(id=job_id)).jobDescriptor.service.capacity
         assert (capacity.min, capacity.desired, capacity.max) == (1, 4, 8)
+        # listings reuse messages made from the view: a changed job is listed as it is now
+        listed = stub.FindJobs(pb.JobQuery(filteringCriteria={"jobIds": job_id})).items[0]
+        assert listed.jobDescriptor.service.capacity == capacity
         assert api.http.get(f"/api/v3/jobs/{job_id}").json()["jobDescriptor"]["service"][
             "capacity"
         ] == {"min": 1, "desired": 4, "max": 8}

@@ -59,7 +59,7 @@ async def find_jobs(view: ActiveView, query: pb.JobQuery) -> pb.JobQueryResult:
     keys, total, more = view.job_order.page(paging, matches)
     fields = list(query.fields)
     return pb.JobQueryResult(
-        items=[job_message(view.job_json[k[1]], fields) for k in keys],
+        items=[job_message(view.job_json[k[1]], fields, reuse=True) for k in keys],
         pagination=pagination(query.page, paging, keys, more, total),
     )
 
@@ -101,7 +101,7 @@ async def find_tasks(
             return job is not None and criteria.job_matches(job) and criteria.task_matches(task)
 
         keys, total, more = view.task_order.page(paging, matches)
-        items = [task_message(view.task_json[k[1]], fields) for k in keys]
+        items = [task_message(view.task_json[k[1]], fields, reuse=True) for k in keys]
     return pb.TaskQueryResult(
         items=items, pagination=pagination(query.page, paging, keys, more, total)
     )

@@ -42,18 +42,19 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def job_note(body: dict[str, object], fields: list[str], archived: bool = False) -> Note:
-    return Note(
-        jobUpdate=Note.JobUpdate(job=job_message(body, fields), archived=archived),
-        timestamp=_now_ms(),
-    )
+def job_note(
+    body: dict[str, Any], fields: list[str], archived: bool = False, reuse: bool = False
+) -> Note:
+    """A job notification; `reuse` when `body` is the view's document (see convert)."""
+    job = job_message(body, fields, reuse=reuse)
+    return Note(jobUpdate=Note.JobUpdate(job=job, archived=archived), timestamp=_now_ms())
 
 
-def task_note(body: dict[str, object], fields: list[str], archived: bool = False) -> Note:
-    return Note(
-        taskUpdate=Note.TaskUpdate(task=task_message(body, fields), archived=archived),
-        timestamp=_now_ms(),
-    )
+def task_note(
+    body: dict[str, Any], fields: list[str], archived: bool = False, reuse: bool = False
+) -> Note:
+    task = task_message(body, fields, reuse=reuse)
+    return Note(taskUpdate=Note.TaskUpdate(task=task, archived=archived), timestamp=_now_ms())
 
 
 @dataclass(eq=False)
@@ -120,10 +121,10 @@ def _subscribe(
         if not criteria.job_matches(job):
             continue
         watcher.jobs_matched.add(job_id)
-        first.append(job_note(view.job_json[job_id], job_fields))
+        first.append(job_note(view.job_json[job_id], job_fields, reuse=True))
         for task_id in view.tasks_of.get(job_id, ()):
             if criteria.task_matches(view.tasks[task_id]):
-                first.append(task_note(view.task_json[task_id], task_fields))
+                first.append(task_note(view.task_json[task_id], task_fields, reuse=True))
     first.append(Note(snapshotEnd=Note.SnapshotEnd(), timestamp=_now_ms()))
     return watcher, first
 
@@ -134,8 +135,8 @@ async def _note(
     archived = event.op == "archive"
     body = await finals.body(event) if archived else event.body
     if event.kind == "job":
-        return job_note(body, job_fields, archived)
-    return task_note(body, task_fields, archived)
+        return job_note(body, job_fields, archived, reuse=not archived)
+    return task_note(body, task_fields, archived, reuse=not archived)
 
 
 def _ends(event: Event, job_id: str) -> bool:

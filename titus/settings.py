@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     # api
     api_host: str = Field("127.0.0.1", description="Address the API listens on.")
     api_port: int = Field(7001, description="Port of the REST API (Titus served HTTP on 7001).")
+    grpc_host: str = Field("127.0.0.1", description="Address the gRPC API listens on.")
+    grpc_port: int = Field(
+        7104,
+        description="Port of the gRPC API (Titus's JobManagementService, next to REST); "
+        "0 picks a free port, -1 serves no gRPC.",
+    )
     max_body_bytes: int = Field(1_048_576, description="Largest request body (413 beyond).")
     rate_limit_buckets: list[RateBucket] = Field(
         default_factory=lambda: list(DEFAULT_RATE_BUCKETS),

@@ -62,9 +62,12 @@ def _api_server(settings: Settings, store: Any, coord: Any) -> Any:
     import uvicorn
 
     from titus.api.app import create_app
+    from titus.api.grpc.server import attach as attach_grpc
 
+    app = create_app(settings, store, coord)
+    attach_grpc(app, settings)  # gRPC (JobManagementService) runs with the REST server
     config = uvicorn.Config(
-        create_app(settings, store, coord),
+        app,
         host=settings.api_host,
         port=settings.api_port,
         log_level="warning",
@@ -140,9 +143,11 @@ def cmd_local(settings: Settings) -> int:
     api_thread = threading.Thread(target=api.run, name="api", daemon=True)
     api_thread.start()
     log.info(
-        "titus is up: API http://%s:%d, store %s",
+        "titus is up: API http://%s:%d, gRPC %s:%d, store %s",
         settings.api_host,
         settings.api_port,
+        settings.grpc_host,
+        settings.grpc_port,
         settings.store_url,
     )
     while not stop.wait(0.5):

@@ -1,0 +1,165 @@
+"""Refusals over gRPC: the codes Titus's clients expect, with the same field paths as
+REST in the BadRequest details, and one gate (tokens, rate limits) for both transports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tests.integration.test_api_app import SERVICE, service
+from tests.integration.test_grpc_jobs import (
+    descriptor,
+    grpc_api,
+    retry_delay_sec,
+    violations,
+)
+from titus.api.errors import ApiError
+from titus.api.grpc.errors import refusal_of
+from titus.api.grpc.gen import titus_job_api_pb2 as pb
+from titus.settings import RateBucket
+from titus.store.base import PENDING_BY_GROUP_META, StoreUnavailable
+
+
+def bad_descriptor() -> dict[str, object]:
+    """Broken in ways both transports can carry: names, ranges and cross-field rules."""
+    body = service(applicationName="bad name!")
+    container = body["container"]
+    assert isinstance(container, dict)
+    container["image"] = {"name": "Bad Image!", "tag": "latest"}
+    container["resources"] = {**container["resources"], "cpu": 500}
+    container["securityProfile"] = {"securityGroups": ["nope"]}
+    body["service"] = {"capacity": {"min": 5, "desired": 2, "max": 1}}
+    return body
+
+
+def test_the_same_bad_descriptor_is_refused_by_rest_and_grpc_with_the_same_paths(
+    tmp_path: Path,
+) -> None:
+    with grpc_api(tmp_path) as api:
+        rest = api.http.post("/api/v3/jobs", json=bad_descriptor())
+        assert rest.status_code == 400
+        rest_errors = {e["path"]: e["message"] for e in rest.json()["errors"]}
+        with pytest.raises(grpc.RpcError) as refused:
+            api.stub.CreateJob(descriptor(bad_descriptor()))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert violations(refused.value) == rest_errors
+        assert {
+            "applicationName",
+            "container.image.name",
+            "container.resources.cpu",
+            "container.securityProfile.securityGroups[0]",
+        } <= set(rest_errors)
+        assert api.store.count_active_jobs() == 0
+
+
+def test_missing_not_found_and_refused_changes(tmp_path: Path) -> None:
+    with grpc_api(tmp_path) as api:
+        stub = api.stub
+        with pytest.raises(grpc.RpcError) as empty:
+            stub.CreateJob(pb.JobDescriptor())
+        assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert {"owner", "applicationName", "container"} <= set(violations(empty.value))
+
+        for call in (
+            lambda: stub.FindJob(pb.JobId(id="nope")),
+            lambda: stub.FindTask(pb.TaskId(id="nope")),
+            lambda: stub.KillJob(pb.JobId(id="nope")),
+        ):
+            with pytest.raises(grpc.RpcError) as missing:
+                call()
+            assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+        with pytest.raises(grpc.RpcError) as unknown:
+            stub.FindJobs(pb.JobQuery(filteringCriteria={"colour": "red"}))
+        assert unknown.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert set(violations(unknown.value)) == {"colour"}
+        with pytest.raises(grpc.RpcError) as state:
+            stub.FindTasks(pb.TaskQuery(filteringCriteria={"taskStates": "Sleeping"}))
+        assert set(violations(state.value)) == {"taskStates"}
+
+        job_id = stub.CreateJob(descriptor()).id
+        with pytest.raises(grpc.RpcError) as order:
+            stub.UpdateJobCapacity(
+                pb.JobCapacityUpdate(jobId=job_id, Capacity=pb.Capacity(min=3, desired=2, max=1))
+            )
+        assert order.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert violations(order.value)
+        with pytest.raises(grpc.RpcError) as reserved:
+            stub.UpdateJobAttributes(
+                pb.JobAttributesUpdate(jobId=job_id, attributes={"titus.mine": "x"})
+            )
+        assert reserved.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as no_keys:
+            stub.DeleteJobAttributes(pb.JobAttributesDeleteRequest(jobId=job_id))
+        assert set(violations(no_keys.value)) == {"keys"}
+
+        stub.KillJob(pb.JobId(id=job_id))
+        with pytest.raises(grpc.RpcError) as killing:
+            stub.UpdateJobStatus(pb.JobStatusUpdate(id=job_id, enableStatus=False))
+        assert killing.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_rest_and_grpc_draw_from_one_rate_bucket(tmp_path: Path) -> None:
+    buckets = [
+        RateBucket(name="job-create", endpoint="POST /api/v3/jobs", capacity=2, refill_per_sec=0.01)
+    ]
+    with grpc_api(tmp_path, rate_limit_buckets=buckets) as api:
+        me = (("x-titus-callerid", "runaway"),)
+        assert api.http.post(
+            "/api/v3/jobs", json=SERVICE, headers={"X-Titus-CallerId": "runaway"}
+        ).is_success
+        api.stub.CreateJob(descriptor(), metadata=me)
+        with pytest.raises(grpc.RpcError) as limited:
+            api.stub.CreateJob(descriptor(), metadata=me)
+        assert limited.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        delay = retry_delay_sec(limited.value)
+        assert delay is not None and delay >= 1
+        assert (
+            api.http.post(
+                "/api/v3/jobs", json=SERVICE, headers={"X-Titus-CallerId": "runaway"}
+            ).status_code
+            == 429
+        )
+        # another caller has its own bucket
+        api.stub.CreateJob(descriptor(), metadata=(("x-titus-callerid", "calm"),))
+
+
+def test_a_full_capacity_group_is_resource_exhausted_with_retry_info(tmp_path: Path) -> None:
+    with grpc_api(tmp_path, max_pending_per_group=3) as api:
+        api.store.set_meta(PENDING_BY_GROUP_META, json.dumps({"DEFAULT": 3}))
+        with pytest.raises(grpc.RpcError) as full:
+            api.stub.CreateJob(descriptor())
+        assert full.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "DEFAULT is full" in (full.value.details() or "")
+        assert retry_delay_sec(full.value) == 30
+
+
+def test_with_tokens_changes_need_one_and_the_token_names_the_caller(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"tok-alice": {"callerId": "alice", "roles": []}}))
+    with grpc_api(tmp_path, auth_tokens_file=str(tokens)) as api:
+        with pytest.raises(grpc.RpcError) as anonymous:
+            api.stub.CreateJob(descriptor())
+        assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as wrong:
+            api.stub.CreateJob(descriptor(), metadata=(("authorization", "Bearer nope"),))
+        assert wrong.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        job_id = api.stub.CreateJob(
+            descriptor(),
+            metadata=(("authorization", "Bearer tok-alice"), ("x-titus-callerid", "mallory")),
+        ).id
+        job = api.stub.FindJob(pb.JobId(id=job_id))  # reads stay open
+        assert job.jobDescriptor.attributes["titus.createdBy"] == "alice"
+
+
+def test_store_outage_and_unknown_refusals_map_to_their_codes() -> None:
+    outage = refusal_of(StoreUnavailable("cassandra: no host"))
+    assert outage is not None and outage.code == grpc.StatusCode.UNAVAILABLE
+    assert outage.retry_after_sec is not None
+    busy = refusal_of(ApiError(503, "changing too fast", headers={"Retry-After": "1"}))
+    assert busy is not None and busy.code == grpc.StatusCode.UNAVAILABLE
+    assert busy.retry_after_sec == 1
+    assert refusal_of(ValueError("a bug")) is None

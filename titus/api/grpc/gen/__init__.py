@@ -1,0 +1,1 @@
+"""Code generated from proto/ by scripts/protos.sh: do not edit."""

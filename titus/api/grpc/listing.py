@@ -1,0 +1,107 @@
+"""FindJobs and FindTasks: Titus's query messages run on the REST listings' machinery.
+
+`filteringCriteria` holds the same names and value syntax as the REST query parameters
+(Titus defined both alike), so a query is compiled by the same Criteria, paged by the
+same Paging (cursor or page number) over the same view, and refused with the same field
+errors. Only the envelope differs: Titus's Pagination carries the page asked for and the
+number of pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping
+
+from titus.api.grpc.convert import job_message, task_message
+from titus.api.grpc.gen import titus_base_pb2 as base
+from titus.api.grpc.gen import titus_job_api_pb2 as pb
+from titus.api.query import JOB_FILTERS, TASK_FILTERS, Criteria, Key, Paging, csv, task_key
+from titus.api.service import JobService
+from titus.api.view import ActiveView, SortedIndex
+from titus.model.job import Task
+
+#: At most this many job ids of a task query are read from the store (as over REST).
+MAX_JOB_IDS = 100
+
+
+def paging_of(page: base.Page) -> Paging:
+    """A Page message as REST's paging parameters (zero means not given)."""
+    params: dict[str, str] = {}
+    if page.pageSize:
+        params["pageSize"] = str(page.pageSize)
+    if page.pageNumber:
+        params["page"] = str(page.pageNumber)
+    if page.cursor:
+        params["cursor"] = page.cursor
+    return Paging.parse(params)
+
+
+def pagination(
+    page: base.Page, paging: Paging, keys: list[Key], more: bool, total: int
+) -> base.Pagination:
+    cursor = paging.response([], keys, more, total)["pagination"]["cursor"]
+    return base.Pagination(
+        currentPage=base.Page(pageNumber=page.pageNumber, pageSize=paging.size, cursor=page.cursor),
+        hasMore=more,
+        totalPages=math.ceil(total / paging.size) if paging.size else 0,
+        totalItems=total,
+        cursor=cursor,
+    )
+
+
+async def find_jobs(view: ActiveView, query: pb.JobQuery) -> pb.JobQueryResult:
+    criteria = Criteria.parse(dict(query.filteringCriteria), JOB_FILTERS)
+    paging = paging_of(query.page)
+    await view.refresh()
+    jobs = view.jobs
+    matches = None if criteria.empty else lambda key: criteria.job_matches(jobs[key[1]])
+    keys, total, more = view.job_order.page(paging, matches)
+    fields = list(query.fields)
+    return pb.JobQueryResult(
+        items=[job_message(view.job_json[k[1]], fields, reuse=True) for k in keys],
+        pagination=pagination(query.page, paging, keys, more, total),
+    )
+
+
+def _tasks_of_jobs(service: JobService, job_ids: list[str], criteria: Criteria) -> dict[str, Task]:
+    """The tasks of the given jobs, finished ones too, read from the store."""
+    store = service.store
+    out: dict[str, Task] = {}
+    for job_id in job_ids[:MAX_JOB_IDS]:
+        job = store.get_job(job_id)
+        if job is None or not criteria.job_matches(job):
+            continue
+        attrs = store.list_task_attributes(job_id)
+        for t in store.list_tasks(job_id, include_archived=True):
+            if criteria.task_matches(t):
+                out[t.id] = t.with_attributes(attrs.get(t.id, {}))
+    return out
+
+
+async def find_tasks(
+    view: ActiveView, service: JobService, query: pb.TaskQuery
+) -> pb.TaskQueryResult:
+    """Active tasks matching the criteria; with `jobIds`, those jobs' finished tasks too."""
+    params: Mapping[str, str] = dict(query.filteringCriteria)
+    criteria = Criteria.parse(params, TASK_FILTERS)
+    paging = paging_of(query.page)
+    fields = list(query.fields)
+    job_ids = csv(params.get("jobIds"))
+    if job_ids:
+        tasks = await asyncio.to_thread(_tasks_of_jobs, service, job_ids, criteria)
+        keys, total, more = SortedIndex([task_key(t) for t in tasks.values()]).page(paging)
+        items = [task_message(tasks[k[1]].api_json(), fields) for k in keys]
+    else:
+        await view.refresh()
+
+        def matches(key: Key) -> bool:
+            task = view.tasks[key[1]]
+            job = view.jobs.get(task.jobId)
+            return job is not None and criteria.job_matches(job) and criteria.task_matches(task)
+
+        keys, total, more = view.task_order.page(paging, matches)
+        items = [task_message(view.task_json[k[1]], fields, reuse=True) for k in keys]
+    return pb.TaskQueryResult(
+        items=items, pagination=pagination(query.page, paging, keys, more, total)
+    )

@@ -30,7 +30,7 @@ from tests.e2e.test_moves import (  # noqa: F401 - collected here with this fixt
     test_a_running_task_moves_to_another_job_without_a_restart,
 )
 from tests.support.cql.server import CqlServer
-from tests.support.platform import Platform, _remove_containers, make_platform
+from tests.support.platform import Platform, running_platform
 
 pytestmark = pytest.mark.docker
 
@@ -49,13 +49,8 @@ def platform(tmp_path: Path, cql: CqlServer) -> Iterator[Platform]:
     """`titus local` on its own keyspace (one server, no test sees another's jobs)."""
     keyspace = f"titus_{uuid.uuid4().hex[:12]}"
     url = f"cassandra://{cql.host}:{cql.port}/{keyspace}?replication=1"
-    p = make_platform(tmp_path, extra_env={"TITUS_STORE": url})
-    p.start()
-    try:
+    with running_platform(tmp_path, {"TITUS_STORE": url}) as p:
         yield p
-    finally:
-        p.stop()
-        _remove_containers(p.env["DOCKER_HOST"], p.agent_id)
 
 
 def test_the_platform_keeps_its_jobs_in_cassandra(platform: Platform, cql: CqlServer) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.platform import TITUS, Platform, _remove_containers, make_platform
+from tests.support.platform import TITUS, Platform, running_platform
 
 pytestmark = pytest.mark.docker
 
@@ -23,13 +23,8 @@ TOKEN = "alice-token-0123456789"
 def secured(tmp_path: Path) -> Iterator[Platform]:
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps({TOKEN: {"callerId": "alice"}}))
-    p = make_platform(tmp_path, extra_env={"TITUS_AUTH_TOKENS_FILE": str(tokens)})
-    p.start()
-    try:
+    with running_platform(tmp_path, {"TITUS_AUTH_TOKENS_FILE": str(tokens)}) as p:
         yield p
-    finally:
-        p.stop()
-        _remove_containers(p.env["DOCKER_HOST"], p.agent_id)
 
 
 def _titus(

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -184,12 +185,19 @@ def make_platform(tmp: Path, extra_env: dict[str, str] | None = None) -> Platfor
     )
 
 
-@pytest.fixture
-def platform(tmp_path: Path) -> Iterator[Platform]:
-    p = make_platform(tmp_path)
+@contextmanager
+def running_platform(tmp: Path, extra_env: dict[str, str] | None = None) -> Iterator[Platform]:
+    """`titus local` started for the block, stopped after it with its containers removed."""
+    p = make_platform(tmp, extra_env)
     p.start()
     try:
         yield p
     finally:
         p.stop()
         _remove_containers(p.env["DOCKER_HOST"], p.agent_id)
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    with running_platform(tmp_path) as p:
+        yield p

@@ -191,26 +191,6 @@ def budget(api: Api, args: argparse.Namespace) -> Outcome:
 
 @command(
     "job",
-    "set-attributes",
-    "add or change a job's attributes",
-    _JOB_ID,
-    arg("pairs", nargs="+", metavar="KEY=VALUE"),
-)
-def set_job_attributes(api: Api, args: argparse.Namespace) -> Outcome:
-    body = {"attributes": key_values(args.pairs, "attributes")}
-    out = api.call("PUT", f"/api/v3/jobs/{args.id}/attributes", json=body)
-    return out, f"job {args.id}: set {', '.join(sorted(body['attributes']))}"
-
-
-@command("job", "unset-attributes", "remove attributes of a job", _JOB_ID, arg("keys", nargs="+"))
-def unset_job_attributes(api: Api, args: argparse.Namespace) -> Outcome:
-    params = {"keys": ",".join(args.keys)}
-    out = api.call("DELETE", f"/api/v3/jobs/{args.id}/attributes", params=params)
-    return out, f"job {args.id}: removed {', '.join(args.keys)}"
-
-
-@command(
-    "job",
     "observe",
     "print changes of jobs and tasks as they happen (a snapshot first)",
     arg("--job", action="append", default=[], help="only this job (repeat for more)"),
@@ -255,6 +235,41 @@ def _event_line(kind: str, data: dict[str, Any]) -> str:
     if kind == "task":
         return f"task  {data['op']:<8} " + "  ".join(task_row(data["task"]))
     return f"{kind}  {json.dumps(data)}"
+
+
+# ---- attributes of jobs and of tasks --------------------------------------------------------
+def _attribute_commands(resource: str, collection: str) -> None:
+    """`set-attributes` and `unset-attributes` for one resource: the API treats a job's
+    attributes and a task's alike, and so do these."""
+    ident = arg("id", help=f"{resource} id")
+
+    @command(
+        resource,
+        "set-attributes",
+        f"add or change a {resource}'s attributes",
+        ident,
+        arg("pairs", nargs="+", metavar="KEY=VALUE"),
+    )
+    def set_attributes(api: Api, args: argparse.Namespace) -> Outcome:
+        body = {"attributes": key_values(args.pairs, "attributes")}
+        out = api.call("PUT", f"/api/v3/{collection}/{args.id}/attributes", json=body)
+        return out, f"{resource} {args.id}: set {', '.join(sorted(body['attributes']))}"
+
+    @command(
+        resource,
+        "unset-attributes",
+        f"remove attributes of a {resource}",
+        ident,
+        arg("keys", nargs="+"),
+    )
+    def unset_attributes(api: Api, args: argparse.Namespace) -> Outcome:
+        params = {"keys": ",".join(args.keys)}
+        out = api.call("DELETE", f"/api/v3/{collection}/{args.id}/attributes", params=params)
+        return out, f"{resource} {args.id}: removed {', '.join(args.keys)}"
+
+
+_attribute_commands("job", "jobs")
+_attribute_commands("task", "tasks")
 
 
 # ---- tasks ----------------------------------------------------------------------------------
@@ -330,28 +345,6 @@ def move(api: Api, args: argparse.Namespace) -> Outcome:
     body = {"taskId": args.id, "sourceJobId": task["jobId"], "targetJobId": args.to}
     out = api.call("POST", "/api/v3/tasks/move", json=body)
     return out, f"move of task {args.id} from job {task['jobId']} to job {args.to} requested"
-
-
-@command(
-    "task",
-    "set-attributes",
-    "add or change a task's attributes",
-    _TASK_ID,
-    arg("pairs", nargs="+", metavar="KEY=VALUE"),
-)
-def set_task_attributes(api: Api, args: argparse.Namespace) -> Outcome:
-    body = {"attributes": key_values(args.pairs, "attributes")}
-    out = api.call("PUT", f"/api/v3/tasks/{args.id}/attributes", json=body)
-    return out, f"task {args.id}: set {', '.join(sorted(body['attributes']))}"
-
-
-@command(
-    "task", "unset-attributes", "remove attributes of a task", _TASK_ID, arg("keys", nargs="+")
-)
-def unset_task_attributes(api: Api, args: argparse.Namespace) -> Outcome:
-    params = {"keys": ",".join(args.keys)}
-    out = api.call("DELETE", f"/api/v3/tasks/{args.id}/attributes", params=params)
-    return out, f"task {args.id}: removed {', '.join(args.keys)}"
 
 
 @command("task", "why", "why a task is still waiting: the scheduler's last attempt", _TASK_ID)

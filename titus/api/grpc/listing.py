@@ -19,10 +19,6 @@ from titus.api.grpc.gen import titus_job_api_pb2 as pb
 from titus.api.query import JOB_FILTERS, TASK_FILTERS, Criteria, Key, Paging, csv, task_key
 from titus.api.service import JobService
 from titus.api.view import ActiveView, SortedIndex
-from titus.model.job import Task
-
-#: At most this many job ids of a task query are read from the store (as over REST).
-MAX_JOB_IDS = 100
 
 
 def paging_of(page: base.Page) -> Paging:
@@ -64,21 +60,6 @@ async def find_jobs(view: ActiveView, query: pb.JobQuery) -> pb.JobQueryResult:
     )
 
 
-def _tasks_of_jobs(service: JobService, job_ids: list[str], criteria: Criteria) -> dict[str, Task]:
-    """The tasks of the given jobs, finished ones too, read from the store."""
-    store = service.store
-    out: dict[str, Task] = {}
-    for job_id in job_ids[:MAX_JOB_IDS]:
-        job = store.get_job(job_id)
-        if job is None or not criteria.job_matches(job):
-            continue
-        attrs = store.list_task_attributes(job_id)
-        for t in store.list_tasks(job_id, include_archived=True):
-            if criteria.task_matches(t):
-                out[t.id] = t.with_attributes(attrs.get(t.id, {}))
-    return out
-
-
 async def find_tasks(
     view: ActiveView, service: JobService, query: pb.TaskQuery
 ) -> pb.TaskQueryResult:
@@ -89,7 +70,7 @@ async def find_tasks(
     fields = list(query.fields)
     job_ids = csv(params.get("jobIds"))
     if job_ids:
-        tasks = await asyncio.to_thread(_tasks_of_jobs, service, job_ids, criteria)
+        tasks = await asyncio.to_thread(service.tasks_of_jobs, job_ids, criteria)
         keys, total, more = SortedIndex([task_key(t) for t in tasks.values()]).page(paging)
         items = [task_message(tasks[k[1]].api_json(), fields) for k in keys]
     else:

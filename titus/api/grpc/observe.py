@@ -33,7 +33,7 @@ from titus.api.observe import Hub, Watcher
 from titus.api.query import Criteria
 from titus.api.view import ActiveView, Event
 from titus.model.states import JobState
-from titus.store.base import JobStore
+from titus.store.roles import Jobs
 
 Note = pb.JobChangeNotification
 
@@ -85,7 +85,7 @@ class FinalRecords:
     """The last state of archived jobs and tasks, read from the store once per event
     (the first watcher to need it reads it; the others wait for that read)."""
 
-    def __init__(self, store: JobStore, size: int = 1000):
+    def __init__(self, store: Jobs, size: int = 1000):
         self.store = store
         self.size = size
         self._reads: OrderedDict[tuple[str, str, int], asyncio.Future[Any]] = OrderedDict()

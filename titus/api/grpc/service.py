@@ -37,7 +37,7 @@ from titus.model.validation import FieldError, InvalidRequest, from_pydantic
 log = logging.getLogger("titus.api.grpc")
 
 T = TypeVar("T")
-Context: TypeAlias = grpc.aio.ServicerContext  # type: ignore[type-arg]
+Context: TypeAlias = grpc.aio.ServicerContext
 Note: TypeAlias = pb.JobChangeNotification
 EMPTY = empty_pb2.Empty()
 #: The longest idempotency key a create may carry (as over REST).

@@ -17,17 +17,25 @@ import pytest
 import uvicorn
 
 from tests.integration.test_api_app import BATCH, service
+from tests.integration.test_api_spinnaker import add_task
 from titus.api.app import create_app
 from titus.api.observe import Hub
 from titus.api.query import Criteria
 from titus.api.view import ActiveView, Event
 from titus.coord.local import LocalCoordinator
+from titus.model.states import JobState
 from titus.settings import Settings
 from titus.store.sqlite import SqliteJobStore
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
+def server(served: tuple[str, SqliteJobStore]) -> str:
+    return served[0]
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, SqliteJobStore]]:
+    """The API over HTTP, and the store behind it (to write what a leader would)."""
     store = SqliteJobStore(tmp_path / "titus.db", synchronous="OFF")
     app = create_app(
         Settings(data_dir=str(tmp_path), change_poll_sec=0.05, observe_keepalive_sec=0.5),
@@ -43,7 +51,7 @@ def server(tmp_path: Path) -> Iterator[str]:
     deadline = time.monotonic() + 10
     while not srv.started and time.monotonic() < deadline:
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{port}", store
     srv.should_exit = True
     thread.join(5)
     store.close()
@@ -115,3 +123,32 @@ def test_a_slow_watcher_is_dropped_with_a_clear_event(tmp_path: Path) -> None:
 
     dropped, queued = asyncio.run(run_matching())
     assert dropped and queued == [None]
+
+
+def test_job_criteria_select_task_events_and_an_archive_shows_the_final_state(
+    served: tuple[str, SqliteJobStore],
+) -> None:
+    """Watching one application, a task of another application's job never shows; when a
+    watched job finishes and is archived at once (as the leader does), its archive event
+    carries the Finished state, not the state before it."""
+    url, store = served
+    http = httpx.Client(base_url=url, timeout=10)
+    watched = http.post("/api/v3/jobs", json=BATCH).json()["id"]
+    other = http.post("/api/v3/jobs", json={**BATCH, "applicationName": "other"}).json()["id"]
+    params = {"applicationName": BATCH["applicationName"]}
+    with http.stream("GET", "/api/v3/jobs/observe", params=params) as r:
+        stream = events(r.iter_lines())
+        next(e for e in stream if e.get("event") == "SnapshotEnd")
+        add_task(store, other, 0)
+        add_task(store, watched, 0)
+        task_event = next(e for e in stream if e.get("event") == "task")
+        assert task_event["data"]["task"]["jobId"] == watched
+        job = store.get_job(watched)
+        assert job is not None
+        finished = store.update_job(job.with_status(JobState.FINISHED, "normal", "done"))
+        store.archive_job(finished)
+        archived = next(
+            e for e in stream if e.get("event") == "job" and e["data"]["op"] == "archive"
+        )
+    assert archived["data"]["job"]["id"] == watched
+    assert archived["data"]["job"]["status"]["state"] == "Finished"

@@ -29,6 +29,7 @@ from titus.api.deps import view_of
 from titus.api.query import JOB_FILTERS, TASK_FILTERS, Criteria, decimal
 from titus.api.schemas import ERROR_RESPONSES, query_parameters
 from titus.api.view import ActiveView, Event
+from titus.model.job import Job
 
 router = APIRouter(prefix="/api/v3", tags=["jobs"], responses=ERROR_RESPONSES)
 
@@ -48,9 +49,31 @@ class Watcher:
     pending: deque[Event | None] = field(default_factory=deque)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: bool = False
+    #: Jobs this watcher's job criteria admitted (in the snapshot or since): their tasks'
+    #: events follow them, even once the job itself has left the view.
+    jobs: set[str] = field(default_factory=set)
 
-    def offer(self, event: Event) -> None:
-        if self.dropped or not (self.criteria.empty or matches(self.criteria, event)):
+    def wants(self, event: Event, job: Job | None) -> bool:
+        """Whether the event matches: a job event by the job criteria, a task event by the
+        task criteria and its job's (`job` as the view has it, or None once it left)."""
+        criteria = self.criteria
+        if event.kind == "job":
+            ok = event.job is not None and criteria.job_matches(event.job)
+            if ok and event.op != "archive":
+                self.jobs.add(event.job_id)
+            else:
+                self.jobs.discard(event.job_id)
+            return ok
+        if event.task is None or not criteria.task_matches(event.task):
+            return False
+        if not criteria.job_checks:
+            return True
+        if job is not None:
+            return criteria.job_matches(job)
+        return event.job_id in self.jobs
+
+    def offer(self, event: Event, job: Job | None = None) -> None:
+        if self.dropped or not (self.criteria.empty or self.wants(event, job)):
             return
         if len(self.pending) >= self.size:
             self.dropped = True
@@ -66,12 +89,6 @@ class Watcher:
         self.pending.clear()
         self.ready.clear()
         return out
-
-
-def matches(criteria: Criteria, event: Event) -> bool:
-    if event.job is not None:
-        return criteria.job_matches(event.job)
-    return event.task is not None and criteria.task_matches(event.task)
 
 
 @dataclass
@@ -95,30 +112,49 @@ class Hub:
         self.history.append(event)
         while len(self.history) > self.history_size:
             self.floor = self.history.popleft().seq
+        job = self.view.jobs.get(event.job_id) if event.kind == "task" else None
         for watcher in list(self.watchers):
-            watcher.offer(event)
+            watcher.offer(event, job)
 
     def subscribe(self, criteria: Criteria, last_id: int | None) -> tuple[Watcher, list[str]]:
         """Register a watcher and return what to send first: missed events when resuming,
         else the snapshot and SnapshotEnd. No await in here: nothing can slip between the
         first part and the live events."""
-        watcher = Watcher(criteria, self.queue_size)
-        self.watchers.add(watcher)
+        watcher = self.watch(criteria)
         floor = self.floor if self.floor >= 0 else self.view.seq
         if last_id is not None and floor <= last_id <= self.view.seq:
-            missed = [e for e in self.history if e.seq > last_id and matches(criteria, e)]
+            missed = [
+                e
+                for e in self.history
+                if e.seq > last_id
+                and (criteria.empty or watcher.wants(e, self.view.jobs.get(e.job_id)))
+            ]
             return watcher, [event_text(e) for e in missed]
-        first: list[str] = []
         view = self.view
+        first = [sse(kind, {"op": "put", kind: body}) for kind, body in self.snapshot(watcher)]
+        first.append(sse("SnapshotEnd", {"seq": view.seq}, view.seq))
+        return watcher, first
+
+    def watch(self, criteria: Criteria) -> Watcher:
+        watcher = Watcher(criteria, self.queue_size)
+        self.watchers.add(watcher)
+        return watcher
+
+    def snapshot(self, watcher: Watcher) -> list[tuple[str, dict[str, Any]]]:
+        """Every active job and task the watcher's criteria match, as (kind, the view's
+        document), each job followed by its tasks; the watcher learns which jobs it was
+        given. No await in here: the snapshot and the live events meet exactly."""
+        criteria, view = watcher.criteria, self.view
+        out: list[tuple[str, dict[str, Any]]] = []
         for job_id, job in view.jobs.items():
             if not criteria.job_matches(job):
                 continue
-            first.append(sse("job", {"op": "put", "job": view.job_json[job_id]}))
+            watcher.jobs.add(job_id)
+            out.append(("job", view.job_json[job_id]))
             for task_id in view.tasks_of.get(job_id, ()):
                 if criteria.task_matches(view.tasks[task_id]):
-                    first.append(sse("task", {"op": "put", "task": view.task_json[task_id]}))
-        first.append(sse("SnapshotEnd", {"seq": view.seq}, view.seq))
-        return watcher, first
+                    out.append(("task", view.task_json[task_id]))
+        return out
 
     def unsubscribe(self, watcher: Watcher) -> None:
         self.watchers.discard(watcher)

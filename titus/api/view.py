@@ -17,7 +17,7 @@ import asyncio
 import bisect
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
@@ -55,7 +55,10 @@ class _Loaded:
     jobs: list[Job]
     tasks: list[Task]
     removed: list[tuple[str, str, int]]  # (kind, id, seq)
+    #: The final document of what was archived, by (kind, id): the last change before an
+    #: archive (a job's Finished status) is often in the same batch and coalesced away.
     seqs: dict[tuple[str, str], int]
+    finals: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
 
 class SortedIndex:
@@ -168,9 +171,13 @@ class ActiveView:
         for change in batch.changes:
             last[(change.kind, change.entity_id)] = change
         jobs, tasks, removed, seqs = [], [], [], {}
+        finals: dict[tuple[str, str], dict[str, Any]] = {}
         for (kind, ident), change in last.items():
             if change.op == "archive":
                 removed.append((kind, ident, change.seq))
+                final = store.get_job(ident) if kind == "job" else store.get_task(ident)
+                if final is not None:
+                    finals[(kind, ident)] = final.api_json()
                 continue
             seqs[(kind, ident)] = change.seq
             if kind == "job":
@@ -182,7 +189,7 @@ class ActiveView:
                 if task is not None:
                     tasks.append(task.with_attributes(store.get_task_attributes(ident)))
         new_seq = batch.changes[-1].seq if batch.changes else max(seq, 0)
-        return _Loaded(False, new_seq, jobs, tasks, removed, seqs)
+        return _Loaded(False, new_seq, jobs, tasks, removed, seqs, finals)
 
     def _apply(self, loaded: _Loaded) -> None:
         """Runs on the event loop, without awaiting: watchers see each change once, in
@@ -209,6 +216,7 @@ class ActiveView:
         for kind, ident, seq in loaded.removed:
             event = self._remove(kind, ident, seq)
             if event is not None:
+                event.body = loaded.finals.get((kind, ident), event.body)
                 events.append(event)
         self.seq = max(self.seq, loaded.seq) if not loaded.full else loaded.seq
         if loaded.full:

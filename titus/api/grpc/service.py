@@ -25,7 +25,7 @@ from titus.api.grpc.errors import Refusal, refusal_of
 from titus.api.grpc.gate import Caller, CallGate, Refused
 from titus.api.grpc.gen import titus_job_api_pb2 as pb
 from titus.api.grpc.gen import titus_job_api_pb2_grpc as pb_grpc
-from titus.api.grpc.observe import FinalRecords, job_note, observe
+from titus.api.grpc.observe import job_note, observe
 from titus.api.observe import OBSERVE_FILTERS, Hub
 from titus.api.query import Criteria
 from titus.api.service import JobService
@@ -66,7 +66,6 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
         self.view = view
         self.hub = hub
         self.gate = gate
-        self.finals = FinalRecords(service.store)
 
     # ---- plumbing -------------------------------------------------------------------
     async def _call(
@@ -257,7 +256,6 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
             criteria = Criteria.parse(dict(request.filteringCriteria), OBSERVE_FILTERS)
             return observe(
                 self.hub,
-                self.finals,
                 criteria,
                 list(request.jobFields),
                 list(request.taskFields),
@@ -276,7 +274,7 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
                 yield pb.JobChangeNotification(snapshotEnd=pb.JobChangeNotification.SnapshotEnd())
                 return
             criteria = Criteria.parse({"jobIds": request.id}, OBSERVE_FILTERS)
-            async for note in observe(self.hub, self.finals, criteria, until_job_ends=request.id):
+            async for note in observe(self.hub, criteria, until_job_ends=request.id):
                 yield note
 
         async for note in self._stream("ObserveJob", context, notes):

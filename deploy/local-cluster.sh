@@ -48,17 +48,19 @@ zk() {
     echo "zk://$ZK$ZK_ROOT?session_timeout=$SESSION_TIMEOUT"
 }
 
-# ZooKeeper credentials shared by every process of this cluster, made once and kept with
-# its state: the cluster's nodes are closed to every other client of the ensemble.
-coord_auth() {
-    local file="$TITUS_HOME/coord-auth"
-    if [ -z "${TITUS_COORD_AUTH:-}" ]; then
-        if [ ! -s "$file" ]; then
-            (umask 077; echo "titus:$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')" >"$file")
-        fi
-        TITUS_COORD_AUTH="$(cat "$file")"
+# Secrets shared by every process of this cluster, made once and kept (0600) with its
+# state: the ZooKeeper credentials close the cluster's nodes to every other client of the
+# ensemble; the cluster secret signs the master's and the API's calls to agents.
+secrets() {
+    local file
+    file="$TITUS_HOME/coord-auth"
+    [ -s "$file" ] || (umask 077; echo "titus:$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')" >"$file")
+    export TITUS_COORD_AUTH="${TITUS_COORD_AUTH:-$(cat "$file")}"
+    file="$TITUS_HOME/cluster-secret"
+    [ -s "$file" ] || (umask 077; head -c 24 /dev/urandom | base64 | tr '+/' '-_' >"$file")
+    if [ -z "${TITUS_CLUSTER_SECRET:-}" ]; then
+        export TITUS_CLUSTER_SECRET_FILE="${TITUS_CLUSTER_SECRET_FILE:-$file}"
     fi
-    export TITUS_COORD_AUTH
 }
 
 alive() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
@@ -76,7 +78,7 @@ start() {
     bash "$here/scripts/docker-engine.sh" >/dev/null
     local coord port="$AGENT_PORT_BASE"
     coord="$(zk)"
-    coord_auth
+    secrets
     launch api api --coord "$coord" --port "$API_PORT"
     TITUS_MASTER_METRICS_PORT="$METRICS_PORT_BASE" \
         launch master-1 master --coord "$coord" --id master-1

@@ -54,6 +54,21 @@ DEFAULT_RATE_BUCKETS = [
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TITUS_", extra="ignore")
 
+    def shared_secret(self) -> bytes | None:
+        """The platform's shared secret (cluster_secret, else the file cluster_secret_file),
+        or None when neither is set. Too short a secret is refused by name."""
+        value = self.cluster_secret
+        if not value and self.cluster_secret_file:
+            try:
+                value = Path(self.cluster_secret_file).read_text().strip()
+            except OSError as e:
+                raise ValueError(f"cluster_secret_file {self.cluster_secret_file}: {e}") from None
+        if not value:
+            return None
+        if len(value.encode()) < 16:
+            raise ValueError("cluster_secret must be at least 16 characters")
+        return value.encode()
+
     # where things live
     data_dir: str = Field("/var/lib/titus", description="State directory (store, logs).")
     store: str = Field("", description="Store URL; empty means sqlite:///<data_dir>/titus.db.")
@@ -247,11 +262,30 @@ class Settings(BaseSettings):
         "this interpreter with -m titus.agent.mesos_executor.",
     )
 
+    # the platform's processes among themselves
+    cluster_secret: str = Field(
+        "",
+        description="Secret shared by the platform's processes (at least 16 characters): "
+        "the master and the API sign every call to an agent with it, and agents refuse "
+        "calls that are unsigned, altered, replayed or from an older leader. Prefer "
+        "cluster_secret_file. Empty (and no file): agents take unsigned calls and must "
+        "listen on loopback; `titus local` makes a secret of its own (default empty).",
+    )
+    cluster_secret_file: str = Field(
+        "", description="File holding cluster_secret on one line (keep it 0600; default empty)."
+    )
     # agent
     agent_id: str = Field("", description="This agent's id; empty: the host name.")
     agent_host: str = Field(
         "127.0.0.1",
-        description="Address the agent's HTTP API listens on and publishes.",
+        description="Address the agent's HTTP API listens on (and publishes, unless "
+        "agent_advertise_host says otherwise).",
+    )
+    agent_advertise_host: str = Field(
+        "",
+        description="Address the agent publishes for the master to call, when it is not the "
+        "one it listens on (e.g. listening on 0.0.0.0, published as the host's private "
+        "address); empty: agent_host.",
     )
     agent_port: int = Field(7101, description="Port of the agent's HTTP API.")
     agent_zone: str = Field(

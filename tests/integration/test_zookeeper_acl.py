@@ -14,7 +14,8 @@ from kazoo.security import OPEN_ACL_UNSAFE
 
 from tests.support.poll import wait_until
 from titus.coord.base import AgentInfo
-from titus.coord.zookeeper import ZooKeeperCoordinator, digest_acl
+from titus.coord.zk_acl import digest_acl
+from titus.coord.zookeeper import ZooKeeperCoordinator
 
 pytestmark = [pytest.mark.zookeeper, pytest.mark.timeout(60)]
 

@@ -20,6 +20,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -139,17 +140,26 @@ class Cluster(ApiHelpers):
         )
 
     # ---- coordination and store views ---------------------------------------------------
-    def _zk_get(self, path: str) -> bytes | None:
-        client = KazooClient(hosts=self.zookeeper, timeout=5.0)
+    @contextmanager
+    def zk(self) -> Iterator[KazooClient]:
+        """A ZooKeeper client with the cluster's credentials (its nodes are closed)."""
+        auth = self.env.get("TITUS_COORD_AUTH", "")
+        client = KazooClient(
+            hosts=self.zookeeper, timeout=5.0, auth_data=[("digest", auth)] if auth else None
+        )
         client.start(timeout=10)
         try:
+            yield client
+        finally:
+            client.stop()
+            client.close()
+
+    def _zk_get(self, path: str) -> bytes | None:
+        with self.zk() as client:
             if not client.exists(path):
                 return None
             data, _ = client.get(path)
             return bytes(data)
-        finally:
-            client.stop()
-            client.close()
 
     def leader(self) -> str | None:
         """The id of the master that leads now, as published in ZooKeeper."""
@@ -157,14 +167,9 @@ class Cluster(ApiHelpers):
         return str(json.loads(data)["id"]) if data else None
 
     def registered_agents(self) -> list[str]:
-        client = KazooClient(hosts=self.zookeeper, timeout=5.0)
-        client.start(timeout=10)
-        try:
+        with self.zk() as client:
             path = f"{self.zk_root}/agents"
             return sorted(client.get_children(path)) if client.exists(path) else []
-        finally:
-            client.stop()
-            client.close()
 
     def meta(self, key: str) -> Any:
         """A JSON record the leader keeps in the store's meta table (read-only access)."""
@@ -228,6 +233,9 @@ def make_cluster(tmp: Path, extra_env: dict[str, str] | None = None) -> Cluster:
         "TITUS_MASTER_METRICS_PORT": "0",
         # bursts of submissions in tests are not what the API's rate limit is for
         "TITUS_RATE_LIMIT_BUCKETS": "[]",
+        # as a real cluster runs: agents take signed calls only, ZooKeeper nodes are closed
+        "TITUS_CLUSTER_SECRET": f"cluster-{uuid.uuid4().hex}",
+        "TITUS_COORD_AUTH": f"titus:{uuid.uuid4().hex}",
         **(extra_env or {}),
     }
     return Cluster(
@@ -243,15 +251,9 @@ def cleanup(cluster: Cluster) -> None:
     cluster.stop_all()
     for agent in cluster.agents:
         _remove_containers(cluster.env["DOCKER_HOST"], agent)
-    client = KazooClient(hosts=cluster.zookeeper, timeout=5.0)
-    client.start(timeout=10)
-    try:
+    # ephemeral nodes of sessions still closing may refuse the delete: they go on their own
+    with cluster.zk() as client, suppress(Exception):
         client.delete(cluster.zk_root, recursive=True)
-    except Exception:  # noqa: BLE001 - ephemeral nodes of closing sessions go on their own
-        pass
-    finally:
-        client.stop()
-        client.close()
 
 
 @pytest.fixture

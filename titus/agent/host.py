@@ -61,9 +61,10 @@ def attributes(settings: Settings) -> dict[str, str]:
 
 
 def agent_info(settings: Settings) -> AgentInfo:
+    published = settings.agent_advertise_host or settings.agent_host
     return AgentInfo(
         id=agent_id(settings),
-        address=f"http://{settings.agent_host}:{settings.agent_port}",
+        address=f"http://{published}:{settings.agent_port}",
         resources=resources(settings),
         attributes=attributes(settings),
     )

@@ -53,7 +53,7 @@ from titus.agent.hooks import HookRunner, TaskContext
 from titus.agent.lifecycle import Outcome, TaskRunner, task_hooks
 from titus.agent.logs import LogFiles
 from titus.agent.runtime import LABEL_TASK, DockerRuntime, RuntimeConfig, docker_client
-from titus.agent.server import bound_port, logs_router, serve_in_background
+from titus.agent.server import CallGuard, bound_port, logs_router, serve_in_background
 from titus.agent.upload import LogUploader
 from titus.model.launch import TaskSpec
 from titus.model.names import AgentContext
@@ -465,7 +465,9 @@ def main() -> int:
     # the task's output is served while it runs, as the direct-mode agent does: the API
     # finds this address in the task's context (agent.logsAddress)
     logs_app = FastAPI(title="titus executor logs")
-    logs_app.include_router(logs_router(log_files, executor.is_running))
+    logs_app.include_router(
+        logs_router(log_files, executor.is_running, CallGuard.from_settings(settings))
+    )
     logs_server = serve_in_background(logs_app, settings.agent_host, 0)
     executor.logs_address = f"http://{settings.agent_host}:{bound_port(logs_server)}"
     driver = _Driver(executor, use_addict=False)

@@ -3,6 +3,13 @@
 The master pushes launches and kills and pulls task reports by long poll; owners (through
 the api) read task output. Every handler that touches Docker or waits runs on a worker
 thread, so one slow engine call or a long poll never stalls the others.
+
+With the platform's shared secret set, every call but the health check must be signed
+(titus/model/signing.py): anything else on the host's network, a container included, gets
+401 and cannot launch, kill, claim away or acknowledge away a task. Orders (launch, kill,
+claims, acknowledgements, report polls) also carry the caller's leadership epoch; one from
+an epoch older than the newest this agent has obeyed is a deposed leader's, refused with
+409.
 """
 
 from __future__ import annotations
@@ -13,27 +20,77 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from titus.agent.daemon import MAX_POLL_WAIT_SEC, AgentDaemon
 from titus.agent.logs import STREAMS, LogFiles
 from titus.model.launch import TaskReportPage, TaskSpec
+from titus.model.signing import HEADER, EpochGate, RequestVerifier, SignatureError
+from titus.settings import Settings
 
 MAX_LOG_READ = 16 * 1024 * 1024
+#: Past any file a host keeps, and below what a file offset can hold.
+MAX_LOG_OFFSET = 1 << 50
 
 
-def logs_router(log_files: LogFiles, is_running: Callable[[str], bool]) -> APIRouter:
+class CallGuard:
+    """Checks who calls: the signature of every call, and the epoch of every order."""
+
+    def __init__(self, secret: bytes | None):
+        self.verifier = RequestVerifier(secret) if secret else None
+        self.epochs = EpochGate()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CallGuard:
+        return cls(settings.shared_secret())
+
+    async def _verify(self, request: Request) -> int:
+        if self.verifier is None:
+            return 0
+        query = request.scope.get("query_string", b"")
+        target = request.scope.get("raw_path") or request.url.path.encode()
+        if query:
+            target += b"?" + query
+        try:
+            verified = self.verifier.verify(
+                request.method,
+                target.decode("latin-1"),
+                await request.body(),
+                request.headers.get(HEADER),
+            )
+        except SignatureError as e:
+            raise HTTPException(401, f"call refused: {e}") from None
+        return verified.epoch
+
+    async def read(self, request: Request) -> None:
+        """A signed call that orders nothing (task output for the API)."""
+        await self._verify(request)
+
+    async def order(self, request: Request) -> None:
+        """A signed order from the leader of now."""
+        epoch = await self._verify(request)
+        if self.verifier is not None and not self.epochs.admit(epoch):
+            raise HTTPException(
+                409,
+                f"order from leader epoch {epoch} refused: this agent follows epoch "
+                f"{self.epochs.highest}",
+            )
+
+
+def logs_router(
+    log_files: LogFiles, is_running: Callable[[str], bool], guard: CallGuard
+) -> APIRouter:
     """Task output as kept on this host: a byte range, or followed while the task runs.
     Served by the agent, and by each Mesos executor for its own task."""
     router = APIRouter()
 
-    @router.get("/v1/tasks/{task_id}/logs")
+    @router.get("/v1/tasks/{task_id}/logs", dependencies=[Depends(guard.read)])
     def logs(
         task_id: str,
         stream: str = "stdout",
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_LOG_OFFSET),
         length: int | None = Query(None, ge=0, le=MAX_LOG_READ),
         follow: bool = False,
     ) -> Response:
@@ -52,8 +109,10 @@ def logs_router(log_files: LogFiles, is_running: Callable[[str], bool]) -> APIRo
     return router
 
 
-def create_agent_app(daemon: AgentDaemon) -> FastAPI:
+def create_agent_app(daemon: AgentDaemon, guard: CallGuard | None = None) -> FastAPI:
     app = FastAPI(title="titus agent", version="1")
+    guard = guard or CallGuard.from_settings(daemon.settings)
+    order = [Depends(guard.order)]
 
     @app.get("/v1/health")
     def health() -> dict[str, Any]:
@@ -65,7 +124,7 @@ def create_agent_app(daemon: AgentDaemon) -> FastAPI:
             "healthReasons": list(info.health_reasons),
         }
 
-    @app.put("/v1/tasks/claims")
+    @app.put("/v1/tasks/claims", dependencies=order)
     async def claims(body: dict[str, list[str]]) -> dict[str, Any]:
         """The master names every task it believes runs here; the others are orphans,
         killed after the grace period unless claimed again."""
@@ -75,7 +134,7 @@ def create_agent_app(daemon: AgentDaemon) -> FastAPI:
         orphans = await run_in_threadpool(daemon.claim, ids)
         return {"orphans": orphans}
 
-    @app.post("/v1/tasks", status_code=202)
+    @app.post("/v1/tasks", status_code=202, dependencies=order)
     async def launch(spec: TaskSpec) -> dict[str, str]:
         try:
             await run_in_threadpool(daemon.launch, spec)
@@ -85,23 +144,23 @@ def create_agent_app(daemon: AgentDaemon) -> FastAPI:
             raise HTTPException(503, str(e)) from e
         return {"taskId": spec.taskId}
 
-    @app.delete("/v1/tasks/{task_id}", status_code=202)
+    @app.delete("/v1/tasks/{task_id}", status_code=202, dependencies=order)
     async def kill(task_id: str, reason: str = "killed", message: str = "") -> dict[str, str]:
         if not await run_in_threadpool(daemon.kill, task_id, reason, message):
             raise HTTPException(404, f"task {task_id} is not on this agent")
         return {"taskId": task_id}
 
-    @app.post("/v1/tasks/{task_id}/ack")
+    @app.post("/v1/tasks/{task_id}/ack", dependencies=order)
     def ack(task_id: str) -> dict[str, Any]:
         return {"taskId": task_id, "acknowledged": daemon.ack(task_id)}
 
-    @app.get("/v1/tasks")
+    @app.get("/v1/tasks", dependencies=order)
     async def reports(
         since: int = 0, wait: float = Query(0.0, ge=0.0, le=MAX_POLL_WAIT_SEC)
     ) -> TaskReportPage:
         return await run_in_threadpool(daemon.reports, since, wait)
 
-    app.include_router(logs_router(daemon.log_files, daemon.is_running))
+    app.include_router(logs_router(daemon.log_files, daemon.is_running, guard))
     return app
 
 

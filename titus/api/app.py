@@ -33,6 +33,7 @@ from titus.api.schemas import (
 )
 from titus.api.service import JobService
 from titus.api.view import ActiveView
+from titus.coord.agent_calls import agent_auth
 from titus.coord.base import Coordinator
 from titus.model.job import DisruptionBudget, JobDescriptor, ServiceJobProcesses
 from titus.model.validation import Bounds, InvalidRequest, from_pydantic
@@ -106,6 +107,8 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # calls to agents (task output) are signed with the platform's secret, when set
+    app.state.agent_auth = agent_auth(settings.shared_secret())
     app.state.view = view
     app.state.hub = Hub(view, settings.observe_queue_size, settings.observe_history)
     limits = Limits.from_settings(

@@ -151,7 +151,9 @@ async def task_logs(task_id: str, request: Request) -> StreamingResponse:
         if k in ("stream", "offset", "length", "follow")
     }
     url = f"{address}/v1/tasks/{task_id}/logs"
-    client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
+    client = httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, read=None), auth=request.app.state.agent_auth
+    )
     try:
         upstream = await client.send(client.build_request("GET", url, params=params), stream=True)
     except httpx.HTTPError as exc:

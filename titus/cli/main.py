@@ -9,8 +9,10 @@ titus job | task | capacity-group | host | instance-group ...
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -64,6 +66,19 @@ def _api_server(settings: Settings, store: Any, coord: Any) -> Any:
     from titus.api.app import create_app
     from titus.api.grpc.server import attach as attach_grpc
 
+    if not settings.auth_tokens_file:
+        hosts = [settings.api_host] + ([settings.grpc_host] if settings.grpc_port >= 0 else [])
+        for host in hosts:
+            if not _is_loopback(host):
+                raise CommandError(
+                    f"the API would serve everyone on {host} without tokens: set "
+                    "TITUS_AUTH_TOKENS_FILE, or listen on a loopback address"
+                )
+        logging.getLogger("titus").warning(
+            "no API tokens (TITUS_AUTH_TOKENS_FILE): the API trusts every caller and "
+            "listens on %s only",
+            settings.api_host,
+        )
     app = create_app(settings, store, coord)
     attach_grpc(app, settings)  # gRPC (JobManagementService) runs with the REST server
     config = uvicorn.Config(
@@ -91,6 +106,7 @@ def _master(settings: Settings, store: Any, coord: Any) -> Any:
             poll_wait=settings.agent_poll_wait_sec,
             lost_after=settings.agent_lost_after_sec,
             kill_grace=settings.kill_grace_sec,
+            secret=_secret(settings),
         )
     else:
         raise CommandError(
@@ -107,10 +123,35 @@ def _master(settings: Settings, store: Any, coord: Any) -> Any:
     )
 
 
+def _secret(settings: Settings) -> bytes | None:
+    try:
+        return settings.shared_secret()
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _start_agent(settings: Settings, coord: Any) -> tuple[Any, Any]:
     from titus.agent.daemon import AgentDaemon
     from titus.agent.server import run_agent_server
 
+    if _secret(settings) is None:
+        if not _is_loopback(settings.agent_host):
+            raise CommandError(
+                f"the agent's API would take unsigned calls on {settings.agent_host}: set "
+                "TITUS_CLUSTER_SECRET_FILE (or TITUS_CLUSTER_SECRET) on every process of "
+                "the platform, or listen on a loopback address"
+            )
+        logging.getLogger("titus").warning(
+            "no cluster secret: the agent's API takes unsigned calls, on %s only",
+            settings.agent_host,
+        )
     daemon = AgentDaemon(settings, coord)
     server = run_agent_server(daemon, settings.agent_host, settings.agent_port, background=True)
     daemon.start()
@@ -131,6 +172,10 @@ def _wait_for_signal() -> threading.Event:
 def cmd_local(settings: Settings) -> int:
     """API, master and one agent in this process, with in-process coordination."""
     log = logging.getLogger("titus")
+    if _secret(settings) is None:
+        # one process: its parts share a secret nobody else knows, so the agent's API is
+        # signed-only here too
+        settings.cluster_secret = secrets.token_urlsafe(24)
     coord = _coordinator("local")
     store = _store(settings)
     daemon, agent_server = _start_agent(settings, coord)

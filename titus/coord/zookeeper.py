@@ -32,7 +32,11 @@ Why it is shaped this way:
   node the platform makes carries an ACL that grants everything to that identity and
   nothing to anyone else, so a process on the network without them can neither read the
   registry nor forge a leader, an epoch or an agent. Nodes made earlier without an ACL
-  are closed at start.
+  are closed at start (zk_acl.py).
+
+At some 600 lines this module is one class on purpose: election, epoch, agent registry and
+wake-ups share one session, one lock and one session listener, and splitting them would
+spread that shared state across modules.
 """
 
 from __future__ import annotations
@@ -58,10 +62,11 @@ from kazoo.exceptions import (
 from kazoo.protocol.states import KazooState, ZnodeStat
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 from kazoo.retry import KazooRetry
-from kazoo.security import ACL, OPEN_ACL_UNSAFE, make_digest_acl
+from kazoo.security import OPEN_ACL_UNSAFE
 from prometheus_client import Counter
 
 from titus.coord.base import AgentInfo, Leadership
+from titus.coord.zk_acl import close_open_nodes, digest_acl
 
 log = logging.getLogger(__name__)
 
@@ -204,16 +209,10 @@ class ZooKeeperCoordinator:
             self._close_open_nodes()
 
     def _close_open_nodes(self) -> None:
-        """Give the platform's own ACL to its persistent nodes that an earlier run without
-        credentials left open to all. The root's ancestors are left as they are: other
-        tenants of the ensemble may share them."""
         paths = [self._election_path, self._agents_path, self._epoch_path, self._wake_path]
         paths += [f"{self.root}/leader"] + ([self.root] if self.root else [])
-        for path in paths:
-            acl, _ = self._retry(self._client.get_acls, path)
-            if list(acl) != list(self._acl):
-                self._retry(self._client.set_acls, path, self._acl)
-                log.info("coordination: closed %s to callers without credentials", path)
+        for path in close_open_nodes(self._client, paths, self._acl):
+            log.info("coordination: closed %s to callers without credentials", path)
 
     def _owned(self, stat: ZnodeStat | None) -> bool:
         return stat is not None and stat.ephemeralOwner == self._session()
@@ -617,17 +616,6 @@ class ZooKeeperCoordinator:
             self._client.stop()
         finally:
             self._client.close()
-
-
-def digest_acl(auth: str) -> list[ACL]:
-    """The ACL of every node made with credentials `user:password`: all rights to that
-    identity, none to anyone else. No credentials: no ACL (ZooKeeper's open default)."""
-    if not auth:
-        return []
-    user, sep, password = auth.partition(":")
-    if not sep or not user or not password:
-        raise ValueError("coordination credentials must be 'user:password' (coord_auth)")
-    return [make_digest_acl(user, password, all=True)]
 
 
 def _node_name(agent_id: str) -> str:

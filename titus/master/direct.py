@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from titus.coord.agent_calls import agent_auth
 from titus.coord.base import AgentInfo, Coordinator, Leadership
 from titus.master.cluster import HostReport, HostView, Placement, take_reports
 from titus.model.launch import TaskReport, TaskReportPage
@@ -88,12 +89,16 @@ class DirectDriver:
         poll_wait: float = 10.0,
         lost_after: float = 30.0,
         kill_grace: float = 10.0,
+        secret: bytes | None = None,
     ):
         self.coord = coord
         self.poll_wait = poll_wait
         self.lost_after = lost_after
         self.kill_grace = kill_grace
-        self.http = httpx.Client(timeout=10.0)
+        #: The epoch of the leadership this driver serves: every call to an agent carries
+        #: it (signed, with `secret`), so agents refuse a deposed leader's orders.
+        self.epoch = 0
+        self.http = httpx.Client(timeout=10.0, auth=agent_auth(secret, lambda: self.epoch))
         self.reports: queue.Queue[HostReport] = queue.Queue()
         self._watches: dict[str, _AgentWatch] = {}
         self._lost: set[str] = set()
@@ -104,6 +109,7 @@ class DirectDriver:
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self, leadership: Leadership, active: ActiveIndex) -> None:
+        self.epoch = leadership.epoch
         self._stop.clear()
         self._refresh()
         self._supervisor = threading.Thread(target=self._supervise, name="agents", daemon=True)

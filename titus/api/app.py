@@ -39,6 +39,7 @@ from titus.model.job import DisruptionBudget, JobDescriptor, ServiceJobProcesses
 from titus.model.validation import Bounds, InvalidRequest, from_pydantic
 from titus.settings import Settings
 from titus.store.base import JobStore, StoreError, StoreRefused, StoreUnavailable
+from titus.store.quarantine import QUARANTINE
 
 log = logging.getLogger("titus.api")
 
@@ -180,7 +181,19 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
 
     @app.get("/health", tags=["operations"], response_model=Health)
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "leader": coord.leader_address() is not None}
+        quarantined = len(QUARANTINE)
+        return {
+            "status": "degraded" if quarantined else "ok",
+            "leader": coord.leader_address() is not None,
+            "quarantined": quarantined,
+        }
+
+    @app.get("/api/v3/quarantine", tags=["operations"])
+    async def quarantine() -> dict[str, Any]:
+        """Stored job and task records this API process could not read: left out of every
+        answer (never failing one), kept in the store untouched for an operator to repair
+        or remove, each with the reason it could not be read."""
+        return {"items": [r.to_json() for r in QUARANTINE.records()]}
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     async def metrics() -> Response:

@@ -48,8 +48,12 @@ class Empty(BaseModel):
 
 
 class Health(BaseModel):
+    """`status` is "ok", or "degraded" when this API process has set stored records aside
+    that it cannot read (`quarantined`; listed at /api/v3/quarantine)."""
+
     status: str
     leader: bool
+    quarantined: int = 0
 
 
 class CapacityRequest(BaseModel):

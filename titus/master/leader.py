@@ -319,8 +319,17 @@ class Master:
             job = term.view.jobs.get(job_id)
             if job is None:
                 continue
+            tasks = term.view.tasks_of(job_id)
+            if job_id in term.view.unreadable:
+                # acting on part of a job's tasks could run one twice: wait for an operator
+                log.error(
+                    "job %s not reconciled: its task %s cannot be read (quarantined)",
+                    job_id,
+                    term.view.unreadable[job_id],
+                )
+                continue
             try:
-                act.carry_out(rc.reconcile_job(job, term.view.tasks_of(job_id)))
+                act.carry_out(rc.reconcile_job(job, tasks))
             except Paused:
                 term.touched.update(touched[i:])  # decided again once the session is back
                 raise

@@ -24,6 +24,7 @@ from titus.model.job import Job, Task
 from titus.model.names import DEFAULT_CAPACITY_GROUP, RESOURCES
 from titus.model.states import TASK_ON_HOST, TaskState
 from titus.store.base import TaskRow
+from titus.store.quarantine import decode_task
 
 LAUNCHING = frozenset({TaskState.LAUNCHED, TaskState.START_INITIATED})
 #: States a task may get stuck in (see stuck.py).
@@ -75,6 +76,9 @@ class LeaderView:
         self._group: dict[str, str] = {}
         self._parsed: dict[str, Task] = {}
         self._rows: dict[str, TaskRow] = {}
+        #: Jobs with a task whose stored document cannot be read (job id -> task id): the
+        #: leader does not reconcile them, since it cannot see all of their tasks.
+        self.unreadable: dict[str, str] = {}
         #: Index facts per task: an _Entry, or the TaskRow itself for tasks loaded at
         #: start-up (it has the same fields, so no second tuple per task is built).
         self._entries: dict[str, _Entry | TaskRow] = {}
@@ -188,7 +192,13 @@ class LeaderView:
             row = self._rows.pop(task_id, None)
             if row is None:
                 return None
-            task = Task.model_validate_json(row.raw)
+            parsed = decode_task(row.raw, task_id)
+            if parsed is None:
+                # quarantined: it stays in the indexes (its host and state are known from
+                # the plain columns), and its job is left alone until it can be read
+                self.unreadable[row.job_id] = task_id
+                return None
+            task = parsed
             self._parsed[task_id] = task
         return task
 

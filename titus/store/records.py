@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from titus.model.job import Job, Task
+from titus.store.quarantine import decode_tasks
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class ActiveIndex:
 
     def parsed(self) -> ActiveState:
         """The same jobs and tasks with every task document parsed (`load_active`)."""
-        return ActiveState(self.jobs, [Task.model_validate_json(t.raw) for t in self.tasks])
+        return ActiveState(self.jobs, decode_tasks([t.raw for t in self.tasks]))
 
 
 #: `get_meta` key under which the leader keeps the pending (Accepted, not yet placed) task

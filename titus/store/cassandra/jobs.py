@@ -23,6 +23,7 @@ from titus.store.cassandra.schema import task_columns
 from titus.store.cassandra.session import CassandraRefused, Item
 from titus.store.codec import dump_document
 from titus.store.errors import Conflict, GroupNameTaken, StoreUnavailable
+from titus.store.quarantine import decode_job, decode_jobs
 
 log = logging.getLogger("titus.store.cassandra")
 
@@ -126,7 +127,7 @@ class JobsPart(Part):
         rows = self._db.execute("job_get", (job_id,), f"read job {job_id}")
         if not rows:
             rows = self._db.execute("job_get_archived", (job_id,), f"read job {job_id}")
-        return Job.model_validate_json(rows[0].value) if rows else None
+        return decode_job(rows[0].value, job_id) if rows else None
 
     def update_job(self, job: Job, *, epoch: int | None = None) -> Job:
         self._fence.check(epoch)
@@ -145,7 +146,7 @@ class JobsPart(Part):
     def list_active_jobs(self) -> list[Job]:
         ids = self._active_job_ids()
         values = self._db.values("job_get", ids, "read the active jobs")
-        return [Job.model_validate_json(v) for v in values]
+        return decode_jobs(values)
 
     def count_active_jobs(self) -> int:
         buckets = [(b,) for b in range(self._buckets)]

@@ -15,6 +15,7 @@ from titus.store.cassandra.part import Part
 from titus.store.cassandra.schema import task_columns
 from titus.store.codec import dump_document
 from titus.store.errors import Conflict
+from titus.store.quarantine import decode_jobs, decode_task, decode_tasks
 from titus.store.records import ActiveIndex, ActiveState, TaskRow
 
 
@@ -61,7 +62,7 @@ class TasksPart(Part):
         rows = self._db.execute("task_get", (task_id,), f"read task {task_id}")
         if not rows:
             rows = self._db.execute("task_get_archived", (task_id,), f"read task {task_id}")
-        return Task.model_validate_json(rows[0].value) if rows else None
+        return decode_task(rows[0].value, task_id) if rows else None
 
     def list_tasks(self, job_id: str, *, include_archived: bool = False) -> list[Task]:
         db = self._db
@@ -72,10 +73,10 @@ class TasksPart(Part):
             values += db.values(
                 "task_get_archived", [r.task_id for r in old], f"read tasks of {job_id}"
             )
-        return [Task.model_validate_json(v) for v in values]
+        return decode_tasks(values)
 
     def list_active_tasks(self) -> list[Task]:
-        return [Task.model_validate_json(r.value) for r in self._db.scan("tasks_scan", "tasks")]
+        return decode_tasks([r.value for r in self._db.scan("tasks_scan", "tasks")])
 
     def _scan_both(self) -> tuple[list[Job], list[Any]]:
         """The job and task scans side by side: the jobs' pages arrive while tasks page."""
@@ -94,7 +95,7 @@ class TasksPart(Part):
         thread.join()
         if errors:
             raise errors[0]
-        job_list = [Job.model_validate_json(r.value) for r in result["jobs"]]
+        job_list = decode_jobs([r.value for r in result["jobs"]])
         return job_list, task_rows
 
     def load_active(self) -> ActiveState:

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from titus.model.job import Job, Task
 from titus.store.codec import dump_document, task_facts
 from titus.store.errors import Conflict, GroupNameTaken
+from titus.store.quarantine import decode_job, decode_jobs
 from titus.store.sqlite.connection import SqliteBase
 from titus.store.sqlite.schema import TASK_INSERT
 
@@ -45,7 +46,7 @@ class JobsPart(SqliteBase):
         rows = self._read("SELECT value FROM active_jobs WHERE job_id=?", (job_id,))
         if not rows:
             rows = self._read("SELECT value FROM archived_jobs WHERE job_id=?", (job_id,))
-        return Job.model_validate_json(str(rows[0][0])) if rows else None
+        return decode_job(str(rows[0][0]), job_id) if rows else None
 
     def update_job(self, job: Job, *, epoch: int | None = None) -> Job:
         new = job.model_copy(update={"version": job.version + 1})
@@ -60,9 +61,7 @@ class JobsPart(SqliteBase):
         return new
 
     def list_active_jobs(self) -> list[Job]:
-        return [
-            Job.model_validate_json(str(r[0])) for r in self._read("SELECT value FROM active_jobs")
-        ]
+        return decode_jobs([str(r[0]) for r in self._read("SELECT value FROM active_jobs")])
 
     def count_active_jobs(self) -> int:
         return int(self._read("SELECT count(*) FROM active_jobs")[0][0])  # type: ignore[call-overload]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 
-from titus.model.job import Job, Task
+from titus.model.job import Task
 from titus.store.codec import dump_document, task_facts
 from titus.store.errors import Conflict
+from titus.store.quarantine import decode_jobs, decode_task, decode_tasks
 from titus.store.records import ActiveIndex, ActiveState, TaskRow
 from titus.store.sqlite.connection import SqliteBase
 from titus.store.sqlite.schema import TASK_INSERT
@@ -53,19 +54,16 @@ class TasksPart(SqliteBase):
         rows = self._read("SELECT value FROM active_tasks WHERE task_id=?", (task_id,))
         if not rows:
             rows = self._read("SELECT value FROM archived_tasks WHERE task_id=?", (task_id,))
-        return Task.model_validate_json(str(rows[0][0])) if rows else None
+        return decode_task(str(rows[0][0]), task_id) if rows else None
 
     def list_tasks(self, job_id: str, *, include_archived: bool = False) -> list[Task]:
         rows = self._read("SELECT value FROM active_tasks WHERE job_id=?", (job_id,))
         if include_archived:
             rows += self._read("SELECT value FROM archived_tasks WHERE job_id=?", (job_id,))
-        return [Task.model_validate_json(str(r[0])) for r in rows]
+        return decode_tasks([str(r[0]) for r in rows])
 
     def list_active_tasks(self) -> list[Task]:
-        return [
-            Task.model_validate_json(str(r[0]))
-            for r in self._read("SELECT value FROM active_tasks")
-        ]
+        return decode_tasks([str(r[0]) for r in self._read("SELECT value FROM active_tasks")])
 
     def load_active(self) -> ActiveState:
         return self.load_active_index().parsed()
@@ -74,9 +72,7 @@ class TasksPart(SqliteBase):
         conn = self._conn()
         conn.execute("BEGIN")
         try:
-            jobs = [
-                Job.model_validate_json(v) for (v,) in conn.execute("SELECT value FROM active_jobs")
-            ]
+            jobs = decode_jobs([v for (v,) in conn.execute("SELECT value FROM active_jobs")])
             rows = conn.execute(
                 "SELECT task_id, job_id, version, state, agent_id, ts, value FROM active_tasks"
             ).fetchall()

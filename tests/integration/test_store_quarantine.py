@@ -1,0 +1,83 @@
+"""A stored record that cannot be read (whatever put it there) is set aside, never allowed to
+fail a listing, a create or a new leader's load: on a real SQLite store, with the API and a
+leader over it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_api_app import api, service
+from tests.unit.test_leader import Hosts, host, job, takeover
+from titus.store.quarantine import QUARANTINE
+from titus.store.sqlite import SqliteJobStore
+
+POISON = {"id": "", "jobDescriptor": {"migrationPolicy": [[[[[]]]]]}, "status": {}}
+
+
+@pytest.fixture(autouse=True)
+def fresh_quarantine() -> Iterator[None]:
+    """The quarantine is the process's: each test starts from an empty one."""
+    for record in QUARANTINE.records():
+        QUARANTINE.release(record.kind, record.id)
+    yield
+    for record in QUARANTINE.records():
+        QUARANTINE.release(record.kind, record.id)
+
+
+def _poison(db: Path, table: str, key: str, ident: str) -> None:
+    """Overwrite a stored document with one no version of the model reads."""
+    conn = sqlite3.connect(db)
+    with conn:
+        doc = {**POISON, "id": ident}
+        conn.execute(f"UPDATE {table} SET value=? WHERE {key}=?", (json.dumps(doc), ident))
+    conn.close()
+
+
+def test_the_api_leaves_an_unreadable_job_out_and_says_so(tmp_path: Path) -> None:
+    with api(tmp_path) as (http, _):
+        good = http.post("/api/v3/jobs", json=service()).json()["id"]
+        bad = http.post("/api/v3/jobs", json=service()).json()["id"]
+    _poison(tmp_path / "titus.db", "active_jobs", "job_id", bad)
+
+    with api(tmp_path) as (http, _):
+        listed = http.get("/api/v3/jobs")
+        assert listed.status_code == 200
+        assert [j["id"] for j in listed.json()["items"]] == [good]
+        assert http.post("/api/v3/jobs", json=service()).status_code == 202
+        assert http.get(f"/api/v3/jobs/{good}").status_code == 200
+        health = http.get("/health").json()
+        assert health["status"] == "degraded" and health["quarantined"] == 1
+        items = http.get("/api/v3/quarantine").json()["items"]
+        assert [(i["kind"], i["id"]) for i in items] == [("job", bad)]
+        assert "jobDescriptor" in items[0]["error"]
+
+
+def test_a_leader_loads_past_an_unreadable_task_and_leaves_its_job_alone(
+    tmp_path: Path,
+) -> None:
+    """A job with a task the leader cannot read is not reconciled (acting on part of its
+    tasks could start one twice); every other job goes on."""
+    db = tmp_path / "titus.db"
+    store = SqliteJobStore(db, synchronous="OFF")
+    hosts = Hosts(host("h1"))
+    first = takeover(store, hosts, epoch=1)
+    poisoned = job(store, service=2)
+    for _ in range(3):
+        first.iterate()
+    assert len(store.list_tasks(poisoned)) == 2
+    victim = store.list_tasks(poisoned)[0].id
+    _poison(db, "active_tasks", "task_id", victim)
+
+    second = takeover(store, hosts, epoch=2)
+    store.mark_dirty(poisoned)
+    newcomer = job(store, service=1)  # submitted after the takeover
+    for _ in range(3):
+        second.iterate()
+    assert ("task", victim) in {(r.kind, r.id) for r in QUARANTINE.records()}
+    assert len(store.list_tasks(poisoned)) == 1  # the readable one; nothing replaced
+    assert len(store.list_tasks(newcomer)) == 1  # the leader goes on with every other job

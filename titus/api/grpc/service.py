@@ -214,38 +214,48 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
 
         return await self._call("UpdateJobDisruptionBudget", context, work)
 
+    async def _change_attributes(
+        self,
+        rpc: str,
+        context: Context,
+        update: Callable[..., Any],
+        ident: str,
+        upsert: dict[str, str],
+        delete: list[str] | None,
+    ) -> empty_pb2.Empty:
+        """One job's or task's attributes set (`delete` None) or deleted (`delete` the keys,
+        which must not be empty): the four attribute calls alike."""
+
+        async def work(caller: Caller) -> empty_pb2.Empty:
+            keys = keys_to_delete(delete) if delete is not None else []
+            await self._run(update, ident, upsert, keys, caller.id, caller.reason)
+            return EMPTY
+
+        return await self._call(rpc, context, work)
+
     async def UpdateJobAttributes(
         self, request: pb.JobAttributesUpdate, context: Context
     ) -> empty_pb2.Empty:
-        async def work(caller: Caller) -> empty_pb2.Empty:
-            await self._run(
-                self.service.update_job_attributes,
-                request.jobId,
-                dict(request.attributes),
-                [],
-                caller.id,
-                caller.reason,
-            )
-            return EMPTY
-
-        return await self._call("UpdateJobAttributes", context, work)
+        return await self._change_attributes(
+            "UpdateJobAttributes",
+            context,
+            self.service.update_job_attributes,
+            request.jobId,
+            dict(request.attributes),
+            None,
+        )
 
     async def DeleteJobAttributes(
         self, request: pb.JobAttributesDeleteRequest, context: Context
     ) -> empty_pb2.Empty:
-        async def work(caller: Caller) -> empty_pb2.Empty:
-            keys = keys_to_delete(list(request.keys))
-            await self._run(
-                self.service.update_job_attributes,
-                request.jobId,
-                {},
-                keys,
-                caller.id,
-                caller.reason,
-            )
-            return EMPTY
-
-        return await self._call("DeleteJobAttributes", context, work)
+        return await self._change_attributes(
+            "DeleteJobAttributes",
+            context,
+            self.service.update_job_attributes,
+            request.jobId,
+            {},
+            list(request.keys),
+        )
 
     # ---- observe --------------------------------------------------------------------
     # grpc.aio tells a streaming handler by its being an async generator function
@@ -311,35 +321,26 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
     async def UpdateTaskAttributes(
         self, request: pb.TaskAttributesUpdate, context: Context
     ) -> empty_pb2.Empty:
-        async def work(caller: Caller) -> empty_pb2.Empty:
-            await self._run(
-                self.service.update_task_attributes,
-                request.taskId,
-                dict(request.attributes),
-                [],
-                caller.id,
-                caller.reason,
-            )
-            return EMPTY
-
-        return await self._call("UpdateTaskAttributes", context, work)
+        return await self._change_attributes(
+            "UpdateTaskAttributes",
+            context,
+            self.service.update_task_attributes,
+            request.taskId,
+            dict(request.attributes),
+            None,
+        )
 
     async def DeleteTaskAttributes(
         self, request: pb.TaskAttributesDeleteRequest, context: Context
     ) -> empty_pb2.Empty:
-        async def work(caller: Caller) -> empty_pb2.Empty:
-            keys = keys_to_delete(list(request.keys))
-            await self._run(
-                self.service.update_task_attributes,
-                request.taskId,
-                {},
-                keys,
-                caller.id,
-                caller.reason,
-            )
-            return EMPTY
-
-        return await self._call("DeleteTaskAttributes", context, work)
+        return await self._change_attributes(
+            "DeleteTaskAttributes",
+            context,
+            self.service.update_task_attributes,
+            request.taskId,
+            {},
+            list(request.keys),
+        )
 
     async def MoveTask(self, request: pb.TaskMoveRequest, context: Context) -> empty_pb2.Empty:
         async def work(caller: Caller) -> empty_pb2.Empty:

@@ -7,13 +7,15 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.support.docker_engine import AgentFactory
+from tests.support.docker_engine import AgentFactory, task_spec, wait_for_report
 from tests.support.poll import wait_until
 from titus.agent.daemon import AgentDaemon
 from titus.agent.server import bound_port, run_agent_server
 from titus.coord.base import Leadership
-from titus.master.cluster import HostView
+from titus.master.cluster import HostView, Placement
 from titus.master.direct import DirectDriver
+from titus.model.launch import TaskReport
+from titus.model.states import TaskState
 from titus.store.base import ActiveIndex
 
 pytestmark = pytest.mark.docker
@@ -51,6 +53,37 @@ def test_a_host_that_stops_answering_is_unschedulable_until_it_answers(
         server = _serve(agent)
         back = _host(driver, lambda h: h.healthy, "healthy again")
         assert not any("not answering" in r for r in back.health_reasons)
+    finally:
+        driver.stop()
+        server.should_exit = True  # type: ignore[attr-defined]
+
+
+def test_a_task_the_host_never_heard_of_ends_as_lost_when_claimed(
+    agent_factory: AgentFactory,
+) -> None:
+    """The agent took a task, reported it StartInitiated and died before making its
+    container; back at once, it knows nothing of it. The claims tell the leader so, and the
+    task ends as lost (placed again) instead of waiting for the stuck-task timeout; a task
+    the host runs is not touched."""
+    agent = agent_factory()
+    server = _serve(agent)
+    driver = DirectDriver(agent.coord, poll_wait=0.5, lost_after=60)
+    driver.start(Leadership(1), ActiveIndex([], []))
+    try:
+        _host(driver, lambda h: h.healthy, "healthy")
+        running = task_spec("sleep 30")
+        driver.launch([Placement(running, agent.agent_id)])
+        wait_for_report(agent, running.taskId, TaskState.STARTED)
+        driver.claim(agent.agent_id, [running.taskId, "forgotten-task"])
+
+        def lost() -> list[TaskReport]:
+            got = [r.report for r in driver.take_reports(0.2)]
+            return [r for r in got if r.state == TaskState.FINISHED]
+
+        finished = wait_until("the forgotten task reported lost", lost, 20)
+        assert [(r.taskId, r.reasonCode) for r in finished] == [("forgotten-task", "lost")]
+        assert "no longer knows the task" in finished[0].reasonMessage
+        assert agent.is_running(running.taskId)
     finally:
         driver.stop()
         server.should_exit = True  # type: ignore[attr-defined]

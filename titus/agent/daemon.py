@@ -254,6 +254,14 @@ class AgentDaemon:
                     orphans.append(task_id)
         return orphans
 
+    def unknown(self, task_ids: Sequence[str]) -> list[str]:
+        """Of the tasks the master names, those this agent has never heard of: no task, no
+        report. After a restart these are tasks the agent took but never started (killed
+        between its StartInitiated report and the container): nothing will ever report
+        them, so the master learns it here instead of waiting for its stuck-task timeout."""
+        with self._cond:
+            return [t for t in task_ids if t not in self._tasks and t not in self._reports]
+
     def ack(self, task_id: str) -> bool:
         """The master persisted a terminal report: forget it. False if there is none."""
         with self._cond:

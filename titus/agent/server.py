@@ -127,12 +127,13 @@ def create_agent_app(daemon: AgentDaemon, guard: CallGuard | None = None) -> Fas
     @app.put("/v1/tasks/claims", dependencies=order)
     async def claims(body: dict[str, list[str]]) -> dict[str, Any]:
         """The master names every task it believes runs here; the others are orphans,
-        killed after the grace period unless claimed again."""
+        killed after the grace period unless claimed again. The answer also names the
+        claimed tasks this agent has never heard of (`unknown`)."""
         ids = body.get("taskIds")
         if ids is None:
             raise HTTPException(400, "taskIds: required")
         orphans = await run_in_threadpool(daemon.claim, ids)
-        return {"orphans": orphans}
+        return {"orphans": orphans, "unknown": daemon.unknown(ids)}
 
     @app.post("/v1/tasks", status_code=202, dependencies=order)
     async def launch(spec: TaskSpec) -> dict[str, str]:

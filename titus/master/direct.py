@@ -102,6 +102,9 @@ class DirectDriver:
         self.reports: queue.Queue[HostReport] = queue.Queue()
         self._watches: dict[str, _AgentWatch] = {}
         self._lost: set[str] = set()
+        #: Tasks whose launch is queued or under way: an agent that does not know one of
+        #: these may simply not have it yet.
+        self._launching: set[str] = set()
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="agent-call")
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -125,6 +128,7 @@ class DirectDriver:
             for w in self._watches.values():
                 w.stop.set()
             self._watches.clear()
+            self._launching.clear()
         while not self.reports.empty():
             self.reports.get_nowait()
 
@@ -210,10 +214,19 @@ class DirectDriver:
         self.reports.put(HostReport(host_id, report))
 
     def launch(self, placements: Sequence[Placement]) -> None:
+        with self._lock:
+            self._launching.update(p.spec.taskId for p in placements)
         for p in placements:
             self._pool.submit(self._launch_one, p)
 
     def _launch_one(self, p: Placement) -> None:
+        try:
+            self._deliver(p)
+        finally:
+            with self._lock:
+                self._launching.discard(p.spec.taskId)
+
+    def _deliver(self, p: Placement) -> None:
         if self._stop.is_set():
             return
         address = self._address(p.host_id)
@@ -301,7 +314,9 @@ class DirectDriver:
         try:
             r = self.http.put(f"{w.info.address}/v1/tasks/claims", json={"taskIds": task_ids})
             r.raise_for_status()
-            orphans = r.json().get("orphans") or []
+            answer = r.json()
+            self._forget_unknown(host_id, answer.get("unknown") or [])
+            orphans = answer.get("orphans") or []
             if orphans:
                 log.warning(
                     "agent %s runs %d containers of tasks not placed there (killed after its "
@@ -313,6 +328,23 @@ class DirectDriver:
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("claims to agent %s failed (sent again later): %s", host_id, exc)
             w.claim_due = True
+
+    def _forget_unknown(self, host_id: str, unknown: list[str]) -> None:
+        """Tasks the leader placed on the host that the host has never heard of (it took
+        them, then restarted before starting them): they end as lost, so they are placed
+        again now rather than after the stuck-task timeout. A task whose launch is still
+        under way is not yet known there, and is left alone."""
+        with self._lock:
+            gone = [t for t in unknown if t not in self._launching]
+        for task_id in gone:
+            log.warning("agent %s does not know task %s: it is lost", host_id, task_id)
+            self._synthesize(
+                host_id,
+                task_id,
+                "",
+                Reason.LOST,
+                f"host {host_id} no longer knows the task (it restarted before starting it)",
+            )
 
     def take_reports(self, timeout: float) -> list[HostReport]:
         return take_reports(self.reports, timeout)

@@ -495,3 +495,39 @@ def test_no_write_takes_a_task_back(store: SqliteJobStore) -> None:
     stored = store.get_task(launched.id)
     assert stored is not None and stored.state == TaskState.LAUNCHED
     assert stored.version == launched.version
+
+
+def test_a_host_cannot_write_the_masters_task_context(store: SqliteJobStore) -> None:
+    """A report may set what the host knows (agent.*, the container); the master's own keys
+    (index, resubmits, kill reason) stay as the master wrote them."""
+    driver = Hosts(host("h1"))
+    m = leader(store, driver)
+    job_id = job(store, service=1)
+    m.iterate()
+    (task,) = tasks(store, job_id)
+    index = task.taskContext["task.index"]
+    m.receive(
+        [
+            HostReport(
+                "h1",
+                TaskReport(
+                    taskId=task.id,
+                    jobId=job_id,
+                    state=TaskState.STARTED,
+                    context={
+                        "task.index": "99",
+                        "task.resubmitOf": "someone-else",
+                        "agent.zone": "zone-a",
+                        "task.containerIp": "192.0.2.7",
+                    },
+                ),
+            )
+        ]
+    )
+    m.iterate()
+    (after,) = tasks(store, job_id)
+    assert after.state == TaskState.STARTED
+    assert after.taskContext["task.index"] == index
+    assert "task.resubmitOf" not in after.taskContext
+    assert after.taskContext["agent.zone"] == "zone-a"
+    assert after.taskContext["task.containerIp"] == "192.0.2.7"

@@ -37,6 +37,7 @@ import botocore.exceptions
 
 from titus.agent.hooks import TaskContext, TaskHook
 from titus.agent.logs import STREAMS, rotated_files
+from titus.model.names import LogContextKey
 from titus.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,9 @@ ATTR_PREFIX = "titusParameter.agent.log.s3PathPrefix"
 ATTR_ROLE = "titusParameter.agent.log.s3WriterRole"
 
 # taskContext keys the master copies into the task's logLocation.s3
-CTX_BUCKET = "logs.s3.bucket"
-CTX_KEY = "logs.s3.key"
-CTX_REGION = "logs.s3.region"
+CTX_BUCKET = LogContextKey.S3_BUCKET
+CTX_KEY = LogContextKey.S3_KEY
+CTX_REGION = LogContextKey.S3_REGION
 
 BACKOFF_BASE_SEC = 1.0
 BACKOFF_MAX_SEC = 300.0

@@ -19,7 +19,12 @@ from titus.master.cluster import HostReport, Placement
 from titus.master.view import LeaderView
 from titus.model.job import S3Location, Task
 from titus.model.launch import TaskReport, TaskSpec
-from titus.model.names import TaskContextKey
+from titus.model.names import (
+    HOST_CONTEXT_PREFIX,
+    HOST_TASK_CONTEXT_KEYS,
+    LogContextKey,
+    TaskContextKey,
+)
 from titus.model.states import TASK_ON_HOST, Reason, TaskState, is_forward
 
 log = logging.getLogger("titus.master")
@@ -37,9 +42,12 @@ NOT_THROTTLED = frozenset(
 )
 #: taskContext keys in which the agent reports where a task's logs go in S3 (upload.py
 #: writes them; the master cannot import the agent, so the names are repeated here).
-CTX_LOG_BUCKET = "logs.s3.bucket"
-CTX_LOG_KEY = "logs.s3.key"
-CTX_LOG_REGION = "logs.s3.region"
+CTX_LOG_BUCKET = LogContextKey.S3_BUCKET
+CTX_LOG_KEY = LogContextKey.S3_KEY
+CTX_LOG_REGION = LogContextKey.S3_REGION
+#: Bounds on what one report may write into a task's context.
+MAX_REPORTED_KEYS = 32
+MAX_REPORTED_VALUE_CHARS = 1024
 #: Where the API serves a task's live log (titus/api/tasks.py).
 LIVE_LOG_PATH = "/api/v3/tasks/{task_id}/logs"
 
@@ -114,6 +122,23 @@ def observe(leader: Reporting, before: Task, after: Task) -> None:
                 leader.backoff.failed(after.jobId)
 
 
+def host_context(reported: dict[str, str]) -> dict[str, str]:
+    """What of a report's context a host may write: `agent.*` keys and the keys of what it
+    runs (HOST_TASK_CONTEXT_KEYS), within bounds; the master's own keys are never taken
+    from a host."""
+    allowed = {
+        k: v[:MAX_REPORTED_VALUE_CHARS]
+        for k, v in reported.items()
+        if k.startswith(HOST_CONTEXT_PREFIX) or k in HOST_TASK_CONTEXT_KEYS
+    }
+    if len(allowed) != len(reported):
+        log.warning(
+            "a host reported task context it does not own: %s",
+            sorted(set(reported) - set(allowed))[:10],
+        )
+    return dict(sorted(allowed.items())[:MAX_REPORTED_KEYS])
+
+
 def with_report(task: Task, report: TaskReport, state: TaskState, now_ms: int) -> Task:
     reason = report.reasonCode
     message = report.reasonMessage
@@ -129,7 +154,7 @@ def with_report(task: Task, report: TaskReport, state: TaskState, now_ms: int) -
                 new = new.with_status(step, "normal", "")
     new = new.with_status(state, reason, message)
     new.status.timestamp = report.timestamp or now_ms
-    new.taskContext.update(report.context)
+    new.taskContext.update(host_context(report.context))
     if report.containerId:
         new.taskContext[TaskContextKey.CONTAINER_ID] = report.containerId
     if report.exitCode is not None:

@@ -50,3 +50,27 @@ class TaskContextKey:
     RETRY_DELAY = "task.retryDelay"
     NOT_BEFORE = "task.notBefore"
     MOVED_FROM_JOB = "task.movedFromJob"
+
+
+class LogContextKey:
+    """taskContext keys where the host says it uploads the task's output."""
+
+    S3_BUCKET = "logs.s3.bucket"
+    S3_KEY = "logs.s3.key"
+    S3_REGION = "logs.s3.region"
+
+
+#: taskContext keys a host may write in its reports besides `agent.*`: what it knows of the
+#: container it runs. The rest (index, resubmits, kill reason, moves) is the master's: a host
+#: that reports them is ignored for those keys, so it cannot rewrite a task's history.
+HOST_TASK_CONTEXT_KEYS = frozenset(
+    {
+        TaskContextKey.CONTAINER_ID,
+        TaskContextKey.CONTAINER_IP,
+        TaskContextKey.EXIT_CODE,
+        LogContextKey.S3_BUCKET,
+        LogContextKey.S3_KEY,
+        LogContextKey.S3_REGION,
+    }
+)
+HOST_CONTEXT_PREFIX = "agent."

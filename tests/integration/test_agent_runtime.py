@@ -5,6 +5,9 @@ disk limits are in test_agent_isolation.py."""
 
 from __future__ import annotations
 
+import threading
+import uuid
+
 import docker
 import pytest
 
@@ -17,7 +20,7 @@ from tests.support.docker_engine import (
 )
 from titus.agent.hooks import KillRequest, TaskContext, TaskHook
 from titus.agent.logs import LogFollowHook, LogsHook
-from titus.agent.runtime import ContainerHook
+from titus.agent.runtime import LABEL_AGENT, LABEL_TASK, ContainerHook, DockerRuntime
 from titus.model.states import Reason, TaskState
 
 pytestmark = pytest.mark.docker
@@ -251,3 +254,30 @@ def test_agents_sharing_an_engine_leave_each_others_containers_alone(
     assert not other.kill(spec.taskId)
     other.stop()
     assert docker_engine.containers.get(started.containerId).status == "running"
+
+
+def test_listing_meets_containers_removed_under_it_without_failing(
+    docker_engine: docker.DockerClient,
+) -> None:
+    """The sweep lists the agent's containers while others end and are removed: one gone
+    between the engine's listing and its inspection is left out, never an error."""
+    agent_id = f"racer-{uuid.uuid4().hex[:8]}"
+    runtime = DockerRuntime(docker_engine)
+    made = [
+        docker_engine.containers.create(
+            "titus/busybox:latest",
+            ["true"],
+            labels={LABEL_TASK: f"t{i}", LABEL_AGENT: agent_id},
+        )
+        for i in range(30)
+    ]
+    remover = threading.Thread(target=lambda: [c.remove(force=True) for c in made])
+    remover.start()
+    seen = []
+    try:
+        while remover.is_alive():
+            seen.append(len(runtime.task_containers(agent_id)))
+    finally:
+        remover.join()
+    assert runtime.task_containers(agent_id) == []
+    assert seen and max(seen) <= 30

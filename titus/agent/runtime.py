@@ -380,10 +380,15 @@ class DockerRuntime:
         return [LABEL_TASK, f"{LABEL_AGENT}={agent_id}"]
 
     def task_containers(self, agent_id: str) -> list[Container]:
-        """The task containers this agent launched, running or not."""
+        """The task containers this agent launched, running or not. One removed between the
+        engine's listing and its inspection is left out, not an error: the sweep meets that
+        whenever a container ends and is removed at the wrong moment."""
         filters = {"label": self._labels(agent_id)}
         return with_retries(
-            lambda: list(self.client.containers.list(all=True, filters=filters)), "list"
+            lambda: list(
+                self.client.containers.list(all=True, filters=filters, ignore_removed=True)
+            ),
+            "list",
         )
 
     def writable_size(self, container_id: str) -> int:

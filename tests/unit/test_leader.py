@@ -27,7 +27,7 @@ from titus.model.launch import TaskReport
 from titus.model.states import JobState, Reason, TaskState
 from titus.model.validation import parse_job_descriptor
 from titus.settings import Settings
-from titus.store.base import ActiveIndex, KillRequest
+from titus.store.base import ActiveIndex, KillRequest, StaleEpoch
 from titus.store.sqlite import SqliteJobStore
 
 
@@ -531,3 +531,19 @@ def test_a_host_cannot_write_the_masters_task_context(store: SqliteJobStore) -> 
     assert "task.resubmitOf" not in after.taskContext
     assert after.taskContext["agent.zone"] == "zone-a"
     assert after.taskContext["task.containerIp"] == "192.0.2.7"
+
+
+def test_a_leader_elected_with_an_epoch_the_store_already_saw_leads_above_it(
+    store: SqliteJobStore,
+) -> None:
+    """Coordination was reset and counts from 1 again: the new leader still leads, with an
+    epoch above every earlier one, and an earlier leader's writes stay refused."""
+    store.claim_epoch(10)
+    driver = Hosts(host("h1"))
+    m = takeover(store, driver, epoch=2)
+    assert m.epoch == 11 and store.current_epoch() == 11
+    job_id = job(store, service=1)
+    m.iterate()
+    assert len(tasks(store, job_id)) == 1  # its writes are taken
+    with pytest.raises(StaleEpoch):
+        store.set_meta("x", "y", epoch=10)

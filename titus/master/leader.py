@@ -170,6 +170,18 @@ class Master:
         load the active state; the index read, for the driver."""
         self._new_term(leadership)
         self.term.elected_at = self.clock()
+        stored = self.store.current_epoch()
+        if leadership.epoch <= stored:
+            # coordination counts anew (its data was reset, or another ensemble): an epoch
+            # the store already saw would make every write of this leader stale; one above
+            # the store's fences out all earlier leaders just the same
+            log.warning(
+                "coordination's epoch %d is not above the store's %d: leading with epoch %d",
+                leadership.epoch,
+                stored,
+                stored + 1,
+            )
+            leadership.epoch = stored + 1
         self.store.claim_epoch(leadership.epoch)
         return self._load()
 

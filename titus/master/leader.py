@@ -24,6 +24,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import random
 import threading
 import time
 import uuid
@@ -45,7 +46,14 @@ from titus.master.view import LeaderView
 from titus.model.job import Task
 from titus.model.launch import TaskReport
 from titus.model.states import TASK_ON_HOST, JobState, Reason, TaskState
-from titus.store.base import ActiveIndex, JobStore, KillRequest, MoveRequest, StaleEpoch
+from titus.store.base import (
+    ActiveIndex,
+    JobStore,
+    KillRequest,
+    MoveRequest,
+    StaleEpoch,
+    StoreUnavailable,
+)
 
 __all__ = [
     "UNKNOWN_TASK_GRACE_SEC",
@@ -64,6 +72,32 @@ MIGRATE_CHECK_SEC = 2.0
 
 def new_task_id() -> str:
     return str(uuid.uuid4())
+
+
+class StoreOutage:
+    """Backoff, with full jitter, while the store does not answer the leader's loop."""
+
+    FIRST_SEC = 0.2
+    MAX_SEC = 5.0
+
+    def __init__(self) -> None:
+        self.failures = 0
+
+    def wait(self, exc: Exception) -> float:
+        self.failures += 1
+        delay = random.uniform(0, min(self.MAX_SEC, self.FIRST_SEC * 2**self.failures))
+        log.warning(
+            "store unavailable (%s): leading on, next try in %.2f s (failure %d)",
+            exc,
+            delay,
+            self.failures,
+        )
+        return delay
+
+    def over(self) -> None:
+        if self.failures:
+            log.info("store answers again after %d failed iterations", self.failures)
+        self.failures = 0
 
 
 class Master:
@@ -209,6 +243,7 @@ class Master:
         for t in feeders:
             t.start()
         deadline = self.clock() + self.config.actual_sync_timeout
+        outage = StoreOutage()
         while not stop.is_set() and leadership.is_leader:
             if not leadership.can_act():
                 m.IS_LEADER.set(0)
@@ -223,8 +258,14 @@ class Master:
                         continue
                     self.sync_hosts(actual)
                 self.iterate()
+                outage.over()
             except Paused:
                 log.info("coordination session suspended: not acting until it returns")
+                continue
+            except StoreUnavailable as exc:
+                # ridden out in this term: what is in memory stays right (the view changes
+                # only after the store took a write), reports wait in the inbox
+                stop.wait(outage.wait(exc))
                 continue
             self._nudge.wait(self.config.loop_interval)
             self._nudge.clear()
@@ -342,7 +383,7 @@ class Master:
                 continue
             try:
                 act.carry_out(rc.reconcile_job(job, tasks))
-            except Paused:
+            except (Paused, StoreUnavailable):
                 term.touched.update(touched[i:])  # decided again once the session is back
                 raise
         self._clear_stuck()
@@ -370,8 +411,9 @@ class Master:
         for i, hr in enumerate(taken):
             try:
                 reports.apply_report(self.executor, hr)
-            except Paused:
-                inbox.put_back(taken[i:])  # not lost: applied once the session is back
+            except (Paused, StoreUnavailable):
+                # not lost: applied once the session, or the store, is back
+                inbox.put_back(taken[i:])
                 raise
 
     def _send_claims(self) -> None:

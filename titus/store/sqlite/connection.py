@@ -11,11 +11,24 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from titus.store.errors import StaleEpoch
+from titus.store.errors import StaleEpoch, StoreUnavailable
 from titus.store.sqlite.schema import CHANGES_KEPT, SCHEMA, TRIM_EVERY, migrate, while_locked
+
+#: SQLite's words for a store that cannot take a write or a read now (a full disk, another
+#: writer holding the lock past the timeout, an I/O error): the caller may try again later.
+_UNAVAILABLE = ("disk is full", "database is locked", "disk i/o error", "unable to open")
+
+
+def unavailable(exc: sqlite3.OperationalError) -> Exception:
+    """The error a caller sees: StoreUnavailable (503 at the API, ridden out by the leader)
+    when the store cannot answer now, else the error itself (a bug: let it surface)."""
+    text = str(exc).lower()
+    if any(words in text for words in _UNAVAILABLE):
+        return StoreUnavailable(f"sqlite: {exc}")
+    return exc
 
 
 class SqliteBase:
@@ -48,16 +61,27 @@ class SqliteBase:
         """One write transaction; with an epoch, refused if a newer leader has written."""
         conn = self._conn()
         with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise unavailable(exc) from exc
             try:
                 if epoch is not None:
                     self._check_epoch(conn, epoch)
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
+            except BaseException as exc:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise unavailable(exc) from exc
                 raise
             else:
-                conn.execute("COMMIT")
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.OperationalError as exc:
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise unavailable(exc) from exc
 
     @staticmethod
     def _check_epoch(conn: sqlite3.Connection, epoch: int) -> None:
@@ -80,7 +104,10 @@ class SqliteBase:
             db.execute("DELETE FROM changes WHERE seq <= ?", (seq - CHANGES_KEPT,))
 
     def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        return self._conn().execute(sql, args).fetchall()
+        try:
+            return self._conn().execute(sql, args).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise unavailable(exc) from exc
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -25,8 +25,7 @@ def context(job_type: str = "BATCH", limit: int | None = 60) -> TaskContext:
 
 def test_runtime_limit_counts_from_the_engines_start_time() -> None:
     ctx = context()
-    now = STARTED + 61
-    hook = RuntimeLimitHook(clock=lambda: now)
+    hook = RuntimeLimitHook(clock=lambda: STARTED + 61)
     # not started yet (or its start not known): nothing to count from
     assert hook.check(ctx) is None
     ctx.container = ContainerRecord(id="c", started_at=STARTED)
@@ -34,8 +33,25 @@ def test_runtime_limit_counts_from_the_engines_start_time() -> None:
         Reason.RUNTIME_LIMIT_EXCEEDED, "killed after exceeding its runtime limit of 60 s"
     )
     # a watcher that came later (an adopting agent, an executor) counts the same
-    now = STARTED + 59
-    assert hook.check(ctx) is None
+    later = RuntimeLimitHook(clock=lambda: STARTED + 59)
+    assert later.check(ctx) is None
+
+
+def test_runtime_limit_is_immune_to_steps_of_the_hosts_clock() -> None:
+    """After the first look, the count goes by the monotonic clock: a wall clock stepped a
+    day ahead kills nothing, one stepped back does not save a task that ran too long."""
+    wall, mono = [STARTED + 10], [500.0]
+    hook = RuntimeLimitHook(clock=lambda: wall[0], monotonic=lambda: mono[0])
+    ctx = context()
+    ctx.container = ContainerRecord(id="c", started_at=STARTED)
+    assert hook.check(ctx) is None  # 10 s in
+    wall[0] += 86_400  # the host's clock jumps a day ahead
+    mono[0] += 5
+    assert hook.check(ctx) is None  # 15 s in, whatever the wall clock says
+    wall[0] -= 2 * 86_400  # and then a day behind
+    mono[0] += 46
+    verdict = hook.check(ctx)  # 61 s in
+    assert verdict is not None and verdict.reason == Reason.RUNTIME_LIMIT_EXCEEDED
 
 
 def test_runtime_limit_is_for_batch_tasks_that_have_one() -> None:

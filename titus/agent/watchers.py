@@ -24,24 +24,45 @@ class RuntimeLimitHook(TaskHook):
 
     Time counts from the container's start as the engine recorded it (StartedAt), not
     from when this process first saw the task: an agent that adopts a task after a
-    restart, or an executor, counts from the same moment.
+    restart, or an executor, counts from the same moment. That wall-clock time is read once,
+    at the first look; from then on the count goes by the monotonic clock, so a step of the
+    host's clock (NTP, an operator) neither kills a task early nor lets it run on.
     """
 
     name = "runtime-limit"
 
-    def __init__(self, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         self.clock = clock
+        self.monotonic = monotonic
+        # task id -> (its container's start, seconds it had run at the first look, the
+        # monotonic time of that look)
+        self._anchors: dict[str, tuple[float, float, float]] = {}
 
     def check(self, ctx: TaskContext) -> KillRequest | None:
         limit = ctx.spec.runtimeLimitSec
         started = ctx.container.started_at if ctx.container is not None else None
         if not limit or ctx.spec.jobType.upper() != "BATCH" or started is None:
             return None
-        if self.clock() - started <= limit:
+        now = self.monotonic()
+        anchor = self._anchors.get(ctx.task_id)
+        if anchor is None or anchor[0] != started:
+            anchor = (started, max(0.0, self.clock() - started), now)
+            self._anchors[ctx.task_id] = anchor
+        if anchor[1] + (now - anchor[2]) <= limit:
             return None
         return KillRequest(
             Reason.RUNTIME_LIMIT_EXCEEDED, f"killed after exceeding its runtime limit of {limit} s"
         )
+
+    def release(self, ctx: TaskContext) -> None:
+        self._anchors.pop(ctx.task_id, None)
+
+    def teardown(self, ctx: TaskContext) -> None:
+        self._anchors.pop(ctx.task_id, None)
 
 
 class DiskQuotaHook(TaskHook):

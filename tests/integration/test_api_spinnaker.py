@@ -275,3 +275,16 @@ def test_attributes_added_a_little_at_a_time_stop_at_the_bound(tmp_path: Path) -
             assert http.put(path, json={"attributes": {"k0-0": "w"}}).status_code == 200
         attributes = http.get(f"/api/v3/jobs/{job}").json()["jobDescriptor"]["attributes"]
         assert len(attributes) == 100 and attributes["k0-0"] == "w"
+
+
+def test_a_retried_kill_with_shrink_lowers_desired_once(tmp_path: Path) -> None:
+    """The client's first DELETE got no answer (a timeout) and it sends the same again."""
+    with api(tmp_path) as (http, store):
+        job_id = http.post("/api/v3/jobs", json=service()).json()["id"]
+        task = add_task(store, job_id, 1)
+        before = http.get(f"/api/v3/jobs/{job_id}").json()["jobDescriptor"]["service"]
+        for _ in range(3):
+            r = http.delete(f"/api/v3/tasks/{task}", params={"shrink": "true"})
+            assert r.status_code == 200, r.text
+        after = http.get(f"/api/v3/jobs/{job_id}").json()["jobDescriptor"]["service"]
+        assert after["capacity"]["desired"] == before["capacity"]["desired"] - 1

@@ -482,7 +482,12 @@ class JobService:
             raise ApiError(404, f"task {task_id} is not active (already finished)")
         if self.store.get_job(task.jobId) is None:
             raise not_found("job", task.jobId)
-        if shrink:
+        # a retried kill (the client did not see the first answer) lowers desired once: a
+        # task already being killed, or with a kill queued, has had its shrink
+        already = task.state == TaskState.KILL_INITIATED or any(
+            r.task_id == task_id for r in self.store.list_kill_requests(task.jobId)
+        )
+        if shrink and not already:
 
             def lower(job: Job) -> Job | None:
                 service = job.jobDescriptor.service

@@ -4,6 +4,7 @@ tests, and the request gate: bad bodies, auth, rate limits, idempotency, admissi
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -215,3 +216,29 @@ def test_a_full_capacity_group_refuses_new_work_and_names_its_limit(tmp_path: Pa
         # another group still takes work, and nothing of the refused job was stored
         assert client.post("/api/v3/jobs", json=BATCH).status_code == 202
         assert len(store.list_active_jobs()) == 1
+
+
+def test_an_idempotency_key_whose_claimant_died_is_taken_over_after_its_lease(
+    tmp_path: Path,
+) -> None:
+    """A process claimed the key and died before making the job: a retry is told to wait
+    while the claim is fresh, and takes the key over once the lease has passed, instead of
+    being refused for the key's whole life."""
+    body = service()
+    fingerprint = hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    ttl = Settings().idempotency_ttl_sec
+    with api(tmp_path) as (http, store):
+        headers = {"Idempotency-Key": "deploy-7", "X-Titus-CallerId": "alice"}
+        store.claim_idempotency_key("alice|deploy-7", fingerprint, "ghost-fresh", ttl)
+        r = http.post("/api/v3/jobs", json=body, headers=headers)
+        assert r.status_code == 409 and "in progress" in r.json()["message"]
+        store.release_idempotency_key("alice|deploy-7", "ghost-fresh")
+        # claimed 31 s ago (its lease is 30 s), and its job never made
+        store.claim_idempotency_key("alice|deploy-7", fingerprint, "ghost-old", ttl - 31)
+        r = http.post("/api/v3/jobs", json=body, headers=headers)
+        assert r.status_code == 202, r.text
+        again = http.post("/api/v3/jobs", json=body, headers=headers)
+        assert again.status_code == 202 and again.json()["id"] == r.json()["id"]
+        assert store.count_active_jobs() == 1

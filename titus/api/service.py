@@ -42,10 +42,21 @@ from titus.model.validation import (
     check_user_attributes,
     parse_job_descriptor,
 )
-from titus.store.base import Conflict, GroupNameTaken, KillRequest, MoveRequest
+from titus.store.base import (
+    Conflict,
+    GroupNameTaken,
+    IdempotencyRecord,
+    KillRequest,
+    MoveRequest,
+)
 from titus.store.roles import Idempotency, Jobs, Requests, SchedulerResults, TaskAttributes
 
 log = logging.getLogger("titus.api")
+
+#: How long a claimed Idempotency-Key waits for its job before a retry may take the key over
+#: (the claimant died between the claim and the create): long next to any create, short
+#: next to the key's life, so a crash does not block the retry for a day.
+IDEMPOTENCY_PENDING_LEASE_SEC = 30.0
 
 CAS_ATTEMPTS = 20
 HOSTS_TTL_SEC = 2.0
@@ -112,6 +123,13 @@ class JobService:
         record = self.store.claim_idempotency_key(
             scoped, fingerprint, job_id, self.idempotency_ttl_sec
         )
+        if record.job_id != job_id and self._abandoned(record):
+            # its claimant died between the claim and the create: the key is free again
+            log.warning("Idempotency-Key %s: taking over an abandoned claim", idempotency_key)
+            self.store.release_idempotency_key(scoped, record.job_id)
+            record = self.store.claim_idempotency_key(
+                scoped, fingerprint, job_id, self.idempotency_ttl_sec
+            )
         if record.job_id != job_id:
             if record.fingerprint != fingerprint:
                 raise ApiError(
@@ -133,6 +151,13 @@ class JobService:
         except BaseException:
             self.store.release_idempotency_key(scoped, job_id)
             raise
+
+    def _abandoned(self, record: IdempotencyRecord) -> bool:
+        """A claim older than the pending lease whose job was never made."""
+        claimed_at = record.expires_at - self.idempotency_ttl_sec
+        if time.time() - claimed_at <= IDEMPOTENCY_PENDING_LEASE_SEC:
+            return False
+        return self.store.get_job(record.job_id) is None
 
     def create_parsed(
         self, descriptor: JobDescriptor, caller: str = "", reason: str = "", job_id: str = ""

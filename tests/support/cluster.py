@@ -231,6 +231,7 @@ def make_cluster(tmp: Path, extra_env: dict[str, str] | None = None) -> Cluster:
         "TITUS_AGENT_LOST_AFTER_SEC": "10",
         "TITUS_MASTER_LOOP_INTERVAL_SEC": "0.2",
         "TITUS_MASTER_METRICS_PORT": "0",
+        "TITUS_GRPC_PORT": "0",
         # bursts of submissions in tests are not what the API's rate limit is for
         "TITUS_RATE_LIMIT_BUCKETS": "[]",
         # as a real cluster runs: agents take signed calls only, ZooKeeper nodes are closed

@@ -173,6 +173,8 @@ def make_platform(tmp: Path, extra_env: dict[str, str] | None = None) -> Platfor
         "TITUS_AGENT_ID": agent_id,
         "TITUS_AGENT_DISK_MB": "1000000",
         "TITUS_KILL_GRACE_SEC": "2",
+        # a port of its own: platforms of tests one after another never meet on 7104
+        "TITUS_GRPC_PORT": "0",
         **(extra_env or {}),
     }
     return Platform(

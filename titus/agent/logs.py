@@ -16,6 +16,7 @@ written twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -130,7 +131,10 @@ class LogFiles:
                     data = f.read(-1 if left is None else left)
                     nxt = _next_file(f, path)
                     f.close()
-                    f = nxt.open("rb")
+                    f, offset = None, 0  # the next file is read from its start
+                    with contextlib.suppress(FileNotFoundError):
+                        # the live file may not be made again yet: opened once it is
+                        f = nxt.open("rb")
                     if not data:
                         continue
                 if data:

@@ -28,3 +28,8 @@ test: install engine zookeeper lint
 
 unit: install
 	$(VENV)/bin/pytest -q tests/unit
+
+# The chaos suite's long form: minutes of load and faults per scenario, then all together.
+.PHONY: chaos
+chaos: install engine zookeeper
+	TITUS_CHAOS=long $(VENV)/bin/pytest -q -p no:cacheprovider tests/chaos

@@ -112,6 +112,10 @@ class ChaosCluster(Cluster):
         self._launch(name, args, env)
         return self.procs[name]
 
+    def epoch(self) -> int:
+        """The last leadership epoch (raised by each election), as ZooKeeper holds it."""
+        return int(self._zk_get(f"{self.zk_root}/leader/epoch") or b"0")
+
     def restart(self, name: str) -> None:
         """Start a killed process again with the same command, as a supervisor would."""
         proc = self.procs[name]
@@ -129,14 +133,20 @@ class ChaosCluster(Cluster):
 
     # ---- disk -------------------------------------------------------------------------
     def fill_disk(self) -> None:
-        """Write a file that takes every free byte of the store's disk."""
+        """Write a file that takes every free byte of the store's disk (large writes
+        first, then smaller ones down to a page, so no room is left over)."""
         assert self.disk is not None
-        with (self.disk / "filler").open("wb") as f:
-            chunk = b"\0" * (1 << 20)
-            with contextlib.suppress(OSError):
-                while True:
-                    f.write(chunk)
-                    f.flush()
+        with (self.disk / "filler").open("wb", buffering=0) as f:
+            for size in (1 << 20, 1 << 16, 1 << 12, 1 << 9):
+                chunk = b"\0" * size
+                with contextlib.suppress(OSError):
+                    while f.write(chunk):
+                        pass
+
+    @property
+    def lost_after_sec(self) -> float:
+        """How long the master waits for an agent that does not answer."""
+        return float(self.env["TITUS_AGENT_LOST_AFTER_SEC"])
 
     def free_disk(self) -> None:
         assert self.disk is not None

@@ -23,8 +23,6 @@ from tests.chaos.load import Workload, batch_job
 from tests.support.cluster import SESSION_TIMEOUT
 from titus.model.states import TaskState
 
-#: How long a supervisor waits before it starts a killed process again (deploy/systemd).
-RESTART_SEC = 2.0
 #: A cut ZooKeeper connection is held this long: past the session timeout, so the server
 #: expires the session (with a margin for a loaded machine).
 EXPIRE_SEC = SESSION_TIMEOUT * 3
@@ -61,13 +59,14 @@ def kill_leader(cluster: ChaosCluster, workload: Workload, timing: Timing) -> No
 
 
 def _kill_and_restart(cluster: ChaosCluster, name: str) -> None:
+    """kill -9, and start again at once: back before its ZooKeeper session expires and
+    before the master gives up on it, so nothing tells the master it was away."""
     cluster.kill(name)
-    time.sleep(RESTART_SEC)
     cluster.restart(name)
 
 
 def kill_agent(cluster: ChaosCluster, workload: Workload, timing: Timing) -> None:
-    """kill -9 the agent running the pinned tasks; its supervisor starts it again."""
+    """kill -9 the agent running the pinned tasks; a supervisor starts it at once."""
     _kill_and_restart(cluster, PLAIN)
 
 
@@ -114,11 +113,12 @@ def expire_leader_session(cluster: ChaosCluster, workload: Workload, timing: Tim
 
 
 def partition_agent(cluster: ChaosCluster, workload: Workload, timing: Timing) -> None:
-    """Drop the master's packets to an agent (which keeps its ZooKeeper session), hold."""
+    """Drop the master's packets to an agent (which keeps its ZooKeeper session) for
+    longer than the master waits before it declares the agent's tasks lost."""
     assert cluster.netns is not None
     cluster.netns.partition(cluster.agent_ports[NETNS])
     try:
-        time.sleep(timing.hold_sec)
+        time.sleep(cluster.lost_after_sec + timing.hold_sec)
     finally:
         cluster.netns.heal()
 

@@ -48,6 +48,9 @@ class Outcome:
     not_converged: int = 0
     leaked: int = 0
     converge_sec: float | None = None
+    #: Leader elections while the scenario ran: not a breach, but a leader that resigns
+    #: on every transient error shows here.
+    elections: int = 0
     breaches: list[str] = field(default_factory=list)
 
     @property

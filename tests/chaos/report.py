@@ -17,13 +17,14 @@ COLUMNS = (
     "not converged",
     "leaked",
     "time to converge",
+    "elections",
 )
 
 
 def row(o: Outcome) -> tuple[str, ...]:
     took = "-" if o.converge_sec is None else f"{o.converge_sec:.1f} s"
     counts = (o.faults, o.jobs, o.refused, o.lost, o.duplicated, o.not_converged, o.leaked)
-    return (o.scenario, *(str(n) for n in counts), took)
+    return (o.scenario, *(str(n) for n in counts), took, str(o.elections))
 
 
 def table(outcomes: list[Outcome]) -> str:

@@ -95,6 +95,7 @@ def run(cluster: ChaosCluster, scenario: Scenario, p: Profile) -> Outcome:
     faults.heal(cluster)
     workload = Workload(cluster, app=f"chaos{uuid.uuid4().hex[:6]}", zone=scenario.zone)
     outcome = Outcome(scenario.name)
+    epoch = cluster.epoch()
     with ContainerSampler(cluster) as sampler:
         workload.service(p.service_desired)
         workload.batch(p.batch_jobs, size=p.batch_size)
@@ -111,4 +112,6 @@ def run(cluster: ChaosCluster, scenario: Scenario, p: Profile) -> Outcome:
         finally:
             stop.set()
             trickle.join(60)
-        return evaluate(outcome, workload, sampler, p.converge_sec)
+        evaluate(outcome, workload, sampler, p.converge_sec)
+    outcome.elections = cluster.epoch() - epoch
+    return outcome

@@ -12,14 +12,17 @@ compares), and setting the host's clock would disturb every other process on the
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
 from tests.chaos.cluster import ENGINE, ENGINE_ZONE, NETNS, PLAIN, ChaosCluster
-from tests.chaos.load import Workload, batch_job
+from tests.chaos.load import Job, Workload, batch_job
 from tests.support.cluster import SESSION_TIMEOUT
 from titus.model.states import TaskState
 
@@ -66,23 +69,56 @@ def _kill_and_restart(cluster: ChaosCluster, name: str) -> None:
 
 
 def kill_agent(cluster: ChaosCluster, workload: Workload, timing: Timing) -> None:
-    """kill -9 the agent running the pinned tasks; a supervisor starts it at once."""
+    """kill -9 the agent running the pinned tasks, once they run (a kill in the middle
+    of a launch is the next scenario); a supervisor starts it at once."""
+    _wait("the load to be placed and started", lambda: not _launching(cluster, workload))
     _kill_and_restart(cluster, PLAIN)
 
 
-def kill_agent_mid_launch(cluster: ChaosCluster, workload: Workload, timing: Timing) -> None:
-    """kill -9 the agent (on the slow private engine) that tasks were just sent to,
-    as soon as the first of them is StartInitiated: the others are mid-launch."""
-    job = workload.submit(batch_job(f"{workload.app}ml", 3, workload.seconds, ENGINE_ZONE))
+def _first_task(cluster: ChaosCluster, job: Job | None, state: TaskState) -> dict[str, Any]:
+    """The job's first task once it is in `state` (as the master saved it)."""
+    assert job is not None, "the job was refused"
     deadline = time.monotonic() + 30
-    while job is not None and time.monotonic() < deadline:
+    seen: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):
-            if any(
-                t["status"]["state"] == TaskState.START_INITIATED for t in cluster.tasks(job.id)
-            ):
-                break
-        time.sleep(0.02)
-    _kill_and_restart(cluster, ENGINE)
+            seen = cluster.tasks(job.id)
+            for task in seen:
+                if task["status"]["state"] == state:
+                    return task
+        time.sleep(0.05)
+    raise AssertionError(f"no task of {job.id} became {state}: {[t['status'] for t in seen]}")
+
+
+def _launching(cluster: ChaosCluster, workload: Workload) -> bool:
+    """True while a job of the workload has no task yet or one not started yet."""
+    waiting = (TaskState.ACCEPTED, TaskState.LAUNCHED, TaskState.START_INITIATED)
+    for job in workload.jobs:
+        tasks = cluster.tasks(job.id)
+        if not tasks or any(t["status"]["state"] in waiting for t in tasks):
+            return True
+    return False
+
+
+def kill_agent_mid_launch(cluster: ChaosCluster, workload: Workload, timing: Timing) -> None:
+    """kill -9 an agent in the middle of a launch, before the task's container exists.
+
+    The engine under the agent is frozen (SIGSTOP) so that the launch stops at its first
+    engine call; once the master has saved the task StartInitiated, the agent is killed,
+    the engine thawed and the agent started again at once.
+    """
+    engine = cluster.engine
+    assert engine is not None and engine.proc is not None
+    # the host takes few launches at once: let every one under way (or due) finish first
+    _wait("the load to be placed and started", lambda: not _launching(cluster, workload))
+    os.kill(engine.proc.pid, signal.SIGSTOP)
+    try:
+        job = workload.submit(batch_job(f"{workload.app}ml", 1, workload.seconds, ENGINE_ZONE))
+        _first_task(cluster, job, TaskState.START_INITIATED)
+        cluster.kill(ENGINE)
+    finally:
+        os.kill(engine.proc.pid, signal.SIGCONT)
+    cluster.restart(ENGINE)
 
 
 def stop_engine(cluster: ChaosCluster, workload: Workload, timing: Timing) -> None:

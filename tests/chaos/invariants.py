@@ -159,9 +159,11 @@ def converge(cluster: ChaosCluster, jobs: list[Job], bound: float) -> tuple[set[
     return set(pending) | agents, time.monotonic() - start
 
 
-def _stop_services(cluster: ChaosCluster, jobs: list[Job]) -> None:
+def _stop(cluster: ChaosCluster, jobs: list[Job], unsettled: set[str]) -> None:
+    """Kill the services and the jobs that did not settle (already counted), so that
+    what they hold (a host's launch slots) does not spill into the next scenario."""
     for job in jobs:
-        if job.kind == "service":
+        if job.kind == "service" or job.id in unsettled:
             cluster.http.delete(f"/api/v3/jobs/{job.id}", timeout=15)
 
 
@@ -212,7 +214,7 @@ def evaluate(
         if len(containers) > 1 or sampler.most_running[task] > 1:
             outcome.duplicated += 1
             outcome.breaches.append(f"duplicated: task {task} had containers {containers}")
-    _stop_services(cluster, jobs)
+    _stop(cluster, jobs, unsettled)
     converge(cluster, [Job(j.id, "batch", j.size) for j in jobs], bound)
     deadline = time.monotonic() + LEAK_WAIT_SEC
     while (running := _leaked(sampler, workload)) and time.monotonic() < deadline:

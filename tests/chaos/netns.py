@@ -111,17 +111,21 @@ class NetNamespace:
 
     def _iptables(self, action: str, rule: list[str]) -> None:
         subprocess.run(
-            self.command(["iptables", action, "INPUT", *rule]),
+            self.command(["iptables", action, *rule]),
             check=True,
             capture_output=True,
             timeout=30,
         )
 
     def partition(self, port: int) -> None:
-        """Drop every packet to `port` inside the namespace (new and open connections)."""
-        rule = ["-p", "tcp", "--dport", str(port), "-j", "DROP"]
-        self._iptables("-A", rule)
-        self._rules.append(rule)
+        """Drop every packet to and from `port` inside the namespace, on new and open
+        connections alike (an answer already being sent does not get out either)."""
+        for rule in (
+            ["INPUT", "-p", "tcp", "--dport", str(port), "-j", "DROP"],
+            ["OUTPUT", "-p", "tcp", "--sport", str(port), "-j", "DROP"],
+        ):
+            self._iptables("-A", rule)
+            self._rules.append(rule)
 
     def heal(self) -> None:
         while self._rules:

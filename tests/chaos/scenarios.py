@@ -53,7 +53,7 @@ SHORT = Profile(
 )
 LONG = Profile(
     name="long",
-    duration_sec=180,
+    duration_sec=150,
     pause_sec=10,
     batch_jobs=10,
     batch_size=2,

@@ -25,19 +25,36 @@ pytestmark = [
 ]
 
 #: Scenarios with a known, explained breach: name -> root cause.
-KNOWN: dict[str, str] = {}
+KNOWN: dict[str, str] = {
+    "agent kill -9 mid-launch": (
+        "a task the agent had reported StartInitiated but whose container it never made "
+        "stays StartInitiated when the agent is killed and comes back at once: the restarted "
+        "agent does not know it, AgentDaemon.claim (titus/agent/daemon.py) ignores claimed "
+        "ids it does not know instead of naming them, and the leader compares a host's "
+        "tasks with the store only at election (reports.reconcile_actual), never when a "
+        "host restarts (the agent's report sequence starts from the clock, so "
+        "_AgentWatch._run in titus/master/direct.py cannot tell a restart either); only the "
+        "stuck-task timeout (stuck_start_initiated_batch_sec, 12 min) ends it"
+    ),
+}
+
+
+#: In the long profile, repeated kills land in the middle of launches by chance: these
+#: scenarios may then breach for the same root cause (not strict: it is a matter of timing).
+MAY_HIT = {"agent kill -9": "agent kill -9 mid-launch", "all together": "agent kill -9 mid-launch"}
+
+
+def _marks(s: Scenario) -> list[pytest.MarkDecorator]:
+    if s.name in KNOWN:
+        return [pytest.mark.xfail(strict=True, reason=KNOWN[s.name])]
+    if PROFILE.duration_sec and s.name in MAY_HIT:
+        return [pytest.mark.xfail(strict=False, reason=KNOWN[MAY_HIT[s.name]])]
+    return []
 
 
 def _params() -> list[object]:
     chosen = list(SCENARIOS) + ([TOGETHER] if PROFILE.duration_sec else [])
-    return [
-        pytest.param(
-            s,
-            id=s.name.replace(" ", "-"),
-            marks=[pytest.mark.xfail(strict=True, reason=KNOWN[s.name])] if s.name in KNOWN else [],
-        )
-        for s in chosen
-    ]
+    return [pytest.param(s, id=s.name.replace(" ", "-"), marks=_marks(s)) for s in chosen]
 
 
 @pytest.fixture(scope="module")

@@ -93,7 +93,7 @@ class ContainerSampler:
             try:
                 for agent in agents:
                     filters = {"label": f"{LABEL_AGENT}={agent}"}
-                    for c in client.containers.list(all=True, filters=filters):
+                    for c in client.containers.list(all=True, filters=filters, ignore_removed=True):
                         task = c.labels.get(LABEL_TASK, "")
                         self.seen[task].add(c.id)
                         running[task] += c.status == "running"

@@ -90,6 +90,22 @@ SCENARIOS = (
 TOGETHER = Scenario("all together", tuple(f for s in SCENARIOS for f in s.faults))
 
 
+def _inject(
+    cluster: ChaosCluster, workload: Workload, scenario: Scenario, p: Profile, outcome: Outcome
+) -> bool:
+    """One round of the scenario's faults; False when one could not be made because the
+    cluster did not recover from an earlier one (counted: it did not converge)."""
+    for fault in scenario.faults:
+        try:
+            fault(cluster, workload, p.timing)
+        except AssertionError as exc:
+            outcome.not_converged += 1
+            outcome.breaches.append(f"not converged: {exc}")
+            return False
+        outcome.faults += 1
+    return True
+
+
 def run(cluster: ChaosCluster, scenario: Scenario, p: Profile) -> Outcome:
     """Load, faults while the load runs, then the invariants counted."""
     faults.heal(cluster)
@@ -103,10 +119,7 @@ def run(cluster: ChaosCluster, scenario: Scenario, p: Profile) -> Outcome:
         trickle = workload.trickle(stop, p.trickle_sec, p.trickle_limit)
         end = time.monotonic() + p.duration_sec
         try:
-            while True:
-                for fault in scenario.faults:
-                    fault(cluster, workload, p.timing)
-                    outcome.faults += 1
+            while _inject(cluster, workload, scenario, p, outcome):
                 if time.monotonic() >= end or stop.wait(p.pause_sec):
                     break
         finally:

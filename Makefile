@@ -35,3 +35,8 @@ integration: install engine zookeeper
 
 e2e: install engine zookeeper
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/e2e
+
+# The chaos suite's long form: minutes of load and faults per scenario, then all together.
+.PHONY: chaos
+chaos: install engine zookeeper
+	TITUS_CHAOS=long $(VENV)/bin/pytest -q -p no:cacheprovider tests/chaos

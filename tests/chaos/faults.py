@@ -11,7 +11,6 @@ compares), and setting the host's clock would disturb every other process on the
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -24,6 +23,7 @@ import httpx
 from tests.chaos.cluster import ENGINE, ENGINE_ZONE, NETNS, PLAIN, ChaosCluster
 from tests.chaos.load import Job, Workload, batch_job
 from tests.support.cluster import SESSION_TIMEOUT
+from tests.support.poll import wait_until
 from titus.model.states import TaskState
 
 #: A cut ZooKeeper connection is held this long: past the session timeout, so the server
@@ -41,15 +41,13 @@ Fault = Callable[[ChaosCluster, Workload, Timing], None]
 
 
 def _wait(what: str, check: Callable[[], object], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except (httpx.HTTPError, OSError):
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"the cluster did not recover: {what}")
+    wait_until(
+        f"the cluster to recover: {what}",
+        check,
+        timeout,
+        interval=0.2,
+        retry_on=(httpx.HTTPError, OSError),
+    )
 
 
 def kill_leader(cluster: ChaosCluster, workload: Workload, timing: Timing) -> None:
@@ -78,16 +76,15 @@ def kill_agent(cluster: ChaosCluster, workload: Workload, timing: Timing) -> Non
 def _first_task(cluster: ChaosCluster, job: Job | None, state: TaskState) -> dict[str, Any]:
     """The job's first task once it is in `state` (as the master saved it)."""
     assert job is not None, "the job was refused"
-    deadline = time.monotonic() + 30
-    seen: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            seen = cluster.tasks(job.id)
-            for task in seen:
-                if task["status"]["state"] == state:
-                    return task
-        time.sleep(0.05)
-    raise AssertionError(f"no task of {job.id} became {state}: {[t['status'] for t in seen]}")
+    job_id = job.id
+
+    def found() -> dict[str, Any] | None:
+        return next((t for t in cluster.tasks(job_id) if t["status"]["state"] == state), None)
+
+    found_task: dict[str, Any] = wait_until(
+        f"a task of {job_id} in {state}", found, 30, retry_on=(httpx.HTTPError,)
+    )
+    return found_task
 
 
 def _launching(cluster: ChaosCluster, workload: Workload) -> bool:

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 from tests.support.docker_engine import start_docker_engine
 from tests.support.mesos.fixture import MesosMasterProcess
 from tests.support.platform import free_port
+from tests.support.poll import wait_until
 from tests.support.zookeeper import start_zookeeper
 
 pytestmark = [pytest.mark.docker, pytest.mark.zookeeper, pytest.mark.timeout(240)]
@@ -40,16 +40,7 @@ def batch(command: str) -> dict[str, Any]:
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except httpx.HTTPError:
-            result = None
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(what, check, timeout, interval=0.2, retry_on=(httpx.HTTPError,))
 
 
 class Processes:

@@ -7,7 +7,6 @@ import asyncio
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import uvicorn
 
 from tests.integration.test_api_app import BATCH, service
 from tests.integration.test_api_spinnaker import add_task
+from tests.support.poll import wait_until
 from titus.api.app import create_app
 from titus.api.observe import Hub
 from titus.api.query import Criteria
@@ -48,9 +48,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, SqliteJobStore]]:
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until("the API server started", lambda: srv.started, 10, interval=0.02)
     yield f"http://127.0.0.1:{port}", store
     srv.should_exit = True
     thread.join(5)

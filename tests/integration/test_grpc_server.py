@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from tests.integration.test_api_app import BATCH, SERVICE
 from tests.integration.test_grpc_jobs import CALLER, add_task, descriptor, grpc_api
 from tests.support.platform import free_port, spawn, stop_process
+from tests.support.poll import wait_until
 from titus.api.grpc.gen import titus_job_api_pb2 as pb
 from titus.api.grpc.gen.titus_job_api_pb2_grpc import JobManagementServiceStub
 from titus.model.job import Job, JobDescriptor, JobStatus
@@ -173,19 +173,19 @@ def test_titus_api_serves_grpc_next_to_rest(tmp_path: Path) -> None:
     }
     proc = spawn(["api", "--port", str(port)], env, tmp_path / "api.log")
     try:
-        deadline = time.monotonic() + 60
         channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
         grpc.channel_ready_future(channel).result(timeout=60)
         checks = health_pb2_grpc.HealthStub(channel)
         reply = checks.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         job_id = JobManagementServiceStub(channel).CreateJob(descriptor(), timeout=10).id
-        while time.monotonic() < deadline:
-            try:
-                r = httpx.get(f"http://127.0.0.1:{port}/api/v3/jobs/{job_id}", timeout=5)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        r = wait_until(
+            "the REST side to answer",
+            lambda: httpx.get(f"http://127.0.0.1:{port}/api/v3/jobs/{job_id}", timeout=5),
+            60,
+            interval=0.2,
+            retry_on=(httpx.HTTPError,),
+        )
         assert r.status_code == 200 and r.json()["id"] == job_id
         channel.close()
     finally:

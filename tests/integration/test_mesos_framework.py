@@ -24,6 +24,7 @@ import uvicorn
 from tests.support.docker_engine import start_docker_engine
 from tests.support.mesos.master import MesosMasterDouble
 from tests.support.platform import free_port
+from tests.support.poll import wait_until
 from titus.api.app import create_app
 from titus.coord.local import LocalCoordinator
 from titus.master.leader import Master
@@ -146,13 +147,7 @@ class Stack:
         return [t for t in self.tasks(job_id) if t["status"]["state"] == "Started"]
 
     def wait_for(self, what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            result = check()
-            if result:
-                return result
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}")
+        return wait_until(what, check, timeout, interval=0.1)
 
     def wait_job_finished(self, job_id: str) -> dict[str, Any]:
         return dict(

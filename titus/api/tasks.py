@@ -14,7 +14,8 @@ from titus.api.body import read_json
 from titus.api.deps import caller_of, service_of, settings_of, view_of
 from titus.api.errors import ApiError
 from titus.api.jobs import parse
-from titus.api.query import TASK_FILTERS, Criteria, Key, Paging, csv, task_key
+from titus.api.listing import task_page
+from titus.api.query import TASK_FILTERS, Criteria, Paging, csv
 from titus.api.schemas import (
     ERROR_RESPONSES,
     Empty,
@@ -24,7 +25,6 @@ from titus.api.schemas import (
     json_body,
     query_parameters,
 )
-from titus.api.view import SortedIndex
 from titus.model.job import Task
 
 router = APIRouter(prefix="/api/v3", tags=["tasks"], responses=ERROR_RESPONSES)
@@ -46,23 +46,8 @@ async def list_tasks(request: Request) -> JSONResponse:
     params = dict(request.query_params)
     criteria = Criteria.parse(params, TASK_FILTERS)
     paging = Paging.parse(params)
-    job_ids = csv(params.get("jobIds"))
-    if job_ids:
-        tasks = await run_in_threadpool(service_of(request).tasks_of_jobs, job_ids, criteria)
-        keys, total, has_more = SortedIndex([task_key(t) for t in tasks.values()]).page(paging)
-        items = [tasks[k[1]].api_json() for k in keys]
-    else:
-        view = view_of(request)
-        await view.refresh()
-
-        def matches(key: Key) -> bool:
-            task = view.tasks[key[1]]
-            job = view.jobs.get(task.jobId)
-            return job is not None and criteria.job_matches(job) and criteria.task_matches(task)
-
-        keys, total, has_more = view.task_order.page(paging, matches)
-        items = [view.task_json[k[1]] for k in keys]
-    return JSONResponse(paging.response(items, keys, has_more, total))
+    page = await task_page(view_of(request), service_of(request), params, criteria, paging)
+    return JSONResponse(paging.response(page.items, page.keys, page.has_more, page.total))
 
 
 @router.get("/tasks/{task_id}", responses={200: {"model": Task, "description": "The task."}})

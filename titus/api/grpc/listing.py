@@ -9,16 +9,16 @@ number of pages.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Mapping
 
 from titus.api.grpc.convert import job_message, task_message
 from titus.api.grpc.gen import titus_base_pb2 as base
 from titus.api.grpc.gen import titus_job_api_pb2 as pb
-from titus.api.query import JOB_FILTERS, TASK_FILTERS, Criteria, Key, Paging, csv, task_key
+from titus.api.listing import task_page
+from titus.api.query import JOB_FILTERS, TASK_FILTERS, Criteria, Key, Paging
 from titus.api.service import JobService
-from titus.api.view import ActiveView, SortedIndex
+from titus.api.view import ActiveView
 
 
 def paging_of(page: base.Page) -> Paging:
@@ -68,21 +68,9 @@ async def find_tasks(
     criteria = Criteria.parse(params, TASK_FILTERS)
     paging = paging_of(query.page)
     fields = list(query.fields)
-    job_ids = csv(params.get("jobIds"))
-    if job_ids:
-        tasks = await asyncio.to_thread(service.tasks_of_jobs, job_ids, criteria)
-        keys, total, more = SortedIndex([task_key(t) for t in tasks.values()]).page(paging)
-        items = [task_message(tasks[k[1]].api_json(), fields) for k in keys]
-    else:
-        await view.refresh()
-
-        def matches(key: Key) -> bool:
-            task = view.tasks[key[1]]
-            job = view.jobs.get(task.jobId)
-            return job is not None and criteria.job_matches(job) and criteria.task_matches(task)
-
-        keys, total, more = view.task_order.page(paging, matches)
-        items = [task_message(view.task_json[k[1]], fields, reuse=True) for k in keys]
+    page = await task_page(view, service, params, criteria, paging)
+    items = [task_message(t, fields, reuse=page.from_view) for t in page.items]
     return pb.TaskQueryResult(
-        items=items, pagination=pagination(query.page, paging, keys, more, total)
+        items=items,
+        pagination=pagination(query.page, paging, page.keys, page.has_more, page.total),
     )

@@ -3,7 +3,9 @@ takes no launches until it answers again."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -37,53 +39,55 @@ def _host(driver: DirectDriver, check: Callable[[HostView], bool], what: str) ->
     return wait_until(f"the host {what}", found, 20)
 
 
-def test_a_host_that_stops_answering_is_unschedulable_until_it_answers(
-    agent_factory: AgentFactory,
-) -> None:
+@dataclass
+class Driven:
+    """A real agent behind its HTTP API, and a direct driver of leader epoch 1 watching it."""
+
+    agent: AgentDaemon
+    server: Any
+    driver: DirectDriver
+
+
+@pytest.fixture
+def driven(agent_factory: AgentFactory) -> Iterator[Driven]:
     agent = agent_factory()
-    server = _serve(agent)
-    driver = DirectDriver(agent.coord, poll_wait=0.5, lost_after=60)
-    driver.start(Leadership(1), ActiveIndex([], []))
+    d = Driven(agent, _serve(agent), DirectDriver(agent.coord, poll_wait=0.5, lost_after=60))
+    d.driver.start(Leadership(1), ActiveIndex([], []))
     try:
-        _host(driver, lambda h: h.healthy, "healthy")
-        server.should_exit = True  # type: ignore[attr-defined]
-        down = _host(driver, lambda h: not h.healthy, "shown unhealthy")
-        assert any("not answering the master" in r for r in down.health_reasons)
-        assert driver.lost_hosts() == set()  # not lost yet: its tasks are not given up
-        server = _serve(agent)
-        back = _host(driver, lambda h: h.healthy, "healthy again")
-        assert not any("not answering" in r for r in back.health_reasons)
+        _host(d.driver, lambda h: h.healthy, "healthy")
+        yield d
     finally:
-        driver.stop()
-        server.should_exit = True  # type: ignore[attr-defined]
+        d.driver.stop()
+        d.server.should_exit = True
 
 
-def test_a_task_the_host_never_heard_of_ends_as_lost_when_claimed(
-    agent_factory: AgentFactory,
-) -> None:
+def test_a_host_that_stops_answering_is_unschedulable_until_it_answers(driven: Driven) -> None:
+    driver = driven.driver
+    driven.server.should_exit = True
+    down = _host(driver, lambda h: not h.healthy, "shown unhealthy")
+    assert any("not answering the master" in r for r in down.health_reasons)
+    assert driver.lost_hosts() == set()  # not lost yet: its tasks are not given up
+    driven.server = _serve(driven.agent)
+    back = _host(driver, lambda h: h.healthy, "healthy again")
+    assert not any("not answering" in r for r in back.health_reasons)
+
+
+def test_a_task_the_host_never_heard_of_ends_as_lost_when_claimed(driven: Driven) -> None:
     """The agent took a task, reported it StartInitiated and died before making its
     container; back at once, it knows nothing of it. The claims tell the leader so, and the
     task ends as lost (placed again) instead of waiting for the stuck-task timeout; a task
     the host runs is not touched."""
-    agent = agent_factory()
-    server = _serve(agent)
-    driver = DirectDriver(agent.coord, poll_wait=0.5, lost_after=60)
-    driver.start(Leadership(1), ActiveIndex([], []))
-    try:
-        _host(driver, lambda h: h.healthy, "healthy")
-        running = task_spec("sleep 30")
-        driver.launch([Placement(running, agent.agent_id)])
-        wait_for_report(agent, running.taskId, TaskState.STARTED)
-        driver.claim(agent.agent_id, [running.taskId, "forgotten-task"])
+    agent, driver = driven.agent, driven.driver
+    running = task_spec("sleep 30")
+    driver.launch([Placement(running, agent.agent_id)])
+    wait_for_report(agent, running.taskId, TaskState.STARTED)
+    driver.claim(agent.agent_id, [running.taskId, "forgotten-task"])
 
-        def lost() -> list[TaskReport]:
-            got = [r.report for r in driver.take_reports(0.2)]
-            return [r for r in got if r.state == TaskState.FINISHED]
+    def lost() -> list[TaskReport]:
+        got = [r.report for r in driver.take_reports(0.2)]
+        return [r for r in got if r.state == TaskState.FINISHED]
 
-        finished = wait_until("the forgotten task reported lost", lost, 20)
-        assert [(r.taskId, r.reasonCode) for r in finished] == [("forgotten-task", "lost")]
-        assert "no longer knows the task" in finished[0].reasonMessage
-        assert agent.is_running(running.taskId)
-    finally:
-        driver.stop()
-        server.should_exit = True  # type: ignore[attr-defined]
+    finished = wait_until("the forgotten task reported lost", lost, 20)
+    assert [(r.taskId, r.reasonCode) for r in finished] == [("forgotten-task", "lost")]
+    assert "no longer knows the task" in finished[0].reasonMessage
+    assert agent.is_running(running.taskId)

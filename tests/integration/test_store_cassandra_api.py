@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from tests.integration.test_api_app import BATCH, service
 from tests.support.cql.server import CqlServer
+from tests.support.poll import wait_until
 from titus.api.app import create_app
 from titus.coord.local import LocalCoordinator
 from titus.settings import Settings
@@ -98,3 +99,30 @@ def test_the_api_works_over_cassandra(http: TestClient, store: CassandraJobStore
     got = http.get(f"/api/v3/jobs/{job_id}")
     assert got.status_code == 200 and got.json()["jobDescriptor"]["applicationName"] == "web"
     assert store.get_job(job_id) is not None
+
+
+def test_health_says_what_is_true_and_answers_503_while_the_store_is_down(
+    http: TestClient, cql_server: CqlServer
+) -> None:
+    """No leader and no host in this API-only process: degraded, and it says why; the store
+    down: 503, unavailable, naming the store; back: no longer unavailable."""
+    r = http.get("/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "degraded" and body["store"] == "ok"
+    assert "no leader is known" in body["reasons"]
+    assert "no healthy host is registered" in body["reasons"]
+    cql_server.inject("unavailable", "FROM meta", times=1000)
+    try:
+        r = wait_until(
+            "health to see the store down",
+            lambda: (resp := http.get("/health")).status_code == 503 and resp,
+            10,
+        )
+        assert r.json()["status"] == "unavailable"
+        assert r.json()["store"].startswith("unavailable")
+    finally:
+        cql_server.clear_faults()
+    wait_until(
+        "health to see the store back", lambda: http.get("/health").json()["store"] == "ok", 10
+    )

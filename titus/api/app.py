@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from titus.api import agents, capacity, jobs, observe, scheduler_results, tasks
@@ -76,6 +78,36 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
         if regex is not None and regex.match(path):
             methods |= set(getattr(route, "methods", None) or ())
     return sorted(methods)
+
+
+class StoreProbe:
+    """Whether the store answers a small read, asked at most once per PROBE_EVERY_SEC and
+    for at most PROBE_TIMEOUT_SEC, so a load balancer polling /health costs the store
+    nothing and a hung store cannot hang the health check."""
+
+    PROBE_EVERY_SEC = 1.0
+    PROBE_TIMEOUT_SEC = 2.0
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._checked = float("-inf")
+        self._state = "ok"
+
+    async def state(self) -> str:
+        now = time.monotonic()
+        if now - self._checked < self.PROBE_EVERY_SEC:
+            return self._state
+        self._checked = now
+        try:
+            await asyncio.wait_for(
+                run_in_threadpool(self.store.current_epoch), self.PROBE_TIMEOUT_SEC
+            )
+            self._state = "ok"
+        except TimeoutError:
+            self._state = f"no answer within {self.PROBE_TIMEOUT_SEC:g} s"
+        except StoreError as exc:
+            self._state = f"unavailable ({exc})"
+        return self._state
 
 
 def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastAPI:
@@ -179,14 +211,41 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
             headers=headers,
         )
 
-    @app.get("/health", tags=["operations"], response_model=Health)
-    async def health() -> dict[str, Any]:
+    probe = StoreProbe(store)
+
+    @app.get(
+        "/health",
+        tags=["operations"],
+        response_model=Health,
+        responses={503: {"model": Health, "description": "The store does not answer."}},
+    )
+    async def health() -> JSONResponse:
+        """Cheap enough to poll: the store is asked at most once a second, briefly."""
+        reasons: list[str] = []
+        store_state = await probe.state()
+        if store_state != "ok":
+            reasons.append(f"store: {store_state}")
+        leader = coord.leader_address() is not None
+        if not leader:
+            reasons.append("no leader is known")
+        agents = coord.agents()
+        healthy = sum(1 for a in agents if a.healthy)
+        if not healthy:
+            reasons.append("no healthy host is registered")
         quarantined = len(QUARANTINE)
-        return {
-            "status": "degraded" if quarantined else "ok",
-            "leader": coord.leader_address() is not None,
-            "quarantined": quarantined,
-        }
+        if quarantined:
+            reasons.append(f"{quarantined} stored records cannot be read (/api/v3/quarantine)")
+        status = "unavailable" if store_state != "ok" else "degraded" if reasons else "ok"
+        body = Health(
+            status=status,
+            leader=leader,
+            store=store_state,
+            agents=len(agents),
+            healthyAgents=healthy,
+            quarantined=quarantined,
+            reasons=reasons,
+        )
+        return JSONResponse(body.model_dump(), status_code=503 if status == "unavailable" else 200)
 
     @app.get("/api/v3/quarantine", tags=["operations"])
     async def quarantine() -> dict[str, Any]:

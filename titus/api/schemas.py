@@ -48,12 +48,18 @@ class Empty(BaseModel):
 
 
 class Health(BaseModel):
-    """`status` is "ok", or "degraded" when this API process has set stored records aside
-    that it cannot read (`quarantined`; listed at /api/v3/quarantine)."""
+    """What is true now. `status` is "ok"; "degraded" (200) when no leader is known, no
+    healthy host is registered, or stored records were set aside as unreadable
+    (`quarantined`, listed at /api/v3/quarantine); "unavailable" (503) when the store does
+    not answer. `reasons` says which."""
 
     status: str
     leader: bool
+    store: str = "ok"
+    agents: int = 0
+    healthyAgents: int = 0
     quarantined: int = 0
+    reasons: list[str] = []
 
 
 class CapacityRequest(BaseModel):

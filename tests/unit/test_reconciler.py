@@ -209,3 +209,20 @@ def test_a_retry_waits_the_longer_delay_from_the_time_given() -> None:
     assert made.status.reasonMessage == (
         "retry delayed by 5s (retry policy 2s, system backoff 5s after repeated failures)"
     )
+
+
+def test_a_disabled_service_job_keeps_its_tasks_and_creates_replaces_or_kills_none() -> None:
+    job = service_job(desired=3)
+    assert job.jobDescriptor.service is not None
+    job.jobDescriptor.service.enabled = False
+    gone = task(0, TaskState.FINISHED, Reason.FAILED)
+    running = task(1)
+    # below desired, with a failed task: archived, not replaced
+    assert kinds(rc.reconcile_job(job, [running, gone])) == ["ArchiveTask"]
+    # above desired: nothing scaled down
+    job.jobDescriptor.service.capacity.desired = 0
+    assert rc.reconcile_job(job, [running, task(2)]) == []
+    # enabled again: back to desired
+    job.jobDescriptor.service.enabled = True
+    job.jobDescriptor.service.capacity.desired = 3
+    assert kinds(rc.reconcile_job(job, [running])) == ["CreateTask", "CreateTask"]

@@ -252,6 +252,10 @@ def _reconcile_service(job: Job, tasks: list[Task]) -> list[Action]:
     replacements: list[Task] = sorted(finished, key=lambda t: t.status.timestamp)
     for t in finished:
         actions.append(ArchiveTask(t))
+    if not service.enabled:
+        # disabled: its running tasks stay, nothing is created, replaced or scaled down
+        # until it is enabled again
+        return actions
 
     missing = desired - len(live)
     if missing > 0:

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
 
 from tests.support.docker_engine import start_docker_engine
 from tests.support.platform import (
@@ -155,10 +156,13 @@ class Cluster(ApiHelpers):
             client.close()
 
     def _zk_get(self, path: str) -> bytes | None:
+        """A node's data, or None when there is none (an ephemeral node may go at any time,
+        between any two calls)."""
         with self.zk() as client:
-            if not client.exists(path):
+            try:
+                data, _ = client.get(path)
+            except NoNodeError:
                 return None
-            data, _ = client.get(path)
             return bytes(data)
 
     def leader(self) -> str | None:

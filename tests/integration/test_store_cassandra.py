@@ -337,6 +337,25 @@ def test_archiving_a_job_with_many_tasks_uses_small_batches(
     assert cstore.get_job(again.id) is not None
 
 
+def test_a_task_that_cannot_be_read_does_not_hold_its_job_active(
+    cql_server: CqlServer, cstore: CassandraJobStore
+) -> None:
+    """Archiving moves task documents as they are: one no version of the model reads goes
+    to the archive with the rest instead of failing the job's archive on every retry."""
+    job = cstore.create_job(make_job())
+    good, bad = (cstore.create_task(make_task(job, i)) for i in range(2))
+    cql_server.engine.run(
+        "UPDATE titus.active_tasks SET value = ? WHERE task_id = ?",
+        None,
+        ['{"id": "%s", "status": [[[]]]}' % bad.id, bad.id],
+    )
+    cstore.archive_job(finish(job))
+    assert cstore.count_active_jobs() == 0 and cstore.list_active_tasks() == []
+    archived = cstore.list_tasks(job.id, include_archived=True)
+    assert [t.id for t in archived] == [good.id]  # the unreadable one is quarantined
+    assert {r["task_id"] for r in cql_server.rows("titus", "archived_tasks")} == {good.id, bad.id}
+
+
 def test_a_batch_cassandra_refuses_leaves_nothing_and_says_why(
     cql_server: CqlServer, cstore: CassandraJobStore
 ) -> None:

@@ -157,22 +157,25 @@ class JobsPart(Part):
         db = self._db
         self._fence.check(epoch)
         task_ids = [r.task_id for r in db.execute("task_ids", (job.id,), f"list tasks {job.id}")]
-        values = db.values("task_get", task_ids, f"read the tasks of job {job.id}")
+        rows = db.concurrent(
+            "task_get_keyed", [(i,) for i in task_ids], f"read the tasks of job {job.id}"
+        )
         # Tasks still active go first, a few per batch: Cassandra refuses a batch above
         # batch_size_fail_threshold_in_kb (50 KB by default), and a job with hundreds of
         # tasks left would never be archived in one. A crash part-way leaves the job active
-        # with fewer tasks; archiving it again moves the rest.
+        # with fewer tasks; archiving it again moves the rest. The documents move as they
+        # are, unparsed: one that cannot be read is archived (and quarantined when read
+        # there) rather than holding the whole job active.
         task_items: list[Item] = []
-        for value in values:
-            task = Task.model_validate_json(value)
+        for row in rows:
             task_items += [
-                ("task_archive", (task.id, value)),
-                ("task_id_archive", (task.jobId, task.id)),
-                ("task_delete", (task.id,)),
-                ("task_id_delete", (task.jobId, task.id)),
-                ("change", ("task", task.id, job.id, "archive")),
+                ("task_archive", (row.task_id, row.value)),
+                ("task_id_archive", (job.id, row.task_id)),
+                ("task_delete", (row.task_id,)),
+                ("task_id_delete", (job.id, row.task_id)),
+                ("change", ("task", row.task_id, job.id, "archive")),
             ]
-        if len(values) > ARCHIVE_TASKS_PER_BATCH:
+        if len(rows) > ARCHIVE_TASKS_PER_BATCH:
             step = 5 * ARCHIVE_TASKS_PER_BATCH
             for i in range(0, len(task_items), step):
                 db.batch(f"archive the tasks of job {job.id}", task_items[i : i + step])

@@ -27,6 +27,7 @@ STATEMENTS: dict[str, str] = {
     "name_release": "DELETE FROM job_group_names WHERE name = ? IF job_id = ?",
     # tasks
     "task_get": "SELECT value FROM active_tasks WHERE task_id = ?",
+    "task_get_keyed": "SELECT task_id, value FROM active_tasks WHERE task_id = ?",
     "task_get_archived": "SELECT value FROM archived_tasks WHERE task_id = ?",
     "task_insert": "INSERT INTO active_tasks (task_id, version, value, job_id, state, agent_id, "
     "status_ts) VALUES (?, ?, ?, ?, ?, ?, ?)",

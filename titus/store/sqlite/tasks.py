@@ -9,7 +9,7 @@ from titus.store.codec import dump_document, task_facts
 from titus.store.errors import Conflict
 from titus.store.quarantine import decode_jobs, decode_task, decode_tasks
 from titus.store.records import ActiveIndex, ActiveState, TaskRow
-from titus.store.sqlite.connection import SqliteBase
+from titus.store.sqlite.connection import SqliteBase, unavailable
 from titus.store.sqlite.schema import TASK_INSERT
 
 
@@ -69,13 +69,18 @@ class TasksPart(SqliteBase):
         return self.load_active_index().parsed()
 
     def load_active_index(self) -> ActiveIndex:
+        """Jobs and task rows from one read transaction, so they agree with each other; a
+        store that cannot answer is StoreUnavailable, which the leader rides out."""
         conn = self._conn()
-        conn.execute("BEGIN")
         try:
-            jobs = decode_jobs([v for (v,) in conn.execute("SELECT value FROM active_jobs")])
-            rows = conn.execute(
-                "SELECT task_id, job_id, version, state, agent_id, ts, value FROM active_tasks"
-            ).fetchall()
-        finally:
-            conn.execute("COMMIT")
-        return ActiveIndex(jobs=jobs, tasks=list(map(TaskRow._make, rows)))
+            conn.execute("BEGIN")
+            try:
+                values = [v for (v,) in conn.execute("SELECT value FROM active_jobs")]
+                rows = conn.execute(
+                    "SELECT task_id, job_id, version, state, agent_id, ts, value FROM active_tasks"
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            raise unavailable(exc) from exc
+        return ActiveIndex(jobs=decode_jobs(values), tasks=list(map(TaskRow._make, rows)))

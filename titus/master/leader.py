@@ -330,7 +330,8 @@ class Master:
 
     def _needs_reconcile(self, job_id: str) -> bool:
         """Whether the job's tasks, as the indexes see them, may call for an action: a
-        finished task to follow up, a job being killed, or the wrong number of tasks.
+        finished task to follow up, a job being killed, or the wrong number of tasks (which
+        a disabled service job keeps, as the reconciler leaves it alone).
         Cheap (no task parsed), so the start-up and the sweep can ask it of every job."""
         view = self.view
         job = view.jobs.get(job_id)
@@ -345,6 +346,8 @@ class Master:
         if d.batch is not None:
             return len(ids) < d.batch.size
         if d.service is not None:
+            if not d.service.enabled:
+                return False  # nothing to create, replace or scale until it is enabled
             live = sum(
                 1
                 for t in ids

@@ -4,6 +4,7 @@ the archive's TTL, bucketed indexes, URLs and credentials."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -347,7 +348,7 @@ def test_a_task_that_cannot_be_read_does_not_hold_its_job_active(
     cql_server.engine.run(
         "UPDATE titus.active_tasks SET value = ? WHERE task_id = ?",
         None,
-        ['{"id": "%s", "status": [[[]]]}' % bad.id, bad.id],
+        [json.dumps({"id": bad.id, "status": [[[]]]}), bad.id],
     )
     cstore.archive_job(finish(job))
     assert cstore.count_active_jobs() == 0 and cstore.list_active_tasks() == []

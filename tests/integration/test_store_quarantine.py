@@ -57,6 +57,31 @@ def test_the_api_leaves_an_unreadable_job_out_and_says_so(tmp_path: Path) -> Non
         assert "jobDescriptor" in items[0]["error"]
 
 
+def test_a_repaired_record_leaves_the_quarantine(tmp_path: Path) -> None:
+    """Once an operator repairs the document, the next read of it lists it again and
+    /health stops saying degraded (the quarantine is the process's: it outlives one API
+    instance, as it outlives one store handle)."""
+    db = tmp_path / "titus.db"
+    with api(tmp_path) as (http, _):
+        bad = http.post("/api/v3/jobs", json=service()).json()["id"]
+    conn = sqlite3.connect(db)
+    [(original,)] = conn.execute("SELECT value FROM active_jobs WHERE job_id=?", (bad,))
+    conn.close()
+    _poison(db, "active_jobs", "job_id", bad)
+    with api(tmp_path) as (http, _):
+        assert http.get("/api/v3/jobs").json()["items"] == []
+        assert http.get("/health").json()["quarantined"] == 1
+
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE active_jobs SET value=? WHERE job_id=?", (original, bad))
+    conn.close()
+    with api(tmp_path) as (http, _):
+        assert [j["id"] for j in http.get("/api/v3/jobs").json()["items"]] == [bad]
+        assert http.get("/api/v3/quarantine").json()["items"] == []
+        assert http.get("/health").json()["quarantined"] == 0
+
+
 def test_a_leader_loads_past_an_unreadable_task_and_leaves_its_job_alone(
     tmp_path: Path,
 ) -> None:

@@ -6,7 +6,8 @@ that lists, a new leader loading the active state. Each backend decodes job and 
 documents through `decode_job` / `decode_task`; a document that does not parse is logged,
 counted, kept here (what, which id, why, since when) for operators to see (the API's
 `/api/v3/quarantine` and `/health`), and left out of the answer as if it were not there.
-The record itself stays in the store untouched, for an operator to repair or remove.
+The record itself stays in the store untouched, for an operator to repair or remove; once
+a read of it succeeds again (repaired), it leaves the quarantine.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class Quarantine:
 
     def release(self, kind: str, ident: str) -> None:
         """The record was read again successfully (repaired, or rewritten)."""
+        if not self._records:  # the common case, on every read: no lock taken
+            return
         with self._lock:
             if self._records.pop((kind, ident), None) is not None:
                 QUARANTINED.labels(kind).dec()
@@ -100,19 +103,23 @@ def _error(exc: Exception) -> str:
 def decode_job(raw: str | bytes, ident: str = "") -> Job | None:
     """A job document, or None (quarantined) when it cannot be read."""
     try:
-        return Job.model_validate_json(raw)
+        job = Job.model_validate_json(raw)
     except (ValidationError, ValueError, RecursionError) as exc:
         QUARANTINE.add("job", _ident(raw, ident), _error(exc))
         return None
+    QUARANTINE.release("job", job.id)
+    return job
 
 
 def decode_task(raw: str | bytes, ident: str = "") -> Task | None:
     """A task document, or None (quarantined) when it cannot be read."""
     try:
-        return Task.model_validate_json(raw)
+        task = Task.model_validate_json(raw)
     except (ValidationError, ValueError, RecursionError) as exc:
         QUARANTINE.add("task", _ident(raw, ident), _error(exc))
         return None
+    QUARANTINE.release("task", task.id)
+    return task
 
 
 def decode_jobs(raws: list[str] | list[bytes]) -> list[Job]:

@@ -214,6 +214,35 @@ def test_leader_resigning_while_cut_off_frees_its_place_on_reconnect(
     assert a.client.client_id == session
 
 
+def test_a_candidate_cut_off_briefly_keeps_its_place_and_leads_when_its_turn_comes(
+    zk_coordinator: Factory, zk_proxy: ZkProxy
+) -> None:
+    """A waiting candidate whose connection drops (within the session timeout: its session,
+    and so its place in the queue, lives on) must not queue again behind its own node: that
+    node, of a live session nobody watches, would stand ahead of everyone for good."""
+    a = zk_coordinator()
+    b = zk_coordinator(zk_proxy.hosts, session_timeout=6.0)
+    first = lead(a, "master-a", "http://a:7001")
+    waiting = Campaign(b, "master-b", "http://b:7001")
+    session = b.client.client_id
+    wait_until("b to queue", lambda: len(a.client.get_children(_election(a))) == 2, WAIT_SEC)
+
+    zk_proxy.cut()
+    wait_until("b to be disconnected", lambda: not b.client.connected, WAIT_SEC)
+    zk_proxy.restore()
+    wait_until("b to reconnect", lambda: b.client.connected, WAIT_SEC)
+    assert b.client.client_id == session  # the same session: its node is still there
+
+    a.close()
+    second = waiting.result()
+    assert second is not None and second.epoch > first.epoch
+    assert len(b.client.get_children(_election(b))) == 1  # its one node, no stray one
+
+
+def _election(c: ZooKeeperCoordinator) -> str:
+    return f"{c.root}/leader/election"
+
+
 # ---- fencing ------------------------------------------------------------------------------
 
 

@@ -153,6 +153,7 @@ class ZooKeeperCoordinator:
                 max_tries=8, delay=0.05, backoff=2, max_delay=2.0, max_jitter=0.2
             ),
         )
+        self._session_id = 0
         self._client.start(timeout=connect_timeout)
         self._session_id = self._session()
         self._client.add_listener(self._on_state)
@@ -188,8 +189,15 @@ class ZooKeeperCoordinator:
         return self._client.retry(func, *args, **kwargs)
 
     def _session(self) -> int:
+        """The session this coordinator holds: the live one, or, while the connection is
+        down (SUSPENDED), the one it last had, which the server may still keep (a cut
+        connection, a restarted server reloading its sessions); 0 once it expired (LOST).
+
+        Reading "no connection" as "another session" would make a waiting candidate give
+        up its place and queue again behind the node it left: a node of a live session that
+        nobody watches, ahead of everyone, so no one would ever lead again."""
         client_id = self._client.client_id
-        return int(client_id[0]) if client_id else 0
+        return int(client_id[0]) if client_id else self._session_id
 
     def _ensure_node(self, path: str, value: bytes) -> None:
         with contextlib.suppress(NodeExistsError):
@@ -228,6 +236,7 @@ class ZooKeeperCoordinator:
                     leadership.active.clear()
                     self._start_suspend_timer(leadership)
             elif state == KazooState.LOST:
+                self._session_id = 0  # expired: the next one is another
                 self._cancel_suspend_timer()
                 if leadership is not None:
                     self._lose(leadership)

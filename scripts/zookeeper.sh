@@ -24,6 +24,8 @@
 #   TITUS_ZK_HOME      config and data directory (default /var/lib/titus-zookeeper)
 #   TITUS_ZK_TIMEOUT   seconds to wait for the server to serve (default 60)
 #   TITUS_ZK_HEAP      JVM maximum heap (default 256m)
+#   TITUS_ZK_LOG_DIR   the server's log directory (default /var/log/zookeeper), so that a
+#                      second server (the chaos suite's own) does not share the first's log
 set -euo pipefail
 
 HOST=127.0.0.1
@@ -35,7 +37,7 @@ PID_FILE=/run/titus/zookeeper-$PORT.pid
 TIMEOUT=${TITUS_ZK_TIMEOUT:-60}
 HEAP=${TITUS_ZK_HEAP:-256m}
 ZK_SERVER=/usr/share/zookeeper/bin/zkServer.sh
-LOG_DIR=/var/log/zookeeper
+LOG_DIR=${TITUS_ZK_LOG_DIR:-/var/log/zookeeper}
 
 LOG_PREFIX=zookeeper
 # shellcheck source=scripts/lib.sh
@@ -96,7 +98,8 @@ start_server() {
   # Debian's zkEnv.sh puts no SLF4J binding on the class path, so the server would log
   # nothing; with the log4j binding it writes $LOG_DIR/zookeeper.log. A -cp in the JVM
   # flags comes after zkServer.sh's own and wins.
-  local jvmflags="-Xmx$HEAP -Dzookeeper.root.logger=INFO,ROLLINGFILE"
+  # zkServer.sh passes Debian's fixed log directory first; this later -D wins
+  local jvmflags="-Xmx$HEAP -Dzookeeper.root.logger=INFO,ROLLINGFILE -Dzookeeper.log.dir=$LOG_DIR"
   local binding=/usr/share/java/slf4j-log4j12.jar log4j=/usr/share/java/log4j-1.2.jar
   if [ -r "$binding" ] && [ -r "$log4j" ]; then
     jvmflags="$jvmflags -cp /etc/zookeeper/conf:/usr/share/java/zookeeper.jar:$binding:$log4j"

@@ -1,15 +1,16 @@
 """The multi-process cluster of tests/support/cluster.py, wired so faults can be injected.
 
 Each master and agent reaches ZooKeeper through a ZkProxy of its own, so one process's
-session can be cut until the server expires it without touching anyone else on the
-shared server. Three agents, one per zone, each open to a different fault:
+session can be cut until the server expires it without touching anyone else. Three
+agents, one per zone, each open to a different fault:
 
 - `a-plain`: on the platform's Docker engine, on loopback (kills, kills mid-launch);
 - `a-netns`: inside a network namespace of the suite's own (partitions from the master);
 - `a-engine`: on a private dockerd that the suite stops and starts under it.
 
 The store (SQLite) and every process's data directory sit on a small tmpfs, so the disk
-can be filled. `close()` stops every process, removes every container, ZooKeeper node,
+can be filled. ZooKeeper is a server of the suite's own, so that it can be killed and
+started again. `close()` stops every process, removes every container, ZooKeeper node,
 namespace, engine and mount it made.
 """
 
@@ -28,7 +29,7 @@ from tests.chaos.netns import NetNamespace, TcpRelay
 from tests.support.cluster import SESSION_TIMEOUT, Cluster, Proc, cleanup, make_cluster
 from tests.support.docker_engine import BUSYBOX, PrivateEngine
 from tests.support.platform import TITUS, _remove_containers, free_port
-from tests.support.zookeeper import ZkProxy
+from tests.support.zookeeper import PrivateZooKeeper, ZkProxy
 
 #: Size of the tmpfs the store lives on: ample for the suite's jobs, quick to fill.
 DISK_MB = 64
@@ -67,6 +68,7 @@ class ChaosCluster(Cluster):
     relay: TcpRelay | None = None
     engine: PrivateEngine | None = None
     disk: Path | None = None
+    zk_server: PrivateZooKeeper | None = None
 
     # ---- processes --------------------------------------------------------------------
     def _coord(self, name: str) -> str:
@@ -170,19 +172,24 @@ class ChaosCluster(Cluster):
                 self.engine.cleanup()
             if self.disk is not None:
                 subprocess.run(["umount", str(self.disk)], capture_output=True, check=False)
+            if self.zk_server is not None:
+                self.zk_server.kill()
 
 
 def start_chaos_cluster(tmp: Path) -> ChaosCluster:
     """API, masters m1 (leads first) and m2, and the three agents above, all up."""
     base = make_cluster(tmp, {"TITUS_AGENT_ORPHAN_GRACE_SEC": str(ORPHAN_GRACE_SEC)})
+    zk_server = PrivateZooKeeper(base.root / "zookeeper", free_port())
     c = ChaosCluster(
         root=base.root,
-        zookeeper=base.zookeeper,
+        zookeeper=zk_server.address,
         zk_root=base.zk_root,
         env=base.env,
         api_port=base.api_port,
+        zk_server=zk_server,
     )
     try:
+        zk_server.start()
         c.disk = c.root / "data"
         subprocess.run(
             ["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m", "tmpfs", str(c.disk)],

@@ -2,7 +2,8 @@
 
 They break things the hard way an operator sees them break: kill -9 (and a supervisor
 that starts the process again at once), an engine that stops, a ZooKeeper connection cut
-until the server expires the session, packets to an agent dropped, a disk that fills.
+until the server expires the session, the ZooKeeper server itself killed and started
+again, packets to an agent dropped, a disk that fills.
 
 Not here: stepping an agent's clock. faketime is not installed, a time namespace offsets
 only CLOCK_MONOTONIC and CLOCK_BOOTTIME (not the wall clock the platform stamps and
@@ -156,6 +157,19 @@ def partition_agent(cluster: ChaosCluster, workload: Workload, timing: Timing) -
         cluster.netns.heal()
 
 
+def restart_zookeeper(cluster: ChaosCluster, workload: Workload, timing: Timing) -> None:
+    """kill -9 the ZooKeeper server every process uses, hold it down past every session's
+    timeout, start it again with its data: every process is disconnected (SUSPENDED) for
+    longer than its session timeout, and the restarted server either keeps a session (it
+    reloads them and restarts their timers) or expires it; both must converge."""
+    assert cluster.zk_server is not None
+    cluster.zk_server.kill()
+    try:
+        time.sleep(max(timing.hold_sec, EXPIRE_SEC))
+    finally:
+        cluster.zk_server.start()
+
+
 def fill_disk(cluster: ChaosCluster, workload: Workload, timing: Timing) -> None:
     """Fill the disk the store is on, hold, free it."""
     cluster.fill_disk()
@@ -167,6 +181,8 @@ def fill_disk(cluster: ChaosCluster, workload: Workload, timing: Timing) -> None
 
 def heal(cluster: ChaosCluster) -> None:
     """Undo whatever a failed scenario left: every process up, every cut restored."""
+    if cluster.zk_server is not None:
+        cluster.zk_server.start()  # a no-op when it serves
     for proxy in cluster.proxies.values():
         proxy.restore()
     if cluster.netns is not None:

@@ -85,6 +85,7 @@ SCENARIOS = (
     Scenario("agent zk session expiry", (faults.expire_agent_session,), PLAIN_ZONE),
     Scenario("leader zk session expiry", (faults.expire_leader_session,)),
     Scenario("agent partitioned", (faults.partition_agent,), NETNS_ZONE),
+    Scenario("zookeeper restart", (faults.restart_zookeeper,)),
     Scenario("store disk full", (faults.fill_disk,)),
 )
 TOGETHER = Scenario("all together", tuple(f for s in SCENARIOS for f in s.faults))

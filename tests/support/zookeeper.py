@@ -23,11 +23,14 @@ import contextlib
 import os
 import re
 import select
+import signal
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,6 +106,47 @@ def expire_session(zookeeper: str, client: KazooClient) -> None:
     intruder.start(timeout=10)
     intruder.stop()
     intruder.close()
+
+
+class PrivateZooKeeper:
+    """A second ZooKeeper server of a test's own (port, data and logs under `home`), started
+    by the same script, that the test may kill -9 and start again without touching the
+    server every other test shares. Its data survives a restart, as a real server's does."""
+
+    def __init__(self, home: Path, port: int, heap: str = "128m") -> None:
+        self.home = home
+        self.port = port
+        self.address = f"127.0.0.1:{port}"
+        self._env = {
+            "TITUS_ZK_PORT": str(port),
+            "TITUS_ZK_HOME": str(home),
+            "TITUS_ZK_LOG_DIR": str(home / "logs"),
+            "TITUS_ZK_HEAP": heap,
+        }
+
+    @property
+    def _pid_file(self) -> Path:
+        return Path(f"/run/titus/zookeeper-{self.port}.pid")  # where the script puts it
+
+    def start(self) -> None:
+        run_setup_script("zookeeper.sh", "ZOOKEEPER", timeout=120, env=self._env)
+
+    def kill(self) -> None:
+        """kill -9 the server, and wait until it is gone."""
+        try:
+            pid = int(self._pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        self._pid_file.unlink(missing_ok=True)
 
 
 class ZkProxy:

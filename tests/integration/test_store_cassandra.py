@@ -188,10 +188,11 @@ def test_schema_migrations_recorded_once(cql_server: CqlServer) -> None:
     for _ in range(2):
         _open(cql_server).close()
     rows = cql_server.rows("titus", "schema_migrations")
-    assert [r["version"] for r in rows] == [1, 2]
+    assert [r["version"] for r in rows] == [1, 2, 3]
     ks = cql_server.engine.keyspaces["titus"]
     assert ks.replication["class"].endswith("NetworkTopologyStrategy")
     assert ks.tables["archived_jobs"].default_ttl == 30 * 24 * 3600
+    assert ks.tables["dirty_marks"].default_ttl == 3600
 
 
 def test_from_url_with_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -336,6 +337,41 @@ def test_archiving_a_job_with_many_tasks_uses_small_batches(
     assert cstore.list_active_tasks() == [] and cstore.count_active_jobs() == 0
     again = cstore.create_job(make_job("v001"))  # the group name was released
     assert cstore.get_job(again.id) is not None
+
+
+def test_taking_dirty_marks_deletes_nothing_and_reads_only_recent_partitions(
+    cql_server: CqlServer, store_factory: Callable[[], JobStore]
+) -> None:
+    """Marks are taken by reading, never by deleting (no tombstones pile up in what the
+    leader reads every iteration), each mark once, a mark that lands late within the
+    window included, and a leader's handle reads only the minutes since its last take."""
+    api, leader = _open(cql_server), _open(cql_server)
+    try:
+        api.mark_dirty("job-a")
+        api.mark_dirty("job-b")
+        api.mark_dirty("job-a")
+        assert leader.take_dirty() == ["job-a", "job-b"]
+        assert leader.take_dirty() == []
+        # a mark numbered before the last take, visible only now (a slow coordinator)
+        late = leader._dirty_from + 1
+        cql_server.engine.run(
+            "INSERT INTO titus.dirty_marks (bucket, seq, job_id) VALUES (?, ?, 'job-late')",
+            None,
+            [late // (60_000 * 1024), late],
+        )
+        assert leader.take_dirty() == ["job-late"]
+        assert leader.take_dirty() == []
+        cql_server.requests.clear()
+        leader.take_dirty()
+        statements = [r.statements[0] for r in cql_server.requests if r.statements]
+        assert not any(s.lstrip().upper().startswith("DELETE") for s in statements)
+        assert 1 <= len(statements) <= 2  # this minute's partition (and the next at most)
+        # marks of a request and of a create reach the leader too
+        job = api.create_job(make_job(), mark_dirty=True)
+        assert leader.take_dirty() == [job.id]
+    finally:
+        api.close()
+        leader.close()
 
 
 def test_a_task_that_cannot_be_read_does_not_hold_its_job_active(

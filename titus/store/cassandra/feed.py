@@ -43,12 +43,7 @@ class ChangeFeedPart(Part):
 
     def _feed_rows(self, lower: int, upper_bucket: int, what: str) -> Iterable[Any]:
         """Feed entries with seq > `lower`, oldest first, bucket by bucket, paged."""
-        floor = max(lower, now_seq() - FEED_TTL_SECONDS * 1000 * SEQ_PER_MS)
-        db = self._db
-        for bucket in range(feed_bucket(floor), upper_bucket + 1):
-            stmt = db.ps["changes_after"].bind((bucket, lower))
-            stmt.fetch_size = 1000
-            yield from db.retrying(what, lambda s=stmt: db.session.execute(s))  # type: ignore[misc]
+        return self._db.rows_after("changes_after", lower, upper_bucket, what)
 
     def changes_since(self, seq: int, limit: int = 1000) -> ChangeBatch:
         """Changes after `seq`, plus (once) those that landed late below it.

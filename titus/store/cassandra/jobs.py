@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 import zlib
 from collections.abc import Iterable
 from typing import Any
@@ -64,8 +63,7 @@ class JobsPart(Part):
             items.append(("task_id_insert", (t.jobId, t.id)))
             items.append(("change", ("task", t.id, t.jobId)))
         if mark_dirty:
-            # A fixed mark id, so a retried batch writes the same row again.
-            items.append(("dirty_mark", (uuid.uuid1(), job.id)))
+            items.append(("dirty", (job.id,)))
         try:
             db.batch(f"create job {job.id} with {len(first)} tasks", items)
         except CassandraRefused:

@@ -1,18 +1,25 @@
 """What the API asks of the master: dirty marks, kill requests, move requests, and the
 move itself when the leader carries it out.
 
-Each dirty mark is its own row (a time-based id), so taking marks never loses a new one.
+Each dirty mark is its own row in a minute partition (numbered like the change feed, with
+the same TTL), so taking marks never loses a new one and never deletes: a leader reads the
+partitions since its last take (re-reading a short window for marks that landed late) and
+remembers what it returned within the window. No partition it reads fills up with
+tombstones, as one partition with a delete per mark taken did once 100,000 marks were
+taken within gc_grace. Marks older than the TTL expire unread only when no leader took
+them for an hour, and a new leader loads every job and queued request anyway.
 A request and the dirty mark that announces it go in one logged batch.
 """
 
 from __future__ import annotations
 
-import uuid
+import threading
 
 from titus.model.job import Job, Task
 from titus.store.cassandra.attributes import read_task_attributes
 from titus.store.cassandra.part import Part
 from titus.store.cassandra.schema import task_columns
+from titus.store.cassandra.sequence import SEQ_PER_MS, feed_bucket, now_seq
 from titus.store.cassandra.session import Item
 from titus.store.codec import dump_document, dump_request, load_kill_request, load_move_request
 from titus.store.errors import Conflict
@@ -22,13 +29,35 @@ from titus.store.records import KillRequest, MoveRequest
 class RequestsPart(Part):
     """The Requests role (titus/store/roles.py)."""
 
+    _dirty_lock: threading.Lock
+    _dirty_window: int  # seq units
+    _dirty_from: int
+    _dirty_seen: dict[tuple[int, str], None]
+
+    def _init_dirty(self, window: float) -> None:
+        """Marks are taken from this handle's creation on (minus the window)."""
+        self._dirty_lock = threading.Lock()
+        self._dirty_window = int(window * 1000) * SEQ_PER_MS
+        self._dirty_from = now_seq() - self._dirty_window
+        self._dirty_seen = {}
+
     def mark_dirty(self, job_id: str) -> None:
-        self._db.execute("dirty_mark", (uuid.uuid1(), job_id), f"mark job {job_id}")
+        self._db.mark_dirty(job_id)
 
     def take_dirty(self) -> list[str]:
-        rows = self._db.execute("dirty_list", (), "read dirty marks")
-        self._db.concurrent("dirty_delete", [(r.mark,) for r in rows], "clear dirty marks")
-        return list(dict.fromkeys(str(r.job_id) for r in rows))
+        """The jobs marked since the last take (each once), oldest first."""
+        now = now_seq()
+        with self._dirty_lock:
+            lower, seen = self._dirty_from, self._dirty_seen
+            rows = self._db.rows_after(
+                "dirty_after", lower, feed_bucket(now + self._dirty_window), "read dirty marks"
+            )
+            fresh = [(int(r.seq), str(r.job_id)) for r in rows]
+            taken = [key for key in fresh if key not in seen]
+            horizon = now - self._dirty_window
+            self._dirty_from = max(lower, horizon)
+            self._dirty_seen = {key: None for key in (*seen, *taken) if key[0] > self._dirty_from}
+        return list(dict.fromkeys(job_id for _, job_id in sorted(taken)))
 
     # ---- kills ----------------------------------------------------------------------------
     def add_kill_request(self, request: KillRequest) -> None:
@@ -37,7 +66,7 @@ class RequestsPart(Part):
             f"request a kill of task {request.task_id}",
             [
                 ("kill_insert", (request.job_id, request.task_id, value)),
-                ("dirty_mark", (uuid.uuid1(), request.job_id)),
+                ("dirty", (request.job_id,)),
             ],
         )
 
@@ -61,8 +90,8 @@ class RequestsPart(Part):
             f"request a move of task {request.task_id}",
             [
                 ("move_insert", (request.source_job_id, request.task_id, value)),
-                ("dirty_mark", (uuid.uuid1(), request.source_job_id)),
-                ("dirty_mark", (uuid.uuid1(), request.target_job_id)),
+                ("dirty", (request.source_job_id,)),
+                ("dirty", (request.target_job_id,)),
             ],
         )
 

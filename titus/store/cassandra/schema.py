@@ -79,6 +79,15 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             f"job_id text, value text) WITH default_time_to_live = {SCHEDULER_RESULT_TTL_SECONDS}",
         ],
     ),
+    (
+        3,
+        "dirty marks by minute with a TTL (dirty_jobs, one partition with a tombstone per "
+        "mark taken, is no longer read; a new leader loads every job anyway)",
+        [
+            "CREATE TABLE IF NOT EXISTS dirty_marks (bucket bigint, seq bigint, job_id text, "
+            f"PRIMARY KEY ((bucket), seq, job_id)) WITH default_time_to_live = {FEED_TTL_SECONDS}",
+        ],
+    ),
 ]
 
 

@@ -43,7 +43,13 @@ from cassandra.policies import (
 )
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
-from titus.store.cassandra.sequence import SequenceClock, feed_bucket
+from titus.store.cassandra.sequence import (
+    FEED_TTL_SECONDS,
+    SEQ_PER_MS,
+    SequenceClock,
+    feed_bucket,
+    now_seq,
+)
 from titus.store.errors import Conflict, StoreRefused, StoreUnavailable
 
 log = logging.getLogger("titus.store.cassandra")
@@ -215,9 +221,10 @@ class CassandraSession:
     def batch(self, what: str, items: Iterable[Item]) -> None:
         """One logged batch: all of it is applied or none; fixed values make it repeatable.
 
-        An item named "change" is a change feed entry (kind, entity id, job id, op); it gets
-        a new sequence number on each attempt, so an attempt that did land and its retry
-        leave two entries (harmless: readers fetch the entity), never a late one.
+        An item named "change" is a change feed entry (kind, entity id, job id, op), one
+        named "dirty" a dirty mark (job id); each gets a new sequence number on each
+        attempt, so an attempt that did land and its retry leave two entries (harmless:
+        readers fetch the entity), never a late one.
         """
         fixed = list(items)
 
@@ -226,6 +233,8 @@ class CassandraSession:
             for name, args in fixed:
                 if name == "change":
                     batch.add(self.ps["change_insert"], self._change_args(*args))
+                elif name == "dirty":
+                    batch.add(self.ps["dirty_mark"], self._dirty_args(*args))
                 else:
                     batch.add(self.ps[name], args)
             self.session.execute(batch)
@@ -235,6 +244,26 @@ class CassandraSession:
     def _change_args(self, kind: str, entity_id: str, job_id: str, op: str = "put") -> tuple:
         seq = self._seq.next()
         return (feed_bucket(seq), seq, kind, entity_id, op, job_id)
+
+    def _dirty_args(self, job_id: str) -> tuple:
+        seq = self._seq.next()
+        return (feed_bucket(seq), seq, job_id)
+
+    def mark_dirty(self, job_id: str) -> None:
+        self.retrying(
+            f"mark job {job_id}",
+            lambda: self.session.execute(self.ps["dirty_mark"], self._dirty_args(job_id)),
+        )
+
+    def rows_after(self, name: str, lower: int, upper_bucket: int, what: str) -> Iterable[Any]:
+        """Rows of a minute-bucketed, TTL'd table (the change feed, the dirty marks) with
+        seq > `lower`, oldest first, bucket by bucket, paged; never further back than the
+        TTL, so the partitions read hold live rows only (no tombstones to wade through)."""
+        floor = max(lower, now_seq() - FEED_TTL_SECONDS * 1000 * SEQ_PER_MS)
+        for bucket in range(feed_bucket(floor), upper_bucket + 1):
+            stmt = self.ps[name].bind((bucket, lower))
+            stmt.fetch_size = 1000
+            yield from self.retrying(what, lambda s=stmt: self.session.execute(s))  # type: ignore[misc]
 
     def changed(self, kind: str, entity_id: str, job_id: str, op: str = "put") -> None:
         """A change entry for a write that could not share a batch (a lightweight

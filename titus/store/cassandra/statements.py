@@ -42,9 +42,8 @@ STATEMENTS: dict[str, str] = {
     "task_ids": "SELECT task_id FROM active_task_ids WHERE job_id = ?",
     "task_ids_archived": "SELECT task_id FROM archived_task_ids WHERE job_id = ?",
     # the API's requests to the master
-    "dirty_mark": "INSERT INTO dirty_jobs (shard, mark, job_id) VALUES (0, ?, ?)",
-    "dirty_list": "SELECT mark, job_id FROM dirty_jobs WHERE shard = 0",
-    "dirty_delete": "DELETE FROM dirty_jobs WHERE shard = 0 AND mark = ?",
+    "dirty_mark": "INSERT INTO dirty_marks (bucket, seq, job_id) VALUES (?, ?, ?)",
+    "dirty_after": "SELECT seq, job_id FROM dirty_marks WHERE bucket = ? AND seq > ?",
     "kill_insert": "INSERT INTO kill_requests (job_id, task_id, value) VALUES (?, ?, ?)",
     "kill_list": "SELECT value FROM kill_requests WHERE job_id = ?",
     "kill_delete": "DELETE FROM kill_requests WHERE job_id = ? AND task_id = ?",

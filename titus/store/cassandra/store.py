@@ -65,7 +65,9 @@ class CassandraJobStore(
         self.keyspace = keyspace
         # A reader re-reads this much of the feed's tail for writes that landed late; no
         # write lands later than one request's timeout (see feed.py).
-        self._init_feed(feed_window if feed_window is not None else request_timeout + 2.0)
+        window = feed_window if feed_window is not None else request_timeout + 2.0
+        self._init_feed(window)
+        self._init_dirty(window)  # the same holds for dirty marks
         self._cluster, session = connect(
             contact_points,
             port=port,

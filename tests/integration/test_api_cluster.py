@@ -117,7 +117,7 @@ def test_a_capacity_group_named_by_an_active_job_cannot_be_deleted(cluster: Clus
     job = cluster.http.post("/api/v3/jobs", json=service(capacityGroup="batchy")).json()
     r = cluster.http.delete(f"{base}/batchy")
     assert r.status_code == 409 and "1 active job" in r.json()["message"]
-    assert cluster.http.delete(f"{base}/DEFAULT").status_code == 400
+    assert cluster.http.delete(f"{base}/DEFAULT").status_code == 409
     names = [g["appName"] for g in cluster.http.get(base).json()]
     assert names == ["DEFAULT", "batchy"]
     stored = cluster.store.get_job(job["id"])

@@ -195,7 +195,7 @@ def test_capacity_groups(tmp_path: Path) -> None:
         assert http.put(f"{base}/batchers", json={**group, "appName": "x"}).status_code == 400
         assert http.put(f"{base}/batchers", json={**group, "instanceCount": 5}).status_code == 200
         assert http.post(base, json={**group, "appName": "b2", "tier": "Gold"}).status_code == 400
-        assert http.delete(f"{base}/DEFAULT").status_code == 400
+        assert http.delete(f"{base}/DEFAULT").status_code == 409
         assert http.delete(f"{base}/batchers").status_code == 204
         assert http.get(f"{base}/batchers").status_code == 404
         assert http.get(f"{base}/DEFAULT").status_code == 200

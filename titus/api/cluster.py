@@ -108,7 +108,8 @@ class ClusterService:
         """Delete a group no active job names (`active_jobs`: every active job, as the
         caller's current view has them)."""
         if name == DEFAULT_CAPACITY_GROUP:
-            raise ApiError(400, f"capacity group {DEFAULT_CAPACITY_GROUP} cannot be deleted")
+            # the request is well formed: the platform needs this group (as with one in use)
+            raise ApiError(409, f"capacity group {DEFAULT_CAPACITY_GROUP} cannot be deleted")
         users = [j.id for j in active_jobs if j.jobDescriptor.capacityGroup == name]
         if users:
             raise ApiError(409, f"capacity group {name} is used by {len(users)} active job(s)")

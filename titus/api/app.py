@@ -25,6 +25,7 @@ from titus.api.cluster import ClusterService
 from titus.api.errors import ApiError, api_error_handler, error_body, invalid_request_handler
 from titus.api.gate import Gate
 from titus.api.observe import Hub
+from titus.api.openapi_links import add_links
 from titus.api.ratelimit import RateLimiter
 from titus.api.schemas import (
     CapacityGroup,
@@ -269,7 +270,7 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
             defs = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(defs.pop("$defs", {}))
             components[model.__name__] = defs
-        app.openapi_schema = schema
+        app.openapi_schema = add_links(schema)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -380,6 +380,13 @@ class Settings(BaseSettings):
         description="How often the health check starts a probe container (default 60 s); "
         "the engine is pinged on every check.",
     )
+    agent_allow_no_userns: bool = Field(
+        False,
+        description="Let the agent run tasks on an engine that does not remap user "
+        "namespaces (container root would be root on the host); off: such a host is "
+        "unhealthy and takes no tasks. For engines that cannot remap (tests, some "
+        "development machines).",
+    )
     agent_health_image: str = Field(
         "titus/busybox:latest",
         description="Image of the probe container; empty: no probe container, ping only.",

@@ -108,6 +108,7 @@ class ChaosCluster(Cluster):
         if name == ENGINE:
             assert self.engine is not None
             env["DOCKER_HOST"] = self.engine.url
+            env["TITUS_AGENT_ALLOW_NO_USERNS"] = "true"  # the private engine does not remap
         args = ["agent", "--coord", self._coord(name), "--id", agent_id, "--zone", zone]
         args += ["--instance-type", "local.small", "--cpu", str(cpu)]
         args += ["--memory-mb", str(memory_mb), "--agent-port", str(port)]

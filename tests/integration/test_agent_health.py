@@ -75,7 +75,12 @@ def test_docker_stopped_and_started_under_a_running_agent(
     tmp_path: Path, private_engine: PrivateEngine
 ) -> None:
     agent = AgentDaemon(
-        settings(tmp_path, docker_url=private_engine.url, agent_health_probe_interval_sec=0.0),
+        settings(
+            tmp_path,
+            docker_url=private_engine.url,
+            agent_health_probe_interval_sec=0.0,
+            agent_allow_no_userns=True,  # the private engine does not remap (see below)
+        ),
         LocalCoordinator(),
         runtime_config=RuntimeConfig(network_mode="none"),
     )
@@ -99,6 +104,35 @@ def test_docker_stopped_and_started_under_a_running_agent(
         done = run_task(agent, spec)
         assert done.reasonCode == Reason.NORMAL, done
         assert agent.log_files.read(spec.taskId, "stdout") == b"back\n"
+    finally:
+        agent.stop()
+
+
+def test_an_engine_without_user_namespace_remapping_makes_the_host_unhealthy(
+    tmp_path: Path, private_engine: PrivateEngine
+) -> None:
+    """Root in a container would be root on the host: the agent takes no task there (and
+    says why) unless the operator allows it for this host."""
+    agent = AgentDaemon(
+        settings(tmp_path, docker_url=private_engine.url, agent_health_probe_interval_sec=0.0),
+        LocalCoordinator(),
+        runtime_config=RuntimeConfig(network_mode="none"),
+    )
+    agent.start()
+    try:
+        status = agent.check_health()
+        assert not status.healthy
+        assert any("user namespaces" in r for r in status.reasons), status.reasons
+        assert not agent.coord.agents()[0].healthy
+        refused = task_spec("echo hi")
+        report = run_task(agent, refused)
+        assert report.reasonCode == Reason.TRANSIENT_SYSTEM_ERROR
+        assert "user namespaces" in report.reasonMessage
+        engine = docker.DockerClient(base_url=private_engine.url)
+        try:
+            assert task_containers(engine, refused.taskId) == []
+        finally:
+            engine.close()
     finally:
         agent.stop()
 

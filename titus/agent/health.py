@@ -6,7 +6,9 @@ and health_reasons); the master places nothing on an unhealthy host. Checks:
 
 - docker: the engine answers a ping, and (every `agent_health_probe_interval_sec`) can
   create, start and remove a small probe container: an engine that answers but cannot
-  start containers (full storage, broken runtime) is as bad as one that is down;
+  start containers (full storage, broken runtime) is as bad as one that is down; and it
+  remaps user namespaces (root in a container is an unprivileged uid on the host), unless
+  `agent_allow_no_userns` says this host may do without;
 - disk: the log directory's file system has `agent_health_min_free_disk_mb` free;
 - clock: the wall clock did not jump against the monotonic clock between two checks (it
   was stepped: task runtimes, log timestamps and credentials expiry are all off).
@@ -52,6 +54,7 @@ class HealthChecker:
         self._last_probe = float("-inf")
         self._probe_ok = True
         self._probe_error = ""
+        self._userns = True
         self._last_wall: float | None = None
         self._last_mono = 0.0
         self._lock = threading.Lock()
@@ -82,13 +85,31 @@ class HealthChecker:
         now = time.monotonic()
         image = self.settings.agent_health_image
         due = now - self._last_probe >= self.settings.agent_health_probe_interval_sec
-        if probe and image and due:
+        if probe and due:
             self._last_probe = now
-            self._probe_ok, self._probe_error = self._probe(image)
+            self._userns = self._remaps_user_namespaces()
+            if image:
+                self._probe_ok, self._probe_error = self._probe(image)
         if not self._probe_ok:
             reasons.append(f"docker engine cannot start containers: {self._probe_error}")
             return False
+        if not self._userns and not self.settings.agent_allow_no_userns:
+            reasons.append(
+                "docker engine does not remap user namespaces (root in a container would "
+                "be root on the host): start dockerd with --userns-remap, or set "
+                "agent_allow_no_userns"
+            )
+            return False
         return True
+
+    def _remaps_user_namespaces(self) -> bool:
+        """The engine says so in its security options ("name=userns")."""
+        try:
+            options = self.client.info().get("SecurityOptions") or []
+        except Exception as e:  # asked again at the next probe
+            log.warning("docker engine info failed: %s", _short(e))
+            return self._userns
+        return any(str(o).split(",")[0] == "name=userns" for o in options)
 
     def _probe(self, image: str) -> tuple[bool, str]:
         """Create, start, wait for and remove a container that does nothing."""

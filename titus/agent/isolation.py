@@ -8,7 +8,7 @@ leaving out a prefix.
 
 Granted on request:
 - `allowCpuBursting=true`: no CFS quota, only shares: the task may use idle cores.
-- `capabilities.add=NET_RAW,SYS_PTRACE`: capabilities beyond the default set, each one on
+- `capabilities.add=SYS_PTRACE,SYS_NICE`: capabilities beyond the default set, each one on
   the host's allow-list (anything else is refused, never silently dropped).
 - `readOnlyRootFs=true`: the container's root filesystem is mounted read-only (a small
   tmpfs on /tmp keeps ordinary programs working).
@@ -33,14 +33,15 @@ ALLOW_CPU_BURSTING = "allowCpuBursting"
 CAPABILITIES_ADD = "capabilities.add"
 READ_ONLY_ROOT_FS = "readOnlyRootFs"
 
-# Capabilities a job may add by name. Each is useful to ordinary programs (ping, debuggers,
+# Capabilities a job may add by name. Each is useful to ordinary programs (debuggers,
 # real-time priorities, locked memory, audit records) and none lets a process leave its
 # namespaces or reconfigure the host: SYS_ADMIN, NET_ADMIN, SYS_MODULE, SYS_RAWIO,
-# DAC_READ_SEARCH, SYS_BOOT, MAC_ADMIN... are never on it.
+# DAC_READ_SEARCH, SYS_BOOT, MAC_ADMIN... are never on it. NET_RAW is not either while
+# containers share one bridge: raw sockets there let a task forge its neighbours'
+# addresses and answer for them (ARP), which only a network of its own per task prevents.
 DEFAULT_CAP_ALLOW_LIST: tuple[str, ...] = (
     "AUDIT_WRITE",
     "IPC_LOCK",
-    "NET_RAW",
     "SYS_NICE",
     "SYS_PTRACE",
 )

@@ -140,6 +140,7 @@ def leader(
     **config: Any,
 ) -> Master:
     """A leader past its start-up; `launching`: tasks starting at once per host."""
+    clock = clock or Clock()
     scheduler = Scheduler(SchedulerConfig(max_launching_per_host=launching))
     m = Master(
         store,
@@ -147,7 +148,8 @@ def leader(
         driver,
         scheduler=scheduler,
         config=MasterConfig(**config),
-        clock=clock or Clock(),
+        clock=clock,
+        elapsed=clock,  # time passes only when the test says so, on both clocks
     )
     m.begin(Leadership(1))
     m.sync_hosts(driver.actual_tasks())
@@ -204,6 +206,39 @@ def test_a_task_stuck_in_launched_is_killed_and_replaced(store: SqliteJobStore) 
     assert gone is not None and gone.status.reasonCode == Reason.STUCK_IN_STATE
     [replacement] = tasks(store, job_id)
     assert replacement.id != launched.id
+
+
+def test_a_wall_clock_stepped_forward_makes_no_task_look_stuck(store: SqliteJobStore) -> None:
+    """An hour's step of the leader's clock (NTP, a VM resumed) is not an hour in Launched:
+    only the time the leader saw pass on its monotonic clock counts."""
+    driver = Hosts(host("h1"))
+    wall, elapsed = Clock(), Clock(0.0)
+    m = Master(
+        store,
+        LocalCoordinator(),
+        driver,
+        config=MasterConfig(stuck=StuckTimeouts(launched=60.0)),
+        clock=wall,
+        elapsed=elapsed,
+    )
+    m.begin(Leadership(1))
+    m.sync_hosts(driver.actual_tasks())
+    job_id = job(store, service=1)
+    m.iterate()
+    [launched] = tasks(store, job_id)
+    wall.advance(10)
+    elapsed.advance(10)
+    m.iterate()  # the stuck check sees it: 10 s in Launched
+    wall.advance(3600)  # the step
+    elapsed.advance(10)
+    m.iterate()
+    assert tasks(store, job_id)[0].state == TaskState.LAUNCHED  # 20 s, not an hour
+    wall.advance(45)
+    elapsed.advance(45)
+    m.iterate()
+    [killing] = tasks(store, job_id)
+    assert killing.state == TaskState.KILL_INITIATED  # 65 s on the monotonic clock
+    assert killing.status.reasonCode == Reason.STUCK_IN_STATE
 
 
 def test_stuck_kills_go_through_the_rate_limit(store: SqliteJobStore) -> None:

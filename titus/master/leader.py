@@ -106,6 +106,8 @@ class Master:
     `clock` (seconds since the epoch) is the only time its decisions read: when work is
     stuck, when a retry is due, when the backoff forgets, when the periodic checks run
     (only the durations reported as metrics are measured on the monotonic clock).
+    `elapsed` (a monotonic clock) bounds how long a task has stayed in a passing state, so
+    that a step of `clock` does not make every task look stuck (stuck.py).
     `new_id` makes the ids of the tasks it creates."""
 
     def __init__(
@@ -120,6 +122,7 @@ class Master:
         loop_interval: float | None = None,
         config: MasterConfig | None = None,
         clock: Callable[[], float] = time.time,
+        elapsed: Callable[[], float] = time.monotonic,
         new_id: Callable[[], str] = new_task_id,
     ):
         self.store = store
@@ -132,6 +135,7 @@ class Master:
         if loop_interval is not None:
             self.config.loop_interval = loop_interval
         self.clock = clock
+        self.elapsed = elapsed
         self.new_id = new_id
         self._nudge = threading.Event()
         self._new_term(None)
@@ -518,7 +522,9 @@ class Master:
         if now - term.last_stuck < STUCK_CHECK_SEC or not term.view.transitional:
             return
         term.last_stuck = now
-        clear_stuck(self.executor, self.config.stuck, term.stuck_limiter)
+        clear_stuck(
+            self.executor, self.config.stuck, term.stuck_limiter, term.stuck_ages, self.elapsed()
+        )
 
     def _migrate(self) -> None:
         term = self.term

@@ -9,6 +9,12 @@ Launched 5 min; StartInitiated 12 min for batch, 5 min for service; KillInitiate
 A sick cluster makes many tasks stuck at once, and killing them all at once would turn a
 partial outage into a total one, so kills go through a token bucket (`RateLimiter`):
 the rest wait for the next round.
+
+A task's age in its state comes from its status timestamp (wall clock), but a wall clock
+stepped forward would make every task look stuck at once. So the leader remembers, per
+task, when it first saw it in that state on its own monotonic clock (`StuckAges`), and a
+task is as old as the smaller of the two: a step forward changes nothing, a step back
+only delays.
 """
 
 from __future__ import annotations
@@ -75,23 +81,56 @@ class Stuck:
         return f"stuck in {self.state} for {self.seconds:.0f}s"
 
 
+class StuckAges:
+    """When this leader first saw each task in its passing state, on a monotonic clock,
+    and how old its timestamp said it was then (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[TaskState, float, float]] = {}
+
+    def bound(self, rows: list[_Aged], elapsed: float) -> list[_Aged]:
+        """`rows` with each age no more than the time seen since (`elapsed`: the monotonic
+        clock now); tasks no longer among them are forgotten."""
+        seen: dict[str, tuple[TaskState, float, float]] = {}
+        out = []
+        for task_id, state, wall_age, is_batch in rows:
+            first = self._seen.get(task_id)
+            if first is None or first[0] != state:
+                first = (state, elapsed, max(wall_age, 0.0))
+            seen[task_id] = first
+            out.append((task_id, state, min(wall_age, first[2] + elapsed - first[1]), is_batch))
+        self._seen = seen
+        return out
+
+
+#: (task id, state, seconds in it, is its job batch)
+_Aged = tuple[str, TaskState, float, bool]
+
+
 def find_stuck(
     since: Iterable[tuple[str, TaskState, int, bool]],
     timeouts: StuckTimeouts,
     now_ms: int,
+    ages: StuckAges | None = None,
+    elapsed: float = 0.0,
 ) -> list[Stuck]:
     """Tasks past their state's timeout, longest stuck first.
 
-    `since` yields (task id, state, entered the state at (ms), is its job batch).
+    `since` yields (task id, state, entered the state at (ms), is its job batch); with
+    `ages` (and `elapsed`, its monotonic clock's reading now), clock steps do not count.
     """
-    out = []
-    for task_id, state, entered, is_batch in since:
-        limit = timeouts.limit(state, is_batch)
-        if limit is None:
-            continue
-        age = (now_ms - entered) / 1000.0
-        if age >= limit:
-            out.append(Stuck(task_id, state, age))
+    rows: list[_Aged] = [
+        (task_id, state, (now_ms - entered) / 1000.0, is_batch)
+        for task_id, state, entered, is_batch in since
+        if timeouts.limit(state, is_batch) is not None
+    ]
+    if ages is not None:
+        rows = ages.bound(rows, elapsed)
+    out = [
+        Stuck(task_id, state, age)
+        for task_id, state, age, is_batch in rows
+        if age >= (timeouts.limit(state, is_batch) or 0.0)
+    ]
     out.sort(key=lambda s: -s.seconds)
     return out
 
@@ -142,11 +181,18 @@ def transitional_tasks(view: LeaderView) -> list[tuple[str, TaskState, int, bool
     return out
 
 
-def clear_stuck(leader: Clearing, timeouts: StuckTimeouts, limiter: RateLimiter) -> None:
+def clear_stuck(
+    leader: Clearing,
+    timeouts: StuckTimeouts,
+    limiter: RateLimiter,
+    ages: StuckAges,
+    elapsed: float,
+) -> None:
     """Kill the tasks stuck past their timeout, as many as the rate limit lets through; a
     kill that never ends is given up on (the task ends, its job moves on)."""
     view = leader.view
-    for stuck in find_stuck(transitional_tasks(view), timeouts, leader.now_ms()):
+    found = find_stuck(transitional_tasks(view), timeouts, leader.now_ms(), ages, elapsed)
+    for stuck in found:
         if not limiter.try_take():
             log.warning("stuck tasks wait for the kill rate limit")
             return

@@ -18,7 +18,7 @@ from titus.master.cluster import HostReport, Placement
 from titus.master.config import MasterConfig
 from titus.master.placement import PlacementMemo
 from titus.master.scheduler import CapacityGroup
-from titus.master.stuck import RateLimiter
+from titus.master.stuck import RateLimiter, StuckAges
 from titus.master.view import LeaderView
 
 
@@ -83,6 +83,8 @@ class Term:
     #: Lifecycle state of each instance group, by name.
     instance_groups: dict[str, str] = field(default_factory=dict)
     placing: PlacementMemo = field(default_factory=PlacementMemo)
+    #: When each task in a passing state was first seen in it (monotonic).
+    stuck_ages: StuckAges = field(default_factory=StuckAges)
     elected_at: float | None = None
     ready_at: float | None = None
     first_launch_at: float | None = None

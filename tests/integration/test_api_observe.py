@@ -19,7 +19,7 @@ from tests.integration.test_api_app import BATCH, service
 from tests.integration.test_api_spinnaker import add_task
 from tests.support.poll import wait_until
 from titus.api.app import create_app
-from titus.api.observe import Hub
+from titus.api.observe import SNAPSHOT_CHUNK, Hub
 from titus.api.query import Criteria
 from titus.api.view import ActiveView, Event
 from titus.coord.local import LocalCoordinator
@@ -150,3 +150,35 @@ def test_job_criteria_select_task_events_and_an_archive_shows_the_final_state(
         )
     assert archived["data"]["job"]["id"] == watched
     assert archived["data"]["job"]["status"]["state"] == "Finished"
+
+
+def test_a_large_snapshot_is_written_a_chunk_at_a_time_as_it_stood(tmp_path: Path) -> None:
+    """A snapshot is written as the client reads it, not built whole first, and holds the
+    jobs as they stood when the watcher subscribed; what changes meanwhile comes after
+    SnapshotEnd, as a live event."""
+    from tests.store.conformance import make_job
+
+    store = SqliteJobStore(tmp_path / "t.db", synchronous="OFF")
+    jobs = [store.create_job(make_job()) for _ in range(450)]
+
+    async def run() -> tuple[list[str], list[str], list[Event | None]]:
+        view = ActiveView(store)
+        await view.refresh()
+        hub = Hub(view, queue_size=1000, history_size=10)
+        watcher, chunks = hub.subscribe(Criteria.parse({}, set()), None)
+        _, other = hub.subscribe(Criteria.parse({}, set()), None)
+        stream = iter(chunks)
+        first = next(stream)
+        store.update_job(jobs[-1].with_status(JobState.KILL_INITIATED))
+        await view.refresh()
+        return [first, *stream], list(other), watcher.take()
+
+    chunks, other, live = asyncio.run(run())
+    assert len(chunks) == -(-450 // SNAPSHOT_CHUNK) + 1  # chunks, then SnapshotEnd
+    text = "".join(chunks)
+    assert text == "".join(other)  # both watchers were sent the same snapshot
+    snapshot = list(events(iter(text.splitlines())))
+    assert [e["event"] for e in snapshot] == ["job"] * 450 + ["SnapshotEnd"]
+    states = {e["data"]["job"]["id"]: e["data"]["job"]["status"]["state"] for e in snapshot[:-1]}
+    assert states[jobs[-1].id] == "Accepted"  # as it stood at subscribe
+    assert [e.job_id for e in live if e is not None] == [jobs[-1].id]

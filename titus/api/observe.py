@@ -11,6 +11,11 @@ change-feed sequence number as `id`, and `: keep-alive` comments while idle. Cha
 watcher at most `LINGER_SEC` after the view has them, gathered into one write. A client that
 reconnects with `Last-Event-ID` gets the events it missed while the server still holds
 them (the last `observe_history`), otherwise a fresh snapshot.
+
+A snapshot is taken as references to the view's documents (the view replaces a document
+when it changes, never edits it) and written out `SNAPSHOT_CHUNK` at a time as the client
+reads, so a watcher costs no copy of the active set; each document's text is made once and
+shared by every watcher that sends it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +42,8 @@ OBSERVE_FILTERS = (TASK_FILTERS - {"taskIds"}) | JOB_FILTERS
 
 #: How long a watcher woken by a change waits for more before it writes them all at once.
 LINGER_SEC = 0.05
+#: Snapshot entries written per chunk.
+SNAPSHOT_CHUNK = 200
 
 
 @dataclass(eq=False)
@@ -102,6 +109,9 @@ class Hub:
     history: deque[Event] = field(default_factory=deque)
     floor: int = -1  # events after this seq are all in history (or none happened)
     linger_sec: float = LINGER_SEC
+    #: A snapshot entry's text by document identity (the document is kept with it, so its
+    #: id is not reused while the entry lives).
+    _put_texts: dict[int, tuple[dict[str, Any], str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.view.listeners.append(self.publish)
@@ -116,7 +126,7 @@ class Hub:
         for watcher in list(self.watchers):
             watcher.offer(event, job)
 
-    def subscribe(self, criteria: Criteria, last_id: int | None) -> tuple[Watcher, list[str]]:
+    def subscribe(self, criteria: Criteria, last_id: int | None) -> tuple[Watcher, Iterable[str]]:
         """Register a watcher and return what to send first: missed events when resuming,
         else the snapshot and SnapshotEnd. No await in here: nothing can slip between the
         first part and the live events."""
@@ -131,9 +141,24 @@ class Hub:
             ]
             return watcher, [event_text(e) for e in missed]
         view = self.view
-        first = [sse(kind, {"op": "put", kind: body}) for kind, body in self.snapshot(watcher)]
-        first.append(sse("SnapshotEnd", {"seq": view.seq}, view.seq))
-        return watcher, first
+        end = sse("SnapshotEnd", {"seq": view.seq}, view.seq)
+        return watcher, self._written(self.snapshot(watcher), end)
+
+    def _written(self, entries: list[tuple[str, dict[str, Any]]], end: str) -> Iterator[str]:
+        """The snapshot's text, a chunk at a time, then `end`."""
+        for i in range(0, len(entries), SNAPSHOT_CHUNK):
+            yield "".join(self._put_text(k, b) for k, b in entries[i : i + SNAPSHOT_CHUNK])
+        yield end
+
+    def _put_text(self, kind: str, body: dict[str, Any]) -> str:
+        cached = self._put_texts.get(id(body))
+        if cached is not None and cached[0] is body:
+            return cached[1]
+        if len(self._put_texts) > 2 * (len(self.view.jobs) + len(self.view.tasks)) + 1000:
+            self._put_texts.clear()  # documents replaced since: let them go
+        text = sse(kind, {"op": "put", kind: body})
+        self._put_texts[id(body)] = (body, text)
+        return text
 
     def watch(self, criteria: Criteria) -> Watcher:
         watcher = Watcher(criteria, self.queue_size)
@@ -204,7 +229,6 @@ async def observe(request: Request) -> StreamingResponse:
         try:
             for item in first:
                 yield item
-            first.clear()
             loop = asyncio.get_running_loop()
             while True:
                 if not watcher.pending:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -56,17 +56,21 @@ def task_note(
 
 def _subscribe(
     hub: Hub, criteria: Criteria, job_fields: list[str], task_fields: list[str]
-) -> tuple[Watcher, list[Note]]:
-    """Register a watcher and make the snapshot, then the marker (no await in here)."""
+) -> tuple[Watcher, Iterator[Note]]:
+    """Register a watcher and take the snapshot (no await in here); its notifications are
+    made one by one as the client reads them, then the marker."""
     watcher = hub.watch(criteria)
-    first = [
-        job_note(body, job_fields, reuse=True)
-        if kind == "job"
-        else task_note(body, task_fields, reuse=True)
-        for kind, body in hub.snapshot(watcher)
-    ]
-    first.append(Note(snapshotEnd=Note.SnapshotEnd(), timestamp=_now_ms()))
-    return watcher, first
+    entries = hub.snapshot(watcher)
+
+    def notes() -> Iterator[Note]:
+        for kind, body in entries:
+            if kind == "job":
+                yield job_note(body, job_fields, reuse=True)
+            else:
+                yield task_note(body, task_fields, reuse=True)
+        yield Note(snapshotEnd=Note.SnapshotEnd(), timestamp=_now_ms())
+
+    return watcher, notes()
 
 
 def _note(event: Event, job_fields: list[str], task_fields: list[str]) -> Note:
@@ -102,7 +106,6 @@ async def observe(
     try:
         for note in first:
             yield note
-        first.clear()
         while True:
             if not watcher.pending:
                 await watcher.ready.wait()

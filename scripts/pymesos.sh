@@ -18,6 +18,19 @@ VENV="${1:-${VENV:-$REPO/.venv}}"
 PY="$VENV/bin/python"
 HTTP_PARSER_VERSION=0.9.0
 PYMESOS_VERSION=0.3.15
+# Every file this script installs or builds from, by sha256: what pip fetches must be those
+# bytes (pip --require-hashes), or nothing is installed. pymesos's other dependencies
+# (kazoo, six) come from requirements.lock, installed before this script runs.
+HASHED_REQUIREMENTS="
+http-parser==$HTTP_PARSER_VERSION --hash=sha256:441d3a57c6227230f98aa97539da006fda0f8f4880bc4c5cd895ff2138a52621
+pymesos==$PYMESOS_VERSION --hash=sha256:ee8d5ac0664467fcc70bb5a639d1520547523c80f0e83e73f689778f46a846de
+addict==2.4.0 --hash=sha256:249bb56bbfd3cdc2a004ea0ff4c2b6ddc84d53bc2194761636eb314d5cfa5dfc
+"
+BUILD_REQUIREMENTS="
+cython==3.3.1 --hash=sha256:26a28e0ca5dffe9c7d69d1e3a0f78cb74f41b2b6b40771f620262a5d04862a00
+setuptools==71.1.0 --hash=sha256:33874fdc59b3188304b2e7c80d9029097ea31627180896fb549c578ceb8a0855
+wheel==0.48.0 --hash=sha256:3217dcc807155e45db462d7ef2431f5ddda0d7273b700d05a67b271ceb1287ab
+"
 
 LOG_PREFIX=pymesos.sh
 # shellcheck source=scripts/lib.sh
@@ -44,11 +57,14 @@ fi
 PIP=("$PY" -m pip --disable-pip-version-check --no-input)
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
+grep -v '^$' <<<"$HASHED_REQUIREMENTS" >"$WORK/hashed.txt"
+grep -v '^$' <<<"$BUILD_REQUIREMENTS" >"$WORK/build.txt"
 
 if ! "$PY" -c "import http_parser.http" 2>/dev/null; then
   log "building http-parser $HTTP_PARSER_VERSION"
-  "${PIP[@]}" download --quiet --no-deps --no-binary :all: \
-    "http-parser==$HTTP_PARSER_VERSION" -d "$WORK"
+  grep '^http-parser' "$WORK/hashed.txt" >"$WORK/parser.txt"
+  "${PIP[@]}" download --quiet --no-deps --no-binary :all: --require-hashes \
+    -r "$WORK/parser.txt" -d "$WORK"
   SRC="$WORK/http-parser-$HTTP_PARSER_VERSION"
   unpack() {
     rm -rf "$SRC"
@@ -57,7 +73,7 @@ if ! "$PY" -c "import http_parser.http" 2>/dev/null; then
     rm -f "$SRC"/http_parser/*.so
   }
   unpack
-  "${PIP[@]}" install --quiet "cython>=3" "setuptools<72" wheel
+  "${PIP[@]}" install --quiet --require-hashes -r "$WORK/build.txt"
   built=0
   # Run from the sdist root: inside http_parser/ its http.py would shadow the stdlib module.
   if [[ "${HTTP_PARSER_BUILD:-c}" != python ]] \
@@ -75,7 +91,8 @@ if ! "$PY" -c "import http_parser.http" 2>/dev/null; then
 fi
 
 log "installing pymesos $PYMESOS_VERSION"
-"${PIP[@]}" install --quiet "pymesos==$PYMESOS_VERSION"
+grep -v '^http-parser' "$WORK/hashed.txt" >"$WORK/pymesos.txt"
+"${PIP[@]}" install --quiet --no-deps --require-hashes -r "$WORK/pymesos.txt"
 
 verify
 log "pymesos $PYMESOS_VERSION installed in $VENV"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,8 @@ from typing import Any
 import pytest
 
 from tests.store.conformance import *  # noqa: F401,F403
+from tests.store.conformance import make_job, make_task
+from titus.model.states import JobState
 from titus.store.base import JobStore
 from titus.store.sqlite import SqliteJobStore
 
@@ -97,3 +100,40 @@ def test_processes_opening_a_new_store_file_at_once_all_succeed(tmp_path: Path) 
     for p in procs:
         p.join(10)
     assert results == ["ok"] * 8
+
+
+def test_the_archive_is_pruned_after_its_ttl(tmp_path: Path) -> None:
+    """Finished work is kept as long as Cassandra's archive keeps it, then goes, so an
+    embedded store that runs for years does not grow with every job it ever ran."""
+    store = SqliteJobStore(tmp_path / "t.db", synchronous="OFF")
+    old = store.create_job(make_job(), [])
+    old_task = store.create_task(make_task(old))
+    store.archive_job(old.with_status(JobState.FINISHED))
+    conn = sqlite3.connect(tmp_path / "t.db")
+    with conn:  # as if archived 31 days ago
+        for table in ("archived_jobs", "archived_tasks"):
+            conn.execute(f"UPDATE {table} SET archived_at = archived_at - ?", (31 * 86_400_000,))
+    conn.close()
+    recent = store.create_job(make_job(), [])
+    store.archive_job(recent.with_status(JobState.FINISHED))
+    assert store.get_job(old.id) is not None  # not pruned on every write
+    store.prune_archive()
+    assert store.get_job(old.id) is None and store.get_task(old_task.id) is None
+    assert store.get_job(recent.id) is not None
+
+
+def test_a_file_archived_before_archive_times_keeps_its_archive(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("CREATE TABLE archived_jobs (job_id TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute(
+            "CREATE TABLE archived_tasks (task_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, "
+            "value TEXT NOT NULL)"
+        )
+        job = make_job()
+        conn.execute("INSERT INTO archived_jobs VALUES (?, ?)", (job.id, job.model_dump_json()))
+    conn.close()
+    store = SqliteJobStore(path, synchronous="OFF")
+    store.prune_archive()
+    assert store.get_job(job.id) is not None  # counts as archived at the upgrade

@@ -9,11 +9,11 @@ from titus.model.job import Job, Task
 from titus.store.codec import dump_document, task_facts
 from titus.store.errors import Conflict, GroupNameTaken
 from titus.store.quarantine import decode_job, decode_jobs
-from titus.store.sqlite.connection import SqliteBase
+from titus.store.sqlite.archive import ArchivePart
 from titus.store.sqlite.schema import TASK_INSERT
 
 
-class JobsPart(SqliteBase):
+class JobsPart(ArchivePart):
     """The job half of the Jobs role (titus/store/roles.py); tasks are in tasks.py."""
 
     def create_job(self, job: Job, tasks: Iterable[Task] = (), *, mark_dirty: bool = False) -> Job:
@@ -68,17 +68,20 @@ class JobsPart(SqliteBase):
 
     def archive_job(self, job: Job, *, epoch: int | None = None) -> None:
         with self._tx(epoch) as db:
+            now_ms = self._now_ms()
             db.execute(
-                "INSERT OR REPLACE INTO archived_jobs VALUES (?, ?)", (job.id, dump_document(job))
+                "INSERT OR REPLACE INTO archived_jobs (job_id, value, archived_at) "
+                "VALUES (?, ?, ?)",
+                (job.id, dump_document(job), now_ms),
             )
             db.execute("DELETE FROM active_jobs WHERE job_id=?", (job.id,))
             task_ids = db.execute(
                 "SELECT task_id FROM active_tasks WHERE job_id=?", (job.id,)
             ).fetchall()
             db.execute(
-                "INSERT OR REPLACE INTO archived_tasks "
-                "SELECT task_id, job_id, value FROM active_tasks WHERE job_id=?",
-                (job.id,),
+                "INSERT OR REPLACE INTO archived_tasks (task_id, job_id, value, archived_at) "
+                "SELECT task_id, job_id, value, ? FROM active_tasks WHERE job_id=?",
+                (now_ms, job.id),
             )
             for (task_id,) in task_ids:
                 self._changed(db, "task", task_id, job.id, "archive")
@@ -87,3 +90,4 @@ class JobsPart(SqliteBase):
             self._changed(db, "job", job.id, job.id, "archive")
             db.execute("DELETE FROM kill_requests WHERE job_id=?", (job.id,))
             db.execute("DELETE FROM job_group_names WHERE job_id=?", (job.id,))
+            self._archived(db)

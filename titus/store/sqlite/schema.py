@@ -17,9 +17,10 @@ CREATE TABLE IF NOT EXISTS active_jobs (job_id TEXT PRIMARY KEY, version INTEGER
 CREATE TABLE IF NOT EXISTS active_tasks (task_id TEXT PRIMARY KEY, job_id TEXT NOT NULL,
     version INTEGER NOT NULL, value TEXT NOT NULL, state TEXT, agent_id TEXT, ts INTEGER);
 CREATE INDEX IF NOT EXISTS active_tasks_by_job ON active_tasks (job_id);
-CREATE TABLE IF NOT EXISTS archived_jobs (job_id TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS archived_jobs (job_id TEXT PRIMARY KEY, value TEXT NOT NULL,
+    archived_at INTEGER);
 CREATE TABLE IF NOT EXISTS archived_tasks (task_id TEXT PRIMARY KEY, job_id TEXT NOT NULL,
-    value TEXT NOT NULL);
+    value TEXT NOT NULL, archived_at INTEGER);
 CREATE INDEX IF NOT EXISTS archived_tasks_by_job ON archived_tasks (job_id);
 CREATE TABLE IF NOT EXISTS job_group_names (name TEXT PRIMARY KEY, job_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS dirty_jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -45,6 +46,10 @@ CREATE TABLE IF NOT EXISTS scheduler_results (task_id TEXT PRIMARY KEY, job_id T
 # Change feed entries kept; older ones are trimmed every TRIM_EVERY writes.
 CHANGES_KEPT = 100_000
 TRIM_EVERY = 1_000
+# Archived jobs and tasks are kept this long (as Cassandra's archive TTL), then pruned:
+# on a process's first archive write, then every PRUNE_EVERY.
+ARCHIVE_TTL_SEC = 30 * 24 * 3600
+PRUNE_EVERY = 100
 
 
 #: Columns written next to each active task's document, so a new leader's start-up reads
@@ -56,15 +61,41 @@ TASK_INSERT = (
 
 
 def migrate(conn: sqlite3.Connection) -> None:
-    """Bring a store file made by an earlier version up to the current schema: add the
-    plain task columns and fill them from the documents (once, in one transaction)."""
-    columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(active_tasks)")}
+    """Bring a store file made by an earlier version up to the current schema."""
+    _add_task_columns(conn)
+    _add_archive_times(conn)
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _add_archive_times(conn: sqlite3.Connection) -> None:
+    """When each record was archived, indexed for pruning; records archived before the
+    column existed count as archived now (they are kept a whole TTL more)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        now_ms = int(time.time() * 1000)
+        for table in ("archived_jobs", "archived_tasks"):
+            if "archived_at" not in _columns(conn, table):
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN archived_at INTEGER")
+                conn.execute(f"UPDATE {table} SET archived_at=?", (now_ms,))
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_by_time ON {table} (archived_at)")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _add_task_columns(conn: sqlite3.Connection) -> None:
+    """The plain task columns, filled from the documents (once, in one transaction)."""
+    columns = _columns(conn, "active_tasks")
     missing = [c for c in ("state", "agent_id", "ts") if c not in columns]
     if not missing:
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(active_tasks)")}
+        columns = _columns(conn, "active_tasks")
         for column, kind in (("state", "TEXT"), ("agent_id", "TEXT"), ("ts", "INTEGER")):
             if column not in columns:
                 conn.execute(f"ALTER TABLE active_tasks ADD COLUMN {column} {kind}")

@@ -9,11 +9,12 @@ from titus.store.codec import dump_document, task_facts
 from titus.store.errors import Conflict
 from titus.store.quarantine import decode_jobs, decode_task, decode_tasks
 from titus.store.records import ActiveIndex, ActiveState, TaskRow
-from titus.store.sqlite.connection import SqliteBase, unavailable
+from titus.store.sqlite.archive import ArchivePart
+from titus.store.sqlite.connection import unavailable
 from titus.store.sqlite.schema import TASK_INSERT
 
 
-class TasksPart(SqliteBase):
+class TasksPart(ArchivePart):
     """The task half of the Jobs role (titus/store/roles.py), and the bulk reads."""
 
     def create_task(self, task: Task, *, epoch: int | None = None) -> Task:
@@ -44,9 +45,11 @@ class TasksPart(SqliteBase):
     def archive_task(self, task: Task, *, epoch: int | None = None) -> None:
         with self._tx(epoch) as db:
             db.execute(
-                "INSERT OR REPLACE INTO archived_tasks VALUES (?, ?, ?)",
-                (task.id, task.jobId, dump_document(task)),
+                "INSERT OR REPLACE INTO archived_tasks (task_id, job_id, value, archived_at) "
+                "VALUES (?, ?, ?, ?)",
+                (task.id, task.jobId, dump_document(task), self._now_ms()),
             )
+            self._archived(db)
             db.execute("DELETE FROM active_tasks WHERE task_id=?", (task.id,))
             self._changed(db, "task", task.id, task.jobId, "archive")
 

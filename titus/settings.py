@@ -380,6 +380,12 @@ class Settings(BaseSettings):
         description="How often the health check starts a probe container (default 60 s); "
         "the engine is pinged on every check.",
     )
+    agent_gpus: list[str] = Field(
+        default_factory=list,
+        description="Device ids of the GPUs this host offers, as a JSON list (hosts whose "
+        "devices are managed elsewhere, or to offer fewer); empty: the NVIDIA devices "
+        "found (/dev/nvidia0, /dev/nvidia1...).",
+    )
     agent_allow_no_userns: bool = Field(
         False,
         description="Let the agent run tasks on an engine that does not remap user "

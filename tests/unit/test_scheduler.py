@@ -38,3 +38,14 @@ def test_unplaced_task_says_which_rule_refused_how_many_hosts() -> None:
     assert summary.hosts_considered == 2
     assert summary.refused_by == {"resources": 2}
     assert summary.message == "no host fits: 2 hosts, resources refused 2 (cpu)"
+
+
+def test_a_task_asking_for_gpus_goes_only_to_a_host_with_that_many_free() -> None:
+    """A host offers its GPUs like any other resource: `gpu: 2` lands where two are free,
+    and waits, naming the gpu rule, when no host has them."""
+    gpu_host = HostState("g", {**FULL, "gpu": 2}, used={"gpu": 0}, attributes={"zone": "a"})
+    result = Scheduler(SchedulerConfig(max_launching_per_host=10)).schedule(
+        [task("t-gpu", gpu=2), task("t-more", gpu=2, enqueued_at=1)], [host("h1"), gpu_host]
+    )
+    assert [(a.task_id, a.host_id) for a in result.assignments] == [("t-gpu", "g")]
+    assert result.unplaced["t-more"].message == ("no host fits: 2 hosts, resources refused 2 (gpu)")

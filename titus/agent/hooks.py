@@ -90,6 +90,8 @@ class TaskContext:
     container: ContainerRecord | None = None
     context: dict[str, str] = field(default_factory=dict)
     ownership: Ownership = field(default_factory=Ownership)
+    #: The host's GPU device ids the task holds (gpus.py), given to its container.
+    gpus: list[str] = field(default_factory=list)
 
     @property
     def task_id(self) -> str:

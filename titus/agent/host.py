@@ -9,15 +9,15 @@ from __future__ import annotations
 import os
 import socket
 
+from titus.agent.gpus import host_gpus
 from titus.coord.base import AgentInfo
 from titus.model import names
 from titus.model.names import AgentContext
 from titus.settings import Settings
 
 MEMORY_SHARE = 0.8
-# Offered whatever the settings say (there is no setting for them): no GPUs, and a fixed
-# number of task IP addresses.
-GPUS = 0.0
+# Offered whatever the settings say (there is no setting for it): a fixed number of task
+# IP addresses.
 IP_SLOTS = 32
 
 
@@ -44,7 +44,7 @@ def resources(settings: Settings) -> dict[str, float]:
         names.MEMORY_MB: float(memory),
         names.DISK_MB: float(settings.agent_disk_mb),
         names.NETWORK_MBPS: float(settings.agent_network_mbps),
-        names.GPU: GPUS,
+        names.GPU: float(len(host_gpus(settings))),
         names.IP_SLOTS: float(IP_SLOTS),
     }
 

@@ -37,6 +37,7 @@ from typing import Protocol
 import docker
 from docker.models.containers import Container
 
+from titus.agent.gpus import GpuHook, GpuPool, host_gpus
 from titus.agent.hooks import HookRunner, KillRequest, LaunchError, TaskContext, TaskHook
 from titus.agent.logs import LogFollowHook, LogsHook
 from titus.agent.runtime import (
@@ -96,16 +97,17 @@ def task_hooks(
     runtime: DockerRuntime,
     uploader: LogUploader,
 ) -> list[TaskHook]:
-    """The task life on a host: log files and their upload, the container, copying its
-    output, and the watchers of what the engine does not enforce (runtime limit, disk
-    quota, orphans). The upload hook sits before the container so that its teardown
-    (journal every file) runs after the copies have drained. Shared by the agent daemon
-    and the Mesos executor, so a task runs the same way whichever cluster driver placed
-    it."""
+    """The task life on a host: log files and their upload, the GPUs it holds, the
+    container, copying its output, and the watchers of what the engine does not enforce
+    (runtime limit, disk quota, orphans). The upload hook sits before the container so
+    that its teardown (journal every file) runs after the copies have drained. Shared by
+    the agent daemon and the Mesos executor, so a task runs the same way whichever cluster
+    driver placed it."""
     upload = LogUploadHook(settings, uploader)
     return [
         LogsHook(),
         upload,
+        GpuHook(GpuPool(host_gpus(settings)), runtime),
         ContainerHook(runtime),
         LogFollowHook(
             client,

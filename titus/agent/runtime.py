@@ -20,7 +20,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -41,6 +41,8 @@ LABEL_TASK = "titus.task.id"
 LABEL_JOB = "titus.job.id"
 LABEL_AGENT = "titus.agent.id"
 LABEL_SPEC = "titus.task.spec"
+#: The GPU device ids a task holds (gpus.py).
+LABEL_GPUS = "titus.gpus"
 
 CPU_PERIOD_US = 100_000
 MIN_API_VERSION = "1.41"  # Docker Engine 20.10
@@ -122,6 +124,8 @@ class RuntimeConfig:
     # the engine's network for task containers; empty: its default bridge (the network
     # hooks of a later issue give each task its own)
     network_mode: str = ""
+    # the engine's device driver for a task's GPUs (the NVIDIA container toolkit's)
+    gpu_driver: str = "nvidia"
     # No registry is reachable on these hosts: a missing image is the job's error, at once.
     pull_missing_images: bool = False
     # Bound the engine's own copy of a task's output (the agent keeps the full files).
@@ -269,8 +273,11 @@ class DockerRuntime:
         except docker.errors.NotFound as e:
             raise LaunchError(Reason.INVALID_REQUEST, f"image {reference} not found") from e
 
-    def create_kwargs(self, spec: TaskSpec, agent_id: str) -> dict[str, Any]:
-        """Everything `containers.create` gets for a task: its command, env and limits.
+    def create_kwargs(
+        self, spec: TaskSpec, agent_id: str, gpus: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """Everything `containers.create` gets for a task: its command, env and limits,
+        and exactly the GPU devices `gpus` (the GPU hook chose them).
 
         Raises LaunchError(invalidRequest) for a task asking for what is never granted.
         """
@@ -336,11 +343,18 @@ class DockerRuntime:
             kwargs.pop("command")
         if self.disk_enforced and r.diskMB:
             kwargs["storage_opt"] = {"size": f"{r.diskMB}M"}
+        if gpus:
+            labels[LABEL_GPUS] = ",".join(gpus)
+            kwargs["device_requests"] = [
+                docker.types.DeviceRequest(
+                    driver=cfg.gpu_driver, device_ids=list(gpus), capabilities=[["gpu"]]
+                )
+            ]
         return kwargs
 
-    def create(self, spec: TaskSpec, agent_id: str) -> Container:
+    def create(self, spec: TaskSpec, agent_id: str, gpus: Sequence[str] = ()) -> Container:
         try:
-            return self.client.containers.create(**self.create_kwargs(spec, agent_id))
+            return self.client.containers.create(**self.create_kwargs(spec, agent_id, gpus))
         except docker.errors.ImageNotFound as e:
             ref = spec.container.image.reference()
             raise LaunchError(Reason.INVALID_REQUEST, f"image {ref} not found on host") from e
@@ -419,7 +433,7 @@ class ContainerHook(TaskHook):
     def setup(self, ctx: TaskContext) -> None:
         rt = self.runtime
         rt.ensure_image(ctx.spec.container.image.reference())
-        container = rt.create(ctx.spec, ctx.agent_id)
+        container = rt.create(ctx.spec, ctx.agent_id, ctx.gpus)
         assert container.id is not None
         ctx.container = ContainerRecord(id=container.id)
         try:

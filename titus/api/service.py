@@ -291,11 +291,16 @@ class JobService:
         return job
 
     def set_enabled(self, job_id: str, enabled: bool, caller: str = "", reason: str = "") -> Job:
+        """Enable or disable a service job; its status history says when, by whom and why
+        (the state stays what it is: the status entry's reason is `enabled`/`disabled`)."""
+        word = "enabled" if enabled else "disabled"
+        message = f"{word} by {caller or 'an unnamed caller'}" + (f": {reason}" if reason else "")
+
         def change(job: Job) -> Job | None:
-            service = self._service_of(job)
-            if service.enabled == enabled:
+            if self._service_of(job).enabled == enabled:
                 return None
-            service.enabled = enabled
+            job = job.with_status(job.status.state, word, message)
+            self._service_of(job).enabled = enabled
             return job
 
         job = self._change_job(job_id, change)

@@ -4,15 +4,23 @@ time, the epoch fence and the change feed entry written inside each write.
 Each write is one transaction, which is what a Cassandra logged batch gives for a job and
 its index rows. With synchronous=FULL a write that returned is on disk: a kill -9 (or a
 power cut) loses nothing acknowledged.
+
+Creates come from many API threads at once, and one fsync per create would cap them at
+the disk's sync rate. So they commit in groups (`_grouped`): each waits for the write lock;
+whoever gets it runs every write waiting by then in one transaction, each in a savepoint of
+its own (one that fails is undone alone and fails alone), commits once, and only then are
+all of them answered.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from titus.store.errors import StaleEpoch, StoreUnavailable
 from titus.store.sqlite.schema import CHANGES_KEPT, SCHEMA, TRIM_EVERY, migrate, while_locked
@@ -20,6 +28,19 @@ from titus.store.sqlite.schema import CHANGES_KEPT, SCHEMA, TRIM_EVERY, migrate,
 #: SQLite's words for a store that cannot take a write or a read now (a full disk, another
 #: writer holding the lock past the timeout, an I/O error): the caller may try again later.
 _UNAVAILABLE = ("disk is full", "database is locked", "disk i/o error", "unable to open")
+
+
+T = TypeVar("T")
+
+
+@dataclass(eq=False)
+class _Write:
+    """One write waiting for a group commit, and how it ended."""
+
+    run: Callable[[sqlite3.Connection], Any]
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
 
 
 def unavailable(exc: sqlite3.OperationalError) -> Exception:
@@ -41,6 +62,8 @@ class SqliteBase:
         self._synchronous = synchronous
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Write] = []
         # executescript commits on its own, so it runs outside _tx (whose COMMIT would
         # then fail); every statement in SCHEMA is idempotent.
         with self._write_lock:
@@ -82,6 +105,52 @@ class SqliteBase:
                     with suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
                     raise unavailable(exc) from exc
+
+    def _grouped(self, run: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `run(db)` in a transaction it may share with other threads' writes (see
+        the module docstring); its result, or its own exception, once committed."""
+        write = _Write(run)
+        with self._queue_lock:
+            self._queue.append(write)
+        with self._write_lock:
+            if not write.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit_group(batch)
+        if write.error is not None:
+            raise write.error
+        return write.result
+
+    def _commit_group(self, batch: list[_Write]) -> None:
+        conn = self._conn()
+        try:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for w in batch:
+                    conn.execute("SAVEPOINT w")
+                    try:
+                        w.result = w.run(conn)
+                    except sqlite3.OperationalError:
+                        raise  # the transaction itself is in trouble: all of it fails
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO w")
+                        w.error = exc
+                    conn.execute("RELEASE w")
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                failed = unavailable(exc)
+                for w in batch:
+                    w.result, w.error = None, failed
+            except BaseException as exc:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                for w in batch:
+                    w.result, w.error = None, exc
+        finally:
+            for w in batch:
+                w.done = True
 
     @staticmethod
     def _check_epoch(conn: sqlite3.Connection, epoch: int) -> None:

@@ -17,9 +17,13 @@ class JobsPart(ArchivePart):
     """The job half of the Jobs role (titus/store/roles.py); tasks are in tasks.py."""
 
     def create_job(self, job: Job, tasks: Iterable[Task] = (), *, mark_dirty: bool = False) -> Job:
+        """Committed with the creates of other threads waiting at the same moment (one
+        fsync for all: see connection.py), and answered only once on disk."""
         job = job.model_copy(update={"version": 1})
         name = job.jobDescriptor.job_group_name
-        with self._tx() as db:
+        first = list(tasks)
+
+        def write(db: sqlite3.Connection) -> None:
             if name is not None:
                 row = db.execute(
                     "SELECT job_id FROM job_group_names WHERE name=?", (name,)
@@ -34,12 +38,14 @@ class JobsPart(ArchivePart):
             except sqlite3.IntegrityError:
                 raise Conflict(f"job {job.id} exists") from None
             self._changed(db, "job", job.id, job.id)
-            for task in tasks:
+            for task in first:
                 t = task.model_copy(update={"version": 1})
                 db.execute(TASK_INSERT, (t.id, t.jobId, 1, dump_document(t), *task_facts(t)))
                 self._changed(db, "task", t.id, t.jobId)
             if mark_dirty:
                 db.execute("INSERT INTO dirty_jobs (job_id) VALUES (?)", (job.id,))
+
+        self._grouped(write)
         return job
 
     def get_job(self, job_id: str) -> Job | None:

@@ -4,7 +4,7 @@ trivial FastAPI endpoint served the same way (uvicorn, one process) as the basel
 
 Two more cases, each on a fresh self-started API:
 - fairness: a well-behaved caller (a steady stream of creates and reads, within its rate
-  limits) alone, then while a runaway caller (its own X-Titus-CallerId, another process)
+  limits) alone, then while a runaway caller (its own token, another process)
   creates and reads as fast as it can; the well-behaved caller's p50/p99 both ways and how
   many of the runaway's requests got 429. This API runs with the default rate limits.
 - watchers: create and read latency of one client without observe clients, then with
@@ -53,7 +53,16 @@ else:
     from titus.settings import Settings
     from titus.store.sqlite import SqliteJobStore
     if kind == "titus-limited":
-        settings = Settings(data_dir=data, max_active_jobs=100_000)
+        # both callers on loopback: tokens tell them apart (rate limits key on the
+        # principal, or the client address without one)
+        import json, os
+        os.makedirs(data, exist_ok=True)
+        with open(data + "/tokens.json", "w") as f:
+            callers = ("warmup", "steady", "runaway")
+            json.dump({f"tok-{c}": {"callerId": c} for c in callers}, f)
+        settings = Settings(
+            data_dir=data, max_active_jobs=100_000, auth_tokens_file=data + "/tokens.json"
+        )
     else:
         settings = Settings(data_dir=data, rate_limit_buckets=[], max_active_jobs=100_000)
     app = create_app(settings, SqliteJobStore(data + "/titus.db"), LocalCoordinator())
@@ -164,7 +173,7 @@ async def steady(url: str, caller: str, seconds: float, per_sec: float) -> list[
     """A well-behaved caller: `per_sec` requests a second on a fixed schedule, alternating a
     create and a listing (within its rate limits); the latency of each."""
     latencies: list[float] = []
-    headers = {"X-Titus-CallerId": caller}
+    headers = {"X-Titus-CallerId": caller, "Authorization": f"Bearer tok-{caller}"}
     async with httpx.AsyncClient(base_url=url, timeout=60, headers=headers) as http:
         t0 = time.perf_counter()
         for i in range(int(seconds * per_sec)):
@@ -192,7 +201,7 @@ async def runaway(url: str, seconds: float, clients: int) -> dict[str, int]:
     stop = time.perf_counter() + seconds
     host, port = url.removeprefix("http://").split(":")
     body = json.dumps(JOB).encode()
-    head = f"Host: {host}\r\nX-Titus-CallerId: runaway\r\n"
+    head = f"Host: {host}\r\nX-Titus-CallerId: runaway\r\nAuthorization: Bearer tok-runaway\r\n"
     create = (
         f"POST /api/v3/jobs HTTP/1.1\r\n{head}Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"

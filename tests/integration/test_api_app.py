@@ -124,17 +124,35 @@ def test_a_caller_over_its_bucket_gets_429_while_another_passes(tmp_path: Path) 
     buckets = [
         {"name": "create", "endpoint": "POST /api/v3/jobs", "capacity": 3, "refill_per_sec": 0.001}
     ]
-    with api(tmp_path, rate_limit_buckets=buckets) as (http, _):
-        hog = {"X-Titus-CallerId": "hog"}
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"t-hog": {"callerId": "hog"}, "t-ok": {"callerId": "ok"}}))
+    with api(tmp_path, rate_limit_buckets=buckets, auth_tokens_file=str(tokens)) as (http, _):
+        hog = {"Authorization": "Bearer t-hog"}
         codes = [
             http.post("/api/v3/jobs", json=service(), headers=hog).status_code for _ in range(5)
         ]
         assert codes == [202, 202, 202, 429, 429]
         r = http.post("/api/v3/jobs", json=service(), headers=hog)
         assert "create" in r.json()["message"] and int(r.headers["Retry-After"]) >= 1
-        other = http.post("/api/v3/jobs", json=service(), headers={"X-Titus-CallerId": "ok"})
+        other = http.post("/api/v3/jobs", json=service(), headers={"Authorization": "Bearer t-ok"})
         assert other.status_code == 202
         assert http.get("/api/v3/jobs", headers=hog).status_code == 200
+
+
+def test_a_new_caller_id_per_request_does_not_escape_the_rate_limit(tmp_path: Path) -> None:
+    """Without a token, the budget is the client address's: X-Titus-CallerId (chosen by
+    the caller) names the caller on its jobs, but buys no fresh budget."""
+    buckets = [
+        {"name": "create", "endpoint": "POST /api/v3/jobs", "capacity": 3, "refill_per_sec": 0.001}
+    ]
+    with api(tmp_path, rate_limit_buckets=buckets) as (http, _):
+        codes = [
+            http.post(
+                "/api/v3/jobs", json=service(), headers={"X-Titus-CallerId": f"me-{i}"}
+            ).status_code
+            for i in range(5)
+        ]
+        assert codes == [202, 202, 202, 429, 429]
 
 
 def test_idempotent_creates(tmp_path: Path) -> None:

@@ -106,25 +106,23 @@ def test_rest_and_grpc_draw_from_one_rate_bucket(tmp_path: Path) -> None:
     buckets = [
         RateBucket(name="job-create", endpoint="POST /api/v3/jobs", capacity=2, refill_per_sec=0.01)
     ]
-    with grpc_api(tmp_path, rate_limit_buckets=buckets) as api:
-        me = (("x-titus-callerid", "runaway"),)
-        assert api.http.post(
-            "/api/v3/jobs", json=SERVICE, headers={"X-Titus-CallerId": "runaway"}
-        ).is_success
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(
+        json.dumps({"t-run": {"callerId": "runaway"}, "t-calm": {"callerId": "calm"}})
+    )
+    with grpc_api(tmp_path, rate_limit_buckets=buckets, auth_tokens_file=str(tokens)) as api:
+        me = (("authorization", "Bearer t-run"),)
+        rest_me = {"Authorization": "Bearer t-run"}
+        assert api.http.post("/api/v3/jobs", json=SERVICE, headers=rest_me).is_success
         api.stub.CreateJob(descriptor(), metadata=me)
         with pytest.raises(grpc.RpcError) as limited:
             api.stub.CreateJob(descriptor(), metadata=me)
         assert limited.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         delay = retry_delay_sec(limited.value)
         assert delay is not None and delay >= 1
-        assert (
-            api.http.post(
-                "/api/v3/jobs", json=SERVICE, headers={"X-Titus-CallerId": "runaway"}
-            ).status_code
-            == 429
-        )
+        assert api.http.post("/api/v3/jobs", json=SERVICE, headers=rest_me).status_code == 429
         # another caller has its own bucket
-        api.stub.CreateJob(descriptor(), metadata=(("x-titus-callerid", "calm"),))
+        api.stub.CreateJob(descriptor(), metadata=(("authorization", "Bearer t-calm"),))
 
 
 def test_a_full_capacity_group_is_resource_exhausted_with_retry_info(tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ they within their rate.
 A plain ASGI middleware (no per-request task or body buffering, so streaming responses
 and the observe stream pass through untouched). It records the caller on the request's
 scope state (`caller`, `roles`) for handlers and logs, and answers 401, 403 or 429 itself
-in the API's one error shape. A 429 is held back a moment (REFUSAL_HOLD_SEC) before it
-is sent, so a caller hammering past its limit slows itself down, not everyone else.
+in the API's one error shape. Rate limits are kept per authenticated principal, or per
+client address without a token (`rate_key`). A 429 is held back a moment
+(REFUSAL_HOLD_SEC) before it is sent, so a caller hammering past its limit slows itself
+down, not everyone else.
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ class Gate:
                 await _refuse(send, 403, f"caller {principal.caller_id} lacks the admin role")
                 return
         if self.limiter.enabled and path.startswith("/api/"):
-            verdict = self.limiter.admit(principal.caller_id, method, path)
+            client = scope.get("client")
+            key = rate_key(principal, client[0] if client else None)
+            verdict = self.limiter.admit(key, method, path)
             if not verdict.allowed:
                 if self.hold_sec > 0 and self.held < self.max_held:
                     self.held += 1
@@ -112,6 +116,15 @@ class Gate:
             client = scope.get("client")
             caller = f"anonymous@{client[0]}" if client else "anonymous"
         return Principal(caller)
+
+
+def rate_key(principal: Principal, client_host: str | None) -> str:
+    """Whose budget a request spends (REST and gRPC alike): the authenticated principal's,
+    else its client address's. Never a header the caller chooses: rotating
+    X-Titus-CallerId per request would otherwise buy a fresh budget each time."""
+    if principal.authenticated:
+        return principal.caller_id
+    return f"address:{client_host or 'unknown'}"
 
 
 async def _refuse(

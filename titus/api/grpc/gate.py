@@ -7,7 +7,8 @@ from the same `job-create` bucket. Each method is charged as the REST request th
 the same thing (CreateJob as `POST /api/v3/jobs`, FindJobs as `GET /api/v3/jobs`, ...),
 so the configured bucket patterns apply unchanged. Identity comes from the call
 metadata as Titus's clients send it: `authorization: Bearer <token>`,
-`x-titus-callerid` and `x-titus-callreason`.
+`x-titus-callerid` and `x-titus-callreason`; rate limits key on the token's principal or the
+client address (the REST gate's `rate_key`), never on that header.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import grpc
 
 from titus.api.auth import Principal, TokenAuth
-from titus.api.gate import REFUSAL_HOLD_SEC
+from titus.api.gate import REFUSAL_HOLD_SEC, rate_key
 from titus.api.grpc.errors import Refusal
 from titus.api.ratelimit import RateLimiter
 
@@ -93,7 +94,9 @@ class CallGate:
                 )
             )
         if self.limiter.enabled:
-            verdict = self.limiter.admit(principal.caller_id, method, path)
+            verdict = self.limiter.admit(
+                rate_key(principal, peer_host(context.peer() or "")), method, path
+            )
             if not verdict.allowed:
                 if self.hold_sec > 0:
                     await asyncio.sleep(self.hold_sec)
@@ -137,3 +140,14 @@ def _text(value: str | bytes | None) -> str:
     if value is None:
         return ""
     return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def peer_host(peer: str) -> str | None:
+    """The client's address in a gRPC peer string ("ipv4:10.0.0.1:5000",
+    "ipv6:[::1]:5000"), as REST sees it; None for other transports."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0] or None
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]") or None
+    return None

@@ -107,6 +107,14 @@ def test_auth_on_needs_a_token_for_changes_and_admin_for_groups(tmp_path: Path) 
             http.post(base, json=group, headers={"Authorization": "Bearer tok-root"}).status_code
             == 201
         )
+        lifecycle = "/api/v3/instanceGroups/g-web/lifecycle"
+        phase_out = {"state": "phasedOut"}
+        alice = {"Authorization": "Bearer tok-alice"}
+        refused = http.put(lifecycle, json=phase_out, headers=alice)
+        assert refused.status_code == 403 and "admin" in refused.json()["message"]
+        root = {"Authorization": "Bearer tok-root"}
+        assert http.put(lifecycle, json=phase_out, headers=root).status_code == 200
+        assert http.get("/api/v3/instanceGroups").status_code == 200  # reads stay open
         assert http.get("/api/v3/jobs").status_code == 200
 
 

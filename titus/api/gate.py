@@ -25,7 +25,9 @@ from titus.api.ratelimit import RateLimiter, retry_after_header
 
 log = logging.getLogger("titus.api.gate")
 
-ADMIN_PATHS = ("/api/v2/management/",)
+#: Changes under these paths are for admins: capacity groups, and instance group lifecycles
+#: (phasing a group out moves everyone's tasks).
+ADMIN_PATHS = ("/api/v2/management/", "/api/v3/instanceGroups/")
 READS = ("GET", "HEAD", "OPTIONS")
 
 

@@ -137,7 +137,9 @@ def test_a_full_capacity_group_is_resource_exhausted_with_retry_info(tmp_path: P
 
 def test_with_tokens_changes_need_one_and_the_token_names_the_caller(tmp_path: Path) -> None:
     tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps({"tok-alice": {"callerId": "alice", "roles": []}}))
+    tokens.write_text(
+        json.dumps({"tok-alice": {"callerId": "alice"}, "tok-bob": {"callerId": "bob"}})
+    )
     with grpc_api(tmp_path, auth_tokens_file=str(tokens)) as api:
         with pytest.raises(grpc.RpcError) as anonymous:
             api.stub.CreateJob(descriptor())
@@ -151,6 +153,12 @@ def test_with_tokens_changes_need_one_and_the_token_names_the_caller(tmp_path: P
         ).id
         job = api.stub.FindJob(pb.JobId(id=job_id))  # reads stay open
         assert job.jobDescriptor.attributes["titus.createdBy"] == "alice"
+        # only the job's owners change it: the same rule as REST (one service layer)
+        with pytest.raises(grpc.RpcError) as foreign:
+            api.stub.KillJob(pb.JobId(id=job_id), metadata=(("authorization", "Bearer tok-bob"),))
+        assert foreign.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "only its creator" in (foreign.value.details() or "")
+        api.stub.KillJob(pb.JobId(id=job_id), metadata=(("authorization", "Bearer tok-alice"),))
 
 
 def test_store_outage_and_unknown_refusals_map_to_their_codes() -> None:

@@ -5,12 +5,18 @@ The file (`auth_tokens_file`) maps tokens to callers:
 needs a valid token (401 otherwise), capacity group changes need the `admin` role (403
 otherwise), and the caller id comes from the token, never from `X-Titus-CallerId`. Reads
 stay open. Without the file there is no authentication and the header names the caller.
+
+With it, a job is changed only by its owners: the caller that created it (its
+`titus.createdBy` attribute), its team (`owner.teamEmail`, when a token's callerId is that
+address), or an admin. The gates (REST and gRPC) put the request's principal in
+`CURRENT_PRINCIPAL`; the service layer asks `may_change` before every change.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,3 +56,23 @@ class TokenAuth:
             if hmac.compare_digest(known.encode(), token.encode()):
                 return principal
         return None
+
+
+#: The authenticated caller of the request being served; None when authentication is off.
+CURRENT_PRINCIPAL: ContextVar[Principal | None] = ContextVar("titus_principal", default=None)
+
+#: The attribute a create records its caller in.
+CREATED_BY = "titus.createdBy"
+
+
+def may_change(principal: Principal | None, created_by: str, team_email: str) -> str | None:
+    """None when `principal` may change a job created by `created_by` for `team_email`,
+    else why not (authentication off: anyone may)."""
+    if principal is None or "admin" in principal.roles:
+        return None
+    if principal.caller_id and principal.caller_id in (created_by, team_email):
+        return None
+    return (
+        f"caller {principal.caller_id} may not change a job of {created_by or team_email}: "
+        f"only its creator, its team ({team_email}) or an admin may"
+    )

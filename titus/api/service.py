@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from titus.api.admission import Limits, PendingCounts
+from titus.api.auth import CREATED_BY, CURRENT_PRINCIPAL, may_change
 from titus.api.errors import ApiError, not_found
 from titus.api.query import Criteria
 from titus.coord.base import Coordinator
@@ -163,7 +164,7 @@ class JobService:
         self, descriptor: JobDescriptor, caller: str = "", reason: str = "", job_id: str = ""
     ) -> Job:
         if caller:
-            descriptor.attributes["titus.createdBy"] = caller
+            descriptor.attributes[CREATED_BY] = caller
         if reason:
             descriptor.attributes["titus.callReason"] = reason
         job = Job(
@@ -197,6 +198,7 @@ class JobService:
         """Apply `change` to the current job with optimistic retries; None means no-op."""
         for _ in range(CAS_ATTEMPTS):
             job = self.get_job(job_id)
+            self._may_change(job)
             if job.status.state == JobState.FINISHED:
                 raise ApiError(409, f"job {job_id} is finished")
             new = change(job.model_copy(deep=True))
@@ -211,6 +213,16 @@ class JobService:
         raise ApiError(
             503, f"job {job_id} is changing too fast; try again", headers={"Retry-After": "1"}
         )
+
+    @staticmethod
+    def _may_change(job: Job) -> None:
+        """Only a job's owners change it, when authentication is on (see auth.py)."""
+        d = job.jobDescriptor
+        refusal = may_change(
+            CURRENT_PRINCIPAL.get(), d.attributes.get(CREATED_BY, ""), d.owner.teamEmail
+        )
+        if refusal is not None:
+            raise ApiError(403, refusal)
 
     def kill_job(self, job_id: str, caller: str = "", reason: str = "") -> Job:
         def kill(job: Job) -> Job | None:
@@ -444,6 +456,7 @@ class JobService:
         conflicts with, or is lost to, the master's state updates."""
         _check_attribute_change(upsert, delete)
         task = self.get_task(task_id)
+        self._may_change(self.get_job(task.jobId))
         if task.state == TaskState.FINISHED:
             raise ApiError(409, f"task {task_id} is finished")
         after = {**self.store.get_task_attributes(task_id), **upsert}
@@ -470,6 +483,7 @@ class JobService:
             raise ApiError(400, "source and target job are the same")
         source, target = self.get_job(source_job_id), self.get_job(target_job_id)
         for job in (source, target):
+            self._may_change(job)
             self._service_of(job)
         task = self.get_task(task_id)
         if task.jobId != source_job_id:
@@ -510,8 +524,10 @@ class JobService:
         task = self.get_task(task_id)
         if task.state == TaskState.FINISHED:
             raise ApiError(404, f"task {task_id} is not active (already finished)")
-        if self.store.get_job(task.jobId) is None:
+        job = self.store.get_job(task.jobId)
+        if job is None:
             raise not_found("job", task.jobId)
+        self._may_change(job)
         # a retried kill (the client did not see the first answer) lowers desired once: a
         # task already being killed, or with a kill queued, has had its shrink
         already = task.state == TaskState.KILL_INITIATED or any(

@@ -39,6 +39,7 @@ from docker.models.containers import Container
 
 from titus.agent.hooks import HookRunner, KillRequest, LaunchError, TaskContext, TaskHook
 from titus.agent.logs import LogFollowHook, LogsHook
+from titus.agent.network.hook import network_hooks
 from titus.agent.runtime import (
     ContainerHook,
     DockerRuntime,
@@ -107,6 +108,7 @@ def task_hooks(
         LogsHook(),
         upload,
         ContainerHook(runtime),
+        *network_hooks(settings, runtime),
         LogFollowHook(
             client,
             rotate_bytes=settings.agent_log_rotate_bytes,

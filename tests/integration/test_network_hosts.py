@@ -1,0 +1,108 @@
+"""Each task on its own address: containers on two agent hosts reach each other by IP.
+
+Two agents, each with its own network namespace for a "host" (tests/support/net_hosts.py),
+hand out addresses from disjoint pools of one subnet. A task's context says its address
+and interface; a container on one host connects to a container on the other at that
+address; and many launches and kills leave no address or link behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support.docker_engine import AgentFactory, run_task, task_spec, wait_for_report
+from tests.support.net_hosts import HOST_BRIDGE, Subnet
+from titus.agent.daemon import AgentDaemon
+from titus.agent.network.plumbing import HOST_LINK_PREFIX
+from titus.model.names import TaskContextKey
+from titus.model.states import TaskState
+
+WAIT_NET = "until ip addr show eth0 2>/dev/null | grep -q inet; do sleep 0.05; done; "
+
+
+def net_agent(
+    factory: AgentFactory, subnet: Subnet, name: str, pool: str, **more: Any
+) -> AgentDaemon:
+    ns = subnet.host(name)
+    return factory(
+        agent_id=f"agent-{subnet.tag}-{name}",
+        agent_network_provider="local",
+        agent_network_subnet=subnet.cidr,
+        agent_network_pool=pool,
+        agent_network_host_netns=ns,
+        agent_network_bridge=HOST_BRIDGE,
+        **more,
+    )
+
+
+def test_containers_on_two_hosts_reach_each_other_by_their_own_ip(
+    agent_factory: AgentFactory, net_subnet: Subnet, tmp_path: Any
+) -> None:
+    a = net_agent(agent_factory, net_subnet, "a", "100.64.7.16/28", data_dir=str(tmp_path / "a"))
+    b = net_agent(agent_factory, net_subnet, "b", "100.64.7.32/28", data_dir=str(tmp_path / "b"))
+
+    server = task_spec(WAIT_NET + "while true; do echo hello | nc -l -p 8080; done")
+    started = run_task(a, server, TaskState.STARTED)
+    ip = started.context[TaskContextKey.CONTAINER_IP]
+    assert ip.startswith("100.64.7.") and 16 < int(ip.rsplit(".", 1)[1]) < 32
+    assert started.context[TaskContextKey.NETWORK_INTERFACE_ID] == "local"
+    assert started.context[TaskContextKey.NETWORK_INTERFACE_INDEX] == "0"
+
+    client = task_spec(
+        WAIT_NET + f'for i in $(seq 100); do [ "$(nc -w 1 {ip} 8080)" = hello ] && exit 0; '
+        "sleep 0.1; done; exit 1"
+    )
+    done = run_task(b, client)
+    assert done.exitCode == 0, done
+    assert done.context[TaskContextKey.CONTAINER_IP] != ip
+
+    a.kill(server.taskId)
+    wait_for_report(a, server.taskId, TaskState.FINISHED)
+
+
+def test_many_launches_and_kills_leave_no_address_or_link(
+    agent_factory: AgentFactory, net_subnet: Subnet, tmp_path: Any
+) -> None:
+    agent = net_agent(
+        agent_factory, net_subnet, "a", "100.64.7.16/28", data_dir=str(tmp_path / "a")
+    )
+    ns = net_subnet.namespaces[-1]
+    for _ in range(3):
+        specs = [task_spec("sleep 60") for _ in range(4)]
+        for spec in specs:
+            run_task(agent, spec, TaskState.STARTED)
+        assert len(net_subnet.links(ns, HOST_LINK_PREFIX)) == 4
+        for spec in specs:
+            agent.kill(spec.taskId)
+        for spec in specs:
+            wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+    assert net_subnet.links(ns, HOST_LINK_PREFIX) == []
+    pool = tmp_path / "a" / "network" / "local-pool.json"
+    assert pool.read_text().strip() in ("{}", "")
+
+
+def test_a_restarted_agent_adopts_the_address_and_gives_it_back_at_the_end(
+    agent_factory: AgentFactory, net_subnet: Subnet, tmp_path: Any
+) -> None:
+    settings = {"data_dir": str(tmp_path / "a")}
+    first = net_agent(agent_factory, net_subnet, "a", "100.64.7.16/28", **settings)
+    spec = task_spec("sleep 60")
+    ip = run_task(first, spec, TaskState.STARTED).context[TaskContextKey.CONTAINER_IP]
+    first.stop()
+    ns = net_subnet.namespaces[-1]
+    second = agent_factory(
+        agent_id=first.agent_id,
+        agent_network_provider="local",
+        agent_network_subnet=net_subnet.cidr,
+        agent_network_pool="100.64.7.16/28",
+        agent_network_host_netns=ns,
+        agent_network_bridge=HOST_BRIDGE,
+        **settings,
+    )
+    other = task_spec("sleep 60")
+    assert run_task(second, other, TaskState.STARTED).context[TaskContextKey.CONTAINER_IP] != ip
+    second.kill(spec.taskId)
+    second.kill(other.taskId)
+    wait_for_report(second, spec.taskId, TaskState.FINISHED)
+    wait_for_report(second, other.taskId, TaskState.FINISHED)
+    assert net_subnet.links(ns, HOST_LINK_PREFIX) == []

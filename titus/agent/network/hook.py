@@ -1,0 +1,97 @@
+"""The network hook: a task's own address, link, packet filter and bandwidth on a host.
+
+It runs after the container hook (it needs the container's process to find its network
+namespace): setup takes an address from the provider and plumbs the link; the task's
+context then says `task.containerIp`, `task.networkInterfaceId` and
+`task.networkInterfaceIndex`. A task with `allocateIP: false` gets nothing (loopback
+only). After an agent restart `adopt` finds the address in the provider's records and
+the link by its name; teardown removes the link and gives the address back, so a task's
+end leaves nothing behind. An address or link that cannot be had ends the launch as a
+transient system error: the master places the task again without using up its retries.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from titus.agent.hooks import LaunchError, TaskContext, TaskHook
+from titus.agent.network.local import LocalPoolProvider
+from titus.agent.network.plumbing import Plumbing
+from titus.agent.network.provider import AddressProvider, Allocation, NetworkError
+from titus.agent.runtime import DockerRuntime
+from titus.model.names import TaskContextKey
+from titus.model.states import Reason
+from titus.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class NetworkHook(TaskHook):
+    name = "network"
+
+    def __init__(self, runtime: DockerRuntime, provider: AddressProvider, plumbing: Plumbing):
+        self.runtime = runtime
+        self.provider = provider
+        self.plumbing = plumbing
+
+    def _pid(self, ctx: TaskContext) -> int:
+        container = self.runtime.get(ctx.container_id or "")
+        pid = int(container.attrs.get("State", {}).get("Pid") or 0) if container else 0
+        if pid <= 0:
+            raise NetworkError("the container has no running process to network")
+        return pid
+
+    def setup(self, ctx: TaskContext) -> None:
+        container = ctx.spec.container
+        if not container.resources.allocateIP:
+            return
+        groups = container.securityProfile.securityGroups
+        try:
+            allocation = self.provider.allocate(ctx.task_id, groups)
+            try:
+                self.plumbing.attach(ctx.task_id, self._pid(ctx), allocation)
+            except BaseException:
+                self.provider.release(ctx.task_id)
+                raise
+        except NetworkError as e:
+            reason = Reason.TRANSIENT_SYSTEM_ERROR if e.transient else Reason.LOCAL_SYSTEM_ERROR
+            raise LaunchError(reason, f"network setup failed: {e}") from e
+        self._describe(ctx, allocation)
+
+    def adopt(self, ctx: TaskContext) -> None:
+        allocation = self.provider.allocations().get(ctx.task_id)
+        if allocation is not None:
+            self._describe(ctx, allocation)
+
+    def teardown(self, ctx: TaskContext) -> None:
+        self.plumbing.detach(ctx.task_id)
+        self.provider.release(ctx.task_id)
+
+    @staticmethod
+    def _describe(ctx: TaskContext, allocation: Allocation) -> None:
+        if ctx.container is not None:
+            ctx.container.ip = allocation.ip
+        ctx.context[TaskContextKey.CONTAINER_IP] = allocation.ip
+        ctx.context[TaskContextKey.NETWORK_INTERFACE_ID] = allocation.interface_id
+        ctx.context[TaskContextKey.NETWORK_INTERFACE_INDEX] = str(allocation.interface_index)
+
+
+def address_provider(settings: Settings) -> AddressProvider:
+    """The provider `agent_network_provider` names."""
+    state = Path(settings.data_dir) / "network" / "local-pool.json"
+    return LocalPoolProvider(settings.agent_network_subnet, settings.agent_network_pool, state)
+
+
+def network_hooks(settings: Settings, runtime: DockerRuntime) -> list[TaskHook]:
+    """The network hook when per-task networking is on, else none."""
+    if settings.agent_network_provider == "none":
+        return []
+    plumbing = Plumbing(settings.agent_network_bridge, settings.agent_network_host_netns)
+    return [NetworkHook(runtime, address_provider(settings), plumbing)]
+
+
+def container_network_mode(settings: Settings) -> str:
+    """The engine network of task containers: none (a namespace of their own, which the
+    hook plumbs) when per-task networking is on, else the engine's default."""
+    return "" if settings.agent_network_provider == "none" else "none"

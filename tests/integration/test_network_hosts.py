@@ -106,3 +106,44 @@ def test_a_restarted_agent_adopts_the_address_and_gives_it_back_at_the_end(
     wait_for_report(second, spec.taskId, TaskState.FINISHED)
     wait_for_report(second, other.taskId, TaskState.FINISHED)
     assert net_subnet.links(ns, HOST_LINK_PREFIX) == []
+
+
+SERVE = WAIT_NET + (
+    "for p in 8080 9090; do (while true; do echo hi | nc -l -p $p; done) & done; wait"
+)
+
+
+def reaches(ip: str, port: int) -> str:
+    """A command that exits 0 when it reads 'hi' from ip:port within a few tries."""
+    return WAIT_NET + (
+        f'for i in 1 2 3; do [ "$(nc -w 1 {ip} {port})" = hi ] && exit 0; sleep 0.2; done; exit 1'
+    )
+
+
+def test_security_groups_let_in_the_ports_they_allow_and_no_others(
+    agent_factory: AgentFactory, net_subnet: Subnet, tmp_path: Any
+) -> None:
+    groups = {"sg-web": [f"tcp:8000-8085:{net_subnet.cidr}"], "sg-dns": ["udp:53:0.0.0.0/0"]}
+    a = net_agent(
+        agent_factory,
+        net_subnet,
+        "a",
+        "100.64.7.16/28",
+        data_dir=str(tmp_path / "a"),
+        agent_network_security_groups=groups,
+    )
+    b = net_agent(agent_factory, net_subnet, "b", "100.64.7.32/28", data_dir=str(tmp_path / "b"))
+    server = task_spec(SERVE)
+    server.container.securityProfile.securityGroups = ["sg-web", "sg-dns"]
+    ip = run_task(a, server, TaskState.STARTED).context[TaskContextKey.CONTAINER_IP]
+
+    assert run_task(b, task_spec(reaches(ip, 8080))).exitCode == 0
+    assert run_task(b, task_spec(reaches(ip, 9090))).exitCode == 1
+
+    unknown = task_spec("sleep 1")
+    unknown.container.securityProfile.securityGroups = ["sg-nobody"]
+    refused = run_task(a, unknown)
+    assert refused.reasonCode == "invalidRequest" and "sg-nobody" in refused.reasonMessage
+    a.kill(server.taskId)
+    wait_for_report(a, server.taskId, TaskState.FINISHED)
+    assert net_subnet.links(net_subnet.namespaces[-2], HOST_LINK_PREFIX) == []

@@ -3,7 +3,9 @@
 It runs after the container hook (it needs the container's process to find its network
 namespace): setup takes an address from the provider and plumbs the link; the task's
 context then says `task.containerIp`, `task.networkInterfaceId` and
-`task.networkInterfaceIndex`. A task with `allocateIP: false` gets nothing (loopback
+`task.networkInterfaceIndex`. A task that names security groups gets their rules as
+its link's packet filter (firewall.py); a group nobody knows fails the launch as an
+invalid request. A task with `allocateIP: false` gets nothing (loopback
 only). After an agent restart `adopt` finds the address in the provider's records and
 the link by its name; teardown removes the link and gives the address back, so a task's
 end leaves nothing behind. An address or link that cannot be had ends the launch as a
@@ -16,6 +18,8 @@ import logging
 from pathlib import Path
 
 from titus.agent.hooks import LaunchError, TaskContext, TaskHook
+from titus.agent.network import firewall
+from titus.agent.network.firewall import GroupSource, LocalGroups, UnknownGroupError
 from titus.agent.network.local import LocalPoolProvider
 from titus.agent.network.plumbing import Plumbing
 from titus.agent.network.provider import AddressProvider, Allocation, NetworkError
@@ -30,10 +34,17 @@ log = logging.getLogger(__name__)
 class NetworkHook(TaskHook):
     name = "network"
 
-    def __init__(self, runtime: DockerRuntime, provider: AddressProvider, plumbing: Plumbing):
+    def __init__(
+        self,
+        runtime: DockerRuntime,
+        provider: AddressProvider,
+        plumbing: Plumbing,
+        groups: GroupSource,
+    ):
         self.runtime = runtime
         self.provider = provider
         self.plumbing = plumbing
+        self.groups = groups
 
     def _pid(self, ctx: TaskContext) -> int:
         container = self.runtime.get(ctx.container_id or "")
@@ -48,12 +59,18 @@ class NetworkHook(TaskHook):
             return
         groups = container.securityProfile.securityGroups
         try:
+            rules = self.groups.rules(groups) if groups else None
             allocation = self.provider.allocate(ctx.task_id, groups)
             try:
-                self.plumbing.attach(ctx.task_id, self._pid(ctx), allocation)
+                pid = self._pid(ctx)
+                self.plumbing.attach(ctx.task_id, pid, allocation)
+                if rules is not None:
+                    firewall.apply(pid, rules)
             except BaseException:
-                self.provider.release(ctx.task_id)
+                self.teardown(ctx)
                 raise
+        except UnknownGroupError as e:
+            raise LaunchError(Reason.INVALID_REQUEST, str(e)) from e
         except NetworkError as e:
             reason = Reason.TRANSIENT_SYSTEM_ERROR if e.transient else Reason.LOCAL_SYSTEM_ERROR
             raise LaunchError(reason, f"network setup failed: {e}") from e
@@ -88,7 +105,8 @@ def network_hooks(settings: Settings, runtime: DockerRuntime) -> list[TaskHook]:
     if settings.agent_network_provider == "none":
         return []
     plumbing = Plumbing(settings.agent_network_bridge, settings.agent_network_host_netns)
-    return [NetworkHook(runtime, address_provider(settings), plumbing)]
+    groups = LocalGroups(settings.agent_network_security_groups)
+    return [NetworkHook(runtime, address_provider(settings), plumbing, groups)]
 
 
 def container_network_mode(settings: Settings) -> str:

@@ -8,6 +8,7 @@ address; and many launches and kills leave no address or link behind.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from tests.support.docker_engine import AgentFactory, run_task, task_spec, wait_for_report
@@ -147,3 +148,57 @@ def test_security_groups_let_in_the_ports_they_allow_and_no_others(
     a.kill(server.taskId)
     wait_for_report(a, server.taskId, TaskState.FINISHED)
     assert net_subnet.links(net_subnet.namespaces[-2], HOST_LINK_PREFIX) == []
+
+
+# a persistent listener whose every connection is read to its end and thrown away
+SINK = "nc -ll -p 9000 -e dd of=/dev/null"
+
+
+def transfer_mbps(agent: AgentDaemon, container_id: str, ip: str, megabytes: int) -> float:
+    """Megabits (10^6 bits, as tc counts) per second of sending `megabytes` MiB from a
+    container to ip:9000, timed from outside (the exec's own start adds a little)."""
+    container = agent.client.containers.get(container_id)
+    send = f"dd if=/dev/zero bs=65536 count={megabytes * 16} 2>/dev/null | nc {ip} 9000"
+    began = time.monotonic()
+    result = container.exec_run(["sh", "-c", send])
+    took = time.monotonic() - began
+    assert result.exit_code == 0, result.output
+    return megabytes * 65536 * 16 * 8 / 1e6 / took
+
+
+def test_a_task_is_held_to_its_network_mbps_both_ways(
+    agent_factory: AgentFactory, net_subnet: Subnet, tmp_path: Any
+) -> None:
+    a = net_agent(agent_factory, net_subnet, "a", "100.64.7.16/28", data_dir=str(tmp_path / "a"))
+    b = net_agent(agent_factory, net_subnet, "b", "100.64.7.32/28", data_dir=str(tmp_path / "b"))
+    sink = task_spec(WAIT_NET + SINK)
+    sink.container.resources.networkMbps = 48
+    sink_ip = run_task(a, sink, TaskState.STARTED).context[TaskContextKey.CONTAINER_IP]
+    sender = task_spec("sleep 120")
+    sender.container.resources.networkMbps = 80
+    sent = run_task(b, sender, TaskState.STARTED)
+    wide = task_spec(WAIT_NET + SINK)
+    wide.container.resources.networkMbps = 1000
+    wide_ip = run_task(a, wide, TaskState.STARTED).context[TaskContextKey.CONTAINER_IP]
+    assert sent.containerId
+    for ip in (sink_ip, wide_ip):
+        listening = WAIT_NET + f"until nc -w 1 {ip} 9000 </dev/null; do sleep 0.1; done"
+        probe = run_task(b, task_spec(listening))
+        assert probe.exitCode == 0, probe.reasonMessage
+
+    egress = transfer_mbps(b, sent.containerId, wide_ip, 10)  # the sender's own limit
+    ingress = transfer_mbps(b, sent.containerId, sink_ip, 6)  # the receiver's limit
+    assert 80 * 0.8 <= egress <= 80 * 1.2, egress
+    assert 48 * 0.8 <= ingress <= 48 * 1.2, ingress
+
+
+def test_a_task_that_ends_before_it_is_networked_just_ends(
+    agent_factory: AgentFactory, net_subnet: Subnet, tmp_path: Any
+) -> None:
+    agent = net_agent(
+        agent_factory, net_subnet, "a", "100.64.7.16/28", data_dir=str(tmp_path / "a")
+    )
+    for _ in range(5):
+        done = run_task(agent, task_spec("exit 3"))
+        assert done.exitCode == 3, done.reasonMessage
+    assert net_subnet.links(net_subnet.namespaces[-1], HOST_LINK_PREFIX) == []

@@ -1,15 +1,19 @@
 """The network hook: a task's own address, link, packet filter and bandwidth on a host.
 
 It runs after the container hook (it needs the container's process to find its network
-namespace): setup takes an address from the provider and plumbs the link; the task's
-context then says `task.containerIp`, `task.networkInterfaceId` and
-`task.networkInterfaceIndex`. A task that names security groups gets their rules as
-its link's packet filter (firewall.py); a group nobody knows fails the launch as an
-invalid request. A task with `allocateIP: false` gets nothing (loopback
-only). After an agent restart `adopt` finds the address in the provider's records and
-the link by its name; teardown removes the link and gives the address back, so a task's
-end leaves nothing behind. An address or link that cannot be had ends the launch as a
-transient system error: the master places the task again without using up its retries.
+namespace), so the task's process starts before its link has an address: a command that
+needs the network waits for `eth0`'s address, which is given last, once the filters and
+limits are in place. A container that ends before it is plumbed just ends (nothing is
+left). Setup takes an address from the provider and plumbs the link; the task's context
+then says `task.containerIp`, `task.networkInterfaceId` and `task.networkInterfaceIndex`.
+A task that names security groups gets their rules as its link's packet filter
+(firewall.py); a group nobody knows fails the launch as an invalid request. Its
+`networkMbps` holds it both ways (bandwidth.py). A task with `allocateIP: false` gets
+nothing (loopback only). After an agent restart `adopt` finds the address in the
+provider's records and the link by its name; teardown removes the link and gives the
+address back, so a task's end leaves nothing behind. An address or link that cannot be
+had ends the launch as a transient system error: the master places the task again
+without using up its retries.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import logging
 from pathlib import Path
 
 from titus.agent.hooks import LaunchError, TaskContext, TaskHook
-from titus.agent.network import firewall
+from titus.agent.network import bandwidth, firewall
 from titus.agent.network.firewall import GroupSource, LocalGroups, UnknownGroupError
 from titus.agent.network.local import LocalPoolProvider
 from titus.agent.network.plumbing import Plumbing
@@ -40,15 +44,21 @@ class NetworkHook(TaskHook):
         provider: AddressProvider,
         plumbing: Plumbing,
         groups: GroupSource,
+        burst_mbps: int = 0,
     ):
         self.runtime = runtime
         self.provider = provider
         self.plumbing = plumbing
         self.groups = groups
+        self.burst_mbps = burst_mbps
+
+    def _live_pid(self, ctx: TaskContext) -> int:
+        """The container's process id; 0 when it no longer runs."""
+        container = self.runtime.get(ctx.container_id or "")
+        return int(container.attrs.get("State", {}).get("Pid") or 0) if container else 0
 
     def _pid(self, ctx: TaskContext) -> int:
-        container = self.runtime.get(ctx.container_id or "")
-        pid = int(container.attrs.get("State", {}).get("Pid") or 0) if container else 0
+        pid = self._live_pid(ctx)
         if pid <= 0:
             raise NetworkError("the container has no running process to network")
         return pid
@@ -63,12 +73,18 @@ class NetworkHook(TaskHook):
             allocation = self.provider.allocate(ctx.task_id, groups)
             try:
                 pid = self._pid(ctx)
-                self.plumbing.attach(ctx.task_id, pid, allocation)
+                link = self.plumbing.attach(ctx.task_id, pid)
+                mbps = container.resources.networkMbps
+                if mbps > 0:
+                    bandwidth.shape(pid, link, self.plumbing.host_netns, mbps, self.burst_mbps)
                 if rules is not None:
                     firewall.apply(pid, rules)
+                self.plumbing.address(pid, allocation)
             except BaseException:
                 self.teardown(ctx)
-                raise
+                if self._live_pid(ctx) > 0:
+                    raise
+                return  # the container already ended: its exit is the task's outcome
         except UnknownGroupError as e:
             raise LaunchError(Reason.INVALID_REQUEST, str(e)) from e
         except NetworkError as e:
@@ -106,7 +122,11 @@ def network_hooks(settings: Settings, runtime: DockerRuntime) -> list[TaskHook]:
         return []
     plumbing = Plumbing(settings.agent_network_bridge, settings.agent_network_host_netns)
     groups = LocalGroups(settings.agent_network_security_groups)
-    return [NetworkHook(runtime, address_provider(settings), plumbing, groups)]
+    return [
+        NetworkHook(
+            runtime, address_provider(settings), plumbing, groups, settings.agent_network_burst_mbps
+        )
+    ]
 
 
 def container_network_mode(settings: Settings) -> str:

@@ -2,10 +2,11 @@
 
 A container starts with a network namespace of its own and no interface but loopback
 (the engine's `network_mode=none`). `attach` makes a link pair, moves one end into the
-container's namespace by its PID (renamed `eth0`, with the task's address and so a route
-to its subnet only: no default route, nothing outside is reachable) and puts the other
-end on the host's bridge, which stands for the subnet. When the container ends its
-namespace goes and the link with it; `detach` removes what is left either way.
+container's namespace by its PID (renamed `eth0`) and puts the other end on the host's
+bridge, which stands for the subnet; `address` then gives `eth0` the task's address and
+so a route to its subnet only (no default route: nothing outside is reachable). When
+the container ends its namespace goes and the link with it; `detach` removes what is
+left either way.
 
 Link names come from the task id (`tv` + a hash, within the kernel's 15 characters), so
 an agent after a restart finds a task's link without having to remember it. The link is
@@ -69,9 +70,9 @@ class Plumbing:
             self._ip("link", "add", self.bridge, "type", "bridge")
         self._ip("link", "set", self.bridge, "up")
 
-    def attach(self, task_id: str, pid: int, allocation: Allocation) -> str:
-        """Put the container of process `pid` on the bridge at its address; the host-side
-        link's name. On a failure nothing is left behind."""
+    def attach(self, task_id: str, pid: int) -> str:
+        """Put a link from the bridge into the namespace of process `pid` (as `eth0`, down,
+        no address yet); the host-side link's name. On a failure nothing is left behind."""
         host, peer = host_link_name(task_id), _peer_name(task_id)
         self.ensure_bridge()
         self.detach(task_id)
@@ -81,16 +82,21 @@ class Plumbing:
             if self.host_netns:
                 run(["ip", "link", "set", host, "netns", self.host_netns])
             self._ip("link", "set", host, "master", self.bridge, "up")
-            address = f"{allocation.ip}/{allocation.prefix_len}"
             in_container(pid, ["ip", "link", "set", peer, "name", CONTAINER_IFNAME])
-            in_container(pid, ["ip", "addr", "add", address, "dev", CONTAINER_IFNAME])
-            in_container(pid, ["ip", "link", "set", CONTAINER_IFNAME, "up"])
             in_container(pid, ["ip", "link", "set", "lo", "up"])
         except BaseException:
             self.detach(task_id)
             run_quietly(["ip", "link", "del", host])
             raise
         return host
+
+    @staticmethod
+    def address(pid: int, allocation: Allocation) -> None:
+        """Give the container's link its address and bring it up: the last step, so a
+        process that waits for its address finds its filters and limits in place."""
+        address = f"{allocation.ip}/{allocation.prefix_len}"
+        in_container(pid, ["ip", "addr", "add", address, "dev", CONTAINER_IFNAME])
+        in_container(pid, ["ip", "link", "set", CONTAINER_IFNAME, "up"])
 
     def detach(self, task_id: str) -> None:
         """Remove the task's link; a link already gone (with its container) is fine."""

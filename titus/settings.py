@@ -424,10 +424,15 @@ class Settings(BaseSettings):
         "task the master no longer claims) is killed after this grace (default 60 s).",
     )
     # agent: per-task networking (titus/agent/network)
-    agent_network_provider: Literal["none", "local"] = Field(
+    agent_network_provider: Literal["none", "local", "vpc"] = Field(
         "none",
         description="Where task addresses come from: none (containers stay on the engine's "
-        "network), local (a configured pool on a bridge; `titus local` turns it on).",
+        "network), local (a configured pool on a bridge), vpc (ENIs of this EC2 instance, "
+        "whose id is agent_id).",
+    )
+    agent_network_vpc_subnet_id: str = Field("", description="Subnet of the vpc provider's ENIs.")
+    agent_network_release_grace_sec: float = Field(
+        120.0, description="A released VPC address (then an empty ENI) is kept this long."
     )
     agent_network_subnet: str = Field(
         "100.64.0.0/24", description="Subnet of task addresses; its first host is the gateway."

@@ -22,11 +22,13 @@ import logging
 from pathlib import Path
 
 from titus.agent.hooks import LaunchError, TaskContext, TaskHook
+from titus.agent.host import agent_id
 from titus.agent.network import bandwidth, firewall
 from titus.agent.network.firewall import GroupSource, LocalGroups, UnknownGroupError
 from titus.agent.network.local import LocalPoolProvider
 from titus.agent.network.plumbing import Plumbing
 from titus.agent.network.provider import AddressProvider, Allocation, NetworkError
+from titus.agent.network.vpc import VpcProvider, ec2_client
 from titus.agent.runtime import DockerRuntime
 from titus.model.names import TaskContextKey
 from titus.model.states import Reason
@@ -100,6 +102,10 @@ class NetworkHook(TaskHook):
     def teardown(self, ctx: TaskContext) -> None:
         self.plumbing.detach(ctx.task_id)
         self.provider.release(ctx.task_id)
+        try:
+            self.provider.sweep()
+        except NetworkError:
+            log.warning("task %s: giving back released addresses failed", ctx.task_id)
 
     @staticmethod
     def _describe(ctx: TaskContext, allocation: Allocation) -> None:
@@ -110,10 +116,19 @@ class NetworkHook(TaskHook):
         ctx.context[TaskContextKey.NETWORK_INTERFACE_INDEX] = str(allocation.interface_index)
 
 
-def address_provider(settings: Settings) -> AddressProvider:
+def address_provider(settings: Settings) -> VpcProvider | LocalPoolProvider:
     """The provider `agent_network_provider` names."""
-    state = Path(settings.data_dir) / "network" / "local-pool.json"
-    return LocalPoolProvider(settings.agent_network_subnet, settings.agent_network_pool, state)
+    state = Path(settings.data_dir) / "network"
+    if settings.agent_network_provider == "vpc":
+        return VpcProvider(
+            ec2_client(settings.agent_aws_region),
+            agent_id(settings),
+            settings.agent_network_vpc_subnet_id,
+            state / "vpc.json",
+            settings.agent_network_release_grace_sec,
+        )
+    subnet, pool = settings.agent_network_subnet, settings.agent_network_pool
+    return LocalPoolProvider(subnet, pool, state / "local-pool.json")
 
 
 def network_hooks(settings: Settings, runtime: DockerRuntime) -> list[TaskHook]:
@@ -121,12 +136,14 @@ def network_hooks(settings: Settings, runtime: DockerRuntime) -> list[TaskHook]:
     if settings.agent_network_provider == "none":
         return []
     plumbing = Plumbing(settings.agent_network_bridge, settings.agent_network_host_netns)
-    groups = LocalGroups(settings.agent_network_security_groups)
-    return [
-        NetworkHook(
-            runtime, address_provider(settings), plumbing, groups, settings.agent_network_burst_mbps
-        )
-    ]
+    provider = address_provider(settings)
+    groups: GroupSource = (
+        provider
+        if isinstance(provider, VpcProvider)
+        else LocalGroups(settings.agent_network_security_groups)
+    )
+    burst = settings.agent_network_burst_mbps
+    return [NetworkHook(runtime, provider, plumbing, groups, burst)]
 
 
 def container_network_mode(settings: Settings) -> str:

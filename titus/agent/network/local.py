@@ -9,15 +9,11 @@ ranges (or one shared file).
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
-import json
-import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
-from titus.agent.network.provider import Allocation, NetworkError
+from titus.agent.network.provider import Allocation, AllocationFile, NetworkError
 
 #: The interface id the local provider reports: one "interface", the host's bridge.
 LOCAL_INTERFACE_ID = "local"
@@ -32,8 +28,7 @@ class LocalPoolProvider:
         self.pool = ipaddress.ip_network(pool) if pool else self.subnet
         if not self.pool.subnet_of(self.subnet):  # type: ignore[arg-type]
             raise ValueError(f"address pool {pool} is not inside subnet {subnet}")
-        self.state_file = state_file
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        self.file = AllocationFile(state_file)
 
     def _candidates(self) -> Iterator[str]:
         gateway = next(self.subnet.hosts())
@@ -41,35 +36,8 @@ class LocalPoolProvider:
             if address != gateway and address != self.subnet.broadcast_address:
                 yield str(address)
 
-    @contextmanager
-    def _locked(self) -> Iterator[dict[str, Allocation]]:
-        """The allocations under the file lock; what the block leaves in it is written."""
-        lock_path = self.state_file.with_suffix(".lock")
-        with open(lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                table = self._read()
-                before = dict(table)
-                yield table
-                if table != before:
-                    self._write(table)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def _read(self) -> dict[str, Allocation]:
-        try:
-            raw = json.loads(self.state_file.read_text())
-        except FileNotFoundError:
-            return {}
-        return {task: Allocation.from_json(item) for task, item in raw.items()}
-
-    def _write(self, table: dict[str, Allocation]) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({k: v.to_json() for k, v in table.items()}, indent=1))
-        os.replace(tmp, self.state_file)
-
     def allocate(self, task_id: str, security_groups: Sequence[str]) -> Allocation:
-        with self._locked() as table:
+        with self.file.locked() as table:
             if task_id in table:
                 return table[task_id]
             taken = {a.ip for a in table.values()}
@@ -87,9 +55,12 @@ class LocalPoolProvider:
         raise NetworkError(f"address pool {self.pool} is exhausted")
 
     def release(self, task_id: str) -> None:
-        with self._locked() as table:
+        with self.file.locked() as table:
             table.pop(task_id, None)
 
     def allocations(self) -> dict[str, Allocation]:
-        with self._locked() as table:
+        with self.file.locked() as table:
             return dict(table)
+
+    def sweep(self) -> None:
+        """Nothing to give back: a released address is free at once."""

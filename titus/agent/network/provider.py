@@ -9,9 +9,14 @@ network interfaces. The hook (hook.py) only speaks this protocol.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
-from collections.abc import Mapping, Sequence
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -70,3 +75,43 @@ class AddressProvider(Protocol):
     def allocations(self) -> dict[str, Allocation]:
         """Every address given out and not yet released, by task id."""
         ...
+
+    def sweep(self) -> None:
+        """Give back to the cloud what was released longer ago than its grace period."""
+        ...
+
+
+class AllocationFile:
+    """A provider's allocations in a JSON file, read and written whole under an exclusive
+    file lock: a restarted agent finds what its running tasks hold, and two processes
+    sharing the file never hand out one address twice."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def locked(self) -> Iterator[dict[str, Allocation]]:
+        """The allocations under the lock; what the block leaves in them is written."""
+        with open(self.path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                table = self._read()
+                before = dict(table)
+                yield table
+                if table != before:
+                    self._write(table)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read(self) -> dict[str, Allocation]:
+        try:
+            raw = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        return {task: Allocation.from_json(item) for task, item in raw.items()}
+
+    def _write(self, table: dict[str, Allocation]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({k: v.to_json() for k, v in table.items()}, indent=1))
+        os.replace(tmp, self.path)

@@ -46,7 +46,9 @@ def test_a_host_out_of_addresses_refuses_ip_tasks_by_name_and_takes_the_others()
     host = HostState("h1", dict(full), used={"ipSlots": 2}, attributes={"zone": "a"})
     with_ip, without = request(True), request(False)
     assert (with_ip.ip_slots, without.ip_slots) == (1.0, 0.0)
-    result = Scheduler(SchedulerConfig()).schedule([with_ip, without], [host])
+    result = Scheduler(SchedulerConfig(max_launching_per_host=100)).schedule(
+        [with_ip, without], [host]
+    )
     assert [a.task_id for a in result.assignments] == [without.task_id]
     pending = result.unplaced[with_ip.task_id]
     assert pending.refused_by == {"resources": 1}

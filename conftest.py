@@ -13,4 +13,5 @@ pytest_plugins = [
     "tests.support.mesos.fixture",  # mesos_master, mesos_master_factory, mesos_master_process
     "tests.support.platform",  # platform (the all-in-one `titus local`)
     "tests.support.cluster",  # cluster (API, two masters, three agents)
+    "tests.support.net_hosts",  # net_subnet (agent hosts in network namespaces)
 ]

@@ -436,6 +436,37 @@ class Settings(BaseSettings):
         description="A container no task owns (started behind the agent's back, or whose "
         "task the master no longer claims) is killed after this grace (default 60 s).",
     )
+    # agent: per-task networking (titus/agent/network)
+    agent_network_provider: Literal["none", "local", "vpc"] = Field(
+        "none",
+        description="Where task addresses come from: none (containers stay on the engine's "
+        "network), local (a configured pool on a bridge), vpc (ENIs of this EC2 instance, "
+        "whose id is agent_id).",
+    )
+    agent_network_vpc_subnet_id: str = Field("", description="Subnet of the vpc provider's ENIs.")
+    agent_network_release_grace_sec: float = Field(
+        120.0, description="A released VPC address (then an empty ENI) is kept this long."
+    )
+    agent_network_subnet: str = Field(
+        "100.64.0.0/24", description="Subnet of task addresses; its first host is the gateway."
+    )
+    agent_network_pool: str = Field(
+        "", description="Range of the subnet this host hands out; empty: the whole subnet."
+    )
+    agent_network_bridge: str = Field(
+        "titusbr0", description="Bridge the host ends of task links are put on."
+    )
+    agent_network_host_netns: str = Field(
+        "", description="Network namespace that holds the bridge; empty: the agent's own."
+    )
+    agent_network_burst_mbps: int = Field(
+        0, description="Ceiling a task may burst to over its networkMbps; 0: none."
+    )
+    agent_network_security_groups: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Security groups of the local provider: group id to inbound rules "
+        "'proto:from-to:cidr' (proto tcp, udp, icmp or all).",
+    )
 
     @property
     def store_url(self) -> str:

@@ -43,13 +43,17 @@ FIELDS: dict[str, str] = {
     "container.resources.gpu": "test_a_gpu_task_is_asked_exactly_its_devices_and_gives_them_back",
     "container.resources.memoryMB": "test_memory_hog_is_killed_and_its_neighbour_keeps_running",
     "container.resources.diskMB": "test_disk_quota_holds_on_btrfs_and_the_neighbour_still_writes",
-    "container.resources.networkMbps": "pending: issue 13 (bandwidth as an HTB class)",
+    "container.resources.networkMbps": "test_a_task_is_held_to_its_network_mbps_both_ways",
     "container.resources.shmSizeMB": "test_shm_is_as_large_as_asked_and_no_larger",
-    "container.resources.allocateIP": "pending: issue 13 (an address of the task's own)",
+    "container.resources.allocateIP": (
+        "test_a_host_out_of_addresses_refuses_ip_tasks_by_name_and_takes_the_others"
+    ),
     "container.resources.ephemeralStorageMB": (
         "test_ephemeral_storage_becomes_the_disk_the_container_gets"
     ),
-    "container.securityProfile.securityGroups": "pending: issue 13 (packet filters per link)",
+    "container.securityProfile.securityGroups": (
+        "test_security_groups_let_in_the_ports_they_allow_and_no_others"
+    ),
     "container.securityProfile.iamRole": "pending: issue 14 (a metadata service per task)",
     "container.securityProfile.attributes": (
         "test_cpu_burner_is_held_to_its_quota_and_a_bursting_job_is_not"

@@ -46,6 +46,7 @@ from titus.agent.health import HealthChecker, HealthStatus
 from titus.agent.hooks import HookRunner, LaunchError, TaskContext, TaskHook
 from titus.agent.lifecycle import Outcome, Phase, TaskRunner, task_hooks
 from titus.agent.logs import LogFiles
+from titus.agent.network.hook import container_network_mode
 from titus.agent.quarantine import ATTR_UNHEALTHY_SINCE, TerminationReporter
 from titus.agent.runtime import (
     LABEL_JOB,
@@ -95,7 +96,11 @@ class AgentDaemon:
         self.client = docker_client or _default_client(settings)
         self.runtime = DockerRuntime(
             self.client,
-            runtime_config or RuntimeConfig(disk_enforcement=settings.agent_disk_enforcement),
+            runtime_config
+            or RuntimeConfig(
+                disk_enforcement=settings.agent_disk_enforcement,
+                network_mode=container_network_mode(settings),
+            ),
         )
         self.log_files = LogFiles(settings.logs_path)
         self.info = host.agent_info(settings)

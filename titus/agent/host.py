@@ -6,6 +6,7 @@ memory (the rest stays for the host, the engine and the agent).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 
@@ -45,8 +46,20 @@ def resources(settings: Settings) -> dict[str, float]:
         names.DISK_MB: float(settings.agent_disk_mb),
         names.NETWORK_MBPS: float(settings.agent_network_mbps),
         names.GPU: float(len(host_gpus(settings))),
-        names.IP_SLOTS: float(IP_SLOTS),
+        names.IP_SLOTS: float(ip_slots(settings)),
     }
+
+
+def ip_slots(settings: Settings) -> int:
+    """Task addresses this host offers: its local pool's size when per-task networking
+    hands them out from one, else the fixed count."""
+    if settings.agent_network_provider != "local":
+        return IP_SLOTS
+    subnet, pool = settings.agent_network_subnet, settings.agent_network_pool
+    hosts = ipaddress.ip_network(pool or subnet).num_addresses
+    # the network and broadcast addresses, and the subnet's gateway when in the pool
+    gateway = next(ipaddress.ip_network(subnet).hosts())
+    return max(0, hosts - 2 - (gateway in ipaddress.ip_network(pool or subnet)))
 
 
 def attributes(settings: Settings) -> dict[str, str]:

@@ -40,6 +40,7 @@ from docker.models.containers import Container
 from titus.agent.gpus import GpuHook, GpuPool, host_gpus
 from titus.agent.hooks import HookRunner, KillRequest, LaunchError, TaskContext, TaskHook
 from titus.agent.logs import LogFollowHook, LogsHook
+from titus.agent.network.hook import network_hooks
 from titus.agent.runtime import (
     ContainerHook,
     DockerRuntime,
@@ -109,6 +110,7 @@ def task_hooks(
         upload,
         GpuHook(GpuPool(host_gpus(settings)), runtime),
         ContainerHook(runtime),
+        *network_hooks(settings, runtime),
         LogFollowHook(
             client,
             rotate_bytes=settings.agent_log_rotate_bytes,

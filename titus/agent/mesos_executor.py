@@ -52,6 +52,7 @@ from pymesos import Executor, MesosExecutorDriver, encode_data
 from titus.agent.hooks import HookRunner, TaskContext
 from titus.agent.lifecycle import Outcome, TaskRunner, task_hooks
 from titus.agent.logs import LogFiles
+from titus.agent.network.hook import container_network_mode
 from titus.agent.runtime import LABEL_TASK, DockerRuntime, RuntimeConfig, docker_client
 from titus.agent.server import CallGuard, bound_port, logs_router, serve_in_background
 from titus.agent.upload import LogUploader
@@ -444,6 +445,7 @@ def main() -> int:
         client,
         RuntimeConfig(
             disk_enforcement=settings.agent_disk_enforcement,
+            network_mode=container_network_mode(settings),
             extra_labels={
                 LABEL_EXECUTOR_PID: str(os.getpid()),
                 LABEL_EXECUTOR_ID: executor_id,

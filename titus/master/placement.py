@@ -250,6 +250,7 @@ def task_request(job: Job, task: Task) -> TaskRequest:
         disk_mb=float(r.diskMB),
         network_mbps=float(r.networkMbps),
         gpu=float(r.gpu),
+        ip_slots=1.0 if r.allocateIP else 0.0,
         job_type=d.job_type,
         capacity_group=d.capacityGroup or DEFAULT_CAPACITY_GROUP,
         hard_constraints=dict(d.container.hardConstraints.constraints),

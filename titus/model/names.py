@@ -41,6 +41,8 @@ class TaskContextKey:
     INDEX = "task.index"
     CONTAINER_ID = "task.containerId"
     CONTAINER_IP = "task.containerIp"
+    NETWORK_INTERFACE_ID = "task.networkInterfaceId"
+    NETWORK_INTERFACE_INDEX = "task.networkInterfaceIndex"
     EXIT_CODE = "task.exitCode"
     KILL_REASON = "task.killReason"
     ORIGINAL_ID = "task.originalId"
@@ -67,6 +69,8 @@ HOST_TASK_CONTEXT_KEYS = frozenset(
     {
         TaskContextKey.CONTAINER_ID,
         TaskContextKey.CONTAINER_IP,
+        TaskContextKey.NETWORK_INTERFACE_ID,
+        TaskContextKey.NETWORK_INTERFACE_INDEX,
         TaskContextKey.EXIT_CODE,
         LogContextKey.S3_BUCKET,
         LogContextKey.S3_KEY,

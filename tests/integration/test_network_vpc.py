@@ -1,0 +1,191 @@
+"""The vpc provider against moto: ENIs per group set, the limits AWS enforces, tags,
+grace-period release, concurrent launches, subnet exhaustion and EC2 throttling."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+from tests.support.moto_server import REGION
+from titus.agent.network import NetworkError
+from titus.agent.network.firewall import UnknownGroupError
+from titus.agent.network.vpc import TAG_GROUPS, TAG_INSTANCE, VpcProvider, ec2_client
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def vpc(aws_env: str) -> dict[str, Any]:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc_id = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.20.1.0/24")["Subnet"]["SubnetId"]
+    small = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.20.2.0/28")["Subnet"]["SubnetId"]
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    instance = ec2.run_instances(
+        ImageId=image, InstanceType="t3.medium", MinCount=1, MaxCount=1, SubnetId=subnet
+    )["Instances"][0]["InstanceId"]
+    web = ec2.create_security_group(GroupName="web", Description="w", VpcId=vpc_id)["GroupId"]
+    ec2.authorize_security_group_ingress(
+        GroupId=web,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 80,
+                "ToPort": 81,
+                "IpRanges": [{"CidrIp": "10.0.0.0/8"}],
+            }
+        ],
+    )
+    db = ec2.create_security_group(GroupName="db", Description="d", VpcId=vpc_id)["GroupId"]
+    return {
+        "ec2": ec2,
+        "subnet": subnet,
+        "small": small,
+        "instance": instance,
+        "web": web,
+        "db": db,
+    }
+
+
+def provider(vpc: dict[str, Any], tmp_path: Path, **kw: Any) -> VpcProvider:
+    return VpcProvider(
+        ec2_client(REGION), vpc["instance"], kw.pop("subnet", vpc["subnet"]),
+        tmp_path / "vpc.json", **kw,
+    )  # fmt: skip
+
+
+def test_one_eni_per_group_set_tagged_with_its_index_and_own_ips(
+    vpc: dict[str, Any], tmp_path: Path
+) -> None:
+    p = provider(vpc, tmp_path)
+    assert (p.max_enis, p.ips_per_eni) == (3, 6)  # t3.medium as describe_instance_types says
+    a = p.allocate("t1", [vpc["web"]])
+    b = p.allocate("t2", [vpc["web"]])
+    c = p.allocate("t3", [vpc["db"], vpc["web"]])
+    assert a.interface_id == b.interface_id != c.interface_id
+    assert len({a.ip, b.ip, c.ip}) == 3 and a.ip.startswith("10.20.1.")
+    assert {a.interface_index, c.interface_index} == {1, 2}
+    eni = vpc["ec2"].describe_network_interfaces(NetworkInterfaceIds=[a.interface_id])
+    tags = {t["Key"]: t["Value"] for t in eni["NetworkInterfaces"][0]["TagSet"]}
+    assert tags == {TAG_INSTANCE: vpc["instance"], TAG_GROUPS: vpc["web"]}
+    assert provider(vpc, tmp_path).allocations()["t1"] == a  # a restarted agent adopts it
+    assert [(r.protocol, r.from_port, r.to_port) for r in p.rules([vpc["web"]])] == [
+        ("tcp", 80, 81)
+    ]
+
+
+def test_limits_are_refused_as_aws_would_and_unknown_groups_too(
+    vpc: dict[str, Any], tmp_path: Path
+) -> None:
+    p = provider(vpc, tmp_path)
+    for i in range(10):  # two ENIs beside the primary, five secondary IPs each
+        p.allocate(f"t{i}", [vpc["web"]])
+    with pytest.raises(NetworkError, match="ENIs"):
+        p.allocate("t10", [vpc["web"]])
+    with pytest.raises(UnknownGroupError):
+        provider(vpc, tmp_path / "other").rules(["sg-00000000"])
+
+
+def test_released_ips_and_empty_enis_go_only_after_the_grace(
+    vpc: dict[str, Any], tmp_path: Path
+) -> None:
+    clock = Clock()
+    p = provider(vpc, tmp_path, release_grace_sec=60, clock=clock)
+    a = p.allocate("t1", [vpc["db"]])
+    p.release("t1")
+    p.sweep()
+    assert vpc["ec2"].describe_network_interfaces(NetworkInterfaceIds=[a.interface_id])
+    again = p.allocate("t2", [vpc["db"]])
+    assert (again.interface_id, again.ip) == (a.interface_id, a.ip)  # reused, no new ENI
+    p.release("t2")
+    clock.now = 61
+    p.sweep()
+    left = vpc["ec2"].describe_network_interfaces(
+        Filters=[{"Name": f"tag:{TAG_INSTANCE}", "Values": [vpc["instance"]]}]
+    )["NetworkInterfaces"]
+    assert left == []
+
+
+def test_concurrent_launches_never_share_an_ip(vpc: dict[str, Any], tmp_path: Path) -> None:
+    p = provider(vpc, tmp_path)
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda i: p.allocate(f"t{i}", [vpc["web"]]).ip, range(8)))
+    assert len(set(got)) == 8
+
+
+def test_a_nearly_exhausted_subnet_is_refused_before_it_runs_out(
+    vpc: dict[str, Any], tmp_path: Path
+) -> None:
+    p = provider(vpc, tmp_path, subnet=vpc["small"], subnet_reserve=8)
+    taken = []
+    with pytest.raises(NetworkError, match="nearly out"):
+        for i in range(12):
+            taken.append(p.allocate(f"t{i}", [vpc["web"]]))
+    assert len(taken) < 11
+
+
+class ThrottlingProxy:
+    """Forwards to moto, but answers every fifth EC2 call with RequestLimitExceeded."""
+
+    def __init__(self, upstream: str):
+        self.upstream = upstream
+        self.throttled = 0
+        self._n = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                proxy._n += 1
+                if proxy._n % 5 == 0:
+                    proxy.throttled += 1
+                    error = (
+                        b"<Response><Errors><Error><Code>RequestLimitExceeded</Code>"
+                        b"<Message>Request limit exceeded.</Message></Error></Errors>"
+                        b"<RequestID>x</RequestID></Response>"
+                    )
+                    self.send_response(503)
+                    self.send_header("Content-Length", str(len(error)))
+                    self.end_headers()
+                    self.wfile.write(error)
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                answer = httpx.post(proxy.upstream + self.path, content=body, headers=headers)
+                self.send_response(answer.status_code)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_throttled_ec2_calls_are_retried_and_no_allocation_fails(
+    vpc: dict[str, Any], tmp_path: Path, aws_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = ThrottlingProxy(aws_env)
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        p = provider(vpc, tmp_path)
+        got = {p.allocate(f"t{i}", [vpc["web"]]).ip for i in range(3)}
+        assert len(got) == 3
+        assert proxy.throttled > 0
+    finally:
+        proxy.server.shutdown()

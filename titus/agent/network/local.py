@@ -1,0 +1,66 @@
+"""The `local` provider: addresses from a configured pool, for one machine without a cloud.
+
+Allocations are kept in a JSON file under the agent's state directory, written whole
+under an exclusive file lock, so that a restarted agent finds (and adopts) the addresses
+its running tasks hold, and two agents sharing one pool file never hand out one address
+twice. The pool is a range inside the subnet: hosts that share a subnet get disjoint
+ranges (or one shared file).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from titus.agent.network.provider import Allocation, AllocationFile, NetworkError
+
+#: The interface id the local provider reports: one "interface", the host's bridge.
+LOCAL_INTERFACE_ID = "local"
+
+
+class LocalPoolProvider:
+    """Addresses from `pool` (a range in `subnet`; empty: the subnet's hosts after the
+    first, which is the gateway's by convention)."""
+
+    def __init__(self, subnet: str, pool: str, state_file: Path):
+        self.subnet = ipaddress.ip_network(subnet)
+        self.pool = ipaddress.ip_network(pool) if pool else self.subnet
+        if not self.pool.subnet_of(self.subnet):  # type: ignore[arg-type]
+            raise ValueError(f"address pool {pool} is not inside subnet {subnet}")
+        self.file = AllocationFile(state_file)
+
+    def _candidates(self) -> Iterator[str]:
+        gateway = next(self.subnet.hosts())
+        for address in self.pool.hosts():
+            if address != gateway and address != self.subnet.broadcast_address:
+                yield str(address)
+
+    def allocate(self, task_id: str, security_groups: Sequence[str]) -> Allocation:
+        with self.file.locked() as table:
+            if task_id in table:
+                return table[task_id]
+            taken = {a.ip for a in table.values()}
+            for ip in self._candidates():
+                if ip not in taken:
+                    allocation = Allocation(
+                        task_id=task_id,
+                        ip=ip,
+                        subnet=str(self.subnet),
+                        interface_id=LOCAL_INTERFACE_ID,
+                        security_groups=tuple(security_groups),
+                    )
+                    table[task_id] = allocation
+                    return allocation
+        raise NetworkError(f"address pool {self.pool} is exhausted")
+
+    def release(self, task_id: str) -> None:
+        with self.file.locked() as table:
+            table.pop(task_id, None)
+
+    def allocations(self) -> dict[str, Allocation]:
+        with self.file.locked() as table:
+            return dict(table)
+
+    def sweep(self) -> None:
+        """Nothing to give back: a released address is free at once."""

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from titus.api import agents, capacity, jobs, observe, scheduler_results, tasks
+from titus.api import agents, capacity, dashboard, jobs, observe, scheduler_results, tasks
 from titus.api.admission import Limits
 from titus.api.auth import TokenAuth
 from titus.api.cluster import ClusterService
@@ -174,6 +174,7 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
     app.include_router(capacity.router)
     app.include_router(scheduler_results.router)
     app.include_router(agents.router)
+    app.include_router(dashboard.router)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(InvalidRequest, invalid_request_handler)
 

@@ -136,3 +136,30 @@ def test_operator_commands_for_capacity_groups_hosts_and_instance_groups(
     assert groups["default"]["lifecycleState"] == "phasedOut" and groups["default"]["hosts"] == 1
     titus(platform, "instance-group", "lifecycle", "default", "active")
     assert titus_json(platform, "host", "list")[0]["lifecycleState"] == "active"
+
+
+def test_submit_wait_shows_progress_until_the_work_is_there(
+    platform: Platform, tmp_path: Path
+) -> None:
+    web = tmp_path / "web.json"
+    web.write_text(json.dumps(service("waitweb", 2)))
+    proc = subprocess.run(
+        [TITUS, "job", "submit", str(web), "--wait", "--url", platform.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    job_id = proc.stdout.split()[0]
+    assert len(platform.running(job_id)) == 2  # it returned once both tasks ran
+    progress = proc.stderr.splitlines()
+    assert progress[-1].startswith(f"job {job_id}: ") and "2 Started" in progress[-1]
+    assert len(progress) >= 2  # a line per change, not one per poll
+
+    batch = tmp_path / "batch.json"
+    body = json.loads(
+        (Path(__file__).resolve().parents[2] / "examples/batch-hello.json").read_text()
+    )
+    batch.write_text(json.dumps(body))
+    done = titus_json(platform, "job", "submit", str(batch), "--wait")
+    assert done["status"]["state"] == "Finished"

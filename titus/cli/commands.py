@@ -47,6 +47,7 @@ RESOURCES: dict[str, str] = {
     "capacity-group": "list and manage capacity groups (reservations per application)",
     "host": "list the hosts (agents) with their health, use and tasks",
     "instance-group": "list instance groups and change their lifecycle (phase out hosts)",
+    "completion": "print a shell completion script for titus",
 }
 
 COMMANDS: dict[tuple[str, str], Command] = {}
@@ -77,7 +78,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _load() -> None:
     """The modules whose decorators fill the table."""
-    from titus.cli import fleet, jobs  # noqa: F401
+    from titus.cli import completion, fleet, jobs  # noqa: F401
 
 
 def add_commands(sub: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from titus.cli.commands import COMMANDS, RESOURCES, Outcome, command
+from titus.cli.commands import ALIASES, COMMANDS, RESOURCES, Outcome, command
 
 #: The daemons `titus` runs besides the client commands (cli/main.py).
 DAEMONS = ("local", "api", "master", "agent")
@@ -17,7 +17,7 @@ COMMON = ("--url", "--json", "--caller", "--token-file", "--help")
 
 
 def bash_script() -> str:
-    resources = sorted({*RESOURCES, *DAEMONS})
+    resources = sorted({*RESOURCES, *DAEMONS, *ALIASES})
     actions: dict[str, list[str]] = {}
     options: dict[str, set[str]] = {}
     for (resource, action), cmd in COMMANDS.items():

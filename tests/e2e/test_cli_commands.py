@@ -5,6 +5,7 @@ would)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -136,3 +137,60 @@ def test_operator_commands_for_capacity_groups_hosts_and_instance_groups(
     assert groups["default"]["lifecycleState"] == "phasedOut" and groups["default"]["hosts"] == 1
     titus(platform, "instance-group", "lifecycle", "default", "active")
     assert titus_json(platform, "host", "list")[0]["lifecycleState"] == "active"
+
+
+def test_submit_wait_shows_progress_until_the_work_is_there(
+    platform: Platform, tmp_path: Path
+) -> None:
+    web = tmp_path / "web.json"
+    web.write_text(json.dumps(service("waitweb", 2)))
+    proc = subprocess.run(
+        [TITUS, "job", "submit", str(web), "--wait", "--url", platform.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    job_id = proc.stdout.split()[0]
+    assert len(platform.running(job_id)) == 2  # it returned once both tasks ran
+    progress = proc.stderr.splitlines()
+    assert progress[-1].startswith(f"job {job_id}: ") and "2 Started" in progress[-1]
+    assert len(progress) >= 2  # a line per change, not one per poll
+
+    batch = tmp_path / "batch.json"
+    body = json.loads(
+        (Path(__file__).resolve().parents[2] / "examples/batch-hello.json").read_text()
+    )
+    batch.write_text(json.dumps(body))
+    done = titus_json(platform, "job", "submit", str(batch), "--wait")
+    assert done["status"]["state"] == "Finished"
+
+
+def test_top_agents_and_why_short_forms(platform: Platform, tmp_path: Path) -> None:
+    web = tmp_path / "web.json"
+    web.write_text(json.dumps(service("topweb", 1)))
+    job_id = titus(platform, "job", "submit", str(web), "--wait").split()[0]
+    big = json.loads(
+        (Path(__file__).resolve().parents[2] / "examples/batch-hello.json").read_text()
+    )
+    big["container"]["resources"]["cpu"] = 2.0  # all of the one host's CPU, part of it in use
+    big_id = platform.submit(big)
+    [waiting] = platform.wait_for("the big task", lambda: platform.tasks(big_id))
+    platform.wait_for(
+        "the big task to be found unplaceable",
+        lambda: (
+            platform.http.get(f"/api/v3/scheduler/results/{waiting['id']}").json()[
+                "hostsConsidered"
+            ]
+            > 0
+        ),
+    )
+    screen = titus(platform, "top", "--once")
+    assert "hosts: 1/1 healthy" in screen
+    assert "waiting for placement: 1" in screen
+    assert re.search(r"^1\s+no host fits", screen, re.M)  # the reason, with its task count
+    s = titus_json(platform, "top")
+    assert s["tasks"]["Started"] >= 1 and s["waiting"] == 1
+    assert [a["id"] for a in titus_json(platform, "agents")] == [platform.agent_id]
+    assert "no host fits" in titus(platform, "why", waiting["id"])
+    assert platform.running(job_id)

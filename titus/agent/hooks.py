@@ -24,10 +24,12 @@ A new concern is a new hook, not an `if` in the daemon or the executor.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from titus.agent.metrics import ADOPTED, HOOK_SECONDS, LAUNCH_SECONDS
 from titus.model.launch import TaskSpec
 from titus.model.names import TaskContextKey
 from titus.model.states import Reason
@@ -143,16 +145,23 @@ class HookRunner:
     def setup(self, ctx: TaskContext) -> None:
         """Set up every hook; on a failure tear down those already set up, then re-raise."""
         done: list[TaskHook] = []
+        launch = time.perf_counter()
         for hook in self.hooks:
+            began = time.perf_counter()
             try:
                 hook.setup(ctx)
             except BaseException:
                 log.info("task %s: hook %s setup failed", ctx.task_id, hook.name)
+                HOOK_SECONDS.labels(hook.name, "failed").observe(time.perf_counter() - began)
+                LAUNCH_SECONDS.labels("failed").observe(time.perf_counter() - launch)
                 self._teardown(ctx, done)
                 raise
+            HOOK_SECONDS.labels(hook.name, "ok").observe(time.perf_counter() - began)
             done.append(hook)
+        LAUNCH_SECONDS.labels("ok").observe(time.perf_counter() - launch)
 
     def adopt(self, ctx: TaskContext) -> None:
+        ADOPTED.inc()
         for hook in self.hooks:
             hook.adopt(ctx)
 

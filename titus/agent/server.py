@@ -4,12 +4,12 @@ The master pushes launches and kills and pulls task reports by long poll; owners
 the api) read task output. Every handler that touches Docker or waits runs on a worker
 thread, so one slow engine call or a long poll never stalls the others.
 
-With the platform's shared secret set, every call but the health check must be signed
-(titus/model/signing.py): anything else on the host's network, a container included, gets
-401 and cannot launch, kill, claim away or acknowledge away a task. Orders (launch, kill,
-claims, acknowledgements, report polls) also carry the caller's leadership epoch; one from
-an epoch older than the newest this agent has obeyed is a deposed leader's, refused with
-409.
+With the platform's shared secret set, every call but the health check and the metrics
+must be signed (titus/model/signing.py): anything else on the host's network, a container
+included, gets 401 and cannot launch, kill, claim away or acknowledge away a task. Orders
+(launch, kill, claims, acknowledgements, report polls) also carry the caller's leadership
+epoch; one from an epoch older than the newest this agent has obeyed is a deposed leader's,
+refused with 409.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from typing import Any
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from titus.agent.daemon import MAX_POLL_WAIT_SEC, AgentDaemon
 from titus.agent.logs import STREAMS, LogFiles
+from titus.agent.metrics import agent_exposition, daemon_registry
 from titus.model.launch import TaskReportPage, TaskSpec
 from titus.model.signing import HEADER, EpochGate, RequestVerifier, SignatureError
 from titus.settings import Settings
@@ -162,6 +164,13 @@ def create_agent_app(daemon: AgentDaemon, guard: CallGuard | None = None) -> Fas
         return await run_in_threadpool(daemon.reports, since, wait)
 
     app.include_router(logs_router(daemon.log_files, daemon.is_running, guard))
+    registry = daemon_registry(daemon)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """Unsigned like the health check: a scrape orders nothing and reads no output."""
+        return Response(agent_exposition(registry), media_type=CONTENT_TYPE_LATEST)
+
     return app
 
 

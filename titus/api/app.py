@@ -13,17 +13,17 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from titus.api import agents, capacity, jobs, observe, scheduler_results, tasks
+from titus.api import agents, capacity, dashboard, jobs, observe, scheduler_results, tasks
 from titus.api.admission import Limits
 from titus.api.auth import TokenAuth
 from titus.api.cluster import ClusterService
 from titus.api.errors import ApiError, api_error_handler, error_body, invalid_request_handler
 from titus.api.gate import Gate
+from titus.api.metrics import METRICS_CONTENT_TYPE, RequestMetrics, RouteTemplates, exposition
 from titus.api.observe import Hub
 from titus.api.openapi_links import add_links
 from titus.api.ratelimit import RateLimiter
@@ -159,13 +159,14 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
     auth = TokenAuth.from_file(settings.auth_tokens_file) if settings.auth_tokens_file else None
     limiter = RateLimiter(settings.rate_limit_buckets)
     build_stack = app.build_middleware_stack
+    templates = RouteTemplates(lambda: app.openapi())
 
     def build_middleware_stack() -> Any:
         """The gate outside everything else: a refused request (401, 403, 429) costs one
         dict lookup and two sends, not a pass through the framework's middleware, so a
         runaway caller's refused flood takes little from the event loop other callers
         share."""
-        return Gate(build_stack(), auth=auth, limiter=limiter)
+        return RequestMetrics(Gate(build_stack(), auth=auth, limiter=limiter), templates, limiter)
 
     app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
     app.include_router(observe.router)
@@ -174,6 +175,7 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
     app.include_router(capacity.router)
     app.include_router(scheduler_results.router)
     app.include_router(agents.router)
+    app.include_router(dashboard.router)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(InvalidRequest, invalid_request_handler)
 
@@ -257,7 +259,7 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(app.state.hub), media_type=METRICS_CONTENT_TYPE)
 
     original_openapi = app.openapi
 

@@ -47,7 +47,23 @@ RESOURCES: dict[str, str] = {
     "capacity-group": "list and manage capacity groups (reservations per application)",
     "host": "list the hosts (agents) with their health, use and tasks",
     "instance-group": "list instance groups and change their lifecycle (phase out hosts)",
+    "completion": "print a shell completion script for titus",
+    "cluster": "the whole cluster at a glance",
 }
+
+#: Short forms: `titus top` is `titus cluster top`, and so on.
+ALIASES: dict[str, list[str]] = {
+    "top": ["cluster", "top"],
+    "agents": ["host", "list"],
+    "why": ["task", "why"],
+}
+
+
+def expand_aliases(argv: list[str]) -> list[str]:
+    if argv and argv[0] in ALIASES:
+        return [*ALIASES[argv[0]], *argv[1:]]
+    return argv
+
 
 COMMANDS: dict[tuple[str, str], Command] = {}
 
@@ -77,7 +93,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _load() -> None:
     """The modules whose decorators fill the table."""
-    from titus.cli import fleet, jobs  # noqa: F401
+    from titus.cli import completion, fleet, jobs, top  # noqa: F401
 
 
 def add_commands(sub: Any) -> None:

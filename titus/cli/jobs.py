@@ -22,6 +22,7 @@ from titus.cli.client import (
     table,
 )
 from titus.cli.commands import Outcome, arg, command
+from titus.cli.progress import wait_for_job
 from titus.model.names import AgentContext, TaskContextKey
 from titus.model.states import JobState, TaskState
 
@@ -67,10 +68,25 @@ def task_row(task: dict[str, Any]) -> list[str]:
 
 
 # ---- jobs -----------------------------------------------------------------------------------
-@command("job", "submit", "submit a job descriptor (JSON file, or - for stdin)", arg("file"))
+@command(
+    "job",
+    "submit",
+    "submit a job descriptor (JSON file, or - for stdin)",
+    arg("file"),
+    arg(
+        "--wait",
+        action="store_true",
+        help="show progress until a service job's tasks run or a batch job finishes",
+    ),
+    arg("--timeout", type=float, default=600.0, help="seconds --wait waits (default 600)"),
+)
 def submit(api: Api, args: argparse.Namespace) -> Outcome:
     out = api.call("POST", "/api/v3/jobs", json=read_json_file(args.file, "job descriptor"))
-    return out, out["id"]
+    if not args.wait:
+        return out, out["id"]
+    job = wait_for_job(api, out["id"], args.timeout)
+    status = job["status"]
+    return job, f"{job['id']} {status['state']} {status.get('reasonCode', '')}".rstrip()
 
 
 @command(

@@ -19,7 +19,7 @@ import threading
 from typing import Any
 
 from titus.cli.client import CommandError
-from titus.cli.commands import add_commands, client_resources
+from titus.cli.commands import add_commands, client_resources, expand_aliases
 from titus.cli.commands import run as run_client
 from titus.settings import Settings, load_settings
 
@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(expand_aliases(sys.argv[1:] if argv is None else argv))
     try:
         if args.resource in client_resources():
             try:

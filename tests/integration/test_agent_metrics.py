@@ -1,0 +1,72 @@
+"""The agent's /metrics, scraped over HTTP from a real agent on the real Docker engine:
+tasks by state, launch and hook durations and adopted containers move as tasks start,
+end and are taken over by a restarted agent."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.docker_engine import AgentFactory, run_task, task_spec, wait_for_report
+from titus.agent.daemon import AgentDaemon
+from titus.agent.server import bound_port, run_agent_server
+from titus.model.states import TaskState
+
+pytestmark = pytest.mark.docker
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(agent: AgentDaemon) -> Samples:
+    """The agent's /metrics over HTTP, unsigned (as Prometheus scrapes it)."""
+    server = run_agent_server(agent, "127.0.0.1", 0, background=True)
+    try:
+        r = httpx.get(f"http://127.0.0.1:{bound_port(server)}/metrics", timeout=10)
+    finally:
+        server.should_exit = True
+    assert r.status_code == 200
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_tasks_by_state_and_launch_durations_move(agent_factory: AgentFactory) -> None:
+    agent = agent_factory()
+    before = scrape(agent)
+    assert value(before, "titus_agent_healthy") == 1
+    assert value(before, "titus_agent_tasks", state="Started") == 0
+    running = run_task(agent, task_spec("sleep 300"), TaskState.STARTED)
+    run_task(agent, task_spec("exit 0"))
+    during = scrape(agent)
+    assert value(during, "titus_agent_tasks", state="Started") == 1
+    assert value(during, "titus_agent_tasks", state="Finished") == 1
+    launches = "titus_agent_launch_duration_seconds_count"
+    assert value(during, launches, result="ok") - value(before, launches, result="ok") == 2
+    hooks = {
+        dict(labels)["hook"]
+        for (name, labels), v in during.items()
+        if name == "titus_agent_hook_setup_duration_seconds_count" and v > 0
+    }
+    assert len(hooks) >= 2  # each hook is timed on its own
+    assert agent.kill(running.taskId)
+    wait_for_report(agent, running.taskId, TaskState.FINISHED)
+    assert value(scrape(agent), "titus_agent_tasks", state="Started") == 0
+
+
+def test_a_restarted_agent_counts_the_containers_it_adopts(agent_factory: AgentFactory) -> None:
+    first = agent_factory()
+    task = run_task(first, task_spec("sleep 300"), TaskState.STARTED)
+    adopted = value(scrape(first), "titus_agent_containers_adopted_total")
+    first.stop()
+    second = agent_factory()
+    wait_for_report(second, task.taskId, TaskState.STARTED)
+    after = scrape(second)
+    assert value(after, "titus_agent_containers_adopted_total") - adopted == 1
+    assert value(after, "titus_agent_tasks", state="Started") == 1

@@ -95,7 +95,10 @@ def test_auth_on_needs_a_token_for_changes_and_admin_for_groups(tmp_path: Path) 
             headers={"Authorization": "Bearer tok-alice", "X-Titus-CallerId": "mallory"},
         )
         assert r.status_code == 202
-        job = http.get(f"/api/v3/jobs/{r.json()['id']}").json()
+        alice = {"Authorization": "Bearer tok-alice"}
+        # reads need a token too (auth_reads, on by default with tokens)
+        assert http.get(f"/api/v3/jobs/{r.json()['id']}").status_code == 401
+        job = http.get(f"/api/v3/jobs/{r.json()['id']}", headers=alice).json()
         assert job["jobDescriptor"]["attributes"]["titus.createdBy"] == "alice"
         group = {"appName": "g1"}
         base = "/api/v2/management/applications"
@@ -107,7 +110,8 @@ def test_auth_on_needs_a_token_for_changes_and_admin_for_groups(tmp_path: Path) 
             http.post(base, json=group, headers={"Authorization": "Bearer tok-root"}).status_code
             == 201
         )
-        assert http.get("/api/v3/jobs").status_code == 200
+        assert http.get("/api/v3/jobs").status_code == 401
+        assert http.get("/api/v3/jobs", headers=alice).status_code == 200
 
 
 def test_auth_off_takes_the_caller_from_the_header(tmp_path: Path) -> None:

@@ -61,7 +61,8 @@ def build_server(app: FastAPI, settings: Settings) -> tuple[grpc.aio.Server, int
         ]
     )
     state = app.state
-    servicer = JobManagement(state.jobs, state.view, state.hub, rest_gate(app, settings))
+    gate = rest_gate(app, settings)
+    servicer = JobManagement(state.jobs, state.view, state.hub, gate, state.access)
     pb_grpc.add_JobManagementServiceServicer_to_server(servicer, server)
     checks = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checks, server)

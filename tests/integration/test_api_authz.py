@@ -13,8 +13,13 @@ import pytest
 from tests.integration.test_api_app import api, service
 from tests.integration.test_grpc_jobs import descriptor, grpc_api
 from titus.api.auth import TokenAuth
+from titus.api.errors import ApiError
 from titus.api.grpc.gen import titus_job_api_pb2 as pb
+from titus.api.observe import Hub
 from titus.api.policy import REDACTED
+from titus.api.query import Criteria
+from titus.api.view import ActiveView
+from titus.store.sqlite import SqliteJobStore
 
 ALICE = {"Authorization": "Bearer tok-alice"}
 BOB = {"Authorization": "Bearer tok-bob"}
@@ -101,3 +106,18 @@ def test_over_grpc_another_owner_cannot_kill_and_reads_hide_env(tmp_path: Path) 
         own = api_.stub.FindJob(pb.JobId(id=job_id), metadata=alice)
         assert dict(own.jobDescriptor.container.env) == {"TOKEN": "s3cret"}
         api_.stub.KillJob(pb.JobId(id=job_id), metadata=alice)
+
+
+def test_a_caller_holds_a_bounded_number_of_observe_streams(tmp_path: Path) -> None:
+    view = ActiveView(SqliteJobStore(tmp_path / "t.db"))
+    hub = Hub(view, queue_size=10, history_size=10, max_per_caller=2)
+    everything = Criteria.parse({}, set())
+    first, _ = hub.subscribe(everything, None, key="principal:alice")
+    hub.subscribe(everything, None, key="principal:alice")
+    with pytest.raises(ApiError) as refused:
+        hub.subscribe(everything, None, key="principal:alice")
+    assert refused.value.status == 429
+    assert "observe_max_per_caller" in refused.value.message
+    hub.subscribe(everything, None, key="principal:bob")  # another caller has its own
+    hub.unsubscribe(first)
+    hub.subscribe(everything, None, key="principal:alice")  # a closed stream frees its place

@@ -118,6 +118,15 @@ class Settings(BaseSettings):
         description="Observe streams (REST and gRPC) one caller may hold at once, counted by "
         "its token's principal, else its address; 429 beyond. 0: no bound.",
     )
+    agent_max_log_follows: int = Field(
+        16,
+        description="Log follows an agent (or a Mesos executor) serves at once; 429 beyond, "
+        "so followers cannot take the threads launches and kills need.",
+    )
+    agent_max_report_polls: int = Field(
+        4,
+        description="Report long polls an agent serves at once (the leader holds one); 503 beyond.",
+    )
     observe_history: int = Field(
         10_000, description="Recent events kept for clients resuming with Last-Event-ID."
     )

@@ -11,6 +11,7 @@ import grpc
 import pytest
 
 from tests.integration.test_api_app import api, service
+from tests.integration.test_api_spinnaker import add_task
 from tests.integration.test_grpc_jobs import descriptor, grpc_api
 from titus.api.auth import TokenAuth
 from titus.api.errors import ApiError
@@ -121,3 +122,22 @@ def test_a_caller_holds_a_bounded_number_of_observe_streams(tmp_path: Path) -> N
     hub.subscribe(everything, None, key="principal:bob")  # another caller has its own
     hub.unsubscribe(first)
     hub.subscribe(everything, None, key="principal:alice")  # a closed stream frees its place
+
+
+def test_task_output_and_task_changes_are_the_jobs_owners(tmp_path: Path) -> None:
+    with api(tmp_path, auth_tokens_file=tokens(tmp_path)) as (http, store):
+        job_id = http.post("/api/v3/jobs", json=service(), headers=ALICE).json()["id"]
+        task_id = add_task(store, job_id, 1)
+        logs = http.get(f"/api/v3/tasks/{task_id}/logs", headers=BOB)
+        assert logs.status_code == 403
+        assert "read the output" in logs.json()["message"]
+        assert "rule: job owner" in logs.json()["message"]
+        assert http.delete(f"/api/v3/tasks/{task_id}", headers=BOB).status_code == 403
+        attrs = {"attributes": {"a": "b"}}
+        put = http.put(f"/api/v3/tasks/{task_id}/attributes", json=attrs, headers=BOB)
+        assert put.status_code == 403
+        assert (
+            http.put(f"/api/v3/tasks/{task_id}/attributes", json=attrs, headers=ALICE).status_code
+            == 200
+        )
+        assert http.delete(f"/api/v3/tasks/{task_id}", headers=ALICE).status_code == 200

@@ -98,13 +98,34 @@ class Settings(BaseSettings):
     auth_tokens_file: str = Field(
         "",
         description='JSON file mapping bearer tokens to callers: {"<token>": {"callerId": '
-        '"alice", "roles": ["admin"]}}. Empty (default): no authentication.',
+        '"alice", "roles": ["admin"], "email": "a@x.com", "teams": ["t@x.com"]}} (roles: '
+        "user, the default, or admin; a user changes the jobs it created or its teams own). "
+        "Empty (default): no authentication.",
+    )
+    auth_reads: bool = Field(
+        True,
+        description="With auth_tokens_file set, reads need a valid token too (401 without); "
+        "false leaves reads open to anyone who reaches the API.",
     )
     idempotency_ttl_sec: float = Field(
         86_400.0, description="How long an Idempotency-Key is remembered (default 24 h)."
     )
     observe_queue_size: int = Field(
         1_000, description="Events buffered per observe client before it is dropped as slow."
+    )
+    observe_max_per_caller: int = Field(
+        256,
+        description="Observe streams (REST and gRPC) one caller may hold at once, counted by "
+        "its token's principal, else its address; 429 beyond. 0: no bound.",
+    )
+    agent_max_log_follows: int = Field(
+        16,
+        description="Log follows an agent (or a Mesos executor) serves at once; 429 beyond, "
+        "so followers cannot take the threads launches and kills need.",
+    )
+    agent_max_report_polls: int = Field(
+        4,
+        description="Report long polls an agent serves at once (the leader holds one); 503 beyond.",
     )
     observe_history: int = Field(
         10_000, description="Recent events kept for clients resuming with Last-Event-ID."

@@ -51,7 +51,12 @@ def test_the_cli_sends_the_token_it_finds_and_fails_clearly_without_one(
     by_env = _titus(secured, home, "job", "submit", str(EXAMPLE), TITUS_TOKEN=TOKEN)
     assert by_env.returncode == 0, by_env.stderr
     job_id = by_env.stdout.strip()
-    assert secured.job(job_id)["jobDescriptor"]["owner"]["teamEmail"]
+    # reads need the token too, and the job is alice's
+    assert secured.http.get(f"/api/v3/jobs/{job_id}").status_code == 401
+    shown = secured.http.get(
+        f"/api/v3/jobs/{job_id}", headers={"Authorization": f"Bearer {TOKEN}"}
+    ).json()
+    assert shown["jobDescriptor"]["attributes"]["titus.createdBy"] == "alice"
 
     default_file = home / ".config" / "titus" / "token"
     default_file.parent.mkdir(parents=True)

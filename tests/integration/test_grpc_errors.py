@@ -151,7 +151,12 @@ def test_with_tokens_changes_need_one_and_the_token_names_the_caller(tmp_path: P
             descriptor(),
             metadata=(("authorization", "Bearer tok-alice"), ("x-titus-callerid", "mallory")),
         ).id
-        job = api.stub.FindJob(pb.JobId(id=job_id))  # reads stay open
+        with pytest.raises(grpc.RpcError) as unread:
+            api.stub.FindJob(pb.JobId(id=job_id))  # reads need a token too
+        assert unread.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        job = api.stub.FindJob(
+            pb.JobId(id=job_id), metadata=(("authorization", "Bearer tok-alice"),)
+        )
         assert job.jobDescriptor.attributes["titus.createdBy"] == "alice"
         # only the job's owners change it: the same rule as REST (one service layer)
         with pytest.raises(grpc.RpcError) as foreign:

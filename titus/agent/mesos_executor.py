@@ -468,7 +468,12 @@ def main() -> int:
     # finds this address in the task's context (agent.logsAddress)
     logs_app = FastAPI(title="titus executor logs")
     logs_app.include_router(
-        logs_router(log_files, executor.is_running, CallGuard.from_settings(settings))
+        logs_router(
+            log_files,
+            executor.is_running,
+            CallGuard.from_settings(settings),
+            settings.agent_max_log_follows,
+        )
     )
     logs_server = serve_in_background(logs_app, settings.agent_host, 0)
     executor.logs_address = f"http://{settings.agent_host}:{bound_port(logs_server)}"

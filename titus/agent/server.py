@@ -81,12 +81,52 @@ class CallGuard:
             )
 
 
+class Slots:
+    """At most `size` long requests of one kind at once (log follows, report long polls),
+    so they cannot take every worker thread from launches and kills; beyond, the caller
+    is refused at once instead of queued."""
+
+    def __init__(self, size: int, what: str, status: int):
+        self.size = size
+        self.what = what
+        self.status = status
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        with self._lock:
+            if self.held >= self.size:
+                raise HTTPException(
+                    self.status,
+                    f"{self.held} {self.what} already run on this host, the most it takes; "
+                    "retry later",
+                    headers={"Retry-After": "2"},
+                )
+            self.held += 1
+
+    def give(self) -> None:
+        with self._lock:
+            self.held -= 1
+
+    def around(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """`chunks`, giving the slot back when the stream ends or the client goes."""
+        try:
+            yield from chunks
+        finally:
+            self.give()
+
+
 def logs_router(
-    log_files: LogFiles, is_running: Callable[[str], bool], guard: CallGuard
+    log_files: LogFiles,
+    is_running: Callable[[str], bool],
+    guard: CallGuard,
+    max_follows: int,
 ) -> APIRouter:
-    """Task output as kept on this host: a byte range, or followed while the task runs.
-    Served by the agent, and by each Mesos executor for its own task."""
+    """Task output as kept on this host: a byte range, or followed while the task runs
+    (at most `max_follows` followers at once, 429 beyond). Served by the agent, and by
+    each Mesos executor for its own task."""
     router = APIRouter()
+    follows = Slots(max_follows, "log follows", 429)
 
     @router.get("/v1/tasks/{task_id}/logs", dependencies=[Depends(guard.read)])
     def logs(
@@ -101,10 +141,11 @@ def logs_router(
         if not log_files.exists(task_id):
             raise HTTPException(404, f"no logs for task {task_id} on this host")
         if follow:
+            follows.take()
             chunks: Iterator[bytes] = log_files.follow(
                 task_id, stream, offset, lambda: is_running(task_id), length
             )
-            return StreamingResponse(chunks, media_type="text/plain")
+            return StreamingResponse(follows.around(chunks), media_type="text/plain")
         data = log_files.read(task_id, stream, offset, length or MAX_LOG_READ)
         return Response(data, media_type="text/plain")
 
@@ -115,6 +156,7 @@ def create_agent_app(daemon: AgentDaemon, guard: CallGuard | None = None) -> Fas
     app = FastAPI(title="titus agent", version="1")
     guard = guard or CallGuard.from_settings(daemon.settings)
     order = [Depends(guard.order)]
+    polls = Slots(daemon.settings.agent_max_report_polls, "report long polls", 503)
 
     @app.get("/v1/health")
     def health() -> dict[str, Any]:
@@ -161,9 +203,16 @@ def create_agent_app(daemon: AgentDaemon, guard: CallGuard | None = None) -> Fas
     async def reports(
         since: int = 0, wait: float = Query(0.0, ge=0.0, le=MAX_POLL_WAIT_SEC)
     ) -> TaskReportPage:
-        return await run_in_threadpool(daemon.reports, since, wait)
+        if wait <= 0:
+            return await run_in_threadpool(daemon.reports, since, wait)
+        polls.take()
+        try:
+            return await run_in_threadpool(daemon.reports, since, wait)
+        finally:
+            polls.give()
 
-    app.include_router(logs_router(daemon.log_files, daemon.is_running, guard))
+    follows = daemon.settings.agent_max_log_follows
+    app.include_router(logs_router(daemon.log_files, daemon.is_running, guard, follows))
     registry = daemon_registry(daemon)
 
     @app.get("/metrics", include_in_schema=False)

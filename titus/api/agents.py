@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from titus.api.deps import cluster_of, view_of
+from titus.api.deps import authenticated, cluster_of, principal_of, view_of
 from titus.api.schemas import ERROR_RESPONSES
 
-router = APIRouter(prefix="/api/v3", tags=["agents"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v3",
+    tags=["agents"],
+    responses=ERROR_RESPONSES,
+    dependencies=[Depends(authenticated)],
+)
 
 
 class LifecycleUpdate(BaseModel):
@@ -25,12 +30,14 @@ class LifecycleUpdate(BaseModel):
 
 @router.get("/agents")
 async def list_agents(request: Request) -> dict[str, Any]:
-    """Registered hosts with resources, usage, health (and why not), lifecycle and tasks."""
+    """Registered hosts with resources, usage, health (and why not), lifecycle and tasks;
+    addresses for admins only."""
     view = view_of(request)
     await view.refresh()
     # A snapshot taken here: the view changes only on this loop, not under the worker.
     jobs, tasks = dict(view.jobs), list(view.tasks.values())
-    items = await run_in_threadpool(cluster_of(request).list_agents, jobs, tasks)
+    who = principal_of(request)
+    items = await run_in_threadpool(cluster_of(request).list_agents, jobs, tasks, who)
     return {"items": items}
 
 
@@ -42,5 +49,5 @@ def list_instance_groups(request: Request) -> dict[str, Any]:
 
 @router.put("/instanceGroups/{name}/lifecycle")
 def set_lifecycle(name: str, body: LifecycleUpdate, request: Request) -> dict[str, Any]:
-    """Set a group's lifecycle; the master reads it on its next pass."""
-    return cluster_of(request).set_instance_group_lifecycle(name, body.state)
+    """Set a group's lifecycle; the master reads it on its next pass. Admins only."""
+    return cluster_of(request).set_instance_group_lifecycle(name, body.state, principal_of(request))

@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -19,8 +19,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from titus.api import agents, capacity, dashboard, jobs, observe, scheduler_results, tasks
 from titus.api.admission import Limits
-from titus.api.auth import TokenAuth
+from titus.api.auth import Access, TokenAuth
 from titus.api.cluster import ClusterService
+from titus.api.deps import authenticated
 from titus.api.errors import ApiError, api_error_handler, error_body, invalid_request_handler
 from titus.api.gate import Gate
 from titus.api.metrics import METRICS_CONTENT_TYPE, RequestMetrics, RouteTemplates, exposition
@@ -145,6 +146,7 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
     app.state.agent_auth = agent_auth(settings.shared_secret())
     app.state.view = view
     app.state.hub = Hub(view, settings.observe_queue_size, settings.observe_history)
+    app.state.hub.max_per_caller = settings.observe_max_per_caller
     limits = Limits.from_settings(
         settings, store, active_jobs=lambda: len(view.jobs), task_demand=view.task_demand
     )
@@ -157,6 +159,7 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
     )
     app.state.cluster = ClusterService(store, coord)
     auth = TokenAuth.from_file(settings.auth_tokens_file) if settings.auth_tokens_file else None
+    app.state.access = Access(auth, settings.auth_reads)
     limiter = RateLimiter(settings.rate_limit_buckets)
     build_stack = app.build_middleware_stack
     templates = RouteTemplates(lambda: app.openapi())
@@ -250,7 +253,7 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
         )
         return JSONResponse(body.model_dump(), status_code=503 if status == "unavailable" else 200)
 
-    @app.get("/api/v3/quarantine", tags=["operations"])
+    @app.get("/api/v3/quarantine", tags=["operations"], dependencies=[Depends(authenticated)])
     async def quarantine() -> dict[str, Any]:
         """Stored job and task records this API process could not read: left out of every
         answer (never failing one), kept in the store untouched for an operator to repair

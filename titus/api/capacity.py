@@ -4,22 +4,25 @@ A group reserves `instanceCount` slices of a given size for the jobs that name i
 group `DEFAULT` always exists (served with default values until someone stores one) and
 cannot be deleted. A group that active jobs still name cannot be deleted either (the rules
 are ClusterService's, titus/api/cluster.py). When authentication is on, changes need the
-admin role (the gate checks it).
+admin role (the service layer checks it).
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from titus.api.body import read_json
-from titus.api.deps import caller_of, cluster_of, settings_of, view_of
+from titus.api.deps import authenticated, caller_of, cluster_of, principal_of, settings_of, view_of
 from titus.api.jobs import parse
 from titus.api.schemas import ERROR_RESPONSES, CapacityGroup, json_body
 
 router = APIRouter(
-    prefix="/api/v2/management/applications", tags=["capacity groups"], responses=ERROR_RESPONSES
+    prefix="/api/v2/management/applications",
+    tags=["capacity groups"],
+    responses=ERROR_RESPONSES,
+    dependencies=[Depends(authenticated)],
 )
 
 
@@ -43,7 +46,9 @@ async def create_group(request: Request) -> JSONResponse:
     body = await read_json(request, settings_of(request).max_body_bytes)
     group = parse(CapacityGroup, body, "capacity group")
     caller = caller_of(request)[0]
-    created = await run_in_threadpool(cluster_of(request).create_capacity_group, group, caller)
+    created = await run_in_threadpool(
+        cluster_of(request).create_capacity_group, group, caller, principal_of(request)
+    )
     return JSONResponse(created, status_code=201)
 
 
@@ -57,7 +62,7 @@ async def update_group(name: str, request: Request) -> JSONResponse:
     group = parse(CapacityGroup, body, "capacity group")
     caller = caller_of(request)[0]
     updated = await run_in_threadpool(
-        cluster_of(request).update_capacity_group, name, group, caller
+        cluster_of(request).update_capacity_group, name, group, caller, principal_of(request)
     )
     return JSONResponse(updated)
 
@@ -68,5 +73,7 @@ async def delete_group(name: str, request: Request) -> Response:
     await view.refresh()
     jobs = list(view.jobs.values())
     caller = caller_of(request)[0]
-    await run_in_threadpool(cluster_of(request).delete_capacity_group, name, jobs, caller)
+    await run_in_threadpool(
+        cluster_of(request).delete_capacity_group, name, jobs, caller, principal_of(request)
+    )
     return Response(status_code=204)

@@ -23,7 +23,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from titus.api.auth import OPEN, Principal
 from titus.api.errors import ApiError, not_found
+from titus.api.policy import REDACTED, require_admin
 from titus.api.schemas import CapacityGroup
 from titus.coord.base import Coordinator
 from titus.model.job import Job, Task
@@ -81,7 +83,10 @@ class ClusterService:
             raise not_found("capacity group", name)
         return _load(raw)
 
-    def create_capacity_group(self, group: CapacityGroup, caller: str = "") -> dict[str, Any]:
+    def create_capacity_group(
+        self, group: CapacityGroup, caller: str = "", who: Principal = OPEN
+    ) -> dict[str, Any]:
+        require_admin(who, "create capacity groups")
         if group.appName == DEFAULT_CAPACITY_GROUP:
             raise ApiError(409, f"capacity group {DEFAULT_CAPACITY_GROUP} exists")
         try:
@@ -92,8 +97,9 @@ class ClusterService:
         return group.model_dump()
 
     def update_capacity_group(
-        self, name: str, group: CapacityGroup, caller: str = ""
+        self, name: str, group: CapacityGroup, caller: str = "", who: Principal = OPEN
     ) -> dict[str, Any]:
+        require_admin(who, "change capacity groups")
         if group.appName != name:
             raise ApiError(400, f"appName '{group.appName}' does not match the path '{name}'")
         if name != DEFAULT_CAPACITY_GROUP and self.store.get_capacity_group(name) is None:
@@ -103,10 +109,11 @@ class ClusterService:
         return group.model_dump()
 
     def delete_capacity_group(
-        self, name: str, active_jobs: Iterable[Job], caller: str = ""
+        self, name: str, active_jobs: Iterable[Job], caller: str = "", who: Principal = OPEN
     ) -> None:
         """Delete a group no active job names (`active_jobs`: every active job, as the
         caller's current view has them)."""
+        require_admin(who, "delete capacity groups")
         if name == DEFAULT_CAPACITY_GROUP:
             # the request is well formed: the platform needs this group (as with one in use)
             raise ApiError(409, f"capacity group {DEFAULT_CAPACITY_GROUP} cannot be deleted")
@@ -131,8 +138,11 @@ class ClusterService:
             for n in names
         ]
 
-    def set_instance_group_lifecycle(self, name: str, state: str) -> dict[str, Any]:
-        """Set a group's lifecycle; the master reads it on its next pass."""
+    def set_instance_group_lifecycle(
+        self, name: str, state: str, who: Principal = OPEN
+    ) -> dict[str, Any]:
+        """Set a group's lifecycle; the master reads it on its next pass. Admins only."""
+        require_admin(who, "change instance group lifecycles")
         if not name or len(name) > 200 or "/" in name:
             raise ApiError(400, "name: must be 1-200 characters without '/'")
         if state not in LIFECYCLE_STATES:
@@ -142,9 +152,12 @@ class ClusterService:
         return {"id": name, "lifecycleState": state}
 
     # ---- hosts ----------------------------------------------------------------------------
-    def list_agents(self, jobs: Mapping[str, Job], tasks: Iterable[Task]) -> list[dict[str, Any]]:
+    def list_agents(
+        self, jobs: Mapping[str, Job], tasks: Iterable[Task], who: Principal = OPEN
+    ) -> list[dict[str, Any]]:
         """Registered hosts with resources, usage, health (and why not), lifecycle and
-        tasks; usage counts the active `tasks` (of `jobs`) placed on each host."""
+        tasks; usage counts the active `tasks` (of `jobs`) placed on each host. A host's
+        address (where its signed API listens) is shown to admins only: REDACTED else."""
         per_host = _usage_and_tasks(jobs, tasks)
         groups = self.store.list_instance_groups()
         items = []
@@ -154,7 +167,7 @@ class ClusterService:
             items.append(
                 {
                     "id": info.id,
-                    "address": info.address,
+                    "address": info.address if who.is_admin else REDACTED,
                     "instanceGroup": group,
                     "lifecycleState": groups.get(group, ACTIVE),
                     "healthy": info.healthy,

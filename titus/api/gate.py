@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from titus.api.auth import CURRENT_PRINCIPAL, Principal, TokenAuth
+from titus.api.auth import Principal, TokenAuth
 from titus.api.errors import error_body
 from titus.api.ratelimit import RateLimiter, retry_after_header
 
@@ -106,11 +106,7 @@ class Gate:
                     {"Retry-After": retry},
                 )
                 return
-        current = CURRENT_PRINCIPAL.set(principal if self.auth is not None else None)
-        try:
-            await self.app(scope, receive, send)  # the service reads CURRENT_PRINCIPAL
-        finally:
-            CURRENT_PRINCIPAL.reset(current)
+        await self.app(scope, receive, send)
 
     def _principal(self, headers: dict[str, str], scope: Scope) -> Principal:
         if self.auth is not None:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from titus.api.body import read_json
-from titus.api.deps import caller_of, service_of, settings_of, view_of
+from titus.api.deps import authenticated, caller_of, principal_of, service_of, settings_of, view_of
 from titus.api.errors import ApiError
+from titus.api.policy import job_doc
 from titus.api.query import JOB_FILTERS, Criteria, Paging, csv
 from titus.api.schemas import (
     ERROR_RESPONSES,
@@ -26,7 +27,12 @@ from titus.api.schemas import (
 from titus.model.job import Capacity, DisruptionBudget, Job, ServiceJobProcesses
 from titus.model.validation import InvalidRequest, from_pydantic
 
-router = APIRouter(prefix="/api/v3", tags=["jobs"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v3",
+    tags=["jobs"],
+    responses=ERROR_RESPONSES,
+    dependencies=[Depends(authenticated)],
+)
 
 OK: dict[int | str, dict[str, Any]] = {200: {"model": Empty, "description": "Done."}}
 
@@ -85,20 +91,22 @@ async def list_jobs(request: Request) -> JSONResponse:
     jobs = view.jobs
     matches = None if criteria.empty else lambda key: criteria.job_matches(jobs[key[1]])
     keys, total, has_more = view.job_order.page(paging, matches)
-    items = [view.job_json[k[1]] for k in keys]
+    who = principal_of(request)
+    items = [job_doc(who, view.job_json[k[1]]) for k in keys]
     return JSONResponse(paging.response(items, keys, has_more, total))
 
 
 @router.get("/jobs/{job_id}", responses={200: {"model": Job, "description": "The job."}})
 async def get_job(job_id: str, request: Request) -> JSONResponse:
-    job = await run_in_threadpool(service_of(request).get_job, job_id)
-    return JSONResponse(job.api_json())
+    doc = await run_in_threadpool(service_of(request).read_job, job_id, principal_of(request))
+    return JSONResponse(doc)
 
 
 @router.delete("/jobs/{job_id}", responses=OK)
 async def kill_job(job_id: str, request: Request) -> JSONResponse:
     caller, reason = caller_of(request)
-    await run_in_threadpool(service_of(request).kill_job, job_id, caller, reason)
+    who = principal_of(request)
+    await run_in_threadpool(service_of(request).kill_job, job_id, caller, reason, who)
     return done()
 
 
@@ -108,8 +116,11 @@ async def resize_job(job_id: str, request: Request) -> JSONResponse:
     body = await read_json(request, settings_of(request).max_body_bytes)
     capacity = parse(Capacity, body, "capacity")
     caller, reason = caller_of(request)
+    who = principal_of(request)
     await view_of(request).refresh()
-    await run_in_threadpool(lambda: service_of(request).resize(job_id, capacity, caller, reason))
+    await run_in_threadpool(
+        lambda: service_of(request).resize(job_id, capacity, caller, reason, who=who)
+    )
     return done()
 
 
@@ -122,8 +133,11 @@ async def set_capacity_attributes(job_id: str, request: Request) -> JSONResponse
     given = parse(CapacityRequest, body, "capacity")
     partial = given.model_dump()
     caller, reason = caller_of(request)
+    who = principal_of(request)
     await run_in_threadpool(
-        lambda: service_of(request).resize(job_id, Capacity(), caller, reason, partial=partial)
+        lambda: service_of(request).resize(
+            job_id, Capacity(), caller, reason, partial=partial, who=who
+        )
     )
     return done()
 
@@ -137,7 +151,10 @@ async def set_job_processes(job_id: str, request: Request) -> JSONResponse:
     body = await read_json(request, settings_of(request).max_body_bytes)
     processes = parse(ServiceJobProcesses, body, "job processes")
     caller, reason = caller_of(request)
-    await run_in_threadpool(service_of(request).set_processes, job_id, processes, caller, reason)
+    who = principal_of(request)
+    await run_in_threadpool(
+        service_of(request).set_processes, job_id, processes, caller, reason, who
+    )
     return done()
 
 
@@ -150,8 +167,9 @@ async def set_disruption_budget(job_id: str, request: Request) -> JSONResponse:
     body = await read_json(request, settings_of(request).max_body_bytes)
     budget = parse(DisruptionBudget, body, "disruption budget")
     caller, reason = caller_of(request)
+    who = principal_of(request)
     await run_in_threadpool(
-        service_of(request).set_disruption_budget, job_id, budget, caller, reason
+        service_of(request).set_disruption_budget, job_id, budget, caller, reason, who
     )
     return done()
 
@@ -159,14 +177,16 @@ async def set_disruption_budget(job_id: str, request: Request) -> JSONResponse:
 @router.post("/jobs/{job_id}/enable", responses=OK)
 async def enable_job(job_id: str, request: Request) -> JSONResponse:
     caller, reason = caller_of(request)
-    await run_in_threadpool(service_of(request).set_enabled, job_id, True, caller, reason)
+    who = principal_of(request)
+    await run_in_threadpool(service_of(request).set_enabled, job_id, True, caller, reason, who)
     return done()
 
 
 @router.post("/jobs/{job_id}/disable", responses=OK)
 async def disable_job(job_id: str, request: Request) -> JSONResponse:
     caller, reason = caller_of(request)
-    await run_in_threadpool(service_of(request).set_enabled, job_id, False, caller, reason)
+    who = principal_of(request)
+    await run_in_threadpool(service_of(request).set_enabled, job_id, False, caller, reason, who)
     return done()
 
 
@@ -175,8 +195,9 @@ async def put_job_attributes(job_id: str, request: Request) -> JSONResponse:
     body = await read_json(request, settings_of(request).max_body_bytes)
     attrs = parse(JobAttributesBody, body, "attributes").attributes
     caller, reason = caller_of(request)
+    who = principal_of(request)
     await run_in_threadpool(
-        service_of(request).update_job_attributes, job_id, attrs, [], caller, reason
+        service_of(request).update_job_attributes, job_id, attrs, [], caller, reason, who
     )
     return done()
 
@@ -191,7 +212,8 @@ async def delete_job_attributes(job_id: str, request: Request) -> JSONResponse:
     if not keys:
         raise ApiError(400, "give the attribute keys to delete as keys=a,b")
     caller, reason = caller_of(request)
+    who = principal_of(request)
     await run_in_threadpool(
-        service_of(request).update_job_attributes, job_id, {}, keys, caller, reason
+        service_of(request).update_job_attributes, job_id, {}, keys, caller, reason, who
     )
     return done()

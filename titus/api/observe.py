@@ -27,16 +27,24 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from titus.api.deps import view_of
+from titus.api.auth import OPEN, Principal, caller_key
+from titus.api.deps import authenticated, principal_of, view_of
+from titus.api.errors import ApiError
+from titus.api.policy import job_doc
 from titus.api.query import JOB_FILTERS, TASK_FILTERS, Criteria, decimal
 from titus.api.schemas import ERROR_RESPONSES, query_parameters
 from titus.api.view import ActiveView, Event
 from titus.model.job import Job
 
-router = APIRouter(prefix="/api/v3", tags=["jobs"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v3",
+    tags=["jobs"],
+    responses=ERROR_RESPONSES,
+    dependencies=[Depends(authenticated)],
+)
 
 OBSERVE_FILTERS = (TASK_FILTERS - {"taskIds"}) | JOB_FILTERS
 
@@ -53,12 +61,16 @@ class Watcher:
 
     criteria: Criteria
     size: int
+    #: Who watches: a job it does not own is sent with its env values hidden.
+    who: Principal = OPEN
     pending: deque[Event | None] = field(default_factory=deque)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: bool = False
     #: Jobs this watcher's job criteria admitted (in the snapshot or since): their tasks'
     #: events follow them, even once the job itself has left the view.
     jobs: set[str] = field(default_factory=set)
+    #: The caller this watcher is counted against (Hub.max_per_caller); "" for none.
+    key: str = ""
 
     def wants(self, event: Event, job: Job | None) -> bool:
         """Whether the event matches: a job event by the job criteria, a task event by the
@@ -90,6 +102,16 @@ class Watcher:
             self.pending.append(event)
         self.ready.set()
 
+    def text(self, event: Event) -> str:
+        """The event as this watcher may read it: the shared text, unless it is a job
+        whose env values the watcher may not see."""
+        if event.kind != "job" or self.who.is_admin:
+            return event_text(event)
+        shown = job_doc(self.who, event.body)
+        if shown is event.body:
+            return event_text(event)
+        return sse(event.kind, {"op": event.op, "job": shown}, event.seq)
+
     def take(self) -> list[Event | None]:
         """Everything waiting (a None last when the watcher was dropped)."""
         out = list(self.pending)
@@ -112,6 +134,9 @@ class Hub:
     #: A snapshot entry's text by document identity (the document is kept with it, so its
     #: id is not reused while the entry lives).
     _put_texts: dict[int, tuple[dict[str, Any], str]] = field(default_factory=dict)
+    #: Watchers one caller may hold at once (0: no bound); beyond, a 429.
+    max_per_caller: int = 0
+    per_caller: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.view.listeners.append(self.publish)
@@ -126,11 +151,17 @@ class Hub:
         for watcher in list(self.watchers):
             watcher.offer(event, job)
 
-    def subscribe(self, criteria: Criteria, last_id: int | None) -> tuple[Watcher, Iterable[str]]:
+    def subscribe(
+        self,
+        criteria: Criteria,
+        last_id: int | None,
+        who: Principal = OPEN,
+        key: str = "",
+    ) -> tuple[Watcher, Iterable[str]]:
         """Register a watcher and return what to send first: missed events when resuming,
         else the snapshot and SnapshotEnd. No await in here: nothing can slip between the
         first part and the live events."""
-        watcher = self.watch(criteria)
+        watcher = self.watch(criteria, who, key)
         floor = self.floor if self.floor >= 0 else self.view.seq
         if last_id is not None and floor <= last_id <= self.view.seq:
             missed = [
@@ -139,18 +170,27 @@ class Hub:
                 if e.seq > last_id
                 and (criteria.empty or watcher.wants(e, self.view.jobs.get(e.job_id)))
             ]
-            return watcher, [event_text(e) for e in missed]
+            return watcher, [watcher.text(e) for e in missed]
         view = self.view
         end = sse("SnapshotEnd", {"seq": view.seq}, view.seq)
-        return watcher, self._written(self.snapshot(watcher), end)
+        return watcher, self._written(self.snapshot(watcher), end, who)
 
-    def _written(self, entries: list[tuple[str, dict[str, Any]]], end: str) -> Iterator[str]:
-        """The snapshot's text, a chunk at a time, then `end`."""
+    def _written(
+        self, entries: list[tuple[str, dict[str, Any]]], end: str, who: Principal
+    ) -> Iterator[str]:
+        """The snapshot's text, a chunk at a time, then `end`; job documents as `who` may
+        read them (env values hidden from non-owners)."""
         for i in range(0, len(entries), SNAPSHOT_CHUNK):
-            yield "".join(self._put_text(k, b) for k, b in entries[i : i + SNAPSHOT_CHUNK])
+            chunk = entries[i : i + SNAPSHOT_CHUNK]
+            yield "".join(self._put_text(kind, body, who) for kind, body in chunk)
         yield end
 
-    def _put_text(self, kind: str, body: dict[str, Any]) -> str:
+    def _put_text(self, kind: str, body: dict[str, Any], who: Principal) -> str:
+        """A snapshot entry's text, made once per view document and shared by every
+        watcher that may read it whole; a redacted copy's text is this watcher's only."""
+        shown = job_doc(who, body) if kind == "job" else body
+        if shown is not body:
+            return sse(kind, {"op": "put", kind: shown})
         cached = self._put_texts.get(id(body))
         if cached is not None and cached[0] is body:
             return cached[1]
@@ -160,8 +200,20 @@ class Hub:
         self._put_texts[id(body)] = (body, text)
         return text
 
-    def watch(self, criteria: Criteria) -> Watcher:
-        watcher = Watcher(criteria, self.queue_size)
+    def watch(self, criteria: Criteria, who: Principal = OPEN, key: str = "") -> Watcher:
+        """A new watcher for `who`; `key` (auth.caller_key) counts the caller's watchers
+        against `max_per_caller`, refused with a 429 beyond it."""
+        held = self.per_caller.get(key, 0)
+        if key and self.max_per_caller and held >= self.max_per_caller:
+            raise ApiError(
+                429,
+                f"caller {who.name or key} already holds {held} observe streams, the most "
+                "one caller may (rule: observe_max_per_caller)",
+                headers={"Retry-After": "5"},
+            )
+        watcher = Watcher(criteria, self.queue_size, who, key=key)
+        if key:
+            self.per_caller[key] = held + 1
         self.watchers.add(watcher)
         return watcher
 
@@ -182,7 +234,16 @@ class Hub:
         return out
 
     def unsubscribe(self, watcher: Watcher) -> None:
+        if watcher not in self.watchers:
+            return
         self.watchers.discard(watcher)
+        key = watcher.key
+        if key:
+            left = self.per_caller.get(key, 1) - 1
+            if left > 0:
+                self.per_caller[key] = left
+            else:
+                self.per_caller.pop(key, None)
 
 
 def payload(event: Event) -> dict[str, Any]:
@@ -223,7 +284,7 @@ async def observe(request: Request) -> StreamingResponse:
     await view_of(request).refresh()
     hub: Hub = request.app.state.hub
     keepalive = request.app.state.settings.observe_keepalive_sec
-    watcher, first = hub.subscribe(criteria, last_id)
+    watcher, first = hub.subscribe(criteria, last_id, principal_of(request), caller_key(request))
 
     async def stream() -> AsyncIterator[str]:
         try:
@@ -244,7 +305,7 @@ async def observe(request: Request) -> StreamingResponse:
                     # watchers, those writes would crowd out the API's requests).
                     await asyncio.sleep(hub.linger_sec)
                 events = watcher.take()
-                texts = [DROPPED if e is None else event_text(e) for e in events]
+                texts = [DROPPED if e is None else watcher.text(e) for e in events]
                 yield "".join(texts)
                 if events and events[-1] is None:
                     return

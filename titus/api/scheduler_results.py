@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from titus.api.deps import service_of
+from titus.api.deps import authenticated, service_of
 from titus.api.schemas import ERROR_RESPONSES
 
-router = APIRouter(prefix="/api/v3/scheduler", tags=["scheduler"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v3/scheduler",
+    tags=["scheduler"],
+    responses=ERROR_RESPONSES,
+    dependencies=[Depends(authenticated)],
+)
 
 
 @router.get("/results/{task_id}")

@@ -18,8 +18,9 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from titus.api.admission import Limits, PendingCounts
-from titus.api.auth import CREATED_BY, CURRENT_PRINCIPAL, may_change
+from titus.api.auth import OPEN, Principal
 from titus.api.errors import ApiError, not_found
+from titus.api.policy import CREATED_BY, job_doc, require_owner
 from titus.api.query import Criteria
 from titus.coord.base import Coordinator
 from titus.model.job import (
@@ -194,11 +195,18 @@ class JobService:
             raise not_found("job", job_id)
         return job
 
-    def _change_job(self, job_id: str, change: Callable[[Job], Job | None]) -> Job:
-        """Apply `change` to the current job with optimistic retries; None means no-op."""
+    def read_job(self, job_id: str, who: Principal = OPEN) -> dict[str, Any]:
+        """A job's API document as `who` may read it (env values hidden from non-owners)."""
+        return job_doc(who, self.get_job(job_id).api_json())
+
+    def _change_job(
+        self, job_id: str, change: Callable[[Job], Job | None], who: Principal, action: str
+    ) -> Job:
+        """Apply `change` to the current job with optimistic retries; None means no-op.
+        Only the job's owners and admins may (`action` names the change in a refusal)."""
         for _ in range(CAS_ATTEMPTS):
             job = self.get_job(job_id)
-            self._may_change(job)
+            require_owner(who, job, action)
             if job.status.state == JobState.FINISHED:
                 raise ApiError(409, f"job {job_id} is finished")
             new = change(job.model_copy(deep=True))
@@ -214,17 +222,9 @@ class JobService:
             503, f"job {job_id} is changing too fast; try again", headers={"Retry-After": "1"}
         )
 
-    @staticmethod
-    def _may_change(job: Job) -> None:
-        """Only a job's owners change it, when authentication is on (see auth.py)."""
-        d = job.jobDescriptor
-        refusal = may_change(
-            CURRENT_PRINCIPAL.get(), d.attributes.get(CREATED_BY, ""), d.owner.teamEmail
-        )
-        if refusal is not None:
-            raise ApiError(403, refusal)
-
-    def kill_job(self, job_id: str, caller: str = "", reason: str = "") -> Job:
+    def kill_job(
+        self, job_id: str, caller: str = "", reason: str = "", who: Principal = OPEN
+    ) -> Job:
         def kill(job: Job) -> Job | None:
             if job.status.state != JobState.ACCEPTED:
                 return None
@@ -232,7 +232,7 @@ class JobService:
                 JobState.KILL_INITIATED, Reason.KILLED, f"killed by {caller or 'user'}"
             )
 
-        job = self._change_job(job_id, kill)
+        job = self._change_job(job_id, kill, who, "kill")
         log.info("kill job %s caller=%s reason=%s", job_id, caller or "-", reason or "-")
         return job
 
@@ -244,6 +244,7 @@ class JobService:
         reason: str = "",
         *,
         partial: dict[str, int | None] | None = None,
+        who: Principal = OPEN,
     ) -> Job:
         """Set min/desired/max (`partial`: only the fields given, as capacityAttributes)."""
 
@@ -271,7 +272,7 @@ class JobService:
             service.capacity = new
             return job
 
-        job = self._change_job(job_id, change)
+        job = self._change_job(job_id, change, who, "resize")
         self._log(
             "resize job",
             job_id,
@@ -292,17 +293,29 @@ class JobService:
         return service
 
     def set_processes(
-        self, job_id: str, processes: ServiceJobProcesses, caller: str = "", reason: str = ""
+        self,
+        job_id: str,
+        processes: ServiceJobProcesses,
+        caller: str = "",
+        reason: str = "",
+        who: Principal = OPEN,
     ) -> Job:
         def change(job: Job) -> Job | None:
             self._service_of(job).serviceJobProcesses = processes
             return job
 
-        job = self._change_job(job_id, change)
+        job = self._change_job(job_id, change, who, "change the processes of")
         self._log("set jobprocesses", job_id, caller, reason, value=processes.to_json())
         return job
 
-    def set_enabled(self, job_id: str, enabled: bool, caller: str = "", reason: str = "") -> Job:
+    def set_enabled(
+        self,
+        job_id: str,
+        enabled: bool,
+        caller: str = "",
+        reason: str = "",
+        who: Principal = OPEN,
+    ) -> Job:
         """Enable or disable a service job; its status history says when, by whom and why
         (the state stays what it is: the status entry's reason is `enabled`/`disabled`)."""
         word = "enabled" if enabled else "disabled"
@@ -315,12 +328,17 @@ class JobService:
             self._service_of(job).enabled = enabled
             return job
 
-        job = self._change_job(job_id, change)
+        job = self._change_job(job_id, change, who, "enable" if enabled else "disable")
         self._log("enable job" if enabled else "disable job", job_id, caller, reason)
         return job
 
     def set_disruption_budget(
-        self, job_id: str, budget: DisruptionBudget, caller: str = "", reason: str = ""
+        self,
+        job_id: str,
+        budget: DisruptionBudget,
+        caller: str = "",
+        reason: str = "",
+        who: Principal = OPEN,
     ) -> Job:
         errors = check_disruption_budget(budget, "disruptionBudget")
         if errors:
@@ -332,7 +350,7 @@ class JobService:
             job.jobDescriptor.disruptionBudget = budget
             return job
 
-        job = self._change_job(job_id, change)
+        job = self._change_job(job_id, change, who, "change the disruption budget of")
         self._log("set disruptionBudget", job_id, caller, reason)
         return job
 
@@ -343,6 +361,7 @@ class JobService:
         delete: list[str],
         caller: str = "",
         reason: str = "",
+        who: Principal = OPEN,
     ) -> Job:
         _check_attribute_change(upsert, delete)
 
@@ -355,7 +374,7 @@ class JobService:
             _check_attribute_totals(attrs)
             return job if attrs != before else None
 
-        job = self._change_job(job_id, change)
+        job = self._change_job(job_id, change, who, "change the attributes of")
         self._log(
             "update job attributes", job_id, caller, reason, set=sorted(upsert), delete=delete
         )
@@ -373,6 +392,12 @@ class JobService:
         )
 
     # ---- tasks --------------------------------------------------------------------------
+    def _require_task_owner(self, who: Principal, task: Task, action: str) -> Job:
+        """The task's job, once `who` is shown to own it (403 otherwise)."""
+        job = self.get_job(task.jobId)
+        require_owner(who, job, action)
+        return job
+
     def get_task(self, task_id: str) -> Task:
         """A task with the attributes users set on it merged in."""
         task = self.store.get_task(task_id)
@@ -426,11 +451,13 @@ class JobService:
             ),
         }
 
-    def logs_address(self, task_id: str) -> tuple[str, str]:
+    def logs_address(self, task_id: str, who: Principal = OPEN) -> tuple[str, str]:
         """(host id, base URL) of what serves a placed task's output: a Mesos executor
         serves its own task's (the address it put in taskContext); a direct-mode agent
-        serves all of its tasks' at the address it registered."""
+        serves all of its tasks' at the address it registered. A task's output is its
+        job's owners' and admins' to read."""
         task = self.get_task(task_id)
+        self._require_task_owner(who, task, "read the output of a task of")
         agent_id = task.agent_id
         if not agent_id:
             raise ApiError(404, f"task {task_id} has not been placed on a host yet: no logs")
@@ -449,6 +476,7 @@ class JobService:
         delete: list[str],
         caller: str = "",
         reason: str = "",
+        who: Principal = OPEN,
     ) -> None:
         """Users' task attributes live in a side record the API owns (one row per task and
         key) and are merged into the task on every read. The master keeps writing the task
@@ -456,7 +484,7 @@ class JobService:
         conflicts with, or is lost to, the master's state updates."""
         _check_attribute_change(upsert, delete)
         task = self.get_task(task_id)
-        self._may_change(self.get_job(task.jobId))
+        self._require_task_owner(who, task, "change task attributes of")
         if task.state == TaskState.FINISHED:
             raise ApiError(409, f"task {task_id} is finished")
         after = {**self.store.get_task_attributes(task_id), **upsert}
@@ -475,6 +503,7 @@ class JobService:
         task_id: str,
         caller: str = "",
         reason: str = "",
+        who: Principal = OPEN,
     ) -> None:
         """Record a move request for the master. A move is between two different active
         service jobs with the same container (image, resources, security profile) and
@@ -483,7 +512,7 @@ class JobService:
             raise ApiError(400, "source and target job are the same")
         source, target = self.get_job(source_job_id), self.get_job(target_job_id)
         for job in (source, target):
-            self._may_change(job)
+            require_owner(who, job, "move a task to or from")
             self._service_of(job)
         task = self.get_task(task_id)
         if task.jobId != source_job_id:
@@ -520,14 +549,12 @@ class JobService:
         prevent_min_size_update: bool = False,
         caller: str = "",
         reason: str = "",
+        who: Principal = OPEN,
     ) -> None:
         task = self.get_task(task_id)
         if task.state == TaskState.FINISHED:
             raise ApiError(404, f"task {task_id} is not active (already finished)")
-        job = self.store.get_job(task.jobId)
-        if job is None:
-            raise not_found("job", task.jobId)
-        self._may_change(job)
+        self._require_task_owner(who, task, "kill a task of")
         # a retried kill (the client did not see the first answer) lowers desired once: a
         # task already being killed, or with a kill queued, has had its shrink
         already = task.state == TaskState.KILL_INITIATED or any(
@@ -549,7 +576,7 @@ class JobService:
                 cap.desired -= 1
                 return job
 
-            self._change_job(task.jobId, lower)
+            self._change_job(task.jobId, lower, who, "kill a task of")
         self.store.add_kill_request(
             KillRequest(
                 job_id=task.jobId,

@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from titus.api.body import read_json
-from titus.api.deps import caller_of, service_of, settings_of, view_of
+from titus.api.deps import authenticated, caller_of, principal_of, service_of, settings_of, view_of
 from titus.api.errors import ApiError
 from titus.api.jobs import parse
 from titus.api.listing import task_page
@@ -27,7 +27,12 @@ from titus.api.schemas import (
 )
 from titus.model.job import Task
 
-router = APIRouter(prefix="/api/v3", tags=["tasks"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v3",
+    tags=["tasks"],
+    responses=ERROR_RESPONSES,
+    dependencies=[Depends(authenticated)],
+)
 
 OK: dict[int | str, dict[str, Any]] = {200: {"model": Empty, "description": "Done."}}
 
@@ -72,6 +77,7 @@ async def kill_task(task_id: str, request: Request) -> JSONResponse:
             prevent_min_size_update=_flag(params.get("preventMinSizeUpdate")),
             caller=caller,
             reason=reason,
+            who=principal_of(request),
         )
     )
     return JSONResponse({}, status_code=200)
@@ -83,7 +89,13 @@ async def put_task_attributes(task_id: str, request: Request) -> JSONResponse:
     attrs = parse(JobAttributesBody, body, "attributes").attributes
     caller, reason = caller_of(request)
     await run_in_threadpool(
-        service_of(request).update_task_attributes, task_id, attrs, [], caller, reason
+        service_of(request).update_task_attributes,
+        task_id,
+        attrs,
+        [],
+        caller,
+        reason,
+        principal_of(request),
     )
     return JSONResponse({}, status_code=200)
 
@@ -99,7 +111,13 @@ async def delete_task_attributes(task_id: str, request: Request) -> JSONResponse
         raise ApiError(400, "give the attribute keys to delete as keys=a,b")
     caller, reason = caller_of(request)
     await run_in_threadpool(
-        service_of(request).update_task_attributes, task_id, {}, keys, caller, reason
+        service_of(request).update_task_attributes,
+        task_id,
+        {},
+        keys,
+        caller,
+        reason,
+        principal_of(request),
     )
     return JSONResponse({}, status_code=200)
 
@@ -117,6 +135,7 @@ async def move_task(request: Request) -> JSONResponse:
         move.taskId,
         caller,
         reason,
+        principal_of(request),
     )
     return JSONResponse({}, status_code=200)
 
@@ -128,8 +147,11 @@ async def move_task(request: Request) -> JSONResponse:
     openapi_extra={"parameters": query_parameters(["stream", "offset", "length", "follow"])},
 )
 async def task_logs(task_id: str, request: Request) -> StreamingResponse:
-    """The task's stdout and stderr as kept on its host; `follow=true` streams while it runs."""
-    agent_id, address = await run_in_threadpool(service_of(request).logs_address, task_id)
+    """The task's stdout and stderr as kept on its host; `follow=true` streams while it runs.
+    Only its job's owners and admins may read it."""
+    agent_id, address = await run_in_threadpool(
+        service_of(request).logs_address, task_id, principal_of(request)
+    )
     params = {
         k: v
         for k, v in request.query_params.items()

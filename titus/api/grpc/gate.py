@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from titus.api.auth import CURRENT_PRINCIPAL, Principal, TokenAuth
+from titus.api.auth import Principal, TokenAuth
 from titus.api.gate import REFUSAL_HOLD_SEC, rate_key
 from titus.api.grpc.errors import Refusal
 from titus.api.ratelimit import RateLimiter
@@ -115,8 +115,6 @@ class CallGate:
                         retry_after_sec=wait,
                     )
                 )
-        if self.auth is not None:
-            CURRENT_PRINCIPAL.set(principal)  # this call's context: the service reads it
         caller = principal.caller_id
         if not principal.authenticated and caller.startswith("anonymous"):
             caller = ""

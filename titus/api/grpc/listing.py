@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
+from titus.api.auth import OPEN, Principal
 from titus.api.grpc.convert import job_message, task_message
 from titus.api.grpc.gen import titus_base_pb2 as base
 from titus.api.grpc.gen import titus_job_api_pb2 as pb
 from titus.api.listing import task_page
+from titus.api.policy import job_doc
 from titus.api.query import JOB_FILTERS, TASK_FILTERS, Criteria, Key, Paging
 from titus.api.service import JobService
 from titus.api.view import ActiveView
@@ -46,7 +49,10 @@ def pagination(
     )
 
 
-async def find_jobs(view: ActiveView, query: pb.JobQuery) -> pb.JobQueryResult:
+async def find_jobs(
+    view: ActiveView, query: pb.JobQuery, who: Principal = OPEN
+) -> pb.JobQueryResult:
+    """A page of active jobs, each as `who` may read it (policy.job_doc)."""
     criteria = Criteria.parse(dict(query.filteringCriteria), JOB_FILTERS)
     paging = paging_of(query.page)
     await view.refresh()
@@ -55,9 +61,16 @@ async def find_jobs(view: ActiveView, query: pb.JobQuery) -> pb.JobQueryResult:
     keys, total, more = view.job_order.page(paging, matches)
     fields = list(query.fields)
     return pb.JobQueryResult(
-        items=[job_message(view.job_json[k[1]], fields, reuse=True) for k in keys],
+        items=[
+            _shown(job_doc(who, view.job_json[k[1]]), view.job_json[k[1]], fields) for k in keys
+        ],
         pagination=pagination(query.page, paging, keys, more, total),
     )
+
+
+def _shown(doc: dict[str, Any], original: dict[str, Any], fields: list[str]) -> pb.Job:
+    """A job message; the view's converted one when nothing was hidden from the caller."""
+    return job_message(doc, fields, reuse=doc is original)
 
 
 async def find_tasks(

@@ -23,11 +23,13 @@ from typing import Any
 
 import grpc
 
+from titus.api.auth import OPEN, Principal
 from titus.api.grpc.convert import job_message, task_message
 from titus.api.grpc.errors import Refusal
 from titus.api.grpc.gate import Refused
 from titus.api.grpc.gen import titus_job_api_pb2 as pb
 from titus.api.observe import Hub, Watcher
+from titus.api.policy import job_doc
 from titus.api.query import Criteria
 from titus.api.view import Event
 from titus.model.states import JobState
@@ -55,17 +57,22 @@ def task_note(
 
 
 def _subscribe(
-    hub: Hub, criteria: Criteria, job_fields: list[str], task_fields: list[str]
+    hub: Hub,
+    criteria: Criteria,
+    job_fields: list[str],
+    task_fields: list[str],
+    who: Principal,
+    key: str,
 ) -> tuple[Watcher, Iterator[Note]]:
     """Register a watcher and take the snapshot (no await in here); its notifications are
     made one by one as the client reads them, then the marker."""
-    watcher = hub.watch(criteria)
+    watcher = hub.watch(criteria, who, key)
     entries = hub.snapshot(watcher)
 
     def notes() -> Iterator[Note]:
         for kind, body in entries:
             if kind == "job":
-                yield job_note(body, job_fields, reuse=True)
+                yield _job_note(who, body, job_fields, reuse=True)
             else:
                 yield task_note(body, task_fields, reuse=True)
         yield Note(snapshotEnd=Note.SnapshotEnd(), timestamp=_now_ms())
@@ -73,12 +80,24 @@ def _subscribe(
     return watcher, notes()
 
 
-def _note(event: Event, job_fields: list[str], task_fields: list[str]) -> Note:
+def _job_note(
+    who: Principal,
+    body: dict[str, Any],
+    fields: list[str],
+    archived: bool = False,
+    reuse: bool = False,
+) -> Note:
+    """A job notification as `who` may read it (env values hidden from non-owners)."""
+    shown = job_doc(who, body)
+    return job_note(shown, fields, archived, reuse=reuse and shown is body)
+
+
+def _note(event: Event, job_fields: list[str], task_fields: list[str], who: Principal) -> Note:
     """An event as a notification; an archive carries the record's final state (the view
     reads it from the store)."""
     archived = event.op == "archive"
     if event.kind == "job":
-        return job_note(event.body, job_fields, archived, reuse=not archived)
+        return _job_note(who, event.body, job_fields, archived, reuse=not archived)
     return task_note(event.body, task_fields, archived, reuse=not archived)
 
 
@@ -97,12 +116,14 @@ async def observe(
     job_fields: list[str] | None = None,
     task_fields: list[str] | None = None,
     until_job_ends: str | None = None,
+    who: Principal = OPEN,
+    key: str = "",
 ) -> AsyncIterator[Note]:
     """The snapshot, SnapshotEnd, then changes; with `until_job_ends`, the stream ends
     after that job's Finished (or archive) notification."""
     jf, tf = job_fields or [], task_fields or []
     await hub.view.refresh()
-    watcher, first = _subscribe(hub, criteria, jf, tf)
+    watcher, first = _subscribe(hub, criteria, jf, tf, who, key)
     try:
         for note in first:
             yield note
@@ -119,7 +140,7 @@ async def observe(
                             "too slow: over the observe queue bound; observe again",
                         )
                     )
-                yield _note(event, jf, tf)
+                yield _note(event, jf, tf, who)
                 if until_job_ends is not None and _ends(event, until_job_ends):
                     return
     finally:

@@ -46,6 +46,8 @@ def rest_gate(app: FastAPI, settings: Settings) -> CallGate:
     if app.middleware_stack is None:
         app.middleware_stack = app.build_middleware_stack()
     stack: Any = app.middleware_stack
+    while stack is not None and not isinstance(stack, Gate):
+        stack = getattr(stack, "app", None)  # the gate sits inside the request metrics
     if isinstance(stack, Gate):
         return CallGate(stack.auth, stack.limiter, stack.hold_sec)
     auth = TokenAuth.from_file(settings.auth_tokens_file) if settings.auth_tokens_file else None
@@ -61,7 +63,8 @@ def build_server(app: FastAPI, settings: Settings) -> tuple[grpc.aio.Server, int
         ]
     )
     state = app.state
-    servicer = JobManagement(state.jobs, state.view, state.hub, rest_gate(app, settings))
+    gate = rest_gate(app, settings)
+    servicer = JobManagement(state.jobs, state.view, state.hub, gate, state.access)
     pb_grpc.add_JobManagementServiceServicer_to_server(servicer, server)
     checks = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checks, server)

@@ -18,15 +18,17 @@ import grpc
 from google.protobuf import empty_pb2
 from pydantic import BaseModel, ValidationError
 
+from titus.api.auth import Access, Principal
 from titus.api.errors import ApiError
 from titus.api.grpc import listing
 from titus.api.grpc.convert import job_message, optional_capacity, task_message, to_json
 from titus.api.grpc.errors import Refusal, refusal_of
-from titus.api.grpc.gate import Caller, CallGate, Refused
+from titus.api.grpc.gate import ROUTES, Caller, CallGate, Refused, _text
 from titus.api.grpc.gen import titus_job_api_pb2 as pb
 from titus.api.grpc.gen import titus_job_api_pb2_grpc as pb_grpc
 from titus.api.grpc.observe import job_note, observe
 from titus.api.observe import OBSERVE_FILTERS, Hub
+from titus.api.policy import job_doc
 from titus.api.query import Criteria
 from titus.api.service import JobService
 from titus.api.view import ActiveView
@@ -61,24 +63,51 @@ def keys_to_delete(keys: list[str]) -> list[str]:
 
 
 class JobManagement(pb_grpc.JobManagementServiceServicer):
-    def __init__(self, service: JobService, view: ActiveView, hub: Hub, gate: CallGate):
+    def __init__(
+        self,
+        service: JobService,
+        view: ActiveView,
+        hub: Hub,
+        gate: CallGate,
+        access: Access | None = None,
+    ):
+        """`access` tells callers apart as REST does (by default, with the gate's tokens
+        and reads needing one)."""
         self.service = service
         self.view = view
         self.hub = hub
         self.gate = gate
+        self.access = access or Access(gate.auth)
+
+    def _principal(self, rpc: str, context: Context) -> Principal:
+        """The call's principal, refused (UNAUTHENTICATED) where a token is needed."""
+        metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ())}
+        who = self.access.principal(
+            _text(metadata.get("authorization")), _text(metadata.get("x-titus-callerid"))
+        )
+        self.access.check(who, ROUTES[rpc][0] == "GET")
+        return who
+
+    def _caller_key(self, who: Principal, context: Context) -> str:
+        """What the caller's observe streams are counted by (as auth.caller_key)."""
+        if who.authenticated:
+            return f"principal:{who.name}"
+        peer = context.peer() or ""
+        host = peer.split(":")[1] if peer.count(":") >= 2 else peer
+        return f"address:{host or 'unknown'}"
 
     # ---- plumbing -------------------------------------------------------------------
     async def _call(
         self,
         rpc: str,
         context: Context,
-        work: Callable[[Caller], Awaitable[T]],
+        work: Callable[[Caller, Principal], Awaitable[T]],
         conflict: grpc.StatusCode | None = None,
     ) -> T:
         """Admit the call, run `work`, and end the call with a status if either refuses."""
         try:
             caller = await self.gate.admit(rpc, context)
-            return await work(caller)
+            return await work(caller, self._principal(rpc, context))
         except Exception as exc:  # noqa: BLE001 - every refusal becomes a status
             refusal = self._refusal(rpc, exc, conflict)
         await self._abort(context, refusal)
@@ -97,11 +126,15 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
         raise AssertionError("unreachable: abort ends the call")
 
     async def _stream(
-        self, rpc: str, context: Context, notes: Callable[[], AsyncIterator[Note]]
+        self,
+        rpc: str,
+        context: Context,
+        notes: Callable[[Principal, str], AsyncIterator[Note]],
     ) -> AsyncIterator[Note]:
         try:
             await self.gate.admit(rpc, context)
-            async for note in notes():
+            who = self._principal(rpc, context)
+            async for note in notes(who, self._caller_key(who, context)):
                 yield note
             return
         except Exception as exc:  # noqa: BLE001 - every refusal becomes a status
@@ -113,7 +146,7 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
 
     # ---- jobs -----------------------------------------------------------------------
     async def CreateJob(self, request: pb.JobDescriptor, context: Context) -> pb.JobId:
-        async def work(caller: Caller) -> pb.JobId:
+        async def work(caller: Caller, who: Principal) -> pb.JobId:
             await self.view.refresh()  # the admission bounds count from the view
             key = caller.idempotency_key
             if len(key) > MAX_IDEMPOTENCY_KEY:
@@ -129,21 +162,21 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
         return await self._call("CreateJob", context, work, grpc.StatusCode.ALREADY_EXISTS)
 
     async def FindJob(self, request: pb.JobId, context: Context) -> pb.Job:
-        async def work(caller: Caller) -> pb.Job:
-            job = await self._run(self.service.get_job, request.id)
-            return job_message(job.api_json())
+        async def work(caller: Caller, who: Principal) -> pb.Job:
+            doc = await self._run(self.service.read_job, request.id, who)
+            return job_message(doc)
 
         return await self._call("FindJob", context, work)
 
     async def FindJobs(self, request: pb.JobQuery, context: Context) -> pb.JobQueryResult:
-        async def work(caller: Caller) -> pb.JobQueryResult:
-            return await listing.find_jobs(self.view, request)
+        async def work(caller: Caller, who: Principal) -> pb.JobQueryResult:
+            return await listing.find_jobs(self.view, request, who)
 
         return await self._call("FindJobs", context, work)
 
     async def KillJob(self, request: pb.JobId, context: Context) -> empty_pb2.Empty:
-        async def work(caller: Caller) -> empty_pb2.Empty:
-            await self._run(self.service.kill_job, request.id, caller.id, caller.reason)
+        async def work(caller: Caller, who: Principal) -> empty_pb2.Empty:
+            await self._run(self.service.kill_job, request.id, caller.id, caller.reason, who)
             return EMPTY
 
         return await self._call("KillJob", context, work)
@@ -151,10 +184,12 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
     async def UpdateJobCapacity(
         self, request: pb.JobCapacityUpdate, context: Context
     ) -> empty_pb2.Empty:
-        async def work(caller: Caller) -> empty_pb2.Empty:
+        async def work(caller: Caller, who: Principal) -> empty_pb2.Empty:
             capacity = parse(Capacity, to_json(request.Capacity), "capacity")
             await self.view.refresh()
-            await self._run(self.service.resize, request.jobId, capacity, caller.id, caller.reason)
+            await self._run(
+                self.service.resize, request.jobId, capacity, caller.id, caller.reason, who=who
+            )
             return EMPTY
 
         return await self._call("UpdateJobCapacity", context, work)
@@ -162,7 +197,7 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
     async def UpdateJobCapacityWithOptionalAttributes(
         self, request: pb.JobCapacityUpdateWithOptionalAttributes, context: Context
     ) -> empty_pb2.Empty:
-        async def work(caller: Caller) -> empty_pb2.Empty:
+        async def work(caller: Caller, who: Principal) -> empty_pb2.Empty:
             partial = optional_capacity(request.jobCapacityWithOptionalAttributes)
             await self._run(
                 self.service.resize,
@@ -171,6 +206,7 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
                 caller.id,
                 caller.reason,
                 partial=partial,
+                who=who,
             )
             return EMPTY
 
@@ -179,9 +215,14 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
     async def UpdateJobStatus(
         self, request: pb.JobStatusUpdate, context: Context
     ) -> empty_pb2.Empty:
-        async def work(caller: Caller) -> empty_pb2.Empty:
+        async def work(caller: Caller, who: Principal) -> empty_pb2.Empty:
             await self._run(
-                self.service.set_enabled, request.id, request.enableStatus, caller.id, caller.reason
+                self.service.set_enabled,
+                request.id,
+                request.enableStatus,
+                caller.id,
+                caller.reason,
+                who,
             )
             return EMPTY
 
@@ -191,12 +232,12 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
     async def UpdateJobProcesses(
         self, request: pb.JobProcessesUpdate, context: Context
     ) -> empty_pb2.Empty:
-        async def work(caller: Caller) -> empty_pb2.Empty:
+        async def work(caller: Caller, who: Principal) -> empty_pb2.Empty:
             processes = parse(
                 ServiceJobProcesses, to_json(request.serviceJobProcesses), "job processes"
             )
             await self._run(
-                self.service.set_processes, request.jobId, processes, caller.id, caller.reason
+                self.service.set_processes, request.jobId, processes, caller.id, caller.reason, who
             )
             return EMPTY
 
@@ -205,10 +246,15 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
     async def UpdateJobDisruptionBudget(
         self, request: pb.JobDisruptionBudgetUpdate, context: Context
     ) -> empty_pb2.Empty:
-        async def work(caller: Caller) -> empty_pb2.Empty:
+        async def work(caller: Caller, who: Principal) -> empty_pb2.Empty:
             budget = parse(DisruptionBudget, to_json(request.disruptionBudget), "disruption budget")
             await self._run(
-                self.service.set_disruption_budget, request.jobId, budget, caller.id, caller.reason
+                self.service.set_disruption_budget,
+                request.jobId,
+                budget,
+                caller.id,
+                caller.reason,
+                who,
             )
             return EMPTY
 
@@ -226,9 +272,9 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
         """One job's or task's attributes set (`delete` None) or deleted (`delete` the keys,
         which must not be empty): the four attribute calls alike."""
 
-        async def work(caller: Caller) -> empty_pb2.Empty:
+        async def work(caller: Caller, who: Principal) -> empty_pb2.Empty:
             keys = keys_to_delete(delete) if delete is not None else []
-            await self._run(update, ident, upsert, keys, caller.id, caller.reason)
+            await self._run(update, ident, upsert, keys, caller.id, caller.reason, who)
             return EMPTY
 
         return await self._call(rpc, context, work)
@@ -262,13 +308,15 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
     async def ObserveJobs(
         self, request: pb.ObserveJobsQuery, context: Context
     ) -> AsyncIterator[pb.JobChangeNotification]:
-        def notes() -> AsyncIterator[pb.JobChangeNotification]:
+        def notes(who: Principal, key: str) -> AsyncIterator[pb.JobChangeNotification]:
             criteria = Criteria.parse(dict(request.filteringCriteria), OBSERVE_FILTERS)
             return observe(
                 self.hub,
                 criteria,
                 list(request.jobFields),
                 list(request.taskFields),
+                who=who,
+                key=key,
             )
 
         async for note in self._stream("ObserveJobs", context, notes):
@@ -277,14 +325,16 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
     async def ObserveJob(
         self, request: pb.JobId, context: Context
     ) -> AsyncIterator[pb.JobChangeNotification]:
-        async def notes() -> AsyncIterator[pb.JobChangeNotification]:
+        async def notes(who: Principal, key: str) -> AsyncIterator[pb.JobChangeNotification]:
             job = await self._run(self.service.get_job, request.id)
             if job.status.state == JobState.FINISHED:  # nothing more will happen to it
-                yield job_note(job.api_json(), [])
+                yield job_note(job_doc(who, job.api_json()), [])
                 yield pb.JobChangeNotification(snapshotEnd=pb.JobChangeNotification.SnapshotEnd())
                 return
             criteria = Criteria.parse({"jobIds": request.id}, OBSERVE_FILTERS)
-            async for note in observe(self.hub, criteria, until_job_ends=request.id):
+            async for note in observe(
+                self.hub, criteria, until_job_ends=request.id, who=who, key=key
+            ):
                 yield note
 
         async for note in self._stream("ObserveJob", context, notes):
@@ -292,20 +342,20 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
 
     # ---- tasks ----------------------------------------------------------------------
     async def FindTask(self, request: pb.TaskId, context: Context) -> pb.Task:
-        async def work(caller: Caller) -> pb.Task:
+        async def work(caller: Caller, who: Principal) -> pb.Task:
             task = await self._run(self.service.get_task, request.id)
             return task_message(task.api_json())
 
         return await self._call("FindTask", context, work)
 
     async def FindTasks(self, request: pb.TaskQuery, context: Context) -> pb.TaskQueryResult:
-        async def work(caller: Caller) -> pb.TaskQueryResult:
+        async def work(caller: Caller, who: Principal) -> pb.TaskQueryResult:
             return await listing.find_tasks(self.view, self.service, request)
 
         return await self._call("FindTasks", context, work)
 
     async def KillTask(self, request: pb.TaskKillRequest, context: Context) -> empty_pb2.Empty:
-        async def work(caller: Caller) -> empty_pb2.Empty:
+        async def work(caller: Caller, who: Principal) -> empty_pb2.Empty:
             await self._run(
                 self.service.kill_task,
                 request.taskId,
@@ -313,6 +363,7 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
                 prevent_min_size_update=request.preventMinSizeUpdate,
                 caller=caller.id,
                 reason=caller.reason,
+                who=who,
             )
             return EMPTY
 
@@ -343,7 +394,7 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
         )
 
     async def MoveTask(self, request: pb.TaskMoveRequest, context: Context) -> empty_pb2.Empty:
-        async def work(caller: Caller) -> empty_pb2.Empty:
+        async def work(caller: Caller, who: Principal) -> empty_pb2.Empty:
             await self._run(
                 self.service.move_task,
                 request.sourceJobId,
@@ -351,6 +402,7 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
                 request.taskId,
                 caller.id,
                 caller.reason,
+                who,
             )
             return EMPTY
 

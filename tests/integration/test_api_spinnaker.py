@@ -67,8 +67,12 @@ def test_deploy_find_resize_disable_enable_kill(tmp_path: Path) -> None:
         job = http.get(f"/api/v3/jobs/{job_id}").json()
         assert job["jobDescriptor"]["service"]["enabled"] is False
         assert job["jobDescriptor"]["service"]["capacity"]["desired"] == 3
+        assert job["status"]["reasonMessage"] == "job disabled by spinnaker: deploy"
         assert http.post(f"/api/v3/jobs/{job_id}/enable").status_code == 200
-        assert http.get(f"/api/v3/jobs/{job_id}").json()["jobDescriptor"]["service"]["enabled"]
+        job = http.get(f"/api/v3/jobs/{job_id}").json()
+        assert job["jobDescriptor"]["service"]["enabled"]
+        assert job["status"]["reasonMessage"] == "job enabled by user"
+        assert job["statusHistory"][-1]["reasonMessage"] == "job disabled by spinnaker: deploy"
 
         t1, t2 = add_task(store, job_id, 1), add_task(store, job_id, 2)
         assert http.delete(f"/api/v3/tasks/{t1}").status_code == 200

@@ -296,7 +296,9 @@ class JobService:
             if service.enabled == enabled:
                 return None
             service.enabled = enabled
-            return job
+            return job.with_status(
+                JobState.ACCEPTED, Reason.NORMAL, enabled_message(enabled, caller, reason)
+            )
 
         job = self._change_job(job_id, change)
         self._log("enable job" if enabled else "disable job", job_id, caller, reason)
@@ -546,6 +548,13 @@ class JobService:
             caller or "-",
             reason or "-",
         )
+
+
+def enabled_message(enabled: bool, caller: str, reason: str) -> str:
+    """The status-history line an enable or disable leaves: what, by whom, and why."""
+    what = "job enabled" if enabled else "job disabled"
+    why = f": {reason}" if reason else ""
+    return f"{what} by {caller or 'user'}{why}"
 
 
 def _check_attribute_change(upsert: dict[str, str], delete: list[str]) -> None:

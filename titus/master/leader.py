@@ -524,5 +524,10 @@ class Master:
             return
         term.last_migrate = now
         term.migrating = migrate(
-            self.executor, term.migrating, term.instance_groups, self.config.migrate_at_once
+            self.executor,
+            term.migrating,
+            term.instance_groups,
+            self.config.migrate_at_once,
+            term.disrupted,
+            int(now * 1000),
         )

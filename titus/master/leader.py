@@ -530,4 +530,6 @@ class Master:
             self.config.migrate_at_once,
             term.disrupted,
             int(now * 1000),
+            term.relocation_wanted,
+            int(self.config.self_managed_timeout * 1000),
         )

@@ -7,6 +7,7 @@ from typing import Any
 
 from titus.model.disruption import HOUR_MS, quota
 from titus.model.job import DisruptionBudget
+from titus.model.validation import check_disruption_budget
 
 
 def budget(**fields: Any) -> DisruptionBudget:
@@ -69,3 +70,14 @@ def test_time_windows_in_the_windows_zone() -> None:
         unhealthyTasksLimit={"limitOfUnhealthyContainers": 2}, rateUnlimited={}, timeWindows=windows
     )
     assert quota(b, 10, 10, [], NOW).allowed == 0
+
+
+def test_an_unknown_time_zone_is_refused_by_name() -> None:
+    b = budget(
+        unhealthyTasksLimit={"limitOfUnhealthyContainers": 2},
+        rateUnlimited={},
+        timeWindows=[{"days": ["Monday"], "timeZone": "Mars/Olympus"}],
+    )
+    [error] = check_disruption_budget(b, "disruptionBudget")
+    assert error.path == "disruptionBudget.timeWindows[0].timeZone"
+    assert "Mars/Olympus" in error.message

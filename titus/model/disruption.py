@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from titus.model.job import DisruptionBudget, TimeWindow
 
@@ -31,10 +31,7 @@ def in_windows(windows: Sequence[TimeWindow], now_ms: int) -> bool:
     if not windows:
         return True
     for window in windows:
-        try:
-            zone = ZoneInfo(window.timeZone or "UTC")
-        except (ZoneInfoNotFoundError, ValueError):
-            zone = ZoneInfo("UTC")
+        zone = ZoneInfo(window.timeZone)  # validation refuses a zone it does not know
         local = datetime.fromtimestamp(now_ms / 1000, zone)
         days = {d.lower() for d in window.days}
         if days and local.strftime("%A").lower() not in days:

@@ -232,6 +232,12 @@ class Settings(BaseSettings):
         description="Service tasks on hosts of phased-out instance groups being moved at "
         "once (default 5).",
     )
+    self_managed_migration_timeout_sec: float = Field(
+        3600.0,
+        description="How long the platform leaves moving a task off a phased-out host to "
+        "the owner of a job with migrationPolicy selfManaged before it moves the task "
+        "itself (a selfManaged budget's relocationTimeMs takes precedence; default 1 h).",
+    )
     max_pending_per_group: int = Field(
         10_000,
         description="Accepted tasks waiting for placement per capacity group at most; the "

@@ -66,11 +66,18 @@ def test_job_and_task_commands_change_what_the_api_shows(
     titus(platform, "job", "resize", job_id, "--desired", "2")
     platform.wait_for("two running tasks", lambda: len(platform.running(job_id)) == 2)
 
-    titus(platform, "job", "disable", job_id)
+    titus(platform, "job", "disable", job_id, "--caller", "ops-alice")
     assert platform.job(job_id)["jobDescriptor"]["service"]["enabled"] is False
     assert "(disabled)" in titus(platform, "job", "list")
-    titus(platform, "job", "enable", job_id)
-    assert platform.job(job_id)["jobDescriptor"]["service"]["enabled"] is True
+    titus(platform, "job", "enable", job_id, "--caller", "ops-bob")
+    job = platform.job(job_id)
+    assert job["jobDescriptor"]["service"]["enabled"] is True
+    # the status history says when and by whom the job was disabled and enabled again
+    disabled, enabled = [*job["statusHistory"], job["status"]][-2:]
+    assert disabled["reasonMessage"] == "job disabled by ops-alice"
+    assert enabled["reasonMessage"] == "job enabled by ops-bob"
+    assert disabled["timestamp"] <= enabled["timestamp"]
+    assert disabled["state"] == enabled["state"] == "Accepted"
 
     budget = {"relocationLimit": {"limit": 3}, "rateUnlimited": {}}
     titus(platform, "job", "budget", job_id, "-", stdin=json.dumps(budget))

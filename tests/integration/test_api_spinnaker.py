@@ -67,21 +67,17 @@ def test_deploy_find_resize_disable_enable_kill(tmp_path: Path) -> None:
         job = http.get(f"/api/v3/jobs/{job_id}").json()
         assert job["jobDescriptor"]["service"]["enabled"] is False
         assert job["jobDescriptor"]["service"]["capacity"]["desired"] == 3
-        assert job["status"]["state"] == "Accepted"  # disabling is no state change
-        assert (job["status"]["reasonCode"], job["status"]["reasonMessage"]) == (
-            "disabled",
-            "disabled by spinnaker: deploy",
-        )
+        assert job["status"]["reasonMessage"] == "job disabled by spinnaker: deploy"
         assert http.post(f"/api/v3/jobs/{job_id}/enable").status_code == 200
         job = http.get(f"/api/v3/jobs/{job_id}").json()
         assert job["jobDescriptor"]["service"]["enabled"]
-        assert job["status"]["reasonCode"] == "enabled"
-        history = [(h["reasonCode"], h["reasonMessage"]) for h in job["statusHistory"]]
-        assert history[-1] == ("disabled", "disabled by spinnaker: deploy")  # when: timestamp
+        assert job["status"]["reasonMessage"] == "job enabled by user"
+        assert job["statusHistory"][-1]["reasonMessage"] == "job disabled by spinnaker: deploy"
         assert job["statusHistory"][-1]["timestamp"] <= job["status"]["timestamp"]
         # enabling an enabled job changes nothing, and writes no entry
+        entries = len(job["statusHistory"])
         assert http.post(f"/api/v3/jobs/{job_id}/enable").status_code == 200
-        assert len(http.get(f"/api/v3/jobs/{job_id}").json()["statusHistory"]) == len(history)
+        assert len(http.get(f"/api/v3/jobs/{job_id}").json()["statusHistory"]) == entries
 
         t1, t2 = add_task(store, job_id, 1), add_task(store, job_id, 2)
         assert http.delete(f"/api/v3/tasks/{t1}").status_code == 200

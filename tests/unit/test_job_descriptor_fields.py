@@ -28,7 +28,10 @@ RETRY = {
     "exponentialBackOff.retries": "test_a_retry_waits_the_longer_delay_from_the_time_given",
 }
 SERVICE = "test_service_job_keeps_desired_replaces_kills_shrinks_resizes_and_ends"
-BUDGET = "pending: issue 15 (disruption budgets are validated and stored, not yet enforced)"
+BUDGET = "pending: issue 15 (relocation limits are validated and stored, not yet enforced)"
+HEALTH = "pending: issue 15 (container health checks do not exist yet)"
+PHASE_OUT = "test_phasing_out_a_group_keeps_a_ten_task_job_within_at_most_two_unavailable"
+SELF_MANAGED = "test_a_self_managed_job_is_left_to_its_owner_until_the_timeout"
 
 #: leaf field -> the test that shows what it does (or that it is refused), or "pending: ..."
 FIELDS: dict[str, str] = {
@@ -82,35 +85,42 @@ FIELDS: dict[str, str] = {
         "test_a_disabled_service_job_keeps_its_tasks_and_creates_replaces_or_kills_none"
     ),
     **{f"service.retryPolicy.{k}": v for k, v in RETRY.items()},
-    "service.migrationPolicy.systemDefault": "pending: issue 15 (migration per the budget)",
-    "service.migrationPolicy.selfManaged": "pending: issue 15 (the owner migrates first)",
+    "service.migrationPolicy.systemDefault": SELF_MANAGED,
+    "service.migrationPolicy.selfManaged": SELF_MANAGED,
     "service.serviceJobProcesses.disableIncreaseDesired": (
         "test_job_and_task_attributes_budget_processes_and_move"
     ),
     "service.serviceJobProcesses.disableDecreaseDesired": (
         "test_job_and_task_attributes_budget_processes_and_move"
     ),
+    "disruptionBudget.selfManaged.relocationTimeMs": SELF_MANAGED,
+    "disruptionBudget.availabilityPercentageLimit.percentageOfHealthyContainers": (
+        "test_availability_percentage_keeps_that_share_healthy"
+    ),
+    "disruptionBudget.unhealthyTasksLimit.limitOfUnhealthyContainers": PHASE_OUT,
+    "disruptionBudget.relocationLimit.limit": BUDGET,
+    "disruptionBudget.rateUnlimited": PHASE_OUT,
     **{
-        f"disruptionBudget.{leaf}": BUDGET
+        f"disruptionBudget.{leaf}": "test_rates_count_recent_disruptions_only"
         for leaf in (
-            "selfManaged.relocationTimeMs",
-            "availabilityPercentageLimit.percentageOfHealthyContainers",
-            "unhealthyTasksLimit.limitOfUnhealthyContainers",
-            "relocationLimit.limit",
-            "rateUnlimited",
             "ratePercentagePerHour.maxPercentageOfContainersRelocatedInHour",
             "ratePerInterval.intervalMs",
             "ratePerInterval.limitPerInterval",
             "ratePercentagePerInterval.intervalMs",
             "ratePercentagePerInterval.percentageLimitPerInterval",
-            "timeWindows.days",
-            "timeWindows.hourlyTimeWindows.startHour",
-            "timeWindows.hourlyTimeWindows.endHour",
-            "timeWindows.timeZone",
-            "containerHealthProviders.name",
-            "containerHealthProviders.attributes",
         )
     },
+    **{
+        f"disruptionBudget.timeWindows.{leaf}": "test_time_windows_in_the_windows_zone"
+        for leaf in (
+            "days",
+            "hourlyTimeWindows.startHour",
+            "hourlyTimeWindows.endHour",
+            "timeZone",
+        )
+    },
+    "disruptionBudget.containerHealthProviders.name": HEALTH,
+    "disruptionBudget.containerHealthProviders.attributes": HEALTH,
 }
 
 

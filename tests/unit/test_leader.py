@@ -22,7 +22,7 @@ from titus.master.cluster import HostReport, HostView, Placement
 from titus.master.leader import Master, MasterConfig
 from titus.master.scheduler import Scheduler, SchedulerConfig
 from titus.master.stuck import StuckTimeouts
-from titus.model.job import Job, JobStatus, Task, now_ms
+from titus.model.job import DisruptionBudget, Empty, Job, JobStatus, MigrationPolicy, Task, now_ms
 from titus.model.launch import TaskReport
 from titus.model.states import JobState, Reason, TaskState
 from titus.model.validation import parse_job_descriptor
@@ -582,3 +582,77 @@ def test_a_leader_elected_with_an_epoch_the_store_already_saw_leads_above_it(
     assert len(tasks(store, job_id)) == 1  # its writes are taken
     with pytest.raises(StaleEpoch):
         store.set_meta("x", "y", epoch=10)
+
+
+def test_phasing_out_a_group_keeps_a_ten_task_job_within_at_most_two_unavailable(
+    store: SqliteJobStore,
+) -> None:
+    driver = Hosts(host("old-1", "v1", cpu=16))
+    clock = Clock()
+    m = leader(store, driver, launching=20, clock=clock, migrate_at_once=10)
+    job_id = job(store, service=10)
+    j = store.get_job(job_id)
+    assert j is not None
+    j.jobDescriptor.disruptionBudget = DisruptionBudget.model_validate(
+        {"unhealthyTasksLimit": {"limitOfUnhealthyContainers": 2}, "rateUnlimited": {}}
+    )
+    store.update_job(j)
+    m.iterate()
+    for t in tasks(store, job_id):
+        report(m, t.id, TaskState.STARTED)
+    m.iterate()
+    store.set_instance_group("v1", "phasedOut")
+    driver.views.append(host("new-1", "v2", cpu=16))
+    driver.actual["new-1"] = []
+    moved, most_down = 0, 0
+    for _ in range(30):
+        clock.advance(MasterConfig().cluster_config_refresh)
+        m.iterate()
+        active = [t for t in tasks(store, job_id) if t.state != TaskState.FINISHED]
+        down = 10 - sum(t.state == TaskState.STARTED for t in active)
+        most_down = max(most_down, down)
+        for t in active:
+            if t.state == TaskState.KILL_INITIATED:
+                report(m, t.id, TaskState.FINISHED, Reason.KILLED)
+                moved += 1
+            elif t.state == TaskState.LAUNCHED:
+                report(m, t.id, TaskState.STARTED)
+        m.iterate()
+        running = [t for t in tasks(store, job_id) if t.state == TaskState.STARTED]
+        if len(running) == 10 and all(t.agent_id == "new-1" for t in running):
+            break
+    assert most_down == 2  # the budget's two at once, never more
+    assert moved == 10
+    assert all(t.agent_id == "new-1" for t in tasks(store, job_id) if t.state != TaskState.FINISHED)
+
+
+def test_a_self_managed_job_is_left_to_its_owner_until_the_timeout(
+    store: SqliteJobStore,
+) -> None:
+    driver = Hosts(host("old-1", "v1", cpu=8))
+    clock = Clock()
+    m = leader(store, driver, launching=10, clock=clock, self_managed_timeout=600.0)
+    owned, managed = job(store, service=1), job(store, service=1)
+    j = store.get_job(owned)
+    assert j is not None and j.jobDescriptor.service is not None
+    j.jobDescriptor.service.migrationPolicy = MigrationPolicy(selfManaged=Empty())
+    store.update_job(j)
+    m.iterate()
+    for job_id in (owned, managed):
+        [t] = tasks(store, job_id)
+        report(m, t.id, TaskState.STARTED)
+    m.iterate()
+    store.set_instance_group("v1", "phasedOut")
+    driver.views.append(host("new-1", "v2", cpu=8))
+    driver.actual["new-1"] = []
+    clock.advance(MasterConfig().cluster_config_refresh)
+    m.iterate()
+    [mine] = tasks(store, owned)
+    assert mine.state == TaskState.STARTED  # the owner's to move
+    assert tasks(store, managed)[0].state == TaskState.KILL_INITIATED  # systemDefault: now
+    clock.advance(599)
+    m.iterate()
+    assert tasks(store, owned)[0].state == TaskState.STARTED
+    clock.advance(2)
+    m.iterate()
+    assert tasks(store, owned)[0].state == TaskState.KILL_INITIATED  # the owner's time is up

@@ -317,16 +317,15 @@ class JobService:
         who: Principal = OPEN,
     ) -> Job:
         """Enable or disable a service job; its status history says when, by whom and why
-        (the state stays what it is: the status entry's reason is `enabled`/`disabled`)."""
-        word = "enabled" if enabled else "disabled"
-        message = f"{word} by {caller or 'an unnamed caller'}" + (f": {reason}" if reason else "")
+        (the state stays Accepted)."""
 
         def change(job: Job) -> Job | None:
             if self._service_of(job).enabled == enabled:
                 return None
-            job = job.with_status(job.status.state, word, message)
             self._service_of(job).enabled = enabled
-            return job
+            return job.with_status(
+                JobState.ACCEPTED, Reason.NORMAL, enabled_message(enabled, caller, reason)
+            )
 
         job = self._change_job(job_id, change, who, "enable" if enabled else "disable")
         self._log("enable job" if enabled else "disable job", job_id, caller, reason)
@@ -594,6 +593,13 @@ class JobService:
             caller or "-",
             reason or "-",
         )
+
+
+def enabled_message(enabled: bool, caller: str, reason: str) -> str:
+    """The status-history line an enable or disable leaves: what, by whom, and why."""
+    what = "job enabled" if enabled else "job disabled"
+    why = f": {reason}" if reason else ""
+    return f"{what} by {caller or 'user'}{why}"
 
 
 def _check_attribute_change(upsert: dict[str, str], delete: list[str]) -> None:

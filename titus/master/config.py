@@ -35,6 +35,8 @@ class MasterConfig:
     backoff_max: float = from_setting("system_backoff_max_sec")
     #: Service tasks on phased-out hosts being moved at once (kills in flight).
     migrate_at_once: int = from_setting("migrate_at_once")
+    #: How long a selfManaged job's owner has to move a task before the platform does.
+    self_managed_timeout: float = from_setting("self_managed_migration_timeout_sec")
     #: How often capacity groups and instance groups are read from the store.
     cluster_config_refresh: float = 5.0
     #: How long the first sync with the hosts may take before acting without it.
@@ -51,4 +53,5 @@ class MasterConfig:
             backoff_initial=settings.system_backoff_initial_sec,
             backoff_max=settings.system_backoff_max_sec,
             migrate_at_once=settings.migrate_at_once,
+            self_managed_timeout=settings.self_managed_migration_timeout_sec,
         )

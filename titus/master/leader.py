@@ -533,5 +533,12 @@ class Master:
             return
         term.last_migrate = now
         term.migrating = migrate(
-            self.executor, term.migrating, term.instance_groups, self.config.migrate_at_once
+            self.executor,
+            term.migrating,
+            term.instance_groups,
+            self.config.migrate_at_once,
+            term.disrupted,
+            int(now * 1000),
+            term.relocation_wanted,
+            int(self.config.self_managed_timeout * 1000),
         )

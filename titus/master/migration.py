@@ -2,9 +2,14 @@
 
 An operator phases out an instance group to retire its hosts (a new image, a new
 instance type). Those hosts take no new work (cluster_config.schedulable); the service
-tasks already there are killed a few at a time, at most one per job at once, so each
-job's replacement starts on an active host before the next of its tasks goes. Batch
-tasks are left to finish.
+tasks already there are killed a few at a time, each job's within its disruption budget
+(titus.model.disruption: without one, one task of the job down at a time, so its
+replacement starts on an active host before the next of its tasks goes). Batch tasks are
+left to finish.
+
+A job whose migrationPolicy or budget is selfManaged is its owner's to move: the platform
+notes when it first wanted each such task gone and steps in only after the owner's time
+(the budget's relocationTimeMs, else the configured timeout) has passed.
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ from titus.master import metrics as m
 from titus.master.cluster import HostView
 from titus.master.cluster_config import ATTR_MACHINE_GROUP, phased_out
 from titus.master.view import LeaderView
-from titus.model.job import Task
+from titus.model.disruption import quota
+from titus.model.job import Job, Task
 from titus.model.states import Reason, TaskState
 
 MIGRATION_MESSAGE = "moved off a host of phased-out instance group"
+#: How long disruptions are remembered for the budgets' rates (the longest: a day).
+HISTORY_MS = 86_400_000
 
 
 class Migrating(Protocol):
@@ -31,17 +39,31 @@ class Migrating(Protocol):
 
 
 def migrate(
-    leader: Migrating, migrating: set[str], instance_groups: dict[str, str], at_once: int
+    leader: Migrating,
+    migrating: set[str],
+    instance_groups: dict[str, str],
+    at_once: int,
+    disrupted: dict[str, list[int]],
+    now_ms: int,
+    wanted: dict[str, int] | None = None,
+    self_managed_ms: int = 3_600_000,
 ) -> set[str]:
     """Kill service tasks on phased-out hosts while fewer than `at_once` are on their way
-    (`migrating`: the tasks killed so far); the tasks on their way after this round."""
+    (`migrating`: the tasks killed so far) and their job's budget allows (`disrupted`:
+    when each job's tasks were disrupted, added to here); the tasks on their way after
+    this round. `wanted`: when each self-managed task was first due to move (added to)."""
+    wanted = {} if wanted is None else wanted
     view = leader.view
+    for gone in [t for t in wanted if view.get(t) is None]:
+        del wanted[gone]  # nothing left to wait for
+    for ended in [j for j in disrupted if j not in view.jobs]:
+        del disrupted[ended]
     migrating = {t for t in migrating if view.state(t) == TaskState.KILL_INITIATED}
     phased = phased_out(instance_groups)
     budget = at_once - len(migrating)
     if not phased or budget <= 0:
         return migrating
-    busy_jobs = {view.job_of(t) for t in migrating}
+    allowed: dict[str, int] = {}
     for host in leader.hosts():
         group = host.attributes.get(ATTR_MACHINE_GROUP, "")
         if group not in phased:
@@ -54,15 +76,42 @@ def migrate(
             if (
                 job is None
                 or job.jobDescriptor.service is None
-                or job_id in busy_jobs
                 or view.state(task_id) != TaskState.STARTED
             ):
+                continue
+            owner_time = self_managed_time(job, self_managed_ms)
+            if owner_time is not None and now_ms - wanted.setdefault(task_id, now_ms) < owner_time:
+                continue  # the owner's to move for now
+            if job.id not in allowed:
+                healthy = sum(t.state == TaskState.STARTED for t in view.tasks_of(job.id))
+                history = disrupted.setdefault(job.id, [])
+                history[:] = [t for t in history if now_ms - t < HISTORY_MS]
+                allowed[job.id] = quota(
+                    job.jobDescriptor.disruptionBudget,
+                    job.jobDescriptor.task_demand,
+                    healthy,
+                    history,
+                    now_ms,
+                ).allowed
+            if allowed[job.id] <= 0:
                 continue
             task = view.get(task_id)
             assert task is not None
             leader.kill(task, Reason.KILLED, f"{MIGRATION_MESSAGE} {group}")
             migrating.add(task_id)
-            busy_jobs.add(job_id)
+            allowed[job.id] -= 1
+            disrupted.setdefault(job.id, []).append(now_ms)
             budget -= 1
             m.MIGRATIONS.inc()
     return migrating
+
+
+def self_managed_time(job: Job, default_ms: int) -> int | None:
+    """How long the job's owner has to move its tasks (ms), or None when it is the
+    platform's to do at once."""
+    budget = job.jobDescriptor.disruptionBudget
+    if budget is not None and budget.selfManaged is not None:
+        return budget.selfManaged.relocationTimeMs
+    service = job.jobDescriptor.service
+    policy = service.migrationPolicy if service is not None else None
+    return default_ms if policy is not None and policy.selfManaged is not None else None

@@ -78,6 +78,10 @@ class Term:
     sweep_queue: list[str] = field(default_factory=list)
     #: Service tasks being killed to move them off phased-out hosts.
     migrating: set[str] = field(default_factory=set)
+    #: When the system disrupted each job's tasks (ms), for the budgets' rates.
+    disrupted: dict[str, list[int]] = field(default_factory=dict)
+    #: When each self-managed task was first due to move off a phased-out host (ms).
+    relocation_wanted: dict[str, int] = field(default_factory=dict)
     #: Capacity groups by name.
     groups: dict[str, CapacityGroup] = field(default_factory=dict)
     #: Lifecycle state of each instance group, by name.

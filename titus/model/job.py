@@ -286,6 +286,10 @@ class TaskStatus(Model):
     timestamp: int = Field(default_factory=now_ms)
 
 
+#: Entries a job's status history keeps at most (the first and the latest).
+MAX_JOB_STATUS_HISTORY = 50
+
+
 class Job(Model):
     id: str
     jobDescriptor: JobDescriptor
@@ -294,8 +298,16 @@ class Job(Model):
     version: int = 0
 
     def with_status(self, state: JobState, reason: str = "normal", message: str = "") -> Job:
+        """This job with a new status; the old one goes to the history, which keeps its
+        first entry (the job's acceptance) and the latest ones, so a job enabled and
+        disabled over and over does not grow without bound."""
         new = self.model_copy(deep=True)
         new.statusHistory.append(self.status)
+        if len(new.statusHistory) > MAX_JOB_STATUS_HISTORY:
+            new.statusHistory = [
+                new.statusHistory[0],
+                *new.statusHistory[-MAX_JOB_STATUS_HISTORY + 1 :],
+            ]
         new.status = JobStatus(state=state, reasonCode=reason, reasonMessage=message)
         return new
 

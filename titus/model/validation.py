@@ -11,6 +11,7 @@ import copy
 import re
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
@@ -455,6 +456,10 @@ def check_disruption_budget(b: DisruptionBudget, path: str) -> list[FieldError]:
                 errors.append(
                     FieldError(f"{wpath}.days", f"{_quote(day)} is not a day of the week")
                 )
+        if not _known_zone(window.timeZone):
+            errors.append(
+                FieldError(f"{wpath}.timeZone", f"{_quote(window.timeZone)} is not a time zone")
+            )
         for j, hours in enumerate(window.hourlyTimeWindows):
             if not 0 <= hours.startHour < hours.endHour <= 24:
                 errors.append(
@@ -467,6 +472,15 @@ def check_disruption_budget(b: DisruptionBudget, path: str) -> list[FieldError]:
         if not provider.name:
             errors.append(FieldError(f"{path}.containerHealthProviders[{i}].name", "is required"))
     return errors
+
+
+def _known_zone(name: str) -> bool:
+    """An IANA zone name (the budget's windows are read in it)."""
+    try:
+        ZoneInfo(name)
+    except (ValueError, KeyError, OSError):  # not found is a KeyError; a bad path, ValueError
+        return False
+    return True
 
 
 def _rules_beside_shape_errors(

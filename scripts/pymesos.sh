@@ -73,7 +73,11 @@ if ! "$PY" -c "import http_parser.http" 2>/dev/null; then
     rm -f "$SRC"/http_parser/*.so
   }
   unpack
-  "${PIP[@]}" install --quiet --require-hashes -r "$WORK/build.txt"
+  # The build tools go into a directory of their own, not the virtualenv: the parser needs
+  # an older setuptools than grpcio-tools does, and the virtualenv keeps the locked one.
+  "${PIP[@]}" install --quiet --require-hashes --no-deps --target "$WORK/tools" -r "$WORK/build.txt"
+  OLD_PYTHONPATH=${PYTHONPATH:-}
+  export PYTHONPATH="$WORK/tools${PYTHONPATH:+:$PYTHONPATH}"
   built=0
   # Run from the sdist root: inside http_parser/ its http.py would shadow the stdlib module.
   if [[ "${HTTP_PARSER_BUILD:-c}" != python ]] \
@@ -91,6 +95,9 @@ if ! "$PY" -c "import http_parser.http" 2>/dev/null; then
 fi
 
 log "installing pymesos $PYMESOS_VERSION"
+if [[ -n "${OLD_PYTHONPATH+set}" ]]; then
+  if [[ -n "$OLD_PYTHONPATH" ]]; then export PYTHONPATH="$OLD_PYTHONPATH"; else unset PYTHONPATH; fi
+fi
 grep -v '^http-parser' "$WORK/hashed.txt" >"$WORK/pymesos.txt"
 "${PIP[@]}" install --quiet --no-deps --require-hashes -r "$WORK/pymesos.txt"
 

@@ -5,8 +5,8 @@ grow without bound with work that ended long ago."""
 from __future__ import annotations
 
 import sqlite3
-import time
 
+from titus.model.job import now_ms
 from titus.store.sqlite.connection import SqliteBase
 from titus.store.sqlite.schema import ARCHIVE_TTL_SEC, PRUNE_EVERY
 
@@ -15,10 +15,6 @@ class ArchivePart(SqliteBase):
     archive_ttl_sec: float = ARCHIVE_TTL_SEC
     _archive_writes: int = 0
 
-    @staticmethod
-    def _now_ms() -> int:
-        return int(time.time() * 1000)
-
     def _archived(self, db: sqlite3.Connection) -> None:
         """Count an archive write (inside its transaction); prune now and then."""
         self._archive_writes += 1
@@ -26,7 +22,7 @@ class ArchivePart(SqliteBase):
             self._prune(db)
 
     def _prune(self, db: sqlite3.Connection) -> None:
-        horizon = self._now_ms() - int(self.archive_ttl_sec * 1000)
+        horizon = now_ms() - int(self.archive_ttl_sec * 1000)
         for table in ("archived_jobs", "archived_tasks"):
             db.execute(f"DELETE FROM {table} WHERE archived_at < ?", (horizon,))
 

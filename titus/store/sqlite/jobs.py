@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
-from titus.model.job import Job, Task
+from titus.model.job import Job, Task, now_ms
 from titus.store.codec import dump_document, task_facts
 from titus.store.errors import Conflict, GroupNameTaken
 from titus.store.quarantine import decode_job, decode_jobs
@@ -74,11 +74,11 @@ class JobsPart(ArchivePart):
 
     def archive_job(self, job: Job, *, epoch: int | None = None) -> None:
         with self._tx(epoch) as db:
-            now_ms = self._now_ms()
+            archived_at = now_ms()
             db.execute(
                 "INSERT OR REPLACE INTO archived_jobs (job_id, value, archived_at) "
                 "VALUES (?, ?, ?)",
-                (job.id, dump_document(job), now_ms),
+                (job.id, dump_document(job), archived_at),
             )
             db.execute("DELETE FROM active_jobs WHERE job_id=?", (job.id,))
             task_ids = db.execute(
@@ -87,7 +87,7 @@ class JobsPart(ArchivePart):
             db.execute(
                 "INSERT OR REPLACE INTO archived_tasks (task_id, job_id, value, archived_at) "
                 "SELECT task_id, job_id, value, ? FROM active_tasks WHERE job_id=?",
-                (now_ms, job.id),
+                (archived_at, job.id),
             )
             for (task_id,) in task_ids:
                 self._changed(db, "task", task_id, job.id, "archive")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from titus.model.job import Task
+from titus.model.job import Task, now_ms
 from titus.store.codec import dump_document, task_facts
 from titus.store.errors import Conflict
 from titus.store.quarantine import decode_jobs, decode_task, decode_tasks
@@ -47,7 +47,7 @@ class TasksPart(ArchivePart):
             db.execute(
                 "INSERT OR REPLACE INTO archived_tasks (task_id, job_id, value, archived_at) "
                 "VALUES (?, ?, ?, ?)",
-                (task.id, task.jobId, dump_document(task), self._now_ms()),
+                (task.id, task.jobId, dump_document(task), now_ms()),
             )
             self._archived(db)
             db.execute("DELETE FROM active_tasks WHERE task_id=?", (task.id,))

@@ -463,6 +463,34 @@ class Settings(BaseSettings):
         description="A container no task owns (started behind the agent's back, or whose "
         "task the master no longer claims) is killed after this grace (default 60 s).",
     )
+    # agent: the metadata service and IAM roles of tasks (titus/agent/metadata)
+    agent_metadata_enabled: bool = Field(
+        True,
+        description="Serve each task its own instance metadata at 169.254.169.254, inside "
+        "its network namespace (default on).",
+    )
+    agent_metadata_require_token: bool = Field(
+        False,
+        description="Every task on this host must use IMDSv2 tokens (a job can also ask "
+        "with the attribute titusParameter.agent.imds.requireToken=true).",
+    )
+    agent_iam_provider: Literal["auto", "sts", "none"] = Field(
+        "auto",
+        description="Where tasks' role credentials come from: sts (AssumeRole of the job's "
+        "iamRole), none (no role is available), auto (sts when this host has AWS "
+        "credentials).",
+    )
+    agent_iam_duration_sec: int = Field(
+        3600, description="Lifetime asked of STS for a task's role credentials (900..43200)."
+    )
+    agent_iam_renew_before_sec: float = Field(
+        600.0,
+        description="A task's role credentials are renewed when less than this remains "
+        "(default 600 s).",
+    )
+    agent_iam_retry_sec: float = Field(
+        10.0, description="After a failed AssumeRole the next try comes this much later."
+    )
     # agent: per-task networking (titus/agent/network)
     agent_network_provider: Literal["none", "local", "vpc"] = Field(
         "none",

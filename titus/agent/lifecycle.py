@@ -40,6 +40,7 @@ from docker.models.containers import Container
 from titus.agent.gpus import GpuHook, GpuPool, host_gpus
 from titus.agent.hooks import HookRunner, KillRequest, LaunchError, TaskContext, TaskHook
 from titus.agent.logs import LogFollowHook, LogsHook
+from titus.agent.metadata.hook import metadata_hooks
 from titus.agent.network.hook import network_hooks
 from titus.agent.runtime import (
     ContainerHook,
@@ -98,18 +99,22 @@ def task_hooks(
     runtime: DockerRuntime,
     uploader: LogUploader,
 ) -> list[TaskHook]:
-    """The task life on a host: log files and their upload, the GPUs it holds, the
-    container, copying its output, and the watchers of what the engine does not enforce
-    (runtime limit, disk quota, orphans). The upload hook sits before the container so
+    """The task life on a host: log files and their upload, the GPUs it holds, its IAM
+    role's credentials, the container, its metadata service and network, copying its
+    output, and the watchers of what the engine does not enforce (runtime limit, disk
+    quota, orphans). The upload hook sits before the container so
     that its teardown (journal every file) runs after the copies have drained. Shared by
     the agent daemon and the Mesos executor, so a task runs the same way whichever cluster
     driver placed it."""
     upload = LogUploadHook(settings, uploader)
+    before_container, after_container = metadata_hooks(settings, runtime)
     return [
         LogsHook(),
         upload,
         GpuHook(GpuPool(host_gpus(settings)), runtime),
+        *before_container,
         ContainerHook(runtime),
+        *after_container,
         *network_hooks(settings, runtime),
         LogFollowHook(
             client,

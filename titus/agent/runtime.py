@@ -371,6 +371,11 @@ class DockerRuntime:
         except docker.errors.NotFound:
             return None
 
+    def pid(self, container_id: str) -> int:
+        """The process id of the container's main process; 0 when it does not run."""
+        container = self.get(container_id) if container_id else None
+        return int(container.attrs.get("State", {}).get("Pid") or 0) if container else 0
+
     def stop(self, container_id: str, grace_sec: float) -> None:
         timeout = max(0, int(round(grace_sec)))
         with contextlib.suppress(docker.errors.NotFound):

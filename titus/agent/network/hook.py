@@ -56,8 +56,7 @@ class NetworkHook(TaskHook):
 
     def _live_pid(self, ctx: TaskContext) -> int:
         """The container's process id; 0 when it no longer runs."""
-        container = self.runtime.get(ctx.container_id or "")
-        return int(container.attrs.get("State", {}).get("Pid") or 0) if container else 0
+        return self.runtime.pid(ctx.container_id or "")
 
     def _pid(self, ctx: TaskContext) -> int:
         pid = self._live_pid(ctx)

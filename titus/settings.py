@@ -463,6 +463,24 @@ class Settings(BaseSettings):
         description="A container no task owns (started behind the agent's back, or whose "
         "task the master no longer claims) is killed after this grace (default 60 s).",
     )
+    # api: admission against AWS (titus/api/aws_admission.py)
+    api_aws_admission: Literal["off", "closed", "open"] = Field(
+        "off",
+        description="Check at job create that iamRole and securityGroups exist in AWS: off, "
+        "closed (an unreachable AWS refuses the job with 503), open (admits it unchecked).",
+    )
+    api_aws_admission_cache_sec: float = Field(
+        300.0, description="How long an AWS answer that a role or group exists is reused."
+    )
+    api_aws_region: str = Field("", description="Region of those checks; empty: the environment's.")
+    api_aws_agent_role_arn: str = Field(
+        "",
+        description="The agents' own role: a job's role must trust it with sts:AssumeRole "
+        "(empty: any trust of sts:AssumeRole will do).",
+    )
+    api_aws_vpc_id: str = Field(
+        "", description="Security groups of jobs must be in this VPC (empty: any)."
+    )
     # agent: the metadata service and IAM roles of tasks (titus/agent/metadata)
     agent_metadata_enabled: bool = Field(
         True,

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from titus.api import agents, capacity, dashboard, jobs, observe, scheduler_results, tasks
 from titus.api.admission import Limits
 from titus.api.auth import Access, TokenAuth
+from titus.api.aws_admission import AwsAdmission
 from titus.api.cluster import ClusterService
 from titus.api.deps import authenticated
 from titus.api.errors import ApiError, api_error_handler, error_body, invalid_request_handler
@@ -156,6 +157,7 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
         bounds=bounds_of(settings),
         limits=limits,
         idempotency_ttl_sec=settings.idempotency_ttl_sec,
+        aws=AwsAdmission.from_settings(settings),
     )
     app.state.cluster = ClusterService(store, coord)
     auth = TokenAuth.from_file(settings.auth_tokens_file) if settings.auth_tokens_file else None

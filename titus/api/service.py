@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from titus.api.admission import Limits, PendingCounts
 from titus.api.auth import OPEN, Principal
+from titus.api.aws_admission import AwsAdmission
 from titus.api.errors import ApiError, not_found
 from titus.api.policy import CREATED_BY, job_doc, require_owner
 from titus.api.query import Criteria
@@ -81,6 +82,7 @@ class JobService:
         bounds: Bounds = DEFAULT_BOUNDS,
         limits: Limits,
         idempotency_ttl_sec: float,
+        aws: AwsAdmission | None = None,
     ):
         """`limits` and `idempotency_ttl_sec` come from Settings (see create_app)."""
         self.store = store
@@ -88,6 +90,7 @@ class JobService:
         self.bounds = bounds
         self.limits = limits
         self.idempotency_ttl_sec = idempotency_ttl_sec
+        self.aws = aws
         self._hosts: tuple[float, dict[str, float] | None] = (0.0, None)
         self._hosts_lock = threading.Lock()
 
@@ -112,6 +115,8 @@ class JobService:
         """Validate, admit and store a new job. With an idempotency key, a retry with the
         same body gets the first job back; the same key with another body is a 422."""
         descriptor = parse_job_descriptor(body, self.current_bounds())
+        if self.aws is not None:
+            self.aws.check(descriptor)
         self.limits.admit(
             1, descriptor.task_demand, descriptor.capacityGroup or DEFAULT_CAPACITY_GROUP
         )

@@ -14,6 +14,7 @@ namespace gets a new socket. Teardown stops serving; the address goes with the n
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from titus.agent.hooks import LaunchError, TaskContext, TaskHook
@@ -132,8 +133,11 @@ def metadata_hooks(
     settings: Settings, runtime: DockerRuntime
 ) -> tuple[list[TaskHook], list[TaskHook]]:
     """(before the container, after it): the role hook and the metadata hook, or none when
-    the metadata service is off."""
+    the metadata service is off or the agent cannot enter namespaces (not root)."""
     if not settings.agent_metadata_enabled:
+        return [], []
+    if os.geteuid() != 0:
+        log.warning("not root: tasks get no metadata service of their own (and no IAM role)")
         return [], []
     credentials = credential_source(settings)
     key = load_key(Path(settings.data_dir) / "metadata" / "token.key")

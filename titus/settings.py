@@ -490,7 +490,7 @@ class Settings(BaseSettings):
     agent_metadata_require_token: bool = Field(
         False,
         description="Every task on this host must use IMDSv2 tokens (a job can also ask "
-        "with the attribute titusParameter.agent.imds.requireToken=true).",
+        "with the container attribute titusParameter.agent.imds.requireToken=true).",
     )
     agent_iam_provider: Literal["auto", "sts", "none"] = Field(
         "auto",

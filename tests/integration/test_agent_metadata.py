@@ -57,8 +57,9 @@ def make_role(name: str) -> str:
 
 
 def with_role(spec: TaskSpec, role: str, attributes: dict[str, str] | None = None) -> TaskSpec:
-    container = spec.container.model_copy(update={"securityProfile": SecurityProfile(iamRole=role)})
-    return spec.model_copy(update={"container": container, "jobAttributes": attributes or {}})
+    """`spec` with the job's role and container attributes."""
+    update = {"securityProfile": SecurityProfile(iamRole=role), "attributes": attributes or {}}
+    return spec.model_copy(update={"container": spec.container.model_copy(update=update)})
 
 
 def pid_of(client: docker.DockerClient, report: TaskReport) -> int:

@@ -57,7 +57,9 @@ FIELDS: dict[str, str] = {
     "container.securityProfile.securityGroups": (
         "test_security_groups_let_in_the_ports_they_allow_and_no_others"
     ),
-    "container.securityProfile.iamRole": "pending: issue 14 (a metadata service per task)",
+    "container.securityProfile.iamRole": (
+        "test_the_sdk_in_each_container_gets_its_own_jobs_role_and_never_anothers"
+    ),
     "container.securityProfile.attributes": (
         "test_cpu_burner_is_held_to_its_quota_and_a_bursting_job_is_not"
     ),

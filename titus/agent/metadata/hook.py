@@ -72,7 +72,8 @@ class MetadataHook(TaskHook):
         self.require_token = settings.agent_metadata_require_token
 
     def _identity(self, ctx: TaskContext) -> TaskIdentity:
-        required = ctx.spec.jobAttributes.get(REQUIRE_TOKEN_ATTRIBUTE, "").lower() == "true"
+        attributes = ctx.spec.container.attributes
+        required = attributes.get(REQUIRE_TOKEN_ATTRIBUTE, "").lower() == "true"
         started = ctx.container.started_at if ctx.container else None
         return TaskIdentity(
             ctx.task_id,

@@ -27,7 +27,7 @@ from titus.model.names import TaskContextKey
 TOKEN_PATH = "/latest/api/token"
 TOKEN_HEADER = "x-aws-ec2-metadata-token"
 TTL_HEADER = "x-aws-ec2-metadata-token-ttl-seconds"
-#: The job attribute by which a job requires IMDSv2 tokens (Titus's name for it).
+#: The container attribute by which a job requires IMDSv2 tokens (Titus's name for it).
 REQUIRE_TOKEN_ATTRIBUTE = "titusParameter.agent.imds.requireToken"
 NOT_SERVED = frozenset({"/latest/meta-data/ami-id", "/latest/meta-data/instance-type"})
 MAX_PATH = 1024

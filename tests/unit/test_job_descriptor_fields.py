@@ -29,7 +29,7 @@ RETRY = {
 }
 SERVICE = "test_service_job_keeps_desired_replaces_kills_shrinks_resizes_and_ends"
 BUDGET = "pending: issue 15 (relocation limits are validated and stored, not yet enforced)"
-HEALTH = "pending: issue 15 (container health checks do not exist yet)"
+HEALTH = "test_a_budget_names_the_health_check_or_nothing"
 PHASE_OUT = "test_phasing_out_a_group_keeps_a_ten_task_job_within_at_most_two_unavailable"
 SELF_MANAGED = "test_a_self_managed_job_is_left_to_its_owner_until_the_timeout"
 

@@ -335,6 +335,11 @@ class AgentDaemon:
         with self._cond:
             self._record(runner.ctx, TaskState.STARTED)
 
+    def updated(self, runner: TaskRunner) -> None:
+        with self._cond:
+            if self._tasks.get(runner.task_id) is runner:
+                self._record(runner.ctx, TaskState.STARTED)
+
     def finished(self, runner: TaskRunner, outcome: Outcome) -> None:
         with self._cond:
             self._tasks.pop(runner.task_id, None)

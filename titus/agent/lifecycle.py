@@ -50,6 +50,7 @@ from titus.agent.runtime import (
     is_engine_error,
     is_live,
 )
+from titus.agent.task_health import HealthCheckHook
 from titus.agent.upload import LogUploader, LogUploadHook
 from titus.agent.watchers import DiskQuotaHook, OrphanHook, RuntimeLimitHook
 from titus.model.states import Reason
@@ -92,6 +93,9 @@ class RunnerListener(Protocol):
     def finished(self, runner: TaskRunner, outcome: Outcome) -> None:
         """The task ended and its hooks are torn down; told once."""
 
+    def updated(self, runner: TaskRunner) -> None:
+        """The running task's context changed (its health, say): report it again."""
+
 
 def task_hooks(
     settings: Settings,
@@ -122,6 +126,7 @@ def task_hooks(
             on_rotate=upload.on_rotate,
         ),
         RuntimeLimitHook(),
+        HealthCheckHook(runtime),
         DiskQuotaHook(runtime, settings.agent_disk_check_interval_sec),
         OrphanHook(settings.agent_orphan_grace_sec),
     ]
@@ -301,7 +306,10 @@ class TaskRunner:
             now = time.monotonic()
             if kill is None and now - last_check >= self.check_interval_sec:
                 last_check = now
+                before = dict(self.ctx.context)
                 verdict = self.hooks.check(self.ctx)
+                if self.ctx.context != before:
+                    self.listener.updated(self)
                 if verdict is not None:
                     log.warning("task %s: %s", self.task_id, verdict.message)
                     self.kill(verdict.reason, verdict.message)

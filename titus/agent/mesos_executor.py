@@ -122,6 +122,9 @@ class _Updates:
     def finished(self, runner: TaskRunner, outcome: Outcome) -> None:
         self.executor.task_ended(runner, outcome)
 
+    def updated(self, runner: TaskRunner) -> None:
+        self.executor.task_running(runner)  # TASK_RUNNING again, with the new context
+
 
 class TitusExecutor(Executor):
     def __init__(

@@ -32,6 +32,7 @@ from docker.models.containers import Container
 
 from titus.agent.hooks import ContainerRecord, LaunchError, TaskContext, TaskHook
 from titus.agent.isolation import DEFAULT_CAP_ALLOW_LIST, ContainerPolicy
+from titus.model.health import health_check_of
 from titus.model.launch import TaskSpec
 from titus.model.states import Reason
 
@@ -343,6 +344,9 @@ class DockerRuntime:
             kwargs.pop("command")
         if self.disk_enforced and r.diskMB:
             kwargs["storage_opt"] = {"size": f"{r.diskMB}M"}
+        health = health_check_of(c.attributes)
+        if health is not None:
+            kwargs["healthcheck"] = health.engine_form()
         if gpus:
             labels[LABEL_GPUS] = ",".join(gpus)
             kwargs["device_requests"] = [

@@ -56,11 +56,12 @@ def job_row(job: dict[str, Any]) -> list[str]:
 def task_row(task: dict[str, Any]) -> list[str]:
     s = task["status"]
     ctx = task.get("taskContext", {})
+    health = ctx.get(TaskContextKey.HEALTH, "")
     return [
         task["id"],
         task["jobId"],
         ctx.get(TaskContextKey.INDEX, ""),
-        s["state"],
+        f"{s['state']} ({health})" if health and s["state"] == "Started" else s["state"],
         s.get("reasonCode", ""),
         ctx.get(AgentContext.HOST, ""),
         s.get("reasonMessage", "")[:60],

@@ -38,6 +38,7 @@ from titus.master.cluster import ClusterDriver, HostReport
 from titus.master.cluster_config import read_capacity_groups, read_instance_groups
 from titus.master.config import UNKNOWN_TASK_GRACE_SEC, MasterConfig
 from titus.master.executor import Executor
+from titus.master.health import replace_unhealthy
 from titus.master.migration import migrate
 from titus.master.scheduler import Scheduler
 from titus.master.stuck import clear_stuck
@@ -542,3 +543,4 @@ class Master:
             term.relocation_wanted,
             int(self.config.self_managed_timeout * 1000),
         )
+        replace_unhealthy(self.executor, term.disrupted, int(now * 1000), term.health_checked)

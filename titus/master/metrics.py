@@ -72,6 +72,10 @@ MIGRATIONS = Counter(
     "titus_master_migrations_total",
     "Service tasks moved off hosts of phased-out instance groups",
 )
+UNHEALTHY_REPLACED = Counter(
+    "titus_master_unhealthy_replaced_total",
+    "Service tasks killed for failing their container health check, to be replaced",
+)
 LAUNCHES = Counter("titus_master_launches_total", "Tasks sent to hosts to start")
 MOVES = Counter(
     "titus_master_task_moves_total",

@@ -19,14 +19,13 @@ from typing import Protocol
 from titus.master import metrics as m
 from titus.master.cluster import HostView
 from titus.master.cluster_config import ATTR_MACHINE_GROUP, phased_out
+from titus.master.health import available, counts_health, recent
 from titus.master.view import LeaderView
 from titus.model.disruption import quota
 from titus.model.job import Job, Task
 from titus.model.states import Reason, TaskState
 
 MIGRATION_MESSAGE = "moved off a host of phased-out instance group"
-#: How long disruptions are remembered for the budgets' rates (the longest: a day).
-HISTORY_MS = 86_400_000
 
 
 class Migrating(Protocol):
@@ -83,14 +82,11 @@ def migrate(
             if owner_time is not None and now_ms - wanted.setdefault(task_id, now_ms) < owner_time:
                 continue  # the owner's to move for now
             if job.id not in allowed:
-                healthy = sum(t.state == TaskState.STARTED for t in view.tasks_of(job.id))
-                history = disrupted.setdefault(job.id, [])
-                history[:] = [t for t in history if now_ms - t < HISTORY_MS]
                 allowed[job.id] = quota(
                     job.jobDescriptor.disruptionBudget,
                     job.jobDescriptor.task_demand,
-                    healthy,
-                    history,
+                    available(view.tasks_of(job.id), counts_health(job)),
+                    recent(disrupted, job.id, now_ms),
                     now_ms,
                 ).allowed
             if allowed[job.id] <= 0:

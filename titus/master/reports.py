@@ -89,6 +89,8 @@ def apply_report(leader: Reporting, hr: HostReport) -> None:
     if not is_forward(state, new_state):
         if report.terminal:
             leader.acknowledge(hr)
+        elif new_state == state:
+            refresh_context(leader, report)
         return
     task = leader.view.get(report.taskId)
     assert task is not None
@@ -96,6 +98,21 @@ def apply_report(leader: Reporting, hr: HostReport) -> None:
     record(leader, task, updated)
     if report.terminal:
         leader.acknowledge(hr)
+
+
+def refresh_context(leader: Reporting, report: TaskReport) -> None:
+    """A host says again what it said, with news in the context (a health check's
+    verdict): keep the news, leave the status as it is."""
+    task = leader.view.get(report.taskId)
+    if task is None:
+        return
+    news = {k: v for k, v in host_context(report.context).items() if task.taskContext.get(k) != v}
+    if not news:
+        return
+    updated = task.model_copy(deep=True)
+    updated.taskContext.update(news)
+    leader.save_task(updated)
+    leader.touch(task.jobId)
 
 
 def record(leader: Reporting, before: Task, after: Task) -> None:
@@ -143,8 +160,10 @@ def with_report(task: Task, report: TaskReport, state: TaskState, now_ms: int) -
     reason = report.reasonCode
     message = report.reasonMessage
     kill_reason = task.taskContext.get(rc.KILL_REASON)
-    if state == TaskState.FINISHED and kill_reason and reason == Reason.KILLED:
+    if state == TaskState.FINISHED and kill_reason and reason in (Reason.KILLED, kill_reason):
         reason = kill_reason
+        if task.state == TaskState.KILL_INITIATED and task.status.reasonMessage:
+            message = task.status.reasonMessage  # why it was killed, not that it was
     # a container that ran and ended between two polls skipped states on the way:
     # record them, so the history reads as the task's whole life
     new = task

@@ -52,6 +52,9 @@ class TaskContextKey:
     RETRY_DELAY = "task.retryDelay"
     NOT_BEFORE = "task.notBefore"
     MOVED_FROM_JOB = "task.movedFromJob"
+    #: The container health check's verdict (starting, healthy, unhealthy) and its last output.
+    HEALTH = "task.health"
+    HEALTH_OUTPUT = "task.healthOutput"
 
 
 class LogContextKey:
@@ -72,6 +75,8 @@ HOST_TASK_CONTEXT_KEYS = frozenset(
         TaskContextKey.NETWORK_INTERFACE_ID,
         TaskContextKey.NETWORK_INTERFACE_INDEX,
         TaskContextKey.EXIT_CODE,
+        TaskContextKey.HEALTH,
+        TaskContextKey.HEALTH_OUTPUT,
         LogContextKey.S3_BUCKET,
         LogContextKey.S3_KEY,
         LogContextKey.S3_REGION,

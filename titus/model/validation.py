@@ -50,6 +50,8 @@ CONSTRAINTS = {
 }
 BOOLEAN_CONSTRAINTS = {"uniquehost", "exclusivehost", "zonebalance", "activehost"}
 RESERVED_PREFIX = "titus"
+#: The one container health provider a disruption budget may name (titus/model/health.py).
+HEALTH_CHECK_PROVIDER = "healthCheck"
 
 
 @dataclass(frozen=True)
@@ -316,6 +318,9 @@ def _check_container(d: JobDescriptor) -> list[FieldError]:
     if role and not (IAM_ROLE_NAME.match(role) or IAM_ROLE_ARN.match(role)):
         bad("securityProfile.iamRole", f"{_quote(role)} is neither an IAM role name nor a role ARN")
 
+    from titus.model.health import check_health_attributes  # it uses FieldError from here
+
+    errors += check_health_attributes(c.attributes)
     if sum(len(a.encode()) for a in c.entryPoint) > ENTRY_POINT_MAX_BYTES:
         bad("entryPoint", f"is over {ENTRY_POINT_MAX_BYTES} bytes")
     if sum(len(a.encode()) for a in c.command) > ENTRY_POINT_MAX_BYTES:
@@ -469,8 +474,19 @@ def check_disruption_budget(b: DisruptionBudget, path: str) -> list[FieldError]:
                     )
                 )
     for i, provider in enumerate(b.containerHealthProviders):
+        where = f"{path}.containerHealthProviders[{i}]"
         if not provider.name:
-            errors.append(FieldError(f"{path}.containerHealthProviders[{i}].name", "is required"))
+            errors.append(FieldError(f"{where}.name", "is required"))
+        elif provider.name != HEALTH_CHECK_PROVIDER:
+            errors.append(
+                FieldError(
+                    f"{where}.name",
+                    f"{_quote(provider.name)} is not a health provider here; the one there is "
+                    f"is {HEALTH_CHECK_PROVIDER!r} (the container health check)",
+                )
+            )
+        if provider.attributes:
+            errors.append(FieldError(f"{where}.attributes", "this provider takes no attributes"))
     return errors
 
 

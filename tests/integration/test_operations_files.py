@@ -12,10 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 from prometheus_client import REGISTRY
+from prometheus_client.core import Metric
 
+import titus.agent.metrics  # noqa: F401 - registers the agent's metrics
+import titus.api.metrics  # noqa: F401 - registers the API's metrics
 import titus.coord.zookeeper  # noqa: F401 - registers the coordination metrics
 import titus.master.metrics  # noqa: F401 - registers the master's metrics
+import titus.store.quarantine  # noqa: F401 - registers the store's metrics
 from tests.support.setup_script import run_setup_script
+from titus.agent.metrics import agent_gauges
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "titus-alerts.yml"
@@ -66,10 +71,16 @@ def test_each_alert_fires_when_it_should_and_not_on_a_healthy_fleet(promtool: st
     assert tested == {str(rule["alert"]) for rule in _alerts()}, "an alert without a rule test"
 
 
+def _families() -> list[Metric]:
+    """Every metric family of the platform: the process-wide ones and the agent's gauges
+    (read from a daemon at scrape time, so named here by the collector's description)."""
+    return [*REGISTRY.collect(), *agent_gauges()]
+
+
 def _exported() -> set[str]:
     return {
         family.name + suffix
-        for family in REGISTRY.collect()
+        for family in _families()
         for suffix in SUFFIXES.get(family.type, ("",))
     }
 
@@ -115,6 +126,21 @@ def test_every_dashboard_panel_reads_metrics_the_platform_exports() -> None:
             used, unknown = _unknown_metrics(target["expr"])
             assert used, f"panel {panel['title']!r} reads no titus metric"
             assert not unknown, f"panel {panel['title']!r} reads {sorted(unknown)}"
+
+
+def test_every_metric_the_platform_exports_is_on_the_dashboard_or_in_a_rule() -> None:
+    exported = {family.name for family in REGISTRY.collect() if family.name.startswith("titus_")}
+    shown = " ".join(
+        target["expr"]
+        for panel in json.loads(DASHBOARD.read_text())["panels"]
+        for target in panel["targets"]
+    ) + " ".join(str(rule["expr"]) for rule in _alerts())
+    unseen = {
+        name
+        for name in exported
+        if not re.search(rf"\b{name}(_total|_bucket|_sum|_count)?\b", shown)
+    }
+    assert not unseen, f"exported but on no panel and in no rule: {sorted(unseen)}"
 
 
 def test_every_alert_links_a_runbook_section_that_exists() -> None:

@@ -55,23 +55,36 @@ class AgentCollector(Collector):
         self.daemon = daemon
 
     def collect(self) -> Iterator[Metric]:
-        tasks = GaugeMetricFamily(
-            "titus_agent_tasks", "Tasks this agent reports, by state", labels=["state"]
-        )
         states = Tally(r.state for r in self.daemon.reports().tasks)
-        for state in TaskState:
-            tasks.add_metric([state.value], states.get(state, 0))
-        yield tasks
-        yield GaugeMetricFamily(
-            "titus_agent_log_upload_backlog_files",
-            "Rotated or final log files waiting to be uploaded",
-            value=len(self.daemon.uploader.pending()),
-        )
-        yield GaugeMetricFamily(
-            "titus_agent_healthy",
-            "1 while this host passes its health checks and takes launches",
-            value=1 if self.daemon.info.healthy else 0,
-        )
+        backlog = len(self.daemon.uploader.pending())
+        return agent_gauges(states, backlog, self.daemon.info.healthy)
+
+    def describe(self) -> Iterator[Metric]:
+        """The families without reading the daemon (the registry asks for their names)."""
+        return agent_gauges()
+
+
+def agent_gauges(
+    states: Tally[TaskState] | None = None, backlog: int = 0, healthy: bool = False
+) -> Iterator[Metric]:
+    """The agent's gauges for these values (all zero: their names and types)."""
+    states = states or Tally()
+    tasks = GaugeMetricFamily(
+        "titus_agent_tasks", "Tasks this agent reports, by state", labels=["state"]
+    )
+    for state in TaskState:
+        tasks.add_metric([state.value], states.get(state, 0))
+    yield tasks
+    yield GaugeMetricFamily(
+        "titus_agent_log_upload_backlog_files",
+        "Rotated or final log files waiting to be uploaded",
+        value=backlog,
+    )
+    yield GaugeMetricFamily(
+        "titus_agent_healthy",
+        "1 while this host passes its health checks and takes launches",
+        value=1 if healthy else 0,
+    )
 
 
 def agent_exposition(registry: CollectorRegistry) -> bytes:

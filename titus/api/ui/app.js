@@ -64,26 +64,66 @@ function message(text, kind = "ok") {
 
 // ---- the live model: the observe stream keeps every active job and task -------------------
 
-function connect() {
+// The stream is read with fetch, not EventSource, so that it carries the API token: with
+// reads behind auth the live model needs it as much as the changes do.
+let observing = null;
+const handlers = {
+  job: (data) => take("job", data),
+  task: (data) => take("task", data),
+  SnapshotEnd: () => { state.live = true; schedule(); },
+  dropped: () => { state.jobs.clear(); state.tasks.clear(); state.live = false; },
+};
+
+function take(kind, data) {
+  const item = data[kind];
+  const map = kind === "job" ? state.jobs : state.tasks;
+  if (data.op === "archive") map.delete(item.id); else map.set(item.id, item);
+  if (state.live) schedule();
+}
+
+function dispatch(block) {
+  let event = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) event = line.slice(6).trim();
+    else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+  }
+  const handler = handlers[event];
+  if (handler) handler(data.length ? JSON.parse(data.join("\n")) : null);
+}
+
+async function connect() {
   const live = document.getElementById("live");
-  const source = new EventSource(`${API}/jobs/observe`);
-  const take = (kind) => (e) => {
-    const data = JSON.parse(e.data);
-    const item = data[kind];
-    const map = kind === "job" ? state.jobs : state.tasks;
-    if (data.op === "archive") map.delete(item.id); else map.set(item.id, item);
-    if (state.live) {
-      schedule();
+  if (observing) observing.abort();
+  const mine = new AbortController();
+  observing = mine;
+  handlers.dropped();
+  const headers = token() ? { authorization: `Bearer ${token()}` } : {};
+  try {
+    const r = await fetch(`${API}/jobs/observe`, { headers, signal: mine.signal });
+    if (!r.ok) {
+      const body = await r.json().catch(() => ({}));
+      live.textContent = `observe stream refused: ${body.message || r.status}`;
+    } else {
+      const reader = r.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        for (let cut = buffer.indexOf("\n\n"); cut >= 0; cut = buffer.indexOf("\n\n")) {
+          dispatch(buffer.slice(0, cut));
+          buffer = buffer.slice(cut + 2);
+        }
+      }
+      live.textContent = "reconnecting to the observe stream…";
     }
-  };
-  source.addEventListener("job", take("job"));
-  source.addEventListener("task", take("task"));
-  source.addEventListener("SnapshotEnd", () => {
-    state.live = true;
-    schedule();
-  });
-  source.addEventListener("dropped", () => { state.jobs.clear(); state.tasks.clear(); state.live = false; });
-  source.onerror = () => { live.textContent = "reconnecting to the observe stream…"; };
+  } catch (e) {
+    if (e.name === "AbortError") return;
+    live.textContent = "reconnecting to the observe stream…";
+  }
+  if (observing === mine) setTimeout(connect, 2000);
 }
 
 let pending = null;
@@ -390,7 +430,9 @@ document.getElementById("token-form").addEventListener("submit", (e) => {
   e.preventDefault();
   sessionStorage.setItem("titus-token", document.getElementById("token").value);
   document.getElementById("token").value = "";
-  document.getElementById("live").textContent = "token set for changes";
+  document.getElementById("live").textContent = "token set";
+  connect();  // the stream again, as this caller
+  route();
 });
 connect();
 route();

@@ -390,6 +390,16 @@ class Settings(BaseSettings):
         "credentials; per job: titusParameter.agent.log.s3WriterRole.",
     )
     agent_log_s3_region: str = Field("us-east-1", description="Region of the log bucket.")
+    agent_log_local_retention_sec: float = Field(
+        259_200.0,
+        description="Output of an ended task that goes to no bucket stays on the host this "
+        "long (default 3 days).",
+    )
+    agent_log_local_max_mb: int = Field(
+        10_240,
+        description="All such kept output together stays under this; the oldest goes first "
+        "(default 10 GiB).",
+    )
     agent_log_retention_sec: float = Field(
         3600.0,
         description="How long an uploaded log file stays on the host after its upload "

@@ -5,6 +5,7 @@ after upload and retention."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -258,3 +259,40 @@ def test_an_upload_the_journal_missed_is_not_made_again(aws_env: str, tmp_path: 
         "logs/job/task/stderr": 2,
     }
     assert body(BUCKET, "logs/job/task/stderr") == b"complete\n"
+
+
+def test_without_a_bucket_output_is_kept_for_its_retention_then_deleted(
+    agent_factory: AgentFactory,
+) -> None:
+    agent = agent_factory(agent_log_local_retention_sec=2.0, agent_log_upload_interval_sec=0.2)
+    old, running = task_spec("echo kept-for-a-while"), task_spec("echo still-here; sleep 60")
+    run_task(agent, old)
+    run_task(agent, running, TaskState.STARTED)
+    old_dir, running_dir = (agent.log_files.task_dir(t.taskId) for t in (old, running))
+    # readable after the task ended, as long as the retention lasts
+    assert (old_dir / "stdout").read_text() == "kept-for-a-while\n"
+    wait_until("the ended task's output deleted", lambda: not old_dir.exists(), timeout=30)
+    # a running task's output is never the retention's to take
+    assert (running_dir / "stdout").exists()
+
+
+def test_kept_output_over_its_size_bound_goes_oldest_first(tmp_path: Path) -> None:
+    settings = Settings(data_dir=str(tmp_path), agent_log_local_max_mb=1)
+    uploader = LogUploader(settings, tmp_path / "logs")
+    now = time.time()
+    for i in range(4):
+        folder = tmp_path / "logs" / f"task-{i}"
+        folder.mkdir(parents=True)
+        (folder / "stdout").write_bytes(b"x" * 400_000)
+        marker = folder / ".ended"
+        marker.touch()
+        os.utime(marker, (now - 100 + i, now - 100 + i))
+    (tmp_path / "logs" / "task-running").mkdir()
+    (tmp_path / "logs" / "task-running" / "stdout").write_bytes(b"x" * 2_000_000)
+    gone = uploader.expire_local(now)
+    assert [p.name for p in gone] == ["task-0", "task-1"]  # 1.6 MB down to 0.8 MB
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [
+        "task-2",
+        "task-3",
+        "task-running",
+    ]

@@ -16,15 +16,23 @@ uploads are retried with exponential backoff and full jitter, without bound in c
 file waits on disk. A local file is deleted only after a successful upload and a retention
 period; tombstones outlive it so a file that reappears under the same name (an adopted
 task's empty log file made again) never overwrites what was shipped.
+
+A task whose output goes to no bucket keeps it on the host only: its folder is marked
+ended when the task ends, and the same pass deletes ended folders older than
+`agent_log_local_retention_sec`, and the oldest of them while all ended folders together
+are over `agent_log_local_max_mb`, so a host without a bucket never fills its disk with
+old output. A folder with a file still waiting for upload is never deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import random
+import shutil
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -111,6 +119,8 @@ class LogUploader:
         self.pending_dir = self.root / "pending"
         self.done_dir = self.root / "done"
         self.retention_sec = settings.agent_log_retention_sec
+        self.local_retention_sec = settings.agent_log_local_retention_sec
+        self.local_max_bytes = settings.agent_log_local_max_mb * 1024 * 1024
         self._lock = threading.Lock()
         self._next_try: dict[str, float] = {}
         self._clients: dict[tuple[str, str], tuple[Any, float]] = {}
@@ -199,6 +209,36 @@ class LogUploader:
             if self._next_try.get(entry.path, 0.0) <= now:
                 self._upload(entry)
         self._expire(time.time())
+        self.expire_local(time.time())
+
+    def expire_local(self, now: float) -> list[Path]:
+        """Delete ended, bucketless task folders past their retention or over the size
+        bound (oldest first); the folders deleted."""
+        logs = self.root.parent
+        waiting = {str(Path(e.path).parent) for e in self.pending()}
+        ended: list[tuple[float, int, Path]] = []
+        for marker in logs.glob(f"*/{ENDED_MARKER}"):
+            folder = marker.parent
+            if str(folder.resolve()) in waiting:
+                continue
+            try:
+                at = marker.stat().st_mtime
+                size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+            except OSError:
+                continue
+            ended.append((at, size, folder))
+        ended.sort()
+        total = sum(size for _, size, _ in ended)
+        gone: list[Path] = []
+        for at, size, folder in ended:
+            if now - at < self.local_retention_sec and total <= self.local_max_bytes:
+                break
+            shutil.rmtree(folder, ignore_errors=True)
+            total -= size
+            gone.append(folder)
+        if gone:
+            log.info("deleted the kept output of %d ended task(s)", len(gone))
+        return gone
 
     def _upload(self, entry: _Entry) -> None:
         path = Path(entry.path)
@@ -304,6 +344,10 @@ class LogUploader:
         return client
 
 
+#: In a task's log folder: the task ended and its output goes to no bucket.
+ENDED_MARKER = ".ended"
+
+
 def _remove_if_done(task_dir: Path) -> None:
     """Remove a task's folder once only its bookkeeping is left in it."""
     try:
@@ -356,6 +400,10 @@ class LogUploadHook(TaskHook):
             self._targets.pop(ctx.task_id, None)
 
     def teardown(self, ctx: TaskContext) -> None:
+        if self._target(ctx) is None:
+            # kept here only: from now on the local retention counts for it
+            with contextlib.suppress(OSError):
+                (ctx.log_dir / ENDED_MARKER).touch()
         self._enqueue_task_files(ctx, live=True)
         with self._lock:
             self._targets.pop(ctx.task_id, None)

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from titus.model.names import INTERNAL_CONTEXT_KEYS
 from titus.model.states import JobState, TaskState
 
 
@@ -365,6 +366,13 @@ class Task(Model):
         return self.model_copy(update={"attributes": {**self.attributes, **attrs}})
 
     def api_json(self) -> dict[str, Any]:
+        """The task as callers see it: without the store's version and the platform's own
+        context keys (INTERNAL_CONTEXT_KEYS)."""
         data = self.to_json()
         data.pop("version", None)
+        context = data.get("taskContext") or {}
+        if not INTERNAL_CONTEXT_KEYS.isdisjoint(context):
+            data["taskContext"] = {
+                k: v for k, v in context.items() if k not in INTERNAL_CONTEXT_KEYS
+            }
         return data

@@ -35,6 +35,11 @@ class AgentContext:
     LOGS_ADDRESS = "agent.logsAddress"
 
 
+#: taskContext keys the platform keeps for itself and never shows a caller: where the API
+#: reaches an executor's log endpoint is a control-plane address, not the task's business.
+INTERNAL_CONTEXT_KEYS = frozenset({AgentContext.LOGS_ADDRESS})
+
+
 class TaskContextKey:
     """taskContext keys about the task itself."""
 

@@ -8,6 +8,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,17 @@ def server(served: tuple[str, SqliteJobStore]) -> str:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, SqliteJobStore]]:
     """The API over HTTP, and the store behind it (to write what a leader would)."""
+    with serving(tmp_path) as both:
+        yield both
+
+
+@contextmanager
+def serving(tmp_path: Path, **settings: Any) -> Iterator[tuple[str, SqliteJobStore]]:
     store = SqliteJobStore(tmp_path / "titus.db", synchronous="OFF")
     app = create_app(
-        Settings(data_dir=str(tmp_path), change_poll_sec=0.05, observe_keepalive_sec=0.5),
+        Settings(
+            data_dir=str(tmp_path), change_poll_sec=0.05, observe_keepalive_sec=0.5, **settings
+        ),
         store,
         LocalCoordinator(),
     )
@@ -49,10 +58,12 @@ def served(tmp_path: Path) -> Iterator[tuple[str, SqliteJobStore]]:
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     wait_until("the API server started", lambda: srv.started, 10, interval=0.02)
-    yield f"http://127.0.0.1:{port}", store
-    srv.should_exit = True
-    thread.join(5)
-    store.close()
+    try:
+        yield f"http://127.0.0.1:{port}", store
+    finally:
+        srv.should_exit = True
+        thread.join(5)
+        store.close()
 
 
 def events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
@@ -182,3 +193,34 @@ def test_a_large_snapshot_is_written_a_chunk_at_a_time_as_it_stood(tmp_path: Pat
     states = {e["data"]["job"]["id"]: e["data"]["job"]["status"]["state"] for e in snapshot[:-1]}
     assert states[jobs[-1].id] == "Accepted"  # as it stood at subscribe
     assert [e.job_id for e in live if e is not None] == [jobs[-1].id]
+
+
+def test_one_caller_holds_a_bounded_number_of_streams_and_others_still_get_theirs(
+    tmp_path: Path,
+) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"tok-a": {"callerId": "a"}, "tok-b": {"callerId": "b"}}))
+    settings = {"auth_tokens_file": str(tokens), "observe_max_per_caller": 3}
+    with serving(tmp_path, **settings) as (url, _), httpx.Client(base_url=url) as http:
+        a, b = {"Authorization": "Bearer tok-a"}, {"Authorization": "Bearer tok-b"}
+        with ExitStack() as held:
+            for _ in range(3):
+                stream = held.enter_context(http.stream("GET", "/api/v3/jobs/observe", headers=a))
+                assert stream.status_code == 200
+            refused = http.get("/api/v3/jobs/observe", headers=a)
+            assert refused.status_code == 429
+            assert "observe_max_per_caller" in refused.json()["message"]
+            assert refused.headers["Retry-After"]
+            with http.stream("GET", "/api/v3/jobs/observe", headers=b) as other:
+                assert other.status_code == 200
+        # the streams closed: the caller may watch again
+        wait_until(
+            "a stream for the caller again",
+            lambda: _opens(http, a),
+            timeout=10,
+        )
+
+
+def _opens(http: httpx.Client, headers: dict[str, str]) -> bool:
+    with http.stream("GET", "/api/v3/jobs/observe", headers=headers) as stream:
+        return stream.status_code == 200

@@ -473,6 +473,13 @@ class Settings(BaseSettings):
         description="A container no task owns (started behind the agent's back, or whose "
         "task the master no longer claims) is killed after this grace (default 60 s).",
     )
+    # api: TLS (REST and gRPC)
+    api_tls_cert_file: str = Field(
+        "",
+        description="PEM certificate (chain) the API serves REST and gRPC with; with "
+        "api_tls_key_file it serves HTTPS and TLS gRPC only. Empty: plain HTTP.",
+    )
+    api_tls_key_file: str = Field("", description="PEM private key of api_tls_cert_file.")
     # api: admission against AWS (titus/api/aws_admission.py)
     api_aws_admission: Literal["off", "closed", "open"] = Field(
         "off",

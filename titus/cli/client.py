@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import stat
 import sys
 from collections.abc import Callable, Sequence
@@ -54,12 +55,22 @@ def find_token(token_file: str = "") -> str:
     return token
 
 
+def ca_file(given: str = "") -> str:
+    """The CA bundle an https API is checked against: `--ca-file`, else `TITUS_CA_FILE`,
+    else "" (the system's trust store)."""
+    path = given or os.environ.get("TITUS_CA_FILE", "")
+    if path and not Path(path).expanduser().is_file():
+        raise CommandError(f"CA file {path} does not exist")
+    return str(Path(path).expanduser()) if path else ""
+
+
 class Api:
-    def __init__(self, url: str, caller: str = "", token: str = ""):
+    def __init__(self, url: str, caller: str = "", token: str = "", ca: str = ""):
         headers = {"X-Titus-CallerId": caller} if caller else {}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self.http = httpx.Client(base_url=_base(url), timeout=30.0, headers=headers)
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
+        self.http = httpx.Client(base_url=_base(url), timeout=30.0, headers=headers, verify=verify)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

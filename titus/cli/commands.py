@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from titus.cli.client import DEFAULT_URL, Api, find_token
+from titus.cli.client import DEFAULT_URL, Api, ca_file, find_token
 
 Outcome = tuple[Any, str]
 Handler = Callable[[Api, argparse.Namespace], Outcome | None]
@@ -89,6 +89,11 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="file holding the API token (else TITUS_TOKEN, TITUS_TOKEN_FILE, "
         "~/.config/titus/token)",
     )
+    p.add_argument(
+        "--ca-file",
+        default="",
+        help="CA bundle to check an https API with (else TITUS_CA_FILE, else the system's)",
+    )
 
 
 def _load() -> None:
@@ -117,7 +122,7 @@ def client_resources() -> frozenset[str]:
 def run(args: argparse.Namespace) -> int:
     _load()
     cmd = COMMANDS[(args.resource, args.action)]
-    api = Api(args.url, args.caller, find_token(args.token_file))
+    api = Api(args.url, args.caller, find_token(args.token_file), ca_file(args.ca_file))
     outcome = cmd.handler(api, args)
     if outcome is not None:
         out, text = outcome

@@ -16,6 +16,7 @@ import secrets
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from titus.cli.client import CommandError
@@ -79,6 +80,7 @@ def _api_server(settings: Settings, store: Any, coord: Any) -> Any:
             "listens on %s only",
             settings.api_host,
         )
+    tls = api_tls(settings)
     app = create_app(settings, store, coord)
     attach_grpc(app, settings)  # gRPC (JobManagementService) runs with the REST server
     config = uvicorn.Config(
@@ -87,8 +89,24 @@ def _api_server(settings: Settings, store: Any, coord: Any) -> Any:
         port=settings.api_port,
         log_level="warning",
         access_log=False,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )
     return uvicorn.Server(config)
+
+
+def api_tls(settings: Settings) -> tuple[str, str] | None:
+    """(certificate, key) files when TLS is configured, checked now so that a typo stops
+    the start with its name instead of a handshake error later."""
+    cert, key = settings.api_tls_cert_file, settings.api_tls_key_file
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise CommandError("TLS needs both TITUS_API_TLS_CERT_FILE and TITUS_API_TLS_KEY_FILE")
+    for name, path in (("TITUS_API_TLS_CERT_FILE", cert), ("TITUS_API_TLS_KEY_FILE", key)):
+        if not Path(path).is_file():
+            raise CommandError(f"{name}: {path} is not a readable file")
+    return cert, key
 
 
 def _master(settings: Settings, store: Any, coord: Any) -> Any:

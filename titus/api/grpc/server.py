@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -73,12 +74,23 @@ def build_server(app: FastAPI, settings: Settings) -> tuple[grpc.aio.Server, int
     )
     address = f"{settings.grpc_host}:{settings.grpc_port}"
     try:
-        port = server.add_insecure_port(address)
+        port = (
+            server.add_secure_port(address, tls_credentials(settings))
+            if settings.api_tls_cert_file
+            else server.add_insecure_port(address)
+        )
     except RuntimeError as exc:
         log.error("gRPC cannot listen on %s (%s): serving REST only", address, exc)
         port = 0
     state.grpc_health = checks
     return server, port
+
+
+def tls_credentials(settings: Settings) -> grpc.ServerCredentials:
+    """The REST server's certificate and key, for gRPC too."""
+    key = Path(settings.api_tls_key_file).read_bytes()
+    chain = Path(settings.api_tls_cert_file).read_bytes()
+    return grpc.ssl_server_credentials([(key, chain)])
 
 
 def attach(app: FastAPI, settings: Settings) -> None:

@@ -16,7 +16,9 @@ zookeeper:
 	@bash scripts/zookeeper.sh >/dev/null
 
 up: install engine
-	TITUS_DATA_DIR=$(DATA_DIR) $(VENV)/bin/titus local
+	TITUS_DATA_DIR=$(DATA_DIR) \
+	TITUS_AGENT_NETWORK_PROVIDER=$${TITUS_AGENT_NETWORK_PROVIDER:-local} \
+	$(VENV)/bin/titus local
 
 lint: install
 	$(VENV)/bin/ruff check titus tests

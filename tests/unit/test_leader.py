@@ -656,3 +656,51 @@ def test_a_self_managed_job_is_left_to_its_owner_until_the_timeout(
     clock.advance(2)
     m.iterate()
     assert tasks(store, owned)[0].state == TaskState.KILL_INITIATED  # the owner's time is up
+
+
+def test_a_new_leader_remembers_the_disruptions_its_predecessor_made(
+    store: SqliteJobStore,
+) -> None:
+    """A budget of one disruption per hour: the leader moves one task off a phased-out
+    host, fails over, and its successor moves no other within the hour."""
+    driver = Hosts(host("old-1", "v1", cpu=16))
+    clock = Clock()
+    m = leader(store, driver, launching=10, clock=clock)
+    job_id = job(store, service=3)
+    j = store.get_job(job_id)
+    assert j is not None
+    j.jobDescriptor.disruptionBudget = DisruptionBudget.model_validate(
+        {
+            "unhealthyTasksLimit": {"limitOfUnhealthyContainers": 3},
+            "ratePerInterval": {"intervalMs": "3600000", "limitPerInterval": 1},
+        }
+    )
+    store.update_job(j)
+    m.iterate()
+    for t in tasks(store, job_id):
+        report(m, t.id, TaskState.STARTED)
+    m.iterate()
+    store.set_instance_group("v1", "phasedOut")
+    driver.views.append(host("new-1", "v2", cpu=16))
+    driver.actual["new-1"] = []
+    clock.advance(MasterConfig().cluster_config_refresh)
+    m.iterate()
+    assert sum(t.state == TaskState.KILL_INITIATED for t in tasks(store, job_id)) == 1
+
+    successor = Master(
+        store,
+        LocalCoordinator(),
+        driver,
+        scheduler=Scheduler(SchedulerConfig(max_launching_per_host=10)),
+        clock=clock,
+        elapsed=clock,
+    )
+    successor.begin(Leadership(2))
+    successor.sync_hosts(driver.actual_tasks())
+    for _ in range(3):
+        clock.advance(MasterConfig().cluster_config_refresh)
+        successor.iterate()
+    assert sum(t.state == TaskState.KILL_INITIATED for t in tasks(store, job_id)) == 1
+    clock.advance(3600)
+    successor.iterate()
+    assert sum(t.state == TaskState.KILL_INITIATED for t in tasks(store, job_id)) == 2

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from titus.master import metrics as m
+from titus.master.disruptions import recent
 from titus.master.view import LeaderView
 from titus.model.disruption import quota
 from titus.model.health import UNHEALTHY, health_check_of
@@ -27,8 +28,6 @@ from titus.model.states import Reason, TaskState
 from titus.model.validation import HEALTH_CHECK_PROVIDER
 
 UNHEALTHY_MESSAGE = "replaced: its container health check failed"
-#: How long disruptions are remembered for the budgets' rates (the longest: a day).
-HISTORY_MS = 86_400_000
 
 
 class Replacing(Protocol):
@@ -52,13 +51,6 @@ def counts_health(job: Job) -> bool:
 def available(tasks: Iterable[Task], by_health: bool = True) -> int:
     """Tasks that serve: running (and, `by_health`, not reported unhealthy)."""
     return sum(t.state == TaskState.STARTED and not (by_health and is_unhealthy(t)) for t in tasks)
-
-
-def recent(disrupted: dict[str, list[int]], job_id: str, now_ms: int) -> list[int]:
-    """The job's disruptions within the budgets' memory (pruned in place)."""
-    history = disrupted.setdefault(job_id, [])
-    history[:] = [t for t in history if now_ms - t < HISTORY_MS]
-    return history
 
 
 def replace_unhealthy(

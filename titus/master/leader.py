@@ -31,8 +31,8 @@ import uuid
 from collections.abc import Callable
 
 from titus.coord.base import Coordinator, Leadership
+from titus.master import disruptions, moves, placement, reports
 from titus.master import metrics as m
-from titus.master import moves, placement, reports
 from titus.master import reconciler as rc
 from titus.master.cluster import ClusterDriver, HostReport
 from titus.master.cluster_config import read_capacity_groups, read_instance_groups
@@ -322,6 +322,9 @@ class Master:
         view.put_rows(index.tasks)
         jobs, tasks = len(index.jobs), len(index.tasks)
         self.term.touched = {job_id for job_id in view.jobs if self._needs_reconcile(job_id)}
+        saved = self.store.get_meta(disruptions.DISRUPTIONS_META)
+        self.term.disrupted = disruptions.decode(saved, view.jobs)
+        self.term.disruptions_saved = saved or ""
         took = time.monotonic() - started
         m.LOAD_SECONDS.set(took)
         log.info(
@@ -544,3 +547,7 @@ class Master:
             int(self.config.self_managed_timeout * 1000),
         )
         replace_unhealthy(self.executor, term.disrupted, int(now * 1000), term.health_checked)
+        record = disruptions.encode(term.disrupted, int(now * 1000))
+        if record != term.disruptions_saved:
+            self.executor.set_meta(disruptions.DISRUPTIONS_META, record)
+            term.disruptions_saved = record

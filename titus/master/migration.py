@@ -19,7 +19,8 @@ from typing import Protocol
 from titus.master import metrics as m
 from titus.master.cluster import HostView
 from titus.master.cluster_config import ATTR_MACHINE_GROUP, phased_out
-from titus.master.health import available, counts_health, recent
+from titus.master.disruptions import recent
+from titus.master.health import available, counts_health
 from titus.master.view import LeaderView
 from titus.model.disruption import quota
 from titus.model.job import Job, Task

@@ -80,6 +80,8 @@ class Term:
     migrating: set[str] = field(default_factory=set)
     #: When the system disrupted each job's tasks (ms), for the budgets' rates.
     disrupted: dict[str, list[int]] = field(default_factory=dict)
+    #: The disruption record as last written to the store (disruptions.py).
+    disruptions_saved: str = ""
     #: Which jobs have a container health check (health.replace_unhealthy).
     health_checked: dict[str, bool] = field(default_factory=dict)
     #: When each self-managed task was first due to move off a phased-out host (ms).

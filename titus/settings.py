@@ -473,6 +473,11 @@ class Settings(BaseSettings):
         description="A container no task owns (started behind the agent's back, or whose "
         "task the master no longer claims) is killed after this grace (default 60 s).",
     )
+    eviction_system_per_minute: int = Field(
+        10,
+        description="Evictions (/api/v3/eviction) and other disruptions the whole system "
+        "allows per minute (default 10).",
+    )
     # api: TLS (REST and gRPC)
     api_tls_cert_file: str = Field(
         "",

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from titus.master.health import available, counts_health, replace_unhealthy
+from titus.master.health import replace_unhealthy
 from titus.master.view import LeaderView
+from titus.model.disruption import available, counts_health
 from titus.model.health import HealthCheck, check_health_attributes, health_check_of
 from titus.model.job import Job, JobStatus, Task, TaskStatus
 from titus.model.states import JobState, TaskState

@@ -704,3 +704,34 @@ def test_a_new_leader_remembers_the_disruptions_its_predecessor_made(
     clock.advance(3600)
     successor.iterate()
     assert sum(t.state == TaskState.KILL_INITIATED for t in tasks(store, job_id)) == 2
+
+
+def test_the_leader_carries_out_evictions_only_while_the_budget_allows(
+    store: SqliteJobStore,
+) -> None:
+    """Two evictions queued at once (two API processes raced): the budget lets one task
+    down, so the leader evicts one, with the caller's words, and drops the other."""
+    driver = Hosts(host("h1", cpu=16))
+    m = leader(store, driver, launching=10)
+    job_id = job(store, service=3)
+    j = store.get_job(job_id)
+    assert j is not None
+    j.jobDescriptor.disruptionBudget = DisruptionBudget.model_validate(
+        {"unhealthyTasksLimit": {"limitOfUnhealthyContainers": 1}, "rateUnlimited": {}}
+    )
+    store.update_job(j)
+    m.iterate()
+    for t in tasks(store, job_id):
+        report(m, t.id, TaskState.STARTED)
+    m.iterate()
+    first, second = sorted(t.id for t in tasks(store, job_id))[:2]
+    for task_id in (first, second):
+        store.add_kill_request(
+            KillRequest(job_id, task_id, message="evicted by ops: patching", eviction=True)
+        )
+    m.iterate()
+    states = {t.id: t for t in tasks(store, job_id)}
+    evicted = [t for t in states.values() if t.state == TaskState.KILL_INITIATED]
+    assert len(evicted) == 1
+    assert evicted[0].status.reasonMessage == "evicted by ops: patching"
+    assert store.list_kill_requests(job_id) == []  # the other was dropped, not kept

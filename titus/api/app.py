@@ -17,13 +17,23 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from titus.api import agents, capacity, dashboard, jobs, observe, scheduler_results, tasks
+from titus.api import (
+    agents,
+    capacity,
+    dashboard,
+    eviction_routes,
+    jobs,
+    observe,
+    scheduler_results,
+    tasks,
+)
 from titus.api.admission import Limits
 from titus.api.auth import Access, TokenAuth
 from titus.api.aws_admission import AwsAdmission
 from titus.api.cluster import ClusterService
 from titus.api.deps import authenticated
 from titus.api.errors import ApiError, api_error_handler, error_body, invalid_request_handler
+from titus.api.eviction import EvictionService
 from titus.api.gate import Gate
 from titus.api.metrics import METRICS_CONTENT_TYPE, RequestMetrics, RouteTemplates, exposition
 from titus.api.observe import Hub
@@ -160,6 +170,9 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
         aws=AwsAdmission.from_settings(settings),
     )
     app.state.cluster = ClusterService(store, coord)
+    app.state.eviction = EvictionService(
+        store, view, app.state.jobs.get_job, settings.eviction_system_per_minute
+    )
     auth = TokenAuth.from_file(settings.auth_tokens_file) if settings.auth_tokens_file else None
     app.state.access = Access(auth, settings.auth_reads)
     limiter = RateLimiter(settings.rate_limit_buckets)
@@ -181,6 +194,7 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
     app.include_router(scheduler_results.router)
     app.include_router(agents.router)
     app.include_router(dashboard.router)
+    app.include_router(eviction_routes.router)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(InvalidRequest, invalid_request_handler)
 

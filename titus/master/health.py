@@ -14,18 +14,15 @@ provider counts unhealthy tasks as unavailable for every other voluntary disrupt
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Protocol
 
 from titus.master import metrics as m
-from titus.master.disruptions import recent
 from titus.master.view import LeaderView
-from titus.model.disruption import quota
-from titus.model.health import UNHEALTHY, health_check_of
+from titus.model.disruption import available, is_unhealthy, quota, recent
+from titus.model.health import health_check_of
 from titus.model.job import Job, Task
 from titus.model.names import TaskContextKey
 from titus.model.states import Reason, TaskState
-from titus.model.validation import HEALTH_CHECK_PROVIDER
 
 UNHEALTHY_MESSAGE = "replaced: its container health check failed"
 
@@ -34,23 +31,6 @@ class Replacing(Protocol):
     @property
     def view(self) -> LeaderView: ...
     def kill(self, task: Task, reason: str, message: str) -> None: ...
-
-
-def is_unhealthy(task: Task) -> bool:
-    return task.taskContext.get(TaskContextKey.HEALTH) == UNHEALTHY
-
-
-def counts_health(job: Job) -> bool:
-    """Whether the job's budget names the container health check as a health provider:
-    then an unhealthy task is an unavailable one for every voluntary disruption."""
-    budget = job.jobDescriptor.disruptionBudget
-    providers = budget.containerHealthProviders if budget is not None else []
-    return any(p.name == HEALTH_CHECK_PROVIDER for p in providers)
-
-
-def available(tasks: Iterable[Task], by_health: bool = True) -> int:
-    """Tasks that serve: running (and, `by_health`, not reported unhealthy)."""
-    return sum(t.state == TaskState.STARTED and not (by_health and is_unhealthy(t)) for t in tasks)
 
 
 def replace_unhealthy(
@@ -67,7 +47,10 @@ def replace_unhealthy(
         if not _has_check(job, checked):
             continue
         tasks = view.tasks_of(job.id)
-        sick = [t for t in tasks if t.state == TaskState.STARTED and is_unhealthy(t)]
+        sick = sorted(
+            (t for t in tasks if t.state == TaskState.STARTED and is_unhealthy(t)),
+            key=lambda t: t.id,  # one order whatever the view's: the same one goes first
+        )
         if not sick:
             continue
         history = recent(disrupted, job.id, now_ms)

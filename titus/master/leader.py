@@ -31,8 +31,8 @@ import uuid
 from collections.abc import Callable
 
 from titus.coord.base import Coordinator, Leadership
-from titus.master import disruptions, moves, placement, reports
 from titus.master import metrics as m
+from titus.master import moves, placement, reports
 from titus.master import reconciler as rc
 from titus.master.cluster import ClusterDriver, HostReport
 from titus.master.cluster_config import read_capacity_groups, read_instance_groups
@@ -44,6 +44,7 @@ from titus.master.scheduler import Scheduler
 from titus.master.stuck import clear_stuck
 from titus.master.term import LostLeadership, Paused, Term
 from titus.master.view import LeaderView
+from titus.model import disruption
 from titus.model.job import Task
 from titus.model.launch import TaskReport
 from titus.model.states import TASK_ON_HOST, JobState, Reason, TaskState
@@ -322,8 +323,8 @@ class Master:
         view.put_rows(index.tasks)
         jobs, tasks = len(index.jobs), len(index.tasks)
         self.term.touched = {job_id for job_id in view.jobs if self._needs_reconcile(job_id)}
-        saved = self.store.get_meta(disruptions.DISRUPTIONS_META)
-        self.term.disrupted = disruptions.decode(saved, view.jobs)
+        saved = self.store.get_meta(disruption.DISRUPTIONS_META)
+        self.term.disrupted = disruption.decode(saved, view.jobs)
         self.term.disruptions_saved = saved or ""
         took = time.monotonic() - started
         m.LOAD_SECONDS.set(took)
@@ -485,10 +486,28 @@ class Master:
     def _apply_kill_request(self, request: KillRequest) -> None:
         task = self.view.get(request.task_id)
         if task is not None and task.state != TaskState.FINISHED:
-            action = rc.kill_or_finish(task, request.reason)
-            if action is not None:
-                self.executor.carry_out([action])
+            if request.eviction:
+                self._evict(task, request)
+            else:
+                action = rc.kill_or_finish(task, request.reason)
+                if action is not None:
+                    self.executor.carry_out([action])
         self.store.delete_kill_request(request, epoch=self.epoch)
+
+    def _evict(self, task: Task, request: KillRequest) -> None:
+        """An eviction the API let through, checked again with every disruption known:
+        carried out and counted while the budget allows, else dropped with a warning."""
+        job = self.view.jobs.get(task.jobId)
+        now = int(self.clock() * 1000)
+        history = disruption.recent(self.term.disrupted, task.jobId, now)
+        if job is None or task.state != TaskState.STARTED:
+            return
+        allowed = disruption.job_quota(job, self.view.tasks_of(job.id), history, now)
+        if allowed.allowed <= 0:
+            log.warning("eviction of task %s dropped: %s", task.id, allowed.reason)
+            return
+        self.executor.kill(task, request.reason, request.message)
+        history.append(now)
 
     def _recover_requests(self) -> None:
         """Once per leadership: carry out the kills and moves a predecessor left queued.
@@ -547,7 +566,7 @@ class Master:
             int(self.config.self_managed_timeout * 1000),
         )
         replace_unhealthy(self.executor, term.disrupted, int(now * 1000), term.health_checked)
-        record = disruptions.encode(term.disrupted, int(now * 1000))
+        record = disruption.encode(term.disrupted, int(now * 1000))
         if record != term.disruptions_saved:
-            self.executor.set_meta(disruptions.DISRUPTIONS_META, record)
+            self.executor.set_meta(disruption.DISRUPTIONS_META, record)
             term.disruptions_saved = record

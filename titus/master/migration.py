@@ -19,10 +19,8 @@ from typing import Protocol
 from titus.master import metrics as m
 from titus.master.cluster import HostView
 from titus.master.cluster_config import ATTR_MACHINE_GROUP, phased_out
-from titus.master.disruptions import recent
-from titus.master.health import available, counts_health
 from titus.master.view import LeaderView
-from titus.model.disruption import quota
+from titus.model.disruption import job_quota, recent
 from titus.model.job import Job, Task
 from titus.model.states import Reason, TaskState
 
@@ -83,13 +81,8 @@ def migrate(
             if owner_time is not None and now_ms - wanted.setdefault(task_id, now_ms) < owner_time:
                 continue  # the owner's to move for now
             if job.id not in allowed:
-                allowed[job.id] = quota(
-                    job.jobDescriptor.disruptionBudget,
-                    job.jobDescriptor.task_demand,
-                    available(view.tasks_of(job.id), counts_health(job)),
-                    recent(disrupted, job.id, now_ms),
-                    now_ms,
-                ).allowed
+                history = recent(disrupted, job.id, now_ms)
+                allowed[job.id] = job_quota(job, view.tasks_of(job.id), history, now_ms).allowed
             if allowed[job.id] <= 0:
                 continue
             task = view.get(task_id)

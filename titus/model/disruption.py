@@ -6,13 +6,21 @@ which answers eviction quotas, apply one rule. A user's own kill never asks.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from titus.model.job import DisruptionBudget, TimeWindow
+from titus.model.health import UNHEALTHY
+from titus.model.job import DisruptionBudget, Job, Task, TimeWindow
+from titus.model.names import TaskContextKey
+from titus.model.states import TaskState
+from titus.model.validation import HEALTH_CHECK_PROVIDER
+
+log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
 
@@ -91,3 +99,74 @@ def _within(limit: int, interval_ms: int, at: Sequence[int], now_ms: int) -> Quo
 
 def _allow(count: int, reason: str) -> Quota:
     return Quota(count) if count > 0 else Quota(0, reason)
+
+
+# ---- availability: which tasks serve ------------------------------------------------------
+
+
+def is_unhealthy(task: Task) -> bool:
+    return task.taskContext.get(TaskContextKey.HEALTH) == UNHEALTHY
+
+
+def counts_health(job: Job) -> bool:
+    """Whether the job's budget names the container health check as a health provider:
+    then an unhealthy task is an unavailable one for every voluntary disruption."""
+    budget = job.jobDescriptor.disruptionBudget
+    providers = budget.containerHealthProviders if budget is not None else []
+    return any(p.name == HEALTH_CHECK_PROVIDER for p in providers)
+
+
+def available(tasks: Iterable[Task], by_health: bool = True) -> int:
+    """Tasks that serve: running (and, `by_health`, not reported unhealthy)."""
+    return sum(t.state == TaskState.STARTED and not (by_health and is_unhealthy(t)) for t in tasks)
+
+
+def job_quota(job: Job, tasks: Iterable[Task], history: Sequence[int], now_ms: int) -> Quota:
+    """How many of the job's tasks the platform (or an eviction) may take down now."""
+    d = job.jobDescriptor
+    serving = available(tasks, counts_health(job))
+    return quota(d.disruptionBudget, d.task_demand, serving, history, now_ms)
+
+
+# ---- the record of disruptions, kept in the store across failovers -----------------------
+# The budgets' rates count the disruptions the platform made. Kept in the leader's memory
+# only, a failover would forget them and let a new leader disrupt a job again at once; so
+# the leadership writes the record (one meta value, fenced by its epoch) whenever it
+# changes, a new leader reads it back, and the API reads it to answer eviction quotas. It
+# is bounded (a day, MAX_PER_JOB times per job); an unreadable record starts afresh.
+
+DISRUPTIONS_META = "disruptions"
+HISTORY_MS = 86_400_000
+MAX_PER_JOB = 1000
+
+
+def recent(disrupted: dict[str, list[int]], job_id: str, now_ms: int) -> list[int]:
+    """The job's disruptions within the budgets' memory (pruned in place)."""
+    history = disrupted.setdefault(job_id, [])
+    history[:] = [t for t in history if now_ms - t < HISTORY_MS][-MAX_PER_JOB:]
+    return history
+
+
+def encode(disrupted: dict[str, list[int]], now_ms: int) -> str:
+    kept = {
+        job_id: sorted(t for t in times if now_ms - t < HISTORY_MS)[-MAX_PER_JOB:]
+        for job_id, times in disrupted.items()
+    }
+    return json.dumps({j: t for j, t in sorted(kept.items()) if t}, separators=(",", ":"))
+
+
+def decode(text: str | None, jobs: Iterable[str]) -> dict[str, list[int]]:
+    """The record of the jobs still active; {} for none or an unreadable one."""
+    if not text:
+        return {}
+    try:
+        raw = json.loads(text)
+        active = set(jobs)
+        return {
+            str(job_id): [int(t) for t in times][-MAX_PER_JOB:]
+            for job_id, times in dict(raw).items()
+            if job_id in active and isinstance(times, list)
+        }
+    except (ValueError, TypeError) as exc:
+        log.warning("the stored disruption record is unreadable, starting afresh: %s", exc)
+        return {}

@@ -22,6 +22,8 @@ class KillRequest:
     shrink: bool = False
     reason: str = "killed"
     message: str = ""
+    #: An eviction: the leader carries it out only while the job's budget still allows.
+    eviction: bool = False
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,14 @@ PRODUCERS = (
     ),
     Producer(
         "get",
+        "/api/v2/management/applications",
+        "200",
+        "name",
+        "$response.body#/0/appName",
+        prefix="/api/v3/eviction/quotas/capacityGroups/",
+    ),
+    Producer(
+        "get",
         "/api/v3/instanceGroups",
         "200",
         "name",

@@ -349,11 +349,12 @@ def test_kill_requests(store: JobStore) -> None:
     store.take_dirty()
     r1 = KillRequest(job.id, t1.id, shrink=True, reason="killed", message="by user")
     store.add_kill_request(r1)
-    store.add_kill_request(KillRequest(job.id, t2.id))
+    store.add_kill_request(KillRequest(job.id, t2.id, eviction=True))
     assert job.id in store.take_dirty(), "a kill request wakes the master for its job"
     listed = {r.task_id: r for r in store.list_kill_requests(job.id)}
     assert set(listed) == {t1.id, t2.id}
     assert listed[t1.id] == r1
+    assert listed[t2.id].eviction and not r1.eviction  # an eviction stays one
     store.delete_kill_request(r1)
     assert [r.task_id for r in store.list_kill_requests(job.id)] == [t2.id]
     assert store.list_kill_requests("other-job") == []

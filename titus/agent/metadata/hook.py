@@ -84,28 +84,31 @@ class MetadataHook(TaskHook):
             self.require_token or required,
         )
 
-    def _serve(self, ctx: TaskContext) -> bool:
-        """Serve the task in its namespace; False when its container no longer runs."""
-        pid = self.runtime.pid(ctx.container_id or "")
-        if pid <= 0:
-            return False
+    def _serve(self, ctx: TaskContext, pid: int) -> None:
         netns.add_local_address(pid)
         self.server.serve(self._identity(ctx), netns.listen_in_namespace_of(pid))
-        return True
 
     def setup(self, ctx: TaskContext) -> None:
+        pid = self.runtime.pid(ctx.container_id or "")
+        if pid <= 0:
+            return  # the container already ended: its exit is the task's outcome
         try:
-            self._serve(ctx)
+            self._serve(ctx, pid)
         except (OSError, NetworkError) as e:
             self.teardown(ctx)
-            if self.runtime.pid(ctx.container_id or "") > 0:
+            # a short task may end while its namespace is being entered: the process is
+            # gone, and its exit (not this) is the task's outcome
+            if netns.process_alive(pid):
                 raise LaunchError(
                     Reason.LOCAL_SYSTEM_ERROR, f"metadata service setup failed: {e}"
                 ) from e
 
     def adopt(self, ctx: TaskContext) -> None:
+        pid = self.runtime.pid(ctx.container_id or "")
+        if pid <= 0:
+            return
         try:
-            self._serve(ctx)
+            self._serve(ctx, pid)
         except (OSError, NetworkError) as e:
             log.warning("task %s: metadata service not adopted: %s", ctx.task_id, e)
 

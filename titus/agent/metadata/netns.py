@@ -15,6 +15,7 @@ import errno
 import os
 import socket
 import threading
+from pathlib import Path
 
 from titus.agent.network.plumbing import in_container
 
@@ -81,6 +82,17 @@ def listen_in_namespace_of(
     if failed:
         raise failed[0]
     return made[0]
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` still runs (not gone, not a zombie waiting to be reaped): a
+    container that ended while it was being set up is not a setup failure."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[:1]
+    return bool(state) and state[0] not in ("Z", "X")
 
 
 def add_local_address(pid: int, address: str = METADATA_IP) -> None:

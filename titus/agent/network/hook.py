@@ -23,6 +23,7 @@ from pathlib import Path
 
 from titus.agent.hooks import LaunchError, TaskContext, TaskHook
 from titus.agent.host import agent_id
+from titus.agent.metadata.netns import process_alive
 from titus.agent.network import bandwidth, firewall
 from titus.agent.network.firewall import GroupSource, LocalGroups, UnknownGroupError
 from titus.agent.network.local import LocalPoolProvider
@@ -72,6 +73,7 @@ class NetworkHook(TaskHook):
         try:
             rules = self.groups.rules(groups) if groups else None
             allocation = self.provider.allocate(ctx.task_id, groups)
+            pid = 0
             try:
                 pid = self._pid(ctx)
                 link = self.plumbing.attach(ctx.task_id, pid)
@@ -83,7 +85,7 @@ class NetworkHook(TaskHook):
                 self.plumbing.address(pid, allocation)
             except BaseException:
                 self.teardown(ctx)
-                if self._live_pid(ctx) > 0:
+                if pid > 0 and process_alive(pid):
                     raise
                 return  # the container already ended: its exit is the task's outcome
         except UnknownGroupError as e:

@@ -74,7 +74,7 @@ def tls_api(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
         TITUS_API_TLS_KEY_FILE=str(key),
         TITUS_GRPC_PORT=str(grpc_port),
     )
-    proc = spawn([TITUS, "api", "--coord", "local", "--port", str(port)], env, tmp_path / "api.log")
+    proc = spawn(["api", "--coord", "local", "--port", str(port)], env, tmp_path / "api.log")
     context = ssl.create_default_context(cafile=str(cert))
     url = f"https://127.0.0.1:{port}"
 

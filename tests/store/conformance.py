@@ -58,6 +58,8 @@ __all__ = [
     "test_count_and_list_active_jobs",
     "test_task_lifecycle",
     "test_update_task_with_stale_version_conflicts",
+    "test_update_tasks_writes_each_and_leaves_the_changed_one",
+    "test_update_tasks_with_a_stale_epoch_writes_none",
     "test_list_tasks_include_archived",
     "test_archive_job_moves_its_tasks",
     "test_load_active",
@@ -294,6 +296,32 @@ def test_update_task_with_stale_version_conflicts(store: JobStore) -> None:
         store.update_task(task.with_status(TaskState.STARTED))
     got = store.get_task(task.id)
     assert got is not None and got.state == TaskState.LAUNCHED
+
+
+def test_update_tasks_writes_each_and_leaves_the_changed_one(store: JobStore) -> None:
+    job = store.create_job(make_job())
+    a, b, c = (store.create_task(make_task(job, i)) for i in range(3))
+    store.update_task(b.with_status(TaskState.LAUNCHED))  # b moved on since it was read
+    written = store.update_tasks(
+        [t.with_status(TaskState.LAUNCHED, "normal", "placed") for t in (a, b, c)], epoch=None
+    )
+    assert [w is None for w in written] == [False, True, False]
+    assert written[0] is not None and written[0].version == a.version + 1
+    for task in (a, c):
+        got = store.get_task(task.id)
+        assert got is not None and got.status.reasonMessage == "placed"
+    got_b = store.get_task(b.id)
+    assert got_b is not None and got_b.status.reasonMessage != "placed"
+    assert store.update_tasks([], epoch=None) == []
+
+
+def test_update_tasks_with_a_stale_epoch_writes_none(store: JobStore) -> None:
+    job = store.create_job(make_job())
+    tasks = [store.create_task(make_task(job, i)) for i in range(2)]
+    store.claim_epoch(2)
+    with pytest.raises(StaleEpoch):
+        store.update_tasks([t.with_status(TaskState.LAUNCHED) for t in tasks], epoch=1)
+    assert all(store.get_task(t.id).state == TaskState.ACCEPTED for t in tasks)  # type: ignore[union-attr]
 
 
 def test_list_tasks_include_archived(store: JobStore) -> None:

@@ -193,6 +193,30 @@ class Executor:
         self.view.put_task(saved)
         return saved
 
+    def save_tasks(self, tasks: list[Task]) -> list[Task]:
+        """`save_task` for many at once, in one store write: what the store has now, in
+        the order given. A task the store refuses as changed goes the single way (its
+        conflict resolved as `save_task` resolves it)."""
+        if not tasks:
+            return []
+        saved: dict[str, Task] = {}
+        writable = []
+        for task in tasks:
+            current = self.view.get(task.id)
+            if current is not None and self._refuses(current, task):
+                saved[task.id] = current
+            else:
+                writable.append(task)
+        for task, written in zip(
+            writable, self.store.update_tasks(writable, epoch=self.term.epoch), strict=True
+        ):
+            if written is None:
+                saved[task.id] = self.save_task(task)
+            else:
+                self.view.put_task(written)
+                saved[task.id] = written
+        return [saved[t.id] for t in tasks]
+
     @staticmethod
     def _refuses(current: Task, task: Task) -> bool:
         """Whether writing `task` over `current` would take it back (see may_become)."""

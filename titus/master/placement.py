@@ -34,8 +34,11 @@ from titus.model.names import DEFAULT_CAPACITY_GROUP, AgentContext
 from titus.model.states import JobState, TaskState
 from titus.store.base import PENDING_BY_GROUP_META
 
-#: Placements sent to the driver as soon as this many are written.
+#: Placements are written (one store write) and sent to the driver in chunks: the first
+#: small, so hosts start at once, each next one twice as large up to MAX_LAUNCH_CHUNK, so
+#: a big cycle costs few writes.
 LAUNCH_CHUNK = 16
+MAX_LAUNCH_CHUNK = 1024
 #: A placement pass is repeated at least this often even when nothing seems to change.
 RESCHEDULE_SEC = 5.0
 #: "Why pending" summaries (and status messages) written per iteration at most.
@@ -72,6 +75,7 @@ class Placing(Protocol):
     def schedulable(self, host: HostView) -> bool: ...
     def guard(self) -> None: ...
     def save_task(self, task: Task) -> Task: ...
+    def save_tasks(self, tasks: list[Task]) -> list[Task]: ...
     def forget_pending(self, task_id: str) -> None: ...
     def launch(self, placements: list[Placement]) -> None: ...
     def put_scheduler_result(self, task_id: str, job_id: str, record: str) -> None: ...
@@ -135,7 +139,28 @@ def place(leader: Placing, now: int) -> tuple[int, list[HostView]] | None:
     m.ATTEMPTS.labels(result="deferred").inc(len(result.deferred))
     by_id = {task.id: (job, task) for job, task in pending}
     host_by_id = {h.host_id: h for h in hosts}
-    placements = []
+    chunk: list[tuple[Job, Task, HostView]] = []
+    limit = LAUNCH_CHUNK
+
+    def flush() -> None:
+        """Write the chunk's Launched states in one store write, then send what was
+        taken: hosts start on these while the next chunk is being written."""
+        saved = leader.save_tasks([task for _, task, _ in chunk])
+        placements = []
+        for (job, launched, host), stored in zip(chunk, saved, strict=True):
+            leader.forget_pending(launched.id)
+            if stored.state != TaskState.LAUNCHED:
+                continue  # the store had it move on meanwhile (killed): nothing to launch
+            queued = by_id[launched.id][1]
+            queued_at = max(
+                queued.status.timestamp, int(queued.taskContext.get(rc.NOT_BEFORE, "0"))
+            )
+            m.QUEUE_TO_PLACED.observe(max(0.0, (leader.now_ms() - queued_at) / 1000.0))
+            placements.append(Placement(TaskSpec.for_task(job, stored), host.host_id))
+        chunk.clear()
+        if placements:
+            leader.launch(placements)
+
     for assignment in result.assignments:
         job, task = by_id[assignment.task_id]
         host = host_by_id[assignment.host_id]
@@ -150,19 +175,12 @@ def place(leader: Placing, now: int) -> tuple[int, list[HostView]] | None:
                 AgentContext.INSTANCE_TYPE: host.attributes.get("itype", ""),
             }
         )
-        saved = leader.save_task(launched)
-        leader.forget_pending(task.id)
-        if saved.state != TaskState.LAUNCHED:
-            continue  # the store had it move on meanwhile (killed): nothing to launch
-        queued_at = max(task.status.timestamp, int(task.taskContext.get(rc.NOT_BEFORE, "0")))
-        m.QUEUE_TO_PLACED.observe(max(0.0, (leader.now_ms() - queued_at) / 1000.0))
-        placements.append(Placement(TaskSpec.for_task(job, saved), host.host_id))
-        if len(placements) >= LAUNCH_CHUNK:
-            # hosts start on the first tasks while the next are being written
-            leader.launch(placements)
-            placements = []
-    if placements:
-        leader.launch(placements)
+        chunk.append((job, launched, host))
+        if len(chunk) >= limit:
+            flush()
+            limit = min(2 * limit, MAX_LAUNCH_CHUNK)
+    if chunk:
+        flush()
     complete = record_unplaced(leader, result.unplaced, by_id)
     if result.assignments or result.deferred or not complete:
         return None

@@ -60,6 +60,13 @@ class Jobs(Protocol):
 
     def update_task(self, task: Task, *, epoch: int | None = None) -> Task: ...
 
+    def update_tasks(self, tasks: list[Task], *, epoch: int | None = None) -> list[Task | None]:
+        """Write many tasks at once, each as `update_task` would (its version checked and
+        moved on); the new task, or None for one that changed since it was read (left as
+        it is). Durable together: SQLite commits them in one transaction. A stale epoch
+        refuses them all."""
+        ...
+
     def archive_task(self, task: Task, *, epoch: int | None = None) -> None:
         """Move a finished task of a still active job to the archive."""
         ...

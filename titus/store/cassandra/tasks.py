@@ -45,6 +45,18 @@ class TasksPart(Part):
         self._db.update_versioned("task", task.id, task.jobId, task.version, value, args)
         return new
 
+    def update_tasks(self, tasks: list[Task], *, epoch: int | None = None) -> list[Task | None]:
+        """Each task by its own conditional write: a lightweight transaction holds one
+        partition, and every task is its own."""
+        self._fence.check(epoch)
+        out: list[Task | None] = []
+        for task in tasks:
+            try:
+                out.append(self.update_task(task))
+            except Conflict:
+                out.append(None)
+        return out
+
     def archive_task(self, task: Task, *, epoch: int | None = None) -> None:
         self._fence.check(epoch)
         self._db.batch(

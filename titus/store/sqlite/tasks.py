@@ -42,6 +42,23 @@ class TasksPart(ArchivePart):
             self._changed(db, "task", task.id, task.jobId)
         return new
 
+    def update_tasks(self, tasks: list[Task], *, epoch: int | None = None) -> list[Task | None]:
+        out: list[Task | None] = []
+        with self._tx(epoch) as db:
+            for task in tasks:
+                new = task.model_copy(update={"version": task.version + 1})
+                cur = db.execute(
+                    "UPDATE active_tasks SET version=?, value=?, state=?, agent_id=?, ts=? "
+                    "WHERE task_id=? AND version=?",
+                    (new.version, dump_document(new), *task_facts(new), task.id, task.version),
+                )
+                if cur.rowcount != 1:
+                    out.append(None)
+                    continue
+                self._changed(db, "task", task.id, task.jobId)
+                out.append(new)
+        return out
+
     def archive_task(self, task: Task, *, epoch: int | None = None) -> None:
         with self._tx(epoch) as db:
             db.execute(

@@ -735,3 +735,43 @@ def test_the_leader_carries_out_evictions_only_while_the_budget_allows(
     assert len(evicted) == 1
     assert evicted[0].status.reasonMessage == "evicted by ops: patching"
     assert store.list_kill_requests(job_id) == []  # the other was dropped, not kept
+
+
+def test_an_unhealthy_host_is_drained_one_task_of_a_job_at_a_time(
+    store: SqliteJobStore,
+) -> None:
+    sick = host("sick", cpu=8)
+    driver = Hosts(sick)
+    clock = Clock()
+    m = leader(store, driver, launching=10, clock=clock)
+    job_id = job(store, service=3)
+    m.iterate()
+    for t in tasks(store, job_id):
+        report(m, t.id, TaskState.STARTED)
+    m.iterate()
+    healthy = [host(f"ok-{i}", cpu=8) for i in range(5)]
+    for h in healthy:
+        driver.views.append(h)
+        driver.actual[h.host_id] = []
+    driver.views[0] = HostView(sick.host_id, sick.total, sick.attributes, healthy=False)
+    clock.advance(MasterConfig().cluster_config_refresh)
+    m.iterate()
+    killing = [t for t in tasks(store, job_id) if t.state == TaskState.KILL_INITIATED]
+    assert len(killing) == 1  # no budget: one of the job's tasks down at a time
+    assert killing[0].status.reasonMessage == "moved off an unhealthy host"
+
+
+def test_when_most_hosts_are_unhealthy_nothing_is_drained(store: SqliteJobStore) -> None:
+    driver = Hosts(host("a", cpu=8), host("b", cpu=8))
+    clock = Clock()
+    m = leader(store, driver, launching=10, clock=clock)
+    job_id = job(store, service=2)
+    m.iterate()
+    for t in tasks(store, job_id):
+        report(m, t.id, TaskState.STARTED)
+    m.iterate()
+    driver.views = [HostView(h.host_id, h.total, h.attributes, healthy=False) for h in driver.views]
+    for _ in range(3):
+        clock.advance(MasterConfig().cluster_config_refresh)
+        m.iterate()
+    assert all(t.state == TaskState.STARTED for t in tasks(store, job_id))

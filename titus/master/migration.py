@@ -1,11 +1,15 @@
-"""Instance group lifecycle: service tasks leave the hosts of phased-out groups.
+"""Drains: service tasks leave the hosts of phased-out groups, hosts being terminated and
+unhealthy hosts.
 
 An operator phases out an instance group to retire its hosts (a new image, a new
-instance type). Those hosts take no new work (cluster_config.schedulable); the service
-tasks already there are killed a few at a time, each job's within its disruption budget
-(titus.model.disruption: without one, one task of the job down at a time, so its
-replacement starts on an active host before the next of its tasks goes). Batch tasks are
-left to finish.
+instance type); a host that fails its health checks, or asked the cloud to terminate
+it, is drained the same way. Those hosts take no new work (cluster_config.schedulable,
+the scheduler's health filter); the service tasks already there are killed a few at a
+time, each job's within its disruption budget (titus.model.disruption: without one, one
+task of the job down at a time, so its replacement starts on an active host before the
+next of its tasks goes). Batch tasks are left to finish. When more than
+SYSTEMIC_UNHEALTHY_SHARE of the hosts are unhealthy at once the fault is taken as the
+platform's, not the hosts', and unhealthy hosts are not drained.
 
 A job whose migrationPolicy or budget is selfManaged is its owner's to move: the platform
 notes when it first wanted each such task gone and steps in only after the owner's time
@@ -18,13 +22,16 @@ from typing import Protocol
 
 from titus.master import metrics as m
 from titus.master.cluster import HostView
-from titus.master.cluster_config import ATTR_MACHINE_GROUP, phased_out
+from titus.master.cluster_config import ATTR_MACHINE_GROUP, ATTR_TERMINATING, phased_out
 from titus.master.view import LeaderView
 from titus.model.disruption import job_quota, recent
 from titus.model.job import Job, Task
 from titus.model.states import Reason, TaskState
 
 MIGRATION_MESSAGE = "moved off a host of phased-out instance group"
+DRAIN_TERMINATING = "moved off a host being terminated"
+DRAIN_UNHEALTHY = "moved off an unhealthy host"
+SYSTEMIC_UNHEALTHY_SHARE = 0.2
 
 
 class Migrating(Protocol):
@@ -59,12 +66,15 @@ def migrate(
     migrating = {t for t in migrating if view.state(t) == TaskState.KILL_INITIATED}
     phased = phased_out(instance_groups)
     budget = at_once - len(migrating)
-    if not phased or budget <= 0:
+    if budget <= 0:
         return migrating
     allowed: dict[str, int] = {}
-    for host in leader.hosts():
-        group = host.attributes.get(ATTR_MACHINE_GROUP, "")
-        if group not in phased:
+    hosts = leader.hosts()
+    unhealthy = sum(not h.healthy for h in hosts)
+    systemic = unhealthy > SYSTEMIC_UNHEALTHY_SHARE * len(hosts)
+    for host in hosts:
+        why = drain_reason(host, phased, drain_unhealthy=not systemic)
+        if why is None:
             continue
         for task_id in view.on_host(host.host_id):
             if budget <= 0:
@@ -87,13 +97,27 @@ def migrate(
                 continue
             task = view.get(task_id)
             assert task is not None
-            leader.kill(task, Reason.KILLED, f"{MIGRATION_MESSAGE} {group}")
+            leader.kill(task, Reason.KILLED, why)
             migrating.add(task_id)
             allowed[job.id] -= 1
             disrupted.setdefault(job.id, []).append(now_ms)
             budget -= 1
             m.MIGRATIONS.inc()
     return migrating
+
+
+def drain_reason(host: HostView, phased: set[str], drain_unhealthy: bool = True) -> str | None:
+    """Why the service tasks on `host` should move elsewhere, or None: its instance group
+    is phased out, it is being terminated, or it is unhealthy (a drain: the tasks go to
+    healthy hosts within their budgets before the host is repaired or replaced)."""
+    group = host.attributes.get(ATTR_MACHINE_GROUP, "")
+    if group in phased:
+        return f"{MIGRATION_MESSAGE} {group}"
+    if host.attributes.get(ATTR_TERMINATING, "").lower() == "true":
+        return DRAIN_TERMINATING
+    if drain_unhealthy and not host.healthy:
+        return DRAIN_UNHEALTHY
+    return None
 
 
 def self_managed_time(job: Job, default_ms: int) -> int | None:

@@ -473,6 +473,14 @@ class Settings(BaseSettings):
         description="A container no task owns (started behind the agent's back, or whose "
         "task the master no longer claims) is killed after this grace (default 60 s).",
     )
+    load_balancer_interval_sec: float = Field(
+        10.0,
+        description="How often the leader brings every associated ELBv2 target group in line "
+        "with its job's serving tasks (0: never).",
+    )
+    load_balancer_region: str = Field(
+        "", description="Region of the ELBv2 calls; empty: the environment's."
+    )
     eviction_system_per_minute: int = Field(
         10,
         description="Evictions (/api/v3/eviction) and other disruptions the whole system "

@@ -23,6 +23,7 @@ from titus.api import (
     dashboard,
     eviction_routes,
     jobs,
+    loadbalancers,
     observe,
     scheduler_results,
     tasks,
@@ -35,6 +36,7 @@ from titus.api.deps import authenticated
 from titus.api.errors import ApiError, api_error_handler, error_body, invalid_request_handler
 from titus.api.eviction import EvictionService
 from titus.api.gate import Gate
+from titus.api.loadbalancers import LoadBalancerService
 from titus.api.metrics import METRICS_CONTENT_TYPE, RequestMetrics, RouteTemplates, exposition
 from titus.api.observe import Hub
 from titus.api.openapi_links import add_links
@@ -170,6 +172,9 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
         aws=AwsAdmission.from_settings(settings),
     )
     app.state.cluster = ClusterService(store, coord)
+    app.state.load_balancers = LoadBalancerService(
+        app.state.jobs, loadbalancers.elbv2_client(settings.load_balancer_region)
+    )
     app.state.eviction = EvictionService(
         store, view, app.state.jobs.get_job, settings.eviction_system_per_minute
     )
@@ -195,6 +200,7 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
     app.include_router(agents.router)
     app.include_router(dashboard.router)
     app.include_router(eviction_routes.router)
+    app.include_router(loadbalancers.router)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(InvalidRequest, invalid_request_handler)
 

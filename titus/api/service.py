@@ -204,7 +204,7 @@ class JobService:
         """A job's API document as `who` may read it (env values hidden from non-owners)."""
         return job_doc(who, self.get_job(job_id).api_json())
 
-    def _change_job(
+    def change_job(
         self, job_id: str, change: Callable[[Job], Job | None], who: Principal, action: str
     ) -> Job:
         """Apply `change` to the current job with optimistic retries; None means no-op.
@@ -237,7 +237,7 @@ class JobService:
                 JobState.KILL_INITIATED, Reason.KILLED, f"killed by {caller or 'user'}"
             )
 
-        job = self._change_job(job_id, kill, who, "kill")
+        job = self.change_job(job_id, kill, who, "kill")
         log.info("kill job %s caller=%s reason=%s", job_id, caller or "-", reason or "-")
         return job
 
@@ -277,7 +277,7 @@ class JobService:
             service.capacity = new
             return job
 
-        job = self._change_job(job_id, change, who, "resize")
+        job = self.change_job(job_id, change, who, "resize")
         self._log(
             "resize job",
             job_id,
@@ -309,7 +309,7 @@ class JobService:
             self._service_of(job).serviceJobProcesses = processes
             return job
 
-        job = self._change_job(job_id, change, who, "change the processes of")
+        job = self.change_job(job_id, change, who, "change the processes of")
         self._log("set jobprocesses", job_id, caller, reason, value=processes.to_json())
         return job
 
@@ -332,7 +332,7 @@ class JobService:
                 JobState.ACCEPTED, Reason.NORMAL, enabled_message(enabled, caller, reason)
             )
 
-        job = self._change_job(job_id, change, who, "enable" if enabled else "disable")
+        job = self.change_job(job_id, change, who, "enable" if enabled else "disable")
         self._log("enable job" if enabled else "disable job", job_id, caller, reason)
         return job
 
@@ -354,7 +354,7 @@ class JobService:
             job.jobDescriptor.disruptionBudget = budget
             return job
 
-        job = self._change_job(job_id, change, who, "change the disruption budget of")
+        job = self.change_job(job_id, change, who, "change the disruption budget of")
         self._log("set disruptionBudget", job_id, caller, reason)
         return job
 
@@ -378,7 +378,7 @@ class JobService:
             _check_attribute_totals(attrs)
             return job if attrs != before else None
 
-        job = self._change_job(job_id, change, who, "change the attributes of")
+        job = self.change_job(job_id, change, who, "change the attributes of")
         self._log(
             "update job attributes", job_id, caller, reason, set=sorted(upsert), delete=delete
         )
@@ -580,7 +580,7 @@ class JobService:
                 cap.desired -= 1
                 return job
 
-            self._change_job(task.jobId, lower, who, "kill a task of")
+            self.change_job(task.jobId, lower, who, "kill a task of")
         self.store.add_kill_request(
             KillRequest(
                 job_id=task.jobId,

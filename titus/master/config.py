@@ -37,6 +37,9 @@ class MasterConfig:
     migrate_at_once: int = from_setting("migrate_at_once")
     #: How long a selfManaged job's owner has to move a task before the platform does.
     self_managed_timeout: float = from_setting("self_managed_migration_timeout_sec")
+    #: How often target groups are reconciled with their jobs' tasks (0: never).
+    load_balancer_interval: float = from_setting("load_balancer_interval_sec")
+    load_balancer_region: str = from_setting("load_balancer_region")
     #: How often capacity groups and instance groups are read from the store.
     cluster_config_refresh: float = 5.0
     #: How long the first sync with the hosts may take before acting without it.
@@ -54,4 +57,6 @@ class MasterConfig:
             backoff_max=settings.system_backoff_max_sec,
             migrate_at_once=settings.migrate_at_once,
             self_managed_timeout=settings.self_managed_migration_timeout_sec,
+            load_balancer_interval=settings.load_balancer_interval_sec,
+            load_balancer_region=settings.load_balancer_region,
         )

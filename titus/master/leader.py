@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from titus.coord.base import Coordinator, Leadership
 from titus.master import metrics as m
@@ -39,6 +40,12 @@ from titus.master.cluster_config import read_capacity_groups, read_instance_grou
 from titus.master.config import UNKNOWN_TASK_GRACE_SEC, MasterConfig
 from titus.master.executor import Executor
 from titus.master.health import replace_unhealthy
+from titus.master.loadbalancers import (
+    REGISTERED_META,
+    TargetRegistrar,
+    desired_targets,
+    elbv2_client,
+)
 from titus.master.migration import migrate
 from titus.master.scheduler import Scheduler
 from titus.master.stuck import clear_stuck
@@ -126,6 +133,7 @@ class Master:
         clock: Callable[[], float] = time.time,
         elapsed: Callable[[], float] = time.monotonic,
         new_id: Callable[[], str] = new_task_id,
+        elbv2: Callable[[], Any] | None = None,
     ):
         self.store = store
         self.coord = coord
@@ -139,11 +147,15 @@ class Master:
         self.clock = clock
         self.elapsed = elapsed
         self.new_id = new_id
+        self.elbv2 = elbv2 or elbv2_client(self.config.load_balancer_region)
         self._nudge = threading.Event()
         self._new_term(None)
 
     def _new_term(self, leadership: Leadership | None) -> None:
         """Drop the current term with everything it held; a new one starts from nothing."""
+        old = getattr(self, "term", None)
+        if old is not None and old.registrar is not None:
+            old.registrar.stop()
         gc.unfreeze()  # what `_load` froze may be garbage now
         self.term = Term.begin(leadership, self.config, self.clock)
         self.executor = Executor(
@@ -400,6 +412,7 @@ class Master:
                 raise
         self._clear_stuck()
         self._migrate()
+        self._load_balancers()
         placement.schedule(act)
         m.ITERATION_SECONDS.observe(time.monotonic() - started)
 
@@ -548,6 +561,25 @@ class Master:
         clear_stuck(
             self.executor, self.config.stuck, term.stuck_limiter, term.stuck_ages, self.elapsed()
         )
+
+    def _load_balancers(self) -> None:
+        """Hand the registrar the targets the view wants, every load_balancer_interval."""
+        term = self.term
+        interval = self.config.load_balancer_interval
+        now = self.elapsed()
+        if interval <= 0 or now - term.last_load_balancers < interval:
+            return
+        term.last_load_balancers = now
+        desired = desired_targets(self.view)
+        if term.registrar is None:
+            saved = self.store.get_meta(REGISTERED_META)
+            if not desired and not saved:
+                return
+            executor = self.executor
+            term.registrar = TargetRegistrar(
+                self.elbv2, lambda record: executor.set_meta(REGISTERED_META, record), saved
+            )
+        term.registrar.want(desired)
 
     def _migrate(self) -> None:
         term = self.term

@@ -16,6 +16,7 @@ from titus.coord.base import Leadership
 from titus.master.backoff import SystemBackoff
 from titus.master.cluster import HostReport, Placement
 from titus.master.config import MasterConfig
+from titus.master.loadbalancers import TargetRegistrar
 from titus.master.placement import PlacementMemo
 from titus.master.scheduler import CapacityGroup
 from titus.master.stuck import RateLimiter, StuckAges
@@ -63,6 +64,9 @@ class Term:
     last_sweep: float
     last_stuck: float = float("-inf")
     last_migrate: float = float("-inf")
+    last_load_balancers: float = float("-inf")
+    #: The term's load balancer worker, once a job has target groups (loadbalancers.py).
+    registrar: TargetRegistrar | None = None
     last_config: float = float("-inf")
     view: LeaderView = field(default_factory=LeaderView)
     #: Jobs whose reconciliation is due.

@@ -1,0 +1,154 @@
+"""Load balancer registration against a moto server (ELBv2): associations made through the
+API and checked against ELBv2, and a leader keeping each target group's IP targets in
+line with its job's serving tasks through starts, ends, drift and a failover."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.integration.test_api_app import BATCH, api, service
+from tests.support.poll import wait_until
+from tests.unit.test_leader import Clock, Hosts, host, job, leader, tasks
+from titus.coord.base import Leadership
+from titus.coord.local import LocalCoordinator
+from titus.master.cluster import HostReport
+from titus.master.leader import Master, MasterConfig
+from titus.master.loadbalancers import plan
+from titus.model.launch import TaskReport
+from titus.model.loadbalancer import with_load_balancers
+from titus.model.states import TaskState
+from titus.store.sqlite import SqliteJobStore
+
+
+@pytest.fixture
+def target_groups(aws_env: str) -> Iterator[dict[str, str]]:
+    ec2, elb = boto3.client("ec2"), boto3.client("elbv2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+
+    def make(name: str, kind: str) -> str:
+        created = elb.create_target_group(
+            Name=name, Protocol="HTTP", Port=8080, VpcId=vpc, TargetType=kind
+        )
+        return str(created["TargetGroups"][0]["TargetGroupArn"])
+
+    yield {"ip": make("web", "ip"), "instance": make("old", "instance")}
+
+
+def targets(arn: str) -> set[str]:
+    health = boto3.client("elbv2").describe_target_health(TargetGroupArn=arn)
+    return {str(h["Target"]["Id"]) for h in health["TargetHealthDescriptions"]}
+
+
+def test_associations_are_checked_with_elbv2_and_kept_on_the_job(
+    target_groups: dict[str, str], tmp_path: Path
+) -> None:
+    ip, instance = target_groups["ip"], target_groups["instance"]
+    with api(tmp_path) as (http, _):
+        web = http.post("/api/v3/jobs", json=service()).json()["id"]
+        batch = http.post("/api/v3/jobs", json=BATCH).json()["id"]
+        r = http.post("/api/v3/loadBalancers", params={"jobId": web, "loadBalancerId": ip})
+        assert r.status_code == 200, r.text
+        again = http.post("/api/v3/loadBalancers", params={"jobId": web, "loadBalancerId": ip})
+        assert again.json()["loadBalancers"] == [{"id": ip}]  # once, however often asked
+        assert http.get(f"/api/v3/loadBalancers/{web}").json()["loadBalancers"] == [{"id": ip}]
+        wanted = [{"jobId": web, "loadBalancers": [{"id": ip}]}]
+        wait_until(
+            "the listing to show it",
+            lambda: http.get("/api/v3/loadBalancers").json()["items"] == wanted,
+        )
+
+        refusals = {
+            "not-an-arn": "is not a target group ARN",
+            ip[:-16] + "0" * 16: "does not exist",
+            instance: "TargetType ip",
+        }
+        for arn, words in refusals.items():
+            r = http.post("/api/v3/loadBalancers", params={"jobId": web, "loadBalancerId": arn})
+            assert r.status_code == 400 and words in r.json()["message"], r.text
+        r = http.post("/api/v3/loadBalancers", params={"jobId": batch, "loadBalancerId": ip})
+        assert r.status_code == 400 and "batch job" in r.json()["message"]
+        assert http.post("/api/v3/loadBalancers", params={"jobId": web}).status_code == 400
+
+        r = http.delete("/api/v3/loadBalancers", params={"jobId": web, "loadBalancerId": ip})
+        assert r.status_code == 200 and r.json()["loadBalancers"] == []
+
+
+def started(m: Master, task_id: str, ip: str) -> None:
+    t = m.view.get(task_id)
+    assert t is not None
+    report = TaskReport(
+        taskId=task_id, jobId=t.jobId, state=TaskState.STARTED, context={"task.containerIp": ip}
+    )
+    m.receive([HostReport(t.agent_id or "", report)])
+
+
+def finished(m: Master, task_id: str) -> None:
+    t = m.view.get(task_id)
+    assert t is not None
+    report = TaskReport(taskId=task_id, jobId=t.jobId, state=TaskState.FINISHED, exitCode=0)
+    m.receive([HostReport(t.agent_id or "", report)])
+
+
+def settle(m: Master, clock: Clock, arn: str, wanted: set[str]) -> None:
+    def there() -> bool:
+        clock.advance(MasterConfig().load_balancer_interval)
+        m.iterate()
+        return targets(arn) == wanted
+
+    wait_until(f"targets {sorted(wanted)}", there, timeout=30)
+
+
+def test_targets_follow_the_jobs_serving_tasks(
+    target_groups: dict[str, str], tmp_path: Path
+) -> None:
+    arn = target_groups["ip"]
+    store = SqliteJobStore(tmp_path / "titus.db", synchronous="OFF")
+    clock = Clock()
+    m = leader(store, Hosts(host("h1", cpu=16)), launching=10, clock=clock)
+    job_id = job(store, service=3)
+    j = store.get_job(job_id)
+    assert j is not None
+    store.update_job(with_load_balancers(j, [arn]))
+    m.iterate()
+    ids = sorted(t.id for t in tasks(store, job_id))
+    for n, task_id in enumerate(ids):
+        started(m, task_id, f"10.0.1.{n + 1}")
+    settle(m, clock, arn, {"10.0.1.1", "10.0.1.2", "10.0.1.3"})
+
+    # a target someone else registered is theirs; one taken away by hand comes back
+    elb = boto3.client("elbv2")
+    elb.register_targets(TargetGroupArn=arn, Targets=[{"Id": "10.9.9.9", "Port": 8080}])
+    elb.deregister_targets(TargetGroupArn=arn, Targets=[{"Id": "10.0.1.2", "Port": 8080}])
+    settle(m, clock, arn, {"10.0.1.1", "10.0.1.2", "10.0.1.3", "10.9.9.9"})
+
+    # a task that ends leaves the group; its replacement joins when it serves
+    finished(m, ids[0])
+    settle(m, clock, arn, {"10.0.1.2", "10.0.1.3", "10.9.9.9"})
+    m.iterate()
+    replacement = next(t.id for t in tasks(store, job_id) if t.state == TaskState.LAUNCHED)
+    started(m, replacement, "10.0.1.4")
+    settle(m, clock, arn, {"10.0.1.2", "10.0.1.3", "10.0.1.4", "10.9.9.9"})
+
+    # the association goes while this leader is gone: its successor cleans up after it
+    saved = store.get_meta("loadBalancerTargets")
+    assert saved is not None and arn in json.loads(saved)
+    m.term.registrar.stop()  # type: ignore[union-attr]
+    current = store.get_job(job_id)
+    assert current is not None
+    store.update_job(with_load_balancers(current, []))
+    successor = Master(
+        store, LocalCoordinator(), Hosts(host("h1", cpu=16)), clock=clock, elapsed=clock
+    )
+    successor.begin(Leadership(2))
+    successor.sync_hosts({"h1": []})
+    settle(successor, clock, arn, {"10.9.9.9"})
+
+
+def test_plan_registers_what_is_missing_and_removes_only_its_own() -> None:
+    register, deregister = plan({"a", "b"}, actual={"b", "c", "x"}, ours={"b", "c"})
+    assert (register, deregister) == ({"a"}, {"c"})

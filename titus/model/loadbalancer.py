@@ -1,0 +1,40 @@
+"""Which ELBv2 target groups a service job's tasks join.
+
+Kept on the job itself, in the platform's own attribute `titus.loadBalancers` (users
+cannot set `titus*` attributes), so the association is as durable as the job in every
+store and goes with it when the job is archived. At most MAX_PER_JOB per job (Titus's
+bound); each one a target group ARN, checked in linear time.
+"""
+
+from __future__ import annotations
+
+import re
+
+from titus.model.job import Job
+
+LOAD_BALANCERS_ATTRIBUTE = "titus.loadBalancers"
+MAX_PER_JOB = 30
+TARGET_GROUP_ARN = re.compile(
+    r"arn:aws[a-z-]{0,20}:elasticloadbalancing:[a-z0-9-]{1,30}:[0-9]{12}:"
+    r"targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}"
+)
+
+
+def is_target_group_arn(value: str) -> bool:
+    return len(value) <= 256 and TARGET_GROUP_ARN.fullmatch(value) is not None
+
+
+def load_balancers_of(job: Job) -> list[str]:
+    value = job.jobDescriptor.attributes.get(LOAD_BALANCERS_ATTRIBUTE, "")
+    return [arn for arn in value.split(",") if arn]
+
+
+def with_load_balancers(job: Job, arns: list[str]) -> Job:
+    """The job with exactly `arns` associated (the attribute gone when none)."""
+    updated = job.model_copy(deep=True)
+    attributes = updated.jobDescriptor.attributes
+    if arns:
+        attributes[LOAD_BALANCERS_ATTRIBUTE] = ",".join(dict.fromkeys(arns))
+    else:
+        attributes.pop(LOAD_BALANCERS_ATTRIBUTE, None)
+    return updated

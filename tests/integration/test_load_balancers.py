@@ -9,11 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import grpc
 import pytest
 
 from tests.integration.test_api_app import BATCH, api, service
+from tests.integration.test_grpc_jobs import descriptor, grpc_api
 from tests.support.poll import wait_until
 from tests.unit.test_leader import Clock, Hosts, host, job, leader, tasks
+from titus.api.grpc.gen import titus_job_api_pb2 as jobs_pb
+from titus.api.grpc.gen import titus_loadbalancer_api_pb2 as lb_pb
+from titus.api.grpc.gen import titus_loadbalancer_api_pb2_grpc as lb_grpc
 from titus.coord.base import Leadership
 from titus.coord.local import LocalCoordinator
 from titus.master.cluster import HostReport
@@ -152,3 +157,35 @@ def test_targets_follow_the_jobs_serving_tasks(
 def test_plan_registers_what_is_missing_and_removes_only_its_own() -> None:
     register, deregister = plan({"a", "b"}, actual={"b", "c", "x"}, ours={"b", "c"})
     assert (register, deregister) == ({"a"}, {"c"})
+
+
+def test_the_grpc_load_balancer_service_speaks_titus_contract(
+    target_groups: dict[str, str], tmp_path: Path
+) -> None:
+    ip = target_groups["ip"]
+    with grpc_api(tmp_path) as api_:
+        job_id = api_.stub.CreateJob(descriptor()).id
+        lbs = lb_grpc.LoadBalancerServiceStub(api_.channel)
+        add = lb_pb.AddLoadBalancerRequest(jobId=job_id, loadBalancerId=lb_pb.LoadBalancerId(id=ip))
+        lbs.AddLoadBalancer(add)
+        got = lbs.GetJobLoadBalancers(jobs_pb.JobId(id=job_id))
+        assert got.jobId == job_id and [lb.id for lb in got.loadBalancers] == [ip]
+        with pytest.raises(grpc.RpcError) as refused:
+            bad = lb_pb.AddLoadBalancerRequest(
+                jobId=job_id, loadBalancerId=lb_pb.LoadBalancerId(id=target_groups["instance"])
+            )
+            lbs.AddLoadBalancer(bad)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "TargetType ip" in refused.value.details()
+
+        def listed() -> bool:
+            page = lbs.GetAllLoadBalancers(lb_pb.GetAllLoadBalancersRequest())
+            return [r.jobId for r in page.jobLoadBalancers] == [job_id]
+
+        wait_until("the listing to show it", listed)
+        lbs.RemoveLoadBalancer(
+            lb_pb.RemoveLoadBalancerRequest(
+                jobId=job_id, loadBalancerId=lb_pb.LoadBalancerId(id=ip)
+            )
+        )
+        assert list(lbs.GetJobLoadBalancers(jobs_pb.JobId(id=job_id)).loadBalancers) == []

@@ -48,6 +48,10 @@ ROUTES: dict[str, tuple[str, str]] = {
     "UpdateTaskAttributes": ("PUT", "/api/v3/tasks/{id}/attributes"),
     "DeleteTaskAttributes": ("DELETE", "/api/v3/tasks/{id}/attributes"),
     "MoveTask": ("POST", "/api/v3/tasks/move"),
+    "GetJobLoadBalancers": ("GET", "/api/v3/loadBalancers/{id}"),
+    "GetAllLoadBalancers": ("GET", "/api/v3/loadBalancers"),
+    "AddLoadBalancer": ("POST", "/api/v3/loadBalancers"),
+    "RemoveLoadBalancer": ("DELETE", "/api/v3/loadBalancers"),
 }
 
 

@@ -29,6 +29,9 @@ from titus.api.gate import Gate
 from titus.api.grpc.gate import CallGate
 from titus.api.grpc.gen import titus_job_api_pb2 as pb
 from titus.api.grpc.gen import titus_job_api_pb2_grpc as pb_grpc
+from titus.api.grpc.gen import titus_loadbalancer_api_pb2 as lb_pb
+from titus.api.grpc.gen import titus_loadbalancer_api_pb2_grpc as lb_grpc
+from titus.api.grpc.loadbalancers import LoadBalancers
 from titus.api.grpc.service import JobManagement
 from titus.api.ratelimit import RateLimiter
 from titus.settings import Settings
@@ -36,6 +39,7 @@ from titus.settings import Settings
 log = logging.getLogger("titus.api.grpc")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["JobManagementService"].full_name
+LB_SERVICE_NAME = lb_pb.DESCRIPTOR.services_by_name["LoadBalancerService"].full_name
 #: Seconds in-flight calls get to finish when the server stops.
 STOP_GRACE_SEC = 2.0
 
@@ -67,10 +71,13 @@ def build_server(app: FastAPI, settings: Settings) -> tuple[grpc.aio.Server, int
     gate = rest_gate(app, settings)
     servicer = JobManagement(state.jobs, state.view, state.hub, gate, state.access)
     pb_grpc.add_JobManagementServiceServicer_to_server(servicer, server)
+    lb_grpc.add_LoadBalancerServiceServicer_to_server(
+        LoadBalancers(state.load_balancers, state.view, servicer), server
+    )
     checks = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checks, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (SERVICE_NAME, LB_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     address = f"{settings.grpc_host}:{settings.grpc_port}"
     try:

@@ -97,7 +97,7 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
         return f"address:{host or 'unknown'}"
 
     # ---- plumbing -------------------------------------------------------------------
-    async def _call(
+    async def call(
         self,
         rpc: str,
         context: Context,
@@ -141,7 +141,7 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
             refusal = self._refusal(rpc, exc, None)
         await self._abort(context, refusal)
 
-    def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Awaitable[T]:
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Awaitable[T]:
         return asyncio.to_thread(fn, *args, **kwargs)
 
     # ---- jobs -----------------------------------------------------------------------
@@ -156,30 +156,30 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
                     [FieldError("idempotency-key", "too long")],
                 )
             body = to_json(request)
-            job = await self._run(self.service.create_job, body, caller.id, caller.reason, key)
+            job = await self.run(self.service.create_job, body, caller.id, caller.reason, key)
             return pb.JobId(id=job.id)
 
-        return await self._call("CreateJob", context, work, grpc.StatusCode.ALREADY_EXISTS)
+        return await self.call("CreateJob", context, work, grpc.StatusCode.ALREADY_EXISTS)
 
     async def FindJob(self, request: pb.JobId, context: Context) -> pb.Job:
         async def work(caller: Caller, who: Principal) -> pb.Job:
-            doc = await self._run(self.service.read_job, request.id, who)
+            doc = await self.run(self.service.read_job, request.id, who)
             return job_message(doc)
 
-        return await self._call("FindJob", context, work)
+        return await self.call("FindJob", context, work)
 
     async def FindJobs(self, request: pb.JobQuery, context: Context) -> pb.JobQueryResult:
         async def work(caller: Caller, who: Principal) -> pb.JobQueryResult:
             return await listing.find_jobs(self.view, request, who)
 
-        return await self._call("FindJobs", context, work)
+        return await self.call("FindJobs", context, work)
 
     async def KillJob(self, request: pb.JobId, context: Context) -> empty_pb2.Empty:
         async def work(caller: Caller, who: Principal) -> empty_pb2.Empty:
-            await self._run(self.service.kill_job, request.id, caller.id, caller.reason, who)
+            await self.run(self.service.kill_job, request.id, caller.id, caller.reason, who)
             return EMPTY
 
-        return await self._call("KillJob", context, work)
+        return await self.call("KillJob", context, work)
 
     async def UpdateJobCapacity(
         self, request: pb.JobCapacityUpdate, context: Context
@@ -187,19 +187,19 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
         async def work(caller: Caller, who: Principal) -> empty_pb2.Empty:
             capacity = parse(Capacity, to_json(request.Capacity), "capacity")
             await self.view.refresh()
-            await self._run(
+            await self.run(
                 self.service.resize, request.jobId, capacity, caller.id, caller.reason, who=who
             )
             return EMPTY
 
-        return await self._call("UpdateJobCapacity", context, work)
+        return await self.call("UpdateJobCapacity", context, work)
 
     async def UpdateJobCapacityWithOptionalAttributes(
         self, request: pb.JobCapacityUpdateWithOptionalAttributes, context: Context
     ) -> empty_pb2.Empty:
         async def work(caller: Caller, who: Principal) -> empty_pb2.Empty:
             partial = optional_capacity(request.jobCapacityWithOptionalAttributes)
-            await self._run(
+            await self.run(
                 self.service.resize,
                 request.jobId,
                 Capacity(),
@@ -210,13 +210,13 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
             )
             return EMPTY
 
-        return await self._call("UpdateJobCapacityWithOptionalAttributes", context, work)
+        return await self.call("UpdateJobCapacityWithOptionalAttributes", context, work)
 
     async def UpdateJobStatus(
         self, request: pb.JobStatusUpdate, context: Context
     ) -> empty_pb2.Empty:
         async def work(caller: Caller, who: Principal) -> empty_pb2.Empty:
-            await self._run(
+            await self.run(
                 self.service.set_enabled,
                 request.id,
                 request.enableStatus,
@@ -227,7 +227,7 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
             return EMPTY
 
         rpc = "UpdateJobStatus" if request.enableStatus else "UpdateJobStatus/disable"
-        return await self._call(rpc, context, work)
+        return await self.call(rpc, context, work)
 
     async def UpdateJobProcesses(
         self, request: pb.JobProcessesUpdate, context: Context
@@ -236,19 +236,19 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
             processes = parse(
                 ServiceJobProcesses, to_json(request.serviceJobProcesses), "job processes"
             )
-            await self._run(
+            await self.run(
                 self.service.set_processes, request.jobId, processes, caller.id, caller.reason, who
             )
             return EMPTY
 
-        return await self._call("UpdateJobProcesses", context, work)
+        return await self.call("UpdateJobProcesses", context, work)
 
     async def UpdateJobDisruptionBudget(
         self, request: pb.JobDisruptionBudgetUpdate, context: Context
     ) -> empty_pb2.Empty:
         async def work(caller: Caller, who: Principal) -> empty_pb2.Empty:
             budget = parse(DisruptionBudget, to_json(request.disruptionBudget), "disruption budget")
-            await self._run(
+            await self.run(
                 self.service.set_disruption_budget,
                 request.jobId,
                 budget,
@@ -258,7 +258,7 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
             )
             return EMPTY
 
-        return await self._call("UpdateJobDisruptionBudget", context, work)
+        return await self.call("UpdateJobDisruptionBudget", context, work)
 
     async def _change_attributes(
         self,
@@ -274,10 +274,10 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
 
         async def work(caller: Caller, who: Principal) -> empty_pb2.Empty:
             keys = keys_to_delete(delete) if delete is not None else []
-            await self._run(update, ident, upsert, keys, caller.id, caller.reason, who)
+            await self.run(update, ident, upsert, keys, caller.id, caller.reason, who)
             return EMPTY
 
-        return await self._call(rpc, context, work)
+        return await self.call(rpc, context, work)
 
     async def UpdateJobAttributes(
         self, request: pb.JobAttributesUpdate, context: Context
@@ -326,7 +326,7 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
         self, request: pb.JobId, context: Context
     ) -> AsyncIterator[pb.JobChangeNotification]:
         async def notes(who: Principal, key: str) -> AsyncIterator[pb.JobChangeNotification]:
-            job = await self._run(self.service.get_job, request.id)
+            job = await self.run(self.service.get_job, request.id)
             if job.status.state == JobState.FINISHED:  # nothing more will happen to it
                 yield job_note(job_doc(who, job.api_json()), [])
                 yield pb.JobChangeNotification(snapshotEnd=pb.JobChangeNotification.SnapshotEnd())
@@ -343,20 +343,20 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
     # ---- tasks ----------------------------------------------------------------------
     async def FindTask(self, request: pb.TaskId, context: Context) -> pb.Task:
         async def work(caller: Caller, who: Principal) -> pb.Task:
-            task = await self._run(self.service.get_task, request.id)
+            task = await self.run(self.service.get_task, request.id)
             return task_message(task.api_json())
 
-        return await self._call("FindTask", context, work)
+        return await self.call("FindTask", context, work)
 
     async def FindTasks(self, request: pb.TaskQuery, context: Context) -> pb.TaskQueryResult:
         async def work(caller: Caller, who: Principal) -> pb.TaskQueryResult:
             return await listing.find_tasks(self.view, self.service, request)
 
-        return await self._call("FindTasks", context, work)
+        return await self.call("FindTasks", context, work)
 
     async def KillTask(self, request: pb.TaskKillRequest, context: Context) -> empty_pb2.Empty:
         async def work(caller: Caller, who: Principal) -> empty_pb2.Empty:
-            await self._run(
+            await self.run(
                 self.service.kill_task,
                 request.taskId,
                 shrink=request.shrink,
@@ -367,7 +367,7 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
             )
             return EMPTY
 
-        return await self._call("KillTask", context, work)
+        return await self.call("KillTask", context, work)
 
     async def UpdateTaskAttributes(
         self, request: pb.TaskAttributesUpdate, context: Context
@@ -395,7 +395,7 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
 
     async def MoveTask(self, request: pb.TaskMoveRequest, context: Context) -> empty_pb2.Empty:
         async def work(caller: Caller, who: Principal) -> empty_pb2.Empty:
-            await self._run(
+            await self.run(
                 self.service.move_task,
                 request.sourceJobId,
                 request.targetJobId,
@@ -406,4 +406,4 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
             )
             return EMPTY
 
-        return await self._call("MoveTask", context, work)
+        return await self.call("MoveTask", context, work)

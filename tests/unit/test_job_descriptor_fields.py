@@ -28,7 +28,7 @@ RETRY = {
     "exponentialBackOff.retries": "test_a_retry_waits_the_longer_delay_from_the_time_given",
 }
 SERVICE = "test_service_job_keeps_desired_replaces_kills_shrinks_resizes_and_ends"
-BUDGET = "pending: issue 15 (relocation limits are validated and stored, not yet enforced)"
+BUDGET = "test_batch_tasks_move_off_drained_hosts_only_within_their_relocation_limit"
 HEALTH = "test_a_budget_names_the_health_check_or_nothing"
 PHASE_OUT = "test_phasing_out_a_group_keeps_a_ten_task_job_within_at_most_two_unavailable"
 SELF_MANAGED = "test_a_self_managed_job_is_left_to_its_owner_until_the_timeout"

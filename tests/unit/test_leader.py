@@ -775,3 +775,50 @@ def test_when_most_hosts_are_unhealthy_nothing_is_drained(store: SqliteJobStore)
         clock.advance(MasterConfig().cluster_config_refresh)
         m.iterate()
     assert all(t.state == TaskState.STARTED for t in tasks(store, job_id))
+
+
+def test_batch_tasks_move_off_drained_hosts_only_within_their_relocation_limit(
+    store: SqliteJobStore,
+) -> None:
+    driver = Hosts(host("old-1", "v1", cpu=16))
+    clock = Clock()
+    m = leader(store, driver, launching=10, clock=clock)
+    limited, plain = job(store, size=1), job(store, size=1)
+    j = store.get_job(limited)
+    assert j is not None
+    j.jobDescriptor.disruptionBudget = DisruptionBudget.model_validate(
+        {"relocationLimit": {"limit": 1}, "rateUnlimited": {}}
+    )
+    store.update_job(j)
+    m.iterate()
+    for job_id in (limited, plain):
+        for t in tasks(store, job_id):
+            report(m, t.id, TaskState.STARTED)
+    m.iterate()
+
+    def phase_out(old: str, new_host: str, new_group: str) -> None:
+        store.set_instance_group(old, "phasedOut")
+        driver.views.append(host(new_host, new_group, cpu=16))
+        driver.actual[new_host] = []
+        clock.advance(MasterConfig().cluster_config_refresh)
+        m.iterate()
+
+    phase_out("v1", "new-1", "v2")
+    [moving] = [t for t in tasks(store, limited) if t.state == TaskState.KILL_INITIATED]
+    assert all(t.state == TaskState.STARTED for t in tasks(store, plain))  # no limit: stays
+    report(m, moving.id, TaskState.FINISHED, Reason.KILLED)
+    for _ in range(3):
+        clock.advance(2)  # the system backoff of a system retry
+        m.iterate()
+    ended = store.get_task(moving.id)
+    assert ended is not None and ended.status.reasonCode == Reason.TRANSIENT_SYSTEM_ERROR
+    [again] = [t for t in tasks(store, limited) if t.state == TaskState.LAUNCHED]
+    assert again.taskContext["task.relocations"] == "1" and again.agent_id == "new-1"
+    report(m, again.id, TaskState.STARTED)
+    m.iterate()
+
+    phase_out("v2", "new-2", "v3")  # its one relocation is used: it stays where it is
+    for _ in range(3):
+        clock.advance(MasterConfig().cluster_config_refresh)
+        m.iterate()
+    assert store.get_task(again.id).state == TaskState.STARTED  # type: ignore[union-attr]

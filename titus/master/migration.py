@@ -7,7 +7,9 @@ it, is drained the same way. Those hosts take no new work (cluster_config.schedu
 the scheduler's health filter); the service tasks already there are killed a few at a
 time, each job's within its disruption budget (titus.model.disruption: without one, one
 task of the job down at a time, so its replacement starts on an active host before the
-next of its tasks goes). Batch tasks are left to finish. When more than
+next of its tasks goes). Batch tasks are left to finish, unless their job's budget has a
+relocationLimit: then each may be moved (run again elsewhere, as a system retry) at most
+that many times (`relocatable`). When more than
 SYSTEMIC_UNHEALTHY_SHARE of the hosts are unhealthy at once the fault is taken as the
 platform's, not the hosts', and unhealthy hosts are not drained.
 
@@ -26,6 +28,7 @@ from titus.master.cluster_config import ATTR_MACHINE_GROUP, ATTR_TERMINATING, ph
 from titus.master.view import LeaderView
 from titus.model.disruption import job_quota, recent
 from titus.model.job import Job, Task
+from titus.model.names import TaskContextKey
 from titus.model.states import Reason, TaskState
 
 MIGRATION_MESSAGE = "moved off a host of phased-out instance group"
@@ -81,11 +84,11 @@ def migrate(
                 return migrating
             job_id = view.job_of(task_id)
             job = view.jobs.get(job_id or "")
-            if (
-                job is None
-                or job.jobDescriptor.service is None
-                or view.state(task_id) != TaskState.STARTED
-            ):
+            if job is None or view.state(task_id) != TaskState.STARTED:
+                continue
+            task = view.get(task_id)
+            assert task is not None
+            if not relocatable(job, task):
                 continue
             owner_time = self_managed_time(job, self_managed_ms)
             if owner_time is not None and now_ms - wanted.setdefault(task_id, now_ms) < owner_time:
@@ -95,9 +98,14 @@ def migrate(
                 allowed[job.id] = job_quota(job, view.tasks_of(job.id), history, now_ms).allowed
             if allowed[job.id] <= 0:
                 continue
-            task = view.get(task_id)
-            assert task is not None
-            leader.kill(task, Reason.KILLED, why)
+            if job.jobDescriptor.service is None:
+                # a batch task's move is a system retry: its replacement runs the work
+                # again without using up the job's retries, and counts one relocation
+                moving = task.model_copy(deep=True)
+                moving.taskContext[TaskContextKey.RELOCATED] = "true"
+                leader.kill(moving, Reason.TRANSIENT_SYSTEM_ERROR, why)
+            else:
+                leader.kill(task, Reason.KILLED, why)
             migrating.add(task_id)
             allowed[job.id] -= 1
             disrupted.setdefault(job.id, []).append(now_ms)
@@ -118,6 +126,17 @@ def drain_reason(host: HostView, phased: set[str], drain_unhealthy: bool = True)
     if drain_unhealthy and not host.healthy:
         return DRAIN_UNHEALTHY
     return None
+
+
+def relocatable(job: Job, task: Task) -> bool:
+    """Whether a drain may move the task: a service task always (within its budget); a
+    batch task only when its job's budget sets a relocationLimit it has not reached (a
+    batch task is otherwise left to finish where it runs, as in Titus)."""
+    if job.jobDescriptor.service is not None:
+        return True
+    budget = job.jobDescriptor.disruptionBudget
+    limit = budget.relocationLimit.limit if budget and budget.relocationLimit else 0
+    return int(task.taskContext.get(TaskContextKey.RELOCATIONS, "0")) < limit
 
 
 def self_managed_time(job: Job, default_ms: int) -> int | None:

@@ -323,6 +323,10 @@ def new_task_context(
     ctx[RESUBMIT_OF] = prior.id
     ctx[RESUBMIT_NUMBER] = str(b.resubmits + 1)
     ctx[SYSTEM_RESUBMIT_NUMBER] = str(b.system_resubmits + (1 if system_retry else 0))
+    moved = prior.taskContext.get(TaskContextKey.RELOCATED) == "true"
+    relocations = int(prior.taskContext.get(TaskContextKey.RELOCATIONS, "0")) + int(moved)
+    if relocations:
+        ctx[TaskContextKey.RELOCATIONS] = str(relocations)
     if delay_ms > 0:
         ctx[RETRY_DELAY] = f"{delay_ms}ms"
         ctx[NOT_BEFORE] = str(now_ms + delay_ms)

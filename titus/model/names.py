@@ -57,6 +57,10 @@ class TaskContextKey:
     RETRY_DELAY = "task.retryDelay"
     NOT_BEFORE = "task.notBefore"
     MOVED_FROM_JOB = "task.movedFromJob"
+    #: The platform moved this task off its host (a drain); its replacement counts one
+    #: more relocation in RELOCATIONS, which a budget's relocationLimit bounds.
+    RELOCATED = "task.relocated"
+    RELOCATIONS = "task.relocations"
     #: The container health check's verdict (starting, healthy, unhealthy) and its last output.
     HEALTH = "task.health"
     HEALTH_OUTPUT = "task.healthOutput"

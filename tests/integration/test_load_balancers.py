@@ -26,7 +26,7 @@ from titus.master.leader import Master, MasterConfig
 from titus.master.loadbalancers import plan
 from titus.model.launch import TaskReport
 from titus.model.loadbalancer import with_load_balancers
-from titus.model.states import TaskState
+from titus.model.states import Reason, TaskState
 from titus.store.sqlite import SqliteJobStore
 
 
@@ -189,3 +189,31 @@ def test_the_grpc_load_balancer_service_speaks_titus_contract(
             )
         )
         assert list(lbs.GetJobLoadBalancers(jobs_pb.JobId(id=job_id)).loadBalancers) == []
+
+
+def test_a_task_being_killed_leaves_its_groups_at_once(
+    target_groups: dict[str, str], tmp_path: Path
+) -> None:
+    arn = target_groups["ip"]
+    store = SqliteJobStore(tmp_path / "titus.db", synchronous="OFF")
+    clock = Clock()
+    m = leader(store, Hosts(host("h1", cpu=16)), launching=10, clock=clock)
+    job_id = job(store, service=2)
+    j = store.get_job(job_id)
+    assert j is not None
+    store.update_job(with_load_balancers(j, [arn]))
+    m.iterate()
+    first, second = sorted(t.id for t in tasks(store, job_id))
+    started(m, first, "10.0.2.1")
+    started(m, second, "10.0.2.2")
+    settle(m, clock, arn, {"10.0.2.1", "10.0.2.2"})
+
+    victim = m.view.get(first)
+    assert victim is not None
+    m.executor.kill(victim, Reason.KILLED, "killed by a test")
+
+    def left() -> bool:
+        m.iterate()  # no time passes: the kill alone calls the pass
+        return targets(arn) == {"10.0.2.2"}
+
+    wait_until("the killed task out of its group", left, timeout=10)

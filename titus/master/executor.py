@@ -26,6 +26,7 @@ from titus.master.scheduler import CapacityGroup, Scheduler
 from titus.master.term import Paused, Term
 from titus.master.view import LeaderView
 from titus.model.job import Task
+from titus.model.loadbalancer import load_balancers_of
 from titus.model.states import JobState, TaskState, is_forward
 from titus.store.base import LEADER_RECORD_META, Conflict, JobStore
 
@@ -236,6 +237,9 @@ class Executor:
         killing = task.with_status(TaskState.KILL_INITIATED, reason, message)
         killing.taskContext[rc.KILL_REASON] = reason
         self.save_task(killing)
+        job = self.view.jobs.get(task.jobId)
+        if job is not None and load_balancers_of(job):
+            self.term.targets_changed = True  # leave the target groups at the next pass
         self.driver.kill(task.id, task.agent_id, reason)
 
     # ---- reconciler actions ---------------------------------------------------------------

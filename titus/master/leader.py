@@ -563,13 +563,16 @@ class Master:
         )
 
     def _load_balancers(self) -> None:
-        """Hand the registrar the targets the view wants, every load_balancer_interval."""
+        """Hand the registrar the targets the view wants, every load_balancer_interval and
+        at once when a task of a job with target groups is being killed, so it leaves
+        them while its container stops."""
         term = self.term
         interval = self.config.load_balancer_interval
         now = self.elapsed()
-        if interval <= 0 or now - term.last_load_balancers < interval:
+        due = now - term.last_load_balancers >= interval or term.targets_changed
+        if interval <= 0 or not due:
             return
-        term.last_load_balancers = now
+        term.last_load_balancers, term.targets_changed = now, False
         desired = desired_targets(self.view)
         if term.registrar is None:
             saved = self.store.get_meta(REGISTERED_META)

@@ -65,6 +65,8 @@ class Term:
     last_stuck: float = float("-inf")
     last_migrate: float = float("-inf")
     last_load_balancers: float = float("-inf")
+    #: A task of a job with target groups is being killed: reconcile them at once.
+    targets_changed: bool = False
     #: The term's load balancer worker, once a job has target groups (loadbalancers.py).
     registrar: TargetRegistrar | None = None
     last_config: float = float("-inf")

@@ -67,9 +67,12 @@ async def _read_keep_alives(
 ) -> None:
     """Hand each keep-alive the client sends to the stream; other messages (a second
     query) are ignored, and the client closing its side leaves the stream open."""
-    async for request in requests:
-        if request.WhichOneof("Kind") == "keepAliveRequest":
-            asks.add(request.keepAliveRequest)
+    try:
+        async for request in requests:
+            if request.WhichOneof("Kind") == "keepAliveRequest":
+                asks.add(request.keepAliveRequest)
+    except Exception:  # noqa: BLE001 - the call ending is the stream's concern, not ours
+        log.debug("keep-alive reader ended", exc_info=True)
 
 
 class JobManagement(pb_grpc.JobManagementServiceServicer):

@@ -39,6 +39,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "FindJob": ("GET", "/api/v3/jobs/{id}"),
     "ObserveJob": ("GET", "/api/v3/jobs/observe"),
     "ObserveJobs": ("GET", "/api/v3/jobs/observe"),
+    "ObserveJobsWithKeepAlive": ("GET", "/api/v3/jobs/observe"),
     "KillJob": ("DELETE", "/api/v3/jobs/{id}"),
     "UpdateJobAttributes": ("PUT", "/api/v3/jobs/{id}/attributes"),
     "DeleteJobAttributes": ("DELETE", "/api/v3/jobs/{id}/attributes"),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -27,6 +28,7 @@ from titus.api.auth import OPEN, Principal
 from titus.api.grpc.convert import job_message, task_message
 from titus.api.grpc.errors import Refusal
 from titus.api.grpc.gate import Refused
+from titus.api.grpc.gen import titus_base_pb2 as base
 from titus.api.grpc.gen import titus_job_api_pb2 as pb
 from titus.api.observe import Hub, Watcher
 from titus.api.policy import job_doc
@@ -54,6 +56,47 @@ def task_note(
 ) -> Note:
     task = task_message(body, fields, reuse=reuse)
     return Note(taskUpdate=Note.TaskUpdate(task=task, archived=archived), timestamp=_now_ms())
+
+
+@dataclass
+class KeepAlives:
+    """Keep-alive requests a client sent, waiting to be answered.
+
+    Each is answered once every change written before it arrived has been sent: `observe`
+    takes the waiting requests, catches the view up with the store, then sends the
+    watcher's pending changes and only then the answers.
+    """
+
+    waiting: list[base.KeepAliveRequest] = field(default_factory=list)
+    asked: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self, request: base.KeepAliveRequest) -> None:
+        self.waiting.append(request)
+        self.asked.set()
+
+    def take(self) -> list[base.KeepAliveRequest]:
+        out, self.waiting = self.waiting, []
+        self.asked.clear()
+        return out
+
+
+def keep_alive_note(request: base.KeepAliveRequest) -> Note:
+    now = _now_ms()
+    answer = base.KeepAliveResponse(request=request, timestamp=now)
+    return Note(keepAliveResponse=answer, timestamp=now)
+
+
+async def _wake(watcher: Watcher, asks: KeepAlives | None) -> None:
+    """Wait until the watcher has a change or (with `asks`) a keep-alive is waiting."""
+    if asks is None:
+        await watcher.ready.wait()
+        return
+    waits = [asyncio.ensure_future(watcher.ready.wait()), asyncio.ensure_future(asks.asked.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 def _subscribe(
@@ -118,9 +161,11 @@ async def observe(
     until_job_ends: str | None = None,
     who: Principal = OPEN,
     key: str = "",
+    asks: KeepAlives | None = None,
 ) -> AsyncIterator[Note]:
     """The snapshot, SnapshotEnd, then changes; with `until_job_ends`, the stream ends
-    after that job's Finished (or archive) notification."""
+    after that job's Finished (or archive) notification; with `asks`, each keep-alive is
+    answered after the changes queued before it."""
     jf, tf = job_fields or [], task_fields or []
     await hub.view.refresh()
     watcher, first = _subscribe(hub, criteria, jf, tf, who, key)
@@ -128,10 +173,13 @@ async def observe(
         for note in first:
             yield note
         while True:
-            if not watcher.pending:
-                await watcher.ready.wait()
+            if not watcher.pending and not (asks and asks.waiting):
+                await _wake(watcher, asks)
                 # let a burst gather into one wake-up, as the REST stream does
                 await asyncio.sleep(hub.linger_sec)
+            answered = asks.take() if asks else []
+            if answered:  # so the answer follows every change written before the ask
+                await hub.view.refresh()
             for event in watcher.take():
                 if event is None:
                     raise Refused(
@@ -143,5 +191,7 @@ async def observe(
                 yield _note(event, jf, tf, who)
                 if until_job_ends is not None and _ends(event, until_job_ends):
                     return
+            for request in answered:
+                yield keep_alive_note(request)
     finally:
         hub.unsubscribe(watcher)

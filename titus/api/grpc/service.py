@@ -26,7 +26,7 @@ from titus.api.grpc.errors import Refusal, refusal_of
 from titus.api.grpc.gate import ROUTES, Caller, CallGate, Refused, _text
 from titus.api.grpc.gen import titus_job_api_pb2 as pb
 from titus.api.grpc.gen import titus_job_api_pb2_grpc as pb_grpc
-from titus.api.grpc.observe import job_note, observe
+from titus.api.grpc.observe import KeepAlives, job_note, observe
 from titus.api.observe import OBSERVE_FILTERS, Hub
 from titus.api.policy import job_doc
 from titus.api.query import Criteria
@@ -60,6 +60,19 @@ def keys_to_delete(keys: list[str]) -> list[str]:
             400, "give the attribute keys to delete", [FieldError("keys", "must not be empty")]
         )
     return keys
+
+
+async def _read_keep_alives(
+    requests: AsyncIterator[pb.ObserveJobsWithKeepAliveRequest], asks: KeepAlives
+) -> None:
+    """Hand each keep-alive the client sends to the stream; other messages (a second
+    query) are ignored, and the client closing its side leaves the stream open."""
+    try:
+        async for request in requests:
+            if request.WhichOneof("Kind") == "keepAliveRequest":
+                asks.add(request.keepAliveRequest)
+    except Exception:  # noqa: BLE001 - the call ending is the stream's concern, not ours
+        log.debug("keep-alive reader ended", exc_info=True)
 
 
 class JobManagement(pb_grpc.JobManagementServiceServicer):
@@ -320,6 +333,39 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
             )
 
         async for note in self._stream("ObserveJobs", context, notes):
+            yield note
+
+    async def ObserveJobsWithKeepAlive(
+        self, requests: AsyncIterator[pb.ObserveJobsWithKeepAliveRequest], context: Context
+    ) -> AsyncIterator[pb.JobChangeNotification]:
+        async def notes(who: Principal, key: str) -> AsyncIterator[pb.JobChangeNotification]:
+            first = await anext(requests, None)
+            if first is None or first.WhichOneof("Kind") != "query":
+                raise Refused(
+                    Refusal(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        "the first message of ObserveJobsWithKeepAlive carries the query",
+                    )
+                )
+            query = first.query
+            criteria = Criteria.parse(dict(query.filteringCriteria), OBSERVE_FILTERS)
+            asks = KeepAlives()
+            reader = asyncio.create_task(_read_keep_alives(requests, asks))
+            try:
+                async for note in observe(
+                    self.hub,
+                    criteria,
+                    list(query.jobFields),
+                    list(query.taskFields),
+                    who=who,
+                    key=key,
+                    asks=asks,
+                ):
+                    yield note
+            finally:
+                reader.cancel()
+
+        async for note in self._stream("ObserveJobsWithKeepAlive", context, notes):
             yield note
 
     async def ObserveJob(

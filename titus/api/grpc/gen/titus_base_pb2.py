@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1enetflix/titus/titus_base.proto\x12\x11\x63om.netflix.titus\"<\n\x04Page\x12\x12\n\npageNumber\x18\x01 \x01(\x05\x12\x10\n\x08pageSize\x18\x02 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\"\x9b\x01\n\nPagination\x12,\n\x0b\x63urrentPage\x18\x01 \x01(\x0b\x32\x17.com.netflix.titus.Page\x12\x0f\n\x07hasMore\x18\x02 \x01(\x08\x12\x12\n\ntotalPages\x18\x03 \x01(\x05\x12\x12\n\ntotalItems\x18\x04 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x05 \x01(\t\x12\x16\n\x0e\x63ursorPosition\x18\x06 \x01(\x05\"\xa0\x03\n\x0bRetryPolicy\x12=\n\timmediate\x18\x01 \x01(\x0b\x32(.com.netflix.titus.RetryPolicy.ImmediateH\x00\x12\x39\n\x07\x64\x65layed\x18\x02 \x01(\x0b\x32&.com.netflix.titus.RetryPolicy.DelayedH\x00\x12O\n\x12\x65xponentialBackOff\x18\x03 \x01(\x0b\x32\x31.com.netflix.titus.RetryPolicy.ExponentialBackOffH\x00\x1a\x1c\n\tImmediate\x12\x0f\n\x07retries\x18\x01 \x01(\r\x1a\x43\n\x07\x44\x65layed\x12\x16\n\x0einitialDelayMs\x18\x01 \x01(\x04\x12\x0f\n\x07\x64\x65layMs\x18\x02 \x01(\x04\x12\x0f\n\x07retries\x18\x03 \x01(\r\x1aY\n\x12\x45xponentialBackOff\x12\x16\n\x0einitialDelayMs\x18\x01 \x01(\x04\x12\x1a\n\x12maxDelayIntervalMs\x18\x02 \x01(\x04\x12\x0f\n\x07retries\x18\x03 \x01(\rB\x08\n\x06Policy\"\xc7\x01\n\nTimeWindow\x12$\n\x04\x64\x61ys\x18\x01 \x03(\x0e\x32\x16.com.netflix.titus.Day\x12I\n\x11hourlyTimeWindows\x18\x02 \x03(\x0b\x32..com.netflix.titus.TimeWindow.HourlyTimeWindow\x12\x10\n\x08timeZone\x18\x03 \x01(\t\x1a\x36\n\x10HourlyTimeWindow\x12\x11\n\tstartHour\x18\x01 \x01(\r\x12\x0f\n\x07\x65ndHour\x18\x02 \x01(\r\"\xaa\x01\n\x17\x43ontainerHealthProvider\x12\x0c\n\x04name\x18\x01 \x01(\t\x12N\n\nattributes\x18\x03 \x03(\x0b\x32:.com.netflix.titus.ContainerHealthProvider.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*a\n\x03\x44\x61y\x12\n\n\x06Monday\x10\x00\x12\x0b\n\x07Tuesday\x10\x01\x12\r\n\tWednesday\x10\x02\x12\x0c\n\x08Thursday\x10\x03\x12\n\n\x06\x46riday\x10\x04\x12\x0c\n\x08Saturday\x10\x05\x12\n\n\x06Sunday\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1enetflix/titus/titus_base.proto\x12\x11\x63om.netflix.titus\"<\n\x04Page\x12\x12\n\npageNumber\x18\x01 \x01(\x05\x12\x10\n\x08pageSize\x18\x02 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\"\x9b\x01\n\nPagination\x12,\n\x0b\x63urrentPage\x18\x01 \x01(\x0b\x32\x17.com.netflix.titus.Page\x12\x0f\n\x07hasMore\x18\x02 \x01(\x08\x12\x12\n\ntotalPages\x18\x03 \x01(\x05\x12\x12\n\ntotalItems\x18\x04 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x05 \x01(\t\x12\x16\n\x0e\x63ursorPosition\x18\x06 \x01(\x05\"\xa0\x03\n\x0bRetryPolicy\x12=\n\timmediate\x18\x01 \x01(\x0b\x32(.com.netflix.titus.RetryPolicy.ImmediateH\x00\x12\x39\n\x07\x64\x65layed\x18\x02 \x01(\x0b\x32&.com.netflix.titus.RetryPolicy.DelayedH\x00\x12O\n\x12\x65xponentialBackOff\x18\x03 \x01(\x0b\x32\x31.com.netflix.titus.RetryPolicy.ExponentialBackOffH\x00\x1a\x1c\n\tImmediate\x12\x0f\n\x07retries\x18\x01 \x01(\r\x1a\x43\n\x07\x44\x65layed\x12\x16\n\x0einitialDelayMs\x18\x01 \x01(\x04\x12\x0f\n\x07\x64\x65layMs\x18\x02 \x01(\x04\x12\x0f\n\x07retries\x18\x03 \x01(\r\x1aY\n\x12\x45xponentialBackOff\x12\x16\n\x0einitialDelayMs\x18\x01 \x01(\x04\x12\x1a\n\x12maxDelayIntervalMs\x18\x02 \x01(\x04\x12\x0f\n\x07retries\x18\x03 \x01(\rB\x08\n\x06Policy\"\xc7\x01\n\nTimeWindow\x12$\n\x04\x64\x61ys\x18\x01 \x03(\x0e\x32\x16.com.netflix.titus.Day\x12I\n\x11hourlyTimeWindows\x18\x02 \x03(\x0b\x32..com.netflix.titus.TimeWindow.HourlyTimeWindow\x12\x10\n\x08timeZone\x18\x03 \x01(\t\x1a\x36\n\x10HourlyTimeWindow\x12\x11\n\tstartHour\x18\x01 \x01(\r\x12\x0f\n\x07\x65ndHour\x18\x02 \x01(\r\"\xaa\x01\n\x17\x43ontainerHealthProvider\x12\x0c\n\x04name\x18\x01 \x01(\t\x12N\n\nattributes\x18\x03 \x03(\x0b\x32:.com.netflix.titus.ContainerHealthProvider.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\x10KeepAliveRequest\x12\x11\n\trequestId\x18\x01 \x01(\x04\x12\x11\n\ttimestamp\x18\x02 \x01(\x04\"\\\n\x11KeepAliveResponse\x12\x34\n\x07request\x18\x01 \x01(\x0b\x32#.com.netflix.titus.KeepAliveRequest\x12\x11\n\ttimestamp\x18\x02 \x01(\x04*a\n\x03\x44\x61y\x12\n\n\x06Monday\x10\x00\x12\x0b\n\x07Tuesday\x10\x01\x12\r\n\tWednesday\x10\x02\x12\x0c\n\x08Thursday\x10\x03\x12\n\n\x06\x46riday\x10\x04\x12\x0c\n\x08Saturday\x10\x05\x12\n\n\x06Sunday\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CONTAINERHEALTHPROVIDER_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_CONTAINERHEALTHPROVIDER_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_DAY']._serialized_start=1067
-  _globals['_DAY']._serialized_end=1164
+  _globals['_DAY']._serialized_start=1219
+  _globals['_DAY']._serialized_end=1316
   _globals['_PAGE']._serialized_start=53
   _globals['_PAGE']._serialized_end=113
   _globals['_PAGINATION']._serialized_start=116
@@ -55,4 +55,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTAINERHEALTHPROVIDER']._serialized_end=1065
   _globals['_CONTAINERHEALTHPROVIDER_ATTRIBUTESENTRY']._serialized_start=1016
   _globals['_CONTAINERHEALTHPROVIDER_ATTRIBUTESENTRY']._serialized_end=1065
+  _globals['_KEEPALIVEREQUEST']._serialized_start=1067
+  _globals['_KEEPALIVEREQUEST']._serialized_end=1123
+  _globals['_KEEPALIVERESPONSE']._serialized_start=1125
+  _globals['_KEEPALIVERESPONSE']._serialized_end=1217
 # @@protoc_insertion_point(module_scope)

@@ -114,3 +114,19 @@ class ContainerHealthProvider(_message.Message):
     name: str
     attributes: _containers.ScalarMap[str, str]
     def __init__(self, name: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class KeepAliveRequest(_message.Message):
+    __slots__ = ("requestId", "timestamp")
+    REQUESTID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    requestId: int
+    timestamp: int
+    def __init__(self, requestId: _Optional[int] = ..., timestamp: _Optional[int] = ...) -> None: ...
+
+class KeepAliveResponse(_message.Message):
+    __slots__ = ("request", "timestamp")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    request: KeepAliveRequest
+    timestamp: int
+    def __init__(self, request: _Optional[_Union[KeepAliveRequest, _Mapping]] = ..., timestamp: _Optional[int] = ...) -> None: ...

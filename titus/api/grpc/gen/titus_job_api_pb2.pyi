@@ -410,7 +410,7 @@ class Job(_message.Message):
     def __init__(self, id: _Optional[str] = ..., jobDescriptor: _Optional[_Union[JobDescriptor, _Mapping]] = ..., status: _Optional[_Union[JobStatus, _Mapping]] = ..., statusHistory: _Optional[_Iterable[_Union[JobStatus, _Mapping]]] = ...) -> None: ...
 
 class JobChangeNotification(_message.Message):
-    __slots__ = ("jobUpdate", "taskUpdate", "snapshotEnd", "timestamp")
+    __slots__ = ("jobUpdate", "taskUpdate", "snapshotEnd", "keepAliveResponse", "timestamp")
     class JobUpdate(_message.Message):
         __slots__ = ("job", "archived")
         JOB_FIELD_NUMBER: _ClassVar[int]
@@ -433,12 +433,14 @@ class JobChangeNotification(_message.Message):
     JOBUPDATE_FIELD_NUMBER: _ClassVar[int]
     TASKUPDATE_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOTEND_FIELD_NUMBER: _ClassVar[int]
+    KEEPALIVERESPONSE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     jobUpdate: JobChangeNotification.JobUpdate
     taskUpdate: JobChangeNotification.TaskUpdate
     snapshotEnd: JobChangeNotification.SnapshotEnd
+    keepAliveResponse: _titus_base_pb2.KeepAliveResponse
     timestamp: int
-    def __init__(self, jobUpdate: _Optional[_Union[JobChangeNotification.JobUpdate, _Mapping]] = ..., taskUpdate: _Optional[_Union[JobChangeNotification.TaskUpdate, _Mapping]] = ..., snapshotEnd: _Optional[_Union[JobChangeNotification.SnapshotEnd, _Mapping]] = ..., timestamp: _Optional[int] = ...) -> None: ...
+    def __init__(self, jobUpdate: _Optional[_Union[JobChangeNotification.JobUpdate, _Mapping]] = ..., taskUpdate: _Optional[_Union[JobChangeNotification.TaskUpdate, _Mapping]] = ..., snapshotEnd: _Optional[_Union[JobChangeNotification.SnapshotEnd, _Mapping]] = ..., keepAliveResponse: _Optional[_Union[_titus_base_pb2.KeepAliveResponse, _Mapping]] = ..., timestamp: _Optional[int] = ...) -> None: ...
 
 class JobId(_message.Message):
     __slots__ = ("id",)
@@ -487,6 +489,14 @@ class ObserveJobsQuery(_message.Message):
     jobFields: _containers.RepeatedScalarFieldContainer[str]
     taskFields: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, filteringCriteria: _Optional[_Mapping[str, str]] = ..., jobFields: _Optional[_Iterable[str]] = ..., taskFields: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ObserveJobsWithKeepAliveRequest(_message.Message):
+    __slots__ = ("query", "keepAliveRequest")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    KEEPALIVEREQUEST_FIELD_NUMBER: _ClassVar[int]
+    query: ObserveJobsQuery
+    keepAliveRequest: _titus_base_pb2.KeepAliveRequest
+    def __init__(self, query: _Optional[_Union[ObserveJobsQuery, _Mapping]] = ..., keepAliveRequest: _Optional[_Union[_titus_base_pb2.KeepAliveRequest, _Mapping]] = ...) -> None: ...
 
 class JobCapacityUpdate(_message.Message):
     __slots__ = ("jobId", "Capacity")

@@ -85,6 +85,11 @@ class JobManagementServiceStub:
                 request_serializer=netflix_dot_titus_dot_titus__job__api__pb2.ObserveJobsQuery.SerializeToString,
                 response_deserializer=netflix_dot_titus_dot_titus__job__api__pb2.JobChangeNotification.FromString,
                 _registered_method=True)
+        self.ObserveJobsWithKeepAlive = channel.stream_stream(
+                '/com.netflix.titus.JobManagementService/ObserveJobsWithKeepAlive',
+                request_serializer=netflix_dot_titus_dot_titus__job__api__pb2.ObserveJobsWithKeepAliveRequest.SerializeToString,
+                response_deserializer=netflix_dot_titus_dot_titus__job__api__pb2.JobChangeNotification.FromString,
+                _registered_method=True)
         self.KillJob = channel.unary_unary(
                 '/com.netflix.titus.JobManagementService/KillJob',
                 request_serializer=netflix_dot_titus_dot_titus__job__api__pb2.JobId.SerializeToString,
@@ -197,6 +202,13 @@ class JobManagementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ObserveJobsWithKeepAlive(self, request_iterator, context):
+        """ObserveJobs whose client sends keep-alives after the query; each is answered in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def KillJob(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -302,6 +314,11 @@ def add_JobManagementServiceServicer_to_server(servicer, server):
             'ObserveJobs': grpc.unary_stream_rpc_method_handler(
                     servicer.ObserveJobs,
                     request_deserializer=netflix_dot_titus_dot_titus__job__api__pb2.ObserveJobsQuery.FromString,
+                    response_serializer=netflix_dot_titus_dot_titus__job__api__pb2.JobChangeNotification.SerializeToString,
+            ),
+            'ObserveJobsWithKeepAlive': grpc.stream_stream_rpc_method_handler(
+                    servicer.ObserveJobsWithKeepAlive,
+                    request_deserializer=netflix_dot_titus_dot_titus__job__api__pb2.ObserveJobsWithKeepAliveRequest.FromString,
                     response_serializer=netflix_dot_titus_dot_titus__job__api__pb2.JobChangeNotification.SerializeToString,
             ),
             'KillJob': grpc.unary_unary_rpc_method_handler(
@@ -619,6 +636,33 @@ class JobManagementService:
             target,
             '/com.netflix.titus.JobManagementService/ObserveJobs',
             netflix_dot_titus_dot_titus__job__api__pb2.ObserveJobsQuery.SerializeToString,
+            netflix_dot_titus_dot_titus__job__api__pb2.JobChangeNotification.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ObserveJobsWithKeepAlive(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/com.netflix.titus.JobManagementService/ObserveJobsWithKeepAlive',
+            netflix_dot_titus_dot_titus__job__api__pb2.ObserveJobsWithKeepAliveRequest.SerializeToString,
             netflix_dot_titus_dot_titus__job__api__pb2.JobChangeNotification.FromString,
             options,
             channel_credentials,

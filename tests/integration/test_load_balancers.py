@@ -27,6 +27,7 @@ from titus.master.loadbalancers import plan
 from titus.model.launch import TaskReport
 from titus.model.loadbalancer import with_load_balancers
 from titus.model.states import Reason, TaskState
+from titus.store.records import KillRequest
 from titus.store.sqlite import SqliteJobStore
 
 
@@ -189,6 +190,69 @@ def test_the_grpc_load_balancer_service_speaks_titus_contract(
             )
         )
         assert list(lbs.GetJobLoadBalancers(jobs_pb.JobId(id=job_id)).loadBalancers) == []
+
+
+def resize(store: SqliteJobStore, job_id: str, desired: int) -> None:
+    j = store.get_job(job_id)
+    assert j is not None and j.jobDescriptor.service is not None
+    j.jobDescriptor.service.capacity.desired = desired
+    store.update_job(j)
+    store.mark_dirty(job_id)
+
+
+def test_targets_follow_scale_up_scale_down_and_kills(
+    target_groups: dict[str, str], tmp_path: Path
+) -> None:
+    arn = target_groups["ip"]
+    store = SqliteJobStore(tmp_path / "titus.db", synchronous="OFF")
+    clock = Clock()
+    m = leader(store, Hosts(host("h1", cpu=16)), launching=10, clock=clock)
+    job_id = job(store, service=1)
+    j = store.get_job(job_id)
+    assert j is not None
+    store.update_job(with_load_balancers(j, [arn]))
+    m.iterate()
+    addresses: dict[str, str] = {}
+
+    def serve_new() -> None:
+        for t in tasks(store, job_id):
+            if t.state == TaskState.LAUNCHED and t.id not in addresses:
+                addresses[t.id] = f"10.0.2.{len(addresses) + 1}"
+                started(m, t.id, addresses[t.id])
+        m.iterate()
+
+    def serving() -> set[str]:
+        return {addresses[t.id] for t in tasks(store, job_id) if t.state == TaskState.STARTED}
+
+    serve_new()
+    settle(m, clock, arn, {"10.0.2.1"})
+
+    resize(store, job_id, 4)  # scale up: every new task joins once it serves
+    m.iterate()
+    m.iterate()
+    serve_new()
+    assert len(serving()) == 4
+    settle(m, clock, arn, serving())
+
+    resize(store, job_id, 2)  # scale down: the tasks let go leave, the kept ones stay
+    m.iterate()
+    remaining = serving()
+    assert len(remaining) == 2
+    settle(m, clock, arn, remaining)
+
+    # a kill: the task leaves the group while it is being killed, before it has ended
+    victim = next(t for t in tasks(store, job_id) if t.state == TaskState.STARTED)
+    store.add_kill_request(KillRequest(job_id, victim.id))
+    store.mark_dirty(job_id)
+    m.iterate()
+    killing = store.get_task(victim.id)
+    assert killing is not None and killing.state == TaskState.KILL_INITIATED
+    settle(m, clock, arn, remaining - {addresses[victim.id]})
+    finished(m, victim.id)
+    m.iterate()
+    serve_new()  # its replacement joins when it serves
+    settle(m, clock, arn, serving())
+    assert len(serving()) == 2 and addresses[victim.id] not in targets(arn)
 
 
 def test_a_task_being_killed_leaves_its_groups_at_once(

@@ -640,7 +640,9 @@ def test_pymesos_resubscribes_after_a_master_restart(mesos_master: MesosMasterDo
         mesos_master.restart(downtime=0.5)
         # pymesos reconnects on its own (after a 2 s backoff when the port refused it).
         mesos_master.wait_for(lambda: sched.reregistrations == 1, timeout=20)
-        assert mesos_master.frameworks[fw_id].connected
+        # connected again (on a loaded machine a missed heartbeat may cost one more
+        # reconnect before the stream holds)
+        mesos_master.wait_for(lambda: mesos_master.frameworks[fw_id].connected, timeout=20)
         driver.reconcileTasks([{"task_id": {"value": "long"}}])
         status = sched.updates.get(timeout=5)
         assert (status["state"], status["reason"]) == ("TASK_RUNNING", "REASON_RECONCILIATION")

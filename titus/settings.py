@@ -483,8 +483,8 @@ class Settings(BaseSettings):
     )
     eviction_system_per_minute: int = Field(
         10,
-        description="Evictions (/api/v3/eviction) and other disruptions the whole system "
-        "allows per minute (default 10).",
+        description="Evictions (/api/v3/eviction) the whole system allows per minute, "
+        "counting every disruption the platform made in that minute (default 10).",
     )
     # api: TLS (REST and gRPC)
     api_tls_cert_file: str = Field(

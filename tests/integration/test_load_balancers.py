@@ -23,7 +23,6 @@ from titus.coord.base import Leadership
 from titus.coord.local import LocalCoordinator
 from titus.master.cluster import HostReport
 from titus.master.leader import Master, MasterConfig
-from titus.master.loadbalancers import plan
 from titus.model.launch import TaskReport
 from titus.model.loadbalancer import with_load_balancers
 from titus.model.states import Reason, TaskState
@@ -109,18 +108,25 @@ def settle(m: Master, clock: Clock, arn: str, wanted: set[str]) -> None:
     wait_until(f"targets {sorted(wanted)}", there, timeout=30)
 
 
-def test_targets_follow_the_jobs_serving_tasks(
-    target_groups: dict[str, str], tmp_path: Path
-) -> None:
-    arn = target_groups["ip"]
+def balanced_job(tmp_path: Path, arn: str, tasks: int) -> tuple[SqliteJobStore, Clock, Master, str]:
+    """A leader on one host, and a service job of `tasks` tasks in target group `arn`,
+    its tasks created (not yet started)."""
     store = SqliteJobStore(tmp_path / "titus.db", synchronous="OFF")
     clock = Clock()
     m = leader(store, Hosts(host("h1", cpu=16)), launching=10, clock=clock)
-    job_id = job(store, service=3)
+    job_id = job(store, service=tasks)
     j = store.get_job(job_id)
     assert j is not None
     store.update_job(with_load_balancers(j, [arn]))
     m.iterate()
+    return store, clock, m, job_id
+
+
+def test_targets_follow_the_jobs_serving_tasks(
+    target_groups: dict[str, str], tmp_path: Path
+) -> None:
+    arn = target_groups["ip"]
+    store, clock, m, job_id = balanced_job(tmp_path, arn, tasks=3)
     ids = sorted(t.id for t in tasks(store, job_id))
     for n, task_id in enumerate(ids):
         started(m, task_id, f"10.0.1.{n + 1}")
@@ -153,11 +159,6 @@ def test_targets_follow_the_jobs_serving_tasks(
     successor.begin(Leadership(2))
     successor.sync_hosts({"h1": []})
     settle(successor, clock, arn, {"10.9.9.9"})
-
-
-def test_plan_registers_what_is_missing_and_removes_only_its_own() -> None:
-    register, deregister = plan({"a", "b"}, actual={"b", "c", "x"}, ours={"b", "c"})
-    assert (register, deregister) == ({"a"}, {"c"})
 
 
 def test_the_grpc_load_balancer_service_speaks_titus_contract(
@@ -204,14 +205,7 @@ def test_targets_follow_scale_up_scale_down_and_kills(
     target_groups: dict[str, str], tmp_path: Path
 ) -> None:
     arn = target_groups["ip"]
-    store = SqliteJobStore(tmp_path / "titus.db", synchronous="OFF")
-    clock = Clock()
-    m = leader(store, Hosts(host("h1", cpu=16)), launching=10, clock=clock)
-    job_id = job(store, service=1)
-    j = store.get_job(job_id)
-    assert j is not None
-    store.update_job(with_load_balancers(j, [arn]))
-    m.iterate()
+    store, clock, m, job_id = balanced_job(tmp_path, arn, tasks=1)
     addresses: dict[str, str] = {}
 
     def serve_new() -> None:
@@ -259,14 +253,7 @@ def test_a_task_being_killed_leaves_its_groups_at_once(
     target_groups: dict[str, str], tmp_path: Path
 ) -> None:
     arn = target_groups["ip"]
-    store = SqliteJobStore(tmp_path / "titus.db", synchronous="OFF")
-    clock = Clock()
-    m = leader(store, Hosts(host("h1", cpu=16)), launching=10, clock=clock)
-    job_id = job(store, service=2)
-    j = store.get_job(job_id)
-    assert j is not None
-    store.update_job(with_load_balancers(j, [arn]))
-    m.iterate()
+    store, clock, m, job_id = balanced_job(tmp_path, arn, tasks=2)
     first, second = sorted(t.id for t in tasks(store, job_id))
     started(m, first, "10.0.2.1")
     started(m, second, "10.0.2.2")

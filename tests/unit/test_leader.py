@@ -165,6 +165,14 @@ def takeover(store: SqliteJobStore, driver: Hosts, epoch: int = 2) -> Master:
     return new
 
 
+def with_budget(store: SqliteJobStore, job_id: str, budget: dict[str, Any]) -> None:
+    """Give the stored job a disruption budget."""
+    j = store.get_job(job_id)
+    assert j is not None
+    j.jobDescriptor.disruptionBudget = DisruptionBudget.model_validate(budget)
+    store.update_job(j)
+
+
 def report(m: Master, task_id: str, state: TaskState, reason: str = "normal") -> None:
     t = m.view.get(task_id)
     assert t is not None
@@ -591,12 +599,11 @@ def test_phasing_out_a_group_keeps_a_ten_task_job_within_at_most_two_unavailable
     clock = Clock()
     m = leader(store, driver, launching=20, clock=clock, migrate_at_once=10)
     job_id = job(store, service=10)
-    j = store.get_job(job_id)
-    assert j is not None
-    j.jobDescriptor.disruptionBudget = DisruptionBudget.model_validate(
-        {"unhealthyTasksLimit": {"limitOfUnhealthyContainers": 2}, "rateUnlimited": {}}
+    with_budget(
+        store,
+        job_id,
+        {"unhealthyTasksLimit": {"limitOfUnhealthyContainers": 2}, "rateUnlimited": {}},
     )
-    store.update_job(j)
     m.iterate()
     for t in tasks(store, job_id):
         report(m, t.id, TaskState.STARTED)
@@ -667,15 +674,14 @@ def test_a_new_leader_remembers_the_disruptions_its_predecessor_made(
     clock = Clock()
     m = leader(store, driver, launching=10, clock=clock)
     job_id = job(store, service=3)
-    j = store.get_job(job_id)
-    assert j is not None
-    j.jobDescriptor.disruptionBudget = DisruptionBudget.model_validate(
+    with_budget(
+        store,
+        job_id,
         {
             "unhealthyTasksLimit": {"limitOfUnhealthyContainers": 3},
             "ratePerInterval": {"intervalMs": "3600000", "limitPerInterval": 1},
-        }
+        },
     )
-    store.update_job(j)
     m.iterate()
     for t in tasks(store, job_id):
         report(m, t.id, TaskState.STARTED)
@@ -714,12 +720,11 @@ def test_the_leader_carries_out_evictions_only_while_the_budget_allows(
     driver = Hosts(host("h1", cpu=16))
     m = leader(store, driver, launching=10)
     job_id = job(store, service=3)
-    j = store.get_job(job_id)
-    assert j is not None
-    j.jobDescriptor.disruptionBudget = DisruptionBudget.model_validate(
-        {"unhealthyTasksLimit": {"limitOfUnhealthyContainers": 1}, "rateUnlimited": {}}
+    with_budget(
+        store,
+        job_id,
+        {"unhealthyTasksLimit": {"limitOfUnhealthyContainers": 1}, "rateUnlimited": {}},
     )
-    store.update_job(j)
     m.iterate()
     for t in tasks(store, job_id):
         report(m, t.id, TaskState.STARTED)
@@ -784,12 +789,7 @@ def test_batch_tasks_move_off_drained_hosts_only_within_their_relocation_limit(
     clock = Clock()
     m = leader(store, driver, launching=10, clock=clock)
     limited, plain = job(store, size=1), job(store, size=1)
-    j = store.get_job(limited)
-    assert j is not None
-    j.jobDescriptor.disruptionBudget = DisruptionBudget.model_validate(
-        {"relocationLimit": {"limit": 1}, "rateUnlimited": {}}
-    )
-    store.update_job(j)
+    with_budget(store, limited, {"relocationLimit": {"limit": 1}, "rateUnlimited": {}})
     m.iterate()
     for job_id in (limited, plain):
         for t in tasks(store, job_id):

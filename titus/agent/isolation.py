@@ -26,9 +26,10 @@ from dataclasses import dataclass
 
 from titus.agent.hooks import LaunchError
 from titus.model.launch import TaskSpec
+from titus.model.names import AGENT_PARAMETER_PREFIX
 from titus.model.states import Reason
 
-PREFIX = "titusParameter.agent."
+PREFIX = AGENT_PARAMETER_PREFIX
 ALLOW_CPU_BURSTING = "allowCpuBursting"
 CAPABILITIES_ADD = "capabilities.add"
 READ_ONLY_ROOT_FS = "readOnlyRootFs"

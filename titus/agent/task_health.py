@@ -2,7 +2,7 @@
 
 The engine runs the job's health check (titus/model/health.py) on its schedule; this hook
 reads the verdict and its last output from the container's state, at most once per
-interval, and puts them in the task's context (`task.health`, `task.healthOutput`), which
+check interval, and puts them in the task's context (`task.health`, `task.healthOutput`), which
 the runner reports when it changes. The hook never kills on its own: whether an unhealthy
 service task is replaced, and when, is the master's call within the job's budget.
 """
@@ -35,19 +35,22 @@ class HealthCheckHook(TaskHook):
         self._last: dict[str, float] = {}
 
     def check(self, ctx: TaskContext) -> KillRequest | None:
-        if health_check_of(ctx.spec.container.attributes) is None or not ctx.container_id:
+        health = health_check_of(ctx.spec.container.attributes)
+        if health is None or not ctx.container_id:
             return None
         now = self.clock()
-        if now - self._last.get(ctx.task_id, float("-inf")) < self.poll_sec:
+        # the engine's verdict changes once per check interval at most: read it no oftener
+        every = max(self.poll_sec, float(health.interval_sec))
+        if now - self._last.get(ctx.task_id, float("-inf")) < every:
             return None
         self._last[ctx.task_id] = now
         container = self.runtime.get(ctx.container_id)
-        health = (container.attrs.get("State", {}).get("Health") or {}) if container else {}
-        status = str(health.get("Status") or "")
+        state = (container.attrs.get("State", {}).get("Health") or {}) if container else {}
+        status = str(state.get("Status") or "")
         if not status:
             return None
         ctx.context[TaskContextKey.HEALTH] = status
-        log = health.get("Log") or []
+        log = state.get("Log") or []
         if log:
             output = str(log[-1].get("Output") or "").strip()
             ctx.context[TaskContextKey.HEALTH_OUTPUT] = output[-MAX_OUTPUT_CHARS:]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from titus.api.auth import Principal
@@ -25,11 +26,19 @@ from titus.api.policy import require_owner
 from titus.api.view import ActiveView
 from titus.model.disruption import DISRUPTIONS_META, Quota, decode, job_quota
 from titus.model.job import Job
-from titus.model.states import Reason, TaskState
+from titus.model.names import DEFAULT_CAPACITY_GROUP
+from titus.model.states import JobState, Reason, TaskState
 from titus.store.records import KillRequest
 
 MINUTE_MS = 60_000
 MAX_REASON_CHARS = 256
+
+
+@dataclass(frozen=True)
+class _Disruptions:
+    history: dict[str, list[int]]
+    queued: dict[str, int]
+    now: int
 
 
 class EvictionService:
@@ -48,59 +57,59 @@ class EvictionService:
         self.clock = clock
         self._lock = threading.Lock()  # one eviction decided at a time in this process
 
-    def _now_ms(self) -> int:
-        return int(self.clock() * 1000)
-
-    def _history(self) -> dict[str, list[int]]:
-        return decode(self.store.get_meta(DISRUPTIONS_META), self.view.jobs)
-
-    def _queued(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
+    def _read(self) -> _Disruptions:
+        """What every quota of one call is decided on, read from the store once: the
+        leader's record of disruptions and the evictions queued but not carried out."""
+        queued: dict[str, int] = {}
         for request in self.store.list_all_kill_requests():
             if request.eviction:
-                counts[request.job_id] = counts.get(request.job_id, 0) + 1
-        return counts
+                queued[request.job_id] = queued.get(request.job_id, 0) + 1
+        history = decode(self.store.get_meta(DISRUPTIONS_META), self.view.jobs)
+        return _Disruptions(history, queued, int(self.clock() * 1000))
 
     def system_quota(self) -> Quota:
-        now = self._now_ms()
-        recent = sum(1 for times in self._history().values() for t in times if now - t < MINUTE_MS)
-        left = self.system_per_minute - recent - sum(self._queued().values())
+        return self._system(self._read())
+
+    def job_quota(self, job_id: str) -> Quota:
+        job = self.get_job(job_id)
+        return self._job(job, self._read())
+
+    def group_quota(self, group: str) -> Quota:
+        known = self._read()
+        jobs = [
+            j
+            for j in self.view.jobs.values()
+            if (j.jobDescriptor.capacityGroup or DEFAULT_CAPACITY_GROUP) == group
+            and j.status.state == JobState.ACCEPTED
+        ]
+        total = sum(max(0, self._job(j, known).allowed) for j in jobs)
+        system = self._system(known)
+        if system.allowed < total:
+            return system
+        why = "" if total else f"no job of capacity group {group} may lose a task now"
+        return Quota(total, why)
+
+    def _system(self, known: _Disruptions) -> Quota:
+        recent = sum(
+            1 for times in known.history.values() for t in times if known.now - t < MINUTE_MS
+        )
+        left = self.system_per_minute - recent - sum(known.queued.values())
         if left <= 0:
             return Quota(0, f"the system allows {self.system_per_minute} evictions a minute")
         return Quota(left)
 
-    def job_quota(self, job_id: str) -> Quota:
-        job = self.get_job(job_id)
-        return self._job_quota(job, self._history(), self._queued())
-
-    def _job_quota(self, job: Job, history: dict[str, list[int]], queued: dict[str, int]) -> Quota:
+    def _job(self, job: Job, known: _Disruptions) -> Quota:
         tasks = [
             self.view.tasks[t] for t in self.view.tasks_of.get(job.id, ()) if t in self.view.tasks
         ]
-        own = job_quota(job, tasks, history.get(job.id, []), self._now_ms())
-        left = own.allowed - queued.get(job.id, 0)
-        system = self.system_quota()
+        own = job_quota(job, tasks, known.history.get(job.id, []), known.now)
+        left = own.allowed - known.queued.get(job.id, 0)
+        system = self._system(known)
         if system.allowed < left:
             return system
         if left <= 0:
             return Quota(0, own.reason or "evictions already queued use the budget up")
         return Quota(left)
-
-    def group_quota(self, group: str) -> Quota:
-        history, queued = self._history(), self._queued()
-        jobs = [
-            j
-            for j in self.view.jobs.values()
-            if (j.jobDescriptor.capacityGroup or "DEFAULT") == group
-            and j.status.state == "Accepted"
-        ]
-        total = sum(max(0, self._job_quota(j, history, queued).allowed) for j in jobs)
-        system = self.system_quota()
-        if system.allowed < total:
-            return system
-        return Quota(
-            total, "" if total else f"no job of capacity group {group} may lose a task now"
-        )
 
     def evict(self, task_id: str, reason: str, who: Principal) -> dict[str, Any]:
         """Queue the task's eviction if its job's quota allows; 429 otherwise."""
@@ -116,7 +125,7 @@ class EvictionService:
                 409, f"task {task_id} is {task.state.value}: only a running task is evicted"
             )
         with self._lock:
-            quota = self._job_quota(job, self._history(), self._queued())
+            quota = self._job(job, self._read())
             if quota.allowed <= 0:
                 raise ApiError(
                     429,

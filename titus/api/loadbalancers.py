@@ -95,10 +95,22 @@ class LoadBalancerService:
         return self.jobs.change_job(job_id, remove, who, "remove a load balancer from")
 
     def of_job(self, job_id: str) -> dict[str, Any]:
-        return _entry(self.jobs.get_job(job_id))
+        return job_entry(self.jobs.get_job(job_id))
+
+    def page(self, view: Any, size: int, number: int = 0) -> tuple[list[Job], int]:
+        """One page of the active jobs that have load balancers (by job id), and how many
+        there are in all; `size` is held to 1..MAX_PAGE."""
+        size = page_size(size)
+        jobs = sorted((j for j in view.jobs.values() if load_balancers_of(j)), key=lambda j: j.id)
+        start = max(0, number) * size
+        return jobs[start : start + size], len(jobs)
 
 
-def _entry(job: Job) -> dict[str, Any]:
+def page_size(asked: int) -> int:
+    return min(MAX_PAGE, max(1, asked))
+
+
+def job_entry(job: Job) -> dict[str, Any]:
     return {"jobId": job.id, "loadBalancers": [{"id": arn} for arn in load_balancers_of(job)]}
 
 
@@ -134,12 +146,10 @@ async def list_load_balancers(request: Request) -> JSONResponse:
     size = request.query_params.get("pageSize", "100")
     if not size.isdigit() or not 1 <= int(size) <= MAX_PAGE:
         raise ApiError(400, f"pageSize must be an integer in 1..{MAX_PAGE}")
-    view = request.app.state.view
-    jobs = [j for j in view.jobs.values() if load_balancers_of(j)]
-    jobs.sort(key=lambda j: j.id)
-    items = [_entry(j) for j in jobs[: int(size)]]
+    jobs, total = _service(request).page(request.app.state.view, int(size))
+    items = [job_entry(j) for j in jobs]
     return JSONResponse(
-        {"items": items, "pagination": {"hasMore": len(jobs) > int(size), "totalItems": len(jobs)}}
+        {"items": items, "pagination": {"hasMore": total > len(jobs), "totalItems": total}}
     )
 
 
@@ -154,7 +164,7 @@ async def associate(request: Request) -> JSONResponse:
     job_id, arn = _pair(request)
     who = principal_of(request)
     job = await run_in_threadpool(_service(request).associate, job_id, arn, who)
-    return JSONResponse(_entry(job), status_code=200)
+    return JSONResponse(job_entry(job), status_code=200)
 
 
 @router.delete("/loadBalancers", openapi_extra=PAIR)
@@ -163,4 +173,4 @@ async def dissociate(request: Request) -> JSONResponse:
     job_id, arn = _pair(request)
     who = principal_of(request)
     job = await run_in_threadpool(_service(request).dissociate, job_id, arn, who)
-    return JSONResponse(_entry(job), status_code=200)
+    return JSONResponse(job_entry(job), status_code=200)

@@ -19,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from titus.model.names import AGENT_PARAMETER_PREFIX
 from titus.model.validation import FieldError
 
-AGENT_PREFIX = "titusParameter.agent."
+AGENT_PREFIX = AGENT_PARAMETER_PREFIX
 COMMAND = "healthcheck.command"
 INTERVAL = "healthcheck.intervalSec"
 TIMEOUT = "healthcheck.timeoutSec"

@@ -23,6 +23,11 @@ IP_SLOTS = "ipSlots"
 RESOURCES: tuple[str, ...] = (CPU, MEMORY_MB, DISK_MB, NETWORK_MBPS, GPU, IP_SLOTS)
 
 
+#: Prefix of the job and container attributes that speak to the agent (Titus's convention):
+#: isolation choices, the health check, the metadata service's token rule.
+AGENT_PARAMETER_PREFIX = "titusParameter.agent."
+
+
 class AgentContext:
     """taskContext keys that say where a task runs (set by the agent or the executor)."""
 

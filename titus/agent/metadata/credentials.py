@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,7 +84,6 @@ class _TaskRole:
     credentials: Credentials | None = None
     error: RoleUnavailable | None = None
     next_attempt: float = 0.0
-    renewals: int = field(default=0)
 
 
 def iso_time(ts: float) -> str:
@@ -230,7 +229,6 @@ class CredentialSource:
                 self.clock(),
             )
             entry.error = None
-            entry.renewals += 1
             entry.next_attempt = 0.0
             return
         entry.next_attempt = self.clock() + self.retry_sec

@@ -22,13 +22,13 @@ from titus.agent.metadata.credentials import (
     role_name,
 )
 from titus.agent.metadata.tokens import TokenError, TokenSigner, parse_ttl
-from titus.model.names import TaskContextKey
+from titus.model.names import AGENT_PARAMETER_PREFIX, TaskContextKey
 
 TOKEN_PATH = "/latest/api/token"
 TOKEN_HEADER = "x-aws-ec2-metadata-token"
 TTL_HEADER = "x-aws-ec2-metadata-token-ttl-seconds"
 #: The container attribute by which a job requires IMDSv2 tokens (Titus's name for it).
-REQUIRE_TOKEN_ATTRIBUTE = "titusParameter.agent.imds.requireToken"
+REQUIRE_TOKEN_ATTRIBUTE = AGENT_PARAMETER_PREFIX + "imds.requireToken"
 NOT_SERVED = frozenset({"/latest/meta-data/ami-id", "/latest/meta-data/instance-type"})
 MAX_PATH = 1024
 

@@ -12,13 +12,11 @@ from titus.api.grpc.gen import titus_job_api_pb2 as jobs_pb
 from titus.api.grpc.gen import titus_loadbalancer_api_pb2 as pb
 from titus.api.grpc.gen import titus_loadbalancer_api_pb2_grpc as pb_grpc
 from titus.api.grpc.service import Context, JobManagement
-from titus.api.loadbalancers import LoadBalancerService
+from titus.api.loadbalancers import LoadBalancerService, job_entry, page_size
 from titus.api.view import ActiveView
-from titus.model.loadbalancer import load_balancers_of
 
 EMPTY = empty_pb2.Empty()
 DEFAULT_PAGE = 100
-MAX_PAGE = 1000
 
 
 def _result(entry: dict[str, object]) -> pb.GetJobLoadBalancersResult:
@@ -47,24 +45,15 @@ class LoadBalancers(pb_grpc.LoadBalancerServiceServicer):
         self, request: pb.GetAllLoadBalancersRequest, context: Context
     ) -> pb.GetAllLoadBalancersResult:
         async def work(caller: Caller, who: Principal) -> pb.GetAllLoadBalancersResult:
-            size = min(MAX_PAGE, request.page.pageSize or DEFAULT_PAGE)
+            size = page_size(request.page.pageSize or DEFAULT_PAGE)
             number = max(0, request.page.pageNumber)
-            jobs = sorted(
-                (j for j in self.view.jobs.values() if load_balancers_of(j)), key=lambda j: j.id
-            )
-            page = jobs[number * size : (number + 1) * size]
-            results = [
-                pb.GetJobLoadBalancersResult(
-                    jobId=j.id,
-                    loadBalancers=[pb.LoadBalancerId(id=a) for a in load_balancers_of(j)],
-                )
-                for j in page
-            ]
+            page, total = self.service.page(self.view, size, number)
+            results = [_result(job_entry(j)) for j in page]
             pagination = base.Pagination(
                 currentPage=base.Page(pageNumber=number, pageSize=size),
-                hasMore=(number + 1) * size < len(jobs),
-                totalPages=(len(jobs) + size - 1) // size,
-                totalItems=len(jobs),
+                hasMore=(number + 1) * size < total,
+                totalPages=(total + size - 1) // size,
+                totalItems=total,
             )
             return pb.GetAllLoadBalancersResult(jobLoadBalancers=results, pagination=pagination)
 

@@ -85,10 +85,13 @@ def listen_in_namespace_of(
 
 
 def process_alive(pid: int) -> bool:
-    """Whether process `pid` still runs (not gone, not a zombie waiting to be reaped): a
-    container that ended while it was being set up is not a setup failure."""
+    """Whether process `pid` still runs (not gone, not exiting, not a zombie waiting to be
+    reaped): a container that ended while it was being set up is not a setup failure."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+        # an exiting process gives up its namespaces before it turns zombie: without its
+        # network namespace there is nothing left to set up, whatever its state says
+        os.readlink(f"/proc/{pid}/ns/net")
     except OSError:
         return False
     state = stat.rsplit(")", 1)[-1].split()[:1]

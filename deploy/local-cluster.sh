@@ -63,12 +63,20 @@ secrets() {
     fi
 }
 
+# One agent host's own credentials, derived from the cluster secret (titus agent-credentials).
+credentials() {
+    local file="$TITUS_HOME/credentials/$1.json"
+    mkdir -p "$TITUS_HOME/credentials"
+    [ -s "$file" ] || (umask 077; "$TITUS_BIN" agent-credentials "$1" >"$file")
+}
+
 alive() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
 
+launch_env=()  # what `env` changes for the next launch
 launch() {  # name, then the titus arguments
     local name="$1"; shift
     if alive "$name"; then echo "$name: already running"; return; fi
-    nohup "$TITUS_BIN" "$@" >>"$TITUS_HOME/logs/$name.log" 2>&1 &
+    nohup env "${launch_env[@]}" "$TITUS_BIN" "$@" >>"$TITUS_HOME/logs/$name.log" 2>&1 &
     echo $! >"$run/$name.pid"
     echo "$name: started (pid $!, log $TITUS_HOME/logs/$name.log)"
 }
@@ -88,9 +96,15 @@ start() {
         for i in $(seq 1 "$AGENTS"); do
             local name="agent-$zone-$i"
             port=$((port + 1))
-            TITUS_LOG_DIR="$TITUS_HOME/logs/$name" launch "$name" agent --coord "$coord" \
+            credentials "$name"
+            # an agent host holds its own credentials only, as in production
+            launch_env=(-u TITUS_COORD_AUTH -u TITUS_CLUSTER_SECRET -u TITUS_CLUSTER_SECRET_FILE
+                "TITUS_AGENT_CREDENTIALS_FILE=$TITUS_HOME/credentials/$name.json"
+                "TITUS_LOG_DIR=$TITUS_HOME/logs/$name")
+            launch "$name" agent --coord "$coord" \
                 --id "$name" --zone "$zone" --instance-type local.small \
                 --cpu "$AGENT_CPU" --memory-mb "$AGENT_MEMORY_MB" --agent-port "$port"
+            launch_env=()
         done
     done
     echo "API: http://127.0.0.1:$API_PORT   coordination: $coord"

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from titus.model.identity import AgentCredentials
+
 
 class RateBucket(BaseModel):
     """One token bucket of the API's admission control.
@@ -53,6 +55,26 @@ DEFAULT_RATE_BUCKETS = [
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TITUS_", extra="ignore")
+
+    def agent_credentials(self, agent_id: str) -> AgentCredentials | None:
+        """This host's credentials as agent `agent_id`: from agent_credentials_file, else
+        derived from the platform's secret (one process, or a host trusted with it), else
+        None (no signing). A file written for another agent is refused by name."""
+        if self.agent_credentials_file:
+            path = self.agent_credentials_file
+            try:
+                text = Path(path).read_text()
+            except OSError as e:
+                raise ValueError(f"agent_credentials_file {path}: {e}") from None
+            credentials = AgentCredentials.parse(text, f"agent_credentials_file {path}")
+            if credentials.agent_id != agent_id:
+                raise ValueError(
+                    f"agent_credentials_file {path} is for agent {credentials.agent_id!r}, "
+                    f"not this agent {agent_id!r} (agent_id)"
+                )
+            return credentials
+        secret = self.shared_secret()
+        return AgentCredentials.derive(secret, agent_id) if secret else None
 
     def shared_secret(self) -> bytes | None:
         """The platform's shared secret (cluster_secret, else the file cluster_secret_file),
@@ -300,6 +322,13 @@ class Settings(BaseSettings):
     )
     cluster_secret_file: str = Field(
         "", description="File holding cluster_secret on one line (keep it 0600; default empty)."
+    )
+    agent_credentials_file: str = Field(
+        "",
+        description="An agent host's own credentials (`titus agent-credentials <agent id>` "
+        "writes them; keep the file 0600), instead of cluster_secret: the calls it obeys "
+        "must be signed for it alone, and in ZooKeeper it may change only its own "
+        "registration. Empty (default): derived from cluster_secret when that is set.",
     )
     # agent
     agent_id: str = Field("", description="This agent's id; empty: the host name.")

@@ -32,6 +32,7 @@ from kazoo.exceptions import NoNodeError
 
 from tests.support.docker_engine import start_docker_engine
 from tests.support.platform import (
+    TITUS,
     ApiHelpers,
     _remove_containers,
     free_port,
@@ -39,6 +40,9 @@ from tests.support.platform import (
     stop_process,
 )
 from tests.support.zookeeper import start_zookeeper
+
+#: What only the masters and the API hold; agent hosts get credentials of their own.
+PLATFORM_ONLY = ("TITUS_CLUSTER_SECRET", "TITUS_CLUSTER_SECRET_FILE", "TITUS_COORD_AUTH")
 
 #: Seconds ZooKeeper keeps a silent session: how long a killed leader holds on.
 SESSION_TIMEOUT = 2.0
@@ -129,7 +133,27 @@ class Cluster(ApiHelpers):
             "--agent-port",
             str(free_port()),
         ]
-        return self._add(name, args, {**self.env, "TITUS_LOG_DIR": str(self.root / f"logs-{name}")})
+        return self._add(name, args, self.agent_env(name))
+
+    def agent_env(self, name: str) -> dict[str, str]:
+        """An agent host's environment, as production has it: its own credentials
+        (`titus agent-credentials`), neither the cluster secret nor the platform's
+        ZooKeeper credentials."""
+        credentials = self.root / f"credentials-{name}.json"
+        if not credentials.exists():
+            made = subprocess.run(
+                [TITUS, "agent-credentials", name],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            credentials.write_text(made.stdout)
+            credentials.chmod(0o600)
+        env = {k: v for k, v in self.env.items() if k not in PLATFORM_ONLY}
+        env["TITUS_AGENT_CREDENTIALS_FILE"] = str(credentials)
+        env["TITUS_LOG_DIR"] = str(self.root / f"logs-{name}")
+        return env
 
     def stop_all(self) -> None:
         for p in self.procs.values():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from titus.model.identity import AgentCredentials
 from titus.model.signing import (
     HEADER,
     EpochGate,
@@ -118,3 +119,31 @@ def test_the_epoch_gate_refuses_orders_from_an_older_leader() -> None:
     assert gate.admit(4) and gate.admit(4) and gate.admit(5)
     assert not gate.admit(4)
     assert gate.highest == 5
+
+
+def test_each_agent_has_a_secret_of_its_own_that_the_platform_can_derive() -> None:
+    a = AgentCredentials.derive(SECRET, "host-a")
+    b = AgentCredentials.derive(SECRET, "host-b")
+    assert a.secret != b.secret and a.role_secret == b.role_secret != a.secret
+    assert a == AgentCredentials.derive(SECRET, "host-a")  # nothing to store or distribute
+    assert AgentCredentials.parse(a.to_text()) == a
+    # what one host holds says nothing of another's: a call signed with it fails there
+    clock = Clock()
+    header = RequestSigner(a.secret, clock).header("POST", "/v1/tasks", b"{}")[HEADER]
+    with pytest.raises(SignatureError, match="bad signature"):
+        RequestVerifier(b.secret, clock).verify("POST", "/v1/tasks", b"{}", header)
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("not json", "not JSON"),
+        ("[]", "must be a JSON object"),
+        ('{"agentId": "a", "secret": "' + "0" * 64 + '"}', "roleSecret is missing"),
+        ('{"agentId": "a", "secret": "x", "roleSecret": "' + "0" * 64 + '"}', "at least 32"),
+        ("{" + " " * 5000 + "}", "larger than"),
+    ],
+)
+def test_malformed_credentials_are_refused_naming_what_is_wrong(text: str, complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        AgentCredentials.parse(text)

@@ -474,7 +474,7 @@ def main() -> int:
         logs_router(
             log_files,
             executor.is_running,
-            CallGuard.from_settings(settings),
+            CallGuard.from_settings(settings, agent_id),
             settings.agent_max_log_follows,
         )
     )

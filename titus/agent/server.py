@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from titus.agent.daemon import MAX_POLL_WAIT_SEC, AgentDaemon
 from titus.agent.logs import STREAMS, LogFiles
 from titus.agent.metrics import agent_exposition, daemon_registry
+from titus.coord.agent_calls import AGENT_HEADER
 from titus.model.launch import TaskReportPage, TaskSpec
 from titus.model.signing import HEADER, EpochGate, RequestVerifier, SignatureError
 from titus.settings import Settings
@@ -38,19 +39,29 @@ MAX_LOG_OFFSET = 1 << 50
 
 
 class CallGuard:
-    """Checks who calls: the signature of every call, and the epoch of every order."""
+    """Checks who calls: the signature of every call, made for this agent under its own
+    secret (titus/model/identity.py), and the epoch of every order."""
 
-    def __init__(self, secret: bytes | None):
+    def __init__(self, secret: bytes | None, agent_id: str = ""):
         self.verifier = RequestVerifier(secret) if secret else None
+        self.agent_id = agent_id
         self.epochs = EpochGate()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> CallGuard:
-        return cls(settings.shared_secret())
+    def from_settings(cls, settings: Settings, agent_id: str) -> CallGuard:
+        credentials = settings.agent_credentials(agent_id)
+        return cls(credentials.secret if credentials else None, agent_id)
 
     async def _verify(self, request: Request) -> int:
         if self.verifier is None:
             return 0
+        meant_for = request.headers.get(AGENT_HEADER, "")
+        if request.headers.get(HEADER) and meant_for != self.agent_id:
+            raise HTTPException(
+                401,
+                f"call refused: it is meant for agent {meant_for[:80]!r} ({AGENT_HEADER}), "
+                f"this is agent {self.agent_id!r}",
+            )
         query = request.scope.get("query_string", b"")
         target = request.scope.get("raw_path") or request.url.path.encode()
         if query:
@@ -154,7 +165,7 @@ def logs_router(
 
 def create_agent_app(daemon: AgentDaemon, guard: CallGuard | None = None) -> FastAPI:
     app = FastAPI(title="titus agent", version="1")
-    guard = guard or CallGuard.from_settings(daemon.settings)
+    guard = guard or CallGuard.from_settings(daemon.settings, daemon.agent_id)
     order = [Depends(guard.order)]
     polls = Slots(daemon.settings.agent_max_report_polls, "report long polls", 503)
 

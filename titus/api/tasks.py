@@ -25,6 +25,7 @@ from titus.api.schemas import (
     json_body,
     query_parameters,
 )
+from titus.coord.agent_calls import for_agent
 from titus.model.job import Task
 
 router = APIRouter(
@@ -162,7 +163,8 @@ async def task_logs(task_id: str, request: Request) -> StreamingResponse:
         timeout=httpx.Timeout(10.0, read=None), auth=request.app.state.agent_auth
     )
     try:
-        upstream = await client.send(client.build_request("GET", url, params=params), stream=True)
+        outbound = client.build_request("GET", url, params=params, headers=for_agent(agent_id))
+        upstream = await client.send(outbound, stream=True)
     except httpx.HTTPError as exc:
         await client.aclose()
         raise ApiError(503, f"host {agent_id} did not answer: {exc}") from None

@@ -22,6 +22,7 @@ from typing import Any
 from titus.cli.client import CommandError
 from titus.cli.commands import add_commands, client_resources, expand_aliases
 from titus.cli.commands import run as run_client
+from titus.model.identity import AgentCredentials
 from titus.settings import Settings, load_settings
 
 
@@ -34,11 +35,13 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _coordinator(url: str, settings: Settings | None = None) -> Any:
+def _coordinator(url: str, settings: Settings | None = None, agent_id: str = "") -> Any:
     """`local` (one process) or `zk://host:port[,host:port]/root[?session_timeout=s]`.
 
     The session timeout is how long a master that died holds leadership before another
-    takes over; the URL's value wins over the setting."""
+    takes over; the URL's value wins over the setting. With `agent_id`, this process is
+    that agent's host: it joins with the agent's own identity when it has one
+    (agent_credentials_file), and with the platform's credentials only without."""
     if url in ("", "local"):
         from titus.coord.local import LocalCoordinator
 
@@ -50,9 +53,18 @@ def _coordinator(url: str, settings: Settings | None = None) -> Any:
         if settings is not None and "session_timeout=" not in url:
             kwargs["session_timeout"] = settings.coord_session_timeout_sec
         if settings is not None:
-            kwargs["auth"] = settings.coord_auth
+            kwargs.update(_coordination_identity(settings, agent_id))
         return ZooKeeperCoordinator.from_url(url, **kwargs)
     raise CommandError(f"unknown coordination URL {url!r}: use 'local' or zk://host:port/path")
+
+
+def _coordination_identity(settings: Settings, agent_id: str) -> dict[str, Any]:
+    try:
+        if agent_id and settings.agent_credentials_file:
+            return {"agent_credentials": settings.agent_credentials(agent_id)}
+        return {"auth": settings.coord_auth, "cluster_secret": settings.shared_secret()}
+    except ValueError as e:
+        raise CommandError(str(e)) from None
 
 
 def _store(settings: Settings) -> Any:
@@ -157,14 +169,20 @@ def _is_loopback(host: str) -> bool:
 
 def _start_agent(settings: Settings, coord: Any) -> tuple[Any, Any]:
     from titus.agent.daemon import AgentDaemon
+    from titus.agent.host import agent_id
     from titus.agent.server import run_agent_server
 
-    if _secret(settings) is None:
+    try:
+        credentials = settings.agent_credentials(agent_id(settings))
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    if credentials is None:
         if not _is_loopback(settings.agent_host):
             raise CommandError(
                 f"the agent's API would take unsigned calls on {settings.agent_host}: set "
-                "TITUS_CLUSTER_SECRET_FILE (or TITUS_CLUSTER_SECRET) on every process of "
-                "the platform, or listen on a loopback address"
+                "TITUS_AGENT_CREDENTIALS_FILE (from `titus agent-credentials <id>`) here and "
+                "TITUS_CLUSTER_SECRET_FILE on the masters and the API, or listen on a "
+                "loopback address"
             )
         logging.getLogger("titus").warning(
             "no cluster secret: the agent's API takes unsigned calls, on %s only",
@@ -259,7 +277,9 @@ def cmd_master(settings: Settings, coord_url: str) -> int:
 
 
 def cmd_agent(settings: Settings, coord_url: str) -> int:
-    coord = _coordinator(coord_url, settings)
+    from titus.agent.host import agent_id
+
+    coord = _coordinator(coord_url, settings, agent_id(settings))
     daemon, server = _start_agent(settings, coord)
     stop = _wait_for_signal()
     stop.wait()
@@ -313,8 +333,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disk-mb", type=int)
     p.add_argument("--machine-group", help="instance group of this host (default: default)")
 
+    p = sub.add_parser(
+        "agent-credentials",
+        help="print one agent host's credentials (for its TITUS_AGENT_CREDENTIALS_FILE), "
+        "derived from the cluster secret",
+    )
+    p.add_argument("agent_id", help="the agent's id (its TITUS_AGENT_ID, or its host name)")
+    p.add_argument("--log-level", default="warning")
+
     add_commands(sub)
     return parser
+
+
+def cmd_agent_credentials(settings: Settings, agent_id: str) -> int:
+    """A host's credentials: they let it take the platform's calls and register itself,
+    and nothing about any other host."""
+    from titus.coord.zookeeper import node_name
+
+    secret = _secret(settings)
+    if secret is None:
+        raise CommandError(
+            "no cluster secret to derive them from: set TITUS_CLUSTER_SECRET_FILE "
+            "(the file the masters and the API use)"
+        )
+    try:
+        node_name(agent_id)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    print(AgentCredentials.derive(secret, agent_id).to_text())
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 return 0
         _setup_logging(args.log_level)
+        if args.resource == "agent-credentials":
+            return cmd_agent_credentials(load_settings(), args.agent_id)
         settings = load_settings(
             data_dir=args.data_dir,
             store=args.store,

@@ -33,6 +33,13 @@ Why it is shaped this way:
   nothing to anyone else, so a process on the network without them can neither read the
   registry nor forge a leader, an epoch or an agent. Nodes made earlier without an ACL
   are closed at start (zk_acl.py).
+- Agents need not hold those credentials. A host given its own (titus/model/identity.py)
+  authenticates as `agent.<id>` and as the agents' role: the role may list the registry,
+  add to it and read it, nothing else; its own node grants writes to `agent.<id>` alone.
+  So no host can remove, rewrite or read-modify another's registration, nor touch the
+  election, the epoch or the wake node. A registration carries its agent's signature, and
+  masters that hold the cluster secret ignore (and count) one that does not verify: a
+  node made under another host's name is not believed.
 
 At some 600 lines this module is one class on purpose: election, epoch, agent registry and
 wake-ups share one session, one lock and one session listener, and splitting them would
@@ -66,7 +73,19 @@ from kazoo.security import OPEN_ACL_UNSAFE
 from prometheus_client import Counter
 
 from titus.coord.base import AgentInfo, Leadership
-from titus.coord.zk_acl import close_open_nodes, digest_acl
+from titus.coord.zk_acl import (
+    agent_node_acl,
+    agents_parent_acl,
+    close_open_nodes,
+    digest_acl,
+    role_auth,
+)
+from titus.model.identity import (
+    AgentCredentials,
+    agent_secret,
+    registration_signed_by,
+    sign_registration,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +100,16 @@ LEADERSHIPS_LOST = Counter(
     "titus_coord_leaderships_lost", "Times this process lost or gave up leadership"
 )
 
+REGISTRATIONS_REFUSED = Counter(
+    "titus_coord_agent_registrations_refused",
+    "Agent registrations not believed: not signed by the agent they name, named for "
+    "another node, or a node held by another identity",
+    ["reason"],
+)
+
 _SEQ_MARK = "-n_"
+#: The key of an agent node's JSON that holds the agent's signature of the rest.
+SIGNATURE_KEY = "signature"
 
 
 class ZooKeeperLeadership(Leadership):
@@ -111,6 +139,8 @@ class ZooKeeperCoordinator:
         *,
         connect_timeout: float = 15.0,
         auth: str = "",
+        cluster_secret: bytes | None = None,
+        agent_credentials: AgentCredentials | None = None,
     ):
         self.hosts = hosts
         self.root = "/" + root.strip("/") if root.strip("/") else ""
@@ -140,11 +170,25 @@ class ZooKeeperCoordinator:
         # Reconnect quickly and forever (the session may still be alive; only the server
         # decides when it is not); commands retry transient errors a bounded number of
         # times with exponential backoff and jitter, then surface the error.
-        self._acl = digest_acl(auth)
+        self._credentials = agent_credentials
+        self._cluster_secret = cluster_secret
+        if agent_credentials is not None:
+            # an agent host: its own identity and the agents' role, never the platform's
+            auth_data = agent_credentials.zk_auth()
+            self._acl = []
+            self._agent_node_acl = agent_node_acl(agent_credentials)
+        else:
+            auth_data = [("digest", auth)] if auth else []
+            if cluster_secret:
+                # the platform reads the agents' nodes as their role does
+                auth_data.append(("digest", role_auth(cluster_secret)))
+            self._acl = digest_acl(auth)
+            self._agent_node_acl = self._acl
+        self._agents_acl = agents_parent_acl(self._acl, cluster_secret)
         self._client = KazooClient(
             hosts=hosts,
             timeout=session_timeout,
-            auth_data=[("digest", auth)] if auth else None,
+            auth_data=auth_data or None,
             default_acl=self._acl or None,
             connection_retry=KazooRetry(
                 max_tries=-1, delay=0.05, backoff=2, max_delay=1.0, max_jitter=0.2
@@ -158,17 +202,24 @@ class ZooKeeperCoordinator:
         self._session_id = self._session()
         self._client.add_listener(self._on_state)
         try:
-            self._prepare_nodes()
-        except NoAuthError:
+            if agent_credentials is not None:
+                self._check_registry(connect_timeout)
+            else:
+                self._prepare_nodes()
+        except (NoAuthError, PermissionError) as e:
             self._client.stop()
             self._client.close()
+            if isinstance(e, PermissionError):
+                raise
             raise PermissionError(
                 f"coordination root {self.root or '/'} is not open to these credentials "
                 "(coord_auth)"
             ) from None
-        # Every process watches the wake node: the watch costs one notification per wake,
-        # and a master that has not called wait_wake yet must still see wakes sent meanwhile.
-        DataWatch(self._client, self._wake_path, self._on_wake)
+        if agent_credentials is None:
+            # Every platform process watches the wake node: the watch costs one notification
+            # per wake, and a master that has not called wait_wake yet must still see wakes
+            # sent meanwhile. Agents are never woken, and may not read it.
+            DataWatch(self._client, self._wake_path, self._on_wake)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> ZooKeeperCoordinator:
@@ -209,18 +260,33 @@ class ZooKeeperCoordinator:
             # ancestors of the root may be shared with other tenants of the ensemble: they
             # are made open whatever this process's credentials
             self._retry(self._client.ensure_path, parent, acl=OPEN_ACL_UNSAFE)
-        for path in (self._election_path, self._agents_path):
-            self._retry(self._client.ensure_path, path)
+        self._retry(self._client.ensure_path, self._election_path)
+        self._retry(self._client.ensure_path, self._agents_path, acl=self._agents_acl or None)
         self._ensure_node(self._epoch_path, b"0")
         self._ensure_node(self._wake_path, b"")
         if self._acl:
             self._close_open_nodes()
 
     def _close_open_nodes(self) -> None:
-        paths = [self._election_path, self._agents_path, self._epoch_path, self._wake_path]
+        paths = [self._election_path, self._epoch_path, self._wake_path]
         paths += [f"{self.root}/leader"] + ([self.root] if self.root else [])
-        for path in close_open_nodes(self._client, paths, self._acl):
+        changed = close_open_nodes(self._client, paths, self._acl)
+        changed += close_open_nodes(self._client, [self._agents_path], self._agents_acl)
+        for path in changed:
             log.info("coordination: closed %s to callers without credentials", path)
+
+    def _check_registry(self, wait_sec: float) -> None:
+        """An agent host may not make the platform's nodes: the registry must be there, or
+        appear within `wait_sec` (a host booting with the platform's first process)."""
+        appeared = threading.Event()
+        if self._retry(self._client.exists, self._agents_path, _setter(appeared)) is not None:
+            return
+        log.info("coordination: waiting for the agent registry %s", self._agents_path)
+        if not appeared.wait(wait_sec):
+            raise PermissionError(
+                f"no agent registry at {self._agents_path}: start the platform (a master or "
+                "the API) on this coordination root first"
+            )
 
     def _owned(self, stat: ZnodeStat | None) -> bool:
         return stat is not None and stat.ephemeralOwner == self._session()
@@ -492,12 +558,13 @@ class ZooKeeperCoordinator:
         self._publish_agent(info)
 
     def _publish_agent(self, info: AgentInfo) -> None:
-        path = f"{self._agents_path}/{_node_name(info.id)}"
-        value = json.dumps(info.to_json()).encode()
+        path = f"{self._agents_path}/{node_name(info.id)}"
+        value = self._registration(info)
+        acl = self._agent_node_acl or None
 
         def publish() -> None:
             try:
-                self._client.create(path, value, ephemeral=True)
+                self._client.create(path, value, acl=acl, ephemeral=True)
                 return
             except NodeExistsError:
                 pass
@@ -506,13 +573,61 @@ class ZooKeeperCoordinator:
                 raise ConnectionLoss("agent node vanished; create again")  # retried
             if stat.ephemeralOwner == self._session():
                 self._client.set(path, value, version=stat.version)
-            else:
-                # left by an earlier process of the same agent whose session has not
-                # expired yet: the live process takes its place
+                return
+            # left by an earlier process of the same agent whose session has not expired
+            # yet: the live process takes its place
+            try:
                 self._client.delete(path, version=stat.version)
-                self._client.create(path, value, ephemeral=True)
+                self._client.create(path, value, acl=acl, ephemeral=True)
+            except NoAuthError:
+                # an agent host may remove no registration, not even its own old one: it
+                # writes its own into it and makes it anew once the old session expires
+                self._take_over_later(info, path, value)
 
         self._retry(publish)
+
+    def _take_over_later(self, info: AgentInfo, path: str, value: bytes) -> None:
+        try:
+            self._client.set(path, value)
+        except NoAuthError:
+            REGISTRATIONS_REFUSED.labels(reason="held").inc()
+            raise PermissionError(
+                f"the registration of agent {info.id} is held by another identity: "
+                "a host with other credentials registered under this agent id"
+            ) from None
+
+        def on_change(event: Any) -> None:
+            with self._lock:
+                mine = self._own_agents.get(info.id) is not None and not self._closed
+            if mine:
+                self._client.handler.spawn(self._republish_one, info.id)
+
+        if self._client.exists(path, watch=on_change) is None:
+            raise ConnectionLoss("agent node went meanwhile; create again")  # retried
+
+    def _republish_one(self, agent_id: str) -> None:
+        with self._lock:
+            info = self._own_agents.get(agent_id)
+        if info is None:
+            return
+        try:
+            self._publish_agent(info)
+        except Exception as exc:
+            log.warning("coordination: could not republish agent %s: %s", agent_id, exc)
+
+    def _registration(self, info: AgentInfo) -> bytes:
+        """The node's content: the agent's info, signed by the agent when there is a key
+        to sign with (its own, or the one derived from the cluster secret)."""
+        doc = info.to_json()
+        secret = self._agent_secret(info.id)
+        if secret is not None:
+            doc[SIGNATURE_KEY] = sign_registration(secret, info.to_json())
+        return json.dumps(doc).encode()
+
+    def _agent_secret(self, agent_id: str) -> bytes | None:
+        if self._credentials is not None:
+            return self._credentials.secret if self._credentials.agent_id == agent_id else None
+        return agent_secret(self._cluster_secret, agent_id) if self._cluster_secret else None
 
     def _republish_agents(self) -> None:
         with self._lock:
@@ -526,13 +641,15 @@ class ZooKeeperCoordinator:
     def unregister_agent(self, agent_id: str) -> None:
         with self._lock:
             self._own_agents.pop(agent_id, None)
-        path = f"{self._agents_path}/{_node_name(agent_id)}"
+        path = f"{self._agents_path}/{node_name(agent_id)}"
         try:
             stat = self._retry(self._client.exists, path)
             if self._owned(stat):
                 self._retry(self._client.delete, path)
         except NoNodeError:
             pass
+        except NoAuthError:
+            pass  # an agent host may not remove it: it goes when this session ends
 
     def agents(self) -> list[AgentInfo]:
         """The live agents, from a view that watches keep current (no server round trip)."""
@@ -576,11 +693,30 @@ class ZooKeeperCoordinator:
                 self._agent_watches.pop(name, None)
                 return False
             try:
-                self._agent_cache[name] = AgentInfo.from_json(json.loads(data))
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("coordination: ignoring unreadable agent node %s: %s", name, exc)
+                info = self._verified_agent(name, json.loads(data))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                log.warning("coordination: ignoring agent node %s: %s", name, exc)
                 self._agent_cache.pop(name, None)
+            else:
+                self._agent_cache[name] = info
             return True
+
+    def _verified_agent(self, name: str, doc: dict[str, Any]) -> AgentInfo:
+        """The AgentInfo of node `name`; with the cluster secret, only if the agent it
+        names signed it (a host cannot register under another's name)."""
+        signature = doc.pop(SIGNATURE_KEY, None)
+        info = AgentInfo.from_json(doc)
+        if info.id != name:
+            REGISTRATIONS_REFUSED.labels(reason="name").inc()
+            raise ValueError(f"it names agent {info.id!r}")
+        if self._credentials is None and self._cluster_secret:
+            secret = agent_secret(self._cluster_secret, info.id)
+            if not isinstance(signature, str) or not registration_signed_by(
+                secret, info.to_json(), signature
+            ):
+                REGISTRATIONS_REFUSED.labels(reason="signature").inc()
+                raise ValueError("it is not signed by the agent it names")
+        return info
 
     # ---- wake-ups -----------------------------------------------------------------------
     def wake(self) -> None:
@@ -627,7 +763,7 @@ class ZooKeeperCoordinator:
             self._client.close()
 
 
-def _node_name(agent_id: str) -> str:
+def node_name(agent_id: str) -> str:
     """Agent ids become one path segment; a slash would make a nested (missing) path."""
     if not agent_id or agent_id in (".", "..") or "/" in agent_id:
         raise ValueError(f"agent id {agent_id!r} cannot be a ZooKeeper node name")

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from titus.coord.agent_calls import agent_auth
+from titus.coord.agent_calls import agent_auth, for_agent
 from titus.coord.base import AgentInfo, Coordinator, Leadership
 from titus.master.cluster import HostReport, HostView, Placement, take_reports
 from titus.model.launch import TaskReport, TaskReportPage
@@ -56,6 +56,7 @@ class _AgentWatch:
                 r = self.driver.http.get(
                     f"{self.info.address}/v1/tasks",
                     params={"since": self.seq, "wait": 0 if not self.synced else wait},
+                    headers=for_agent(self.info.id),
                     timeout=wait + 5,
                 )
                 r.raise_for_status()
@@ -243,7 +244,7 @@ class DirectDriver:
             r = self.http.post(
                 f"{address}/v1/tasks",
                 content=p.spec.model_dump_json(),
-                headers={"content-type": "application/json"},
+                headers={"content-type": "application/json", **for_agent(p.host_id)},
             )
             if r.status_code >= 400:
                 reason = (
@@ -275,7 +276,11 @@ class DirectDriver:
         if address is None:
             return  # the host is gone: its tasks are declared lost by the leader
         try:
-            r = self.http.delete(f"{address}/v1/tasks/{task_id}", params={"reason": reason})
+            r = self.http.delete(
+                f"{address}/v1/tasks/{task_id}",
+                params={"reason": reason},
+                headers=for_agent(host_id or ""),
+            )
             if r.status_code == 404:
                 with self._lock:
                     w = self._watches.get(host_id or "")
@@ -312,7 +317,11 @@ class DirectDriver:
         if w is None:
             return
         try:
-            r = self.http.put(f"{w.info.address}/v1/tasks/claims", json={"taskIds": task_ids})
+            r = self.http.put(
+                f"{w.info.address}/v1/tasks/claims",
+                json={"taskIds": task_ids},
+                headers=for_agent(host_id),
+            )
             r.raise_for_status()
             answer = r.json()
             self._forget_unknown(host_id, answer.get("unknown") or [])
@@ -360,7 +369,9 @@ class DirectDriver:
         def ack() -> None:
             # on failure the agent forgets the report after its retention time anyway
             with contextlib.suppress(httpx.HTTPError):
-                self.http.post(f"{address}/v1/tasks/{task_id}/ack")
+                self.http.post(
+                    f"{address}/v1/tasks/{task_id}/ack", headers=for_agent(report.host_id)
+                )
 
         self._pool.submit(ack)
 

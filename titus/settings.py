@@ -140,6 +140,16 @@ class Settings(BaseSettings):
         description="Observe streams (REST and gRPC) one caller may hold at once, counted by "
         "its token's principal, else its address; 429 beyond. 0: no bound.",
     )
+    api_max_log_streams: int = Field(
+        64,
+        description="Task output streams the API proxies from hosts at once (all callers); "
+        "429 beyond. 0: no bound.",
+    )
+    api_max_log_streams_per_caller: int = Field(
+        4,
+        description="Task output streams one caller may hold open through the API at once, "
+        "counted by its token's principal, else its address; 429 beyond. 0: no bound.",
+    )
     agent_max_log_follows: int = Field(
         16,
         description="Log follows an agent (or a Mesos executor) serves at once; 429 beyond, "

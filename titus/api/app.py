@@ -49,6 +49,7 @@ from titus.api.schemas import (
     TaskMoveBody,
 )
 from titus.api.service import JobService
+from titus.api.slots import CallerSlots
 from titus.api.view import ActiveView
 from titus.coord.agent_calls import agent_auth
 from titus.coord.base import Coordinator
@@ -158,8 +159,19 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
     # calls to agents (task output) are signed with the platform's secret, when set
     app.state.agent_auth = agent_auth(settings.shared_secret())
     app.state.view = view
-    app.state.hub = Hub(view, settings.observe_queue_size, settings.observe_history)
-    app.state.hub.max_per_caller = settings.observe_max_per_caller
+    app.state.hub = Hub(
+        view,
+        settings.observe_queue_size,
+        settings.observe_history,
+        max_per_caller=settings.observe_max_per_caller,
+    )
+    app.state.log_streams = CallerSlots(
+        "log streams",
+        per_caller=settings.api_max_log_streams_per_caller,
+        total=settings.api_max_log_streams,
+        per_caller_rule="api_max_log_streams_per_caller",
+        total_rule="api_max_log_streams",
+    )
     limits = Limits.from_settings(
         settings, store, active_jobs=lambda: len(view.jobs), task_demand=view.task_demand
     )

@@ -32,10 +32,10 @@ from fastapi.responses import StreamingResponse
 
 from titus.api.auth import OPEN, Principal, caller_key
 from titus.api.deps import authenticated, principal_of, view_of
-from titus.api.errors import ApiError
 from titus.api.policy import job_doc
 from titus.api.query import JOB_FILTERS, TASK_FILTERS, Criteria, decimal
 from titus.api.schemas import ERROR_RESPONSES, query_parameters
+from titus.api.slots import CallerSlots
 from titus.api.view import ActiveView, Event
 from titus.model.job import Job
 
@@ -136,10 +136,15 @@ class Hub:
     _put_texts: dict[int, tuple[dict[str, Any], str]] = field(default_factory=dict)
     #: Watchers one caller may hold at once (0: no bound); beyond, a 429.
     max_per_caller: int = 0
-    per_caller: dict[str, int] = field(default_factory=dict)
+    slots: CallerSlots = field(init=False)
 
     def __post_init__(self) -> None:
         self.view.listeners.append(self.publish)
+        self.slots = CallerSlots(
+            "observe streams",
+            per_caller=self.max_per_caller,
+            per_caller_rule="observe_max_per_caller",
+        )
 
     def publish(self, event: Event) -> None:
         if self.floor < 0:
@@ -203,17 +208,8 @@ class Hub:
     def watch(self, criteria: Criteria, who: Principal = OPEN, key: str = "") -> Watcher:
         """A new watcher for `who`; `key` (auth.caller_key) counts the caller's watchers
         against `max_per_caller`, refused with a 429 beyond it."""
-        held = self.per_caller.get(key, 0)
-        if key and self.max_per_caller and held >= self.max_per_caller:
-            raise ApiError(
-                429,
-                f"caller {who.name or key} already holds {held} observe streams, the most "
-                "one caller may (rule: observe_max_per_caller)",
-                headers={"Retry-After": "5"},
-            )
+        self.slots.take(key, who.name)
         watcher = Watcher(criteria, self.queue_size, who, key=key)
-        if key:
-            self.per_caller[key] = held + 1
         self.watchers.add(watcher)
         return watcher
 
@@ -237,13 +233,7 @@ class Hub:
         if watcher not in self.watchers:
             return
         self.watchers.discard(watcher)
-        key = watcher.key
-        if key:
-            left = self.per_caller.get(key, 1) - 1
-            if left > 0:
-                self.per_caller[key] = left
-            else:
-                self.per_caller.pop(key, None)
+        self.slots.give(watcher.key)
 
 
 def payload(event: Event) -> dict[str, Any]:

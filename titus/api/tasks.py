@@ -8,8 +8,10 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from titus.api.auth import caller_key
 from titus.api.body import read_json
 from titus.api.deps import authenticated, caller_of, principal_of, service_of, settings_of, view_of
 from titus.api.errors import ApiError
@@ -25,6 +27,7 @@ from titus.api.schemas import (
     json_body,
     query_parameters,
 )
+from titus.api.slots import CallerSlots
 from titus.coord.agent_calls import for_agent
 from titus.model.job import Task
 
@@ -159,27 +162,47 @@ async def task_logs(task_id: str, request: Request) -> StreamingResponse:
         if k in ("stream", "offset", "length", "follow")
     }
     url = f"{address}/v1/tasks/{task_id}/logs"
+    # a stream holds a connection here and one to the host for as long as the client reads
+    slots: CallerSlots = request.app.state.log_streams
+    key = caller_key(request)
+    slots.take(key, principal_of(request).name)
     client = httpx.AsyncClient(
         timeout=httpx.Timeout(10.0, read=None), auth=request.app.state.agent_auth
     )
+    upstream: httpx.Response | None = None
+    released = False
+
+    async def release() -> None:
+        """Once, whichever comes first: the body's end, or the response's end (a client
+        that went before the body started)."""
+        nonlocal released
+        if released:
+            return
+        released = True
+        slots.give(key)
+        if upstream is not None:
+            await upstream.aclose()
+        await client.aclose()
+
     try:
         outbound = client.build_request("GET", url, params=params, headers=for_agent(agent_id))
         upstream = await client.send(outbound, stream=True)
     except httpx.HTTPError as exc:
-        await client.aclose()
+        await release()
         raise ApiError(503, f"host {agent_id} did not answer: {exc}") from None
     if upstream.status_code != 200:
         text = (await upstream.aread()).decode(errors="replace")
-        await upstream.aclose()
-        await client.aclose()
+        await release()
         raise ApiError(upstream.status_code, f"logs of task {task_id}: {text[:300]}")
+    streaming = upstream
 
     async def body() -> AsyncIterator[bytes]:
         try:
-            async for chunk in upstream.aiter_raw():
+            async for chunk in streaming.aiter_raw():
                 yield chunk
         finally:
-            await upstream.aclose()
-            await client.aclose()
+            await release()
 
-    return StreamingResponse(body(), media_type="text/plain; charset=utf-8")
+    return StreamingResponse(
+        body(), media_type="text/plain; charset=utf-8", background=BackgroundTask(release)
+    )

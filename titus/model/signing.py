@@ -6,9 +6,10 @@ from the platform and from the leader of now, not from a container on the same h
 deposed leader. Each request carries `X-Titus-Signature: v1 t=<ms>,n=<nonce>,e=<epoch>,s=<mac>`:
 an HMAC-SHA256, under the secret of the agent called (titus/model/identity.py), of the
 method, the path with its query, the time, a one-time nonce, the caller's leadership epoch
-and a digest of the body. The receiver refuses a bad MAC, a time outside the allowed skew, and a nonce
-it has already seen within that window (a replay); it learns the epoch from a request it
-has verified, so the agent can refuse orders from an epoch older than one it has obeyed.
+and a digest of the body. The receiver refuses a bad MAC, a time outside the allowed skew,
+and a nonce it has already seen within that window (a replay); it learns the epoch from a
+request it has verified, so the agent can refuse orders from an epoch older than one it has
+obeyed.
 
 Pure functions of their inputs and an injected clock: no I/O, so both ends and the tests
 share one definition.

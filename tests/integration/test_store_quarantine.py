@@ -106,3 +106,66 @@ def test_a_leader_loads_past_an_unreadable_task_and_leaves_its_job_alone(
     assert ("task", victim) in {(r.kind, r.id) for r in QUARANTINE.records()}
     assert len(store.list_tasks(poisoned)) == 1  # the readable one; nothing replaced
     assert len(store.list_tasks(newcomer)) == 1  # the leader goes on with every other job
+
+
+def test_an_operator_sets_an_unreadable_task_aside_and_its_job_is_reconciled_again(
+    tmp_path: Path,
+) -> None:
+    """The leader leaves a job with an unreadable task alone; once an operator sets the
+    task aside (moved to the archive as stored), the job is taken up again and its missing
+    instance replaced. A readable record cannot be hidden this way."""
+    db = tmp_path / "titus.db"
+    store = SqliteJobStore(db, synchronous="OFF")
+    hosts = Hosts(host("h1"))
+    leader = takeover(store, hosts, epoch=1)
+    poisoned = job(store, service=2)
+    for _ in range(3):
+        leader.iterate()
+    victim, healthy = (t.id for t in store.list_tasks(poisoned))
+    _poison(db, "active_tasks", "task_id", victim)
+    leader = takeover(store, hosts, epoch=2)
+
+    with api(tmp_path) as (http, _):
+        readable = http.delete(f"/api/v3/quarantine/task/{healthy}")
+        assert readable.status_code == 409, readable.text
+        assert "reads fine" in readable.json()["message"]
+        assert http.delete("/api/v3/quarantine/task/no-such-task").status_code == 404
+        assert http.delete(f"/api/v3/quarantine/widget/{victim}").status_code == 400
+        answer = http.delete(f"/api/v3/quarantine/task/{victim}")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["setAside"] == [victim]
+        assert "migrationPolicy" in answer.json()["value"]  # what was stored, for the record
+        assert http.get("/api/v3/quarantine").json()["items"] == []
+
+    archived = sqlite3.connect(db).execute(
+        "SELECT value FROM archived_tasks WHERE task_id=?", (victim,)
+    )
+    assert "migrationPolicy" in next(archived)[0]  # nothing lost: kept as it was stored
+    for _ in range(3):
+        leader.iterate()
+    tasks = store.list_tasks(poisoned)
+    assert len(tasks) == 2 and healthy in {t.id for t in tasks}  # the instance replaced
+
+
+def test_setting_an_unreadable_job_aside_takes_its_tasks_and_needs_an_admin(
+    tmp_path: Path,
+) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(
+        json.dumps(
+            {"tok-u": {"callerId": "user"}, "tok-a": {"callerId": "ops", "roles": ["admin"]}}
+        )
+    )
+    user, admin = {"Authorization": "Bearer tok-u"}, {"Authorization": "Bearer tok-a"}
+    with api(tmp_path, auth_tokens_file=str(tokens)) as (http, _):
+        bad = http.post("/api/v3/jobs", json=service(), headers=user).json()["id"]
+    _poison(tmp_path / "titus.db", "active_jobs", "job_id", bad)
+    with api(tmp_path, auth_tokens_file=str(tokens)) as (http, store):
+        assert http.get("/api/v3/jobs", headers=user).json()["items"] == []
+        refused = http.delete(f"/api/v3/quarantine/job/{bad}", headers=user)
+        assert refused.status_code == 403 and "admins only" in refused.json()["message"]
+        answer = http.delete(f"/api/v3/quarantine/job/{bad}", headers=admin)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["setAside"][0] == bad
+        assert store.raw_record("job", bad) is None
+        assert http.get("/health", headers=admin).json()["quarantined"] == 0

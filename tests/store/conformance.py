@@ -62,6 +62,7 @@ __all__ = [
     "test_update_tasks_with_a_stale_epoch_writes_none",
     "test_list_tasks_include_archived",
     "test_archive_job_moves_its_tasks",
+    "test_set_aside_moves_records_to_the_archive_as_stored",
     "test_load_active",
     "test_dirty_marks_returned_once",
     "test_kill_requests",
@@ -344,6 +345,29 @@ def test_archive_job_moves_its_tasks(store: JobStore) -> None:
     assert {t.id for t in store.list_tasks(job.id, include_archived=True)} == {t.id for t in tasks}
     assert all(store.get_task(t.id) is not None for t in tasks)
     assert {t.id for t in store.list_active_tasks()} == {other_task.id}
+
+
+def test_set_aside_moves_records_to_the_archive_as_stored(store: JobStore) -> None:
+    """What an operator does with a record nobody can read: the store moves it unread."""
+    job = store.create_job(make_job())
+    first, second = (store.create_task(make_task(job, i)) for i in range(2))
+    store.take_dirty()
+    assert store.raw_record("task", first.id) is not None
+    assert '"jobId"' in (store.raw_record("task", first.id) or "")
+    assert store.set_aside("task", first.id) == [first.id]
+    assert store.raw_record("task", first.id) is None
+    assert [t.id for t in store.list_tasks(job.id)] == [second.id]
+    assert store.get_task(first.id) is not None  # kept in the archive
+    assert job.id in store.take_dirty()  # the leader looks at the job again
+    assert store.set_aside("task", first.id) == []  # no longer active: nothing to move
+
+    assert store.set_aside("job", job.id) == [job.id, second.id]
+    assert store.raw_record("job", job.id) is None
+    assert job.id not in {j.id for j in store.list_active_jobs()}
+    assert store.get_job(job.id) is not None and store.get_task(second.id) is not None
+    assert store.list_active_tasks() == []
+    with pytest.raises(ValueError, match="job or task"):
+        store.set_aside("widget", job.id)
 
 
 def test_load_active(store: JobStore) -> None:

@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -25,6 +25,7 @@ from titus.api import (
     jobs,
     loadbalancers,
     observe,
+    quarantine,
     scheduler_results,
     tasks,
 )
@@ -32,7 +33,6 @@ from titus.api.admission import Limits
 from titus.api.auth import Access, TokenAuth
 from titus.api.aws_admission import AwsAdmission
 from titus.api.cluster import ClusterService
-from titus.api.deps import authenticated
 from titus.api.errors import ApiError, api_error_handler, error_body, invalid_request_handler
 from titus.api.eviction import EvictionService
 from titus.api.gate import Gate
@@ -40,6 +40,7 @@ from titus.api.loadbalancers import LoadBalancerService
 from titus.api.metrics import METRICS_CONTENT_TYPE, RequestMetrics, RouteTemplates, exposition
 from titus.api.observe import Hub
 from titus.api.openapi_links import add_links
+from titus.api.quarantine import QuarantineService
 from titus.api.ratelimit import RateLimiter
 from titus.api.schemas import (
     CapacityGroup,
@@ -184,6 +185,7 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
         aws=AwsAdmission.from_settings(settings),
     )
     app.state.cluster = ClusterService(store, coord)
+    app.state.quarantine = QuarantineService(store)
     app.state.load_balancers = LoadBalancerService(
         app.state.jobs, loadbalancers.elbv2_client(settings.load_balancer_region)
     )
@@ -213,6 +215,7 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
     app.include_router(dashboard.router)
     app.include_router(eviction_routes.router)
     app.include_router(loadbalancers.router)
+    app.include_router(quarantine.router)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(InvalidRequest, invalid_request_handler)
 
@@ -286,13 +289,6 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
             reasons=reasons,
         )
         return JSONResponse(body.model_dump(), status_code=503 if status == "unavailable" else 200)
-
-    @app.get("/api/v3/quarantine", tags=["operations"], dependencies=[Depends(authenticated)])
-    async def quarantine() -> dict[str, Any]:
-        """Stored job and task records this API process could not read: left out of every
-        answer (never failing one), kept in the store untouched for an operator to repair
-        or remove, each with the reason it could not be read."""
-        return {"items": [r.to_json() for r in QUARANTINE.records()]}
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     async def metrics() -> Response:

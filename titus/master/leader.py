@@ -63,6 +63,7 @@ from titus.store.base import (
     StaleEpoch,
     StoreUnavailable,
 )
+from titus.store.quarantine import decode_task
 
 __all__ = [
     "UNKNOWN_TASK_GRACE_SEC",
@@ -486,6 +487,13 @@ class Master:
             return
         view = self.view
         view.put_job(job)
+        stuck = view.unreadable.get(job_id)
+        if stuck is not None:
+            # set aside or repaired by an operator since (the API's /api/v3/quarantine)?
+            raw = self.store.raw_record("task", stuck)
+            repaired = decode_task(raw, stuck) if raw is not None else None
+            if raw is None or repaired is not None:
+                view.settle_unreadable(job_id, stuck, repaired)
         for task in self.store.list_tasks(job_id):
             mine = view.get(task.id)
             if mine is None or task.version > mine.version:

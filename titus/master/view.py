@@ -202,6 +202,23 @@ class LeaderView:
             self._parsed[task_id] = task
         return task
 
+    def settle_unreadable(self, job_id: str, task_id: str, repaired: Task | None) -> None:
+        """An operator repaired unreadable task `task_id` (`repaired`, now read) or set it
+        aside (None: gone from the active state). The job is reconciled again unless
+        another of its tasks still cannot be read."""
+        if self.unreadable.get(job_id) != task_id:
+            return
+        del self.unreadable[job_id]
+        self._rows.pop(task_id, None)
+        if repaired is None:
+            self._remove(task_id)
+        else:
+            self.put_task(repaired)
+        for other in self.by_job.get(job_id, ()):
+            if other not in self._parsed and other not in self._rows:
+                self.unreadable[job_id] = other  # it failed to read earlier
+                return
+
     def state(self, task_id: str) -> TaskState | None:
         entry = self._entries.get(task_id)
         return _STATES[entry.state] if entry else None

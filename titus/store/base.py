@@ -51,6 +51,7 @@ from titus.store.roles import (
     Idempotency,
     Jobs,
     Leadership,
+    Repair,
     Requests,
     SchedulerResults,
     TaskAttributes,
@@ -66,6 +67,7 @@ class JobStore(
     Idempotency,
     TaskAttributes,
     SchedulerResults,
+    Repair,
     Protocol,
 ):
     """Every role, as one backend provides them."""
@@ -92,6 +94,7 @@ __all__ = [
     "Leadership",
     "MoveRequest",
     "NotFound",
+    "Repair",
     "Requests",
     "SchedulerResults",
     "StaleEpoch",

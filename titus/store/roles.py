@@ -291,3 +291,19 @@ class SchedulerResults(Protocol):
     def delete_scheduler_result(self, task_id: str, *, epoch: int | None = None) -> None:
         """Forget a task's summary (it was placed, or it ended)."""
         ...
+
+
+class Repair(Protocol):
+    """What an operator needs to clear a stored job or task that nobody can read
+    (titus/store/quarantine.py), which otherwise keeps its job out of the leader's hands."""
+
+    def raw_record(self, kind: str, record_id: str) -> str | None:
+        """The stored text of active job or task `record_id` (`kind` "job" or "task"),
+        unread; None when no such record is active."""
+        ...
+
+    def set_aside(self, kind: str, record_id: str) -> list[str]:
+        """Move an active job (with its active tasks) or task to the archive as it is
+        stored, unread, and mark its job for the leader; the ids moved ([] when it was not
+        active). Nothing is lost: the archive keeps the text for its retention."""
+        ...

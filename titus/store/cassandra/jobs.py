@@ -152,11 +152,19 @@ class JobsPart(Part):
         return sum(int(r.count) for r in rows)
 
     def archive_job(self, job: Job, *, epoch: int | None = None) -> None:
-        db = self._db
         self._fence.check(epoch)
-        task_ids = [r.task_id for r in db.execute("task_ids", (job.id,), f"list tasks {job.id}")]
+        self._move_job_to_archive(job.id, dump_document(job))
+        name = job.jobDescriptor.job_group_name
+        if name is not None:
+            self._release_name(name, job.id)
+
+    def _move_job_to_archive(self, job_id: str, value: str) -> list[str]:
+        """Archive a job with `value` as its document and all its active tasks as they are
+        stored; return the task ids moved."""
+        db = self._db
+        task_ids = [r.task_id for r in db.execute("task_ids", (job_id,), f"list tasks {job_id}")]
         rows = db.concurrent(
-            "task_get_keyed", [(i,) for i in task_ids], f"read the tasks of job {job.id}"
+            "task_get_keyed", [(i,) for i in task_ids], f"read the tasks of job {job_id}"
         )
         # Tasks still active go first, a few per batch: Cassandra refuses a batch above
         # batch_size_fail_threshold_in_kb (50 KB by default), and a job with hundreds of
@@ -168,27 +176,59 @@ class JobsPart(Part):
         for row in rows:
             task_items += [
                 ("task_archive", (row.task_id, row.value)),
-                ("task_id_archive", (job.id, row.task_id)),
+                ("task_id_archive", (job_id, row.task_id)),
                 ("task_delete", (row.task_id,)),
-                ("task_id_delete", (job.id, row.task_id)),
-                ("change", ("task", row.task_id, job.id, "archive")),
+                ("task_id_delete", (job_id, row.task_id)),
+                ("change", ("task", row.task_id, job_id, "archive")),
             ]
         if len(rows) > ARCHIVE_TASKS_PER_BATCH:
             step = 5 * ARCHIVE_TASKS_PER_BATCH
             for i in range(0, len(task_items), step):
-                db.batch(f"archive the tasks of job {job.id}", task_items[i : i + step])
+                db.batch(f"archive the tasks of job {job_id}", task_items[i : i + step])
             task_items = []
         items: list[Item] = [
-            ("job_archive", (job.id, dump_document(job))),
-            ("job_delete", (job.id,)),
-            ("job_id_delete", (self._bucket(job.id), job.id)),
+            ("job_archive", (job_id, value)),
+            ("job_delete", (job_id,)),
+            ("job_id_delete", (self._bucket(job_id), job_id)),
             *task_items,
-            ("task_ids_delete_job", (job.id,)),
-            ("kills_delete_job", (job.id,)),
-            ("moves_delete_job", (job.id,)),
-            ("change", ("job", job.id, job.id, "archive")),
+            ("task_ids_delete_job", (job_id,)),
+            ("kills_delete_job", (job_id,)),
+            ("moves_delete_job", (job_id,)),
+            ("change", ("job", job_id, job_id, "archive")),
         ]
-        db.batch(f"archive job {job.id}", items)
-        name = job.jobDescriptor.job_group_name
-        if name is not None:
-            self._release_name(name, job.id)
+        db.batch(f"archive job {job_id}", items)
+        return task_ids
+
+    # ---- the Repair role (titus/store/roles.py) ------------------------------------------
+    def raw_record(self, kind: str, record_id: str) -> str | None:
+        statement = {"job": "job_get", "task": "task_get"}.get(kind)
+        if statement is None:
+            raise ValueError(f"record kind must be job or task, not {kind!r}")
+        rows = self._db.execute(statement, (record_id,), f"read {kind} {record_id}")
+        return str(rows[0].value) if rows else None
+
+    def set_aside(self, kind: str, record_id: str) -> list[str]:
+        db = self._db
+        if kind == "job":
+            rows = db.execute("job_get", (record_id,), f"read job {record_id}")
+            if not rows:
+                return []
+            return [record_id, *self._move_job_to_archive(record_id, str(rows[0].value))]
+        if kind != "task":
+            raise ValueError(f"record kind must be job or task, not {kind!r}")
+        rows = db.execute("task_get_job", (record_id,), f"read task {record_id}")
+        if not rows:
+            return []
+        job_id, value = str(rows[0].job_id), str(rows[0].value)
+        db.batch(
+            f"set task {record_id} aside",
+            [
+                ("task_archive", (record_id, value)),
+                ("task_id_archive", (job_id, record_id)),
+                ("task_delete", (record_id,)),
+                ("task_id_delete", (job_id, record_id)),
+                ("change", ("task", record_id, job_id, "archive")),
+                ("dirty", (job_id,)),
+            ],
+        )
+        return [record_id]

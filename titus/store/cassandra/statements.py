@@ -28,6 +28,7 @@ STATEMENTS: dict[str, str] = {
     # tasks
     "task_get": "SELECT value FROM active_tasks WHERE task_id = ?",
     "task_get_keyed": "SELECT task_id, value FROM active_tasks WHERE task_id = ?",
+    "task_get_job": "SELECT job_id, value FROM active_tasks WHERE task_id = ?",
     "task_get_archived": "SELECT value FROM archived_tasks WHERE task_id = ?",
     "task_insert": "INSERT INTO active_tasks (task_id, version, value, job_id, state, agent_id, "
     "status_ts) VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -74,26 +74,82 @@ class JobsPart(ArchivePart):
 
     def archive_job(self, job: Job, *, epoch: int | None = None) -> None:
         with self._tx(epoch) as db:
-            archived_at = now_ms()
+            self._move_job_to_archive(db, job.id, dump_document(job))
+
+    def _move_job_to_archive(
+        self, db: sqlite3.Connection, job_id: str, value: str | None
+    ) -> list[str]:
+        """Archive a job with `value` as its document (None: as stored, unread) and all its
+        active tasks as stored; return the task ids moved."""
+        archived_at = now_ms()
+        if value is None:
+            db.execute(
+                "INSERT OR REPLACE INTO archived_jobs (job_id, value, archived_at) "
+                "SELECT job_id, value, ? FROM active_jobs WHERE job_id=?",
+                (archived_at, job_id),
+            )
+        else:
             db.execute(
                 "INSERT OR REPLACE INTO archived_jobs (job_id, value, archived_at) "
                 "VALUES (?, ?, ?)",
-                (job.id, dump_document(job), archived_at),
+                (job_id, value, archived_at),
             )
-            db.execute("DELETE FROM active_jobs WHERE job_id=?", (job.id,))
-            task_ids = db.execute(
-                "SELECT task_id FROM active_tasks WHERE job_id=?", (job.id,)
-            ).fetchall()
+        db.execute("DELETE FROM active_jobs WHERE job_id=?", (job_id,))
+        task_ids = [
+            str(r[0])
+            for r in db.execute("SELECT task_id FROM active_tasks WHERE job_id=?", (job_id,))
+        ]
+        db.execute(
+            "INSERT OR REPLACE INTO archived_tasks (task_id, job_id, value, archived_at) "
+            "SELECT task_id, job_id, value, ? FROM active_tasks WHERE job_id=?",
+            (archived_at, job_id),
+        )
+        for task_id in task_ids:
+            self._changed(db, "task", task_id, job_id, "archive")
+        db.execute("DELETE FROM active_tasks WHERE job_id=?", (job_id,))
+        db.execute("DELETE FROM move_requests WHERE source_job_id=?", (job_id,))
+        self._changed(db, "job", job_id, job_id, "archive")
+        db.execute("DELETE FROM kill_requests WHERE job_id=?", (job_id,))
+        db.execute("DELETE FROM job_group_names WHERE job_id=?", (job_id,))
+        self._archived(db)
+        return task_ids
+
+    # ---- the Repair role (titus/store/roles.py) ------------------------------------------
+    def raw_record(self, kind: str, record_id: str) -> str | None:
+        if kind not in _ACTIVE:
+            raise ValueError(f"record kind must be job or task, not {kind!r}")
+        table, key = _ACTIVE[kind]
+        rows = self._read(f"SELECT value FROM {table} WHERE {key}=?", (record_id,))
+        return str(rows[0][0]) if rows else None
+
+    def set_aside(self, kind: str, record_id: str) -> list[str]:
+        if kind not in _ACTIVE:
+            raise ValueError(f"record kind must be job or task, not {kind!r}")
+        with self._tx() as db:
+            if kind == "job":
+                if (
+                    db.execute("SELECT 1 FROM active_jobs WHERE job_id=?", (record_id,)).fetchone()
+                    is None
+                ):
+                    return []
+                return [record_id, *self._move_job_to_archive(db, record_id, None)]
+            row = db.execute(
+                "SELECT job_id FROM active_tasks WHERE task_id=?", (record_id,)
+            ).fetchone()
+            if row is None:
+                return []
+            job_id = str(row[0])
             db.execute(
                 "INSERT OR REPLACE INTO archived_tasks (task_id, job_id, value, archived_at) "
-                "SELECT task_id, job_id, value, ? FROM active_tasks WHERE job_id=?",
-                (archived_at, job.id),
+                "SELECT task_id, job_id, value, ? FROM active_tasks WHERE task_id=?",
+                (now_ms(), record_id),
             )
-            for (task_id,) in task_ids:
-                self._changed(db, "task", task_id, job.id, "archive")
-            db.execute("DELETE FROM active_tasks WHERE job_id=?", (job.id,))
-            db.execute("DELETE FROM move_requests WHERE source_job_id=?", (job.id,))
-            self._changed(db, "job", job.id, job.id, "archive")
-            db.execute("DELETE FROM kill_requests WHERE job_id=?", (job.id,))
-            db.execute("DELETE FROM job_group_names WHERE job_id=?", (job.id,))
+            db.execute("DELETE FROM active_tasks WHERE task_id=?", (record_id,))
+            self._changed(db, "task", record_id, job_id, "archive")
+            db.execute("INSERT INTO dirty_jobs (job_id) VALUES (?)", (job_id,))
             self._archived(db)
+        return [record_id]
+
+
+#: The active table and key column of each kind of record.
+_ACTIVE = {"job": ("active_jobs", "job_id"), "task": ("active_tasks", "task_id")}

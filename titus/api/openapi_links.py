@@ -65,6 +65,22 @@ PRODUCERS = (
         "$response.body#/items/0/id",
         prefix="/api/v3/instanceGroups/",
     ),
+    Producer(
+        "get",
+        "/api/v3/quarantine",
+        "200",
+        "kind",
+        "$response.body#/items/0/kind",
+        prefix="/api/v3/quarantine/",
+    ),
+    Producer(
+        "get",
+        "/api/v3/quarantine",
+        "200",
+        "record_id",
+        "$response.body#/items/0/id",
+        prefix="/api/v3/quarantine/",
+    ),
 )
 
 
@@ -93,8 +109,10 @@ def add_links(schema: dict[str, Any]) -> dict[str, Any]:
                     continue
                 if (method, path) == (producer.method, producer.path):
                     continue
-                links[_link_name(method, path)] = {
-                    "operationId": operation["operationId"],
-                    "parameters": {producer.param: producer.expression},
-                }
+                # producers of one answer for one operation's several parameters: one link
+                link = links.setdefault(
+                    _link_name(method, path),
+                    {"operationId": operation["operationId"], "parameters": {}},
+                )
+                link["parameters"][producer.param] = producer.expression
     return schema

@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, get_args
 
@@ -631,6 +632,60 @@ def test_phasing_out_a_group_keeps_a_ten_task_job_within_at_most_two_unavailable
     assert most_down == 2  # the budget's two at once, never more
     assert moved == 10
     assert all(t.agent_id == "new-1" for t in tasks(store, job_id) if t.state != TaskState.FINISHED)
+
+
+def test_phasing_out_moves_a_budgeted_job_only_inside_its_time_windows(
+    store: SqliteJobStore,
+) -> None:
+    """A budget whose only window is another weekday: the phased-out host keeps every task.
+    Once the owner's window includes today, they move."""
+    now = datetime.now(UTC)
+    # today and tomorrow: a run that crosses midnight stays inside
+    days_in, days_out = (
+        [(now + timedelta(days=d)).strftime("%A") for d in ds] for ds in ((0, 1), (3,))
+    )
+    driver = Hosts(host("old-1", "v1", cpu=16))
+    clock = Clock(now.timestamp())
+    m = leader(store, driver, launching=20, clock=clock, migrate_at_once=10)
+    job_id = job(store, service=4)
+
+    def budget(days: list[str]) -> dict[str, Any]:
+        return {
+            "unhealthyTasksLimit": {"limitOfUnhealthyContainers": 2},
+            "rateUnlimited": {},
+            "timeWindows": [{"days": days, "timeZone": "UTC"}],
+        }
+
+    with_budget(store, job_id, budget(days_out))
+    m.iterate()
+    for t in tasks(store, job_id):
+        report(m, t.id, TaskState.STARTED)
+    m.iterate()
+    store.set_instance_group("v1", "phasedOut")
+    driver.views.append(host("new-1", "v2", cpu=16))
+    driver.actual["new-1"] = []
+
+    def phase_out_rounds(rounds: int) -> int:
+        killed = 0
+        for _ in range(rounds):
+            clock.advance(MasterConfig().cluster_config_refresh)
+            m.iterate()
+            for t in tasks(store, job_id):
+                if t.state == TaskState.KILL_INITIATED:
+                    report(m, t.id, TaskState.FINISHED, Reason.KILLED)
+                    killed += 1
+                elif t.state == TaskState.LAUNCHED:
+                    report(m, t.id, TaskState.STARTED)
+            m.iterate()
+        return killed
+
+    assert phase_out_rounds(8) == 0  # outside the window, nothing moves
+    assert all(t.agent_id == "old-1" for t in tasks(store, job_id))
+    with_budget(store, job_id, budget(days_in))
+    store.mark_dirty(job_id)
+    assert phase_out_rounds(8) == 4
+    running = [t for t in tasks(store, job_id) if t.state == TaskState.STARTED]
+    assert len(running) == 4 and {t.agent_id for t in running} == {"new-1"}
 
 
 def test_a_self_managed_job_is_left_to_its_owner_until_the_timeout(

@@ -593,6 +593,23 @@ def test_a_leader_elected_with_an_epoch_the_store_already_saw_leads_above_it(
         store.set_meta("x", "y", epoch=10)
 
 
+def migration_round(m: Master, store: SqliteJobStore, clock: Clock, job_id: str) -> tuple[int, int]:
+    """One round of a phase-out as hosts play it: the leader acts, every kill it ordered
+    ends and every launch starts. (Tasks killed, tasks running when the leader acted.)"""
+    clock.advance(MasterConfig().cluster_config_refresh)
+    m.iterate()
+    killed = running = 0
+    for t in tasks(store, job_id):
+        running += t.state == TaskState.STARTED
+        if t.state == TaskState.KILL_INITIATED:
+            report(m, t.id, TaskState.FINISHED, Reason.KILLED)
+            killed += 1
+        elif t.state == TaskState.LAUNCHED:
+            report(m, t.id, TaskState.STARTED)
+    m.iterate()
+    return killed, running
+
+
 def test_phasing_out_a_group_keeps_a_ten_task_job_within_at_most_two_unavailable(
     store: SqliteJobStore,
 ) -> None:
@@ -614,18 +631,9 @@ def test_phasing_out_a_group_keeps_a_ten_task_job_within_at_most_two_unavailable
     driver.actual["new-1"] = []
     moved, most_down = 0, 0
     for _ in range(30):
-        clock.advance(MasterConfig().cluster_config_refresh)
-        m.iterate()
-        active = [t for t in tasks(store, job_id) if t.state != TaskState.FINISHED]
-        down = 10 - sum(t.state == TaskState.STARTED for t in active)
-        most_down = max(most_down, down)
-        for t in active:
-            if t.state == TaskState.KILL_INITIATED:
-                report(m, t.id, TaskState.FINISHED, Reason.KILLED)
-                moved += 1
-            elif t.state == TaskState.LAUNCHED:
-                report(m, t.id, TaskState.STARTED)
-        m.iterate()
+        killed, running_before = migration_round(m, store, clock, job_id)
+        moved += killed
+        most_down = max(most_down, 10 - running_before)
         running = [t for t in tasks(store, job_id) if t.state == TaskState.STARTED]
         if len(running) == 10 and all(t.agent_id == "new-1" for t in running):
             break
@@ -666,18 +674,7 @@ def test_phasing_out_moves_a_budgeted_job_only_inside_its_time_windows(
     driver.actual["new-1"] = []
 
     def phase_out_rounds(rounds: int) -> int:
-        killed = 0
-        for _ in range(rounds):
-            clock.advance(MasterConfig().cluster_config_refresh)
-            m.iterate()
-            for t in tasks(store, job_id):
-                if t.state == TaskState.KILL_INITIATED:
-                    report(m, t.id, TaskState.FINISHED, Reason.KILLED)
-                    killed += 1
-                elif t.state == TaskState.LAUNCHED:
-                    report(m, t.id, TaskState.STARTED)
-            m.iterate()
-        return killed
+        return sum(migration_round(m, store, clock, job_id)[0] for _ in range(rounds))
 
     assert phase_out_rounds(8) == 0  # outside the window, nothing moves
     assert all(t.agent_id == "old-1" for t in tasks(store, job_id))

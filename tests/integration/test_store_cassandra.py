@@ -188,7 +188,7 @@ def test_schema_migrations_recorded_once(cql_server: CqlServer) -> None:
     for _ in range(2):
         _open(cql_server).close()
     rows = cql_server.rows("titus", "schema_migrations")
-    assert [r["version"] for r in rows] == [1, 2, 3]
+    assert [r["version"] for r in rows] == [1, 2, 3, 4]
     ks = cql_server.engine.keyspaces["titus"]
     assert ks.replication["class"].endswith("NetworkTopologyStrategy")
     assert ks.tables["archived_jobs"].default_ttl == 30 * 24 * 3600

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from titus.model.autoscaling import PolicyRecord, PolicyState, parse_policy
 from titus.model.job import (
     BatchJobSpec,
     Container,
@@ -77,6 +78,8 @@ __all__ = [
     "test_change_feed_seen_by_another_handle",
     "test_active_tasks_leave_with_archiving",
     "test_capacity_groups",
+    "test_scaling_policies",
+    "test_scaling_policy_updates_are_versioned_and_fenced",
     "test_idempotency_keys",
     "test_idempotency_key_expires",
     "test_task_attributes",
@@ -623,6 +626,63 @@ def test_capacity_groups(store: JobStore) -> None:
     assert store.get_capacity_group("web") is None
     assert list(store.list_capacity_groups()) == ["batch"]
     store.create_capacity_group("web", "{}")  # a deleted name can be created again
+
+
+# ---- scaling policies -------------------------------------------------------------------------
+def make_policy(job_id: str, target: float = 50.0) -> PolicyRecord:
+    policy = parse_policy(
+        {
+            "targetPolicyDescriptor": {
+                "targetValue": target,
+                "customizedMetricSpecification": {"namespace": "app", "metricName": "rps"},
+            }
+        }
+    )
+    return PolicyRecord(id=str(uuid.uuid4()), jobId=job_id, policy=policy)
+
+
+def test_scaling_policies(store: JobStore) -> None:
+    assert store.list_scaling_policies() == []
+    a, b, c = make_policy("job-a"), make_policy("job-a", 70.0), make_policy("job-b")
+    for record in (a, b, c):
+        assert store.create_scaling_policy(record).version == 1
+    with pytest.raises(Conflict):
+        store.create_scaling_policy(a)
+    got = store.get_scaling_policy(b.id)
+    assert got is not None and got.jobId == "job-a" and got.version == 1
+    assert got.policy.targetPolicyDescriptor is not None
+    assert got.policy.targetPolicyDescriptor.targetValue == 70.0
+    assert got.state == PolicyState.PENDING
+    assert {r.id for r in store.list_scaling_policies("job-a")} == {a.id, b.id}
+    assert {r.id for r in store.list_scaling_policies()} == {a.id, b.id, c.id}
+    assert store.list_scaling_policies("job-none") == []
+    store.delete_scaling_policy(a.id)
+    assert store.get_scaling_policy(a.id) is None
+    assert [r.id for r in store.list_scaling_policies("job-a")] == [b.id]
+    store.delete_scaling_policy(a.id)  # gone already: nothing to do
+
+
+def test_scaling_policy_updates_are_versioned_and_fenced(store: JobStore) -> None:
+    record = store.create_scaling_policy(make_policy("job-a"))
+    applied = store.update_scaling_policy(record.model_copy(update={"state": PolicyState.APPLIED}))
+    assert applied.version == 2
+    with pytest.raises(Conflict):  # written from the version read before
+        store.update_scaling_policy(record.model_copy(update={"reason": "stale"}))
+    got = store.get_scaling_policy(record.id)
+    assert got is not None and got.state == PolicyState.APPLIED and got.version == 2
+    store.claim_epoch(5)
+    with pytest.raises(StaleEpoch):
+        store.update_scaling_policy(got, epoch=4)
+    with pytest.raises(StaleEpoch):
+        store.delete_scaling_policy(got.id, epoch=4)
+    deleting = store.update_scaling_policy(
+        got.model_copy(update={"state": PolicyState.DELETING}), epoch=5
+    )
+    assert deleting.version == 3
+    store.delete_scaling_policy(got.id, epoch=5)
+    assert store.get_scaling_policy(got.id) is None
+    with pytest.raises(Conflict):  # gone: an update has nothing to change
+        store.update_scaling_policy(deleting)
 
 
 # ---- idempotency keys -------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from titus.model.job import (
     Task,
 )
 from titus.model.names import DEFAULT_CAPACITY_GROUP, AgentContext
+from titus.model.scaling import resize_refusal
 from titus.model.states import JobState, Reason, TaskState
 from titus.model.validation import (
     DEFAULT_BOUNDS,
@@ -268,11 +269,9 @@ class JobService:
             errors = check_capacity(new.min, new.desired, new.max, "capacity")
             if errors:
                 raise ApiError(400, "invalid capacity", errors)
-            procs = service.serviceJobProcesses
-            if new.desired > cap.desired and procs.disableIncreaseDesired:
-                raise ApiError(400, f"job {job_id} does not allow increasing desired")
-            if new.desired < cap.desired and procs.disableDecreaseDesired:
-                raise ApiError(400, f"job {job_id} does not allow decreasing desired")
+            refusal = resize_refusal(job_id, service, new)
+            if refusal is not None:
+                raise ApiError(400, refusal)
             self.limits.admit(0, new.desired - cap.desired)
             service.capacity = new
             return job

@@ -53,6 +53,7 @@ from titus.store.roles import (
     Leadership,
     Repair,
     Requests,
+    ScalingPolicies,
     SchedulerResults,
     TaskAttributes,
 )
@@ -68,6 +69,7 @@ class JobStore(
     TaskAttributes,
     SchedulerResults,
     Repair,
+    ScalingPolicies,
     Protocol,
 ):
     """Every role, as one backend provides them."""
@@ -96,6 +98,7 @@ __all__ = [
     "NotFound",
     "Repair",
     "Requests",
+    "ScalingPolicies",
     "SchedulerResults",
     "StaleEpoch",
     "StoreError",

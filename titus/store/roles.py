@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from titus.model.autoscaling import PolicyRecord
 from titus.model.job import Job, Task
 from titus.store.records import (
     ActiveIndex,
@@ -306,4 +307,37 @@ class Repair(Protocol):
         """Move an active job (with its active tasks) or task to the archive as it is
         stored, unread, and mark its job for the leader; the ids moved ([] when it was not
         active). Nothing is lost: the archive keeps the text for its retention."""
+        ...
+
+
+class ScalingPolicies(Protocol):
+    """Scaling policies on service jobs (titus.model.autoscaling): written by the API,
+    carried out by the leader, which moves each through its states (fenced by epoch).
+
+    One record per policy, by id, with a version: every update names the version it
+    read and is refused with Conflict otherwise, so the leader marking a policy Applied
+    never overwrites a user's newer change of it. Listed by job (Cassandra: an index
+    partition per job) or all at once (the leader's pass; a whole-table read, as at a
+    leader's start-up: policies are a few per service job at most).
+    """
+
+    def create_scaling_policy(self, record: PolicyRecord) -> PolicyRecord:
+        """Store a new policy (version 1); Conflict if its id is taken."""
+        ...
+
+    def update_scaling_policy(
+        self, record: PolicyRecord, *, epoch: int | None = None
+    ) -> PolicyRecord:
+        """Write a changed policy whose `version` is the one read; returns it with the new
+        one. Conflict when it changed (or went) since."""
+        ...
+
+    def get_scaling_policy(self, policy_id: str) -> PolicyRecord | None: ...
+
+    def list_scaling_policies(self, job_id: str | None = None) -> list[PolicyRecord]:
+        """The policies of one job, or every policy (job_id None), by id."""
+        ...
+
+    def delete_scaling_policy(self, policy_id: str, *, epoch: int | None = None) -> None:
+        """Forget a policy (gone for good: Deleted long enough, or its job is gone)."""
         ...

@@ -88,6 +88,16 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             f"PRIMARY KEY ((bucket), seq, job_id)) WITH default_time_to_live = {FEED_TTL_SECONDS}",
         ],
     ),
+    (
+        4,
+        "scaling policies, by id with a version, and their index by job",
+        [
+            "CREATE TABLE IF NOT EXISTS scaling_policies (policy_id text PRIMARY KEY, "
+            "job_id text, version bigint, value text)",
+            "CREATE TABLE IF NOT EXISTS scaling_policy_ids (job_id text, policy_id text, "
+            "PRIMARY KEY ((job_id), policy_id))",
+        ],
+    ),
 ]
 
 

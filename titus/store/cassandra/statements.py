@@ -99,4 +99,15 @@ STATEMENTS: dict[str, str] = {
     "sr_put": "INSERT INTO scheduler_results (task_id, job_id, value) VALUES (?, ?, ?)",
     "sr_get": "SELECT value FROM scheduler_results WHERE task_id = ?",
     "sr_delete": "DELETE FROM scheduler_results WHERE task_id = ?",
+    # scaling policies: by id with a version, an index partition per job
+    "sp_insert": "INSERT INTO scaling_policies (policy_id, job_id, version, value) "
+    "VALUES (?, ?, ?, ?) IF NOT EXISTS",
+    "sp_id_insert": "INSERT INTO scaling_policy_ids (job_id, policy_id) VALUES (?, ?)",
+    "sp_update": "UPDATE scaling_policies SET version = ?, value = ? WHERE policy_id = ? "
+    "IF version = ?",
+    "sp_get": "SELECT policy_id, job_id, version, value FROM scaling_policies WHERE policy_id = ?",
+    "sp_scan": "SELECT policy_id, job_id, version, value FROM scaling_policies",
+    "sp_ids": "SELECT policy_id FROM scaling_policy_ids WHERE job_id = ?",
+    "sp_delete": "DELETE FROM scaling_policies WHERE policy_id = ?",
+    "sp_id_delete": "DELETE FROM scaling_policy_ids WHERE job_id = ? AND policy_id = ?",
 }

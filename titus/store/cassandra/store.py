@@ -17,6 +17,7 @@ from titus.store.cassandra.feed import ChangeFeedPart
 from titus.store.cassandra.fencing import Fence, LeadershipPart
 from titus.store.cassandra.idempotency import IdempotencyPart
 from titus.store.cassandra.jobs import JobsPart
+from titus.store.cassandra.policies import ScalingPoliciesPart
 from titus.store.cassandra.requests import RequestsPart
 from titus.store.cassandra.results import SchedulerResultsPart
 from titus.store.cassandra.schema import DEFAULT_BUCKETS, migrate
@@ -37,6 +38,7 @@ class CassandraJobStore(
     IdempotencyPart,
     AttributesPart,
     SchedulerResultsPart,
+    ScalingPoliciesPart,
 ):
     """JobStore on Cassandra; see the package docstring for the consistency rules."""
 

@@ -41,6 +41,9 @@ CREATE TABLE IF NOT EXISTS move_requests (source_job_id TEXT NOT NULL, task_id T
 CREATE TABLE IF NOT EXISTS instance_groups (name TEXT PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS scheduler_results (task_id TEXT PRIMARY KEY, job_id TEXT NOT NULL,
     value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS scaling_policies (policy_id TEXT PRIMARY KEY, job_id TEXT NOT NULL,
+    version INTEGER NOT NULL, value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS scaling_policies_by_job ON scaling_policies (job_id);
 """
 
 # Change feed entries kept; older ones are trimmed every TRIM_EVERY writes.

@@ -8,6 +8,7 @@ from titus.store.sqlite.feed import ChangeFeedPart
 from titus.store.sqlite.idempotency import IdempotencyPart
 from titus.store.sqlite.jobs import JobsPart
 from titus.store.sqlite.leadership import LeadershipPart
+from titus.store.sqlite.policies import ScalingPoliciesPart
 from titus.store.sqlite.requests import RequestsPart
 from titus.store.sqlite.results import SchedulerResultsPart
 from titus.store.sqlite.tasks import TasksPart
@@ -23,5 +24,6 @@ class SqliteJobStore(
     IdempotencyPart,
     AttributesPart,
     SchedulerResultsPart,
+    ScalingPoliciesPart,
 ):
     """JobStore in one SQLite file in WAL mode (see the package docstring)."""

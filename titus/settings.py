@@ -520,6 +520,38 @@ class Settings(BaseSettings):
     load_balancer_region: str = Field(
         "", description="Region of the ELBv2 calls; empty: the environment's."
     )
+    autoscaling_executor: Literal["local", "aws"] = Field(
+        "local",
+        description="Who carries scaling policies out: local (the leader evaluates them on "
+        "their metrics and moves desired itself) or aws (Application Auto Scaling with "
+        "CloudWatch alarms, calling back autoscaling_endpoint_url).",
+    )
+    autoscaling_interval_sec: float = Field(
+        10.0,
+        description="How often the leader evaluates (local) or reconciles with AWS (aws) "
+        "every scaling policy (0: never).",
+    )
+    autoscaling_max_policies_per_job: int = Field(
+        10, ge=1, le=50, description="Scaling policies a job may have at most (1..50)."
+    )
+    autoscaling_metrics: Literal["auto", "cloudwatch", "tasks"] = Field(
+        "auto",
+        description="Where the local executor reads a policy's metric: cloudwatch "
+        "(GetMetricStatistics), tasks (the average of the value the job's running tasks "
+        "publish in their task attribute autoscaling.metric.<metricName>), auto "
+        "(cloudwatch when AWS credentials are found).",
+    )
+    autoscaling_region: str = Field(
+        "",
+        description="Region of the Application Auto Scaling and CloudWatch calls; empty: "
+        "the environment's.",
+    )
+    autoscaling_endpoint_url: str = Field(
+        "",
+        description="Base URL of this API as Application Auto Scaling reaches it (aws "
+        "executor): each job is the custom resource "
+        "<url>/api/v3/autoscaling/scalableTargetDimensions/<jobId>.",
+    )
     eviction_system_per_minute: int = Field(
         10,
         description="Evictions (/api/v3/eviction) the whole system allows per minute, "

@@ -22,6 +22,7 @@ ROLES = [
     roles.Idempotency,
     roles.TaskAttributes,
     roles.SchedulerResults,
+    roles.ScalingPolicies,
 ]
 
 

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from titus.api import (
     agents,
+    autoscaling_routes,
     capacity,
     dashboard,
     eviction_routes,
@@ -31,6 +32,7 @@ from titus.api import (
 )
 from titus.api.admission import Limits
 from titus.api.auth import Access, TokenAuth
+from titus.api.autoscaling import AutoScalingService
 from titus.api.aws_admission import AwsAdmission
 from titus.api.cluster import ClusterService
 from titus.api.errors import ApiError, api_error_handler, error_body, invalid_request_handler
@@ -70,6 +72,7 @@ BODY_MODELS: list[type[BaseModel]] = [
     CapacityGroup,
     ServiceJobProcesses,
     DisruptionBudget,
+    *autoscaling_routes.BODY_MODELS,
 ]
 
 
@@ -189,6 +192,9 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
     app.state.load_balancers = LoadBalancerService(
         app.state.jobs, loadbalancers.elbv2_client(settings.load_balancer_region)
     )
+    app.state.autoscaling = AutoScalingService(
+        app.state.jobs, store, settings.autoscaling_max_policies_per_job
+    )
     app.state.eviction = EvictionService(
         store, view, app.state.jobs.get_job, settings.eviction_system_per_minute
     )
@@ -216,6 +222,7 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
     app.include_router(eviction_routes.router)
     app.include_router(loadbalancers.router)
     app.include_router(quarantine.router)
+    app.include_router(autoscaling_routes.router)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(InvalidRequest, invalid_request_handler)
 

@@ -58,6 +58,22 @@ PRODUCERS = (
         prefix="/api/v3/eviction/quotas/capacityGroups/",
     ),
     Producer(
+        "post",
+        "/api/v3/autoscaling/scalingPolicy",
+        "200",
+        "policy_id",
+        "$response.body#/id",
+        prefix="/api/v3/autoscaling/",
+    ),
+    Producer(
+        "get",
+        "/api/v3/autoscaling/scalingPolicies",
+        "200",
+        "policy_id",
+        "$response.body#/items/0/id/id",
+        prefix="/api/v3/autoscaling/",
+    ),
+    Producer(
         "get",
         "/api/v3/instanceGroups",
         "200",

@@ -40,6 +40,12 @@ class MasterConfig:
     #: How often target groups are reconciled with their jobs' tasks (0: never).
     load_balancer_interval: float = from_setting("load_balancer_interval_sec")
     load_balancer_region: str = from_setting("load_balancer_region")
+    #: Scaling policies: how often they are evaluated or reconciled, and by what.
+    autoscaling_interval: float = from_setting("autoscaling_interval_sec")
+    autoscaling_executor: str = from_setting("autoscaling_executor")
+    autoscaling_metrics: str = from_setting("autoscaling_metrics")
+    autoscaling_region: str = from_setting("autoscaling_region")
+    autoscaling_endpoint_url: str = from_setting("autoscaling_endpoint_url")
     #: How often capacity groups and instance groups are read from the store.
     cluster_config_refresh: float = 5.0
     #: How long the first sync with the hosts may take before acting without it.
@@ -59,4 +65,9 @@ class MasterConfig:
             self_managed_timeout=settings.self_managed_migration_timeout_sec,
             load_balancer_interval=settings.load_balancer_interval_sec,
             load_balancer_region=settings.load_balancer_region,
+            autoscaling_interval=settings.autoscaling_interval_sec,
+            autoscaling_executor=settings.autoscaling_executor,
+            autoscaling_metrics=settings.autoscaling_metrics,
+            autoscaling_region=settings.autoscaling_region,
+            autoscaling_endpoint_url=settings.autoscaling_endpoint_url,
         )

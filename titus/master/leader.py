@@ -35,6 +35,9 @@ from titus.coord.base import Coordinator, Leadership
 from titus.master import metrics as m
 from titus.master import moves, placement, reports
 from titus.master import reconciler as rc
+from titus.master.autoscaling.apply import TermAutoscaling
+from titus.master.autoscaling.executor import PolicyExecutor
+from titus.master.autoscaling.factory import executor_factory
 from titus.master.cluster import ClusterDriver, HostReport
 from titus.master.cluster_config import read_capacity_groups, read_instance_groups
 from titus.master.config import UNKNOWN_TASK_GRACE_SEC, MasterConfig
@@ -135,6 +138,7 @@ class Master:
         elapsed: Callable[[], float] = time.monotonic,
         new_id: Callable[[], str] = new_task_id,
         elbv2: Callable[[], Any] | None = None,
+        policy_executor: Callable[[], PolicyExecutor] | None = None,
     ):
         self.store = store
         self.coord = coord
@@ -149,6 +153,14 @@ class Master:
         self.elapsed = elapsed
         self.new_id = new_id
         self.elbv2 = elbv2 or elbv2_client(self.config.load_balancer_region)
+        cfg = self.config
+        self.policy_executor = policy_executor or executor_factory(
+            cfg.autoscaling_executor,
+            cfg.autoscaling_metrics,
+            cfg.autoscaling_region,
+            cfg.autoscaling_endpoint_url,
+            store,
+        )
         self._nudge = threading.Event()
         self._new_term(None)
 
@@ -157,8 +169,18 @@ class Master:
         old = getattr(self, "term", None)
         if old is not None and old.registrar is not None:
             old.registrar.stop()
+        if old is not None and old.autoscaling is not None:
+            old.autoscaling.stop()
         gc.unfreeze()  # what `_load` froze may be garbage now
         self.term = Term.begin(leadership, self.config, self.clock)
+        if leadership is not None:
+            self.term.autoscaling = TermAutoscaling(
+                self.store,
+                self.policy_executor,
+                self.config.autoscaling_interval,
+                self.clock,
+                self.elapsed,
+            )
         self.executor = Executor(
             self.term,
             self.store,
@@ -414,6 +436,8 @@ class Master:
         self._clear_stuck()
         self._migrate()
         self._load_balancers()
+        if term.autoscaling is not None:
+            term.autoscaling.tick(term.view, term.epoch, term.touched)
         placement.schedule(act)
         m.ITERATION_SECONDS.observe(time.monotonic() - started)
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from titus.coord.base import Leadership
+from titus.master.autoscaling.apply import TermAutoscaling
 from titus.master.backoff import SystemBackoff
 from titus.master.cluster import HostReport, Placement
 from titus.master.config import MasterConfig
@@ -69,6 +70,8 @@ class Term:
     targets_changed: bool = False
     #: The term's load balancer worker, once a job has target groups (loadbalancers.py).
     registrar: TargetRegistrar | None = None
+    #: The term's scaling policies (autoscaling/apply.py), made at election.
+    autoscaling: TermAutoscaling | None = None
     last_config: float = float("-inf")
     view: LeaderView = field(default_factory=LeaderView)
     #: Jobs whose reconciliation is due.

@@ -347,8 +347,13 @@ class PolicyRecord(Model):
     #: The store's version of the record (optimistic concurrency); not part of the API.
     version: int = 0
 
+    def policy_json(self) -> dict[str, Any]:
+        """The policy as it was given: the fields its writer set, defaults left out, as
+        protobuf-JSON leaves them out."""
+        return self.policy.model_dump(mode="json", exclude_unset=True)
+
     def encode(self) -> str:
-        return json.dumps(self.to_json(), separators=(",", ":"))
+        return json.dumps({**self.to_json(), "policy": self.policy_json()}, separators=(",", ":"))
 
     @classmethod
     def decode(cls, text: str, version: int) -> PolicyRecord:
@@ -364,6 +369,6 @@ class PolicyRecord(Model):
         return {
             "jobId": self.jobId,
             "id": {"id": self.id},
-            "scalingPolicy": self.policy.to_json(),
+            "scalingPolicy": self.policy_json(),
             "policyState": status,
         }

@@ -53,6 +53,12 @@ ROUTES: dict[str, tuple[str, str]] = {
     "GetAllLoadBalancers": ("GET", "/api/v3/loadBalancers"),
     "AddLoadBalancer": ("POST", "/api/v3/loadBalancers"),
     "RemoveLoadBalancer": ("DELETE", "/api/v3/loadBalancers"),
+    "GetAllScalingPolicies": ("GET", "/api/v3/autoscaling/scalingPolicies"),
+    "GetScalingPolicy": ("GET", "/api/v3/autoscaling/scalingPolicy/{id}"),
+    "GetJobScalingPolicies": ("GET", "/api/v3/autoscaling/scalingPolicies/{id}"),
+    "SetAutoScalingPolicy": ("POST", "/api/v3/autoscaling/scalingPolicy"),
+    "UpdateAutoScalingPolicy": ("PUT", "/api/v3/autoscaling/scalingPolicy"),
+    "DeleteAutoScalingPolicy": ("DELETE", "/api/v3/autoscaling/scalingPolicy/{id}"),
 }
 
 

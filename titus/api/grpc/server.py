@@ -26,7 +26,10 @@ from grpc_reflection.v1alpha import reflection
 
 from titus.api.auth import TokenAuth
 from titus.api.gate import Gate
+from titus.api.grpc.autoscaling import AutoScaling
 from titus.api.grpc.gate import CallGate
+from titus.api.grpc.gen import titus_autoscale_api_pb2 as as_pb
+from titus.api.grpc.gen import titus_autoscale_api_pb2_grpc as as_grpc
 from titus.api.grpc.gen import titus_job_api_pb2 as pb
 from titus.api.grpc.gen import titus_job_api_pb2_grpc as pb_grpc
 from titus.api.grpc.gen import titus_loadbalancer_api_pb2 as lb_pb
@@ -40,6 +43,7 @@ log = logging.getLogger("titus.api.grpc")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["JobManagementService"].full_name
 LB_SERVICE_NAME = lb_pb.DESCRIPTOR.services_by_name["LoadBalancerService"].full_name
+AS_SERVICE_NAME = as_pb.DESCRIPTOR.services_by_name["AutoScalingService"].full_name
 #: Seconds in-flight calls get to finish when the server stops.
 STOP_GRACE_SEC = 2.0
 
@@ -74,10 +78,20 @@ def build_server(app: FastAPI, settings: Settings) -> tuple[grpc.aio.Server, int
     lb_grpc.add_LoadBalancerServiceServicer_to_server(
         LoadBalancers(state.load_balancers, state.view, servicer), server
     )
+    as_grpc.add_AutoScalingServiceServicer_to_server(
+        AutoScaling(state.autoscaling, servicer), server
+    )
     checks = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checks, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, LB_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (
+            SERVICE_NAME,
+            LB_SERVICE_NAME,
+            AS_SERVICE_NAME,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        ),
+        server,
     )
     address = f"{settings.grpc_host}:{settings.grpc_port}"
     try:

@@ -1,0 +1,66 @@
+"""What an executor of scaling policies is given and gives back.
+
+The leader's loop hands the worker a snapshot (every stored policy, the facts of the
+jobs they name, when each policy last scaled) and the executor says, per policy, the
+state it should be in, and which jobs a policy wants at another size. The executor never
+writes a job: the loop does (apply.py), through the same rule as a user's resize.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from titus.model.autoscaling import PolicyRecord, PolicyState
+from titus.model.job import Capacity
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    """What a policy needs to know of its job, read from the leader's view."""
+
+    job_id: str
+    capacity: Capacity
+    #: An active service job (not being killed); a disabled one is still active.
+    active: bool
+    enabled: bool
+    #: Ids of its tasks that are Started.
+    started: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Activity:
+    """When a policy last changed its job's size (seconds) and which way ("out"/"in")."""
+
+    at: float
+    direction: str
+
+
+@dataclass(frozen=True)
+class ScaleRequest:
+    policy_id: str
+    job_id: str
+    desired: int
+    why: str
+
+
+@dataclass
+class Outcome:
+    #: Policy id -> (state, reason) it should be in now.
+    states: dict[str, tuple[PolicyState, str]] = field(default_factory=dict)
+    scale: list[ScaleRequest] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    policies: list[PolicyRecord]
+    jobs: dict[str, JobFacts]
+    activity: dict[str, Activity]
+    now: float
+
+
+class PolicyExecutor(Protocol):
+    def run(self, snapshot: Snapshot) -> Outcome:
+        """One pass over every policy; safe to repeat (a pass that finds everything in
+        place changes nothing)."""
+        ...

@@ -1,0 +1,114 @@
+"""The leader's autoscaling worker: one pass over every policy at a time, on a thread of
+its own, so AWS and metric calls never hold up the leader's loop.
+
+The loop hands it a snapshot every `autoscaling_interval_sec` (the previous one, if not
+taken yet, is dropped); the worker runs the executor, writes each policy's new state
+(fenced by the leader's epoch, versioned so a user's newer change is never overwritten:
+a conflict is decided again on the next pass), forgets policies Deleted for more than
+DELETED_KEPT_SEC, and queues the sizes policies want for the loop to apply. Nothing it
+holds outlives the term: a new leader starts a new worker from the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+
+from titus.master.autoscaling.executor import PolicyExecutor, ScaleRequest, Snapshot
+from titus.model.autoscaling import PolicyRecord, PolicyState
+from titus.store.base import Conflict, StaleEpoch, StoreError
+from titus.store.roles import ScalingPolicies
+
+log = logging.getLogger("titus.master")
+
+#: A Deleted policy stays listed this long (clients see how it ended), then goes.
+DELETED_KEPT_SEC = 3600.0
+#: Scale requests waiting for the loop at most (older ones are dropped first).
+MAX_QUEUED = 1000
+
+
+class Autoscaler:
+    def __init__(
+        self,
+        executor: PolicyExecutor,
+        store: ScalingPolicies,
+        epoch: int,
+        clock: Callable[[], float],
+    ):
+        self.executor = executor
+        self.store = store
+        self.epoch = epoch
+        self.clock = clock
+        self._requests: deque[ScaleRequest] = deque(maxlen=MAX_QUEUED)
+        self._wanted: Snapshot | None = None
+        self._cond = threading.Condition()
+        self._stopped = False
+        self.passes = 0
+        self._thread = threading.Thread(target=self._run, name="autoscaler", daemon=True)
+        self._thread.start()
+
+    def want(self, snapshot: Snapshot) -> None:
+        with self._cond:
+            self._wanted = snapshot
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+    def take_requests(self) -> list[ScaleRequest]:
+        with self._cond:
+            taken = list(self._requests)
+            self._requests.clear()
+        return taken
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._wanted is None and not self._stopped:
+                    self._cond.wait()
+                if self._stopped or self._wanted is None:
+                    return
+                snapshot, self._wanted = self._wanted, None
+            try:
+                self.run_pass(snapshot)
+            except StaleEpoch:
+                log.warning("autoscaling worker stops: a newer leader writes")
+                return
+            except Exception:
+                log.exception("autoscaling pass failed")
+
+    def run_pass(self, snapshot: Snapshot) -> None:
+        outcome = self.executor.run(snapshot)
+        by_id = {r.id: r for r in snapshot.policies}
+        for policy_id, (state, reason) in outcome.states.items():
+            record = by_id.get(policy_id)
+            if record is None or (record.state, record.reason) == (state, reason):
+                continue
+            self._save(record, state, reason, snapshot.now)
+        for record in snapshot.policies:
+            kept_since = record.updatedAt / 1000.0
+            if record.state == PolicyState.DELETED and snapshot.now - kept_since > DELETED_KEPT_SEC:
+                self.store.delete_scaling_policy(record.id, epoch=self.epoch)
+        if outcome.scale:
+            with self._cond:
+                self._requests.extend(outcome.scale)
+        self.passes += 1
+
+    def _save(self, record: PolicyRecord, state: PolicyState, reason: str, now: float) -> None:
+        update: dict[str, object] = {"state": state, "reason": reason}
+        if state == PolicyState.DELETED:
+            update["updatedAt"] = int(now * 1000)  # when it went, for DELETED_KEPT_SEC
+        try:
+            self.store.update_scaling_policy(record.model_copy(update=update), epoch=self.epoch)
+        except Conflict:
+            return  # its user changed it meanwhile: decided again on the next pass
+        except StaleEpoch:
+            raise
+        except StoreError as exc:
+            log.warning("scaling policy %s: state not saved (%s)", record.id, exc)
+            return
+        log.info("scaling policy %s of job %s: %s %s", record.id, record.jobId, state.value, reason)

@@ -134,7 +134,7 @@ def settle(m: Master, clock: Clock, load: float, passes: int) -> None:
         m.iterate()
         wait_until(
             "a worker pass",
-            lambda b=before: term.worker is not None and term.worker.passes > b,  # type: ignore[misc]
+            lambda b=before: term.worker is not None and term.worker.passes > b,
         )
         m.iterate()  # what it asked for applied
 

@@ -49,6 +49,7 @@ RESOURCES: dict[str, str] = {
     "instance-group": "list instance groups and change their lifecycle (phase out hosts)",
     "completion": "print a shell completion script for titus",
     "cluster": "the whole cluster at a glance",
+    "autoscaling": "list, set, replace and delete the scaling policies of service jobs",
 }
 
 #: Short forms: `titus top` is `titus cluster top`, and so on.
@@ -98,7 +99,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _load() -> None:
     """The modules whose decorators fill the table."""
-    from titus.cli import completion, fleet, jobs, top  # noqa: F401
+    from titus.cli import autoscaling, completion, fleet, jobs, top  # noqa: F401
 
 
 def add_commands(sub: Any) -> None:

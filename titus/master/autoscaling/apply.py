@@ -105,7 +105,7 @@ class TermAutoscaling:
         if self.activity is None:
             self.activity = decode_activity(self.store.get_meta(ACTIVITY_META))
         if self.worker is None:
-            self.worker = Autoscaler(self.make_executor(), self.store, epoch, self.clock)
+            self.worker = Autoscaler(self.make_executor, self.store, epoch, self.clock)
         live = {p.id for p in policies}
         self.activity = {k: v for k, v in self.activity.items() if k in live}
         jobs = facts_of(view, {p.jobId for p in policies})

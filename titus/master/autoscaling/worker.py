@@ -32,12 +32,15 @@ MAX_QUEUED = 1000
 class Autoscaler:
     def __init__(
         self,
-        executor: PolicyExecutor,
+        make_executor: Callable[[], PolicyExecutor],
         store: ScalingPolicies,
         epoch: int,
         clock: Callable[[], float],
     ):
-        self.executor = executor
+        """`make_executor` is called on the worker's thread, at its first pass: making
+        one may look for AWS credentials, which must not hold up the leader's loop."""
+        self.make_executor = make_executor
+        self.executor: PolicyExecutor | None = None
         self.store = store
         self.epoch = epoch
         self.clock = clock
@@ -82,6 +85,8 @@ class Autoscaler:
                 log.exception("autoscaling pass failed")
 
     def run_pass(self, snapshot: Snapshot) -> None:
+        if self.executor is None:
+            self.executor = self.make_executor()
         outcome = self.executor.run(snapshot)
         by_id = {r.id: r for r in snapshot.policies}
         for policy_id, (state, reason) in outcome.states.items():

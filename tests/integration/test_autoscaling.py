@@ -212,13 +212,19 @@ def test_target_tracking_on_the_tasks_own_published_metric(tmp_path: Path) -> No
         serving: set[str] = set()
 
         def serve() -> None:
-            """Every placed task starts and publishes `value` requests per task."""
-            for t in store.list_tasks(job_id):
-                if t.state == TaskState.LAUNCHED and t.id not in serving:
-                    serving.add(t.id)
-                    report = TaskReport(taskId=t.id, jobId=job_id, state=TaskState.STARTED)
-                    m.receive([HostReport("h1", report)])
-            m.iterate()
+            """Every task the job wants is placed and starts."""
+
+            def all_serving() -> bool:
+                for t in store.list_tasks(job_id):
+                    if t.state == TaskState.LAUNCHED and t.id not in serving:
+                        serving.add(t.id)
+                        report = TaskReport(taskId=t.id, jobId=job_id, state=TaskState.STARTED)
+                        m.receive([HostReport("h1", report)])
+                m.iterate()
+                started = [t for t in store.list_tasks(job_id) if t.state == TaskState.STARTED]
+                return len(started) == desired(store, job_id)
+
+            wait_until("the job's tasks serving", all_serving)
 
         def publish(value: float) -> None:
             for t in store.list_tasks(job_id):
@@ -228,7 +234,6 @@ def test_target_tracking_on_the_tasks_own_published_metric(tmp_path: Path) -> No
                         json={"attributes": {"autoscaling.metric.RequestsPerTask": str(value)}},
                     )
 
-        m.iterate()
         serve()
         publish(100.0)  # twice the target of 50 per task: twice the tasks
         drive(m, clock, "desired 4", lambda: desired(store, job_id) == 4)
@@ -236,7 +241,6 @@ def test_target_tracking_on_the_tasks_own_published_metric(tmp_path: Path) -> No
             f"by scaling policy {policy_id}: RequestsPerTask 100 against target 50" in h
             for h in history(store, job_id)
         )
-        serve()
         serve()
         publish(10.0)  # a fifth of the target: in to the fewest that keep it
         drive(m, clock, "desired 1", lambda: desired(store, job_id) == 1)

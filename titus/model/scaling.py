@@ -12,7 +12,7 @@ The decisions follow Application Auto Scaling's documented arithmetic:
   distance from the threshold picks the step, and the step's adjustment is applied as a
   change, a percentage (at least minAdjustmentMagnitude, at least one) or an exact size;
 - target tracking: the size that brings the metric to its target if load spreads evenly,
-  ceil(desired * value / target), never in when scale-in is disabled.
+  ceil(serving tasks * value / target), never in when scale-in is disabled.
 """
 
 from __future__ import annotations
@@ -118,13 +118,21 @@ def step_verdict(
 
 
 def target_verdict(
-    target: TargetTrackingPolicyDescriptor, value: float, capacity: Capacity
+    target: TargetTrackingPolicyDescriptor,
+    value: float,
+    capacity: Capacity,
+    serving: int | None = None,
 ) -> Verdict | None:
-    """What a target tracking policy wants given its metric's latest value."""
+    """What a target tracking policy wants given its metric's latest value, measured
+    over `serving` tasks (default: desired). The size is proportional to the tasks that
+    produced the value, not to desired: tasks asked for but not yet serving carry none
+    of the load, and counting them would overshoot (two serving tasks at twice the
+    target want four, however many more are still starting)."""
     goal = target.targetValue
-    if goal is None or goal <= 0 or capacity.desired <= 0:
+    current = capacity.desired if serving is None else serving
+    if goal is None or goal <= 0 or current <= 0:
         return None
-    wanted = math.ceil(capacity.desired * value / goal - 1e-9)
+    wanted = math.ceil(current * value / goal - 1e-9)
     if wanted < capacity.desired and target.disableScaleIn:
         return None
     custom = target.customizedMetricSpecification

@@ -3,7 +3,8 @@ Scaling would, on the metric source it is given (metrics.py).
 
 Per pass and policy: a step policy reads its alarm's metric over its evaluation periods
 and, in breach, picks its step (model.scaling.step_verdict); a target tracking policy
-reads its metric's latest minute and asks for the size that brings it to the target.
+reads its metric's latest minute and asks for the size that brings it to the target,
+in proportion to the job's serving (Started) tasks.
 A policy in its cooldown does nothing (step: cooldownSec after its last scaling; target
 tracking: scaleOutCooldownSec after a scale-out before another, scaleInCooldownSec after
 any of its scalings before a scale-in). When several policies of one job want a change
@@ -119,7 +120,8 @@ class LocalExecutor:
                 1,
                 now,
             )
-            verdict = target_verdict(target, values[-1], capacity) if values else None
+            serving = len(job.started) or None
+            verdict = target_verdict(target, values[-1], capacity, serving) if values else None
             if verdict is not None:
                 out = verdict.desired > capacity.desired
                 asked = target.scaleOutCooldownSec if out else target.scaleInCooldownSec

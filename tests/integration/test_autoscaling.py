@@ -2,9 +2,10 @@
 Scaling, CloudWatch): with the local executor a metric put into CloudWatch moves the
 job's desired size up and down within min and max, each change named in the job's
 history, and the policy goes on acting after a failover; with the aws executor the
-job's scalable target, its policies and their alarms exist in AWS while wanted and go
-when the policy or the job goes, and the ResourceId AWS holds is the endpoint that
-moves the job. Policies are set through the API, as a user does."""
+job's scalable target, its policies and their alarms exist in AWS while wanted, are kept
+in line by a new leader after a failover, and go when the policy or the job goes, and
+the ResourceId AWS holds is the endpoint that moves the job. Policies are set through
+the API, as a user does."""
 
 from __future__ import annotations
 
@@ -294,7 +295,17 @@ def test_the_aws_executor_keeps_targets_policies_and_alarms_in_aws(
         r = http.patch(path, json={"desiredCapacity": 3})
         assert r.status_code == 200 and desired(store, job_id) == 3
 
-        # a new max reaches the scalable target; drift (a policy removed by hand) is repaired
+        # the leader dies; its successor takes over what AWS holds and keeps it in line:
+        # a new max reaches the scalable target, drift (a policy removed by hand) is repaired
+        assert m.term.autoscaling is not None
+        m.term.autoscaling.stop()
+        m = master(
+            store,
+            clock,
+            epoch=2,
+            autoscaling_executor="aws",
+            autoscaling_endpoint_url="https://titus.example:7001",
+        )
         assert (
             http.put(
                 f"/api/v3/jobs/{job_id}/instances", json={"min": 1, "desired": 3, "max": 6}

@@ -82,3 +82,18 @@ MOVES = Counter(
     "Task moves between service jobs carried out (moved) or given up (refused)",
     ["result"],
 )
+AUTOSCALING_SCALINGS = Counter(
+    "titus_autoscaling_scalings_total",
+    "Desired sizes of service jobs changed by scaling policies, by direction (out, in)",
+    ["direction"],
+)
+AUTOSCALING_PASS_SECONDS = Histogram(
+    "titus_autoscaling_pass_duration_seconds",
+    "Duration of one autoscaling worker pass over every scaling policy",
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+AUTOSCALING_ERRORS = Counter(
+    "titus_autoscaling_errors_total",
+    "Failed AWS calls of the autoscaling worker, by kind (throttled, refused, unreachable, metric)",
+    ["kind"],
+)

@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Callable
 
+from titus.master import metrics as m
 from titus.master.autoscaling.executor import (
     Activity,
     JobFacts,
@@ -129,6 +130,7 @@ class TermAutoscaling:
                 saved.jobDescriptor.service.capacity.desired if saved.jobDescriptor.service else 0
             )
             direction = "out" if after > before else "in"
+            m.AUTOSCALING_SCALINGS.labels(direction=direction).inc()
             assert self.activity is not None
             self.activity[request.policy_id] = Activity(self.clock(), direction)
             changed = True

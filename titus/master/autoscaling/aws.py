@@ -28,6 +28,7 @@ from typing import Any
 
 import botocore.exceptions
 
+from titus.master import metrics as m
 from titus.master.autoscaling.executor import JobFacts, Outcome, Snapshot
 from titus.model.autoscaling import LIVE_STATES, PolicyRecord, PolicyState
 
@@ -246,6 +247,8 @@ class AwsExecutor:
             if isinstance(e, botocore.exceptions.ClientError):
                 code = str(e.response.get("Error", {}).get("Code", ""))
             log.warning("autoscaling %s: %s (next try in %.0f s)", key, e, delay)
+            kind = "unreachable" if not code else "throttled" if code in THROTTLED else "refused"
+            m.AUTOSCALING_ERRORS.labels(kind=kind).inc()
             if code and code not in THROTTLED:
                 for record in records:
                     if record.state != PolicyState.DELETING:

@@ -19,6 +19,7 @@ import logging
 
 import botocore.exceptions
 
+from titus.master import metrics as m
 from titus.master.autoscaling.executor import (
     Activity,
     JobFacts,
@@ -67,6 +68,7 @@ class LocalExecutor:
                 wish = self._evaluate(record, job, snapshot)
             except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
                 log.warning("scaling policy %s: metric not read: %s", record.id, e)
+                m.AUTOSCALING_ERRORS.labels(kind="metric").inc()
                 continue
             if wish is not None:
                 verdict, direction = wish

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
+from titus.master import metrics as m
 from titus.master.autoscaling.executor import PolicyExecutor, ScaleRequest, Snapshot
 from titus.model.autoscaling import PolicyRecord, PolicyState
 from titus.store.base import Conflict, StaleEpoch, StoreError
@@ -76,8 +78,10 @@ class Autoscaler:
                 if self._stopped or self._wanted is None:
                     return
                 snapshot, self._wanted = self._wanted, None
+            started = time.monotonic()
             try:
                 self.run_pass(snapshot)
+                m.AUTOSCALING_PASS_SECONDS.observe(time.monotonic() - started)
             except StaleEpoch:
                 log.warning("autoscaling worker stops: a newer leader writes")
                 return

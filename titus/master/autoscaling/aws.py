@@ -163,7 +163,13 @@ class AwsExecutor:
                 elif record.state == PolicyState.DELETING:
                     outcome.states[record.id] = (PolicyState.DELETED, record.reason)
             return outcome
-        targets, in_aws, alarms = self._ours()
+        try:
+            targets, in_aws, alarms = self._ours()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            # nothing can be reconciled without knowing what AWS holds: next pass
+            log.warning("autoscaling: cannot read what AWS holds: %s", e)
+            m.AUTOSCALING_ERRORS.labels(kind="unreachable").inc()
+            return outcome
         wanted_jobs: dict[str, JobFacts] = {}
         live: set[str] = set()
         for record in snapshot.policies:

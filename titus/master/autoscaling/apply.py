@@ -1,6 +1,7 @@
 """The leader's side of autoscaling, for one term: every `autoscaling_interval_sec` it
-hands the worker a snapshot (the stored policies, their jobs as the view sees them, when
-each policy last scaled), and at every iteration it writes the sizes policies asked for.
+hands the worker the facts of the jobs its last pass found policies for (from the view's
+index: no task is parsed) and when each policy last scaled, and at every iteration it
+writes the sizes policies asked for. The worker, not the loop, reads the policies.
 
 A size is written as a user's resize would be (model.scaling.scaled_job: within min and
 max, processes respected, never for a disabled or dying job), with the leader's epoch,
@@ -19,14 +20,14 @@ from titus.master import metrics as m
 from titus.master.autoscaling.executor import (
     Activity,
     JobFacts,
+    LoopFacts,
     PolicyExecutor,
     ScaleRequest,
-    Snapshot,
 )
 from titus.master.autoscaling.worker import Autoscaler
 from titus.master.view import LeaderView
 from titus.model.autoscaling import PolicyRecord
-from titus.model.job import Job
+from titus.model.job import Capacity, Job
 from titus.model.scaling import scaled_job
 from titus.model.states import JobState, TaskState
 from titus.store.base import Conflict, JobStore
@@ -43,10 +44,17 @@ def facts_of(view: LeaderView, job_ids: set[str]) -> dict[str, JobFacts]:
         service = job.jobDescriptor.service if job is not None else None
         if job is None or service is None:
             continue
-        started = tuple(t.id for t in view.tasks_of(job_id) if t.state == TaskState.STARTED)
+        # the view's index, not its tasks: no task document is parsed for this
+        started = tuple(
+            t for t in view.by_job.get(job_id, ()) if view.state(t) == TaskState.STARTED
+        )
         out[job_id] = JobFacts(
             job_id=job_id,
-            capacity=service.capacity.model_copy(),
+            capacity=Capacity.model_construct(
+                min=service.capacity.min,
+                desired=service.capacity.desired,
+                max=service.capacity.max,
+            ),
             active=job.status.state == JobState.ACCEPTED,
             enabled=service.enabled,
             started=started,
@@ -100,17 +108,18 @@ class TermAutoscaling:
         if self.interval <= 0 or now - self.last < self.interval:
             return
         self.last = now
-        policies = self.store.list_scaling_policies()
-        if not policies and self.worker is None:
-            return
-        if self.activity is None:
-            self.activity = decode_activity(self.store.get_meta(ACTIVITY_META))
         if self.worker is None:
+            if not self.store.list_scaling_policies():
+                return  # no policy anywhere: no worker
+            self.activity = decode_activity(self.store.get_meta(ACTIVITY_META))
             self.worker = Autoscaler(self.make_executor, self.store, epoch, self.clock)
-        live = {p.id for p in policies}
-        self.activity = {k: v for k, v in self.activity.items() if k in live}
-        jobs = facts_of(view, {p.jobId for p in policies})
-        self.worker.want(Snapshot(policies, jobs, dict(self.activity), self.clock()))
+        assert self.activity is not None
+        if self.worker.passes:  # policies gone since: their cooldowns are of no use
+            kept = self.worker.policy_ids
+            self.activity = {k: v for k, v in self.activity.items() if k in kept}
+        jobs = facts_of(view, set(self.worker.job_ids))
+        facts = LoopFacts(jobs, frozenset(view.jobs), dict(self.activity), self.clock())
+        self.worker.want(facts)
 
     def _apply(
         self, requests: list[ScaleRequest], view: LeaderView, epoch: int, touched: set[str]

@@ -216,6 +216,7 @@ class AwsExecutor:
                     outcome.states[record.id] = (PolicyState.DELETED, reason or "deleted")
         # leftovers: what the platform made for policies and jobs no longer wanted
         known = {r.id for r in snapshot.policies if r.state != PolicyState.DELETED}
+        known |= {r.id for r in snapshot.deferred}
         for name in sorted(set(in_aws) - known):
             self._guarded(
                 f"leftover {name}", now, outcome, [], partial(self._remove, name, in_aws, alarms)
@@ -226,6 +227,7 @@ class AwsExecutor:
                     f"leftover {name}", now, outcome, [], partial(self._delete_alarm, name)
                 )
         wanted_ids = {self.resource_id(j) for j in wanted_jobs}
+        wanted_ids |= {self.resource_id(r.jobId) for r in snapshot.deferred}
         for rid in sorted(set(targets) - wanted_ids):
             self._guarded(f"leftover {rid}", now, outcome, [], partial(self._deregister, rid))
         return outcome

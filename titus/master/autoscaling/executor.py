@@ -1,8 +1,9 @@
 """What an executor of scaling policies is given and gives back.
 
-The leader's loop hands the worker a snapshot (every stored policy, the facts of the
-jobs they name, when each policy last scaled) and the executor says, per policy, the
-state it should be in, and which jobs a policy wants at another size. The executor never
+The leader's loop hands the worker the facts of the jobs that have policies (LoopFacts);
+the worker reads the policies from the store and hands the executor a Snapshot; the
+executor says, per policy, the state it should be in, and which jobs a policy wants at
+another size. The executor never
 writes a job: the loop does (apply.py), through the same rule as a user's resize.
 """
 
@@ -52,11 +53,27 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class LoopFacts:
+    """What the loop hands the worker: the facts of the jobs the worker's last pass found
+    policies for, which jobs are active at all, and when each policy last scaled."""
+
+    jobs: dict[str, JobFacts]
+    active: frozenset[str]
+    activity: dict[str, Activity]
+    now: float
+
+
+@dataclass(frozen=True)
 class Snapshot:
+    """What an executor decides on: the policies whose jobs' facts are known (or whose
+    jobs are gone), and the policies of active jobs not known yet (`deferred`: new since
+    the last pass; decided on the next one and meanwhile left as they are, in AWS too)."""
+
     policies: list[PolicyRecord]
     jobs: dict[str, JobFacts]
     activity: dict[str, Activity]
     now: float
+    deferred: tuple[PolicyRecord, ...] = ()
 
 
 class PolicyExecutor(Protocol):

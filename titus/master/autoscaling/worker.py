@@ -1,8 +1,9 @@
 """The leader's autoscaling worker: one pass over every policy at a time, on a thread of
 its own, so AWS and metric calls never hold up the leader's loop.
 
-The loop hands it a snapshot every `autoscaling_interval_sec` (the previous one, if not
-taken yet, is dropped); the worker runs the executor, writes each policy's new state
+The loop hands it the facts of the jobs with policies every `autoscaling_interval_sec`
+(the previous ones, if not taken yet, are dropped); the worker reads the policies (so
+the loop never parses them), runs the executor, writes each policy's new state
 (fenced by the leader's epoch, versioned so a user's newer change is never overwritten:
 a conflict is decided again on the next pass), forgets policies Deleted for more than
 DELETED_KEPT_SEC, and queues the sizes policies want for the loop to apply. Nothing it
@@ -18,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 
 from titus.master import metrics as m
-from titus.master.autoscaling.executor import PolicyExecutor, ScaleRequest, Snapshot
+from titus.master.autoscaling.executor import LoopFacts, PolicyExecutor, ScaleRequest, Snapshot
 from titus.model.autoscaling import PolicyRecord, PolicyState
 from titus.store.base import Conflict, StaleEpoch, StoreError
 from titus.store.roles import ScalingPolicies
@@ -47,16 +48,20 @@ class Autoscaler:
         self.epoch = epoch
         self.clock = clock
         self._requests: deque[ScaleRequest] = deque(maxlen=MAX_QUEUED)
-        self._wanted: Snapshot | None = None
+        self._wanted: LoopFacts | None = None
+        #: The jobs the last pass found policies for: the loop hands their facts next.
+        self.job_ids: frozenset[str] = frozenset()
+        #: The policies the last pass found (the loop forgets others' activity).
+        self.policy_ids: frozenset[str] = frozenset()
         self._cond = threading.Condition()
         self._stopped = False
         self.passes = 0
         self._thread = threading.Thread(target=self._run, name="autoscaler", daemon=True)
         self._thread.start()
 
-    def want(self, snapshot: Snapshot) -> None:
+    def want(self, facts: LoopFacts) -> None:
         with self._cond:
-            self._wanted = snapshot
+            self._wanted = facts
             self._cond.notify()
 
     def stop(self) -> None:
@@ -77,10 +82,10 @@ class Autoscaler:
                     self._cond.wait()
                 if self._stopped or self._wanted is None:
                     return
-                snapshot, self._wanted = self._wanted, None
+                facts, self._wanted = self._wanted, None
             started = time.monotonic()
             try:
-                self.run_pass(snapshot)
+                self.run_pass(facts)
                 m.AUTOSCALING_PASS_SECONDS.observe(time.monotonic() - started)
             except StaleEpoch:
                 log.warning("autoscaling worker stops: a newer leader writes")
@@ -88,9 +93,18 @@ class Autoscaler:
             except Exception:
                 log.exception("autoscaling pass failed")
 
-    def run_pass(self, snapshot: Snapshot) -> None:
+    def run_pass(self, facts: LoopFacts) -> None:
         if self.executor is None:
             self.executor = self.make_executor()
+        policies = self.store.list_scaling_policies()
+        self.job_ids = frozenset(p.jobId for p in policies)
+        self.policy_ids = frozenset(p.id for p in policies)
+        ready: list[PolicyRecord] = []
+        deferred: list[PolicyRecord] = []
+        for policy in policies:
+            unknown = policy.jobId in facts.active and policy.jobId not in facts.jobs
+            (deferred if unknown else ready).append(policy)
+        snapshot = Snapshot(ready, facts.jobs, facts.activity, facts.now, tuple(deferred))
         outcome = self.executor.run(snapshot)
         by_id = {r.id: r for r in snapshot.policies}
         for policy_id, (state, reason) in outcome.states.items():

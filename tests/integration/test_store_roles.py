@@ -23,6 +23,7 @@ ROLES = [
     roles.TaskAttributes,
     roles.SchedulerResults,
     roles.ScalingPolicies,
+    roles.Repair,
 ]
 
 

@@ -10,11 +10,13 @@ from titus.master.scheduler.model import (
     RESOURCES,
     Assignment,
     CapacityGroup,
+    HostEnis,
     HostState,
     PlacementSummary,
     SchedulerConfig,
     ScheduleResult,
     TaskRequest,
+    eni_set_key,
 )
 from titus.master.scheduler.queue import TieredQueue, queue_order
 from titus.master.scheduler.scorers import Scorer, default_scorers
@@ -25,6 +27,7 @@ __all__ = [
     "CapacityGroup",
     "CapacityLedger",
     "Filter",
+    "HostEnis",
     "HostState",
     "HostTable",
     "PlacementSummary",
@@ -37,5 +40,6 @@ __all__ = [
     "TieredQueue",
     "default_filters",
     "default_scorers",
+    "eni_set_key",
     "queue_order",
 ]

@@ -6,6 +6,7 @@ any offer source (registered agents or Mesos offers) and the scheduler stays fre
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 #: Resource names, in the column order of the scheduler's host matrices. They are the keys of
@@ -40,6 +41,9 @@ class TaskRequest:
     hard_constraints: dict[str, str] = field(default_factory=dict)
     soft_constraints: dict[str, str] = field(default_factory=dict)
     enqueued_at: float = 0.0
+    #: The task's security-group set as one key (`eni_set_key`): its address sits on an ENI
+    #: of that set. Only read for tasks that take an IP slot.
+    security_groups: str = ""
 
     def demand(self) -> tuple[float, ...]:
         """The request in `RESOURCES` order."""
@@ -51,6 +55,26 @@ class TaskRequest:
             float(self.gpu),
             float(self.ip_slots),
         )
+
+
+def eni_set_key(groups: Iterable[str]) -> str:
+    """One key per security-group set, whatever the order or repeats of its groups: what
+    the agent tags an ENI with and what the scheduler counts ENIs by."""
+    return ",".join(sorted(set(groups)))
+
+
+@dataclass
+class HostEnis:
+    """A host's ENIs as the scheduler counts them ("ENIs as a named resource keyed by
+    security-group set"): up to `max_enis` ENIs for tasks (the host's own primary ENI
+    left out), each carrying `ips_per_eni` task addresses (its own primary address left
+    out). `sets` maps a security-group-set key to (ENIs of that set on the host, task
+    addresses in use on them). An ENI without a task address in use counts as free: the
+    agent deletes such an ENI when its slot is wanted for another set."""
+
+    max_enis: int
+    ips_per_eni: int
+    sets: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,6 +95,9 @@ class HostState:
     job_counts: dict[str, int] = field(default_factory=dict)
     #: A job holding the host exclusively (exclusiveHost): nobody else may land on it.
     exclusive_job: str | None = None
+    #: The host's ENIs per security-group set; None: a host without ENI limits (its
+    #: `ipSlots` alone count its addresses).
+    enis: HostEnis | None = None
 
 
 @dataclass
@@ -117,8 +144,8 @@ class SchedulerConfig:
       groups are re-ranked; they share one evaluation, so this is a throughput knob, and
       fairness among groups holds at the granularity of such runs.
     - `resource_weight`, `soft_weight`, `fitness_weight`: Fenzo's combination of the
-      resource-set fit (always 1 here: no named resources yet), the mean soft-constraint
-      score (1 when the task has none) and the fitness (bin packing or spreading).
+      resource-set fit (ENIs of the task's security groups; 1 when none applies), the mean
+      soft-constraint score (1 when the task has none) and the fitness (bin packing or spreading).
     """
 
     max_launching_per_host: int = 1

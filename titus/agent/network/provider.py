@@ -13,7 +13,7 @@ import fcntl
 import ipaddress
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,6 +78,25 @@ class AddressProvider(Protocol):
 
     def sweep(self) -> None:
         """Give back to the cloud what was released longer ago than its grace period."""
+        ...
+
+    def release_absent(self, running: Iterable[str]) -> list[str]:
+        """Release the addresses of tasks not among `running` (after the provider's grace
+        period); the task ids released."""
+        ...
+
+    def adopt(self, task_id: str, ip: str, security_groups: Sequence[str]) -> Allocation | None:
+        """Take back `ip` for a running task the records do not know (they were lost), if
+        this provider handed it out; None otherwise."""
+        ...
+
+    def task_slots(self) -> int | None:
+        """Task addresses this host can hold, or None to keep the configured count."""
+        ...
+
+    def published(self) -> dict[str, Any]:
+        """What the scheduler is told of the host's address interfaces (`AgentInfo.network`);
+        empty when nothing limits addresses per interface."""
         ...
 
 

@@ -16,10 +16,10 @@ from titus.master.scheduler.model import (
     SchedulerConfig,
     ScheduleResult,
     TaskRequest,
-    eni_set_key,
 )
 from titus.master.scheduler.queue import TieredQueue, queue_order
 from titus.master.scheduler.scorers import Scorer, default_scorers
+from titus.model.names import eni_set_key
 
 __all__ = [
     "RESOURCES",

@@ -6,12 +6,18 @@ any offer source (registered agents or Mesos offers) and the scheduler stays fre
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Resource names, in the column order of the scheduler's host matrices. They are the keys of
 #: `HostState.total` / `HostState.used` and of the per-group usage given to `Scheduler.schedule`.
 RESOURCES: tuple[str, ...] = ("cpu", "memoryMB", "diskMB", "networkMbps", "gpu", "ipSlots")
+
+#: Bounds of what a host may publish about its ENIs (the largest instance types have 15
+#: ENIs of 50 addresses; a published figure above these is not believed).
+MAX_ENIS = 64
+MAX_IPS_PER_ENI = 256
 
 BATCH = "BATCH"
 SERVICE = "SERVICE"
@@ -57,12 +63,6 @@ class TaskRequest:
         )
 
 
-def eni_set_key(groups: Iterable[str]) -> str:
-    """One key per security-group set, whatever the order or repeats of its groups: what
-    the agent tags an ENI with and what the scheduler counts ENIs by."""
-    return ",".join(sorted(set(groups)))
-
-
 @dataclass
 class HostEnis:
     """A host's ENIs as the scheduler counts them ("ENIs as a named resource keyed by
@@ -75,6 +75,27 @@ class HostEnis:
     max_enis: int
     ips_per_eni: int
     sets: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @classmethod
+    def from_published(cls, data: Mapping[str, Any]) -> HostEnis | None:
+        """What an agent publishes (`AgentInfo.network`), checked and bounded; None when it
+        publishes no ENI limits or nothing that makes sense (the host then counts by
+        `ipSlots` alone)."""
+        try:
+            max_enis, per_eni = int(data["maxEnis"]), int(data["ipsPerEni"])
+            raw = data.get("sets") or {}
+            if not (0 <= max_enis <= MAX_ENIS and 0 <= per_eni <= MAX_IPS_PER_ENI):
+                return None
+            if not isinstance(raw, Mapping) or len(raw) > MAX_ENIS:
+                return None
+            sets: dict[str, tuple[int, int]] = {}
+            for key, value in raw.items():
+                enis, used = (int(v) for v in value)
+                if 0 <= enis <= max_enis and 0 <= used <= enis * per_eni:
+                    sets[str(key)] = (enis, used)
+        except (KeyError, TypeError, ValueError):
+            return None
+        return cls(max_enis, per_eni, sets)
 
 
 @dataclass

@@ -167,6 +167,9 @@ class NetworkHook(TaskHook):
         if slots is not None:
             info.resources[names.IP_SLOTS] = float(slots)
         info.network = self.provider.published()
+        itype = self.provider.instance_type()
+        if itype:
+            info.attributes["itype"] = itype
 
     def upkeep(self, running: Collection[str]) -> None:
         """Every `sweep_interval_sec`: release what tasks no longer running hold, give

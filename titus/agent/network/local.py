@@ -104,6 +104,9 @@ class LocalPoolProvider:
     def task_slots(self) -> int | None:
         return None  # the pool's size, which the settings already say
 
+    def instance_type(self) -> str:
+        return ""
+
     def published(self) -> dict[str, Any]:
         return {}  # one interface without a per-interface limit
 

@@ -94,6 +94,10 @@ class AddressProvider(Protocol):
         """Task addresses this host can hold, or None to keep the configured count."""
         ...
 
+    def instance_type(self) -> str:
+        """The host's instance type as the cloud says it ("" when there is none)."""
+        ...
+
     def published(self) -> dict[str, Any]:
         """What the scheduler is told of the host's address interfaces (`AgentInfo.network`);
         empty when nothing limits addresses per interface."""

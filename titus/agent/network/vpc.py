@@ -104,7 +104,7 @@ class VpcProvider:
         itype = instance["Reservations"][0]["Instances"][0]["InstanceType"]
         info = self._call("describe_instance_types", InstanceTypes=[itype])
         net = info["InstanceTypes"][0]["NetworkInfo"]
-        self.instance_type = str(itype)
+        self.itype = str(itype)
         self.max_enis = int(net["MaximumNetworkInterfaces"])
         self.ips_per_eni = int(net["Ipv4AddressesPerInterface"])
         self.adopted = self._scan()
@@ -120,6 +120,9 @@ class VpcProvider:
     def addresses_per_eni(self) -> int:
         """Task addresses on one ENI: its limit less the ENI's own primary address."""
         return max(self.ips_per_eni - 1, 0)
+
+    def instance_type(self) -> str:
+        return self.itype
 
     def task_slots(self) -> int:
         """Task addresses this host can hold: ENIs x addresses per ENI, primaries left out."""

@@ -5,10 +5,16 @@ names the rule, and hosts already holding the set are preferred."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
+from titus.master.placement import merged_enis, task_request
 from titus.master.scheduler import HostEnis, HostState, Scheduler, SchedulerConfig, TaskRequest
+from titus.model.job import Job, JobStatus, Task, TaskStatus
+from titus.model.names import eni_set_key
+from titus.model.states import JobState, TaskState
+from titus.model.validation import parse_job_descriptor
 
 FULL = {"cpu": 64, "memoryMB": 256_000, "diskMB": 1_000_000, "networkMbps": 10_000, "ipSlots": 500}
 
@@ -99,9 +105,57 @@ def test_placements_never_over_commit_enis_or_their_addresses(seed: int) -> None
     for summary in result.unplaced.values():
         assert summary.refused_by == {"eniPerSecurityGroups": len(hosts)}
 
+
 def test_hosts_that_hold_the_set_are_preferred_so_slots_stay_free_for_other_sets() -> None:
     # h1 is the fuller host (bin packing's choice) but holds no ENI of sg-a; h2 does
     h1 = host("h1", HostEnis(1, 5, {}), cpu_used=30)
     h2 = host("h2", HostEnis(1, 5, {"sg-a": (1, 1)}), cpu_used=1)
     placed = schedule([task("a1", "sg-a"), task("b1", "sg-b", job="jb")], [h1, h2])
     assert placed == {"a1": "h2", "b1": "h1"}
+
+
+def test_what_an_agent_publishes_is_believed_only_within_bounds() -> None:
+    good = {"maxEnis": 2, "ipsPerEni": 5, "sets": {"sg-a": [1, 3]}}
+    assert HostEnis.from_published(good) == HostEnis(2, 5, {"sg-a": (1, 3)})
+    assert HostEnis.from_published({}) is None  # no ENI limits: ipSlots alone count
+    for bad in (
+        {"maxEnis": 10_000, "ipsPerEni": 5},
+        {"maxEnis": "two", "ipsPerEni": 5},
+        {"maxEnis": 2, "ipsPerEni": 5, "sets": ["sg-a"]},
+    ):
+        assert HostEnis.from_published(bad) is None
+    # a set claiming more than its ENIs hold is dropped, the rest kept
+    odd = {"maxEnis": 2, "ipsPerEni": 5, "sets": {"sg-a": [1, 9], "sg-b": [1, 1]}}
+    assert HostEnis.from_published(odd) == HostEnis(2, 5, {"sg-b": (1, 1)})
+
+
+def test_the_leader_adds_tasks_placed_since_the_agent_published_and_never_frees_more() -> None:
+    published = HostEnis(3, 5, {"sg-a": (1, 4), "sg-b": (1, 2)})
+    merged = merged_enis(published, {"sg-a": 7, "sg-b": 1, "sg-c": 1})
+    # sg-a: 3 more than the agent counted: one on its ENI's last address, two on a new ENI;
+    # sg-b: the agent still counts a task the leader saw end: its figures stand;
+    # sg-c: new, one ENI
+    assert merged.sets == {"sg-a": (2, 7), "sg-b": (1, 2), "sg-c": (1, 1)}
+    refused = Scheduler(SchedulerConfig(max_launching_per_host=100)).schedule(
+        [task("d", "sg-d")], [host("h", merged)]
+    )
+    assert refused.unplaced["d"].refused_by == {"eniPerSecurityGroups": 1}
+
+
+def test_a_task_request_carries_its_jobs_security_group_set() -> None:
+    body: dict[str, Any] = {
+        "owner": {"teamEmail": "a@b.co"},
+        "applicationName": "app",
+        "container": {
+            "image": {"name": "img", "tag": "1"},
+            "resources": {"cpu": 1, "memoryMB": 512, "diskMB": 1000},
+            "securityProfile": {"securityGroups": ["sg-b", "sg-a"]},
+        },
+        "batch": {"size": 1},
+    }
+    job = Job(
+        id="j", jobDescriptor=parse_job_descriptor(body), status=JobStatus(state=JobState.ACCEPTED)
+    )
+    status = TaskStatus(state=TaskState.ACCEPTED)
+    request = task_request(job, Task(id="t", jobId="j", originalId="t", status=status))
+    assert request.security_groups == eni_set_key(["sg-a", "sg-b"]) == "sg-a,sg-b"

@@ -4,11 +4,13 @@ names the rule, and hosts already holding the set are preferred."""
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
 import pytest
 
+from titus.coord.base import AgentInfo
 from titus.master.placement import merged_enis, task_request
 from titus.master.scheduler import HostEnis, HostState, Scheduler, SchedulerConfig, TaskRequest
 from titus.model.job import Job, JobStatus, Task, TaskStatus
@@ -159,3 +161,14 @@ def test_a_task_request_carries_its_jobs_security_group_set() -> None:
     status = TaskStatus(state=TaskState.ACCEPTED)
     request = task_request(job, Task(id="t", jobId="j", originalId="t", status=status))
     assert request.security_groups == eni_set_key(["sg-a", "sg-b"]) == "sg-a,sg-b"
+
+
+def test_an_agents_registration_carries_its_enis_to_the_scheduler() -> None:
+    info = AgentInfo(
+        id="i-1", address="http://h:1", resources={"ipSlots": 10.0},
+        network={"maxEnis": 2, "ipsPerEni": 5, "sets": {"sg-a": [1, 2]}},
+    )  # fmt: skip
+    again = AgentInfo.from_json(json.loads(json.dumps(info.to_json())))
+    assert HostEnis.from_published(again.network) == HostEnis(2, 5, {"sg-a": (1, 2)})
+    plain = AgentInfo.from_json(AgentInfo(id="h", address="x", resources={}).to_json())
+    assert plain.network == {} and HostEnis.from_published(plain.network) is None

@@ -152,11 +152,9 @@ class NetworkHook(TaskHook):
         with self._lock:
             self._filtered.pop(ctx.task_id, None)
         self.plumbing.detach(ctx.task_id)
+        # The address is kept for its grace period; the periodic sweep (upkeep) gives it
+        # back, so a mass kill makes no burst of cloud calls.
         self.provider.release(ctx.task_id)
-        try:
-            self.provider.sweep()
-        except NetworkError:
-            log.warning("task %s: giving back released addresses failed", ctx.task_id)
 
     # agent-wide
 

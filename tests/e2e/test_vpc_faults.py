@@ -110,3 +110,34 @@ def test_an_allocation_that_finally_fails_is_a_system_error_that_uses_no_retry(
         ),
         60,
     )
+
+
+def test_enis_per_security_group_set_are_scheduled_from_what_the_agent_publishes(
+    vpc_platform: tuple[Platform, AwsFaults, Any],
+) -> None:
+    """A t3.medium has two ENIs for tasks: tasks of two group sets run, a third set waits
+    (why-pending names the ENI rule) until one set's tasks end and its ENI goes."""
+    p, _, (ec2, instance, group) = vpc_platform
+    vpc_id = ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]["VpcId"]
+    second, third = (
+        ec2.create_security_group(GroupName=n, Description=n, VpcId=vpc_id)["GroupId"]
+        for n in ("second", "third")
+    )
+    first_job = p.submit(job("sleep 300", group))
+    second_job = p.submit(job("sleep 300", second))
+    for job_id in (first_job, second_job):
+        p.wait_for(f"job {job_id} running", lambda j=job_id: p.running(j), 90)
+    waiting = p.submit(job("exit 0", third))
+
+    def pending_on_enis() -> bool:
+        tasks = p.tasks(waiting)
+        return bool(tasks) and "eniPerSecurityGroups" in tasks[0]["status"].get("reasonMessage", "")
+
+    p.wait_for("the third set's task pending on the ENI rule", pending_on_enis, 60)
+    assert p.tasks(waiting)[0]["status"]["state"] == "Accepted"
+    r = p.http.delete(f"/api/v3/jobs/{first_job}")
+    assert r.status_code == 200, r.text
+    done = p.wait_job_finished(waiting, timeout=120)
+    (task,) = p.tasks(waiting)
+    assert task["status"]["reasonCode"] == "normal", task["status"]
+    assert done["status"]["state"] == "Finished"

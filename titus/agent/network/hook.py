@@ -243,7 +243,7 @@ def address_provider(settings: Settings) -> VpcProvider | LocalPoolProvider:
             sweep_batch=settings.agent_network_sweep_batch,
         )
     subnet, pool = settings.agent_network_subnet, settings.agent_network_pool
-    return LocalPoolProvider(subnet, pool, state / "local-pool.json")
+    return LocalPoolProvider(subnet, pool, state / "local-pool.json", agent_id(settings))
 
 
 def network_hooks(settings: Settings, runtime: DockerRuntime) -> list[TaskHook]:

@@ -24,12 +24,13 @@ class LocalPoolProvider:
     """Addresses from `pool` (a range in `subnet`; empty: the subnet's hosts after the
     first, which is the gateway's by convention)."""
 
-    def __init__(self, subnet: str, pool: str, state_file: Path):
+    def __init__(self, subnet: str, pool: str, state_file: Path, owner: str = ""):
         self.subnet = ipaddress.ip_network(subnet)
         self.pool = ipaddress.ip_network(pool) if pool else self.subnet
         if not self.pool.subnet_of(self.subnet):  # type: ignore[arg-type]
             raise ValueError(f"address pool {pool} is not inside subnet {subnet}")
         self.file = AllocationFile(state_file)
+        self.owner = owner
 
     def _in_pool(self, ip: str) -> bool:
         try:
@@ -58,6 +59,7 @@ class LocalPoolProvider:
                         subnet=str(self.subnet),
                         interface_id=LOCAL_INTERFACE_ID,
                         security_groups=tuple(security_groups),
+                        owner=self.owner,
                     )
                     table[task_id] = allocation
                     return allocation
@@ -75,11 +77,13 @@ class LocalPoolProvider:
         """Nothing to give back: a released address is free at once."""
 
     def release_absent(self, running: Iterable[str]) -> list[str]:
-        """Release at once the addresses of tasks not running (a released address has no
-        grace period here)."""
+        """Release at once the addresses this agent gave to tasks not running (a released
+        address has no grace period here); those of other agents sharing the file stay."""
         alive = set(running)
         with self.file.locked() as table:
-            gone = [task for task in table if task not in alive]
+            gone = [
+                task for task, a in table.items() if task not in alive and a.owner == self.owner
+            ]
             for task in gone:
                 del table[task]
         return gone
@@ -97,6 +101,7 @@ class LocalPoolProvider:
                 subnet=str(self.subnet),
                 interface_id=LOCAL_INTERFACE_ID,
                 security_groups=tuple(security_groups),
+                owner=self.owner,
             )
             table[task_id] = allocation
             return allocation

@@ -39,6 +39,8 @@ class Allocation:
     interface_id: str
     interface_index: int = 0
     security_groups: tuple[str, ...] = field(default_factory=tuple)
+    #: The agent that handed it out, where agents share one record file ("" otherwise).
+    owner: str = ""
 
     @property
     def prefix_len(self) -> int:
@@ -58,6 +60,7 @@ class Allocation:
             interface_id=str(data["interface_id"]),
             interface_index=int(data.get("interface_index", 0)),
             security_groups=tuple(str(g) for g in data.get("security_groups", ())),
+            owner=str(data.get("owner", "")),
         )
 
 

@@ -500,6 +500,10 @@ class AgentDaemon:
         slow cloud call never delays report expiry or the registration refresh. The host
         is published again when what the hooks say of it changed."""
         while not self._stop.wait(SWEEP_INTERVAL_SEC):
+            if not self._engine_ready:
+                # Until the engine answered and its containers were adopted, the tasks
+                # held here are not known: nothing may be released as "not running".
+                continue
             with self._cond:
                 running = list(self._tasks)
             self.hooks.upkeep(running)

@@ -276,6 +276,7 @@ def test_many_launches_and_kills_leave_no_address_eni_link_class_or_rule(
     agent = vpc_agent(agent_factory, net_subnet, vpc, ns, ia, tmp_path / "a")
     clean = host_leftovers(ns, HOST_LINK_PREFIX)
     namespaces: set[str] = set()  # the tasks' network namespaces, as "net:[inode]"
+    containers: set[str] = set()
     groups = [(vpc.web,), (vpc.db,), (vpc.web, vpc.db)]
     for round_ in range(3):  # 2 cores: a dozen tasks at most at once
         specs = []
@@ -287,6 +288,7 @@ def test_many_launches_and_kills_leave_no_address_eni_link_class_or_rule(
             specs.append(spec)
             started = run_task(agent, spec, TaskState.STARTED)
             assert started.state == TaskState.STARTED, started
+            containers.add(started.containerId or "")
             namespaces.add(
                 os.readlink(f"/proc/{agent.runtime.pid(started.containerId or '')}/ns/net")
             )
@@ -299,11 +301,20 @@ def test_many_launches_and_kills_leave_no_address_eni_link_class_or_rule(
     network = next(h for h in agent.hooks.hooks if h.name == "network")
     assert network.provider.allocations() == {}  # type: ignore[attr-defined]
     wait_until("every address and ENI given back", lambda: vpc.tagged(ia) == [], 60)
-    # no process is in a task's namespace any more, and the agent holds none open
+    # no process of a task is in its namespace any more (a namespace number may be reused
+    # by someone else's meanwhile: the processes are told apart by their containers)
     listed = subprocess.run(
-        ["lsns", "-t", "net", "-n", "-o", "NS"], capture_output=True, text=True, check=True
-    ).stdout.split()
-    assert not {f"net:[{n}]" for n in listed} & namespaces
+        ["lsns", "-t", "net", "-n", "-o", "NS,PID"], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    for line in listed:
+        fields = line.split()
+        if len(fields) != 2 or f"net:[{fields[0]}]" not in namespaces:
+            continue
+        try:
+            cgroup = Path(f"/proc/{fields[1]}/cgroup").read_text()
+        except OSError:
+            continue
+        assert not any(c in cgroup for c in containers), (line, cgroup)
     held = set()
     for fd in Path("/proc/self/fd").iterdir():
         try:

@@ -633,13 +633,37 @@ class Settings(BaseSettings):
     agent_network_host_netns: str = Field(
         "", description="Network namespace that holds the bridge; empty: the agent's own."
     )
+    agent_network_link_type: Literal["veth", "ipvlan"] = Field(
+        "veth",
+        description="Link of a task's eth0: veth (a pair on the bridge) or ipvlan (L2, on "
+        "the host interface of the task's ENI, as on EC2); a kernel without ipvlan refuses "
+        "ipvlan when the agent starts.",
+    )
+    agent_network_ipvlan_parent: str = Field(
+        "eth{index}",
+        description="Host interface an ipvlan link is made on; {index} is the device index "
+        "of the task's ENI.",
+    )
+    agent_network_sweep_interval_sec: float = Field(
+        30.0,
+        gt=0,
+        description="How often the agent releases addresses of tasks no longer running, "
+        "gives back what is past its grace period and re-reads source security groups.",
+    )
+    agent_network_sweep_batch: int = Field(
+        32,
+        ge=1,
+        le=1000,
+        description="Most addresses unassigned, and most ENIs deleted, by one sweep.",
+    )
     agent_network_burst_mbps: int = Field(
         0, description="Ceiling a task may burst to over its networkMbps; 0: none."
     )
     agent_network_security_groups: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Security groups of the local provider: group id to inbound rules "
-        "'proto:from-to:cidr' (proto tcp, udp, icmp or all).",
+        "'proto:from-to:source' (proto tcp, udp, icmp or all; source a CIDR or a declared "
+        "group id, standing for the addresses of this host's tasks in that group).",
     )
 
     @property

@@ -1,6 +1,8 @@
 """Network benchmark: address allocation latency per task against moto (p50, p95),
-container start with and without the network hook (same run, ratio), and bandwidth
-achieved against a task's networkMbps.
+container start with and without the network hook (same run, ratio), for the local pool
+and for the vpc provider (addresses from ENIs that moto holds), and bandwidth achieved
+against a task's networkMbps. Each figure is measured `--runs` times (default 3); the
+medians are printed last, with the load average.
 
     DOCKER_HOST=unix:///run/titus/docker.sock .venv/bin/python -m tests.bench.network
 
@@ -24,6 +26,7 @@ from typing import Any
 
 import boto3
 import docker
+import httpx
 from moto.server import ThreadedMotoServer
 
 from tests.support.docker_engine import run_task, task_spec, wait_for_report
@@ -44,7 +47,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def allocation_latency(count: int) -> dict[str, float]:
+def moto() -> ThreadedMotoServer:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -54,35 +57,42 @@ def allocation_latency(count: int) -> dict[str, float]:
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION=REGION,
     )
-    try:
-        ec2 = boto3.client("ec2", region_name=REGION)
-        vpc = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.30.0.0/20")["Subnet"]["SubnetId"]
-        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-        instance = ec2.run_instances(
-            ImageId=image, InstanceType="m5.4xlarge", MinCount=1, MaxCount=1, SubnetId=subnet
-        )["Instances"][0]["InstanceId"]
-        sg = ec2.create_security_group(GroupName="b", Description="b", VpcId=vpc)["GroupId"]
-        with tempfile.TemporaryDirectory() as tmp:
-            p = VpcProvider(ec2_client(REGION), instance, subnet, Path(tmp) / "v.json", 0.0)
-            took = []
-            for i in range(count):
-                began = time.perf_counter()
-                p.allocate(f"t{i}", [sg])
-                took.append((time.perf_counter() - began) * 1000)
-                if i % 2:
-                    p.release(f"t{i - 1}")
-                    p.sweep()
-        return {"alloc_p50_ms": pct(took, 0.5), "alloc_p95_ms": pct(took, 0.95)}
-    finally:
-        server.stop()
+    return server
+
+
+def ec2_instance(cidr: str, itype: str) -> tuple[str, str, str]:
+    """(instance, subnet, security group) in a new VPC whose subnet is `cidr`."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="100.64.0.0/16" if cidr.startswith("100.") else "10.30.0.0/16")
+    vpc_id = vpc["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr)["Subnet"]["SubnetId"]
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    instance = ec2.run_instances(
+        ImageId=image, InstanceType=itype, MinCount=1, MaxCount=1, SubnetId=subnet
+    )["Instances"][0]["InstanceId"]
+    name = uuid.uuid4().hex[:8]
+    sg = ec2.create_security_group(GroupName=name, Description="b", VpcId=vpc_id)["GroupId"]
+    return str(instance), str(subnet), str(sg)
+
+
+def allocation_latency(count: int) -> dict[str, float]:
+    instance, subnet, sg = ec2_instance("10.30.0.0/20", "m5.4xlarge")
+    with tempfile.TemporaryDirectory() as tmp:
+        p = VpcProvider(ec2_client(REGION), instance, subnet, Path(tmp) / "v.json", 0.0)
+        took = []
+        for i in range(count):
+            began = time.perf_counter()
+            p.allocate(f"t{i}", [sg])
+            took.append((time.perf_counter() - began) * 1000)
+            if i % 2:
+                p.release(f"t{i - 1}")
+                p.sweep()
+    return {"alloc_p50_ms": pct(took, 0.5), "alloc_p95_ms": pct(took, 0.95)}
 
 
 def agent(client: docker.DockerClient, data: Path, **network: Any) -> AgentDaemon:
-    settings = Settings(
-        data_dir=str(data), agent_id=f"bench-{uuid.uuid4().hex[:6]}", kill_grace_sec=1.0,
-        **network,
-    )  # fmt: skip
+    network.setdefault("agent_id", f"bench-{uuid.uuid4().hex[:6]}")
+    settings = Settings(data_dir=str(data), kill_grace_sec=1.0, **network)
     daemon = AgentDaemon(settings, LocalCoordinator(), docker_client=client)
     daemon.start()
     return daemon
@@ -100,14 +110,10 @@ def start_times(daemon: AgentDaemon, count: int) -> list[float]:
     return took
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--allocations", type=int, default=40)
-    parser.add_argument("--starts", type=int, default=10)
-    parser.add_argument("--mbps", type=int, default=80)
-    args = parser.parse_args()
+def measure(client: docker.DockerClient, args: argparse.Namespace) -> dict[str, float]:
+    # every run against an empty moto, so runs are alike
+    httpx.post(os.environ["AWS_ENDPOINT_URL"] + "/moto-api/reset", timeout=30)
     out: dict[str, float] = allocation_latency(args.allocations)
-    client = docker.DockerClient(base_url=os.environ.get("DOCKER_HOST", ""))
     subnet = Subnet(tag=uuid.uuid4().hex[:6], cidr="100.64.9.0/24")
     sh("ip", "netns", "add", subnet.netns)
     subnet.namespaces.append(subnet.netns)
@@ -126,11 +132,19 @@ def main() -> None:
                       agent_network_host_netns=subnet.host("a"), **net)  # fmt: skip
             b = agent(client, Path(tmp) / "b", agent_network_pool="100.64.9.32/28",
                       agent_network_host_netns=subnet.host("b"), **net)  # fmt: skip
-            daemons += [plain, a, b]
+            instance, vpc_subnet, _ = ec2_instance(subnet.cidr, "m5.4xlarge")
+            v = agent(
+                client, Path(tmp) / "v", agent_id=instance, agent_network_provider="vpc",
+                agent_network_vpc_subnet_id=vpc_subnet, agent_aws_region=REGION,
+                agent_network_bridge=HOST_BRIDGE, agent_network_host_netns=subnet.host("v"),
+            )  # fmt: skip
+            daemons += [plain, a, b, v]
             without = statistics.median(start_times(plain, args.starts))
             with_hook = statistics.median(start_times(a, args.starts))
+            with_vpc = statistics.median(start_times(v, args.starts))
             out.update(start_ms_without=without, start_ms_with=with_hook)
             out["start_ratio"] = with_hook / without
+            out.update(start_ms_with_vpc=with_vpc, start_ratio_vpc=with_vpc / without)
             wait = "until ip addr show eth0 | grep -q inet; do sleep 0.05; done; "
             sink = task_spec(wait + "nc -ll -p 9000 -e dd of=/dev/null")
             sink.container.resources.networkMbps = 1000
@@ -156,7 +170,29 @@ def main() -> None:
                 d.stop()
             for ns in reversed(subnet.namespaces):
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
-    print(json.dumps({k: round(v, 2) for k, v in out.items()}, indent=1))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--allocations", type=int, default=40)
+    parser.add_argument("--starts", type=int, default=10)
+    parser.add_argument("--mbps", type=int, default=80)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    client = docker.DockerClient(base_url=os.environ.get("DOCKER_HOST", ""))
+    server = moto()
+    runs = []
+    try:
+        for n in range(max(1, args.runs)):
+            figures = measure(client, args)
+            runs.append(figures)
+            print(f"run {n + 1}:", json.dumps({k: round(v, 2) for k, v in figures.items()}))
+    finally:
+        server.stop()
+    median = {k: round(statistics.median(r[k] for r in runs), 2) for k in runs[0]}
+    loadavg = Path("/proc/loadavg").read_text().split()[:3]
+    print(json.dumps({"median_of_runs": len(runs), "loadavg": loadavg, **median}, indent=1))
 
 
 if __name__ == "__main__":

@@ -8,15 +8,24 @@ address; and many launches and kills leave no address or link behind.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
+import uuid
 from typing import Any
+
+import pytest
 
 from tests.support.docker_engine import AgentFactory, run_task, task_spec, wait_for_report
 from tests.support.net_hosts import HOST_BRIDGE, Subnet
+from tests.support.platform import TITUS, free_port
 from titus.agent.daemon import AgentDaemon
-from titus.agent.network.plumbing import HOST_LINK_PREFIX
+from titus.agent.network.hook import network_hooks
+from titus.agent.network.plumbing import HOST_LINK_PREFIX, NetworkConfigError, link_type_unsupported
+from titus.agent.runtime import DockerRuntime
 from titus.model.names import TaskContextKey
 from titus.model.states import TaskState
+from titus.settings import Settings
 
 WAIT_NET = "until ip addr show eth0 2>/dev/null | grep -q inet; do sleep 0.05; done; "
 
@@ -202,3 +211,40 @@ def test_a_task_that_ends_before_it_is_networked_just_ends(
         done = run_task(agent, task_spec("exit 3"))
         assert done.exitCode == 3, done.reasonMessage
     assert net_subnet.links(net_subnet.namespaces[-1], HOST_LINK_PREFIX) == []
+
+
+def test_ipvlan_is_refused_at_start_on_a_kernel_without_it_naming_the_setting(
+    tmp_path: Any, docker_engine: Any
+) -> None:
+    """This kernel has no ipvlan links: the agent will not start with them, and says which
+    setting to change; veth (the default) starts."""
+    assert link_type_unsupported("ipvlan") != ""
+    settings = Settings(
+        agent_network_provider="local",
+        agent_network_link_type="ipvlan",
+        data_dir=str(tmp_path / "data"),
+    )
+    with pytest.raises(NetworkConfigError, match="TITUS_AGENT_NETWORK_LINK_TYPE"):
+        network_hooks(settings, DockerRuntime(docker_engine))
+    veth = settings.model_copy(update={"agent_network_link_type": "veth"})
+    assert [h.name for h in network_hooks(veth, DockerRuntime(docker_engine))] == ["network"]
+
+    env = {
+        **os.environ,
+        "TITUS_DATA_DIR": str(tmp_path / "cli"),
+        "TITUS_AGENT_ID": f"ipvlan-{uuid.uuid4().hex[:6]}",
+        "TITUS_AGENT_NETWORK_PROVIDER": "local",
+        "TITUS_AGENT_NETWORK_BRIDGE": f"tvi{uuid.uuid4().hex[:8]}",
+        "TITUS_AGENT_NETWORK_LINK_TYPE": "ipvlan",
+        "TITUS_GRPC_PORT": "0",
+    }
+    done = subprocess.run(
+        [TITUS, "local", "--port", str(free_port()), "--agent-port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "agent_network_link_type=ipvlan" in done.stderr, done.stderr[-2000:]
+    assert "no ipvlan" in done.stderr

@@ -189,3 +189,74 @@ def test_throttled_ec2_calls_are_retried_and_no_allocation_fails(
         assert proxy.throttled > 0
     finally:
         proxy.server.shutdown()
+
+
+def test_slots_and_published_enis_follow_the_instance_type_and_allocations(
+    vpc: dict[str, Any], tmp_path: Path
+) -> None:
+    p = provider(vpc, tmp_path)
+    assert p.instance_type() == "t3.medium"
+    assert p.task_slots() == (3 - 1) * (6 - 1)  # primary ENI and primary addresses left out
+    assert p.published() == {"maxEnis": 2, "ipsPerEni": 5, "sets": {}}
+    p.allocate("t1", [vpc["web"]])
+    p.allocate("t2", [vpc["web"]])
+    p.allocate("t3", [vpc["db"]])
+    assert p.published()["sets"] == {vpc["web"]: [1, 2], vpc["db"]: [1, 1]}
+
+
+def test_an_eni_holding_only_released_addresses_makes_room_for_another_set(
+    vpc: dict[str, Any], tmp_path: Path
+) -> None:
+    p = provider(vpc, tmp_path, release_grace_sec=600)
+    a = p.allocate("t1", [vpc["web"]])
+    p.allocate("t2", [vpc["db"]])
+    p.release("t1")  # web's ENI now holds an address in its grace period only
+    both = p.allocate("t3", [vpc["web"], vpc["db"]])  # both slots taken: web's goes
+    assert both.interface_id != a.interface_id
+    with pytest.raises(Exception, match="InvalidNetworkInterfaceID"):
+        vpc["ec2"].describe_network_interfaces(NetworkInterfaceIds=[a.interface_id])
+    with pytest.raises(NetworkError, match="ENIs"):
+        p.allocate("t4", [vpc["web"]])  # and no ENI is idle now
+
+
+def test_a_sweep_gives_back_at_most_its_batch(vpc: dict[str, Any], tmp_path: Path) -> None:
+    clock = Clock()
+    p = provider(vpc, tmp_path, release_grace_sec=10, clock=clock, sweep_batch=2)
+    for i in range(5):
+        p.allocate(f"t{i}", [vpc["web"]])
+    for i in range(5):
+        p.release(f"t{i}")
+    clock.now = 11
+    held = []
+    for _ in range(4):
+        p.sweep()
+        eni = vpc["ec2"].describe_network_interfaces(
+            Filters=[{"Name": f"tag:{TAG_INSTANCE}", "Values": [vpc["instance"]]}]
+        )["NetworkInterfaces"]
+        held.append(sum(1 for e in eni for a in e["PrivateIpAddresses"] if not a["Primary"]))
+    assert held == [3, 1, 0, 0]
+
+
+def test_source_groups_stand_for_the_addresses_of_their_enis(
+    vpc: dict[str, Any], tmp_path: Path
+) -> None:
+    ec2 = vpc["ec2"]
+    ec2.authorize_security_group_ingress(
+        GroupId=vpc["db"],
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
+             "UserIdGroupPairs": [{"GroupId": vpc["web"]}]}
+        ],
+    )  # fmt: skip
+    p = provider(vpc, tmp_path)
+    assert p.rules([vpc["db"]]) == []  # no ENI is in web yet
+    web = p.allocate("t1", [vpc["web"]])
+    rules = p.rules([vpc["db"]])
+    sources = {r.cidr for r in rules}
+    assert f"{web.ip}/32" in sources and all(r.from_port == 5432 for r in rules)
+    # every address of web's ENIs (its primary one too), nobody else's
+    eni = ec2.describe_network_interfaces(NetworkInterfaceIds=[web.interface_id])
+    expected = {
+        f"{a['PrivateIpAddress']}/32" for a in eni["NetworkInterfaces"][0]["PrivateIpAddresses"]
+    }
+    assert sources == expected

@@ -7,7 +7,7 @@ host's namespace>` puts its tasks' links there, so containers of different hosts
 each other only through the subnet bridge. Everything lives in namespaces the test made
 (names start with "tn" and a per-test tag): no traffic leaves the machine and nothing
 touches the engine's own bridge or packet filter. Teardown deletes the namespaces,
-which takes their links with them. Tests skip when the machine cannot make namespaces.
+which takes their links with them. Tests fail, saying why, when the machine cannot make namespaces.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class Subnet:
 def net_subnet() -> Iterator[Subnet]:
     reason = netns_capable()
     if reason:
-        pytest.skip(reason)
+        pytest.fail(reason)
     subnet = Subnet(tag=uuid.uuid4().hex[:6], cidr="100.64.7.0/24")
     sh("ip", "netns", "add", subnet.netns)
     subnet.namespaces.append(subnet.netns)

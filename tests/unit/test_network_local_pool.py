@@ -46,3 +46,21 @@ def test_an_exhausted_pool_refuses_instead_of_reusing(tmp_path: Path) -> None:
 def test_a_pool_outside_its_subnet_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         LocalPoolProvider("100.64.0.0/24", "10.0.0.0/28", tmp_path / "pool.json")
+
+
+def test_addresses_of_tasks_no_longer_running_go_back_but_not_another_agents(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "pool.json"  # one file shared by two agents
+    mine = LocalPoolProvider("100.64.0.0/24", "100.64.0.16/29", state, owner="a")
+    theirs = LocalPoolProvider("100.64.0.0/24", "100.64.0.16/29", state, owner="b")
+    kept, lost = mine.allocate("t1", []), mine.allocate("t2", [])
+    other = theirs.allocate("t3", [])
+    assert mine.release_absent(["t1"]) == ["t2"]  # t2 ended while no agent watched
+    assert mine.allocations() == {"t1": kept, "t3": other}
+    # a running task whose record was lost is taken back by the address it has
+    mine.release("t1")
+    assert mine.adopt("t1", kept.ip, ["sg-a"]) == mine.allocations()["t1"]
+    assert mine.adopt("t9", other.ip, []) is None  # held by someone else
+    assert mine.adopt("t8", "10.9.9.9", []) is None  # not in the pool
+    assert lost.ip not in {a.ip for a in mine.allocations().values()}

@@ -19,6 +19,7 @@ from titus.master.scheduler import (
     CapacityGroup,
     CapacityLedger,
     Filter,
+    HostEnis,
     HostState,
     HostTable,
     Scheduler,
@@ -64,6 +65,30 @@ class Unbounded(Filter):
     def explain(self, table: HostTable, ctx: TaskContext, refused: BoolArray) -> str:
         return self.rule.explain(table, ctx, refused)
 
+    @property
+    def records(self) -> bool:  # type: ignore[override]
+        return self.rule.records
+
+    def record(
+        self, table: HostTable, ctx: TaskContext, rows: list[int], counts: list[int]
+    ) -> None:
+        self.rule.record(table, ctx, rows, counts)
+
+
+GROUP_SETS = ("", "sg-a", "sg-a,sg-b", "sg-c")
+
+
+def random_enis(rng: random.Random) -> HostEnis | None:
+    """ENI limits on some hosts, some ENIs of some sets in use, a few full."""
+    if rng.random() < 0.4:
+        return None
+    max_enis, per_eni = rng.choice((1, 2, 3)), rng.choice((1, 2, 5))
+    sets: dict[str, tuple[int, int]] = {}
+    for key in GROUP_SETS:
+        if rng.random() < 0.3 and sum(c for c, _ in sets.values()) < max_enis:
+            sets[key] = (1, rng.randint(1, per_eni))
+    return HostEnis(max_enis, per_eni, sets)
+
 
 def random_hosts(rng: random.Random) -> list[HostState]:
     hosts: list[HostState] = []
@@ -82,6 +107,7 @@ def random_hosts(rng: random.Random) -> list[HostState]:
             "task_count": tasks,
             "job_counts": job_counts,
             "exclusive_job": "jx" if rng.random() < 0.05 else None,
+            "enis": random_enis(rng),
         }
         # Identical hosts score alike: ties that only the host order may break.
         for _ in range(rng.choice((1, 1, 1, 3, 8))):
@@ -111,6 +137,8 @@ def random_tasks(rng: random.Random) -> list[TaskRequest]:
         group = rng.choice(("", "crit", "crit2", "flex", "flex2"))
         kind = rng.choice(("BATCH", "SERVICE"))
         gpu = rng.choice((0, 0, 0, 1))
+        groups = rng.choice(GROUP_SETS)
+        ip_slots = rng.choice((1, 1, 1, 0))
         for _ in range(rng.choice((1, 2, 5, 12, 40))):
             n = len(tasks)
             tasks.append(
@@ -124,6 +152,8 @@ def random_tasks(rng: random.Random) -> list[TaskRequest]:
                     disk_mb=1_000,
                     network_mbps=rng.choice((10, 33.3, 100)) if n % 5 == 0 else 10,
                     gpu=gpu,
+                    ip_slots=ip_slots,
+                    security_groups=groups,
                     job_type=kind,
                     capacity_group=group,
                     hard_constraints=dict(hard),

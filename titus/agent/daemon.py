@@ -112,6 +112,7 @@ class AgentDaemon:
             settings, coord, self.info, self._publish, asg_client=asg_client
         )
         self.hooks = HookRunner(hooks if hooks is not None else self.default_hooks())
+        self.hooks.describe_host(self.info)
         self._engine_ready = False
         self._claims_declared = False
         self._cond = threading.Condition()
@@ -147,6 +148,7 @@ class AgentDaemon:
             (self._watch_events, "events"),
             (self._sweep_loop, "sweep"),
             (self._health_loop, "health"),
+            (self._upkeep_loop, "upkeep"),
         ):
             t = threading.Thread(target=target, name=f"agent-{name}", daemon=True)
             t.start()
@@ -488,8 +490,30 @@ class AgentDaemon:
     # health
 
     def _publish(self) -> None:
-        """Register (or refresh) this host with its current health in coordination."""
+        """Register (or refresh) this host with its current health, and what its hooks
+        say of it (the network's ENIs), in coordination."""
+        self.hooks.describe_host(self.info)
         self.coord.register_agent(self.info)
+
+    def _upkeep_loop(self) -> None:
+        """The hooks' agent-wide upkeep (network sweep), on a thread of its own so that a
+        slow cloud call never delays report expiry or the registration refresh. The host
+        is published again when what the hooks say of it changed."""
+        while not self._stop.wait(SWEEP_INTERVAL_SEC):
+            if not self._engine_ready:
+                # Until the engine answered and its containers were adopted, the tasks
+                # held here are not known: nothing may be released as "not running".
+                continue
+            with self._cond:
+                running = list(self._tasks)
+            self.hooks.upkeep(running)
+            before = (dict(self.info.resources), dict(self.info.network))
+            self.hooks.describe_host(self.info)
+            if (self.info.resources, self.info.network) != before:
+                try:
+                    self.coord.register_agent(self.info)
+                except Exception:
+                    log.exception("publishing the host failed")
 
     def _apply_health(self, status: HealthStatus) -> bool:
         """Copy a health verdict into the registration; True when it changed."""

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from titus.agent.metrics import ADOPTED, HOOK_SECONDS, LAUNCH_SECONDS
+from titus.coord.base import AgentInfo
 from titus.model.launch import TaskSpec
 from titus.model.names import TaskContextKey
 from titus.model.states import Reason
@@ -135,6 +136,18 @@ class TaskHook:
     def teardown(self, ctx: TaskContext) -> None:
         """Undo setup. Must be safe to call when setup only partly happened or twice."""
 
+    # agent-wide phases (not one task's)
+
+    def describe_host(self, info: AgentInfo) -> None:
+        """Add what this concern tells the master about the host (resources it counts,
+        state the scheduler reads) to the host's registration; called before each one."""
+
+    def upkeep(self, running: Collection[str]) -> None:
+        """Agent-wide periodic work, given the ids of the tasks the agent holds now (those
+        starting, running or stopping): called about once a second from the agent's
+        upkeep thread, so a hook paces itself. What a task's end does not clean up (after
+        a crash, say) is cleaned up here."""
+
 
 class HookRunner:
     """Runs a task's hooks phase by phase: in order, and teardown in reverse."""
@@ -187,6 +200,21 @@ class HookRunner:
     def teardown(self, ctx: TaskContext) -> None:
         """Tear down every hook in reverse; one failing teardown does not stop the others."""
         self._teardown(ctx, self.hooks)
+
+    def describe_host(self, info: AgentInfo) -> None:
+        for hook in self.hooks:
+            try:
+                hook.describe_host(info)
+            except Exception:
+                log.exception("hook %s could not describe the host", hook.name)
+
+    def upkeep(self, running: Collection[str]) -> None:
+        """Each hook's upkeep; one failing does not stop the others."""
+        for hook in self.hooks:
+            try:
+                hook.upkeep(running)
+            except Exception:
+                log.exception("hook %s upkeep failed", hook.name)
 
     @staticmethod
     def _teardown(ctx: TaskContext, hooks: Sequence[TaskHook]) -> None:

@@ -17,8 +17,8 @@ from titus.model.names import AgentContext
 from titus.settings import Settings
 
 MEMORY_SHARE = 0.8
-# Offered whatever the settings say (there is no setting for it): a fixed number of task
-# IP addresses.
+# Task IP addresses offered when nothing else says how many: networking off, or until the
+# vpc provider has read the instance type's limits (the network hook then says them).
 IP_SLOTS = 32
 
 
@@ -52,7 +52,8 @@ def resources(settings: Settings) -> dict[str, float]:
 
 def ip_slots(settings: Settings) -> int:
     """Task addresses this host offers: its local pool's size when per-task networking
-    hands them out from one, else the fixed count."""
+    hands them out from one, else the fixed count (for vpc the network hook replaces it
+    with the instance type's: ENIs x addresses per ENI, primaries left out)."""
     if settings.agent_network_provider != "local":
         return IP_SLOTS
     subnet, pool = settings.agent_network_subnet, settings.agent_network_pool

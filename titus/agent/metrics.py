@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -96,3 +97,33 @@ def daemon_registry(daemon: AgentDaemon) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(AgentCollector(daemon))
     return registry
+
+
+# Per-task networking (network/): what the periodic sweep and adoption give back or keep.
+NETWORK_RELEASED = Counter(
+    "titus_agent_network_addresses_released_total",
+    "Task addresses given back to the cloud after their grace period (vpc provider)",
+)
+NETWORK_ENIS_DELETED = Counter(
+    "titus_agent_network_enis_deleted_total",
+    "ENIs of this host detached and deleted after being idle for the grace period, or to "
+    "free a slot for another security-group set",
+)
+NETWORK_ADOPTED = Counter(
+    "titus_agent_network_addresses_adopted_total",
+    "Task addresses of running tasks found again after an agent restart",
+)
+NETWORK_SWEEPS = Counter(
+    "titus_agent_network_sweeps_total",
+    "Periodic network sweeps (release, delete, re-resolve security-group sources), by result",
+    ["result"],
+)
+NETWORK_SWEEP_SECONDS = Histogram(
+    "titus_agent_network_sweep_duration_seconds",
+    "One periodic network sweep",
+    buckets=DURATION_BUCKETS,
+)
+NETWORK_IN_GRACE = Gauge(
+    "titus_agent_network_addresses_in_grace",
+    "Released task addresses still held on this host's ENIs for their grace period",
+)

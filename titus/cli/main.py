@@ -170,6 +170,7 @@ def _is_loopback(host: str) -> bool:
 def _start_agent(settings: Settings, coord: Any) -> tuple[Any, Any]:
     from titus.agent.daemon import AgentDaemon
     from titus.agent.host import agent_id
+    from titus.agent.network.plumbing import NetworkConfigError
     from titus.agent.server import run_agent_server
 
     try:
@@ -188,7 +189,10 @@ def _start_agent(settings: Settings, coord: Any) -> tuple[Any, Any]:
             "no cluster secret: the agent's API takes unsigned calls, on %s only",
             settings.agent_host,
         )
-    daemon = AgentDaemon(settings, coord)
+    try:
+        daemon = AgentDaemon(settings, coord)
+    except NetworkConfigError as e:
+        raise CommandError(str(e)) from e
     server = run_agent_server(daemon, settings.agent_host, settings.agent_port, background=True)
     daemon.start()
     return daemon, server

@@ -21,9 +21,13 @@ class AgentInfo:
     attributes: dict[str, str] = field(default_factory=dict)
     healthy: bool = True
     health_reasons: list[str] = field(default_factory=list)
+    #: The host's ENIs when its addresses come from them (vpc networking): instance type
+    #: limits and ENIs per security-group set, `{"maxEnis", "ipsPerEni", "sets": {key:
+    #: [enis, addresses in use]}}`; empty otherwise. The scheduler counts ENIs from it.
+    network: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "id": self.id,
             "address": self.address,
             "resources": self.resources,
@@ -31,6 +35,9 @@ class AgentInfo:
             "healthy": self.healthy,
             "healthReasons": self.health_reasons,
         }
+        if self.network:
+            data["network"] = self.network
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AgentInfo:
@@ -41,6 +48,7 @@ class AgentInfo:
             attributes=dict(data.get("attributes", {})),
             healthy=bool(data.get("healthy", True)),
             health_reasons=list(data.get("healthReasons", [])),
+            network=dict(data.get("network") or {}),
         )
 
 

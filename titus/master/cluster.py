@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from titus.coord.base import Leadership
+from titus.master.scheduler.model import HostEnis
 from titus.model.launch import TaskReport, TaskSpec
 from titus.store.base import ActiveIndex
 
@@ -29,6 +30,8 @@ class HostView:
     health_reasons: list[str] = field(default_factory=list)
     address: str = ""
     offer_ids: list[str] = field(default_factory=list)
+    #: The host's ENIs as it published them (`AgentInfo.network`); None: no ENI limits.
+    enis: HostEnis | None = None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import httpx
 from titus.coord.agent_calls import agent_auth, for_agent
 from titus.coord.base import AgentInfo, Coordinator, Leadership
 from titus.master.cluster import HostReport, HostView, Placement, take_reports
+from titus.master.scheduler.model import HostEnis
 from titus.model.launch import TaskReport, TaskReportPage
 from titus.model.states import Reason, TaskState
 from titus.store.base import ActiveIndex
@@ -193,6 +194,7 @@ class DirectDriver:
                     healthy=agent.healthy and w.reachable,
                     health_reasons=reasons,
                     address=agent.address,
+                    enis=HostEnis.from_published(agent.network),
                 )
             )
         return out

@@ -26,7 +26,9 @@ from titus.master.scheduler import (
     PlacementSummary,
     Scheduler,
     TaskRequest,
+    eni_set_key,
 )
+from titus.master.scheduler.model import HostEnis
 from titus.master.view import LeaderView
 from titus.model.job import Job, Task
 from titus.model.launch import TaskSpec
@@ -190,7 +192,9 @@ def place(leader: Placing, now: int) -> tuple[int, list[HostView]] | None:
 def hosts_signature(
     hosts: list[HostView], schedulable: Callable[[HostView], bool]
 ) -> tuple[object, ...]:
-    return tuple((h.host_id, h.healthy, schedulable(h), tuple(h.total.values())) for h in hosts)
+    return tuple(
+        (h.host_id, h.healthy, schedulable(h), tuple(h.total.values()), h.enis) for h in hosts
+    )
 
 
 def schedule_unchanged(leader: Placing, now: int) -> bool:
@@ -269,6 +273,7 @@ def task_request(job: Job, task: Task) -> TaskRequest:
         network_mbps=float(r.networkMbps),
         gpu=float(r.gpu),
         ip_slots=1.0 if r.allocateIP else 0.0,
+        security_groups=eni_set_key(d.container.securityProfile.securityGroups),
         job_type=d.job_type,
         capacity_group=d.capacityGroup or DEFAULT_CAPACITY_GROUP,
         hard_constraints=dict(d.container.hardConstraints.constraints),
@@ -281,8 +286,10 @@ def host_states(
     view: LeaderView, hosts: list[HostView], schedulable: Callable[[HostView], bool]
 ) -> list[HostState]:
     out = []
+    sets: dict[str, str | None] = {}
     for h in hosts:
         usage = view.usage_of(h.host_id)
+        enis = None if h.enis is None else merged_enis(h.enis, eni_counts(view, usage.jobs, sets))
         out.append(
             HostState(
                 host_id=h.host_id,
@@ -294,6 +301,49 @@ def host_states(
                 launching=usage.launching,
                 task_count=usage.tasks,
                 job_counts=dict(usage.jobs),
+                enis=enis,
             )
         )
     return out
+
+
+def eni_counts(
+    view: LeaderView, jobs: dict[str, int], sets: dict[str, str | None]
+) -> dict[str, int]:
+    """Tasks taking an address on a host, per security-group set, from the jobs it runs
+    (`sets` caches each job's set for one pass; None: the job takes no address)."""
+    counts: dict[str, int] = {}
+    for job_id, count in jobs.items():
+        if job_id not in sets:
+            job = view.jobs.get(job_id)
+            container = job.jobDescriptor.container if job is not None else None
+            sets[job_id] = (
+                eni_set_key(container.securityProfile.securityGroups)
+                if container is not None and container.resources.allocateIP
+                else None
+            )
+        key = sets[job_id]
+        if key is not None:
+            counts[key] = counts.get(key, 0) + count
+    return counts
+
+
+def merged_enis(published: HostEnis, tasks: dict[str, int]) -> HostEnis:
+    """A host's ENIs as the agent last published them, with the tasks the leader placed
+    there since: tasks of a set beyond the addresses the agent counted take free
+    addresses of the set's ENIs first, then new ENIs, as the agent will. A set the agent
+    counts more of than the leader (tasks that ended, not yet given back) keeps the
+    agent's figures: the merge never frees what the host may still hold."""
+    per = max(published.ips_per_eni, 1)
+    sets = dict(published.sets)
+    for key, n in tasks.items():
+        enis, used = sets.get(key, (0, 0))
+        if used <= 0:
+            enis = 0
+        extra = n - used
+        if extra <= 0:
+            continue
+        room = enis * per - used
+        new = max(0, extra - room)
+        sets[key] = (enis + -(-new // per), used + extra)
+    return HostEnis(published.max_enis, published.ips_per_eni, sets)

@@ -7,6 +7,8 @@ the literal again.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 #: The capacity group of a job that names none.
 DEFAULT_CAPACITY_GROUP = "DEFAULT"
 
@@ -97,3 +99,9 @@ HOST_TASK_CONTEXT_KEYS = frozenset(
     }
 )
 HOST_CONTEXT_PREFIX = "agent."
+
+
+def eni_set_key(groups: Iterable[str]) -> str:
+    """One key per security-group set, whatever the order or repeats of its groups: what
+    the agent tags an ENI with and what the scheduler counts ENIs by."""
+    return ",".join(sorted(set(groups)))

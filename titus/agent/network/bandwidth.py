@@ -29,7 +29,8 @@ def htb_commands(dev: str, mbps: int, burst_mbps: int) -> list[list[str]]:
 def shape(pid: int, host_link: str, host_netns: str, mbps: int, burst_mbps: int) -> None:
     """Hold the container of `pid` (on `host_link`) to `mbps` each way."""
     netns: Sequence[str] = ["-n", host_netns] if host_netns else []
-    for args in htb_commands(host_link, mbps, burst_mbps):
-        run(["tc", *netns, *args])
+    if host_link:  # an ipvlan link has no host end: its container's end alone is shaped
+        for args in htb_commands(host_link, mbps, burst_mbps):
+            run(["tc", *netns, *args])
     for args in htb_commands(CONTAINER_IFNAME, mbps, burst_mbps):
         in_container(pid, ["tc", *args])

@@ -9,14 +9,22 @@ the container ends its namespace goes and the link with it; `detach` removes wha
 left either way.
 
 Link names come from the task id (`tv` + a hash, within the kernel's 15 characters), so
-an agent after a restart finds a task's link without having to remember it. The link is
-a veth pair because this kernel has no ipvlan; `LINK_TYPES` is where another type would go.
+an agent after a restart finds a task's link without having to remember it.
+
+Two link types, one setting (`agent_network_link_type`): `veth` (the default) is a pair
+whose host end sits on the bridge; `ipvlan` (what production EC2 hosts use) is an L2
+ipvlan link on the host interface of the task's ENI (`agent_network_ipvlan_parent`, with
+`{index}` standing for the ENI's device index), with no host end to shape or filter:
+its bandwidth classes and packet filter live in the container's namespace only. A
+kernel without ipvlan (this one has none) refuses the setting when the agent starts
+(`link_type_unsupported`), never at a task's launch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import subprocess
 from collections.abc import Sequence
 
@@ -25,7 +33,37 @@ from titus.agent.network.provider import Allocation, NetworkError
 #: Prefix of every host-side task link (leak checks look for it).
 HOST_LINK_PREFIX = "tv"
 CONTAINER_IFNAME = "eth0"
-LINK_TYPES = ("veth",)
+LINK_TYPES = ("veth", "ipvlan")
+
+
+class NetworkConfigError(ValueError):
+    """A network setting this host cannot honour: the agent refuses to start with it."""
+
+
+def link_type_unsupported(link_type: str, host_netns: str = "") -> str:
+    """Why links of `link_type` cannot be made here, or "" when they can. ipvlan is
+    probed by making one link (without a parent, which the kernel checks after the type):
+    a kernel without the type says so."""
+    if link_type not in LINK_TYPES:
+        return f"not one of {', '.join(LINK_TYPES)}"
+    if link_type == "veth":
+        return ""
+    probe = "tq" + os.urandom(5).hex()
+    netns = ["-n", host_netns] if host_netns else []
+    done = subprocess.run(
+        ["ip", *netns, "link", "add", probe, "type", "ipvlan", "mode", "l2"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    if done.returncode == 0:
+        run_quietly(["ip", *netns, "link", "del", probe])
+        return ""
+    said = done.stderr.strip()
+    if "Unknown device type" in said or "not supported" in said.lower():
+        return f"this kernel has no ipvlan links ({said})"
+    return ""  # the type is known; it only lacked a parent
 
 
 def host_link_name(task_id: str) -> str:
@@ -52,11 +90,19 @@ def in_container(pid: int, args: Sequence[str]) -> str:
 class Plumbing:
     """Links of tasks on one bridge, in the agent's network namespace or in `host_netns`."""
 
-    def __init__(self, bridge: str, host_netns: str = "", link_type: str = "veth"):
+    def __init__(
+        self,
+        bridge: str,
+        host_netns: str = "",
+        link_type: str = "veth",
+        ipvlan_parent: str = "eth{index}",
+    ):
         if link_type not in LINK_TYPES:
-            raise ValueError(f"link type {link_type!r} is not one of {LINK_TYPES}")
+            raise NetworkConfigError(f"link type {link_type!r} is not one of {LINK_TYPES}")
         self.bridge = bridge
         self.host_netns = host_netns
+        self.link_type = link_type
+        self.ipvlan_parent = ipvlan_parent
 
     def _ip(self, *args: str) -> str:
         netns = ["-n", self.host_netns] if self.host_netns else []
@@ -70,9 +116,12 @@ class Plumbing:
             self._ip("link", "add", self.bridge, "type", "bridge")
         self._ip("link", "set", self.bridge, "up")
 
-    def attach(self, task_id: str, pid: int) -> str:
-        """Put a link from the bridge into the namespace of process `pid` (as `eth0`, down,
-        no address yet); the host-side link's name. On a failure nothing is left behind."""
+    def attach(self, task_id: str, pid: int, allocation: Allocation | None = None) -> str:
+        """Put a link into the namespace of process `pid` (as `eth0`, down, no address
+        yet); the host-side link's name ("" for ipvlan, which has none). On a failure
+        nothing is left behind."""
+        if self.link_type == "ipvlan":
+            return self._attach_ipvlan(task_id, pid, allocation)
         host, peer = host_link_name(task_id), _peer_name(task_id)
         self.ensure_bridge()
         self.detach(task_id)
@@ -89,6 +138,35 @@ class Plumbing:
             run_quietly(["ip", "link", "del", host])
             raise
         return host
+
+    def _attach_ipvlan(self, task_id: str, pid: int, allocation: Allocation | None) -> str:
+        index = allocation.interface_index if allocation is not None else 0
+        parent = self.ipvlan_parent.format(index=index)
+        peer = _peer_name(task_id)
+        self._ip("link", "add", peer, "link", parent, "type", "ipvlan", "mode", "l2")
+        try:
+            netns = ["-n", self.host_netns] if self.host_netns else []
+            run(["ip", *netns, "link", "set", peer, "netns", str(pid)])
+            in_container(pid, ["ip", "link", "set", peer, "name", CONTAINER_IFNAME])
+            in_container(pid, ["ip", "link", "set", "lo", "up"])
+        except BaseException:
+            with contextlib.suppress(NetworkError):
+                self._ip("link", "del", peer)
+            raise
+        return ""
+
+    @staticmethod
+    def container_address(pid: int) -> str:
+        """The IPv4 address the container of `pid` has on `eth0`; "" when none."""
+        try:
+            out = in_container(pid, ["ip", "-o", "-4", "addr", "show", "dev", CONTAINER_IFNAME])
+        except NetworkError:
+            return ""
+        for line in out.splitlines():
+            fields = line.split()
+            if "inet" in fields:
+                return fields[fields.index("inet") + 1].split("/")[0]
+        return ""
 
     @staticmethod
     def address(pid: int, allocation: Allocation) -> None:

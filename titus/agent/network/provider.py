@@ -13,7 +13,7 @@ import fcntl
 import ipaddress
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +39,8 @@ class Allocation:
     interface_id: str
     interface_index: int = 0
     security_groups: tuple[str, ...] = field(default_factory=tuple)
+    #: The agent that handed it out, where agents share one record file ("" otherwise).
+    owner: str = ""
 
     @property
     def prefix_len(self) -> int:
@@ -58,6 +60,7 @@ class Allocation:
             interface_id=str(data["interface_id"]),
             interface_index=int(data.get("interface_index", 0)),
             security_groups=tuple(str(g) for g in data.get("security_groups", ())),
+            owner=str(data.get("owner", "")),
         )
 
 
@@ -78,6 +81,29 @@ class AddressProvider(Protocol):
 
     def sweep(self) -> None:
         """Give back to the cloud what was released longer ago than its grace period."""
+        ...
+
+    def release_absent(self, running: Iterable[str]) -> list[str]:
+        """Release the addresses of tasks not among `running` (after the provider's grace
+        period); the task ids released."""
+        ...
+
+    def adopt(self, task_id: str, ip: str, security_groups: Sequence[str]) -> Allocation | None:
+        """Take back `ip` for a running task the records do not know (they were lost), if
+        this provider handed it out; None otherwise."""
+        ...
+
+    def task_slots(self) -> int | None:
+        """Task addresses this host can hold, or None to keep the configured count."""
+        ...
+
+    def instance_type(self) -> str:
+        """The host's instance type as the cloud says it ("" when there is none)."""
+        ...
+
+    def published(self) -> dict[str, Any]:
+        """What the scheduler is told of the host's address interfaces (`AgentInfo.network`);
+        empty when nothing limits addresses per interface."""
         ...
 
 

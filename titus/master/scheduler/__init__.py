@@ -10,6 +10,7 @@ from titus.master.scheduler.model import (
     RESOURCES,
     Assignment,
     CapacityGroup,
+    HostEnis,
     HostState,
     PlacementSummary,
     SchedulerConfig,
@@ -18,6 +19,7 @@ from titus.master.scheduler.model import (
 )
 from titus.master.scheduler.queue import TieredQueue, queue_order
 from titus.master.scheduler.scorers import Scorer, default_scorers
+from titus.model.names import eni_set_key
 
 __all__ = [
     "RESOURCES",
@@ -25,6 +27,7 @@ __all__ = [
     "CapacityGroup",
     "CapacityLedger",
     "Filter",
+    "HostEnis",
     "HostState",
     "HostTable",
     "PlacementSummary",
@@ -37,5 +40,6 @@ __all__ = [
     "TieredQueue",
     "default_filters",
     "default_scorers",
+    "eni_set_key",
     "queue_order",
 ]

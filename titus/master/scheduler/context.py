@@ -84,6 +84,8 @@ def make_context(task: TaskRequest, group: str, tier: str) -> TaskContext:
         tuple(sorted(hard.items())),
         tuple(sorted(soft.items())),
         task.job_id if needs_job else None,
+        # ENIs are counted per security-group set: tasks of different sets differ.
+        task.security_groups if task.ip_slots > 0 else None,
     )
     demand = np.array(demand_tuple, dtype=np.float64)
     return TaskContext(

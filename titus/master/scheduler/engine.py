@@ -77,6 +77,8 @@ class _Shape:
     monotone: bool = False
     #: Work vector for `_with_volatile`.
     scratch: FloatArray | None = None
+    #: Filters that count placements themselves (`Filter.record`).
+    recorders: list[Filter] = field(default_factory=list)
 
 
 class Scheduler:
@@ -231,6 +233,8 @@ class Scheduler:
                 row = rows[0]
                 self._flush(table, shape, job_id, full_rows, full_counts)
                 table.assign(row, demand, ctx.pack_demand, job_id, ctx.exclusive)
+                for f in shape.recorders:
+                    f.record(table, ctx, [row], [1])
                 assignments.append(Assignment(run[done].task_id, ids[row]))
                 done += 1
                 continue
@@ -319,6 +323,8 @@ class Scheduler:
         current = shape.pos == len(table.log)
         ctx = shape.ctx
         table.assign_many(rows, counts, ctx.demand, ctx.pack_demand, job_id, ctx.exclusive)
+        for f in shape.recorders:
+            f.record(table, ctx, rows, counts)
         if current:
             shape.pos = len(table.log)
         rows.clear()
@@ -332,13 +338,15 @@ class Scheduler:
         scorers = [s for s in self.scorers if s.applies(ctx)]
         fitness = [s for s in scorers if s.kind == "fitness"]
         soft = [s for s in scorers if s.kind == "soft"]
+        resource = [s for s in scorers if s.kind == "resource"]
         weighted: list[tuple[float, Scorer]] = [
             *((config.fitness_weight / len(fitness), s) for s in fitness),
             *((config.soft_weight / len(soft), s) for s in soft),
+            *((config.resource_weight / len(resource), s) for s in resource),
         ]
         static_score = np.full(
             table.size,
-            config.resource_weight + (0.0 if soft else config.soft_weight),
+            (0.0 if resource else config.resource_weight) + (0.0 if soft else config.soft_weight),
             dtype=np.float64,
         )
         for weight, scorer in weighted:
@@ -360,6 +368,7 @@ class Scheduler:
             eff=np.empty(table.size, dtype=np.float64),
             pos=len(table.log),
             plugins=plugins,
+            recorders=[f for f in plugins if f.records],
         )
         shape.monotone = all(s.monotone for _, s in shape.host_scorers)
         self._evaluate(table, shape, ALL)

@@ -73,6 +73,16 @@ class Filter:
         """A short detail for the pending summary, given the hosts this filter refused."""
         return ""
 
+    #: Whether the engine calls `record` after placements (set by rules that override it).
+    records: bool = False
+
+    def record(
+        self, table: HostTable, ctx: TaskContext, rows: list[int], counts: list[int]
+    ) -> None:
+        """`counts[i]` copies of the task were placed on `rows[i]` (recorded in `table`
+        already): for a rule that counts something the table does not (ENIs per
+        security-group set). Called only when `records` is True."""
+
 
 class HealthFilter(Filter):
     """Unhealthy hosts (failing health checks) get no new work."""
@@ -325,6 +335,8 @@ def default_filters(config: SchedulerConfig) -> list[Filter]:
     """The pipeline in order. Order matters only for the pending summary (a host is counted
     under the first filter refusing it): what the host is comes first (health, lifecycle,
     attributes), then how full it is, then where the job already runs."""
+    from titus.master.scheduler.enis import EniFilter  # a plugin module built on this one
+
     return [
         HealthFilter(),
         SchedulableFilter(),
@@ -334,6 +346,7 @@ def default_filters(config: SchedulerConfig) -> list[Filter]:
         MaxTasksFilter(config.max_tasks_per_host),
         MaxLaunchingFilter(config.max_launching_per_host),
         ResourcesFilter(),
+        EniFilter(),
         UniqueHostFilter(),
         ZoneBalanceFilter(),
     ]

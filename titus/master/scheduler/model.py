@@ -6,11 +6,18 @@ any offer source (registered agents or Mesos offers) and the scheduler stays fre
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Resource names, in the column order of the scheduler's host matrices. They are the keys of
 #: `HostState.total` / `HostState.used` and of the per-group usage given to `Scheduler.schedule`.
 RESOURCES: tuple[str, ...] = ("cpu", "memoryMB", "diskMB", "networkMbps", "gpu", "ipSlots")
+
+#: Bounds of what a host may publish about its ENIs (the largest instance types have 15
+#: ENIs of 50 addresses; a published figure above these is not believed).
+MAX_ENIS = 64
+MAX_IPS_PER_ENI = 256
 
 BATCH = "BATCH"
 SERVICE = "SERVICE"
@@ -40,6 +47,9 @@ class TaskRequest:
     hard_constraints: dict[str, str] = field(default_factory=dict)
     soft_constraints: dict[str, str] = field(default_factory=dict)
     enqueued_at: float = 0.0
+    #: The task's security-group set as one key (`eni_set_key`): its address sits on an ENI
+    #: of that set. Only read for tasks that take an IP slot.
+    security_groups: str = ""
 
     def demand(self) -> tuple[float, ...]:
         """The request in `RESOURCES` order."""
@@ -51,6 +61,41 @@ class TaskRequest:
             float(self.gpu),
             float(self.ip_slots),
         )
+
+
+@dataclass
+class HostEnis:
+    """A host's ENIs as the scheduler counts them ("ENIs as a named resource keyed by
+    security-group set"): up to `max_enis` ENIs for tasks (the host's own primary ENI
+    left out), each carrying `ips_per_eni` task addresses (its own primary address left
+    out). `sets` maps a security-group-set key to (ENIs of that set on the host, task
+    addresses in use on them). An ENI without a task address in use counts as free: the
+    agent deletes such an ENI when its slot is wanted for another set."""
+
+    max_enis: int
+    ips_per_eni: int
+    sets: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @classmethod
+    def from_published(cls, data: Mapping[str, Any]) -> HostEnis | None:
+        """What an agent publishes (`AgentInfo.network`), checked and bounded; None when it
+        publishes no ENI limits or nothing that makes sense (the host then counts by
+        `ipSlots` alone)."""
+        try:
+            max_enis, per_eni = int(data["maxEnis"]), int(data["ipsPerEni"])
+            raw = data.get("sets") or {}
+            if not (0 <= max_enis <= MAX_ENIS and 0 <= per_eni <= MAX_IPS_PER_ENI):
+                return None
+            if not isinstance(raw, Mapping) or len(raw) > MAX_ENIS:
+                return None
+            sets: dict[str, tuple[int, int]] = {}
+            for key, value in raw.items():
+                enis, used = (int(v) for v in value)
+                if 0 <= enis <= max_enis and 0 <= used <= enis * per_eni:
+                    sets[str(key)] = (enis, used)
+        except (KeyError, TypeError, ValueError):
+            return None
+        return cls(max_enis, per_eni, sets)
 
 
 @dataclass
@@ -71,6 +116,9 @@ class HostState:
     job_counts: dict[str, int] = field(default_factory=dict)
     #: A job holding the host exclusively (exclusiveHost): nobody else may land on it.
     exclusive_job: str | None = None
+    #: The host's ENIs per security-group set; None: a host without ENI limits (its
+    #: `ipSlots` alone count its addresses).
+    enis: HostEnis | None = None
 
 
 @dataclass
@@ -117,8 +165,8 @@ class SchedulerConfig:
       groups are re-ranked; they share one evaluation, so this is a throughput knob, and
       fairness among groups holds at the granularity of such runs.
     - `resource_weight`, `soft_weight`, `fitness_weight`: Fenzo's combination of the
-      resource-set fit (always 1 here: no named resources yet), the mean soft-constraint
-      score (1 when the task has none) and the fitness (bin packing or spreading).
+      resource-set fit (ENIs of the task's security groups; 1 when none applies), the mean
+      soft-constraint score (1 when the task has none) and the fitness (bin packing or spreading).
     """
 
     max_launching_per_host: int = 1

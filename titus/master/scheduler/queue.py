@@ -115,6 +115,7 @@ _request = attrgetter(
     "network_mbps",
     "gpu",
     "ip_slots",
+    "security_groups",
     "job_type",
     "hard_constraints",
     "soft_constraints",

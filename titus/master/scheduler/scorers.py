@@ -1,8 +1,10 @@
 """Scorers: how good is this host for this task, in 0..1, over vectors of hosts.
 
-Two kinds, combined as Fenzo does (weights in `SchedulerConfig`):
+Three kinds, combined as Fenzo does (weights in `SchedulerConfig`):
 - "fitness": bin packing or spreading; the applicable ones are averaged.
 - "soft": soft constraints; their mean is the soft score (1 when the task has none).
+- "resource": the resource-set fit (ENIs of the task's security groups, enis.py); their
+  mean is the resource score (1 when none applies).
 Scopes mean the same as for filters (see `filters.py`).
 """
 
@@ -21,7 +23,7 @@ from titus.master.scheduler.filters import (
 )
 from titus.master.scheduler.hosts import ALL, FloatArray, HostTable, Index
 
-Kind = Literal["fitness", "soft"]
+Kind = Literal["fitness", "soft", "resource"]
 
 
 class Scorer:
@@ -139,8 +141,10 @@ class SoftExclusiveHost(Scorer):
 
 
 def default_scorers() -> list[Scorer]:
+    from titus.master.scheduler.enis import EniAffinity  # a plugin module built on this one
+
     soft: list[Scorer] = [
         SoftZoneBalance() if isinstance(rule, ZoneBalanceFilter) else SoftConstraint(rule)
         for rule in constraint_filters()
     ]
-    return [BinPacking(), Spreading(), *soft, SoftExclusiveHost()]
+    return [BinPacking(), Spreading(), *soft, SoftExclusiveHost(), EniAffinity()]

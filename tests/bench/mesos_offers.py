@@ -12,8 +12,13 @@ moment the driver receives the OFFERS event (one event holding every agent's off
   cycle at one task per offer) and attempt every pending task in one iteration;
 - launched: placement done, every task saved as Launched, the TaskInfos built and the
   ACCEPT calls queued (the framework's own work);
-- answered: the double answered the last ACCEPT or DECLINE of those offers (includes the
-  double starting one executor process per task: its executor command is `sleep 600`).
+- first / last ACCEPT answered: the double answered (202) the first and the last ACCEPT of
+  those offers, and how many tasks the ACCEPTs answered within 1 s of the offers launched;
+- answered: the double answered the last ACCEPT or DECLINE of those offers (offers the
+  cycle does not use are declined once no task is pending, or when held too long).
+
+The double answers an ACCEPT once it has checked it, as a Mesos master does; its agents
+start the executor processes afterwards (one per task; the command is `sleep 600`).
 
 Executors that never subscribe are failed by the double after its registration timeout
 (60 s), so a run longer than that sees some tasks lost and placed again: the figures above
@@ -134,17 +139,25 @@ def main() -> None:
             raise SystemExit("no OFFERS event with every agent while tasks were pending")
 
         answered: float | None = None
+        accepts: list[tuple[float, int]] = []  # (answered at, tasks launched) per ACCEPT
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             done: set[str] = set()
             last = 0.0
-            for call in double.calls:
+            accepts = []
+            for call in list(double.calls):
                 body = call["call"].get(str(call["type"]).lower()) or {}
                 if call["type"] in ("ACCEPT", "DECLINE"):
                     ids = {o["value"] for o in body.get("offer_ids", [])} & offer_ids
                     if ids:
                         done |= ids
                         last = max(last, float(call["time"]))
+                        if call["type"] == "ACCEPT" and call["status"] == 202:
+                            launched = sum(
+                                len((op.get("launch") or {}).get("task_infos") or [])
+                                for op in body.get("operations") or []
+                            )
+                            accepts.append((float(call["time"]), launched))
             if done >= offer_ids:
                 answered = last
                 break
@@ -162,6 +175,15 @@ def main() -> None:
         if "launched_all" in marks:
             print(
                 f"OFFERS -> every task's ACCEPT queued:        {marks['launched_all'] - t0:8.3f} s"
+            )
+        if accepts:
+            accepts.sort()
+            print(f"OFFERS -> first ACCEPT answered:             {accepts[0][0] - t0:8.3f} s")
+            print(f"OFFERS -> last ACCEPT answered:              {accepts[-1][0] - t0:8.3f} s")
+            within = sum(n for at, n in accepts if at - t0 <= 1.0)
+            print(
+                f"tasks accepted: {sum(n for _, n in accepts)} in {len(accepts)} ACCEPTs, "
+                f"{within} within 1 s of the offers"
             )
         if answered is not None:
             print(f"OFFERS -> last ACCEPT/DECLINE answered:      {answered - t0:8.3f} s")

@@ -12,11 +12,13 @@ Run: python -m tests.bench.scheduler [--seed N]
    the default configuration (500 tasks per iteration, 1 launch per host) for reference.
 2. Packed: 2,000 empty hosts and tasks of mixed shapes (cpu-heavy to memory-heavy) cut out of
    95% of each host's cpu and memory and shuffled, so demand is 95% of the cluster in both
-   and a packing of every task exists; tasks placed by the Scheduler vs by first-fit
-   decreasing on the same input, in the same run.
+   and a packing of every task exists; tasks placed by the Scheduler (in queue order) vs
+   by first-fit decreasing and by dot-product best fit, in queue order and decreasing
+   (tests/support/packing.py), on the same input, in the same run.
 
 Lines a script can read: `<number> placements/s`, `peak memory: <n> MiB`,
-`utilisation cpu: <p>%`, `packed: scheduler <n> placed, first-fit decreasing <m> placed`.
+`utilisation cpu: <p>%`, `packed: scheduler <n> placed (<p>%, ...), first-fit decreasing <m>
+placed, dot-product best fit <k> placed, ...`.
 """
 
 from __future__ import annotations
@@ -26,8 +28,7 @@ import random
 import time
 import tracemalloc
 
-import numpy as np
-
+from tests.support.packing import dot_product_best_fit, first_fit_decreasing, packed_tasks
 from titus.master.scheduler import (
     RESOURCES,
     CapacityGroup,
@@ -212,65 +213,6 @@ def throughput(seed: int) -> None:
     )
 
 
-def first_fit_decreasing(hosts: list[HostState], tasks: list[TaskRequest]) -> int:
-    """The baseline: tasks by decreasing size (dominant share of an average host), each on
-    the first host in order where every resource fits."""
-    free = np.array([[h.total.get(r, 0.0) - h.used.get(r, 0.0) for r in RESOURCES] for h in hosts])
-    mean = free.mean(axis=0)
-    mean[mean == 0] = 1.0
-    demands = np.array([t.demand() for t in tasks])
-    order = np.argsort(-(demands / mean).max(axis=1), kind="stable")
-    placed = 0
-    for i in order:
-        d = demands[i]
-        fits = (free >= d - 1e-9).all(axis=1)
-        row = int(fits.argmax())
-        if fits[row]:
-            free[row] -= d
-            placed += 1
-    return placed
-
-
-def packed_tasks(rng: random.Random, hosts: list[HostState], fill: float) -> list[TaskRequest]:
-    """Tasks of mixed shapes cut out of each host's cpu and memory up to `fill` of both, then
-    shuffled: demand is `fill` of the cluster in cpu and in memory, and a packing that places
-    every task is known to exist (the one they were cut from).
-
-    Shapes range from cpu-heavy (1 GiB per cpu) to memory-heavy (16 GiB per cpu), drawn
-    around the host's leftover ratio so each host ends up full in both resources; a packer
-    that strands memory on one host and cpu on another cannot place them all.
-    """
-    per_cpu_options = (1_024, 2_048, 4_096, 8_192, 16_384)
-    tasks: list[tuple[float, float]] = []
-    for h in hosts:
-        cpu_left = fill * h.total["cpu"]
-        mem_left = fill * h.total["memoryMB"]
-        while cpu_left >= 0.5 and mem_left >= 512:
-            sizes = [c for c in (0.5, 1, 2, 4, 8) if c <= cpu_left]
-            c = rng.choice(sizes)
-            target = mem_left / cpu_left * rng.choice((0.25, 0.5, 1, 2, 4))
-            per_cpu = min(per_cpu_options, key=lambda p: abs(p - target))
-            m = min(c * per_cpu, mem_left)
-            if cpu_left - c < 0.5 or mem_left - m < 512:
-                c, m = cpu_left, mem_left  # the rest of the host in one task
-            tasks.append((c, m))
-            cpu_left -= c
-            mem_left -= m
-    rng.shuffle(tasks)
-    return [
-        TaskRequest(
-            f"p-{n}",
-            f"pj-{n // 10}",
-            cpu=c,
-            memory_mb=m,
-            disk_mb=1_000,
-            network_mbps=50,
-            enqueued_at=float(n),
-        )
-        for n, (c, m) in enumerate(tasks)
-    ]
-
-
 def packed(seed: int) -> None:
     rng = random.Random(seed + 1)
     hosts = make_hosts(rng, PACKED_HOSTS, preload=False)
@@ -288,26 +230,39 @@ def packed(seed: int) -> None:
     start = time.perf_counter()
     result = Scheduler(config).schedule(tasks, hosts)
     elapsed = time.perf_counter() - start
-    start = time.perf_counter()
-    ffd = first_fit_decreasing(hosts, tasks)
-    ffd_elapsed = time.perf_counter() - start
     ours = len(result.assignments)
+    baselines: list[tuple[str, int, float]] = []
+    for name, packer in (
+        ("first-fit decreasing", lambda: first_fit_decreasing(hosts, tasks)),
+        ("dot-product best fit", lambda: dot_product_best_fit(hosts, tasks)),
+        ("dot-product best fit decreasing", lambda: dot_product_best_fit(hosts, tasks, True)),
+    ):
+        start = time.perf_counter()
+        baselines.append((name, packer(), time.perf_counter() - start))
     print(
         f"packed case: {len(tasks)} tasks of mixed shapes, demand {100 * cpu / cpu_total:.1f}% "
         f"cpu / {100 * mem / mem_total:.1f}% memory of {PACKED_HOSTS} empty hosts"
     )
     print(
-        f"packed: scheduler {ours} placed ({elapsed:.2f} s), first-fit decreasing {ffd} placed "
-        f"({ffd_elapsed:.2f} s), ratio {ours / max(ffd, 1):.3f}"
+        f"packed: scheduler {ours} placed ({100 * ours / len(tasks):.1f}%, {elapsed:.2f} s), "
+        + ", ".join(f"{name} {n} placed" for name, n, _ in baselines)
     )
+    for name, n, took in baselines:
+        print(
+            f"  {name}: {n} placed ({100 * n / len(tasks):.1f}%, {took:.2f} s), "
+            f"scheduler/{name} {ours / max(n, 1):.3f}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--only", choices=("throughput", "packed"), help="run one case")
     args = parser.parse_args()
-    throughput(args.seed)
-    packed(args.seed)
+    if args.only != "packed":
+        throughput(args.seed)
+    if args.only != "throughput":
+        packed(args.seed)
 
 
 if __name__ == "__main__":

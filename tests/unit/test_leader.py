@@ -382,6 +382,32 @@ def test_a_new_leader_sends_launches_its_predecessor_never_delivered(
     assert states == {first: TaskState.STARTED, second: TaskState.LAUNCHED}
 
 
+class LaunchCalls(Hosts):
+    """Hosts that keep each launch call apart (a Mesos driver accepts a host's offer once)."""
+
+    def __init__(self, *hosts: HostView) -> None:
+        super().__init__(*hosts)
+        self.calls: list[list[str]] = []
+
+    def launch(self, placements: Sequence[Placement]) -> None:
+        super().launch(placements)
+        self.calls.append([p.host_id for p in placements])
+
+
+def test_a_hosts_placements_of_one_pass_go_out_in_one_launch(store: SqliteJobStore) -> None:
+    """Launches go out in chunks (the first small, so hosts start at once), but never with
+    a host's placements split over two chunks: its offer would be gone for the second."""
+    driver = LaunchCalls(*(host(f"h{i}") for i in range(10)))
+    m = leader(store, driver, launching=5)
+    job(store, service=7, cpu=0.5)
+    job(store, service=30, cpu=0.5)
+    m.iterate()
+    assert len(driver.launched) == 37
+    assert len(driver.calls) > 1  # chunked
+    for host_id in {p.host_id for p in driver.launched}:
+        assert sum(host_id in call for call in driver.calls) == 1, (host_id, driver.calls)
+
+
 def test_a_backlog_nobody_can_place_is_not_evaluated_again_until_something_changes(
     store: SqliteJobStore,
 ) -> None:

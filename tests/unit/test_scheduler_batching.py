@@ -1,7 +1,8 @@
 """Batched placement gives exactly the placements and refusals of the one-by-one plugin path.
 
 The engine places a run of identical tasks a host at a time, using each filter's `capacity`
-bound and the scorers' `monotone` flag. The reference here is the same pipeline with every
+bound and the scorers' `monotone` flag, or merges the scorers' trajectories when a
+placement may lower a host's score (balance). The reference here is the same pipeline with every
 filter wrapped so that it states no bound: the engine then places one task at a time and
 re-evaluates the chosen host through every plugin, as it did before batching existed.
 Random small clusters put many hosts at the edge of fitting (fractional cpus, full hosts,
@@ -139,6 +140,8 @@ def random_tasks(rng: random.Random) -> list[TaskRequest]:
         gpu = rng.choice((0, 0, 0, 1))
         groups = rng.choice(GROUP_SETS)
         ip_slots = rng.choice((1, 1, 1, 0))
+        # Memory per cpu below and above the hosts' own (so balance turns both ways).
+        per_cpu = rng.choice((1_000, 1_000, 6_000))
         for _ in range(rng.choice((1, 2, 5, 12, 40))):
             n = len(tasks)
             tasks.append(
@@ -148,7 +151,7 @@ def random_tasks(rng: random.Random) -> list[TaskRequest]:
                     cpu=cpu,
                     memory_mb=cpu * rng.choice((1_000, 1_000.5, 4_096))
                     if n % 7 == 0
-                    else cpu * 1_000,
+                    else cpu * per_cpu,
                     disk_mb=1_000,
                     network_mbps=rng.choice((10, 33.3, 100)) if n % 5 == 0 else 10,
                     gpu=gpu,
@@ -184,6 +187,7 @@ def random_config(rng: random.Random) -> SchedulerConfig:
         good_enough_score=rng.choice((1.0, 1.0, 0.8, 0.5)),
         tasks_per_iteration=rng.choice((7, 500)),
         queue_run=rng.choice((1, 4, 32)),
+        balance_weight=rng.choice((0.0, 1.0, 20.0, 20.0)),
     )
 
 

@@ -163,21 +163,17 @@ def place(leader: Placing, now: int) -> tuple[int, list[HostView]] | None:
         if placements:
             leader.launch(placements)
 
+    # A host's placements go out in one chunk: a driver may take a host's whole offer with
+    # the first launch to it (Mesos accepts an offer once), so a later chunk could find
+    # nothing left to launch on.
+    by_host: dict[str, list[str]] = {}
     for assignment in result.assignments:
-        job, task = by_id[assignment.task_id]
-        host = host_by_id[assignment.host_id]
-        launched = task.with_status(TaskState.LAUNCHED, "normal", f"placed on {host.host_id}")
-        launched.taskContext.update(
-            {
-                AgentContext.ID: host.host_id,
-                AgentContext.HOST: host.attributes.get("host", host.host_id),
-                AgentContext.ZONE: host.attributes.get("zone", ""),
-                AgentContext.REGION: host.attributes.get("region", ""),
-                AgentContext.INSTANCE_ID: host.attributes.get("instanceId", host.host_id),
-                AgentContext.INSTANCE_TYPE: host.attributes.get("itype", ""),
-            }
-        )
-        chunk.append((job, launched, host))
+        by_host.setdefault(assignment.host_id, []).append(assignment.task_id)
+    for host_id, task_ids in by_host.items():
+        host = host_by_id[host_id]
+        for task_id in task_ids:
+            job, task = by_id[task_id]
+            chunk.append((job, placed_on(task, host), host))
         if len(chunk) >= limit:
             flush()
             limit = min(2 * limit, MAX_LAUNCH_CHUNK)
@@ -187,6 +183,22 @@ def place(leader: Placing, now: int) -> tuple[int, list[HostView]] | None:
     if result.assignments or result.deferred or not complete:
         return None
     return next_due, hosts
+
+
+def placed_on(task: Task, host: HostView) -> Task:
+    """The task as launched on `host`: Launched, with the host's facts in its context."""
+    launched = task.with_status(TaskState.LAUNCHED, "normal", f"placed on {host.host_id}")
+    launched.taskContext.update(
+        {
+            AgentContext.ID: host.host_id,
+            AgentContext.HOST: host.attributes.get("host", host.host_id),
+            AgentContext.ZONE: host.attributes.get("zone", ""),
+            AgentContext.REGION: host.attributes.get("region", ""),
+            AgentContext.INSTANCE_ID: host.attributes.get("instanceId", host.host_id),
+            AgentContext.INSTANCE_TYPE: host.attributes.get("itype", ""),
+        }
+    )
+    return launched
 
 
 def hosts_signature(

@@ -92,6 +92,8 @@ class LeaderView:
         self.transitional: dict[str, int] = {}
         #: Finished tasks still in the active set (their job's reconciliation is due).
         self.finished: set[str] = set()
+        #: Job ids, host ids and state names, one string object each (see `put_rows`).
+        self._shared: dict[str, str] = {}
         #: Grows with every change to a job or task: placement is skipped while it (and
         #: the hosts) stay the same, so a backlog nobody can place costs nothing per loop.
         self.generation = 0
@@ -137,9 +139,17 @@ class LeaderView:
         pending, finished, transitional = self.pending, self.finished, self.transitional
         on_host: dict[tuple[str, str], list[str]] = {}
         launching: dict[tuple[str, str], int] = {}
+        # One string object per job id, host id and state: a store's rows bring a copy of
+        # each per task (over 150 bytes a task), and the rows are kept.
+        shared = self._shared
         for row in rows:
             # unpacked at once: cheaper than six named-field lookups per row
-            task_id, job_id, _version, state, agent_id, timestamp, _raw = row
+            task_id, job_id, version, state, agent_id, timestamp, document = row
+            job_id = shared.setdefault(job_id, job_id)
+            state = shared.setdefault(state, state)
+            if agent_id is not None:
+                agent_id = shared.setdefault(agent_id, agent_id)
+            row = TaskRow(task_id, job_id, version, state, agent_id, timestamp, document)
             raw[task_id] = row
             if task_id in entries:  # not at start-up; keep the general path honest
                 self._index(task_id, _Entry(job_id, _STATES[state], agent_id, int(timestamp or 0)))

@@ -23,6 +23,7 @@ import binascii
 import contextlib
 import json
 import os
+import queue
 import signal
 import socket
 import struct
@@ -209,6 +210,18 @@ class Executor:
 
 
 @dataclass
+class _Launch:
+    """An executor process an agent is to start (see `MesosMasterDouble._spawn`)."""
+
+    agent: Agent
+    executor: Executor
+    command: dict[str, Any]
+    env: dict[str, str]
+    started: Callable[[], None] | None
+    failed: Callable[[OSError], None] | None
+
+
+@dataclass
 class Agent:
     id: str
     spec: AgentSpec
@@ -216,6 +229,8 @@ class Agent:
     tasks: dict[tuple[str, str], Task] = field(default_factory=dict)
     executors: dict[tuple[str, str], Executor] = field(default_factory=dict)
     server: Server | None = None
+    #: Set once the agent is stopped: launches still queued for it are dropped.
+    stopped: bool = False
 
     @property
     def endpoint(self) -> str:
@@ -313,6 +328,13 @@ class MesosMasterDouble:
         self._zk_node: str | None = None
         # Exceptions inside the double itself (not refusals): the fixture fails the test on them.
         self.errors: list[BaseException] = []
+        # Executor processes to start, in order: agents start them after the master has
+        # answered the call that launched them (see `_spawn`).
+        self._launches: queue.Queue[_Launch] = queue.Queue()
+        self._launcher: threading.Thread | None = None
+        # Held while a process is started, and while an agent is stopped: a process is
+        # never started for an agent already stopped (nobody would kill it).
+        self._spawn_lock = threading.Lock()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -1337,6 +1359,8 @@ class MesosMasterDouble:
             agent.server = Server(self.config.host, 0, app, self.errors)
 
     def _stop_agent(self, agent: Agent) -> None:
+        with self._spawn_lock:
+            agent.stopped = True
         with self.lock:
             executors = list(agent.executors.values())
         for ex in executors:
@@ -1411,8 +1435,38 @@ class MesosMasterDouble:
         return env
 
     def _spawn(
-        self, agent: Agent, ex: Executor, command: dict[str, Any], env: dict[str, str]
+        self,
+        agent: Agent,
+        ex: Executor,
+        command: dict[str, Any],
+        env: dict[str, str],
+        started: Callable[[], None] | None = None,
+        failed: Callable[[OSError], None] | None = None,
     ) -> None:
+        """Have the agent start the executor's process. A Mesos master answers ACCEPT (202)
+        once it has checked the call and sent the launch on to the agent; the agent starts
+        executors on its own time. So does the double: processes are started in order by
+        one launcher thread, outside the master's lock, so an ACCEPT of many tasks is
+        answered without waiting for their processes. `started` runs (under the lock) once
+        the process runs, `failed` if it cannot be started."""
+        self._launches.put(_Launch(agent, ex, command, env, started, failed))
+        with self.lock:
+            if self._launcher is None or not self._launcher.is_alive():
+                self._launcher = threading.Thread(
+                    target=self._launch_loop, name="mesos-double-launcher", daemon=True
+                )
+                self._launcher.start()
+
+    def _launch_loop(self) -> None:
+        while True:
+            launch = self._launches.get()
+            try:
+                self._start_process(launch)
+            except BaseException as exc:  # a bug of the double: the fixture reports it
+                self.errors.append(exc)
+
+    def _start_process(self, launch: _Launch) -> None:
+        agent, ex, command = launch.agent, launch.executor, launch.command
         if command.get("shell", True):
             argv = ["/bin/sh", "-c", str(command.get("value", ""))]
             executable = None
@@ -1420,17 +1474,36 @@ class MesosMasterDouble:
             value = str(command.get("value", ""))
             argv = [str(a) for a in command.get("arguments") or [value]]
             executable = value
-        with open(ex.sandbox / "stdout", "ab") as out, open(ex.sandbox / "stderr", "ab") as err:
-            ex.proc = subprocess.Popen(
-                argv,
-                executable=executable,
-                cwd=ex.sandbox,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,  # its own process group, killed as a whole
-            )
+        with self._spawn_lock:
+            if agent.stopped or ex.terminated:
+                return
+            try:
+                with (
+                    open(ex.sandbox / "stdout", "ab") as out,
+                    open(ex.sandbox / "stderr", "ab") as err,
+                ):
+                    proc = subprocess.Popen(
+                        argv,
+                        executable=executable,
+                        cwd=ex.sandbox,
+                        env=launch.env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=err,
+                        start_new_session=True,  # its own process group, killed as a whole
+                    )
+            except OSError as exc:
+                with self.lock:
+                    ex.terminated = True
+                    if launch.failed is not None:
+                        launch.failed(exc)
+                return
+            with self.lock:
+                ex.proc = proc
+                # the registration timeout counts from the process's start
+                ex.launched_at = time.monotonic()
+                if launch.started is not None:
+                    launch.started()
         threading.Thread(
             target=self._reap, args=(agent, ex), name=f"reap-{ex.executor_id}", daemon=True
         ).start()
@@ -1459,24 +1532,30 @@ class MesosMasterDouble:
             )
             agent.executors[(fw.id, executor_id)] = ex
             command = executor_info.get("command") or {}
-            try:
-                self._spawn(
-                    agent, ex, command, self._executor_env(fw, agent, executor_id, sandbox, command)
-                )
-            except OSError as exc:
-                ex.terminated = True
-                ex.task_ids.add(task.task_id)
-                self._agent_update(
-                    task,
-                    self._status(
-                        task,
-                        "TASK_FAILED",
-                        "SOURCE_AGENT",
-                        "REASON_EXECUTOR_TERMINATED",
-                        f"Failed to launch executor: {exc}",
-                    ),
-                )
-                return
+
+            def failed(exc: OSError, ex: Executor = ex) -> None:
+                for task_id in sorted(ex.task_ids):
+                    queued = agent.tasks.get((fw.id, task_id))
+                    if queued is None or queued.terminal:
+                        continue
+                    self._agent_update(
+                        queued,
+                        self._status(
+                            queued,
+                            "TASK_FAILED",
+                            "SOURCE_AGENT",
+                            "REASON_EXECUTOR_TERMINATED",
+                            f"Failed to launch executor: {exc}",
+                        ),
+                    )
+
+            self._spawn(
+                agent,
+                ex,
+                command,
+                self._executor_env(fw, agent, executor_id, sandbox, command),
+                failed=failed,
+            )
         ex.task_ids.add(task.task_id)
         if ex.subscribed and ex.stream is not None:
             self._send_executor(ex, {"type": "LAUNCH", "launch": {"task": task_info}})
@@ -1496,17 +1575,26 @@ class MesosMasterDouble:
         agent.executors[(fw.id, task.task_id)] = ex
         command = task_info.get("command") or {}
         self._agent_update(task, self._status(task, "TASK_STARTING", "SOURCE_EXECUTOR", None, None))
-        try:
-            self._spawn(
-                agent, ex, command, self._executor_env(fw, agent, task.task_id, sandbox, command)
-            )
-        except OSError as exc:
-            ex.terminated = True
+
+        def started() -> None:
+            if not task.terminal:
+                self._agent_update(
+                    task, self._status(task, "TASK_RUNNING", "SOURCE_EXECUTOR", None, None)
+                )
+
+        def failed(exc: OSError) -> None:
             self._agent_update(
                 task, self._status(task, "TASK_FAILED", "SOURCE_EXECUTOR", None, str(exc))
             )
-            return
-        self._agent_update(task, self._status(task, "TASK_RUNNING", "SOURCE_EXECUTOR", None, None))
+
+        self._spawn(
+            agent,
+            ex,
+            command,
+            self._executor_env(fw, agent, task.task_id, sandbox, command),
+            started=started,
+            failed=failed,
+        )
 
     def _reap(self, agent: Agent, ex: Executor) -> None:
         assert ex.proc is not None

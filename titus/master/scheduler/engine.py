@@ -8,8 +8,11 @@ re-evaluated. And a run of identical tasks is placed hosts at a time rather than
 time: the hosts are taken in the order single placements would choose them, the filters'
 `capacity` bounds say how many copies each takes before some rule refuses, and when every
 changing scorer is `monotone` (bin packing) a chosen host stays the best choice for each of
-those copies, so it gets them all at once. The cached answer for such a host is then known
-(refused, or re-scored by the scorers alone) without running every filter again.
+those copies, so it gets them all at once. When a placement may lower the host's score
+(balance), the scorers state their `trajectory` instead: the scores of each host for its
+next copies, merged in the order single placements would take them (`_merge`). The cached
+answer for such a host is then known (refused, or re-scored by the scorers alone) without
+running every filter again.
 
 The batched path gives exactly the placements and refusals of placing the copies one by one
 through all plugins (tests/unit/test_scheduler_batching.py checks it on random clusters): it
@@ -21,6 +24,7 @@ task at a time through the full pipeline.
 from __future__ import annotations
 
 import gc
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -75,6 +79,9 @@ class _Shape:
     #: Every "host"-scoped scorer is monotone: a chosen host stays chosen for the next copy
     #: until a filter refuses it (see `Scorer.monotone`).
     monotone: bool = False
+    #: Every "host"-scoped scorer states its trajectory (see `Scorer.trajectory`): runs are
+    #: placed hosts at a time by merging them (`_merge`) when not monotone.
+    projectable: bool = False
     #: Work vector for `_with_volatile`.
     scratch: FloatArray | None = None
     #: Filters that count placements themselves (`Filter.record`).
@@ -95,7 +102,7 @@ class Scheduler:
     ) -> None:
         self.config = config or SchedulerConfig()
         self.filters = list(filters) if filters is not None else default_filters(self.config)
-        self.scorers = list(scorers) if scorers is not None else default_scorers()
+        self.scorers = list(scorers) if scorers is not None else default_scorers(self.config)
 
     def schedule(
         self,
@@ -174,7 +181,9 @@ class Scheduler:
         ctx = shape.ctx
         demand = ctx.demand
         job_id = run[0].job_id
-        monotone = shape.monotone and not (shape.volatile_filters or shape.volatile_scorers)
+        steady = not (shape.volatile_filters or shape.volatile_scorers)
+        monotone = shape.monotone and steady
+        projectable = shape.projectable and steady
         assignments = result.assignments
         ids = table.ids
         eff = shape.eff
@@ -206,7 +215,30 @@ class Scheduler:
                     for rest in run[done:]:
                         result.unplaced[rest.task_id] = summary
                     break
-            if monotone:
+            if projectable and not monotone:
+                want = min(total, admitted) - done
+                merged = self._merge(table, shape, want)
+                if merged is not None:
+                    order, used, rescore = merged
+                    host_ids = [ids[row] for row in order]
+                    assignments.extend(
+                        map(
+                            Assignment, [t.task_id for t in run[done : done + len(order)]], host_ids
+                        )
+                    )
+                    done += len(order)
+                    for row, count in used:
+                        full_rows.append(row)
+                        full_counts.append(count)
+                    # A merge's trajectories read the table: what it placed is recorded now.
+                    self._flush(table, shape, job_id, full_rows, full_counts)
+                    for row in rescore:
+                        eff[row] = self._rescore(table, shape, row)
+                    continue
+                row = self._select(table, shape)
+                rows = [row] if row >= 0 else []
+                bounds = None
+            elif monotone:
                 want = min(total, admitted) - done
                 # As many hosts as copies are left (each takes at least one), up to a cap.
                 rows, saved = self._pick(table, shape, min(want, _REACH))
@@ -288,6 +320,86 @@ class Scheduler:
             eff[row] = _NEG_INF
         return rows, np.array(saved)
 
+    def _merge(
+        self, table: HostTable, shape: _Shape, want: int
+    ) -> tuple[list[int], list[tuple[int, int]], list[int]] | None:
+        """Up to `want` copies of the shape's task placed as single placements would place
+        them when a placement may lower the chosen host's score: the hosts next in line
+        (`_pick`), how many copies each accepts (`_bounds`), and each one's scores for its
+        next copies (the scorers' trajectories) are merged, the best score (then the lowest
+        row) first, as `_select` chooses, until the best host left outside them would be
+        chosen instead. Returns the rows in placement order, (row, copies) per host used,
+        and the used hosts that still accept but whose next score is not known (to be
+        re-scored once recorded); the cached answers of the hosts it looked at are set.
+        None, with nothing changed, when the trajectories cannot decide (a good-enough
+        score is reached, a scorer states none, a bound is missing): the caller then places
+        one copy through the full pipeline."""
+        eff = shape.eff
+        reach = min(want, _REACH)
+        # One host more than the merge may use: the best of the others, which stops it.
+        rows, saved = self._pick(table, shape, reach + 1)
+        if not rows:
+            return None
+        barrier_value, barrier_row = _NEG_INF, -1
+        if len(rows) > reach:
+            barrier_row = rows.pop()
+            barrier_value = float(saved[-1])
+            eff[barrier_row] = barrier_value
+            saved = saved[:-1]
+        threshold = self.config.good_enough_score
+        bounds = self._bounds(table, shape, rows, want + 1) if barrier_value < threshold else None
+        if bounds is None:
+            eff[rows] = saved
+            return None
+        copies = min(max(bounds), want)
+        idx = np.array(rows, dtype=np.intp)
+        scores = np.repeat(shape.static_score[idx][None, :], copies, axis=0)
+        ctx = shape.ctx
+        for weight, scorer in shape.host_scorers:
+            part = scorer.trajectory(table, ctx, idx, copies)
+            if part is None:
+                eff[rows] = saved
+                return None
+            scores += part * weight
+        # The first scores are the cached answers that chose these hosts; anything else
+        # means a trajectory does not replay its score, and the full pipeline decides.
+        if scores[0].tolist() != saved.tolist() or float(scores.max()) >= threshold:
+            eff[rows] = saved
+            return None
+        per_host = scores.T.tolist()
+        heap = [(-per_host[i][0], row, i) for i, row in enumerate(rows)]
+        heapq.heapify(heap)
+        counts = [0] * len(rows)
+        order: list[int] = []
+        while heap and len(order) < want:
+            neg, row, i = heap[0]
+            if -neg < barrier_value or (-neg == barrier_value and barrier_row < row):
+                break
+            order.append(row)
+            placed = counts[i] = counts[i] + 1
+            if placed < bounds[i] and placed < copies:
+                heapq.heapreplace(heap, (-per_host[i][placed], row, i))
+            else:
+                heapq.heappop(heap)
+        if not order:
+            eff[rows] = saved
+            return None
+        used: list[tuple[int, int]] = []
+        rescore: list[int] = []
+        for i, row in enumerate(rows):
+            placed = counts[i]
+            if not placed:
+                eff[row] = saved[i]
+                continue
+            used.append((row, placed))
+            if placed < bounds[i]:
+                if placed < copies:
+                    eff[row] = per_host[i][placed]
+                else:
+                    rescore.append(row)
+            # else: refused from now on (its bound), as `_pick` left it
+        return order, used, rescore
+
     def _bounds(
         self, table: HostTable, shape: _Shape, rows: list[int], limit: int
     ) -> list[int] | None:
@@ -339,10 +451,13 @@ class Scheduler:
         fitness = [s for s in scorers if s.kind == "fitness"]
         soft = [s for s in scorers if s.kind == "soft"]
         resource = [s for s in scorers if s.kind == "resource"]
+        fitness_total = sum(s.weight for s in fitness)
+        soft_total = sum(s.weight for s in soft)
+        resource_total = sum(s.weight for s in resource)
         weighted: list[tuple[float, Scorer]] = [
-            *((config.fitness_weight / len(fitness), s) for s in fitness),
-            *((config.soft_weight / len(soft), s) for s in soft),
-            *((config.resource_weight / len(resource), s) for s in resource),
+            *((config.fitness_weight * s.weight / fitness_total, s) for s in fitness),
+            *((config.soft_weight * s.weight / soft_total, s) for s in soft),
+            *((config.resource_weight * s.weight / resource_total, s) for s in resource),
         ]
         static_score = np.full(
             table.size,
@@ -371,6 +486,9 @@ class Scheduler:
             recorders=[f for f in plugins if f.records],
         )
         shape.monotone = all(s.monotone for _, s in shape.host_scorers)
+        shape.projectable = all(
+            type(s).trajectory is not Scorer.trajectory for _, s in shape.host_scorers
+        )
         self._evaluate(table, shape, ALL)
         return shape
 

@@ -316,6 +316,26 @@ class HostTable:
             log.extend([row] * count)
             self.stamp[row] = len(log) - 1
 
+    def free_after(self, rows: IntArray, demand: FloatArray, copies: int) -> FloatArray:
+        """Free resources of `rows` after 0, 1, ..., `copies` - 1 placements of `demand` on
+        each, shape (copies, resource, len(rows)): subtracted one copy at a time, as
+        `assign` does, so a trajectory computed from it has the bits a score computed
+        after those placements has."""
+        acc = np.empty((copies, len(RESOURCES), len(rows)), dtype=np.float64)
+        acc[0] = self.free[:, rows]
+        acc[1:] = demand[:, None]
+        np.subtract.accumulate(acc, axis=0, out=acc)
+        return acc
+
+    def packed_after(self, rows: IntArray, added: FloatArray, copies: int) -> FloatArray:
+        """`packed` of `rows` after 0, 1, ..., `copies` - 1 placements adding `added` (one
+        value per row) each, shape (copies, len(rows)), accumulated as `assign` does."""
+        acc = np.empty((copies, len(rows)), dtype=np.float64)
+        acc[0] = self.packed[rows]
+        acc[1:] = added
+        np.add.accumulate(acc, axis=0, out=acc)
+        return acc
+
     def pack_share(self, pack_demand: FloatArray) -> FloatArray:
         """demand / total summed over the packing columns, for every host: what the task
         would add to each host's bin-packing sum. Totals do not change within an iteration,

@@ -1,11 +1,18 @@
 """Scorers: how good is this host for this task, in 0..1, over vectors of hosts.
 
 Three kinds, combined as Fenzo does (weights in `SchedulerConfig`):
-- "fitness": bin packing or spreading; the applicable ones are averaged.
+- "fitness": bin packing and balance, or spreading; the applicable ones are averaged, each
+  counted `weight` times.
 - "soft": soft constraints; their mean is the soft score (1 when the task has none).
 - "resource": the resource-set fit (ENIs of the task's security groups, enis.py); their
   mean is the resource score (1 when none applies).
 Scopes mean the same as for filters (see `filters.py`).
+
+A "host"-scoped scorer may also state its `trajectory`: its scores for the next copies of
+a task on some hosts, as if they were placed there one after another. With a trajectory
+from every changing scorer, the engine places a run of identical tasks hosts at a time even
+when a placement lowers a host's score (balance may), by merging the hosts' trajectories
+in the order single placements would follow them.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from titus.master.scheduler.filters import (
     ZoneBalanceFilter,
     constraint_filters,
 )
-from titus.master.scheduler.hosts import ALL, FloatArray, HostTable, Index
+from titus.master.scheduler.hosts import ALL, FloatArray, HostTable, Index, IntArray
+from titus.master.scheduler.model import SchedulerConfig
 
 Kind = Literal["fitness", "soft", "resource"]
 
@@ -37,12 +45,26 @@ class Scorer:
     #: choice for the next copy of it until a filter refuses, which lets the engine give a
     #: host all the copies of a run it takes at once. False (the default) is always safe.
     monotone: bool = False
+    #: How many times the scorer counts in the mean of its kind (fitness or soft).
+    weight: float = 1.0
 
     def applies(self, ctx: TaskContext) -> bool:
         return True
 
     def score(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> FloatArray:
         raise NotImplementedError
+
+    def trajectory(
+        self, table: HostTable, ctx: TaskContext, rows: IntArray, copies: int
+    ) -> FloatArray | None:
+        """Scores of each host of `rows` for the next copy of the task after 0, 1, ...,
+        `copies` - 1 copies of it were placed there one after another (each recorded by
+        `HostTable.assign`), shape (copies, len(rows)). It must equal `score` on the states
+        those placements leave, bit for bit: compute it from `HostTable.free_after` and
+        `HostTable.packed_after`, which replay `assign`'s arithmetic. None (the default):
+        not stated; runs it applies to are then placed one task at a time unless it is
+        `monotone`. Only "host"-scoped scorers are asked."""
+        return None
 
 
 def packing(table: HostTable, ctx: TaskContext, idx: Index = ALL) -> FloatArray:
@@ -66,6 +88,72 @@ class BinPacking(Scorer):
 
     def score(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> FloatArray:
         return packing(table, ctx, idx)
+
+    def trajectory(
+        self, table: HostTable, ctx: TaskContext, rows: IntArray, copies: int
+    ) -> FloatArray:
+        added = table.pack_share(ctx.pack_demand)[rows]
+        packed = table.packed_after(rows, added, copies)
+        result: FloatArray = (packed + added) / table.pack_count[rows]
+        return result
+
+
+#: Columns the balance scorer compares (cpu, memory), in `HostTable.free` as in
+#: `HostTable.pack_inverse`: the two resources whose leftovers strand each other (a host
+#: with free memory and no free cpu takes nothing).
+BALANCE_COLUMNS = slice(0, 2)
+
+
+def balance_gain(demand: FloatArray, free: FloatArray, inverse: FloatArray) -> FloatArray:
+    """How much closer placing `demand` brings a host's free cpu and free memory, each as
+    a share of the host's total: |cpu - memory| before minus after, mapped from -1..1 to
+    0..1 (0.5: no change).
+
+    `demand` is (2, 1), `free` (2, n) or (copies, 2, n), `inverse` (2, n): the same
+    elementwise arithmetic for a score and a trajectory, so both give the same bits."""
+    cpu_inverse, memory_inverse = inverse[0], inverse[1]
+    cpu, memory = free[..., 0, :], free[..., 1, :]
+    before = np.abs(cpu * cpu_inverse - memory * memory_inverse)
+    after = np.abs((cpu - demand[0]) * cpu_inverse - (memory - demand[1]) * memory_inverse)
+    result: FloatArray = (1.0 + before - after) * 0.5
+    return result
+
+
+class Balance(Scorer):
+    """Put a task where it evens out the host's free cpu and memory: memory-heavy work on a
+    host whose cpu is used more than its memory, cpu-heavy work on the reverse, for the
+    same tasks as bin packing.
+
+    Packing alone fills the fullest host with whatever fits; with tasks of mixed shapes,
+    hosts then run out of cpu with memory left or the reverse, and tasks wait that the
+    cluster has room for in total. This scorer is the change in |free cpu share - free
+    memory share| the placement makes. It is the same for every copy of a task as long as
+    the host's imbalance keeps its sign, so bin packing still decides between hosts that
+    the task unbalances alike (it still fills one host before the next, and a host with
+    just the room the task needs still beats an empty one). Once the host passes its
+    balance point further copies gain less, so it is not monotone; its trajectory lets the
+    engine place runs hosts at a time all the same. Counted `weight` times against bin
+    packing's once."""
+
+    name = "balance"
+
+    def __init__(self, weight: float = 1.0) -> None:
+        self.weight = weight
+
+    def applies(self, ctx: TaskContext) -> bool:
+        return not ctx.spread and self.weight > 0
+
+    def score(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> FloatArray:
+        inverse = table.pack_inverse[BALANCE_COLUMNS, idx]
+        free = table.free[BALANCE_COLUMNS, idx]
+        return balance_gain(ctx.demand[BALANCE_COLUMNS, None], free, inverse)
+
+    def trajectory(
+        self, table: HostTable, ctx: TaskContext, rows: IntArray, copies: int
+    ) -> FloatArray:
+        free = table.free_after(rows, ctx.demand, copies)[:, BALANCE_COLUMNS, :]
+        inverse = table.pack_inverse[BALANCE_COLUMNS][:, rows]
+        return balance_gain(ctx.demand[BALANCE_COLUMNS, None], free, inverse)
 
 
 class Spreading(Scorer):
@@ -140,11 +228,19 @@ class SoftExclusiveHost(Scorer):
         return empty.astype(np.float64)
 
 
-def default_scorers() -> list[Scorer]:
+def default_scorers(config: SchedulerConfig | None = None) -> list[Scorer]:
     from titus.master.scheduler.enis import EniAffinity  # a plugin module built on this one
 
+    config = config or SchedulerConfig()
     soft: list[Scorer] = [
         SoftZoneBalance() if isinstance(rule, ZoneBalanceFilter) else SoftConstraint(rule)
         for rule in constraint_filters()
     ]
-    return [BinPacking(), Spreading(), *soft, SoftExclusiveHost(), EniAffinity()]
+    return [
+        BinPacking(),
+        Balance(config.balance_weight),
+        Spreading(),
+        *soft,
+        SoftExclusiveHost(),
+        EniAffinity(),
+    ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -55,6 +56,7 @@ class Gate:
         self.hold_sec = hold_sec
         self.max_held = max_held
         self.held = 0
+        self.refusals = RefusalLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,8 +64,14 @@ class Gate:
             return
         method: str = scope["method"]
         path: str = scope["path"]
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        principal = self._principal(headers, scope)
+        authorization = caller_header = ""
+        for name, value in scope["headers"]:  # the two headers this needs, nothing more
+            lowered = name.lower()
+            if lowered == b"authorization" and not authorization:
+                authorization = value.decode("latin-1")
+            elif lowered == b"x-titus-callerid" and not caller_header:
+                caller_header = value.decode("latin-1")
+        principal = self._principal(authorization, caller_header, scope)
         state = scope.setdefault("state", {})
         state["caller"] = principal.caller_id
         state["roles"] = principal.roles
@@ -84,6 +92,7 @@ class Gate:
             key = rate_key(principal, client[0] if client else None)
             verdict = self.limiter.admit(key, method, path)
             if not verdict.allowed:
+                state["rate_bucket"] = verdict.bucket
                 if self.hold_sec > 0 and self.held < self.max_held:
                     self.held += 1
                     try:
@@ -91,13 +100,7 @@ class Gate:
                     finally:
                         self.held -= 1
                 retry = retry_after_header(verdict.retry_after - self.hold_sec)
-                log.info(
-                    "rate limited caller=%s bucket=%s %s %s",
-                    principal.caller_id,
-                    verdict.bucket,
-                    method,
-                    path,
-                )
+                self.refusals.note(principal.caller_id, verdict.bucket, method, path)
                 await _refuse(
                     send,
                     429,
@@ -108,16 +111,50 @@ class Gate:
                 return
         await self.app(scope, receive, send)
 
-    def _principal(self, headers: dict[str, str], scope: Scope) -> Principal:
-        if self.auth is not None:
-            found = self.auth.resolve(headers.get("authorization", ""))
+    def _principal(self, authorization: str, caller_header: str, scope: Scope) -> Principal:
+        if self.auth is not None and authorization:
+            found = self.auth.resolve(authorization)
             if found is not None:
                 return found
-        caller = headers.get("x-titus-callerid", "").strip()[:200]
+        caller = caller_header.strip()[:200]
         if not caller:
             client = scope.get("client")
             caller = f"anonymous@{client[0]}" if client else "anonymous"
         return Principal(caller)
+
+
+class RefusalLog:
+    """Rate-limit refusals in the log without a line per refusal: a runaway refused
+    thousands of times a second would otherwise pay for (and flood) the log with each. The
+    first refusal of a caller and bucket is logged at once; later ones are counted and
+    logged as one line per caller and bucket every `every_sec` while they go on. The
+    table is bounded like the limiter's (beyond `max_entries` it starts anew)."""
+
+    def __init__(self, every_sec: float = 10.0, max_entries: int = 10_000) -> None:
+        self.every_sec = every_sec
+        self.max_entries = max_entries
+        self._seen: dict[tuple[str, str], list[float]] = {}  # [window start, count]
+
+    def note(self, caller: str, bucket: str, method: str, path: str) -> None:
+        now = time.monotonic()
+        key = (caller, bucket)
+        entry = self._seen.get(key)
+        if entry is None or now - entry[0] >= self.every_sec:
+            if entry is not None and entry[1]:
+                log.info(
+                    "rate limited caller=%s bucket=%s: %d more refusals in %.0f s",
+                    caller,
+                    bucket,
+                    entry[1],
+                    now - entry[0],
+                )
+            else:
+                log.info("rate limited caller=%s bucket=%s %s %s", caller, bucket, method, path)
+            if len(self._seen) >= self.max_entries:
+                self._seen.clear()
+            self._seen[key] = [now, 0]
+        else:
+            entry[1] += 1
 
 
 def rate_key(principal: Principal, client_host: str | None) -> str:

@@ -227,7 +227,13 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
         creates = CreateEndpoint(
             build_stack(), app.state.jobs, app.state.access, settings.max_body_bytes
         )
-        return RequestMetrics(Gate(creates, auth=auth, limiter=limiter), templates, limiter)
+        gate = Gate(
+            creates,
+            auth=auth,
+            limiter=limiter,
+            in_flight_per_caller=settings.api_in_flight_per_caller,
+        )
+        return RequestMetrics(gate, templates, limiter)
 
     app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
     app.include_router(observe.router)

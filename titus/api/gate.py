@@ -18,7 +18,7 @@ import logging
 import time
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from titus.api.auth import Principal, TokenAuth
 from titus.api.errors import error_body
@@ -49,8 +49,10 @@ class Gate:
         limiter: RateLimiter,
         hold_sec: float = REFUSAL_HOLD_SEC,
         max_held: int = MAX_HELD,
+        in_flight_per_caller: int = 0,
     ):
         self.app = app
+        self.turns = Turns(in_flight_per_caller) if in_flight_per_caller > 0 else None
         self.auth = auth
         self.limiter = limiter
         self.hold_sec = hold_sec
@@ -109,7 +111,13 @@ class Gate:
                     {"Retry-After": retry},
                 )
                 return
-        await self.app(scope, receive, send)
+        if self.turns is None:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        await self.turns.serve(
+            rate_key(principal, client[0] if client else None), self.app, scope, receive, send
+        )
 
     def _principal(self, authorization: str, caller_header: str, scope: Scope) -> Principal:
         if self.auth is not None and authorization:
@@ -121,6 +129,48 @@ class Gate:
             client = scope.get("client")
             caller = f"anonymous@{client[0]}" if client else "anonymous"
         return Principal(caller)
+
+
+class Turns:
+    """At most `per_caller` requests of one caller worked on at once; the others wait,
+    parked (no CPU), in arrival order. Without it, a caller on hundreds of connections has
+    hundreds of requests in the event loop's queue, each within its rate limit, and every
+    other caller's request waits behind all of them; with it, behind at most `per_caller`
+    of each caller. Over HTTP/1.1 a waiting request also holds back that connection's next
+    one. A turn ends when the answer starts, so a stream (observe, followed logs) holds
+    none while it runs. Entries of callers with nothing in flight are dropped."""
+
+    def __init__(self, per_caller: int) -> None:
+        self.per_caller = per_caller
+        self._callers: dict[str, list[Any]] = {}  # key -> [semaphore, requests holding or waiting]
+
+    async def serve(
+        self, key: str, app: ASGIApp, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        entry = self._callers.get(key)
+        if entry is None:
+            entry = self._callers[key] = [asyncio.Semaphore(self.per_caller), 0]
+        entry[1] += 1
+        semaphore: asyncio.Semaphore = entry[0]
+        turn: asyncio.Semaphore | None = None  # held from acquire to the answer's start
+
+        async def send_and_end_turn(message: Message) -> None:
+            nonlocal turn
+            if turn is not None and message["type"] == "http.response.start":
+                turn.release()
+                turn = None
+            await send(message)
+
+        try:
+            await semaphore.acquire()
+            turn = semaphore
+            await app(scope, receive, send_and_end_turn)
+        finally:
+            if turn is not None:
+                turn.release()  # an answer never started (an error, a disconnect)
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._callers.pop(key, None)
 
 
 class RefusalLog:

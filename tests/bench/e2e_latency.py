@@ -5,7 +5,8 @@
     python -m tests.bench.e2e_latency --url http://127.0.0.1:7001   # a running platform
 
 Prints p50/p95 of each figure, the baseline and the ratios. Jobs are submitted one after
-another (each waits for the previous to finish), so the figures are latencies, not queueing.
+another (each waits for the previous to finish), so the figures are latencies, not queueing;
+each job is followed by one bare `docker run`, so both see the same (shared) machine.
 
 Then where submit-to-Started goes, p50 of each phase over the jobs, from the client's
 clock and the task's status history (every part runs on this machine, one clock):
@@ -177,12 +178,17 @@ def main() -> None:
     try:
         run_jobs(url, 2)  # warm up
         before = histogram_sums(url)
-        started, finished, phases = run_jobs(url, args.jobs)
+        started, finished, phases, baseline = [], [], [], []
+        for _ in range(args.jobs):  # job and baseline in turn: both see the same machine
+            one = run_jobs(url, 1)
+            started += one[0]
+            finished += one[1]
+            phases += one[2]
+            baseline += bare_docker(docker_host, 1)
         after = histogram_sums(url)
     finally:
         if platform is not None:
             platform.stop()
-    baseline = bare_docker(docker_host, args.jobs)
     b50 = statistics.median(baseline)
     print(f"jobs: {args.jobs}")
     print(

@@ -111,6 +111,12 @@ class Settings(BaseSettings):
         "job-create 100 burst / 50 per s, observe 10 / 1, reads 600 / 300, mutations "
         "200 / 100, each per caller. An empty list turns rate limiting off.",
     )
+    api_in_flight_per_caller: int = Field(
+        8,
+        description="Requests of one caller (its token, else its address) the API works on "
+        "at once; more wait their turn, so a caller on many connections cannot crowd out "
+        "the others. A stream counts until its answer starts. 0: no bound.",
+    )
     max_active_jobs: int = Field(20_000, description="Active jobs at most; 429 beyond.")
     max_active_tasks: int = Field(
         200_000,

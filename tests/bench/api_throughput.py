@@ -2,11 +2,19 @@
 clients, paging `GET /api/v3/jobs` through 10,000 active jobs, and the same load on a
 trivial FastAPI endpoint served the same way (uvicorn, one process) as the baseline.
 
+The load generator is wrk (Debian's package, installed by scripts/wrk.sh when missing),
+in a process of its own, the same for both servers: one thread, N keep-alive connections,
+each posting the same job descriptor as fast as it is answered, for `--seconds`. Each
+round measures titus and the baseline back to back at each client count; the table shows
+every round and then the median of the rounds, with the CPU time each server process spent
+per request (from /proc, so a machine busy with other work shows as lower rates, not as
+a higher cost per request) and the load average before and after.
+
 Two more cases, each on a fresh self-started API:
 - fairness: a well-behaved caller (a steady stream of creates and reads, within its rate
-  limits) alone, then while a runaway caller (its own token, another process)
-  creates and reads as fast as it can; the well-behaved caller's p50/p99 both ways and how
-  many of the runaway's requests got 429. This API runs with the default rate limits.
+  limits) alone, then while a runaway caller (its own token, another process, a fixed
+  schedule at ten times its limits) creates and reads; the well-behaved caller's p50/p99
+  both ways and what the runaway got. This API runs with the default rate limits.
 - watchers: create and read latency of one client without observe clients, then with
   `--watchers` (default 200) observe streams connected (another process), and the ratio.
 
@@ -23,12 +31,14 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -103,6 +113,127 @@ def start(kind: str, data: str) -> tuple[subprocess.Popen[bytes], str]:
         proc.kill()
         raise
     return proc, url
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [==[%s]==]
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %%d, "seconds": %%f, "p50_us": %%d, "p99_us": %%d, "non2xx": %%d, ' ..
+    '"socket_errors": %%d}\\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50),
+    latency:percentile(99), e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def wrk_path() -> str:
+    """wrk, installed by scripts/wrk.sh (Debian's package) when it is missing."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    script = Path(__file__).resolve().parents[2] / "scripts" / "wrk.sh"
+    out = subprocess.run(["bash", str(script)], check=True, capture_output=True, text=True)
+    return out.stdout.strip().rpartition("WRK=")[2]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk_load(
+    wrk: str, script: str, url: str, clients: int, seconds: float, pid: int | None
+) -> dict[str, float]:
+    """One wrk run: rate, p50/p99 (ms) and, with the server's pid, its CPU per request."""
+    before = cpu_seconds(pid) if pid else 0.0
+    out = subprocess.run(
+        [
+            wrk,
+            "-t1",
+            f"-c{clients}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "30s",
+            "-s",
+            script,
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    used = cpu_seconds(pid) - before if pid else 0.0
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if result["non2xx"] or result["socket_errors"]:
+        raise RuntimeError(f"{url}: {result['non2xx']} non-2xx answers, {result}")
+    requests = max(1, result["requests"])
+    return {
+        "rate": requests / result["seconds"],
+        "p50": result["p50_us"] / 1000,
+        "p99": result["p99_us"] / 1000,
+        "cpu_us": used / requests * 1e6 if pid else float("nan"),
+    }
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def throughput(
+    titus: tuple[str, int | None], base: tuple[str, int], seconds: float, rounds: int
+) -> None:
+    """Creates at 1, 8 and 32 clients, titus and the baseline back to back, `rounds`
+    times; each round's figures, then the medians."""
+    wrk = wrk_path()
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_SCRIPT % json.dumps(JOB))
+    print(f"load generator: {wrk} (one thread, N connections, its own process)")
+    print(f"load average before: {loadavg()}")
+    header = (
+        f"{'round':>5} {'clients':>7} {'titus/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cpu us':>7} "
+        f"{'base/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cpu us':>7} {'ratio':>6} {'p99 x':>6}"
+    )
+    print(header)
+    rows: dict[int, list[tuple[dict[str, float], dict[str, float]]]] = {1: [], 8: [], 32: []}
+
+    def line(label: str, clients: int, t: dict[str, float], b: dict[str, float]) -> None:
+        print(
+            f"{label:>5} {clients:>7} {t['rate']:>8.0f} {t['p50']:>7.2f} {t['p99']:>7.2f} "
+            f"{t['cpu_us']:>7.0f} {b['rate']:>8.0f} {b['p50']:>7.2f} {b['p99']:>7.2f} "
+            f"{b['cpu_us']:>7.0f} {t['rate'] / b['rate']:>6.2f} {t['p99'] / b['p99']:>6.2f}",
+            flush=True,
+        )
+
+    for clients in rows:  # warm up both (imports, first connections, the view's load)
+        wrk_load(wrk, f.name, titus[0] + "/api/v3/jobs", clients, 1, None)
+        wrk_load(wrk, f.name, base[0] + "/ping", clients, 1, None)
+    for n in range(rounds):
+        for clients in rows:
+            t = wrk_load(wrk, f.name, titus[0] + "/api/v3/jobs", clients, seconds, titus[1])
+            b = wrk_load(wrk, f.name, base[0] + "/ping", clients, seconds, base[1])
+            rows[clients].append((t, b))
+            line(str(n + 1), clients, t, b)
+    os.unlink(f.name)
+
+    def median(runs: list[dict[str, float]]) -> dict[str, float]:
+        return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+    for clients, runs in rows.items():
+        t, b = median([r[0] for r in runs]), median([r[1] for r in runs])
+        t["rate"] = statistics.median(r[0]["rate"] for r in runs)
+        ratio = statistics.median(r[0]["rate"] / r[1]["rate"] for r in runs)
+        p99x = statistics.median(r[0]["p99"] / r[1]["p99"] for r in runs)
+        print(
+            f"{'med':>5} {clients:>7} {t['rate']:>8.0f} {t['p50']:>7.2f} {t['p99']:>7.2f} "
+            f"{t['cpu_us']:>7.0f} {b['rate']:>8.0f} {b['p50']:>7.2f} {b['p99']:>7.2f} "
+            f"{b['cpu_us']:>7.0f} {ratio:>6.2f} {p99x:>6.2f}"
+        )
+    print(f"load average after: {loadavg()}")
 
 
 async def load(url: str, path: str, clients: int, total: int, body: Any) -> dict[str, float]:
@@ -193,12 +324,16 @@ async def steady(url: str, caller: str, seconds: float, per_sec: float) -> list[
     return latencies
 
 
-async def runaway(url: str, seconds: float, clients: int) -> dict[str, int]:
-    """A runaway caller: `clients` keep-alive connections creating and reading as fast as
-    they can, ignoring Retry-After; the count of each status it got. Plain sockets, not
-    httpx: a client library's own cost would cap the runaway's rate below the server's."""
+async def runaway(
+    url: str, seconds: float, connections: int, create_rate: float, read_rate: float
+) -> dict[str, Any]:
+    """A runaway caller: `create_rate` creates and `read_rate` listings a second on a fixed
+    schedule, spread over `connections` keep-alive connections (each sends its next request
+    when it is due and its previous answer has come: HTTP/1.1 without pipelining), ignoring
+    Retry-After. What it got: the count of each status and the rate it achieved. Plain
+    sockets, not httpx: a client library's own cost would cap the runaway's rate below
+    what it asks of the server."""
     counts: dict[str, int] = {}
-    stop = time.perf_counter() + seconds
     host, port = url.removeprefix("http://").split(":")
     body = json.dumps(JOB).encode()
     head = f"Host: {host}\r\nX-Titus-CallerId: runaway\r\nAuthorization: Bearer tok-runaway\r\n"
@@ -207,13 +342,20 @@ async def runaway(url: str, seconds: float, clients: int) -> dict[str, int]:
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     read = f"GET /api/v3/jobs?pageSize=10 HTTP/1.1\r\n{head}\r\n".encode()
+    total = create_rate + read_rate
+    creators = max(1, round(connections * create_rate / total))
+    pools = [(create, creators, create_rate), (read, max(1, connections - creators), read_rate)]
+    t0 = time.perf_counter() + 0.2
+    stop = t0 + seconds
 
-    async def worker(n: int) -> None:
+    async def worker(request: bytes, interval: float, offset: float) -> None:
         reader, writer = await asyncio.open_connection(host, int(port))
-        i = n
-        while time.perf_counter() < stop:
-            writer.write(create if i % 2 == 0 else read)
-            i += 1
+        due = t0 + offset
+        while due < stop:
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            writer.write(request)
             status = (await reader.readuntil(b"\r\n")).split()[1].decode()
             length = 0
             while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
@@ -221,10 +363,16 @@ async def runaway(url: str, seconds: float, clients: int) -> dict[str, int]:
                     length = int(line.split(b":")[1])
             await reader.readexactly(length)
             counts[status] = counts.get(status, 0) + 1
+            due += interval
         writer.close()
 
-    await asyncio.gather(*(worker(n) for n in range(clients)))
-    return counts
+    workers = []
+    for request, count, rate in pools:
+        interval = count / rate
+        workers += [worker(request, interval, interval * i / count) for i in range(count)]
+    await asyncio.gather(*workers)
+    # when the server falls behind the schedule the run takes longer: the rate is the real one
+    return {"counts": counts, "rate": sum(counts.values()) / (time.perf_counter() - t0)}
 
 
 def helper(*args: str) -> subprocess.Popen[str]:
@@ -238,26 +386,61 @@ def helper(*args: str) -> subprocess.Popen[str]:
     )
 
 
-def fairness(data: str, seconds: float, clients: int) -> None:
+def fairness(data: str, seconds: float, connections: int, rounds: int) -> None:
+    """The well-behaved caller's p50/p99 alone and beside a runaway at ten times its
+    limits (the default buckets' refill rates), `rounds` times; each round, then the
+    medians."""
+    from titus.settings import Settings
+
+    refill = {b.name: b.refill_per_sec for b in Settings().rate_limit_buckets}
+    create_rate, read_rate = 10 * refill["job-create"], 10 * refill["reads"]
     proc, url = start("titus-limited", data)
+    print(
+        f"fairness: a well-behaved caller (40 req/s, creates and listings alternating, its own "
+        f"token) alone, then beside a runaway (another process, its own token, {connections} "
+        f"connections, {create_rate:.0f} creates/s and {read_rate:.0f} listings/s scheduled: "
+        "10x its limits)"
+    )
+    print(f"load average before: {loadavg()}")
+    results = []
     try:
         asyncio.run(steady(url, "warmup", 1.0, 20))
-        alone = percentiles(asyncio.run(steady(url, "steady", seconds, 40)))
-        hog = helper("--runaway", url, "--seconds", str(seconds + 1.0), "--clients", str(clients))
-        time.sleep(0.5)  # the runaway is at full speed before the measurement starts
-        shared = percentiles(asyncio.run(steady(url, "steady", seconds, 40)))
-        out, _ = hog.communicate(timeout=seconds + 60)
-        counts: dict[str, int] = json.loads(out.strip().splitlines()[-1])
+        for n in range(rounds):
+            alone = percentiles(asyncio.run(steady(url, "steady", seconds, 40)))
+            hog = helper(
+                "--runaway",
+                url,
+                "--seconds",
+                str(seconds + 1.0),
+                "--clients",
+                str(connections),
+                "--create-rate",
+                str(create_rate),
+                "--read-rate",
+                str(read_rate),
+            )
+            time.sleep(0.7)  # the runaway is at full speed before the measurement starts
+            shared = percentiles(asyncio.run(steady(url, "steady", seconds, 40)))
+            out, _ = hog.communicate(timeout=seconds + 60)
+            got = json.loads(out.strip().splitlines()[-1])
+            results.append((alone, shared, got))
+            counts = got["counts"]
+            print(
+                f"  round {n + 1}: p50/p99 alone {alone[0]:.2f}/{alone[1]:.2f} ms, beside the "
+                f"runaway {shared[0]:.2f}/{shared[1]:.2f} ms (p99 x{shared[1] / alone[1]:.2f}); "
+                f"runaway answered {got['rate']:.0f}/s, statuses {dict(sorted(counts.items()))}",
+                flush=True,
+            )
+            time.sleep(2.0)  # its buckets refill before the next round's alone phase
     finally:
         proc.terminate()
         proc.wait(10)
-    total = sum(counts.values())
+    p99x = statistics.median(r[1][1] / r[0][1] for r in results)
     print(
-        f"fairness: well-behaved caller (40 req/s, creates and reads) p50/p99 alone "
-        f"{alone[0]:.2f}/{alone[1]:.2f} ms, beside a runaway {shared[0]:.2f}/{shared[1]:.2f} ms "
-        f"(p99 x{shared[1] / alone[1]:.2f}); runaway ({clients} connections): {total} requests "
-        f"in {seconds + 1.0:.0f} s, {counts.get('429', 0)} got 429, statuses {counts}"
+        f"  median: p99 alone {statistics.median(r[0][1] for r in results):.2f} ms, beside "
+        f"{statistics.median(r[1][1] for r in results):.2f} ms, ratio x{p99x:.2f}"
     )
+    print(f"load average after: {loadavg()}")
 
 
 async def watch(url: str, watchers: int) -> None:
@@ -349,49 +532,46 @@ def watchers_case(data: str, watchers: int, count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", help="a running platform (default: start one)")
-    parser.add_argument("--requests", type=int, default=1000, help="creations per run")
+    parser.add_argument("--requests", type=int, default=500, help="watchers: creates per run")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput: rounds (median)")
     parser.add_argument("--jobs", type=int, default=10_000, help="active jobs to page through")
-    parser.add_argument("--seconds", type=float, default=5.0, help="fairness: seconds per phase")
-    parser.add_argument("--clients", type=int, default=32, help="fairness: runaway connections")
+    parser.add_argument(
+        "--seconds", type=float, default=5.0, help="seconds per measurement (wrk, fairness)"
+    )
+    parser.add_argument("--clients", type=int, default=256, help="fairness: runaway connections")
+    parser.add_argument("--create-rate", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--read-rate", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--watchers", type=int, default=200, help="observe clients")
     parser.add_argument("--only", choices=["throughput", "fairness", "watchers"])
     parser.add_argument("--runaway", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--watch", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.runaway:
-        print(json.dumps(asyncio.run(runaway(args.runaway, args.seconds, args.clients))))
+        got = runaway(args.runaway, args.seconds, args.clients, args.create_rate, args.read_rate)
+        print(json.dumps(asyncio.run(got)))
         return
     if args.watch:
         asyncio.run(watch(args.watch, args.watchers))
         return
     data = tempfile.mkdtemp(prefix="titus-bench-")
     if args.only in (None, "fairness"):
-        fairness(data + "/fairness", args.seconds, args.clients)
+        fairness(data + "/fairness", args.seconds, args.clients, args.rounds)
     if args.only in (None, "watchers"):
         watchers_case(data + "/watchers", args.watchers, min(args.requests, 500))
     if args.only not in (None, "throughput"):
         return
     procs = []
+    pid: int | None = None
     if args.url:
         url = args.url
     else:
         proc, url = start("titus", data)
         procs.append(proc)
+        pid = proc.pid
     base_proc, base_url = start("baseline", data)
     procs.append(base_proc)
     try:
-        print(
-            f"{'clients':>8} {'titus/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-            f"{'base/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}"
-        )
-        for clients in (1, 8, 32):
-            t = asyncio.run(load(url, "/api/v3/jobs", clients, args.requests, JOB))
-            b = asyncio.run(load(base_url, "/ping", clients, args.requests, JOB))
-            print(
-                f"{clients:>8} {t['rate']:>9.0f} {t['p50']:>8.2f} {t['p99']:>8.2f} "
-                f"{b['rate']:>9.0f} {b['p50']:>8.2f} {b['p99']:>8.2f} "
-                f"{t['rate'] / b['rate']:>6.2f}"
-            )
+        throughput((url, pid), (base_url, base_proc.pid), args.seconds, args.rounds)
         asyncio.run(fill(url, args.jobs))
         for size in (100, 1000):
             seen, elapsed, median = asyncio.run(page_through(url, size))

@@ -89,6 +89,98 @@ def test_kill_9_loses_nothing_acknowledged(tmp_path: Path) -> None:
         store.close()
 
 
+SUBMITTING_CHILD = textwrap.dedent(
+    """
+    import sys, uuid
+    from concurrent.futures import wait
+    from titus.model.job import *
+    from titus.model.states import JobState
+    from titus.store.sqlite import SqliteJobStore
+
+    store = SqliteJobStore(sys.argv[1])
+
+    def job():
+        return Job(
+            id=str(uuid.uuid4()),
+            jobDescriptor=JobDescriptor(
+                owner=Owner(teamEmail="t@example.com"), applicationName="app",
+                container=Container(image=Image(name="busybox", tag="latest")),
+                batch=BatchJobSpec(size=1),
+            ),
+            status=JobStatus(state=JobState.ACCEPTED),
+        )
+
+    while True:  # as the API's event loop does: many in flight, none waited for alone
+        futures = [store.submit_create_job(job(), mark_dirty=True) for _ in range(16)]
+        for future in wait(futures).done:
+            print(future.result().job.id, flush=True)  # acknowledged once resolved
+    """
+)
+
+
+def test_kill_9_loses_nothing_acknowledged_through_submitted_creates(tmp_path: Path) -> None:
+    """Creates handed to the writer thread (the API's way) are acknowledged only once on
+    disk too: a kill -9 right after keeps every one of them."""
+    path = tmp_path / "submitted.db"
+    child = subprocess.Popen(
+        [sys.executable, "-c", SUBMITTING_CHILD, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    acked: list[str] = []
+    assert child.stdout is not None
+    try:
+        while len(acked) < 200:
+            line = child.stdout.readline()
+            assert line, "the child stopped before acknowledging 200 jobs"
+            acked.append(line.strip())
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    store = SqliteJobStore(path)
+    try:
+        assert [job_id for job_id in acked if store.get_job(job_id) is None] == []
+        assert set(acked) <= set(store.take_dirty())  # each with the mark the master reads
+    finally:
+        store.close()
+
+
+def test_submitted_and_waited_creates_share_commits_each_with_its_own_answer(
+    tmp_path: Path,
+) -> None:
+    """Submitted creates join the same group commits as creates from threads; each gets its
+    own answer (a taken group name fails that one alone), and each names the change feed
+    entry it wrote."""
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    from titus.store.base import GroupNameTaken
+
+    store = SqliteJobStore(tmp_path / "mixed.db")
+    jobs = [make_job(group_sequence="v002" if i % 10 == 0 else "") for i in range(200)]
+    submitted = [store.submit_create_job(job) for job in jobs[:100]]
+
+    def create(job: Any) -> str:
+        try:
+            store.create_job(job)
+            return "created"
+        except GroupNameTaken:
+            return "taken"
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(create, jobs[100:]))
+    wait(submitted)
+    for future in submitted:
+        if future.exception() is None:
+            answers.append("created")
+        else:
+            assert isinstance(future.exception(), GroupNameTaken)
+            answers.append("taken")
+    assert answers.count("taken") == 19 and answers.count("created") == 181
+    seqs = {f.result().job.id: f.result().seq for f in submitted if f.exception() is None}
+    feed = {c.entity_id: c.seq for c in store.changes_since(0, 1000).changes}
+    assert seqs == {job_id: feed[job_id] for job_id in seqs}
+    assert all(f.result().job.version == 1 for f in submitted if f.exception() is None)
+
+
 def test_concurrent_creates_share_commits_and_each_gets_its_own_answer(tmp_path: Path) -> None:
     """Creates from many threads commit in groups, yet each caller hears only about its
     own: the one whose group name is taken is refused, the others in its group land."""
@@ -181,3 +273,21 @@ def test_a_file_archived_before_archive_times_keeps_its_archive(tmp_path: Path) 
     store = SqliteJobStore(path, synchronous="OFF")
     store.prune_archive()
     assert store.get_job(job.id) is not None  # counts as archived at the upgrade
+
+
+def test_the_wal_is_checkpointed_off_the_commit_path_and_stays_bounded(tmp_path: Path) -> None:
+    """Automatic checkpoints are off (they would stall a commit); the store's own
+    checkpointer keeps the write-ahead log from growing with every write."""
+    from tests.support.poll import wait_until
+    from titus.store.sqlite.connection import CHECKPOINT_EVERY_COMMITS
+
+    store = SqliteJobStore(tmp_path / "wal.db")
+    for _ in range(5 * CHECKPOINT_EVERY_COMMITS):
+        store.create_job(make_job())
+    assert store._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    wal = tmp_path / "wal.db-wal"
+    # each commit appends a few pages: unchecked, the log would hold all 1,000 commits
+    unbounded = 5 * CHECKPOINT_EVERY_COMMITS * 2 * 4096
+    wait_until("the log to be reused", lambda: wal.stat().st_size < unbounded / 2, 30)
+    assert store.count_active_jobs() == 5 * CHECKPOINT_EVERY_COMMITS
+    store.close()

@@ -68,6 +68,9 @@ class ContainerRecord:
     id: str
     started_at: float | None = None
     ip: str = ""
+    #: Its main process when the record was made (0: not running then), so hooks right
+    #: after the start need not ask the engine again.
+    pid: int = 0
 
 
 @dataclass

@@ -100,8 +100,10 @@ def container_record(container: Container) -> ContainerRecord:
         if net.get("IPAddress"):
             ip = str(net["IPAddress"])
             break
-    started = parse_docker_time(str(attrs.get("State", {}).get("StartedAt") or ""))
-    return ContainerRecord(id=container.id, started_at=started, ip=ip)
+    state = attrs.get("State", {})
+    started = parse_docker_time(str(state.get("StartedAt") or ""))
+    pid = int(state.get("Pid") or 0) if state.get("Running") else 0
+    return ContainerRecord(id=container.id, started_at=started, ip=ip, pid=pid)
 
 
 @dataclass

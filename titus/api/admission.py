@@ -59,6 +59,12 @@ class Limits:
             pending_by_group=PendingCounts(store),
         )
 
+    def counts_cached(self) -> bool:
+        """Whether `admit` can answer now without reading the store (the pending counts
+        per group were read less than their time to live ago)."""
+        pending = self.pending_by_group
+        return not isinstance(pending, PendingCounts) or pending.fresh()
+
     def admit(self, new_jobs: int, new_tasks: int, group: str = DEFAULT_CAPACITY_GROUP) -> None:
         jobs = self.active_jobs
         if new_jobs and jobs is not None and jobs() + new_jobs > self.max_active_jobs:
@@ -96,9 +102,12 @@ class PendingCounts:
     def __init__(self, store: Leadership, ttl_sec: float = 1.0):
         self.store = store
         self.ttl_sec = ttl_sec
-        self._at = 0.0
+        self._at = float("-inf")
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    def fresh(self) -> bool:
+        return time.monotonic() - self._at <= self.ttl_sec
 
     def __call__(self) -> Mapping[str, int]:
         with self._lock:

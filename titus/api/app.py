@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -35,7 +36,8 @@ from titus.api.auth import Access, TokenAuth
 from titus.api.autoscaling import AutoScalingService
 from titus.api.aws_admission import AwsAdmission
 from titus.api.cluster import ClusterService
-from titus.api.errors import ApiError, api_error_handler, error_body, invalid_request_handler
+from titus.api.creates import CreateEndpoint
+from titus.api.errors import ApiError, error_body, refusal_handler
 from titus.api.eviction import EvictionService
 from titus.api.gate import Gate
 from titus.api.loadbalancers import LoadBalancerService
@@ -74,6 +76,16 @@ BODY_MODELS: list[type[BaseModel]] = [
     DisruptionBudget,
     *autoscaling_routes.BODY_MODELS,
 ]
+
+
+#: The framework's own OpenTelemetry instrumentation, off: the API's metrics are its
+#: Prometheus ones (metrics.py), and asking per request whether a tracer is configured
+#: costs every request (older framework versions have neither the option nor the cost).
+NO_OPENTELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
 
 
 def bounds_of(settings: Settings) -> Bounds:
@@ -158,6 +170,7 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
         version="0.1.0",
         description="Batch and service jobs run as containers on a fleet of hosts.",
         lifespan=lifespan,
+        **NO_OPENTELEMETRY,
     )
     app.state.settings = settings
     # calls to agents (task output) are signed with the platform's secret, when set
@@ -186,6 +199,8 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
         limits=limits,
         idempotency_ttl_sec=settings.idempotency_ttl_sec,
         aws=AwsAdmission.from_settings(settings),
+        catch_up=view.refresh,
+        on_created=view.take_created,
     )
     app.state.cluster = ClusterService(store, coord)
     app.state.quarantine = QuarantineService(store)
@@ -208,8 +223,17 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
         """The gate outside everything else: a refused request (401, 403, 429) costs one
         dict lookup and two sends, not a pass through the framework's middleware, so a
         runaway caller's refused flood takes little from the event loop other callers
-        share."""
-        return RequestMetrics(Gate(build_stack(), auth=auth, limiter=limiter), templates, limiter)
+        share. Right behind it, creates are served without the framework (creates.py)."""
+        creates = CreateEndpoint(
+            build_stack(), app.state.jobs, app.state.access, settings.max_body_bytes
+        )
+        gate = Gate(
+            creates,
+            auth=auth,
+            limiter=limiter,
+            in_flight_per_caller=settings.api_in_flight_per_caller,
+        )
+        return RequestMetrics(gate, templates, limiter)
 
     app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
     app.include_router(observe.router)
@@ -223,27 +247,8 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
     app.include_router(loadbalancers.router)
     app.include_router(quarantine.router)
     app.include_router(autoscaling_routes.router)
-    app.add_exception_handler(ApiError, api_error_handler)
-    app.add_exception_handler(InvalidRequest, invalid_request_handler)
-
-    @app.exception_handler(StoreUnavailable)
-    async def unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
-        return JSONResponse(
-            error_body(503, f"store unavailable: {exc}"),
-            status_code=503,
-            headers={"Retry-After": "2"},
-        )
-
-    @app.exception_handler(StoreRefused)
-    async def store_refused(request: Request, exc: StoreRefused) -> JSONResponse:
-        log.error("store refused a request: %s", exc)
-        return JSONResponse(error_body(500, f"store refused the request: {exc}"), status_code=500)
-
-    @app.exception_handler(StoreError)
-    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
-        return JSONResponse(
-            error_body(503, f"store error: {exc}"), status_code=503, headers={"Retry-After": "1"}
-        )
+    for error in (ApiError, InvalidRequest, StoreUnavailable, StoreRefused, StoreError):
+        app.add_exception_handler(error, refusal_handler)
 
     @app.exception_handler(RequestValidationError)
     async def bad_params(request: Request, exc: RequestValidationError) -> JSONResponse:

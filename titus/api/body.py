@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request
@@ -30,6 +31,8 @@ def nests_deeper_than(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     removes the innermost pairs; brackets left after `limit` passes nest deeper. Each pass
     is one scan in C, so this is linear in the body's length. Unbalanced brackets are left
     for the parser to refuse as malformed."""
+    if raw.count(b"{") + raw.count(b"[") <= limit:
+        return False  # fewer brackets in all than may nest: no need to look closer
     skeleton = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
     run_too_long = re.compile(rb"[\[{]{%d}" % (limit + 1))
     for _ in range(limit):
@@ -48,21 +51,40 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     """The body as JSON, refusing a wrong content type (415), an oversized body (413,
     without reading it whole), a body nested too deeply (400, before any parser recurses
     into it) and malformed JSON (400 naming the position)."""
-    ctype = request.headers.get("content-type", "")
-    media = ctype.split(";")[0].strip().lower()
+    headers = request.headers
+    check_body_headers(
+        headers.get("content-type", ""), headers.get("content-length", ""), max_bytes
+    )
+    return parse_json(await collect_body(request.stream(), max_bytes))
+
+
+def check_body_headers(content_type: str, content_length: str, max_bytes: int) -> None:
+    """What the headers alone refuse: a content type other than JSON (415), a declared
+    length over the limit (413)."""
+    media = content_type.split(";")[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
-        raise ApiError(415, f"content type must be application/json, not '{ctype or 'none'}'")
-    declared = decimal(request.headers.get("content-length", ""), max_digits=20)
+        raise ApiError(
+            415, f"content type must be application/json, not '{content_type or 'none'}'"
+        )
+    declared = decimal(content_length, max_digits=20)
     if declared is not None and declared > max_bytes:
         raise ApiError(413, f"request body of {declared} bytes is over the limit of {max_bytes}")
-    chunks = []
+
+
+async def collect_body(chunks: AsyncIterator[bytes], max_bytes: int) -> bytes:
+    """The body's bytes, refused (413) as soon as they pass `max_bytes`."""
+    parts = []
     size = 0
-    async for chunk in request.stream():
+    async for chunk in chunks:
         size += len(chunk)
         if size > max_bytes:
             raise ApiError(413, f"request body is over the limit of {max_bytes} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+        parts.append(chunk)
+    return b"".join(parts) if len(parts) != 1 else parts[0]
+
+
+def parse_json(raw: bytes) -> Any:
+    """`raw` parsed, refusing (400) a body nested too deeply and malformed JSON."""
     if nests_deeper_than(raw):
         raise ApiError(
             400,

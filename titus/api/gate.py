@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from titus.api.auth import Principal, TokenAuth
 from titus.api.errors import error_body
@@ -48,13 +49,16 @@ class Gate:
         limiter: RateLimiter,
         hold_sec: float = REFUSAL_HOLD_SEC,
         max_held: int = MAX_HELD,
+        in_flight_per_caller: int = 0,
     ):
         self.app = app
+        self.turns = Turns(in_flight_per_caller) if in_flight_per_caller > 0 else None
         self.auth = auth
         self.limiter = limiter
         self.hold_sec = hold_sec
         self.max_held = max_held
         self.held = 0
+        self.refusals = RefusalLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,8 +66,14 @@ class Gate:
             return
         method: str = scope["method"]
         path: str = scope["path"]
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        principal = self._principal(headers, scope)
+        authorization = caller_header = ""
+        for name, value in scope["headers"]:  # the two headers this needs, nothing more
+            lowered = name.lower()
+            if lowered == b"authorization" and not authorization:
+                authorization = value.decode("latin-1")
+            elif lowered == b"x-titus-callerid" and not caller_header:
+                caller_header = value.decode("latin-1")
+        principal = self._principal(authorization, caller_header, scope)
         state = scope.setdefault("state", {})
         state["caller"] = principal.caller_id
         state["roles"] = principal.roles
@@ -84,6 +94,7 @@ class Gate:
             key = rate_key(principal, client[0] if client else None)
             verdict = self.limiter.admit(key, method, path)
             if not verdict.allowed:
+                state["rate_bucket"] = verdict.bucket
                 if self.hold_sec > 0 and self.held < self.max_held:
                     self.held += 1
                     try:
@@ -91,13 +102,7 @@ class Gate:
                     finally:
                         self.held -= 1
                 retry = retry_after_header(verdict.retry_after - self.hold_sec)
-                log.info(
-                    "rate limited caller=%s bucket=%s %s %s",
-                    principal.caller_id,
-                    verdict.bucket,
-                    method,
-                    path,
-                )
+                self.refusals.note(principal.caller_id, verdict.bucket, method, path)
                 await _refuse(
                     send,
                     429,
@@ -106,18 +111,100 @@ class Gate:
                     {"Retry-After": retry},
                 )
                 return
-        await self.app(scope, receive, send)
+        if self.turns is None:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        await self.turns.serve(
+            rate_key(principal, client[0] if client else None), self.app, scope, receive, send
+        )
 
-    def _principal(self, headers: dict[str, str], scope: Scope) -> Principal:
-        if self.auth is not None:
-            found = self.auth.resolve(headers.get("authorization", ""))
+    def _principal(self, authorization: str, caller_header: str, scope: Scope) -> Principal:
+        if self.auth is not None and authorization:
+            found = self.auth.resolve(authorization)
             if found is not None:
                 return found
-        caller = headers.get("x-titus-callerid", "").strip()[:200]
+        caller = caller_header.strip()[:200]
         if not caller:
             client = scope.get("client")
             caller = f"anonymous@{client[0]}" if client else "anonymous"
         return Principal(caller)
+
+
+class Turns:
+    """At most `per_caller` requests of one caller worked on at once; the others wait,
+    parked (no CPU), in arrival order. Without it, a caller on hundreds of connections has
+    hundreds of requests in the event loop's queue, each within its rate limit, and every
+    other caller's request waits behind all of them; with it, behind at most `per_caller`
+    of each caller. Over HTTP/1.1 a waiting request also holds back that connection's next
+    one. A turn ends when the answer starts, so a stream (observe, followed logs) holds
+    none while it runs. Entries of callers with nothing in flight are dropped."""
+
+    def __init__(self, per_caller: int) -> None:
+        self.per_caller = per_caller
+        self._callers: dict[str, list[Any]] = {}  # key -> [semaphore, requests holding or waiting]
+
+    async def serve(
+        self, key: str, app: ASGIApp, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        entry = self._callers.get(key)
+        if entry is None:
+            entry = self._callers[key] = [asyncio.Semaphore(self.per_caller), 0]
+        entry[1] += 1
+        semaphore: asyncio.Semaphore = entry[0]
+        turn: asyncio.Semaphore | None = None  # held from acquire to the answer's start
+
+        async def send_and_end_turn(message: Message) -> None:
+            nonlocal turn
+            if turn is not None and message["type"] == "http.response.start":
+                turn.release()
+                turn = None
+            await send(message)
+
+        try:
+            await semaphore.acquire()
+            turn = semaphore
+            await app(scope, receive, send_and_end_turn)
+        finally:
+            if turn is not None:
+                turn.release()  # an answer never started (an error, a disconnect)
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._callers.pop(key, None)
+
+
+class RefusalLog:
+    """Rate-limit refusals in the log without a line per refusal: a runaway refused
+    thousands of times a second would otherwise pay for (and flood) the log with each. The
+    first refusal of a caller and bucket is logged at once; later ones are counted and
+    logged as one line per caller and bucket every `every_sec` while they go on. The
+    table is bounded like the limiter's (beyond `max_entries` it starts anew)."""
+
+    def __init__(self, every_sec: float = 10.0, max_entries: int = 10_000) -> None:
+        self.every_sec = every_sec
+        self.max_entries = max_entries
+        self._seen: dict[tuple[str, str], list[float]] = {}  # [window start, count]
+
+    def note(self, caller: str, bucket: str, method: str, path: str) -> None:
+        now = time.monotonic()
+        key = (caller, bucket)
+        entry = self._seen.get(key)
+        if entry is None or now - entry[0] >= self.every_sec:
+            if entry is not None and entry[1]:
+                log.info(
+                    "rate limited caller=%s bucket=%s: %d more refusals in %.0f s",
+                    caller,
+                    bucket,
+                    entry[1],
+                    now - entry[0],
+                )
+            else:
+                log.info("rate limited caller=%s bucket=%s %s %s", caller, bucket, method, path)
+            if len(self._seen) >= self.max_entries:
+                self._seen.clear()
+            self._seen[key] = [now, 0]
+        else:
+            entry[1] += 1
 
 
 def rate_key(principal: Principal, client_host: str | None) -> str:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from titus.api.body import read_json
+from titus.api.creates import accept_create
 from titus.api.deps import authenticated, caller_of, principal_of, service_of, settings_of, view_of
 from titus.api.errors import ApiError
 from titus.api.policy import job_doc
@@ -65,14 +66,19 @@ def done() -> JSONResponse:
     responses={202: {"model": JobId, "description": "Accepted: the new job's id."}},
 )
 async def create_job(request: Request) -> JSONResponse:
-    """Submit a JobDescriptor. With `Idempotency-Key`, a retry returns the first job."""
-    body = await read_json(request, settings_of(request).max_body_bytes)
+    """Submit a JobDescriptor. With `Idempotency-Key`, a retry returns the first job.
+
+    Served by creates.CreateEndpoint in front of the framework; this is the same, for an
+    app built without it."""
     caller, reason = caller_of(request)
-    key = request.headers.get("idempotency-key", "").strip()
-    if len(key) > 200:
-        raise ApiError(400, "Idempotency-Key is longer than 200 characters")
-    await view_of(request).refresh()  # the admission bounds count from the view
-    job = await run_in_threadpool(service_of(request).create_job, body, caller, reason, key)
+    job = await accept_create(
+        service_of(request),
+        settings_of(request).max_body_bytes,
+        lambda name: request.headers.get(name, ""),
+        request.stream(),
+        caller,
+        reason,
+    )
     return JSONResponse({"id": job.id}, status_code=202)
 
 

@@ -78,6 +78,7 @@ class RequestMetrics:
         self.app = app
         self.templates = templates
         self.limiter = limiter
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -102,12 +103,25 @@ class RequestMetrics:
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         method = scope["method"] if scope["method"] in METHODS else "other"
         route = self.templates.of(scope)
-        REQUESTS.labels(method, route, str(status)).inc()
-        REQUEST_SECONDS.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:  # labels are bounded (see the module docstring): so is this
+            children = (
+                REQUESTS.labels(method, route, str(status)),
+                REQUEST_SECONDS.labels(method, route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
         if status == 429:
-            caller = scope.get("state", {}).get("caller", "")
-            rule = self.limiter.rule_for(caller, scope["method"], scope["path"])
-            RATE_LIMITED.labels(rule.name if rule else UNMATCHED).inc()
+            state = scope.get("state", {})
+            bucket = state.get("rate_bucket")  # the gate's verdict
+            if bucket is None:
+                rule = self.limiter.rule_for(
+                    state.get("caller", ""), scope["method"], scope["path"]
+                )
+                bucket = rule.name if rule else UNMATCHED
+            RATE_LIMITED.labels(bucket).inc()
 
 
 def exposition(hub: Hub) -> bytes:

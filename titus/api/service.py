@@ -7,15 +7,17 @@ so a concurrent change by the master or another caller is retried, never overwri
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from titus.api.admission import Limits, PendingCounts
 from titus.api.auth import OPEN, Principal
@@ -53,7 +55,15 @@ from titus.store.base import (
     KillRequest,
     MoveRequest,
 )
-from titus.store.roles import Idempotency, Jobs, Requests, SchedulerResults, TaskAttributes
+from titus.store.records import Created
+from titus.store.roles import (
+    Idempotency,
+    Jobs,
+    Requests,
+    SchedulerResults,
+    SubmitsCreates,
+    TaskAttributes,
+)
 
 log = logging.getLogger("titus.api")
 
@@ -66,6 +76,8 @@ CAS_ATTEMPTS = 20
 HOSTS_TTL_SEC = 2.0
 #: Jobs whose tasks one listing by `jobIds` reads from the store.
 MAX_LISTED_JOBS = 100
+
+T = TypeVar("T")
 
 
 class JobServiceStore(Jobs, Requests, Idempotency, TaskAttributes, SchedulerResults, Protocol):
@@ -84,26 +96,43 @@ class JobService:
         limits: Limits,
         idempotency_ttl_sec: float,
         aws: AwsAdmission | None = None,
+        catch_up: Callable[[], Awaitable[None]] | None = None,
+        on_created: Callable[[Created], None] | None = None,
     ):
-        """`limits` and `idempotency_ttl_sec` come from Settings (see create_app)."""
+        """`limits` and `idempotency_ttl_sec` come from Settings (see create_app).
+
+        For creates on the event loop (`create_job_async`): `catch_up` brings the numbers
+        `limits` counts from up to date (the API's view), asked before a refusal is final;
+        `on_created` is told of each job created there, once durable (the view takes it
+        as it is instead of reading it back)."""
         self.store = store
         self.coord = coord
         self.bounds = bounds
         self.limits = limits
         self.idempotency_ttl_sec = idempotency_ttl_sec
         self.aws = aws
-        self._hosts: tuple[float, dict[str, float] | None] = (0.0, None)
+        self.catch_up = catch_up
+        self.on_created = on_created
+        self._submits = isinstance(store, SubmitsCreates)
+        self._hosts: tuple[float, Bounds | None] = (float("-inf"), None)
         self._hosts_lock = threading.Lock()
 
     def current_bounds(self) -> Bounds:
         """The configured bounds, capped by the largest registered host (looked up at most
         every HOSTS_TTL_SEC: the registry may be remote)."""
         with self._hosts_lock:
-            at, host = self._hosts
-            if time.monotonic() - at > HOSTS_TTL_SEC:
-                host = largest_host(self.coord)
-                self._hosts = (time.monotonic(), host)
-        return replace(self.bounds, host=host)
+            at, bounds = self._hosts
+            if bounds is None or time.monotonic() - at > HOSTS_TTL_SEC:
+                bounds = replace(self.bounds, host=largest_host(self.coord))
+                self._hosts = (time.monotonic(), bounds)
+        return bounds
+
+    def _cached_bounds(self) -> Bounds | None:
+        """`current_bounds` when the host lookup is fresh (no I/O), else None."""
+        at, bounds = self._hosts
+        if time.monotonic() - at > HOSTS_TTL_SEC:
+            return None
+        return bounds
 
     def _nudge(self, job_id: str) -> None:
         self.store.mark_dirty(job_id)
@@ -118,11 +147,83 @@ class JobService:
         descriptor = parse_job_descriptor(body, self.current_bounds())
         if self.aws is not None:
             self.aws.check(descriptor)
+        self._admit(descriptor)
+        if not idempotency_key:
+            return self.create_parsed(descriptor, caller, reason)
+        return self._create_once(descriptor, body, caller, reason, idempotency_key)
+
+    async def create_job_async(
+        self,
+        body: Any,
+        caller: str = "",
+        reason: str = "",
+        idempotency_key: str = "",
+        *,
+        offload: bool = False,
+    ) -> Job:
+        """`create_job` for a caller on the event loop, without a worker thread per create:
+        validation and admission run here (pure computation), the write joins the store's
+        group commit (`SubmitsCreates`) and is awaited. What needs I/O (a stale host
+        lookup or pending count, AWS, an idempotency key, a store without submissions)
+        goes to a worker thread; so does the parsing of a large body (`offload`), which
+        would hold the loop too long."""
+        bounds = self._cached_bounds()
+        if offload or bounds is None:
+            descriptor = await asyncio.to_thread(
+                lambda: parse_job_descriptor(body, self.current_bounds())
+            )
+        else:
+            descriptor = parse_job_descriptor(body, bounds)
+        if self.aws is not None:
+            await asyncio.to_thread(self.aws.check, descriptor)
+        try:
+            await self._admit_async(descriptor)
+        except ApiError as exc:
+            if exc.status != 429 or self.catch_up is None:
+                raise
+            await self.catch_up()  # refuse on current numbers only
+            await self._admit_async(descriptor)
+        if idempotency_key:
+            return await asyncio.to_thread(
+                self._create_once, descriptor, body, caller, reason, idempotency_key
+            )
+        job = self._new_job(descriptor, caller, reason)
+        try:
+            if self._submits:
+                store: Any = self.store
+                created: Created = await _awaitable(store.submit_create_job(job, mark_dirty=True))
+            else:
+                created = Created(
+                    await asyncio.to_thread(self.store.create_job, job, mark_dirty=True)
+                )
+        except GroupNameTaken as exc:
+            raise ApiError(409, str(exc)) from None
+        if self.on_created is not None:
+            self.on_created(created)
+        self._created(created.job, caller, reason)
+        return created.job
+
+    def _admit(self, descriptor: JobDescriptor) -> None:
         self.limits.admit(
             1, descriptor.task_demand, descriptor.capacityGroup or DEFAULT_CAPACITY_GROUP
         )
-        if not idempotency_key:
-            return self.create_parsed(descriptor, caller, reason)
+
+    async def _admit_async(self, descriptor: JobDescriptor) -> None:
+        if self.limits.counts_cached():
+            self._admit(descriptor)
+        else:
+            await asyncio.to_thread(self._admit, descriptor)
+
+    def _create_once(
+        self,
+        descriptor: JobDescriptor,
+        body: Any,
+        caller: str,
+        reason: str,
+        idempotency_key: str,
+    ) -> Job:
+        """The create of a request with an Idempotency-Key: the first with the key makes
+        the job; a retry with the same body gets it back, another body is a 422."""
         scoped = f"{caller}|{idempotency_key}"
         fingerprint = hashlib.sha256(
             json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
@@ -170,20 +271,30 @@ class JobService:
     def create_parsed(
         self, descriptor: JobDescriptor, caller: str = "", reason: str = "", job_id: str = ""
     ) -> Job:
-        if caller:
-            descriptor.attributes[CREATED_BY] = caller
-        if reason:
-            descriptor.attributes["titus.callReason"] = reason
-        job = Job(
-            id=job_id or str(uuid.uuid4()),
-            jobDescriptor=descriptor,
-            status=JobStatus(state=JobState.ACCEPTED, reasonMessage="accepted"),
-        )
+        job = self._new_job(descriptor, caller, reason, job_id)
         try:
             # The job and its dirty mark in one durable write (one commit, not two).
             job = self.store.create_job(job, mark_dirty=True)
         except GroupNameTaken as exc:
             raise ApiError(409, str(exc)) from None
+        self._created(job, caller, reason)
+        return job
+
+    @staticmethod
+    def _new_job(descriptor: JobDescriptor, caller: str, reason: str, job_id: str = "") -> Job:
+        """A new job of a validated descriptor, recording who asked and why."""
+        if caller:
+            descriptor.attributes[CREATED_BY] = caller
+        if reason:
+            descriptor.attributes["titus.callReason"] = reason
+        return Job(
+            id=job_id or str(uuid.uuid4()),
+            jobDescriptor=descriptor,
+            status=JobStatus(state=JobState.ACCEPTED, reasonMessage="accepted"),
+        )
+
+    def _created(self, job: Job, caller: str, reason: str) -> None:
+        descriptor = job.jobDescriptor
         log.info(
             "create job %s app=%s type=%s caller=%s reason=%s",
             job.id,
@@ -193,7 +304,6 @@ class JobService:
             reason or "-",
         )
         self.coord.wake()
-        return job
 
     def get_job(self, job_id: str) -> Job:
         job = self.store.get_job(job_id)
@@ -597,6 +707,25 @@ class JobService:
             caller or "-",
             reason or "-",
         )
+
+
+def _awaitable(future: Future[T]) -> asyncio.Future[T]:
+    """A store's future, awaitable on the running loop: its outcome is handed over with one
+    call from the thread that completes it (lighter than asyncio.wrap_future, which also
+    chains cancellation back to a write that cannot be taken back anyway)."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[T] = loop.create_future()
+
+    def hand_over(done: Future[T]) -> None:
+        if not waiter.done():
+            error = done.exception()
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(done.result())
+
+    future.add_done_callback(lambda done: loop.call_soon_threadsafe(hand_over, done))
+    return waiter
 
 
 def enabled_message(enabled: bool, caller: str, reason: str) -> str:

@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from titus.api.query import Key, Paging, job_key, task_key
 from titus.model.job import Job, Task
 from titus.store.base import Change
+from titus.store.records import Created
 from titus.store.roles import ChangeFeed, Jobs, TaskAttributes
 
 log = logging.getLogger("titus.api.view")
@@ -153,6 +154,20 @@ class ActiveView:
                 if loaded.full or len(loaded.seqs) + len(loaded.removed) < BATCH:
                     break
             self._finished = number
+
+    def take_created(self, created: Created) -> None:
+        """A job this process has just created, taken as it is (no read back, no parse)
+        when its change is the next one of the feed and no refresh is under way; else the
+        next refresh reads it like any other change. Either way watchers see it once, in
+        feed order. Runs on the event loop."""
+        if (
+            not self.loaded
+            or created.seq != self.seq + 1
+            or (self._lock is not None and self._lock.locked())
+        ):
+            return
+        job = created.job
+        self._apply(_Loaded(False, created.seq, [job], [], [], {("job", job.id): created.seq}))
 
     def _fetch(self, seq: int, loaded: bool) -> _Loaded:
         store = self.store

@@ -164,6 +164,9 @@ class ZooKeeperCoordinator:
         # leaderships given up while cut off: their nodes go when the connection returns
         self._given_up: list[ZooKeeperLeadership] = []
         self._woken = threading.Event()
+        self._wake_lock = threading.Lock()
+        self._wake_in_flight = False  # a wake write is on its way (see wake())
+        self._wake_again = False  # and another was asked for meanwhile
         # The wake watch's first call reads the node as it is; only later calls are wakes.
         self._wake_watched = False
 
@@ -720,8 +723,38 @@ class ZooKeeperCoordinator:
 
     # ---- wake-ups -----------------------------------------------------------------------
     def wake(self) -> None:
-        """Bump the wake node's version; every watching master is told at once."""
-        self._retry(self._client.set, self._wake_path, b"")
+        """Bump the wake node's version; every watching master is told at once.
+
+        Never waits for the server: the API calls this on its event loop after each
+        create. The write is sent asynchronously; wakes asked while one is in flight are
+        folded into one more sent after it (a master woken once looks at everything
+        marked dirty), so a burst of creates costs a write or two, not one each. A write
+        that fails is logged; the master's loop interval picks the work up regardless."""
+        with self._wake_lock:
+            if self._wake_in_flight:
+                self._wake_again = True
+                return
+            self._wake_in_flight = True
+        self._send_wake()
+
+    def _send_wake(self) -> None:
+        try:
+            self._client.set_async(self._wake_path, b"").rawlink(self._wake_sent)
+        except Exception as exc:  # noqa: BLE001 - closed or not connected: the loop catches up
+            log.warning("coordination: wake not sent: %s", exc)
+            with self._wake_lock:
+                self._wake_in_flight = self._wake_again = False
+
+    def _wake_sent(self, result: Any) -> None:
+        try:
+            result.get_nowait()
+        except Exception as exc:  # noqa: BLE001 - see wake()
+            log.warning("coordination: wake not sent: %s", exc)
+        with self._wake_lock:
+            again, self._wake_again = self._wake_again, False
+            self._wake_in_flight = again
+        if again:
+            self._send_wake()
 
     def _on_wake(
         self, data: bytes | None, stat: ZnodeStat | None, event: Any = None

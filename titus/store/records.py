@@ -111,6 +111,16 @@ class ActiveIndex:
         return ActiveState(self.jobs, decode_tasks([t.raw for t in self.tasks]))
 
 
+@dataclass(frozen=True)
+class Created:
+    """A job the store has taken (durably) and the change feed's sequence number of the
+    entry its creation wrote (0 when the backend does not say), so the writer's view can
+    take the job as it is instead of reading it back."""
+
+    job: Job
+    seq: int = 0
+
+
 #: `get_meta` key under which the leader keeps the pending (Accepted, not yet placed) task
 #: count per capacity group as a JSON object {"<group>": <count>}, rewritten when a count
 #: changes. The API reads it to refuse work for a group whose pending queue is full (429).

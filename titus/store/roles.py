@@ -12,7 +12,8 @@ with `StaleEpoch`, so a deposed leader never overwrites its successor's decision
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from concurrent.futures import Future
+from typing import Protocol, runtime_checkable
 
 from titus.model.autoscaling import PolicyRecord
 from titus.model.job import Job, Task
@@ -20,6 +21,7 @@ from titus.store.records import (
     ActiveIndex,
     ActiveState,
     ChangeBatch,
+    Created,
     IdempotencyRecord,
     KillRequest,
     MoveRequest,
@@ -340,4 +342,16 @@ class ScalingPolicies(Protocol):
 
     def delete_scaling_policy(self, policy_id: str, *, epoch: int | None = None) -> None:
         """Forget a policy (gone for good: Deleted long enough, or its job is gone)."""
+        ...
+
+
+@runtime_checkable
+class SubmitsCreates(Protocol):
+    """Optional: a backend whose job creates can be handed over without a thread waiting
+    for each (SQLite's group commit). Callers on an event loop use it when it is there and
+    `Jobs.create_job` in a worker thread otherwise."""
+
+    def submit_create_job(self, job: Job, *, mark_dirty: bool = False) -> Future[Created]:
+        """`create_job` (without first tasks) as a future: resolved once the job is
+        durable, or failed with what `create_job` would raise."""
         ...

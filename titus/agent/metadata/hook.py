@@ -89,7 +89,9 @@ class MetadataHook(TaskHook):
         self.server.serve(self._identity(ctx), netns.listen_in_namespace_of(pid))
 
     def setup(self, ctx: TaskContext) -> None:
-        pid = self.runtime.pid(ctx.container_id or "")
+        # the container hook's record was made right after the start: no second inspect
+        record = ctx.container
+        pid = record.pid if record and record.pid > 0 else self.runtime.pid(ctx.container_id or "")
         if pid <= 0:
             return  # the container already ended: its exit is the task's outcome
         try:

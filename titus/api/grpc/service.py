@@ -19,6 +19,7 @@ from google.protobuf import empty_pb2
 from pydantic import BaseModel, ValidationError
 
 from titus.api.auth import Access, Principal
+from titus.api.creates import INLINE_PARSE_BYTES
 from titus.api.errors import ApiError
 from titus.api.grpc import listing
 from titus.api.grpc.convert import job_message, optional_capacity, task_message, to_json
@@ -160,7 +161,6 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
     # ---- jobs -----------------------------------------------------------------------
     async def CreateJob(self, request: pb.JobDescriptor, context: Context) -> pb.JobId:
         async def work(caller: Caller, who: Principal) -> pb.JobId:
-            await self.view.refresh()  # the admission bounds count from the view
             key = caller.idempotency_key
             if len(key) > MAX_IDEMPOTENCY_KEY:
                 raise ApiError(
@@ -169,7 +169,9 @@ class JobManagement(pb_grpc.JobManagementServiceServicer):
                     [FieldError("idempotency-key", "too long")],
                 )
             body = to_json(request)
-            job = await self.run(self.service.create_job, body, caller.id, caller.reason, key)
+            job = await self.service.create_job_async(
+                body, caller.id, caller.reason, key, offload=request.ByteSize() > INLINE_PARSE_BYTES
+            )
             return pb.JobId(id=job.id)
 
         return await self.call("CreateJob", context, work, grpc.StatusCode.ALREADY_EXISTS)

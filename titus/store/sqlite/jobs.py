@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 
 from titus.model.job import Job, Task, now_ms
 from titus.store.codec import dump_document, task_facts
 from titus.store.errors import Conflict, GroupNameTaken
 from titus.store.quarantine import decode_job, decode_jobs
+from titus.store.records import Created
 from titus.store.sqlite.archive import ArchivePart
 from titus.store.sqlite.schema import TASK_INSERT
 
@@ -20,10 +22,26 @@ class JobsPart(ArchivePart):
         """Committed with the creates of other threads waiting at the same moment (one
         fsync for all: see connection.py), and answered only once on disk."""
         job = job.model_copy(update={"version": 1})
-        name = job.jobDescriptor.job_group_name
-        first = list(tasks)
+        self._grouped(self._job_insert(job, list(tasks), mark_dirty))
+        return job
 
-        def write(db: sqlite3.Connection) -> None:
+    def submit_create_job(self, job: Job, *, mark_dirty: bool = False) -> Future[Created]:
+        """`create_job` for a caller that must not block (the API's event loop): the write
+        joins the same group commits through the store's writer thread, and the future is
+        resolved once it is on disk."""
+        job = job.model_copy(update={"version": 1})
+        insert = self._job_insert(job, [], mark_dirty)
+        return self._submit(lambda db: Created(job, insert(db)))
+
+    def _job_insert(
+        self, job: Job, first: list[Task], mark_dirty: bool
+    ) -> Callable[[sqlite3.Connection], int]:
+        """The write of a new job (version 1) and its first tasks; it returns the change
+        feed sequence number of the job's entry."""
+        name = job.jobDescriptor.job_group_name
+        document = dump_document(job)
+
+        def write(db: sqlite3.Connection) -> int:
             if name is not None:
                 row = db.execute(
                     "SELECT job_id FROM job_group_names WHERE name=?", (name,)
@@ -32,21 +50,19 @@ class JobsPart(ArchivePart):
                     raise GroupNameTaken(name, str(row[0]))
                 db.execute("INSERT INTO job_group_names VALUES (?, ?)", (name, job.id))
             try:
-                db.execute(
-                    "INSERT INTO active_jobs VALUES (?, ?, ?)", (job.id, 1, dump_document(job))
-                )
+                db.execute("INSERT INTO active_jobs VALUES (?, ?, ?)", (job.id, 1, document))
             except sqlite3.IntegrityError:
                 raise Conflict(f"job {job.id} exists") from None
-            self._changed(db, "job", job.id, job.id)
+            seq = self._changed(db, "job", job.id, job.id)
             for task in first:
                 t = task.model_copy(update={"version": 1})
                 db.execute(TASK_INSERT, (t.id, t.jobId, 1, dump_document(t), *task_facts(t)))
                 self._changed(db, "task", t.id, t.jobId)
             if mark_dirty:
                 db.execute("INSERT INTO dirty_jobs (job_id) VALUES (?)", (job.id,))
+            return seq
 
-        self._grouped(write)
-        return job
+        return write
 
     def get_job(self, job_id: str) -> Job | None:
         rows = self._read("SELECT value FROM active_jobs WHERE job_id=?", (job_id,))

@@ -1,0 +1,48 @@
+"""Turns: a caller on many connections gets at most its share of the API's attention."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from titus.api.gate import Turns
+
+
+def test_a_caller_waits_its_turn_while_others_pass_and_streams_hold_none() -> None:
+    async def scenario() -> None:
+        turns = Turns(2)
+        busy: dict[str, int] = {}
+        most: dict[str, int] = {}
+        release = asyncio.Event()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            who = scope["who"]
+            busy[who] = busy.get(who, 0) + 1
+            most[who] = max(most.get(who, 0), busy[who])
+            if scope.get("stream"):
+                await send({"type": "http.response.start", "status": 200})
+                busy[who] -= 1  # answering: its turn is over while it streams
+                await release.wait()
+                return
+            await release.wait()
+            busy[who] -= 1
+            await send({"type": "http.response.start", "status": 200})
+
+        async def sent(message: Any) -> None:
+            return None
+
+        def request(who: str, **extra: Any) -> Any:
+            return asyncio.create_task(turns.serve(who, app, {"who": who, **extra}, None, sent))
+
+        streams = [request("hog", stream=True) for _ in range(3)]
+        hog = [request("hog") for _ in range(10)]
+        other = request("other")
+        await asyncio.sleep(0.05)
+        assert busy["other"] == 1  # not behind the hog's ten
+        assert busy["hog"] == 2  # two at work, eight waiting; the streams hold no turn
+        release.set()
+        await asyncio.gather(*streams, *hog, other)
+        assert most["hog"] == 2
+        assert turns._callers == {}  # nothing kept for callers with nothing in flight
+
+    asyncio.run(scenario())

@@ -46,3 +46,29 @@ def test_a_caller_waits_its_turn_while_others_pass_and_streams_hold_none() -> No
         assert turns._callers == {}  # nothing kept for callers with nothing in flight
 
     asyncio.run(scenario())
+
+
+def test_a_callers_line_is_bounded_and_the_one_too_many_is_refused_at_once() -> None:
+    async def scenario() -> None:
+        turns = Turns(1)
+        bound = 1 + Turns.WAITING_PER_TURN
+        release = asyncio.Event()
+        answers: list[int] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await release.wait()
+            await send({"type": "http.response.start", "status": 200})
+
+        async def sent(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                answers.append(message["status"])
+
+        held = [asyncio.create_task(turns.serve("hog", app, {}, None, sent)) for _ in range(bound)]
+        await asyncio.sleep(0.05)
+        await turns.serve("hog", app, {}, None, sent)  # one too many: answered at once
+        assert answers == [429]
+        release.set()
+        await asyncio.gather(*held)
+        assert answers.count(200) == bound
+
+    asyncio.run(scenario())

@@ -138,7 +138,12 @@ class Turns:
     other caller's request waits behind all of them; with it, behind at most `per_caller`
     of each caller. Over HTTP/1.1 a waiting request also holds back that connection's next
     one. A turn ends when the answer starts, so a stream (observe, followed logs) holds
-    none while it runs. Entries of callers with nothing in flight are dropped."""
+    none while it runs. Entries of callers with nothing in flight are dropped. The line is
+    bounded too: beyond `WAITING_PER_TURN` waiting requests per turn, a caller's next one is
+    refused with a 429 at once rather than parked."""
+
+    #: Requests of one caller that may wait per place it may hold.
+    WAITING_PER_TURN = 32
 
     def __init__(self, per_caller: int) -> None:
         self.per_caller = per_caller
@@ -150,6 +155,15 @@ class Turns:
         entry = self._callers.get(key)
         if entry is None:
             entry = self._callers[key] = [asyncio.Semaphore(self.per_caller), 0]
+        if entry[1] >= self.per_caller * (1 + self.WAITING_PER_TURN):
+            await _refuse(
+                send,
+                429,
+                f"{entry[1]} requests of this caller are in flight or waiting, the most it may "
+                f"have (rule: api_in_flight_per_caller, {self.per_caller} at once)",
+                {"Retry-After": "1"},
+            )
+            return
         entry[1] += 1
         semaphore: asyncio.Semaphore = entry[0]
         turn: asyncio.Semaphore | None = None  # held from acquire to the answer's start

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
+from titus.master.latest import LatestWorker
 from titus.master.view import LeaderView
 from titus.model.disruption import is_unhealthy
 from titus.model.loadbalancer import load_balancers_of
@@ -74,8 +74,9 @@ class _Group:
     next_try: float = 0.0
 
 
-class TargetRegistrar:
-    """The worker: one pass over every group at a time, on a thread of its own."""
+class TargetRegistrar(LatestWorker[dict[str, set[str]]]):
+    """The worker: one pass over every group at a time, on a thread of its own, for the
+    latest desired targets the loop handed it."""
 
     def __init__(
         self,
@@ -84,6 +85,7 @@ class TargetRegistrar:
         saved: str | None,
         clock: Callable[[], float] = time.monotonic,
     ):
+        super().__init__()
         self._factory = elbv2
         self._client: Any = None
         self._save = save
@@ -91,35 +93,14 @@ class TargetRegistrar:
         self.groups: dict[str, _Group] = {}
         for arn, ips in _decode(saved).items():
             self.groups[arn] = _Group(ours=set(ips))
-        self._wanted: dict[str, set[str]] | None = None
-        self._cond = threading.Condition()
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="lb-registrar", daemon=True)
-        self._thread.start()
+        self._start("lb-registrar")
 
-    def want(self, desired: dict[str, set[str]]) -> None:
-        """The latest desired targets (the previous ones, if not taken yet, are dropped)."""
-        with self._cond:
-            self._wanted = desired
-            self._cond.notify()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self._wanted is None and not self._stopped:
-                    self._cond.wait()
-                if self._stopped or self._wanted is None:
-                    return
-                desired, self._wanted = self._wanted, None
-            try:
-                self.reconcile(desired)
-            except Exception:
-                log.exception("load balancer pass failed")
+    def work(self, desired: dict[str, set[str]]) -> bool:
+        try:
+            self.reconcile(desired)
+        except Exception:
+            log.exception("load balancer pass failed")
+        return True
 
     def reconcile(self, desired: dict[str, set[str]]) -> None:
         before = self._record()

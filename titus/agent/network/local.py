@@ -53,16 +53,7 @@ class LocalPoolProvider:
             taken = {a.ip for a in table.values()}
             for ip in self._candidates():
                 if ip not in taken:
-                    allocation = Allocation(
-                        task_id=task_id,
-                        ip=ip,
-                        subnet=str(self.subnet),
-                        interface_id=LOCAL_INTERFACE_ID,
-                        security_groups=tuple(security_groups),
-                        owner=self.owner,
-                    )
-                    table[task_id] = allocation
-                    return allocation
+                    return self._record(table, task_id, ip, security_groups)
         raise NetworkError(f"address pool {self.pool} is exhausted")
 
     def release(self, task_id: str) -> None:
@@ -95,16 +86,22 @@ class LocalPoolProvider:
                 return table[task_id]
             if not self._in_pool(ip) or any(a.ip == ip for a in table.values()):
                 return None
-            allocation = Allocation(
-                task_id=task_id,
-                ip=ip,
-                subnet=str(self.subnet),
-                interface_id=LOCAL_INTERFACE_ID,
-                security_groups=tuple(security_groups),
-                owner=self.owner,
-            )
-            table[task_id] = allocation
-            return allocation
+            return self._record(table, task_id, ip, security_groups)
+
+    def _record(
+        self, table: dict[str, Allocation], task_id: str, ip: str, security_groups: Sequence[str]
+    ) -> Allocation:
+        """`ip` is this agent's task's from now on (in the locked table)."""
+        allocation = Allocation(
+            task_id=task_id,
+            ip=ip,
+            subnet=str(self.subnet),
+            interface_id=LOCAL_INTERFACE_ID,
+            security_groups=tuple(security_groups),
+            owner=self.owner,
+        )
+        table[task_id] = allocation
+        return allocation
 
     def task_slots(self) -> int | None:
         return None  # the pool's size, which the settings already say

@@ -13,13 +13,13 @@ holds outlives the term: a new leader starts a new worker from the store.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
 
 from titus.master import metrics as m
 from titus.master.autoscaling.executor import LoopFacts, PolicyExecutor, ScaleRequest, Snapshot
+from titus.master.latest import LatestWorker
 from titus.model.autoscaling import PolicyRecord, PolicyState
 from titus.store.base import Conflict, StaleEpoch, StoreError
 from titus.store.roles import ScalingPolicies
@@ -32,7 +32,10 @@ DELETED_KEPT_SEC = 3600.0
 MAX_QUEUED = 1000
 
 
-class Autoscaler:
+class Autoscaler(LatestWorker[LoopFacts]):
+    """Carries policies out on a thread of its own, on the latest facts the loop handed it;
+    the scale changes it decides wait for the loop (`take_requests`)."""
+
     def __init__(
         self,
         make_executor: Callable[[], PolicyExecutor],
@@ -42,32 +45,19 @@ class Autoscaler:
     ):
         """`make_executor` is called on the worker's thread, at its first pass: making
         one may look for AWS credentials, which must not hold up the leader's loop."""
+        super().__init__()
         self.make_executor = make_executor
         self.executor: PolicyExecutor | None = None
         self.store = store
         self.epoch = epoch
         self.clock = clock
         self._requests: deque[ScaleRequest] = deque(maxlen=MAX_QUEUED)
-        self._wanted: LoopFacts | None = None
         #: The jobs the last pass found policies for: the loop hands their facts next.
         self.job_ids: frozenset[str] = frozenset()
         #: The policies the last pass found (the loop forgets others' activity).
         self.policy_ids: frozenset[str] = frozenset()
-        self._cond = threading.Condition()
-        self._stopped = False
         self.passes = 0
-        self._thread = threading.Thread(target=self._run, name="autoscaler", daemon=True)
-        self._thread.start()
-
-    def want(self, facts: LoopFacts) -> None:
-        with self._cond:
-            self._wanted = facts
-            self._cond.notify()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
+        self._start("autoscaler")
 
     def take_requests(self) -> list[ScaleRequest]:
         with self._cond:
@@ -75,23 +65,17 @@ class Autoscaler:
             self._requests.clear()
         return taken
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self._wanted is None and not self._stopped:
-                    self._cond.wait()
-                if self._stopped or self._wanted is None:
-                    return
-                facts, self._wanted = self._wanted, None
-            started = time.monotonic()
-            try:
-                self.run_pass(facts)
-                m.AUTOSCALING_PASS_SECONDS.observe(time.monotonic() - started)
-            except StaleEpoch:
-                log.warning("autoscaling worker stops: a newer leader writes")
-                return
-            except Exception:
-                log.exception("autoscaling pass failed")
+    def work(self, facts: LoopFacts) -> bool:
+        started = time.monotonic()
+        try:
+            self.run_pass(facts)
+            m.AUTOSCALING_PASS_SECONDS.observe(time.monotonic() - started)
+        except StaleEpoch:
+            log.warning("autoscaling worker stops: a newer leader writes")
+            return False
+        except Exception:
+            log.exception("autoscaling pass failed")
+        return True
 
     def run_pass(self, facts: LoopFacts) -> None:
         if self.executor is None:

@@ -5,6 +5,7 @@ the archive's TTL, bucketed indexes, URLs and credentials."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -16,6 +17,7 @@ from titus.model.states import TaskState
 from titus.store import open_store
 from titus.store.base import Conflict, GroupNameTaken, JobStore, StoreUnavailable
 from titus.store.cassandra import CassandraJobStore, CassandraRefused, parse_replication
+from titus.store.errors import StaleEpoch
 
 
 def _open(server: CqlServer, **kw: object) -> CassandraJobStore:
@@ -188,7 +190,7 @@ def test_schema_migrations_recorded_once(cql_server: CqlServer) -> None:
     for _ in range(2):
         _open(cql_server).close()
     rows = cql_server.rows("titus", "schema_migrations")
-    assert [r["version"] for r in rows] == [1, 2, 3, 4]
+    assert [r["version"] for r in rows] == [1, 2, 3, 4, 5]
     ks = cql_server.engine.keyspaces["titus"]
     assert ks.replication["class"].endswith("NetworkTopologyStrategy")
     assert ks.tables["archived_jobs"].default_ttl == 30 * 24 * 3600
@@ -415,3 +417,114 @@ def test_following_an_idle_feed_is_cheap(cql_server: CqlServer, cstore: Cassandr
     for _ in range(5):
         assert cstore.changes_since(head).changes == []
     assert len(cql_server.requests) <= 5 * 3
+
+
+# ---- leadership fencing under interleaving ------------------------------------------------
+def _in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    """Run `fn` in a thread; the list gets what it returned or raised."""
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except Exception as e:  # noqa: BLE001 - the test inspects it
+            out.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_a_deposed_leaders_update_is_refused_once_its_successor_wrote(
+    cql_server: CqlServer,
+) -> None:
+    """The epoch check is the condition of the write: a leader's update held up after its
+    check (here at the server) lands after its successor's and is refused, and a deposed
+    leader that re-reads what its successor wrote cannot write it back either."""
+    old, new = _open(cql_server), _open(cql_server)
+    try:
+        old.claim_epoch(1)
+        job = old.create_job(make_job())
+        task = old.create_task(make_task(job), epoch=1)
+        held = cql_server.hold("UPDATE active_tasks")
+        thread, out = _in_thread(
+            lambda: old.update_task(task.with_status(TaskState.LAUNCHED, "normal", "old"), epoch=1)
+        )
+        assert held.arrived.wait(10), "the deposed leader's write never reached the server"
+        new.claim_epoch(2)
+        theirs = new.update_task(task.with_status(TaskState.LAUNCHED, "normal", "new"), epoch=2)
+        held.release()
+        thread.join(10)
+        assert isinstance(out[0], StaleEpoch), out
+        stored = new.get_task(task.id)
+        assert stored is not None and stored.status.reasonMessage == "new"
+        # re-read after the refusal: the deposed leader has the current version now
+        again = old.get_task(task.id)
+        assert again is not None and again.version == theirs.version
+        with pytest.raises(StaleEpoch):
+            old.update_task(again.with_status(TaskState.START_INITIATED), epoch=1)
+        stored = new.get_task(task.id)
+        assert stored is not None and stored.version == theirs.version
+        # the same for the job and the leader's settings
+        current = new.get_job(job.id)
+        assert current is not None
+        new.update_job(current, epoch=2)
+        fresh = old.get_job(job.id)
+        assert fresh is not None
+        with pytest.raises(StaleEpoch):
+            old.update_job(finish(fresh), epoch=1)
+        new.set_meta("framework", "theirs", epoch=2)
+        with pytest.raises(StaleEpoch):
+            old.set_meta("framework", "ours", epoch=1)
+        assert new.get_meta("framework") == "theirs"
+    finally:
+        old.close()
+        new.close()
+
+
+def test_a_deposed_leaders_create_cannot_overwrite_its_successors_task(
+    cql_server: CqlServer,
+) -> None:
+    """Two leaders creating the same task (the leader names it after what it replaces)
+    write one row: the deposed one's create, held up past its epoch check until the
+    successor created the task and launched it, is refused and changes nothing."""
+    old, new = _open(cql_server), _open(cql_server)
+    try:
+        old.claim_epoch(1)
+        job = old.create_job(make_job())
+        task = make_task(job)
+        held = cql_server.hold("fence) VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS")
+        thread, out = _in_thread(lambda: old.create_task(task, epoch=1))
+        assert held.arrived.wait(10), "the deposed leader's create never reached the server"
+        new.claim_epoch(2)
+        made = new.create_task(task, epoch=2)
+        launched = new.update_task(made.with_status(TaskState.LAUNCHED), epoch=2)
+        held.release()
+        thread.join(10)
+        assert isinstance(out[0], StaleEpoch), out
+        [stored] = new.list_tasks(job.id)
+        assert (stored.version, stored.state) == (launched.version, TaskState.LAUNCHED)
+    finally:
+        old.close()
+        new.close()
+
+
+def test_rows_written_before_fences_take_the_first_fenced_write(
+    cql_server: CqlServer, cstore: CassandraJobStore
+) -> None:
+    """Rows from before the fence column (null) are written by the leader once with
+    `IF fence = null`, and fenced from then on."""
+    cstore.claim_epoch(3)
+    job = cstore.create_job(make_job())
+    task = cstore.create_task(make_task(job), epoch=3)
+    for table, key, value in (
+        ("active_tasks", "task_id", task.id),
+        ("active_jobs", "job_id", job.id),
+    ):
+        cql_server.engine.run(
+            f"UPDATE titus.{table} SET fence = null WHERE {key} = ?", None, [value]
+        )
+    assert cstore.update_task(task.with_status(TaskState.LAUNCHED), epoch=3).version == 2
+    assert cstore.update_job(job, epoch=3).version == 2
+    assert {r["fence"] for r in cql_server.rows("titus", "active_tasks")} == {3}
+    assert {r["fence"] for r in cql_server.rows("titus", "active_jobs")} == {3}

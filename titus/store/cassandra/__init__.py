@@ -12,8 +12,11 @@ Consistency rules, and why (each told in full where it is kept):
 - Job group names are unique among active jobs through a lightweight transaction (jobs.py).
 - Versions: updates are `UPDATE ... IF version = ?`, so a writer that read an old version is
   refused (`Conflict`) instead of overwriting a newer decision (session.py).
-- Leadership fencing: the `epoch` row only moves forward; a write that carries an older
-  epoch is refused with `StaleEpoch` (fencing.py).
+- Leadership fencing: the `epoch` row only moves forward; each job, task and meta row
+  carries the epoch of the leader that last wrote it (`fence`), and a leader's update is
+  `IF version = ? AND fence <= <its epoch>`, so the check and the write are one
+  compare-and-set; a write that carries an older epoch is refused with `StaleEpoch`
+  (fencing.py).
 - The change feed is a table partitioned by minute with a one-hour TTL, read with a
   trailing window so a late entry is still delivered, once (sequence.py, feed.py).
 - A new leader reads the active tables whole, as paged full-table scans (tasks.py).

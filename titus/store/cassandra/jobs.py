@@ -54,12 +54,12 @@ class JobsPart(Part):
         if name is not None:
             self._claim_name(name, job.id)
         items: list[Item] = [
-            ("job_insert", (job.id, 1, dump_document(job))),
+            ("job_insert", (job.id, 1, dump_document(job), 0)),
             ("job_id_insert", (self._bucket(job.id), job.id)),
             ("change", ("job", job.id, job.id)),
         ]
         for t in first:
-            items.append(("task_insert", (t.id, 1, dump_document(t), *task_columns(t))))
+            items.append(("task_insert", (t.id, 1, dump_document(t), *task_columns(t), 0)))
             items.append(("task_id_insert", (t.jobId, t.id)))
             items.append(("change", ("task", t.id, t.jobId)))
         if mark_dirty:
@@ -128,11 +128,11 @@ class JobsPart(Part):
         return decode_job(rows[0].value, job_id) if rows else None
 
     def update_job(self, job: Job, *, epoch: int | None = None) -> Job:
-        self._fence.check(epoch)
+        self._fence.check_known(epoch)
         new = job.model_copy(update={"version": job.version + 1})
         value = dump_document(new)
         self._db.update_versioned(
-            "job", job.id, job.id, job.version, value, (new.version, value, job.id)
+            "job", job.id, job.id, job.version, value, (new.version, value, job.id), epoch=epoch
         )
         return new
 

@@ -13,6 +13,8 @@ import pytest
 from tests.store.conformance import *  # noqa: F401,F403
 from tests.store.conformance import finish, make_job, make_task
 from tests.support.cql.server import CqlServer
+from tests.support.poll import wait_until
+from titus.model.job import Job
 from titus.model.states import TaskState
 from titus.store import open_store
 from titus.store.base import Conflict, GroupNameTaken, JobStore, StoreUnavailable
@@ -528,3 +530,100 @@ def test_rows_written_before_fences_take_the_first_fenced_write(
     assert cstore.update_job(job, epoch=3).version == 2
     assert {r["fence"] for r in cql_server.rows("titus", "active_tasks")} == {3}
     assert {r["fence"] for r in cql_server.rows("titus", "active_jobs")} == {3}
+
+
+# ---- creates in groups --------------------------------------------------------------------
+def _creates_queued_behind_a_held_one(
+    cql_server: CqlServer, store: CassandraJobStore, jobs: list[Job], refused_early: int = 0
+) -> tuple[list[object], list[threading.Thread]]:
+    """Start one create and hold its batch at the server, then start `jobs` (which queue
+    behind it but for `refused_early` refused before they join), then let it go: what
+    each of `jobs` returned or raised, once all ended."""
+    held = cql_server.hold("INSERT INTO active_jobs")
+    first, _ = _in_thread(lambda: store.create_job(make_job(), mark_dirty=True))
+    assert held.arrived.wait(10)
+    outs: list[list[object]] = []
+    threads = []
+    for job in jobs:
+        t, out = _in_thread(lambda j=job: store.create_job(j, mark_dirty=True))  # type: ignore[misc]
+        threads.append(t)
+        outs.append(out)
+    wait_until(
+        "the creates to queue behind the one in flight",
+        lambda: len(store._groups._queue) == len(jobs) - refused_early,
+        10,
+    )
+    held.release()
+    for t in [first, *threads]:
+        t.join(20)
+    return [o[0] for o in outs], threads
+
+
+def test_concurrent_creates_share_one_logged_batch(
+    cql_server: CqlServer, cstore: CassandraJobStore
+) -> None:
+    jobs = [make_job() for _ in range(8)]
+    before = len([r for r in cql_server.requests if r.opcode == "BATCH"])
+    results, _ = _creates_queued_behind_a_held_one(cql_server, cstore, jobs)
+    assert all(isinstance(r, Job) for r in results), results
+    batches = [r for r in cql_server.requests[before:] if r.opcode == "BATCH"]
+    assert [r.batch_type for r in batches] == ["LOGGED", "LOGGED"]
+    assert cstore._groups.sent[-2:] == [1, 8]
+    for job in jobs:
+        assert cstore.get_job(job.id) is not None
+    assert set(cstore.take_dirty()) >= {j.id for j in jobs}
+
+
+def test_a_create_refused_in_a_group_is_refused_alone(
+    cql_server: CqlServer, cstore: CassandraJobStore
+) -> None:
+    """A taken group name is refused before its create joins a group; a create Cassandra
+    refuses (too large a batch) fails alone, its group name freed, the others written."""
+    held = cstore.create_job(make_job("v007"))
+    big = make_job("v008")
+    big.jobDescriptor.attributes.update({f"k{i}": "x" * 1000 for i in range(60)})
+    jobs = [make_job("v007"), big, *[make_job() for _ in range(5)]]
+    cql_server.batch_size_fail_kb = 50
+    results, _ = _creates_queued_behind_a_held_one(cql_server, cstore, jobs, refused_early=1)
+    assert isinstance(results[0], GroupNameTaken) and held.id in str(results[0])
+    assert isinstance(results[1], CassandraRefused), results[1]
+    assert all(isinstance(r, Job) for r in results[2:]), results
+    assert cstore.get_job(big.id) is None
+    assert cstore.create_job(make_job("v008")).id  # the refused create's name is free
+    for job in jobs[2:]:
+        assert cstore.get_job(job.id) is not None
+
+
+def test_a_group_cassandra_refuses_whole_is_written_create_by_create(
+    cql_server: CqlServer, cstore: CassandraJobStore
+) -> None:
+    jobs = [make_job() for _ in range(6)]
+    cql_server.batch_size_fail_kb = 4  # one create fits, the group of six does not
+    results, _ = _creates_queued_behind_a_held_one(cql_server, cstore, jobs)
+    assert all(isinstance(r, Job) for r in results), results
+    assert cstore._groups.sent[-6:] == [1] * 6
+    for job in jobs:
+        assert cstore.get_job(job.id) is not None
+
+
+def test_a_group_whose_write_timed_out_after_applying_is_acknowledged_whole(
+    cql_server: CqlServer, cstore: CassandraJobStore
+) -> None:
+    """The ambiguous case: the group's batch applied but the coordinator timed out (and
+    then every retry too): each create finds its job whole and answers it created."""
+    jobs = [make_job() for _ in range(4)]
+    held = cql_server.hold("INSERT INTO active_jobs")
+    first, _ = _in_thread(lambda: cstore.create_job(make_job()))
+    assert held.arrived.wait(10)
+    outs = []
+    for job in jobs:
+        _, out = _in_thread(lambda j=job: cstore.create_job(j))  # type: ignore[misc]
+        outs.append(out)
+    wait_until("the creates to queue", lambda: len(cstore._groups._queue) == len(jobs), 10)
+    cql_server.inject("write_timeout", "INSERT INTO active_jobs", times=20, applied=True)
+    held.release()
+    wait_until("every create to answer", lambda: all(outs), 30)
+    cql_server.clear_faults()
+    assert all(isinstance(o[0], Job) for o in outs), outs
+    for job in jobs:
+        assert cstore.get_job(job.id) is not None

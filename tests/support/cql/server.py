@@ -328,6 +328,7 @@ class _Connection:
         self.sock = sock
         self.keyspace: str | None = None
         self.started = False
+        self.send_lock = threading.Lock()
 
     def recv_exact(self, n: int) -> bytes:
         buf = bytearray()
@@ -340,7 +341,8 @@ class _Connection:
 
     def send(self, stream: int, opcode: int, body: bytes) -> None:
         header = struct.pack(">BBhBi", 0x84, 0, stream, opcode, len(body))
-        self.sock.sendall(header + body)
+        with self.send_lock:
+            self.sock.sendall(header + body)
 
     def serve(self) -> None:
         while True:
@@ -358,18 +360,31 @@ class _Connection:
             if flags & 0x01:
                 self.send(stream, ERROR, ProtocolError("Compression is not supported").body())
                 continue
-            try:
-                answer = self.dispatch(opcode, Reader(body))
-            except _Drop:
-                self.sock.shutdown(socket.SHUT_RDWR)
+            if self.owner.holds:
+                # a request may be held: answer it aside, so the connection's other
+                # requests go on (a client multiplexes them over one connection)
+                threading.Thread(
+                    target=self.answer, args=(stream, opcode, body), daemon=True
+                ).start()
+            elif not self.answer(stream, opcode, body):
                 return
-            except CqlError as e:
-                self.send(stream, ERROR, e.body())
-                continue
-            except Exception as e:  # noqa: BLE001 - a server answers, whatever broke
-                self.send(stream, ERROR, ServerError(f"{type(e).__name__}: {e}").body())
-                continue
-            self.send(stream, *answer)
+
+    def answer(self, stream: int, opcode: int, body: bytes) -> bool:
+        """Answer one request; False when the connection is to be dropped."""
+        try:
+            answer = self.dispatch(opcode, Reader(body))
+        except _Drop:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+            return False
+        except CqlError as e:
+            self.send(stream, ERROR, e.body())
+            return True
+        except Exception as e:  # noqa: BLE001 - a server answers, whatever broke
+            self.send(stream, ERROR, ServerError(f"{type(e).__name__}: {e}").body())
+            return True
+        self.send(stream, *answer)
+        return True
 
     def dispatch(self, opcode: int, r: Reader) -> tuple[int, bytes]:
         owner = self.owner

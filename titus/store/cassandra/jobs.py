@@ -3,9 +3,10 @@ uniqueness of job group names.
 
 `active_job_ids` is spread over a fixed number of buckets (chosen when the keyspace is
 created and kept in `meta`), so no partition grows without bound. A job and its index rows
-change together in one logged batch. Job group names are unique among active jobs through
-a lightweight transaction (`INSERT ... IF NOT EXISTS`) on `job_group_names`; two racing
-creates never both win.
+change together in one logged batch, which concurrent creates share (groups.py). Job
+group names are unique among active jobs through a lightweight transaction (`INSERT ... IF
+NOT EXISTS`) on `job_group_names`, made before a create joins a group: two racing creates
+never both win, and the one refused is refused alone.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class JobsPart(Part):
         if mark_dirty:
             items.append(("dirty", (job.id,)))
         try:
-            db.batch(f"create job {job.id} with {len(first)} tasks", items)
+            self._groups.write(f"create job {job.id} with {len(first)} tasks", items)
         except CassandraRefused:
             # Nothing of a refused batch was written (e.g. too many first tasks for
             # batch_size_fail_threshold_in_kb); the name goes back.

@@ -476,11 +476,11 @@ class _Connection:
         ]
 
     def run(self, pr: Prepared, params: Params) -> tuple[int, bytes]:
+        self.owner._hold(pr.query)
         fault = self.owner._fault_for([pr.query])
         values = self.bind(pr, params)
         if pr.table is not None or pr.is_write:
             check_consistency(params.consistency, params.serial, pr.is_write, pr.is_lwt)
-        self.owner._hold(pr.query)
         if fault is not None and not fault.applied:
             raise self.owner._fault_error(fault, params.consistency, pr.is_write, pr.is_lwt)
         result = self.owner.engine.execute(pr, values, params.page_size, params.paging_state)
@@ -525,11 +525,11 @@ class _Connection:
             raise InvalidRequest("Batch too large")
         for pr, values in raw:
             items.append((pr, self.bind(pr, Params(consistency, values))))
+        for q in queries:
+            owner._hold(q)
         fault = owner._fault_for(queries)
         is_lwt = any(pr.is_lwt for pr, _ in items)
         check_consistency(consistency, serial, True, is_lwt)
-        for q in queries:
-            owner._hold(q)
         if fault is not None and not fault.applied:
             raise owner._fault_error(fault, consistency, True, is_lwt, batch_type)
         result = owner.engine.batch(items, logged=kind == 0)

@@ -21,8 +21,9 @@ test runs, so take them as +-30%):
 
     * against the CQL test server in a child process, not a real cluster. Before the bulk
       load read whole tables with paging, load_active read each task by id: 89 s.
-      A Cassandra task update is three round trips: the epoch read at LOCAL_SERIAL, the
-      compare-and-set, the change feed entry.
+      A Cassandra task update was three round trips: the epoch read at LOCAL_SERIAL, the
+      compare-and-set, the change feed entry; the epoch is now a condition of the
+      compare-and-set itself (fencing.py), so it is two.
 
 load_active parses every document (pydantic); load_active_index, what the leader uses,
 does not.

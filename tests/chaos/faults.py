@@ -85,57 +85,47 @@ def _wait_running_on(cluster: ChaosCluster, workload: Workload, name: str) -> No
 
 
 def kill_agent_mid_launch(cluster: ChaosCluster, workload: Workload, timing: Timing) -> None:
-    """kill -9 an agent in the middle of a launch, before the task's container exists.
+    """kill -9 an agent in the middle of a launch, before the launch is done.
 
-    The host takes few launches at once, so its launches under way finish first: new jobs
-    of the load are submitted unpinned meanwhile (the load goes on at its rate, and may
-    still land there), until no task pinned to the host's zone or placed on the host is
-    on its way. Then the engine under the agent is frozen (SIGSTOP), so that the launch
-    stops at its first engine call, and a job is submitted pinned to the host; once the
-    master has saved its task StartInitiated, the agent is killed, the engine thawed and
-    the agent started again at once.
+    Once the master has saved a task StartInitiated on the agent (a task of the load, or
+    of a job submitted pinned to the host when none is on its way), the engine under the
+    agent is frozen (SIGSTOP), so that the launch stops at its next engine call. If the
+    task is still StartInitiated `SETTLE_SEC` later, its launch is stuck in flight: the
+    agent is killed, the engine thawed and the agent started again at once. If it moved
+    on (its container had started), the engine is thawed and the next launch is taken.
+    Freezing first and waiting for a launch does not work under steady load: the agent
+    finds its engine unanswering and reports itself unhealthy, and nothing new is placed.
     """
     engine = cluster.engine
     assert engine is not None and engine.proc is not None
     agent = cluster.agent_ids[ENGINE]
-    workload.pinning_paused.set()
-    try:
-        _wait(
-            f"the launches on {ENGINE} to finish",
-            lambda: not _on_its_way(cluster, workload, agent, ENGINE_ZONE),
-            timeout=120,
-        )
+    submitted_at = float("-inf")
+
+    def hit() -> bool:
+        nonlocal submitted_at
+        assert engine is not None and engine.proc is not None
+        starting = _tasks_on(cluster, workload, agent, TaskState.START_INITIATED)
+        if not starting:
+            if time.monotonic() - submitted_at > 20:
+                submitted_at = time.monotonic()
+                workload.submit(batch_job(f"{workload.app}ml", 1, workload.seconds, ENGINE_ZONE))
+            return False
         os.kill(engine.proc.pid, signal.SIGSTOP)
         try:
-            job = workload.submit(batch_job(f"{workload.app}ml", 1, workload.seconds, ENGINE_ZONE))
-            assert job is not None, "the job to launch was refused"
-            _wait(
-                f"the task of {job.id} StartInitiated on {ENGINE}, its engine frozen",
-                lambda: any(
-                    t["status"]["state"] == TaskState.START_INITIATED for t in cluster.tasks(job.id)
-                ),
-            )
+            time.sleep(SETTLE_SEC)
+            if not starting & _tasks_on(cluster, workload, agent, TaskState.START_INITIATED):
+                return False  # they moved on: their launches were done
             cluster.kill(ENGINE)
         finally:
             os.kill(engine.proc.pid, signal.SIGCONT)
-        cluster.restart(ENGINE)
-    finally:
-        workload.pinning_paused.clear()
+        return True
+
+    _wait(f"a launch in flight on {ENGINE} to hit", hit, timeout=150)
+    cluster.restart(ENGINE)
 
 
-#: States of a task on its way to running.
-ON_ITS_WAY = (TaskState.ACCEPTED, TaskState.LAUNCHED, TaskState.START_INITIATED)
-
-
-def _on_its_way(cluster: ChaosCluster, workload: Workload, agent: str, zone: str) -> bool:
-    """True while a task pinned to `zone`, or placed on `agent`, is not running yet."""
-    for job in list(workload.jobs):
-        for t in cluster.tasks(job.id):
-            if t["status"]["state"] not in ON_ITS_WAY:
-                continue
-            if job.zone == zone or t.get("taskContext", {}).get("agent.id") == agent:
-                return True
-    return False
+#: A task StartInitiated this long on a host whose engine is frozen is stuck mid-launch.
+SETTLE_SEC = 3.0
 
 
 def _tasks_on(cluster: ChaosCluster, workload: Workload, agent: str, state: TaskState) -> set[str]:

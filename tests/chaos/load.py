@@ -59,7 +59,6 @@ class Job:
     id: str
     kind: str  # "batch" or "service"
     size: int
-    zone: str | None = None  # the zone it is pinned to
 
 
 @dataclass
@@ -73,9 +72,6 @@ class Workload:
     seconds: float = 3.0
     jobs: list[Job] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
-    #: While set, jobs that would be pinned to `zone` are submitted unpinned: the load
-    #: goes on, and the zone's host can finish its launches (see kill_agent_mid_launch).
-    pinning_paused: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def submit(self, descriptor: dict[str, Any]) -> Job | None:
@@ -97,17 +93,13 @@ class Workload:
                 with self._lock:
                     self.refused.append(f"{r.status_code}: {r.text[:200]}")
                 return None
-            constraints = descriptor["container"].get("hardConstraints", {})
-            zone = constraints.get("constraints", {}).get("availabilityZone")
-            job = Job(str(r.json()["id"]), kind, size, zone)
+            job = Job(str(r.json()["id"]), kind, size)
             with self._lock:
                 self.jobs.append(job)
             return job
         return None
 
     def _zone(self, i: int) -> str | None:
-        if self.pinning_paused.is_set():
-            return None
         return self.zone if i % 2 == 0 else None
 
     def batch(self, count: int, size: int = 1) -> None:

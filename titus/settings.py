@@ -486,8 +486,9 @@ class Settings(BaseSettings):
     )
     agent_health_max_clock_jump_sec: float = Field(
         5.0,
-        description="A wall-clock jump bigger than this between two checks (the clock was "
-        "stepped) makes the host unhealthy until the next check (default 5 s).",
+        description="A wall clock further than this from the agent's steady clock (the "
+        "wall clock at start carried on the monotonic clock: the clock was stepped) makes "
+        "the host unhealthy until it is right again (default 5 s).",
     )
     agent_unhealthy_terminate_after_sec: float = Field(
         0.0,

@@ -2,6 +2,11 @@
 active tasks, per backend, in one run.
 
     .venv/bin/python -m tests.bench.store [--tasks 100000] [--jobs 500] [--updates 2000]
+    .venv/bin/python -m tests.bench.store --only-concurrent-creates [--runs 3]
+
+The Cassandra part ends with creates/s from 1, 8 and 32 threads at once, each create its
+own logged batch (as before creates were grouped) and grouped (titus/store/cassandra/
+groups.py), the median of `--runs` runs each, measured side by side in the same run.
 
 SQLite is a file in a temporary directory (WAL, synchronous=FULL). Cassandra is the
 CQL test server (tests/support/cql) in a child process on loopback, not a real cluster: its
@@ -16,8 +21,9 @@ test runs, so take them as +-30%):
 
     * against the CQL test server in a child process, not a real cluster. Before the bulk
       load read whole tables with paging, load_active read each task by id: 89 s.
-      A Cassandra task update is three round trips: the epoch read at LOCAL_SERIAL, the
-      compare-and-set, the change feed entry.
+      A Cassandra task update was three round trips: the epoch read at LOCAL_SERIAL, the
+      compare-and-set, the change feed entry; the epoch is now a condition of the
+      compare-and-set itself (fencing.py), so it is two.
 
 load_active parses every document (pydantic); load_active_index, what the leader uses,
 does not.
@@ -26,9 +32,11 @@ does not.
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -100,16 +108,79 @@ def bench(name: str, open_store: Callable[[], JobStore], args: argparse.Namespac
         store.close()
 
 
+def creates_at(store: JobStore, clients: int, total: int) -> float:
+    """Creates/s of `total` jobs (as the API submits them: the job and its dirty mark)
+    from `clients` threads at once."""
+    per = total // clients
+    barrier = threading.Barrier(clients + 1)
+
+    def client() -> None:
+        barrier.wait()
+        for _ in range(per):
+            store.create_job(make_job(), mark_dirty=True)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    return per * clients / (time.perf_counter() - t0)
+
+
+def bench_grouped_creates(port: int, args: argparse.Namespace) -> None:
+    """Cassandra creates/s at 1, 8 and 32 clients, each create its own logged batch (the
+    baseline: `create_group_max=1`) and creates grouped (groups.py), median of `--runs`."""
+    from titus.store.cassandra import CassandraJobStore
+
+    def open_store(group: int) -> CassandraJobStore:
+        return CassandraJobStore(
+            ["127.0.0.1"], port=port, local_dc="datacenter1", create_group_max=group
+        )
+
+    print("cassandra* concurrent creates (creates/s, median of", args.runs, "runs)")
+    print(f"{'clients':>8s} {'each alone':>11s} {'grouped':>9s} {'ratio':>6s}  groups")
+    for clients in (1, 8, 32):
+        figures: dict[str, list[float]] = {"alone": [], "grouped": []}
+        mean_group = 0.0
+        for _ in range(args.runs):
+            for kind, group in (("alone", 1), ("grouped", 64)):
+                store = open_store(group)
+                try:
+                    store._groups.sent.clear()
+                    figures[kind].append(creates_at(store, clients, args.concurrent_jobs))
+                    if kind == "grouped":
+                        sent = store._groups.sent
+                        mean_group = sum(sent) / max(1, len(sent))
+                finally:
+                    store.close()
+        alone = statistics.median(figures["alone"])
+        grouped = statistics.median(figures["grouped"])
+        print(
+            f"{clients:>8d} {alone:>11,.0f} {grouped:>9,.0f} {grouped / alone:>5.2f}x"
+            f"  {mean_group:.1f} creates per batch (last run)",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--updates", type=int, default=2000)
     parser.add_argument("--backends", default="sqlite,cassandra")
+    parser.add_argument(
+        "--only-concurrent-creates",
+        action="store_true",
+        help="only the Cassandra creates at 1, 8 and 32 clients, alone vs grouped",
+    )
+    parser.add_argument("--concurrent-jobs", type=int, default=640)
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     backends = args.backends.split(",")
     with tempfile.TemporaryDirectory() as tmp:
-        if "sqlite" in backends:
+        if "sqlite" in backends and not args.only_concurrent_creates:
             from titus.store.sqlite import SqliteJobStore
 
             bench("sqlite", lambda: SqliteJobStore(Path(tmp) / "bench.db"), args)
@@ -122,11 +193,13 @@ def main() -> None:
             try:
                 assert server.stdout is not None
                 port = int(server.stdout.readline())
-                bench(
-                    "cassandra*",
-                    lambda: CassandraJobStore(["127.0.0.1"], port=port, local_dc="datacenter1"),
-                    args,
-                )
+                if not args.only_concurrent_creates:
+                    bench(
+                        "cassandra*",
+                        lambda: CassandraJobStore(["127.0.0.1"], port=port, local_dc="datacenter1"),
+                        args,
+                    )
+                bench_grouped_creates(port, args)
             finally:
                 server.kill()
                 server.wait()

@@ -4,7 +4,9 @@ Each master and agent reaches ZooKeeper through a ZkProxy of its own, so one pro
 session can be cut until the server expires it without touching anyone else. Three
 agents, one per zone, each open to a different fault:
 
-- `a-plain`: on the platform's Docker engine, on loopback (kills, kills mid-launch);
+- `a-plain`: on the platform's Docker engine, on loopback (kills, kills mid-launch), its
+  wall clock under libfaketime (Debian's faketime, scripts/faketime.sh), so it can be
+  stepped (`step_clock`) while its monotonic clocks stay real;
 - `a-netns`: inside a network namespace of the suite's own (partitions from the master);
 - `a-engine`: on a private dockerd that the suite stops and starts under it.
 
@@ -17,18 +19,24 @@ namespace, engine and mount it made.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import signal
 import subprocess
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import docker
+import pytest
 
 from tests.chaos.netns import NetNamespace, TcpRelay
 from tests.support.cluster import SESSION_TIMEOUT, Cluster, Proc, cleanup, make_cluster
+from tests.support.cql.server import CqlServer
 from tests.support.docker_engine import BUSYBOX, PrivateEngine
 from tests.support.platform import TITUS, _remove_containers, free_port
+from tests.support.setup_script import run_setup_script
 from tests.support.zookeeper import PrivateZooKeeper, ZkProxy
 
 #: Size of the tmpfs the store lives on: ample for the suite's jobs, quick to fill.
@@ -37,6 +45,8 @@ DISK_MB = 64
 ORPHAN_GRACE_SEC = 5.0
 
 PLAIN, NETNS, ENGINE = "a-plain", "a-netns", "a-engine"
+#: What the agent under libfaketime loads first (tests/chaos/faketime_site).
+FAKETIME_SITE = Path(__file__).resolve().parent / "faketime_site"
 #: The zone of each agent: jobs pinned to a zone run on that agent only.
 PLAIN_ZONE, NETNS_ZONE, ENGINE_ZONE = "zone-a", "zone-b", "zone-c"
 
@@ -69,6 +79,11 @@ class ChaosCluster(Cluster):
     engine: PrivateEngine | None = None
     disk: Path | None = None
     zk_server: PrivateZooKeeper | None = None
+    #: libfaketime's offset file for a-plain's wall clock ("+0": the real time).
+    clock_file: Path | None = None
+    libfaketime: str | None = None
+    #: The CQL test server the store is on (the Cassandra variant), None on SQLite.
+    cql: CqlServer | None = None
 
     # ---- processes --------------------------------------------------------------------
     def _coord(self, name: str) -> str:
@@ -105,6 +120,17 @@ class ChaosCluster(Cluster):
         if name == NETNS:
             assert self.netns is not None
             env["TITUS_AGENT_HOST"] = self.netns.ns_ip
+        if name == PLAIN and self.libfaketime is not None:
+            assert self.clock_file is not None
+            env.update(
+                LD_PRELOAD=self.libfaketime,
+                FAKETIME_TIMESTAMP_FILE=str(self.clock_file),
+                FAKETIME_CACHE_DURATION="1",  # the file is read again each second
+                FAKETIME_DONT_FAKE_MONOTONIC="1",  # a real step leaves monotonic alone
+                PYTHONPATH=os.pathsep.join(
+                    p for p in (str(FAKETIME_SITE), env.get("PYTHONPATH", "")) if p
+                ),
+            )
         if name == ENGINE:
             assert self.engine is not None
             env["DOCKER_HOST"] = self.engine.url
@@ -114,6 +140,28 @@ class ChaosCluster(Cluster):
         args += ["--memory-mb", str(memory_mb), "--agent-port", str(port)]
         self._launch(name, args, env)
         return self.procs[name]
+
+    @property
+    def keyspace(self) -> str:
+        return self.env["TITUS_STORE"].split("/")[3].split("?")[0]
+
+    def all_tasks(self, job_id: str) -> list[dict[str, Any]]:
+        """Active and archived tasks of a job, straight from the store."""
+        if self.cql is None:
+            return super().all_tasks(job_id)
+        ks = self.keyspace
+        active = [r for r in self.cql.rows(ks, "active_tasks") if r["job_id"] == job_id]
+        archived_ids = {
+            r["task_id"] for r in self.cql.rows(ks, "archived_task_ids") if r["job_id"] == job_id
+        }
+        archived = [r for r in self.cql.rows(ks, "archived_tasks") if r["task_id"] in archived_ids]
+        return [json.loads(r["value"]) for r in (*active, *archived)]
+
+    def step_clock(self, offset_sec: float) -> None:
+        """Set a-plain's wall clock `offset_sec` away from the real time (0: real again);
+        it reads the change within a second."""
+        assert self.clock_file is not None
+        self.clock_file.write_text(f"{offset_sec:+.0f}\n")
 
     def epoch(self) -> int:
         """The last leadership epoch (raised by each election), as ZooKeeper holds it."""
@@ -177,9 +225,28 @@ class ChaosCluster(Cluster):
                 self.zk_server.kill()
 
 
-def start_chaos_cluster(tmp: Path) -> ChaosCluster:
-    """API, masters m1 (leads first) and m2, and the three agents above, all up."""
-    base = make_cluster(tmp, {"TITUS_AGENT_ORPHAN_GRACE_SEC": str(ORPHAN_GRACE_SEC)})
+def require_libfaketime() -> str:
+    """The path of libfaketimeMT (installed by scripts/faketime.sh), or the test fails."""
+    try:
+        path = run_setup_script("faketime.sh", "LIBFAKETIME", timeout=600)
+    except RuntimeError as exc:
+        pytest.fail(f"libfaketime is needed to step an agent's clock: {exc}", pytrace=False)
+    if not path:
+        pytest.fail("scripts/faketime.sh printed no LIBFAKETIME= line", pytrace=False)
+    return path
+
+
+def start_chaos_cluster(tmp: Path, cql: CqlServer | None = None) -> ChaosCluster:
+    """API, masters m1 (leads first) and m2, and the three agents above, all up; the store
+    on SQLite on the tmpfs, or with `cql` in a keyspace of its own on that CQL test server
+    (its requests time out after 2 s, so that an injected fault is ridden out quickly)."""
+    extra = {"TITUS_AGENT_ORPHAN_GRACE_SEC": str(ORPHAN_GRACE_SEC)}
+    if cql is not None:
+        keyspace = f"chaos_{uuid.uuid4().hex[:10]}"
+        extra["TITUS_STORE"] = (
+            f"cassandra://{cql.host}:{cql.port}/{keyspace}?replication=1&timeout=2"
+        )
+    base = make_cluster(tmp, extra)
     zk_server = PrivateZooKeeper(base.root / "zookeeper", free_port())
     c = ChaosCluster(
         root=base.root,
@@ -188,8 +255,12 @@ def start_chaos_cluster(tmp: Path) -> ChaosCluster:
         env=base.env,
         api_port=base.api_port,
         zk_server=zk_server,
+        cql=cql,
     )
     try:
+        c.libfaketime = require_libfaketime()
+        c.clock_file = c.root / "a-plain.clock"
+        c.step_clock(0)
         zk_server.start()
         c.disk = c.root / "data"
         subprocess.run(

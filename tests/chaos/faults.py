@@ -5,9 +5,10 @@ that starts the process again at once), an engine that stops, a ZooKeeper connec
 until the server expires the session, the ZooKeeper server itself killed and started
 again, packets to an agent dropped, a disk that fills.
 
-Not here: stepping an agent's clock. faketime is not installed, a time namespace offsets
-only CLOCK_MONOTONIC and CLOCK_BOOTTIME (not the wall clock the platform stamps and
-compares), and setting the host's clock would disturb every other process on the machine.
+An agent's clock is stepped through libfaketime (its wall clock only: its monotonic clocks
+stay real, as a real step leaves them); the host's own clock is never touched. The
+Cassandra store's faults are the CQL test server's (timeouts, unavailable replicas, a
+write that timed out after it applied, a dropped connection), injected while the load runs.
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
 from tests.chaos.cluster import ENGINE, ENGINE_ZONE, NETNS, PLAIN, ChaosCluster
-from tests.chaos.load import Job, Workload, batch_job
+from tests.chaos.load import Workload, batch_job
 from tests.support.cluster import SESSION_TIMEOUT
 from tests.support.poll import wait_until
 from titus.model.states import TaskState
@@ -68,55 +68,75 @@ def _kill_and_restart(cluster: ChaosCluster, name: str) -> None:
 
 
 def kill_agent(cluster: ChaosCluster, workload: Workload, timing: Timing) -> None:
-    """kill -9 the agent running the pinned tasks, once they run (a kill in the middle
-    of a launch is the next scenario); a supervisor starts it at once."""
-    _wait("the load to be placed and started", lambda: not _launching(cluster, workload))
+    """kill -9 the agent running the pinned tasks, once one of them runs there (a kill in
+    the middle of a launch is the next scenario); a supervisor starts it at once. Not
+    once every task of the load runs: under the long profile's steady load some task is
+    always on its way."""
+    _wait_running_on(cluster, workload, PLAIN)
     _kill_and_restart(cluster, PLAIN)
 
 
-def _first_task(cluster: ChaosCluster, job: Job | None, state: TaskState) -> dict[str, Any]:
-    """The job's first task once it is in `state` (as the master saved it)."""
-    assert job is not None, "the job was refused"
-    job_id = job.id
-
-    def found() -> dict[str, Any] | None:
-        return next((t for t in cluster.tasks(job_id) if t["status"]["state"] == state), None)
-
-    found_task: dict[str, Any] = wait_until(
-        f"a task of {job_id} in {state}", found, 30, retry_on=(httpx.HTTPError,)
+def _wait_running_on(cluster: ChaosCluster, workload: Workload, name: str) -> None:
+    agent = cluster.agent_ids[name]
+    _wait(
+        f"a task of the load running on {name}",
+        lambda: _tasks_on(cluster, workload, agent, TaskState.STARTED),
     )
-    return found_task
-
-
-def _launching(cluster: ChaosCluster, workload: Workload) -> bool:
-    """True while a job of the workload has no task yet or one not started yet."""
-    waiting = (TaskState.ACCEPTED, TaskState.LAUNCHED, TaskState.START_INITIATED)
-    for job in workload.jobs:
-        tasks = cluster.tasks(job.id)
-        if not tasks or any(t["status"]["state"] in waiting for t in tasks):
-            return True
-    return False
 
 
 def kill_agent_mid_launch(cluster: ChaosCluster, workload: Workload, timing: Timing) -> None:
-    """kill -9 an agent in the middle of a launch, before the task's container exists.
+    """kill -9 an agent in the middle of a launch, before the launch is done.
 
-    The engine under the agent is frozen (SIGSTOP) so that the launch stops at its first
-    engine call; once the master has saved the task StartInitiated, the agent is killed,
-    the engine thawed and the agent started again at once.
+    Once the master has saved a task StartInitiated on the agent (a task of the load, or
+    of a job submitted pinned to the host when none is on its way), the engine under the
+    agent is frozen (SIGSTOP), so that the launch stops at its next engine call. If the
+    task is still StartInitiated `SETTLE_SEC` later, its launch is stuck in flight: the
+    agent is killed, the engine thawed and the agent started again at once. If it moved
+    on (its container had started), the engine is thawed and the next launch is taken.
+    Freezing first and waiting for a launch does not work under steady load: the agent
+    finds its engine unanswering and reports itself unhealthy, and nothing new is placed.
     """
     engine = cluster.engine
     assert engine is not None and engine.proc is not None
-    # the host takes few launches at once: let every one under way (or due) finish first
-    _wait("the load to be placed and started", lambda: not _launching(cluster, workload))
-    os.kill(engine.proc.pid, signal.SIGSTOP)
-    try:
-        job = workload.submit(batch_job(f"{workload.app}ml", 1, workload.seconds, ENGINE_ZONE))
-        _first_task(cluster, job, TaskState.START_INITIATED)
-        cluster.kill(ENGINE)
-    finally:
-        os.kill(engine.proc.pid, signal.SIGCONT)
+    agent = cluster.agent_ids[ENGINE]
+    submitted_at = float("-inf")
+
+    def hit() -> bool:
+        nonlocal submitted_at
+        assert engine is not None and engine.proc is not None
+        starting = _tasks_on(cluster, workload, agent, TaskState.START_INITIATED)
+        if not starting:
+            if time.monotonic() - submitted_at > 20:
+                submitted_at = time.monotonic()
+                workload.submit(batch_job(f"{workload.app}ml", 1, workload.seconds, ENGINE_ZONE))
+            return False
+        os.kill(engine.proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(SETTLE_SEC)
+            if not starting & _tasks_on(cluster, workload, agent, TaskState.START_INITIATED):
+                return False  # they moved on: their launches were done
+            cluster.kill(ENGINE)
+        finally:
+            os.kill(engine.proc.pid, signal.SIGCONT)
+        return True
+
+    _wait(f"a launch in flight on {ENGINE} to hit", hit, timeout=150)
     cluster.restart(ENGINE)
+
+
+#: A task StartInitiated this long on a host whose engine is frozen is stuck mid-launch.
+SETTLE_SEC = 3.0
+
+
+def _tasks_on(cluster: ChaosCluster, workload: Workload, agent: str, state: TaskState) -> set[str]:
+    """Tasks of the workload the master has saved in `state` on `agent`."""
+    found = set()
+    for job in list(workload.jobs):
+        for t in cluster.tasks(job.id):
+            on = t.get("taskContext", {}).get("agent.id")
+            if on == agent and t["status"]["state"] == state:
+                found.add(str(t["id"]))
+    return found
 
 
 def stop_engine(cluster: ChaosCluster, workload: Workload, timing: Timing) -> None:
@@ -179,6 +199,74 @@ def fill_disk(cluster: ChaosCluster, workload: Workload, timing: Timing) -> None
         cluster.free_disk()
 
 
+#: How far an agent's wall clock is stepped: past the load's runtime limit (600 s), so a
+#: limit measured on the wall clock would fire, and far past the signature skew (30 s).
+CLOCK_STEP_SEC = 900
+
+
+def step_agent_clock(cluster: ChaosCluster, workload: Workload, timing: Timing) -> None:
+    """Step the wall clock of the agent running the pinned tasks forward, hold, step it
+    back behind the real time, hold, and set it right: its tasks keep running (no
+    runtime limit fires, nothing is declared stuck, the leader's calls are still taken)
+    and it says it is unhealthy while its clock is off."""
+    _wait_running_on(cluster, workload, PLAIN)
+    try:
+        for offset in (CLOCK_STEP_SEC, -CLOCK_STEP_SEC):
+            cluster.step_clock(offset)
+            agent = cluster.agent_ids[PLAIN]
+            _wait(
+                f"{PLAIN} to report its clock off",
+                lambda a=agent: _unhealthy_for_clock(cluster, a),  # type: ignore[misc]
+            )
+            time.sleep(timing.hold_sec)
+    finally:
+        cluster.step_clock(0)
+    _wait(
+        f"{PLAIN} healthy with its clock right",
+        lambda: not _unhealthy_for_clock(cluster, cluster.agent_ids[PLAIN]),
+    )
+
+
+def _unhealthy_for_clock(cluster: ChaosCluster, agent_id: str) -> bool:
+    r = cluster.http.get("/api/v3/agents", timeout=10)
+    r.raise_for_status()
+    body = r.json()
+    for a in body["items"] if isinstance(body, dict) else body:
+        if a.get("id") == agent_id:
+            return any("wall clock" in reason for reason in a.get("healthReasons", []))
+    return False
+
+
+#: The CQL test server's faults, as (kind, statement text, applied, times), injected in
+#: rounds while the load runs: timeouts before and after the write applied (the
+#: ambiguous case) on creates, conditional task writes and task creates, unavailable
+#: replicas, read timeouts, a dropped connection.
+STORE_FAULTS = (
+    ("write_timeout", "INSERT INTO active_jobs", True, 2),
+    ("write_timeout", "UPDATE active_tasks", False, 2),
+    ("write_timeout", "UPDATE active_tasks", True, 2),
+    ("write_timeout", ") IF NOT EXISTS", True, 1),
+    ("unavailable", "active_tasks", False, 2),
+    ("read_timeout", "SELECT", False, 3),
+    ("write_timeout", "INTO dirty_marks", True, 1),
+    ("drop", "FROM changes", False, 1),
+)
+
+
+def cassandra_faults(cluster: ChaosCluster, workload: Workload, timing: Timing) -> None:
+    """Faults of the Cassandra store under load, a round a second, for the hold."""
+    cql = cluster.cql
+    assert cql is not None, "the cluster does not run on the CQL test server"
+    end = time.monotonic() + timing.hold_sec
+    try:
+        while time.monotonic() < end:
+            for kind, match, applied, times in STORE_FAULTS:
+                cql.inject(kind, match, times=times, applied=applied)
+            time.sleep(1.0)
+    finally:
+        cql.clear_faults()
+
+
 def heal(cluster: ChaosCluster) -> None:
     """Undo whatever a failed scenario left: every process up, every cut restored."""
     if cluster.zk_server is not None:
@@ -189,6 +277,10 @@ def heal(cluster: ChaosCluster) -> None:
         cluster.netns.heal()
     if cluster.disk is not None:
         cluster.free_disk()
+    if cluster.clock_file is not None:
+        cluster.step_clock(0)
+    if cluster.cql is not None:
+        cluster.cql.clear_faults()
     if cluster.engine is not None and cluster.engine.proc is None:
         cluster.engine.start()
     for name in cluster.procs:

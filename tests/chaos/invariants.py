@@ -33,6 +33,12 @@ from titus.model.states import Reason, TaskState
 
 #: Bound on the suite's polling loops: a sample or check at most this often.
 POLL_SEC = 0.5
+#: Reasons of timers the load's tasks never run out of (see Outcome.early).
+EARLY_REASONS = (
+    Reason.RUNTIME_LIMIT_EXCEEDED,
+    Reason.STUCK_IN_STATE,
+    Reason.STUCK_IN_KILLING_STATE,
+)
 #: Leaked containers are looked for this long after the jobs settle (beyond the grace).
 LEAK_WAIT_SEC = ORPHAN_GRACE_SEC + 25.0
 
@@ -47,6 +53,10 @@ class Outcome:
     duplicated: int = 0
     not_converged: int = 0
     leaked: int = 0
+    #: Tasks ended by a timer that had not run out: the runtime limit (the load's tasks
+    #: run seconds against 600 s) or a stuck-task timeout (minutes), e.g. read on a
+    #: stepped clock.
+    early: int = 0
     converge_sec: float | None = None
     #: Leader elections while the scenario ran: not a breach, but a leader that resigns
     #: on every transient error shows here.
@@ -55,7 +65,7 @@ class Outcome:
 
     @property
     def clean(self) -> bool:
-        return not (self.lost or self.duplicated or self.not_converged or self.leaked)
+        return not (self.lost or self.duplicated or self.not_converged or self.leaked or self.early)
 
 
 class ContainerSampler:
@@ -210,6 +220,11 @@ def evaluate(
             elif n == 0:
                 outcome.not_converged += 1
                 outcome.breaches.append(f"not converged: {job.id} index {index}: no success")
+        for task in cluster.all_tasks(job.id):
+            reason = task["status"].get("reasonCode")
+            if reason in EARLY_REASONS:
+                outcome.early += 1
+                outcome.breaches.append(f"fired early: task {task['id']} ended {reason}")
     for task, containers in sampler.seen.items():
         if len(containers) > 1 or sampler.most_running[task] > 1:
             outcome.duplicated += 1

@@ -16,6 +16,7 @@ COLUMNS = (
     "duplicated",
     "not converged",
     "leaked",
+    "fired early",
     "time to converge",
     "elections",
 )
@@ -23,7 +24,16 @@ COLUMNS = (
 
 def row(o: Outcome) -> tuple[str, ...]:
     took = "-" if o.converge_sec is None else f"{o.converge_sec:.1f} s"
-    counts = (o.faults, o.jobs, o.refused, o.lost, o.duplicated, o.not_converged, o.leaked)
+    counts = (
+        o.faults,
+        o.jobs,
+        o.refused,
+        o.lost,
+        o.duplicated,
+        o.not_converged,
+        o.leaked,
+        o.early,
+    )
     return (o.scenario, *(str(n) for n in counts), took, str(o.elections))
 
 

@@ -87,8 +87,17 @@ SCENARIOS = (
     Scenario("agent partitioned", (faults.partition_agent,), NETNS_ZONE),
     Scenario("zookeeper restart", (faults.restart_zookeeper,)),
     Scenario("store disk full", (faults.fill_disk,)),
+    Scenario("agent clock steps", (faults.step_agent_clock,), PLAIN_ZONE),
 )
 TOGETHER = Scenario("all together", tuple(f for s in SCENARIOS for f in s.faults))
+#: On the cluster whose store is the CQL test server (test_chaos_cassandra.py).
+CASSANDRA_SCENARIOS = (
+    Scenario("cassandra store faults", (faults.cassandra_faults,)),
+    Scenario("cassandra leader kill -9", (faults.kill_leader,)),
+)
+CASSANDRA_TOGETHER = Scenario(
+    "cassandra all together", (faults.cassandra_faults, faults.kill_leader)
+)
 
 
 def _inject(

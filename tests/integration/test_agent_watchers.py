@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.support.docker_engine import task_spec
+from titus.agent.clock import AGENT_CLOCK, SteadyClock
 from titus.agent.hooks import ContainerRecord, KillRequest, TaskContext
 from titus.agent.watchers import OrphanHook, RuntimeLimitHook
 from titus.model.states import Reason
@@ -52,6 +53,21 @@ def test_runtime_limit_is_immune_to_steps_of_the_hosts_clock() -> None:
     mono[0] += 46
     verdict = hook.check(ctx)  # 61 s in
     assert verdict is not None and verdict.reason == Reason.RUNTIME_LIMIT_EXCEEDED
+
+
+def test_a_task_that_starts_while_the_hosts_clock_is_stepped_is_not_killed_at_once() -> None:
+    """The first look compares the engine's start time with the agent's steady clock, not
+    with the stepped wall clock: a task started just now is 1 s old, not 900 s (the chaos
+    suite's clock step found a task killed at its first look this way)."""
+    wall, mono = [STARTED - 100.0], [500.0]
+    steady = SteadyClock(lambda: wall[0], lambda: mono[0])  # the agent started 100 s ago
+    hook = RuntimeLimitHook(clock=steady, monotonic=lambda: mono[0])
+    mono[0] += 101
+    wall[0] += 101 + 900  # the host's clock is stepped 900 s ahead; the engine's is not
+    ctx = context()
+    ctx.container = ContainerRecord(id="c", started_at=STARTED)
+    assert hook.check(ctx) is None  # 1 s in
+    assert RuntimeLimitHook().clock is AGENT_CLOCK  # what the agent builds it with
 
 
 def test_runtime_limit_is_for_batch_tasks_that_have_one() -> None:

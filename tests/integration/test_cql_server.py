@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cassandra import InvalidRequest, ReadTimeout, Unavailable, WriteTimeout
+from cassandra import ConsistencyLevel, InvalidRequest, ReadTimeout, Unavailable, WriteTimeout
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import FallthroughRetryPolicy, RoundRobinPolicy
 from cassandra.query import BatchStatement, BatchType, SimpleStatement
@@ -198,6 +198,72 @@ def test_lightweight_transactions(session: Session) -> None:
     r = session.execute("DELETE FROM kv WHERE k = 'a' IF v = 'z'")
     assert r.was_applied
     assert session.execute("SELECT * FROM kv WHERE k = 'a'").one() is None
+
+
+def test_conditions_on_null_and_missing_rows_as_cassandra_evaluates_them(
+    session: Session,
+) -> None:
+    """A missing row has every cell null: `IF c = null` applies to it (and creates it), a
+    comparison with a value does not and answers `[applied]` alone; a comparison with a
+    null value other than = and != is refused (ColumnCondition.compareWithOperator)."""
+    fenced = session.prepare("UPDATE kv SET v = ?, version = ? WHERE k = ? IF version <= ?")
+    first = session.prepare("UPDATE kv SET v = ?, version = ? WHERE k = ? IF version = null")
+    r = session.execute(fenced, ("x", 1, "f", 5))
+    assert not r.was_applied and list(r.one()._fields) == ["applied"]
+    assert session.execute(first, ("x", 1, "f")).was_applied
+    assert session.execute("SELECT v FROM kv WHERE k = 'f'").one().v == "x"
+    assert session.execute(fenced, ("y", 3, "f", 5)).was_applied
+    r = session.execute(fenced, ("z", 1, "f", 2))
+    assert not r.was_applied and r.one().version == 3
+    assert not session.execute(first, ("z", 1, "f")).was_applied
+    assert session.execute("UPDATE kv SET v = 'n' WHERE k = 'g' IF v != 'x'").was_applied
+    with pytest.raises(InvalidRequest, match='Invalid comparison with null for operator "<="'):
+        session.execute(fenced, ("z", 1, "f", None))
+
+
+def test_conditional_batch_in_one_partition_checks_and_raises_a_fence(session: Session) -> None:
+    """The fencing pattern: a conditional batch in one partition applies all its writes
+    only if the partition's fence is at most the writer's, and raises the fence."""
+    session.execute("CREATE TABLE f (p text, c int, v text, fence bigint, PRIMARY KEY ((p), c))")
+    session.execute("INSERT INTO f (p, c, v, fence) VALUES ('j', 0, 'x', 1)")
+
+    def write(epoch: int, value: str) -> bool:
+        batch = BatchStatement()
+        batch.add("UPDATE f SET fence = %s WHERE p = 'j' AND c = 0 IF fence <= %s", (epoch, epoch))
+        batch.add("INSERT INTO f (p, c, v) VALUES ('j', 1, %s)", (value,))
+        return bool(session.execute(batch).was_applied)
+
+    assert write(2, "new leader")
+    assert not write(1, "deposed leader")
+    rows = {r.c: r for r in session.execute("SELECT c, v, fence FROM f WHERE p = 'j'")}
+    assert rows[0].fence == 2 and rows[1].v == "new leader"
+    with pytest.raises(InvalidRequest, match="cannot span multiple tables"):
+        batch = BatchStatement()
+        batch.add("UPDATE f SET fence = 3 WHERE p = 'j' AND c = 0 IF fence <= 3")
+        batch.add("INSERT INTO kv (k, v) VALUES ('j', 'x')")
+        session.execute(batch)
+
+
+def test_consistency_levels_refused_as_cassandra_refuses(session: Session) -> None:
+    def run(cql: str, consistency: int, serial: int | None = None) -> object:
+        stmt = SimpleStatement(cql, consistency_level=consistency)
+        if serial is not None:
+            # past the driver's own check: another client may send any level
+            stmt._serial_consistency_level = serial
+        return session.execute(stmt)
+
+    lwt = "UPDATE kv SET v = 'x' WHERE k = 'c' IF v = null"
+    with pytest.raises(InvalidRequest, match="Must be one of SERIAL or LOCAL_SERIAL"):
+        run(lwt, ConsistencyLevel.QUORUM, ConsistencyLevel.QUORUM)
+    with pytest.raises(InvalidRequest, match="not supported as conditional update commit"):
+        run(lwt, ConsistencyLevel.SERIAL, ConsistencyLevel.SERIAL)
+    with pytest.raises(InvalidRequest, match="must use conditional updates for serializable"):
+        run("INSERT INTO kv (k, v) VALUES ('c', 'x')", ConsistencyLevel.LOCAL_SERIAL)
+    with pytest.raises(InvalidRequest, match="ANY ConsistencyLevel is only supported for writes"):
+        run("SELECT * FROM kv WHERE k = 'c'", ConsistencyLevel.ANY)
+    # ... and what it allows: LWT at LOCAL_QUORUM with LOCAL_SERIAL, a SERIAL read.
+    run(lwt, ConsistencyLevel.LOCAL_QUORUM, ConsistencyLevel.LOCAL_SERIAL)
+    assert run("SELECT v FROM kv WHERE k = 'c'", ConsistencyLevel.LOCAL_SERIAL).one().v == "x"
 
 
 def test_batches_are_atomic(session: Session) -> None:

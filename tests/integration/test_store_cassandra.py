@@ -5,6 +5,7 @@ the archive's TTL, bucketed indexes, URLs and credentials."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -12,10 +13,13 @@ import pytest
 from tests.store.conformance import *  # noqa: F401,F403
 from tests.store.conformance import finish, make_job, make_task
 from tests.support.cql.server import CqlServer
+from tests.support.poll import wait_until
+from titus.model.job import Job
 from titus.model.states import TaskState
 from titus.store import open_store
 from titus.store.base import Conflict, GroupNameTaken, JobStore, StoreUnavailable
 from titus.store.cassandra import CassandraJobStore, CassandraRefused, parse_replication
+from titus.store.errors import StaleEpoch
 
 
 def _open(server: CqlServer, **kw: object) -> CassandraJobStore:
@@ -188,7 +192,7 @@ def test_schema_migrations_recorded_once(cql_server: CqlServer) -> None:
     for _ in range(2):
         _open(cql_server).close()
     rows = cql_server.rows("titus", "schema_migrations")
-    assert [r["version"] for r in rows] == [1, 2, 3, 4]
+    assert [r["version"] for r in rows] == [1, 2, 3, 4, 5]
     ks = cql_server.engine.keyspaces["titus"]
     assert ks.replication["class"].endswith("NetworkTopologyStrategy")
     assert ks.tables["archived_jobs"].default_ttl == 30 * 24 * 3600
@@ -415,3 +419,211 @@ def test_following_an_idle_feed_is_cheap(cql_server: CqlServer, cstore: Cassandr
     for _ in range(5):
         assert cstore.changes_since(head).changes == []
     assert len(cql_server.requests) <= 5 * 3
+
+
+# ---- leadership fencing under interleaving ------------------------------------------------
+def _in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    """Run `fn` in a thread; the list gets what it returned or raised."""
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except Exception as e:  # noqa: BLE001 - the test inspects it
+            out.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_a_deposed_leaders_update_is_refused_once_its_successor_wrote(
+    cql_server: CqlServer,
+) -> None:
+    """The epoch check is the condition of the write: a leader's update held up after its
+    check (here at the server) lands after its successor's and is refused, and a deposed
+    leader that re-reads what its successor wrote cannot write it back either."""
+    old, new = _open(cql_server), _open(cql_server)
+    try:
+        old.claim_epoch(1)
+        job = old.create_job(make_job())
+        task = old.create_task(make_task(job), epoch=1)
+        held = cql_server.hold("UPDATE active_tasks")
+        thread, out = _in_thread(
+            lambda: old.update_task(task.with_status(TaskState.LAUNCHED, "normal", "old"), epoch=1)
+        )
+        assert held.arrived.wait(10), "the deposed leader's write never reached the server"
+        new.claim_epoch(2)
+        theirs = new.update_task(task.with_status(TaskState.LAUNCHED, "normal", "new"), epoch=2)
+        held.release()
+        thread.join(10)
+        assert isinstance(out[0], StaleEpoch), out
+        stored = new.get_task(task.id)
+        assert stored is not None and stored.status.reasonMessage == "new"
+        # re-read after the refusal: the deposed leader has the current version now
+        again = old.get_task(task.id)
+        assert again is not None and again.version == theirs.version
+        with pytest.raises(StaleEpoch):
+            old.update_task(again.with_status(TaskState.START_INITIATED), epoch=1)
+        stored = new.get_task(task.id)
+        assert stored is not None and stored.version == theirs.version
+        # the same for the job and the leader's settings
+        current = new.get_job(job.id)
+        assert current is not None
+        new.update_job(current, epoch=2)
+        fresh = old.get_job(job.id)
+        assert fresh is not None
+        with pytest.raises(StaleEpoch):
+            old.update_job(finish(fresh), epoch=1)
+        new.set_meta("framework", "theirs", epoch=2)
+        with pytest.raises(StaleEpoch):
+            old.set_meta("framework", "ours", epoch=1)
+        assert new.get_meta("framework") == "theirs"
+    finally:
+        old.close()
+        new.close()
+
+
+def test_a_deposed_leaders_create_cannot_overwrite_its_successors_task(
+    cql_server: CqlServer,
+) -> None:
+    """Two leaders creating the same task (the leader names it after what it replaces)
+    write one row: the deposed one's create, held up past its epoch check until the
+    successor created the task and launched it, is refused and changes nothing."""
+    old, new = _open(cql_server), _open(cql_server)
+    try:
+        old.claim_epoch(1)
+        job = old.create_job(make_job())
+        task = make_task(job)
+        held = cql_server.hold("fence) VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS")
+        thread, out = _in_thread(lambda: old.create_task(task, epoch=1))
+        assert held.arrived.wait(10), "the deposed leader's create never reached the server"
+        new.claim_epoch(2)
+        made = new.create_task(task, epoch=2)
+        launched = new.update_task(made.with_status(TaskState.LAUNCHED), epoch=2)
+        held.release()
+        thread.join(10)
+        assert isinstance(out[0], StaleEpoch), out
+        [stored] = new.list_tasks(job.id)
+        assert (stored.version, stored.state) == (launched.version, TaskState.LAUNCHED)
+    finally:
+        old.close()
+        new.close()
+
+
+def test_rows_written_before_fences_take_the_first_fenced_write(
+    cql_server: CqlServer, cstore: CassandraJobStore
+) -> None:
+    """Rows from before the fence column (null) are written by the leader once with
+    `IF fence = null`, and fenced from then on."""
+    cstore.claim_epoch(3)
+    job = cstore.create_job(make_job())
+    task = cstore.create_task(make_task(job), epoch=3)
+    for table, key, value in (
+        ("active_tasks", "task_id", task.id),
+        ("active_jobs", "job_id", job.id),
+    ):
+        cql_server.engine.run(
+            f"UPDATE titus.{table} SET fence = null WHERE {key} = ?", None, [value]
+        )
+    assert cstore.update_task(task.with_status(TaskState.LAUNCHED), epoch=3).version == 2
+    assert cstore.update_job(job, epoch=3).version == 2
+    assert {r["fence"] for r in cql_server.rows("titus", "active_tasks")} == {3}
+    assert {r["fence"] for r in cql_server.rows("titus", "active_jobs")} == {3}
+
+
+# ---- creates in groups --------------------------------------------------------------------
+def _creates_queued_behind_a_held_one(
+    cql_server: CqlServer, store: CassandraJobStore, jobs: list[Job], refused_early: int = 0
+) -> tuple[list[object], list[threading.Thread]]:
+    """Start one create and hold its batch at the server, then start `jobs` (which queue
+    behind it but for `refused_early` refused before they join), then let it go: what
+    each of `jobs` returned or raised, once all ended."""
+    held = cql_server.hold("INSERT INTO active_jobs")
+    first, _ = _in_thread(lambda: store.create_job(make_job(), mark_dirty=True))
+    assert held.arrived.wait(10)
+    outs: list[list[object]] = []
+    threads = []
+    for job in jobs:
+        t, out = _in_thread(lambda j=job: store.create_job(j, mark_dirty=True))  # type: ignore[misc]
+        threads.append(t)
+        outs.append(out)
+    wait_until(
+        "the creates to queue behind the one in flight",
+        lambda: len(store._groups._queue) == len(jobs) - refused_early,
+        10,
+    )
+    held.release()
+    for t in [first, *threads]:
+        t.join(20)
+    return [o[0] for o in outs], threads
+
+
+def test_concurrent_creates_share_one_logged_batch(
+    cql_server: CqlServer, cstore: CassandraJobStore
+) -> None:
+    jobs = [make_job() for _ in range(8)]
+    before = len([r for r in cql_server.requests if r.opcode == "BATCH"])
+    results, _ = _creates_queued_behind_a_held_one(cql_server, cstore, jobs)
+    assert all(isinstance(r, Job) for r in results), results
+    batches = [r for r in cql_server.requests[before:] if r.opcode == "BATCH"]
+    assert [r.batch_type for r in batches] == ["LOGGED", "LOGGED"]
+    assert cstore._groups.sent[-2:] == [1, 8]
+    for job in jobs:
+        assert cstore.get_job(job.id) is not None
+    assert set(cstore.take_dirty()) >= {j.id for j in jobs}
+
+
+def test_a_create_refused_in_a_group_is_refused_alone(
+    cql_server: CqlServer, cstore: CassandraJobStore
+) -> None:
+    """A taken group name is refused before its create joins a group; a create Cassandra
+    refuses (too large a batch) fails alone, its group name freed, the others written."""
+    held = cstore.create_job(make_job("v007"))
+    big = make_job("v008")
+    big.jobDescriptor.attributes.update({f"k{i}": "x" * 1000 for i in range(60)})
+    jobs = [make_job("v007"), big, *[make_job() for _ in range(5)]]
+    cql_server.batch_size_fail_kb = 50
+    results, _ = _creates_queued_behind_a_held_one(cql_server, cstore, jobs, refused_early=1)
+    assert isinstance(results[0], GroupNameTaken) and held.id in str(results[0])
+    assert isinstance(results[1], CassandraRefused), results[1]
+    assert all(isinstance(r, Job) for r in results[2:]), results
+    assert cstore.get_job(big.id) is None
+    assert cstore.create_job(make_job("v008")).id  # the refused create's name is free
+    for job in jobs[2:]:
+        assert cstore.get_job(job.id) is not None
+
+
+def test_a_group_cassandra_refuses_whole_is_written_create_by_create(
+    cql_server: CqlServer, cstore: CassandraJobStore
+) -> None:
+    jobs = [make_job() for _ in range(6)]
+    cql_server.batch_size_fail_kb = 4  # one create fits, the group of six does not
+    results, _ = _creates_queued_behind_a_held_one(cql_server, cstore, jobs)
+    assert all(isinstance(r, Job) for r in results), results
+    assert cstore._groups.sent[-6:] == [1] * 6
+    for job in jobs:
+        assert cstore.get_job(job.id) is not None
+
+
+def test_a_group_whose_write_timed_out_after_applying_is_acknowledged_whole(
+    cql_server: CqlServer, cstore: CassandraJobStore
+) -> None:
+    """The ambiguous case: the group's batch applied but the coordinator timed out (and
+    then every retry too): each create finds its job whole and answers it created."""
+    jobs = [make_job() for _ in range(4)]
+    held = cql_server.hold("INSERT INTO active_jobs")
+    first, _ = _in_thread(lambda: cstore.create_job(make_job()))
+    assert held.arrived.wait(10)
+    outs = []
+    for job in jobs:
+        _, out = _in_thread(lambda j=job: cstore.create_job(j))  # type: ignore[misc]
+        outs.append(out)
+    wait_until("the creates to queue", lambda: len(cstore._groups._queue) == len(jobs), 10)
+    cql_server.inject("write_timeout", "INSERT INTO active_jobs", times=20, applied=True)
+    held.release()
+    wait_until("every create to answer", lambda: all(outs), 30)
+    cql_server.clear_faults()
+    assert all(isinstance(o[0], Job) for o in outs), outs
+    for job in jobs:
+        assert cstore.get_job(job.id) is not None

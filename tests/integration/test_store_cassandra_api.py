@@ -7,6 +7,7 @@ Cassandra backend produces (retries exhausted on unavailable replicas or timeout
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,3 +127,33 @@ def test_health_says_what_is_true_and_answers_503_while_the_store_is_down(
     wait_until(
         "health to see the store back", lambda: http.get("/health").json()["store"] == "ok", 10
     )
+
+
+def test_a_create_whose_outcome_is_unknown_keeps_its_idempotency_key(
+    http: TestClient,
+    cql_server: CqlServer,  # noqa: F811
+    store: CassandraJobStore,
+) -> None:
+    """The ambiguous case: the job's batch applied, but every attempt timed out and the
+    store could not read whether it landed: 503, and the key stays with that job, so the
+    client's retry gets the job instead of a second one."""
+    key = {"Idempotency-Key": "deploy-ambiguous"}
+    held = cql_server.hold("INSERT INTO active_jobs")
+    answer: list[object] = []
+    thread = threading.Thread(
+        target=lambda: answer.append(http.post("/api/v3/jobs", json=service(), headers=key)),
+        daemon=True,
+    )
+    thread.start()
+    assert held.arrived.wait(10)
+    cql_server.inject("write_timeout", "INSERT INTO active_jobs", times=1000, applied=True)
+    cql_server.inject("read_timeout", "FROM active_jobs", times=1000)
+    held.release()
+    thread.join(30)
+    first = answer[0]
+    assert getattr(first, "status_code", None) == 503, first
+    cql_server.clear_faults()
+    again = http.post("/api/v3/jobs", json=service(), headers=key)
+    assert again.status_code == 202, again.text
+    assert store.count_active_jobs() == 1
+    assert again.json()["id"] in _job_ids(http)

@@ -226,3 +226,22 @@ def test_a_disabled_service_job_keeps_its_tasks_and_creates_replaces_or_kills_no
     job.jobDescriptor.service.enabled = True
     job.jobDescriptor.service.capacity.desired = 3
     assert kinds(rc.reconcile_job(job, [running])) == ["CreateTask", "CreateTask"]
+
+
+def test_two_leaders_name_the_task_they_both_create_alike() -> None:
+    """A deposed leader and its successor deciding the same creation name the same task,
+    so the store keeps one (a task row is only created if absent)."""
+    job = batch_job(size=2, retries=1)
+    first = [rc.task_id_for(job, rc.CreateTask(job.id, i)) for i in (0, 1)]
+    assert first == [rc.task_id_for(job, rc.CreateTask(job.id, i)) for i in (0, 1)]
+    assert len(set(first)) == 2 and all(uuid.UUID(i) for i in first)
+    failed = task(0, TaskState.FINISHED, "failed")
+    retry = rc.task_id_for(job, rc.CreateTask(job.id, 0, failed))
+    assert retry == rc.task_id_for(job, rc.CreateTask(job.id, 0, failed))
+    assert retry not in first
+    # a service index may start again after a scale down and up: a new version, a new name
+    svc = service_job(1)
+    again = svc.model_copy(update={"version": svc.version + 2})
+    assert rc.task_id_for(svc, rc.CreateTask(svc.id, 0)) != rc.task_id_for(
+        again, rc.CreateTask(svc.id, 0)
+    )

@@ -10,8 +10,10 @@ and health_reasons); the master places nothing on an unhealthy host. Checks:
   remaps user namespaces (root in a container is an unprivileged uid on the host), unless
   `agent_allow_no_userns` says this host may do without;
 - disk: the log directory's file system has `agent_health_min_free_disk_mb` free;
-- clock: the wall clock did not jump against the monotonic clock between two checks (it
-  was stepped: task runtimes, log timestamps and credentials expiry are all off).
+- clock: the wall clock is where the agent's steady clock (the wall clock at start carried
+  on the monotonic clock, titus/agent/clock.py) says it should be; a clock that was
+  stepped leaves the host unhealthy until it is right again (its tasks keep running and
+  the leader's calls are still taken: only new placements stop).
 
 The reasons are short sentences an operator reads in `GET /api/v3/agents`.
 """
@@ -28,6 +30,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from titus.agent.clock import AGENT_CLOCK, SteadyClock
 from titus.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,8 +49,15 @@ class HealthStatus:
 class HealthChecker:
     """Runs the checks; `check()` returns the new status and keeps it in `status`."""
 
-    def __init__(self, settings: Settings, client: docker.DockerClient, agent_id: str):
+    def __init__(
+        self,
+        settings: Settings,
+        client: docker.DockerClient,
+        agent_id: str,
+        clock: SteadyClock = AGENT_CLOCK,
+    ):
         self.settings = settings
+        self.clock = clock
         self.client = client
         self.agent_id = agent_id
         self.status = HealthStatus()
@@ -55,8 +65,6 @@ class HealthChecker:
         self._probe_ok = True
         self._probe_error = ""
         self._userns = True
-        self._last_wall: float | None = None
-        self._last_mono = 0.0
         self._lock = threading.Lock()
 
     def check(self, probe: bool = True) -> HealthStatus:
@@ -154,14 +162,12 @@ class HealthChecker:
             reasons.append(f"disk nearly full: {free_mb} MB free at {path}, need {need} MB")
 
     def _check_clock(self, reasons: list[str]) -> None:
-        wall, mono = time.time(), time.monotonic()
-        last_wall, last_mono = self._last_wall, self._last_mono
-        self._last_wall, self._last_mono = wall, mono
-        if last_wall is None:
-            return
-        jump = (wall - last_wall) - (mono - last_mono)
-        if abs(jump) > self.settings.agent_health_max_clock_jump_sec:
-            reasons.append(f"clock jumped by {jump:+.1f} s between two checks")
+        off = self.clock.wall_offset()
+        if abs(off) > self.settings.agent_health_max_clock_jump_sec:
+            reasons.append(
+                f"wall clock is {off:+.1f} s off the clock this agent keeps since it started "
+                "(stepped): no new tasks here until it is right again"
+            )
 
 
 def _short(e: BaseException) -> str:

@@ -25,6 +25,7 @@ from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
+from titus.agent.clock import AGENT_CLOCK
 from titus.agent.daemon import MAX_POLL_WAIT_SEC, AgentDaemon
 from titus.agent.logs import STREAMS, LogFiles
 from titus.agent.metrics import agent_exposition, daemon_registry
@@ -42,8 +43,15 @@ class CallGuard:
     """Checks who calls: the signature of every call, made for this agent under its own
     secret (titus/model/identity.py), and the epoch of every order."""
 
-    def __init__(self, secret: bytes | None, agent_id: str = ""):
-        self.verifier = RequestVerifier(secret) if secret else None
+    def __init__(
+        self,
+        secret: bytes | None,
+        agent_id: str = "",
+        clock: Callable[[], float] = AGENT_CLOCK,
+    ):
+        # the time of a call is checked on the steady clock: a step of this host's wall
+        # clock does not refuse the leader's calls (clock.py)
+        self.verifier = RequestVerifier(secret, clock=clock) if secret else None
         self.agent_id = agent_id
         self.epochs = EpochGate()
 

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from titus.agent.clock import AGENT_CLOCK
 from titus.agent.hooks import KillRequest, TaskContext, TaskHook
 from titus.agent.runtime import DockerRuntime
 from titus.model.states import Reason
@@ -24,16 +25,20 @@ class RuntimeLimitHook(TaskHook):
 
     Time counts from the container's start as the engine recorded it (StartedAt), not
     from when this process first saw the task: an agent that adopts a task after a
-    restart, or an executor, counts from the same moment. That wall-clock time is read once,
-    at the first look; from then on the count goes by the monotonic clock, so a step of the
-    host's clock (NTP, an operator) neither kills a task early nor lets it run on.
+    restart, or an executor, counts from the same moment. That time is compared once, at
+    the first look, with the agent's steady clock (titus/agent/clock.py: the wall clock at
+    the agent's start carried on the monotonic clock), not with the host's wall clock as
+    it reads then: a task that starts while the host's clock is stepped ahead would
+    otherwise look as old as the step at its first look and be killed at once. From then
+    on the count goes by the monotonic clock, so a step of the host's clock (NTP, an
+    operator) neither kills a task early nor lets it run on.
     """
 
     name = "runtime-limit"
 
     def __init__(
         self,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = AGENT_CLOCK,
         monotonic: Callable[[], float] = time.monotonic,
     ):
         self.clock = clock

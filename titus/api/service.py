@@ -54,6 +54,7 @@ from titus.store.base import (
     IdempotencyRecord,
     KillRequest,
     MoveRequest,
+    StoreUnavailable,
 )
 from titus.store.records import Created
 from titus.store.roles import (
@@ -257,6 +258,11 @@ class JobService:
             )
         try:
             return self.create_parsed(descriptor, caller, reason, job_id=job_id)
+        except StoreUnavailable:
+            # The store could not say whether the job was written (a Cassandra batch that
+            # timed out may still land): the key stays with it, so a retry gets the job if
+            # it landed, and the key is taken over once the pending lease passes if not.
+            raise
         except BaseException:
             self.store.release_idempotency_key(scoped, job_id)
             raise

@@ -253,12 +253,34 @@ class Executor:
         system_delay = 0.0
         if prior is not None and prior.status.reasonCode not in NOT_THROTTLED:
             system_delay = self.backoff.delay(job.id)
-        task = rc.new_task(job, action, self.new_id(), self.now_ms(), system_delay)
-        saved = self.store.create_task(task, epoch=self.term.epoch)
+        task = rc.new_task(job, action, rc.task_id_for(job, action), self.now_ms(), system_delay)
+        try:
+            saved = self.store.create_task(task, epoch=self.term.epoch)
+        except Conflict:
+            saved = self._made_already(task)
         self.view.put_task(saved)
         if prior is not None:
             self.store.archive_task(prior, epoch=self.term.epoch)
             self.view.drop_task(prior)
+
+    def _made_already(self, task: Task) -> Task:
+        """The task a create found under its name. Made by another leader of this job
+        (a predecessor, after this one loaded): it is the task, and is taken as it is.
+        A task of the past with that name (a service index started again at one job
+        version): the new one gets a fresh name."""
+        active = {t.id: t for t in self.store.list_tasks(task.jobId)}
+        found = active.get(task.id)
+        if found is not None:
+            log.info("task %s was created by an earlier leader: taking it", task.id)
+            return found
+        fresh = self.new_id()
+        ctx = dict(task.taskContext)
+        if ctx.get(rc.ORIGINAL_ID) == task.id:
+            ctx[rc.ORIGINAL_ID] = fresh
+        renamed = task.model_copy(
+            update={"id": fresh, "originalId": ctx[rc.ORIGINAL_ID], "taskContext": ctx}
+        )
+        return self.store.create_task(renamed, epoch=self.term.epoch)
 
     def archive_task(self, action: rc.ArchiveTask) -> None:
         self.store.archive_task(action.task, epoch=self.term.epoch)

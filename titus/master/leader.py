@@ -121,7 +121,7 @@ class Master:
     (only the durations reported as metrics are measured on the monotonic clock).
     `elapsed` (a monotonic clock) bounds how long a task has stayed in a passing state, so
     that a step of `clock` does not make every task look stuck (stuck.py).
-    `new_id` makes the ids of the tasks it creates."""
+    `new_id` names a task whose derived name (reconciler.task_id_for) a past task holds."""
 
     def __init__(
         self,

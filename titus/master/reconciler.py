@@ -1,8 +1,9 @@
 """Desired vs actual for one job: a pure function from (job, its tasks) to actions.
 
 The reconciler never performs anything itself; the leader's executor (executor.py) carries
-its actions out. Nothing here reads a clock or makes an id: the time and the new task's id
-are passed in, so the same inputs always give the same output.
+its actions out. Nothing here reads a clock: the time is passed in, and a new task's id
+is derived from what it replaces (`task_id_for`), so the same inputs always give the same
+output.
 Each action is idempotent and derived from state only, so running the reconciler twice
 on the same state yields the same actions, and a new leader reaching the same state
 decides the same thing.
@@ -14,6 +15,7 @@ reads the same facts and decides again.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 from titus.master.backoff import combined_delay_ms
@@ -275,6 +277,29 @@ def _reconcile_service(job: Job, tasks: list[Task]) -> list[Action]:
             if action is not None:
                 actions.append(action)
     return actions
+
+
+#: The namespace of the task ids leaders derive (uuid5): any fixed UUID would do.
+TASK_ID_NAMESPACE = uuid.UUID("6f1c2e8a-3b1d-5e7f-9a40-7d2c1b0e4f58")
+
+
+def task_id_for(job: Job, action: CreateTask) -> str:
+    """The id of the task `action` creates, derived from what it replaces.
+
+    Two leaders that decide the same creation (a deposed one that has not stopped yet, and
+    its successor) name the same task, so the store keeps one of them (a task row is
+    created only if absent): nothing runs twice because two masters thought it missing.
+    A replacement is named after the task it replaces; the first task of an index after
+    the job and the index (a batch index starts once), and for a service job also the
+    job's version, since a service index can start again after a scale down and up (each
+    a new version of the job)."""
+    if action.resubmit_of is not None:
+        name = f"{action.resubmit_of.id}/next"
+    elif job.jobDescriptor.is_batch:
+        name = f"{job.id}/{action.index}"
+    else:
+        name = f"{job.id}/{action.index}/{job.version}"
+    return str(uuid.uuid5(TASK_ID_NAMESPACE, name))
 
 
 def new_task(job: Job, action: CreateTask, task_id: str, now_ms: int, system_delay: float) -> Task:

@@ -5,6 +5,6 @@ backend's statements are checked against Cassandra's rules without a Cassandra s
 Start it with the `cql_server` fixture (tests/support/cql/fixture.py) or `CqlServer`.
 """
 
-from tests.support.cql.server import CqlServer, Fault
+from tests.support.cql.server import CqlServer, Fault, Hold
 
-__all__ = ["CqlServer", "Fault"]
+__all__ = ["CqlServer", "Fault", "Hold"]

@@ -773,6 +773,21 @@ class Engine:
         want = self._value(rel.term, ctype, values)
         return _compare(actual, rel.op, want)
 
+    def _condition(self, table: Table, actual: Any, rel: p.Relation, values: list[Any]) -> bool:
+        """One `IF` condition against the stored cell (None when absent), with Cassandra's
+        rules for null and unset condition values (ColumnCondition.compareWithOperator)."""
+        if rel.op in ("=", "!=", "<", ">", "<=", ">="):
+            want = self._value(rel.term, table.columns[rel.column], values)
+            if want is UNSET:
+                raise InvalidRequest("Invalid 'unset' value in condition")
+            if want is None:
+                if rel.op in ("=", "!="):
+                    return (actual is None) == (rel.op == "=")
+                raise InvalidRequest(f'Invalid comparison with null for operator "{rel.op}"')
+            if actual is None:
+                return rel.op == "!="
+        return self._matches(table, actual, rel, values)
+
     def _batch(self, items: list[tuple[Prepared, list[Any]]], logged: bool) -> Result:
         """Apply all statements or, when a condition fails, none of them."""
         now = self.now()
@@ -857,11 +872,14 @@ class Engine:
             if full is not None:
                 return True, [], None
             return False, [], None
-        if full is None:
-            return False, [], None
-        ok = all(self._matches(table, full.get(c.column), c, values) for c in stmt.conditions)
+        # A row that does not exist has every cell null: `IF c = null` holds for it, and a
+        # comparison with a value does not (only `!=` does), as in Cassandra.
+        cells = full or {}
+        ok = all(self._condition(table, cells.get(c.column), c, values) for c in stmt.conditions)
         if ok:
             return True, [], None
+        if full is None:
+            return False, [], None
         names = list(dict.fromkeys(c.column for c in stmt.conditions))
         cols = [ColumnSpec(table.keyspace, table.name, n, table.columns[n]) for n in names]
         return False, cols, [full.get(n) for n in names]

@@ -21,6 +21,7 @@ from typing import Any
 from tests.support.cql.engine import UNSET, ColumnSpec, Engine, Prepared, Result
 from tests.support.cql.errors import (
     CqlError,
+    InvalidRequest,
     ProtocolError,
     ReadTimeout,
     ServerError,
@@ -33,6 +34,7 @@ from tests.support.cql.types import CqlType
 ERROR, STARTUP, READY, AUTHENTICATE, OPTIONS, SUPPORTED = 0x00, 0x01, 0x02, 0x03, 0x05, 0x06
 QUERY, RESULT, PREPARE, EXECUTE, REGISTER, EVENT, BATCH = 0x07, 0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x0D
 AUTH_RESPONSE, AUTH_SUCCESS = 0x0F, 0x10
+ANY, SERIAL, LOCAL_SERIAL = 0x0000, 0x0008, 0x0009
 CONSISTENCY_NAMES = {
     0x0000: "ANY",
     0x0001: "ONE",
@@ -67,6 +69,20 @@ class Fault:
 
 
 @dataclass
+class Hold:
+    """Requests whose statement contains `match` wait at the server, before they run,
+    until `release()`: a client paused between two of its statements (a garbage
+    collection, a slow network) while others go on. `arrived` is set by the first one."""
+
+    match: str
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@dataclass
 class Request:
     """What a client asked, recorded for tests: opcode name, statements, consistency."""
 
@@ -74,6 +90,7 @@ class Request:
     statements: list[str]
     consistency: str
     batch_type: str | None = None
+    serial: str | None = None
 
 
 # ---- reading -----------------------------------------------------------------------------
@@ -132,6 +149,8 @@ class Params:
     names: list[str] | None = None
     page_size: int = -1
     paging_state: bytes | None = None
+    #: The serial consistency of a conditional write (SERIAL when the flag is absent).
+    serial: int = SERIAL
 
 
 def read_params(r: Reader) -> Params:
@@ -150,10 +169,35 @@ def read_params(r: Reader) -> Params:
     if flags & 0x08:
         params.paging_state = r.take(r.int())
     if flags & 0x10:
-        r.short()
+        params.serial = r.short()
     if flags & 0x20:
         r.long()
     return params
+
+
+def check_consistency(consistency: int, serial: int, is_write: bool, is_lwt: bool) -> None:
+    """Refuse the consistency levels Cassandra refuses for this kind of statement
+    (ConsistencyLevel.validateForRead / validateForWrite / validateForCas and
+    validateForCasCommit)."""
+    name = CONSISTENCY_NAMES.get(consistency, "?")
+    if not is_write:
+        if consistency == ANY:
+            raise InvalidRequest("ANY ConsistencyLevel is only supported for writes")
+        return
+    if is_lwt:
+        if serial not in (SERIAL, LOCAL_SERIAL):
+            raise InvalidRequest(
+                "Invalid consistency for conditional update. Must be one of SERIAL or LOCAL_SERIAL"
+            )
+        if consistency in (SERIAL, LOCAL_SERIAL):
+            raise InvalidRequest(
+                f"{name} is not supported as conditional update commit consistency. Use ANY "
+                "if you mean \"make sure it is accepted but I don't care how many replicas "
+                'commit it for non-SERIAL reads"'
+            )
+        return
+    if consistency in (SERIAL, LOCAL_SERIAL):
+        raise InvalidRequest("You must use conditional updates for serializable writes")
 
 
 # ---- writing -----------------------------------------------------------------------------
@@ -284,6 +328,7 @@ class _Connection:
         self.sock = sock
         self.keyspace: str | None = None
         self.started = False
+        self.send_lock = threading.Lock()
 
     def recv_exact(self, n: int) -> bytes:
         buf = bytearray()
@@ -296,7 +341,8 @@ class _Connection:
 
     def send(self, stream: int, opcode: int, body: bytes) -> None:
         header = struct.pack(">BBhBi", 0x84, 0, stream, opcode, len(body))
-        self.sock.sendall(header + body)
+        with self.send_lock:
+            self.sock.sendall(header + body)
 
     def serve(self) -> None:
         while True:
@@ -314,18 +360,31 @@ class _Connection:
             if flags & 0x01:
                 self.send(stream, ERROR, ProtocolError("Compression is not supported").body())
                 continue
-            try:
-                answer = self.dispatch(opcode, Reader(body))
-            except _Drop:
-                self.sock.shutdown(socket.SHUT_RDWR)
+            if self.owner.holds:
+                # a request may be held: answer it aside, so the connection's other
+                # requests go on (a client multiplexes them over one connection)
+                threading.Thread(
+                    target=self.answer, args=(stream, opcode, body), daemon=True
+                ).start()
+            elif not self.answer(stream, opcode, body):
                 return
-            except CqlError as e:
-                self.send(stream, ERROR, e.body())
-                continue
-            except Exception as e:  # noqa: BLE001 - a server answers, whatever broke
-                self.send(stream, ERROR, ServerError(f"{type(e).__name__}: {e}").body())
-                continue
-            self.send(stream, *answer)
+
+    def answer(self, stream: int, opcode: int, body: bytes) -> bool:
+        """Answer one request; False when the connection is to be dropped."""
+        try:
+            answer = self.dispatch(opcode, Reader(body))
+        except _Drop:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+            return False
+        except CqlError as e:
+            self.send(stream, ERROR, e.body())
+            return True
+        except Exception as e:  # noqa: BLE001 - a server answers, whatever broke
+            self.send(stream, ERROR, ServerError(f"{type(e).__name__}: {e}").body())
+            return True
+        self.send(stream, *answer)
+        return True
 
     def dispatch(self, opcode: int, r: Reader) -> tuple[int, bytes]:
         owner = self.owner
@@ -362,7 +421,7 @@ class _Connection:
         if opcode == QUERY:
             query = r.long_string()
             params = read_params(r)
-            self.record("QUERY", [query], params.consistency)
+            self.record("QUERY", [query], params.consistency, serial=params.serial)
             pr = engine.prepare(query, self.keyspace)
             return self.run(pr, params)
         if opcode == PREPARE:
@@ -377,17 +436,29 @@ class _Connection:
             pr = owner.prepared.get(statement_id)  # type: ignore[assignment]
             if pr is None:
                 raise Unprepared(statement_id)
-            self.record("EXECUTE", [pr.query], params.consistency)
+            self.record("EXECUTE", [pr.query], params.consistency, serial=params.serial)
             return self.run(pr, params)
         if opcode == BATCH:
             return self.batch(r)
         raise ProtocolError(f"Unknown opcode {opcode}")
 
     def record(
-        self, opcode: str, statements: list[str], consistency: int, kind: str | None = None
+        self,
+        opcode: str,
+        statements: list[str],
+        consistency: int,
+        kind: str | None = None,
+        serial: int | None = None,
     ) -> None:
+        names = CONSISTENCY_NAMES
         self.owner.requests.append(
-            Request(opcode, statements, CONSISTENCY_NAMES.get(consistency, "?"), kind)
+            Request(
+                opcode,
+                statements,
+                names.get(consistency, "?"),
+                kind,
+                None if serial is None else names.get(serial, "?"),
+            )
         )
 
     def bind(self, pr: Prepared, params: Params) -> list[Any]:
@@ -396,8 +467,6 @@ class _Connection:
             by_name = dict(zip(params.names, raw, strict=True))
             raw = [by_name.get(s.name, UNSET) for s in pr.binds]
         if len(raw) != len(pr.binds):
-            from tests.support.cql.errors import InvalidRequest
-
             raise InvalidRequest(
                 f"There were {len(pr.binds)} markers(?) in CQL but {len(raw)} bound variables"
             )
@@ -407,8 +476,11 @@ class _Connection:
         ]
 
     def run(self, pr: Prepared, params: Params) -> tuple[int, bytes]:
+        self.owner._hold(pr.query)
         fault = self.owner._fault_for([pr.query])
         values = self.bind(pr, params)
+        if pr.table is not None or pr.is_write:
+            check_consistency(params.consistency, params.serial, pr.is_write, pr.is_lwt)
         if fault is not None and not fault.applied:
             raise self.owner._fault_error(fault, params.consistency, pr.is_write, pr.is_lwt)
         result = self.owner.engine.execute(pr, values, params.page_size, params.paging_state)
@@ -436,28 +508,28 @@ class _Connection:
             raw.append((pr, values))
         consistency = r.short()
         flags = r.byte()
+        serial = SERIAL
         if flags & 0x10:
-            r.short()
+            serial = r.short()
         if flags & 0x20:
             r.long()
         if flags & 0x40:
             raise ProtocolError("Named values in batches are not supported")
         queries = [pr.query for pr, _ in raw]
         batch_type = {0: "LOGGED", 1: "UNLOGGED", 2: "COUNTER"}.get(kind, "?")
-        self.record("BATCH", queries, consistency, batch_type)
+        self.record("BATCH", queries, consistency, batch_type, serial)
         if kind == 2:
-            from tests.support.cql.errors import InvalidRequest
-
             raise InvalidRequest("Only counter mutations are allowed in COUNTER batches")
         size = sum(len(v) for _, values in raw for v in values if isinstance(v, bytes))
         if len(raw) > 1 and size > owner.batch_size_fail_kb * 1024:
-            from tests.support.cql.errors import InvalidRequest
-
             raise InvalidRequest("Batch too large")
         for pr, values in raw:
             items.append((pr, self.bind(pr, Params(consistency, values))))
+        for q in queries:
+            owner._hold(q)
         fault = owner._fault_for(queries)
         is_lwt = any(pr.is_lwt for pr, _ in items)
+        check_consistency(consistency, serial, True, is_lwt)
         if fault is not None and not fault.applied:
             raise owner._fault_error(fault, consistency, True, is_lwt, batch_type)
         result = owner.engine.batch(items, logged=kind == 0)
@@ -488,6 +560,7 @@ class CqlServer:
         self.prepared: dict[bytes, Prepared] = {}
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
+        self.holds: list[Hold] = []
         self.credentials = credentials
         #: Cassandra's batch_size_fail_threshold_in_kb (default 50): a batch over more than
         #: one partition whose values add up to more is refused ("Batch too large").
@@ -526,6 +599,13 @@ class CqlServer:
             self.faults.append(fault)
         return fault
 
+    def hold(self, match: str) -> Hold:
+        """Hold requests whose statement contains `match` until the handle is released."""
+        held = Hold(match.lower())
+        with self._lock:
+            self.holds.append(held)
+        return held
+
     def clear_faults(self) -> None:
         with self._lock:
             self.faults.clear()
@@ -557,6 +637,15 @@ class CqlServer:
                 self._sockets.add(sock)
             else:
                 self._sockets.discard(sock)
+
+    def _hold(self, query: str) -> None:
+        with self._lock:
+            held = next((h for h in self.holds if h.match in query.lower()), None)
+            if held is not None:
+                self.holds.remove(held)
+        if held is not None:
+            held.arrived.set()
+            held.released.wait(30)
 
     def _fault_for(self, queries: list[str]) -> Fault | None:
         with self._lock:

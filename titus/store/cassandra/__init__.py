@@ -9,11 +9,15 @@ that expire after 30 days (`default_time_to_live`).
 Consistency rules, and why (each told in full where it is kept):
 - A job and its index rows change together in one logged batch at LOCAL_QUORUM: Cassandra
   applies all of a logged batch or (if the batch log was never written) none of it.
+  Concurrent creates share one such batch, answered only once it is written (groups.py).
 - Job group names are unique among active jobs through a lightweight transaction (jobs.py).
 - Versions: updates are `UPDATE ... IF version = ?`, so a writer that read an old version is
   refused (`Conflict`) instead of overwriting a newer decision (session.py).
-- Leadership fencing: the `epoch` row only moves forward; a write that carries an older
-  epoch is refused with `StaleEpoch` (fencing.py).
+- Leadership fencing: the `epoch` row only moves forward; each job, task and meta row
+  carries the epoch of the leader that last wrote it (`fence`), and a leader's update is
+  `IF version = ? AND fence <= <its epoch>`, so the check and the write are one
+  compare-and-set; a write that carries an older epoch is refused with `StaleEpoch`
+  (fencing.py).
 - The change feed is a table partitioned by minute with a one-hour TTL, read with a
   trailing window so a late entry is still delivered, once (sequence.py, feed.py).
 - A new leader reads the active tables whole, as paged full-table scans (tasks.py).
@@ -23,7 +27,8 @@ Consistency rules, and why (each told in full where it is kept):
 The modules: schema.py and statements.py (tables, migrations, CQL), session.py (connecting,
 retries, consistency, error mapping), one module per role of titus/store/roles.py (jobs.py
 and tasks.py, requests.py, fencing.py, cluster.py, feed.py, idempotency.py, attributes.py,
-results.py), each a mixin over part.py that store.py composes into `CassandraJobStore`.
+results.py), each a mixin over part.py that store.py composes into `CassandraJobStore`;
+groups.py (creates sent together).
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@ uniqueness of job group names.
 
 `active_job_ids` is spread over a fixed number of buckets (chosen when the keyspace is
 created and kept in `meta`), so no partition grows without bound. A job and its index rows
-change together in one logged batch. Job group names are unique among active jobs through
-a lightweight transaction (`INSERT ... IF NOT EXISTS`) on `job_group_names`; two racing
-creates never both win.
+change together in one logged batch, which concurrent creates share (groups.py). Job
+group names are unique among active jobs through a lightweight transaction (`INSERT ... IF
+NOT EXISTS`) on `job_group_names`, made before a create joins a group: two racing creates
+never both win, and the one refused is refused alone.
 """
 
 from __future__ import annotations
@@ -54,18 +55,18 @@ class JobsPart(Part):
         if name is not None:
             self._claim_name(name, job.id)
         items: list[Item] = [
-            ("job_insert", (job.id, 1, dump_document(job))),
+            ("job_insert", (job.id, 1, dump_document(job), 0)),
             ("job_id_insert", (self._bucket(job.id), job.id)),
             ("change", ("job", job.id, job.id)),
         ]
         for t in first:
-            items.append(("task_insert", (t.id, 1, dump_document(t), *task_columns(t))))
+            items.append(("task_insert", (t.id, 1, dump_document(t), *task_columns(t), 0)))
             items.append(("task_id_insert", (t.jobId, t.id)))
             items.append(("change", ("task", t.id, t.jobId)))
         if mark_dirty:
             items.append(("dirty", (job.id,)))
         try:
-            db.batch(f"create job {job.id} with {len(first)} tasks", items)
+            self._groups.write(f"create job {job.id} with {len(first)} tasks", items)
         except CassandraRefused:
             # Nothing of a refused batch was written (e.g. too many first tasks for
             # batch_size_fail_threshold_in_kb); the name goes back.
@@ -128,11 +129,11 @@ class JobsPart(Part):
         return decode_job(rows[0].value, job_id) if rows else None
 
     def update_job(self, job: Job, *, epoch: int | None = None) -> Job:
-        self._fence.check(epoch)
+        self._fence.check_known(epoch)
         new = job.model_copy(update={"version": job.version + 1})
         value = dump_document(new)
         self._db.update_versioned(
-            "job", job.id, job.id, job.version, value, (new.version, value, job.id)
+            "job", job.id, job.id, job.version, value, (new.version, value, job.id), epoch=epoch
         )
         return new
 

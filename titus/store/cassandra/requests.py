@@ -144,12 +144,18 @@ class RequestsPart(Part):
         items: list[Item] = [
             (
                 "task_insert",
-                (task.id, new_task.version, dump_document(new_task), *task_columns(new_task)),
+                (
+                    task.id,
+                    new_task.version,
+                    dump_document(new_task),
+                    *task_columns(new_task),
+                    epoch or 0,
+                ),
             ),
             ("task_id_delete", (source.id, task.id)),
             ("task_id_insert", (target.id, task.id)),
-            ("job_insert", (source.id, new_source.version, dump_document(new_source))),
-            ("job_insert", (target.id, new_target.version, dump_document(new_target))),
+            ("job_insert", (source.id, new_source.version, dump_document(new_source), epoch or 0)),
+            ("job_insert", (target.id, new_target.version, dump_document(new_target), epoch or 0)),
             ("move_delete", (source.id, task.id)),
         ]
         for k, v in attrs.items():

@@ -98,6 +98,16 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "PRIMARY KEY ((job_id), policy_id))",
         ],
     ),
+    (
+        5,
+        "fences: the epoch of the leader that last wrote each job, task and meta row, the "
+        "condition of the leader's compare-and-set writes (fencing.py)",
+        [
+            "ALTER TABLE active_jobs ADD fence bigint",
+            "ALTER TABLE active_tasks ADD fence bigint",
+            "ALTER TABLE meta ADD fence bigint",
+        ],
+    ),
 ]
 
 

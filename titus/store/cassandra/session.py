@@ -50,7 +50,7 @@ from titus.store.cassandra.sequence import (
     feed_bucket,
     now_seq,
 )
-from titus.store.errors import Conflict, StoreRefused, StoreUnavailable
+from titus.store.errors import Conflict, StaleEpoch, StoreRefused, StoreUnavailable
 
 log = logging.getLogger("titus.store.cassandra")
 
@@ -308,18 +308,44 @@ class CassandraSession:
         job_id: str,
         version: int,
         value: str,
-        args: Sequence[Any],
+        sets: Sequence[Any],
+        *,
+        epoch: int | None = None,
     ) -> None:
-        """`UPDATE ... IF version = <version>` of a job or task (`<kind>_update` with `args`
-        and then the version read), then its change entry. A refusal that shows the new
-        version and our value is our own earlier attempt, which applied before it timed out."""
-        applied, row = self.lwt(f"{kind}_update", (*args, version), f"update {kind} {entity_id}")
-        if not applied and not (
-            len(row) > 1
-            and row.version == version + 1
-            and self._active_value(kind, entity_id) == value
-        ):
-            raise Conflict(f"{kind} {entity_id} changed since version {version}")
+        """`UPDATE ... IF version = <version>` of a job or task, then its change entry.
+
+        `sets` are the values of the SET clause of `<kind>_update` and then the entity's
+        key. With `epoch` (a leader's write) the row's fence is part of the condition and
+        raised by the write: `IF version = ? AND fence <= <epoch>`, so the epoch check and
+        the write are one compare-and-set, and a leader deposed between reading the epoch
+        and writing cannot land a write on a row its successor wrote. A row never written
+        with a fence (null: older than the column) is taken with `IF fence = null`.
+
+        A refusal that shows the new version and our value is our own earlier attempt,
+        which applied before it timed out."""
+        what = f"update {kind} {entity_id}"
+        *values, key = sets
+        if epoch is None:
+            applied, row = self.lwt(f"{kind}_update", (*values, key, version), what)
+        else:
+            args = (*values, epoch, key, version)
+            applied, row = self.lwt(f"{kind}_update_fenced", (*args, epoch), what)
+            if not applied and len(row) > 1 and row.fence is None and row.version == version:
+                applied, row = self.lwt(f"{kind}_update_fenced_first", args, what)
+        if not applied:
+            ours = (
+                len(row) > 1
+                and row.version == version + 1
+                and self._active_value(kind, entity_id) == value
+            )
+            if not ours:
+                fence = getattr(row, "fence", None) if len(row) > 1 else None
+                if epoch is not None and fence is not None and fence > epoch:
+                    raise StaleEpoch(
+                        f"{kind} {entity_id} was written by leader epoch {fence}; "
+                        f"epoch {epoch} no longer leads"
+                    )
+                raise Conflict(f"{kind} {entity_id} changed since version {version}")
         self.changed(kind, entity_id, job_id)
 
     def _active_value(self, kind: str, entity_id: str) -> str | None:

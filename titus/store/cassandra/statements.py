@@ -11,9 +11,14 @@ STATEMENTS: dict[str, str] = {
     # jobs
     "job_get": "SELECT value FROM active_jobs WHERE job_id = ?",
     "job_get_archived": "SELECT value FROM archived_jobs WHERE job_id = ?",
-    "job_insert": "INSERT INTO active_jobs (job_id, version, value) VALUES (?, ?, ?)",
+    "job_insert": "INSERT INTO active_jobs (job_id, version, value, fence) VALUES (?, ?, ?, ?)",
     "job_id_insert": "INSERT INTO active_job_ids (bucket, job_id) VALUES (?, ?)",
     "job_update": "UPDATE active_jobs SET version = ?, value = ? WHERE job_id = ? IF version = ?",
+    # the leader's: the epoch check is the condition of the write itself (fencing.py)
+    "job_update_fenced": "UPDATE active_jobs SET version = ?, value = ?, fence = ? "
+    "WHERE job_id = ? IF version = ? AND fence <= ?",
+    "job_update_fenced_first": "UPDATE active_jobs SET version = ?, value = ?, fence = ? "
+    "WHERE job_id = ? IF version = ? AND fence = null",
     "job_delete": "DELETE FROM active_jobs WHERE job_id = ?",
     "job_id_delete": "DELETE FROM active_job_ids WHERE bucket = ? AND job_id = ?",
     "job_archive": "INSERT INTO archived_jobs (job_id, value) VALUES (?, ?)",
@@ -31,10 +36,18 @@ STATEMENTS: dict[str, str] = {
     "task_get_job": "SELECT job_id, value FROM active_tasks WHERE task_id = ?",
     "task_get_archived": "SELECT value FROM archived_tasks WHERE task_id = ?",
     "task_insert": "INSERT INTO active_tasks (task_id, version, value, job_id, state, agent_id, "
-    "status_ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "status_ts, fence) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "task_create": "INSERT INTO active_tasks (task_id, version, value, job_id, state, agent_id, "
+    "status_ts, fence) VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
     "task_id_insert": "INSERT INTO active_task_ids (job_id, task_id) VALUES (?, ?)",
     "task_update": "UPDATE active_tasks SET version = ?, value = ?, job_id = ?, state = ?, "
     "agent_id = ?, status_ts = ? WHERE task_id = ? IF version = ?",
+    "task_update_fenced": "UPDATE active_tasks SET version = ?, value = ?, job_id = ?, "
+    "state = ?, agent_id = ?, status_ts = ?, fence = ? WHERE task_id = ? IF version = ? "
+    "AND fence <= ?",
+    "task_update_fenced_first": "UPDATE active_tasks SET version = ?, value = ?, job_id = ?, "
+    "state = ?, agent_id = ?, status_ts = ?, fence = ? WHERE task_id = ? IF version = ? "
+    "AND fence = null",
     "task_delete": "DELETE FROM active_tasks WHERE task_id = ?",
     "task_id_delete": "DELETE FROM active_task_ids WHERE job_id = ? AND task_id = ?",
     "task_ids_delete_job": "DELETE FROM active_task_ids WHERE job_id = ?",
@@ -54,6 +67,8 @@ STATEMENTS: dict[str, str] = {
     "meta_set": "INSERT INTO meta (key, value) VALUES (?, ?)",
     "meta_insert_new": "INSERT INTO meta (key, value) VALUES (?, ?) IF NOT EXISTS",
     "meta_cas": "UPDATE meta SET value = ? WHERE key = ? IF value = ?",
+    "meta_set_fenced": "UPDATE meta SET value = ?, fence = ? WHERE key = ? IF fence <= ?",
+    "meta_set_fenced_first": "UPDATE meta SET value = ?, fence = ? WHERE key = ? IF fence = null",
     # the leader's start-up: whole tables, paged (Cassandra serves a full-table SELECT)
     "jobs_scan": "SELECT value FROM active_jobs",
     "tasks_scan": "SELECT task_id, job_id, version, state, agent_id, status_ts, value "

@@ -15,6 +15,7 @@ from titus.store.cassandra.attributes import AttributesPart
 from titus.store.cassandra.cluster import ClusterConfigPart
 from titus.store.cassandra.feed import ChangeFeedPart
 from titus.store.cassandra.fencing import Fence, LeadershipPart
+from titus.store.cassandra.groups import GROUP_MAX_WRITES, BatchGroups
 from titus.store.cassandra.idempotency import IdempotencyPart
 from titus.store.cassandra.jobs import JobsPart
 from titus.store.cassandra.policies import ScalingPoliciesPart
@@ -61,6 +62,7 @@ class CassandraJobStore(
         buckets: int = DEFAULT_BUCKETS,
         connect_timeout: float = 10.0,
         feed_window: float | None = None,
+        create_group_max: int = GROUP_MAX_WRITES,
     ):
         if not _IDENT.match(keyspace):
             raise ValueError(f"invalid Cassandra keyspace name {keyspace!r}")
@@ -96,6 +98,8 @@ class CassandraJobStore(
             )
             self._db.prepare(STATEMENTS)
             self._fence = Fence(self._db)
+            # concurrent creates share one logged batch (groups.py); 1 sends each alone
+            self._groups = BatchGroups(self._db, max_writes=max(1, create_group_max))
             self._buckets = int(self._fence.meta("job_id_buckets") or buckets)
         except BaseException:
             self._cluster.shutdown()

@@ -14,7 +14,7 @@ from titus.model.job import Job, Task
 from titus.store.cassandra.part import Part
 from titus.store.cassandra.schema import task_columns
 from titus.store.codec import dump_document
-from titus.store.errors import Conflict
+from titus.store.errors import Conflict, StaleEpoch
 from titus.store.quarantine import decode_jobs, decode_task, decode_tasks
 from titus.store.records import ActiveIndex, ActiveState, TaskRow
 
@@ -23,36 +23,60 @@ class TasksPart(Part):
     """The task half of the Jobs role (titus/store/roles.py), and the bulk reads."""
 
     def create_task(self, task: Task, *, epoch: int | None = None) -> Task:
+        """The task's row by `INSERT ... IF NOT EXISTS` (carrying the leader's epoch as its
+        fence), then its index row and change entry in one logged batch.
+
+        The leader names the tasks it creates after what they replace (see
+        titus/master/reconciler.py `task_id_for`), so two leaders creating the same task
+        write the same row: the first one lands, the other is refused here (`StaleEpoch`
+        when the row is fenced by a newer epoch, else `Conflict`) and can never overwrite
+        what its successor made of the task since."""
         self._fence.check(epoch)
+        db = self._db
         new = task.model_copy(update={"version": 1})
-        if self._db.execute("task_get", (task.id,), f"check task {task.id}"):
-            raise Conflict(f"task {task.id} exists")
-        self._db.batch(
+        value = dump_document(new)
+        if db.execute("task_get_archived", (task.id,), f"check task {task.id}"):
+            raise Conflict(f"task {task.id} exists (archived)")
+        fence = epoch or 0
+        applied, row, attempts = db.lwt_attempts(
+            "task_create",
+            (new.id, 1, value, *task_columns(new), fence),
             f"create task {task.id}",
-            [
-                ("task_insert", (new.id, 1, dump_document(new), *task_columns(new))),
-                ("task_id_insert", (new.jobId, new.id)),
-                ("change", ("task", new.id, new.jobId)),
-            ],
+        )
+        # Refused after a retry with our own row: the attempt that timed out did apply.
+        ours = applied or (attempts > 1 and row.value == value)
+        if not ours:
+            if epoch is not None and row.fence is not None and row.fence > epoch:
+                raise StaleEpoch(
+                    f"task {task.id} was created by leader epoch {row.fence}; "
+                    f"epoch {epoch} no longer leads"
+                )
+            raise Conflict(f"task {task.id} exists")
+        db.batch(
+            f"index task {task.id}",
+            [("task_id_insert", (new.jobId, new.id)), ("change", ("task", new.id, new.jobId))],
         )
         return new
 
     def update_task(self, task: Task, *, epoch: int | None = None) -> Task:
-        self._fence.check(epoch)
+        self._fence.check_known(epoch)
         new = task.model_copy(update={"version": task.version + 1})
         value = dump_document(new)
-        args = (new.version, value, *task_columns(new), task.id)
-        self._db.update_versioned("task", task.id, task.jobId, task.version, value, args)
+        sets = (new.version, value, *task_columns(new), task.id)
+        self._db.update_versioned(
+            "task", task.id, task.jobId, task.version, value, sets, epoch=epoch
+        )
         return new
 
     def update_tasks(self, tasks: list[Task], *, epoch: int | None = None) -> list[Task | None]:
         """Each task by its own conditional write: a lightweight transaction holds one
-        partition, and every task is its own."""
-        self._fence.check(epoch)
+        partition, and every task is its own. Each is fenced by its own row (update_task);
+        a stale epoch seen on the way refuses the rest."""
+        self._fence.check_known(epoch)
         out: list[Task | None] = []
         for task in tasks:
             try:
-                out.append(self.update_task(task))
+                out.append(self.update_task(task, epoch=epoch))
             except Conflict:
                 out.append(None)
         return out

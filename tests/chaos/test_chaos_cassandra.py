@@ -1,0 +1,53 @@
+"""The chaos suite on the Cassandra store: the same cluster and load, its store in a
+keyspace of the CQL test server (in this process), and that server's faults injected
+while the load runs (timeouts, unavailable replicas, writes that timed out after they
+applied, dropped connections), then a leader kill (a new leader takes over on the fenced
+store), and in the long profile both together."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.cluster import ChaosCluster, start_chaos_cluster
+from tests.chaos.report import RESULTS
+from tests.chaos.scenarios import CASSANDRA_SCENARIOS, CASSANDRA_TOGETHER, Scenario, profile, run
+from tests.support.cql.server import CqlServer
+
+PROFILE = profile()
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.zookeeper,
+    pytest.mark.timeout(300 if PROFILE.duration_sec == 0 else 1200),
+]
+
+
+def _params() -> list[object]:
+    chosen = list(CASSANDRA_SCENARIOS) + ([CASSANDRA_TOGETHER] if PROFILE.duration_sec else [])
+    return [pytest.param(s, id=s.name.replace(" ", "-")) for s in chosen]
+
+
+@pytest.fixture(scope="module")
+def cassandra_chaos_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosCluster]:
+    cql = CqlServer().start()
+    try:
+        c = start_chaos_cluster(Path(tmp_path_factory.mktemp("chaos-cql")), cql=cql)
+        try:
+            yield c
+        finally:
+            c.close()
+    finally:
+        cql.stop()
+
+
+@pytest.mark.parametrize("scenario", _params())
+def test_no_job_lost_or_run_twice_on_a_failing_cassandra(
+    cassandra_chaos_cluster: ChaosCluster, scenario: Scenario
+) -> None:
+    outcome = run(cassandra_chaos_cluster, scenario, PROFILE)
+    RESULTS.append(outcome)
+    assert outcome.clean, (
+        "\n".join(outcome.breaches[:20]) + "\n" + cassandra_chaos_cluster.logs()[-6000:]
+    )

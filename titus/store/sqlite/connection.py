@@ -53,6 +53,9 @@ WRITER_IDLE_SEC = 1.0
 #: Commits between two checkpoints (SQLite's automatic ones come every 1,000 pages; a
 #: commit writes a few pages).
 CHECKPOINT_EVERY_COMMITS = 200
+#: The write-ahead log is cut back to this size when it starts over after a checkpoint, so
+#: a burst of writes that outran the checkpointer does not leave a large file behind.
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
 
 
 @dataclass(eq=False)
@@ -115,6 +118,7 @@ class SqliteBase:
             while_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's (see above)
+            conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self._local.conn = conn
         return conn
 

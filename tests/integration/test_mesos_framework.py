@@ -29,6 +29,7 @@ from titus.api.app import create_app
 from titus.coord.local import LocalCoordinator
 from titus.master.leader import Master
 from titus.master.mesos import FRAMEWORK_ID_META, MesosConfig, MesosDriver
+from titus.model.states import JobState
 from titus.settings import Settings
 from titus.store import open_store
 
@@ -392,10 +393,12 @@ def test_task_mesos_runs_but_the_store_does_not_know_is_killed(stack: Stack) -> 
     job_id = stack.submit(batch("echo up; sleep 600"))
     [task] = stack.wait_for("the task to start", lambda: stack.running(job_id))
     fw = framework_of(stack)
-    # the store forgets the task (as if the job had been archived by a lost write)
-    record = stack.store.get_task(task["id"])
-    assert record is not None
-    stack.store.archive_task(record)
+    # the store forgets the task: its job archived by a write that should not have been
+    # made (archiving the task alone would have the leader create it again under the same
+    # derived id, and adopt what runs)
+    job = stack.store.get_job(job_id)
+    assert job is not None
+    stack.store.archive_job(stack.store.update_job(job.with_status(JobState.FINISHED)))
     stack.stop_leader(0)
     stack.start_leader()
     stack.wait_for(

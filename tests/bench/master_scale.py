@@ -34,6 +34,7 @@ import gc
 import pickle
 import resource
 import shutil
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -142,18 +143,38 @@ def fill(path: Path, tasks: int) -> dict[str, list[TaskReport]]:
     return actual
 
 
+def settle(path: Path) -> None:
+    """Bring everything in the store's write-ahead log into its file and empty the log, so
+    the file alone is the store (the store's checkpointer may still hold a connection)."""
+    conn = sqlite3.connect(path, timeout=60)
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        assert busy == 0, f"{path}: the write-ahead log could not be emptied"
+    finally:
+        conn.close()
+
+
+def copy_store(source: Path, target: Path) -> None:
+    """A settled store's file copied over `target`, with no log of an earlier store at
+    `target` left beside it (SQLite would replay it over the copy)."""
+    for suffix in ("-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    shutil.copy(source, target)
+
+
 def prepared(tasks: int, cache: Path | None, tmp: Path) -> tuple[Path, dict[str, list[TaskReport]]]:
     path = tmp / "titus.db"
     cached = cache / f"scale-{tasks}.db" if cache is not None else None
     started = time.perf_counter()
     if cached is not None and cached.exists():
-        shutil.copy(cached, path)
+        copy_store(cached, path)
         actual = pickle.loads(cached.with_suffix(".actual").read_bytes())
     else:
         actual = fill(path, tasks)
+        settle(path)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, cached)
+            copy_store(path, cached)
             cached.with_suffix(".actual").write_bytes(pickle.dumps(actual))
     print(f"(store with {tasks} tasks ready in {time.perf_counter() - started:.1f} s)", flush=True)
     return path, actual
@@ -202,11 +223,12 @@ def bench_startup(tasks: int, cache: Path | None, runs: int) -> list[float]:
     tmp = Path(tempfile.mkdtemp(prefix="titus-scale-"))
     figures = []
     try:
-        path, actual = prepared(tasks, cache, tmp)
-        pristine = tmp / "pristine.db"
-        shutil.copy(path, pristine)
-        for _ in range(runs):
-            shutil.copy(pristine, path)  # every run starts from the same store
+        pristine, actual = prepared(tasks, cache, tmp)
+        for i in range(runs):
+            # every run starts from the same store, in a file of its own (a store's
+            # checkpointer of the run before may still hold its file open)
+            path = tmp / f"run-{i}.db"
+            copy_store(pristine, path)
             gc.collect()
             master, driver, took = start_term(path, actual)
             print(
@@ -217,6 +239,7 @@ def bench_startup(tasks: int, cache: Path | None, runs: int) -> list[float]:
             figures.append(took)
             master.store.close()
             del master, driver
+            path.unlink()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return figures

@@ -36,6 +36,7 @@ from titus.store.errors import (
 from titus.store.records import (
     LEADER_RECORD_META,
     PENDING_BY_GROUP_META,
+    ActiveFacts,
     ActiveIndex,
     ActiveState,
     Change,
@@ -43,6 +44,7 @@ from titus.store.records import (
     IdempotencyRecord,
     KillRequest,
     MoveRequest,
+    TaskFacts,
     TaskRow,
 )
 from titus.store.roles import (
@@ -80,6 +82,7 @@ class JobStore(
 __all__ = [
     "LEADER_RECORD_META",
     "PENDING_BY_GROUP_META",
+    "ActiveFacts",
     "ActiveIndex",
     "ActiveState",
     "Change",
@@ -105,5 +108,6 @@ __all__ = [
     "StoreRefused",
     "StoreUnavailable",
     "TaskAttributes",
+    "TaskFacts",
     "TaskRow",
 ]

@@ -99,6 +99,32 @@ class TaskRow(NamedTuple):
     raw: str
 
 
+class TaskFacts(NamedTuple):
+    """An active task's plain columns, without its document: what a leader's indexes
+    (and a driver's book of what runs where) need of every task at start-up.
+
+    A leader holding a million tasks cannot hold (or even read) a million documents of
+    about 800 characters each when it starts: it reads these columns in bulk
+    (`Jobs.load_active_facts`) and a task's document only once it has to look at the task
+    itself (`Jobs.active_task_documents`).
+    """
+
+    id: str
+    job_id: str
+    state: str
+    agent_id: str | None
+    #: The current status's timestamp (epoch ms).
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class ActiveFacts:
+    """Every active job, and every active task's plain columns (`TaskFacts`)."""
+
+    jobs: list[Job]
+    tasks: list[TaskFacts]
+
+
 @dataclass(frozen=True)
 class ActiveIndex:
     """`load_active` with tasks left unparsed (see TaskRow)."""

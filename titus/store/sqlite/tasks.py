@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection
+from functools import partial
 
 from titus.model.job import Task, now_ms
 from titus.store.codec import dump_document, task_facts
 from titus.store.errors import Conflict
 from titus.store.quarantine import decode_jobs, decode_task, decode_tasks
-from titus.store.records import ActiveIndex, ActiveState, TaskRow
+from titus.store.records import ActiveFacts, ActiveIndex, ActiveState, TaskFacts, TaskRow
 from titus.store.sqlite.archive import ArchivePart
 from titus.store.sqlite.connection import unavailable
 from titus.store.sqlite.schema import TASK_INSERT
+
+#: A row of `_FACTS` as TaskFacts, made in C (`TaskFacts._make` is a Python call per row).
+_as_facts = partial(tuple.__new__, TaskFacts)
+#: TaskFacts' columns, in its order (a task written without a status time reads as 0).
+_FACTS = "SELECT task_id, job_id, state, agent_id, ifnull(ts, 0) FROM active_tasks"
+#: Ids per read of documents (well below SQLite's limit on a statement's parameters).
+_IDS_PER_READ = 500
 
 
 class TasksPart(ArchivePart):
@@ -104,3 +113,31 @@ class TasksPart(ArchivePart):
         except sqlite3.OperationalError as exc:
             raise unavailable(exc) from exc
         return ActiveIndex(jobs=decode_jobs(values), tasks=list(map(TaskRow._make, rows)))
+
+    def load_active_facts(self) -> ActiveFacts:
+        """Jobs and task columns from one read transaction, so they agree with each other;
+        the task rows become TaskFacts as the cursor yields them, so a million of them are
+        never held twice."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN")
+            try:
+                values = [v for (v,) in conn.execute("SELECT value FROM active_jobs")]
+                tasks = list(map(_as_facts, conn.execute(_FACTS)))
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            raise unavailable(exc) from exc
+        return ActiveFacts(jobs=decode_jobs(values), tasks=tasks)
+
+    def active_task_documents(self, task_ids: Collection[str]) -> dict[str, str]:
+        ids = list(task_ids)
+        documents: dict[str, str] = {}
+        for start in range(0, len(ids), _IDS_PER_READ):
+            chunk = ids[start : start + _IDS_PER_READ]
+            marks = ",".join("?" * len(chunk))
+            rows = self._read(
+                f"SELECT task_id, value FROM active_tasks WHERE task_id IN ({marks})", tuple(chunk)
+            )
+            documents.update((str(task_id), str(value)) for task_id, value in rows)
+        return documents

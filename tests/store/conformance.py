@@ -557,6 +557,12 @@ def test_load_active_facts_reads_no_document(store: JobStore) -> None:
     assert (rows[waiting.id].state, rows[waiting.id].agent_id) == (TaskState.ACCEPTED, None)
     assert rows[waiting.id].timestamp == waiting.status.timestamp
     assert all(len(row) == 5 for row in facts.tasks)  # the columns, and nothing else
+    # by job, a list per column in one order
+    [(job_id, group)] = facts.tasks_by_job.items()
+    assert job_id == job.id and len(group) == 2
+    for i, task_id in enumerate(group.ids):
+        row = rows[task_id]
+        assert (group.states[i], group.agent_ids[i], group.timestamps[i]) == row[2:]
 
 
 def test_active_task_documents(store: JobStore) -> None:

@@ -203,29 +203,26 @@ def reconcile_actual(
     Safe to run again from the start if interrupted (every step is idempotent)."""
     complete = actual is not None
     actual = actual or {}
-    on_hosts: dict[str, str] = {}
+    on_hosts: set[str] = set()
     view = leader.view
     for host_id, reports in actual.items():
-        for report in reports:
-            on_hosts[report.taskId] = host_id
-            # most hosts' reports only confirm what the store says: nothing to do
-            if (
-                view.state(report.taskId) == report.state
-                and view.agent_of(report.taskId) == host_id
-                and not report.terminal
-            ):
-                continue
-            apply_report(leader, HostReport(host_id, report))
+        on_hosts.update([report.taskId for report in reports])
+        # most hosts' reports only confirm what the store says: nothing to do
+        for i in view.unconfirmed(host_id, reports):
+            apply_report(leader, HostReport(host_id, reports[i]))
     now = leader.now_ms()
     relaunch: list[Placement] = []
-    for host, task_ids in list(leader.view.by_host.items()):
-        for task_id in list(task_ids):
-            state = leader.view.state(task_id)
-            if state not in TASK_ON_HOST or task_id in on_hosts:
+    for host, task_ids in list(view.by_host.items()):
+        if host not in actual and not complete:
+            continue  # the host did not answer in time: its tasks are left alone
+        # placed there, and reported by no host (their documents read at once)
+        missing = [t for t in task_ids - on_hosts if view.state(t) in TASK_ON_HOST]
+        view.prefetch(missing)
+        for task_id in missing:
+            task = view.get(task_id)
+            if task is None or task.state not in TASK_ON_HOST:
                 continue
-            task = leader.view.get(task_id)
-            if task is None:
-                continue
+            state = task.state
             if host in actual:
                 if state == TaskState.LAUNCHED:
                     # decided and saved, but the launch never arrived (the old leader
@@ -235,8 +232,6 @@ def reconcile_actual(
                         relaunch.append(Placement(TaskSpec.for_task(job, task), host))
                 elif now - task.status.timestamp > unknown_task_grace * 1000:
                     finish_lost(leader, task, f"host {host} does not run it")
-            elif not complete:
-                continue
             elif state == TaskState.LAUNCHED:
                 finish_lost(
                     leader,

@@ -7,6 +7,8 @@ backends write them as text (titus/store/codec.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import repeat
 from typing import NamedTuple
 
 from titus.model.job import Job, Task
@@ -118,11 +120,42 @@ class TaskFacts(NamedTuple):
 
 
 @dataclass(frozen=True)
+class JobTaskFacts:
+    """The plain columns of one job's active tasks (as `TaskFacts`), a list per column in
+    one order: a million tasks come out of a store as a few thousand such groups, and a
+    leader builds its indexes from whole columns rather than row by row."""
+
+    ids: list[str]
+    states: list[str]
+    agent_ids: list[str | None]
+    timestamps: list[int]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
 class ActiveFacts:
-    """Every active job, and every active task's plain columns (`TaskFacts`)."""
+    """Every active job, and every active task's plain columns grouped by job id."""
 
     jobs: list[Job]
-    tasks: list[TaskFacts]
+    tasks_by_job: dict[str, JobTaskFacts]
+
+    @cached_property
+    def tasks(self) -> list[TaskFacts]:
+        """The same tasks one row each (a driver's book of what runs where reads these)."""
+        return [
+            TaskFacts(*row)
+            for job_id, group in self.tasks_by_job.items()
+            for row in zip(
+                group.ids,
+                repeat(job_id),
+                group.states,
+                group.agent_ids,
+                group.timestamps,
+                strict=False,
+            )
+        ]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,14 @@ from titus.store.cassandra.schema import task_columns
 from titus.store.codec import dump_document
 from titus.store.errors import Conflict, StaleEpoch
 from titus.store.quarantine import decode_jobs, decode_task, decode_tasks
-from titus.store.records import ActiveFacts, ActiveIndex, ActiveState, TaskFacts, TaskRow
+from titus.store.records import (
+    ActiveFacts,
+    ActiveIndex,
+    ActiveState,
+    JobTaskFacts,
+    TaskFacts,
+    TaskRow,
+)
 
 
 class TasksPart(Part):
@@ -147,17 +154,28 @@ class TasksPart(Part):
         return ActiveIndex(jobs=jobs, tasks=tasks)
 
     def load_active_facts(self) -> ActiveFacts:
-        """Both active tables scanned, the tasks' plain columns only (no document read)."""
+        """Both active tables scanned, the tasks' plain columns only (no document read),
+        grouped by job as they arrive."""
         jobs, rows = self._scan_both("tasks_scan_facts")
         old = [r.task_id for r in rows if r.job_id is None]
         documents = self.active_task_documents(old) if old else {}
-        tasks = [
-            TaskFacts(r.task_id, r.job_id, r.state, r.agent_id, r.status_ts or 0)
-            if r.job_id is not None
-            else _old_facts(r.task_id, documents.get(r.task_id))
-            for r in rows
-        ]
-        return ActiveFacts(jobs=jobs, tasks=[t for t in tasks if t is not None])
+        by_job: dict[str, JobTaskFacts] = {}
+        for r in rows:
+            facts = (
+                TaskFacts(r.task_id, r.job_id, r.state, r.agent_id, r.status_ts or 0)
+                if r.job_id is not None
+                else _old_facts(r.task_id, documents.get(r.task_id))
+            )
+            if facts is None:
+                continue
+            group = by_job.get(facts.job_id)
+            if group is None:
+                group = by_job[facts.job_id] = JobTaskFacts([], [], [], [])
+            group.ids.append(facts.id)
+            group.states.append(facts.state)
+            group.agent_ids.append(facts.agent_id)
+            group.timestamps.append(facts.timestamp)
+        return ActiveFacts(jobs=jobs, tasks_by_job=by_job)
 
     def active_task_documents(self, task_ids: Collection[str]) -> dict[str, str]:
         rows = self._db.concurrent(

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection
-from functools import partial
 
 from titus.model.job import Task, now_ms
 from titus.store.codec import dump_document, task_facts
 from titus.store.errors import Conflict
 from titus.store.quarantine import decode_jobs, decode_task, decode_tasks
-from titus.store.records import ActiveFacts, ActiveIndex, ActiveState, TaskFacts, TaskRow
+from titus.store.records import ActiveFacts, ActiveIndex, ActiveState, JobTaskFacts, TaskRow
 from titus.store.sqlite.archive import ArchivePart
 from titus.store.sqlite.connection import unavailable
-from titus.store.sqlite.schema import TASK_INSERT
+from titus.store.sqlite.schema import TASK_FACTS_INDEX, TASK_INSERT
 
-#: A row of `_FACTS` as TaskFacts, made in C (`TaskFacts._make` is a Python call per row).
-_as_facts = partial(tuple.__new__, TaskFacts)
-#: TaskFacts' columns, in its order (a task written without a status time reads as 0).
-_FACTS = "SELECT task_id, job_id, state, agent_id, ifnull(ts, 0) FROM active_tasks"
+#: Between the values of a column of one job's tasks (ids are never made with it).
+_SEPARATOR = "\x1f"
+#: Each job's task columns, each as one string: out of the index alone, job after job, and
+#: a few thousand strings rather than a million rows of values (a task written without a
+#: host or a status time reads as "" or 0).
+_FACTS_BY_JOB = (
+    "SELECT job_id, count(*), group_concat(task_id, char(31)), group_concat(state, char(31)), "
+    "group_concat(ifnull(agent_id, ''), char(31)), group_concat(ifnull(ts, 0), char(31)) "
+    f"FROM active_tasks INDEXED BY {TASK_FACTS_INDEX} GROUP BY job_id"
+)
+_FACTS_OF_JOB = (
+    "SELECT task_id, state, agent_id, ifnull(ts, 0) FROM active_tasks WHERE job_id=? "
+    "ORDER BY task_id"
+)
 #: Ids per read of documents (well below SQLite's limit on a statement's parameters).
 _IDS_PER_READ = 500
 
@@ -115,20 +124,28 @@ class TasksPart(ArchivePart):
         return ActiveIndex(jobs=decode_jobs(values), tasks=list(map(TaskRow._make, rows)))
 
     def load_active_facts(self) -> ActiveFacts:
-        """Jobs and task columns from one read transaction, so they agree with each other;
-        the task rows become TaskFacts as the cursor yields them, so a million of them are
-        never held twice."""
+        """Jobs and task columns from one read transaction, so they agree with each other."""
         conn = self._conn()
         try:
             conn.execute("BEGIN")
             try:
                 values = [v for (v,) in conn.execute("SELECT value FROM active_jobs")]
-                tasks = list(map(_as_facts, conn.execute(_FACTS)))
+                by_job: dict[str, JobTaskFacts] = {}
+                for job_id, count, *columns in conn.execute(_FACTS_BY_JOB):
+                    ids, states, agents, stamps = (str(c).split(_SEPARATOR) for c in columns)
+                    if not len(ids) == len(states) == len(agents) == len(stamps) == count:
+                        # a value with the separator in it (or a column left empty): this
+                        # job's rows one by one
+                        rows = conn.execute(_FACTS_OF_JOB, (job_id,)).fetchall()
+                        ids, states, agents, stamps = (list(c) for c in zip(*rows, strict=True))
+                    by_job[str(job_id)] = JobTaskFacts(
+                        ids, states, [a or None for a in agents], list(map(int, stamps))
+                    )
             finally:
                 conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
             raise unavailable(exc) from exc
-        return ActiveFacts(jobs=decode_jobs(values), tasks=tasks)
+        return ActiveFacts(jobs=decode_jobs(values), tasks_by_job=by_job)
 
     def active_task_documents(self, task_ids: Collection[str]) -> dict[str, str]:
         ids = list(task_ids)

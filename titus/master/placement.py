@@ -314,7 +314,7 @@ def host_states(
                 schedulable=schedulable(h),
                 launching=usage.launching,
                 task_count=usage.tasks,
-                job_counts=dict(usage.jobs),
+                job_counts=usage.jobs,  # read only, for this pass: not copied
                 enis=enis,
             )
         )

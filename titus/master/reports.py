@@ -10,6 +10,7 @@ when this runs; these functions decide what a report means.
 from __future__ import annotations
 
 import logging
+from itertools import filterfalse
 from typing import Protocol
 
 from titus.master import metrics as m
@@ -203,21 +204,28 @@ def reconcile_actual(
     Safe to run again from the start if interrupted (every step is idempotent)."""
     complete = actual is not None
     actual = actual or {}
-    on_hosts: set[str] = set()
     view = leader.view
+    reported: dict[str, set[str]] = {}
     for host_id, reports in actual.items():
-        on_hosts.update([report.taskId for report in reports])
+        ids = [report.taskId for report in reports]
+        reported[host_id] = set(ids)
         # most hosts' reports only confirm what the store says: nothing to do
-        for i in view.unconfirmed(host_id, reports):
+        for i in view.unconfirmed(host_id, ids, [report.state for report in reports]):
             apply_report(leader, HostReport(host_id, reports[i]))
     now = leader.now_ms()
     relaunch: list[Placement] = []
-    for host, task_ids in list(view.by_host.items()):
+    everywhere: set[str] | None = None  # every task some host reported, made if needed
+    for host, on_host in list(view.by_host.items()):
         if host not in actual and not complete:
             continue  # the host did not answer in time: its tasks are left alone
-        # placed there, and reported by no host (their documents read at once)
-        missing = [t for t in task_ids - on_hosts if view.state(t) in TASK_ON_HOST]
-        view.prefetch(missing)
+        # placed there and not reported there: reported by no host?
+        missing = list(filterfalse(reported.get(host, set()).__contains__, on_host))
+        if not missing:
+            continue
+        if everywhere is None:
+            everywhere = set().union(*reported.values())
+        missing = [t for t in missing if t not in everywhere and view.state(t) in TASK_ON_HOST]
+        view.prefetch(missing)  # their documents at once
         for task_id in missing:
             task = view.get(task_id)
             if task is None or task.state not in TASK_ON_HOST:

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, compress, count
+from operator import ne
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from titus.model.job import Job, Task
-from titus.model.launch import TaskReport
 from titus.model.names import DEFAULT_CAPACITY_GROUP, RESOURCES
 from titus.model.states import TASK_ON_HOST, TaskState
 from titus.store.base import JobTaskFacts
@@ -102,7 +102,9 @@ class LeaderView:
         #: leader does not reconcile them, since it cannot see all of their tasks.
         self.unreadable: dict[str, str] = {}
         self.by_job: dict[str, set[str]] = {}
-        self.by_host: dict[str, set[str]] = {}
+        #: Tasks on each host (in a state on a host), with their state: a new leader
+        #: checks what each host reports against its own host's few tasks.
+        self.by_host: dict[str, dict[str, TaskState]] = {}
         self.hosts: dict[str, HostUsage] = {}
         self.group_usage: dict[str, list[float]] = {}
         #: Per job, its tasks neither finished nor being killed.
@@ -217,26 +219,25 @@ class LeaderView:
             times = np.fromiter(stamps, np.int64, n)[moving]
             self.transitional.update(zip(id_array[moving].tolist(), times.tolist(), strict=True))
         live = np.bincount(jc[~has(ENDING)], minlength=len(job_names)).tolist()
-        for job_id, count in zip(job_names, live, strict=True):
-            if count:
-                self._live[job_id] = self._live.get(job_id, 0) + count
+        for job_id, alive in zip(job_names, live, strict=True):
+            if alive:
+                self._live[job_id] = self._live.get(job_id, 0) + alive
         on = has(TASK_ON_HOST) & (hc > 0)
         if on.any():
-            self._load_hosts(
-                hc[on], jc[on], has(LAUNCHING)[on], id_array[on], job_array, host_names
-            )
+            self._load_hosts(hc[on], jc[on], sc[on], id_array[on], job_array, host_names)
 
     def _load_hosts(
         self,
         hc: npt.NDArray[np.intp],
         jc: npt.NDArray[np.intp],
-        launching: npt.NDArray[np.bool_],
+        sc: npt.NDArray[np.intp],
         ids: npt.NDArray[np.object_],
         job_array: npt.NDArray[np.object_],
         host_names: list[str | None],
     ) -> None:
-        """Host and group usage of the tasks loaded on hosts (host code `hc`, job code `jc`
-        per task): what `_charge` adds task by task, summed per host and per group."""
+        """Host and group usage of the tasks loaded on hosts (host code `hc`, job code `jc`,
+        state code `sc` per task): what `_charge` adds task by task, summed per host and
+        per group, and the tasks of each host."""
         hosts, jobs = len(host_names), len(job_array)
         # Each job's demand (nothing for a job not held: its tasks count, their use not)
         # and capacity group.
@@ -258,7 +259,7 @@ class LeaderView:
                 group_names.append(group)
             groups[i] = code
         tasks = np.bincount(hc, minlength=hosts).tolist()
-        starting = np.bincount(hc[launching], minlength=hosts).tolist()
+        starting = np.bincount(hc[np.isin(sc, _codes(LAUNCHING))], minlength=hosts).tolist()
         used = [
             np.bincount(hc, weights=demand[jc, r], minlength=hosts) for r in range(len(RESOURCES))
         ]
@@ -268,8 +269,12 @@ class LeaderView:
         pair_jobs = job_array[pairs % jobs].tolist()
         pair_counts = counts.tolist()
         ends = np.cumsum(np.bincount(pairs // jobs, minlength=hosts)).tolist()
+        # Each host's tasks and their states: one sort by host, then slices.
+        order = np.argsort(hc, kind="stable")
+        ordered_ids = ids[order].tolist()
+        ordered_states = np.array(_STATES, dtype=object)[sc[order]].tolist()
+        starts = [0, *np.cumsum(tasks).tolist()]
         start = 0
-        members = dict(_groups(hc, ids, host_names))
         for code in range(1, hosts):
             end = ends[code]
             host = host_names[code]
@@ -283,13 +288,16 @@ class LeaderView:
             usage.launching += starting[code]
             per_job = zip(pair_jobs[start:end], pair_counts[start:end], strict=True)
             if usage.jobs:
-                for job_id, count in per_job:
-                    usage.jobs[job_id] = usage.jobs.get(job_id, 0) + count
+                for job_id, n in per_job:
+                    usage.jobs[job_id] = usage.jobs.get(job_id, 0) + n
             else:
                 usage.jobs.update(per_job)
             for r, v in enumerate(used_by_host[code]):
                 usage.used[r] += v
-            self.by_host.setdefault(host, set()).update(members[host])
+            first, last = starts[code], starts[code + 1]
+            self.by_host.setdefault(host, {}).update(
+                zip(ordered_ids[first:last], ordered_states[first:last], strict=True)
+            )
             start = end
         counted = known[jc]
         by_group = np.stack(
@@ -383,19 +391,16 @@ class LeaderView:
         """Tasks of the job neither finished nor being killed (no task is read)."""
         return self._live.get(job_id, 0)
 
-    def unconfirmed(self, host_id: str, reports: Sequence[TaskReport]) -> list[int]:
-        """Positions in `reports` (what host `host_id` says it runs) of those that do not
-        just confirm what the view holds: a task not known, in another state, on another
-        host, or finished. A new leader asks this of every report of every host."""
-        facts = self._facts.get
-        finished = TaskState.FINISHED
-        out = []
-        for i, report in enumerate(reports):
-            known = facts(report.taskId)
-            state = report.state
-            if known is None or known[2] != host_id or known[1] != state or state == finished:
-                out.append(i)
-        return out
+    def unconfirmed(
+        self, host_id: str, task_ids: Sequence[str], states: Sequence[TaskState]
+    ) -> list[int]:
+        """Positions of the tasks host `host_id` reports (ids and states) that do not just
+        confirm what the view holds: a task not known on this host, or in another state
+        (a finished one never confirms: it is not on a host). A new leader asks this of
+        every report of every host, so it runs as C-level maps over the host's own few
+        tasks, not as a loop over reports."""
+        known = self.by_host.get(host_id, {})
+        return list(compress(count(), map(ne, map(known.get, task_ids), states)))
 
     def tasks_of(self, job_id: str) -> list[Task]:
         ids = list(self.by_job.get(job_id, ()))
@@ -458,11 +463,11 @@ class LeaderView:
         usage = self.hosts.get(host)
         if usage is None:
             usage = self.hosts[host] = HostUsage()
-        on_host = self.by_host.setdefault(host, set())
+        on_host = self.by_host.setdefault(host, {})
         if sign > 0:
-            on_host.add(task_id)
+            on_host[task_id] = state
         else:
-            on_host.discard(task_id)
+            on_host.pop(task_id, None)
         usage.tasks += sign
         if state in LAUNCHING:
             usage.launching += sign
@@ -493,19 +498,3 @@ class LeaderView:
         tasks = self.by_job.get(facts[0])
         if tasks is not None:
             tasks.discard(task_id)
-
-
-def _groups(
-    codes: npt.NDArray[np.intp], ids: npt.NDArray[np.object_], names: Sequence[str | None]
-) -> Iterable[tuple[str, list[str]]]:
-    """`ids` grouped by their code in `codes`: (names[code], its ids) for every code with
-    some, by one sort rather than a set lookup per id."""
-    order = np.argsort(codes, kind="stable")
-    ordered = ids[order].tolist()
-    ends = np.cumsum(np.bincount(codes, minlength=len(names))).tolist()
-    start = 0
-    for code, end in enumerate(ends):
-        name = names[code]
-        if end > start and name is not None:
-            yield name, ordered[start:end]
-        start = end

@@ -34,7 +34,6 @@ import gc
 import pickle
 import resource
 import shutil
-import sqlite3
 import statistics
 import tempfile
 import time
@@ -42,7 +41,7 @@ import tracemalloc
 import uuid
 from pathlib import Path
 
-from tests.bench.failover import MemoryDriver
+from tests.bench.failover import MemoryDriver, copy_store, settle
 from titus.coord.base import Leadership
 from titus.coord.local import LocalCoordinator
 from titus.master.leader import Master
@@ -141,29 +140,6 @@ def fill(path: Path, tasks: int) -> dict[str, list[TaskReport]]:
         store.create_job(job, batch)
     store.close()
     return actual
-
-
-def settle(path: Path) -> None:
-    """Bring everything in the store's write-ahead log into its file and empty the log, so
-    the file alone is the store (the store's checkpointer may still hold a connection)."""
-    conn = sqlite3.connect(path, timeout=60)
-    try:
-        for _ in range(120):  # while the store's checkpointer runs one of its own
-            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            if not busy:
-                return
-            time.sleep(0.5)
-        raise AssertionError(f"{path}: the write-ahead log could not be emptied")
-    finally:
-        conn.close()
-
-
-def copy_store(source: Path, target: Path) -> None:
-    """A settled store's file copied over `target`, with no log of an earlier store at
-    `target` left beside it (SQLite would replay it over the copy)."""
-    for suffix in ("-wal", "-shm"):
-        Path(f"{target}{suffix}").unlink(missing_ok=True)
-    shutil.copy(source, target)
 
 
 def prepared(tasks: int, cache: Path | None, tmp: Path) -> tuple[Path, dict[str, list[TaskReport]]]:

@@ -13,6 +13,7 @@ import pytest
 
 from tests.unit.test_leader import Hosts, host, takeover
 from tests.unit.test_leader_policies import make_task, service_job
+from titus.master.cluster import HostReport
 from titus.master.view import LeaderView
 from titus.model.job import Task
 from titus.model.launch import TaskReport
@@ -187,3 +188,29 @@ def test_a_new_leader_reads_the_documents_of_pending_tasks_only(store: SqliteJob
     assert sorted(p.spec.taskId for p in hosts.launched) == ["w0", "w1"]
     assert reads.reads == [["w0", "w1"]]
     assert hosts.killed == []
+
+
+def test_a_report_for_a_task_that_cannot_be_read_leaves_it_and_its_job_alone(
+    store: SqliteJobStore, tmp_path: Path
+) -> None:
+    """The host says the task ended, but its document cannot be read: the leader goes on
+    (nothing written for it, nothing replaced) instead of failing its loop."""
+    job = service_job("j")  # 2 desired
+    store.create_job(job, [make_task(f"t{i}", "j", TaskState.STARTED, "h1") for i in range(2)])
+    with sqlite3.connect(tmp_path / "titus.db") as db:
+        db.execute("UPDATE active_tasks SET value='{\"id\": 5' WHERE task_id='t0'")
+    hosts = Hosts(host("h1", cpu=16))
+    hosts.actual["h1"] = [
+        TaskReport(taskId=f"t{i}", jobId="j", state=TaskState.STARTED) for i in range(2)
+    ]
+    leader = takeover(store, hosts)
+    ended = TaskReport(taskId="t0", jobId="j", state=TaskState.FINISHED, exitCode=0)
+    leader.receive([HostReport("h1", ended)])
+    leader.store.mark_dirty("j")
+    for _ in range(3):
+        leader.iterate()
+    assert leader.view.unreadable == {"j": "t0"}
+    assert leader.view.state("t0") == TaskState.STARTED
+    assert sorted(t.id for t in store.list_tasks("j")) == ["t1"]  # t0 unreadable: left out
+    assert hosts.launched == [] and hosts.killed == []
+    QUARANTINE.release("task", "t0")

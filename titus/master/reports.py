@@ -94,7 +94,8 @@ def apply_report(leader: Reporting, hr: HostReport) -> None:
             refresh_context(leader, report)
         return
     task = leader.view.get(report.taskId)
-    assert task is not None
+    if task is None:
+        return  # its document cannot be read (quarantined, its job left alone) or is gone
     updated = with_report(task, report, new_state, leader.now_ms())
     record(leader, task, updated)
     if report.terminal:
@@ -186,7 +187,9 @@ def with_report(task: Task, report: TaskReport, state: TaskState, now_ms: int) -
 def apply_lost_hosts(leader: Reporting) -> None:
     lost = leader.lost_hosts()
     for host in lost:
-        for task_id in leader.view.on_host(host):
+        on_host = leader.view.on_host(host)
+        leader.view.prefetch(on_host)  # their documents in one read
+        for task_id in on_host:
             task = leader.view.get(task_id)
             if task is None or task.state not in TASK_ON_HOST:
                 continue

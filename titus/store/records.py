@@ -80,13 +80,9 @@ class ActiveState:
 
 
 class TaskRow(NamedTuple):
-    """An active task as the leader's start-up reads it: the few fields its indexes need, and
-    the stored document, parsed only when the leader has to look at the task itself.
-
-    Parsing and validating 100,000 task documents dominates a leader's start-up; the
-    fields here come out of the store cheaply (both backends write them as plain columns
-    next to the document), so a new leader can act within a second and parse a running
-    task only when a report, a kill or a reconciliation touches it.
+    """An active task's plain columns (as `TaskFacts`, with its version) and its stored
+    document, unparsed: `load_active_index`, for a reader that wants every document but
+    not every document parsed. (A leader's start-up reads less: `TaskFacts`.)
     A named tuple, so building 100,000 of them from database rows costs next to nothing.
     """
 

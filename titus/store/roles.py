@@ -89,7 +89,7 @@ class Jobs(Protocol):
 
     def load_active_index(self) -> ActiveIndex:
         """`load_active` with each task as a TaskRow (documents not parsed): one bulk read
-        per table, for a leader start-up that does not grow with parsing every task."""
+        per table, that does not grow with parsing every task."""
         ...
 
     def load_active_facts(self) -> ActiveFacts:

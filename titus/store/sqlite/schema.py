@@ -55,7 +55,7 @@ PRUNE_EVERY = 100
 
 
 #: Columns written next to each active task's document, so a new leader's start-up reads
-#: its indexes' facts (TaskRow) without taking them out of 100,000 JSON documents.
+#: its indexes' facts (TaskFacts) without taking them out of a million JSON documents.
 TASK_INSERT = (
     "INSERT INTO active_tasks (task_id, job_id, version, value, state, agent_id, ts) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"

@@ -25,6 +25,7 @@ import argparse
 import pickle
 import shutil
 import signal
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -40,7 +41,7 @@ from titus.model.job import Job, JobStatus, Task, TaskStatus
 from titus.model.launch import TaskReport
 from titus.model.states import JobState, TaskState
 from titus.model.validation import parse_job_descriptor
-from titus.store.base import ActiveIndex
+from titus.store.base import ActiveFacts
 from titus.store.sqlite import SqliteJobStore
 
 HOSTS = 1000
@@ -119,7 +120,7 @@ class MemoryDriver:
         self.launched: list[Placement] = []
         self.first_launch: float | None = None
 
-    def start(self, leadership: Leadership, active: ActiveIndex) -> None:
+    def start(self, leadership: Leadership, active: ActiveFacts) -> None:
         return None
 
     def stop(self) -> None:
@@ -227,6 +228,29 @@ def fill(path: Path, tasks: int, pending_jobs: int) -> dict[str, list[TaskReport
     return actual
 
 
+def settle(path: Path) -> None:
+    """Bring everything in the store's write-ahead log into its file and empty the log, so
+    the file alone is the store (the store's checkpointer may still hold a connection)."""
+    conn = sqlite3.connect(path, timeout=60)
+    try:
+        for _ in range(120):  # while the store's checkpointer runs one of its own
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"{path}: the write-ahead log could not be emptied")
+    finally:
+        conn.close()
+
+
+def copy_store(source: Path, target: Path) -> None:
+    """A settled store's file copied over `target`, with no log of an earlier store at
+    `target` left beside it (SQLite would replay it over the copy)."""
+    for suffix in ("-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    shutil.copy(source, target)
+
+
 def bench_startup(tasks: int, cache: Path | None = None) -> tuple[float, float, float]:
     """Start-up figures; `cache` keeps the filled store (and what hosts run) between runs,
     since filling 100,000 tasks takes much longer than what is measured."""
@@ -235,12 +259,13 @@ def bench_startup(tasks: int, cache: Path | None = None) -> tuple[float, float, 
         path = tmp / "titus.db"
         t = time.perf_counter()
         if cache is not None and cache.exists():
-            shutil.copy(cache, path)
+            copy_store(cache, path)
             actual = pickle.loads(cache.with_suffix(".actual").read_bytes())
         else:
             actual = fill(path, tasks, pending_jobs=20)
             if cache is not None:
-                shutil.copy(path, cache)
+                settle(path)
+                copy_store(path, cache)
                 cache.with_suffix(".actual").write_bytes(pickle.dumps(actual))
         print(f"(store with {tasks} tasks ready in {time.perf_counter() - t:.1f} s)")
         store = SqliteJobStore(path)

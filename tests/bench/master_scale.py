@@ -41,7 +41,7 @@ import tracemalloc
 import uuid
 from pathlib import Path
 
-from tests.bench.failover import MemoryDriver
+from tests.bench.failover import MemoryDriver, copy_store, settle
 from titus.coord.base import Leadership
 from titus.coord.local import LocalCoordinator
 from titus.master.leader import Master
@@ -147,13 +147,14 @@ def prepared(tasks: int, cache: Path | None, tmp: Path) -> tuple[Path, dict[str,
     cached = cache / f"scale-{tasks}.db" if cache is not None else None
     started = time.perf_counter()
     if cached is not None and cached.exists():
-        shutil.copy(cached, path)
+        copy_store(cached, path)
         actual = pickle.loads(cached.with_suffix(".actual").read_bytes())
     else:
         actual = fill(path, tasks)
+        settle(path)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, cached)
+            copy_store(path, cached)
             cached.with_suffix(".actual").write_bytes(pickle.dumps(actual))
     print(f"(store with {tasks} tasks ready in {time.perf_counter() - started:.1f} s)", flush=True)
     return path, actual
@@ -202,11 +203,12 @@ def bench_startup(tasks: int, cache: Path | None, runs: int) -> list[float]:
     tmp = Path(tempfile.mkdtemp(prefix="titus-scale-"))
     figures = []
     try:
-        path, actual = prepared(tasks, cache, tmp)
-        pristine = tmp / "pristine.db"
-        shutil.copy(path, pristine)
-        for _ in range(runs):
-            shutil.copy(pristine, path)  # every run starts from the same store
+        pristine, actual = prepared(tasks, cache, tmp)
+        for i in range(runs):
+            # every run starts from the same store, in a file of its own (a store's
+            # checkpointer of the run before may still hold its file open)
+            path = tmp / f"run-{i}.db"
+            copy_store(pristine, path)
             gc.collect()
             master, driver, took = start_term(path, actual)
             print(
@@ -217,6 +219,7 @@ def bench_startup(tasks: int, cache: Path | None, runs: int) -> list[float]:
             figures.append(took)
             master.store.close()
             del master, driver
+            path.unlink()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return figures

@@ -248,6 +248,21 @@ def test_bulk_load_reads_whole_tables_not_each_task(
     assert all("WHERE" not in r.statements[0] for r in reads)
 
 
+def test_the_facts_scan_reads_no_document(cql_server: CqlServer, cstore: CassandraJobStore) -> None:
+    """The leader's start-up asks for the plain columns of whole tables: the documents
+    (most of what is stored) stay on the servers."""
+    for _ in range(15):
+        job = make_job()
+        cstore.create_job(job, [make_task(job, i) for i in range(20)])
+    cql_server.requests.clear()
+    facts = cstore.load_active_facts()
+    assert len(facts.jobs) == 15 and len(facts.tasks) == 300
+    reads = [r.statements[0] for r in cql_server.requests if r.opcode in ("QUERY", "EXECUTE")]
+    assert len(reads) <= 4, reads
+    tasks_read = [s for s in reads if "active_tasks" in s]
+    assert tasks_read and all("value" not in s and "WHERE" not in s for s in tasks_read)
+
+
 def test_tasks_written_before_the_index_columns_still_load(
     cql_server: CqlServer, cstore: CassandraJobStore
 ) -> None:
@@ -262,6 +277,8 @@ def test_tasks_written_before_the_index_columns_still_load(
     [row] = cstore.load_active_index().tasks
     assert (row.id, row.job_id, row.version, row.state) == (old.id, job.id, 1, "Accepted")
     assert row.timestamp == old.status.timestamp
+    [facts] = cstore.load_active_facts().tasks
+    assert facts == (old.id, job.id, "Accepted", None, old.status.timestamp)
 
 
 def test_change_feed_delivers_a_late_write_once(

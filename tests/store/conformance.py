@@ -73,6 +73,8 @@ __all__ = [
     "test_meta",
     "test_second_handle_sees_writes",
     "test_load_active_index",
+    "test_load_active_facts_reads_no_document",
+    "test_active_task_documents",
     "test_change_feed_records_every_write",
     "test_change_feed_pages_and_resumes",
     "test_change_feed_seen_by_another_handle",
@@ -524,6 +526,64 @@ def test_load_active_index(store: JobStore) -> None:
     assert Task.model_validate_json(row.raw).id == placed.id
     assert rows[waiting.id].agent_id is None
     assert rows[waiting.id].state == TaskState.ACCEPTED
+
+
+def test_load_active_facts_reads_no_document(store: JobStore) -> None:
+    """The leader's start-up read: every active task's plain columns, no document."""
+    job = store.create_job(make_job())
+    placed = store.create_task(make_task(job, 0))
+    placed = store.update_task(
+        placed.model_copy(
+            update={"taskContext": {**placed.taskContext, "agent.id": "agent-7"}}
+        ).with_status(TaskState.LAUNCHED)
+    )
+    waiting = store.create_task(make_task(job, 1))
+    done = store.create_task(make_task(job, 2))
+    store.archive_task(done.with_status(TaskState.FINISHED))
+    gone = store.create_job(make_job())
+    store.create_task(make_task(gone, 0))
+    store.archive_job(finish(gone))
+    facts = store.load_active_facts()
+    assert [j.id for j in facts.jobs] == [job.id]
+    rows = {r.id: r for r in facts.tasks}
+    assert set(rows) == {placed.id, waiting.id}
+    assert rows[placed.id] == (
+        placed.id,
+        job.id,
+        TaskState.LAUNCHED,
+        "agent-7",
+        placed.status.timestamp,
+    )
+    assert (rows[waiting.id].state, rows[waiting.id].agent_id) == (TaskState.ACCEPTED, None)
+    assert rows[waiting.id].timestamp == waiting.status.timestamp
+    assert all(len(row) == 5 for row in facts.tasks)  # the columns, and nothing else
+    # by job, a list per column in one order
+    [(job_id, group)] = facts.tasks_by_job.items()
+    assert job_id == job.id and len(group) == 2
+    for i, task_id in enumerate(group.ids):
+        row = rows[task_id]
+        assert (group.states[i], group.agent_ids[i], group.timestamps[i]) == row[2:]
+
+
+def test_active_task_documents(store: JobStore) -> None:
+    """A task's document as stored, read later by id; ids that are not active are left
+    out, and many are read at once."""
+    job = store.create_job(make_job())
+    tasks = [store.create_task(make_task(job, i)) for i in range(3)]
+    moved = store.update_task(tasks[0].with_status(TaskState.LAUNCHED))
+    store.archive_task(tasks[2].with_status(TaskState.FINISHED))
+    documents = store.active_task_documents([moved.id, tasks[1].id, tasks[2].id, "no-such"])
+    assert set(documents) == {moved.id, tasks[1].id}
+    assert Task.model_validate_json(documents[moved.id]) == moved
+    assert Task.model_validate_json(documents[tasks[1].id]) == tasks[1]
+    assert store.active_task_documents([]) == {}
+    many = []  # more than one read's worth of ids, in jobs a batch can take
+    for _ in range(26):
+        other = make_job()
+        tasks_of_other = [make_task(other, i) for i in range(20)]
+        store.create_job(other, tasks_of_other)
+        many += tasks_of_other
+    assert set(store.active_task_documents([t.id for t in many])) == {t.id for t in many}
 
 
 # ---- change feed ----------------------------------------------------------------------------

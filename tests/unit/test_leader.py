@@ -28,7 +28,7 @@ from titus.model.launch import TaskReport
 from titus.model.states import JobState, Reason, TaskState
 from titus.model.validation import parse_job_descriptor
 from titus.settings import Settings
-from titus.store.base import ActiveIndex, KillRequest, StaleEpoch
+from titus.store.base import ActiveFacts, KillRequest, StaleEpoch
 from titus.store.sqlite import SqliteJobStore
 
 
@@ -42,7 +42,7 @@ class Hosts:
         self.actual: dict[str, list[TaskReport]] = {h.host_id: [] for h in hosts}
         self.lost: set[str] = set()
 
-    def start(self, leadership: Leadership, active: ActiveIndex) -> None:
+    def start(self, leadership: Leadership, active: ActiveFacts) -> None:
         return None
 
     def stop(self) -> None:

@@ -10,7 +10,6 @@ from titus.master.view import LeaderView
 from titus.model.job import Job, JobStatus, Task, TaskStatus
 from titus.model.states import JobState, Reason, TaskState
 from titus.model.validation import parse_job_descriptor
-from titus.store.base import TaskRow
 
 # ---- system backoff -------------------------------------------------------------------
 
@@ -134,15 +133,3 @@ def test_view_keeps_host_and_group_usage_as_tasks_move() -> None:
     assert view.finished == {"t1"}
     view.drop_job("j")
     assert len(view) == 0 and not view.finished
-
-
-def test_view_parses_loaded_rows_only_when_asked() -> None:
-    view = LeaderView()
-    view.put_job(service_job("j"))
-    task = make_task("t1", "j", TaskState.STARTED, "h1")
-    raw = task.model_dump_json()
-    view.put_rows([TaskRow("t1", "j", 0, "Started", "h1", task.status.timestamp, raw)])
-    assert view.usage_of("h1").tasks == 1 and view.state("t1") == TaskState.STARTED
-    assert "t1" not in view._parsed
-    assert view.get("t1") == task
-    assert view.on_host("h1") == ["t1"]

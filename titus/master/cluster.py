@@ -16,7 +16,7 @@ from typing import Protocol
 from titus.coord.base import Leadership
 from titus.master.scheduler.model import HostEnis
 from titus.model.launch import TaskReport, TaskSpec
-from titus.store.base import ActiveIndex
+from titus.store.base import ActiveFacts
 
 
 @dataclass
@@ -64,7 +64,7 @@ def take_reports(reports: queue.Queue[HostReport], timeout: float) -> list[HostR
 
 
 class ClusterDriver(Protocol):
-    def start(self, leadership: Leadership, active: ActiveIndex) -> None:
+    def start(self, leadership: Leadership, active: ActiveFacts) -> None:
         """Begin serving a new leadership: connect, subscribe, list what hosts run.
         `active` is the store's active state as the leader just read it (what the store
         places on hosts), so a driver that needs it does not read it a second time."""

@@ -25,7 +25,7 @@ from titus.master.cluster import HostReport, HostView, Placement, take_reports
 from titus.master.scheduler.model import HostEnis
 from titus.model.launch import TaskReport, TaskReportPage
 from titus.model.states import Reason, TaskState
-from titus.store.base import ActiveIndex
+from titus.store.base import ActiveFacts
 
 log = logging.getLogger("titus.master.direct")
 
@@ -113,7 +113,7 @@ class DirectDriver:
         self._supervisor: threading.Thread | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
-    def start(self, leadership: Leadership, active: ActiveIndex) -> None:
+    def start(self, leadership: Leadership, active: ActiveFacts) -> None:
         self.epoch = leadership.epoch
         self._stop.clear()
         self._refresh()

@@ -59,7 +59,7 @@ from titus.model.job import Task
 from titus.model.launch import TaskReport
 from titus.model.states import TASK_ON_HOST, JobState, Reason, TaskState
 from titus.store.base import (
-    ActiveIndex,
+    ActiveFacts,
     JobStore,
     KillRequest,
     MoveRequest,
@@ -240,9 +240,9 @@ class Master:
                 if not stop.is_set():
                     stop.wait(1.0)
 
-    def begin(self, leadership: Leadership) -> ActiveIndex:
+    def begin(self, leadership: Leadership) -> ActiveFacts:
         """Start a term: claim its epoch in the store (fencing out any older leader) and
-        load the active state; the index read, for the driver."""
+        load the active state; the facts read, for the driver."""
         self._new_term(leadership)
         self.term.elected_at = self.clock()
         stored = self.store.current_epoch()
@@ -331,15 +331,15 @@ class Master:
                 inbox.add(host_reports)
                 self._nudge.set()
 
-    def _load(self) -> ActiveIndex:
-        """Read the active state into the term's view; the index read, for the driver.
+    def _load(self) -> ActiveFacts:
+        """Read the active state into the term's view; the facts read, for the driver.
 
-        The cyclic garbage collector is held off while it runs: the load creates a few
-        hundred thousand long-lived objects (rows, strings, index entries), and each
-        generation-0 overflow would otherwise rescan the growing older generations again
-        and again, for nothing (none of it is garbage). Once loaded, they are frozen out of
-        the collector's sight for the leadership (unfrozen when it ends), so later full
-        collections do not walk 100,000 task rows either."""
+        The cyclic garbage collector is held off while it runs: the load creates millions
+        of long-lived objects (task ids, facts, index entries), and each generation-0
+        overflow would otherwise rescan the growing older generations again and again, for
+        nothing (none of it is garbage). Once loaded, they are frozen out of the
+        collector's sight for the leadership (unfrozen when it ends), so later full
+        collections do not walk a million tasks' facts either."""
         enabled = gc.isenabled()
         gc.disable()
         try:
@@ -349,14 +349,14 @@ class Master:
             if enabled:
                 gc.enable()
 
-    def _load_view(self) -> ActiveIndex:
+    def _load_view(self) -> ActiveFacts:
         started = time.monotonic()
         view = self.term.view
-        index = self.store.load_active_index()
-        for job in index.jobs:
+        facts = self.store.load_active_facts()
+        for job in facts.jobs:
             view.put_job(job)
-        view.put_rows(index.tasks)
-        jobs, tasks = len(index.jobs), len(index.tasks)
+        view.load(facts.tasks_by_job, self.store)
+        jobs, tasks = len(facts.jobs), sum(map(len, facts.tasks_by_job.values()))
         self.term.touched = {job_id for job_id in view.jobs if self._needs_reconcile(job_id)}
         saved = self.store.get_meta(disruption.DISRUPTIONS_META)
         self.term.disrupted = disruption.decode(saved, view.jobs)
@@ -370,7 +370,7 @@ class Master:
             took,
             len(self.term.touched),
         )
-        return index
+        return facts
 
     def _needs_reconcile(self, job_id: str) -> bool:
         """Whether the job's tasks, as the indexes see them, may call for an action: a
@@ -392,12 +392,7 @@ class Master:
         if d.service is not None:
             if not d.service.enabled:
                 return False  # nothing to create, replace or scale until it is enabled
-            live = sum(
-                1
-                for t in ids
-                if view.state(t) not in (TaskState.FINISHED, TaskState.KILL_INITIATED)
-            )
-            return live != d.service.capacity.desired
+            return view.live_count(job_id) != d.service.capacity.desired
         return False
 
     # ---- one iteration ------------------------------------------------------------------
@@ -519,7 +514,7 @@ class Master:
             if raw is None or repaired is not None:
                 view.settle_unreadable(job_id, stuck, repaired)
         for task in self.store.list_tasks(job_id):
-            mine = view.get(task.id)
+            mine = view.parsed(task.id)  # one not read yet is taken as listed
             if mine is None or task.version > mine.version:
                 view.put_task(task)
         for request in self.store.list_kill_requests(job_id):

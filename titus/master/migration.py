@@ -87,8 +87,7 @@ def migrate(
             if job is None or view.state(task_id) != TaskState.STARTED:
                 continue
             task = view.get(task_id)
-            assert task is not None
-            if not relocatable(job, task):
+            if task is None or not relocatable(job, task):
                 continue
             owner_time = self_managed_time(job, self_managed_ms)
             if owner_time is not None and now_ms - wanted.setdefault(task_id, now_ms) < owner_time:

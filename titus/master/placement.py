@@ -105,7 +105,9 @@ def place(leader: Placing, now: int) -> tuple[int, list[HostView]] | None:
     pending: list[tuple[Job, Task]] = []
     by_group: dict[str, int] = {}
     next_due = now + int(RESCHEDULE_SEC * 1000)
-    for task_id in list(leader.view.pending):
+    waiting = list(leader.view.pending)
+    leader.view.prefetch(waiting)  # the documents of those not read yet, in one read
+    for task_id in waiting:
         task = leader.view.get(task_id)
         if task is None:
             continue
@@ -312,7 +314,7 @@ def host_states(
                 schedulable=schedulable(h),
                 launching=usage.launching,
                 task_count=usage.tasks,
-                job_counts=dict(usage.jobs),
+                job_counts=usage.jobs,  # read only, for this pass: not copied
                 enis=enis,
             )
         )

@@ -10,6 +10,7 @@ when this runs; these functions decide what a report means.
 from __future__ import annotations
 
 import logging
+from itertools import filterfalse
 from typing import Protocol
 
 from titus.master import metrics as m
@@ -93,7 +94,8 @@ def apply_report(leader: Reporting, hr: HostReport) -> None:
             refresh_context(leader, report)
         return
     task = leader.view.get(report.taskId)
-    assert task is not None
+    if task is None:
+        return  # its document cannot be read (quarantined, its job left alone) or is gone
     updated = with_report(task, report, new_state, leader.now_ms())
     record(leader, task, updated)
     if report.terminal:
@@ -185,7 +187,9 @@ def with_report(task: Task, report: TaskReport, state: TaskState, now_ms: int) -
 def apply_lost_hosts(leader: Reporting) -> None:
     lost = leader.lost_hosts()
     for host in lost:
-        for task_id in leader.view.on_host(host):
+        on_host = leader.view.on_host(host)
+        leader.view.prefetch(on_host)  # their documents in one read
+        for task_id in on_host:
             task = leader.view.get(task_id)
             if task is None or task.state not in TASK_ON_HOST:
                 continue
@@ -203,29 +207,33 @@ def reconcile_actual(
     Safe to run again from the start if interrupted (every step is idempotent)."""
     complete = actual is not None
     actual = actual or {}
-    on_hosts: dict[str, str] = {}
     view = leader.view
+    reported: dict[str, set[str]] = {}
     for host_id, reports in actual.items():
-        for report in reports:
-            on_hosts[report.taskId] = host_id
-            # most hosts' reports only confirm what the store says: nothing to do
-            if (
-                view.state(report.taskId) == report.state
-                and view.agent_of(report.taskId) == host_id
-                and not report.terminal
-            ):
-                continue
-            apply_report(leader, HostReport(host_id, report))
+        ids = [report.taskId for report in reports]
+        reported[host_id] = set(ids)
+        # most hosts' reports only confirm what the store says: nothing to do
+        for i in view.unconfirmed(host_id, ids, [report.state for report in reports]):
+            apply_report(leader, HostReport(host_id, reports[i]))
     now = leader.now_ms()
     relaunch: list[Placement] = []
-    for host, task_ids in list(leader.view.by_host.items()):
-        for task_id in list(task_ids):
-            state = leader.view.state(task_id)
-            if state not in TASK_ON_HOST or task_id in on_hosts:
+    everywhere: set[str] | None = None  # every task some host reported, made if needed
+    for host, on_host in list(view.by_host.items()):
+        if host not in actual and not complete:
+            continue  # the host did not answer in time: its tasks are left alone
+        # placed there and not reported there: reported by no host?
+        missing = list(filterfalse(reported.get(host, set()).__contains__, on_host))
+        if not missing:
+            continue
+        if everywhere is None:
+            everywhere = set().union(*reported.values())
+        missing = [t for t in missing if t not in everywhere and view.state(t) in TASK_ON_HOST]
+        view.prefetch(missing)  # their documents at once
+        for task_id in missing:
+            task = view.get(task_id)
+            if task is None or task.state not in TASK_ON_HOST:
                 continue
-            task = leader.view.get(task_id)
-            if task is None:
-                continue
+            state = task.state
             if host in actual:
                 if state == TaskState.LAUNCHED:
                     # decided and saved, but the launch never arrived (the old leader
@@ -235,8 +243,6 @@ def reconcile_actual(
                         relaunch.append(Placement(TaskSpec.for_task(job, task), host))
                 elif now - task.status.timestamp > unknown_task_grace * 1000:
                     finish_lost(leader, task, f"host {host} does not run it")
-            elif not complete:
-                continue
             elif state == TaskState.LAUNCHED:
                 finish_lost(
                     leader,

@@ -36,13 +36,16 @@ from titus.store.errors import (
 from titus.store.records import (
     LEADER_RECORD_META,
     PENDING_BY_GROUP_META,
+    ActiveFacts,
     ActiveIndex,
     ActiveState,
     Change,
     ChangeBatch,
     IdempotencyRecord,
+    JobTaskFacts,
     KillRequest,
     MoveRequest,
+    TaskFacts,
     TaskRow,
 )
 from titus.store.roles import (
@@ -80,6 +83,7 @@ class JobStore(
 __all__ = [
     "LEADER_RECORD_META",
     "PENDING_BY_GROUP_META",
+    "ActiveFacts",
     "ActiveIndex",
     "ActiveState",
     "Change",
@@ -91,6 +95,7 @@ __all__ = [
     "IdempotencyRecord",
     "Idempotency",
     "JobStore",
+    "JobTaskFacts",
     "Jobs",
     "KillRequest",
     "Leadership",
@@ -105,5 +110,6 @@ __all__ = [
     "StoreRefused",
     "StoreUnavailable",
     "TaskAttributes",
+    "TaskFacts",
     "TaskRow",
 ]

@@ -7,6 +7,8 @@ backends write them as text (titus/store/codec.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import repeat
 from typing import NamedTuple
 
 from titus.model.job import Job, Task
@@ -78,13 +80,9 @@ class ActiveState:
 
 
 class TaskRow(NamedTuple):
-    """An active task as the leader's start-up reads it: the few fields its indexes need, and
-    the stored document, parsed only when the leader has to look at the task itself.
-
-    Parsing and validating 100,000 task documents dominates a leader's start-up; the
-    fields here come out of the store cheaply (both backends write them as plain columns
-    next to the document), so a new leader can act within a second and parse a running
-    task only when a report, a kill or a reconciliation touches it.
+    """An active task's plain columns (as `TaskFacts`, with its version) and its stored
+    document, unparsed: `load_active_index`, for a reader that wants every document but
+    not every document parsed. (A leader's start-up reads less: `TaskFacts`.)
     A named tuple, so building 100,000 of them from database rows costs next to nothing.
     """
 
@@ -97,6 +95,63 @@ class TaskRow(NamedTuple):
     timestamp: int
     #: The stored JSON document (what `Task.model_validate_json` reads).
     raw: str
+
+
+class TaskFacts(NamedTuple):
+    """An active task's plain columns, without its document: what a leader's indexes
+    (and a driver's book of what runs where) need of every task at start-up.
+
+    A leader holding a million tasks cannot hold (or even read) a million documents of
+    about 800 characters each when it starts: it reads these columns in bulk
+    (`Jobs.load_active_facts`) and a task's document only once it has to look at the task
+    itself (`Jobs.active_task_documents`).
+    """
+
+    id: str
+    job_id: str
+    state: str
+    agent_id: str | None
+    #: The current status's timestamp (epoch ms).
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class JobTaskFacts:
+    """The plain columns of one job's active tasks (as `TaskFacts`), a list per column in
+    one order: a million tasks come out of a store as a few thousand such groups, and a
+    leader builds its indexes from whole columns rather than row by row."""
+
+    ids: list[str]
+    states: list[str]
+    agent_ids: list[str | None]
+    timestamps: list[int]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class ActiveFacts:
+    """Every active job, and every active task's plain columns grouped by job id."""
+
+    jobs: list[Job]
+    tasks_by_job: dict[str, JobTaskFacts]
+
+    @cached_property
+    def tasks(self) -> list[TaskFacts]:
+        """The same tasks one row each (a driver's book of what runs where reads these)."""
+        return [
+            TaskFacts(*row)
+            for job_id, group in self.tasks_by_job.items()
+            for row in zip(
+                group.ids,
+                repeat(job_id),
+                group.states,
+                group.agent_ids,
+                group.timestamps,
+                strict=False,
+            )
+        ]
 
 
 @dataclass(frozen=True)

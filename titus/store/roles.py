@@ -11,13 +11,14 @@ with `StaleEpoch`, so a deposed leader never overwrites its successor's decision
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from concurrent.futures import Future
 from typing import Protocol, runtime_checkable
 
 from titus.model.autoscaling import PolicyRecord
 from titus.model.job import Job, Task
 from titus.store.records import (
+    ActiveFacts,
     ActiveIndex,
     ActiveState,
     ChangeBatch,
@@ -88,7 +89,19 @@ class Jobs(Protocol):
 
     def load_active_index(self) -> ActiveIndex:
         """`load_active` with each task as a TaskRow (documents not parsed): one bulk read
-        per table, for a leader start-up that does not grow with parsing every task."""
+        per table, that does not grow with parsing every task."""
+        ...
+
+    def load_active_facts(self) -> ActiveFacts:
+        """Every active job, and every active task's plain columns without its document
+        (`TaskFacts`): a leader's start-up reads neither more than its indexes need nor a
+        document per task. Jobs and tasks agree with each other as `load_active`'s do."""
+        ...
+
+    def active_task_documents(self, task_ids: Collection[str]) -> dict[str, str]:
+        """The stored documents (unparsed) of those of `task_ids` that are active, by task
+        id; an id that is not active is left out. A leader reads the documents of the
+        tasks it has to look at, a few at a time, after `load_active_facts`."""
         ...
 
 

@@ -45,7 +45,7 @@ from titus.master.mesos.translate import (
 )
 from titus.model.launch import TaskReport
 from titus.settings import Settings
-from titus.store.base import ActiveIndex, JobStore
+from titus.store.base import ActiveFacts, JobStore
 
 log = logging.getLogger("titus.master.mesos")
 
@@ -90,7 +90,7 @@ class MesosDriver:
         return self.offer_book.cycles
 
     # ---- lifecycle ----------------------------------------------------------------------
-    def start(self, leadership: Leadership, active: ActiveIndex) -> None:
+    def start(self, leadership: Leadership, active: ActiveFacts) -> None:
         """Subscribe as the stored framework (or a new one) and begin the first sync."""
         with self._lock:
             self.offer_book.reset()

@@ -34,7 +34,7 @@ from titus.master.mesos.translate import (
 )
 from titus.model.launch import TaskReport
 from titus.model.states import TASK_ON_HOST, TaskState
-from titus.store.base import ActiveIndex
+from titus.store.base import ActiveFacts
 
 log = logging.getLogger("titus.master.mesos")
 
@@ -79,7 +79,7 @@ class ReconcileDue:
 class TaskTracker:
     """Tasks on agents, kills in flight, the first sync, updates awaiting acknowledgement."""
 
-    def __init__(self, active: ActiveIndex | None = None) -> None:
+    def __init__(self, active: ActiveFacts | None = None) -> None:
         self._placed: dict[str, Placed] = {}
         self._jobs: dict[str, str] = {}  # task id -> job id, for reports without data
         self._kills: dict[str, str] = {}  # task id -> agent id, sent again on resubscription
@@ -93,7 +93,7 @@ class TaskTracker:
         if active is not None:
             self._load(active)
 
-    def _load(self, active: ActiveIndex) -> None:
+    def _load(self, active: ActiveFacts) -> None:
         """Tasks the store places on hosts: what explicit reconciliation asks about, and
         what counts as used on each agent."""
         resources = {job.id: job.jobDescriptor.container.resources for job in active.jobs}

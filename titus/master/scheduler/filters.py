@@ -192,8 +192,13 @@ class ResourcesFilter(Filter):
         start = table.free[:, rows]
         values = ctx.demand.tolist()
         falling = min(values) >= 0
-        # Hosts a run reaches are usually nearly full: a few copies first.
         depth = min(limit, 4)
+        if falling and max(values) > 0 and depth < limit:
+            # As many as division says fit (plus one for rounding, plus one to see the
+            # refusal): one replay for most runs instead of a short one and a long one.
+            needed = ctx.demand > 0
+            whole = np.floor((start[needed] + EPSILON) / demand[needed]).min(axis=0).max()
+            depth = int(min(limit, max(whole, 0.0) + 2))
         while True:
             free = np.empty((depth, len(RESOURCES), len(rows)), dtype=np.float64)
             free[0] = start

@@ -94,6 +94,13 @@ class HostTable:
         #: Sum over the packing columns of used / total: the bin-packing fitness of a host
         #: before a task is added, kept up to date by `assign`.
         self.packed: FloatArray = (self.used[list(PACK_COLUMNS)] * self.pack_inverse).sum(axis=0)
+        #: Free cpu share minus free memory share of each host (`share_gap`), and 1 plus
+        #: its magnitude: what the balance scorer compares a placement with, kept up to
+        #: date by `assign` (recomputed from `free`, so always the bits a fresh
+        #: computation would give).
+        self.gap: FloatArray = share_gap(self.free[0], self.free[1], self.pack_inverse)
+        self.gap_base: FloatArray = 1.0 + np.abs(self.gap)
+        self._gap_steps: dict[bytes, FloatArray] = {}
         self.usable: BoolArray = self.healthy & self.schedulable
         self._usable: list[bool] = self.usable.tolist()
         #: Free resources summed over usable hosts (critical reservations are checked on it).
@@ -226,6 +233,12 @@ class HostTable:
             if self.usable[row]:
                 self.cluster_free = repeated(np.subtract, self.cluster_free, demand, count)
         self.slack[:, row] = self.free[:, row] + EPSILON
+        inverse = self.pack_inverse
+        gap = float(self.free[0, row]) * float(inverse[0, row]) - float(self.free[1, row]) * float(
+            inverse[1, row]
+        )
+        self.gap[row] = gap
+        self.gap_base[row] = 1.0 + abs(gap)
         self.launching[row] += count
         self.task_count[row] += count
         self.most_launching = max(self.most_launching, int(self.launching[row]))
@@ -287,6 +300,9 @@ class HostTable:
             self.free[:, idx] = state[width : 2 * width]
             self.packed[idx] = state[2 * width]
         self.slack[:, idx] = self.free[:, idx] + EPSILON
+        gap = share_gap(self.free[0, idx], self.free[1, idx], self.pack_inverse[:, idx])
+        self.gap[idx] = gap
+        self.gap_base[idx] = 1.0 + np.abs(gap)
         usable = sum(c for r, c in zip(rows, counts, strict=True) if self._usable[r])
         if usable:
             self.cluster_free = repeated(np.subtract, self.cluster_free, demand, usable)
@@ -316,16 +332,30 @@ class HostTable:
             log.extend([row] * count)
             self.stamp[row] = len(log) - 1
 
-    def free_after(self, rows: IntArray, demand: FloatArray, copies: int) -> FloatArray:
+    def free_after(
+        self, rows: IntArray, demand: FloatArray, copies: int, columns: slice = ALL
+    ) -> FloatArray:
         """Free resources of `rows` after 0, 1, ..., `copies` - 1 placements of `demand` on
         each, shape (copies, resource, len(rows)): subtracted one copy at a time, as
         `assign` does, so a trajectory computed from it has the bits a score computed
-        after those placements has."""
-        acc = np.empty((copies, len(RESOURCES), len(rows)), dtype=np.float64)
-        acc[0] = self.free[:, rows]
-        acc[1:] = demand[:, None]
+        after those placements has. `columns`: only those resources (each is replayed on
+        its own, so the bits are the same)."""
+        free = self.free[columns]
+        acc = np.empty((copies, free.shape[0], len(rows)), dtype=np.float64)
+        acc[0] = free[:, rows]
+        acc[1:] = demand[columns, None]
         np.subtract.accumulate(acc, axis=0, out=acc)
         return acc
+
+    def gap_step(self, demand: FloatArray) -> FloatArray:
+        """How much a task of `demand` moves each host's `gap` (`share_gap` of the
+        demand), once per distinct demand, like `pack_share`."""
+        key = demand[:2].tobytes()
+        step = self._gap_steps.get(key)
+        if step is None:
+            step = demand[0] * self.pack_inverse[0] - demand[1] * self.pack_inverse[1]
+            self._gap_steps[key] = step
+        return step
 
     def packed_after(self, rows: IntArray, added: FloatArray, copies: int) -> FloatArray:
         """`packed` of `rows` after 0, 1, ..., `copies` - 1 placements adding `added` (one
@@ -348,6 +378,14 @@ class HostTable:
             shares = pack_demand @ self.pack_inverse
             self._pack_shares[key] = shares
         return shares
+
+
+def share_gap(cpu: FloatArray, memory: FloatArray, inverse: FloatArray) -> FloatArray:
+    """cpu share minus memory share (amounts times 1/total, `inverse` as
+    `HostTable.pack_inverse`): one expression for the table's `gap` and for trajectories,
+    so both give the same bits."""
+    result: FloatArray = cpu * inverse[0] - memory * inverse[1]
+    return result
 
 
 def _repeated_columns(

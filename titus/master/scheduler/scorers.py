@@ -28,7 +28,7 @@ from titus.master.scheduler.filters import (
     ZoneBalanceFilter,
     constraint_filters,
 )
-from titus.master.scheduler.hosts import ALL, FloatArray, HostTable, Index, IntArray
+from titus.master.scheduler.hosts import ALL, FloatArray, HostTable, Index, IntArray, share_gap
 from titus.master.scheduler.model import SchedulerConfig
 
 Kind = Literal["fitness", "soft", "resource"]
@@ -104,19 +104,18 @@ class BinPacking(Scorer):
 BALANCE_COLUMNS = slice(0, 2)
 
 
-def balance_gain(demand: FloatArray, free: FloatArray, inverse: FloatArray) -> FloatArray:
-    """How much closer placing `demand` brings a host's free cpu and free memory, each as
-    a share of the host's total: |cpu - memory| before minus after, mapped from -1..1 to
-    0..1 (0.5: no change).
-
-    `demand` is (2, 1), `free` (2, n) or (copies, 2, n), `inverse` (2, n): the same
-    elementwise arithmetic for a score and a trajectory, so both give the same bits."""
-    cpu_inverse, memory_inverse = inverse[0], inverse[1]
-    cpu, memory = free[..., 0, :], free[..., 1, :]
-    before = np.abs(cpu * cpu_inverse - memory * memory_inverse)
-    after = np.abs((cpu - demand[0]) * cpu_inverse - (memory - demand[1]) * memory_inverse)
-    result: FloatArray = (1.0 + before - after) * 0.5
-    return result
+def balance_gain(gap: FloatArray, base: FloatArray, step: FloatArray) -> FloatArray:
+    """How much closer placing a task brings a host's free cpu and free memory, each as a
+    share of the host's total: |cpu share - memory share| before minus after, mapped from
+    -1..1 to 0..1 (0.5: no change). `gap` is the host's cpu share minus memory share
+    (`HostTable.gap`, or a trajectory's), `base` 1 + |gap|, `step` what the task moves
+    the gap by (`HostTable.gap_step`): the same elementwise arithmetic for a score and a
+    trajectory, so both give the same bits."""
+    after = np.subtract(gap, step)
+    np.abs(after, out=after)
+    np.subtract(base, after, out=after)
+    after *= 0.5
+    return after
 
 
 class Balance(Scorer):
@@ -144,16 +143,15 @@ class Balance(Scorer):
         return not ctx.spread and self.weight > 0
 
     def score(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> FloatArray:
-        inverse = table.pack_inverse[BALANCE_COLUMNS, idx]
-        free = table.free[BALANCE_COLUMNS, idx]
-        return balance_gain(ctx.demand[BALANCE_COLUMNS, None], free, inverse)
+        return balance_gain(table.gap[idx], table.gap_base[idx], table.gap_step(ctx.demand)[idx])
 
     def trajectory(
         self, table: HostTable, ctx: TaskContext, rows: IntArray, copies: int
     ) -> FloatArray:
-        free = table.free_after(rows, ctx.demand, copies)[:, BALANCE_COLUMNS, :]
-        inverse = table.pack_inverse[BALANCE_COLUMNS][:, rows]
-        return balance_gain(ctx.demand[BALANCE_COLUMNS, None], free, inverse)
+        free = table.free_after(rows, ctx.demand, copies, BALANCE_COLUMNS)
+        gap = share_gap(free[:, 0, :], free[:, 1, :], table.pack_inverse[:, rows])
+        base = 1.0 + np.abs(gap)
+        return balance_gain(gap, base, table.gap_step(ctx.demand)[rows])
 
 
 class Spreading(Scorer):

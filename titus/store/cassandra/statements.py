@@ -73,6 +73,8 @@ STATEMENTS: dict[str, str] = {
     "jobs_scan": "SELECT value FROM active_jobs",
     "tasks_scan": "SELECT task_id, job_id, version, state, agent_id, status_ts, value "
     "FROM active_tasks",
+    # TaskFacts' columns, in its order: no document crosses the wire
+    "tasks_scan_facts": "SELECT task_id, job_id, state, agent_id, status_ts FROM active_tasks",
     # change feed
     "change_insert": "INSERT INTO changes (bucket, seq, kind, entity_id, op, job_id) "
     "VALUES (?, ?, ?, ?, ?, ?)",

@@ -8,6 +8,7 @@ hold only what is active, and a read per task made a 100,000-task start-up take 
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from typing import Any
 
 from titus.model.job import Job, Task
@@ -16,7 +17,14 @@ from titus.store.cassandra.schema import task_columns
 from titus.store.codec import dump_document
 from titus.store.errors import Conflict, StaleEpoch
 from titus.store.quarantine import decode_jobs, decode_task, decode_tasks
-from titus.store.records import ActiveIndex, ActiveState, TaskRow
+from titus.store.records import (
+    ActiveFacts,
+    ActiveIndex,
+    ActiveState,
+    JobTaskFacts,
+    TaskFacts,
+    TaskRow,
+)
 
 
 class TasksPart(Part):
@@ -114,7 +122,7 @@ class TasksPart(Part):
     def list_active_tasks(self) -> list[Task]:
         return decode_tasks([r.value for r in self._db.scan("tasks_scan", "tasks")])
 
-    def _scan_both(self) -> tuple[list[Job], list[Any]]:
+    def _scan_both(self, tasks_scan: str = "tasks_scan") -> tuple[list[Job], list[Any]]:
         """The job and task scans side by side: the jobs' pages arrive while tasks page."""
         result: dict[str, list[Any]] = {}
         errors: list[BaseException] = []
@@ -127,7 +135,7 @@ class TasksPart(Part):
 
         thread = threading.Thread(target=jobs, name="cassandra-load-jobs", daemon=True)
         thread.start()
-        task_rows = self._db.scan("tasks_scan", "tasks")
+        task_rows = self._db.scan(tasks_scan, "tasks")
         thread.join()
         if errors:
             raise errors[0]
@@ -144,6 +152,45 @@ class TasksPart(Part):
         # The scan's columns are TaskRow's fields, in its order.
         tasks = [TaskRow._make(r) if r.job_id is not None else _old_row(r) for r in rows]
         return ActiveIndex(jobs=jobs, tasks=tasks)
+
+    def load_active_facts(self) -> ActiveFacts:
+        """Both active tables scanned, the tasks' plain columns only (no document read),
+        grouped by job as they arrive."""
+        jobs, rows = self._scan_both("tasks_scan_facts")
+        old = [r.task_id for r in rows if r.job_id is None]
+        documents = self.active_task_documents(old) if old else {}
+        by_job: dict[str, JobTaskFacts] = {}
+        for r in rows:
+            facts = (
+                TaskFacts(r.task_id, r.job_id, r.state, r.agent_id, r.status_ts or 0)
+                if r.job_id is not None
+                else _old_facts(r.task_id, documents.get(r.task_id))
+            )
+            if facts is None:
+                continue
+            group = by_job.get(facts.job_id)
+            if group is None:
+                group = by_job[facts.job_id] = JobTaskFacts([], [], [], [])
+            group.ids.append(facts.id)
+            group.states.append(facts.state)
+            group.agent_ids.append(facts.agent_id)
+            group.timestamps.append(facts.timestamp)
+        return ActiveFacts(jobs=jobs, tasks_by_job=by_job)
+
+    def active_task_documents(self, task_ids: Collection[str]) -> dict[str, str]:
+        rows = self._db.concurrent(
+            "task_get_keyed", [(i,) for i in task_ids], f"read {len(task_ids)} task documents"
+        )
+        return {r.task_id: r.value for r in rows}
+
+
+def _old_facts(task_id: str, value: str | None) -> TaskFacts | None:
+    """A task written before the plain columns existed: its columns out of its document
+    (None when it went meanwhile)."""
+    if value is None:
+        return None
+    job_id, state, agent_id, ts = task_columns(Task.model_validate_json(value))
+    return TaskFacts(task_id, job_id, state, agent_id, ts)
 
 
 def _old_row(r: Any) -> TaskRow:

@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections.abc import Collection
 
-from titus.model.job import Task, now_ms
+from titus.model.job import Job, Task, now_ms
 from titus.store.codec import dump_document, task_facts
 from titus.store.errors import Conflict
 from titus.store.quarantine import decode_jobs, decode_task, decode_tasks
-from titus.store.records import ActiveIndex, ActiveState, TaskRow
+from titus.store.records import ActiveFacts, ActiveIndex, ActiveState, JobTaskFacts, TaskRow
 from titus.store.sqlite.archive import ArchivePart
 from titus.store.sqlite.connection import unavailable
-from titus.store.sqlite.schema import TASK_INSERT
+from titus.store.sqlite.schema import TASK_FACTS_INDEX, TASK_INSERT
+
+#: Between the values of a column of one job's tasks (ids are never made with it).
+_SEPARATOR = "\x1f"
+#: Each job's task columns, each as one string: out of the index alone, job after job, and
+#: a few thousand strings rather than a million rows of values (a task written without a
+#: host or a status time reads as "" or 0).
+_FACTS_BY_JOB = (
+    "SELECT job_id, count(*), group_concat(task_id, char(31)), group_concat(state, char(31)), "
+    "group_concat(ifnull(agent_id, ''), char(31)), group_concat(ifnull(ts, 0), char(31)) "
+    f"FROM active_tasks INDEXED BY {TASK_FACTS_INDEX} GROUP BY job_id"
+)
+_FACTS_OF_JOB = (
+    "SELECT task_id, state, agent_id, ifnull(ts, 0) FROM active_tasks WHERE job_id=? "
+    "ORDER BY task_id"
+)
+#: Ids per read of documents (well below SQLite's limit on a statement's parameters).
+_IDS_PER_READ = 500
 
 
 class TasksPart(ArchivePart):
@@ -104,3 +123,59 @@ class TasksPart(ArchivePart):
         except sqlite3.OperationalError as exc:
             raise unavailable(exc) from exc
         return ActiveIndex(jobs=decode_jobs(values), tasks=list(map(TaskRow._make, rows)))
+
+    def load_active_facts(self) -> ActiveFacts:
+        """Jobs and task columns from one read transaction, so they agree with each other.
+
+        The job documents are parsed on another thread while SQLite reads the task columns
+        (it lets go of the interpreter while it reads): a few seconds with a million tasks
+        are spent in each, side by side."""
+        conn = self._conn()
+        jobs: list[Job] = []
+        errors: list[BaseException] = []
+
+        def parse(values: list[str]) -> None:
+            try:
+                jobs.extend(decode_jobs(values))
+            except BaseException as e:  # noqa: BLE001 - handed to the caller below
+                errors.append(e)
+
+        parsing: threading.Thread | None = None
+        try:
+            conn.execute("BEGIN")
+            try:
+                values = [str(v) for (v,) in conn.execute("SELECT value FROM active_jobs")]
+                parsing = threading.Thread(target=parse, args=(values,), name="sqlite-load-jobs")
+                parsing.start()
+                by_job: dict[str, JobTaskFacts] = {}
+                for job_id, count, *columns in conn.execute(_FACTS_BY_JOB):
+                    ids, states, agents, stamps = (str(c).split(_SEPARATOR) for c in columns)
+                    if not len(ids) == len(states) == len(agents) == len(stamps) == count:
+                        # a value with the separator in it (or a column left empty): this
+                        # job's rows one by one
+                        rows = conn.execute(_FACTS_OF_JOB, (job_id,)).fetchall()
+                        ids, states, agents, stamps = (list(c) for c in zip(*rows, strict=True))
+                    by_job[str(job_id)] = JobTaskFacts(
+                        ids, states, [a or None for a in agents], list(map(int, stamps))
+                    )
+            finally:
+                conn.execute("COMMIT")
+                if parsing is not None:
+                    parsing.join()
+        except sqlite3.OperationalError as exc:
+            raise unavailable(exc) from exc
+        if errors:
+            raise errors[0]
+        return ActiveFacts(jobs=jobs, tasks_by_job=by_job)
+
+    def active_task_documents(self, task_ids: Collection[str]) -> dict[str, str]:
+        ids = list(task_ids)
+        documents: dict[str, str] = {}
+        for start in range(0, len(ids), _IDS_PER_READ):
+            chunk = ids[start : start + _IDS_PER_READ]
+            marks = ",".join("?" * len(chunk))
+            rows = self._read(
+                f"SELECT task_id, value FROM active_tasks WHERE task_id IN ({marks})", tuple(chunk)
+            )
+            documents.update((str(task_id), str(value)) for task_id, value in rows)
+        return documents

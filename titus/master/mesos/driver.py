@@ -25,6 +25,7 @@ from typing import Any
 
 from titus.coord.base import Leadership
 from titus.master.cluster import HostReport, HostView, Placement, take_reports
+from titus.master.mesos.accepts import Accept
 from titus.master.mesos.config import MesosConfig
 from titus.master.mesos.connection import Call, Connection
 from titus.master.mesos.offers import OfferBook, OfferCycle
@@ -246,8 +247,8 @@ class MesosDriver:
         self.connection.submit(
             Call(
                 f"launch {','.join(task_ids)}",
-                lambda d: d.launchTasks(body, infos, filters),
                 on_failure=failed,
+                accept=Accept(body, infos, filters),
             )
         )
 

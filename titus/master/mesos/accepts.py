@@ -28,6 +28,7 @@ import logging
 import queue
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -113,27 +114,32 @@ class AcceptSender:
         with self._idle:
             self._idle.wait_for(lambda: self._in_flight == 0)
 
-    def close(self) -> None:
-        """Stop the senders once the ACCEPTs handed over are done."""
+    def close(self, wait: float = 5.0) -> None:
+        """Stop the senders once the ACCEPTs handed over are done (waiting `wait` seconds
+        at most: a call still in flight then ends on its own timeout)."""
         for _ in self._threads:
             self._jobs.put(None)
+        deadline = time.monotonic() + wait
         for t in self._threads:
             if t is not threading.current_thread():
-                t.join(timeout=self._timeout + 1)
+                t.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _work(self) -> None:
         conn: http.client.HTTPConnection | None = None
-        master = ""
+        session: Session | None = None
         while True:
             job = self._jobs.get()
             if job is None:
                 break
             try:
-                if conn is None or master != job.session.master:
+                # a connection serves one subscription: one kept from an earlier one may
+                # lead to a master that is gone, and a call is never sent twice (a second
+                # ACCEPT of the same offers would lose tasks the first one launched)
+                if conn is None or session != job.session:
                     if conn is not None:
                         conn.close()
-                    master = job.session.master
-                    conn = _connect(master, self._timeout)
+                    session = job.session
+                    conn = _connect(session.master, self._timeout)
                 _post(conn, job.session, job.accept.body(job.session.framework_id))
             except Exception as exc:
                 log.warning("Mesos call %s failed: %s", job.what, exc)

@@ -8,6 +8,7 @@ package, each one concern:
 - tasks.py: what runs where, acknowledgements, explicit and implicit reconciliation;
 - connection.py: the pymesos driver's lifecycle, the calls worker, reconnecting, the
   framework id in the store;
+- accepts.py: ACCEPTs sent several at once beside pymesos, every other call after them;
 - scheduler.py: the thin adapter pymesos calls back, turning callbacks into typed calls.
 
 The driver holds the one lock the book and the tracker are used under, hears the

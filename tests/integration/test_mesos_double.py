@@ -503,6 +503,40 @@ def test_double_as_a_subprocess(mesos_master_process: MesosMasterProcess) -> Non
     sub.close()
 
 
+def test_executor_that_never_subscribes_fails_its_task_after_the_registration_timeout(
+    tmp_path: Path,
+) -> None:
+    """As a Mesos agent does (--executor_registration_timeout, 1 min by default): the
+    executor process is killed and its task fails; a framework then replaces the task. The
+    timeout counts from the process's start, and the double records when each started."""
+    double = MesosMasterProcess(
+        "--heartbeat=0.5",
+        "--allocation-interval=0.05",
+        "--executor-registration-timeout=1",
+        f"--work-dir={tmp_path / 'mesos'}",
+    )
+    try:
+        sub = Subscription(double.address, framework_info())
+        offer = offers_of(sub)[0]
+        info = task_info(offer, "silent")
+        info["executor"]["command"] = {"value": "sleep 30"}  # runs, never subscribes
+        launched = time.time()
+        assert launch(sub, offer, info) == 202
+        failed = next_update(sub, timeout=15)
+        assert (failed["state"], failed["reason"], failed["source"]) == (
+            "TASK_FAILED",
+            "REASON_EXECUTOR_REGISTRATION_TIMEOUT",
+            "SOURCE_AGENT",
+        )
+        ((executor_id, started),) = double.executor_starts
+        assert executor_id == "ex-silent" and started >= launched - 1
+        assert failed["timestamp"] - started >= 1.0
+        assert sub.next("FAILURE")["failure"]["executor_id"] == {"value": "ex-silent"}
+        sub.close()
+    finally:
+        double.stop()
+
+
 # --------------------------------------------------------------------------- pymesos
 
 

@@ -25,6 +25,7 @@ from titus.master.scheduler import (
     HostState,
     PlacementSummary,
     Scheduler,
+    ScheduleResult,
     TaskRequest,
     eni_set_key,
 )
@@ -41,6 +42,8 @@ from titus.store.base import PENDING_BY_GROUP_META
 #: a big cycle costs few writes.
 LAUNCH_CHUNK = 16
 MAX_LAUNCH_CHUNK = 1024
+#: Tasks a big pass places (and launches) first, before it places the rest.
+FIRST_PLACED = LAUNCH_CHUNK
 #: A placement pass is repeated at least this often even when nothing seems to change.
 RESCHEDULE_SEC = 5.0
 #: "Why pending" summaries (and status messages) written per iteration at most.
@@ -129,62 +132,104 @@ def place(leader: Placing, now: int) -> tuple[int, list[HostView]] | None:
     if not hosts:
         return next_due, hosts
     leader.guard()
-    requests = [task_request(job, task) for job, task in pending]
+    requests = {(r := task_request(job, task)).task_id: r for job, task in pending}
+    by_id = {task.id: (job, task) for job, task in pending}
+    chunks = LaunchChunks(leader, by_id)
+    budget = max(leader.scheduler.config.tasks_per_iteration, 0)
+    # The head of the queue first, launched while the rest is placed: a big pass's first
+    # hosts start a scheduling run earlier. The rest goes to the other hosts (as they are
+    # then), so a host's placements of one pass still go out in one launch.
+    head = FIRST_PLACED if len(requests) > 2 * FIRST_PLACED and budget > FIRST_PLACED else None
+    result = schedule_some(leader, list(requests.values()), hosts, head)
+    chunks.add(result, hosts)
+    if head is not None and result.deferred:
+        chunks.flush()
+        attempted = len(result.assignments) + len(result.unplaced)
+        hosts = [h for h in leader.hosts() if h.host_id not in chunks.hosts]
+        rest = schedule_some(
+            leader, [requests[t] for t in result.deferred], hosts, budget - attempted
+        )
+        chunks.add(rest, hosts)
+        result.unplaced.update(rest.unplaced)
+        result.deferred = rest.deferred
+        result.assignments.extend(rest.assignments)
+    chunks.flush()
+    m.ATTEMPTS.labels(result="deferred").inc(len(result.deferred))
+    complete = record_unplaced(leader, result.unplaced, by_id)
+    if result.assignments or result.deferred or not complete:
+        return None
+    return next_due, hosts
+
+
+def schedule_some(
+    leader: Placing, requests: list[TaskRequest], hosts: list[HostView], limit: int | None
+) -> ScheduleResult:
+    """One call of the scheduler on the hosts as they are now, with its metrics."""
     started = time.monotonic()
     result = leader.scheduler.schedule(
         requests,
         host_states(leader.view, hosts, leader.schedulable),
         leader.groups,
         leader.view.groups_usage(),
+        limit=limit,
     )
     m.PLACEMENT_SECONDS.observe(time.monotonic() - started)
     m.ATTEMPTS.labels(result="placed").inc(len(result.assignments))
     m.ATTEMPTS.labels(result="unschedulable").inc(len(result.unplaced))
-    m.ATTEMPTS.labels(result="deferred").inc(len(result.deferred))
-    by_id = {task.id: (job, task) for job, task in pending}
-    host_by_id = {h.host_id: h for h in hosts}
-    chunk: list[tuple[Job, Task, HostView]] = []
-    limit = LAUNCH_CHUNK
+    return result
 
-    def flush() -> None:
+
+class LaunchChunks:
+    """Placements written (one store write) and sent to the driver in chunks, the first
+    small, so hosts start at once, each next one twice as large up to MAX_LAUNCH_CHUNK, so
+    a big pass costs few writes. A host's placements of one scheduler call go out in one
+    chunk: a driver may take a host's whole offer with the first launch to it (Mesos
+    accepts an offer once), so a later chunk could find nothing left to launch on."""
+
+    def __init__(self, leader: Placing, by_id: dict[str, tuple[Job, Task]]) -> None:
+        self.leader = leader
+        self.by_id = by_id
+        self.chunk: list[tuple[Job, Task, HostView]] = []
+        self.limit = LAUNCH_CHUNK
+        #: Hosts placed on so far.
+        self.hosts: set[str] = set()
+
+    def add(self, result: ScheduleResult, hosts: list[HostView]) -> None:
+        host_by_id = {h.host_id: h for h in hosts}
+        by_host: dict[str, list[str]] = {}
+        for assignment in result.assignments:
+            by_host.setdefault(assignment.host_id, []).append(assignment.task_id)
+        for host_id, task_ids in by_host.items():
+            host = host_by_id[host_id]
+            self.hosts.add(host_id)
+            for task_id in task_ids:
+                job, task = self.by_id[task_id]
+                self.chunk.append((job, placed_on(task, host), host))
+            if len(self.chunk) >= self.limit:
+                self.flush()
+
+    def flush(self) -> None:
         """Write the chunk's Launched states in one store write, then send what was
         taken: hosts start on these while the next chunk is being written."""
+        if not self.chunk:
+            return
+        chunk, self.chunk = self.chunk, []
+        self.limit = min(2 * self.limit, MAX_LAUNCH_CHUNK)
+        leader = self.leader
         saved = leader.save_tasks([task for _, task, _ in chunk])
         placements = []
         for (job, launched, host), stored in zip(chunk, saved, strict=True):
             leader.forget_pending(launched.id)
             if stored.state != TaskState.LAUNCHED:
                 continue  # the store had it move on meanwhile (killed): nothing to launch
-            queued = by_id[launched.id][1]
+            queued = self.by_id[launched.id][1]
             queued_at = max(
                 queued.status.timestamp, int(queued.taskContext.get(rc.NOT_BEFORE, "0"))
             )
             m.QUEUE_TO_PLACED.observe(max(0.0, (leader.now_ms() - queued_at) / 1000.0))
             placements.append(Placement(TaskSpec.for_task(job, stored), host.host_id))
-        chunk.clear()
         if placements:
             leader.launch(placements)
-
-    # A host's placements go out in one chunk: a driver may take a host's whole offer with
-    # the first launch to it (Mesos accepts an offer once), so a later chunk could find
-    # nothing left to launch on.
-    by_host: dict[str, list[str]] = {}
-    for assignment in result.assignments:
-        by_host.setdefault(assignment.host_id, []).append(assignment.task_id)
-    for host_id, task_ids in by_host.items():
-        host = host_by_id[host_id]
-        for task_id in task_ids:
-            job, task = by_id[task_id]
-            chunk.append((job, placed_on(task, host), host))
-        if len(chunk) >= limit:
-            flush()
-            limit = min(2 * limit, MAX_LAUNCH_CHUNK)
-    if chunk:
-        flush()
-    complete = record_unplaced(leader, result.unplaced, by_id)
-    if result.assignments or result.deferred or not complete:
-        return None
-    return next_due, hosts
 
 
 def placed_on(task: Task, host: HostView) -> Task:

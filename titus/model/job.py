@@ -354,10 +354,22 @@ class Task(Model):
         return int(self.taskContext.get("task.index", "0"))
 
     def with_status(self, state: TaskState, reason: str = "normal", message: str = "") -> Task:
-        new = self.model_copy(deep=True)
-        new.statusHistory.append(self.status)
-        new.status = TaskStatus(state=state, reasonCode=reason, reasonMessage=message)
-        return new
+        """This task in a new state; the old status goes to the history.
+
+        The copy is as deep as the code's habits need and no deeper (a deep copy of every
+        task placed made a big placement pass seconds longer): what a copy's owner changes
+        in place (its status, history list, context, attributes, log location's fields)
+        is its own, while the past statuses in its history, never changed once replaced,
+        are shared."""
+        return self.model_copy(
+            update={
+                "status": TaskStatus(state=state, reasonCode=reason, reasonMessage=message),
+                "statusHistory": [*self.statusHistory, self.status],
+                "taskContext": dict(self.taskContext),
+                "attributes": dict(self.attributes),
+                "logLocation": self.logLocation.model_copy(),
+            }
+        )
 
     def with_attributes(self, attrs: dict[str, str]) -> Task:
         """This task with the attributes users set on it (kept beside it) merged in."""

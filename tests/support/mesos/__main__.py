@@ -7,7 +7,8 @@ Prints `MESOS_MASTER=host:port` and `MESOS_CONTROL=host:port` on stdout once it 
 runs until SIGTERM/SIGINT, killing its executors on the way out. The control port takes the
 operator actions of the in-process double as JSON POSTs: /add_agent, /remove_agent,
 /rescind_offer, /rescind_all, /restart, /kill_executor, /teardown_framework, /set_leader; and
-GET /state, /calls, /events. `MesosMasterProcess` in fixture.py is the client of this API.
+GET /state, /calls, /events, /executor_starts. `MesosMasterProcess` in fixture.py is the client
+of this API.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def control_app(double: MesosMasterDouble) -> Any:
                     return Response.json(200, double.calls)
                 if name == "events":
                     return Response.json(200, double.events)
+                if name == "executor_starts":
+                    return Response.json(200, double.executor_starts)
             return Response(404)
         action = actions.get(name)
         if action is None:
@@ -74,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refuse-seconds", type=float, default=5.0)
     parser.add_argument("--update-retry", type=float, default=10.0)
     parser.add_argument("--grace", type=float, default=5.0, help="executor shutdown grace")
+    parser.add_argument(
+        "--executor-registration-timeout",
+        type=float,
+        default=60.0,
+        help="seconds an executor process has to subscribe before its tasks fail "
+        "(a Mesos agent's --executor_registration_timeout, default 1 min)",
+    )
     parser.add_argument("--offer-timeout", type=float, default=None)
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--zk", default=None, help="ZooKeeper host:port to publish in")
@@ -89,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             default_refuse_seconds=args.refuse_seconds,
             status_update_retry_seconds=args.update_retry,
             executor_shutdown_grace_period=args.grace,
+            executor_registration_timeout=args.executor_registration_timeout,
             offer_timeout=args.offer_timeout,
             work_dir=args.work_dir,
             zk=args.zk,

@@ -161,6 +161,10 @@ class MesosMasterProcess:
     def calls(self) -> list[dict[str, Any]]:
         return list(self._get("calls"))
 
+    @property
+    def executor_starts(self) -> list[tuple[str, float]]:
+        return [(str(e), float(t)) for e, t in self._get("executor_starts")]
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -196,7 +196,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class Server(ThreadingHTTPServer):
-    """Threaded server on a loopback port that can cut every open connection at once."""
+    """Threaded server on a loopback port that can cut every open connection at once.
+
+    Its accepting thread sleeps until a connection comes (no polling): a double with a
+    thousand agents has a thousand of these, and threads waking to poll would take the
+    interpreter from the threads doing the work. `close` wakes it with a connection of
+    its own."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -212,13 +217,21 @@ class Server(ThreadingHTTPServer):
         self._conns_lock = threading.Lock()
         super().__init__((host, port), _Handler)
         self._thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            target=self.serve_forever, kwargs={"poll_interval": None}, daemon=True
         )
         self._thread.start()
 
     @property
     def port(self) -> int:
         return int(self.server_address[1])
+
+    def _wake(self) -> None:
+        """Connect to the server, so its accepting thread looks at the shutdown request."""
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection((str(self.server_address[0]), self.port), timeout=1),
+        ):
+            pass
 
     def track(self, conn: socket.socket, alive: bool) -> None:
         with self._conns_lock:
@@ -229,7 +242,11 @@ class Server(ThreadingHTTPServer):
 
     def close(self) -> None:
         """Stop listening and reset every open connection (streams and keep-alive ones)."""
-        self.shutdown()
+        stopping = threading.Thread(target=self.shutdown, daemon=True)
+        stopping.start()
+        while stopping.is_alive():
+            self._wake()
+            stopping.join(0.05)
         self.server_close()
         with self._conns_lock:
             conns = list(self._conns)

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from titus.master.mesos.accepts import Accept, AcceptSender, Session
 from titus.master.mesos.config import MesosConfig, master_uri
 from titus.master.mesos.scheduler import ClusterEvents, SchedulerAdapter, SchedulerDriver
 from titus.master.mesos.translate import framework_info
@@ -84,14 +85,24 @@ def _io_alive(driver: SchedulerDriver) -> bool:
 
 @dataclass(frozen=True)
 class Call:
-    """One call to Mesos, run on the calls worker with the current pymesos driver."""
+    """One call to Mesos, run on the calls worker with the current pymesos driver, or an
+    ACCEPT, sent by the AcceptSender (several at once, see accepts.py)."""
 
     #: What it is, for logs.
     what: str
-    run: Callable[[SchedulerDriver], None]
+    run: Callable[[SchedulerDriver], None] | None = None
     #: Called when the call raised (it did not reach Mesos); not when it was never sent
     #: for want of a connection.
     on_failure: Callable[[], None] | None = None
+    accept: Accept | None = None
+
+
+def _session(driver: SchedulerDriver) -> Session | None:
+    """Where pymesos's driver is subscribed, for calls sent beside it; None if it is not."""
+    master, stream_id, framework_id = driver.master, driver.stream_id, driver.framework_id
+    if not master or not stream_id or not framework_id:
+        return None
+    return Session(str(master), str(stream_id), str(framework_id))
 
 
 class ConnectionListener(Protocol):
@@ -146,6 +157,7 @@ class Connection:
         self._framework_id: str | None = None
         self._last_event = time.monotonic()
         self._calls: queue.Queue[tuple[int, Call] | None] = queue.Queue()
+        self._accepts: AcceptSender | None = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._restart_at: float | None = None
@@ -168,6 +180,7 @@ class Connection:
             self._failed_over = False
         self._stop = threading.Event()
         self._calls = queue.Queue()
+        self._accepts = AcceptSender()
         self._threads = [
             threading.Thread(target=self._call_loop, name="mesos-calls", daemon=True),
             threading.Thread(target=self._supervise, name="mesos-supervisor", daemon=True),
@@ -194,6 +207,9 @@ class Connection:
             if t is not threading.current_thread():
                 t.join(timeout=5)
         self._threads = []
+        if self._accepts is not None:
+            self._accepts.close()
+            self._accepts = None
 
     def _connect(self) -> None:
         """Start a pymesos driver subscribing with the stored framework id, if any."""
@@ -259,7 +275,10 @@ class Connection:
         """Runs every call to Mesos in order, off the leader's thread: a slow or refusing
         master never stalls placement, and pymesos's exceptions stop here. Launches and
         kills that do not reach Mesos are not lost for it: the tasks are reconciled (or
-        killed again) once subscribed again."""
+        killed again) once subscribed again. ACCEPTs go to the AcceptSender, several at
+        once; any other call waits until those in flight were answered."""
+        accepts = self._accepts
+        assert accepts is not None
         while True:
             item = self._calls.get()
             if item is None or self._stop.is_set():
@@ -269,6 +288,14 @@ class Connection:
                 driver = self._driver if gen == self._gen else None
                 connected = self._connected
             if driver is None or not connected:
+                continue
+            if call.accept is not None:
+                session = _session(driver)
+                if session is not None:  # else not subscribed: dropped, as pymesos does
+                    accepts.send(session, call.accept, call.what, call.on_failure)
+                continue
+            accepts.drain()
+            if call.run is None:
                 continue
             try:
                 call.run(driver)

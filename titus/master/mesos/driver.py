@@ -8,6 +8,7 @@ package, each one concern:
 - tasks.py: what runs where, acknowledgements, explicit and implicit reconciliation;
 - connection.py: the pymesos driver's lifecycle, the calls worker, reconnecting, the
   framework id in the store;
+- accepts.py: ACCEPTs sent several at once beside pymesos, every other call after them;
 - scheduler.py: the thin adapter pymesos calls back, turning callbacks into typed calls.
 
 The driver holds the one lock the book and the tracker are used under, hears the
@@ -25,6 +26,7 @@ from typing import Any
 
 from titus.coord.base import Leadership
 from titus.master.cluster import HostReport, HostView, Placement, take_reports
+from titus.master.mesos.accepts import Accept
 from titus.master.mesos.config import MesosConfig
 from titus.master.mesos.connection import Call, Connection
 from titus.master.mesos.offers import OfferBook, OfferCycle
@@ -246,8 +248,8 @@ class MesosDriver:
         self.connection.submit(
             Call(
                 f"launch {','.join(task_ids)}",
-                lambda d: d.launchTasks(body, infos, filters),
                 on_failure=failed,
+                accept=Accept(body, infos, filters),
             )
         )
 

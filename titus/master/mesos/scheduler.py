@@ -25,6 +25,17 @@ log = logging.getLogger("titus.master.mesos")
 class SchedulerDriver(Protocol):
     """The part of pymesos's MesosSchedulerDriver this framework uses (pymesos's names)."""
 
+    #: The master's host:port once known.
+    @property
+    def master(self) -> str | None: ...
+
+    #: The subscription's stream id; None while not subscribed.
+    @property
+    def stream_id(self) -> str | None: ...
+
+    @property
+    def framework_id(self) -> str | None: ...
+
     def start(self) -> None: ...
 
     def stop(self, failover: bool = False) -> None: ...

@@ -19,6 +19,7 @@ import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from titus.master.cluster import HostView
@@ -332,15 +333,27 @@ class Executor:
     def of(cls, config: MesosConfig) -> Executor:
         return cls(config.command, dict(config.executor_env), config.role or "*")
 
+    @cached_property
+    def command_info(self) -> dict[str, Any]:
+        """The CommandInfo, the same for every task: built once and shared by their
+        TaskInfos (read-only: it is only encoded)."""
+        variables = [{"name": k, "value": v} for k, v in sorted(self.env.items())]
+        return {"value": self.command, "environment": {"variables": variables}}
+
 
 def task_info(spec: TaskSpec, agent_id: str, need: Usage, executor: Executor) -> dict[str, Any]:
     """The TaskInfo that launches one task on its own executor, the spec in `data`."""
+    role = executor.role
     resources = [
-        {"name": k, "type": "SCALAR", "scalar": {"value": v}, "role": executor.role}
-        for k, v in need.scalars().items()
-        if v > 0
+        {"name": name, "type": "SCALAR", "scalar": {"value": value}, "role": role}
+        for name, value in (
+            (MESOS_CPUS, need.cpus),
+            (MESOS_MEM, need.mem),
+            (MESOS_DISK, need.disk),
+            (MESOS_GPUS, need.gpus),
+        )
+        if value > 0
     ]
-    variables = [{"name": k, "value": v} for k, v in sorted(executor.env.items())]
     data = spec.model_dump_json(by_alias=True, exclude_none=True).encode()
     return {
         "name": f"{spec.applicationName or 'titus'}-{spec.taskIndex}",
@@ -351,7 +364,7 @@ def task_info(spec: TaskSpec, agent_id: str, need: Usage, executor: Executor) ->
             # one executor per task: a crashed executor takes one task with it
             "executor_id": {"value": spec.taskId},
             "name": "titus-executor",
-            "command": {"value": executor.command, "environment": {"variables": variables}},
+            "command": executor.command_info,
         },
         "data": base64.b64encode(data).decode(),
     }

@@ -110,8 +110,13 @@ class Scheduler:
         hosts: Sequence[HostState],
         groups: Mapping[str, CapacityGroup] | None = None,
         running: Mapping[str, Mapping[str, float]] | None = None,
+        limit: int | None = None,
     ) -> ScheduleResult:
         """One scheduling iteration.
+
+        `limit` attempts fewer tasks than `tasks_per_iteration` (the rest come back as
+        `deferred`, in queue order): a caller may place the head of the queue first and
+        launch it while it places the rest.
 
         `running` is each capacity group's current usage (resource name -> amount, keys as in
         `HostState.total`); it ranks Flex groups by share and tells how much of each Critical
@@ -126,7 +131,7 @@ class Scheduler:
         enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._schedule(tasks, hosts, groups, running)
+            return self._schedule(tasks, hosts, groups, running, limit)
         finally:
             if enabled:
                 gc.enable()
@@ -137,6 +142,7 @@ class Scheduler:
         hosts: Sequence[HostState],
         groups: Mapping[str, CapacityGroup] | None,
         running: Mapping[str, Mapping[str, float]] | None,
+        limit: int | None = None,
     ) -> ScheduleResult:
         table = HostTable(hosts)
         ledger = CapacityLedger(groups, running)
@@ -145,6 +151,8 @@ class Scheduler:
         shapes: dict[tuple[object, ...], _Shape] = {}
         config = self.config
         budget = max(config.tasks_per_iteration, 0)
+        if limit is not None:
+            budget = min(budget, max(limit, 0))
         while budget > 0:
             item = queue.pop_run(min(budget, max(config.queue_run, 1)))
             if item is None:

@@ -32,7 +32,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from typing import Any
 
 import httpx
 
+from tests.support.platform import free_port
 from tests.support.poll import wait_until
 
 SERVER = r"""
@@ -88,12 +88,6 @@ JOB: dict[str, Any] = {
     },
     "batch": {"size": 1, "runtimeLimitSec": "600"},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(kind: str, data: str) -> tuple[subprocess.Popen[bytes], str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -18,6 +17,7 @@ import uvicorn
 
 from tests.integration.test_api_app import BATCH, service
 from tests.integration.test_api_spinnaker import add_task
+from tests.support.platform import free_port
 from tests.support.poll import wait_until
 from titus.api.app import create_app
 from titus.api.observe import SNAPSHOT_CHUNK, Hub
@@ -51,9 +51,7 @@ def serving(tmp_path: Path, **settings: Any) -> Iterator[tuple[str, SqliteJobSto
         store,
         LocalCoordinator(),
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

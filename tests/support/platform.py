@@ -8,6 +8,7 @@ conftest.py registers this module as a pytest plugin (the `platform` fixture).
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -30,10 +31,23 @@ ROOT = Path(__file__).resolve().parents[2]
 TITUS = str(Path(sys.executable).parent / "titus")
 
 
+#: Ports handed to servers the tests start, below the kernel's ephemeral range
+#: (32768-60999 here): a port from that range, once let go, may become the source port
+#: of any outgoing connection, and a process restarted on it then fails to bind.
+SERVER_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on, outside the range outgoing connections use."""
+    for _ in range(200):
+        port = random.choice(SERVER_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {SERVER_PORTS}")
 
 
 def spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:

@@ -72,6 +72,9 @@ class FaultyStore(SqliteJobStore):
     def get_job(self, job_id: str) -> Job | None:
         return self._call("get_job", super().get_job, job_id)
 
+    def delete_kill_request(self, request: KillRequest, *, epoch: int | None = None) -> None:
+        self._call("delete_kill_request", super().delete_kill_request, request, epoch=epoch)
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> FaultyStore:
@@ -212,3 +215,50 @@ def test_a_finished_job_left_active_by_a_dead_leader_is_archived_by_the_next(
     successor = takeover(store, driver)
     successor.iterate()
     assert job_id not in {j.id for j in store.list_active_jobs()}
+
+
+def test_every_task_of_a_lost_host_ends_though_a_store_error_cut_in(store: FaultyStore) -> None:
+    """The driver says once that a host is gone; ending its tasks one by one, a write
+    fails: the tasks not ended yet end next time rather than staying on a host that is
+    gone for good."""
+    driver = Hosts(host("h1"))
+    m = leader(store, driver, launching=2)
+    job_id = job(store, service=2)
+    m.iterate()
+    for t in tasks(store, job_id):
+        report(m, t.id, TaskState.STARTED)
+    m.iterate()
+    running = {t.id for t in tasks(store, job_id)}
+    driver.lost, driver.views = {"h1"}, []
+    store.fail("update_task", applied=False)
+    with pytest.raises(StoreUnavailable):
+        m.iterate()
+    ride_out(m)
+    ended = [store.get_task(t) for t in running]
+    assert all(t is not None and t.state == TaskState.FINISHED for t in ended)
+    assert {t.status.reasonCode for t in ended if t is not None} == {Reason.LOST}
+
+
+def test_requests_a_predecessor_left_are_all_carried_out_though_a_store_error_cut_in(
+    store: FaultyStore,
+) -> None:
+    """A new leader carries out the kill requests its predecessor left queued (their dirty
+    marks went with it); a store error part-way must not drop the rest."""
+    driver = Hosts(host("h1"))
+    old = leader(store, driver, launching=2)
+    job_id = job(store, service=2)
+    old.iterate()
+    first, second = (t.id for t in tasks(store, job_id))
+    for task_id in (first, second):
+        report(old, task_id, TaskState.STARTED)
+    old.iterate()
+    for task_id in (first, second):
+        store.add_kill_request(KillRequest(job_id, task_id))
+    store.take_dirty()  # the old leader took the marks and died
+    new = takeover(store, driver)
+    store.fail("delete_kill_request", applied=False)
+    with pytest.raises(StoreUnavailable):
+        new.iterate()
+    ride_out(new)
+    assert {task_id for task_id, _ in driver.killed} >= {first, second}
+    assert store.list_kill_requests(job_id) == []

@@ -110,7 +110,14 @@ class Executor:
         self.driver.wants_offers(pending)
 
     def lost_hosts(self) -> set[str]:
-        return self.driver.lost_hosts()
+        """The hosts the driver says are gone, and those whose tasks were not all ended
+        yet (a store error cut in): the driver says it once."""
+        self.term.lost_hosts |= self.driver.lost_hosts()
+        return set(self.term.lost_hosts)
+
+    def ended_host(self, host_id: str) -> None:
+        """Every task of lost host `host_id` is ended."""
+        self.term.lost_hosts.discard(host_id)
 
     def acknowledge(self, report: HostReport) -> None:
         self.driver.acknowledge(report)

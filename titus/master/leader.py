@@ -557,8 +557,9 @@ class Master:
 
     def _recover_requests(self) -> None:
         """Once per leadership: carry out the kills and moves a predecessor left queued.
-        The dirty marks that announced them may have been taken (and lost) with it."""
-        self.term.requests_recovered = True
+        The dirty marks that announced them may have been taken (and lost) with it.
+        Done once all are carried out: a store error part-way has them all looked at
+        again next time (carrying out a request again is harmless)."""
         kills = self.store.list_all_kill_requests()
         queued = self.store.list_all_move_requests()
         for kill in kills:
@@ -566,6 +567,7 @@ class Master:
                 self._apply_kill_request(kill)
         for move in queued:
             self._apply_move_request(move)
+        self.term.requests_recovered = True
 
     def _apply_move_request(self, request: MoveRequest) -> None:
         moves.apply_move_request(request, self.view, self.store, self.epoch, self.term.touched)

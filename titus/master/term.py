@@ -94,6 +94,9 @@ class Term:
     #: Jobs whose dirty marks were taken from the store but not picked up yet (a store
     #: error or a suspended session cut the pick-up short): picked up first next time.
     dirty: list[str] = field(default_factory=list)
+    #: Hosts the driver said are gone whose tasks are not all ended yet (the driver
+    #: says it once; a store error may cut the ending short).
+    lost_hosts: set[str] = field(default_factory=set)
     sweep_queue: list[str] = field(default_factory=list)
     #: Service tasks being killed to move them off phased-out hosts.
     migrating: set[str] = field(default_factory=set)

@@ -77,3 +77,23 @@ def test_a_kill_that_applied_behind_write_timeouts_reaches_the_host(
     assert tasks(cstore, job_id)[0].state == TaskState.KILL_INITIATED
     ride_out(m)
     assert driver.killed == [(task.id, Reason.KILLED)]
+
+
+def test_a_task_create_that_applied_behind_write_timeouts_runs_once(
+    cql_server: CqlServer, cstore: CassandraJobStore
+) -> None:
+    """The create's compare-and-set landed but every answer was a timeout, so the index
+    row that lists the task under its job was never written: the leader creating it again
+    must take that task, not make a second one under a new name."""
+    driver = Hosts(host("h1"))
+    m = leader(cstore, driver)
+    job_id = job(cstore)
+    cql_server.inject("write_timeout", ") IF NOT EXISTS", times=1000, applied=True)
+    with pytest.raises(StoreUnavailable):
+        m.iterate()
+    cql_server.clear_faults()
+    ride_out(m)
+    active = [t for t in cstore.list_active_tasks() if t.jobId == job_id]
+    assert len(active) == 1, [t.id for t in active]
+    assert [t.id for t in tasks(cstore, job_id)] == [active[0].id]
+    assert [p.spec.taskId for p in driver.launched] == [active[0].id]

@@ -333,13 +333,14 @@ class Executor:
 
     def _made_already(self, task: Task) -> Task:
         """The task a create found under its name. Made by another leader of this job
-        (a predecessor, after this one loaded): it is the task, and is taken as it is.
-        A task of the past with that name (a service index started again at one job
-        version): the new one gets a fresh name."""
+        (a predecessor, after this one loaded), or by this one in an earlier try whose
+        answer was lost: it is the task, and is taken as it is. A task of the past with
+        that name (a service index started again at one job version): the new one gets
+        a fresh name."""
         active = {t.id: t for t in self.store.list_tasks(task.jobId)}
         found = active.get(task.id)
         if found is not None:
-            log.info("task %s was created by an earlier leader: taking it", task.id)
+            log.info("task %s exists already (an earlier create): taking it", task.id)
             return found
         fresh = self.new_id()
         ctx = dict(task.taskContext)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from tests.integration.test_api_app import api, service
 from titus.coord.base import AgentInfo
 from titus.model.job import Task, TaskStatus
 from titus.model.states import TaskState
+from titus.store.base import KillRequest, StoreUnavailable
 
 CALLER = {"X-Titus-CallerId": "spinnaker", "X-Titus-CallReason": "deploy"}
 
@@ -297,3 +300,30 @@ def test_a_retried_kill_with_shrink_lowers_desired_once(tmp_path: Path) -> None:
             assert r.status_code == 200, r.text
         after = http.get(f"/api/v3/jobs/{job_id}").json()["jobDescriptor"]["service"]
         assert after["capacity"]["desired"] == before["capacity"]["desired"] - 1
+
+
+def test_a_kill_with_shrink_cut_short_after_the_shrink_lowers_desired_once_when_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first DELETE lowered desired, then its kill request could not be written (the
+    store failed, the API died): the client hears an error and sends the same again."""
+    with api(tmp_path) as (http, store):
+        job_id = http.post("/api/v3/jobs", json=service()).json()["id"]
+        task = add_task(store, job_id, 1)
+        before = http.get(f"/api/v3/jobs/{job_id}").json()["jobDescriptor"]["service"]
+        written = store.add_kill_request
+
+        def fail_once(request: KillRequest) -> None:
+            monkeypatch.setattr(store, "add_kill_request", written)
+            raise StoreUnavailable("injected: the kill request was not written")
+
+        monkeypatch.setattr(store, "add_kill_request", fail_once)
+        r = http.delete(f"/api/v3/tasks/{task}", params={"shrink": "true"})
+        assert r.status_code == 503, r.text
+        r = http.delete(f"/api/v3/tasks/{task}", params={"shrink": "true"})
+        assert r.status_code == 200, r.text
+        shown = http.get(f"/api/v3/jobs/{job_id}").json()
+        after = shown["jobDescriptor"]["service"]
+        assert after["capacity"]["desired"] == before["capacity"]["desired"] - 1
+        assert "shrunkFor" not in shown  # the platform's own record
+        assert [(k.task_id, k.shrink) for k in store.list_kill_requests(job_id)] == [(task, True)]

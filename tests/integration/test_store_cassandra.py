@@ -501,6 +501,35 @@ def test_a_deposed_leaders_update_is_refused_once_its_successor_wrote(
         new.close()
 
 
+def test_a_deposed_leaders_move_held_after_its_version_reads_is_refused(
+    cql_server: CqlServer,
+) -> None:
+    """A move's logged batch cannot carry a condition: its epoch is read last, right
+    before the batch, so a leader deposed while it read the versions moves nothing."""
+    old, new = _open(cql_server), _open(cql_server)
+    try:
+        old.claim_epoch(1)
+        source, target = old.create_job(make_job()), old.create_job(make_job())
+        task = old.create_task(make_task(source), epoch=1)
+        held = cql_server.hold("SELECT version FROM active_jobs")
+        thread, out = _in_thread(
+            lambda: old.move_task(
+                task.model_copy(update={"jobId": target.id}), source, target, epoch=1
+            )
+        )
+        assert held.arrived.wait(10), "the deposed leader's move never read the versions"
+        new.claim_epoch(2)
+        held.release()
+        thread.join(10)
+        assert isinstance(out[0], StaleEpoch), out
+        stored = new.get_task(task.id)
+        assert stored is not None and stored.jobId == source.id and stored.version == 1
+        assert [t.id for t in new.list_tasks(target.id)] == []
+    finally:
+        old.close()
+        new.close()
+
+
 def test_a_deposed_leaders_create_cannot_overwrite_its_successors_task(
     cql_server: CqlServer,
 ) -> None:

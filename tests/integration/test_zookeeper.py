@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from kazoo.client import KazooState
+from kazoo.protocol.serialization import Create
 
 from tests.support.poll import wait_until
 from tests.support.zookeeper import TEST_SESSION_TIMEOUT, WAIT_SEC, ZkProxy, expire_session
@@ -232,6 +234,47 @@ def test_a_candidate_cut_off_briefly_keeps_its_place_and_leads_when_its_turn_com
     zk_proxy.restore()
     wait_until("b to reconnect", lambda: b.client.connected, WAIT_SEC)
     assert b.client.client_id == session  # the same session: its node is still there
+
+    a.close()
+    second = waiting.result()
+    assert second is not None and second.epoch > first.epoch
+    assert len(b.client.get_children(_election(b))) == 1  # its one node, no stray one
+
+
+def test_a_deposed_leader_whose_session_expired_queues_again_once_and_leads_in_turn(
+    zookeeper: str, zk_coordinator: Factory, zk_proxy: ZkProxy
+) -> None:
+    """A master cut off from ZooKeeper campaigns again (it stepped down); its session
+    expires, and its next one is slow to come (here: cut off at once). It asks for its
+    place while it has no session; the node is made in the next one. That node is its
+    place: taken for another session's, it would stay, of a live session nobody watches,
+    ahead of everyone for good, and no one would ever lead again."""
+    a = zk_coordinator()
+    b = zk_coordinator(zk_proxy.hosts, session_timeout=6.0)
+    first = lead(a, "master-a", "http://a:7001")
+    session = b.client.client_id
+    zk_proxy.cut()
+    wait_until("b to be disconnected", lambda: not b.client.connected, WAIT_SEC)
+    waiting = Campaign(b, "master-b", "http://b:7001")  # its node asked for while cut off
+    expire_session(zookeeper, b.client, session)
+
+    def cut_when_lost(state: KazooState) -> None:
+        if state == KazooState.LOST:
+            zk_proxy.cut()
+
+    b.client.add_listener(cut_when_lost)
+    zk_proxy.restore()  # b hears its session expired, and is cut off again at once
+    wait_until(
+        "b to ask for its place without a session",
+        lambda: (
+            b.client.state == KazooState.LOST
+            and any(isinstance(request, Create) for request, _ in list(b.client._queue))
+        ),
+        WAIT_SEC,
+    )
+    b.client.remove_listener(cut_when_lost)
+    zk_proxy.restore()
+    wait_until("b to connect in a new session", lambda: b.client.connected, WAIT_SEC)
 
     a.close()
     second = waiting.result()

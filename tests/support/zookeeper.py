@@ -95,13 +95,16 @@ def zk_coordinator(zookeeper: str, zk_root: str) -> Iterator[Callable[..., ZooKe
         coordinator.close()
 
 
-def expire_session(zookeeper: str, client: KazooClient) -> None:
+def expire_session(
+    zookeeper: str, client: KazooClient, session: tuple[int, bytes] | None = None
+) -> None:
     """End `client`'s session on the server, as the server does when it times out.
 
     A second client joins the same session (id and password) and closes it; the first
     client's connection is dropped and, when it reconnects, it is told the session expired.
+    `session`: the client's (id, password), read earlier, when it has no connection now.
     """
-    session_id, password = client.client_id
+    session_id, password = session or client.client_id
     intruder = KazooClient(hosts=zookeeper, client_id=(session_id, password), timeout=5.0)
     intruder.start(timeout=10)
     intruder.stop()

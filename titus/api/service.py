@@ -675,7 +675,9 @@ class JobService:
             raise ApiError(404, f"task {task_id} is not active (already finished)")
         self._require_task_owner(who, task, "kill a task of")
         # a retried kill (the client did not see the first answer) lowers desired once: a
-        # task already being killed, or with a kill queued, has had its shrink
+        # task already being killed, or with a kill queued, has had its shrink; so has one
+        # the job names in `shrunkFor`, written with the lowered size (a first try that
+        # failed before its kill request was written)
         already = task.state == TaskState.KILL_INITIATED or any(
             r.task_id == task_id for r in self.store.list_kill_requests(task.jobId)
         )
@@ -686,14 +688,14 @@ class JobService:
                 if service is None:
                     raise ApiError(400, "shrink applies to service jobs only")
                 cap = service.capacity
-                if cap.desired <= 0:
+                if cap.desired <= 0 or task_id in (job.shrunkFor or ()):
                     return None
                 if cap.desired - 1 < cap.min:
                     if prevent_min_size_update:
                         raise ApiError(400, f"shrinking would take desired below min ({cap.min})")
                     cap.min = cap.desired - 1
                 cap.desired -= 1
-                return job
+                return job.shrunk_for(task_id)
 
             self.change_job(task.jobId, lower, who, "kill a task of")
         self.store.add_kill_request(

@@ -386,8 +386,8 @@ class ZooKeeperCoordinator:
                 try:
                     if node is None or node_session != self._session():
                         # first round, or the session that held our node has expired
-                        node_session = self._session()
                         node = self._create_election_node(prefix, payload)
+                        node_session = self._owner(node)
                     leadership = self._try_lead(node, node_session, candidate_id, address, stop)
                     if leadership is not None:
                         node = None  # ours to keep now; resign() deletes it
@@ -419,6 +419,16 @@ class ZooKeeperCoordinator:
                 return str(self._client.create(base, payload, ephemeral=True, sequence=True))
 
             return str(self._retry(find))
+
+    def _owner(self, node: str) -> int:
+        """The session `node` belongs to (0 once it is gone), read from the node itself.
+
+        Not the session read before the create: while a new session is being made after
+        one expired there is none, and the create waits and runs in the new one. A node
+        taken for another session's than its own would be left behind, of a live session
+        nobody watches, ahead of everyone in the queue: no one would ever lead again."""
+        stat = self._retry(self._client.exists, node)
+        return int(stat.ephemeralOwner) if stat is not None else 0
 
     @staticmethod
     def _sequence(child: str) -> int:

@@ -4,8 +4,11 @@ The reconciler decides and this carries out: one method per action type, picked 
 table keyed by the action's type. Placement (placement.py), report handling (reports.py),
 stuck clearing and migration reach the store and the hosts only through here, so the
 rules of a write hold on every path: the epoch fences a deposed leader out, nothing
-reaches a host while the session is suspended (`Term.guard`), and a task's state never
-moves backwards, not even when a write conflicts and is applied again (`save_task`).
+reaches a host while the session is suspended (`Term.guard`), a task's state never
+moves backwards, not even when a write conflicts and is applied again (`save_task`), and
+a write that calls for a host command (a launch, a kill) is never left without it: from
+before the write until the command is handed to the driver it is the term's
+`unsettled`, and a store error in between has both made again next time (`settle`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from titus.master.scheduler import CapacityGroup, Scheduler
 from titus.master.term import Paused, Term
 from titus.master.view import LeaderView
 from titus.model.job import Task
+from titus.model.launch import TaskSpec
 from titus.model.loadbalancer import load_balancers_of
 from titus.model.states import JobState, TaskState, is_forward
 from titus.store.base import LEADER_RECORD_META, Conflict, JobStore
@@ -106,7 +110,14 @@ class Executor:
         self.driver.wants_offers(pending)
 
     def lost_hosts(self) -> set[str]:
-        return self.driver.lost_hosts()
+        """The hosts the driver says are gone, and those whose tasks were not all ended
+        yet (a store error cut in): the driver says it once."""
+        self.term.lost_hosts |= self.driver.lost_hosts()
+        return set(self.term.lost_hosts)
+
+    def ended_host(self, host_id: str) -> None:
+        """Every task of lost host `host_id` is ended."""
+        self.term.lost_hosts.discard(host_id)
 
     def acknowledge(self, report: HostReport) -> None:
         self.driver.acknowledge(report)
@@ -236,11 +247,68 @@ class Executor:
         self.guard()
         killing = task.with_status(TaskState.KILL_INITIATED, reason, message)
         killing.taskContext[rc.KILL_REASON] = reason
-        self.save_task(killing)
         job = self.view.jobs.get(task.jobId)
         if job is not None and load_balancers_of(job):
             self.term.targets_changed = True  # leave the target groups at the next pass
-        self.driver.kill(task.id, task.agent_id, reason)
+        self.write_and_kill(killing)
+
+    def write_and_kill(self, task: Task) -> None:
+        """Write `task` (being killed, or ended by the leader while its host may still run
+        it) and send the kill to its host, with the status's reason. The write is
+        unsettled until the kill is handed to the driver (see `settle`)."""
+        self.guard()
+        unsettled = self.term.unsettled
+        unsettled[task.id] = task
+        self.save_task(task)
+        try:
+            self.driver.kill(task.id, task.agent_id, task.status.reasonCode)
+        finally:
+            unsettled.pop(task.id, None)
+
+    def place(self, tasks: list[Task]) -> list[Task]:
+        """Write each task Launched (one store write) and send the ones the store took to
+        their hosts; the store's copies, in the order given. The writes are unsettled
+        until their launches are handed to the driver (or held while the session is
+        suspended): a store error part-way through, even one hiding a write that did
+        land, has them written and sent again next time (see `settle`)."""
+        unsettled = self.term.unsettled
+        for task in tasks:
+            unsettled[task.id] = task
+        saved = self.save_tasks(tasks)
+        placements = []
+        for stored in saved:
+            job = self.view.jobs.get(stored.jobId)
+            if stored.state != TaskState.LAUNCHED or job is None or not stored.agent_id:
+                continue  # the store had it move on meanwhile (killed): nothing to launch
+            placements.append(Placement(TaskSpec.for_task(job, stored), stored.agent_id))
+        try:
+            if placements:
+                self.launch(placements)
+        finally:
+            for task in tasks:
+                unsettled.pop(task.id, None)
+        return saved
+
+    def settle(self) -> None:
+        """Make again the writes whose host command did not go out (a store error came
+        between, or hid that the write landed), then send their commands.
+
+        Each is written again as it was: where it had not landed it lands now, where it
+        had, the write is refused as changed and `save_task` applies it again over the
+        stored copy (the same state, so it stands). A conditional write on Cassandra
+        also completes a compare-and-set that timed out, so the outcome read back is
+        final. The commands are idempotent on the hosts."""
+        unsettled = self.term.unsettled
+        if not unsettled:
+            return
+        writes = list(unsettled.values())
+        log.info("settling %d task writes whose host command did not go out", len(writes))
+        launches = [t for t in writes if t.state == TaskState.LAUNCHED]
+        if launches:
+            self.place(launches)
+        for task in writes:
+            if task.state != TaskState.LAUNCHED:
+                self.write_and_kill(task)
 
     # ---- reconciler actions ---------------------------------------------------------------
     def carry_out(self, actions: list[rc.Action]) -> None:
@@ -265,13 +333,14 @@ class Executor:
 
     def _made_already(self, task: Task) -> Task:
         """The task a create found under its name. Made by another leader of this job
-        (a predecessor, after this one loaded): it is the task, and is taken as it is.
-        A task of the past with that name (a service index started again at one job
-        version): the new one gets a fresh name."""
+        (a predecessor, after this one loaded), or by this one in an earlier try whose
+        answer was lost: it is the task, and is taken as it is. A task of the past with
+        that name (a service index started again at one job version): the new one gets
+        a fresh name."""
         active = {t.id: t for t in self.store.list_tasks(task.jobId)}
         found = active.get(task.id)
         if found is not None:
-            log.info("task %s was created by an earlier leader: taking it", task.id)
+            log.info("task %s exists already (an earlier create): taking it", task.id)
             return found
         fresh = self.new_id()
         ctx = dict(task.taskContext)
@@ -297,16 +366,22 @@ class Executor:
         self.touch(task.jobId)
 
     def finish_job(self, action: rc.FinishJob) -> None:
+        """Write the job Finished, then archive it with its tasks. A job already Finished
+        (its archive cut short by a store error or a leader's end) is archived only."""
         job = self.view.jobs[action.job.id]
-        finished = job.with_status(JobState.FINISHED, action.reason, action.message)
-        try:
-            finished = self.store.update_job(finished, epoch=self.term.epoch)
-        except Conflict:
-            fresh = self.store.get_job(job.id)
-            if fresh is not None:
-                self.view.put_job(fresh)
-                self.touch(job.id)
-            return
+        finished = job
+        if job.status.state != JobState.FINISHED:
+            finished = job.with_status(JobState.FINISHED, action.reason, action.message)
+            try:
+                finished = self.store.update_job(finished, epoch=self.term.epoch)
+            except Conflict:
+                fresh = self.store.get_job(job.id)
+                if fresh is None or fresh.status.state != JobState.FINISHED:
+                    if fresh is not None:
+                        self.view.put_job(fresh)
+                        self.touch(job.id)
+                    return
+                finished = fresh  # an earlier try's write landed, unheard: archive it
         self.store.archive_job(finished, epoch=self.term.epoch)
         for task_id in list(self.view.by_job.get(job.id, ())):
             self.forget_pending(task_id)

@@ -305,7 +305,8 @@ class Master:
                 continue
             except StoreUnavailable as exc:
                 # ridden out in this term: what is in memory stays right (the view changes
-                # only after the store took a write), reports wait in the inbox
+                # only after the store took a write), reports wait in the inbox, writes
+                # whose host command did not go out are made again first (`settle`)
                 stop.wait(outage.wait(exc))
                 continue
             self._nudge.wait(self.config.loop_interval)
@@ -401,6 +402,7 @@ class Master:
         term, act = self.term, self.executor
         term.guard()
         act.send_held()
+        act.settle()
         self._apply_reports()
         reports.apply_lost_hosts(act)
         self._pick_up_user_changes()
@@ -491,13 +493,17 @@ class Master:
 
     # ---- user changes -------------------------------------------------------------------
     def _pick_up_user_changes(self) -> None:
-        dirty = self.store.take_dirty()
+        """Read again the jobs users changed (their dirty marks). Marks are taken from the
+        store before the jobs are read: the ones a store error or a suspended session
+        left unread stay with the term and are read first next time."""
+        term = self.term
+        dirty = list(dict.fromkeys([*term.dirty, *self.store.take_dirty()]))
+        term.dirty = []
         for i, job_id in enumerate(dirty):
             try:
                 self._pick_up_job(job_id)
-            except Paused:
-                for again in dirty[i:]:  # taken from the store: hand them back
-                    self.store.mark_dirty(again)
+            except (Paused, StoreUnavailable):
+                term.dirty = dirty[i:]
                 raise
 
     def _pick_up_job(self, job_id: str) -> None:
@@ -551,8 +557,9 @@ class Master:
 
     def _recover_requests(self) -> None:
         """Once per leadership: carry out the kills and moves a predecessor left queued.
-        The dirty marks that announced them may have been taken (and lost) with it."""
-        self.term.requests_recovered = True
+        The dirty marks that announced them may have been taken (and lost) with it.
+        Done once all are carried out: a store error part-way has them all looked at
+        again next time (carrying out a request again is harmless)."""
         kills = self.store.list_all_kill_requests()
         queued = self.store.list_all_move_requests()
         for kill in kills:
@@ -560,6 +567,7 @@ class Master:
                 self._apply_kill_request(kill)
         for move in queued:
             self._apply_move_request(move)
+        self.term.requests_recovered = True
 
     def _apply_move_request(self, request: MoveRequest) -> None:
         moves.apply_move_request(request, self.view, self.store, self.epoch, self.term.touched)

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from titus.master import metrics as m
 from titus.master import reconciler as rc
-from titus.master.cluster import HostView, Placement
+from titus.master.cluster import HostView
 from titus.master.scheduler import (
     CapacityGroup,
     HostState,
@@ -32,7 +32,6 @@ from titus.master.scheduler import (
 from titus.master.scheduler.model import HostEnis
 from titus.master.view import LeaderView
 from titus.model.job import Job, Task
-from titus.model.launch import TaskSpec
 from titus.model.names import DEFAULT_CAPACITY_GROUP, AgentContext
 from titus.model.states import JobState, TaskState
 from titus.store.base import PENDING_BY_GROUP_META
@@ -64,7 +63,8 @@ class PlacementMemo:
 
 class Placing(Protocol):
     """What a placement pass needs of the leadership: its view and memory, the hosts, the
-    scheduler, and the writes and launches it makes (with the leadership's epoch)."""
+    scheduler, and the writes and launches it makes (with the leadership's epoch);
+    `place` writes tasks Launched and sends them, never one without the other."""
 
     @property
     def view(self) -> LeaderView: ...
@@ -80,9 +80,8 @@ class Placing(Protocol):
     def schedulable(self, host: HostView) -> bool: ...
     def guard(self) -> None: ...
     def save_task(self, task: Task) -> Task: ...
-    def save_tasks(self, tasks: list[Task]) -> list[Task]: ...
+    def place(self, tasks: list[Task]) -> list[Task]: ...
     def forget_pending(self, task_id: str) -> None: ...
-    def launch(self, placements: list[Placement]) -> None: ...
     def put_scheduler_result(self, task_id: str, job_id: str, record: str) -> None: ...
     def set_meta(self, key: str, value: str) -> None: ...
 
@@ -209,27 +208,27 @@ class LaunchChunks:
                 self.flush()
 
     def flush(self) -> None:
-        """Write the chunk's Launched states in one store write, then send what was
-        taken: hosts start on these while the next chunk is being written."""
+        """Write the chunk's Launched states in one store write and send what the store
+        took (`Placing.place`): hosts start on these while the next chunk is being
+        written. The chunk's "why pending" summaries are deleted after that, so that a
+        failure to delete one never holds a launch back."""
         if not self.chunk:
             return
         chunk, self.chunk = self.chunk, []
         self.limit = min(2 * self.limit, MAX_LAUNCH_CHUNK)
         leader = self.leader
-        saved = leader.save_tasks([task for _, task, _ in chunk])
-        placements = []
-        for (job, launched, host), stored in zip(chunk, saved, strict=True):
-            leader.forget_pending(launched.id)
+        tasks = [task for _, task, _ in chunk]
+        saved = leader.place(tasks)
+        for launched, stored in zip(tasks, saved, strict=True):
             if stored.state != TaskState.LAUNCHED:
-                continue  # the store had it move on meanwhile (killed): nothing to launch
+                continue  # the store had it move on meanwhile (killed): nothing launched
             queued = self.by_id[launched.id][1]
             queued_at = max(
                 queued.status.timestamp, int(queued.taskContext.get(rc.NOT_BEFORE, "0"))
             )
             m.QUEUE_TO_PLACED.observe(max(0.0, (leader.now_ms() - queued_at) / 1000.0))
-            placements.append(Placement(TaskSpec.for_task(job, stored), host.host_id))
-        if placements:
-            leader.launch(placements)
+        for launched in tasks:
+            leader.forget_pending(launched.id)
 
 
 def placed_on(task: Task, host: HostView) -> Task:

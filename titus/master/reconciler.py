@@ -65,6 +65,9 @@ class ArchiveTask:
 
 @dataclass(frozen=True)
 class FinishJob:
+    """The job ends: written Finished, then archived with its tasks (one already written
+    Finished, its archive cut short, is archived only)."""
+
     job: Job
     reason: str = "normal"
     message: str = ""
@@ -141,7 +144,8 @@ def _should_retry(job: Job, task: Task) -> tuple[bool, bool]:
 
 def reconcile_job(job: Job, tasks: list[Task]) -> list[Action]:
     if job.status.state == JobState.FINISHED:
-        return []
+        # still active: its archive was cut short (a store error, a leader's end)
+        return [FinishJob(job, job.status.reasonCode, job.status.reasonMessage)]
     if job.status.state == JobState.KILL_INITIATED:
         return _reconcile_killing(job, tasks)
     if job.jobDescriptor.batch is not None:

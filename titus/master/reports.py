@@ -68,6 +68,7 @@ class Reporting(Protocol):
     def kill_on_host(self, task_id: str, host_id: str | None, reason: str) -> None: ...
     def acknowledge(self, report: HostReport) -> None: ...
     def lost_hosts(self) -> set[str]: ...
+    def ended_host(self, host_id: str) -> None: ...
 
 
 def apply_report(leader: Reporting, hr: HostReport) -> None:
@@ -185,6 +186,8 @@ def with_report(task: Task, report: TaskReport, state: TaskState, now_ms: int) -
 
 
 def apply_lost_hosts(leader: Reporting) -> None:
+    """End the tasks of hosts that went away; a host stays lost for the leader until all
+    of its tasks are ended, so a store error part-way leaves none on it for good."""
     lost = leader.lost_hosts()
     for host in lost:
         on_host = leader.view.on_host(host)
@@ -194,6 +197,7 @@ def apply_lost_hosts(leader: Reporting) -> None:
             if task is None or task.state not in TASK_ON_HOST:
                 continue
             finish_lost(leader, task, f"host {host} went away")
+        leader.ended_host(host)
 
 
 def reconcile_actual(

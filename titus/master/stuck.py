@@ -166,7 +166,7 @@ class Clearing(Protocol):
     def save_task(self, task: Task) -> Task: ...
     def touch(self, job_id: str) -> None: ...
     def kill(self, task: Task, reason: str, message: str) -> None: ...
-    def kill_on_host(self, task_id: str, host_id: str | None, reason: str) -> None: ...
+    def write_and_kill(self, task: Task) -> None: ...
 
 
 def transitional_tasks(view: LeaderView) -> list[tuple[str, TaskState, int, bool]]:
@@ -204,8 +204,7 @@ def clear_stuck(
         if stuck.state == TaskState.KILL_INITIATED:
             # the host never confirmed the kill: give up on it and let the job move on
             finished = task.with_status(TaskState.FINISHED, stuck.reason, stuck.message)
-            leader.save_task(finished)
-            leader.kill_on_host(task.id, task.agent_id, stuck.reason)
+            leader.write_and_kill(finished)  # the kill once more, in case it still runs
             leader.touch(task.jobId)
         else:
             leader.kill(task, stuck.reason, stuck.message)

@@ -22,6 +22,7 @@ from titus.master.placement import PlacementMemo
 from titus.master.scheduler import CapacityGroup
 from titus.master.stuck import RateLimiter, StuckAges
 from titus.master.view import LeaderView
+from titus.model.job import Task
 
 
 class LostLeadership(Exception):
@@ -84,6 +85,18 @@ class Term:
     #: Placements the next iteration sends first: held back while the session was
     #: suspended, or decided by the previous leader and never delivered.
     held: list[Placement] = field(default_factory=list)
+    #: Task writes whose host command has not gone out yet, by task id: a task written
+    #: Launched (its launch), being killed or given up on (its kill). A write lands and
+    #: its command follows; a store error in between (or one that hid a write that did
+    #: land) leaves the write here, and the next iteration makes both again before
+    #: anything else (Executor.settle), so no stored state waits on a command never sent.
+    unsettled: dict[str, Task] = field(default_factory=dict)
+    #: Jobs whose dirty marks were taken from the store but not picked up yet (a store
+    #: error or a suspended session cut the pick-up short): picked up first next time.
+    dirty: list[str] = field(default_factory=list)
+    #: Hosts the driver said are gone whose tasks are not all ended yet (the driver
+    #: says it once; a store error may cut the ending short).
+    lost_hosts: set[str] = field(default_factory=set)
     sweep_queue: list[str] = field(default_factory=list)
     #: Service tasks being killed to move them off phased-out hosts.
     migrating: set[str] = field(default_factory=set)

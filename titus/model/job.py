@@ -289,6 +289,8 @@ class TaskStatus(Model):
 
 #: Entries a job's status history keeps at most (the first and the latest).
 MAX_JOB_STATUS_HISTORY = 50
+#: Task ids a job keeps in `shrunkFor` at most (the latest).
+MAX_SHRUNK_FOR = 32
 
 
 class Job(Model):
@@ -297,6 +299,11 @@ class Job(Model):
     status: JobStatus
     statusHistory: list[JobStatus] = Field(default_factory=list)
     version: int = 0
+    #: The tasks whose kill with shrink lowered this job's desired size (the latest
+    #: MAX_SHRUNK_FOR), written with the lowered size in the same job write: a kill sent
+    #: again after its first try failed part-way (the kill request not written) lowers
+    #: the size once. The platform's own: not shown to callers.
+    shrunkFor: list[str] | None = None
 
     def with_status(self, state: JobState, reason: str = "normal", message: str = "") -> Job:
         """This job with a new status; the old one goes to the history, which keeps its
@@ -315,7 +322,14 @@ class Job(Model):
     def api_json(self) -> dict[str, Any]:
         data = self.to_json()
         data.pop("version", None)
+        data.pop("shrunkFor", None)
         return data
+
+    def shrunk_for(self, task_id: str) -> Job:
+        """This job (changed in place) with `task_id` among those its size was lowered
+        for, keeping the latest MAX_SHRUNK_FOR."""
+        self.shrunkFor = [*(self.shrunkFor or [])[-(MAX_SHRUNK_FOR - 1) :], task_id]
+        return self
 
 
 class S3Location(Model):

@@ -19,7 +19,8 @@ up what was carried out (kill and move requests, scheduler results), read the ep
 at LOCAL_SERIAL first and are refused (`StaleEpoch`) when a newer leader claimed. Writing
 the same final state twice is harmless; the window between that read and the write is
 bounded by how fast a deposed leader notices it lost its coordination session. A task move
-is checked the same way (its versions read at SERIAL, then one logged batch).
+is checked the same way (its versions read at SERIAL, the epoch read last, then one logged
+batch): unlike the task and job updates, its epoch check is not in the write itself.
 """
 
 from __future__ import annotations

@@ -115,14 +115,17 @@ class RequestsPart(Part):
         """Versions checked first, then one logged batch (see Requests.move_task).
 
         Conditional updates cannot span partitions, so the versions are read at SERIAL
-        and the batch writes without conditions. The epoch fence keeps other masters out;
-        a user's job update that lands between the check and the batch is overwritten
-        (the API's writes to a job under a move are rare: a resize of one of the two jobs).
+        and the batch writes without conditions. The epoch is read (at SERIAL) last,
+        right before the batch: a leader deposed before that is refused, one deposed
+        between that read and the batch is not (the window is one round trip; a logged
+        batch cannot carry a condition, see fencing.py). A user's job update that lands
+        between the checks and the batch is overwritten (the API's writes to a job under
+        a move are rare: a resize of one of the two jobs).
         """
         if task.jobId != target.id:
             raise ValueError(f"task {task.id} must name its target job {target.id}")
         db = self._db
-        self._fence.check(epoch)
+        self._fence.check_known(epoch)
         rows = db.serial_read("task_version", (task.id,), f"read task {task.id}")
         if not rows:
             raise Conflict(f"task {task.id} is not active")
@@ -169,5 +172,6 @@ class RequestsPart(Part):
             ("change", ("job", target.id, target.id)),
             ("change", ("task", task.id, target.id)),
         ]
+        self._fence.check(epoch)
         db.batch(f"move task {task.id} to job {target.id}", items)
         return new_task, new_source, new_target

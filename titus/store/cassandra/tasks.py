@@ -59,12 +59,23 @@ class TasksPart(Part):
                     f"task {task.id} was created by leader epoch {row.fence}; "
                     f"epoch {epoch} no longer leads"
                 )
+            # An earlier create of this task whose every answer was lost (a write timeout
+            # after it applied) wrote the row but not its index row: listed under its job
+            # now, the caller finds it there and takes it rather than making another.
+            if len(row) > 1:
+                job_id = row.job_id or Task.model_validate_json(row.value).jobId
+                self._index(task.id, job_id)
             raise Conflict(f"task {task.id} exists")
-        db.batch(
-            f"index task {task.id}",
-            [("task_id_insert", (new.jobId, new.id)), ("change", ("task", new.id, new.jobId))],
-        )
+        self._index(new.id, new.jobId)
         return new
+
+    def _index(self, task_id: str, job_id: str) -> None:
+        """A task's index row under its job and its change entry (fixed values: writing
+        them again is harmless)."""
+        self._db.batch(
+            f"index task {task_id}",
+            [("task_id_insert", (job_id, task_id)), ("change", ("task", task_id, job_id))],
+        )
 
     def update_task(self, task: Task, *, epoch: int | None = None) -> Task:
         self._fence.check_known(epoch)

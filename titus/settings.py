@@ -355,9 +355,10 @@ class Settings(BaseSettings):
     )
     agent_advertise_host: str = Field(
         "",
-        description="Address the agent publishes for the master to call, when it is not the "
-        "one it listens on (e.g. listening on 0.0.0.0, published as the host's private "
-        "address); empty: agent_host.",
+        description="Address the agent publishes for the master to call (and a Mesos "
+        "executor publishes for its task's log endpoint), when it is not the one it listens "
+        "on (e.g. listening on 0.0.0.0, published as the host's private address); empty: "
+        "agent_host.",
     )
     agent_port: int = Field(7101, description="Port of the agent's HTTP API.")
     agent_zone: str = Field(

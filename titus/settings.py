@@ -391,7 +391,12 @@ class Settings(BaseSettings):
         10_000,
         description="Network bandwidth this agent offers in Mbps.",
     )
-    docker_url: str = Field("", description="Docker endpoint; empty means the environment's.")
+    docker_url: str = Field(
+        "",
+        description="Docker engine the agent runs tasks on (e.g. unix:///run/titus/docker.sock); "
+        "empty: the environment's DOCKER_HOST. With neither the agent refuses to start: it "
+        "never falls back to a default socket.",
+    )
     log_dir: str = Field(
         "",
         description="Where task stdout/stderr files are kept; empty: <data_dir>/logs.",

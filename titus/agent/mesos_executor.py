@@ -55,7 +55,13 @@ from titus.agent.hooks import HookRunner, TaskContext
 from titus.agent.lifecycle import Outcome, TaskRunner, task_hooks
 from titus.agent.logs import LogFiles
 from titus.agent.network.hook import container_network_mode
-from titus.agent.runtime import LABEL_TASK, DockerRuntime, RuntimeConfig, docker_client
+from titus.agent.runtime import (
+    LABEL_TASK,
+    DockerRuntime,
+    EngineNotConfigured,
+    RuntimeConfig,
+    docker_client,
+)
 from titus.agent.server import CallGuard, bound_port, logs_router, serve_in_background
 from titus.agent.upload import LogUploader
 from titus.model.launch import TaskSpec
@@ -474,7 +480,11 @@ def main() -> int:
     root.mkdir(parents=True, exist_ok=True)
     agent_id = os.environ.get("MESOS_SLAVE_ID", "")
     executor_id = os.environ.get("MESOS_EXECUTOR_ID", "")
-    client = docker_client(settings.docker_url)
+    try:
+        client = docker_client(settings.docker_url)
+    except EngineNotConfigured as e:
+        log.error("%s", e)
+        return 1
     runtime = DockerRuntime(
         client,
         RuntimeConfig(

@@ -355,9 +355,10 @@ class Settings(BaseSettings):
     )
     agent_advertise_host: str = Field(
         "",
-        description="Address the agent publishes for the master to call, when it is not the "
-        "one it listens on (e.g. listening on 0.0.0.0, published as the host's private "
-        "address); empty: agent_host.",
+        description="Address the agent publishes for the master to call (and a Mesos "
+        "executor publishes for its task's log endpoint), when it is not the one it listens "
+        "on (e.g. listening on 0.0.0.0, published as the host's private address); empty: "
+        "agent_host.",
     )
     agent_port: int = Field(7101, description="Port of the agent's HTTP API.")
     agent_zone: str = Field(
@@ -390,7 +391,12 @@ class Settings(BaseSettings):
         10_000,
         description="Network bandwidth this agent offers in Mbps.",
     )
-    docker_url: str = Field("", description="Docker endpoint; empty means the environment's.")
+    docker_url: str = Field(
+        "",
+        description="Docker engine the agent runs tasks on (e.g. unix:///run/titus/docker.sock); "
+        "empty: the environment's DOCKER_HOST. With neither the agent refuses to start: it "
+        "never falls back to a default socket.",
+    )
     log_dir: str = Field(
         "",
         description="Where task stdout/stderr files are kept; empty: <data_dir>/logs.",

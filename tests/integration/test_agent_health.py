@@ -1,10 +1,15 @@
-"""Host health on real engines: an agent that starts with its engine down, a private
+"""Host health on real engines: an agent that refuses to start with no engine configured
+and says which engine it uses, an agent that starts with its engine down, a private
 dockerd stopped and started under a running agent, health shown in `GET /api/v3/agents`,
 termination of a long-unhealthy host through a moto Auto Scaling API with a fleet-wide
 limit, and containers nobody owns."""
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,12 +25,14 @@ from tests.support.docker_engine import (
     AgentFactory,
     PrivateEngine,
     run_task,
+    start_docker_engine,
     task_containers,
     task_spec,
     wait_for_report,
 )
+from tests.support.platform import TITUS
 from titus.agent.daemon import AgentDaemon
-from titus.agent.runtime import LABEL_AGENT, LABEL_TASK, RuntimeConfig
+from titus.agent.runtime import LABEL_AGENT, LABEL_TASK, EngineNotConfigured, RuntimeConfig
 from titus.api.app import create_app
 from titus.coord.local import LocalCoordinator
 from titus.model.job import Task as StoredTask
@@ -52,12 +59,73 @@ def settings(tmp_path: Path, **values: Any) -> Settings:
     return Settings(**base)
 
 
-def test_agent_starts_with_its_engine_down_and_refuses_launches_as_transient(
-    tmp_path: Path,
+def _without_engine(tmp_path: Path) -> dict[str, str]:
+    """An environment naming no engine: no DOCKER_HOST, no TITUS_ settings."""
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith("TITUS_") and k != "DOCKER_HOST"
+    }
+    return {**clean, "TITUS_DATA_DIR": str(tmp_path / "cli")}
+
+
+def test_an_agent_with_no_engine_configured_refuses_to_start_and_names_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    agent = AgentDaemon(
-        settings(tmp_path, docker_url=f"unix://{tmp_path}/no-engine.sock"), LocalCoordinator()
+    """No default socket is guessed: the `titus agent` command, the daemon and the Mesos
+    executor each refuse, naming the setting and the variable that would say it."""
+    proc = subprocess.run(
+        [TITUS, "agent", "--coord", "local"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_without_engine(tmp_path),
     )
+    assert proc.returncode == 1, proc.stderr
+    assert "no Docker engine configured" in proc.stderr
+    assert "docker_url (TITUS_DOCKER_URL)" in proc.stderr and "DOCKER_HOST" in proc.stderr
+
+    executor = subprocess.run(
+        [sys.executable, "-m", "titus.agent.mesos_executor"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**_without_engine(tmp_path), "MESOS_SANDBOX": str(tmp_path)},
+    )
+    assert executor.returncode == 1, executor.stderr
+    assert "no Docker engine configured" in executor.stderr
+
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    with pytest.raises(EngineNotConfigured, match=r"docker_url \(TITUS_DOCKER_URL\)"):
+        AgentDaemon(settings(tmp_path), LocalCoordinator())
+    with pytest.raises(EngineNotConfigured, match="'tcp//engine' .from docker_url"):
+        AgentDaemon(settings(tmp_path, docker_url="tcp//engine"), LocalCoordinator())
+
+
+def test_the_agent_says_which_engine_it_uses_and_where_that_came_from(
+    tmp_path: Path,
+    docker_engine: docker.DockerClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = start_docker_engine()  # the running engine's address (the script is idempotent)
+    monkeypatch.setenv("DOCKER_HOST", engine)
+    caplog.set_level(logging.INFO, logger="titus.agent.runtime")
+    agent = AgentDaemon(settings(tmp_path), LocalCoordinator())
+    try:
+        assert f"docker engine: {engine} (from DOCKER_HOST)" in caplog.text
+        assert agent.client.ping()
+    finally:
+        agent.stop()
+
+
+def test_agent_starts_with_its_engine_down_and_refuses_launches_as_transient(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="titus.agent.runtime")
+    missing = f"unix://{tmp_path}/no-engine.sock"
+    agent = AgentDaemon(settings(tmp_path, docker_url=missing), LocalCoordinator())
+    # configured but down is not refused: the agent starts unhealthy and says so
+    assert f"docker engine: {missing} (from docker_url (TITUS_DOCKER_URL))" in caplog.text
+    assert f"docker engine at {missing} (from docker_url" in caplog.text
     agent.start()
     try:
         registered = agent.coord.agents()[0]

@@ -22,8 +22,16 @@ import docker
 import pytest
 
 from tests.support.aws_faults import AwsFaults
-from tests.support.docker_engine import AgentFactory, run_task, task_containers, task_spec
+from tests.support.docker_engine import (
+    AgentFactory,
+    run_task,
+    task_containers,
+    task_spec,
+    wait_for_report,
+)
+from titus.agent.daemon import AgentDaemon
 from titus.agent.metadata.credentials import CredentialSource, RoleUnavailable, sts_client
+from titus.agent.metadata.hook import IamRoleHook, MetadataHook
 from titus.model.job import SecurityProfile
 from titus.model.launch import TaskReport, TaskSpec
 from titus.model.names import TaskContextKey
@@ -93,7 +101,11 @@ REQUEST = """
 import http.client, json, sys
 method, path, headers = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 conn = http.client.HTTPConnection("169.254.169.254", 80, timeout=5)
-conn.request(method, path, headers=headers)
+try:
+    conn.request(method, path, headers=headers)
+except OSError as e:  # nothing listens: what a client sees, said as a status of 0
+    print(json.dumps([0, type(e).__name__]))
+    sys.exit(0)
 answer = conn.getresponse()
 print(json.dumps([answer.status, answer.read().decode()]))
 """
@@ -103,12 +115,18 @@ def request_in_namespace_of(
     pid: int, method: str, path: str, headers: dict[str, str] | None = None
 ) -> tuple[int, str]:
     """One HTTP request to the metadata address from the namespace of `pid`."""
+    return request_in_namespace(["-t", str(pid), "-n"], method, path, headers)
+
+
+def request_in_namespace(
+    target: list[str], method: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """One HTTP request to the metadata address from the network namespace nsenter's
+    `target` arguments name; (0, the error) when nothing answers there."""
     done = subprocess.run(
         [
             "nsenter",
-            "-t",
-            str(pid),
-            "-n",
+            *target,
             sys.executable,
             "-c",
             REQUEST,
@@ -339,3 +357,43 @@ def test_a_restarted_agent_adopts_the_metadata_service_and_its_tokens(
     got = sdk_in_namespace_of(pid, tmp_path)
     assert caller(got).endswith(f"/app-one/titus-{spec.taskId}")
     second.kill(spec.taskId)
+
+
+def _hook(agent: AgentDaemon, kind: type[Any]) -> Any:
+    return next(h for h in agent.hooks.hooks if isinstance(h, kind))
+
+
+def test_a_tasks_metadata_service_stops_answering_once_it_ends_and_forgets_the_task(
+    aws_env: str, agent_factory: AgentFactory, docker_engine: docker.DockerClient
+) -> None:
+    """Teardown: after the task ends, nothing answers at its metadata address (asked from
+    its namespace, kept alive past the container for the purpose) and the agent holds
+    neither its socket nor its credentials."""
+    agent = role_agent(agent_factory)
+    make_role("app-one")
+    spec = with_role(task_spec("sleep 120"), "app-one")
+    report = run_task(agent, spec, TaskState.STARTED)
+    metadata, iam = _hook(agent, MetadataHook), _hook(agent, IamRoleHook)
+    # the namespace outlives the container while it is attached to a name
+    name = f"md-{spec.taskId[-12:]}"
+    subprocess.run(["ip", "netns", "attach", name, str(pid_of(docker_engine, report))], check=True)
+    netns = [f"--net=/run/netns/{name}"]
+    path = "/latest/meta-data/iam/security-credentials/app-one"
+    try:
+        status, body = request_in_namespace(netns, "GET", path)
+        assert status == 200 and json.loads(body)["Code"] == "Success", body
+        assert spec.taskId in metadata.server.serving()
+        assert iam.credentials.role_of(spec.taskId) is not None
+
+        agent.kill(spec.taskId)
+        done = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
+        assert done.reasonCode == Reason.KILLED, done
+
+        assert request_in_namespace(netns, "GET", path) == (0, "ConnectionRefusedError")
+        assert request_in_namespace(netns, "GET", "/latest/meta-data/instance-id")[0] == 0
+        assert spec.taskId not in metadata.server.serving()
+        assert iam.credentials.role_of(spec.taskId) is None
+        with pytest.raises(RoleUnavailable):
+            iam.credentials.current(spec.taskId)
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)

@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_api_app import api, service
+from tests.integration.test_api_metrics import scrape, value
 from tests.unit.test_leader import Hosts, host, job, takeover
 from titus.store.quarantine import QUARANTINE
 from titus.store.sqlite import SqliteJobStore
 
 POISON = {"id": "", "jobDescriptor": {"migrationPolicy": [[[[[]]]]]}, "status": {}}
+GAUGE = "titus_store_quarantined_records"
 
 
 @pytest.fixture(autouse=True)
@@ -126,6 +128,7 @@ def test_an_operator_sets_an_unreadable_task_aside_and_its_job_is_reconciled_aga
     leader = takeover(store, hosts, epoch=2)
 
     with api(tmp_path) as (http, _):
+        assert value(scrape(http), GAUGE, kind="task") == 1  # type: ignore[arg-type]
         readable = http.delete(f"/api/v3/quarantine/task/{healthy}")
         assert readable.status_code == 409, readable.text
         assert "reads fine" in readable.json()["message"]
@@ -136,6 +139,7 @@ def test_an_operator_sets_an_unreadable_task_aside_and_its_job_is_reconciled_aga
         assert answer.json()["setAside"] == [victim]
         assert "migrationPolicy" in answer.json()["value"]  # what was stored, for the record
         assert http.get("/api/v3/quarantine").json()["items"] == []
+        assert value(scrape(http), GAUGE, kind="task") == 0  # type: ignore[arg-type]
 
     archived = sqlite3.connect(db).execute(
         "SELECT value FROM archived_tasks WHERE task_id=?", (victim,)
@@ -159,9 +163,11 @@ def test_setting_an_unreadable_job_aside_takes_its_tasks_and_needs_an_admin(
     user, admin = {"Authorization": "Bearer tok-u"}, {"Authorization": "Bearer tok-a"}
     with api(tmp_path, auth_tokens_file=str(tokens)) as (http, _):
         bad = http.post("/api/v3/jobs", json=service(), headers=user).json()["id"]
+        assert value(scrape(http), GAUGE, kind="job") == 0  # type: ignore[arg-type]
     _poison(tmp_path / "titus.db", "active_jobs", "job_id", bad)
     with api(tmp_path, auth_tokens_file=str(tokens)) as (http, store):
         assert http.get("/api/v3/jobs", headers=user).json()["items"] == []
+        assert value(scrape(http), GAUGE, kind="job") == 1  # type: ignore[arg-type]
         refused = http.delete(f"/api/v3/quarantine/job/{bad}", headers=user)
         assert refused.status_code == 403 and "admins only" in refused.json()["message"]
         answer = http.delete(f"/api/v3/quarantine/job/{bad}", headers=admin)
@@ -169,3 +175,4 @@ def test_setting_an_unreadable_job_aside_takes_its_tasks_and_needs_an_admin(
         assert answer.json()["setAside"][0] == bad
         assert store.raw_record("job", bad) is None
         assert http.get("/health", headers=admin).json()["quarantined"] == 0
+        assert value(scrape(http), GAUGE, kind="job") == 0  # type: ignore[arg-type]

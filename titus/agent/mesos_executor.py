@@ -42,10 +42,12 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 from pymesos import Executor, MesosExecutorDriver, encode_data
 
@@ -53,7 +55,13 @@ from titus.agent.hooks import HookRunner, TaskContext
 from titus.agent.lifecycle import Outcome, TaskRunner, task_hooks
 from titus.agent.logs import LogFiles
 from titus.agent.network.hook import container_network_mode
-from titus.agent.runtime import LABEL_TASK, DockerRuntime, RuntimeConfig, docker_client
+from titus.agent.runtime import (
+    LABEL_TASK,
+    DockerRuntime,
+    EngineNotConfigured,
+    RuntimeConfig,
+    docker_client,
+)
 from titus.agent.server import CallGuard, bound_port, logs_router, serve_in_background
 from titus.agent.upload import LogUploader
 from titus.model.launch import TaskSpec
@@ -428,6 +436,35 @@ def _alive(pid: int) -> bool:
     return b"mesos_executor" in cmdline and (len(status) < 3 or status[2] != "Z")
 
 
+def logs_app(
+    settings: Settings, agent_id: str, log_files: LogFiles, is_running: Callable[[str], bool]
+) -> FastAPI:
+    """The executor's log endpoint: the agent's own log route, behind the same guard (calls
+    signed for this Mesos agent, when the platform's secret is set)."""
+    app = FastAPI(title="titus executor logs")
+    app.include_router(
+        logs_router(
+            log_files,
+            is_running,
+            CallGuard.from_settings(settings, agent_id),
+            settings.agent_max_log_follows,
+        )
+    )
+    return app
+
+
+def serve_logs(
+    settings: Settings, agent_id: str, log_files: LogFiles, is_running: Callable[[str], bool]
+) -> tuple[uvicorn.Server, str]:
+    """Serve the log endpoint on `agent_host` (a free port) and say the address to publish
+    for it: on `agent_advertise_host` when set, as the agent's own API is published."""
+    server = serve_in_background(
+        logs_app(settings, agent_id, log_files, is_running), settings.agent_host, 0
+    )
+    published = settings.agent_advertise_host or settings.agent_host
+    return server, f"http://{published}:{bound_port(server)}"
+
+
 def main() -> int:
     logging.basicConfig(
         level=logging.INFO,
@@ -443,7 +480,11 @@ def main() -> int:
     root.mkdir(parents=True, exist_ok=True)
     agent_id = os.environ.get("MESOS_SLAVE_ID", "")
     executor_id = os.environ.get("MESOS_EXECUTOR_ID", "")
-    client = docker_client(settings.docker_url)
+    try:
+        client = docker_client(settings.docker_url)
+    except EngineNotConfigured as e:
+        log.error("%s", e)
+        return 1
     runtime = DockerRuntime(
         client,
         RuntimeConfig(
@@ -469,17 +510,9 @@ def main() -> int:
     )
     # the task's output is served while it runs, as the direct-mode agent does: the API
     # finds this address in the task's context (agent.logsAddress)
-    logs_app = FastAPI(title="titus executor logs")
-    logs_app.include_router(
-        logs_router(
-            log_files,
-            executor.is_running,
-            CallGuard.from_settings(settings, agent_id),
-            settings.agent_max_log_follows,
-        )
+    logs_server, executor.logs_address = serve_logs(
+        settings, agent_id, log_files, executor.is_running
     )
-    logs_server = serve_in_background(logs_app, settings.agent_host, 0)
-    executor.logs_address = f"http://{settings.agent_host}:{bound_port(logs_server)}"
     driver = _Driver(executor, use_addict=False)
     executor.driver = driver
 

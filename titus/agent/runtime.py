@@ -137,12 +137,39 @@ class RuntimeConfig:
     extra_labels: dict[str, str] = field(default_factory=dict)
 
 
+class EngineNotConfigured(ValueError):
+    """No Docker engine is configured, or its address is not one a client can use."""
+
+
+#: Where the engine's address comes from, for messages: the setting, then the environment.
+ENGINE_SETTING = "docker_url (TITUS_DOCKER_URL)"
+ENGINE_ENVIRONMENT = "DOCKER_HOST"
+
+
+def engine_url(url: str = "") -> tuple[str, str]:
+    """The engine's address and what said it: `url` (the docker_url setting), else the
+    environment's DOCKER_HOST. Neither is an error: the agent never guesses a default
+    socket, which on a host may be another engine than the platform's."""
+    if url:
+        return url, ENGINE_SETTING
+    env = os.environ.get("DOCKER_HOST", "")
+    if env:
+        return env, ENGINE_ENVIRONMENT
+    raise EngineNotConfigured(
+        f"no Docker engine configured: set {ENGINE_SETTING} or {ENGINE_ENVIRONMENT} to the "
+        "engine's address (e.g. unix:///run/titus/docker.sock); the agent does not fall "
+        "back to a default socket"
+    )
+
+
 def docker_client(url: str = "", timeout: int = 60) -> docker.DockerClient:
-    """A client for `url`, or for the environment's DOCKER_HOST when `url` is empty.
+    """A client for `url`, or for the environment's DOCKER_HOST when `url` is empty; with
+    neither, or an address no client can use, EngineNotConfigured names the setting.
 
     The pool is large because each running task holds connections for following its logs.
     """
-    base_url = url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    base_url, source = engine_url(url)
+    log.info("docker engine: %s (from %s)", base_url, source)
     try:
         return docker.DockerClient(
             base_url=base_url, version="auto", timeout=timeout, max_pool_size=64
@@ -150,10 +177,20 @@ def docker_client(url: str = "", timeout: int = 60) -> docker.DockerClient:
     except docker.errors.DockerException as e:
         # the engine is down: the agent must start anyway (unhealthy) and talk to the
         # engine once it is back, with the API version of the oldest engine it supports
-        log.warning("docker engine at %s does not answer (%s)", base_url, e)
+        log.warning(
+            "docker engine at %s (from %s) does not answer (%s): unhealthy until it does",
+            base_url,
+            source,
+            e,
+        )
+    try:
         return docker.DockerClient(
             base_url=base_url, version=MIN_API_VERSION, timeout=timeout, max_pool_size=64
         )
+    except docker.errors.DockerException as e:
+        raise EngineNotConfigured(
+            f"Docker engine address {base_url!r} (from {source}) cannot be used: {e}"
+        ) from None
 
 
 def is_engine_error(exc: BaseException) -> bool:

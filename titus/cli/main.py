@@ -171,6 +171,7 @@ def _start_agent(settings: Settings, coord: Any) -> tuple[Any, Any]:
     from titus.agent.daemon import AgentDaemon
     from titus.agent.host import agent_id
     from titus.agent.network.plumbing import NetworkConfigError
+    from titus.agent.runtime import EngineNotConfigured
     from titus.agent.server import run_agent_server
 
     try:
@@ -191,7 +192,7 @@ def _start_agent(settings: Settings, coord: Any) -> tuple[Any, Any]:
         )
     try:
         daemon = AgentDaemon(settings, coord)
-    except NetworkConfigError as e:
+    except (NetworkConfigError, EngineNotConfigured) as e:
         raise CommandError(str(e)) from e
     server = run_agent_server(daemon, settings.agent_host, settings.agent_port, background=True)
     daemon.start()

@@ -184,13 +184,13 @@ class Settings(BaseSettings):
     memory_mb_min: int = Field(
         512,
         description="Smallest memoryMB a container gets; a job asking less is raised to it "
-        "(default 512).",
+        "(default 512; `titus local`: 32).",
     )
     memory_mb_max: int = Field(1_152_000, description="Largest memoryMB (default 1,152,000).")
     disk_mb_min: int = Field(
         10_000,
         description="Smallest diskMB a container gets; a job asking less is raised to it "
-        "(default 10,000).",
+        "(default 10,000; `titus local`: 32).",
     )
     disk_mb_max: int = Field(1_550_000, description="Largest diskMB (default 1,550,000).")
     network_mbps_min: int = Field(
@@ -688,8 +688,15 @@ class Settings(BaseSettings):
         return Path(self.log_dir or Path(self.data_dir) / "logs")
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the file in TITUS_CONFIG (if any), then the environment, then overrides."""
+#: Defaults of `titus local`, everything on one machine, where neither the environment nor
+#: the configuration file sets them: the small first jobs people try there (tens of MB of
+#: memory and disk) run with what they ask instead of being raised to a cluster's minimums.
+LOCAL_DEFAULTS: dict[str, Any] = {"memory_mb_min": 32, "disk_mb_min": 32}
+
+
+def load_settings(defaults: dict[str, Any] | None = None, **overrides: Any) -> Settings:
+    """Settings from the file in TITUS_CONFIG (if any), then the environment, then overrides;
+    `defaults` (a mode's own, such as LOCAL_DEFAULTS) replace the fields' defaults."""
     file_values: dict[str, Any] = {}
     config = os.environ.get("TITUS_CONFIG")
     if config:
@@ -702,7 +709,8 @@ def load_settings(**overrides: Any) -> Settings:
                 if line and not line.startswith("#") and "=" in line:
                     key, _, value = line.partition("=")
                     file_values[key.strip().lower().removeprefix("titus_")] = value.strip()
-    # precedence: explicit overrides > environment > file > defaults
-    values = {k: v for k, v in file_values.items() if f"TITUS_{k.upper()}" not in os.environ}
+    # precedence: explicit overrides > environment > file > the mode's defaults > defaults
+    values = {**(defaults or {}), **file_values}
+    values = {k: v for k, v in values.items() if f"TITUS_{k.upper()}" not in os.environ}
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)

@@ -517,6 +517,23 @@ def test_agents_that_rejoin_hear_which_tasks_they_own_and_lost_kills_again(
     assert driver.killed == [(killed, Reason.KILLED)]
 
 
+def test_a_users_kill_says_who_asked_in_the_tasks_status(store: SqliteJobStore) -> None:
+    driver = Hosts(host("h1"))
+    m = leader(store, driver, launching=10)
+    job_id = job(store, service=2)
+    m.iterate()
+    first, second = tasks(store, job_id)
+    for t in (first, second):
+        report(m, t.id, TaskState.STARTED)
+    m.iterate()
+    store.add_kill_request(KillRequest(job_id, first.id, message="killed by alice"))
+    store.add_kill_request(KillRequest(job_id, second.id))
+    m.iterate()
+    said = {t.id: t.status.reasonMessage for t in tasks(store, job_id)}
+    assert said[first.id] == "killed by alice"
+    assert said[second.id] == "kill requested (killed)"  # a request without a message
+
+
 def test_a_stale_write_that_conflicts_never_moves_a_task_back(store: SqliteJobStore) -> None:
     driver = Hosts(host("h1"))
     m = leader(store, driver, launching=10)

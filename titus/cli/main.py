@@ -23,7 +23,7 @@ from titus.cli.client import CommandError
 from titus.cli.commands import add_commands, client_resources, expand_aliases
 from titus.cli.commands import run as run_client
 from titus.model.identity import AgentCredentials
-from titus.settings import Settings, load_settings
+from titus.settings import LOCAL_DEFAULTS, Settings, load_settings
 
 
 def _setup_logging(level: str) -> None:
@@ -382,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.resource == "agent-credentials":
             return cmd_agent_credentials(load_settings(), args.agent_id)
         settings = load_settings(
+            LOCAL_DEFAULTS if args.resource == "local" else None,
             data_dir=args.data_dir,
             store=args.store,
             api_port=getattr(args, "port", None),

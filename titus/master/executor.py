@@ -357,7 +357,8 @@ class Executor:
         self.forget_pending(action.task.id)
 
     def kill_task(self, action: rc.KillTask) -> None:
-        self.kill(action.task, action.reason, f"kill requested ({action.reason})")
+        message = action.message or f"kill requested ({action.reason})"
+        self.kill(action.task, action.reason, message)
 
     def finish_unlaunched(self, action: rc.FinishUnlaunched) -> None:
         task = action.task

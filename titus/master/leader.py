@@ -535,7 +535,7 @@ class Master:
             if request.eviction:
                 self._evict(task, request)
             else:
-                action = rc.kill_or_finish(task, request.reason)
+                action = rc.kill_or_finish(task, request.reason, request.message)
                 if action is not None:
                     self.executor.carry_out([action])
         self.store.delete_kill_request(request, epoch=self.epoch)

@@ -47,6 +47,8 @@ class CreateTask:
 class KillTask:
     task: Task
     reason: str
+    #: What the task's status says of the kill; empty: "kill requested (<reason>)".
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,15 +101,15 @@ def is_live(task: Task) -> bool:
     return task.state != TaskState.FINISHED
 
 
-def kill_or_finish(task: Task, reason: str) -> Action | None:
+def kill_or_finish(task: Task, reason: str, message: str = "") -> Action | None:
     """What ending a live task takes: nothing on a host for one not placed yet, a kill for
     one that is, nothing more for one already being killed. The leader uses it for queued
-    kill requests too."""
+    kill requests too (`message`: the request's, such as who asked)."""
     if task.state == TaskState.ACCEPTED:
         return FinishUnlaunched(task, reason, "killed before it was placed on a host")
     if task.state == TaskState.KILL_INITIATED:
         return None
-    return KillTask(task, reason)
+    return KillTask(task, reason, message)
 
 
 @dataclass

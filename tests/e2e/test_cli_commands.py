@@ -57,6 +57,25 @@ def test_job_and_task_commands_change_what_the_api_shows(
     assert titus_json(platform, "job", "list", "--attribute", "team=ads") == []
     titus(platform, "job", "unset-attributes", job_id, "tier")
     assert "tier" not in platform.job(job_id)["jobDescriptor"]["attributes"]
+    # `job attributes`: shown as a table, changed first with --set/--unset
+    assert re.search(r"^team\s+search$", titus(platform, "job", "attributes", job_id), re.M)
+    shown = titus(
+        platform,
+        "job",
+        "attributes",
+        job_id,
+        "--set",
+        "owner=ops",
+        "--set",
+        "x=1",
+        "--unset",
+        "team",
+    )
+    assert re.search(r"^owner\s+ops$", shown, re.M) and re.search(r"^x\s+1$", shown, re.M)
+    assert not re.search(r"^team\s", shown, re.M)
+    attributes = platform.job(job_id)["jobDescriptor"]["attributes"]
+    assert attributes["owner"] == "ops" and "team" not in attributes
+    assert titus_json(platform, "job", "attributes", job_id) == attributes
 
     titus(platform, "job", "processes", job_id, "--increase", "disabled")
     processes = platform.job(job_id)["jobDescriptor"]["service"]["serviceJobProcesses"]
@@ -98,6 +117,7 @@ def test_job_and_task_commands_change_what_the_api_shows(
     task = titus_json(platform, "task", "list", "--job", job_id, "--state", "Started")[0]
     titus(platform, "task", "set-attributes", task["id"], "canary=yes")
     assert platform.http.get(f"/api/v3/tasks/{task['id']}").json()["attributes"]["canary"] == "yes"
+    assert re.search(r"^canary\s+yes$", titus(platform, "task", "attributes", task["id"]), re.M)
     titus(platform, "task", "unset-attributes", task["id"], "canary")
     assert "canary" not in platform.http.get(f"/api/v3/tasks/{task['id']}").json().get(
         "attributes", {}
@@ -113,6 +133,8 @@ def test_job_and_task_commands_change_what_the_api_shows(
         lambda: platform.http.get(f"/api/v3/tasks/{task['id']}").json()["jobId"] == target,
     )
     bad = refused(platform, "job", "set-attributes", job_id, "no-equals-sign")
+    assert "attributes must be key=value, got 'no-equals-sign'" in bad
+    bad = refused(platform, "job", "attributes", job_id, "--set", "no-equals-sign")
     assert "attributes must be key=value, got 'no-equals-sign'" in bad
 
 

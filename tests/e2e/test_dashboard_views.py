@@ -215,6 +215,30 @@ def test_slo_view_shows_submit_to_start_and_failovers(page: Any, cluster: dict[s
     shot(page, cluster, "slos")
 
 
+def test_slo_view_shows_a_failed_tasks_reason(page: Any, cluster: dict[str, Any]) -> None:
+    """A batch task that exits non-zero: its reason shows in "Task failures by reason",
+    counted, as a person on call reads it there."""
+    p: Platform = cluster["platform"]
+    failing = batch(p, "echo about to fail; exit 3")
+    p.wait_job_finished(failing)
+    [task] = p.tasks(failing)  # finished tasks of the jobs named are listed too
+    reason = task["status"]["reasonCode"]
+    assert reason == "failed", task["status"]
+    open_view(page, cluster, "slos")
+    section = page.locator("section").filter(
+        has=page.get_by_role("heading", name="Task failures by reason")
+    )
+    failed = section.get_by_role("row").filter(
+        has=page.get_by_role("cell", name=reason, exact=True)
+    )
+    failed.wait_for()
+    assert section.get_by_role("row").first.locator("th").all_inner_texts() == ["Reason", "Count"]
+    cells = failed.locator("td").all_inner_texts()
+    assert cells[0] == reason and int(cells[1]) >= 1
+    assert "normal" not in section.inner_text()  # a task that succeeded is no failure
+    shot(page, cluster, "slos-failures")
+
+
 def test_views_are_reached_by_keyboard(page: Any, cluster: dict[str, Any]) -> None:
     open_view(page, cluster, "cluster")
     page.keyboard.press("Tab")  # the skip link comes first

@@ -18,7 +18,8 @@ import titus.agent.metrics  # noqa: F401 - registers the agent's metrics
 import titus.api.metrics  # noqa: F401 - registers the API's metrics
 import titus.coord.zookeeper  # noqa: F401 - registers the coordination metrics
 import titus.master.metrics  # noqa: F401 - registers the master's metrics
-import titus.store.quarantine  # noqa: F401 - registers the store's metrics
+import titus.store.metrics  # noqa: F401 - registers the store's error count
+import titus.store.quarantine  # noqa: F401 - registers the store's quarantine gauge
 from tests.support.setup_script import run_setup_script
 from titus.agent.metrics import agent_gauges
 

@@ -20,6 +20,7 @@ from titus.store import open_store
 from titus.store.base import Conflict, GroupNameTaken, JobStore, StoreUnavailable
 from titus.store.cassandra import CassandraJobStore, CassandraRefused, parse_replication
 from titus.store.errors import StaleEpoch
+from titus.store.metrics import STORE_ERRORS
 
 
 def _open(server: CqlServer, **kw: object) -> CassandraJobStore:
@@ -129,9 +130,16 @@ def test_reads_retry_and_then_fail_clearly(
     job = cstore.create_job(make_job())
     cql_server.inject("read_timeout", "FROM active_jobs", times=2)
     assert cstore.get_job(job.id) is not None
+    reads, writes = _store_errors("read"), _store_errors("write")
     cql_server.inject("unavailable", "FROM active_jobs", times=1000)
     with pytest.raises(StoreUnavailable, match=f"read job {job.id}"):
         cstore.get_job(job.id)
+    # counted once, as the caller saw it (not once per retry), and as a read
+    assert (_store_errors("read"), _store_errors("write")) == (reads + 1, writes)
+
+
+def _store_errors(operation: str) -> float:
+    return STORE_ERRORS.labels("cassandra", operation)._value.get()
 
 
 def test_restarted_node_forgot_prepared_statements(cql_server: CqlServer) -> None:
@@ -420,8 +428,10 @@ def test_a_batch_cassandra_refuses_leaves_nothing_and_says_why(
     """Cassandra refuses a logged batch over 50 KB ("Batch too large"): a job with that
     many first tasks is refused whole, with the reason, and its group name is free again."""
     job = make_job("v001")
+    writes = _store_errors("write")
     with pytest.raises(CassandraRefused, match="Batch too large"):
         cstore.create_job(job, [make_task(job, i) for i in range(200)])
+    assert _store_errors("write") > writes
     assert cstore.get_job(job.id) is None
     assert cstore.list_active_tasks() == []
     assert cstore.create_job(make_job("v001")).version == 1

@@ -20,6 +20,7 @@ from tests.unit.test_leader import Hosts, host, job
 from titus.coord.local import LocalCoordinator
 from titus.master.leader import Master, MasterConfig
 from titus.store.base import StoreUnavailable
+from titus.store.metrics import STORE_ERRORS
 from titus.store.sqlite import SqliteJobStore
 
 
@@ -58,6 +59,8 @@ def test_a_full_disk_refuses_writes_as_unavailable_and_keeps_what_was_written(
     store = SqliteJobStore(small_disk / "titus.db", synchronous="FULL")
     kept = [job(store) for _ in range(5)]
     filler = _fill(small_disk)
+    errors = STORE_ERRORS.labels("sqlite", "write")
+    before = errors._value.get()
     refused = 0
     for _ in range(200):  # bounded: the first refusal comes within a page or two
         try:
@@ -67,6 +70,7 @@ def test_a_full_disk_refuses_writes_as_unavailable_and_keeps_what_was_written(
             refused += 1
             break
     assert refused == 1
+    assert errors._value.get() == before + 1  # what operators alert on
     assert {j.id for j in store.list_active_jobs()} == set(kept)
     filler.unlink()
     again = job(store)

@@ -110,8 +110,10 @@ class Cluster(ApiHelpers):
     def start_api(self) -> None:
         self._add("api", ["api", "--coord", self.coord_url, "--port", str(self.api_port)])
 
-    def start_master(self, name: str) -> Proc:
-        return self._add(name, ["master", "--coord", self.coord_url, "--id", name])
+    def start_master(self, name: str, metrics_port: int = 0) -> Proc:
+        """A master; with `metrics_port`, serving its Prometheus metrics there."""
+        env = {**self.env, "TITUS_MASTER_METRICS_PORT": str(metrics_port)}
+        return self._add(name, ["master", "--coord", self.coord_url, "--id", name], env)
 
     def start_agent(self, name: str, zone: str, cpu: float = 4, memory_mb: int = 4096) -> Proc:
         if name not in self.agents:

@@ -42,4 +42,6 @@ def test_bash_completes_resources_actions_and_options() -> None:
     assert complete(text, "job", "sub") == ["submit"]
     assert {"enable", "disable", "kill", "list"} <= set(complete(text, "job", ""))
     assert complete(text, "job", "submit", "x.json", "--wa") == ["--wait"]
+    assert complete(text, "job", "attr") == ["attributes"]
+    assert complete(text, "job", "attributes", "JOB", "--uns") == ["--unset"]
     assert "--token-file" in complete(text, "host", "list", "--")

@@ -42,6 +42,11 @@ HOOK_SECONDS = Histogram(
     ["hook", "result"],
     buckets=DURATION_BUCKETS,
 )
+HEALTH_CHECKS = Counter(
+    "titus_agent_health_checks_total",
+    "Container health check runs of this host's tasks, by outcome (passed, failed, timeout)",
+    ["result"],
+)
 ADOPTED = Counter(
     "titus_agent_containers_adopted_total",
     "Running containers taken over from an earlier agent process (or found started "

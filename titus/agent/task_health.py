@@ -5,6 +5,10 @@ reads the verdict and its last output from the container's state, at most once p
 check interval, and puts them in the task's context (`task.health`, `task.healthOutput`), which
 the runner reports when it changes. The hook never kills on its own: whether an unhealthy
 service task is replaced, and when, is the master's call within the job's budget.
+
+Each check the engine ran since the last read is counted by its outcome
+(`titus_agent_health_checks_total{result}`): the engine keeps its last few runs with their
+start time and exit code, so a run is counted once however often the verdict is read.
 """
 
 from __future__ import annotations
@@ -13,11 +17,36 @@ import time
 from collections.abc import Callable
 
 from titus.agent.hooks import KillRequest, TaskContext, TaskHook
+from titus.agent.metrics import HEALTH_CHECKS
 from titus.agent.runtime import DockerRuntime
 from titus.model.health import health_check_of
 from titus.model.names import TaskContextKey
 
 MAX_OUTPUT_CHARS = 256
+
+#: The exit code the engine records for a check it stopped at its timeout.
+TIMED_OUT_EXIT_CODE = -1
+
+
+def start_key(start: object) -> str:
+    """A check run's start time (the engine's RFC 3339, nanoseconds with trailing zeros
+    dropped) as text that sorts in time order: the fraction padded to nine digits."""
+    text = str(start or "")
+    seconds, rest = text[:19], text[19:]
+    fraction = ""
+    if rest.startswith("."):
+        digits = len(rest) - len(rest[1:].lstrip("0123456789")) - 1
+        fraction, rest = rest[1 : 1 + digits], rest[1 + digits :]
+    return f"{seconds}.{fraction.ljust(9, '0')}{rest}"
+
+
+def check_result(exit_code: object) -> str:
+    """A check run's outcome as a bounded label: passed, failed or timeout."""
+    if exit_code == 0:
+        return "passed"
+    if exit_code == TIMED_OUT_EXIT_CODE:
+        return "timeout"
+    return "failed"
 
 
 class HealthCheckHook(TaskHook):
@@ -33,6 +62,8 @@ class HealthCheckHook(TaskHook):
         self.poll_sec = poll_sec
         self.clock = clock
         self._last: dict[str, float] = {}
+        #: per task, the start time of the newest check run already counted
+        self._counted: dict[str, str] = {}
 
     def check(self, ctx: TaskContext) -> KillRequest | None:
         health = health_check_of(ctx.spec.container.attributes)
@@ -51,13 +82,28 @@ class HealthCheckHook(TaskHook):
             return None
         ctx.context[TaskContextKey.HEALTH] = status
         log = state.get("Log") or []
+        self._count_runs(ctx.task_id, log)
         if log:
             output = str(log[-1].get("Output") or "").strip()
             ctx.context[TaskContextKey.HEALTH_OUTPUT] = output[-MAX_OUTPUT_CHARS:]
         return None
 
+    def _count_runs(self, task_id: str, log: list[dict[str, object]]) -> None:
+        """Count the runs in the engine's log newer than the last one counted."""
+        newest = self._counted.get(task_id, "")
+        starts = [start_key(run.get("Start")) for run in log]
+        for run, start in zip(log, starts, strict=True):
+            if start > newest:
+                HEALTH_CHECKS.labels(result=check_result(run.get("ExitCode"))).inc()
+        if starts:
+            self._counted[task_id] = max(newest, *starts)
+
     def release(self, ctx: TaskContext) -> None:
-        self._last.pop(ctx.task_id, None)
+        self._forget(ctx.task_id)
 
     def teardown(self, ctx: TaskContext) -> None:
-        self._last.pop(ctx.task_id, None)
+        self._forget(ctx.task_id)
+
+    def _forget(self, task_id: str) -> None:
+        self._last.pop(task_id, None)
+        self._counted.pop(task_id, None)

@@ -255,9 +255,28 @@ def _event_line(kind: str, data: dict[str, Any]) -> str:
 
 
 # ---- attributes of jobs and of tasks --------------------------------------------------------
+def _set_attributes(api: Api, collection: str, ident: str, pairs: list[str]) -> Any:
+    body = {"attributes": key_values(pairs, "attributes")}
+    return api.call("PUT", f"/api/v3/{collection}/{ident}/attributes", json=body)
+
+
+def _unset_attributes(api: Api, collection: str, ident: str, keys: list[str]) -> Any:
+    params = {"keys": ",".join(keys)}
+    return api.call("DELETE", f"/api/v3/{collection}/{ident}/attributes", params=params)
+
+
+def _attributes_of(item: dict[str, Any]) -> dict[str, str]:
+    """A job's attributes live in its descriptor, a task's beside it."""
+    if "jobDescriptor" in item:
+        return dict(item["jobDescriptor"].get("attributes") or {})
+    return dict(item.get("attributes") or {})
+
+
 def _attribute_commands(resource: str, collection: str) -> None:
-    """`set-attributes` and `unset-attributes` for one resource: the API treats a job's
-    attributes and a task's alike, and so do these."""
+    """`attributes`, `set-attributes` and `unset-attributes` for one resource: the API
+    treats a job's attributes and a task's alike, and so do these. `attributes` shows
+    them, and with `--set`/`--unset` changes them first through the same calls as the
+    other two, so one command covers looking and changing."""
     ident = arg("id", help=f"{resource} id")
 
     @command(
@@ -268,9 +287,9 @@ def _attribute_commands(resource: str, collection: str) -> None:
         arg("pairs", nargs="+", metavar="KEY=VALUE"),
     )
     def set_attributes(api: Api, args: argparse.Namespace) -> Outcome:
-        body = {"attributes": key_values(args.pairs, "attributes")}
-        out = api.call("PUT", f"/api/v3/{collection}/{args.id}/attributes", json=body)
-        return out, f"{resource} {args.id}: set {', '.join(sorted(body['attributes']))}"
+        out = _set_attributes(api, collection, args.id, args.pairs)
+        keys = key_values(args.pairs, "attributes")
+        return out, f"{resource} {args.id}: set {', '.join(sorted(keys))}"
 
     @command(
         resource,
@@ -280,9 +299,25 @@ def _attribute_commands(resource: str, collection: str) -> None:
         arg("keys", nargs="+"),
     )
     def unset_attributes(api: Api, args: argparse.Namespace) -> Outcome:
-        params = {"keys": ",".join(args.keys)}
-        out = api.call("DELETE", f"/api/v3/{collection}/{args.id}/attributes", params=params)
+        out = _unset_attributes(api, collection, args.id, args.keys)
         return out, f"{resource} {args.id}: removed {', '.join(args.keys)}"
+
+    @command(
+        resource,
+        "attributes",
+        f"show a {resource}'s attributes; --set and --unset change them first",
+        ident,
+        arg("--set", dest="pairs", action="append", default=[], metavar="KEY=VALUE"),
+        arg("--unset", dest="keys", action="append", default=[], metavar="KEY"),
+    )
+    def attributes(api: Api, args: argparse.Namespace) -> Outcome:
+        if args.pairs:
+            _set_attributes(api, collection, args.id, args.pairs)
+        if args.keys:
+            _unset_attributes(api, collection, args.id, args.keys)
+        shown = _attributes_of(api.call("GET", f"/api/v3/{collection}/{args.id}"))
+        rows = [[key, shown[key]] for key in sorted(shown)]
+        return shown, table(rows, ["KEY", "VALUE"]) if rows else f"{resource} {args.id}: none"
 
 
 _attribute_commands("job", "jobs")

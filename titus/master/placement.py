@@ -126,6 +126,9 @@ def place(leader: Placing, now: int) -> tuple[int, list[HostView]] | None:
     publish_pending(leader, by_group)
     leader.wants_offers(bool(pending))
     if not pending:
+        # nothing waits: the last pass's unplaced counts are over (else the gauge, and
+        # the alert on it, would hold them until something waits again)
+        m.UNSCHEDULABLE.clear()
         return next_due, []
     hosts = leader.hosts()
     if not hosts:

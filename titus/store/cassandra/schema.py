@@ -145,6 +145,7 @@ def migrate(db: CassandraSession, keyspace: str, replication: dict[str, Any], bu
         lambda: list(
             session.execute("SELECT version FROM schema_migrations WHERE scope = 'titus'")
         ),
+        "read",
     )
     applied = {r.version for r in rows}
     for version, description, statements in MIGRATIONS:

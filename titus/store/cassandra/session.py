@@ -51,6 +51,7 @@ from titus.store.cassandra.sequence import (
     now_seq,
 )
 from titus.store.errors import Conflict, StaleEpoch, StoreRefused, StoreUnavailable
+from titus.store.metrics import Operation, count_error
 
 log = logging.getLogger("titus.store.cassandra")
 
@@ -119,6 +120,7 @@ def connect(
         return cluster, cluster.connect()
     except NoHostAvailable as e:
         cluster.shutdown()
+        count_error("cassandra", "connect")
         raise StoreUnavailable(
             f"cannot connect to Cassandra at {', '.join(contact_points)}:{port}: {e}"
         ) from e
@@ -151,18 +153,23 @@ class CassandraSession:
         self.ps = {name: self.session.prepare(cql) for name, cql in statements.items()}
 
     # ---- retries --------------------------------------------------------------------------
-    def retrying(self, what: str, fn: Callable[[], T]) -> T:
-        """Run an idempotent operation, retrying transient failures with backoff and jitter."""
+    def retrying(self, what: str, fn: Callable[[], T], operation: Operation = "write") -> T:
+        """Run an idempotent operation, retrying transient failures with backoff and jitter.
+
+        Every driver failure a caller sees becomes a store error here, so here it is
+        counted (`titus_store_errors_total`), as a read or a write (`operation`)."""
         attempt = 0
         while True:
             try:
                 return fn()
             except InvalidRequest as e:
                 # Not transient: the same statement would be refused again.
+                count_error("cassandra", operation)
                 raise CassandraRefused(f"Cassandra refused to {what}: {e}") from e
             except TRANSIENT as e:
                 attempt += 1
                 if attempt > self.retries:
+                    count_error("cassandra", operation)
                     raise StoreUnavailable(
                         f"Cassandra could not {what} after {attempt} attempts: "
                         f"{type(e).__name__}: {e}"
@@ -173,15 +180,22 @@ class CassandraSession:
                 time.sleep(delay)
 
     # ---- plain statements -----------------------------------------------------------------
+    def operation(self, name: str) -> Operation:
+        """Whether a prepared statement reads or writes, for the error count."""
+        query = self.ps[name].query_string.lstrip().upper()
+        return "read" if query.startswith("SELECT") else "write"
+
     def execute(self, name: str, args: Sequence[Any], what: str) -> list[Any]:
-        return self.retrying(what, lambda: list(self.session.execute(self.ps[name], args)))
+        return self.retrying(
+            what, lambda: list(self.session.execute(self.ps[name], args)), self.operation(name)
+        )
 
     def serial_read(self, name: str, args: Sequence[Any], what: str) -> list[Any]:
         """A read at LOCAL_SERIAL: sees any compare-and-set that was accepted, even one
         still being committed."""
         bound = self.ps[name].bind(args)
         bound.consistency_level = ConsistencyLevel.LOCAL_SERIAL
-        return self.retrying(what, lambda: list(self.session.execute(bound)))
+        return self.retrying(what, lambda: list(self.session.execute(bound)), "read")
 
     def concurrent(self, name: str, args: Sequence[Sequence[Any]], what: str) -> list[Any]:
         """One statement with many argument tuples, `load_parallelism` in flight at a time:
@@ -200,7 +214,7 @@ class CassandraSession:
             )
             return [row for _, rows in results for row in rows]
 
-        return self.retrying(what, run)
+        return self.retrying(what, run, self.operation(name))
 
     def values(self, name: str, ids: Sequence[str], what: str) -> list[str]:
         """Point reads of many documents."""
@@ -215,7 +229,9 @@ class CassandraSession:
         """
         stmt = self.ps[name].bind(())
         stmt.fetch_size = SCAN_PAGE_SIZE
-        return self.retrying(f"read the active {what}", lambda: list(self.session.execute(stmt)))
+        return self.retrying(
+            f"read the active {what}", lambda: list(self.session.execute(stmt)), "read"
+        )
 
     # ---- batches and the change feed entries they carry ------------------------------------
     def batch(self, what: str, items: Iterable[Item]) -> None:
@@ -263,7 +279,7 @@ class CassandraSession:
         for bucket in range(feed_bucket(floor), upper_bucket + 1):
             stmt = self.ps[name].bind((bucket, lower))
             stmt.fetch_size = 1000
-            yield from self.retrying(what, lambda s=stmt: self.session.execute(s))  # type: ignore[misc]
+            yield from self.retrying(what, lambda s=stmt: self.session.execute(s), "read")  # type: ignore[misc]
 
     def changed(self, kind: str, entity_id: str, job_id: str, op: str = "put") -> None:
         """A change entry for a write that could not share a batch (a lightweight

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from titus.store.errors import StaleEpoch, StoreUnavailable
+from titus.store.metrics import Operation, count_error
 from titus.store.sqlite.schema import CHANGES_KEPT, SCHEMA, TRIM_EVERY, migrate, while_locked
 
 #: SQLite's words for a store that cannot take a write or a read now (a full disk, another
@@ -78,9 +79,13 @@ class _Write:
                 self.future.set_result(self.result)
 
 
-def unavailable(exc: sqlite3.OperationalError) -> Exception:
+def unavailable(exc: sqlite3.OperationalError, operation: Operation) -> Exception:
     """The error a caller sees: StoreUnavailable (503 at the API, ridden out by the leader)
-    when the store cannot answer now, else the error itself (a bug: let it surface)."""
+    when the store cannot answer now, else the error itself (a bug: let it surface).
+
+    Every SQLite failure a caller sees passes here, so here it is counted
+    (`titus_store_errors_total`)."""
+    count_error("sqlite", operation)
     text = str(exc).lower()
     if any(words in text for words in _UNAVAILABLE):
         return StoreUnavailable(f"sqlite: {exc}")
@@ -130,7 +135,7 @@ class SqliteBase:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
-                raise unavailable(exc) from exc
+                raise unavailable(exc, "write") from exc
             try:
                 if epoch is not None:
                     self._check_epoch(conn, epoch)
@@ -139,7 +144,7 @@ class SqliteBase:
                 with suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.OperationalError):
-                    raise unavailable(exc) from exc
+                    raise unavailable(exc, "write") from exc
                 raise
             else:
                 try:
@@ -147,7 +152,7 @@ class SqliteBase:
                 except sqlite3.OperationalError as exc:
                     with suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
-                    raise unavailable(exc) from exc
+                    raise unavailable(exc, "write") from exc
                 self._committed()
 
     def _grouped(self, run: Callable[[sqlite3.Connection], T]) -> T:
@@ -217,7 +222,7 @@ class SqliteBase:
             except sqlite3.OperationalError as exc:
                 with suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                failed = unavailable(exc)
+                failed = unavailable(exc, "write")
                 for w in batch:
                     w.result, w.error = None, failed
             except BaseException as exc:
@@ -294,7 +299,7 @@ class SqliteBase:
         try:
             return self._conn().execute(sql, args).fetchall()
         except sqlite3.OperationalError as exc:
-            raise unavailable(exc) from exc
+            raise unavailable(exc, "read") from exc
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

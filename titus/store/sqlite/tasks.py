@@ -121,7 +121,7 @@ class TasksPart(ArchivePart):
             finally:
                 conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            raise unavailable(exc) from exc
+            raise unavailable(exc, "read") from exc
         return ActiveIndex(jobs=decode_jobs(values), tasks=list(map(TaskRow._make, rows)))
 
     def load_active_facts(self) -> ActiveFacts:
@@ -163,7 +163,7 @@ class TasksPart(ArchivePart):
                 if parsing is not None:
                     parsing.join()
         except sqlite3.OperationalError as exc:
-            raise unavailable(exc) from exc
+            raise unavailable(exc, "read") from exc
         if errors:
             raise errors[0]
         return ActiveFacts(jobs=jobs, tasks_by_job=by_job)

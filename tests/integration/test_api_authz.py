@@ -14,12 +14,15 @@ from tests.integration.test_api_app import api, service
 from tests.integration.test_api_spinnaker import add_task
 from tests.integration.test_grpc_jobs import descriptor, grpc_api
 from titus.api.auth import TokenAuth
+from titus.api.cluster import ClusterService
 from titus.api.errors import ApiError
 from titus.api.grpc.gen import titus_job_api_pb2 as pb
 from titus.api.observe import Hub
 from titus.api.policy import REDACTED
 from titus.api.query import Criteria
+from titus.api.schemas import CapacityGroup
 from titus.api.view import ActiveView
+from titus.coord.local import LocalCoordinator
 from titus.store.sqlite import SqliteJobStore
 
 ALICE = {"Authorization": "Bearer tok-alice"}
@@ -141,3 +144,64 @@ def test_task_output_and_task_changes_are_the_jobs_owners(tmp_path: Path) -> Non
             == 200
         )
         assert http.delete(f"/api/v3/tasks/{task_id}", headers=ALICE).status_code == 200
+
+
+def test_capacity_group_changes_are_admins_only(tmp_path: Path) -> None:
+    """Creating, changing and deleting a capacity group reserves or frees capacity for
+    everyone: a user's token is refused (403, naming the rule), an admin's succeeds."""
+    url = "/api/v2/management/applications"
+    group = {"appName": "batchy", "instanceCount": 2}
+    with api(tmp_path, auth_tokens_file=tokens(tmp_path)) as (http, _):
+        for user, name in ((ALICE, "alice"), (BOB, "bob")):
+            for refused in (
+                http.post(url, json=group, headers=user),
+                http.put(f"{url}/batchy", json=group, headers=user),
+                http.delete(f"{url}/batchy", headers=user),
+            ):
+                assert refused.status_code == 403, refused.text
+                message = refused.json()["message"]
+                assert "rule: admin role" in message and f"caller {name} " in message
+        assert http.post(url, json=group).status_code == 401  # no token at all
+        assert http.get(f"{url}/batchy", headers=ALICE).status_code == 404  # nothing made
+
+        created = http.post(url, json=group, headers=ROOT)
+        assert created.status_code == 201, created.text
+        assert http.get(f"{url}/batchy", headers=ALICE).json()["instanceCount"] == 2
+        bigger = {**group, "instanceCount": 5}
+        assert http.put(f"{url}/batchy", json=bigger, headers=BOB).status_code == 403
+        assert http.get(f"{url}/batchy", headers=ALICE).json()["instanceCount"] == 2
+        updated = http.put(f"{url}/batchy", json=bigger, headers=ROOT)
+        assert updated.status_code == 200, updated.text
+        assert http.get(f"{url}/batchy", headers=ALICE).json()["instanceCount"] == 5
+        assert http.delete(f"{url}/batchy", headers=ALICE).status_code == 403
+        assert http.get(f"{url}/batchy", headers=ALICE).status_code == 200
+        assert http.delete(f"{url}/batchy", headers=ROOT).status_code == 204
+        assert http.get(f"{url}/batchy", headers=ALICE).status_code == 404
+
+
+def test_the_service_layer_refuses_capacity_group_changes_to_non_admins(tmp_path: Path) -> None:
+    """The rule lives in the service layer too (every transport goes through it): a token
+    without the admin role is refused by name, whatever the transport in front."""
+    auth = TokenAuth.from_file(tokens(tmp_path))
+    alice, root = auth.resolve(ALICE["Authorization"]), auth.resolve(ROOT["Authorization"])
+    assert alice is not None and root is not None
+    store = SqliteJobStore(tmp_path / "titus.db")
+    groups = ClusterService(store, LocalCoordinator())
+    group = CapacityGroup(appName="batchy", instanceCount=2)
+    for change, action in (
+        (lambda: groups.create_capacity_group(group, who=alice), "create capacity groups"),
+        (lambda: groups.update_capacity_group("batchy", group, who=alice), "change capacity"),
+        (lambda: groups.delete_capacity_group("batchy", [], who=alice), "delete capacity"),
+    ):
+        with pytest.raises(ApiError) as refused:
+            change()
+        assert refused.value.status == 403
+        assert f"alice may not {action}" in refused.value.message
+        assert "(rule: admin role)" in refused.value.message
+    assert store.get_capacity_group("batchy") is None
+    groups.create_capacity_group(group, who=root)
+    bigger = group.model_copy(update={"instanceCount": 5})
+    assert groups.update_capacity_group("batchy", bigger, who=root)["instanceCount"] == 5
+    groups.delete_capacity_group("batchy", [], who=root)
+    assert store.get_capacity_group("batchy") is None
+    store.close()

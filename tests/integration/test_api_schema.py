@@ -1,10 +1,15 @@
 """Fuzzing the OpenAPI description with schemathesis, in-process on a real SQLite store:
-no 5xx, and every answer (status, content type, body) matches what the description says,
-for single calls and for chains of calls that follow the description's links.
-The number of examples per operation is bounded so the suite stays fast."""
+no 5xx; every answer (status, content type, body) matches what the description says; a
+request the description allows is taken and one it forbids is refused, so the description
+states what the API enforces; for single calls and for chains of calls that follow the
+description's links.
+
+The number of examples per operation is bounded so the suite stays fast (a few per cent of
+it); TITUS_SCHEMA_EXAMPLES raises it for a long run (e.g. 1000)."""
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -28,13 +33,47 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(
 )
 
 
-#: The two checks that cross-field rules (which the schema cannot state) rightly fail.
-CROSS_FIELD = [checks.positive_data_acceptance, checks.negative_data_rejection]
+#: Examples per operation (a tenth as many chains of calls, at least 10); the default takes
+#: about 90 s on two cores (15 took 30 s).
+EXAMPLES = int(os.environ.get("TITUS_SCHEMA_EXAMPLES", "100"))
+
+#: Operations with rules between fields, or against stored state, that JSON Schema cannot
+#: state: a request the description allows may rightly be refused with a 400 naming the
+#: rule, so "schema-valid data is accepted" does not apply to them (every other check does,
+#: the negative one included). Each with the rule that makes it so.
+CROSS_FIELD: dict[str, str] = {
+    "POST /api/v3/jobs": "service min <= desired <= max, shm <= memory, an image tag or a "
+    "digest, batch or service, a constraint not both soft and hard, the largest host",
+    "PUT /api/v3/jobs/{job_id}/instances": "min <= desired <= max",
+    "PUT /api/v3/jobs/{job_id}/capacityAttributes": "min <= desired <= max with the job's "
+    "stored numbers for those not given",
+    "POST /api/v3/tasks/move": "the source and the target job differ",
+    "PUT /api/v2/management/applications/{name}": "the body's appName is the path's name",
+    "PATCH /api/v3/autoscaling/scalableTargetDimensions/{job_id}": "a service job's "
+    "desired within its stored min and max",
+    # Not yet described: these rules can be stated in JSON Schema (a oneOf of required
+    # fields) but the generated description does not carry them yet.
+    "PUT /api/v3/jobs/{job_id}/disruptionBudget": "exactly one policy and one rate",
+    "POST /api/v3/autoscaling/scalingPolicy": "a step or a target tracking policy, each "
+    "with the fields its kind needs",
+    "PUT /api/v3/autoscaling/scalingPolicy": "as POST",
+}
+
+
+def excluded(case: schemathesis.Case) -> list[Any]:
+    """The checks that do not apply to `case` (see CROSS_FIELD)."""
+    if f"{case.method.upper()} {case.path}" in CROSS_FIELD:
+        return [checks.positive_data_acceptance]
+    if (case.query or {}).get("cursor"):
+        # a cursor is a token the previous page's answer gave: any other well-formed
+        # string is rightly refused ("not a cursor"), which no schema can state
+        return [checks.positive_data_acceptance]
+    return []
 
 
 @schema.parametrize()
 @settings(
-    max_examples=15,
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=list(HealthCheck),
     derandomize=True,
@@ -42,9 +81,7 @@ CROSS_FIELD = [checks.positive_data_acceptance, checks.negative_data_rejection]
 def test_api_matches_its_description(case: schemathesis.Case) -> None:
     if (case.path_parameters or {}).get("job_id") == "observe":
         return  # that is the (excluded) observe stream, not a job id
-    # Cross-field rules (capacity order, one retry policy, ...) are not in the schema, so a
-    # schema-valid body may rightly be refused with a 400: those two checks do not apply.
-    case.call_and_validate(excluded_checks=CROSS_FIELD)
+    case.call_and_validate(excluded_checks=excluded(case))
 
 
 def test_every_operation_that_needs_an_id_is_linked_from_one_that_yields_it() -> None:
@@ -74,12 +111,12 @@ class ApiWorkflows(schema.as_state_machine()):  # type: ignore[misc]
     id it returned; list tasks, then act on one), each answer checked as above."""
 
     def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
-        case.validate_response(response, excluded_checks=CROSS_FIELD)
+        case.validate_response(response, excluded_checks=excluded(case))
 
 
 TestApiWorkflows = ApiWorkflows.TestCase
 TestApiWorkflows.settings = settings(
-    max_examples=10,
+    max_examples=max(10, EXAMPLES // 10),
     stateful_step_count=6,
     deadline=None,
     suppress_health_check=list(HealthCheck),

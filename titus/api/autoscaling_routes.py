@@ -9,13 +9,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from titus.api.autoscaling import AutoScalingService, results
 from titus.api.body import read_json
 from titus.api.deps import authenticated, principal_of, settings_of
-from titus.api.schemas import ERROR_RESPONSES, Empty, json_body
+from titus.api.schemas import ERROR_RESPONSES, NON_EMPTY, Empty, json_body
 from titus.model.autoscaling import ScalingPolicy
 
 router = APIRouter(
@@ -27,14 +27,14 @@ router = APIRouter(
 
 
 class ScalingPolicyID(BaseModel):
-    id: str
+    id: str = Field(json_schema_extra=NON_EMPTY)
 
 
 class PutPolicyRequest(BaseModel):
     """A new policy on a job."""
 
     model_config = ConfigDict(extra="forbid")
-    jobId: str
+    jobId: str = Field(json_schema_extra=NON_EMPTY)
     scalingPolicy: ScalingPolicy
 
 
@@ -67,7 +67,7 @@ class ScalableTargetDimension(BaseModel):
 
 class DesiredCapacity(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    desiredCapacity: int
+    desiredCapacity: int = Field(json_schema_extra={"minimum": 0})
 
 
 #: Request bodies whose schemas the OpenAPI document carries (see app.BODY_MODELS).

@@ -87,7 +87,13 @@ class Gate:
                 )
                 return
             if path.startswith(ADMIN_PATHS) and "admin" not in principal.roles:
-                await _refuse(send, 403, f"caller {principal.caller_id} lacks the admin role")
+                # the same words as the service layer's check (policy.require_admin)
+                await _refuse(
+                    send,
+                    403,
+                    f"caller {principal.caller_id} may not {method} {path}: admins only "
+                    "(rule: admin role)",
+                )
                 return
         if self.limiter.enabled and path.startswith("/api/"):
             client = scope.get("client")

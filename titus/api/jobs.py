@@ -116,7 +116,7 @@ async def kill_job(job_id: str, request: Request) -> JSONResponse:
     return done()
 
 
-@router.put("/jobs/{job_id}/instances", responses=OK, openapi_extra=json_body(CapacityRequest))
+@router.put("/jobs/{job_id}/instances", responses=OK, openapi_extra=json_body(Capacity))
 async def resize_job(job_id: str, request: Request) -> JSONResponse:
     """Set min, desired and max of a service job."""
     body = await read_json(request, settings_of(request).max_body_bytes)
@@ -211,7 +211,7 @@ async def put_job_attributes(job_id: str, request: Request) -> JSONResponse:
 @router.delete(
     "/jobs/{job_id}/attributes",
     responses=OK,
-    openapi_extra={"parameters": query_parameters(["keys"])},
+    openapi_extra={"parameters": query_parameters(["keys"], required=["keys"])},
 )
 async def delete_job_attributes(job_id: str, request: Request) -> JSONResponse:
     keys = csv(request.query_params.get("keys"))

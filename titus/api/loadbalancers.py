@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from titus.api.auth import Principal
 from titus.api.deps import authenticated, principal_of
 from titus.api.errors import ApiError
+from titus.api.query import decimal
 from titus.api.schemas import ERROR_RESPONSES, query_parameters
 from titus.api.service import JobService
 from titus.model.job import Job
@@ -124,7 +125,11 @@ router = APIRouter(
     responses=ERROR_RESPONSES,
     dependencies=[Depends(authenticated)],
 )
-PAIR = {"parameters": query_parameters(["jobId", "loadBalancerId"])}
+PAIR = {
+    "parameters": query_parameters(
+        ["jobId", "loadBalancerId"], required=["jobId", "loadBalancerId"]
+    )
+}
 
 
 def _service(request: Request) -> LoadBalancerService:
@@ -140,13 +145,21 @@ def _pair(request: Request) -> tuple[str, str]:
     return job_id, arn
 
 
-@router.get("/loadBalancers", openapi_extra={"parameters": query_parameters(["pageSize"])})
+PAGE_SIZE = {
+    "name": "pageSize",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100},
+}
+
+
+@router.get("/loadBalancers", openapi_extra={"parameters": [PAGE_SIZE]})
 async def list_load_balancers(request: Request) -> JSONResponse:
     """Every active job that has load balancers, with them."""
-    size = request.query_params.get("pageSize", "100")
-    if not size.isdigit() or not 1 <= int(size) <= MAX_PAGE:
+    size = decimal(request.query_params.get("pageSize", "100"))
+    if size is None or not 1 <= size <= MAX_PAGE:
         raise ApiError(400, f"pageSize must be an integer in 1..{MAX_PAGE}")
-    jobs, total = _service(request).page(request.app.state.view, int(size))
+    jobs, total = _service(request).page(request.app.state.view, size)
     items = [job_entry(j) for j in jobs]
     return JSONResponse(
         {"items": items, "pagination": {"hasMore": total > len(jobs), "totalItems": total}}

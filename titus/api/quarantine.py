@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from starlette.concurrency import run_in_threadpool
 
 from titus.api.auth import OPEN, Principal
@@ -94,7 +94,11 @@ async def quarantined(request: Request) -> dict[str, Any]:
 
 
 @router.delete("/{kind}/{record_id}")
-async def set_aside(kind: str, record_id: str, request: Request) -> dict[str, Any]:
+async def set_aside(
+    request: Request,
+    record_id: str,
+    kind: str = Path(json_schema_extra={"enum": list(_MODELS)}),
+) -> dict[str, Any]:
     """Move an unreadable active job (with its active tasks) or task to the archive as it
     is stored, so that its job is reconciled again (admins only; 409 for a record that
     reads fine)."""

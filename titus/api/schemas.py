@@ -7,10 +7,18 @@ schemathesis suite checks that answers match it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from titus.model.states import JobState, TaskState
+from titus.model.validation import (
+    ATTRIBUTE_KEY_MAX_CHARS,
+    ATTRIBUTE_VALUE_MAX_CHARS,
+    ATTRIBUTES_MAX_COUNT,
+)
 
 
 class ErrorItem(BaseModel):
@@ -71,16 +79,34 @@ class CapacityRequest(BaseModel):
     max: int | None = None
 
 
+#: What the service layer takes as a user's attributes (validation.check_user_attributes):
+#: keys 1-256 characters not starting with "titus" (any case), values up to 4096, at most
+#: 100 of them. (Their total size, at most 32 KiB, is checked but cannot be stated here.)
+USER_ATTRIBUTES: dict[str, Any] = {
+    "type": "object",
+    "maxProperties": ATTRIBUTES_MAX_COUNT,
+    "propertyNames": {
+        "minLength": 1,
+        "maxLength": ATTRIBUTE_KEY_MAX_CHARS,
+        "pattern": "^(?![Tt][Ii][Tt][Uu][Ss])",
+    },
+    "additionalProperties": {"type": "string", "maxLength": ATTRIBUTE_VALUE_MAX_CHARS},
+}
+
+
 class JobAttributesBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    attributes: dict[str, str]
+    attributes: dict[str, str] = Field(json_schema_extra=USER_ATTRIBUTES)
+
+
+NON_EMPTY: dict[str, Any] = {"minLength": 1}
 
 
 class TaskMoveBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    sourceJobId: str
-    targetJobId: str
-    taskId: str
+    sourceJobId: str = Field(json_schema_extra=NON_EMPTY)
+    targetJobId: str = Field(json_schema_extra=NON_EMPTY)
+    taskId: str = Field(json_schema_extra=NON_EMPTY)
 
 
 class CapacityGroup(BaseModel):
@@ -95,6 +121,22 @@ class CapacityGroup(BaseModel):
     instanceNetworkMbs: int = Field(128, ge=0, le=10_000_000)
     instanceGPU: int = Field(0, ge=0, le=1000)
     instanceCount: int = Field(0, ge=0, le=1_000_000)
+
+    @field_validator(
+        "instanceCPU",
+        "instanceMemoryMB",
+        "instanceDiskMB",
+        "instanceNetworkMbs",
+        "instanceGPU",
+        "instanceCount",
+        mode="before",
+    )
+    @classmethod
+    def _a_json_number(cls, value: Any) -> Any:
+        """A JSON number, as documented: not `true` (which would count as 1) nor "5"."""
+        if isinstance(value, bool | str):
+            raise ValueError("must be a number")
+        return value
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -122,9 +164,50 @@ def json_body(schema: dict[str, Any] | type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-def query_parameters(names: Iterable[str], paging: bool = False) -> list[dict[str, Any]]:
+def one_of_pattern(values: Iterable[str]) -> str:
+    """A pattern for one of `values`, in any case (as the API matches them)."""
+    cased = (
+        "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in v)
+        for v in values
+    )
+    return "(?:" + "|".join(cased) + ")"
+
+
+def comma_list_pattern(values: Iterable[str]) -> str:
+    """A comma list of `values` (any case, blanks around items, empty items ignored)."""
+    item = r"\s*(?:" + one_of_pattern(values) + r")?\s*"
+    return f"^{item}(?:,{item})*$"
+
+
+#: Query parameters the API reads as more than free text, described as it parses them
+#: (titus/api/query.py).
+QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
+    "jobType": {"type": "string", "pattern": comma_list_pattern(["BATCH", "SERVICE"])},
+    "jobState": {"type": "string", "pattern": comma_list_pattern(s.value for s in JobState)},
+    "taskStates": {"type": "string", "pattern": comma_list_pattern(s.value for s in TaskState)},
+    "attributes.op": {"type": "string", "pattern": f"^{one_of_pattern(['and', 'or'])}?$"},
+    "skipSystemFailures": {
+        "type": "string",
+        "pattern": f"^{one_of_pattern(['1', 'true', 'yes', '0', 'false', 'no'])}?$",
+    },
+}
+
+
+def query_parameters(
+    names: Iterable[str], paging: bool = False, required: Iterable[str] = ()
+) -> list[dict[str, Any]]:
+    """Query parameters as the API reads them; those in `required` must be non-empty."""
+    must = set(required)
     params = [
-        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+        {
+            "name": n,
+            "in": "query",
+            "required": n in must,
+            "schema": {
+                **QUERY_SCHEMAS.get(n, {"type": "string"}),
+                **(NON_EMPTY if n in must else {}),
+            },
+        }
         for n in sorted(names)
     ]
     if paging:
@@ -135,7 +218,19 @@ def query_parameters(names: Iterable[str], paging: bool = False) -> list[dict[st
                 "required": False,
                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
             },
-            {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+            {
+                "name": "page",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 0, "maximum": 1_000_000, "default": 0},
+            },
+            {
+                "name": "cursor",
+                "in": "query",
+                "required": False,
+                "description": "Opaque: the `cursor` of the previous page's answer.",
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9_=-]*$"},
+            },
             {"name": "fields", "in": "query", "required": False, "schema": {"type": "string"}},
         ]
     return params

@@ -107,7 +107,7 @@ async def put_task_attributes(task_id: str, request: Request) -> JSONResponse:
 @router.delete(
     "/tasks/{task_id}/attributes",
     responses=OK,
-    openapi_extra={"parameters": query_parameters(["keys"])},
+    openapi_extra={"parameters": query_parameters(["keys"], required=["keys"])},
 )
 async def delete_task_attributes(task_id: str, request: Request) -> JSONResponse:
     keys = csv(request.query_params.get("keys"))

@@ -11,15 +11,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.test_cluster import batch
 from tests.support.cluster import Cluster, cleanup, make_cluster
+from tests.support.metrics import Samples, samples_of, total, value
 from tests.support.platform import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.zookeeper, pytest.mark.timeout(240)]
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 class Scraper:
@@ -27,22 +25,7 @@ class Scraper:
         self.url = f"http://127.0.0.1:{port}/metrics"
 
     def __call__(self) -> Samples:
-        r = httpx.get(self.url, timeout=10)
-        assert r.status_code == 200
-        return {
-            (s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(r.text)
-            for s in family.samples
-        }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def total(samples: Samples, name: str) -> float:
-    """A family's samples summed over their labels."""
-    return sum(v for (n, _), v in samples.items() if n == name)
+        return samples_of(httpx.get(self.url, timeout=10))
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.test_agent_logs import PRINT, log_agent, make_bucket
 from tests.support.docker_engine import AgentFactory, run_task, task_spec, wait_for_report
+from tests.support.metrics import Samples, samples_of, value
 from tests.support.poll import wait_until
 from titus.agent.daemon import AgentDaemon
 from titus.agent.server import bound_port, run_agent_server
@@ -18,8 +18,6 @@ from titus.model.launch import TaskSpec
 from titus.model.states import TaskState
 
 pytestmark = pytest.mark.docker
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def scrape(agent: AgentDaemon) -> Samples:
@@ -29,16 +27,7 @@ def scrape(agent: AgentDaemon) -> Samples:
         r = httpx.get(f"http://127.0.0.1:{bound_port(server)}/metrics", timeout=10)
     finally:
         server.should_exit = True
-    assert r.status_code == 200
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(r.text)
-        for s in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    return samples_of(r)
 
 
 def test_tasks_by_state_and_launch_durations_move(agent_factory: AgentFactory) -> None:

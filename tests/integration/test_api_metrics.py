@@ -8,29 +8,17 @@ import json
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.test_api_app import api, service
 from tests.integration.test_api_observe import served  # noqa: F401 - the fixture
+from tests.support.metrics import Samples, samples_of, value
 from tests.support.poll import wait_until
 from titus.settings import RateBucket
 
 
-def scrape(http: httpx.Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of the API's /metrics as {(name, labels): value}."""
-    r = http.get("/metrics")
-    assert r.status_code == 200
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(r.text)
-        for s in family.samples
-    }
-
-
-def value(
-    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
-) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+def scrape(http: httpx.Client) -> Samples:
+    """Every sample of the API's /metrics."""
+    return samples_of(http.get("/metrics"))
 
 
 def test_requests_are_counted_by_route_template_and_status(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_api_app import api, service
-from tests.integration.test_api_metrics import scrape, value
+from tests.integration.test_api_metrics import scrape
+from tests.support.metrics import value
 from tests.unit.test_leader import Hosts, host, job, takeover
 from titus.store.quarantine import QUARANTINE
 from titus.store.sqlite import SqliteJobStore

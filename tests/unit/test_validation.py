@@ -7,17 +7,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.catalogue import GOOD
 from titus.model.validation import RAISED_ATTRIBUTE, InvalidRequest, parse_job_descriptor
-
-GOOD: dict[str, Any] = {
-    "owner": {"teamEmail": "team@example.com"},
-    "applicationName": "app",
-    "container": {
-        "image": {"name": "titus/busybox", "tag": "latest"},
-        "resources": {"cpu": 1, "memoryMB": 512, "diskMB": 10000, "networkMbps": 128},
-    },
-    "batch": {"size": 1, "runtimeLimitSec": "3600"},
-}
 
 
 def broken(path: str, value: Any) -> dict[str, Any]:

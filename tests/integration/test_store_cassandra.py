@@ -403,6 +403,24 @@ def test_taking_dirty_marks_deletes_nothing_and_reads_only_recent_partitions(
         leader.close()
 
 
+def test_a_task_whose_create_stopped_after_its_row_is_listed_and_archived_with_its_job(
+    cql_server: CqlServer, cstore: CassandraJobStore
+) -> None:
+    """A leader killed after a task's row landed but before the batch that follows (here:
+    that batch never answers) leaves a task its successor loads and runs: users see it
+    under its job, and it goes to the archive with the job."""
+    job = cstore.create_job(make_job())
+    cql_server.inject("unavailable", "INSERT INTO changes", times=1000)
+    with pytest.raises(StoreUnavailable):
+        cstore.create_task(make_task(job))
+    cql_server.clear_faults()
+    [loaded] = [t for t in cstore.load_active().tasks if t.jobId == job.id]
+    assert [t.id for t in cstore.list_tasks(job.id)] == [loaded.id]
+    cstore.archive_job(finish(job))
+    assert cstore.list_active_tasks() == []
+    assert [t.id for t in cstore.list_tasks(job.id, include_archived=True)] == [loaded.id]
+
+
 def test_a_task_that_cannot_be_read_does_not_hold_its_job_active(
     cql_server: CqlServer, cstore: CassandraJobStore
 ) -> None:

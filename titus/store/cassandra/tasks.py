@@ -31,8 +31,15 @@ class TasksPart(Part):
     """The task half of the Jobs role (titus/store/roles.py), and the bulk reads."""
 
     def create_task(self, task: Task, *, epoch: int | None = None) -> Task:
-        """The task's row by `INSERT ... IF NOT EXISTS` (carrying the leader's epoch as its
-        fence), then its index row and change entry in one logged batch.
+        """The task's index row under its job, then its row by `INSERT ... IF NOT EXISTS`
+        (carrying the leader's epoch as its fence), then its change entry (with the index
+        row again) in one logged batch.
+
+        The index row goes first: a leader that dies between the row and the batch leaves
+        a task its successor loads (the scans read rows) and runs, and that must be listed
+        under its job and archived with it. An index row whose task was never written
+        (the create failed after it) points at nothing: lists skip it, and the job's
+        archive drops its whole index partition.
 
         The leader names the tasks it creates after what they replace (see
         titus/master/reconciler.py `task_id_for`), so two leaders creating the same task
@@ -45,6 +52,7 @@ class TasksPart(Part):
         value = dump_document(new)
         if db.execute("task_get_archived", (task.id,), f"check task {task.id}"):
             raise Conflict(f"task {task.id} exists (archived)")
+        db.execute("task_id_insert", (new.jobId, new.id), f"index task {task.id}")
         fence = epoch or 0
         applied, row, attempts = db.lwt_attempts(
             "task_create",

@@ -14,6 +14,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import pytest
+
 from tests.chaos import faults
 from tests.chaos.cluster import ENGINE_ZONE, NETNS_ZONE, PLAIN_ZONE, ChaosCluster
 from tests.chaos.faults import Fault, Timing
@@ -138,3 +140,21 @@ def run(cluster: ChaosCluster, scenario: Scenario, p: Profile) -> Outcome:
         evaluate(outcome, workload, sampler, p.converge_sec)
     outcome.elections = cluster.epoch() - epoch
     return outcome
+
+
+def scenario_params(
+    scenarios: tuple[Scenario, ...] | list[Scenario], together: Scenario
+) -> list[object]:
+    """The scenarios a chaos module runs, as pytest parameters: each alone, and in the long
+    profile all together as well."""
+    chosen = list(scenarios) + ([together] if profile().duration_sec else [])
+    return [pytest.param(s, id=s.name.replace(" ", "-")) for s in chosen]
+
+
+#: The marks of a chaos module: the engines and ZooKeeper it needs, and a timeout that fits
+#: the profile (a long scenario holds its load for minutes).
+CHAOS_MARKS = [
+    pytest.mark.docker,
+    pytest.mark.zookeeper,
+    pytest.mark.timeout(300 if profile().duration_sec == 0 else 1200),
+]

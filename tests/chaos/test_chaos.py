@@ -17,19 +17,17 @@ import pytest
 
 from tests.chaos.cluster import ChaosCluster, start_chaos_cluster
 from tests.chaos.report import RESULTS
-from tests.chaos.scenarios import SCENARIOS, TOGETHER, Scenario, profile, run
+from tests.chaos.scenarios import (
+    CHAOS_MARKS,
+    SCENARIOS,
+    TOGETHER,
+    Scenario,
+    profile,
+    run,
+    scenario_params,
+)
 
-PROFILE = profile()
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.zookeeper,
-    pytest.mark.timeout(300 if PROFILE.duration_sec == 0 else 1200),
-]
-
-
-def _params() -> list[object]:
-    chosen = list(SCENARIOS) + ([TOGETHER] if PROFILE.duration_sec else [])
-    return [pytest.param(s, id=s.name.replace(" ", "-")) for s in chosen]
+pytestmark = CHAOS_MARKS
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +39,10 @@ def chaos_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosClu
         c.close()
 
 
-@pytest.mark.parametrize("scenario", _params())
+@pytest.mark.parametrize("scenario", scenario_params(SCENARIOS, TOGETHER))
 def test_no_job_lost_or_run_twice_and_all_converge(
     chaos_cluster: ChaosCluster, scenario: Scenario
 ) -> None:
-    outcome = run(chaos_cluster, scenario, PROFILE)
+    outcome = run(chaos_cluster, scenario, profile())
     RESULTS.append(outcome)
     assert outcome.clean, "\n".join(outcome.breaches[:20]) + "\n" + chaos_cluster.logs()[-6000:]

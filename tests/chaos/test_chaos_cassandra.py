@@ -13,20 +13,18 @@ import pytest
 
 from tests.chaos.cluster import ChaosCluster, start_chaos_cluster
 from tests.chaos.report import RESULTS
-from tests.chaos.scenarios import CASSANDRA_SCENARIOS, CASSANDRA_TOGETHER, Scenario, profile, run
+from tests.chaos.scenarios import (
+    CASSANDRA_SCENARIOS,
+    CASSANDRA_TOGETHER,
+    CHAOS_MARKS,
+    Scenario,
+    profile,
+    run,
+    scenario_params,
+)
 from tests.support.cql.server import CqlServer
 
-PROFILE = profile()
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.zookeeper,
-    pytest.mark.timeout(300 if PROFILE.duration_sec == 0 else 1200),
-]
-
-
-def _params() -> list[object]:
-    chosen = list(CASSANDRA_SCENARIOS) + ([CASSANDRA_TOGETHER] if PROFILE.duration_sec else [])
-    return [pytest.param(s, id=s.name.replace(" ", "-")) for s in chosen]
+pytestmark = CHAOS_MARKS
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +40,11 @@ def cassandra_chaos_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterato
         cql.stop()
 
 
-@pytest.mark.parametrize("scenario", _params())
+@pytest.mark.parametrize("scenario", scenario_params(CASSANDRA_SCENARIOS, CASSANDRA_TOGETHER))
 def test_no_job_lost_or_run_twice_on_a_failing_cassandra(
     cassandra_chaos_cluster: ChaosCluster, scenario: Scenario
 ) -> None:
-    outcome = run(cassandra_chaos_cluster, scenario, PROFILE)
+    outcome = run(cassandra_chaos_cluster, scenario, profile())
     RESULTS.append(outcome)
     assert outcome.clean, (
         "\n".join(outcome.breaches[:20]) + "\n" + cassandra_chaos_cluster.logs()[-6000:]

@@ -6,14 +6,13 @@ Hosts are the in-memory driver of tests/unit/test_leader.py."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.cql.server import CqlServer
 from tests.unit.test_leader import Hosts, host, job, leader, report, tasks
-from titus.master.leader import Master
+from tests.unit.test_leader_store_faults import ride_out
 from titus.model.states import Reason, TaskState
 from titus.store.base import KillRequest, StoreUnavailable
 from titus.store.cassandra import CassandraJobStore
@@ -31,13 +30,6 @@ def cstore(cql_server: CqlServer) -> Iterator[CassandraJobStore]:
     )
     yield store
     store.close()
-
-
-def ride_out(m: Master, iterations: int = 3) -> None:
-    """Iterations of the leader's loop, each store error ridden out as the loop does."""
-    for _ in range(iterations):
-        with contextlib.suppress(StoreUnavailable):
-            m.iterate()
 
 
 def test_a_placement_that_applied_behind_write_timeouts_is_launched_once(

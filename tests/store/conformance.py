@@ -500,7 +500,8 @@ def test_second_handle_sees_writes(store_factory: Callable[[], JobStore]) -> Non
 
 
 # ---- the leader's index load ----------------------------------------------------------------
-def test_load_active_index(store: JobStore) -> None:
+def _placed_and_waiting(store: JobStore) -> tuple[Job, Task, Task]:
+    """A job with a task Launched on agent-7 and one still waiting."""
     job = store.create_job(make_job())
     placed = store.create_task(make_task(job, 0))
     placed = store.update_task(
@@ -508,7 +509,11 @@ def test_load_active_index(store: JobStore) -> None:
             update={"taskContext": {**placed.taskContext, "agent.id": "agent-7"}}
         ).with_status(TaskState.LAUNCHED)
     )
-    waiting = store.create_task(make_task(job, 1))
+    return job, placed, store.create_task(make_task(job, 1))
+
+
+def test_load_active_index(store: JobStore) -> None:
+    job, placed, waiting = _placed_and_waiting(store)
     gone = store.create_job(make_job())
     store.archive_job(finish(gone))
     index = store.load_active_index()
@@ -530,14 +535,7 @@ def test_load_active_index(store: JobStore) -> None:
 
 def test_load_active_facts_reads_no_document(store: JobStore) -> None:
     """The leader's start-up read: every active task's plain columns, no document."""
-    job = store.create_job(make_job())
-    placed = store.create_task(make_task(job, 0))
-    placed = store.update_task(
-        placed.model_copy(
-            update={"taskContext": {**placed.taskContext, "agent.id": "agent-7"}}
-        ).with_status(TaskState.LAUNCHED)
-    )
-    waiting = store.create_task(make_task(job, 1))
+    job, placed, waiting = _placed_and_waiting(store)
     done = store.create_task(make_task(job, 2))
     store.archive_task(done.with_status(TaskState.FINISHED))
     gone = store.create_job(make_job())

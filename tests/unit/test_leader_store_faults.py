@@ -184,8 +184,8 @@ def test_user_changes_taken_before_a_store_error_are_picked_up_after_it(
     assert placed == {first, second}
 
 
-def test_a_finished_job_whose_archive_failed_is_archived(store: FaultyStore) -> None:
-    driver = Hosts(host("h1"))
+def _finished_but_archive_failed(store: FaultyStore, driver: Hosts) -> tuple[Master, str]:
+    """A leader whose one-task job finished: Finished is written, the archive fails."""
     m = leader(store, driver)
     job_id = job(store)
     m.iterate()
@@ -193,7 +193,12 @@ def test_a_finished_job_whose_archive_failed_is_archived(store: FaultyStore) -> 
     report(m, task.id, TaskState.FINISHED)
     store.fail("archive_job", applied=False)
     with pytest.raises(StoreUnavailable):
-        m.iterate()  # Finished is written, the archive fails
+        m.iterate()
+    return m, job_id
+
+
+def test_a_finished_job_whose_archive_failed_is_archived(store: FaultyStore) -> None:
+    m, job_id = _finished_but_archive_failed(store, Hosts(host("h1")))
     stored = store.get_job(job_id)
     assert stored is not None and stored.status.state == JobState.FINISHED
     ride_out(m)
@@ -204,14 +209,7 @@ def test_a_finished_job_left_active_by_a_dead_leader_is_archived_by_the_next(
     store: FaultyStore,
 ) -> None:
     driver = Hosts(host("h1"))
-    m = leader(store, driver)
-    job_id = job(store)
-    m.iterate()
-    [task] = tasks(store, job_id)
-    report(m, task.id, TaskState.FINISHED)
-    store.fail("archive_job", applied=False)
-    with pytest.raises(StoreUnavailable):
-        m.iterate()  # the leader dies here, its job Finished but still active
+    _, job_id = _finished_but_archive_failed(store, driver)  # the leader dies there
     successor = takeover(store, driver)
     successor.iterate()
     assert job_id not in {j.id for j in store.list_active_jobs()}

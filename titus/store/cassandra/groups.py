@@ -29,6 +29,8 @@ from titus.store.cassandra.session import CassandraRefused, CassandraSession, It
 GROUP_MAX_BYTES = 32 * 1024
 #: And under this many creates (a batch log entry per group, not per create).
 GROUP_MAX_WRITES = 64
+#: Group sizes kept in `BatchGroups.sent`: a long-lived API keeps only the latest.
+SENT_KEPT = 1000
 
 
 @dataclass(eq=False)
@@ -65,7 +67,7 @@ class BatchGroups:
         self._queue_lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._queue: list[_Queued] = []
-        #: The size of each group sent, for tests and benchmarks.
+        #: The size of each group sent (the latest SENT_KEPT), for tests and benchmarks.
         self.sent: list[int] = []
 
     def write(self, what: str, items: Sequence[Item]) -> None:
@@ -109,5 +111,7 @@ class BatchGroups:
             for q in group:
                 q.error = e
         self.sent.append(len(group))
+        if len(self.sent) > 2 * SENT_KEPT:
+            del self.sent[:-SENT_KEPT]
         for q in group:
             q.done = True

@@ -146,11 +146,16 @@ class CassandraSession:
         self.backoff_max = backoff_max
         self.load_parallelism = load_parallelism
         self.ps: dict[str, PreparedStatement] = {}
+        self._operations: dict[str, Operation] = {}
         self._seq = SequenceClock()
 
     def prepare(self, statements: Mapping[str, str]) -> None:
         """Prepare every statement (after the keyspace exists and is in use)."""
         self.ps = {name: self.session.prepare(cql) for name, cql in statements.items()}
+        self._operations = {
+            name: "read" if cql.lstrip().upper().startswith("SELECT") else "write"
+            for name, cql in statements.items()
+        }
 
     # ---- retries --------------------------------------------------------------------------
     def retrying(self, what: str, fn: Callable[[], T], operation: Operation = "write") -> T:
@@ -182,8 +187,7 @@ class CassandraSession:
     # ---- plain statements -----------------------------------------------------------------
     def operation(self, name: str) -> Operation:
         """Whether a prepared statement reads or writes, for the error count."""
-        query = self.ps[name].query_string.lstrip().upper()
-        return "read" if query.startswith("SELECT") else "write"
+        return self._operations[name]
 
     def execute(self, name: str, args: Sequence[Any], what: str) -> list[Any]:
         return self.retrying(

@@ -32,8 +32,7 @@ class TasksPart(Part):
 
     def create_task(self, task: Task, *, epoch: int | None = None) -> Task:
         """The task's index row under its job, then its row by `INSERT ... IF NOT EXISTS`
-        (carrying the leader's epoch as its fence), then its change entry (with the index
-        row again) in one logged batch.
+        (carrying the leader's epoch as its fence), then its change entry.
 
         The index row goes first: a leader that dies between the row and the batch leaves
         a task its successor loads (the scans read rows) and runs, and that must be listed
@@ -68,22 +67,15 @@ class TasksPart(Part):
                     f"epoch {epoch} no longer leads"
                 )
             # An earlier create of this task whose every answer was lost (a write timeout
-            # after it applied) wrote the row but not its index row: listed under its job
-            # now, the caller finds it there and takes it rather than making another.
+            # after it applied) is listed under its job (its index row went first), where
+            # the caller finds it and takes it; its change entry may never have been
+            # written, so it is written now (a second one is harmless).
             if len(row) > 1:
                 job_id = row.job_id or Task.model_validate_json(row.value).jobId
-                self._index(task.id, job_id)
+                db.changed("task", task.id, job_id)
             raise Conflict(f"task {task.id} exists")
-        self._index(new.id, new.jobId)
+        db.changed("task", new.id, new.jobId)
         return new
-
-    def _index(self, task_id: str, job_id: str) -> None:
-        """A task's index row under its job and its change entry (fixed values: writing
-        them again is harmless)."""
-        self._db.batch(
-            f"index task {task_id}",
-            [("task_id_insert", (job_id, task_id)), ("change", ("task", task_id, job_id))],
-        )
 
     def update_task(self, task: Task, *, epoch: int | None = None) -> Task:
         self._fence.check_known(epoch)

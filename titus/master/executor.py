@@ -270,7 +270,9 @@ class Executor:
         their hosts; the store's copies, in the order given. The writes are unsettled
         until their launches are handed to the driver (or held while the session is
         suspended): a store error part-way through, even one hiding a write that did
-        land, has them written and sent again next time (see `settle`)."""
+        land, has them written and sent again next time (see `settle`). Their "why
+        pending" summaries are deleted once the launches are out, so that a failure to
+        delete one never holds a launch back."""
         unsettled = self.term.unsettled
         for task in tasks:
             unsettled[task.id] = task
@@ -287,6 +289,8 @@ class Executor:
         finally:
             for task in tasks:
                 unsettled.pop(task.id, None)
+        for task in tasks:
+            self.forget_pending(task.id)
         return saved
 
     def settle(self) -> None:

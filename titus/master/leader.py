@@ -455,6 +455,12 @@ class Master:
     def _apply_reports(self) -> None:
         inbox = self.term.inbox
         taken = inbox.take()
+        try:
+            # the documents of the reported tasks not read yet, in one read, not one each
+            self.view.prefetch(hr.report.taskId for hr in taken)
+        except StoreUnavailable:
+            inbox.put_back(taken)
+            raise
         for i, hr in enumerate(taken):
             try:
                 reports.apply_report(self.executor, hr)

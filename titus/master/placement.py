@@ -81,7 +81,6 @@ class Placing(Protocol):
     def guard(self) -> None: ...
     def save_task(self, task: Task) -> Task: ...
     def place(self, tasks: list[Task]) -> list[Task]: ...
-    def forget_pending(self, task_id: str) -> None: ...
     def put_scheduler_result(self, task_id: str, job_id: str, record: str) -> None: ...
     def set_meta(self, key: str, value: str) -> None: ...
 
@@ -212,9 +211,8 @@ class LaunchChunks:
 
     def flush(self) -> None:
         """Write the chunk's Launched states in one store write and send what the store
-        took (`Placing.place`): hosts start on these while the next chunk is being
-        written. The chunk's "why pending" summaries are deleted after that, so that a
-        failure to delete one never holds a launch back."""
+        took (`Placing.place`, which also drops their "why pending" summaries): hosts
+        start on these while the next chunk is being written."""
         if not self.chunk:
             return
         chunk, self.chunk = self.chunk, []
@@ -230,8 +228,6 @@ class LaunchChunks:
                 queued.status.timestamp, int(queued.taskContext.get(rc.NOT_BEFORE, "0"))
             )
             m.QUEUE_TO_PLACED.observe(max(0.0, (leader.now_ms() - queued_at) / 1000.0))
-        for launched in tasks:
-            leader.forget_pending(launched.id)
 
 
 def placed_on(task: Task, host: HostView) -> Task:

@@ -96,7 +96,8 @@ def test_a_host_that_fails_its_health_checks_reports_unhealthy(
 ) -> None:
     agent = agent_factory(agent_health_min_free_disk_mb=1 << 40)  # no disk has that free
     assert not agent.check_health().healthy
-    assert value(scrape(agent), "titus_agent_healthy") == 0
+    samples = scrape(agent)
+    assert samples[("titus_agent_healthy", frozenset())] == 0  # exported, and 0
 
 
 def test_the_log_upload_backlog_grows_while_s3_refuses_and_drains_once_it_takes_them(

@@ -701,5 +701,6 @@ def test_a_group_whose_write_timed_out_after_applying_is_acknowledged_whole(
     wait_until("every create to answer", lambda: all(outs), 30)
     cql_server.clear_faults()
     assert all(isinstance(o[0], Job) for o in outs), outs
+    assert cstore._groups.sent[-1] == len(jobs)  # written as one group
     for job in jobs:
         assert cstore.get_job(job.id) is not None

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from titus.agent.hooks import KillRequest, TaskContext, TaskHook
 from titus.agent.metrics import HEALTH_CHECKS
-from titus.agent.runtime import DockerRuntime
+from titus.agent.runtime import DockerRuntime, parse_docker_time
 from titus.model.health import health_check_of
 from titus.model.names import TaskContextKey
 
@@ -26,18 +26,6 @@ MAX_OUTPUT_CHARS = 256
 
 #: The exit code the engine records for a check it stopped at its timeout.
 TIMED_OUT_EXIT_CODE = -1
-
-
-def start_key(start: object) -> str:
-    """A check run's start time (the engine's RFC 3339, nanoseconds with trailing zeros
-    dropped) as text that sorts in time order: the fraction padded to nine digits."""
-    text = str(start or "")
-    seconds, rest = text[:19], text[19:]
-    fraction = ""
-    if rest.startswith("."):
-        digits = len(rest) - len(rest[1:].lstrip("0123456789")) - 1
-        fraction, rest = rest[1 : 1 + digits], rest[1 + digits :]
-    return f"{seconds}.{fraction.ljust(9, '0')}{rest}"
 
 
 def check_result(exit_code: object) -> str:
@@ -62,8 +50,8 @@ class HealthCheckHook(TaskHook):
         self.poll_sec = poll_sec
         self.clock = clock
         self._last: dict[str, float] = {}
-        #: per task, the start time of the newest check run already counted
-        self._counted: dict[str, str] = {}
+        #: per task, the start time (epoch seconds) of the newest check run already counted
+        self._counted: dict[str, float] = {}
 
     def check(self, ctx: TaskContext) -> KillRequest | None:
         health = health_check_of(ctx.spec.container.attributes)
@@ -90,8 +78,8 @@ class HealthCheckHook(TaskHook):
 
     def _count_runs(self, task_id: str, log: list[dict[str, object]]) -> None:
         """Count the runs in the engine's log newer than the last one counted."""
-        newest = self._counted.get(task_id, "")
-        starts = [start_key(run.get("Start")) for run in log]
+        newest = self._counted.get(task_id, 0.0)
+        starts = [parse_docker_time(str(run.get("Start") or "")) or 0.0 for run in log]
         for run, start in zip(log, starts, strict=True):
             if start > newest:
                 HEALTH_CHECKS.labels(result=check_result(run.get("ExitCode"))).inc()

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from titus.api.auth import Principal, TokenAuth
 from titus.api.errors import error_body
+from titus.api.policy import admin_refusal
 from titus.api.ratelimit import RateLimiter, retry_after_header
 
 log = logging.getLogger("titus.api.gate")
@@ -86,14 +87,8 @@ class Gate:
                     {"WWW-Authenticate": 'Bearer realm="titus"'},
                 )
                 return
-            if path.startswith(ADMIN_PATHS) and "admin" not in principal.roles:
-                # the same words as the service layer's check (policy.require_admin)
-                await _refuse(
-                    send,
-                    403,
-                    f"caller {principal.caller_id} may not {method} {path}: admins only "
-                    "(rule: admin role)",
-                )
+            if path.startswith(ADMIN_PATHS) and not principal.is_admin:
+                await _refuse(send, 403, admin_refusal(principal, f"{method} {path}"))
                 return
         if self.limiter.enabled and path.startswith("/api/"):
             client = scope.get("client")

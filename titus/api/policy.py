@@ -74,14 +74,18 @@ def require_owner(principal: Principal, job: Job, action: str) -> None:
     )
 
 
+def admin_refusal(principal: Principal, action: str) -> str:
+    """The words of a 403 for a non-admin's operator change, the same from the gate (by
+    path) and from the service layer (by action)."""
+    return (
+        f"caller {principal.name or 'anonymous'} may not {action}: admins only (rule: admin role)"
+    )
+
+
 def require_admin(principal: Principal, action: str) -> None:
     """Refuse (403) an operator's change by anyone who is not an admin."""
     if not principal.is_admin:
-        raise ApiError(
-            403,
-            f"caller {principal.name or 'anonymous'} may not {action}: admins only "
-            "(rule: admin role)",
-        )
+        raise ApiError(403, admin_refusal(principal, action))
 
 
 def redact(doc: dict[str, Any]) -> dict[str, Any]:

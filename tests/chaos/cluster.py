@@ -157,6 +157,34 @@ class ChaosCluster(Cluster):
         archived = [r for r in self.cql.rows(ks, "archived_tasks") if r["task_id"] in archived_ids]
         return [json.loads(r["value"]) for r in (*active, *archived)]
 
+    def diagnosis(self, outcome_breaches: list[str]) -> str:
+        """What a failed scenario prints, most telling first (CI keeps only so much of
+        it): the breaches; who is registered, in ZooKeeper and as the API sees them; each
+        process's last warnings; then the tail of every log."""
+        parts = ["\n".join(outcome_breaches[:20])]
+        try:
+            parts.append(f"registered in ZooKeeper: {self.registered_agents()}")
+            agents = self.http.get("/api/v3/agents", timeout=10).json().get("items", [])
+            parts.append(
+                "agents as the API sees them: "
+                + "; ".join(
+                    f"{a.get('id')} healthy={a.get('healthy')} {a.get('healthReasons')}"
+                    for a in agents
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - a diagnosis never hides the failure
+            parts.append(f"registry not readable: {exc!r}")
+        for name, proc in self.procs.items():
+            warnings = [
+                line[:300]
+                for line in proc.logs().splitlines()
+                if " WARNING " in line or " ERROR " in line
+            ]
+            if warnings:
+                parts.append(f"== {name}: last warnings\n" + "\n".join(warnings[-12:]))
+        parts.append(self.logs()[-6000:])
+        return "\n".join(parts)
+
     def step_clock(self, offset_sec: float) -> None:
         """Set a-plain's wall clock `offset_sec` away from the real time (0: real again);
         it reads the change within a second."""

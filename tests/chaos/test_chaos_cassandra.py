@@ -46,6 +46,4 @@ def test_no_job_lost_or_run_twice_on_a_failing_cassandra(
 ) -> None:
     outcome = run(cassandra_chaos_cluster, scenario, profile())
     RESULTS.append(outcome)
-    assert outcome.clean, (
-        "\n".join(outcome.breaches[:20]) + "\n" + cassandra_chaos_cluster.logs()[-6000:]
-    )
+    assert outcome.clean, cassandra_chaos_cluster.diagnosis(outcome.breaches)

@@ -112,9 +112,10 @@ def test_fork_bomb_is_contained_by_the_pids_limit(
         cgroup = host_cgroup(bomb_id)
     except LookupError as e:
         pytest.fail(f"this check reads the container's cgroup from the host: {e}")
-    wait_until("bomb at its limit", lambda: cgroup.pids_current() >= 38)
+    # the count reaching the limit and the refused fork that follows are two moments
+    wait_until("a fork refused at the limit", lambda: cgroup.pids_refused() > 0)
     assert cgroup.pids_limit() == 40
-    assert cgroup.pids_refused() > 0  # forks were refused
+    assert 38 <= cgroup.pids_current() <= 40
     assert docker_engine.containers.get(bomb_id).status == "running"
 
     # the host still starts and runs other tasks normally

@@ -91,3 +91,23 @@ def test_a_task_the_host_never_heard_of_ends_as_lost_when_claimed(driven: Driven
     assert [(r.taskId, r.reasonCode) for r in finished] == [("forgotten-task", "lost")]
     assert "no longer knows the task" in finished[0].reasonMessage
     assert agent.is_running(running.taskId)
+
+
+def test_a_host_whose_watch_ended_is_watched_again(driven: Driven) -> None:
+    """Whatever ends a host's watch (an answer nobody foresaw, a thread that could not
+    start), the registry's follower starts another: the host must not drop out of
+    placement for good while it stays registered and answers."""
+    driver = driven.driver
+    with driver._lock:
+        (watch,) = driver._watches.values()
+    watch.stop.set()  # its thread ends, as if it had died
+    watch.thread.join(5)
+
+    def watched_again() -> bool:
+        with driver._lock:
+            current = next(iter(driver._watches.values()), None)
+        return current is not None and current is not watch and current.synced
+
+    wait_until("a new watch of the host", watched_again, 20)
+    assert _host(driver, lambda h: h.healthy, "placed on again").host_id == driven.agent.agent_id
+    assert driver.lost_hosts() == set()

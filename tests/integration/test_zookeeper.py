@@ -384,6 +384,40 @@ def test_a_restarted_agent_replaces_its_predecessor(zk_coordinator: Factory) -> 
     wait_until("agent-1 to stay", lambda: len(master.agents()) == 1, WAIT_SEC)
 
 
+def test_an_agent_restarting_over_and_over_is_listed_as_it_last_registered(
+    zk_coordinator: Factory,
+) -> None:
+    """Each restart deletes the old process's node and makes a new one at once; however
+    the registry's watches see that pair of changes, the agent must not drop out of the
+    master's view (its tasks would be declared lost and nothing placed on it again)."""
+    master, first, second = zk_coordinator(), zk_coordinator(), zk_coordinator()
+    first.register_agent(agent("agent-1", generation="0"))
+    wait_until("agent-1", lambda: len(master.agents()) == 1, WAIT_SEC)
+    processes = (first, second)
+    for generation in range(1, 120):
+        processes[generation % 2].register_agent(agent("agent-1", generation=str(generation)))
+    wait_until(
+        "the last registration",
+        lambda: [a.attributes.get("generation") for a in master.agents()] == ["119"],
+        WAIT_SEC,
+    )
+    second.unregister_agent("agent-1")
+    wait_until("agent-1 to be gone", lambda: master.agents() == [], WAIT_SEC)
+
+
+def test_an_agent_listed_just_before_its_node_went_is_seen_when_it_comes_back(
+    zk_coordinator: Factory,
+) -> None:
+    """The children watch lists a node that is deleted before its data watch first reads
+    it (a restarting agent replaces its node): when the node is made again, the agent is
+    listed. The listing is replayed by hand; the race cannot be timed from outside."""
+    master, host = zk_coordinator(), zk_coordinator()
+    assert master.agents() == []
+    master._on_agent_children(["agent-9"])  # listed, but no node by the time it is read
+    host.register_agent(agent("agent-9"))
+    wait_until("agent-9", lambda: [a.id for a in master.agents()] == ["agent-9"], WAIT_SEC)
+
+
 # ---- wake-ups -----------------------------------------------------------------------------
 
 

@@ -230,8 +230,10 @@ class LogCopier:
                     return
         except docker.errors.NotFound:
             pass
-        except Exception:
-            log.exception("copying %s of container %s failed", self.stream, self.container_id)
+        except Exception as e:
+            # 409: the container was removed meanwhile ("dead or marked for removal")
+            if not (isinstance(e, docker.errors.APIError) and e.status_code == 409):
+                log.exception("copying %s of container %s failed", self.stream, self.container_id)
         finally:
             if self._out is not None:
                 self._out.close()

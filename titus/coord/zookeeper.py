@@ -158,7 +158,8 @@ class ZooKeeperCoordinator:
         self._leadership: ZooKeeperLeadership | None = None
         self._own_agents: dict[str, AgentInfo] = {}
         self._agent_cache: dict[str, AgentInfo] = {}
-        self._agent_watches: dict[str, DataWatch] = {}
+        #: One token per agent node with a live data watch (see `_watch_agent_nodes`).
+        self._agent_watches: dict[str, object] = {}
         self._children_watch: ChildrenWatch | None = None
         self._suspend_timer: threading.Timer | None = None
         # leaderships given up while cut off: their nodes go when the connection returns
@@ -678,6 +679,8 @@ class ZooKeeperCoordinator:
             return sorted(self._agent_cache.values(), key=lambda a: a.id)
 
     def _on_agent_children(self, children: list[str]) -> bool:
+        """The children watch: the registry's list of names is the authority on which
+        agents exist; each listed name gets one data watch."""
         with self._lock:
             if self._closed:
                 return False
@@ -686,33 +689,62 @@ class ZooKeeperCoordinator:
                 if name not in current:
                     del self._agent_watches[name]
                     self._agent_cache.pop(name, None)
-            new = [name for name in children if name not in self._agent_watches]
-        for name in new:
-            watch = DataWatch(
-                self._client,
-                f"{self._agents_path}/{name}",
-                lambda data, stat, event=None, _name=name: self._on_agent_data(_name, data, stat),
-            )
-            with self._lock:
-                self._agent_watches.setdefault(name, watch)
+        self._watch_agent_nodes(children)
         return True
 
-    def _on_agent_data(self, name: str, data: bytes | None, stat: ZnodeStat | None) -> bool:
+    def _watch_agent_nodes(self, names: list[str]) -> None:
+        """Start a data watch on each of `names` that has none. Each watch carries a token
+        put in `_agent_watches` before the watch first reads: a watch whose token is no
+        longer there was retired or replaced, and stops at its next event."""
         with self._lock:
             if self._closed:
+                return
+            tokens = {name: object() for name in names if name not in self._agent_watches}
+            self._agent_watches.update(tokens)
+        for name, token in tokens.items():
+            DataWatch(
+                self._client,
+                f"{self._agents_path}/{name}",
+                lambda data, stat, event=None, _name=name, _token=token: self._on_agent_data(
+                    _name, _token, data, stat
+                ),
+            )
+
+    def _on_agent_data(
+        self, name: str, token: object, data: bytes | None, stat: ZnodeStat | None
+    ) -> bool:
+        with self._lock:
+            if self._closed or self._agent_watches.get(name) is not token:
                 return False
-            if stat is None or data is None:
+            gone = stat is None or data is None
+            if gone:
                 self._agent_cache.pop(name, None)
-                self._agent_watches.pop(name, None)
-                return False
-            try:
-                info = self._verified_agent(name, json.loads(data))
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                log.warning("coordination: ignoring agent node %s: %s", name, exc)
-                self._agent_cache.pop(name, None)
+                del self._agent_watches[name]
             else:
-                self._agent_cache[name] = info
-            return True
+                try:
+                    info = self._verified_agent(name, json.loads(data or b""))
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    log.warning("coordination: ignoring agent node %s: %s", name, exc)
+                    self._agent_cache.pop(name, None)
+                else:
+                    self._agent_cache[name] = info
+        if gone:
+            # An agent that restarts deletes its old node and makes a new one at once: the
+            # children watch may have listed the new node while this watch still stood for
+            # the name, and will not fire again. Look at the list once more.
+            self._client.handler.spawn(self._relist_agents)
+            return False
+        return True
+
+    def _relist_agents(self) -> None:
+        """Watch every agent node listed now. Only adds: a listing read here may be older
+        than the one the children watch acted on, so it never retires a name."""
+        try:
+            children = self._client.get_children(self._agents_path)
+        except Exception as exc:  # noqa: BLE001 - closed or disconnected: the watch catches up
+            log.warning("coordination: could not list the agents again: %s", exc)
+            return
+        self._watch_agent_nodes(children)
 
     def _verified_agent(self, name: str, doc: dict[str, Any]) -> AgentInfo:
         """The AgentInfo of node `name`; with the cluster secret, only if the agent it

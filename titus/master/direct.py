@@ -62,7 +62,8 @@ class _AgentWatch:
                 )
                 r.raise_for_status()
                 page = TaskReportPage.model_validate(r.json())
-            except (httpx.HTTPError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - this thread must outlive any answer
+                # (a watch whose thread died would leave the host out of placement for good)
                 log.warning("agent %s: cannot list tasks: %s", self.info.id, exc)
                 # it may be restarting: once it answers, it needs to hear the claims again
                 self.claim_due = True
@@ -136,7 +137,11 @@ class DirectDriver:
 
     def _supervise(self) -> None:
         while not self._stop.wait(1.0):
-            self._refresh()
+            try:
+                self._refresh()
+            except Exception:
+                # never end: without this loop no agent that comes back is watched again
+                log.exception("following the agent registry failed; trying again")
 
     def _refresh(self) -> None:
         """Follow the registry: watch new agents, notice agents that went away."""
@@ -145,7 +150,9 @@ class DirectDriver:
         with self._lock:
             for agent_id, info in registered.items():
                 w = self._watches.get(agent_id)
-                if w is None or w.info.address != info.address:
+                # a watch whose thread is not running (it could not start, or died) is
+                # replaced too: it would keep the host out of placement for good
+                if w is None or w.info.address != info.address or not w.thread.is_alive():
                     if w is not None:
                         w.stop.set()
                     w = _AgentWatch(self, info)

@@ -26,7 +26,7 @@ lint: install
 	$(VENV)/bin/mypy titus
 
 test: install engine zookeeper lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=30
 
 # One part of the suite (tests/README.md says what each holds and needs).
 unit: install

@@ -129,6 +129,24 @@ def test_health_says_what_is_true_and_answers_503_while_the_store_is_down(
     )
 
 
+def test_a_create_that_certainly_failed_frees_its_idempotency_key_at_once(
+    http: TestClient,
+    cql_server: CqlServer,  # noqa: F811
+    store: CassandraJobStore,
+) -> None:
+    """The store said the job was not written: the client's retry with the same key is a
+    new attempt that can succeed now, not a 409 "in progress" for the pending lease."""
+    key = {"Idempotency-Key": "deploy-failed"}
+    cql_server.inject("unavailable", "INSERT INTO active_jobs", times=1000)
+    first = http.post("/api/v3/jobs", json=service(), headers=key)
+    assert first.status_code == 503 and "was not created" in first.json()["message"]
+    cql_server.clear_faults()
+    again = http.post("/api/v3/jobs", json=service(), headers=key)
+    assert again.status_code == 202, again.text
+    assert _job_ids(http) == {again.json()["id"]}
+    assert store.count_active_jobs() == 1
+
+
 def test_a_create_whose_outcome_is_unknown_keeps_its_idempotency_key(
     http: TestClient,
     cql_server: CqlServer,  # noqa: F811

@@ -83,11 +83,10 @@ def test_the_api_answers_503_with_retry_after_when_the_disk_is_full(small_disk: 
         created = http.post("/api/v3/jobs", json=service()).json()["id"]
         filler = _fill(small_disk)
         answers = []
-        for _ in range(50):
-            r = http.post(
-                "/api/v3/jobs",
-                json=service(attributes={"pad": uuid.uuid4().hex * 60}),
-            )
+        for i in range(50):
+            body = service(attributes={"pad": uuid.uuid4().hex * 60})
+            key = {"Idempotency-Key": f"fill-{i}"}
+            r = http.post("/api/v3/jobs", json=body, headers=key)
             answers.append(r.status_code)
             if r.status_code != 202:
                 break
@@ -96,6 +95,9 @@ def test_the_api_answers_503_with_retry_after_when_the_disk_is_full(small_disk: 
         assert http.get(f"/api/v3/jobs/{created}").status_code == 200
         filler.unlink()
         assert http.post("/api/v3/jobs", json=service()).status_code == 202
+        # the refused create wrote nothing: its retry with the same key is a new attempt
+        retried = http.post("/api/v3/jobs", json=body, headers=key)
+        assert retried.status_code == 202, retried.text
 
 
 def test_the_leader_rides_out_a_full_disk_without_stepping_down(

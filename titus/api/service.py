@@ -54,6 +54,7 @@ from titus.store.base import (
     IdempotencyRecord,
     KillRequest,
     MoveRequest,
+    StoreNotWritten,
     StoreUnavailable,
 )
 from titus.store.records import Created
@@ -258,6 +259,10 @@ class JobService:
             )
         try:
             return self.create_parsed(descriptor, caller, reason, job_id=job_id)
+        except StoreNotWritten:
+            # certainly not written: the key is free at once for the client's retry
+            self.store.release_idempotency_key(scoped, job_id)
+            raise
         except StoreUnavailable:
             # The store could not say whether the job was written (a Cassandra batch that
             # timed out may still land): the key stays with it, so a retry gets the job if

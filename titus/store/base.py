@@ -30,6 +30,7 @@ from titus.store.errors import (
     NotFound,
     StaleEpoch,
     StoreError,
+    StoreNotWritten,
     StoreRefused,
     StoreUnavailable,
 )
@@ -107,6 +108,7 @@ __all__ = [
     "SchedulerResults",
     "StaleEpoch",
     "StoreError",
+    "StoreNotWritten",
     "StoreRefused",
     "StoreUnavailable",
     "TaskAttributes",

@@ -20,7 +20,13 @@ class StaleEpoch(StoreError):
 
 
 class StoreUnavailable(StoreError):
-    """The backend cannot serve now; the caller may retry later."""
+    """The backend cannot serve now; the caller may retry later. Whether a write that
+    fails so was applied is not known (a Cassandra write that timed out may still land)."""
+
+
+class StoreNotWritten(StoreUnavailable):
+    """The backend cannot serve now, and the write certainly did not happen (a SQLite
+    transaction rolled back, a Cassandra batch found not to have landed)."""
 
 
 class StoreRefused(StoreError):

@@ -22,7 +22,7 @@ from titus.store.cassandra.part import Part
 from titus.store.cassandra.schema import task_columns
 from titus.store.cassandra.session import CassandraRefused, Item
 from titus.store.codec import dump_document
-from titus.store.errors import Conflict, GroupNameTaken, StoreUnavailable
+from titus.store.errors import Conflict, GroupNameTaken, StoreNotWritten, StoreUnavailable
 from titus.store.quarantine import decode_job, decode_jobs
 
 log = logging.getLogger("titus.store.cassandra")
@@ -87,7 +87,7 @@ class JobsPart(Part):
                 return job
             if name is not None:
                 self._release_name(name, job.id)
-            raise StoreUnavailable(f"job {job.id} was not created: {e}") from e
+            raise StoreNotWritten(f"job {job.id} was not created: {e}") from e
         return job
 
     def _claim_name(self, name: str, job_id: str) -> None:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from titus.store.errors import StaleEpoch, StoreUnavailable
+from titus.store.errors import StaleEpoch, StoreNotWritten
 from titus.store.metrics import Operation, count_error
 from titus.store.sqlite.schema import CHANGES_KEPT, SCHEMA, TRIM_EVERY, migrate, while_locked
 
@@ -80,15 +80,18 @@ class _Write:
 
 
 def unavailable(exc: sqlite3.OperationalError, operation: Operation) -> Exception:
-    """The error a caller sees: StoreUnavailable (503 at the API, ridden out by the leader)
-    when the store cannot answer now, else the error itself (a bug: let it surface).
+    """The error a caller sees: StoreNotWritten, a StoreUnavailable (503 at the API,
+    ridden out by the leader), when the store cannot answer now, else the error itself (a
+    bug: let it surface).
 
     Every SQLite failure a caller sees passes here, so here it is counted
     (`titus_store_errors_total`)."""
     count_error("sqlite", operation)
     text = str(exc).lower()
     if any(words in text for words in _UNAVAILABLE):
-        return StoreUnavailable(f"sqlite: {exc}")
+        # every failed transaction is rolled back (`_tx`, `_commit_group`): nothing of it
+        # was written
+        return StoreNotWritten(f"sqlite: {exc}")
     return exc
 
 

@@ -73,3 +73,51 @@ def test_health_says_the_clock_is_off_while_it_is_and_recovers_when_it_is_right(
         clocks.tick(10)
     clocks.step = 0.0
     assert checker.check().healthy
+
+
+def test_an_agent_started_on_a_wrong_clock_takes_the_leaders_calls_once_it_is_corrected() -> None:
+    """The time source synced late: the agent started 900 s ahead. While its wall clock is
+    wrong, the leader's calls are refused and the host is unhealthy; once the wall clock
+    is corrected, the leader's next call sets the agent's clock right, and both recover.
+    A signed time that the wall clock does not share moves nothing."""
+    clocks = Clocks()
+    clocks.step = 900.0
+    steady = SteadyClock(clocks.wall, clocks.monotonic)
+    verifier = RequestVerifier(SECRET, clock=steady, keeper=steady)
+    leader = RequestSigner(SECRET, clock=lambda: clocks.real)
+    client: Any = SimpleNamespace(ping=lambda: True)
+    settings = Settings(agent_health_image="", agent_allow_no_userns=True)
+    checker = HealthChecker(settings, client, "agent-1", clock=steady)
+    checker._remaps_user_namespaces = lambda: True  # type: ignore[method-assign]
+
+    def call() -> str:
+        header = leader.header("POST", "/tasks", b"{}", epoch=1)[HEADER]
+        try:
+            verifier.verify("POST", "/tasks", b"{}", header)
+        except SignatureError as e:
+            return str(e)
+        return "taken"
+
+    clocks.tick(5)
+    assert "900 s away from this host's clock" in call()  # the wall clock agrees: wrong
+    assert checker.check().healthy  # nothing stepped since the start: not seen here
+    clocks.step = 0.0  # the time source syncs
+    clocks.tick(5)
+    assert not checker.check().healthy  # the two clocks disagree now
+    assert call() == "taken"
+    assert steady.wall_offset() == 0.0
+    assert checker.check().healthy
+
+    clocks.step = -600.0  # stepped away again: the leader's time sides with the steady clock
+    clocks.tick(5)
+    assert call() == "taken"
+    assert steady.wall_offset() == -600.0
+    forged_time = RequestSigner(SECRET, clock=lambda: clocks.real - 600.0)
+    header = forged_time.header("POST", "/tasks", b"{}", epoch=1)[HEADER]
+    try:  # a signed time that agrees with the stepped wall clock only: a replay, refused
+        verifier.verify("POST", "/tasks", b"{}", header)
+    except SignatureError as e:
+        assert "600 s away" in str(e)
+    else:  # pragma: no cover
+        raise AssertionError("a call that only the stepped wall clock agrees with was taken")
+    assert steady.wall_offset() == -600.0

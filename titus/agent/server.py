@@ -25,7 +25,7 @@ from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from titus.agent.clock import AGENT_CLOCK
+from titus.agent.clock import AGENT_CLOCK, SteadyClock
 from titus.agent.daemon import MAX_POLL_WAIT_SEC, AgentDaemon
 from titus.agent.logs import STREAMS, LogFiles
 from titus.agent.metrics import agent_exposition, daemon_registry
@@ -47,11 +47,12 @@ class CallGuard:
         self,
         secret: bytes | None,
         agent_id: str = "",
-        clock: Callable[[], float] = AGENT_CLOCK,
+        clock: SteadyClock = AGENT_CLOCK,
     ):
         # the time of a call is checked on the steady clock: a step of this host's wall
-        # clock does not refuse the leader's calls (clock.py)
-        self.verifier = RequestVerifier(secret, clock=clock) if secret else None
+        # clock does not refuse the leader's calls; a clock wrong since the start is set
+        # right once the corrected wall clock and the leader agree (clock.py)
+        self.verifier = RequestVerifier(secret, clock=clock, keeper=clock) if secret else None
         self.agent_id = agent_id
         self.epochs = EpochGate()
 

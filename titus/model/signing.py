@@ -24,6 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 HEADER = "X-Titus-Signature"
 VERSION = "v1"
@@ -85,6 +86,14 @@ class Verified:
     epoch: int
 
 
+class ClockKeeper(Protocol):
+    """A clock that can be set right by a signed time (see RequestVerifier)."""
+
+    def agree_with(self, signed_time: float, tolerance: float) -> bool: ...
+
+    def confirm(self) -> None: ...
+
+
 class RequestVerifier:
     """Checks the requests an agent receives. Thread-safe enough for one event loop: the
     nonce book is touched only by `verify`."""
@@ -95,9 +104,14 @@ class RequestVerifier:
         clock: Callable[[], float] = time.time,
         max_skew_sec: float = MAX_SKEW_SEC,
         max_nonces: int = MAX_NONCES,
+        keeper: ClockKeeper | None = None,
     ):
+        """`keeper` (the agent's clock, titus/agent/clock.py) hears of each request whose
+        time is in the window, and is asked about a correctly signed one whose time is
+        not: when it sets `clock` right, the time is checked once more."""
         self._secret = check_secret(secret)
         self._clock = clock
+        self._keeper = keeper
         self._skew_ms = int(max_skew_sec * 1000)
         self._max_nonces = max_nonces
         self._seen: OrderedDict[str, int] = OrderedDict()  # nonce -> when it may be forgotten
@@ -126,11 +140,19 @@ class RequestVerifier:
         if not hmac.compare_digest(expected, mac):
             raise SignatureError("bad signature")
         now = int(self._clock() * 1000)
+        if (
+            abs(now - ms) > self._skew_ms
+            and self._keeper is not None
+            and self._keeper.agree_with(ms / 1000, self._skew_ms / 1000)
+        ):
+            now = int(self._clock() * 1000)
         if abs(now - ms) > self._skew_ms:
             raise SignatureError(
                 f"request time is {abs(now - ms) / 1000:.0f} s away from this host's clock "
                 f"(at most {self._skew_ms / 1000:.0f} s allowed)"
             )
+        if self._keeper is not None:
+            self._keeper.confirm()
         self._forget(now)
         if nonce in self._seen:
             raise SignatureError("replayed request")

@@ -66,6 +66,9 @@ def test_associations_are_checked_with_elbv2_and_kept_on_the_job(
             "the listing to show it",
             lambda: http.get("/api/v3/loadBalancers").json()["items"] == wanted,
         )
+        for bad in ("0", "1001", "\u0661", "ten"):  # the same rule as every listing
+            r = http.get("/api/v3/loadBalancers", params={"pageSize": bad})
+            assert r.status_code == 400 and "pageSize must be a number" in r.text, (bad, r.text)
 
         refusals = {
             "not-an-arn": "is not a target group ARN",

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from titus.api.auth import Principal
 from titus.api.deps import authenticated, principal_of
 from titus.api.errors import ApiError
-from titus.api.query import decimal
+from titus.api.query import MAX_PAGE_SIZE, page_size
 from titus.api.schemas import ERROR_RESPONSES, query_parameters
 from titus.api.service import JobService
 from titus.model.job import Job
@@ -34,7 +34,7 @@ from titus.model.loadbalancer import (
 )
 
 RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3)
-MAX_PAGE = 1000
+MAX_PAGE = MAX_PAGE_SIZE
 
 
 class LoadBalancerService:
@@ -101,13 +101,13 @@ class LoadBalancerService:
     def page(self, view: Any, size: int, number: int = 0) -> tuple[list[Job], int]:
         """One page of the active jobs that have load balancers (by job id), and how many
         there are in all; `size` is held to 1..MAX_PAGE."""
-        size = page_size(size)
+        size = held_page_size(size)
         jobs = sorted((j for j in view.jobs.values() if load_balancers_of(j)), key=lambda j: j.id)
         start = max(0, number) * size
         return jobs[start : start + size], len(jobs)
 
 
-def page_size(asked: int) -> int:
+def held_page_size(asked: int) -> int:
     return min(MAX_PAGE, max(1, asked))
 
 
@@ -156,9 +156,7 @@ PAGE_SIZE = {
 @router.get("/loadBalancers", openapi_extra={"parameters": [PAGE_SIZE]})
 async def list_load_balancers(request: Request) -> JSONResponse:
     """Every active job that has load balancers, with them."""
-    size = decimal(request.query_params.get("pageSize", "100"))
-    if size is None or not 1 <= size <= MAX_PAGE:
-        raise ApiError(400, f"pageSize must be an integer in 1..{MAX_PAGE}")
+    size = page_size(request.query_params, 100)
     jobs, total = _service(request).page(request.app.state.view, size)
     items = [job_entry(j) for j in jobs]
     return JSONResponse(

@@ -223,7 +223,7 @@ class Paging:
 
     @classmethod
     def parse(cls, params: Mapping[str, str], default_size: int = 10) -> Paging:
-        size = _page_size(params, default_size)
+        size = page_size(params, default_size)
         cursor = params.get("cursor") or None
         after = decode_cursor(cursor) if cursor else None
         skip = 0 if cursor else _page_number(params) * size
@@ -243,7 +243,8 @@ class Paging:
         }
 
 
-def _page_size(params: Mapping[str, str], default: int) -> int:
+def page_size(params: Mapping[str, str], default: int) -> int:
+    """`pageSize` of a listing: a plain decimal from 1 to MAX_PAGE_SIZE, else a 400."""
     raw = params.get("pageSize")
     if raw is None:
         return default

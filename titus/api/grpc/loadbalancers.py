@@ -12,7 +12,7 @@ from titus.api.grpc.gen import titus_job_api_pb2 as jobs_pb
 from titus.api.grpc.gen import titus_loadbalancer_api_pb2 as pb
 from titus.api.grpc.gen import titus_loadbalancer_api_pb2_grpc as pb_grpc
 from titus.api.grpc.service import Context, JobManagement
-from titus.api.loadbalancers import LoadBalancerService, job_entry, page_size
+from titus.api.loadbalancers import LoadBalancerService, held_page_size, job_entry
 from titus.api.view import ActiveView
 
 EMPTY = empty_pb2.Empty()
@@ -45,7 +45,7 @@ class LoadBalancers(pb_grpc.LoadBalancerServiceServicer):
         self, request: pb.GetAllLoadBalancersRequest, context: Context
     ) -> pb.GetAllLoadBalancersResult:
         async def work(caller: Caller, who: Principal) -> pb.GetAllLoadBalancersResult:
-            size = page_size(request.page.pageSize or DEFAULT_PAGE)
+            size = held_page_size(request.page.pageSize or DEFAULT_PAGE)
             number = max(0, request.page.pageNumber)
             page, total = self.service.page(self.view, size, number)
             results = [_result(job_entry(j)) for j in page]

@@ -156,10 +156,12 @@ def launched_and_refused_by_the_engine(p: Platform, job_id: str) -> dict[str, An
 def test_gpu_tasks_go_to_a_host_with_the_gpus_and_wait_naming_the_rule(tmp_path: Path) -> None:
     """This machine has no GPU and its engine no NVIDIA runtime: the host declares its GPUs
     (TITUS_AGENT_GPUS). Shown here: a job asking more GPUs than any host has is refused,
-    GPU tasks are placed on the host that has them and the engine is asked for the devices
-    (it refuses them for want of a driver: the task ends there, a system error retried),
-    and a task whose GPUs the host no longer has waits, why-pending naming the gpu rule. A
-    container running with its GPUs is not shown here."""
+    a GPU task is placed on the host that has them and the engine is asked for the devices
+    (it refuses them for want of a driver: the task ends there, a system error retried);
+    from then on the host offers no GPUs, so GPU tasks wait, why-pending naming the gpu
+    rule, instead of failing there again and again, and new GPU jobs are refused; the
+    agent, restarted, offers its GPUs again. A container running with its GPUs is not
+    shown here."""
     with running_platform(tmp_path, {"TITUS_AGENT_GPUS": json.dumps(["0", "1"])}) as p:
         [agent] = p.http.get("/api/v3/agents").json()["items"]
         assert agent["resources"]["gpu"] == 2
@@ -172,29 +174,39 @@ def test_gpu_tasks_go_to_a_host_with_the_gpus_and_wait_naming_the_rule(tmp_path:
             "message": "3 is more than the largest host offers (2)",
         }
 
-        one, two = p.submit(gpu_batch(1)), p.submit(gpu_batch(2))
+        one = p.submit(gpu_batch(1))
         launched_and_refused_by_the_engine(p, one)
-        launched_and_refused_by_the_engine(p, two)
+        p.wait_for(
+            "the host to offer no GPUs",
+            lambda: p.http.get("/api/v3/agents").json()["items"][0]["resources"]["gpu"] == 0,
+        )
+        why = p.wait_for("the 1-GPU job's next task to wait", lambda: why_waiting(p, one))
+        assert why["message"] == "no host fits: 1 hosts, resources refused 1 (gpu)", why
+        assert why["refusedBy"] == {"resources": 1}
+        # with no host offering GPUs, a GPU job is refused at the door, saying so (once
+        # the API's look at the hosts, kept 2 s, is renewed)
+        time.sleep(2.5)
+        r = p.http.post("/api/v3/jobs", json=gpu_batch(1))
+        assert r.status_code == 400
+        assert r.json()["errors"][0]["message"] == "1 is more than the largest host offers (0)"
         assert p.http.delete(f"/api/v3/jobs/{one}").status_code == 200
 
-        # the host comes back declaring one GPU: the 2-GPU job's next task waits
+        # an agent restarted (its operator fixed the engine) offers what it declares again
         p.stop()
         p.env["TITUS_AGENT_GPUS"] = json.dumps(["0"])
         p.start()
-
-        def why_waiting() -> dict[str, Any] | None:
-            for t in p.tasks(two):
-                if t["status"]["state"] == "Accepted":
-                    r = p.http.get(f"/api/v3/scheduler/results/{t['id']}").json()
-                    if r["hostsConsidered"] > 0:
-                        return r  # type: ignore[no-any-return]
-            return None
-
-        why = p.wait_for("the 2-GPU task to wait for GPUs", why_waiting)
-        assert why["message"] == "no host fits: 1 hosts, resources refused 1 (gpu)", why
-        assert why["refusedBy"] == {"resources": 1}
         [agent] = p.http.get("/api/v3/agents").json()["items"]
         assert agent["resources"]["gpu"] == 1
+
+
+def why_waiting(p: Platform, job_id: str) -> dict[str, Any] | None:
+    """The scheduler's why-pending of an Accepted task of the job, once it was looked at."""
+    for t in p.tasks(job_id):
+        if t["status"]["state"] == "Accepted":
+            r = p.http.get(f"/api/v3/scheduler/results/{t['id']}").json()
+            if r["hostsConsidered"] > 0:
+                return r  # type: ignore[no-any-return]
+    return None
 
 
 # ---- a task's health in the observe stream -----------------------------------------------

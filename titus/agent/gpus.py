@@ -11,14 +11,19 @@ restarts knows which devices its running tasks hold. Teardown gives them back.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from pathlib import Path
 
 from titus.agent.hooks import LaunchError, TaskContext, TaskHook
-from titus.agent.runtime import LABEL_GPUS, DockerRuntime
+from titus.agent.runtime import LABEL_GPUS, DockerRuntime, GpusUnusable
+from titus.coord.base import AgentInfo
+from titus.model import names
 from titus.model.states import Reason
 from titus.settings import Settings
+
+log = logging.getLogger("titus.agent.gpus")
 
 _NVIDIA = re.compile(r"^nvidia(\d+)$")
 
@@ -41,6 +46,16 @@ class GpuPool:
         self.devices = list(devices)
         self._held: dict[str, list[str]] = {}
         self._lock = threading.Lock()
+        #: Why the engine cannot give containers GPUs, once a launch found out; until the
+        #: agent restarts, the host offers none and takes no GPU task.
+        self.unusable: str | None = None
+
+    def give_up(self, why: str) -> None:
+        with self._lock:
+            first = self.unusable is None
+            self.unusable = why
+        if first:
+            log.warning("GPUs no longer offered: %s (restart the agent once fixed)", why)
 
     def free(self) -> list[str]:
         with self._lock:
@@ -54,6 +69,8 @@ class GpuPool:
         with self._lock:
             if task_id in self._held:
                 return list(self._held[task_id])
+            if self.unusable is not None:
+                raise LaunchError(Reason.TRANSIENT_SYSTEM_ERROR, self.unusable)
             free = self._free()
             if len(free) < count:
                 # the master counted otherwise (a restart it has not seen yet): elsewhere
@@ -99,3 +116,11 @@ class GpuHook(TaskHook):
     def teardown(self, ctx: TaskContext) -> None:
         self.pool.release(ctx.task_id)
         ctx.gpus = []
+        if isinstance(ctx.setup_error, GpusUnusable):
+            self.pool.give_up(str(ctx.setup_error))
+
+    def describe_host(self, info: AgentInfo) -> None:
+        """No GPUs offered once the engine showed it cannot give them: GPU tasks wait,
+        why-pending naming the gpu rule, instead of failing here again and again."""
+        if self.pool.unusable is not None:
+            info.resources[names.GPU] = 0.0

@@ -98,6 +98,8 @@ class TaskContext:
     ownership: Ownership = field(default_factory=Ownership)
     #: The host's GPU device ids the task holds (gpus.py), given to its container.
     gpus: list[str] = field(default_factory=list)
+    #: Why the setup failed, for the hooks torn down after it (set by HookRunner.setup).
+    setup_error: BaseException | None = None
 
     @property
     def task_id(self) -> str:
@@ -166,10 +168,11 @@ class HookRunner:
             began = time.perf_counter()
             try:
                 hook.setup(ctx)
-            except BaseException:
+            except BaseException as exc:
                 log.info("task %s: hook %s setup failed", ctx.task_id, hook.name)
                 HOOK_SECONDS.labels(hook.name, "failed").observe(time.perf_counter() - began)
                 LAUNCH_SECONDS.labels("failed").observe(time.perf_counter() - launch)
+                ctx.setup_error = exc
                 self._teardown(ctx, done)
                 raise
             HOOK_SECONDS.labels(hook.name, "ok").observe(time.perf_counter() - began)

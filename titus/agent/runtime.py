@@ -262,6 +262,16 @@ _JOB_START_ERRORS = (
 )
 
 
+class GpusUnusable(LaunchError):
+    """The engine cannot give containers GPUs (no device driver for them): the task goes
+    elsewhere, and this host offers no GPUs any more (gpus.py)."""
+
+
+def gpus_unusable(exc: docker.errors.APIError) -> bool:
+    """Docker's answer to a device request when no GPU driver is installed."""
+    return "could not select device driver" in str(exc.explanation or "")
+
+
 def start_failure_reason(exc: docker.errors.APIError) -> Reason | None:
     """The reason a failed container start finishes its task with; None: engine trouble."""
     if exc.is_client_error():
@@ -489,6 +499,11 @@ class ContainerHook(TaskHook):
             container.reload()
         except BaseException as e:
             self.teardown(ctx)
+            if isinstance(e, docker.errors.APIError) and ctx.gpus and gpus_unusable(e):
+                raise GpusUnusable(
+                    Reason.TRANSIENT_SYSTEM_ERROR,
+                    f"this host's engine cannot give containers GPUs: {e.explanation}",
+                ) from e
             if isinstance(e, docker.errors.APIError):
                 reason = start_failure_reason(e)
                 if reason is not None:

@@ -124,14 +124,16 @@ def drive(m: Master, clock: Clock, what: str, until: Any, load: float | None = N
     wait_until(what, step, timeout=60)
 
 
-def settle(m: Master, clock: Clock, load: float, passes: int) -> None:
-    """`passes` whole passes of the worker with the load sustained."""
+def settle(m: Master, clock: Clock, load: float | None, passes: int) -> None:
+    """`passes` whole passes of the worker with the load sustained (None: the metric is
+    not CloudWatch's, the tasks' own stays as they published it)."""
     term = m.term.autoscaling
     assert term is not None
     for _ in range(passes):
         before = term.worker.passes if term.worker is not None else 0
         clock.advance(INTERVAL)
-        put_metric(clock, load)
+        if load is not None:
+            put_metric(clock, load)
         m.iterate()
         wait_until(
             "a worker pass",
@@ -245,6 +247,34 @@ def test_target_tracking_on_the_tasks_own_published_metric(tmp_path: Path) -> No
         serve()
         publish(10.0)  # a fifth of the target: in to the fewest that keep it
         drive(m, clock, "desired 1", lambda: desired(store, job_id) == 1)
+
+
+def test_scaling_out_stops_at_the_platforms_max_active_tasks(tmp_path: Path) -> None:
+    """A user's resize past maxActiveTasks is refused at the API; a policy evaluated by
+    the platform is held to it the same way, the job's history saying so."""
+    policy = with_change(TARGET, "targetPolicyDescriptor.scaleOutCooldownSec", 0)
+    with platform(tmp_path, {"min": 1, "desired": 2, "max": 10}) as (http, store, job_id):
+        policy_id = set_policy(http, job_id, policy)
+        clock = Clock()
+        m = master(store, clock, autoscaling_metrics="tasks", max_active_tasks=3)
+        m.iterate()
+        for t in store.list_tasks(job_id):
+            report = TaskReport(taskId=t.id, jobId=job_id, state=TaskState.STARTED)
+            m.receive([HostReport("h1", report)])
+        m.iterate()
+        for t in store.list_tasks(job_id):
+            http.put(
+                f"/api/v3/tasks/{t.id}/attributes",
+                json={"attributes": {"autoscaling.metric.RequestsPerTask": "250"}},
+            )
+        # five times the target: ten tasks wanted, three allowed in all
+        drive(m, clock, "desired 3", lambda: desired(store, job_id) == 3)
+        assert any(
+            f"by scaling policy {policy_id}" in h and "held to 3 by maxActiveTasks (3)" in h
+            for h in history(store, job_id)
+        ), history(store, job_id)
+        settle(m, clock, None, 2)  # the metric stays high: no further step past the limit
+        assert desired(store, job_id) == 3
 
 
 def test_the_aws_executor_keeps_targets_policies_and_alarms_in_aws(

@@ -44,6 +44,9 @@ class MasterConfig:
     autoscaling_interval: float = from_setting("autoscaling_interval_sec")
     autoscaling_executor: str = from_setting("autoscaling_executor")
     autoscaling_metrics: str = from_setting("autoscaling_metrics")
+    #: The platform's bound on tasks active jobs want: scaling out stops at it, as a
+    #: user's resize does at the API.
+    max_active_tasks: int = from_setting("max_active_tasks")
     autoscaling_region: str = from_setting("autoscaling_region")
     autoscaling_endpoint_url: str = from_setting("autoscaling_endpoint_url")
     #: How often capacity groups and instance groups are read from the store.
@@ -68,6 +71,7 @@ class MasterConfig:
             autoscaling_interval=settings.autoscaling_interval_sec,
             autoscaling_executor=settings.autoscaling_executor,
             autoscaling_metrics=settings.autoscaling_metrics,
+            max_active_tasks=settings.max_active_tasks,
             autoscaling_region=settings.autoscaling_region,
             autoscaling_endpoint_url=settings.autoscaling_endpoint_url,
         )

@@ -180,6 +180,7 @@ class Master:
                 self.config.autoscaling_interval,
                 self.clock,
                 self.elapsed,
+                max_active_tasks=self.config.max_active_tasks,
             )
         self.executor = Executor(
             self.term,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 from titus.master import metrics as m
 from titus.master.autoscaling.executor import (
@@ -87,8 +88,10 @@ class TermAutoscaling:
         interval: float,
         clock: Callable[[], float],
         elapsed: Callable[[], float],
+        max_active_tasks: int | None = None,
     ):
         self.store = store
+        self.max_active_tasks = max_active_tasks
         self.make_executor = make_executor
         self.interval = interval
         self.clock = clock
@@ -125,11 +128,19 @@ class TermAutoscaling:
         self, requests: list[ScaleRequest], view: LeaderView, epoch: int, touched: set[str]
     ) -> None:
         changed = False
+        demand: int | None = None  # tasks active jobs want, summed once if a cap applies
         for request in requests:
             job = view.jobs.get(request.job_id)
             if job is None:
                 continue
             before = job.jobDescriptor.service.capacity.desired if job.jobDescriptor.service else 0
+            if request.desired > before and self.max_active_tasks is not None:
+                if demand is None:
+                    demand = sum(j.jobDescriptor.task_demand for j in view.jobs.values())
+                capped = self._capped(request, before, demand)
+                if capped is None:
+                    continue
+                request = capped
             saved = self._scale(job, request, epoch)
             if saved is None:
                 continue
@@ -139,6 +150,8 @@ class TermAutoscaling:
                 saved.jobDescriptor.service.capacity.desired if saved.jobDescriptor.service else 0
             )
             direction = "out" if after > before else "in"
+            if demand is not None:
+                demand += after - before
             m.AUTOSCALING_SCALINGS.labels(direction=direction).inc()
             assert self.activity is not None
             self.activity[request.policy_id] = Activity(self.clock(), direction)
@@ -153,6 +166,23 @@ class TermAutoscaling:
             )
         if changed and self.activity is not None:
             self.store.set_meta(ACTIVITY_META, encode_activity(self.activity), epoch=epoch)
+
+    def _capped(self, request: ScaleRequest, before: int, demand: int) -> ScaleRequest | None:
+        """A scale-out held to the platform's maxActiveTasks (what the API's admission
+        applies to a user's resize); None when nothing is left under it."""
+        assert self.max_active_tasks is not None
+        room = self.max_active_tasks - demand
+        if request.desired - before <= room:
+            return request
+        if room <= 0:
+            log.info(
+                "scaling policy %s did not scale out: limit maxActiveTasks (%d) reached",
+                request.policy_id,
+                self.max_active_tasks,
+            )
+            return None
+        why = f"{request.why}; held to {before + room} by maxActiveTasks ({self.max_active_tasks})"
+        return replace(request, desired=before + room, why=why)
 
     def _scale(self, job: Job, request: ScaleRequest, epoch: int) -> Job | None:
         scaled = scaled_job(job, request.desired, request.policy_id, request.why)

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.integration.test_api_app import api, service
 from tests.integration.test_autoscaling_api import STEP, TARGET, with_change
+from tests.support.aws_throttle import ThrottlingProxy
 from tests.support.poll import wait_until
 from tests.unit.test_leader import Clock, Hosts, host
 from titus.coord.base import Leadership
@@ -381,3 +383,41 @@ def test_the_aws_executor_keeps_targets_policies_and_alarms_in_aws(
             aas.describe_scalable_targets(ServiceNamespace="custom-resource")["ScalableTargets"]
             == []
         )
+
+
+def test_the_aws_executor_rides_out_throttling(
+    aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Application Auto Scaling and CloudWatch throttle the leader's calls (every third):
+    a throttle is tried again (by the client, else at the next pass), never taken for a
+    refusal: the policies end Applied with what AWS holds right, never shown Error."""
+    aas = boto3.client("application-autoscaling")
+    proxy = ThrottlingProxy(aws_env, every=3)
+    try:
+        with platform(tmp_path, {"min": 1, "desired": 2, "max": 4}) as (http, store, job_id):
+            step = set_policy(http, job_id, STEP)
+            target = set_policy(http, job_id, TARGET)
+            monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)  # the leader's clients only
+            clock = Clock()
+            m = master(
+                store,
+                clock,
+                autoscaling_executor="aws",
+                autoscaling_endpoint_url="https://titus.example:7001",
+            )
+            seen: set[str] = set()
+
+            def applied() -> bool:
+                states = {state_of(http, step), state_of(http, target)}
+                seen.update(states)
+                return states == {"Applied"}
+
+            drive(m, clock, "both Applied", applied)
+            assert "Error" not in seen, seen
+            policies = aas.describe_scaling_policies(ServiceNamespace="custom-resource")
+            assert {p["PolicyName"] for p in policies["ScalingPolicies"]} == {step, target}
+            assert m.term.autoscaling is not None
+            m.term.autoscaling.stop()
+    finally:
+        proxy.close()
+    assert proxy.throttled > 0, proxy.calls

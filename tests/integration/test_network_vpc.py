@@ -3,16 +3,14 @@ grace-period release, concurrent launches, subnet exhaustion and EC2 throttling.
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import boto3
-import httpx
 import pytest
 
+from tests.support.aws_throttle import ThrottlingProxy
 from tests.support.moto_server import REGION
 from titus.agent.network import NetworkError
 from titus.agent.network.firewall import UnknownGroupError
@@ -137,50 +135,10 @@ def test_a_nearly_exhausted_subnet_is_refused_before_it_runs_out(
     assert len(taken) < 11
 
 
-class ThrottlingProxy:
-    """Forwards to moto, but answers every fifth EC2 call with RequestLimitExceeded."""
-
-    def __init__(self, upstream: str):
-        self.upstream = upstream
-        self.throttled = 0
-        self._n = 0
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                proxy._n += 1
-                if proxy._n % 5 == 0:
-                    proxy.throttled += 1
-                    error = (
-                        b"<Response><Errors><Error><Code>RequestLimitExceeded</Code>"
-                        b"<Message>Request limit exceeded.</Message></Error></Errors>"
-                        b"<RequestID>x</RequestID></Response>"
-                    )
-                    self.send_response(503)
-                    self.send_header("Content-Length", str(len(error)))
-                    self.end_headers()
-                    self.wfile.write(error)
-                    return
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                answer = httpx.post(proxy.upstream + self.path, content=body, headers=headers)
-                self.send_response(answer.status_code)
-                self.send_header("Content-Length", str(len(answer.content)))
-                self.end_headers()
-                self.wfile.write(answer.content)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 def test_throttled_ec2_calls_are_retried_and_no_allocation_fails(
     vpc: dict[str, Any], tmp_path: Path, aws_env: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    proxy = ThrottlingProxy(aws_env)
+    proxy = ThrottlingProxy(aws_env, every=5)
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         p = provider(vpc, tmp_path)
@@ -188,7 +146,7 @@ def test_throttled_ec2_calls_are_retried_and_no_allocation_fails(
         assert len(got) == 3
         assert proxy.throttled > 0
     finally:
-        proxy.server.shutdown()
+        proxy.close()
 
 
 def test_slots_and_published_enis_follow_the_instance_type_and_allocations(

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import boto3
-import httpx
 import pytest
 
+from tests.support.aws_throttle import ThrottlingProxy
 from tests.support.docker_engine import AgentFactory, run_task, task_spec, wait_for_report
 from tests.support.moto_server import REGION
 from tests.support.net_hosts import HOST_BRIDGE, Subnet
@@ -324,49 +322,6 @@ def test_many_launches_and_kills_leave_no_address_eni_link_class_or_rule(
     assert not held & namespaces
 
 
-class ThrottlingProxy:
-    """Forwards to moto, but answers every fourth EC2 call with RequestLimitExceeded."""
-
-    def __init__(self, upstream: str):
-        self.upstream = upstream
-        self.throttled = 0
-        self._n = 0
-        self._lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with proxy._lock:
-                    proxy._n += 1
-                    throttle = proxy._n % 4 == 0
-                    proxy.throttled += throttle
-                if throttle:
-                    error = (
-                        b"<Response><Errors><Error><Code>RequestLimitExceeded</Code>"
-                        b"<Message>Request limit exceeded.</Message></Error></Errors>"
-                        b"<RequestID>x</RequestID></Response>"
-                    )
-                    self.send_response(503)
-                    self.send_header("Content-Length", str(len(error)))
-                    self.end_headers()
-                    self.wfile.write(error)
-                    return
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                answer = httpx.post(proxy.upstream + self.path, content=body, headers=headers)
-                self.send_response(answer.status_code)
-                self.send_header("Content-Length", str(len(answer.content)))
-                self.end_headers()
-                self.wfile.write(answer.content)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 def test_throttled_ec2_fails_no_task(
     agent_factory: AgentFactory,
     net_subnet: Subnet,
@@ -376,7 +331,7 @@ def test_throttled_ec2_fails_no_task(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ia = vpc.instance()
-    proxy = ThrottlingProxy(aws_env)
+    proxy = ThrottlingProxy(aws_env, every=4)
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         agent = vpc_agent(agent_factory, net_subnet, vpc, net_subnet.host("a"), ia, tmp_path)
@@ -393,4 +348,4 @@ def test_throttled_ec2_fails_no_task(
             done = wait_for_report(agent, spec.taskId, TaskState.FINISHED)
             assert done.reasonCode == "killed", done
     finally:
-        proxy.server.shutdown()
+        proxy.close()

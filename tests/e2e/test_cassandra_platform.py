@@ -44,13 +44,21 @@ def cql() -> Iterator[CqlServer]:
         server.stop()
 
 
-@pytest.fixture
-def platform(tmp_path: Path, cql: CqlServer) -> Iterator[Platform]:
-    """`titus local` on its own keyspace (one server, no test sees another's jobs)."""
+@pytest.fixture(scope="module")
+def shared_platform(tmp_path_factory: pytest.TempPathFactory, cql: CqlServer) -> Iterator[Platform]:
+    """`titus local` on a keyspace of its own, one for the module (a start is a few
+    seconds each test would pay)."""
     keyspace = f"titus_{uuid.uuid4().hex[:12]}"
     url = f"cassandra://{cql.host}:{cql.port}/{keyspace}?replication=1"
-    with running_platform(tmp_path, {"TITUS_STORE": url}) as p:
+    with running_platform(tmp_path_factory.mktemp("cassandra"), {"TITUS_STORE": url}) as p:
         yield p
+
+
+@pytest.fixture
+def platform(shared_platform: Platform) -> Iterator[Platform]:
+    """The module's platform, its jobs ended after each test (the next one starts empty)."""
+    yield shared_platform
+    shared_platform.end_active_jobs()
 
 
 def test_the_platform_keeps_its_jobs_in_cassandra(platform: Platform, cql: CqlServer) -> None:

@@ -7,16 +7,31 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.platform import Platform
+from tests.support.platform import Platform, running_platform
 
 pytestmark = pytest.mark.docker
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture(scope="module")
+def shared_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """One `titus local` for the module: its start is a few seconds each test would pay."""
+    with running_platform(tmp_path_factory.mktemp("local")) as p:
+        yield p
+
+
+@pytest.fixture
+def platform(shared_platform: Platform) -> Iterator[Platform]:
+    """The module's platform, its jobs ended after each test (the next one starts empty)."""
+    yield shared_platform
+    shared_platform.end_active_jobs()
 
 
 def example(name: str) -> dict[str, Any]:
@@ -137,6 +152,7 @@ def test_bad_descriptor_is_refused_with_every_field_and_nothing_stored(platform:
     paths = {e["path"] for e in r.json()["errors"]}
     assert {"owner.teamEmail", "container.resources.memoryMb"} <= paths
     assert platform.http.get("/api/v3/jobs").json()["pagination"]["totalItems"] == 0
+    assert platform.http.get("/api/v3/tasks").json()["pagination"]["totalItems"] == 0
 
 
 def test_jobs_survive_a_restart_of_the_platform(platform: Platform) -> None:

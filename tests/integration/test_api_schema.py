@@ -34,8 +34,8 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(
 
 
 #: Examples per operation (a tenth as many chains of calls, at least 10); the default takes
-#: about 90 s on two cores (15 took 30 s).
-EXAMPLES = int(os.environ.get("TITUS_SCHEMA_EXAMPLES", "60"))
+#: about 45 s on two cores (60 took about 80 s).
+EXAMPLES = int(os.environ.get("TITUS_SCHEMA_EXAMPLES", "30"))
 
 #: Operations with rules between fields, or against stored state, that JSON Schema cannot
 #: state: a request the description allows may rightly be refused with a 400 naming the

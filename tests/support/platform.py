@@ -158,6 +158,18 @@ class Platform(ApiHelpers):
     def running(self, job_id: str) -> list[dict[str, Any]]:
         return [t for t in self.tasks(job_id) if t["status"]["state"] == "Started"]
 
+    def end_active_jobs(self) -> None:
+        """Kill every active job and wait until none is listed, so that a platform shared
+        by a module's tests hands the next test an empty cluster (nothing holding the
+        host's resources, nothing in the listings)."""
+        for job in self.http.get("/api/v3/jobs", params={"pageSize": 1000}).json()["items"]:
+            self.http.delete(f"/api/v3/jobs/{job['id']}")
+        self.wait_for(
+            "no active job",
+            lambda: self.http.get("/api/v3/jobs").json()["pagination"]["totalItems"] == 0,
+            timeout=60,
+        )
+
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [TITUS, *args, "--url", self.url], capture_output=True, text=True, timeout=60

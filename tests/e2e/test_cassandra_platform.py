@@ -55,10 +55,9 @@ def shared_platform(tmp_path_factory: pytest.TempPathFactory, cql: CqlServer) ->
 
 
 @pytest.fixture
-def platform(shared_platform: Platform) -> Iterator[Platform]:
-    """The module's platform, its jobs ended after each test (the next one starts empty)."""
-    yield shared_platform
-    shared_platform.end_active_jobs()
+def platform(module_platform: Platform) -> Platform:
+    """The module's platform (on Cassandra), emptied after each test."""
+    return module_platform
 
 
 def test_the_platform_keeps_its_jobs_in_cassandra(platform: Platform, cql: CqlServer) -> None:

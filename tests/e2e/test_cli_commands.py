@@ -18,6 +18,12 @@ from tests.support.platform import TITUS, Platform
 pytestmark = pytest.mark.docker
 
 
+@pytest.fixture
+def platform(module_platform: Platform) -> Platform:
+    """One `titus local` for the module, emptied after each test."""
+    return module_platform
+
+
 def titus(platform: Platform, *args: str, stdin: str | None = None) -> str:
     proc = subprocess.run(
         [TITUS, *args, "--url", platform.url],

@@ -19,6 +19,12 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CHECK = "titusParameter.agent.healthcheck."
 
 
+@pytest.fixture
+def platform(module_platform: Platform) -> Platform:
+    """One `titus local` for the module, emptied after each test."""
+    return module_platform
+
+
 def checked_service(desired: int) -> dict[str, Any]:
     d: dict[str, Any] = json.loads((EXAMPLES / "service-web.json").read_text())
     d.pop("jobGroupInfo", None)

@@ -28,6 +28,12 @@ pytestmark = pytest.mark.docker
 SETTLE_SEC = 3.0
 
 
+@pytest.fixture
+def platform(module_platform: Platform) -> Platform:
+    """One `titus local` for the module, emptied after each test."""
+    return module_platform
+
+
 def running_n(platform: Platform, job_id: str, n: int) -> list[dict[str, Any]]:
     return platform.wait_for(  # type: ignore[no-any-return]
         f"{n} running tasks of {job_id}",
@@ -280,3 +286,6 @@ def test_a_users_kills_go_at_once_where_the_budget_holds_the_platforms_migration
     assert platform.http.delete(f"/api/v3/tasks/{second['id']}?shrink=true").status_code == 200
     assert finished(platform, second["id"])["status"]["reasonCode"] == "killed"
     assert platform.job(held_id)["jobDescriptor"]["service"]["capacity"]["desired"] == 1
+    # the host back in service for the module's next test
+    r = platform.http.put("/api/v3/instanceGroups/default/lifecycle", json={"state": "active"})
+    assert r.status_code == 200, r.text

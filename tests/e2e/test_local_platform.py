@@ -7,31 +7,22 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.platform import Platform, running_platform
+from tests.support.platform import Platform
 
 pytestmark = pytest.mark.docker
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.fixture(scope="module")
-def shared_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """One `titus local` for the module: its start is a few seconds each test would pay."""
-    with running_platform(tmp_path_factory.mktemp("local")) as p:
-        yield p
-
-
 @pytest.fixture
-def platform(shared_platform: Platform) -> Iterator[Platform]:
-    """The module's platform, its jobs ended after each test (the next one starts empty)."""
-    yield shared_platform
-    shared_platform.end_active_jobs()
+def platform(module_platform: Platform) -> Platform:
+    """One `titus local` for the module, emptied after each test."""
+    return module_platform
 
 
 def example(name: str) -> dict[str, Any]:

@@ -229,3 +229,18 @@ def running_platform(tmp: Path, extra_env: dict[str, str] | None = None) -> Iter
 def platform(tmp_path: Path) -> Iterator[Platform]:
     with running_platform(tmp_path) as p:
         yield p
+
+
+@pytest.fixture(scope="module")
+def shared_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """One `titus local` for a module (a start is a few seconds each test would pay)."""
+    with running_platform(tmp_path_factory.mktemp("shared")) as p:
+        yield p
+
+
+@pytest.fixture
+def module_platform(shared_platform: Platform) -> Iterator[Platform]:
+    """The module's platform, its jobs ended after each test (the next starts empty). A
+    module takes it as its `platform`: `def platform(module_platform)`."""
+    yield shared_platform
+    shared_platform.end_active_jobs()

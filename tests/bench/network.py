@@ -30,6 +30,7 @@ import httpx
 from moto.server import ThreadedMotoServer
 
 from tests.support.docker_engine import run_task, task_spec, wait_for_report
+from tests.support.moto_server import EXAMPLE_IMAGE
 from tests.support.net_hosts import HOST_BRIDGE, Subnet, sh
 from titus.agent.daemon import AgentDaemon
 from titus.agent.network.vpc import VpcProvider, ec2_client
@@ -66,7 +67,7 @@ def ec2_instance(cidr: str, itype: str) -> tuple[str, str, str]:
     vpc = ec2.create_vpc(CidrBlock="100.64.0.0/16" if cidr.startswith("100.") else "10.30.0.0/16")
     vpc_id = vpc["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr)["Subnet"]["SubnetId"]
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    image = EXAMPLE_IMAGE
     instance = ec2.run_instances(
         ImageId=image, InstanceType=itype, MinCount=1, MaxCount=1, SubnetId=subnet
     )["Instances"][0]["InstanceId"]

@@ -19,7 +19,7 @@ import docker
 import pytest
 
 from tests.support.aws_faults import AwsFaults
-from tests.support.moto_server import REGION
+from tests.support.moto_server import EXAMPLE_IMAGE, REGION
 from tests.support.platform import Platform, running_platform
 from titus.agent.network.vpc import TAG_INSTANCE
 
@@ -35,7 +35,7 @@ def vpc_platform(aws_env: str, tmp_path: Path) -> Iterator[tuple[Platform, AwsFa
     ec2 = boto3.client("ec2", region_name=REGION)
     vpc_id = ec2.create_vpc(CidrBlock="100.64.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc_id, CidrBlock=CIDR)["Subnet"]["SubnetId"]
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    image = EXAMPLE_IMAGE
     instance = ec2.run_instances(
         ImageId=image, InstanceType="t3.medium", MinCount=1, MaxCount=1, SubnetId=subnet
     )["Instances"][0]["InstanceId"]

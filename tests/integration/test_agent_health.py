@@ -30,6 +30,7 @@ from tests.support.docker_engine import (
     task_spec,
     wait_for_report,
 )
+from tests.support.moto_server import EXAMPLE_IMAGE
 from tests.support.platform import TITUS
 from titus.agent.daemon import AgentDaemon
 from titus.agent.runtime import LABEL_AGENT, LABEL_TASK, EngineNotConfigured, RuntimeConfig
@@ -260,8 +261,7 @@ def test_agents_endpoint_shows_health_usage_lifecycle_and_tasks(
 
 
 def _asg_instances(count: int) -> list[str]:
-    ec2 = boto3.client("ec2", region_name=moto_support.REGION)
-    image = ec2.describe_images()["Images"][0]["ImageId"]
+    image = EXAMPLE_IMAGE
     asg = boto3.client("autoscaling", region_name=moto_support.REGION)
     asg.create_launch_configuration(
         LaunchConfigurationName="hosts", ImageId=image, InstanceType="m5.large"

@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from tests.support.aws_throttle import ThrottlingProxy
-from tests.support.moto_server import REGION
+from tests.support.moto_server import EXAMPLE_IMAGE, REGION
 from titus.agent.network import NetworkError
 from titus.agent.network.firewall import UnknownGroupError
 from titus.agent.network.vpc import TAG_GROUPS, TAG_INSTANCE, VpcProvider, ec2_client
@@ -31,7 +31,7 @@ def vpc(aws_env: str) -> dict[str, Any]:
     vpc_id = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.20.1.0/24")["Subnet"]["SubnetId"]
     small = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.20.2.0/28")["Subnet"]["SubnetId"]
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    image = EXAMPLE_IMAGE
     instance = ec2.run_instances(
         ImageId=image, InstanceType="t3.medium", MinCount=1, MaxCount=1, SubnetId=subnet
     )["Instances"][0]["InstanceId"]

@@ -23,7 +23,7 @@ import pytest
 
 from tests.support.aws_throttle import ThrottlingProxy
 from tests.support.docker_engine import AgentFactory, run_task, task_spec, wait_for_report
-from tests.support.moto_server import REGION
+from tests.support.moto_server import EXAMPLE_IMAGE, REGION
 from tests.support.net_hosts import HOST_BRIDGE, Subnet
 from tests.support.poll import wait_until
 from titus.agent.daemon import AgentDaemon
@@ -59,7 +59,7 @@ class Vpc:
     other: str
 
     def instance(self) -> str:
-        image = self.ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        image = EXAMPLE_IMAGE
         return str(
             self.ec2.run_instances(
                 ImageId=image, InstanceType="t3.medium", MinCount=1, MaxCount=1,

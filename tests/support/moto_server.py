@@ -15,6 +15,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
+#: An image moto always has (its example AMI). Listing Amazon's images to pick one takes
+#: moto seconds (it serializes some 1,300 of them).
+EXAMPLE_IMAGE = "ami-12c6146b"
 
 
 @pytest.fixture(scope="session")

@@ -63,6 +63,17 @@ def master(store: SqliteJobStore, clock: Clock, epoch: int = 1, **config: Any) -
     return m
 
 
+def aws_master(store: SqliteJobStore, clock: Clock, epoch: int = 1) -> Master:
+    """A leader whose policies are kept in AWS, its endpoint the one ResourceIds name."""
+    return master(
+        store,
+        clock,
+        epoch,
+        autoscaling_executor="aws",
+        autoscaling_endpoint_url="https://titus.example:7001",
+    )
+
+
 @contextmanager
 def platform(
     tmp_path: Path, capacity: dict[str, int]
@@ -287,12 +298,7 @@ def test_the_aws_executor_keeps_targets_policies_and_alarms_in_aws(
         step = set_policy(http, job_id, STEP)
         target = set_policy(http, job_id, TARGET)
         clock = Clock()
-        m = master(
-            store,
-            clock,
-            autoscaling_executor="aws",
-            autoscaling_endpoint_url="https://titus.example:7001",
-        )
+        m = aws_master(store, clock)
         drive(
             m,
             clock,
@@ -331,13 +337,7 @@ def test_the_aws_executor_keeps_targets_policies_and_alarms_in_aws(
         # a new max reaches the scalable target, drift (a policy removed by hand) is repaired
         assert m.term.autoscaling is not None
         m.term.autoscaling.stop()
-        m = master(
-            store,
-            clock,
-            epoch=2,
-            autoscaling_executor="aws",
-            autoscaling_endpoint_url="https://titus.example:7001",
-        )
+        m = aws_master(store, clock, epoch=2)
         assert (
             http.put(
                 f"/api/v3/jobs/{job_id}/instances", json={"min": 1, "desired": 3, "max": 6}
@@ -399,12 +399,7 @@ def test_the_aws_executor_rides_out_throttling(
             target = set_policy(http, job_id, TARGET)
             monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)  # the leader's clients only
             clock = Clock()
-            m = master(
-                store,
-                clock,
-                autoscaling_executor="aws",
-                autoscaling_endpoint_url="https://titus.example:7001",
-            )
+            m = aws_master(store, clock)
             seen: set[str] = set()
 
             def applied() -> bool:

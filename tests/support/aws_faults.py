@@ -23,6 +23,22 @@ ERROR_XML = (
 )
 
 
+def answer(handler: BaseHTTPRequestHandler, status: int, payload: bytes, kind: str) -> None:
+    """Send an answer of this proxy's own."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", kind)
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    handler.wfile.write(payload)
+
+
+def forward(handler: BaseHTTPRequestHandler, upstream: str, body: bytes) -> None:
+    """Pass the request on to moto unchanged and its answer back."""
+    headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
+    reply = httpx.post(upstream + handler.path, content=body, headers=headers)
+    answer(handler, reply.status_code, reply.content, reply.headers.get("Content-Type", ""))
+
+
 class AwsFaults:
     def __init__(self, upstream: str):
         self.upstream = upstream
@@ -42,21 +58,9 @@ class AwsFaults:
                 if fault is not None:
                     status, code, message = fault
                     payload = ERROR_XML.format(code=code, message=message).encode()
-                    self.send_response(status)
-                    self.send_header("Content-Type", "text/xml")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
+                    answer(self, status, payload, "text/xml")
                     return
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                answer = httpx.post(owner.upstream + self.path, content=body, headers=headers)
-                self.send_response(answer.status_code)
-                for name in ("Content-Type",):
-                    if name in answer.headers:
-                        self.send_header(name, answer.headers[name])
-                self.send_header("Content-Length", str(len(answer.content)))
-                self.end_headers()
-                self.wfile.write(answer.content)
+                forward(self, owner.upstream, body)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

@@ -9,7 +9,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
+from tests.support.aws_faults import answer, forward
 
 EC2_THROTTLE = (
     b"<Response><Errors><Error><Code>RequestLimitExceeded</Code>"
@@ -31,23 +31,12 @@ class ThrottlingProxy:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if proxy._throttle():
-                    json_protocol = "json" in self.headers.get("Content-Type", "")
-                    error = JSON_THROTTLE if json_protocol else EC2_THROTTLE
-                    self.send_response(400 if json_protocol else 503)
-                    self.send_header("Content-Length", str(len(error)))
-                    self.end_headers()
-                    self.wfile.write(error)
-                    return
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                answer = httpx.post(proxy.upstream + self.path, content=body, headers=headers)
-                self.send_response(answer.status_code)
-                for name in ("Content-Type", "x-amzn-RequestId"):
-                    if name in answer.headers:
-                        self.send_header(name, answer.headers[name])
-                self.send_header("Content-Length", str(len(answer.content)))
-                self.end_headers()
-                self.wfile.write(answer.content)
+                if not proxy._throttle():
+                    forward(self, proxy.upstream, body)
+                elif "json" in self.headers.get("Content-Type", ""):
+                    answer(self, 400, JSON_THROTTLE, "application/x-amz-json-1.1")
+                else:
+                    answer(self, 503, EC2_THROTTLE, "text/xml")
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -177,3 +177,22 @@ def test_setting_an_unreadable_job_aside_takes_its_tasks_and_needs_an_admin(
         assert store.raw_record("job", bad) is None
         assert http.get("/health", headers=admin).json()["quarantined"] == 0
         assert value(scrape(http), GAUGE, kind="job") == 0  # type: ignore[arg-type]
+
+
+def test_a_read_that_raced_with_the_set_aside_does_not_bring_the_record_back(
+    tmp_path: Path,
+) -> None:
+    """A listing that read the unreadable job while an operator set it aside reports it
+    after it was released: it must not come back in the count (a phantom record in
+    `/health` and the gauge, with nothing an operator could remove)."""
+    with api(tmp_path) as (http, _):
+        bad = http.post("/api/v3/jobs", json=service()).json()["id"]
+    _poison(tmp_path / "titus.db", "active_jobs", "job_id", bad)
+    with api(tmp_path) as (http, _):
+        assert http.get("/health").json()["quarantined"] == 1
+        assert http.delete(f"/api/v3/quarantine/job/{bad}").status_code == 200
+        assert http.get("/health").json()["quarantined"] == 0
+        # the late report of the read that met the record before it moved
+        QUARANTINE.add("job", bad, "1 validation error")
+        assert http.get("/health").json()["quarantined"] == 0
+        assert value(scrape(http), GAUGE, kind="job") == 0  # type: ignore[arg-type]

@@ -60,7 +60,7 @@ class QuarantineService:
             )
         moved = self.store.set_aside(kind, record_id)
         for ident in moved:
-            QUARANTINE.release("job" if ident == record_id and kind == "job" else "task", ident)
+            QUARANTINE.set_aside("job" if ident == record_id and kind == "job" else "task", ident)
         log.warning(
             "%s %s set aside by %s (%d records moved to the archive as stored): %s",
             kind,

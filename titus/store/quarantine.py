@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from prometheus_client import Gauge
@@ -54,11 +55,14 @@ class Quarantine:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._records: dict[tuple[str, str], QuarantinedRecord] = {}
+        #: Records an operator set aside (moved to the archive), newest last: a read that
+        #: raced with the move and met the record still active does not bring it back.
+        self._set_aside: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def add(self, kind: str, ident: str, error: str) -> None:
         key = (kind, ident)
         with self._lock:
-            if key in self._records:
+            if key in self._records or key in self._set_aside:
                 return
             if len(self._records) < MAX_ENTRIES:
                 self._records[key] = QuarantinedRecord(kind, ident, error, time.time())
@@ -72,6 +76,16 @@ class Quarantine:
         with self._lock:
             if self._records.pop((kind, ident), None) is not None:
                 QUARANTINED.labels(kind).dec()
+
+    def set_aside(self, kind: str, ident: str) -> None:
+        """The record left the active tables for good: forget it, and ignore a late read
+        of it that was under way while it moved."""
+        with self._lock:
+            if self._records.pop((kind, ident), None) is not None:
+                QUARANTINED.labels(kind).dec()
+            self._set_aside[(kind, ident)] = None
+            while len(self._set_aside) > MAX_ENTRIES:
+                self._set_aside.popitem(last=False)
 
     def records(self) -> list[QuarantinedRecord]:
         with self._lock:

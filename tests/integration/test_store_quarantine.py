@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from tests.integration.test_api_app import api, service
 from tests.integration.test_api_metrics import scrape
 from tests.support.metrics import value
+from tests.support.quarantine import fresh_quarantine  # noqa: F401 - the fixture
 from tests.unit.test_leader import Hosts, host, job, takeover
 from titus.store.quarantine import QUARANTINE
 from titus.store.sqlite import SqliteJobStore
@@ -22,14 +22,7 @@ POISON = {"id": "", "jobDescriptor": {"migrationPolicy": [[[[[]]]]]}, "status": 
 GAUGE = "titus_store_quarantined_records"
 
 
-@pytest.fixture(autouse=True)
-def fresh_quarantine() -> Iterator[None]:
-    """The quarantine is the process's: each test starts from an empty one."""
-    for record in QUARANTINE.records():
-        QUARANTINE.release(record.kind, record.id)
-    yield
-    for record in QUARANTINE.records():
-        QUARANTINE.release(record.kind, record.id)
+pytestmark = pytest.mark.usefixtures("fresh_quarantine")
 
 
 def _poison(db: Path, table: str, key: str, ident: str) -> None:

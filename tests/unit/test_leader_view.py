@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.quarantine import fresh_quarantine  # noqa: F401 - the fixture
 from tests.unit.test_leader import Hosts, host, takeover
 from tests.unit.test_leader_policies import make_task, service_job
 from titus.master.cluster import HostReport
@@ -21,6 +22,9 @@ from titus.model.states import TaskState
 from titus.store.base import JobTaskFacts
 from titus.store.quarantine import QUARANTINE
 from titus.store.sqlite import SqliteJobStore
+
+# tests that meet unreadable records leave the process-wide quarantine empty
+pytestmark = pytest.mark.usefixtures("fresh_quarantine")
 
 
 class Reads:
@@ -151,7 +155,6 @@ def test_an_unreadable_document_leaves_its_job_alone_until_it_is_settled(
     assert view.get("bad") is None
     view.settle_unreadable(job.id, "bad", None)  # set aside by an operator
     assert view.unreadable == {} and view.usage_of("h1").tasks == 1
-    QUARANTINE.release("task", "bad")
 
 
 def test_a_task_the_store_no_longer_holds_leaves_the_view(store: SqliteJobStore) -> None:
@@ -213,4 +216,3 @@ def test_a_report_for_a_task_that_cannot_be_read_leaves_it_and_its_job_alone(
     assert leader.view.state("t0") == TaskState.STARTED
     assert sorted(t.id for t in store.list_tasks("j")) == ["t1"]  # t0 unreadable: left out
     assert hosts.launched == [] and hosts.killed == []
-    QUARANTINE.release("task", "t0")

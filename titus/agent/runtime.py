@@ -499,12 +499,12 @@ class ContainerHook(TaskHook):
             container.reload()
         except BaseException as e:
             self.teardown(ctx)
-            if isinstance(e, docker.errors.APIError) and ctx.gpus and gpus_unusable(e):
-                raise GpusUnusable(
-                    Reason.TRANSIENT_SYSTEM_ERROR,
-                    f"this host's engine cannot give containers GPUs: {e.explanation}",
-                ) from e
             if isinstance(e, docker.errors.APIError):
+                if ctx.gpus and gpus_unusable(e):
+                    raise GpusUnusable(
+                        Reason.TRANSIENT_SYSTEM_ERROR,
+                        f"this host's engine cannot give containers GPUs: {e.explanation}",
+                    ) from e
                 reason = start_failure_reason(e)
                 if reason is not None:
                     raise LaunchError(reason, f"container did not start: {e.explanation}") from e

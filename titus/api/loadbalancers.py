@@ -34,7 +34,6 @@ from titus.model.loadbalancer import (
 )
 
 RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3)
-MAX_PAGE = MAX_PAGE_SIZE
 
 
 class LoadBalancerService:
@@ -100,7 +99,7 @@ class LoadBalancerService:
 
     def page(self, view: Any, size: int, number: int = 0) -> tuple[list[Job], int]:
         """One page of the active jobs that have load balancers (by job id), and how many
-        there are in all; `size` is held to 1..MAX_PAGE."""
+        there are in all; `size` is held to 1..MAX_PAGE_SIZE."""
         size = held_page_size(size)
         jobs = sorted((j for j in view.jobs.values() if load_balancers_of(j)), key=lambda j: j.id)
         start = max(0, number) * size
@@ -108,7 +107,7 @@ class LoadBalancerService:
 
 
 def held_page_size(asked: int) -> int:
-    return min(MAX_PAGE, max(1, asked))
+    return min(MAX_PAGE_SIZE, max(1, asked))
 
 
 def job_entry(job: Job) -> dict[str, Any]:
@@ -149,7 +148,7 @@ PAGE_SIZE = {
     "name": "pageSize",
     "in": "query",
     "required": False,
-    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100},
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 100},
 }
 
 

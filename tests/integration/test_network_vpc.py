@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from moto.ec2.models import elastic_network_interfaces as moto_enis
 
 from tests.support.aws_throttle import ThrottlingProxy
 from tests.support.moto_server import EXAMPLE_IMAGE, REGION
@@ -122,6 +123,22 @@ def test_concurrent_launches_never_share_an_ip(vpc: dict[str, Any], tmp_path: Pa
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda i: p.allocate(f"t{i}", [vpc["web"]]).ip, range(8)))
     assert len(set(got)) == 8
+
+
+def test_an_address_ec2_hands_out_twice_is_given_back_and_another_taken(
+    vpc: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cloud handing the db ENI the address a web task already has: the second task
+    must not share it (moto draws addresses at random per ENI, so this happens there)."""
+    drawn = iter(["10.20.1.10", "10.20.1.11", "10.20.1.12", "10.20.1.11", "10.20.1.13"])
+    monkeypatch.setattr(moto_enis, "random_private_ip", lambda *a, **kw: next(drawn))
+    p = provider(vpc, tmp_path)
+    web = p.allocate("t1", [vpc["web"]])  # web ENI .10, its task .11
+    db = p.allocate("t2", [vpc["db"]])  # db ENI .12, then .11 again, then .13
+    assert (web.ip, db.ip) == ("10.20.1.11", "10.20.1.13")
+    found = vpc["ec2"].describe_network_interfaces(NetworkInterfaceIds=[db.interface_id])
+    on_db = {a["PrivateIpAddress"] for a in found["NetworkInterfaces"][0]["PrivateIpAddresses"]}
+    assert on_db == {"10.20.1.12", "10.20.1.13"}  # the clashing address went back
 
 
 def test_a_nearly_exhausted_subnet_is_refused_before_it_runs_out(

@@ -7,10 +7,11 @@ here too, before any call that would break them. A subnet about to run out of
 addresses is refused early (the double hangs when one is exhausted). Every ENI made is
 tagged with this instance and its group set; allocations are kept in a locked file
 like the local provider's. Assignment on one ENI is serialised by a per-ENI lock, so
-concurrent launches never take the same IP. When every ENI slot is taken and none of
-the task's set has room, an ENI without any task address (only addresses in their
-grace period) is deleted at once to make room: the scheduler counts such an ENI's slot
-as free.
+concurrent launches never take the same IP; an address EC2 hands out that this instance
+already holds (on another ENI, or for another task) is given back and another asked
+for. When every ENI slot is taken and none of the task's set has room, an ENI without
+any task address (only addresses in their grace period) is deleted at once to make
+room: the scheduler counts such an ENI's slot as free.
 
 Released addresses are unassigned, and ENIs left idle deleted, only after a grace
 period, so that a quick relaunch does not pay for a new ENI. `sweep` does that, bounded
@@ -29,6 +30,7 @@ sweep. EC2 calls go through botocore's adaptive retries (throttling:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -54,6 +56,10 @@ TAG_GROUPS = "titus:groups"
 RETRY_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 8})
 #: Most addresses one source group stands for in a task's packet filter.
 MAX_SOURCE_ADDRESSES = 1024
+#: Tries for a secondary address that no other ENI or task of this instance holds.
+MAX_ASSIGN_ATTEMPTS = 3
+
+log = logging.getLogger(__name__)
 
 
 def ec2_client(region: str) -> Any:
@@ -286,10 +292,13 @@ class VpcProvider:
         with self.file.locked() as table:
             if task_id in table:
                 return table[task_id]
-            eni = self._eni_for(security_groups, self._enis(), table)
+            enis = self._enis()
+            eni = self._eni_for(security_groups, enis, table)
             eni_id = str(eni["NetworkInterfaceId"])
+            held = {a.ip for a in table.values()}
+            held.update(str(a["PrivateIpAddress"]) for e in enis for a in e["PrivateIpAddresses"])
             with self._eni_lock(eni_id):
-                ip = self._reuse(eni_id) or self._assign(eni_id)
+                ip = self._reuse(eni_id) or self._assign(eni_id, held)
             allocation = Allocation(
                 task_id=task_id,
                 ip=ip,
@@ -312,18 +321,35 @@ class VpcProvider:
                     return ip
         return ""
 
-    def _assign(self, eni_id: str) -> str:
-        self._guard_subnet(1)
-        before = self._ips(eni_id)
-        self._call(
-            "assign_private_ip_addresses",
-            NetworkInterfaceId=eni_id,
-            SecondaryPrivateIpAddressCount=1,
+    def _assign(self, eni_id: str, held: set[str]) -> str:
+        """One new secondary address on `eni_id`. An address the cloud hands out that
+        this instance already holds elsewhere (another ENI's, or a task's) is given back
+        and another asked for: two containers with one address would each see the
+        other's traffic, and the cloud's answer is not taken on trust."""
+        for _ in range(MAX_ASSIGN_ATTEMPTS):
+            self._guard_subnet(1)
+            before = self._ips(eni_id)
+            self._call(
+                "assign_private_ip_addresses",
+                NetworkInterfaceId=eni_id,
+                SecondaryPrivateIpAddressCount=1,
+            )
+            new = self._ips(eni_id) - before
+            if not new:
+                raise NetworkError(f"no address was assigned on {eni_id}")
+            clash = sorted(new & held)
+            if not clash:
+                return sorted(new)[0]
+            log.warning("EC2 assigned %s on %s, already held on this instance", clash, eni_id)
+            self._call(
+                "unassign_private_ip_addresses",
+                NetworkInterfaceId=eni_id,
+                PrivateIpAddresses=sorted(new),
+            )
+        raise NetworkError(
+            f"EC2 assigned on {eni_id} only addresses this instance already holds "
+            f"({MAX_ASSIGN_ATTEMPTS} tries)"
         )
-        new = self._ips(eni_id) - before
-        if not new:
-            raise NetworkError(f"no address was assigned on {eni_id}")
-        return sorted(new)[0]
 
     def _ips(self, eni_id: str) -> set[str]:
         found = self._call("describe_network_interfaces", NetworkInterfaceIds=[eni_id])

@@ -51,11 +51,9 @@ CROSS_FIELD: dict[str, str] = {
     "PUT /api/v2/management/applications/{name}": "the body's appName is the path's name",
     "PATCH /api/v3/autoscaling/scalableTargetDimensions/{job_id}": "a service job's "
     "desired within its stored min and max",
-    # Not yet described: these rules can be stated in JSON Schema (a oneOf of required
-    # fields) but the generated description does not carry them yet.
-    "PUT /api/v3/jobs/{job_id}/disruptionBudget": "exactly one policy and one rate",
-    "POST /api/v3/autoscaling/scalingPolicy": "a step or a target tracking policy, each "
-    "with the fields its kind needs",
+    "POST /api/v3/autoscaling/scalingPolicy": "a step policy's intervals in order, each "
+    "starting where the one before ends; the least step adjustment and "
+    "minAdjustmentMagnitude by adjustmentType",
     "PUT /api/v3/autoscaling/scalingPolicy": "as POST",
 }
 

@@ -7,12 +7,12 @@ schemathesis suite checks that answers match it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from titus.model.json_schema import one_of_pattern
 from titus.model.states import JobState, TaskState
 from titus.model.validation import (
     ATTRIBUTE_KEY_MAX_CHARS,
@@ -162,15 +162,6 @@ def json_body(schema: dict[str, Any] | type[BaseModel]) -> dict[str, Any]:
     if isinstance(schema, type):
         schema = {"$ref": f"#/components/schemas/{schema.__name__}"}
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
-
-
-def one_of_pattern(values: Iterable[str]) -> str:
-    """A pattern for one of `values`, in any case (as the API matches them)."""
-    cased = (
-        "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in v)
-        for v in values
-    )
-    return "(?:" + "|".join(cased) + ")"
 
 
 def comma_list_pattern(values: Iterable[str]) -> str:

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from titus.model.job import Model
 from titus.model.validation import FieldError, InvalidRequest, from_pydantic
@@ -62,81 +63,6 @@ class Aggregation(StrEnum):
     AVERAGE = "Average"
 
 
-class MetricDimension(Model):
-    name: str = ""
-    value: str = ""
-
-
-class AlarmConfiguration(Model):
-    actionsEnabled: bool | None = None
-    comparisonOperator: ComparisonOperator = ComparisonOperator.GE
-    evaluationPeriods: int | None = None
-    periodSec: int | None = None
-    threshold: float | None = None
-    metricNamespace: str = ""
-    metricName: str = ""
-    statistic: Statistic = Statistic.AVERAGE
-    metricDimensions: list[MetricDimension] = Field(default_factory=list)
-
-    @property
-    def periods(self) -> int:
-        return self.evaluationPeriods or 1
-
-    @property
-    def period(self) -> int:
-        return self.periodSec or 60
-
-
-class StepAdjustments(Model):
-    MetricIntervalLowerBound: float | None = None
-    MetricIntervalUpperBound: float | None = None
-    scalingAdjustment: int | None = None
-
-
-class StepScalingPolicy(Model):
-    adjustmentType: AdjustmentType = AdjustmentType.CHANGE
-    cooldownSec: int | None = None
-    minAdjustmentMagnitude: int | None = None
-    metricAggregationType: Aggregation = Aggregation.AVERAGE
-    stepAdjustments: list[StepAdjustments] = Field(default_factory=list)
-
-
-class StepScalingPolicyDescriptor(Model):
-    alarmConfig: AlarmConfiguration | None = None
-    scalingPolicy: StepScalingPolicy | None = None
-
-
-class PredefinedMetricSpecification(Model):
-    predefinedMetricType: str = ""
-    resourceLabel: str = ""
-
-
-class CustomizedMetricSpecification(Model):
-    dimensions: list[MetricDimension] = Field(default_factory=list)
-    metricName: str = ""
-    namespace: str = ""
-    statistic: Statistic = Statistic.AVERAGE
-    unit: str = ""
-
-
-class TargetTrackingPolicyDescriptor(Model):
-    targetValue: float | None = None
-    scaleOutCooldownSec: int | None = None
-    scaleInCooldownSec: int | None = None
-    predefinedMetricSpecification: PredefinedMetricSpecification | None = None
-    disableScaleIn: bool | None = None
-    customizedMetricSpecification: CustomizedMetricSpecification | None = None
-
-
-class ScalingPolicy(Model):
-    stepPolicyDescriptor: StepScalingPolicyDescriptor | None = None
-    targetPolicyDescriptor: TargetTrackingPolicyDescriptor | None = None
-
-    @property
-    def kind(self) -> str:
-        return "step" if self.stepPolicyDescriptor is not None else "targetTracking"
-
-
 # ---- bounds -------------------------------------------------------------------------------
 #: Longest cooldown a policy may ask for (Application Auto Scaling's own bound: one day).
 MAX_COOLDOWN_SEC = 86_400
@@ -148,6 +74,157 @@ MAX_DIMENSIONS = 30
 MAX_NAME = 255
 MAX_ADJUSTMENT = 10_000
 MAX_TARGET_VALUE = 1e12
+
+
+#: A name a policy must give: not blank, at most MAX_NAME characters.
+NAME: dict[str, Any] = {"pattern": r"\S", "maxLength": MAX_NAME}
+COOLDOWN: dict[str, Any] = {"minimum": 0, "maximum": MAX_COOLDOWN_SEC}
+#: An alarm's period: 10 or 30 seconds, or whole minutes up to a day (null: 60).
+PERIOD: dict[str, Any] = {
+    "allOf": [
+        {
+            "anyOf": [
+                {"type": "null"},
+                {"enum": [10, 30]},
+                {"multipleOf": 60, "minimum": 60, "maximum": MAX_PERIOD_SEC},
+            ]
+        }
+    ]
+}
+
+
+def _required(*names: str) -> Callable[[dict[str, Any]], None]:
+    """Fields the rules require although the wire shape lets them be left out (proto3
+    wrappers), so the description lists them as required."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        schema["required"] = sorted({*schema.get("required", []), *names})
+
+    return extra
+
+
+class MetricDimension(Model):
+    model_config = ConfigDict(json_schema_extra=_required("name", "value"))
+    name: str = Field("", json_schema_extra=NAME)
+    value: str = Field("", json_schema_extra=NAME)
+
+
+class AlarmConfiguration(Model):
+    model_config = ConfigDict(
+        json_schema_extra=_required("metricNamespace", "metricName", "threshold")
+    )
+    actionsEnabled: bool | None = None
+    comparisonOperator: ComparisonOperator = ComparisonOperator.GE
+    evaluationPeriods: int | None = Field(
+        None, json_schema_extra={"minimum": 1, "maximum": MAX_EVALUATION_PERIODS}
+    )
+    periodSec: int | None = Field(None, json_schema_extra=PERIOD)
+    threshold: float | None = None
+    metricNamespace: str = Field("", json_schema_extra=NAME)
+    metricName: str = Field("", json_schema_extra=NAME)
+    statistic: Statistic = Statistic.AVERAGE
+    metricDimensions: list[MetricDimension] = Field(
+        default_factory=list, json_schema_extra={"maxItems": MAX_DIMENSIONS}
+    )
+
+    @property
+    def periods(self) -> int:
+        return self.evaluationPeriods or 1
+
+    @property
+    def period(self) -> int:
+        return self.periodSec or 60
+
+
+class StepAdjustments(Model):
+    model_config = ConfigDict(json_schema_extra=_required("scalingAdjustment"))
+    MetricIntervalLowerBound: float | None = None
+    MetricIntervalUpperBound: float | None = None
+    scalingAdjustment: int | None = Field(
+        None, json_schema_extra={"minimum": -MAX_ADJUSTMENT, "maximum": MAX_ADJUSTMENT}
+    )
+
+
+class StepScalingPolicy(Model):
+    model_config = ConfigDict(json_schema_extra=_required("stepAdjustments"))
+    adjustmentType: AdjustmentType = AdjustmentType.CHANGE
+    cooldownSec: int | None = Field(None, json_schema_extra=COOLDOWN)
+    minAdjustmentMagnitude: int | None = Field(
+        None, json_schema_extra={"minimum": 0, "maximum": MAX_ADJUSTMENT}
+    )
+    metricAggregationType: Aggregation = Aggregation.AVERAGE
+    stepAdjustments: list[StepAdjustments] = Field(
+        default_factory=list, json_schema_extra={"minItems": 1, "maxItems": MAX_STEPS}
+    )
+
+
+class StepScalingPolicyDescriptor(Model):
+    model_config = ConfigDict(json_schema_extra=_required("alarmConfig", "scalingPolicy"))
+    alarmConfig: AlarmConfiguration | None = None
+    scalingPolicy: StepScalingPolicy | None = None
+
+
+class PredefinedMetricSpecification(Model):
+    predefinedMetricType: str = ""
+    resourceLabel: str = ""
+
+
+class CustomizedMetricSpecification(Model):
+    model_config = ConfigDict(json_schema_extra=_required("metricName", "namespace"))
+    dimensions: list[MetricDimension] = Field(
+        default_factory=list, json_schema_extra={"maxItems": MAX_DIMENSIONS}
+    )
+    metricName: str = Field("", json_schema_extra=NAME)
+    namespace: str = Field("", json_schema_extra=NAME)
+    statistic: Statistic = Statistic.AVERAGE
+    unit: str = Field("", json_schema_extra={"maxLength": MAX_NAME})
+
+
+#: Predefined metrics belong to AWS services and are refused: only null is taken.
+NOT_SERVED: dict[str, Any] = {
+    "type": "null",
+    "description": "Not served: predefined metrics belong to AWS services; give "
+    "customizedMetricSpecification.",
+}
+
+
+def _target_schema(schema: dict[str, Any]) -> None:
+    _required("targetValue", "customizedMetricSpecification")(schema)
+    schema["properties"]["predefinedMetricSpecification"] = NOT_SERVED
+
+
+class TargetTrackingPolicyDescriptor(Model):
+    model_config = ConfigDict(json_schema_extra=_target_schema)
+    targetValue: float | None = Field(
+        None, json_schema_extra={"exclusiveMinimum": 0, "maximum": MAX_TARGET_VALUE}
+    )
+    scaleOutCooldownSec: int | None = Field(None, json_schema_extra=COOLDOWN)
+    scaleInCooldownSec: int | None = Field(None, json_schema_extra=COOLDOWN)
+    predefinedMetricSpecification: PredefinedMetricSpecification | None = None
+    disableScaleIn: bool | None = None
+    customizedMetricSpecification: CustomizedMetricSpecification | None = None
+
+
+def _one_kind(schema: dict[str, Any]) -> None:
+    """Exactly one of the two descriptors, the other absent or null."""
+    kinds = ("stepPolicyDescriptor", "targetPolicyDescriptor")
+    schema["oneOf"] = [
+        {
+            "required": [kind],
+            "properties": {k: {"type": "object" if k == kind else "null"} for k in kinds},
+        }
+        for kind in kinds
+    ]
+
+
+class ScalingPolicy(Model):
+    model_config = ConfigDict(json_schema_extra=_one_kind)
+    stepPolicyDescriptor: StepScalingPolicyDescriptor | None = None
+    targetPolicyDescriptor: TargetTrackingPolicyDescriptor | None = None
+
+    @property
+    def kind(self) -> str:
+        return "step" if self.stepPolicyDescriptor is not None else "targetTracking"
 
 
 def _name(value: str, path: str, errors: list[FieldError], required: bool = True) -> None:

@@ -15,10 +15,9 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from titus.model.health import UNHEALTHY
-from titus.model.job import DisruptionBudget, Job, Task, TimeWindow
+from titus.model.job import HEALTH_CHECK_PROVIDER, DisruptionBudget, Job, Task, TimeWindow
 from titus.model.names import TaskContextKey
 from titus.model.states import TaskState
-from titus.model.validation import HEALTH_CHECK_PROVIDER
 
 log = logging.getLogger(__name__)
 

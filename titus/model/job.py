@@ -9,10 +9,13 @@ are accepted.
 from __future__ import annotations
 
 import time
+from functools import cache
 from typing import Any
+from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from titus.model.json_schema import COUNT, PERCENTAGE, POSITIVE, one_of_pattern
 from titus.model.names import INTERNAL_CONTEXT_KEYS
 from titus.model.states import JobState, TaskState
 
@@ -158,49 +161,85 @@ class ServiceJobSpec(Model):
 
 
 class SelfManagedPolicy(Model):
-    relocationTimeMs: int = 0
+    relocationTimeMs: int = Field(0, json_schema_extra=COUNT)
 
 
 class AvailabilityPercentageLimit(Model):
-    percentageOfHealthyContainers: float
+    percentageOfHealthyContainers: float = Field(json_schema_extra=PERCENTAGE)
 
 
 class UnhealthyTasksLimit(Model):
-    limitOfUnhealthyContainers: int
+    limitOfUnhealthyContainers: int = Field(json_schema_extra=COUNT)
 
 
 class RelocationLimit(Model):
-    limit: int
+    limit: int = Field(json_schema_extra=COUNT)
 
 
 class RatePercentagePerHour(Model):
-    maxPercentageOfContainersRelocatedInHour: float
+    maxPercentageOfContainersRelocatedInHour: float = Field(json_schema_extra=PERCENTAGE)
 
 
 class RatePerInterval(Model):
-    intervalMs: int
-    limitPerInterval: int
+    intervalMs: int = Field(json_schema_extra=POSITIVE)
+    limitPerInterval: int = Field(json_schema_extra=COUNT)
 
 
 class RatePercentagePerInterval(Model):
-    intervalMs: int
-    percentageLimitPerInterval: float
+    intervalMs: int = Field(json_schema_extra=POSITIVE)
+    percentageLimitPerInterval: float = Field(json_schema_extra=PERCENTAGE)
+
+
+def _hours_in_order(schema: dict[str, Any]) -> None:
+    """0 <= startHour < endHour <= 24 in JSON Schema: each start names the ends it allows
+    (an absent start is 0, an absent end 24)."""
+    schema["anyOf"] = [{"not": {"required": ["startHour"]}}] + [
+        {
+            "required": ["startHour"],
+            "properties": {"startHour": {"const": start}, "endHour": {"minimum": start + 1}},
+        }
+        for start in range(24)
+    ]
 
 
 class HourlyTimeWindow(Model):
-    startHour: int = 0
-    endHour: int = 24
+    model_config = ConfigDict(json_schema_extra=_hours_in_order)
+    startHour: int = Field(0, json_schema_extra={"minimum": 0, "maximum": 23})
+    endHour: int = Field(24, json_schema_extra={"minimum": 1, "maximum": 24})
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+#: A day of the week in any case, as validation reads it.
+WEEKDAY_PATTERN = f"^{one_of_pattern(WEEKDAYS)}$"
+
+
+def _known_zones(schema: dict[str, Any]) -> None:
+    schema["properties"]["timeZone"]["enum"] = sorted(known_time_zones())
+
+
+@cache
+def known_time_zones() -> frozenset[str]:
+    """The IANA zones this host knows (a budget's windows are read in one of them)."""
+    return frozenset(available_timezones())
 
 
 class TimeWindow(Model):
-    days: list[str] = Field(default_factory=list)
+    model_config = ConfigDict(json_schema_extra=_known_zones)
+    days: list[str] = Field(
+        default_factory=list,
+        json_schema_extra={"items": {"type": "string", "pattern": WEEKDAY_PATTERN}},
+    )
     hourlyTimeWindows: list[HourlyTimeWindow] = Field(default_factory=list)
     timeZone: str = "UTC"
 
 
+#: The one container health provider a disruption budget may name (titus/model/health.py).
+HEALTH_CHECK_PROVIDER = "healthCheck"
+
+
 class ContainerHealthProvider(Model):
-    name: str
-    attributes: dict[str, str] = Field(default_factory=dict)
+    name: str = Field(json_schema_extra={"const": HEALTH_CHECK_PROVIDER})
+    attributes: dict[str, str] = Field(default_factory=dict, json_schema_extra={"maxProperties": 0})
 
 
 BUDGET_POLICIES = (
@@ -217,10 +256,27 @@ BUDGET_RATES = (
 )
 
 
+def _one_policy_and_one_rate(schema: dict[str, Any]) -> None:
+    """Exactly one policy and one rate in JSON Schema: one branch per pair, each giving
+    that pair as objects and the others absent or null (as validation counts them)."""
+    schema["oneOf"] = [
+        {
+            "required": [policy, rate],
+            "properties": {
+                name: {"type": "object"} if name in (policy, rate) else {"type": "null"}
+                for name in BUDGET_POLICIES + BUDGET_RATES
+            },
+        }
+        for policy in BUDGET_POLICIES
+        for rate in BUDGET_RATES
+    ]
+
+
 class DisruptionBudget(Model):
     """How many of a job's tasks the platform may take down at once, and when. One policy
     and one rate; validation checks that exactly one of each is given."""
 
+    model_config = ConfigDict(json_schema_extra=_one_policy_and_one_rate)
     selfManaged: SelfManagedPolicy | None = None
     availabilityPercentageLimit: AvailabilityPercentageLimit | None = None
     unhealthyTasksLimit: UnhealthyTasksLimit | None = None

@@ -11,11 +11,18 @@ import copy
 import re
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from titus.model.job import BUDGET_POLICIES, BUDGET_RATES, DisruptionBudget, JobDescriptor
+from titus.model.job import (
+    BUDGET_POLICIES,
+    BUDGET_RATES,
+    HEALTH_CHECK_PROVIDER,
+    WEEKDAYS,
+    DisruptionBudget,
+    JobDescriptor,
+    known_time_zones,
+)
 
 APP_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
 IMAGE_NAME = re.compile(r"^[a-zA-Z0-9./_-]+$")
@@ -36,7 +43,6 @@ MAX_SERVICE_SIZE = 10_000
 RUNTIME_LIMIT_MIN_SEC = 5
 RUNTIME_LIMIT_MAX_SEC = 864_000
 MAX_RETRIES = 1000
-WEEKDAYS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
 # Constraint names, lower-cased; clients may send any case.
 CONSTRAINTS = {
     "uniquehost",
@@ -50,8 +56,6 @@ CONSTRAINTS = {
 }
 BOOLEAN_CONSTRAINTS = {"uniquehost", "exclusivehost", "zonebalance", "activehost"}
 RESERVED_PREFIX = "titus"
-#: The one container health provider a disruption budget may name (titus/model/health.py).
-HEALTH_CHECK_PROVIDER = "healthCheck"
 
 
 @dataclass(frozen=True)
@@ -461,7 +465,7 @@ def check_disruption_budget(b: DisruptionBudget, path: str) -> list[FieldError]:
                 errors.append(
                     FieldError(f"{wpath}.days", f"{_quote(day)} is not a day of the week")
                 )
-        if not _known_zone(window.timeZone):
+        if window.timeZone not in known_time_zones():
             errors.append(
                 FieldError(f"{wpath}.timeZone", f"{_quote(window.timeZone)} is not a time zone")
             )
@@ -488,15 +492,6 @@ def check_disruption_budget(b: DisruptionBudget, path: str) -> list[FieldError]:
         if provider.attributes:
             errors.append(FieldError(f"{where}.attributes", "this provider takes no attributes"))
     return errors
-
-
-def _known_zone(name: str) -> bool:
-    """An IANA zone name (the budget's windows are read in it)."""
-    try:
-        ZoneInfo(name)
-    except (ValueError, KeyError, OSError):  # not found is a KeyError; a bad path, ValueError
-        return False
-    return True
 
 
 def _rules_beside_shape_errors(

@@ -9,21 +9,29 @@ it); TITUS_SCHEMA_EXAMPLES raises it for a long run (e.g. 1000)."""
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 from schemathesis import checks
 
+from tests.support.catalogue import CATALOGUE, GOOD, Edit
 from titus.api.app import create_app
 from titus.coord.local import LocalCoordinator
+from titus.model.job import TIME_ZONE_FORMAT, known_time_zones
 from titus.settings import Settings
 from titus.store.sqlite import SqliteJobStore
 
+# budget windows' zones: any zone this host knows (the description names the format)
+schemathesis.openapi.format(TIME_ZONE_FORMAT, st.sampled_from(sorted(known_time_zones())))
 _dir = Path(tempfile.mkdtemp(prefix="titus-schema-"))
 _store = SqliteJobStore(_dir / "titus.db", synchronous="OFF")
 # rate limits off: the fuzzer is one caller sending many requests on purpose
@@ -120,3 +128,54 @@ TestApiWorkflows.settings = settings(
     suppress_health_check=list(HealthCheck),
     derandomize=True,
 )
+
+
+#: Catalogue rules (tests/support/catalogue.py) that JSON Schema cannot state: between
+#: fields, or a size in bytes over a whole list or map.
+NOT_STATABLE = {
+    "shm <= memory",
+    "entryPoint size",
+    "env size",
+    "not soft and hard",
+    "capacity order",
+}
+#: Fields the description states as integers that protobuf-JSON clients may send as
+#: numeric strings (64-bit numbers); the API takes both, the description names the number.
+INT64_FIELDS = {"runtimeLimitSec", "initialDelayMs", "delayMs", "maxDelayIntervalMs"}
+
+
+def _as_numbers(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: int(v) if k in INT64_FIELDS and isinstance(v, str) else _as_numbers(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_as_numbers(v) for v in node]
+    return node
+
+
+def _descriptor_errors(body: dict[str, Any]) -> list[str]:
+    doc = app.openapi()
+    schema = {"$ref": "#/components/schemas/JobDescriptor", "components": doc["components"]}
+    return [e.message for e in Draft202012Validator(schema).iter_errors(_as_numbers(body))]
+
+
+@pytest.mark.parametrize(
+    ("rule", "breaks", "passes"), [pytest.param(r, b, p, id=r) for r, _, b, p in CATALOGUE]
+)
+def test_the_job_description_states_each_rule_it_can(rule: str, breaks: Edit, passes: Edit) -> None:
+    """Each body the API takes, the description takes; each rule JSON Schema can state, the
+    description states, so a generator or a fuzzer reading it sends what is accepted.
+    (Python's `$` lets a trailing line break through a pattern, which JSON Schema's does
+    not: the catalogue's "ends as it should" bodies are refused by the API and by
+    JSON Schema's own dialect, not by a Python reading of the patterns.)"""
+    good = copy.deepcopy(GOOD)
+    passes(good)
+    assert _descriptor_errors(good) == []
+    bad = copy.deepcopy(GOOD)
+    breaks(bad)
+    if rule in NOT_STATABLE or rule.endswith("ends as it should"):
+        assert _descriptor_errors(bad) == [], f"{rule} is stated now: take it off the list"
+    else:
+        assert _descriptor_errors(bad), f"the description does not state: {rule}"

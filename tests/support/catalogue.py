@@ -269,4 +269,36 @@ CATALOGUE: list[tuple[str, str, Edit, Edit]] = [
         put("container.resources.memoryMB", 512),
     ),
     ("email", "owner.teamEmail", put("owner.teamEmail", "team"), put("owner.teamEmail", "a@b.io")),
+    # A name's grammar holds to its last character: a trailing line break (which "$" in a
+    # pattern lets through) would reach logs, labels and the container's environment.
+    (
+        "application name ends as it should",
+        "applicationName",
+        put("applicationName", "app\n"),
+        put("applicationName", "app.v2"),
+    ),
+    (
+        "image tag ends as it should",
+        "container.image.tag",
+        put("container.image.tag", "latest\n"),
+        put("container.image.tag", "latest"),
+    ),
+    (
+        "env name ends as it should",
+        "container.env.A\n",
+        put("container.env", {"A\n": "x"}),
+        put("container.env", {"A": "x"}),
+    ),
+    (
+        "security group ends as it should",
+        "container.securityProfile.securityGroups[0]",
+        put("container.securityProfile.securityGroups", ["sg-1\n"]),
+        put("container.securityProfile.securityGroups", ["sg-1"]),
+    ),
+    (
+        "capacity group ends as it should",
+        "capacityGroup",
+        put("capacityGroup", "web\n"),
+        put("capacityGroup", "web"),
+    ),
 ]

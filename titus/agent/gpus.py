@@ -33,7 +33,7 @@ def host_gpus(settings: Settings, dev: Path = Path("/dev")) -> list[str]:
     if settings.agent_gpus:
         return list(dict.fromkeys(settings.agent_gpus))
     try:
-        found = [m.group(1) for p in dev.iterdir() if (m := _NVIDIA.match(p.name))]
+        found = [m.group(1) for p in dev.iterdir() if (m := _NVIDIA.fullmatch(p.name))]
     except OSError:
         return []
     return sorted(found, key=int)

@@ -37,6 +37,7 @@ from titus.api.autoscaling import AutoScalingService
 from titus.api.aws_admission import AwsAdmission
 from titus.api.cluster import ClusterService
 from titus.api.creates import CreateEndpoint
+from titus.api.descriptor_schema import describe_job_rules
 from titus.api.errors import ApiError, error_body, refusal_handler
 from titus.api.eviction import EvictionService
 from titus.api.gate import Gate
@@ -317,6 +318,7 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
             defs = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(defs.pop("$defs", {}))
             components[model.__name__] = defs
+        describe_job_rules(components, bounds_of(settings))
         app.openapi_schema = add_links(schema)
         return schema
 

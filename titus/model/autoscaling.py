@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, ValidationError
 
 from titus.model.job import Model
+from titus.model.json_schema import one_of_each
 from titus.model.validation import FieldError, InvalidRequest, from_pydantic
 
 
@@ -206,15 +207,7 @@ class TargetTrackingPolicyDescriptor(Model):
 
 
 def _one_kind(schema: dict[str, Any]) -> None:
-    """Exactly one of the two descriptors, the other absent or null."""
-    kinds = ("stepPolicyDescriptor", "targetPolicyDescriptor")
-    schema["oneOf"] = [
-        {
-            "required": [kind],
-            "properties": {k: {"type": "object" if k == kind else "null"} for k in kinds},
-        }
-        for kind in kinds
-    ]
+    schema["anyOf"] = one_of_each(("stepPolicyDescriptor", "targetPolicyDescriptor"))
 
 
 class ScalingPolicy(Model):

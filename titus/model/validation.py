@@ -24,13 +24,16 @@ from titus.model.job import (
     known_time_zones,
 )
 
+#: Grammars of names, each matched whole (`fullmatch`: with `match`, "$" lets a trailing
+#: line break through into logs, labels and environments). The OpenAPI description
+#: states the same patterns (titus/api/descriptor_schema.py).
 APP_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
 IMAGE_NAME = re.compile(r"^[a-zA-Z0-9./_-]+$")
 IMAGE_TAG = re.compile(r"^[a-zA-Z0-9._-]+$")
 IMAGE_DIGEST = re.compile(r"^[a-zA-Z0-9_+.-]+:[0-9a-fA-F]{32,}$")
 SECURITY_GROUP = re.compile(r"^sg-[0-9a-zA-Z]+$")
-IAM_ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
-IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+IAM_ROLE_NAME = re.compile(r"^[A-Za-z0-9_+=,.@-]{1,64}$")
+IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 GROUP_PART = re.compile(r"^[A-Za-z0-9._~^]*$")
 CAPACITY_GROUP = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -161,28 +164,28 @@ def check_descriptor(d: JobDescriptor, bounds: Bounds = DEFAULT_BOUNDS) -> list[
 
     if not is_email(d.owner.teamEmail):
         bad("owner.teamEmail", f"{_quote(d.owner.teamEmail)} is not a valid email address")
-    if not d.applicationName or not APP_NAME.match(d.applicationName):
+    if not d.applicationName or not APP_NAME.fullmatch(d.applicationName):
         bad("applicationName", "must be letters, digits, '_' or '.', and not empty")
 
     image = d.container.image
-    if not IMAGE_NAME.match(image.name):
+    if not IMAGE_NAME.fullmatch(image.name):
         bad("container.image.name", f"{_quote(image.name)} is not a valid image name")
     if image.tag is None and image.digest is None:
         bad("container.image", "needs a tag or a digest")
     if image.tag is not None and image.digest is not None:
         bad("container.image", "give a tag or a digest, not both")
-    if image.tag is not None and not IMAGE_TAG.match(image.tag):
+    if image.tag is not None and not IMAGE_TAG.fullmatch(image.tag):
         bad("container.image.tag", f"{_quote(image.tag)} is not a valid tag")
-    if image.digest is not None and not IMAGE_DIGEST.match(image.digest):
+    if image.digest is not None and not IMAGE_DIGEST.fullmatch(image.digest):
         bad("container.image.digest", f"{_quote(image.digest)} is not a valid digest (algo:hex)")
 
     errors += _check_resources(d, bounds)
     errors += _check_container(d)
     errors += check_user_attributes(d.attributes)
-    if d.capacityGroup and not CAPACITY_GROUP.match(d.capacityGroup):
+    if d.capacityGroup and not CAPACITY_GROUP.fullmatch(d.capacityGroup):
         bad("capacityGroup", "must be 1..100 letters, digits, '_', '.' or '-'")
     for part in ("stack", "detail", "sequence"):
-        if not GROUP_PART.match(getattr(d.jobGroupInfo, part)):
+        if not GROUP_PART.fullmatch(getattr(d.jobGroupInfo, part)):
             bad(f"jobGroupInfo.{part}", "must be letters, digits, '.', '_', '~' or '^'")
     if d.disruptionBudget is not None:
         errors += check_disruption_budget(d.disruptionBudget, "disruptionBudget")
@@ -311,7 +314,7 @@ def _check_container(d: JobDescriptor) -> list[FieldError]:
     if len(groups) > MAX_SECURITY_GROUPS:
         bad("securityProfile.securityGroups", f"at most {MAX_SECURITY_GROUPS} security groups")
     for i, sg in enumerate(groups):
-        if not SECURITY_GROUP.match(sg):
+        if not SECURITY_GROUP.fullmatch(sg):
             bad(
                 f"securityProfile.securityGroups[{i}]",
                 f"{_quote(sg)} is not a security group sg-...",
@@ -319,7 +322,7 @@ def _check_container(d: JobDescriptor) -> list[FieldError]:
     if len(set(groups)) != len(groups):
         bad("securityProfile.securityGroups", "lists a security group twice")
     role = c.securityProfile.iamRole
-    if role and not (IAM_ROLE_NAME.match(role) or IAM_ROLE_ARN.match(role)):
+    if role and not (IAM_ROLE_NAME.fullmatch(role) or IAM_ROLE_ARN.fullmatch(role)):
         bad("securityProfile.iamRole", f"{_quote(role)} is neither an IAM role name nor a role ARN")
 
     from titus.model.health import check_health_attributes  # it uses FieldError from here
@@ -334,7 +337,7 @@ def _check_container(d: JobDescriptor) -> list[FieldError]:
         env_size += len(name.encode()) + len(value.encode())
         if not name:
             bad("env", "has an empty variable name")
-        elif not ENV_NAME.match(name):
+        elif not ENV_NAME.fullmatch(name):
             bad(
                 f"env.{name}",
                 "a variable name is letters, digits, '_', '.', '-', not first a digit",

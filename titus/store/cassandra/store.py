@@ -64,7 +64,7 @@ class CassandraJobStore(
         feed_window: float | None = None,
         create_group_max: int = GROUP_MAX_WRITES,
     ):
-        if not _IDENT.match(keyspace):
+        if not _IDENT.fullmatch(keyspace):
             raise ValueError(f"invalid Cassandra keyspace name {keyspace!r}")
         self.keyspace = keyspace
         # A reader re-reads this much of the feed's tail for writes that landed late; no

@@ -213,6 +213,23 @@ def test_a_task_that_ends_before_it_is_networked_just_ends(
     assert net_subnet.links(net_subnet.namespaces[-1], HOST_LINK_PREFIX) == []
 
 
+def test_a_task_that_ends_the_moment_it_has_its_address_still_reports_it(
+    agent_factory: AgentFactory, net_subnet: Subnet, tmp_path: Any
+) -> None:
+    """The address is the last step of a container's networking: a process waiting for
+    it (polling without a pause here) may end at once, and its address must not be lost
+    from what the task reports because a step after it found the container gone."""
+    agent = net_agent(
+        agent_factory, net_subnet, "a", "100.64.7.16/28", data_dir=str(tmp_path / "a")
+    )
+    for _ in range(6):
+        done = run_task(
+            agent, task_spec("until ip addr show eth0 2>/dev/null | grep -q inet; do :; done")
+        )
+        assert done.exitCode == 0, done.reasonMessage
+        assert done.context.get(TaskContextKey.CONTAINER_IP, "").startswith("100.64.7."), done
+
+
 def test_ipvlan_is_refused_at_start_on_a_kernel_without_it_naming_the_setting(
     tmp_path: Any, docker_engine: Any
 ) -> None:

@@ -170,11 +170,13 @@ class Plumbing:
 
     @staticmethod
     def address(pid: int, allocation: Allocation) -> None:
-        """Give the container's link its address and bring it up: the last step, so a
-        process that waits for its address finds its filters and limits in place."""
+        """Bring the container's link up, then give it its address: the address is the
+        very last step, so a process that waits for it finds its filters and limits in
+        place, and one that ends the moment it sees it leaves no step after it to fail
+        (which lost the address from what the task reports)."""
         address = f"{allocation.ip}/{allocation.prefix_len}"
-        in_container(pid, ["ip", "addr", "add", address, "dev", CONTAINER_IFNAME])
         in_container(pid, ["ip", "link", "set", CONTAINER_IFNAME, "up"])
+        in_container(pid, ["ip", "addr", "add", address, "dev", CONTAINER_IFNAME])
 
     def detach(self, task_id: str) -> None:
         """Remove the task's link; a link already gone (with its container) is fine."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kazoo.client import KazooState
@@ -382,6 +383,30 @@ def test_a_restarted_agent_replaces_its_predecessor(zk_coordinator: Factory) -> 
     old.close()  # the old process's end does not remove the new one's node
     assert new.client.exists(f"{new.root}/agents/agent-1") is not None
     wait_until("agent-1 to stay", lambda: len(master.agents()) == 1, WAIT_SEC)
+
+
+def test_a_restarted_agent_registers_when_its_predecessors_node_goes_meanwhile(
+    zk_coordinator: Factory,
+) -> None:
+    """The old process's session ends between the new process seeing its node and
+    removing it (a kill -9 whose session expires just then): the new process must
+    register all the same, not die at start with the node gone."""
+    master, old, new = zk_coordinator(), zk_coordinator(), zk_coordinator()
+    old.register_agent(agent("agent-1", generation="1"))
+    real_delete = new.client.delete
+
+    def delete_after_the_old_session_ended(path: str, version: int = -1) -> Any:
+        if old.client.connected:
+            old.close()  # its ephemeral node goes now, before this delete
+        return real_delete(path, version=version)
+
+    new.client.delete = delete_after_the_old_session_ended  # type: ignore[method-assign]
+    new.register_agent(agent("agent-1", generation="2"))
+    wait_until(
+        "the new process's agent info",
+        lambda: [a.attributes.get("generation") for a in master.agents()] == ["2"],
+        WAIT_SEC,
+    )
 
 
 def test_an_agent_restarting_over_and_over_is_listed_as_it_last_registered(

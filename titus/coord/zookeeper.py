@@ -589,10 +589,14 @@ class ZooKeeperCoordinator:
                 self._client.set(path, value, version=stat.version)
                 return
             # left by an earlier process of the same agent whose session has not expired
-            # yet: the live process takes its place
+            # yet: the live process takes its place. That session may expire, or another
+            # process of the agent take the place, between the look and the change: the
+            # node is then not as seen, and the whole publish is tried again.
             try:
                 self._client.delete(path, version=stat.version)
                 self._client.create(path, value, acl=acl, ephemeral=True)
+            except (NoNodeError, BadVersionError, NodeExistsError):
+                raise ConnectionLoss("agent node changed meanwhile; publish again") from None
             except NoAuthError:
                 # an agent host may remove no registration, not even its own old one: it
                 # writes its own into it and makes it anew once the old session expires

@@ -10,19 +10,18 @@ fuzzers learn what is accepted without a round trip. Rules across fields (min <=
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from titus.api.schemas import USER_ATTRIBUTES
 from titus.model import validation as v
 from titus.model.json_schema import COUNT, one_of_each, one_of_pattern
 
+RETRIES: dict[str, Any] = {"minimum": 0, "maximum": v.MAX_RETRIES}
 
-def _pattern(compiled: Any) -> dict[str, Any]:
+
+def _pattern(compiled: re.Pattern[str]) -> dict[str, Any]:
     return {"pattern": compiled.pattern}
-
-
-def _retries() -> dict[str, Any]:
-    return {"retries": {"minimum": 0, "maximum": v.MAX_RETRIES}}
 
 
 def describe_job_rules(components: dict[str, Any], bounds: v.Bounds) -> None:
@@ -75,13 +74,12 @@ def describe_job_rules(components: dict[str, Any], bounds: v.Bounds) -> None:
         constraints={"propertyNames": {"pattern": f"^{constraint_names}$"}},
         expression={"maxLength": 0, "description": "Not supported: name each constraint."},
     )
+    refine("Container", env={"propertyNames": _pattern(v.ENV_NAME)})
+    refine("ImmediateRetry", retries=RETRIES)
+    refine("DelayedRetry", initialDelayMs=COUNT, delayMs=COUNT, retries=RETRIES)
     refine(
-        "Container",
-        env={"propertyNames": _pattern(v.ENV_NAME)},
+        "ExponentialBackOffRetry", initialDelayMs=COUNT, maxDelayIntervalMs=COUNT, retries=RETRIES
     )
-    refine("ImmediateRetry", **_retries())
-    refine("DelayedRetry", initialDelayMs=COUNT, delayMs=COUNT, **_retries())
-    refine("ExponentialBackOffRetry", initialDelayMs=COUNT, maxDelayIntervalMs=COUNT, **_retries())
     components["RetryPolicy"]["anyOf"] = one_of_each(
         ("immediate", "delayed", "exponentialBackOff"), optional=True
     )

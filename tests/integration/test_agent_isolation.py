@@ -70,14 +70,17 @@ def test_cpu_burner_is_held_to_its_quota_and_a_bursting_job_is_not(
     assert bursting_cg.cpu_weight() == shares_to_weight(512)
     assert bursting_cg.cpu_stat().throttled == 0
 
-    # over a stretch of CFS periods the burner got at most its half core per period
+    # over a stretch of CFS periods the burner got about its half core per period
     # (kernel accounting, not our clock); the bursting job ran, never throttled
     before, b0 = burner_cg.cpu_stat(), bursting_cg.cpu_stat().usage_ns
-    wait_until("ten CFS periods", lambda: burner_cg.cpu_stat().periods - before.periods >= 10)
+    wait_until("twenty CFS periods", lambda: burner_cg.cpu_stat().periods - before.periods >= 20)
     after = burner_cg.cpu_stat()
     used, elapsed_periods = after.usage_ns - before.usage_ns, after.periods - before.periods
-    # each period grants 50 ms; one period of slack for the window's edges
-    assert used <= (elapsed_periods + 1) * 50_000_000
+    # each period grants 50 ms. The kernel hands runtime to a cpu in slices and checks it
+    # at its tick, so a period can overrun by a millisecond or two (21 ms over 13 periods
+    # was seen on a loaded host): a tenth of slack per period plus one period for the
+    # window's edges. A loop left unthrottled takes up to 100 ms a period, far above this.
+    assert used <= elapsed_periods * 55_000_000 + 50_000_000
     assert bursting_cg.cpu_stat().usage_ns > b0
     assert bursting_cg.cpu_stat().throttled == 0
 

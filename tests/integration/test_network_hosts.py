@@ -9,8 +9,8 @@ address; and many launches and kills leave no address or link behind.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
-import time
 import uuid
 from typing import Any
 
@@ -165,13 +165,15 @@ SINK = "nc -ll -p 9000 -e dd of=/dev/null"
 
 def transfer_mbps(agent: AgentDaemon, container_id: str, ip: str, megabytes: int) -> float:
     """Megabits (10^6 bits, as tc counts) per second of sending `megabytes` MiB from a
-    container to ip:9000, timed from outside (the exec's own start adds a little)."""
+    container to ip:9000, timed inside the container: an exec's own start takes tenths of
+    a second on a loaded host, which timing from outside would count as a slow link."""
     container = agent.client.containers.get(container_id)
     send = f"dd if=/dev/zero bs=65536 count={megabytes * 16} 2>/dev/null | nc {ip} 9000"
-    began = time.monotonic()
-    result = container.exec_run(["sh", "-c", send])
-    took = time.monotonic() - began
+    result = container.exec_run(["busybox", "time", "sh", "-c", send])
     assert result.exit_code == 0, result.output
+    timed = re.search(rb"real\s+(\d+)m\s*([\d.]+)s", result.output)
+    assert timed is not None, result.output
+    took = int(timed[1]) * 60 + float(timed[2])
     return megabytes * 65536 * 16 * 8 / 1e6 / took
 
 

@@ -420,3 +420,46 @@ def test_executor_command_and_spec_reach_the_agent(stack: Stack) -> None:
     assert len(runs) == 1
     stderr = (runs[0] / "stderr").read_text()
     assert "registered with agent" in stderr
+
+
+# ---- ENIs ---------------------------------------------------------------------------------
+def test_a_mesos_host_takes_tasks_of_as_many_security_group_sets_as_it_has_enis(
+    stack: Stack,
+) -> None:
+    """A Mesos agent names its ENI limits in its attributes; Mesos carries nothing more of
+    ours, so the leader counts each set's ENIs from the tasks it placed there. A task of
+    one set more waits, saying so, and starts when a set's last task ends."""
+    for agent in list(stack.double.agents):
+        stack.double.remove_agent(agent)
+    stack.double.add_agent(
+        "eni-host", attributes={"zone": "zone-a", "maxEnis": "2", "ipsPerEni": "4"}
+    )
+    stack.start_leader()
+    jobs = {}
+    for group in ("sg-a", "sg-b", "sg-c"):
+        descriptor = batch("echo up; sleep 600")
+        descriptor["container"]["securityProfile"] = {"securityGroups": [group]}
+        jobs[group] = stack.submit(descriptor)
+
+    def started() -> set[str]:
+        return {group for group, job_id in jobs.items() if stack.running(job_id)}
+
+    two = stack.wait_for("two sets started", lambda: len(s := started()) == 2 and s)
+    [waiting] = set(jobs) - two
+    [task] = stack.tasks(jobs[waiting])
+
+    def why() -> dict[str, Any]:
+        return dict(stack.http.get(f"/api/v3/scheduler/results/{task['id']}").json())
+
+    result = stack.wait_for(
+        "why the third set waits", lambda: "eniPerSecurityGroups" in json.dumps(w := why()) and w
+    )
+    assert waiting in json.dumps(result), result
+    time.sleep(1.0)  # offers come and go meanwhile: it still waits
+    assert started() == two
+
+    freed = sorted(two)[0]
+    assert stack.http.delete(f"/api/v3/jobs/{jobs[freed]}").status_code == 200
+    stack.wait_for(f"the {waiting} task started in its place", lambda: stack.running(jobs[waiting]))
+    for group in set(jobs) - {freed}:
+        assert stack.http.delete(f"/api/v3/jobs/{jobs[group]}").status_code == 200

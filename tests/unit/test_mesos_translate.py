@@ -24,6 +24,7 @@ from titus.master.mesos.translate import (
     refused_report,
     task_info,
 )
+from titus.master.scheduler import HostEnis
 from titus.model.job import Container, Image, Resources
 from titus.model.launch import TaskSpec
 from titus.model.states import Reason, TaskState
@@ -149,6 +150,16 @@ def test_agent_attributes_name_capacities_mesos_does_not_offer() -> None:
     assert view.attributes["itype"] == "c5"
     broken = parse_offer(raw_offer(ipSlots="many"), 0)
     assert host_view("a1", [broken], Usage(), DEFAULTS).total["ipSlots"] == 32.0
+
+
+def test_agent_attributes_name_a_hosts_eni_limits_within_bounds() -> None:
+    offer = parse_offer(raw_offer(maxEnis=3.0, ipsPerEni="5"), 0)
+    assert host_view("a1", [offer], Usage(), DEFAULTS).enis == HostEnis(3, 5, {})
+    for attrs in ({"maxEnis": "3"}, {"maxEnis": "3", "ipsPerEni": "five"}, {"ipsPerEni": "5"}):
+        # not both, or not whole numbers: no ENI limits (ipSlots alone count addresses)
+        assert host_view("a1", [parse_offer(raw_offer(**attrs), 0)], Usage(), DEFAULTS).enis is None
+    too_many = parse_offer(raw_offer(maxEnis="100000", ipsPerEni="5"), 0)
+    assert host_view("a1", [too_many], Usage(), DEFAULTS).enis is None
 
 
 # ---- placements -> ACCEPT -----------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import Any
 from titus.master.cluster import HostView
 from titus.master.mesos.config import MesosConfig
 from titus.master.reports import KNOWN_REASONS
+from titus.master.scheduler import HostEnis
 from titus.model.job import Resources
 from titus.model.launch import TaskReport, TaskSpec
 from titus.model.names import CPU, DISK_MB, GPU, IP_SLOTS, MEMORY_MB, NETWORK_MBPS
@@ -245,6 +246,11 @@ def _float(value: str | None, default: float) -> float:
         return default
 
 
+#: Mesos agent attributes that give a host's ENI limits (see `_eni_limits`).
+MAX_ENIS_ATTRIBUTE = "maxEnis"
+IPS_PER_ENI_ATTRIBUTE = "ipsPerEni"
+
+
 @dataclass(frozen=True)
 class HostDefaults:
     """Capacities Mesos does not offer, for agents whose attributes do not name them."""
@@ -281,6 +287,21 @@ def host_view(
         attributes=attributes,
         address=first.hostname,
         offer_ids=sorted(o.id for o in offers),
+        enis=_eni_limits(attrs),
+    )
+
+
+def _eni_limits(attrs: Mapping[str, str]) -> HostEnis | None:
+    """A Mesos agent's ENI limits, from its `maxEnis` and `ipsPerEni` attributes (the
+    instance type's ENIs and addresses per ENI, less the host's own, as a native agent
+    publishes them). Mesos carries no per-host state of ours, so which ENIs of which
+    security-group set the host holds is what the leader placed there (the scheduler adds
+    those counts to every host), as Titus's scheduler counted ENIs from its own
+    assignments. None (no ENI limits, `ipSlots` alone) without both, or with bad ones."""
+    if MAX_ENIS_ATTRIBUTE not in attrs or IPS_PER_ENI_ATTRIBUTE not in attrs:
+        return None
+    return HostEnis.from_published(
+        {"maxEnis": attrs[MAX_ENIS_ATTRIBUTE], "ipsPerEni": attrs[IPS_PER_ENI_ATTRIBUTE]}
     )
 
 

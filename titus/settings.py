@@ -554,6 +554,14 @@ class Settings(BaseSettings):
         "publish in their task attribute autoscaling.metric.<metricName>), auto "
         "(cloudwatch when AWS credentials are found).",
     )
+    autoscaling_target_window_sec: int = Field(
+        60,
+        ge=1,
+        le=3600,
+        description="The stretch of the latest samples whose average a target tracking "
+        "policy compares with its target, when the local executor reads the tasks' own "
+        "metrics (CloudWatch's datapoints are a minute, as its alarms read them).",
+    )
     autoscaling_region: str = Field(
         "",
         description="Region of the Application Auto Scaling and CloudWatch calls; empty: "

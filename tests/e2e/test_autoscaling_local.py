@@ -22,7 +22,12 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 @pytest.fixture
 def scaling_platform(tmp_path: Path) -> Iterator[Platform]:
-    env = {"TITUS_AUTOSCALING_INTERVAL_SEC": "1", "TITUS_AUTOSCALING_METRICS": "tasks"}
+    env = {
+        "TITUS_AUTOSCALING_INTERVAL_SEC": "1",
+        "TITUS_AUTOSCALING_METRICS": "tasks",
+        # what the tasks published before the change ages out of the average sooner
+        "TITUS_AUTOSCALING_TARGET_WINDOW_SEC": "5",
+    }
     with running_platform(tmp_path, env) as p:
         yield p
 

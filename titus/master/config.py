@@ -44,6 +44,7 @@ class MasterConfig:
     autoscaling_interval: float = from_setting("autoscaling_interval_sec")
     autoscaling_executor: str = from_setting("autoscaling_executor")
     autoscaling_metrics: str = from_setting("autoscaling_metrics")
+    autoscaling_target_window: int = from_setting("autoscaling_target_window_sec")
     #: The platform's bound on tasks active jobs want: scaling out stops at it, as a
     #: user's resize does at the API.
     max_active_tasks: int = from_setting("max_active_tasks")
@@ -71,6 +72,7 @@ class MasterConfig:
             autoscaling_interval=settings.autoscaling_interval_sec,
             autoscaling_executor=settings.autoscaling_executor,
             autoscaling_metrics=settings.autoscaling_metrics,
+            autoscaling_target_window=settings.autoscaling_target_window_sec,
             max_active_tasks=settings.max_active_tasks,
             autoscaling_region=settings.autoscaling_region,
             autoscaling_endpoint_url=settings.autoscaling_endpoint_url,

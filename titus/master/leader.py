@@ -160,6 +160,7 @@ class Master:
             cfg.autoscaling_region,
             cfg.autoscaling_endpoint_url,
             store,
+            target_window=cfg.autoscaling_target_window,
         )
         self._nudge = threading.Event()
         self._new_term(None)

@@ -11,7 +11,7 @@ from botocore.config import Config
 from titus.master.autoscaling.aws import AwsExecutor
 from titus.master.autoscaling.executor import PolicyExecutor
 from titus.master.autoscaling.local import LocalExecutor, task_metrics
-from titus.master.autoscaling.metrics import CloudWatchMetrics, MetricSource
+from titus.master.autoscaling.metrics import TARGET_PERIOD_SEC, CloudWatchMetrics
 from titus.store.roles import TaskAttributes
 
 #: Throttling is retried by the client itself, adaptively, a few times per call.
@@ -27,7 +27,13 @@ def has_aws_credentials() -> bool:
 
 
 def executor_factory(
-    kind: str, metrics: str, region: str, endpoint_url: str, store: TaskAttributes
+    kind: str,
+    metrics: str,
+    region: str,
+    endpoint_url: str,
+    store: TaskAttributes,
+    *,
+    target_window: int = TARGET_PERIOD_SEC,
 ) -> Callable[[], PolicyExecutor]:
     """A maker of the executor (one per leadership term: it holds backoff and samples)."""
 
@@ -38,11 +44,10 @@ def executor_factory(
                 client("cloudwatch", region),
                 endpoint_url,
             )
-        source: MetricSource
         if metrics == "cloudwatch" or (metrics == "auto" and has_aws_credentials()):
-            source = CloudWatchMetrics(client("cloudwatch", region))
-        else:
-            source = task_metrics(store)
-        return LocalExecutor(source)
+            # CloudWatch's own one-minute datapoints, as its alarms read them
+            cloudwatch = CloudWatchMetrics(client("cloudwatch", region))
+            return LocalExecutor(cloudwatch, TARGET_PERIOD_SEC)
+        return LocalExecutor(task_metrics(store), target_window)
 
     return make

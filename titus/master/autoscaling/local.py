@@ -43,8 +43,10 @@ def _cooled(activity: Activity | None, direction: str, cooldown: int, now: float
 
 
 class LocalExecutor:
-    def __init__(self, metrics: MetricSource):
+    def __init__(self, metrics: MetricSource, target_window: int = TARGET_PERIOD_SEC):
+        """`target_window`: seconds of the latest samples a target tracking policy averages."""
         self.metrics = metrics
+        self.target_window = target_window
 
     def run(self, snapshot: Snapshot) -> Outcome:
         outcome = Outcome()
@@ -118,7 +120,7 @@ class LocalExecutor:
                 custom.metricName,
                 custom.dimensions,
                 custom.statistic,
-                TARGET_PERIOD_SEC,
+                self.target_window,
                 1,
                 now,
             )

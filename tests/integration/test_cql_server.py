@@ -8,6 +8,7 @@ import logging
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -282,6 +283,77 @@ def test_batches_are_atomic(session: Session) -> None:
     batch.add("INSERT INTO t (p, c, v) VALUES ('q', 2, 'x')")
     assert not session.execute(batch).was_applied
     assert session.execute("SELECT * FROM t WHERE p = 'q' AND c = 2").one() is None
+
+
+def test_writes_resolve_by_timestamp_whenever_they_arrive(session: Session) -> None:
+    """Last write wins by timestamp, not by arrival: a write older than the cell, or than
+    a deletion of its row or partition, is dropped; at equal timestamps the deletion
+    wins, and of two values the greater."""
+
+    def v(p: str, c: int) -> object:
+        row = session.execute("SELECT v FROM t WHERE p = %s AND c = %s", (p, c)).one()
+        return None if row is None else row.v
+
+    session.execute("INSERT INTO t (p, c, v) VALUES ('a', 1, 'new') USING TIMESTAMP 2000")
+    session.execute("INSERT INTO t (p, c, v) VALUES ('a', 1, 'late') USING TIMESTAMP 1000")
+    assert v("a", 1) == "new"
+    written = session.execute("SELECT WRITETIME(v) AS w FROM t WHERE p = 'a' AND c = 1").one()
+    assert written.w == 2000
+    session.execute("UPDATE t USING TIMESTAMP 3000 SET v = 'newer' WHERE p = 'a' AND c = 1")
+    assert v("a", 1) == "newer"
+    # a row deletion shadows an older write that arrives after it
+    session.execute("DELETE FROM t USING TIMESTAMP 5000 WHERE p = 'a' AND c = 1")
+    session.execute("INSERT INTO t (p, c, v) VALUES ('a', 1, 'stale') USING TIMESTAMP 4000")
+    assert v("a", 1) is None
+    session.execute("INSERT INTO t (p, c, v) VALUES ('a', 1, 'back') USING TIMESTAMP 6000")
+    assert v("a", 1) == "back"
+    # so does a partition's, for every row in it, and a cell's deletion for that cell
+    session.execute("DELETE FROM t USING TIMESTAMP 8000 WHERE p = 'a'")
+    session.execute("INSERT INTO t (p, c, v) VALUES ('a', 2, 'stale') USING TIMESTAMP 7000")
+    assert session.execute("SELECT * FROM t WHERE p = 'a'").one() is None
+    session.execute("INSERT INTO kv (k, v, version) VALUES ('c', 'x', 1) USING TIMESTAMP 100")
+    session.execute("DELETE v FROM kv USING TIMESTAMP 300 WHERE k = 'c'")
+    session.execute("UPDATE kv USING TIMESTAMP 200 SET v = 'y', version = 2 WHERE k = 'c'")
+    row = session.execute("SELECT v, version FROM kv WHERE k = 'c'").one()
+    assert (row.v, row.version) == (None, 2)
+    # equal timestamps: the deletion, else the greater value
+    session.execute("INSERT INTO kv (k, v) VALUES ('tie', 'b') USING TIMESTAMP 50")
+    session.execute("INSERT INTO kv (k, v) VALUES ('tie', 'a') USING TIMESTAMP 50")
+    assert session.execute("SELECT v FROM kv WHERE k = 'tie'").one().v == "b"
+    session.execute("DELETE FROM kv USING TIMESTAMP 50 WHERE k = 'tie'")
+    assert session.execute("SELECT v FROM kv WHERE k = 'tie'").one() is None
+    # the client's default timestamp (the driver's clock) orders plain writes as well
+    late = session.prepare("INSERT INTO kv (k, v) VALUES ('clock', ?) USING TIMESTAMP ?")
+    session.execute("INSERT INTO kv (k, v) VALUES ('clock', 'now')")
+    session.execute(late, ("an hour ago", int((time.time() - 3600) * 1_000_000)))
+    assert session.execute("SELECT v FROM kv WHERE k = 'clock'").one().v == "now"
+
+
+def test_a_lightweight_transaction_takes_its_ballots_time(cql_server: CqlServer) -> None:
+    """A conditional write is stamped by the server (its ballot), refuses a timestamp of
+    its own, and a plain write from a client whose clock lags is older than it."""
+    behind = _cluster(
+        cql_server,
+        protocol_version=4,
+        timestamp_generator=lambda: int((time.time() - 60) * 1_000_000),
+    )
+    try:
+        s = behind.connect()
+        s.execute(
+            "CREATE KEYSPACE lww WITH replication = "
+            "{'class': 'NetworkTopologyStrategy', 'datacenter1': 1}"
+        )
+        s.set_keyspace("lww")
+        s.execute("CREATE TABLE kv (k text PRIMARY KEY, v text)")
+        assert s.execute("INSERT INTO kv (k, v) VALUES ('x', 'cas') IF NOT EXISTS").was_applied
+        s.execute("INSERT INTO kv (k, v) VALUES ('x', 'lagging')")
+        assert s.execute("SELECT v FROM kv WHERE k = 'x'").one().v == "cas"
+        with pytest.raises(InvalidRequest, match="custom timestamp for conditional"):
+            s.execute("UPDATE kv USING TIMESTAMP 5 SET v = 'y' WHERE k = 'x' IF v = 'cas'")
+        with pytest.raises(InvalidRequest, match="writeTime on PRIMARY KEY part k"):
+            s.execute("SELECT WRITETIME(k) FROM kv")
+    finally:
+        behind.shutdown()
 
 
 def test_ttl(cql_server: CqlServer, session: Session) -> None:

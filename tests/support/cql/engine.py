@@ -2,7 +2,15 @@
 
 One lock serialises every statement, which makes each statement and each batch atomic and
 makes lightweight transactions trivially linearisable: the server is a single replica that
-behaves the way a healthy cluster looks to one client. What Cassandra refuses is refused
+behaves the way a healthy cluster looks to one client.
+
+Writes resolve by timestamp, as Cassandra's do: every cell, row marker and deletion carries
+the write's timestamp (`USING TIMESTAMP`, else the client's default timestamp of the
+protocol, else the server's clock; a lightweight transaction takes its ballot's, the
+server's clock), and a write older than what it would replace or than a deletion covering
+it is dropped. So a write that arrives late (a stalled client's) is shadowed by newer ones
+instead of overwriting them. Statements of a batch share its timestamp; at equal
+timestamps a deletion wins, and of two values the greater. What Cassandra refuses is refused
 here with its error class and a message close to its own, at PREPARE time where Cassandra
 refuses at PREPARE time.
 """
@@ -57,6 +65,9 @@ class _Rev:
 class Row:
     cells: dict[str, tuple[Any, float | None]] = field(default_factory=dict)
     marker: tuple[bool, float | None] = (False, None)
+    #: Write timestamps (microseconds) of `cells` and of the marker.
+    stamps: dict[str, int] = field(default_factory=dict)
+    marker_stamp: int = 0
 
     def live(self, now: float) -> dict[str, Any] | None:
         values = {c: v for c, (v, exp) in self.cells.items() if exp is None or exp > now}
@@ -78,6 +89,23 @@ class Table:
     static: set[str]
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     data: dict[tuple[Any, ...], dict[tuple[Any, ...], Row]] = field(default_factory=dict)
+    #: Deletions, by the timestamp of the newest: whole partitions, rows, single cells.
+    #: Kept for the server's life (no compaction here), so a late older write stays shadowed.
+    partition_deleted: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    row_deleted: dict[tuple[tuple[Any, ...], tuple[Any, ...]], int] = field(default_factory=dict)
+    cell_deleted: dict[tuple[tuple[Any, ...], tuple[Any, ...], str], int] = field(
+        default_factory=dict
+    )
+
+    def clear(self) -> None:
+        self.data.clear()
+        self.partition_deleted.clear()
+        self.row_deleted.clear()
+        self.cell_deleted.clear()
+
+    def deleted_at(self, pk: tuple[Any, ...], ck: tuple[Any, ...]) -> int:
+        """The newest deletion covering the row (-1: none)."""
+        return max(self.partition_deleted.get(pk, -1), self.row_deleted.get((pk, ck), -1))
 
     @property
     def key_columns(self) -> list[str]:
@@ -150,6 +178,7 @@ class Engine:
         self.lock = threading.RLock()
         self.keyspaces: dict[str, Keyspace] = {}
         self.clock_offset = 0.0
+        self._last_stamp = 0
         self.datacenter = datacenter
         self.cluster_name = cluster_name
         self.schema_version = uuid.uuid4()
@@ -163,6 +192,12 @@ class Engine:
     # ---- time (tests may move it forward to expire TTLs) --------------------------------------
     def now(self) -> float:
         return time.time() + self.clock_offset
+
+    def stamp(self) -> int:
+        """A write timestamp from the server's clock, in microseconds, never repeated (a
+        ballot's); the real clock, not `now`, as a client's timestamps are."""
+        self._last_stamp = max(int(time.time() * 1_000_000), self._last_stamp + 1)
+        return self._last_stamp
 
     # ---- system tables ----------------------------------------------------------------------
     def _bootstrap(self) -> None:
@@ -278,7 +313,9 @@ class Engine:
         values: list[Any],
         page_size: int = -1,
         paging_state: bytes | None = None,
+        timestamp: int | None = None,
     ) -> Result:
+        """`timestamp`: the client's default timestamp of a write (the protocol's)."""
         with self.lock:
             if prepared.table is not None:
                 # The table may have been dropped and re-created since preparation.
@@ -288,12 +325,14 @@ class Engine:
                     f"There were {len(prepared.binds)} markers(?) in CQL but "
                     f"{len(values)} bound variables"
                 )
-            return self._execute(prepared, values, page_size, paging_state)
+            return self._execute(prepared, values, page_size, paging_state, timestamp)
 
-    def batch(self, items: list[tuple[Prepared, list[Any]]], logged: bool) -> Result:
+    def batch(
+        self, items: list[tuple[Prepared, list[Any]]], logged: bool, timestamp: int | None = None
+    ) -> Result:
         with self.lock:
             items = [(self._revalidate(pr), v) for pr, v in items]
-            return self._batch(items, logged)
+            return self._batch(items, logged, timestamp)
 
     def _revalidate(self, prepared: Prepared) -> Prepared:
         if prepared.table is None:
@@ -409,7 +448,9 @@ class Engine:
             else:
                 names = stmt.selectors if stmt.selectors is not None else list(table.columns)
                 result_columns = [
-                    ColumnSpec(table.keyspace, table.name, stmt.aliases.get(n, n), table.column(n))
+                    ColumnSpec(
+                        table.keyspace, table.name, stmt.aliases.get(n, n), _selected(table, n)
+                    )
                     for n in names
                 ]
         elif isinstance(stmt, p.Empty):
@@ -423,6 +464,8 @@ class Engine:
                 table = self._table(stmt.table, keyspace)
         else:  # pragma: no cover - the parser only makes the kinds above
             raise SyntaxException("unsupported statement")
+        if is_lwt and getattr(stmt, "timestamp", None) is not None:
+            raise InvalidRequest("Cannot provide custom timestamp for conditional updates")
         if len(specs) != len(binds):
             raise InvalidRequest("Bind variables are not supported in this position")
         bind_specs = [specs[i] for i in range(len(binds))]
@@ -512,7 +555,7 @@ class Engine:
             rels.setdefault(rel.column, []).append(rel)
         if stmt.selectors:
             for col in stmt.selectors:
-                table.column(col)
+                _selected(table, col)
         allow = stmt.allow_filtering
         needs_filtering = any(c not in table.key_columns for c in rels)
         pk_restricted = [c for c in table.partition_key if c in rels]
@@ -637,17 +680,22 @@ class Engine:
         return self.now() + ttl if ttl else None
 
     def _execute(
-        self, pr: Prepared, values: list[Any], page_size: int, paging_state: bytes | None
+        self,
+        pr: Prepared,
+        values: list[Any],
+        page_size: int,
+        paging_state: bytes | None,
+        timestamp: int | None = None,
     ) -> Result:
         stmt = pr.stmt
         if isinstance(stmt, p.Select):
             assert pr.table is not None
             return self._select(pr, values, page_size, paging_state)
         if isinstance(stmt, p.Insert | p.Update | p.Delete):
-            return self._batch([(pr, values)], logged=False)
+            return self._batch([(pr, values)], False, timestamp)
         if isinstance(stmt, p.TextBatch):
             subs = [self._prepare(pr.query, pr.keyspace, s, []) for s in stmt.statements]
-            return self._batch([(s, []) for s in subs], stmt.logged)
+            return self._batch([(s, []) for s in subs], stmt.logged, timestamp)
         return self._ddl(stmt, pr.keyspace)
 
     def _select(
@@ -665,8 +713,10 @@ class Engine:
             self._refresh_schema_tables()
         now = self.now()
         pk_cols = table.partition_key
-        if not stmt.where and not stmt.order_by and not stmt.count and stmt.limit is None:
-            names = stmt.selectors if stmt.selectors is not None else list(table.columns)
+        names = stmt.selectors if stmt.selectors is not None else list(table.columns)
+        written = [(n, n[len("writetime(") : -1]) for n in names if n.startswith("writetime(")]
+        plain = not stmt.where and not stmt.order_by and not stmt.count and stmt.limit is None
+        if plain and not written:
             out = self._scan(table, names, now)
             start = struct.unpack(">Q", paging_state[:8])[0] if paging_state else 0
             return self._page(pr, out, start, page_size, None)
@@ -686,6 +736,8 @@ class Engine:
                 full = dict(zip(pk_cols, pk, strict=True))
                 full.update(zip(table.clustering, ck, strict=True))
                 full.update(live)
+                for n, column in written:
+                    full[n] = part[ck].stamps.get(column) if column in live else None
                 if all(self._matches(table, full.get(r.column), r, values) for r in stmt.where):
                     rows.append(full)
         if stmt.order_by and any(d != table.order.get(c, "ASC") for c, d in stmt.order_by):
@@ -701,7 +753,6 @@ class Engine:
             rows = rows[:limit]
         if stmt.count:
             return Result("rows", pr.result_columns, [[len(rows)]])
-        names = stmt.selectors if stmt.selectors is not None else list(table.columns)
         out = [[r.get(n) for n in names] for r in rows]
         start = 0
         if paging_state:
@@ -788,10 +839,15 @@ class Engine:
                 return rel.op == "!="
         return self._matches(table, actual, rel, values)
 
-    def _batch(self, items: list[tuple[Prepared, list[Any]]], logged: bool) -> Result:
-        """Apply all statements or, when a condition fails, none of them."""
+    def _batch(
+        self, items: list[tuple[Prepared, list[Any]]], logged: bool, timestamp: int | None = None
+    ) -> Result:
+        """Apply all statements or, when a condition fails, none of them. They share one
+        timestamp: the ballot's when there is a condition, else `timestamp` (the client's)
+        or the server's clock, unless a statement names its own."""
         now = self.now()
         conditional = [(pr, v) for pr, v in items if pr.is_lwt]
+        shared = timestamp if timestamp is not None and not conditional else self.stamp()
         targets: list[tuple[Prepared, list[Any], tuple[Any, ...], list[tuple[Any, ...]]]] = []
         for pr, values in items:
             if isinstance(pr.stmt, p.Select):
@@ -845,7 +901,7 @@ class Engine:
                     return Result("rows", [applied_col], [[False]])
                 return Result("rows", [applied_col, *columns], [[False, *r] for r in failed])
         for pr, values, pk, cks in targets:
-            self._apply(pr, values, pk, cks, now)
+            self._apply(pr, values, pk, cks, now, self._stamp_of(pr, values, shared))
         if conditional:
             return Result("rows", [applied_col], [[True]])
         return Result("void")
@@ -884,6 +940,15 @@ class Engine:
         cols = [ColumnSpec(table.keyspace, table.name, n, table.columns[n]) for n in names]
         return False, cols, [full.get(n) for n in names]
 
+    def _stamp_of(self, pr: Prepared, values: list[Any], shared: int) -> int:
+        term = getattr(pr.stmt, "timestamp", None)
+        if term is None:
+            return shared
+        value = self._value(term, BIGINT, values)
+        if value is UNSET or value is None:
+            return shared
+        return int(value)
+
     def _apply(
         self,
         pr: Prepared,
@@ -891,48 +956,58 @@ class Engine:
         pk: tuple[Any, ...],
         cks: list[tuple[Any, ...]],
         now: float,
+        ts: int,
     ) -> None:
         table = pr.table
         assert table is not None
         stmt = pr.stmt
         part = table.data.setdefault(pk, {})
-        if isinstance(stmt, p.Insert):
+        if isinstance(stmt, p.Insert | p.Update):
             expires = self._ttl(table, stmt.ttl, values)
-            row = part.setdefault(cks[0], Row())
-            row.marker = (True, expires)
-            for c, t in zip(stmt.columns, stmt.values, strict=True):
-                if c in table.key_columns:
-                    continue
-                v = self._value(t, table.columns[c], values)
-                if v is UNSET:
-                    continue
-                if v is None or (table.columns[c].is_collection and not v):
-                    row.cells.pop(c, None)
-                else:
-                    row.cells[c] = (v, expires)
-        elif isinstance(stmt, p.Update):
-            expires = self._ttl(table, stmt.ttl, values)
-            for ck in cks:
+            if isinstance(stmt, p.Insert):
+                assignments = [
+                    (c, t)
+                    for c, t in zip(stmt.columns, stmt.values, strict=True)
+                    if c not in table.key_columns
+                ]
+                targets = cks[:1]
+            else:
+                assignments, targets = stmt.assignments, cks
+            for ck in targets:
                 row = part.setdefault(ck, Row())
-                for c, t in stmt.assignments:
+                floor = table.deleted_at(pk, ck)
+                if isinstance(stmt, p.Insert) and ts > floor and ts >= row.marker_stamp:
+                    row.marker, row.marker_stamp = (True, expires), ts
+                for c, t in assignments:
                     v = self._value(t, table.columns[c], values)
                     if v is UNSET:
                         continue
                     if v is None or (table.columns[c].is_collection and not v):
-                        row.cells.pop(c, None)
+                        _delete_cell(table, pk, ck, row, c, ts)
                     else:
-                        row.cells[c] = (v, expires)
+                        _write_cell(table, pk, ck, row, c, v, expires, ts, floor)
                 if row.live(now) is None:
                     part.pop(ck, None)
         else:
-            targets = cks or list(part)
-            for ck in targets:
-                if stmt.columns:
-                    row = part.get(ck)
+            whole = not cks and bool(table.clustering)
+            if whole:
+                table.partition_deleted[pk] = max(table.partition_deleted.get(pk, -1), ts)
+            for ck in cks or list(part):
+                row = part.get(ck)
+                if whole:
                     if row is not None:
-                        for c in stmt.columns:
-                            row.cells.pop(c, None)
+                        _shadow(row, ts)
+                elif stmt.columns:
+                    for c in stmt.columns:
+                        if row is None:
+                            row = part.setdefault(ck, Row())
+                        _delete_cell(table, pk, ck, row, c, ts)
                 else:
+                    key = (pk, ck)
+                    table.row_deleted[key] = max(table.row_deleted.get(key, -1), ts)
+                    if row is not None:
+                        _shadow(row, ts)
+                if row is not None and row.live(now) is None:
                     part.pop(ck, None)
         if not part:
             table.data.pop(pk, None)
@@ -949,7 +1024,7 @@ class Engine:
         if isinstance(stmt, p.CreateTable):
             return self._create_table(stmt, keyspace)
         if isinstance(stmt, p.Truncate):
-            self._table(stmt.table, keyspace).data.clear()
+            self._table(stmt.table, keyspace).clear()
             return Result("void")
         if isinstance(stmt, p.Drop):
             return self._drop(stmt, keyspace)
@@ -1106,6 +1181,19 @@ class Engine:
             return out
 
 
+def _selected(table: Table, name: str) -> CqlType:
+    """The type of a selector: a column, or `writetime(column)` (a bigint)."""
+    if not name.startswith("writetime("):
+        return table.column(name)
+    column = name[len("writetime(") : -1]
+    table.column(column)
+    if column in table.key_columns:
+        raise InvalidRequest(
+            f"Cannot use selection function writeTime on PRIMARY KEY part {column}"
+        )
+    return BIGINT
+
+
 def _eq_cols(where: Iterable[p.Relation], cols: list[str]) -> list[str]:
     return [c for c in cols if any(r.column == c and r.op == "=" for r in where)]
 
@@ -1184,3 +1272,53 @@ _SYSTEM_DDL = [
     column_name text, clustering_order text, column_name_bytes blob, kind text,
     position int, type text, PRIMARY KEY ((keyspace_name), table_name, column_name))""",
 ]
+
+
+def _shadow(row: Row, ts: int) -> None:
+    """Drop what a deletion at `ts` covers (a deletion wins at an equal timestamp)."""
+    for c in [c for c, stamp in row.stamps.items() if stamp <= ts]:
+        row.cells.pop(c, None)
+        del row.stamps[c]
+    if row.marker_stamp <= ts:
+        row.marker, row.marker_stamp = (False, None), 0
+
+
+def _delete_cell(
+    table: Table, pk: tuple[Any, ...], ck: tuple[Any, ...], row: Row, column: str, ts: int
+) -> None:
+    key = (pk, ck, column)
+    table.cell_deleted[key] = max(table.cell_deleted.get(key, -1), ts)
+    if row.stamps.get(column, -1) <= ts:
+        row.cells.pop(column, None)
+        row.stamps.pop(column, None)
+
+
+def _write_cell(
+    table: Table,
+    pk: tuple[Any, ...],
+    ck: tuple[Any, ...],
+    row: Row,
+    column: str,
+    value: Any,
+    expires: float | None,
+    ts: int,
+    floor: int,
+) -> None:
+    """Write a cell unless a deletion or a newer value shadows it (ties: the deletion,
+    or the greater value)."""
+    if ts <= max(floor, table.cell_deleted.get((pk, ck, column), -1)):
+        return
+    stamp = row.stamps.get(column)
+    if stamp is not None and stamp > ts:
+        return
+    if stamp == ts and not _greater(value, row.cells[column][0]):
+        return
+    row.cells[column] = (value, expires)
+    row.stamps[column] = ts
+
+
+def _greater(a: Any, b: Any) -> bool:
+    try:
+        return bool(a > b)
+    except TypeError:
+        return str(a) > str(b)

@@ -592,7 +592,12 @@ class Parser:
         else:
             assert selectors is not None
             while True:
-                col = self.ident()
+                if self.at("WRITETIME", "("):
+                    self.i += 2
+                    col = f"writetime({self.ident()})"
+                    self.expect(")")
+                else:
+                    col = self.ident()
                 selectors.append(col)
                 if self.accept("AS"):
                     aliases[col] = self.ident()

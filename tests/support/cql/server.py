@@ -151,6 +151,8 @@ class Params:
     paging_state: bytes | None = None
     #: The serial consistency of a conditional write (SERIAL when the flag is absent).
     serial: int = SERIAL
+    #: The client's default timestamp of a write, in microseconds (None: the server's).
+    timestamp: int | None = None
 
 
 def read_params(r: Reader) -> Params:
@@ -171,7 +173,7 @@ def read_params(r: Reader) -> Params:
     if flags & 0x10:
         params.serial = r.short()
     if flags & 0x20:
-        r.long()
+        params.timestamp = r.long()
     return params
 
 
@@ -483,7 +485,9 @@ class _Connection:
             check_consistency(params.consistency, params.serial, pr.is_write, pr.is_lwt)
         if fault is not None and not fault.applied:
             raise self.owner._fault_error(fault, params.consistency, pr.is_write, pr.is_lwt)
-        result = self.owner.engine.execute(pr, values, params.page_size, params.paging_state)
+        result = self.owner.engine.execute(
+            pr, values, params.page_size, params.paging_state, params.timestamp
+        )
         if fault is not None:
             raise self.owner._fault_error(fault, params.consistency, pr.is_write, pr.is_lwt)
         if result.kind == "set_keyspace":
@@ -509,10 +513,11 @@ class _Connection:
         consistency = r.short()
         flags = r.byte()
         serial = SERIAL
+        timestamp = None
         if flags & 0x10:
             serial = r.short()
         if flags & 0x20:
-            r.long()
+            timestamp = r.long()
         if flags & 0x40:
             raise ProtocolError("Named values in batches are not supported")
         queries = [pr.query for pr, _ in raw]
@@ -532,7 +537,7 @@ class _Connection:
         check_consistency(consistency, serial, True, is_lwt)
         if fault is not None and not fault.applied:
             raise owner._fault_error(fault, consistency, True, is_lwt, batch_type)
-        result = owner.engine.batch(items, logged=kind == 0)
+        result = owner.engine.batch(items, kind == 0, timestamp)
         if fault is not None:
             raise owner._fault_error(fault, consistency, True, is_lwt, batch_type)
         return RESULT, encode_result(result)

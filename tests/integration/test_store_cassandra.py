@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -14,10 +15,10 @@ from tests.store.conformance import *  # noqa: F401,F403
 from tests.store.conformance import finish, make_job, make_task
 from tests.support.cql.server import CqlServer
 from tests.support.poll import wait_until
-from titus.model.job import Job
+from titus.model.job import Job, Task
 from titus.model.states import TaskState
 from titus.store import open_store
-from titus.store.base import Conflict, GroupNameTaken, JobStore, StoreUnavailable
+from titus.store.base import Conflict, GroupNameTaken, JobStore, MoveRequest, StoreUnavailable
 from titus.store.cassandra import CassandraJobStore, CassandraRefused, parse_replication
 from titus.store.errors import StaleEpoch
 from titus.store.metrics import STORE_ERRORS
@@ -200,7 +201,7 @@ def test_schema_migrations_recorded_once(cql_server: CqlServer) -> None:
     for _ in range(2):
         _open(cql_server).close()
     rows = cql_server.rows("titus", "schema_migrations")
-    assert [r["version"] for r in rows] == [1, 2, 3, 4, 5]
+    assert [r["version"] for r in rows] == [1, 2, 3, 4, 5, 6]
     ks = cql_server.engine.keyspaces["titus"]
     assert ks.replication["class"].endswith("NetworkTopologyStrategy")
     assert ks.tables["archived_jobs"].default_ttl == 30 * 24 * 3600
@@ -534,14 +535,14 @@ def test_a_deposed_leaders_update_is_refused_once_its_successor_wrote(
 def test_a_deposed_leaders_move_held_after_its_version_reads_is_refused(
     cql_server: CqlServer,
 ) -> None:
-    """A move's logged batch cannot carry a condition: its epoch is read last, right
-    before the batch, so a leader deposed while it read the versions moves nothing."""
+    """A move is decided by one fenced write of the task, and its epoch is read again
+    right before it: a leader deposed while it read the versions moves nothing."""
     old, new = _open(cql_server), _open(cql_server)
     try:
         old.claim_epoch(1)
         source, target = old.create_job(make_job()), old.create_job(make_job())
         task = old.create_task(make_task(source), epoch=1)
-        held = cql_server.hold("SELECT version FROM active_jobs")
+        held = cql_server.hold("WRITETIME(version) AS written FROM active_jobs")
         thread, out = _in_thread(
             lambda: old.move_task(
                 task.model_copy(update={"jobId": target.id}), source, target, epoch=1
@@ -555,6 +556,122 @@ def test_a_deposed_leaders_move_held_after_its_version_reads_is_refused(
         stored = new.get_task(task.id)
         assert stored is not None and stored.jobId == source.id and stored.version == 1
         assert [t.id for t in new.list_tasks(target.id)] == []
+    finally:
+        old.close()
+        new.close()
+
+
+def _marked(job: Job) -> Job:
+    """`job` as a move would change it (a label tells the documents apart when read)."""
+    descriptor = job.jobDescriptor.model_copy(update={"attributes": {"mark": "moved"}})
+    return job.model_copy(update={"jobDescriptor": descriptor})
+
+
+def _start_a_move(store: CassandraJobStore) -> tuple[Task, Job, Job]:
+    store.claim_epoch(1)
+    source, target = store.create_job(make_job()), store.create_job(make_job())
+    task = store.create_task(make_task(source), epoch=1)
+    store.update_task_attributes(task.id, source.id, {"team": "search"})
+    store.add_move_request(MoveRequest(source.id, target.id, task.id))
+    return task, source, target
+
+
+def _move(store: CassandraJobStore, task: Task, source: Job, target: Job) -> None:
+    moved = task.model_copy(update={"jobId": target.id})
+    store.move_task(moved, _marked(source), _marked(target), epoch=1)
+
+
+def _is_moved(store: CassandraJobStore, task_id: str, source: Job, target: Job) -> None:
+    """The move is whole: the task, both jobs, the index and attribute rows, the
+    request, and nothing left pending beside the task."""
+    stored = store.get_task(task_id)
+    assert stored is not None and stored.jobId == target.id
+    assert [t.id for t in store.list_tasks(target.id)] == [task_id]
+    assert store.list_tasks(source.id) == []
+    assert store.list_task_attributes(target.id) == {task_id: {"team": "search"}}
+    assert store.list_task_attributes(source.id) == {}
+    assert store.list_move_requests(source.id) == []
+    for job in (source, target):
+        got = store.get_job(job.id)
+        assert got is not None and got.version == job.version + 1
+        assert got.jobDescriptor.attributes == {"mark": "moved"}
+
+
+def test_a_move_decided_by_a_leader_that_died_is_finished_by_its_successors_load(
+    cql_server: CqlServer,
+) -> None:
+    """A leader whose move's remainder was never written (it died after deciding the
+    move) leaves the remainder beside the task; the next leader's load writes it, so the
+    task, both jobs and the indexes agree again, and the load sees the moved jobs."""
+    old, new = _open(cql_server, retries=1), _open(cql_server)
+    try:
+        task, source, target = _start_a_move(old)
+        cql_server.inject("drop", "INSERT INTO active_task_ids", times=10)
+        with pytest.raises(StoreUnavailable):
+            _move(old, task, source, target)
+        cql_server.clear_faults()
+        decided = new.get_task(task.id)
+        assert decided is not None and decided.jobId == target.id
+        unchanged = new.get_job(target.id)
+        assert unchanged is not None and unchanged.version == target.version
+        new.claim_epoch(2)
+        loaded = new.load_active()
+        assert {j.id: j.version for j in loaded.jobs} == {
+            source.id: source.version + 1,
+            target.id: target.version + 1,
+        }
+        _is_moved(new, task.id, source, target)
+        assert [r.get("move") for r in cql_server.rows("titus", "active_tasks")] == [None]
+    finally:
+        old.close()
+        new.close()
+
+
+def test_a_deposed_leaders_late_move_remainder_loses_to_its_successors_writes(
+    cql_server: CqlServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A leader that decided a move and then stalled (a long pause) before writing the
+    rest of it sends that rest only after its successor finished the move itself (while
+    loading) and wrote the task and a job since: the late batch changes nothing, as it is
+    written at the move's own timestamp, older than theirs."""
+    old, new = _open(cql_server), _open(cql_server)
+    try:
+        task, source, target = _start_a_move(old)
+        stalled, resume = threading.Event(), threading.Event()
+        send = old._db.batch
+
+        def stall_then_send(what: str, items: Any) -> None:
+            if what.startswith("move task"):
+                stalled.set()
+                resume.wait(10)
+            send(what, items)
+
+        monkeypatch.setattr(old._db, "batch", stall_then_send)
+        thread, out = _in_thread(lambda: _move(old, task, source, target))
+        assert stalled.wait(10), "the deposed leader never decided its move"
+        new.claim_epoch(2)
+        new.load_active()
+        _is_moved(new, task.id, source, target)
+        moved = new.get_task(task.id)
+        assert moved is not None
+        theirs = new.update_task(moved.with_status(TaskState.LAUNCHED, "normal", "new"), epoch=2)
+        job = new.get_job(target.id)
+        assert job is not None
+        resized = new.update_job(
+            job.model_copy(update={"jobDescriptor": make_job().jobDescriptor}), epoch=2
+        )
+        resume.set()
+        thread.join(10)
+        assert out == [None], out  # written, as far as it knows
+        got = new.get_job(target.id)
+        assert got is not None and (got.version, got.jobDescriptor.attributes) == (
+            resized.version,
+            {},
+        )
+        stored = new.get_task(task.id)
+        assert stored is not None and stored.version == theirs.version
+        assert [t.id for t in new.list_tasks(target.id)] == [task.id]
+        assert new.list_tasks(source.id) == []
     finally:
         old.close()
         new.close()

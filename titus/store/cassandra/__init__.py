@@ -18,6 +18,10 @@ Consistency rules, and why (each told in full where it is kept):
   `IF version = ? AND fence <= <its epoch>`, so the check and the write are one
   compare-and-set; a write that carries an older epoch is refused with `StaleEpoch`
   (fencing.py).
+- A task move spans partitions: it is decided by the task's own fenced compare-and-set,
+  which carries the rest of the move beside the task; that rest is written at the move's
+  own timestamp by whoever finds it, so repeats agree and a late one loses to newer
+  writes (moves.py).
 - The change feed is a table partitioned by minute with a one-hour TTL, read with a
   trailing window so a late entry is still delivered, once (sequence.py, feed.py).
 - A new leader reads the active tables whole, as paged full-table scans (tasks.py).
@@ -28,7 +32,7 @@ The modules: schema.py and statements.py (tables, migrations, CQL), session.py (
 retries, consistency, error mapping), one module per role of titus/store/roles.py (jobs.py
 and tasks.py, requests.py, fencing.py, cluster.py, feed.py, idempotency.py, attributes.py,
 results.py), each a mixin over part.py that store.py composes into `CassandraJobStore`;
-groups.py (creates sent together).
+groups.py (creates sent together); moves.py (the rest of a decided task move).
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ up what was carried out (kill and move requests, scheduler results), read the ep
 at LOCAL_SERIAL first and are refused (`StaleEpoch`) when a newer leader claimed. Writing
 the same final state twice is harmless; the window between that read and the write is
 bounded by how fast a deposed leader notices it lost its coordination session. A task move
-is checked the same way (its versions read at SERIAL, the epoch read last, then one logged
-batch): unlike the task and job updates, its epoch check is not in the write itself.
+is decided by one fenced compare-and-set of the task's row, and the rest of it written
+from there at the move's own timestamp (moves.py), so it is fenced as a task update is.
 """
 
 from __future__ import annotations

@@ -174,7 +174,11 @@ class JobsPart(Part):
         # are, unparsed: one that cannot be read is archived (and quarantined when read
         # there) rather than holding the whole job active.
         task_items: list[Item] = []
+        archived: list[str] = []
         for row in rows:
+            if row.job_id is not None and row.job_id != job_id:
+                continue  # moved to another job, its index row not yet moved (moves.py)
+            archived.append(row.task_id)
             task_items += [
                 ("task_archive", (row.task_id, row.value)),
                 ("task_id_archive", (job_id, row.task_id)),
@@ -198,7 +202,7 @@ class JobsPart(Part):
             ("change", ("job", job_id, job_id, "archive")),
         ]
         db.batch(f"archive job {job_id}", items)
-        return task_ids
+        return archived
 
     # ---- the Repair role (titus/store/roles.py) ------------------------------------------
     def raw_record(self, kind: str, record_id: str) -> str | None:

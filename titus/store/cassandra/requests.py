@@ -17,10 +17,10 @@ import threading
 
 from titus.model.job import Job, Task
 from titus.store.cassandra.attributes import read_task_attributes
+from titus.store.cassandra.moves import finish_move, finish_pending_move, move_remainder
 from titus.store.cassandra.part import Part
 from titus.store.cassandra.schema import task_columns
 from titus.store.cassandra.sequence import SEQ_PER_MS, feed_bucket, now_seq
-from titus.store.cassandra.session import Item
 from titus.store.codec import dump_document, dump_request, load_kill_request, load_move_request
 from titus.store.errors import Conflict
 from titus.store.records import KillRequest, MoveRequest
@@ -100,7 +100,11 @@ class RequestsPart(Part):
         return [load_move_request(r.value) for r in rows]
 
     def delete_move_request(self, request: MoveRequest, *, epoch: int | None = None) -> None:
+        """Also finishes the task's move, when the request is deleted because the task is
+        in its target job already: a move whose remainder was never written (its batch
+        failed) is completed here, the next time the leader looks at the request."""
         self._fence.check(epoch)
+        finish_pending_move(self._db, request.task_id)
         self._db.execute(
             "move_delete", (request.source_job_id, request.task_id), "delete a move request"
         )
@@ -112,15 +116,27 @@ class RequestsPart(Part):
     def move_task(
         self, task: Task, source: Job, target: Job, *, epoch: int | None = None
     ) -> tuple[Task, Job, Job]:
-        """Versions checked first, then one logged batch (see Requests.move_task).
+        """A move decided by one fenced write, then completed by writes anyone can repeat.
 
-        Conditional updates cannot span partitions, so the versions are read at SERIAL
-        and the batch writes without conditions. The epoch is read (at SERIAL) last,
-        right before the batch: a leader deposed before that is refused, one deposed
-        between that read and the batch is not (the window is one round trip; a logged
-        batch cannot carry a condition, see fencing.py). A user's job update that lands
-        between the checks and the batch is overwritten (the API's writes to a job under
-        a move are rare: a resize of one of the two jobs).
+        A logged batch cannot carry a condition across partitions, so the move is decided
+        by the moved task's own compare-and-set, fenced like every update of the leader's
+        (`IF version = ? AND fence <= <epoch>`, fencing.py), after the epoch is read once
+        more: it writes the task into its target job and, beside it, the move's remainder
+        (both jobs' new documents, the index and attribute rows, the request's deletion)
+        with one write timestamp. A leader deposed before that write lands moves nothing
+        (refused by the read, or by the fence once its successor wrote the task). The
+        remainder is then written in one logged batch at that timestamp, and cleared.
+
+        A leader that dies between the two leaves the remainder on the task row, and its
+        successor writes it while loading (tasks.py), the same writes at the same
+        timestamp. So a late batch of the deposed leader (stalled, or replayed from the
+        batch log) writes what is already there, and loses in Cassandra's
+        last-write-wins order to whatever the successor wrote since. The timestamp is
+        taken after the versions the move replaces were written (their write times are
+        read with them), so the remainder replaces them whatever this client's clock
+        says. A user's update of one of the jobs landing between the decision and the
+        remainder wins over the remainder's change of that job (the API's writes to a
+        job under a move are rare: a resize of one of the two).
         """
         if task.jobId != target.id:
             raise ValueError(f"task {task.id} must name its target job {target.id}")
@@ -136,42 +152,36 @@ class RequestsPart(Part):
             raise Conflict(
                 f"task {task.id} changed since version {task.version} or left job {source.id}"
             )
+        written = [int(rows[0].written or 0)]
         for job in (source, target):
             got = db.serial_read("job_version", (job.id,), f"read job {job.id}")
             if not got or int(got[0].version) != job.version:
                 raise Conflict(f"job {job.id} changed since version {job.version}")
+            written.append(int(got[0].written or 0))
         new_task = task.model_copy(update={"version": task.version + 1})
         new_source = source.model_copy(update={"version": source.version + 1})
         new_target = target.model_copy(update={"version": target.version + 1})
-        attrs = read_task_attributes(db, task.id)
-        items: list[Item] = [
-            (
-                "task_insert",
-                (
-                    task.id,
-                    new_task.version,
-                    dump_document(new_task),
-                    *task_columns(new_task),
-                    epoch or 0,
-                ),
-            ),
-            ("task_id_delete", (source.id, task.id)),
-            ("task_id_insert", (target.id, task.id)),
-            ("job_insert", (source.id, new_source.version, dump_document(new_source), epoch or 0)),
-            ("job_insert", (target.id, new_target.version, dump_document(new_target), epoch or 0)),
-            ("move_delete", (source.id, task.id)),
-        ]
-        for k, v in attrs.items():
-            items += [
-                ("attr_put", (task.id, k, target.id, v)),
-                ("attr_delete_by_job", (source.id, task.id, k)),
-                ("attr_put_by_job", (target.id, task.id, k, v)),
-            ]
-        items += [
-            ("change", ("job", source.id, source.id)),
-            ("change", ("job", target.id, target.id)),
-            ("change", ("task", task.id, target.id)),
-        ]
+        remainder = move_remainder(
+            max(db.write_timestamp(), max(written) + 1),
+            epoch or 0,
+            new_source,
+            new_target,
+            read_task_attributes(db, task.id),
+        )
+        value = dump_document(new_task)
+        sets = (new_task.version, value, *task_columns(new_task), remainder, task.id)
+        # Also refused, as the leader's other multi-row writes are, once a newer epoch is
+        # claimed, although its successor has not written the task yet.
         self._fence.check(epoch)
-        db.batch(f"move task {task.id} to job {target.id}", items)
+        db.update_versioned(
+            "task",
+            task.id,
+            target.id,
+            task.version,
+            value,
+            sets,
+            epoch=epoch,
+            statement="task_move",
+        )
+        finish_move(db, task.id, remainder)
         return new_task, new_source, new_target

@@ -108,6 +108,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE meta ADD fence bigint",
         ],
     ),
+    (
+        6,
+        "a task move's remainder beside the moved task, written with the move's decision "
+        "and cleared once the rest of the move is written (requests.py move_task)",
+        ["ALTER TABLE active_tasks ADD move text"],
+    ),
 ]
 
 

@@ -149,6 +149,12 @@ class CassandraSession:
         self._operations: dict[str, Operation] = {}
         self._seq = SequenceClock()
 
+    def write_timestamp(self) -> int:
+        """A write timestamp from the client's generator, the one the driver stamps every
+        write with (microseconds, increasing): for a write that must be older than what
+        others write after this moment (see tasks.py move_task)."""
+        return int(self.session.cluster.timestamp_generator())
+
     def prepare(self, statements: Mapping[str, str]) -> None:
         """Prepare every statement (after the keyspace exists and is in use)."""
         self.ps = {name: self.session.prepare(cql) for name, cql in statements.items()}
@@ -331,6 +337,7 @@ class CassandraSession:
         sets: Sequence[Any],
         *,
         epoch: int | None = None,
+        statement: str = "",
     ) -> None:
         """`UPDATE ... IF version = <version>` of a job or task, then its change entry.
 
@@ -342,16 +349,18 @@ class CassandraSession:
         with a fence (null: older than the column) is taken with `IF fence = null`.
 
         A refusal that shows the new version and our value is our own earlier attempt,
-        which applied before it timed out."""
+        which applied before it timed out. `statement` names another family of update
+        statements than `<kind>_update...` (a task move's, which writes one more column)."""
         what = f"update {kind} {entity_id}"
+        name = statement or kind
         *values, key = sets
         if epoch is None:
-            applied, row = self.lwt(f"{kind}_update", (*values, key, version), what)
+            applied, row = self.lwt(f"{name}_update", (*values, key, version), what)
         else:
             args = (*values, epoch, key, version)
-            applied, row = self.lwt(f"{kind}_update_fenced", (*args, epoch), what)
+            applied, row = self.lwt(f"{name}_update_fenced", (*args, epoch), what)
             if not applied and len(row) > 1 and row.fence is None and row.version == version:
-                applied, row = self.lwt(f"{kind}_update_fenced_first", args, what)
+                applied, row = self.lwt(f"{name}_update_fenced_first", args, what)
         if not applied:
             ours = (
                 len(row) > 1

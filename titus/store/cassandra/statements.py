@@ -7,6 +7,8 @@ apart from a refusal by the caller (see session.py).
 
 from __future__ import annotations
 
+from typing import Any
+
 STATEMENTS: dict[str, str] = {
     # jobs
     "job_get": "SELECT value FROM active_jobs WHERE job_id = ?",
@@ -32,7 +34,7 @@ STATEMENTS: dict[str, str] = {
     "name_release": "DELETE FROM job_group_names WHERE name = ? IF job_id = ?",
     # tasks
     "task_get": "SELECT value FROM active_tasks WHERE task_id = ?",
-    "task_get_keyed": "SELECT task_id, value FROM active_tasks WHERE task_id = ?",
+    "task_get_keyed": "SELECT task_id, job_id, value FROM active_tasks WHERE task_id = ?",
     "task_get_job": "SELECT job_id, value FROM active_tasks WHERE task_id = ?",
     "task_get_archived": "SELECT value FROM archived_tasks WHERE task_id = ?",
     "task_insert": "INSERT INTO active_tasks (task_id, version, value, job_id, state, agent_id, "
@@ -48,6 +50,18 @@ STATEMENTS: dict[str, str] = {
     "task_update_fenced_first": "UPDATE active_tasks SET version = ?, value = ?, job_id = ?, "
     "state = ?, agent_id = ?, status_ts = ?, fence = ? WHERE task_id = ? IF version = ? "
     "AND fence = null",
+    # a task move's decision: the moved task and what is left to write (requests.py)
+    "task_move_update": "UPDATE active_tasks SET version = ?, value = ?, job_id = ?, "
+    "state = ?, agent_id = ?, status_ts = ?, move = ? WHERE task_id = ? IF version = ?",
+    "task_move_update_fenced": "UPDATE active_tasks SET version = ?, value = ?, job_id = ?, "
+    "state = ?, agent_id = ?, status_ts = ?, move = ?, fence = ? WHERE task_id = ? "
+    "IF version = ? AND fence <= ?",
+    "task_move_update_fenced_first": "UPDATE active_tasks SET version = ?, value = ?, "
+    "job_id = ?, state = ?, agent_id = ?, status_ts = ?, move = ?, fence = ? "
+    "WHERE task_id = ? IF version = ? AND fence = null",
+    "task_move_get": "SELECT value FROM active_tasks WHERE task_id = ?",
+    "task_move_pending": "SELECT move FROM active_tasks WHERE task_id = ?",
+    "task_move_done": "UPDATE active_tasks SET move = null WHERE task_id = ? IF move = ?",
     "task_delete": "DELETE FROM active_tasks WHERE task_id = ?",
     "task_id_delete": "DELETE FROM active_task_ids WHERE job_id = ? AND task_id = ?",
     "task_ids_delete_job": "DELETE FROM active_task_ids WHERE job_id = ?",
@@ -71,10 +85,12 @@ STATEMENTS: dict[str, str] = {
     "meta_set_fenced_first": "UPDATE meta SET value = ?, fence = ? WHERE key = ? IF fence = null",
     # the leader's start-up: whole tables, paged (Cassandra serves a full-table SELECT)
     "jobs_scan": "SELECT value FROM active_jobs",
-    "tasks_scan": "SELECT task_id, job_id, version, state, agent_id, status_ts, value "
+    # TaskRow's columns, in its order, then a move's remainder (requests.py)
+    "tasks_scan": "SELECT task_id, job_id, version, state, agent_id, status_ts, value, move "
     "FROM active_tasks",
     # TaskFacts' columns, in its order: no document crosses the wire
-    "tasks_scan_facts": "SELECT task_id, job_id, state, agent_id, status_ts FROM active_tasks",
+    "tasks_scan_facts": "SELECT task_id, job_id, state, agent_id, status_ts, move "
+    "FROM active_tasks",
     # change feed
     "change_insert": "INSERT INTO changes (bucket, seq, kind, entity_id, op, job_id) "
     "VALUES (?, ?, ?, ?, ?, ?)",
@@ -107,8 +123,11 @@ STATEMENTS: dict[str, str] = {
     "moves_delete_job": "DELETE FROM move_requests WHERE source_job_id = ?",
     "moves_scan": "SELECT value FROM move_requests",
     "kills_scan": "SELECT value FROM kill_requests",
-    "job_version": "SELECT version FROM active_jobs WHERE job_id = ?",
-    "task_version": "SELECT version, job_id, value FROM active_tasks WHERE task_id = ?",
+    # a move's checks: the versions, and when they were written (its batch goes after)
+    "job_version": "SELECT version, WRITETIME(version) AS written FROM active_jobs "
+    "WHERE job_id = ?",
+    "task_version": "SELECT version, job_id, value, WRITETIME(version) AS written "
+    "FROM active_tasks WHERE task_id = ?",
     # instance groups (one small partition)
     "ig_list": "SELECT name, state FROM instance_groups WHERE part = 0",
     "ig_set": "INSERT INTO instance_groups (part, name, state) VALUES (0, ?, ?)",
@@ -128,3 +147,33 @@ STATEMENTS: dict[str, str] = {
     "sp_delete": "DELETE FROM scaling_policies WHERE policy_id = ?",
     "sp_id_delete": "DELETE FROM scaling_policy_ids WHERE job_id = ? AND policy_id = ?",
 }
+
+#: The writes that complete a task move, at the move's own timestamp (requests.py).
+STAMPED = (
+    "task_id_delete",
+    "task_id_insert",
+    "job_insert",
+    "move_delete",
+    "attr_put",
+    "attr_delete_by_job",
+    "attr_put_by_job",
+)
+
+
+def _at_timestamp(cql: str) -> str:
+    if cql.startswith("INSERT"):
+        return f"{cql} USING TIMESTAMP ?"
+    return cql.replace(" WHERE ", " USING TIMESTAMP ? WHERE ", 1)
+
+
+STATEMENTS.update({f"{name}@ts": _at_timestamp(STATEMENTS[name]) for name in STAMPED})
+
+
+def stamped(name: str, args: tuple[Any, ...], timestamp: int) -> tuple[str, tuple[Any, ...]]:
+    """The item of statement `name` written at `timestamp` (microseconds) instead of the
+    client's clock at sending: an INSERT binds it last, a DELETE first."""
+    if name not in STAMPED:
+        raise KeyError(f"{name} has no variant at a timestamp")
+    if STATEMENTS[name].startswith("INSERT"):
+        return f"{name}@ts", (*args, timestamp)
+    return f"{name}@ts", (timestamp, *args)

@@ -12,6 +12,7 @@ from collections.abc import Collection
 from typing import Any
 
 from titus.model.job import Job, Task
+from titus.store.cassandra.moves import finish_move
 from titus.store.cassandra.part import Part
 from titus.store.cassandra.schema import task_columns
 from titus.store.codec import dump_document
@@ -128,13 +129,27 @@ class TasksPart(Part):
             values += db.values(
                 "task_get_archived", [r.task_id for r in old], f"read tasks of {job_id}"
             )
-        return decode_tasks(values)
+        # a task moved to another job is listed there alone, also while its index row
+        # still waits to be moved (moves.py)
+        return [t for t in decode_tasks(values) if t.jobId == job_id]
 
     def list_active_tasks(self) -> list[Task]:
         return decode_tasks([r.value for r in self._db.scan("tasks_scan", "tasks")])
 
     def _scan_both(self, tasks_scan: str = "tasks_scan") -> tuple[list[Job], list[Any]]:
-        """The job and task scans side by side: the jobs' pages arrive while tasks page."""
+        """The job and task scans side by side: the jobs' pages arrive while tasks page.
+
+        A move decided and not finished (its mover died in between: moves.py) is finished
+        first, and both scanned again: the jobs and tasks loaded are the moved ones."""
+        jobs, rows = self._scan_both_once(tasks_scan)
+        pending = [(r.task_id, r.move) for r in rows if r.move is not None]
+        if not pending:
+            return jobs, rows
+        for task_id, remainder in pending:
+            finish_move(self._db, task_id, str(remainder))
+        return self._scan_both_once(tasks_scan)
+
+    def _scan_both_once(self, tasks_scan: str) -> tuple[list[Job], list[Any]]:
         result: dict[str, list[Any]] = {}
         errors: list[BaseException] = []
 
@@ -160,8 +175,9 @@ class TasksPart(Part):
     def load_active_index(self) -> ActiveIndex:
         """`load_active` with tasks unparsed: the plain columns beside each document."""
         jobs, rows = self._scan_both()
-        # The scan's columns are TaskRow's fields, in its order.
-        tasks = [TaskRow._make(r) if r.job_id is not None else _old_row(r) for r in rows]
+        # The scan's columns are TaskRow's fields, in its order (then a move's remainder).
+        width = len(TaskRow._fields)
+        tasks = [TaskRow._make(r[:width]) if r.job_id is not None else _old_row(r) for r in rows]
         return ActiveIndex(jobs=jobs, tasks=tasks)
 
     def load_active_facts(self) -> ActiveFacts:

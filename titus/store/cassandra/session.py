@@ -152,7 +152,7 @@ class CassandraSession:
     def write_timestamp(self) -> int:
         """A write timestamp from the client's generator, the one the driver stamps every
         write with (microseconds, increasing): for a write that must be older than what
-        others write after this moment (see tasks.py move_task)."""
+        others write after this moment (see requests.py move_task)."""
         return int(self.session.cluster.timestamp_generator())
 
     def prepare(self, statements: Mapping[str, str]) -> None:

@@ -59,7 +59,6 @@ STATEMENTS: dict[str, str] = {
     "task_move_update_fenced_first": "UPDATE active_tasks SET version = ?, value = ?, "
     "job_id = ?, state = ?, agent_id = ?, status_ts = ?, move = ?, fence = ? "
     "WHERE task_id = ? IF version = ? AND fence = null",
-    "task_move_get": "SELECT value FROM active_tasks WHERE task_id = ?",
     "task_move_pending": "SELECT move FROM active_tasks WHERE task_id = ?",
     "task_move_done": "UPDATE active_tasks SET move = null WHERE task_id = ? IF move = ?",
     "task_delete": "DELETE FROM active_tasks WHERE task_id = ?",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import tempfile
@@ -157,18 +158,22 @@ def measure(client: docker.DockerClient, args: argparse.Namespace) -> dict[str, 
             probe = f"until nc -w 1 {ip} 9000 </dev/null; do sleep 0.1; done"
             container.exec_run(["sh", "-c", probe])
             mib = max(4, args.mbps // 8)
-            began = time.monotonic()
-            container.exec_run(
-                ["sh", "-c", f"dd if=/dev/zero bs=65536 count={mib * 16} | nc {ip} 9000"]
-            )
-            achieved = mib * 1048576 * 8 / 1e6 / (time.monotonic() - began)
-            out.update(limit_mbps=args.mbps, achieved_mbps=achieved)
+            # timed inside the container: an exec's own start is not the link's time
+            send = f"dd if=/dev/zero bs=65536 count={mib * 16} 2>/dev/null | nc {ip} 9000"
+            result = container.exec_run(["busybox", "time", "sh", "-c", send])
+            timed = re.search(rb"real\s+(\d+)m\s*([\d.]+)s", result.output)
+            if result.exit_code != 0 or timed is None:
+                raise RuntimeError(f"the transfer failed: {result.output!r}")
+            took = int(timed[1]) * 60 + float(timed[2])
+            out.update(limit_mbps=args.mbps, achieved_mbps=mib * 1048576 * 8 / 1e6 / took)
         finally:
+            # the agents first, so none tears a task down while its files are removed
+            for d in daemons:
+                d.stop()
             for d in daemons:
                 label = {"label": f"{LABEL_AGENT}={d.agent_id}"}
                 for c in client.containers.list(all=True, filters=label):
                     c.remove(force=True)
-                d.stop()
             for ns in reversed(subnet.namespaces):
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
     return out

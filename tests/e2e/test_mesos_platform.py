@@ -20,7 +20,7 @@ import docker
 import httpx
 import pytest
 
-from tests.support.docker_engine import start_docker_engine
+from tests.support.docker_engine import remove_agent_containers, start_docker_engine
 from tests.support.mesos.fixture import MesosMasterProcess
 from tests.support.platform import free_port
 from tests.support.poll import wait_until
@@ -116,8 +116,7 @@ def mesos_platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         http.close()
         client = docker.DockerClient(base_url=docker_host)
         for agent in double_agent_ids(tmp_path / "mesos"):
-            for c in client.containers.list(all=True, filters={"label": f"titus.agent.id={agent}"}):
-                c.remove(force=True)
+            remove_agent_containers(client, agent)
         client.close()
 
 

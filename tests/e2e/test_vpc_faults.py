@@ -19,6 +19,7 @@ import docker
 import pytest
 
 from tests.support.aws_faults import AwsFaults
+from tests.support.docker_engine import remove_agent_containers
 from tests.support.moto_server import EXAMPLE_IMAGE, REGION
 from tests.support.platform import Platform, running_platform
 from titus.agent.network.vpc import TAG_INSTANCE
@@ -58,10 +59,7 @@ def vpc_platform(aws_env: str, tmp_path: Path) -> Iterator[tuple[Platform, AwsFa
                 yield p, faults, (ec2, instance, group)
             finally:
                 engine = docker.DockerClient(base_url=p.env["DOCKER_HOST"])
-                for c in engine.containers.list(
-                    all=True, filters={"label": f"titus.agent.id={instance}"}
-                ):
-                    c.remove(force=True)
+                remove_agent_containers(engine, instance)
     finally:
         faults.stop()
         subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import uvicorn
 
-from tests.support.docker_engine import start_docker_engine
+from tests.support.docker_engine import remove_agent_containers, start_docker_engine
 from tests.support.mesos.master import MesosMasterDouble
 from tests.support.platform import free_port
 from tests.support.poll import wait_until
@@ -173,10 +173,7 @@ def stack(
     s.close()
     mesos_master.stop()
     for agent in list(mesos_master.agents) + list(mesos_master.removed_agents):
-        for c in docker_engine.containers.list(
-            all=True, filters={"label": f"titus.agent.id={agent}"}
-        ):
-            c.remove(force=True)
+        remove_agent_containers(docker_engine, agent)
 
 
 def framework_of(stack: Stack) -> str:

@@ -27,6 +27,7 @@ import pytest
 from tests.support.docker_engine import (
     BUSYBOX,
     docker_engine,
+    remove_agent_containers,
     start_docker_engine,
     task_containers,
     task_spec,
@@ -244,10 +245,7 @@ def host(
         yield made
     finally:
         made.close()
-        for container in docker_engine.containers.list(
-            all=True, filters={"label": f"{LABEL_AGENT}={made.agent_id}"}
-        ):
-            container.remove(force=True)
+        remove_agent_containers(docker_engine, made.agent_id)
 
 
 def expect_mesos(end: End, state: str) -> None:

@@ -26,6 +26,7 @@ helper, lives in tests/support/poll.py and is importable from here too.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -178,9 +179,15 @@ def agent_factory(docker_engine: docker.DockerClient, tmp_path: Path) -> Iterato
     for daemon in daemons:
         daemon.stop()
     for an_agent in {d.agent_id for d in daemons}:
-        for container in docker_engine.containers.list(
-            all=True, filters={"label": f"{LABEL_AGENT}={an_agent}"}
-        ):
+        remove_agent_containers(docker_engine, an_agent)
+
+
+def remove_agent_containers(client: docker.DockerClient, agent_id: str) -> None:
+    """Remove every container of `agent_id`: a test's cleanup, which a task ending at that
+    moment (its executor removing its container) must not fail."""
+    label = {"label": f"{LABEL_AGENT}={agent_id}"}
+    for container in client.containers.list(all=True, filters=label, ignore_removed=True):
+        with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
 
 

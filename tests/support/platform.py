@@ -7,6 +7,7 @@ conftest.py registers this module as a pytest plugin (the `platform` fixture).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -24,7 +25,7 @@ import docker
 import httpx
 import pytest
 
-from tests.support.docker_engine import start_docker_engine
+from tests.support.docker_engine import remove_agent_containers, start_docker_engine
 from tests.support.poll import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,12 +181,8 @@ class Platform(ApiHelpers):
 
 
 def _remove_containers(docker_host: str, agent_id: str) -> None:
-    try:
-        client = docker.DockerClient(base_url=docker_host)
-        for c in client.containers.list(all=True, filters={"label": f"titus.agent.id={agent_id}"}):
-            c.remove(force=True)
-    except Exception:  # noqa: BLE001 - best effort cleanup
-        pass
+    with contextlib.suppress(Exception):  # best effort: the engine may be gone
+        remove_agent_containers(docker.DockerClient(base_url=docker_host), agent_id)
 
 
 def make_platform(tmp: Path, extra_env: dict[str, str] | None = None) -> Platform:

@@ -627,6 +627,21 @@ def test_a_move_decided_by_a_leader_that_died_is_finished_by_its_successors_load
         new.close()
 
 
+def test_an_unreadable_move_remainder_does_not_stop_a_leaders_load(
+    cql_server: CqlServer, cstore: CassandraJobStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A remainder edited into nonsense is named in the log and left for an operator; the
+    leader still loads every job and task."""
+    task, source, target = _start_a_move(cstore)
+    cql_server.engine.run(
+        "UPDATE titus.active_tasks SET move = '{not json' WHERE task_id = ?", None, [task.id]
+    )
+    loaded = cstore.load_active()
+    assert {j.id for j in loaded.jobs} == {source.id, target.id}
+    assert [t.id for t in loaded.tasks] == [task.id]
+    assert f"the move of task {task.id} cannot be finished" in caplog.text
+
+
 def test_a_deposed_leaders_late_move_remainder_loses_to_its_successors_writes(
     cql_server: CqlServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,11 +12,14 @@ to later writes in Cassandra's last-write-wins order.
 from __future__ import annotations
 
 import json
+import logging
 
 from titus.model.job import Job
 from titus.store.cassandra.session import CassandraSession, Item
 from titus.store.cassandra.statements import stamped
 from titus.store.codec import dump_document
+
+log = logging.getLogger("titus.store.cassandra")
 
 
 def move_remainder(
@@ -27,12 +30,22 @@ def move_remainder(
     return json.dumps({"stamp": stamp, "fence": fence, "jobs": jobs, "attributes": attributes})
 
 
-def finish_move(db: CassandraSession, task_id: str, remainder: str) -> None:
+def finish_move(db: CassandraSession, task_id: str, remainder: str) -> tuple[str, ...]:
     """Write what the move of `task_id` left to write, in one logged batch, then clear
-    the remainder (only if it is still this one)."""
-    done = json.loads(remainder)
-    stamp = int(done["stamp"])
-    (source_id, *source), (target_id, *target) = done["jobs"]
+    the remainder (only if it is still this one); return the two jobs' ids.
+
+    A remainder that cannot be read (edited by hand, or by a bug) is logged and left as
+    it is, nothing written: it must not stop every leader's start-up."""
+    try:
+        done = json.loads(remainder)
+        stamp = int(done["stamp"])
+        (source_id, *source), (target_id, *target) = done["jobs"]
+        attributes = dict(done["attributes"])
+    except (ValueError, TypeError, KeyError) as e:
+        log.error(
+            "the move of task %s cannot be finished: its remainder is unreadable (%s)", task_id, e
+        )
+        return ()
     writes: list[Item] = [
         ("job_insert", (source_id, *source, done["fence"])),
         ("job_insert", (target_id, *target, done["fence"])),
@@ -40,7 +53,7 @@ def finish_move(db: CassandraSession, task_id: str, remainder: str) -> None:
         ("task_id_insert", (target_id, task_id)),
         ("move_delete", (source_id, task_id)),
     ]
-    for k, v in done["attributes"].items():
+    for k, v in attributes.items():
         writes += [
             ("attr_put", (task_id, k, target_id, v)),
             ("attr_delete_by_job", (source_id, task_id, k)),
@@ -54,6 +67,7 @@ def finish_move(db: CassandraSession, task_id: str, remainder: str) -> None:
     ]
     db.batch(f"move task {task_id} to job {target_id}", items)
     db.lwt("task_move_done", (task_id, remainder), f"finish the move of task {task_id}")
+    return source_id, target_id
 
 
 def finish_pending_move(db: CassandraSession, task_id: str) -> None:

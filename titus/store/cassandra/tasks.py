@@ -140,16 +140,22 @@ class TasksPart(Part):
         """The job and task scans side by side: the jobs' pages arrive while tasks page.
 
         A move decided and not finished (its mover died in between: moves.py) is finished
-        first, and both scanned again: the jobs and tasks loaded are the moved ones."""
-        jobs, rows = self._scan_both_once(tasks_scan)
-        pending = [(r.task_id, r.move) for r in rows if r.move is not None]
-        if not pending:
+        here, and the jobs it wrote read again (the task rows are already the moved ones),
+        so the leader loads the moved jobs."""
+        jobs, rows = self._scan_jobs_and_tasks(tasks_scan)
+        touched: set[str] = set()
+        for r in rows:
+            if r.move is not None:
+                touched.update(finish_move(self._db, r.task_id, str(r.move)))
+        if not touched:
             return jobs, rows
-        for task_id, remainder in pending:
-            finish_move(self._db, task_id, str(remainder))
-        return self._scan_both_once(tasks_scan)
+        ids = sorted(touched)
+        fresh = {j.id: j for j in decode_jobs(self._db.values("job_get", ids, "read moved jobs"))}
+        # a job archived meanwhile stays archived: the move's older write loses to that
+        kept = [j for j in jobs if j.id not in touched or j.id in fresh]
+        return [fresh.get(j.id, j) for j in kept], rows
 
-    def _scan_both_once(self, tasks_scan: str) -> tuple[list[Job], list[Any]]:
+    def _scan_jobs_and_tasks(self, tasks_scan: str) -> tuple[list[Job], list[Any]]:
         result: dict[str, list[Any]] = {}
         errors: list[BaseException] = []
 

@@ -179,6 +179,12 @@ CATALOGUE: list[tuple[str, str, Edit, Edit]] = [
         put("container.hardConstraints", {"constraints": {"UniqueHost": "true"}}),
     ),
     (
+        "switch constraint is true or false",
+        "container.hardConstraints.constraints.activeHost",
+        put("container.hardConstraints", {"constraints": {"activeHost": "yes"}}),
+        put("container.softConstraints", {"constraints": {"ACTIVEHOST": "False"}}),
+    ),
+    (
         "not soft and hard",
         "container.hardConstraints.constraints.zoneBalance",
         lambda b: b["container"].update(

@@ -36,6 +36,37 @@ def test_a_good_descriptor_passes_and_numeric_strings_are_numbers() -> None:
 
 
 @pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("container.resources.cpu", True, "must be a number"),
+        ("container.resources.memoryMB", False, "must be a number"),
+        ("batch.size", True, "must be a number"),
+        ("batch.retryPolicy.delayed.delayMs", True, "must be a number"),
+        ("container.resources.allocateIP", 0, "must be true or false"),
+        ("batch.retryOnRuntimeLimit", "yes", "must be true or false"),
+        ("batch.retryOnRuntimeLimit", 1, "must be true or false"),
+    ],
+)
+def test_a_number_is_a_number_and_a_switch_true_or_false(
+    path: str, value: Any, message: str
+) -> None:
+    """`true` is not taken for 1, nor 0 for `false`, as protobuf-JSON does not take them:
+    each is refused naming its field."""
+    with pytest.raises(InvalidRequest) as exc:
+        parse_job_descriptor(broken(path, value))
+    assert [(e.path, e.message) for e in exc.value.errors] == [(path, message)]
+
+
+def test_numbers_and_switches_may_come_as_strings_as_protobuf_json_sends_them() -> None:
+    body = broken("container.resources.memoryMB", "1024")
+    body["batch"]["retryOnRuntimeLimit"] = "true"
+    d = parse_job_descriptor(body)
+    assert d.container.resources.memoryMB == 1024
+    assert d.batch is not None and d.batch.retryOnRuntimeLimit is True
+    assert paths(broken("container.resources.memoryMB", "lots")) == ["container.resources.memoryMB"]
+
+
+@pytest.mark.parametrize(
     ("path", "value", "expected"),
     [
         ("owner.teamEmail", "not-an-email", "owner.teamEmail"),

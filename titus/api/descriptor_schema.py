@@ -18,6 +18,8 @@ from titus.model import validation as v
 from titus.model.json_schema import COUNT, one_of_each, one_of_pattern
 
 RETRIES: dict[str, Any] = {"minimum": 0, "maximum": v.MAX_RETRIES}
+#: The value of a switch constraint, as validation reads it (in any case).
+ON_OR_OFF = one_of_pattern(("true", "false"))
 
 
 def _pattern(compiled: re.Pattern[str]) -> dict[str, Any]:
@@ -69,9 +71,14 @@ def describe_job_rules(components: dict[str, Any], bounds: v.Bounds) -> None:
         iamRole={"pattern": f"^(?:{name}|{arn})?$"},
     )
     constraint_names = one_of_pattern(sorted(v.CONSTRAINTS))
+    switches = one_of_pattern(sorted(v.BOOLEAN_CONSTRAINTS))
     refine(
         "Constraints",
-        constraints={"propertyNames": {"pattern": f"^{constraint_names}$"}},
+        constraints={
+            "propertyNames": {"pattern": f"^{constraint_names}$"},
+            # a switch (uniqueHost, ...) is on or off; the others take any value
+            "patternProperties": {f"^{switches}$": {"type": "string", "pattern": f"^{ON_OR_OFF}$"}},
+        },
         expression={"maxLength": 0, "description": "Not supported: name each constraint."},
     )
     refine("Container", env={"propertyNames": _pattern(v.ENV_NAME)})

@@ -3,17 +3,18 @@
 Field names are the camelCase JSON names on purpose: the wire shape is the model. Unknown
 fields are refused by name, so a typo like `memoryMb` never silently becomes a default.
 64-bit integers arrive as numbers or, from protobuf-JSON clients, as numeric strings; both
-are accepted.
+are accepted. A `true` is not taken for 1, nor a 0 for `false`, as protobuf-JSON does not.
 """
 
 from __future__ import annotations
 
 import time
 from functools import cache
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from titus.model.json_schema import COUNT, PERCENTAGE, POSITIVE, one_of_each, one_of_pattern
 from titus.model.names import INTERNAL_CONTEXT_KEYS
@@ -22,6 +23,28 @@ from titus.model.states import JobState, TaskState
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _not_a_switch(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise PydanticCustomError("number_type", "must be a number")
+    return value  # a numeric string (protobuf-JSON) is read as the number, or refused
+
+
+def _a_switch(value: Any) -> Any:
+    if not isinstance(value, bool) and value not in ("true", "false"):
+        raise PydanticCustomError("bool_type", "must be true or false")
+    return value
+
+
+#: A number a client sends: a JSON number or a numeric string, as protobuf-JSON takes it
+#: (Spinnaker sends a capacity's numbers as strings), but not `true`.
+Number = Annotated[float, BeforeValidator(_not_a_switch)]
+#: An integer a client sends, read as Number is.
+Int = Annotated[int, BeforeValidator(_not_a_switch)]
+#: A switch a client sends: `true` or `false` (or those as strings, as protobuf-JSON takes
+#: them), not 0, 1 or "yes".
+Switch = Annotated[bool, BeforeValidator(_a_switch)]
 
 
 class Model(BaseModel):
@@ -53,14 +76,14 @@ class Image(Model):
 
 
 class Resources(Model):
-    cpu: float = 1.0
-    gpu: int = 0
-    memoryMB: int = 512
-    diskMB: int = 10_000
-    networkMbps: int = 128
-    shmSizeMB: int | None = None
-    allocateIP: bool = True
-    ephemeralStorageMB: int | None = None  # accepted for older clients, folded into disk
+    cpu: Number = 1.0
+    gpu: Int = 0
+    memoryMB: Int = 512
+    diskMB: Int = 10_000
+    networkMbps: Int = 128
+    shmSizeMB: Int | None = None
+    allocateIP: Switch = True
+    ephemeralStorageMB: Int | None = None  # accepted for older clients, folded into disk
 
 
 class SecurityProfile(Model):
@@ -87,19 +110,19 @@ class Container(Model):
 
 
 class ImmediateRetry(Model):
-    retries: int = 0
+    retries: Int = 0
 
 
 class DelayedRetry(Model):
-    initialDelayMs: int = 0
-    delayMs: int = 0
-    retries: int = 0
+    initialDelayMs: Int = 0
+    delayMs: Int = 0
+    retries: Int = 0
 
 
 class ExponentialBackOffRetry(Model):
-    initialDelayMs: int = 0
-    maxDelayIntervalMs: int = 0
-    retries: int = 0
+    initialDelayMs: Int = 0
+    maxDelayIntervalMs: Int = 0
+    retries: Int = 0
 
 
 class RetryPolicy(Model):
@@ -124,16 +147,16 @@ class RetryPolicy(Model):
 
 
 class BatchJobSpec(Model):
-    size: int = 1
-    runtimeLimitSec: int = 432_000
+    size: Int = 1
+    runtimeLimitSec: Int = 432_000
     retryPolicy: RetryPolicy = Field(default_factory=RetryPolicy)
-    retryOnRuntimeLimit: bool = False
+    retryOnRuntimeLimit: Switch = False
 
 
 class Capacity(Model):
-    min: int = 0
-    desired: int = 0
-    max: int = 0
+    min: Int = 0
+    desired: Int = 0
+    max: Int = 0
 
 
 class Empty(Model):
@@ -148,46 +171,46 @@ class MigrationPolicy(Model):
 
 
 class ServiceJobProcesses(Model):
-    disableIncreaseDesired: bool = False
-    disableDecreaseDesired: bool = False
+    disableIncreaseDesired: Switch = False
+    disableDecreaseDesired: Switch = False
 
 
 class ServiceJobSpec(Model):
     capacity: Capacity
-    enabled: bool = True
+    enabled: Switch = True
     retryPolicy: RetryPolicy = Field(default_factory=RetryPolicy)
     migrationPolicy: MigrationPolicy | None = None
     serviceJobProcesses: ServiceJobProcesses = Field(default_factory=ServiceJobProcesses)
 
 
 class SelfManagedPolicy(Model):
-    relocationTimeMs: int = Field(0, json_schema_extra=COUNT)
+    relocationTimeMs: Int = Field(0, json_schema_extra=COUNT)
 
 
 class AvailabilityPercentageLimit(Model):
-    percentageOfHealthyContainers: float = Field(json_schema_extra=PERCENTAGE)
+    percentageOfHealthyContainers: Number = Field(json_schema_extra=PERCENTAGE)
 
 
 class UnhealthyTasksLimit(Model):
-    limitOfUnhealthyContainers: int = Field(json_schema_extra=COUNT)
+    limitOfUnhealthyContainers: Int = Field(json_schema_extra=COUNT)
 
 
 class RelocationLimit(Model):
-    limit: int = Field(json_schema_extra=COUNT)
+    limit: Int = Field(json_schema_extra=COUNT)
 
 
 class RatePercentagePerHour(Model):
-    maxPercentageOfContainersRelocatedInHour: float = Field(json_schema_extra=PERCENTAGE)
+    maxPercentageOfContainersRelocatedInHour: Number = Field(json_schema_extra=PERCENTAGE)
 
 
 class RatePerInterval(Model):
-    intervalMs: int = Field(json_schema_extra=POSITIVE)
-    limitPerInterval: int = Field(json_schema_extra=COUNT)
+    intervalMs: Int = Field(json_schema_extra=POSITIVE)
+    limitPerInterval: Int = Field(json_schema_extra=COUNT)
 
 
 class RatePercentagePerInterval(Model):
-    intervalMs: int = Field(json_schema_extra=POSITIVE)
-    percentageLimitPerInterval: float = Field(json_schema_extra=PERCENTAGE)
+    intervalMs: Int = Field(json_schema_extra=POSITIVE)
+    percentageLimitPerInterval: Number = Field(json_schema_extra=PERCENTAGE)
 
 
 def _hours_in_order(schema: dict[str, Any]) -> None:
@@ -204,8 +227,8 @@ def _hours_in_order(schema: dict[str, Any]) -> None:
 
 class HourlyTimeWindow(Model):
     model_config = ConfigDict(json_schema_extra=_hours_in_order)
-    startHour: int = Field(0, json_schema_extra={"minimum": 0, "maximum": 23})
-    endHour: int = Field(24, json_schema_extra={"minimum": 1, "maximum": 24})
+    startHour: Int = Field(0, json_schema_extra={"minimum": 0, "maximum": 23})
+    endHour: Int = Field(24, json_schema_extra={"minimum": 1, "maximum": 24})
 
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")

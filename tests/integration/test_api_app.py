@@ -75,6 +75,37 @@ def test_bad_bodies_get_one_error_shape_and_nothing_is_stored(tmp_path: Path) ->
         assert store.count_active_jobs() == 0
 
 
+def test_true_is_not_taken_for_one_in_any_body(tmp_path: Path) -> None:
+    """A `true` or a `false` where a number goes is refused naming the field, as
+    protobuf-JSON refuses it, in a job, its capacity and a capacity group alike; numbers
+    as strings (Spinnaker sends a capacity's so) stay accepted."""
+    with api(tmp_path) as (http, store):
+        job_id = http.post("/api/v3/jobs", json=service()).json()["id"]
+        refusals = [
+            ("PUT", f"/api/v3/jobs/{job_id}/instances", {"min": False, "desired": 1, "max": 2}),
+            ("PUT", f"/api/v3/jobs/{job_id}/capacityAttributes", {"desired": True}),
+            (
+                "PUT",
+                "/api/v2/management/applications/web",
+                {"appName": "web", "instanceCount": True},
+            ),
+        ]
+        for method, url, body in refusals:
+            r = http.request(method, url, json=body)
+            assert r.status_code == 400, (url, r.text)
+            named = {e["path"] for e in r.json()["errors"]}
+            assert named & {"min", "desired", "instanceCount"}, (url, named)
+        job = store.get_job(job_id)
+        assert job is not None and job.jobDescriptor.service is not None
+        assert job.jobDescriptor.service.capacity.min == 1
+        assert job.jobDescriptor.service.capacity.desired == 2
+        r = http.put(f"/api/v3/jobs/{job_id}/capacityAttributes", json={"desired": "3"})
+        assert r.status_code == 200, r.text
+        job = store.get_job(job_id)
+        assert job is not None and job.jobDescriptor.service is not None
+        assert job.jobDescriptor.service.capacity.desired == 3
+
+
 def test_auth_on_needs_a_token_for_changes_and_admin_for_groups(tmp_path: Path) -> None:
     tokens = tmp_path / "tokens.json"
     tokens.write_text(

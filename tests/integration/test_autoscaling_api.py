@@ -125,6 +125,14 @@ BAD: list[tuple[dict[str, Any], str]] = [
 ]
 
 
+#: Bad over JSON only (a gRPC message's fields have their types): `true` is no number,
+#: nor 0 a switch, as protobuf-JSON has it.
+JSON_TYPES: list[tuple[dict[str, Any], str]] = [
+    (with_change(STEP, "stepPolicyDescriptor.alarmConfig.threshold", True), "threshold"),
+    (with_change(TARGET, "targetPolicyDescriptor.disableScaleIn", 0), "disableScaleIn"),
+]
+
+
 def named(errors: list[dict[str, str]], field: str) -> bool:
     return any(field in e["path"] for e in errors)
 
@@ -175,7 +183,7 @@ def test_bad_policies_are_refused_naming_the_field(tmp_path: Path) -> None:
     with api(tmp_path) as (http, store):
         web = http.post("/api/v3/jobs", json=service()).json()["id"]
         batch = http.post("/api/v3/jobs", json=BATCH).json()["id"]
-        for policy, field in BAD:
+        for policy, field in BAD + JSON_TYPES:
             r = http.post(f"{URL}/scalingPolicy", json={"jobId": web, "scalingPolicy": policy})
             assert r.status_code == 400, (field, r.text)
             assert named(r.json()["errors"], field), (field, r.json())

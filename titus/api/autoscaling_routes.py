@@ -17,6 +17,7 @@ from titus.api.body import read_json
 from titus.api.deps import authenticated, principal_of, settings_of
 from titus.api.schemas import ERROR_RESPONSES, NON_EMPTY, Empty, json_body
 from titus.model.autoscaling import ScalingPolicy
+from titus.model.wire import Int
 
 router = APIRouter(
     prefix="/api/v3/autoscaling",
@@ -67,7 +68,7 @@ class ScalableTargetDimension(BaseModel):
 
 class DesiredCapacity(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    desiredCapacity: int = Field(json_schema_extra={"minimum": 0})
+    desiredCapacity: Int = Field(json_schema_extra={"minimum": 0})
 
 
 #: Request bodies whose schemas the OpenAPI document carries (see app.BODY_MODELS).

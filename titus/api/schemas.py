@@ -19,6 +19,7 @@ from titus.model.validation import (
     ATTRIBUTE_VALUE_MAX_CHARS,
     ATTRIBUTES_MAX_COUNT,
 )
+from titus.model.wire import Int, Number
 
 
 class ErrorItem(BaseModel):
@@ -74,9 +75,9 @@ class CapacityRequest(BaseModel):
     """The `instances` and `capacityAttributes` body (64-bit numbers may be strings)."""
 
     model_config = ConfigDict(extra="forbid")
-    min: int | None = None
-    desired: int | None = None
-    max: int | None = None
+    min: Int | None = None
+    desired: Int | None = None
+    max: Int | None = None
 
 
 #: What the service layer takes as a user's attributes (validation.check_user_attributes):
@@ -115,12 +116,12 @@ class CapacityGroup(BaseModel):
     model_config = ConfigDict(extra="forbid")
     appName: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     tier: Literal["Critical", "Flex"] = "Flex"
-    instanceCPU: float = Field(1.0, ge=0, le=1000)
-    instanceMemoryMB: int = Field(512, ge=0, le=10_000_000)
-    instanceDiskMB: int = Field(10_000, ge=0, le=100_000_000)
-    instanceNetworkMbs: int = Field(128, ge=0, le=10_000_000)
-    instanceGPU: int = Field(0, ge=0, le=1000)
-    instanceCount: int = Field(0, ge=0, le=1_000_000)
+    instanceCPU: Number = Field(1.0, ge=0, le=1000)
+    instanceMemoryMB: Int = Field(512, ge=0, le=10_000_000)
+    instanceDiskMB: Int = Field(10_000, ge=0, le=100_000_000)
+    instanceNetworkMbs: Int = Field(128, ge=0, le=10_000_000)
+    instanceGPU: Int = Field(0, ge=0, le=1000)
+    instanceCount: Int = Field(0, ge=0, le=1_000_000)
 
     @field_validator(
         "instanceCPU",

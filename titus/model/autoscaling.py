@@ -23,6 +23,7 @@ from pydantic import ConfigDict, Field, ValidationError
 from titus.model.job import Model
 from titus.model.json_schema import one_of_each
 from titus.model.validation import FieldError, InvalidRequest, from_pydantic
+from titus.model.wire import Int, Number, Switch
 
 
 class PolicyState(StrEnum):
@@ -114,13 +115,13 @@ class AlarmConfiguration(Model):
     model_config = ConfigDict(
         json_schema_extra=_required("metricNamespace", "metricName", "threshold")
     )
-    actionsEnabled: bool | None = None
+    actionsEnabled: Switch | None = None
     comparisonOperator: ComparisonOperator = ComparisonOperator.GE
-    evaluationPeriods: int | None = Field(
+    evaluationPeriods: Int | None = Field(
         None, json_schema_extra={"minimum": 1, "maximum": MAX_EVALUATION_PERIODS}
     )
-    periodSec: int | None = Field(None, json_schema_extra=PERIOD)
-    threshold: float | None = None
+    periodSec: Int | None = Field(None, json_schema_extra=PERIOD)
+    threshold: Number | None = None
     metricNamespace: str = Field("", json_schema_extra=NAME)
     metricName: str = Field("", json_schema_extra=NAME)
     statistic: Statistic = Statistic.AVERAGE
@@ -139,9 +140,9 @@ class AlarmConfiguration(Model):
 
 class StepAdjustments(Model):
     model_config = ConfigDict(json_schema_extra=_required("scalingAdjustment"))
-    MetricIntervalLowerBound: float | None = None
-    MetricIntervalUpperBound: float | None = None
-    scalingAdjustment: int | None = Field(
+    MetricIntervalLowerBound: Number | None = None
+    MetricIntervalUpperBound: Number | None = None
+    scalingAdjustment: Int | None = Field(
         None, json_schema_extra={"minimum": -MAX_ADJUSTMENT, "maximum": MAX_ADJUSTMENT}
     )
 
@@ -149,8 +150,8 @@ class StepAdjustments(Model):
 class StepScalingPolicy(Model):
     model_config = ConfigDict(json_schema_extra=_required("stepAdjustments"))
     adjustmentType: AdjustmentType = AdjustmentType.CHANGE
-    cooldownSec: int | None = Field(None, json_schema_extra=COOLDOWN)
-    minAdjustmentMagnitude: int | None = Field(
+    cooldownSec: Int | None = Field(None, json_schema_extra=COOLDOWN)
+    minAdjustmentMagnitude: Int | None = Field(
         None, json_schema_extra={"minimum": 0, "maximum": MAX_ADJUSTMENT}
     )
     metricAggregationType: Aggregation = Aggregation.AVERAGE
@@ -196,13 +197,13 @@ def _target_schema(schema: dict[str, Any]) -> None:
 
 class TargetTrackingPolicyDescriptor(Model):
     model_config = ConfigDict(json_schema_extra=_target_schema)
-    targetValue: float | None = Field(
+    targetValue: Number | None = Field(
         None, json_schema_extra={"exclusiveMinimum": 0, "maximum": MAX_TARGET_VALUE}
     )
-    scaleOutCooldownSec: int | None = Field(None, json_schema_extra=COOLDOWN)
-    scaleInCooldownSec: int | None = Field(None, json_schema_extra=COOLDOWN)
+    scaleOutCooldownSec: Int | None = Field(None, json_schema_extra=COOLDOWN)
+    scaleInCooldownSec: Int | None = Field(None, json_schema_extra=COOLDOWN)
     predefinedMetricSpecification: PredefinedMetricSpecification | None = None
-    disableScaleIn: bool | None = None
+    disableScaleIn: Switch | None = None
     customizedMetricSpecification: CustomizedMetricSpecification | None = None
 
 

@@ -10,41 +10,19 @@ from __future__ import annotations
 
 import time
 from functools import cache
-from typing import Annotated, Any
+from typing import Any
 from zoneinfo import available_timezones
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field
 
 from titus.model.json_schema import COUNT, PERCENTAGE, POSITIVE, one_of_each, one_of_pattern
 from titus.model.names import INTERNAL_CONTEXT_KEYS
 from titus.model.states import JobState, TaskState
+from titus.model.wire import Int, Number, Switch
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _not_a_switch(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise PydanticCustomError("number_type", "must be a number")
-    return value  # a numeric string (protobuf-JSON) is read as the number, or refused
-
-
-def _a_switch(value: Any) -> Any:
-    if not isinstance(value, bool) and value not in ("true", "false"):
-        raise PydanticCustomError("bool_type", "must be true or false")
-    return value
-
-
-#: A number a client sends: a JSON number or a numeric string, as protobuf-JSON takes it
-#: (Spinnaker sends a capacity's numbers as strings), but not `true`.
-Number = Annotated[float, BeforeValidator(_not_a_switch)]
-#: An integer a client sends, read as Number is.
-Int = Annotated[int, BeforeValidator(_not_a_switch)]
-#: A switch a client sends: `true` or `false` (or those as strings, as protobuf-JSON takes
-#: them), not 0, 1 or "yes".
-Switch = Annotated[bool, BeforeValidator(_a_switch)]
 
 
 class Model(BaseModel):

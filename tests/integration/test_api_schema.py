@@ -45,7 +45,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(
 )
 
 
-#: Examples per operation (a tenth as many chains of calls, at least 25); the default takes
+#: Examples per operation (a tenth as many chains of calls, at least 10); the default takes
 #: about 45 s on two cores (60 took about 80 s).
 EXAMPLES = int(os.environ.get("TITUS_SCHEMA_EXAMPLES", "30"))
 
@@ -213,8 +213,11 @@ class ApiWorkflows(schema.as_state_machine()):  # type: ignore[misc]
 
 
 TestApiWorkflows = ApiWorkflows.TestCase
+# Few chains: the store is kept across examples, so a chain hypothesis replays may meet
+# other answers and draw other steps, which it reports as FlakyStrategyDefinition (seen
+# at 25 chains after 100 examples per operation).
 TestApiWorkflows.settings = settings(
-    max_examples=max(25, EXAMPLES // 10),
+    max_examples=max(10, EXAMPLES // 10),
     stateful_step_count=6,
     deadline=None,
     suppress_health_check=list(HealthCheck),

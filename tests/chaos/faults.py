@@ -87,12 +87,15 @@ def _wait_running_on(cluster: ChaosCluster, workload: Workload, name: str) -> No
 def kill_agent_mid_launch(cluster: ChaosCluster, workload: Workload, timing: Timing) -> None:
     """kill -9 an agent in the middle of a launch, before the launch is done.
 
-    Once the master has saved a task StartInitiated on the agent (a task of the load, or
-    of a job submitted pinned to the host when none is on its way), the engine under the
-    agent is frozen (SIGSTOP), so that the launch stops at its next engine call. If the
-    task is still StartInitiated `SETTLE_SEC` later, its launch is stuck in flight: the
-    agent is killed, the engine thawed and the agent started again at once. If it moved
-    on (its container had started), the engine is thawed and the next launch is taken.
+    Once the master has saved a task Launched or StartInitiated on the agent (a task of
+    the load, or of a job submitted pinned to the host every SUBMIT_EVERY_SEC while none
+    is on its way), the engine under the agent is frozen (SIGSTOP), so that the launch
+    stops at its next engine call. If the task is still launching `SETTLE_SEC` later, its
+    launch is stuck in flight: the agent is killed, the engine thawed and the agent
+    started again at once. If it moved on (its container had started), the engine is
+    thawed and the next launch is taken. Both states count, and jobs come often: a launch
+    on a quiet host can be over between two looks (the master may save StartInitiated and
+    Started in one pass).
     Freezing first and waiting for a launch does not work under steady load: the agent
     finds its engine unanswering and reports itself unhealthy, and nothing new is placed.
     """
@@ -104,16 +107,16 @@ def kill_agent_mid_launch(cluster: ChaosCluster, workload: Workload, timing: Tim
     def hit() -> bool:
         nonlocal submitted_at
         assert engine is not None and engine.proc is not None
-        starting = _tasks_on(cluster, workload, agent, TaskState.START_INITIATED)
+        starting = _tasks_on(cluster, workload, agent, *LAUNCHING)
         if not starting:
-            if time.monotonic() - submitted_at > 20:
+            if time.monotonic() - submitted_at > SUBMIT_EVERY_SEC:
                 submitted_at = time.monotonic()
                 workload.submit(batch_job(f"{workload.app}ml", 1, workload.seconds, ENGINE_ZONE))
             return False
         os.kill(engine.proc.pid, signal.SIGSTOP)
         try:
             time.sleep(SETTLE_SEC)
-            if not starting & _tasks_on(cluster, workload, agent, TaskState.START_INITIATED):
+            if not starting & _tasks_on(cluster, workload, agent, *LAUNCHING):
                 return False  # they moved on: their launches were done
             cluster.kill(ENGINE)
         finally:
@@ -124,17 +127,23 @@ def kill_agent_mid_launch(cluster: ChaosCluster, workload: Workload, timing: Tim
     cluster.restart(ENGINE)
 
 
-#: A task StartInitiated this long on a host whose engine is frozen is stuck mid-launch.
+#: A task still launching this long on a host whose engine is frozen is stuck mid-launch.
 SETTLE_SEC = 3.0
+#: A task in these states has a launch in flight on its host.
+LAUNCHING = (TaskState.LAUNCHED, TaskState.START_INITIATED)
+#: How often a job pinned to the host is submitted while nothing launches there.
+SUBMIT_EVERY_SEC = 5.0
 
 
-def _tasks_on(cluster: ChaosCluster, workload: Workload, agent: str, state: TaskState) -> set[str]:
-    """Tasks of the workload the master has saved in `state` on `agent`."""
+def _tasks_on(
+    cluster: ChaosCluster, workload: Workload, agent: str, *states: TaskState
+) -> set[str]:
+    """Tasks of the workload the master has saved in one of `states` on `agent`."""
     found = set()
     for job in list(workload.jobs):
         for t in cluster.tasks(job.id):
             on = t.get("taskContext", {}).get("agent.id")
-            if on == agent and t["status"]["state"] == state:
+            if on == agent and t["status"]["state"] in states:
                 found.add(str(t["id"]))
     return found
 

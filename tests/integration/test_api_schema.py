@@ -12,6 +12,7 @@ it); TITUS_SCHEMA_EXAMPLES raises it for a long run (e.g. 1000)."""
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
 import tempfile
@@ -135,16 +136,18 @@ def keep_rules_between_fields(body: dict[str, Any]) -> dict[str, Any]:
     service = body.get("service")
     if isinstance(service, dict) and isinstance(service.get("capacity"), dict):
         capacity = service["capacity"]
-        values = sorted(int(capacity.get(k, 0)) for k in ("min", "desired", "max"))
+        # sorted as numbers, each kept as it was sent (a number or its digits)
+        values = sorted((capacity.get(k, 0) for k in ("min", "desired", "max")), key=int)
         capacity.update(zip(("min", "desired", "max"), values, strict=True))
     container = body["container"]
     resources = container.get("resources") or {}
     memory = resources.get("memoryMB", 0)
-    if resources.get("shmSizeMB") is not None and resources["shmSizeMB"] > memory:
+    shm = resources.get("shmSizeMB")
+    if shm is not None and int(shm) > int(memory):
         resources["shmSizeMB"] = memory
     disk = resources.get("diskMB", 0)
     scratch = resources.get("ephemeralStorageMB")
-    if scratch is not None and scratch > disk:
+    if scratch is not None and int(scratch) > int(disk):
         # folded into diskMB, which then must stay within diskMB's own bounds
         resources["ephemeralStorageMB"] = disk
     for key in ("entryPoint", "command"):
@@ -234,26 +237,17 @@ NOT_STATABLE = {
     "not soft and hard",
     "capacity order",
 }
-#: Fields the description states as integers that protobuf-JSON clients may send as
-#: numeric strings (64-bit numbers); the API takes both, the description names the number.
-INT64_FIELDS = {"runtimeLimitSec", "initialDelayMs", "delayMs", "maxDelayIntervalMs"}
 
 
-def _as_numbers(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {
-            k: int(v) if k in INT64_FIELDS and isinstance(v, str) else _as_numbers(v)
-            for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [_as_numbers(v) for v in node]
-    return node
+@functools.cache
+def _descriptor_validator() -> Draft202012Validator:
+    doc = app.openapi()
+    schema = {"$ref": "#/components/schemas/JobDescriptor", "components": doc["components"]}
+    return Draft202012Validator(schema)
 
 
 def _descriptor_errors(body: dict[str, Any]) -> list[str]:
-    doc = app.openapi()
-    schema = {"$ref": "#/components/schemas/JobDescriptor", "components": doc["components"]}
-    return [e.message for e in Draft202012Validator(schema).iter_errors(_as_numbers(body))]
+    return [e.message for e in _descriptor_validator().iter_errors(body)]
 
 
 @pytest.mark.parametrize(

@@ -232,8 +232,12 @@ def test_the_custom_resource_endpoint_moves_desired_as_a_resize_does(tmp_path: P
         history = [s["reasonMessage"] for s in job["statusHistory"]]
         assert any("desired 2 -> 3" in m for m in history)
         assert policy_id not in job["status"]["reasonMessage"]  # still Pending: not named
-        r = http.patch(target, json={"desiredCapacity": -1})
-        assert r.status_code == 400 and named(r.json()["errors"], "desiredCapacity")
+        for bad in (-1, True, " 3", "3.0", None):
+            r = http.patch(target, json={"desiredCapacity": bad})
+            assert r.status_code == 400 and named(r.json()["errors"], "desiredCapacity"), bad
+        # as any integer the API reads: its digits do (the description says so)
+        r = http.patch(target, json={"desiredCapacity": "3"})
+        assert r.status_code == 200 and r.json()["desiredCapacity"] == 3
         r = http.patch(target, json={"desired": 1})
         assert r.status_code == 400 and named(r.json()["errors"], "desired")
 

@@ -57,13 +57,36 @@ def test_a_number_is_a_number_and_a_switch_true_or_false(
     assert [(e.path, e.message) for e in exc.value.errors] == [(path, message)]
 
 
-def test_numbers_and_switches_may_come_as_strings_as_protobuf_json_sends_them() -> None:
+def test_integers_and_switches_may_come_as_strings_as_protobuf_json_sends_them() -> None:
     body = broken("container.resources.memoryMB", "1024")
     body["batch"]["retryOnRuntimeLimit"] = "true"
+    body["batch"]["retryPolicy"] = {"delayed": {"initialDelayMs": "0", "delayMs": "1000"}}
     d = parse_job_descriptor(body)
     assert d.container.resources.memoryMB == 1024
     assert d.batch is not None and d.batch.retryOnRuntimeLimit is True
-    assert paths(broken("container.resources.memoryMB", "lots")) == ["container.resources.memoryMB"]
+    assert d.batch.retryPolicy is not None and d.batch.retryPolicy.delayed is not None
+    assert d.batch.retryPolicy.delayed.delayMs == 1000
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("container.resources.memoryMB", "lots"),
+        # only the digits, as protobuf-JSON writes them and the description states them
+        ("container.resources.memoryMB", " 1024"),
+        ("container.resources.memoryMB", "01024"),
+        ("container.resources.memoryMB", "+1024"),
+        ("container.resources.memoryMB", "1_024"),
+        ("container.resources.memoryMB", "1024.0"),
+        # a fraction is never sent as a string
+        ("container.resources.cpu", "2"),
+    ],
+)
+def test_a_number_as_a_string_is_only_an_integer_in_plain_digits(path: str, value: str) -> None:
+    with pytest.raises(InvalidRequest) as exc:
+        parse_job_descriptor(broken(path, value))
+    assert [e.path for e in exc.value.errors] == [path]
+    assert "must be" in exc.value.errors[0].message
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,7 @@ from titus.api.view import ActiveView
 from titus.coord.agent_calls import agent_auth
 from titus.coord.base import Coordinator
 from titus.model.job import DisruptionBudget, JobDescriptor, ServiceJobProcesses
+from titus.model.json_schema import describe_decimal_strings
 from titus.model.validation import Bounds, InvalidRequest, from_pydantic
 from titus.settings import Settings
 from titus.store.base import JobStore, StoreError, StoreRefused, StoreUnavailable
@@ -319,6 +320,7 @@ def create_app(settings: Settings, store: JobStore, coord: Coordinator) -> FastA
             components.update(defs.pop("$defs", {}))
             components[model.__name__] = defs
         describe_job_rules(components, bounds_of(settings))
+        describe_decimal_strings(components)
         app.openapi_schema = add_links(schema)
         return schema
 

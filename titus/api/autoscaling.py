@@ -19,6 +19,8 @@ import time
 import uuid
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from titus.api.auth import Principal
 from titus.api.errors import ApiError, not_found
 from titus.api.policy import require_owner
@@ -34,6 +36,7 @@ from titus.model.job import Job
 from titus.model.scaling import scaled_job
 from titus.model.states import JobState, TaskState
 from titus.model.validation import FieldError, InvalidRequest
+from titus.model.wire import Int
 from titus.store.base import Conflict
 from titus.store.roles import ScalingPolicies
 
@@ -43,6 +46,9 @@ MAX_ID = 200
 CAS_ATTEMPTS = 10
 #: The scalable dimension of a job, as the custom-resource endpoint names it.
 DIMENSION = "desired"
+
+#: desiredCapacity as the API reads any integer (a number or its digits, not true).
+_DESIRED: TypeAdapter[int] = TypeAdapter(Int)
 
 
 def _object(body: Any, allowed: set[str], what: str) -> dict[str, Any]:
@@ -208,12 +214,16 @@ class AutoScalingService:
         """Application Auto Scaling moves desired: the same rules as a user's resize, and
         the job's history names the policies that asked for it."""
         body = _object(body, {"desiredCapacity"}, "scalable target change")
-        desired = body.get("desiredCapacity")
-        if isinstance(desired, bool) or not isinstance(desired, int) or desired < 0:
-            raise InvalidRequest(
-                [FieldError("desiredCapacity", "must be an integer of at least 0")],
-                "invalid scalable target change",
-            )
+        refused = InvalidRequest(
+            [FieldError("desiredCapacity", "must be an integer of at least 0")],
+            "invalid scalable target change",
+        )
+        try:
+            desired = _DESIRED.validate_python(body.get("desiredCapacity"))
+        except ValidationError:
+            raise refused from None
+        if desired < 0:
+            raise refused
         applied = [
             r.id for r in self.store.list_scaling_policies(job_id) if r.state == PolicyState.APPLIED
         ]

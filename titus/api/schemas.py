@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from titus.model.json_schema import one_of_pattern
 from titus.model.states import JobState, TaskState
@@ -122,22 +122,6 @@ class CapacityGroup(BaseModel):
     instanceNetworkMbs: Int = Field(128, ge=0, le=10_000_000)
     instanceGPU: Int = Field(0, ge=0, le=1000)
     instanceCount: Int = Field(0, ge=0, le=1_000_000)
-
-    @field_validator(
-        "instanceCPU",
-        "instanceMemoryMB",
-        "instanceDiskMB",
-        "instanceNetworkMbs",
-        "instanceGPU",
-        "instanceCount",
-        mode="before",
-    )
-    @classmethod
-    def _a_json_number(cls, value: Any) -> Any:
-        """A JSON number, as documented: not `true` (which would count as 1) nor "5"."""
-        if isinstance(value, bool | str):
-            raise ValueError("must be a number")
-        return value
 
 
 def _error(description: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from pydantic import ConfigDict, Field, ValidationError
 from titus.model.job import Model
 from titus.model.json_schema import one_of_each
 from titus.model.validation import FieldError, InvalidRequest, from_pydantic
-from titus.model.wire import Int, Number, Switch
+from titus.model.wire import Int, Number, Switch, WholeNumber
 
 
 class PolicyState(StrEnum):
@@ -120,7 +120,7 @@ class AlarmConfiguration(Model):
     evaluationPeriods: Int | None = Field(
         None, json_schema_extra={"minimum": 1, "maximum": MAX_EVALUATION_PERIODS}
     )
-    periodSec: Int | None = Field(None, json_schema_extra=PERIOD)
+    periodSec: WholeNumber | None = Field(None, json_schema_extra=PERIOD)
     threshold: Number | None = None
     metricNamespace: str = Field("", json_schema_extra=NAME)
     metricName: str = Field("", json_schema_extra=NAME)

@@ -15,7 +15,14 @@ from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from titus.model.json_schema import COUNT, PERCENTAGE, POSITIVE, one_of_each, one_of_pattern
+from titus.model.json_schema import (
+    COUNT,
+    PERCENTAGE,
+    POSITIVE,
+    integer_pattern,
+    one_of_each,
+    one_of_pattern,
+)
 from titus.model.names import INTERNAL_CONTEXT_KEYS
 from titus.model.states import JobState, TaskState
 from titus.model.wire import Int, Number, Switch
@@ -193,11 +200,15 @@ class RatePercentagePerInterval(Model):
 
 def _hours_in_order(schema: dict[str, Any]) -> None:
     """0 <= startHour < endHour <= 24 in JSON Schema: each start names the ends it allows
-    (an absent start is 0, an absent end 24)."""
+    (an absent start is 0, an absent end 24), as a number or its digits (`Int`)."""
     schema["anyOf"] = [{"not": {"required": ["startHour"]}}] + [
         {
             "required": ["startHour"],
-            "properties": {"startHour": {"const": start}, "endHour": {"minimum": start + 1}},
+            "properties": {
+                "startHour": {"enum": [start, str(start)]},
+                # `minimum` holds for a number, `pattern` for a string
+                "endHour": {"minimum": start + 1, "pattern": integer_pattern(start + 1, 24)},
+            },
         }
         for start in range(24)
     ]

@@ -7,6 +7,7 @@ generators and fuzzers know what is accepted. They never change what is parsed.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -49,3 +50,112 @@ def one_of_each(
         }
         for picked in choices
     ]
+
+
+#: The key an integer's schema carries when the API also takes it as a decimal string
+#: (titus/model/wire.py); `describe_decimal_strings` replaces it with the string's form.
+DECIMAL_STRING_MARK = "x-decimal-string"
+
+
+def integer_pattern(minimum: int | None, maximum: int | None) -> str:
+    """A pattern for the decimal strings (no sign but a leading "-", no leading zero) of
+    the integers from `minimum` to `maximum` (None: unbounded), and no others, so that a
+    string's range is stated as exactly as a number's."""
+    if minimum is not None and maximum is not None and minimum > maximum:
+        raise ValueError(f"empty range {minimum}..{maximum}")
+    branches = []
+    if minimum is None or minimum < 0:
+        # the negatives, by their magnitudes
+        smallest = 1 if maximum is None or maximum >= 0 else -maximum
+        largest = None if minimum is None else -minimum
+        branches.append("-(?:" + "|".join(_naturals(smallest, largest)) + ")")
+    if maximum is None or maximum >= 0:
+        branches.extend(_naturals(max(minimum or 0, 0), maximum))
+    return "^(?:" + "|".join(branches) + ")$"
+
+
+def _naturals(low: int, high: int | None) -> list[str]:
+    """Patterns for the digit strings of `low` to `high` (None: unbounded), low >= 0."""
+    shortest = len(str(low))
+    longest = shortest if high is None else len(str(high))
+    branches = []
+    for length in range(shortest, longest + 1):
+        start = max(low, 10 ** (length - 1) if length > 1 else 0)
+        end = 10**length - 1 if high is None else min(high, 10**length - 1)
+        branches.append(_same_length(str(start), str(end)))
+    if high is None:
+        branches.append(f"[1-9][0-9]{{{shortest},}}")
+    return branches
+
+
+def _same_length(low: str, high: str) -> str:
+    """The pattern for the digit strings as long as `low` from `low` to `high`."""
+    common = 0
+    while common < len(low) and low[common] == high[common]:
+        common += 1
+    prefix, low, high = low[:common], low[common:], high[common:]
+    if not low:
+        return prefix
+    rest = len(low) - 1
+    if rest == 0:
+        return prefix + _digits(int(low), int(high))
+    branches = []
+    first, last = int(low[0]), int(high[0])
+    if low[1:] != "0" * rest:
+        branches.append(low[0] + _same_length(low[1:], "9" * rest))
+        first += 1
+    tail = None
+    if high[1:] != "9" * rest:
+        tail = high[0] + _same_length("0" * rest, high[1:])
+        last -= 1
+    if first <= last:
+        branches.append(f"{_digits(first, last)}[0-9]{{{rest}}}")
+    if tail is not None:
+        branches.append(tail)
+    return prefix + "(?:" + "|".join(branches) + ")"
+
+
+def _digits(first: int, last: int) -> str:
+    return str(first) if first == last else f"[{first}-{last}]"
+
+
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def describe_decimal_strings(node: Any, bounds: dict[str, Any] | None = None) -> None:
+    """Wherever an integer is also taken as a decimal string (marked so by its type), state
+    both forms, each with the same range, in place over a whole OpenAPI document or part.
+    A range stated beside an `anyOf` (an optional integer's) holds for its branches."""
+    if isinstance(node, list):
+        for item in node:
+            describe_decimal_strings(item, bounds)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.pop(DECIMAL_STRING_MARK, False):
+        number = {**(bounds or {}), **node}
+        minimum = _inclusive(number.get("minimum"), number.get("exclusiveMinimum"), 1)
+        maximum = _inclusive(number.get("maximum"), number.get("exclusiveMaximum"), -1)
+        text = {"type": "string", "pattern": integer_pattern(minimum, maximum)}
+        node.clear()
+        node["anyOf"] = [number, text]
+        for key in ("title", "description", "default"):
+            if key in number:
+                node[key] = number.pop(key)
+        return
+    around = {key: node[key] for key in _BOUNDS if key in node}
+    for key, value in node.items():
+        describe_decimal_strings(value, around if key == "anyOf" else None)
+
+
+def _inclusive(bound: Any, exclusive: Any, step: int) -> int | None:
+    """The inclusive integer bound of `bound`/`exclusive` (either may be absent)."""
+    candidates = []
+    if bound is not None:
+        candidates.append(math.ceil(bound) if step > 0 else math.floor(bound))
+    if exclusive is not None:
+        edge = math.floor(exclusive) + 1 if step > 0 else math.ceil(exclusive) - 1
+        candidates.append(edge)
+    if not candidates:
+        return None
+    return max(candidates) if step > 0 else min(candidates)

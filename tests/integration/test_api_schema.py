@@ -12,31 +12,33 @@ it); TITUS_SCHEMA_EXAMPLES raises it for a long run (e.g. 1000)."""
 from __future__ import annotations
 
 import copy
-import functools
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
-from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
-from schemathesis import checks
 
 from tests.support.catalogue import CATALOGUE, GOOD, Edit
+from tests.support.moto_server import aws_environment
+from tests.support.schema_rules import (
+    descriptor_errors,
+    excluded,
+    mend_descriptor,
+    register_formats,
+)
 from titus.api.app import create_app
 from titus.coord.local import LocalCoordinator
-from titus.model import validation as v
-from titus.model.health import check_health_attributes
-from titus.model.job import TIME_ZONE_FORMAT, known_time_zones
 from titus.settings import Settings
 from titus.store.sqlite import SqliteJobStore
 
-# budget windows' zones: any zone this host knows (the description names the format)
-schemathesis.openapi.format(TIME_ZONE_FORMAT, st.sampled_from(sorted(known_time_zones())))
+register_formats()
 _dir = Path(tempfile.mkdtemp(prefix="titus-schema-"))
 _store = SqliteJobStore(_dir / "titus.db", synchronous="OFF")
 # rate limits off: the fuzzer is one caller sending many requests on purpose
@@ -50,126 +52,17 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(
 #: about 45 s on two cores (60 took about 80 s).
 EXAMPLES = int(os.environ.get("TITUS_SCHEMA_EXAMPLES", "30"))
 
-#: Operations with rules between fields, or against stored state, that JSON Schema cannot
-#: state: a request the description allows may rightly be refused with a 400 naming the
-#: rule, so "schema-valid data is accepted" does not apply to them (every other check does,
-#: the negative one included). Each with the rule that makes it so.
-CROSS_FIELD: dict[str, str] = {
-    "PUT /api/v3/jobs/{job_id}/instances": "min <= desired <= max",
-    "PUT /api/v3/jobs/{job_id}/capacityAttributes": "min <= desired <= max with the job's "
-    "stored numbers for those not given",
-    "POST /api/v3/tasks/move": "the source and the target job differ",
-    "PUT /api/v2/management/applications/{name}": "the body's appName is the path's name",
-    "GET /api/v3/autoscaling/scalableTargetDimensions/{job_id}": "the job is a service "
-    "job (a batch job has no scalable dimension)",
-    "PATCH /api/v3/autoscaling/scalableTargetDimensions/{job_id}": "a service job's "
-    "desired within its stored min and max",
-    "POST /api/v3/autoscaling/scalingPolicy": "a step policy's intervals in order, each "
-    "starting where the one before ends; the least step adjustment and "
-    "minAdjustmentMagnitude by adjustmentType",
-    "PUT /api/v3/autoscaling/scalingPolicy": "as POST",
-    "DELETE /api/v3/jobs/{job_id}/attributes": "each key in the comma-separated `keys` is "
-    "an attribute key a user may set (none reserved: titus...), a rule on the items of a "
-    "list inside one string",
-    "DELETE /api/v3/tasks/{task_id}/attributes": "as for a job",
-}
+schema.hook("map_body")(mend_descriptor)
 
 
-CREATE = "POST /api/v3/jobs"
-
-
-def excluded(case: schemathesis.Case) -> list[Any]:
-    """The checks that do not apply to `case` (see CROSS_FIELD, and `keeps_every_rule`
-    for creating a job)."""
-    operation = f"{case.method.upper()} {case.path}"
-    if operation in CROSS_FIELD:
-        return [checks.positive_data_acceptance]
-    if operation == CREATE and (not keeps_every_rule(case.body) or _key_reused(case)):
-        return [checks.positive_data_acceptance]
-    if (case.query or {}).get("cursor"):
-        # a cursor is a token the previous page's answer gave: any other well-formed
-        # string is rightly refused ("not a cursor"), which no schema can state
-        return [checks.positive_data_acceptance]
-    return []
-
-
-#: The body each Idempotency-Key was first sent with in this run.
-_bodies_by_key: dict[str, Any] = {}
-
-
-def _key_reused(case: schemathesis.Case) -> bool:
-    """True when the case's Idempotency-Key came before with another body: the generator
-    draws keys from a small space, and such a create is rightly refused (422) whatever the
-    description says, as it must be."""
-    key = (case.headers or {}).get("Idempotency-Key")
-    if key is None:
-        return False
-    return _bodies_by_key.setdefault(key, copy.deepcopy(case.body)) != case.body
-
-
-def keeps_every_rule(body: Any) -> bool:
-    """True when the job descriptor `body` is valid by its description and keeps the rules
-    between fields too, so the API must take it. (Schemathesis's coverage phase also labels
-    as valid a body it varies one header of, such as `{"service": null}`: not one to hold
-    the API to.)"""
-    if not isinstance(body, dict) or _descriptor_errors(body):
-        return False
-    return keep_rules_between_fields(copy.deepcopy(body)) == body
-
-
-@schema.hook("map_body")
-def _keep_rules_between_fields(context: Any, body: Any) -> Any:
-    """A job descriptor valid by its description, mended to keep the rules between fields
-    as well, so that the positive check holds the API to most generated descriptors (left
-    alone, few keep them all). One the description refuses (a negative case) is left as
-    it is."""
-    if context.operation is None or context.operation.label != CREATE:
-        return body
-    if not isinstance(body, dict) or _descriptor_errors(body):
-        return body
-    return keep_rules_between_fields(body)
-
-
-def keep_rules_between_fields(body: dict[str, Any]) -> dict[str, Any]:
-    """`body` (a job descriptor), changed in place to keep each rule JSON Schema cannot
-    state (NOT_STATABLE below, and health checks, which live in attributes)."""
-    service = body.get("service")
-    if isinstance(service, dict) and isinstance(service.get("capacity"), dict):
-        capacity = service["capacity"]
-        # sorted as numbers, each kept as it was sent (a number or its digits)
-        values = sorted((capacity.get(k, 0) for k in ("min", "desired", "max")), key=int)
-        capacity.update(zip(("min", "desired", "max"), values, strict=True))
-    container = body["container"]
-    resources = container.get("resources") or {}
-    memory = resources.get("memoryMB", 0)
-    shm = resources.get("shmSizeMB")
-    if shm is not None and int(shm) > int(memory):
-        resources["shmSizeMB"] = memory
-    disk = resources.get("diskMB", 0)
-    scratch = resources.get("ephemeralStorageMB")
-    if scratch is not None and int(scratch) > int(disk):
-        # folded into diskMB, which then must stay within diskMB's own bounds
-        resources["ephemeralStorageMB"] = disk
-    for key in ("entryPoint", "command"):
-        if _utf8(container.get(key) or []) > v.ENTRY_POINT_MAX_BYTES:
-            container[key] = []
-    env = container.get("env") or {}
-    if sum(len(k.encode()) + len(val.encode()) for k, val in env.items()) > v.ENV_MAX_BYTES:
-        container["env"] = {}
-    soft = (container.get("softConstraints") or {}).get("constraints") or {}
-    hard = (container.get("hardConstraints") or {}).get("constraints") or {}
-    hard_names = {k.lower() for k in hard}
-    for name in [k for k in soft if k.lower() in hard_names]:
-        del soft[name]
-    attributes = container.get("attributes") or {}
-    if check_health_attributes(attributes):
-        for key in [k for k in attributes if check_health_attributes({k: ""})]:
-            del attributes[key]  # a health check setting (with the agent prefix or not)
-    return body
-
-
-def _utf8(strings: list[str]) -> int:
-    return sum(len(s.encode()) for s in strings)
+@pytest.fixture(scope="module", autouse=True)
+def _elbv2_on_moto(moto_server: str) -> Iterator[None]:
+    """A target group named by a well-formed ARN is looked up in ELBv2 (moto here)."""
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in aws_environment(moto_server).items():
+            env.setenv(name, value)
+        env.delenv("AWS_PROFILE", raising=False)
+        yield
 
 
 @schema.parametrize()
@@ -185,26 +78,43 @@ def test_api_matches_its_description(case: schemathesis.Case) -> None:
     case.call_and_validate(excluded_checks=excluded(case))
 
 
+#: Ids an operation may take in its query or body rather than its path; each must be fed.
+ID_FIELDS = {"jobId", "taskId", "sourceJobId", "policyId"}
+
+
 def test_every_operation_that_needs_an_id_is_linked_from_one_that_yields_it() -> None:
-    """Each path parameter of each operation is fed by a link from an answer (a create or
-    a listing), so client generators and the stateful run below reach every operation."""
+    """Each path parameter of each operation, and each id it takes in its query or body, is
+    fed by a link from an answer (a create or a listing), so client generators and the
+    stateful runs reach every operation with ids that exist."""
     doc = app.openapi()
     fed: dict[str, set[str]] = {}
     for operations in doc["paths"].values():
         for operation in operations.values():
             for response in operation.get("responses", {}).values():
                 for link in response.get("links", {}).values():
-                    fed.setdefault(link["operationId"], set()).update(link["parameters"])
+                    got = fed.setdefault(link["operationId"], set())
+                    got.update(k.removeprefix("query.") for k in link.get("parameters", {}))
+                    got.update(link.get("requestBody", {}))
     unfed = []
     for path, operations in doc["paths"].items():
-        needed = set(re.findall(r"\{([^}]+)\}", path))
         for method, operation in operations.items():
+            needed = set(re.findall(r"\{([^}]+)\}", path))
+            needed |= {p["name"] for p in operation.get("parameters", [])} & ID_FIELDS
+            needed |= _body_fields(doc, operation) & ID_FIELDS
             missing = needed - fed.get(operation["operationId"], set())
             if missing:
                 unfed.append(f"{method.upper()} {path}: {sorted(missing)}")
     assert not unfed, "operations no link feeds: " + "; ".join(unfed)
     create = doc["paths"]["/api/v3/jobs"]["post"]["responses"]["202"]["links"]
     assert create["GetJobsJobId"]["parameters"] == {"job_id": "$response.body#/id"}
+    assert create["PostAutoscalingScalingPolicy"]["requestBody"] == {"jobId": "$response.body#/id"}
+
+
+def _body_fields(doc: dict[str, Any], operation: dict[str, Any]) -> set[str]:
+    content = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+    ref = content.get("schema", {}).get("$ref", "")
+    component = doc["components"]["schemas"].get(ref.rsplit("/", 1)[-1], {}) if ref else {}
+    return set(component.get("properties", {}))
 
 
 class ApiWorkflows(schema.as_state_machine()):  # type: ignore[misc]
@@ -239,15 +149,8 @@ NOT_STATABLE = {
 }
 
 
-@functools.cache
-def _descriptor_validator() -> Draft202012Validator:
-    doc = app.openapi()
-    schema = {"$ref": "#/components/schemas/JobDescriptor", "components": doc["components"]}
-    return Draft202012Validator(schema)
-
-
 def _descriptor_errors(body: dict[str, Any]) -> list[str]:
-    return [e.message for e in _descriptor_validator().iter_errors(body)]
+    return descriptor_errors(body, app.openapi())
 
 
 @pytest.mark.parametrize(
@@ -268,3 +171,37 @@ def test_the_job_description_states_each_rule_it_can(rule: str, breaks: Edit, pa
         assert _descriptor_errors(bad) == [], f"{rule} is stated now: take it off the list"
     else:
         assert _descriptor_errors(bad), f"the description does not state: {rule}"
+
+
+def test_no_pattern_in_the_description_uses_a_class_the_dialects_read_differently() -> None:
+    r"""`\s`, `\d` and `\w` are ASCII or Unicode depending on who reads the pattern
+    (JSON Schema's ECMA-262 or Python's re, which the API's checks use)."""
+    found = []
+
+    def walk(node: object, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "pattern" and re.search(r"\\[dDwWsS]", str(value)):
+                    found.append(f"{where}: {value}")
+                walk(value, f"{where}/{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}[{i}]")
+
+    walk(app.openapi(), "")
+    assert found == []
+
+
+def test_a_job_read_back_with_the_platforms_own_attributes_matches_its_description() -> None:
+    """A job whose resources were raised to the minimums carries `titus.resources.raised`,
+    which a user may not send: the description of a job as read back allows it."""
+    body = copy.deepcopy(GOOD)
+    body["container"]["resources"].update(memoryMB=4, diskMB=2)
+    with TestClient(app) as http:
+        created = http.post("/api/v3/jobs", json=body)
+        assert created.status_code == 202, created.text
+        job = http.get(f"/api/v3/jobs/{created.json()['id']}").json()
+    assert any(k.startswith("titus.") for k in job["jobDescriptor"]["attributes"])
+    doc = app.openapi()
+    described = {"$ref": "#/components/schemas/Job", "components": doc["components"]}
+    assert [e.message for e in Draft202012Validator(described).iter_errors(job)] == []

@@ -1,4 +1,5 @@
-"""The description's patterns for integers sent as strings state exactly the API's range."""
+"""The description's patterns state exactly what the API takes: integers sent as strings
+within their range, white space as the API reads it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import re
 import pytest
 from pydantic import BaseModel
 
-from titus.model.json_schema import describe_decimal_strings, integer_pattern
+from titus.api.descriptor_schema import EMAIL
+from titus.model.json_schema import WHITE_SPACE, describe_decimal_strings, integer_pattern
+from titus.model.validation import is_email
 from titus.model.wire import Int
 
 
@@ -65,3 +68,17 @@ def test_an_integer_is_described_as_a_number_or_its_digits_within_the_same_range
     optional = schema["properties"]["optional"]["anyOf"][0]["anyOf"]
     assert optional[0]["minimum"] == 0 and not re.match(optional[1]["pattern"], "-1")
     assert "x-decimal-string" not in str(schema)
+
+
+def test_white_space_in_a_pattern_is_what_the_api_reads_as_white_space() -> None:
+    """JSON Schema's `\\s` is not Python's: the class is written out, and is Python's."""
+    white = re.compile(f"[{WHITE_SPACE}]")
+    disagree = [hex(c) for c in range(0x110000) if bool(white.match(chr(c))) != chr(c).isspace()]
+    assert disagree == []
+
+
+@pytest.mark.parametrize("space", ["\x1f", "\x85", "\u3000", " ", "\t", "\ufeff"])
+def test_the_described_email_pattern_takes_what_validation_takes(space: str) -> None:
+    for address in (f"a{space}b@example.com", f"ab@exa{space}mple.com", "ab@example.com"):
+        described = re.match(EMAIL, address) is not None
+        assert described == is_email(address), repr(address)

@@ -10,16 +10,21 @@ fuzzers learn what is accepted without a round trip. Rules across fields (min <=
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
 from titus.api.schemas import USER_ATTRIBUTES
 from titus.model import validation as v
-from titus.model.json_schema import COUNT, one_of_each, one_of_pattern
+from titus.model.json_schema import COUNT, WHITE_SPACE, one_of_each, one_of_pattern
 
 RETRIES: dict[str, Any] = {"minimum": 0, "maximum": v.MAX_RETRIES}
 #: The value of a switch constraint, as validation reads it (in any case).
 ON_OR_OFF = one_of_pattern(("true", "false"))
+#: `local@domain.tld` as validation's is_email reads it: no white space, one '@', a dot
+#: inside the domain.
+_PART = f"[^{WHITE_SPACE}@]+"
+EMAIL = rf"^{_PART}@{_PART}\.{_PART}$"
 
 
 def _pattern(compiled: re.Pattern[str]) -> dict[str, Any]:
@@ -37,7 +42,7 @@ def describe_job_rules(components: dict[str, Any], bounds: v.Bounds) -> None:
 
     refine(
         "Owner",
-        teamEmail={"maxLength": v.EMAIL_MAX_LENGTH, "pattern": r"^[^\s@]+@[^\s@]+\.[^\s@]+$"},
+        teamEmail={"maxLength": v.EMAIL_MAX_LENGTH, "pattern": EMAIL},
     )
     refine(
         "JobGroupInfo",
@@ -104,3 +109,16 @@ def describe_job_rules(components: dict[str, Any], bounds: v.Bounds) -> None:
         attributes=USER_ATTRIBUTES,
     )
     descriptor["anyOf"] = one_of_each(("batch", "service"))
+    # A job as read back carries the platform's own attributes too (titus.resources.raised,
+    # titus.loadBalancers, ...), which a user may not send.
+    stored = copy.deepcopy(descriptor)
+    stored["title"] = "StoredJobDescriptor"
+    stored["description"] = "A job's descriptor as stored: the platform adds titus... attributes."
+    stored["properties"]["attributes"] = {
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+    }
+    components["StoredJobDescriptor"] = stored
+    components["Job"]["properties"]["jobDescriptor"] = {
+        "$ref": "#/components/schemas/StoredJobDescriptor"
+    }

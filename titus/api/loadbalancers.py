@@ -28,6 +28,7 @@ from titus.api.service import JobService
 from titus.model.job import Job
 from titus.model.loadbalancer import (
     MAX_PER_JOB,
+    TARGET_GROUP_ARN_SCHEMA,
     is_target_group_arn,
     load_balancers_of,
     with_load_balancers,
@@ -129,6 +130,16 @@ PAIR = {
         ["jobId", "loadBalancerId"], required=["jobId", "loadBalancerId"]
     )
 }
+#: Associating checks the id is a target group's ARN (removing one takes any id, and
+#: removes nothing when the job does not have it).
+ASSOCIATE = {
+    "parameters": [
+        {**p, "schema": {**p["schema"], **TARGET_GROUP_ARN_SCHEMA}}
+        if p["name"] == "loadBalancerId"
+        else p
+        for p in PAIR["parameters"]
+    ]
+}
 
 
 def _service(request: Request) -> LoadBalancerService:
@@ -168,7 +179,7 @@ async def job_load_balancers(job_id: str, request: Request) -> JSONResponse:
     return JSONResponse(await run_in_threadpool(_service(request).of_job, job_id))
 
 
-@router.post("/loadBalancers", openapi_extra=PAIR)
+@router.post("/loadBalancers", openapi_extra=ASSOCIATE)
 async def associate(request: Request) -> JSONResponse:
     """Have the job's serving tasks join the target group."""
     job_id, arn = _pair(request)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from titus.model.json_schema import one_of_pattern
+from titus.model.json_schema import WHITE_SPACE, one_of_pattern
 from titus.model.states import JobState, TaskState
 from titus.model.validation import (
     ATTRIBUTE_KEY_MAX_CHARS,
@@ -151,7 +151,8 @@ def json_body(schema: dict[str, Any] | type[BaseModel]) -> dict[str, Any]:
 
 def comma_list_pattern(values: Iterable[str]) -> str:
     """A comma list of `values` (any case, blanks around items, empty items ignored)."""
-    item = r"\s*(?:" + one_of_pattern(values) + r")?\s*"
+    blanks = f"[{WHITE_SPACE}]*"
+    item = f"{blanks}(?:{one_of_pattern(values)})?{blanks}"
     return f"^{item}(?:,{item})*$"
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, ValidationError
 
 from titus.model.job import Model
-from titus.model.json_schema import one_of_each
+from titus.model.json_schema import WHITE_SPACE, one_of_each
 from titus.model.validation import FieldError, InvalidRequest, from_pydantic
 from titus.model.wire import Int, Number, Switch, WholeNumber
 
@@ -79,7 +79,7 @@ MAX_TARGET_VALUE = 1e12
 
 
 #: A name a policy must give: not blank, at most MAX_NAME characters.
-NAME: dict[str, Any] = {"pattern": r"\S", "maxLength": MAX_NAME}
+NAME: dict[str, Any] = {"pattern": f"[^{WHITE_SPACE}]", "maxLength": MAX_NAME}
 COOLDOWN: dict[str, Any] = {"minimum": 0, "maximum": MAX_COOLDOWN_SEC}
 #: An alarm's period: 10 or 30 seconds, or whole minutes up to a day (null: 60).
 PERIOD: dict[str, Any] = {
@@ -97,10 +97,20 @@ PERIOD: dict[str, Any] = {
 
 def _required(*names: str) -> Callable[[dict[str, Any]], None]:
     """Fields the rules require although the wire shape lets them be left out (proto3
-    wrappers), so the description lists them as required."""
+    wrappers), so the description lists them as required, and not null (validation
+    counts a null as absent)."""
 
     def extra(schema: dict[str, Any]) -> None:
         schema["required"] = sorted({*schema.get("required", []), *names})
+        for name in names:
+            field = schema["properties"][name]
+            field.pop("default", None)
+            branches = [b for b in field.get("anyOf", ()) if b != {"type": "null"}]
+            if len(branches) == 1:
+                del field["anyOf"]
+                field.update(branches[0])
+            elif branches:
+                field["anyOf"] = branches
 
     return extra
 
@@ -147,8 +157,20 @@ class StepAdjustments(Model):
     )
 
 
+def _magnitude_with_percent(schema: dict[str, Any]) -> None:
+    """minAdjustmentMagnitude only with adjustmentType PercentChangeInCapacity."""
+    _required("stepAdjustments")(schema)
+    schema["anyOf"] = [
+        {
+            "required": ["adjustmentType"],
+            "properties": {"adjustmentType": {"const": AdjustmentType.PERCENT.value}},
+        },
+        {"properties": {"minAdjustmentMagnitude": {"type": "null"}}},
+    ]
+
+
 class StepScalingPolicy(Model):
-    model_config = ConfigDict(json_schema_extra=_required("stepAdjustments"))
+    model_config = ConfigDict(json_schema_extra=_magnitude_with_percent)
     adjustmentType: AdjustmentType = AdjustmentType.CHANGE
     cooldownSec: Int | None = Field(None, json_schema_extra=COOLDOWN)
     minAdjustmentMagnitude: Int | None = Field(

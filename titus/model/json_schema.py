@@ -12,6 +12,13 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+#: White space as the API's checks read it (Python's str.isspace, split and strip), for a
+#: character class. JSON Schema's `\s` is ECMA-262's, which lacks \x1c-\x1f and \x85 and
+#: has \ufeff: a pattern written with `\s` lets through what the API refuses.
+WHITE_SPACE = (
+    r"\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a"
+    r"\u2028\u2029\u202f\u205f\u3000"
+)
 PERCENTAGE: dict[str, Any] = {"minimum": 0, "maximum": 100}
 COUNT: dict[str, Any] = {"minimum": 0}
 POSITIVE: dict[str, Any] = {"exclusiveMinimum": 0}

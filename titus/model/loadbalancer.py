@@ -9,6 +9,7 @@ bound); each one a target group ARN, checked in linear time.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from titus.model.job import Job
 
@@ -20,8 +21,17 @@ TARGET_GROUP_ARN = re.compile(
 )
 
 
+#: The longest ARN taken (ELBv2's own bound on an ARN).
+MAX_ARN = 256
+#: The same rule as JSON Schema, for the API's description.
+TARGET_GROUP_ARN_SCHEMA: dict[str, Any] = {
+    "maxLength": MAX_ARN,
+    "pattern": f"^{TARGET_GROUP_ARN.pattern}$",
+}
+
+
 def is_target_group_arn(value: str) -> bool:
-    return len(value) <= 256 and TARGET_GROUP_ARN.fullmatch(value) is not None
+    return len(value) <= MAX_ARN and TARGET_GROUP_ARN.fullmatch(value) is not None
 
 
 def load_balancers_of(job: Job) -> list[str]:

@@ -1,0 +1,27 @@
+"""Hooks for the schema fuzzer's command-line run against a live API (tests/schemathesis.toml
+names this module): the same description rules as the pytest run (tests/support/
+schema_rules.py), so that `st run` reports what the pytest run would.
+
+The built-in positive-data check is turned off in the configuration and replaced here by
+the same check where it applies: not to a request whose refusal rests on a rule JSON
+Schema cannot state (rules between fields, stored state, server-issued cursors)."""
+
+from __future__ import annotations
+
+import schemathesis
+from schemathesis import checks
+
+from tests.support.schema_rules import excluded, mend_descriptor, register_formats
+
+register_formats()
+schemathesis.hook("map_body")(mend_descriptor)
+
+
+@schemathesis.check
+def positive_data_acceptance_where_it_applies(
+    ctx: checks.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+) -> bool | None:
+    """Schema-valid data is accepted, unless a rule the description cannot state refuses it."""
+    if checks.positive_data_acceptance in excluded(case):
+        return None
+    return checks.positive_data_acceptance(ctx, response, case)

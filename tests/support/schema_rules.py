@@ -1,0 +1,168 @@
+"""What the API's description cannot state, for the schema fuzzers (the pytest run in
+tests/integration/test_api_schema.py and the command-line run in tests/schemathesis/): the
+operations a schema-valid request may rightly be refused by, and how a generated job
+descriptor is mended to keep the rules between its fields so the API must take it."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import schemathesis
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+from schemathesis import checks
+
+from titus.model import validation as v
+from titus.model.health import check_health_attributes
+from titus.model.job import TIME_ZONE_FORMAT, known_time_zones
+
+
+def register_formats() -> None:
+    """Budget windows' zones: any zone this host knows (the description names the format
+    rather than listing some 600 names)."""
+    schemathesis.openapi.format(TIME_ZONE_FORMAT, st.sampled_from(sorted(known_time_zones())))
+
+
+#: Operations with rules between fields, or against stored state, that JSON Schema cannot
+#: state: a request the description allows may rightly be refused with a 400 naming the
+#: rule, so "schema-valid data is accepted" does not apply to them (every other check does,
+#: the negative one included). Each with the rule that makes it so.
+CROSS_FIELD: dict[str, str] = {
+    "PUT /api/v3/jobs/{job_id}/instances": "min <= desired <= max",
+    "PUT /api/v3/jobs/{job_id}/capacityAttributes": "min <= desired <= max with the job's "
+    "stored numbers for those not given",
+    "POST /api/v3/tasks/move": "the source and the target job differ",
+    "PUT /api/v2/management/applications/{name}": "the body's appName is the path's name",
+    "GET /api/v3/autoscaling/scalableTargetDimensions/{job_id}": "the job is a service "
+    "job (a batch job has no scalable dimension)",
+    "PATCH /api/v3/autoscaling/scalableTargetDimensions/{job_id}": "a service job's "
+    "desired within its stored min and max",
+    "POST /api/v3/autoscaling/scalingPolicy": "a step policy's intervals in order, each "
+    "starting where the one before ends; the least step adjustment and "
+    "minAdjustmentMagnitude by adjustmentType",
+    "PUT /api/v3/autoscaling/scalingPolicy": "as POST",
+    "DELETE /api/v3/jobs/{job_id}/attributes": "each key in the comma-separated `keys` is "
+    "an attribute key a user may set (none reserved: titus...), a rule on the items of a "
+    "list inside one string",
+    "DELETE /api/v3/tasks/{task_id}/attributes": "as for a job",
+    "POST /api/v3/jobs/{job_id}/enable": "the job is a service job",
+    "POST /api/v3/jobs/{job_id}/disable": "the job is a service job",
+    "PUT /api/v3/jobs/{job_id}/jobprocesses": "the job is a service job",
+    "POST /api/v3/loadBalancers": "the job is a service job and the target group exists "
+    "in ELBv2 and takes IP targets",
+}
+
+
+CREATE = "POST /api/v3/jobs"
+
+
+def excluded(case: schemathesis.Case) -> list[Any]:
+    """The checks that do not apply to `case` (see CROSS_FIELD, and `keeps_every_rule`
+    for creating a job)."""
+    operation = f"{case.method.upper()} {case.path}"
+    if operation in CROSS_FIELD:
+        return [checks.positive_data_acceptance]
+    document = case.operation.schema.raw_schema
+    if operation == CREATE and (not keeps_every_rule(case.body, document) or _key_reused(case)):
+        return [checks.positive_data_acceptance]
+    if (case.query or {}).get("cursor"):
+        # a cursor is a token the previous page's answer gave: any other well-formed
+        # string is rightly refused ("not a cursor"), which no schema can state
+        return [checks.positive_data_acceptance]
+    return []
+
+
+#: The body each Idempotency-Key was first sent with in this run.
+_bodies_by_key: dict[str, Any] = {}
+
+
+def _key_reused(case: schemathesis.Case) -> bool:
+    """True when the case's Idempotency-Key came before with another body: the generator
+    draws keys from a small space, and such a create is rightly refused (422) whatever the
+    description says, as it must be."""
+    key = (case.headers or {}).get("Idempotency-Key")
+    if key is None:
+        return False
+    return _bodies_by_key.setdefault(key, copy.deepcopy(case.body)) != case.body
+
+
+def keeps_every_rule(body: Any, document: dict[str, Any]) -> bool:
+    """True when the job descriptor `body` is valid by its description and keeps the rules
+    between fields too, so the API must take it. (Schemathesis's coverage phase also labels
+    as valid a body it varies one header of, such as `{"service": null}`: not one to hold
+    the API to.)"""
+    if not isinstance(body, dict) or descriptor_errors(body, document):
+        return False
+    return keep_rules_between_fields(copy.deepcopy(body)) == body
+
+
+def mend_descriptor(context: Any, body: Any) -> Any:
+    """A job descriptor valid by its description, mended to keep the rules between fields
+    as well, so that the positive check holds the API to most generated descriptors (left
+    alone, few keep them all). One the description refuses (a negative case) is left as
+    it is."""
+    if context.operation is None or context.operation.label != CREATE:
+        return body
+    if not isinstance(body, dict):
+        return body
+    if descriptor_errors(body, context.operation.schema.raw_schema):
+        return body
+    return keep_rules_between_fields(body)
+
+
+def keep_rules_between_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """`body` (a job descriptor), changed in place to keep each rule JSON Schema cannot
+    state (NOT_STATABLE below, and health checks, which live in attributes)."""
+    service = body.get("service")
+    if isinstance(service, dict) and isinstance(service.get("capacity"), dict):
+        capacity = service["capacity"]
+        # sorted as numbers, each kept as it was sent (a number or its digits)
+        values = sorted((capacity.get(k, 0) for k in ("min", "desired", "max")), key=int)
+        capacity.update(zip(("min", "desired", "max"), values, strict=True))
+    container = body["container"]
+    resources = container.get("resources") or {}
+    memory = resources.get("memoryMB", 0)
+    shm = resources.get("shmSizeMB")
+    if shm is not None and int(shm) > int(memory):
+        resources["shmSizeMB"] = memory
+    disk = resources.get("diskMB", 0)
+    scratch = resources.get("ephemeralStorageMB")
+    if scratch is not None and int(scratch) > int(disk):
+        # folded into diskMB, which then must stay within diskMB's own bounds
+        resources["ephemeralStorageMB"] = disk
+    for key in ("entryPoint", "command"):
+        if _utf8(container.get(key) or []) > v.ENTRY_POINT_MAX_BYTES:
+            container[key] = []
+    env = container.get("env") or {}
+    if sum(len(k.encode()) + len(val.encode()) for k, val in env.items()) > v.ENV_MAX_BYTES:
+        container["env"] = {}
+    soft = (container.get("softConstraints") or {}).get("constraints") or {}
+    hard = (container.get("hardConstraints") or {}).get("constraints") or {}
+    hard_names = {k.lower() for k in hard}
+    for name in [k for k in soft if k.lower() in hard_names]:
+        del soft[name]
+    attributes = container.get("attributes") or {}
+    if check_health_attributes(attributes):
+        for key in [k for k in attributes if check_health_attributes({k: ""})]:
+            del attributes[key]  # a health check setting (with the agent prefix or not)
+    return body
+
+
+def _utf8(strings: list[str]) -> int:
+    return sum(len(s.encode()) for s in strings)
+
+
+_validators: dict[int, tuple[dict[str, Any], Draft202012Validator]] = {}
+
+
+def descriptor_errors(body: dict[str, Any], document: dict[str, Any]) -> list[str]:
+    """What the description `document` says is wrong with the job descriptor `body`."""
+    known = _validators.get(id(document))
+    if known is None or known[0] is not document:
+        schema = {
+            "$ref": "#/components/schemas/JobDescriptor",
+            "components": document["components"],
+        }
+        known = _validators[id(document)] = (document, Draft202012Validator(schema))
+    return [e.message for e in known[1].iter_errors(body)]

@@ -31,6 +31,7 @@ from titus.master.scheduler import (
     default_filters,
 )
 from titus.master.scheduler.context import make_context
+from titus.master.scheduler.engine import _ranked
 from titus.master.scheduler.filters import ResourcesFilter
 from titus.master.scheduler.hosts import ALL, BoolArray, Index
 
@@ -275,3 +276,28 @@ def test_ledger_counts_and_charges_runs_as_single_placements_do(seed: int) -> No
     assert {k: v.tolist() for k, v in fast.unused.items()} == {
         k: v.tolist() for k, v in slow.unused.items()
     }
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_ranking_hosts_at_once_gives_the_order_of_repeated_picks(seed: int) -> None:
+    """`_ranked` (one partition) against `argmax` repeated, each pick then refused: values
+    with many ties (identical hosts), refused hosts, fewer usable hosts than asked for."""
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(2, 60))
+    eff = rng.choice([0.2, 0.5, 0.5, 0.7, 0.9, float("-inf")], size=size)
+    count = int(rng.integers(1, size))
+    threshold = float(rng.choice([1.0, 0.8]))
+    expected: list[int] | None = []
+    left = eff.copy()
+    for _ in range(count):
+        row = int(left.argmax())
+        if left[row] == float("-inf"):
+            break
+        if left[row] >= threshold:
+            expected = None  # the good-enough rule decides one pick at a time
+            break
+        assert expected is not None
+        expected.append(row)
+        left[row] = float("-inf")
+    ranked = _ranked(eff, count, threshold)
+    assert (None if ranked is None else ranked.tolist()) == expected

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 
 import numpy as np
+import numpy.typing as npt
 
 from titus.master.scheduler.capacity import RESERVATION_RULE, CapacityLedger
 from titus.master.scheduler.context import TaskContext, make_context
@@ -53,6 +54,9 @@ _NEG_INF = float("-inf")
 _FULL_REFRESH_FRACTION = 0.25
 #: Most hosts looked at in one step of a run (see `_place_run`).
 _REACH = 32
+#: Up to this many further hosts `_pick` ranks with one `argmax` each; beyond, `_ranked`
+#: ranks them with one partition (a few passes over all hosts whatever the count).
+_PICK_LOOP = 6
 
 
 @dataclass
@@ -315,6 +319,13 @@ class Scheduler:
         saved = [float(eff[first])]
         eff[first] = _NEG_INF
         threshold = self.config.good_enough_score
+        if count - 1 > _PICK_LOOP:
+            ranked = _ranked(eff, count - 1, threshold)
+            if ranked is not None:
+                rows.extend(ranked.tolist())
+                saved.extend(eff[ranked].tolist())
+                eff[ranked] = _NEG_INF
+                return rows, np.array(saved)
         for _ in range(count - 1):
             row = int(eff.argmax())
             best = float(eff[row])
@@ -643,6 +654,30 @@ class Scheduler:
         shape.summary = PlacementSummary(table.size, refused_by, message)
         shape.summary_pos = len(table.log)
         return shape.summary
+
+
+def _ranked(eff: FloatArray, count: int, threshold: float) -> npt.NDArray[np.intp] | None:
+    """The (at most `count`) rows that repeated `argmax`, each pick then refused, would
+    return: the highest values first, ties by the lowest row, refused (-inf) rows never.
+    One partition and two scans instead of `count` passes over all hosts. None when the
+    good-enough threshold is reached (its first-row rule then decides, one pick at a
+    time) or when there are fewer rows than `count`."""
+    size = eff.shape[0]
+    if count >= size:
+        return None
+    kth = float(np.partition(eff, size - count)[size - count])
+    above = np.flatnonzero(eff > kth)
+    if len(above):
+        above = above[np.argsort(-eff[above], kind="stable")]
+        if float(eff[above[0]]) >= threshold:
+            return None
+    elif kth >= threshold:
+        return None
+    if kth == _NEG_INF:
+        return above
+    # Rows equal to the k-th value come in row order after every higher one.
+    equal = np.flatnonzero(eff == kth)[: count - len(above)]
+    return np.concatenate((above, equal))
 
 
 def _reservation_summary(hosts: int, resource: str) -> PlacementSummary:

@@ -36,6 +36,7 @@ from titus.master.scheduler.hosts import (
     HostTable,
     Index,
     IntArray,
+    columns,
 )
 from titus.master.scheduler.model import RESOURCES, SchedulerConfig
 
@@ -178,7 +179,7 @@ class ResourcesFilter(Filter):
     scope: Scope = "host"
 
     def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
-        fits = table.slack[:, idx] >= ctx.demand[:, None]
+        fits = columns(table.slack, idx) >= ctx.demand[:, None]
         ok: BoolArray = np.logical_and.reduce(fits, axis=0)
         return ok
 
@@ -189,7 +190,7 @@ class ResourcesFilter(Filter):
         # (whole copies that fit, plus one for rounding); more are replayed only while some
         # host still fits them all.
         demand = ctx.demand[:, None]
-        start = table.free[:, rows]
+        start = table.free.take(rows, axis=1)
         values = ctx.demand.tolist()
         falling = min(values) >= 0
         depth = min(limit, 4)

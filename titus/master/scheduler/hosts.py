@@ -288,8 +288,8 @@ class HostTable:
             # used, free and packed in one accumulation; adding -demand is subtracting it.
             width = len(RESOURCES)
             state = np.empty((2 * width + 1, len(rows)), dtype=np.float64)
-            state[:width] = self.used[:, idx]
-            state[width : 2 * width] = self.free[:, idx]
+            state[:width] = self.used.take(idx, axis=1)
+            state[width : 2 * width] = self.free.take(idx, axis=1)
             state[2 * width] = self.packed[idx]
             step = np.empty_like(state)
             step[:width] = demand[:, None]
@@ -299,8 +299,9 @@ class HostTable:
             self.used[:, idx] = state[:width]
             self.free[:, idx] = state[width : 2 * width]
             self.packed[idx] = state[2 * width]
-        self.slack[:, idx] = self.free[:, idx] + EPSILON
-        gap = share_gap(self.free[0, idx], self.free[1, idx], self.pack_inverse[:, idx])
+        free = self.free.take(idx, axis=1)
+        self.slack[:, idx] = free + EPSILON
+        gap = share_gap(free[0], free[1], self.pack_inverse.take(idx, axis=1))
         self.gap[idx] = gap
         self.gap_base[idx] = 1.0 + np.abs(gap)
         usable = sum(c for r, c in zip(rows, counts, strict=True) if self._usable[r])
@@ -342,7 +343,7 @@ class HostTable:
         its own, so the bits are the same)."""
         free = self.free[columns]
         acc = np.empty((copies, free.shape[0], len(rows)), dtype=np.float64)
-        acc[0] = free[:, rows]
+        acc[0] = free.take(rows, axis=1)
         acc[1:] = demand[columns, None]
         np.subtract.accumulate(acc, axis=0, out=acc)
         return acc
@@ -378,6 +379,16 @@ class HostTable:
             shares = pack_demand @ self.pack_inverse
             self._pack_shares[key] = shares
         return shares
+
+
+def columns(matrix: FloatArray, idx: Index) -> FloatArray:
+    """`matrix[:, idx]` (resource x host), gathered with `take` for an index array: fancy
+    indexing on the second axis returns a strided copy that reductions over resources then
+    walk an order of magnitude slower (and the gather itself is slower)."""
+    if isinstance(idx, slice):
+        return matrix[:, idx]
+    result: FloatArray = matrix.take(idx, axis=1)
+    return result
 
 
 def share_gap(cpu: FloatArray, memory: FloatArray, inverse: FloatArray) -> FloatArray:

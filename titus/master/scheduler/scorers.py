@@ -149,7 +149,7 @@ class Balance(Scorer):
         self, table: HostTable, ctx: TaskContext, rows: IntArray, copies: int
     ) -> FloatArray:
         free = table.free_after(rows, ctx.demand, copies, BALANCE_COLUMNS)
-        gap = share_gap(free[:, 0, :], free[:, 1, :], table.pack_inverse[:, rows])
+        gap = share_gap(free[:, 0, :], free[:, 1, :], table.pack_inverse.take(rows, axis=1))
         base = 1.0 + np.abs(gap)
         return balance_gain(gap, base, table.gap_step(ctx.demand)[rows])
 

@@ -245,6 +245,18 @@ class ConstraintFilter(Filter):
     def check(self, table: HostTable, ctx: TaskContext, value: str, idx: Index) -> BoolArray:
         raise NotImplementedError
 
+    def capacity(
+        self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int
+    ) -> IntArray | int | None:
+        return self.check_bound(table, ctx, ctx.hard[self.name], rows, limit)
+
+    def check_bound(
+        self, table: HostTable, ctx: TaskContext, value: str, rows: IntArray, limit: int
+    ) -> IntArray | int | None:
+        """`capacity` for `check` with `value`: shared with the soft variant, whose
+        trajectory it gives (see `SoftConstraint`). None: not stated."""
+        return None
+
 
 class UniqueHostFilter(ConstraintFilter):
     """No other task of the same job on the host."""
@@ -255,7 +267,9 @@ class UniqueHostFilter(ConstraintFilter):
     def check(self, table: HostTable, ctx: TaskContext, value: str, idx: Index) -> BoolArray:
         return table.job_hosts(ctx.task.job_id)[idx] == 0
 
-    def capacity(self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int) -> IntArray:
+    def check_bound(
+        self, table: HostTable, ctx: TaskContext, value: str, rows: IntArray, limit: int
+    ) -> IntArray:
         # A copy of the job on the host refuses the next one.
         result: IntArray = (table.job_hosts(ctx.task.job_id)[rows] == 0) * min(1, limit)
         return result

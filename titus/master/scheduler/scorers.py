@@ -75,6 +75,15 @@ def packing(table: HostTable, ctx: TaskContext, idx: Index = ALL) -> FloatArray:
     return result
 
 
+def packing_after(table: HostTable, ctx: TaskContext, rows: IntArray, copies: int) -> FloatArray:
+    """`packing` of `rows` after 0, 1, ..., `copies` - 1 copies of the task placed on each
+    (shape (copies, len(rows))), with the arithmetic of `packing` on those states."""
+    added = table.pack_share(ctx.pack_demand)[rows]
+    packed = table.packed_after(rows, added, copies)
+    result: FloatArray = (packed + added) / table.pack_count[rows]
+    return result
+
+
 class BinPacking(Scorer):
     """Fill hosts before starting new ones, for batch and Flex-tier work: leaves whole hosts
     free for big tasks and lets idle hosts be scaled down."""
@@ -92,10 +101,7 @@ class BinPacking(Scorer):
     def trajectory(
         self, table: HostTable, ctx: TaskContext, rows: IntArray, copies: int
     ) -> FloatArray:
-        added = table.pack_share(ctx.pack_demand)[rows]
-        packed = table.packed_after(rows, added, copies)
-        result: FloatArray = (packed + added) / table.pack_count[rows]
-        return result
+        return packing_after(table, ctx, rows, copies)
 
 
 #: Columns the balance scorer compares (cpu, memory), in `HostTable.free` as in
@@ -167,6 +173,14 @@ class Spreading(Scorer):
         result: FloatArray = 1.0 - packing(table, ctx, idx)
         return result
 
+    def trajectory(
+        self, table: HostTable, ctx: TaskContext, rows: IntArray, copies: int
+    ) -> FloatArray:
+        """1 - bin packing's trajectory, the arithmetic of `score`: a run of a Critical
+        service is merged over the emptiest hosts instead of placed a task at a time."""
+        result: FloatArray = 1.0 - packing_after(table, ctx, rows, copies)
+        return result
+
 
 class SoftConstraint(Scorer):
     """A hard-constraint plugin used softly: 1 where it would accept the host, else 0."""
@@ -184,6 +198,21 @@ class SoftConstraint(Scorer):
     def score(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> FloatArray:
         ok = self.rule.check(table, ctx, ctx.soft[self.name], idx)
         return ok.astype(np.float64)
+
+    def trajectory(
+        self, table: HostTable, ctx: TaskContext, rows: IntArray, copies: int
+    ) -> FloatArray | None:
+        """1 for the copies the rule's bound admits, 0 after (soft uniqueHost: 1 for the
+        first copy on a host without the job, then 0), so such runs are merged too."""
+        if self.scope != "host":
+            return None
+        bound = self.rule.check_bound(table, ctx, ctx.soft[self.name], rows, copies)
+        if bound is None:
+            return None
+        admitted: FloatArray = (np.arange(copies)[:, None] < bound).astype(np.float64)
+        if admitted.shape[1] != len(rows):
+            admitted = np.repeat(admitted, len(rows), axis=1)
+        return admitted
 
 
 class SoftZoneBalance(Scorer):

@@ -301,3 +301,25 @@ def test_ranking_hosts_at_once_gives_the_order_of_repeated_picks(seed: int) -> N
         left[row] = float("-inf")
     ranked = _ranked(eff, count, threshold)
     assert (None if ranked is None else ranked.tolist()) == expected
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_a_rule_that_says_it_cannot_bind_accepts_every_host(seed: int) -> None:
+    """`Filter.binds` False lets the engine skip `accept`: it must then accept all hosts,
+    before and after placements (random clusters, caps, held hosts, ENI limits)."""
+    rng = random.Random(seed)
+    hosts = random_hosts(rng)
+    tasks = random_tasks(rng)
+    config = random_config(rng)
+    table = HostTable(hosts)
+    filters = default_filters(config)
+    for task in tasks:
+        ctx = make_context(task, "DEFAULT", rng.choice(("Flex", "Critical")))
+        for f in filters:
+            if f.applies(ctx) and not f.binds(table, ctx):
+                assert f.accept(table, ctx).all(), f.name
+        row = rng.randrange(table.size)
+        table.assign(row, ctx.demand, ctx.pack_demand, task.job_id, ctx.exclusive)
+        for f in filters:
+            if f.records and f.applies(ctx):
+                f.record(table, ctx, [row], [1])

@@ -521,7 +521,8 @@ class Scheduler:
         whole = isinstance(idx, slice)
         ok = shape.static_ok.copy() if whole else shape.static_ok[idx]
         for f in shape.host_filters:
-            ok &= f.accept(table, ctx, idx)
+            if f.binds(table, ctx):
+                ok &= f.accept(table, ctx, idx)
         eff = shape.eff
         score = eff if whole else shape.static_score[idx]
         if whole:
@@ -546,7 +547,7 @@ class Scheduler:
             eff[row] = _NEG_INF
             return
         for f in shape.host_filters:
-            if not f.accept(table, ctx, idx)[0]:
+            if f.binds(table, ctx) and not f.accept(table, ctx, idx)[0]:
                 eff[row] = _NEG_INF
                 return
         eff[row] = self._rescore(table, shape, row)

@@ -145,6 +145,9 @@ class EniFilter(Filter):
         ok: BoolArray = self.state.capacity(table, ctx.task.security_groups, idx) > 0
         return ok
 
+    def binds(self, table: HostTable, ctx: TaskContext) -> bool:
+        return self.state.of(table).any_limited
+
     def capacity(
         self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int
     ) -> IntArray | int:

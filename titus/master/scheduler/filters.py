@@ -56,6 +56,12 @@ class Filter:
     def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
         raise NotImplementedError
 
+    def binds(self, table: HostTable, ctx: TaskContext) -> bool:
+        """False when the rule accepts every host as the table stands (no host at a cap,
+        none held), told without touching the hosts: the engine then skips `accept` when
+        it refreshes a cached answer. True (the default) is always safe."""
+        return True
+
     def capacity(
         self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int
     ) -> IntArray | int | None:
@@ -116,6 +122,9 @@ class ExclusiveHostFilter(Filter):
             ok = ok & (table.task_count[idx] == 0) & (table.launching[idx] == 0)
         return ok
 
+    def binds(self, table: HostTable, ctx: TaskContext) -> bool:
+        return ctx.exclusive or table.any_held
+
     def capacity(
         self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int
     ) -> IntArray | int:
@@ -141,6 +150,9 @@ class MaxTasksFilter(Filter):
     def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
         return table.task_count[idx] < self.limit
 
+    def binds(self, table: HostTable, ctx: TaskContext) -> bool:
+        return table.most_tasks >= self.limit
+
     def capacity(
         self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int
     ) -> IntArray | int:
@@ -162,6 +174,9 @@ class MaxLaunchingFilter(Filter):
 
     def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
         return table.launching[idx] < self.limit
+
+    def binds(self, table: HostTable, ctx: TaskContext) -> bool:
+        return table.most_launching >= self.limit
 
     def capacity(
         self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int

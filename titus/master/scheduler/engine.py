@@ -74,6 +74,8 @@ class _Shape:
     static_score: FloatArray
     #: Score where every cached (non-volatile) filter accepts, -inf elsewhere.
     eff: FloatArray
+    #: Work vector over all hosts, shared by the shapes of one call (see `_evaluate`).
+    work: FloatArray
     pos: int
     last_row: int = -1
     last_value: float = _NEG_INF
@@ -153,6 +155,7 @@ class Scheduler:
         queue = TieredQueue(tasks, ledger)
         result = ScheduleResult()
         shapes: dict[tuple[object, ...], _Shape] = {}
+        work = np.empty(table.size, dtype=np.float64)
         config = self.config
         budget = max(config.tasks_per_iteration, 0)
         if limit is not None:
@@ -166,7 +169,7 @@ class Scheduler:
             ctx = make_context(run[0], group.name, group.tier)
             shape = shapes.get(ctx.shape)
             if shape is None:
-                shape = self._build(table, ctx)
+                shape = self._build(table, ctx, work)
                 shapes[ctx.shape] = shape
             else:
                 shape.ctx = ctx
@@ -463,7 +466,7 @@ class Scheduler:
 
     # -- evaluation -----------------------------------------------------------------------
 
-    def _build(self, table: HostTable, ctx: TaskContext) -> _Shape:
+    def _build(self, table: HostTable, ctx: TaskContext, work: FloatArray) -> _Shape:
         config = self.config
         plugins = [f for f in self.filters if f.applies(ctx)]
         scorers = [s for s in self.scorers if s.applies(ctx)]
@@ -500,6 +503,7 @@ class Scheduler:
             static_ok=static_ok,
             static_score=static_score,
             eff=np.empty(table.size, dtype=np.float64),
+            work=work,
             pos=len(table.log),
             plugins=plugins,
             recorders=[f for f in plugins if f.records],
@@ -517,7 +521,8 @@ class Scheduler:
         if isinstance(idx, slice) and idx.stop is not None:
             self._evaluate_row(table, shape, idx)
             return
-        # Updated in place: over all hosts, temporaries cost as much as the work.
+        # Updated in place: over all hosts, temporaries cost as much as the work (a fresh
+        # vector of 5,000 floats costs more than the multiplication written into it).
         whole = isinstance(idx, slice)
         ok = shape.static_ok.copy() if whole else shape.static_ok[idx]
         for f in shape.host_filters:
@@ -527,14 +532,13 @@ class Scheduler:
         score = eff if whole else shape.static_score[idx]
         if whole:
             np.copyto(eff, shape.static_score)
+        part = shape.work[: score.shape[0]]
         for weight, scorer in shape.host_scorers:
-            part = scorer.score(table, ctx, idx) * weight
+            np.multiply(scorer.score(table, ctx, idx), weight, out=part)
             score += part
         np.logical_not(ok, out=ok)
-        if whole:
-            eff[ok] = _NEG_INF
-        else:
-            score[ok] = _NEG_INF
+        np.putmask(score, ok, _NEG_INF)
+        if not whole:
             eff[idx] = score
 
     def _evaluate_row(self, table: HostTable, shape: _Shape, idx: slice) -> None:
@@ -624,10 +628,12 @@ class Scheduler:
         if final is None:
             final = shape.scratch = np.empty_like(shape.eff)
         np.copyto(final, shape.eff)
+        part = shape.work
         for weight, scorer in shape.volatile_scorers:
-            final += scorer.score(table, ctx) * weight
+            np.multiply(scorer.score(table, ctx), weight, out=part)
+            final += part
         for f in shape.volatile_filters:
-            final[~f.accept(table, ctx)] = _NEG_INF
+            np.putmask(final, ~f.accept(table, ctx), _NEG_INF)
         return final
 
     # -- why pending ----------------------------------------------------------------------

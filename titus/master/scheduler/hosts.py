@@ -100,6 +100,9 @@ class HostTable:
         #: computation would give).
         self.gap: FloatArray = share_gap(self.free[0], self.free[1], self.pack_inverse)
         self.gap_base: FloatArray = 1.0 + np.abs(self.gap)
+        #: `pack_inverse` of cpu and memory as lists, for `assign`'s scalar arithmetic.
+        self._inverse_cpu: list[float] = self.pack_inverse[0].tolist()
+        self._inverse_memory: list[float] = self.pack_inverse[1].tolist()
         self._gap_steps: dict[bytes, FloatArray] = {}
         self.usable: BoolArray = self.healthy & self.schedulable
         self._usable: list[bool] = self.usable.tolist()
@@ -217,32 +220,38 @@ class HostTable:
         (sums are accumulated one copy at a time), so batched and one-by-one placement can
         never disagree on a host at the edge of fitting."""
         added = float(self.pack_share(pack_demand)[row])
+        # Views of the host's column, updated in place (one row: Python floats where the
+        # arithmetic is scalar, which is the same IEEE arithmetic as numpy's).
+        used = self.used[:, row]
+        free = self.free[:, row]
         if count == 1:
-            self.used[:, row] += demand
-            self.free[:, row] -= demand
+            used += demand
+            free -= demand
             self.packed[row] += added
-            if self.usable[row]:
+            if self._usable[row]:
                 self.cluster_free -= demand
         else:
-            self.used[:, row] = repeated(np.add, self.used[:, row], demand, count)
-            self.free[:, row] = repeated(np.subtract, self.free[:, row], demand, count)
+            used[:] = repeated(np.add, used, demand, count)
+            free[:] = repeated(np.subtract, free, demand, count)
             packed = float(self.packed[row])
             for _ in range(count):
                 packed += added
             self.packed[row] = packed
-            if self.usable[row]:
+            if self._usable[row]:
                 self.cluster_free = repeated(np.subtract, self.cluster_free, demand, count)
-        self.slack[:, row] = self.free[:, row] + EPSILON
-        inverse = self.pack_inverse
-        gap = float(self.free[0, row]) * float(inverse[0, row]) - float(self.free[1, row]) * float(
-            inverse[1, row]
-        )
+        np.add(free, EPSILON, out=self.slack[:, row])
+        cpu, memory = free[:2].tolist()
+        gap = cpu * self._inverse_cpu[row] - memory * self._inverse_memory[row]
         self.gap[row] = gap
         self.gap_base[row] = 1.0 + abs(gap)
-        self.launching[row] += count
-        self.task_count[row] += count
-        self.most_launching = max(self.most_launching, int(self.launching[row]))
-        self.most_tasks = max(self.most_tasks, int(self.task_count[row]))
+        launching = int(self.launching[row]) + count
+        tasks = int(self.task_count[row]) + count
+        self.launching[row] = launching
+        self.task_count[row] = tasks
+        if launching > self.most_launching:
+            self.most_launching = launching
+        if tasks > self.most_tasks:
+            self.most_tasks = tasks
         if exclusive:
             self.held[row] = True
             self.any_held = True

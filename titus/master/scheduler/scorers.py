@@ -71,7 +71,9 @@ def packing(table: HostTable, ctx: TaskContext, idx: Index = ALL) -> FloatArray:
     """(used + assigned this iteration + task) / total, averaged over cpu, memory, network
     (resources the host has none of are left out of the average)."""
     added = table.pack_share(ctx.pack_demand)[idx]
-    result: FloatArray = (table.packed[idx] + added) / table.pack_count[idx]
+    # One fresh vector, divided in place (the same arithmetic as a / b into a new one).
+    result: FloatArray = table.packed[idx] + added
+    np.divide(result, table.pack_count[idx], out=result)
     return result
 
 
@@ -170,7 +172,8 @@ class Spreading(Scorer):
         return ctx.spread
 
     def score(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> FloatArray:
-        result: FloatArray = 1.0 - packing(table, ctx, idx)
+        result = packing(table, ctx, idx)
+        np.subtract(1.0, result, out=result)
         return result
 
     def trajectory(

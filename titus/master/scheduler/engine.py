@@ -54,6 +54,10 @@ _NEG_INF = float("-inf")
 _FULL_REFRESH_FRACTION = 0.25
 #: Most hosts looked at in one step of a run (see `_place_run`).
 _REACH = 32
+#: Fewer copies left than this are placed one at a time: a batched step (ranking hosts,
+#: bounds, trajectories) costs about as much as several single placements, each of which
+#: only re-evaluates the host chosen before.
+_BATCH_MIN = 6
 #: Up to this many further hosts `_pick` ranks with one `argmax` each; beyond, `_ranked`
 #: ranks them with one partition (a few passes over all hosts whatever the count).
 _PICK_LOOP = 6
@@ -230,8 +234,9 @@ class Scheduler:
                     for rest in run[done:]:
                         result.unplaced[rest.task_id] = summary
                     break
-            if projectable and not monotone:
-                want = min(total, admitted) - done
+            want = min(total, admitted) - done
+            batch = want >= _BATCH_MIN
+            if batch and projectable and not monotone:
                 merged = self._merge(table, shape, want)
                 if merged is not None:
                     order, used, rescore = merged
@@ -253,8 +258,7 @@ class Scheduler:
                 row = self._select(table, shape)
                 rows = [row] if row >= 0 else []
                 bounds = None
-            elif monotone:
-                want = min(total, admitted) - done
+            elif batch and monotone:
                 # As many hosts as copies are left (each takes at least one), up to a cap.
                 rows, saved = self._pick(table, shape, min(want, _REACH))
                 # One more than wanted, to learn whether a host refuses after its copies.

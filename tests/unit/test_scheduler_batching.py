@@ -29,6 +29,7 @@ from titus.master.scheduler import (
     TaskContext,
     TaskRequest,
     default_filters,
+    default_scorers,
     engine,
 )
 from titus.master.scheduler.context import make_context
@@ -323,6 +324,34 @@ def test_a_rule_that_says_it_cannot_bind_accepts_every_host(seed: int) -> None:
         for f in filters:
             if f.applies(ctx) and not f.binds(table, ctx):
                 assert f.accept(table, ctx).all(), f.name
+        row = rng.randrange(table.size)
+        table.assign(row, ctx.demand, ctx.pack_demand, task.job_id, ctx.exclusive)
+        for f in filters:
+            if f.records and f.applies(ctx):
+                f.record(table, ctx, [row], [1])
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_one_host_answers_are_the_vector_answers(seed: int) -> None:
+    """`Filter.accepts_row` and `Scorer.score_row` (Python scalars) against `accept` and
+    `score` over all hosts, bit for bit, before and after placements."""
+    rng = random.Random(seed)
+    hosts = random_hosts(rng)
+    tasks = random_tasks(rng)
+    config = random_config(rng)
+    table = HostTable(hosts)
+    filters = default_filters(config)
+    scorers = default_scorers(config)
+    for task in tasks:
+        ctx = make_context(task, "DEFAULT", rng.choice(("Flex", "Critical")))
+        for f in filters:
+            if f.applies(ctx):
+                accepted = f.accept(table, ctx).tolist()
+                assert [f.accepts_row(table, ctx, r) for r in range(table.size)] == accepted
+        for s in scorers:
+            if s.applies(ctx):
+                scores = s.score(table, ctx).tolist()
+                assert [s.score_row(table, ctx, r) for r in range(table.size)] == scores
         row = rng.randrange(table.size)
         table.assign(row, ctx.demand, ctx.pack_demand, task.job_id, ctx.exclusive)
         for f in filters:

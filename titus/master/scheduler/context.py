@@ -70,6 +70,8 @@ class TaskContext:
     exclusive: bool
     #: Equal for tasks that every plugin treats alike (see module docstring).
     shape: tuple[object, ...]
+    #: `demand` as Python floats, for plugins' one-row answers (`Filter.accepts_row`).
+    demand_values: tuple[float, ...] = ()
 
 
 def make_context(task: TaskRequest, group: str, tier: str) -> TaskContext:
@@ -99,4 +101,5 @@ def make_context(task: TaskRequest, group: str, tier: str) -> TaskContext:
         spread=spread,
         exclusive="exclusiveHost" in hard,
         shape=shape,
+        demand_values=demand_tuple,
     )

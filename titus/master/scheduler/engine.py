@@ -555,7 +555,7 @@ class Scheduler:
             eff[row] = _NEG_INF
             return
         for f in shape.host_filters:
-            if f.binds(table, ctx) and not f.accept(table, ctx, idx)[0]:
+            if f.binds(table, ctx) and not f.accepts_row(table, ctx, row):
                 eff[row] = _NEG_INF
                 return
         eff[row] = self._rescore(table, shape, row)
@@ -563,10 +563,9 @@ class Scheduler:
     def _rescore(self, table: HostTable, shape: _Shape, row: int) -> float:
         """The cached score of one accepted row (same arithmetic as `_evaluate`)."""
         ctx = shape.ctx
-        idx = slice(row, row + 1)
         score = float(shape.static_score[row])
         for weight, scorer in shape.host_scorers:
-            score += weight * float(scorer.score(table, ctx, idx)[0])
+            score += weight * scorer.score_row(table, ctx, row)
         return score
 
     def _select(self, table: HostTable, shape: _Shape) -> int:

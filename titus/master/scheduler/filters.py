@@ -56,6 +56,12 @@ class Filter:
     def accept(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> BoolArray:
         raise NotImplementedError
 
+    def accepts_row(self, table: HostTable, ctx: TaskContext, row: int) -> bool:
+        """`accept` for one host, which the engine asks for the host a run chose last. A
+        rule may answer it with Python scalars (cheaper than arrays of one element); the
+        answer must be `accept`'s."""
+        return bool(self.accept(table, ctx, slice(row, row + 1))[0])
+
     def binds(self, table: HostTable, ctx: TaskContext) -> bool:
         """False when the rule accepts every host as the table stands (no host at a cap,
         none held), told without touching the hosts: the engine then skips `accept` when
@@ -197,6 +203,10 @@ class ResourcesFilter(Filter):
         fits = columns(table.slack, idx) >= ctx.demand[:, None]
         ok: BoolArray = np.logical_and.reduce(fits, axis=0)
         return ok
+
+    def accepts_row(self, table: HostTable, ctx: TaskContext, row: int) -> bool:
+        slack = table.slack[:, row].tolist()
+        return all(s >= d for s, d in zip(slack, ctx.demand_values, strict=True))
 
     def capacity(self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int) -> IntArray:
         # Free resources after 0, 1, ... copies, subtracted copy by copy in float64 as

@@ -54,6 +54,12 @@ class Scorer:
     def score(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> FloatArray:
         raise NotImplementedError
 
+    def score_row(self, table: HostTable, ctx: TaskContext, row: int) -> float:
+        """`score` of one host, which the engine asks for a host whose row changed. A
+        scorer may compute it with Python floats (cheaper than arrays of one element):
+        the same IEEE operations in the same order give the same bits."""
+        return float(self.score(table, ctx, slice(row, row + 1))[0])
+
     def trajectory(
         self, table: HostTable, ctx: TaskContext, rows: IntArray, copies: int
     ) -> FloatArray | None:
@@ -75,6 +81,12 @@ def packing(table: HostTable, ctx: TaskContext, idx: Index = ALL) -> FloatArray:
     result: FloatArray = table.packed[idx] + added
     np.divide(result, table.pack_count[idx], out=result)
     return result
+
+
+def packing_row(table: HostTable, ctx: TaskContext, row: int) -> float:
+    """`packing` of one host in Python floats (the same operations)."""
+    added = float(table.pack_share(ctx.pack_demand)[row])
+    return (float(table.packed[row]) + added) / float(table.pack_count[row])
 
 
 def packing_after(table: HostTable, ctx: TaskContext, rows: IntArray, copies: int) -> FloatArray:
@@ -99,6 +111,9 @@ class BinPacking(Scorer):
 
     def score(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> FloatArray:
         return packing(table, ctx, idx)
+
+    def score_row(self, table: HostTable, ctx: TaskContext, row: int) -> float:
+        return packing_row(table, ctx, row)
 
     def trajectory(
         self, table: HostTable, ctx: TaskContext, rows: IntArray, copies: int
@@ -153,6 +168,11 @@ class Balance(Scorer):
     def score(self, table: HostTable, ctx: TaskContext, idx: Index = ALL) -> FloatArray:
         return balance_gain(table.gap[idx], table.gap_base[idx], table.gap_step(ctx.demand)[idx])
 
+    def score_row(self, table: HostTable, ctx: TaskContext, row: int) -> float:
+        # `balance_gain`'s operations, in its order.
+        after = abs(float(table.gap[row]) - float(table.gap_step(ctx.demand)[row]))
+        return (float(table.gap_base[row]) - after) * 0.5
+
     def trajectory(
         self, table: HostTable, ctx: TaskContext, rows: IntArray, copies: int
     ) -> FloatArray:
@@ -175,6 +195,9 @@ class Spreading(Scorer):
         result = packing(table, ctx, idx)
         np.subtract(1.0, result, out=result)
         return result
+
+    def score_row(self, table: HostTable, ctx: TaskContext, row: int) -> float:
+        return 1.0 - packing_row(table, ctx, row)
 
     def trajectory(
         self, table: HostTable, ctx: TaskContext, rows: IntArray, copies: int

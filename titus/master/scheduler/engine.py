@@ -4,15 +4,24 @@ Speed comes from three things. Plugins work on numpy vectors of all hosts, never
 host. Tasks with the same shape (resources, tier, constraints, and the job when a constraint
 depends on it) share one cached evaluation: it is computed over all hosts the first time,
 and afterwards only the host rows changed by assignments since (`HostTable.log`) are
-re-evaluated. And a run of identical tasks is placed hosts at a time rather than a task at a
-time: the hosts are taken in the order single placements would choose them, the filters'
+re-evaluated, skipping the rules that say they cannot refuse any host as the table stands
+(`Filter.binds`); a single changed host is asked through the plugins' one-host answers
+(`Filter.accepts_row`, `Scorer.score_row`, Python scalars). And a run of identical tasks is
+placed hosts at a time rather than a task at a time: the hosts are taken in the order
+single placements would choose them (ranked with one partition, `_ranked`), the filters'
 `capacity` bounds say how many copies each takes before some rule refuses, and when every
 changing scorer is `monotone` (bin packing) a chosen host stays the best choice for each of
 those copies, so it gets them all at once. When a placement may lower the host's score
 (balance), the scorers state their `trajectory` instead: the scores of each host for its
 next copies, merged in the order single placements would take them (`_merge`). The cached
 answer for such a host is then known (refused, or re-scored by the scorers alone) without
-running every filter again.
+running every filter again. A batched step costs about as much as several single
+placements, so the last few copies of a run (fewer than `_BATCH_MIN`) are placed one at a
+time.
+
+Most of an iteration's cost is the fixed cost of numpy calls (about a microsecond each,
+whatever the vector length), not arithmetic over hosts: what pays is fewer calls per run,
+no fresh vectors over all hosts (a work vector is reused), and gathers with `take`.
 
 The batched path gives exactly the placements and refusals of placing the copies one by one
 through all plugins (tests/unit/test_scheduler_batching.py checks it on random clusters): it

@@ -206,7 +206,8 @@ class ResourcesFilter(Filter):
 
     def accepts_row(self, table: HostTable, ctx: TaskContext, row: int) -> bool:
         slack = table.slack[:, row].tolist()
-        return all(s >= d for s, d in zip(slack, ctx.demand_values, strict=True))
+        demand = ctx.demand_values or tuple(ctx.demand.tolist())
+        return all(s >= d for s, d in zip(slack, demand, strict=True))
 
     def capacity(self, table: HostTable, ctx: TaskContext, rows: IntArray, limit: int) -> IntArray:
         # Free resources after 0, 1, ... copies, subtracted copy by copy in float64 as

@@ -7,8 +7,8 @@ Prints `MESOS_MASTER=host:port` and `MESOS_CONTROL=host:port` on stdout once it 
 runs until SIGTERM/SIGINT, killing its executors on the way out. The control port takes the
 operator actions of the in-process double as JSON POSTs: /add_agent, /remove_agent,
 /rescind_offer, /rescind_all, /restart, /kill_executor, /teardown_framework, /set_leader; and
-GET /state, /calls, /events, /executor_starts. `MesosMasterProcess` in fixture.py is the client
-of this API.
+GET /state, /calls, /call_times, /events, /executor_starts. `MesosMasterProcess` in fixture.py
+is the client of this API.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ def control_app(double: MesosMasterDouble) -> Any:
                     return Response.json(200, double.state())
                 if name == "calls":
                     return Response.json(200, double.calls)
+                if name == "call_times":
+                    return Response.json(200, double.call_times())
                 if name == "events":
                     return Response.json(200, double.events)
                 if name == "executor_starts":

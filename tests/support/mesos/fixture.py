@@ -161,6 +161,10 @@ class MesosMasterProcess:
     def calls(self) -> list[dict[str, Any]]:
         return list(self._get("calls"))
 
+    def call_times(self) -> list[dict[str, Any]]:
+        """`MesosMasterDouble.call_times`: the calls without their bodies."""
+        return list(self._get("call_times"))
+
     @property
     def executor_starts(self) -> list[tuple[str, float]]:
         return [(str(e), float(t)) for e, t in self._get("executor_starts")]

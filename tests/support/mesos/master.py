@@ -661,6 +661,39 @@ class MesosMasterDouble:
                 ],
             }
 
+    def call_times(self) -> list[dict[str, Any]]:
+        """Every scheduler call as a benchmark needs it: type, status, when it was received
+        and answered, the offers it names (ACCEPT, DECLINE) and the tasks it launches. A
+        fraction of `calls`, which holds every TaskInfo whole: megabytes in a big offer
+        cycle, whose encoding would hold the lock (and the calls) while it runs."""
+        out = []
+        with self.lock:
+            for call in self.calls:
+                body = call["call"].get(str(call["type"]).lower())
+                body = body if isinstance(body, dict) else {}
+                operations = body.get("operations")
+                tasks = 0
+                for op in operations if isinstance(operations, list) else []:
+                    launch = op.get("launch") if isinstance(op, dict) else None
+                    infos = launch.get("task_infos") if isinstance(launch, dict) else None
+                    tasks += len(infos) if isinstance(infos, list) else 0
+                offer_ids = body.get("offer_ids")
+                out.append(
+                    {
+                        "type": call["type"],
+                        "status": call["status"],
+                        "received": call["received"],
+                        "time": call["time"],
+                        "offer_ids": [
+                            v
+                            for o in (offer_ids if isinstance(offer_ids, list) else [])
+                            if (v := _value(o)) is not None
+                        ],
+                        "tasks": tasks,
+                    }
+                )
+        return out
+
     def task_state(self, framework_id: str, task_id: str) -> str | None:
         with self.lock:
             task = self.tasks.get((framework_id, task_id)) or self.completed_tasks.get(

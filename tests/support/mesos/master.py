@@ -203,7 +203,9 @@ class Executor:
     info: dict[str, Any]
     framework_info: dict[str, Any]
     resources: Resources
-    sandbox: Path
+    #: Where its sandbox is, as text: a Path per executor, parsed while the master answers
+    #: the ACCEPT, cost more than the rest of a launch's checks.
+    sandbox_dir: str
     proc: subprocess.Popen[bytes] | None = None
     stream: EventStream | None = None
     subscribed: bool = False
@@ -214,6 +216,10 @@ class Executor:
     terminated: bool = False
     command_task: str | None = None  # set for the double's own command executor
     pending_state: str | None = None  # terminal state to report for its tasks when it exits
+
+    @property
+    def sandbox(self) -> Path:
+        return Path(self.sandbox_dir)
 
 
 @dataclass
@@ -1349,6 +1355,11 @@ class MesosMasterDouble:
         for agent in agents:
             if agent.id in offered_agents:
                 continue
+            if all(fw.filters.get(agent.id, 0.0) > now for fw in frameworks):
+                # every framework refused the agent for a while: nothing to offer it, so
+                # its free resources are not worked out (an agent's tasks one by one,
+                # after every ACCEPT, were most of the double's work in a big cycle)
+                continue
             free = self._available(agent, offered=False)
             if not free.allocatable():
                 continue
@@ -1490,10 +1501,10 @@ class MesosMasterDouble:
             self._send_executor(ex, {"type": "SHUTDOWN"})
         ex.kill_at = time.monotonic() + self.config.executor_shutdown_grace_period
 
-    def _sandbox(self, agent: Agent, fw_id: str, executor_id: str) -> Path:
+    def _sandbox(self, agent: Agent, fw_id: str, executor_id: str) -> str:
         """Where the executor's sandbox will be; the agent makes it when it starts it."""
         run = f"slaves/{agent.id}/frameworks/{fw_id}/executors/{executor_id}/runs/{uuid.uuid4()}"
-        return self.work_dir / run
+        return f"{self.work_dir}/{run}"
 
     def _executor_env(
         self, fw: Framework, agent: Agent, executor_id: str, sandbox: Path, command: dict[str, Any]

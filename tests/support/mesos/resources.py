@@ -111,7 +111,7 @@ class Resources:
         scalars = dict(self.scalars)
         for name, value in other.scalars.items():
             scalars[name] = round(scalars.get(name, 0.0) + value, 3)
-        ranges = {name: list(r) for name, r in self.ranges.items()}
+        ranges = dict(self.ranges)  # lists shared: see __sub__
         for name, r in other.ranges.items():
             ranges[name] = _normalize(ranges.get(name, []) + r)
         return Resources(scalars, ranges)
@@ -120,7 +120,8 @@ class Resources:
         scalars = dict(self.scalars)
         for name, value in other.scalars.items():
             scalars[name] = max(0.0, round(scalars.get(name, 0.0) - value, 3))
-        ranges = {name: list(r) for name, r in self.ranges.items()}
+        # range lists are never changed in place: a task without ranges (most) shares them
+        ranges = dict(self.ranges)
         for name, r in other.ranges.items():
             ranges[name] = _subtract(ranges.get(name, []), r)
         return Resources(scalars, ranges)

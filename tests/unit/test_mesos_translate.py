@@ -14,6 +14,7 @@ from titus.master.mesos import MesosConfig, master_uri, status_to_report
 from titus.master.mesos.translate import (
     Executor,
     HostDefaults,
+    SpecData,
     Usage,
     ack_body,
     fit,
@@ -201,6 +202,22 @@ def test_a_task_info_runs_the_spec_on_its_own_executor() -> None:
         ("mem", 1024.0, "batch"),
     ]
     assert TaskSpec.model_validate_json(base64.b64decode(info["data"])) == spec()
+
+
+def test_the_specs_of_one_job_are_encoded_as_each_would_be_alone() -> None:
+    """The spec templates (SpecData) give each task the bytes of its own whole dump, and
+    a spec that differs in more than its id and index is not taken for its job's."""
+    data = SpecData()
+    one_job = [spec(f"t{i}").model_copy(update={"taskIndex": i}) for i in range(4)]
+    changed = one_job[0].model_copy(
+        update={"taskId": "t9", "jobAttributes": {"k": "v"}, "taskIndex": 9}
+    )
+    odd_id = one_job[0].model_copy(update={"taskId": 'x"y\u00e9'})
+    for s in [*one_job, changed, odd_id, *one_job]:
+        whole = s.model_dump_json(by_alias=True, exclude_none=True)
+        assert data.json(s) == whole
+        info = task_info(s, "a1", Usage(cpus=1.0), Executor("x"), data)
+        assert TaskSpec.model_validate_json(base64.b64decode(info["data"])) == s
 
 
 def test_acknowledgement_and_reconciliation_bodies() -> None:

@@ -26,15 +26,18 @@ class TaskSpec(Model):
 
     @classmethod
     def for_task(cls, job: Job, task: Task) -> TaskSpec:
+        """The spec of a task of `job`. Made without validating again what the job and the
+        task already hold (validation was most of its cost, once per task launched); it
+        shares the job's container, read-only, as a validated copy did."""
         d = job.jobDescriptor
-        return cls(
+        return cls.model_construct(
             taskId=task.id,
             jobId=job.id,
             jobType=d.job_type,
             applicationName=d.applicationName,
             container=d.container,
             runtimeLimitSec=d.batch.runtimeLimitSec if d.batch else None,
-            jobAttributes=d.attributes,
+            jobAttributes=dict(d.attributes),
             taskIndex=task.index,
         )
 

@@ -35,6 +35,7 @@ from titus.master.mesos.tasks import ReconcileDue, TaskTracker
 from titus.master.mesos.translate import (
     Executor,
     HostDefaults,
+    SpecData,
     Usage,
     ack_body,
     fit,
@@ -216,14 +217,17 @@ class MesosDriver:
         for p in placements:
             by_host.setdefault(p.host_id, []).append(p)
         executor = Executor.of(self.config)
+        data = SpecData()
         for agent_id, group in by_host.items():
             with self._lock:
                 offers = self.offer_book.take_agent(agent_id)
                 placed = fit(agent_id, offers, [p.spec for p in group])
-                infos = []
                 for spec, need in placed.accepted:
-                    infos.append(task_info(spec, agent_id, need, executor))
                     self.tracker.launched(spec.taskId, spec.jobId, agent_id, need)
+            # built outside the lock: status updates need not wait for the encoding
+            infos = [
+                task_info(spec, agent_id, need, executor, data) for spec, need in placed.accepted
+            ]
             for spec, why in placed.refused:
                 self._reports.put(HostReport(agent_id, refused_report(spec, why)))
             if not offers:

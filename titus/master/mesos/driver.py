@@ -177,8 +177,11 @@ class MesosDriver:
         parsed = [parse_offer(o, now) for o in offers]
         with self._lock:
             decline = self.offer_book.receive(parsed, now)
-        if decline:
-            self._decline(decline)
+            if decline:
+                # queued under the lock, as wants_offers queues a REVIVE: a DECLINE decided
+                # before work arrived never reaches Mesos after the REVIVE that work sent,
+                # which would leave the agents refused (refuse_seconds) with work pending
+                self._decline(decline)
 
     def on_rescind(self, offer_id: str) -> None:
         with self._lock:
@@ -281,14 +284,14 @@ class MesosDriver:
 
     def wants_offers(self, pending: bool) -> None:
         """Revive when work arrives, suppress (and decline what is held) when none is left."""
-        with self._lock:
+        with self._lock:  # decided and queued in one go (see on_offers)
             wish = self.offer_book.want(pending, self.connection.connected)
-        if wish.decline:
-            self._decline(wish.decline)
-        if wish.revive:
-            self._submit("revive", lambda d: d.reviveOffers())
-        elif wish.suppress:
-            self._submit("suppress", lambda d: d.suppressOffers())
+            if wish.decline:
+                self._decline(wish.decline)
+            if wish.revive:
+                self._submit("revive", lambda d: d.reviveOffers())
+            elif wish.suppress:
+                self._submit("suppress", lambda d: d.suppressOffers())
 
     def claims_due(self) -> list[str]:
         """None: Mesos reconciles what its agents run by itself."""

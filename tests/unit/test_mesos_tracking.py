@@ -120,6 +120,25 @@ def test_what_the_store_places_on_agents_counts_as_used_and_is_reconciled() -> N
     assert again is not None and len(again.explicit) == 2  # unanswered: asked again
 
 
+def test_what_an_agent_uses_follows_its_tasks_as_they_launch_move_and_end() -> None:
+    """The per-agent sums are kept as tasks come and go (not added up on each look): a task
+    launched again elsewhere leaves its first agent, an ended one frees what it used, and
+    an agent whose last task ended is no longer listed."""
+    tracker = TaskTracker(active(("t1", TaskState.STARTED, "a1")))
+    tracker.launched("t2", "j1", "a1", Usage(cpus=0.5, mem=512.0))
+    tracker.launched("t3", "j1", "a2", Usage(cpus=1.0))
+    assert tracker.used_by_agent() == {
+        "a1": Usage(cpus=2.5, mem=1024.0, disk=10_000.0),
+        "a2": Usage(cpus=1.0),
+    }
+    tracker.launched("t3", "j1", "a1", Usage(cpus=1.0))  # placed again, on a1
+    tracker.update(update("t1", "TASK_FINISHED", uuid="u"), now=1)
+    assert tracker.used_by_agent() == {"a1": Usage(cpus=1.5, mem=512.0)}
+    tracker.update(update("t2", "TASK_KILLED", "a1", uuid="u"), now=2)
+    tracker.update(update("t3", "TASK_LOST", "a1"), now=3)
+    assert tracker.used_by_agent() == {}
+
+
 def test_the_first_sync_ends_when_every_placed_task_is_answered() -> None:
     tracker = TaskTracker(active(("t1", TaskState.STARTED, "a1"), ("t2", TaskState.STARTED, "a2")))
     tracker.subscribed()

@@ -1,7 +1,9 @@
 """The schema fuzzer's own command line against a running API, as a client team or an
-operator would point it at ours (`st --config-file tests/schemathesis.toml run URL`): every
-phase (coverage, fuzzing, chains of calls along the description's links) over real HTTP,
-with the same rules as the pytest run (tests/support/schema_rules.py), finds nothing.
+operator would point it at ours (`st --config-file tests/schemathesis.toml run URL`): over
+real HTTP, with the same rules as the pytest run (tests/support/schema_rules.py), its
+coverage phase (boundary values of every field) and its chains of calls along the
+description's links find nothing. Its random fuzzing phase is the pytest run's
+(tests/integration/test_api_schema.py) in `make test`; TITUS_SCHEMA_CLI_PHASES adds it.
 
 It also prints warnings. Two are checked: operations it sees "mostly rejecting" generated
 data must be ones whose refusals rest on rules JSON Schema cannot state (listed with their
@@ -25,6 +27,7 @@ from tests.support.poll import wait_until
 from tests.support.schema_rules import CREATE, CROSS_FIELD
 
 EXAMPLES = os.environ.get("TITUS_SCHEMA_CLI_EXAMPLES", "10")
+PHASES = os.environ.get("TITUS_SCHEMA_CLI_PHASES", "coverage,stateful")
 ST = str(Path(sys.executable).parent / "st")
 
 
@@ -57,6 +60,7 @@ def test_the_command_line_fuzzer_finds_nothing_against_a_running_api(
                 "run",
                 f"{url}/openapi.json",
                 f"--max-examples={EXAMPLES}",
+                f"--phases={PHASES}",
                 "--exclude-path-regex=.*/(observe|logs)$",
                 "--seed=1",
                 "--no-color",

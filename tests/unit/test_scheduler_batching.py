@@ -12,6 +12,7 @@ throttles, unique and exclusive hosts, zone balance, Critical reservations).
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ from titus.master.scheduler import (
     Scheduler,
     SchedulerConfig,
     ScheduleResult,
+    Scorer,
     TaskContext,
     TaskRequest,
     default_filters,
@@ -309,32 +311,11 @@ def test_ranking_hosts_at_once_gives_the_order_of_repeated_picks(seed: int) -> N
     assert (None if ranked is None else ranked.tolist()) == expected
 
 
-@pytest.mark.parametrize("seed", range(100))
-def test_a_rule_that_says_it_cannot_bind_accepts_every_host(seed: int) -> None:
-    """`Filter.binds` False lets the engine skip `accept`: it must then accept all hosts,
-    before and after placements (random clusters, caps, held hosts, ENI limits)."""
-    rng = random.Random(seed)
-    hosts = random_hosts(rng)
-    tasks = random_tasks(rng)
-    config = random_config(rng)
-    table = HostTable(hosts)
-    filters = default_filters(config)
-    for task in tasks:
-        ctx = make_context(task, "DEFAULT", rng.choice(("Flex", "Critical")))
-        for f in filters:
-            if f.applies(ctx) and not f.binds(table, ctx):
-                assert f.accept(table, ctx).all(), f.name
-        row = rng.randrange(table.size)
-        table.assign(row, ctx.demand, ctx.pack_demand, task.job_id, ctx.exclusive)
-        for f in filters:
-            if f.records and f.applies(ctx):
-                f.record(table, ctx, [row], [1])
-
-
-@pytest.mark.parametrize("seed", range(100))
-def test_one_host_answers_are_the_vector_answers(seed: int) -> None:
-    """`Filter.accepts_row` and `Scorer.score_row` (Python scalars) against `accept` and
-    `score` over all hosts, bit for bit, before and after placements."""
+def _placed_one_by_one(
+    seed: int,
+) -> Iterator[tuple[HostTable, TaskContext, list[Filter], list[Scorer]]]:
+    """A random cluster with its plugins, before each of random tasks is placed on a
+    random host (caps, held hosts and ENI limits recorded as the engine records them)."""
     rng = random.Random(seed)
     hosts = random_hosts(rng)
     tasks = random_tasks(rng)
@@ -344,6 +325,29 @@ def test_one_host_answers_are_the_vector_answers(seed: int) -> None:
     scorers = default_scorers(config)
     for task in tasks:
         ctx = make_context(task, "DEFAULT", rng.choice(("Flex", "Critical")))
+        yield table, ctx, filters, scorers
+        row = rng.randrange(table.size)
+        table.assign(row, ctx.demand, ctx.pack_demand, task.job_id, ctx.exclusive)
+        for f in filters:
+            if f.records and f.applies(ctx):
+                f.record(table, ctx, [row], [1])
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_a_rule_that_says_it_cannot_bind_accepts_every_host(seed: int) -> None:
+    """`Filter.binds` False lets the engine skip `accept`: it must then accept all hosts,
+    before and after placements (random clusters, caps, held hosts, ENI limits)."""
+    for table, ctx, filters, _ in _placed_one_by_one(seed):
+        for f in filters:
+            if f.applies(ctx) and not f.binds(table, ctx):
+                assert f.accept(table, ctx).all(), f.name
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_one_host_answers_are_the_vector_answers(seed: int) -> None:
+    """`Filter.accepts_row` and `Scorer.score_row` (Python scalars) against `accept` and
+    `score` over all hosts, bit for bit, before and after placements."""
+    for table, ctx, filters, scorers in _placed_one_by_one(seed):
         for f in filters:
             if f.applies(ctx):
                 accepted = f.accept(table, ctx).tolist()
@@ -352,8 +356,3 @@ def test_one_host_answers_are_the_vector_answers(seed: int) -> None:
             if s.applies(ctx):
                 scores = s.score(table, ctx).tolist()
                 assert [s.score_row(table, ctx, r) for r in range(table.size)] == scores
-        row = rng.randrange(table.size)
-        table.assign(row, ctx.demand, ctx.pack_demand, task.job_id, ctx.exclusive)
-        for f in filters:
-            if f.records and f.applies(ctx):
-                f.record(table, ctx, [row], [1])

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, settings
 from jsonschema import Draft202012Validator
 
 from tests.support.catalogue import CATALOGUE, GOOD, Edit
-from tests.support.moto_server import aws_environment
+from tests.support.moto_server import speak_to_moto
 from tests.support.schema_rules import (
     descriptor_errors,
     excluded,
@@ -59,9 +59,7 @@ schema.hook("map_body")(mend_descriptor)
 def _elbv2_on_moto(moto_server: str) -> Iterator[None]:
     """A target group named by a well-formed ARN is looked up in ELBv2 (moto here)."""
     with pytest.MonkeyPatch.context() as env:
-        for name, value in aws_environment(moto_server).items():
-            env.setenv(name, value)
-        env.delenv("AWS_PROFILE", raising=False)
+        speak_to_moto(env, moto_server)
         yield
 
 

@@ -42,11 +42,16 @@ def aws_environment(endpoint: str) -> dict[str, str]:
     }
 
 
+def speak_to_moto(env: pytest.MonkeyPatch, endpoint: str) -> None:
+    """Point this process's boto3 at moto for as long as `env` holds (no profile either)."""
+    for name, value in aws_environment(endpoint).items():
+        env.setenv(name, value)
+    env.delenv("AWS_PROFILE", raising=False)
+
+
 @pytest.fixture
 def aws_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The endpoint URL; the environment of this test speaks to moto."""
-    for name, value in aws_environment(moto_server).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    speak_to_moto(monkeypatch, moto_server)
     yield moto_server
     httpx.post(f"{moto_server}/moto-api/reset", timeout=30)

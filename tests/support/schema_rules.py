@@ -1,7 +1,8 @@
 """What the API's description cannot state, for the schema fuzzers (the pytest run in
-tests/integration/test_api_schema.py and the command-line run in tests/schemathesis/): the
-operations a schema-valid request may rightly be refused by, and how a generated job
-descriptor is mended to keep the rules between its fields so the API must take it."""
+tests/integration/test_api_schema.py and the command-line run that tests/schemathesis.toml
+configures, tests/integration/test_api_schema_cli.py): the operations a schema-valid
+request may rightly be refused by, and how a generated job descriptor is mended to keep
+the rules between its fields so the API must take it."""
 
 from __future__ import annotations
 
@@ -153,16 +154,15 @@ def _utf8(strings: list[str]) -> int:
     return sum(len(s.encode()) for s in strings)
 
 
-_validators: dict[int, tuple[dict[str, Any], Draft202012Validator]] = {}
+#: The validator of the last description asked about (one per run: it never changes).
+_validator: tuple[dict[str, Any], Draft202012Validator] | None = None
 
 
 def descriptor_errors(body: dict[str, Any], document: dict[str, Any]) -> list[str]:
     """What the description `document` says is wrong with the job descriptor `body`."""
-    known = _validators.get(id(document))
-    if known is None or known[0] is not document:
-        schema = {
-            "$ref": "#/components/schemas/JobDescriptor",
-            "components": document["components"],
-        }
-        known = _validators[id(document)] = (document, Draft202012Validator(schema))
-    return [e.message for e in known[1].iter_errors(body)]
+    global _validator
+    if _validator is None or _validator[0] is not document:
+        components = document["components"]
+        schema = {"$ref": "#/components/schemas/JobDescriptor", "components": components}
+        _validator = (document, Draft202012Validator(schema))
+    return [e.message for e in _validator[1].iter_errors(body)]

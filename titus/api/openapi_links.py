@@ -17,6 +17,28 @@ from typing import Any
 _PARAM = re.compile(r"\{([^}]+)\}")
 
 
+#: Answers that carry an id of each kind, as (method, path, status) -> runtime expression.
+ID_SOURCES: dict[str, dict[tuple[str, str, str], str]] = {
+    "job": {
+        ("post", "/api/v3/jobs", "202"): "$response.body#/id",
+        ("get", "/api/v3/jobs", "200"): "$response.body#/items/0/id",
+    },
+    "task": {("get", "/api/v3/tasks", "200"): "$response.body#/items/0/id"},
+    "task's job": {("get", "/api/v3/tasks", "200"): "$response.body#/items/0/jobId"},
+    "policy": {
+        ("post", "/api/v3/autoscaling/scalingPolicy", "200"): "$response.body#/id",
+        ("get", "/api/v3/autoscaling/scalingPolicies", "200"): "$response.body#/items/0/id/id",
+    },
+}
+
+#: The path parameter each kind of id fills, and the paths it is for.
+ID_PARAMS = {
+    "job": ("job_id", "/"),
+    "task": ("task_id", "/"),
+    "policy": ("policy_id", "/api/v3/autoscaling/"),
+}
+
+
 @dataclass(frozen=True)
 class Producer:
     """An answer that carries a value for the path parameter `param` of operations whose
@@ -31,9 +53,11 @@ class Producer:
 
 
 PRODUCERS = (
-    Producer("post", "/api/v3/jobs", "202", "job_id", "$response.body#/id"),
-    Producer("get", "/api/v3/jobs", "200", "job_id", "$response.body#/items/0/id"),
-    Producer("get", "/api/v3/tasks", "200", "task_id", "$response.body#/items/0/id"),
+    *(
+        Producer(method, path, status, param, expression, prefix)
+        for kind, (param, prefix) in ID_PARAMS.items()
+        for (method, path, status), expression in ID_SOURCES[kind].items()
+    ),
     Producer(
         "post",
         "/api/v2/management/applications",
@@ -57,22 +81,6 @@ PRODUCERS = (
         "name",
         "$response.body#/0/appName",
         prefix="/api/v3/eviction/quotas/capacityGroups/",
-    ),
-    Producer(
-        "post",
-        "/api/v3/autoscaling/scalingPolicy",
-        "200",
-        "policy_id",
-        "$response.body#/id",
-        prefix="/api/v3/autoscaling/",
-    ),
-    Producer(
-        "get",
-        "/api/v3/autoscaling/scalingPolicies",
-        "200",
-        "policy_id",
-        "$response.body#/items/0/id/id",
-        prefix="/api/v3/autoscaling/",
     ),
     Producer(
         "get",
@@ -99,21 +107,6 @@ PRODUCERS = (
         prefix="/api/v3/quarantine/",
     ),
 )
-
-
-#: Answers that carry an id of each kind, as (method, path, status) -> runtime expression.
-ID_SOURCES: dict[str, dict[tuple[str, str, str], str]] = {
-    "job": {
-        ("post", "/api/v3/jobs", "202"): "$response.body#/id",
-        ("get", "/api/v3/jobs", "200"): "$response.body#/items/0/id",
-    },
-    "task": {("get", "/api/v3/tasks", "200"): "$response.body#/items/0/id"},
-    "task's job": {("get", "/api/v3/tasks", "200"): "$response.body#/items/0/jobId"},
-    "policy": {
-        ("post", "/api/v3/autoscaling/scalingPolicy", "200"): "$response.body#/id",
-        ("get", "/api/v3/autoscaling/scalingPolicies", "200"): "$response.body#/items/0/id/id",
-    },
-}
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,68 @@ def test_a_large_snapshot_is_written_a_chunk_at_a_time_as_it_stood(tmp_path: Pat
     assert [e.job_id for e in live if e is not None] == [jobs[-1].id]
 
 
+class _ReadsCounted(SqliteJobStore):
+    """The real store, counting the jobs read back by id; a feed read can be held."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, synchronous="OFF")
+        self.jobs_read: list[str] = []
+        self.feed_open = threading.Event()
+        self.feed_open.set()
+        self.feed_reached = threading.Event()
+
+    def get_job(self, job_id: str) -> Any:
+        self.jobs_read.append(job_id)
+        return super().get_job(job_id)
+
+    def changes_since(self, seq: int, limit: int) -> Any:
+        self.feed_reached.set()
+        self.feed_open.wait(10)
+        return super().changes_since(seq, limit)
+
+
+def test_the_view_takes_its_own_creates_without_reading_them_back_even_behind_the_feed(
+    tmp_path: Path,
+) -> None:
+    """Creates this API made are never read back from the store, whether the view is
+    behind the feed (another writer's job came first) or a refresh is reading it; each
+    job reaches watchers once, in feed order. (Before, one create that arrived during a
+    refresh sent every later create of a busy writer back through the store.)"""
+    from tests.store.conformance import make_job
+
+    store = _ReadsCounted(tmp_path / "t.db")
+
+    def create() -> Any:
+        return store.submit_create_job(make_job(), mark_dirty=True).result(10)
+
+    async def run() -> tuple[list[str], list[str], list[str]]:
+        view = ActiveView(store)
+        await view.refresh()
+        seen: list[Event] = []
+        view.listeners.append(seen.append)
+        foreign = store.create_job(make_job())  # another API's, unknown to this view
+        mine = [create(), create()]
+        for created in mine:
+            view.take_created(created)  # behind the feed: they wait for the refresh
+        store.feed_open.clear()
+        store.feed_reached.clear()
+        refresh = asyncio.create_task(view.refresh())
+        await asyncio.to_thread(store.feed_reached.wait, 10)
+        during = create()
+        view.take_created(during)  # a refresh is reading the feed
+        store.feed_open.set()
+        await refresh
+        after = create()
+        view.take_created(after)  # caught up: taken at once
+        ids = [foreign.id] + [c.job.id for c in [*mine, during, after]]
+        return ids, [e.job_id for e in seen], [i for i in ids if i in view.jobs]
+
+    ids, seen, held = asyncio.run(run())
+    assert seen == ids
+    assert held == ids
+    assert store.jobs_read == [ids[0]]
+
+
 def test_one_caller_holds_a_bounded_number_of_streams_and_others_still_get_theirs(
     tmp_path: Path,
 ) -> None:

@@ -31,6 +31,9 @@ from titus.store.roles import ChangeFeed, Jobs, TaskAttributes
 log = logging.getLogger("titus.api.view")
 
 BATCH = 2000
+#: At most this many of this process's own creates wait for the view (see `take_created`);
+#: beyond it, the feed's reads fetch them like anyone else's.
+EARLY_LIMIT = BATCH
 
 
 @dataclass
@@ -129,6 +132,9 @@ class ActiveView:
         self._lock: asyncio.Lock | None = None
         self._started = 0  # refreshes begun
         self._finished = 0  # the number of the last refresh that completed
+        #: Jobs this process created that the view has not reached yet, by feed sequence
+        #: number (`take_created`).
+        self._early: dict[int, Job] = {}
 
     # ---- reading the feed -----------------------------------------------------------------
     async def refresh(self) -> None:
@@ -149,27 +155,42 @@ class ActiveView:
             self._started += 1
             number = self._started
             while True:
-                loaded = await run_in_threadpool(self._fetch, self.seq, self.loaded)
+                # the fetch looks creates up in `_early` itself, so that one made while it
+                # runs is found too (only looked up there; inserts happen on the loop)
+                loaded = await run_in_threadpool(self._fetch, self.seq, self.loaded, self._early)
                 self._apply(loaded)
+                for passed in [s for s in self._early if s <= self.seq]:
+                    del self._early[passed]
                 if loaded.full or len(loaded.seqs) + len(loaded.removed) < BATCH:
                     break
+            self._take_early()
             self._finished = number
 
     def take_created(self, created: Created) -> None:
-        """A job this process has just created, taken as it is (no read back, no parse)
-        when its change is the next one of the feed and no refresh is under way; else the
-        next refresh reads it like any other change. Either way watchers see it once, in
-        feed order. Runs on the event loop."""
-        if (
-            not self.loaded
-            or created.seq != self.seq + 1
-            or (self._lock is not None and self._lock.locked())
-        ):
-            return
-        job = created.job
-        self._apply(_Loaded(False, created.seq, [job], [], [], {("job", job.id): created.seq}))
+        """A job this process has just created, taken as it is (no read back, no parse).
 
-    def _fetch(self, seq: int, loaded: bool) -> _Loaded:
+        It is applied at once when its change is the next one of the feed and no refresh
+        is under way. Otherwise it waits in `_early`: a refresh that reads its change uses
+        it instead of reading the job back, and once the view has caught up to it, it is
+        applied without waiting for the feed. (Dropping it instead made one create that
+        arrived during a refresh send every later create of a busy writer through the
+        store again: each refresh ended a few creates behind, and the view never caught
+        up.) Either way watchers see each job once, in feed order. Runs on the event loop.
+        """
+        if not self.loaded or created.seq <= self.seq:
+            return  # not loaded yet, already read from the feed, or not numbered (seq 0)
+        if len(self._early) < EARLY_LIMIT:
+            self._early[created.seq] = created.job
+        if self._lock is None or not self._lock.locked():
+            self._take_early()
+
+    def _take_early(self) -> None:
+        """Apply the waiting creates that follow the view's position, in order."""
+        while (job := self._early.pop(self.seq + 1, None)) is not None:
+            seq = self.seq + 1
+            self._apply(_Loaded(False, seq, [job], [], [], {("job", job.id): seq}))
+
+    def _fetch(self, seq: int, loaded: bool, early: dict[int, Job] | None = None) -> _Loaded:
         store = self.store
         batch = store.changes_since(seq, BATCH) if loaded else None
         if batch is None or (batch.first_seq > seq + 1 and seq < batch.last_seq):
@@ -196,7 +217,9 @@ class ActiveView:
                 continue
             seqs[(kind, ident)] = change.seq
             if kind == "job":
-                job = store.get_job(ident)
+                job = (early or {}).get(change.seq)
+                if job is None or job.id != ident:
+                    job = store.get_job(ident)
                 if job is not None:
                     jobs.append(job)
             else:

@@ -58,6 +58,7 @@ if kind == "baseline":
     async def pong() -> dict:
         return {"items": []}
 else:
+    from titus import collector
     from titus.api.app import create_app
     from titus.coord.local import LocalCoordinator
     from titus.settings import Settings
@@ -75,6 +76,7 @@ else:
         )
     else:
         settings = Settings(data_dir=data, rate_limit_buckets=[], max_active_jobs=100_000)
+    collector.install()  # as `titus api` does
     app = create_app(settings, SqliteJobStore(data + "/titus.db"), LocalCoordinator())
 uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 """

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from titus import collector
 from titus.cli.client import CommandError
 from titus.cli.commands import add_commands, client_resources, expand_aliases
 from titus.cli.commands import run as run_client
@@ -212,6 +213,7 @@ def _wait_for_signal() -> threading.Event:
 
 def cmd_local(settings: Settings) -> int:
     """API, master and one agent in this process, with in-process coordination."""
+    collector.install()
     log = logging.getLogger("titus")
     if _secret(settings) is None:
         # one process: its parts share a secret nobody else knows, so the agent's API is
@@ -251,6 +253,7 @@ def cmd_local(settings: Settings) -> int:
 
 
 def cmd_api(settings: Settings, coord_url: str) -> int:
+    collector.install()
     coord = _coordinator(coord_url, settings)
     store = _store(settings)
     server = _api_server(settings, store, coord)
@@ -261,6 +264,7 @@ def cmd_api(settings: Settings, coord_url: str) -> int:
 
 def cmd_master(settings: Settings, coord_url: str) -> int:
     """One master: it campaigns, leads while elected, and campaigns again after losing it."""
+    collector.install()
     coord = _coordinator(coord_url, settings)
     store = _store(settings)
     master = _master(settings, store, coord)

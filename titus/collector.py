@@ -66,3 +66,23 @@ def install() -> None:
         if _installed is None:
             _installed = _FreezeSurvivors()
             gc.callbacks.append(_installed)
+
+
+def freeze() -> None:
+    """Freeze everything now, as just walked: for state a server has just loaded and
+    knows to be live (a leader's view), which the doubling rule would otherwise walk at
+    once."""
+    with _lock:
+        gc.freeze()
+        if _installed is not None:
+            _installed.walked = gc.get_freeze_count()
+            _installed.sweeping = False
+
+
+def release() -> None:
+    """Hand everything frozen back to the collector: the next full collection walks it
+    (for state that may be garbage now, as a leadership's when it ends)."""
+    with _lock:
+        gc.unfreeze()
+        if _installed is not None:
+            _installed.sweeping = True

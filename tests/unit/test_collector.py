@@ -65,3 +65,32 @@ def test_a_cycle_that_became_garbage_after_its_freeze_is_collected_once_the_heap
         """
     )
     assert out.split() == ["kept", "collected", "True"]
+
+
+def test_a_leaders_loaded_view_is_not_walked_at_once_and_its_end_releases_it() -> None:
+    """A leader freezes its freshly loaded view (`collector.freeze`): however much bigger
+    than the heap before it, the next collections do not walk it; when the leadership
+    ends (`collector.release`) a cycle in it that is garbage by then is collected."""
+    out = _run(
+        """
+        import gc, weakref
+        from titus import collector
+        collector.install()
+        gc.collect()
+        class Node:
+            pass
+        node = Node()
+        node.me = node
+        gone = weakref.ref(node)
+        loaded = [[i] for i in range(3 * collector.MIN_GROWTH)]
+        collector.freeze()
+        gc.collect()
+        walked = {id(o) for o in gc.get_objects(generation=2)}
+        print(sum(id(entry) in walked for entry in loaded))
+        del node, loaded
+        collector.release()
+        gc.collect()
+        print("kept" if gone() is not None else "collected")
+        """
+    )
+    assert out.split() == ["0", "collected"]

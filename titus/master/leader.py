@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from titus import collector
 from titus.coord.base import Coordinator, Leadership
 from titus.master import metrics as m
 from titus.master import moves, placement, reports
@@ -172,7 +173,7 @@ class Master:
             old.registrar.stop()
         if old is not None and old.autoscaling is not None:
             old.autoscaling.stop()
-        gc.unfreeze()  # what `_load` froze may be garbage now
+        collector.release()  # what `_load` froze may be garbage now
         self.term = Term.begin(leadership, self.config, self.clock)
         if leadership is not None:
             self.term.autoscaling = TermAutoscaling(
@@ -348,7 +349,7 @@ class Master:
         try:
             return self._load_view()
         finally:
-            gc.freeze()
+            collector.freeze()
             if enabled:
                 gc.enable()
 

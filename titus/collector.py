@@ -34,6 +34,10 @@ MIN_GROWTH = 200_000
 class _FreezeSurvivors:
     def __init__(self) -> None:
         self.walked = 0  # the frozen heap after the last collection that walked it all
+        #: The frozen heap's size as last counted plus what was frozen since: counting it
+        #: is a walk of its own (`gc.get_freeze_count`), done only when this says it may
+        #: have doubled (and objects freed meanwhile are not subtracted).
+        self.estimate = 0
         #: The next full collection walks everything (the first one does).
         self.sweeping = True
 
@@ -46,12 +50,20 @@ class _FreezeSurvivors:
                 return  # the released heap waits for the full collection that walks it
             gc.freeze()
             self.sweeping = False
-            self.walked = gc.get_freeze_count()
+            self.walked = self.estimate = gc.get_freeze_count()
             return
+        # the oldest generation holds exactly what this collection kept: all older
+        # survivors were frozen before it
+        self.estimate += len(gc.get_objects(generation=2))
         gc.freeze()
-        if gc.get_freeze_count() > max(2 * self.walked, self.walked + MIN_GROWTH):
-            gc.unfreeze()
-            self.sweeping = True
+        if self.estimate > self._limit():
+            self.estimate = gc.get_freeze_count()
+            if self.estimate > self._limit():
+                gc.unfreeze()
+                self.sweeping = True
+
+    def _limit(self) -> int:
+        return max(2 * self.walked, self.walked + MIN_GROWTH)
 
 
 _installed: _FreezeSurvivors | None = None
@@ -75,7 +87,7 @@ def freeze() -> None:
     with _lock:
         gc.freeze()
         if _installed is not None:
-            _installed.walked = gc.get_freeze_count()
+            _installed.walked = _installed.estimate = gc.get_freeze_count()
             _installed.sweeping = False
 
 

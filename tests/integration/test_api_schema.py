@@ -32,6 +32,7 @@ from tests.support.schema_rules import (
     excluded,
     mend_descriptor,
     register_formats,
+    remember_taken_key,
 )
 from titus.api.app import create_app
 from titus.coord.local import LocalCoordinator
@@ -53,6 +54,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(
 EXAMPLES = int(os.environ.get("TITUS_SCHEMA_EXAMPLES", "30"))
 
 schema.hook("map_body")(mend_descriptor)
+schema.hook("after_call")(remember_taken_key)
 
 
 @pytest.fixture(scope="module", autouse=True)

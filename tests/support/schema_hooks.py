@@ -11,10 +11,16 @@ from __future__ import annotations
 import schemathesis
 from schemathesis import checks
 
-from tests.support.schema_rules import excluded, mend_descriptor, register_formats
+from tests.support.schema_rules import (
+    excluded,
+    mend_descriptor,
+    register_formats,
+    remember_taken_key,
+)
 
 register_formats()
 schemathesis.hook("map_body")(mend_descriptor)
+schemathesis.hook("after_call")(remember_taken_key)
 
 
 @schemathesis.check

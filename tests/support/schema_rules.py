@@ -74,18 +74,27 @@ def excluded(case: schemathesis.Case) -> list[Any]:
     return []
 
 
-#: The body each Idempotency-Key was first sent with in this run.
+#: The body the API took under each Idempotency-Key in this run.
 _bodies_by_key: dict[str, Any] = {}
 
 
 def _key_reused(case: schemathesis.Case) -> bool:
-    """True when the case's Idempotency-Key came before with another body: the generator
-    draws keys from a small space, and such a create is rightly refused (422) whatever the
-    description says, as it must be."""
+    """True when the API took another body under the case's Idempotency-Key before: the
+    generator draws keys from a small space (the coverage phase sends one key with all its
+    bodies), and such a create is rightly refused (422) whatever the description says, as
+    it must be."""
     key = (case.headers or {}).get("Idempotency-Key")
-    if key is None:
-        return False
-    return _bodies_by_key.setdefault(key, copy.deepcopy(case.body)) != case.body
+    return key in _bodies_by_key and _bodies_by_key[key] != case.body
+
+
+def remember_taken_key(context: Any, case: schemathesis.Case, response: Any) -> None:
+    """An `after_call` hook: the body a create the API took (2xx) was sent with, by its
+    Idempotency-Key (a key first sent with a body the API refused binds nothing)."""
+    if f"{case.method.upper()} {case.path}" != CREATE or not 200 <= response.status_code < 300:
+        return
+    key = (case.headers or {}).get("Idempotency-Key")
+    if key is not None:
+        _bodies_by_key.setdefault(key, copy.deepcopy(case.body))
 
 
 def keeps_every_rule(body: Any, document: dict[str, Any]) -> bool:

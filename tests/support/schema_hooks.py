@@ -14,6 +14,7 @@ from schemathesis import checks
 from tests.support.schema_rules import (
     excluded,
     mend_descriptor,
+    once_per_variation,
     register_formats,
     remember_taken_key,
 )
@@ -21,6 +22,7 @@ from tests.support.schema_rules import (
 register_formats()
 schemathesis.hook("map_body")(mend_descriptor)
 schemathesis.hook("after_call")(remember_taken_key)
+schemathesis.hook("filter_case")(once_per_variation)
 
 
 @schemathesis.check

@@ -194,6 +194,27 @@ def test_no_pattern_in_the_description_uses_a_class_the_dialects_read_differentl
     assert found == []
 
 
+def test_the_defaults_of_each_object_in_the_description_are_a_choice_it_allows() -> None:
+    """Where an object's `anyOf` says which of its fields go together (one of tag or digest,
+    batch or service, ...), the fields' defaults taken together fit one of its branches: a
+    client that fills in the defaults, or a fuzzer that starts from them (the coverage
+    phase does), builds a value the description allows. (With `default: null` on each
+    field of such a group, the defaults choose none of them, and the coverage phase finds
+    no job descriptor to start from: it sends none.)"""
+    doc = app.openapi()
+    clashing = []
+    for name, component in doc["components"]["schemas"].items():
+        if "anyOf" not in component or "properties" not in component:
+            continue
+        properties = component["properties"]
+        defaults = {k: p["default"] for k, p in properties.items() if "default" in p}
+        # a branch's `required` asks for fields a default leaves out: not the question here
+        branches = [{k: v for k, v in b.items() if k != "required"} for b in component["anyOf"]]
+        if not any(Draft202012Validator(b).is_valid(defaults) for b in branches):
+            clashing.append(f"{name}: {defaults}")
+    assert clashing == []
+
+
 def test_a_job_read_back_with_the_platforms_own_attributes_matches_its_description() -> None:
     """A job whose resources were raised to the minimums carries `titus.resources.raised`,
     which a user may not send: the description of a job as read back allows it."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from titus.api.schemas import USER_ATTRIBUTES
 from titus.model import validation as v
-from titus.model.json_schema import COUNT, WHITE_SPACE, one_of_each, one_of_pattern
+from titus.model.json_schema import COUNT, WHITE_SPACE, describe_one_of_each, one_of_pattern
 
 RETRIES: dict[str, Any] = {"minimum": 0, "maximum": v.MAX_RETRIES}
 #: The value of a switch constraint, as validation reads it (in any case).
@@ -53,7 +53,7 @@ def describe_job_rules(components: dict[str, Any], bounds: v.Bounds) -> None:
     image = refine("Image", name=_pattern(v.IMAGE_NAME))
     for field, compiled in (("tag", v.IMAGE_TAG), ("digest", v.IMAGE_DIGEST)):
         image["properties"][field]["anyOf"][0].update(_pattern(compiled))
-    image["anyOf"] = one_of_each(("tag", "digest"), chosen="string")
+    describe_one_of_each(image, ("tag", "digest"), chosen="string")
     # A resource below the minimum is raised to it, so any value above 0 is taken.
     refine(
         "Resources",
@@ -92,8 +92,8 @@ def describe_job_rules(components: dict[str, Any], bounds: v.Bounds) -> None:
     refine(
         "ExponentialBackOffRetry", initialDelayMs=COUNT, maxDelayIntervalMs=COUNT, retries=RETRIES
     )
-    components["RetryPolicy"]["anyOf"] = one_of_each(
-        ("immediate", "delayed", "exponentialBackOff"), optional=True
+    describe_one_of_each(
+        components["RetryPolicy"], ("immediate", "delayed", "exponentialBackOff"), optional=True
     )
     refine(
         "BatchJobSpec",
@@ -108,7 +108,7 @@ def describe_job_rules(components: dict[str, Any], bounds: v.Bounds) -> None:
         capacityGroup={"pattern": f"^(?:{v.CAPACITY_GROUP.pattern[1:-1]})?$"},
         attributes=USER_ATTRIBUTES,
     )
-    descriptor["anyOf"] = one_of_each(("batch", "service"))
+    describe_one_of_each(descriptor, ("batch", "service"))
     # A job as read back carries the platform's own attributes too (titus.resources.raised,
     # titus.loadBalancers, ...), which a user may not send.
     stored = copy.deepcopy(descriptor)

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, ValidationError
 
 from titus.model.job import Model
-from titus.model.json_schema import WHITE_SPACE, one_of_each
+from titus.model.json_schema import WHITE_SPACE, describe_one_of_each
 from titus.model.validation import FieldError, InvalidRequest, from_pydantic
 from titus.model.wire import Int, Number, Switch, WholeNumber
 
@@ -230,7 +230,7 @@ class TargetTrackingPolicyDescriptor(Model):
 
 
 def _one_kind(schema: dict[str, Any]) -> None:
-    schema["anyOf"] = one_of_each(("stepPolicyDescriptor", "targetPolicyDescriptor"))
+    describe_one_of_each(schema, ("stepPolicyDescriptor", "targetPolicyDescriptor"))
 
 
 class ScalingPolicy(Model):

@@ -19,8 +19,8 @@ from titus.model.json_schema import (
     COUNT,
     PERCENTAGE,
     POSITIVE,
+    describe_one_of_each,
     integer_pattern,
-    one_of_each,
     one_of_pattern,
 )
 from titus.model.names import INTERNAL_CONTEXT_KEYS
@@ -275,7 +275,7 @@ BUDGET_RATES = (
 
 
 def _one_policy_and_one_rate(schema: dict[str, Any]) -> None:
-    schema["anyOf"] = one_of_each(BUDGET_POLICIES, BUDGET_RATES)
+    describe_one_of_each(schema, BUDGET_POLICIES, BUDGET_RATES)
 
 
 class DisruptionBudget(Model):

@@ -59,6 +59,25 @@ def one_of_each(
     ]
 
 
+def describe_one_of_each(
+    schema: dict[str, Any],
+    *groups: Sequence[str],
+    optional: bool = False,
+    chosen: str = "object",
+) -> None:
+    """State in the object `schema` (in place) that exactly one field of each group is given
+    (at most one when `optional`): `one_of_each`'s branches as its `anyOf`. Where one must
+    be given, the fields of the groups lose their `default` (null): a field's default says
+    what leaving it out means, and leaving them all out is no choice at all, so the
+    defaults together would describe a value the branches refuse (and a generator that
+    starts from the defaults, as the schema fuzzer's coverage phase does, finds none)."""
+    schema["anyOf"] = one_of_each(*groups, optional=optional, chosen=chosen)
+    if optional:
+        return
+    for name in (name for group in groups for name in group):
+        schema["properties"][name].pop("default", None)
+
+
 #: The key an integer's schema carries when the API also takes it as a decimal string
 #: (titus/model/wire.py); `describe_decimal_strings` replaces it with the string's form.
 DECIMAL_STRING_MARK = "x-decimal-string"

@@ -1,9 +1,10 @@
 """The schema fuzzer's own command line against a running API, as a client team or an
 operator would point it at ours (`st --config-file tests/schemathesis.toml run URL`): over
 real HTTP, with the same rules as the pytest run (tests/support/schema_rules.py), its
-coverage phase (boundary values of every field) and its chains of calls along the
-description's links find nothing. Its random fuzzing phase is the pytest run's
-(tests/integration/test_api_schema.py) in `make test`; TITUS_SCHEMA_CLI_PHASES adds it.
+coverage phase (boundary values of every field, which the pytest run leaves to this one)
+and its chains of calls along the description's links find nothing. Its random fuzzing
+phase is the pytest run's (tests/integration/test_api_schema.py) in `make test`;
+TITUS_SCHEMA_CLI_PHASES adds it.
 
 It also prints warnings. Two are checked: operations it sees "mostly rejecting" generated
 data must be ones whose refusals rest on rules JSON Schema cannot state (listed with their

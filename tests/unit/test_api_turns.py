@@ -1,11 +1,12 @@
-"""Turns: a caller on many connections gets at most its share of the API's attention."""
+"""Turns: a caller on many connections gets at most its share of the API's attention; and
+a caller refused again and again waits longer for each refusal."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from titus.api.gate import Turns
+from titus.api.gate import REFUSAL_HOLD_SEC, RUNAWAY_HOLD_SEC, RUNAWAY_REFUSALS, RefusalHolds, Turns
 
 
 def test_a_caller_waits_its_turn_while_others_pass_and_streams_hold_none() -> None:
@@ -72,3 +73,18 @@ def test_a_callers_line_is_bounded_and_the_one_too_many_is_refused_at_once() -> 
         assert answers.count(200) == bound
 
     asyncio.run(scenario())
+
+
+def test_a_caller_refused_again_and_again_has_its_refusals_held_longer() -> None:
+    """A burst past the limit is refused after the short hold; a caller that keeps
+    retrying at once (more than RUNAWAY_REFUSALS refusals within a second) waits the long
+    hold for each, until it has kept quiet for a second; other callers keep the short one."""
+    holds = RefusalHolds(REFUSAL_HOLD_SEC, RUNAWAY_HOLD_SEC)
+    burst = [holds.hold_sec("polite", 0.001 * i) for i in range(RUNAWAY_REFUSALS)]
+    assert burst == [REFUSAL_HOLD_SEC] * RUNAWAY_REFUSALS
+    flood = [holds.hold_sec("runaway", 0.001 * i) for i in range(RUNAWAY_REFUSALS + 5)]
+    assert flood[:RUNAWAY_REFUSALS] == [REFUSAL_HOLD_SEC] * RUNAWAY_REFUSALS
+    assert flood[RUNAWAY_REFUSALS:] == [RUNAWAY_HOLD_SEC] * 5
+    assert holds.hold_sec("runaway", 1.5) == RUNAWAY_HOLD_SEC  # the last second counts too
+    assert holds.hold_sec("polite", 1.5) == REFUSAL_HOLD_SEC
+    assert holds.hold_sec("runaway", 3.6) == REFUSAL_HOLD_SEC  # quiet for a second: forgiven

@@ -6,8 +6,8 @@ and the observe stream pass through untouched). It records the caller on the req
 scope state (`caller`, `roles`) for handlers and logs, and answers 401, 403 or 429 itself
 in the API's one error shape. Rate limits are kept per authenticated principal, or per
 client address without a token (`rate_key`). A 429 is held back a moment
-(REFUSAL_HOLD_SEC) before it is sent, so a caller hammering past its limit slows itself
-down, not everyone else.
+(REFUSAL_HOLD_SEC, longer for a caller refused again and again: RefusalHolds) before it
+is sent, so a caller hammering past its limit slows itself down, not everyone else.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ READS = ("GET", "HEAD", "OPTIONS")
 #: Retry-After and retries at once gets at most one refusal per connection this often,
 #: instead of a flood of cheap refusals that still take event-loop time from everyone.
 REFUSAL_HOLD_SEC = 0.25
+#: ... and this late once it has been refused more than RUNAWAY_REFUSALS times within a
+#: second (it ignores Retry-After): each of its connections then costs one refusal a second.
+RUNAWAY_HOLD_SEC = 1.0
+RUNAWAY_REFUSALS = 50
 #: At most this many refusals are held at once (beyond, they are sent at once), so holding
 #: them costs bounded memory whatever a caller does.
 MAX_HELD = 1000
@@ -56,7 +60,8 @@ class Gate:
         self.turns = Turns(in_flight_per_caller) if in_flight_per_caller > 0 else None
         self.auth = auth
         self.limiter = limiter
-        self.hold_sec = hold_sec
+        self.hold_sec = hold_sec  # the base hold (the gRPC gate's too)
+        self.holds = RefusalHolds(hold_sec, max(hold_sec, RUNAWAY_HOLD_SEC) if hold_sec else 0)
         self.max_held = max_held
         self.held = 0
         self.refusals = RefusalLog()
@@ -96,13 +101,14 @@ class Gate:
             verdict = self.limiter.admit(key, method, path)
             if not verdict.allowed:
                 state["rate_bucket"] = verdict.bucket
-                if self.hold_sec > 0 and self.held < self.max_held:
+                hold = self.holds.hold_sec(key, time.monotonic())
+                if hold > 0 and self.held < self.max_held:
                     self.held += 1
                     try:
-                        await asyncio.sleep(self.hold_sec)
+                        await asyncio.sleep(hold)
                     finally:
                         self.held -= 1
-                retry = retry_after_header(verdict.retry_after - self.hold_sec)
+                retry = retry_after_header(verdict.retry_after - hold)
                 self.refusals.note(principal.caller_id, verdict.bucket, method, path)
                 await _refuse(
                     send,
@@ -186,6 +192,34 @@ class Turns:
             entry[1] -= 1
             if entry[1] == 0:
                 self._callers.pop(key, None)
+
+
+class RefusalHolds:
+    """How long a rate-limited request's refusal is held back: `base_sec` for a caller
+    refused now and then (a burst past its limit), `runaway_sec` for one refused more than
+    RUNAWAY_REFUSALS times within the current or the last second. Holding costs a timer,
+    and over HTTP/1.1 a connection waiting for its answer sends nothing else: a runaway on
+    256 connections that retries at once was refused 700 times a second with the short
+    hold, each refusal a pass through the event loop every other caller waits behind. The
+    table is bounded (beyond `max_entries` it starts anew)."""
+
+    def __init__(self, base_sec: float, runaway_sec: float, max_entries: int = 10_000) -> None:
+        self.base_sec = base_sec
+        self.runaway_sec = runaway_sec
+        self.max_entries = max_entries
+        self._seen: dict[str, tuple[float, int, int]] = {}  # window start, now, last second
+
+    def hold_sec(self, key: str, now: float) -> float:
+        start, current, last = self._seen.get(key, (now, 0, 0))
+        if now - start >= 2.0:
+            start, current, last = now, 0, 0
+        elif now - start >= 1.0:
+            start, current, last = now, 0, current
+        current += 1
+        if key not in self._seen and len(self._seen) >= self.max_entries:
+            self._seen.clear()
+        self._seen[key] = (start, current, last)
+        return self.runaway_sec if max(current, last) > RUNAWAY_REFUSALS else self.base_sec
 
 
 class RefusalLog:

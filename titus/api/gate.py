@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from typing import Any
 
@@ -41,6 +42,10 @@ REFUSAL_HOLD_SEC = 0.25
 #: second (it ignores Retry-After): each of its connections then costs one refusal a second.
 RUNAWAY_HOLD_SEC = 1.0
 RUNAWAY_REFUSALS = 50
+#: Each hold is drawn within this fraction either side of its length: a runaway's
+#: connections, refused together, would otherwise all come back in the same instant, a
+#: burst every other caller's request waits behind.
+JITTER = 0.5
 #: At most this many refusals are held at once (beyond, they are sent at once), so holding
 #: them costs bounded memory whatever a caller does.
 MAX_HELD = 1000
@@ -195,9 +200,10 @@ class Turns:
 
 
 class RefusalHolds:
-    """How long a rate-limited request's refusal is held back: `base_sec` for a caller
-    refused now and then (a burst past its limit), `runaway_sec` for one refused more than
-    RUNAWAY_REFUSALS times within the current or the last second. Holding costs a timer,
+    """How long a rate-limited request's refusal is held back: about `base_sec` for a
+    caller refused now and then (a burst past its limit), about `runaway_sec` for one
+    refused more than RUNAWAY_REFUSALS times within the current or the last second (each
+    drawn within JITTER of it). Holding costs a timer,
     and over HTTP/1.1 a connection waiting for its answer sends nothing else: a runaway on
     256 connections that retries at once was refused 700 times a second with the short
     hold, each refusal a pass through the event loop every other caller waits behind. The
@@ -219,7 +225,8 @@ class RefusalHolds:
         if key not in self._seen and len(self._seen) >= self.max_entries:
             self._seen.clear()
         self._seen[key] = (start, current, last)
-        return self.runaway_sec if max(current, last) > RUNAWAY_REFUSALS else self.base_sec
+        hold = self.runaway_sec if max(current, last) > RUNAWAY_REFUSALS else self.base_sec
+        return hold * random.uniform(1 - JITTER, 1 + JITTER)
 
 
 class RefusalLog:

@@ -66,7 +66,7 @@ class Gate:
         self.auth = auth
         self.limiter = limiter
         self.hold_sec = hold_sec  # the base hold (the gRPC gate's too)
-        self.holds = RefusalHolds(hold_sec, max(hold_sec, RUNAWAY_HOLD_SEC) if hold_sec else 0)
+        self.holds = RefusalHolds.around(hold_sec)
         self.max_held = max_held
         self.held = 0
         self.refusals = RefusalLog()
@@ -214,6 +214,11 @@ class RefusalHolds:
         self.runaway_sec = runaway_sec
         self.max_entries = max_entries
         self._seen: dict[str, tuple[float, int, int]] = {}  # window start, now, last second
+
+    @classmethod
+    def around(cls, base_sec: float) -> RefusalHolds:
+        """Holds of `base_sec` and, for a runaway, RUNAWAY_HOLD_SEC (none when 0)."""
+        return cls(base_sec, max(base_sec, RUNAWAY_HOLD_SEC) if base_sec else 0.0)
 
     def hold_sec(self, key: str, now: float) -> float:
         start, current, last = self._seen.get(key, (now, 0, 0))

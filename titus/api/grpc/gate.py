@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 import grpc
 
 from titus.api.auth import Principal, TokenAuth
-from titus.api.gate import REFUSAL_HOLD_SEC, rate_key
+from titus.api.gate import REFUSAL_HOLD_SEC, RefusalHolds, rate_key
 from titus.api.grpc.errors import Refusal
 from titus.api.ratelimit import RateLimiter
 
@@ -89,12 +90,13 @@ class CallGate:
     ):
         self.auth = auth
         self.limiter = limiter
-        self.hold_sec = hold_sec
+        self.holds = RefusalHolds.around(hold_sec)
 
     async def admit(self, rpc: str, context: grpc.aio.ServicerContext) -> Caller:
         """The caller of an admitted call; raises Refused otherwise. A rate-limited call
-        is refused a moment late, as REST's are, so a caller retrying at once slows
-        itself down rather than everyone."""
+        is refused a moment late, as REST's are (longer for a caller refused again and
+        again: RefusalHolds), so a caller retrying at once slows itself down rather than
+        everyone."""
         metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ())}
         principal = self._principal(metadata, context.peer() or "")
         method, path = ROUTES[rpc]
@@ -105,13 +107,13 @@ class CallGate:
                 )
             )
         if self.limiter.enabled:
-            verdict = self.limiter.admit(
-                rate_key(principal, peer_host(context.peer() or "")), method, path
-            )
+            key = rate_key(principal, peer_host(context.peer() or ""))
+            verdict = self.limiter.admit(key, method, path)
             if not verdict.allowed:
-                if self.hold_sec > 0:
-                    await asyncio.sleep(self.hold_sec)
-                wait = max(1.0, verdict.retry_after - self.hold_sec)
+                hold = self.holds.hold_sec(key, time.monotonic())
+                if hold > 0:
+                    await asyncio.sleep(hold)
+                wait = max(1.0, verdict.retry_after - hold)
                 log.info(
                     "rate limited caller=%s bucket=%s %s",
                     principal.caller_id,

@@ -1,12 +1,11 @@
 """Full garbage collections that do not stop a server for the state it keeps.
 
 The API's view holds every active job and task as long-lived objects, some forty per
-job, and the leader's view every active task's facts.
-CPython collects its oldest generation each time a quarter more objects have survived
-into it, and such a collection walks all of them with every request held: with 18,000
-jobs in the view one took 0.3 s, and while jobs kept coming they came back every few
-seconds, longer each time (a create's p99 at one client was 200 ms for a p50 of 1 ms).
-None of it was garbage.
+job, and the leader's view every active task's facts. CPython collects its oldest
+generation each time a quarter more objects have survived into it, and such a collection
+walks all of them with every request held: with 18,000 jobs in the view one took 0.3 s,
+and while jobs kept coming they came back every few seconds, longer each time (a
+create's p99 at one client was 200 ms for a p50 of 1 ms). None of it was garbage.
 
 So what survives a collection of the middle generation is frozen (`gc.freeze`: kept out
 of every later collection's walk): a full collection then walks only what is new since

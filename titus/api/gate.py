@@ -203,11 +203,11 @@ class RefusalHolds:
     """How long a rate-limited request's refusal is held back: about `base_sec` for a
     caller refused now and then (a burst past its limit), about `runaway_sec` for one
     refused more than RUNAWAY_REFUSALS times within the current or the last second (each
-    drawn within JITTER of it). Holding costs a timer,
-    and over HTTP/1.1 a connection waiting for its answer sends nothing else: a runaway on
-    256 connections that retries at once was refused 700 times a second with the short
-    hold, each refusal a pass through the event loop every other caller waits behind. The
-    table is bounded (beyond `max_entries` it starts anew)."""
+    drawn within JITTER of it). Holding costs a timer, and over HTTP/1.1 a connection
+    waiting for its answer sends nothing else: a runaway on 256 connections that retries
+    at once was refused 700 times a second with the short hold, each refusal a pass
+    through the event loop every other caller waits behind. The table is bounded (beyond
+    `max_entries` it starts anew)."""
 
     def __init__(self, base_sec: float, runaway_sec: float, max_entries: int = 10_000) -> None:
         self.base_sec = base_sec

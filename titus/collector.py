@@ -23,15 +23,35 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
+from collections.abc import Iterator
 from typing import Any
+
+from prometheus_client import REGISTRY
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 #: The frozen heap may grow by at least this many objects before it is walked again,
 #: however small it was (a process starting up freezes little).
 MIN_GROWTH = 200_000
 
 
+#: Upper bounds (seconds) of the pause histogram's buckets.
+PAUSE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
 class _FreezeSurvivors:
     def __init__(self) -> None:
+        # what the metrics report, kept in plain numbers: the callback runs inside any
+        # allocation of any thread, where taking a metric's lock could deadlock
+        self.started = 0.0
+        self.pauses = [[0] * (len(PAUSE_BUCKETS) + 1) for _ in range(3)]  # per generation
+        self.paused = [0.0] * 3  # seconds, per generation
+        self.full_walks = 0
         self.walked = 0  # the frozen heap after the last collection that walked it all
         #: The frozen heap's size as last counted plus what was frozen since: counting it
         #: is a walk of its own (`gc.get_freeze_count`), done only when this says it may
@@ -42,7 +62,11 @@ class _FreezeSurvivors:
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         generation = info["generation"]
-        if phase != "stop" or generation == 0:
+        if phase == "start":
+            self.started = time.perf_counter()
+            return
+        self._count_pause(generation, time.perf_counter() - self.started)
+        if generation == 0:
             return
         if self.sweeping:
             if generation < 2:
@@ -50,6 +74,7 @@ class _FreezeSurvivors:
             gc.freeze()
             self.sweeping = False
             self.walked = self.estimate = gc.get_freeze_count()
+            self.full_walks += 1
             return
         # the oldest generation holds exactly what this collection kept: all older
         # survivors were frozen before it
@@ -64,6 +89,49 @@ class _FreezeSurvivors:
     def _limit(self) -> int:
         return max(2 * self.walked, self.walked + MIN_GROWTH)
 
+    def _count_pause(self, generation: int, seconds: float) -> None:
+        bucket = 0
+        while bucket < len(PAUSE_BUCKETS) and seconds > PAUSE_BUCKETS[bucket]:
+            bucket += 1
+        self.pauses[generation][bucket] += 1
+        self.paused[generation] += seconds
+
+
+class _Metrics:
+    """The policy's numbers for Prometheus, read at scrape time: collection pauses by
+    generation, full walks of the frozen heap, the frozen heap as last counted."""
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # collected only once installed; nothing to check at registration
+
+    def collect(self) -> Iterator[Metric]:
+        policy = _installed
+        if policy is None:
+            return
+        pauses = HistogramMetricFamily(
+            "titus_gc_pause_seconds",
+            "Pauses of the cyclic garbage collector, every thread held, by generation",
+            labels=["generation"],
+        )
+        for generation, counts in enumerate(policy.pauses):
+            cumulative, buckets = 0, []
+            for bound, count in zip((*PAUSE_BUCKETS, float("inf")), counts, strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
+            pauses.add_metric([str(generation)], buckets, policy.paused[generation])
+        yield pauses
+        yield CounterMetricFamily(
+            "titus_gc_full_walks",
+            "Full collections that walked the whole heap, frozen part included (once per "
+            "doubling of the frozen heap)",
+            value=policy.full_walks,
+        )
+        yield GaugeMetricFamily(
+            "titus_gc_frozen_objects",
+            "Objects kept out of the collector's walks, as last counted (plus those frozen since)",
+            value=policy.estimate,
+        )
+
 
 _installed: _FreezeSurvivors | None = None
 _lock = threading.Lock()
@@ -77,6 +145,7 @@ def install() -> None:
         if _installed is None:
             _installed = _FreezeSurvivors()
             gc.callbacks.append(_installed)
+            REGISTRY.register(_Metrics())
 
 
 def freeze() -> None:

@@ -94,3 +94,23 @@ def test_a_leaders_loaded_view_is_not_walked_at_once_and_its_end_releases_it() -
         """
     )
     assert out.split() == ["0", "collected"]
+
+
+def test_an_operator_sees_the_pauses_the_walks_and_the_frozen_heap_in_metrics() -> None:
+    out = _run(
+        """
+        import gc
+        from prometheus_client import REGISTRY, generate_latest
+        from titus import collector
+        collector.install()
+        gc.collect()
+        for line in generate_latest(REGISTRY).decode().splitlines():
+            if line.startswith(("titus_gc_pause_seconds_count", "titus_gc_full_walks_total",
+                                "titus_gc_frozen_objects")):
+                print(line.replace(" ", "="))
+        """
+    )
+    series = dict(line.rsplit("=", 1) for line in out.split())
+    assert float(series['titus_gc_pause_seconds_count{generation="2"}']) >= 1
+    assert float(series["titus_gc_full_walks_total"]) == 1  # the first walks everything
+    assert float(series["titus_gc_frozen_objects"]) > 0

@@ -19,8 +19,9 @@ server stalls (what a client arriving during one waits), not what most requests 
 Two more cases, each on a fresh self-started API:
 - fairness: a well-behaved caller (a steady stream of creates and reads, within its rate
   limits) alone, then while a runaway caller (its own token, another process, a fixed
-  schedule at ten times its limits) creates and reads; the well-behaved caller's p50/p99
-  both ways and what the runaway got. This API runs with the default rate limits.
+  schedule at ten times its limits) creates and reads, then while the same caller keeps
+  within its limits; the well-behaved caller's p50/p99 each way and what the runaway got.
+  This API runs with the default rate limits.
 - watchers: create and read latency of one client without observe clients, then with
   `--watchers` (default 200) observe streams connected (another process), and the ratio.
 

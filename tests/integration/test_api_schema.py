@@ -56,7 +56,7 @@ schema.config.phases.update(phases=["examples", "fuzzing", "stateful"])
 
 
 #: Examples per operation (chains of calls stay at 10, see TestApiWorkflows); the default
-#: takes about 20 s on two cores (300 under 4 min).
+#: takes about 20 s on two cores (300 about 2 min).
 EXAMPLES = int(os.environ.get("TITUS_SCHEMA_EXAMPLES", "30"))
 
 schema.hook("map_body")(mend_descriptor)

@@ -4,6 +4,7 @@ a caller refused again and again waits longer for each refusal."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from titus.api.gate import (
@@ -11,6 +12,7 @@ from titus.api.gate import (
     REFUSAL_HOLD_SEC,
     RUNAWAY_HOLD_SEC,
     RUNAWAY_REFUSALS,
+    Gate,
     RefusalHolds,
     Turns,
 )
@@ -104,3 +106,24 @@ def test_a_caller_refused_again_and_again_has_its_refusals_held_longer() -> None
     assert kind(holds.hold_sec("runaway", 1.5)) == "long"  # the last second counts too
     assert kind(holds.hold_sec("polite", 1.5)) == "short"
     assert kind(holds.hold_sec("runaway", 3.6)) == "short"  # quiet for a second: forgiven
+
+
+def test_the_grpc_gate_counts_refusals_with_the_rest_gate(tmp_path: Path) -> None:
+    """One caller refused over REST and over gRPC is one runaway: both gates share the
+    rate limiter and the refusal holds."""
+    from titus.api.app import create_app
+    from titus.api.grpc.server import rest_gate
+    from titus.coord.local import LocalCoordinator
+    from titus.settings import Settings
+    from titus.store.sqlite import SqliteJobStore
+
+    settings = Settings(data_dir=str(tmp_path))
+    app = create_app(settings, SqliteJobStore(tmp_path / "t.db"), LocalCoordinator())
+    call_gate = rest_gate(app, settings)
+    stack: Any = app.middleware_stack
+    while not isinstance(stack, Gate):
+        stack = stack.app
+    assert call_gate.limiter is stack.limiter
+    for _ in range(RUNAWAY_REFUSALS + 1):
+        stack.holds.hold_sec("runaway", 0.0)
+    assert call_gate.holds.hold_sec("runaway", 0.0) >= RUNAWAY_HOLD_SEC * (1 - JITTER)

@@ -65,7 +65,6 @@ class Gate:
         self.turns = Turns(in_flight_per_caller) if in_flight_per_caller > 0 else None
         self.auth = auth
         self.limiter = limiter
-        self.hold_sec = hold_sec  # the base hold (the gRPC gate's too)
         self.holds = RefusalHolds.around(hold_sec)
         self.max_held = max_held
         self.held = 0

@@ -190,7 +190,7 @@ class ActiveView:
             seq = self.seq + 1
             self._apply(_Loaded(False, seq, [job], [], [], {("job", job.id): seq}))
 
-    def _fetch(self, seq: int, loaded: bool, early: dict[int, Job] | None = None) -> _Loaded:
+    def _fetch(self, seq: int, loaded: bool, early: dict[int, Job]) -> _Loaded:
         store = self.store
         batch = store.changes_since(seq, BATCH) if loaded else None
         if batch is None or (batch.first_seq > seq + 1 and seq < batch.last_seq):
@@ -217,7 +217,7 @@ class ActiveView:
                 continue
             seqs[(kind, ident)] = change.seq
             if kind == "job":
-                job = (early or {}).get(change.seq)
+                job = early.get(change.seq)
                 if job is None or job.id != ident:
                     job = store.get_job(ident)
                 if job is not None:

@@ -86,11 +86,13 @@ class CallGate:
         self,
         auth: TokenAuth | None,
         limiter: RateLimiter,
-        hold_sec: float = REFUSAL_HOLD_SEC,
+        holds: RefusalHolds | None = None,
     ):
         self.auth = auth
         self.limiter = limiter
-        self.holds = RefusalHolds.around(hold_sec)
+        # shared with the REST gate when there is one: a caller refused on either
+        # transport is counted once
+        self.holds = holds or RefusalHolds.around(REFUSAL_HOLD_SEC)
 
     async def admit(self, rpc: str, context: grpc.aio.ServicerContext) -> Caller:
         """The caller of an admitted call; raises Refused otherwise. A rate-limited call

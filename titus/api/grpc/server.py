@@ -49,8 +49,8 @@ STOP_GRACE_SEC = 2.0
 
 
 def rest_gate(app: FastAPI, settings: Settings) -> CallGate:
-    """A gate sharing the REST gate's token table and rate limiter (built as the REST
-    application would build its middleware on its first request), or, for an
+    """A gate sharing the REST gate's token table, rate limiter and refusal holds (built
+    as the REST application would build its middleware on its first request), or, for an
     application without that gate, one made from the same settings."""
     if app.middleware_stack is None:
         app.middleware_stack = app.build_middleware_stack()
@@ -58,7 +58,7 @@ def rest_gate(app: FastAPI, settings: Settings) -> CallGate:
     while stack is not None and not isinstance(stack, Gate):
         stack = getattr(stack, "app", None)  # the gate sits inside the request metrics
     if isinstance(stack, Gate):
-        return CallGate(stack.auth, stack.limiter, stack.hold_sec)
+        return CallGate(stack.auth, stack.limiter, stack.holds)
     auth = TokenAuth.from_file(settings.auth_tokens_file) if settings.auth_tokens_file else None
     return CallGate(auth, RateLimiter(settings.rate_limit_buckets))
 

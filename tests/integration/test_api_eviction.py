@@ -36,6 +36,10 @@ def test_evictions_follow_the_budget_and_say_why_when_refused(tmp_path: Path) ->
         r = http.delete(f"/api/v3/eviction/tasks/{tasks[0]}", params={"reason": "kernel patch"})
         assert r.status_code == 202, r.text
         assert "kernel patch" in r.json()["message"]
+        # as its description says, so a client generated from it takes the answer
+        described = http.get("/openapi.json").json()["paths"]["/api/v3/eviction/tasks/{task_id}"]
+        assert "202" in described["delete"]["responses"]
+        assert "200" not in described["delete"]["responses"]
         (queued,) = store.list_kill_requests(job_id)
         assert queued.eviction and queued.task_id == tasks[0]
 

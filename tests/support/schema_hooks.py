@@ -2,9 +2,11 @@
 names this module): the same description rules as the pytest run (tests/support/
 schema_rules.py), so that `st run` reports what the pytest run would.
 
-The built-in positive-data check is turned off in the configuration and replaced here by
-the same check where it applies: not to a request whose refusal rests on a rule JSON
-Schema cannot state (rules between fields, stored state, server-issued cursors)."""
+The built-in positive-data and use-after-free checks are turned off in the configuration
+and replaced here by the same checks where they apply: not to a request whose refusal
+rests on a rule JSON Schema cannot state (rules between fields, stored state,
+server-issued cursors), nor to reading what a DELETE asked to end, which stays readable
+as in Titus (`STAYS_READABLE`)."""
 
 from __future__ import annotations
 
@@ -33,3 +35,13 @@ def positive_data_acceptance_where_it_applies(
     if checks.positive_data_acceptance in excluded(case):
         return None
     return checks.positive_data_acceptance(ctx, response, case)
+
+
+@schemathesis.check
+def use_after_free_where_it_applies(
+    ctx: checks.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+) -> bool | None:
+    """A resource a DELETE removed answers 404, unless it stays readable (a kill)."""
+    if checks.use_after_free in excluded(case):
+        return None
+    return checks.use_after_free(ctx, response, case)

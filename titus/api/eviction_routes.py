@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from titus.api.deps import authenticated, principal_of
 from titus.api.eviction import EvictionService
-from titus.api.schemas import ERROR_RESPONSES, query_parameters
+from titus.api.schemas import ERROR_RESPONSES, Eviction, query_parameters
 from titus.model.disruption import Quota
 
 router = APIRouter(
@@ -51,7 +51,12 @@ async def job_quota(job_id: str, request: Request) -> JSONResponse:
     return _quota({"jobId": job_id}, quota)
 
 
-@router.delete("/tasks/{task_id}", openapi_extra={"parameters": query_parameters(["reason"])})
+@router.delete(
+    "/tasks/{task_id}",
+    status_code=202,
+    responses={202: {"model": Eviction, "description": "The task is being killed."}},
+    openapi_extra={"parameters": query_parameters(["reason"])},
+)
 async def evict_task(task_id: str, request: Request) -> JSONResponse:
     """Evict a running task if its job's disruption budget allows (429 if not)."""
     reason = request.query_params.get("reason", "")

@@ -39,6 +39,14 @@ class JobId(BaseModel):
     id: str
 
 
+class Eviction(BaseModel):
+    """An eviction the job's budget allowed: the task is being killed."""
+
+    taskId: str
+    jobId: str
+    message: str = Field(description="What was recorded as the kill's reason.")
+
+
 class Pagination(BaseModel):
     hasMore: bool
     cursor: str = Field(description="Opaque; pass it back as `cursor` for the next page.")

@@ -55,6 +55,7 @@ from typing import Any
 
 from tests.store.conformance import make_job, make_task
 from tests.support.mesos.fixture import MesosMasterProcess
+from titus import collector
 from titus.coord.local import LocalCoordinator
 from titus.master.leader import Master
 from titus.master.mesos import MesosConfig, MesosDriver
@@ -275,6 +276,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    collector.install()  # as `titus master` does
 
     runs = []
     for i in range(args.runs):

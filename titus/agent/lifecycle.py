@@ -32,13 +32,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Protocol
 
 import docker
 from docker.models.containers import Container
 
+from titus.agent.gate import StartGateHook, start_gate
 from titus.agent.gpus import GpuHook, GpuPool, host_gpus
 from titus.agent.hooks import HookRunner, KillRequest, LaunchError, TaskContext, TaskHook
+from titus.agent.host import agent_id
 from titus.agent.logs import LogFollowHook, LogsHook
 from titus.agent.metadata.hook import metadata_hooks
 from titus.agent.network.hook import network_hooks
@@ -104,22 +107,26 @@ def task_hooks(
     uploader: LogUploader,
 ) -> list[TaskHook]:
     """The task life on a host: log files and their upload, the GPUs it holds, its IAM
-    role's credentials, the container, its metadata service and network, copying its
-    output, and the watchers of what the engine does not enforce (runtime limit, disk
+    role's credentials, the container, its metadata service and network, the start gate
+    its command waits behind until those are ready (gate.py), copying its output, and the
+    watchers of what the engine does not enforce (runtime limit, disk
     quota, orphans). The upload hook sits before the container so
     that its teardown (journal every file) runs after the copies have drained. Shared by
     the agent daemon and the Mesos executor, so a task runs the same way whichever cluster
     driver placed it."""
     upload = LogUploadHook(settings, uploader)
     before_container, after_container = metadata_hooks(settings, runtime)
+    # per agent: agents sharing a data directory each sweep only their own tasks' gates
+    gate = start_gate(Path(settings.data_dir) / "gates" / agent_id(settings))
     return [
         LogsHook(),
         upload,
         GpuHook(GpuPool(host_gpus(settings)), runtime),
         *before_container,
-        ContainerHook(runtime),
+        ContainerHook(runtime, gate),
         *after_container,
         *network_hooks(settings, runtime),
+        *([StartGateHook(gate)] if gate is not None else []),
         LogFollowHook(
             client,
             rotate_bytes=settings.agent_log_rotate_bytes,

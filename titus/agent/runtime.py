@@ -30,6 +30,7 @@ import docker.errors
 import requests.exceptions
 from docker.models.containers import Container
 
+from titus.agent.gate import StartGate
 from titus.agent.hooks import ContainerRecord, LaunchError, TaskContext, TaskHook
 from titus.agent.isolation import DEFAULT_CAP_ALLOW_LIST, ContainerPolicy
 from titus.model.health import health_check_of
@@ -310,18 +311,21 @@ class DockerRuntime:
     def container_name(task_id: str) -> str:
         return f"titus-{task_id}"
 
-    def ensure_image(self, reference: str) -> None:
+    def ensure_image(self, reference: str) -> dict[str, Any]:
+        """The image's configuration (its entrypoint and command among it), pulling the
+        image when it is missing and pulls are allowed."""
         try:
-            with_retries(lambda: self.client.images.get(reference), "image inspect")
-            return
+            image = with_retries(lambda: self.client.images.get(reference), "image inspect")
+            return dict(image.attrs.get("Config") or {})
         except docker.errors.ImageNotFound:
             pass
         if not self.config.pull_missing_images:
             raise LaunchError(Reason.INVALID_REQUEST, f"image {reference} not found on host")
         try:
-            self.client.images.pull(reference)
+            image = self.client.images.pull(reference)
         except docker.errors.NotFound as e:
             raise LaunchError(Reason.INVALID_REQUEST, f"image {reference} not found") from e
+        return dict(image.attrs.get("Config") or {})
 
     def create_kwargs(
         self, spec: TaskSpec, agent_id: str, gpus: Sequence[str] = ()
@@ -405,9 +409,21 @@ class DockerRuntime:
             ]
         return kwargs
 
-    def create(self, spec: TaskSpec, agent_id: str, gpus: Sequence[str] = ()) -> Container:
+    def create(
+        self,
+        spec: TaskSpec,
+        agent_id: str,
+        gpus: Sequence[str] = (),
+        gate: StartGate | None = None,
+        image_config: dict[str, Any] | None = None,
+    ) -> Container:
+        """The task's container, created; behind `gate` (its command waits for the gate
+        to open) when given, `image_config` being its image's configuration."""
+        kwargs = self.create_kwargs(spec, agent_id, gpus)
+        if gate is not None:
+            behind_gate(kwargs, image_config or {}, gate, spec.taskId)
         try:
-            return self.client.containers.create(**self.create_kwargs(spec, agent_id, gpus))
+            return self.client.containers.create(**kwargs)
         except docker.errors.ImageNotFound as e:
             ref = spec.container.image.reference()
             raise LaunchError(Reason.INVALID_REQUEST, f"image {ref} not found on host") from e
@@ -480,18 +496,37 @@ class DockerRuntime:
         )
 
 
+def behind_gate(
+    kwargs: dict[str, Any], image_config: dict[str, Any], gate: StartGate, task_id: str
+) -> None:
+    """Have the container run its command once `gate` opens (gate.py): the gate's shell
+    is the entrypoint, and the command is the whole argv the engine would have run, the
+    image's entrypoint then the task's command or else the image's. A container with
+    nothing to run is left as it is, for the engine to refuse as it would."""
+    command = kwargs.get("command") or list(image_config.get("Cmd") or [])
+    argv = [*(image_config.get("Entrypoint") or []), *command]
+    if not argv:
+        return
+    kwargs["entrypoint"] = gate.entrypoint()
+    kwargs["command"] = argv
+    kwargs["mounts"] = [*kwargs.get("mounts", []), *gate.prepare(task_id)]
+
+
 class ContainerHook(TaskHook):
-    """The task's container: create and start it; remove it when the task ends."""
+    """The task's container: create and start it; remove it when the task ends. With a
+    start gate, its command waits for the gate (opened by `StartGateHook` once the hooks
+    after this one are set up)."""
 
     name = "container"
 
-    def __init__(self, runtime: DockerRuntime):
+    def __init__(self, runtime: DockerRuntime, gate: StartGate | None = None):
         self.runtime = runtime
+        self.gate = gate
 
     def setup(self, ctx: TaskContext) -> None:
         rt = self.runtime
-        rt.ensure_image(ctx.spec.container.image.reference())
-        container = rt.create(ctx.spec, ctx.agent_id, ctx.gpus)
+        image_config = rt.ensure_image(ctx.spec.container.image.reference())
+        container = rt.create(ctx.spec, ctx.agent_id, ctx.gpus, self.gate, image_config)
         assert container.id is not None
         ctx.container = ContainerRecord(id=container.id)
         try:

@@ -1,9 +1,10 @@
 """The network hook: a task's own address, link, packet filter and bandwidth on a host.
 
 It runs after the container hook (it needs the container's process to find its network
-namespace), so the task's process starts before its link has an address: a command that
-needs the network waits for `eth0`'s address, which is given last, once the filters and
-limits are in place. A container that ends before it is plumbed just ends (nothing is
+namespace); the task's own command waits behind the start gate (gate.py) until this hook
+and the metadata hook are set up, so its first step has its address. The address is
+given last, once the filters and limits are in place. A container that ends before it
+is plumbed (killed at once, or on a host without the gate's shell) just ends (nothing is
 left). Setup takes an address from the provider and plumbs the link; the task's context
 then says `task.containerIp`, `task.networkInterfaceId` and `task.networkInterfaceIndex`.
 A task that names security groups gets their rules as its link's packet filter

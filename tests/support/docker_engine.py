@@ -26,7 +26,6 @@ helper, lives in tests/support/poll.py and is importable from here too.)
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -187,8 +186,13 @@ def remove_agent_containers(client: docker.DockerClient, agent_id: str) -> None:
     moment (its executor removing its container) must not fail."""
     label = {"label": f"{LABEL_AGENT}={agent_id}"}
     for container in client.containers.list(all=True, filters=label, ignore_removed=True):
-        with contextlib.suppress(docker.errors.NotFound):
+        try:
             container.remove(force=True)
+        except docker.errors.NotFound:
+            pass  # removed meanwhile
+        except docker.errors.APIError as e:
+            if e.status_code != 409:  # 409: its removal is already in progress
+                raise
 
 
 class PrivateEngine:

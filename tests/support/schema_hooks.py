@@ -10,6 +10,8 @@ as in Titus (`STAYS_READABLE`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import schemathesis
 from schemathesis import checks
 
@@ -27,21 +29,22 @@ schemathesis.hook("after_call")(remember_taken_key)
 schemathesis.hook("filter_case")(once_per_variation)
 
 
-@schemathesis.check
-def positive_data_acceptance_where_it_applies(
-    ctx: checks.CheckContext, response: schemathesis.Response, case: schemathesis.Case
-) -> bool | None:
-    """Schema-valid data is accepted, unless a rule the description cannot state refuses it."""
-    if checks.positive_data_acceptance in excluded(case):
-        return None
-    return checks.positive_data_acceptance(ctx, response, case)
+def _where_it_applies(check: Any) -> Any:
+    """`check`, registered under `<name>_where_it_applies`, skipping the cases `excluded`
+    names it for."""
+
+    def applied(
+        ctx: checks.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+    ) -> bool | None:
+        if check in excluded(case):
+            return None
+        return check(ctx, response, case)
+
+    applied.__name__ = applied.__qualname__ = f"{check.__name__}_where_it_applies"
+    return schemathesis.check(applied)
 
 
-@schemathesis.check
-def use_after_free_where_it_applies(
-    ctx: checks.CheckContext, response: schemathesis.Response, case: schemathesis.Case
-) -> bool | None:
-    """A resource a DELETE removed answers 404, unless it stays readable (a kill)."""
-    if checks.use_after_free in excluded(case):
-        return None
-    return checks.use_after_free(ctx, response, case)
+#: Schema-valid data is accepted, unless a rule the description cannot state refuses it.
+positive_data_acceptance_where_it_applies = _where_it_applies(checks.positive_data_acceptance)
+#: A resource a DELETE removed answers 404, unless it stays readable (a kill).
+use_after_free_where_it_applies = _where_it_applies(checks.use_after_free)

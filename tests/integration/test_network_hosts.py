@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -224,6 +225,8 @@ def test_a_tasks_command_starts_with_its_address_and_metadata_service_ready(
         done = run_task(agent, task_spec(first_step))
         assert done.exitCode == 0, done.reasonMessage
         assert done.context[TaskContextKey.CONTAINER_IP].startswith("100.64.7."), done
+    gates = Path(agent.settings.data_dir) / "gates" / agent.agent_id
+    assert gates.is_dir() and list(gates.iterdir()) == []  # each went with its task
 
 
 def test_tasks_that_end_at_once_leave_no_link(

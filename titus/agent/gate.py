@@ -142,7 +142,8 @@ def start_gate(root: Path) -> StartGate | None:
 
 
 class StartGateHook(TaskHook):
-    """Opens the task's gate: set up after every hook its command needs."""
+    """Opens the task's gate: set up after every hook its command needs. (The container
+    hook makes the gate and removes it with the container.)"""
 
     name = "start-gate"
 
@@ -154,9 +155,6 @@ class StartGateHook(TaskHook):
 
     def adopt(self, ctx: TaskContext) -> None:
         self.gate.open(ctx.task_id)
-
-    def teardown(self, ctx: TaskContext) -> None:
-        self.gate.remove(ctx.task_id)
 
     def upkeep(self, running: Collection[str]) -> None:
         self.gate.remove_all_but(running)

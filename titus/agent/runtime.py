@@ -514,8 +514,8 @@ def behind_gate(
 
 class ContainerHook(TaskHook):
     """The task's container: create and start it; remove it when the task ends. With a
-    start gate, its command waits for the gate (opened by `StartGateHook` once the hooks
-    after this one are set up)."""
+    start gate, its command waits for the gate (made here, removed with the container,
+    opened by `StartGateHook` once the hooks after this one are set up)."""
 
     name = "container"
 
@@ -526,7 +526,11 @@ class ContainerHook(TaskHook):
     def setup(self, ctx: TaskContext) -> None:
         rt = self.runtime
         image_config = rt.ensure_image(ctx.spec.container.image.reference())
-        container = rt.create(ctx.spec, ctx.agent_id, ctx.gpus, self.gate, image_config)
+        try:
+            container = rt.create(ctx.spec, ctx.agent_id, ctx.gpus, self.gate, image_config)
+        except BaseException:
+            self.teardown(ctx)  # the gate made for it
+            raise
         assert container.id is not None
         ctx.container = ContainerRecord(id=container.id)
         try:
@@ -555,3 +559,5 @@ class ContainerHook(TaskHook):
     def teardown(self, ctx: TaskContext) -> None:
         if ctx.container_id:
             self.runtime.remove(ctx.container_id)
+        if self.gate is not None:
+            self.gate.remove(ctx.task_id)

@@ -281,6 +281,18 @@ def test_non_zero_exit(host: Host, docker_engine: docker.DockerClient) -> None:
     no_container_left(docker_engine, spec.taskId)
 
 
+def test_a_command_not_in_the_image_says_so(host: Host, docker_engine: docker.DockerClient) -> None:
+    spec = task_spec("")
+    spec.container.entryPoint = ["no-such-command", "--flag"]
+    spec.container.command = []
+    host.launch(spec)
+    end = host.wait_end(spec.taskId)
+    assert (end.reason, end.exit_code) == (Reason.FAILED, 127)
+    assert end.message == "its command was not found in the image: no-such-command"
+    expect_mesos(end, "TASK_FAILED")
+    no_container_left(docker_engine, spec.taskId)
+
+
 def test_memory_kill(host: Host) -> None:
     spec = task_spec("dd if=/dev/zero of=/dev/null bs=96M count=1", memory_mb=32)
     host.launch(spec)

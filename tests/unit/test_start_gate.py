@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 
-from titus.agent.gate import NAME, SCRIPT, SHELL, SWEEP_GRACE_SEC, StartGate, is_static
+from titus.agent.gate import (
+    NAME,
+    SCRIPT,
+    SHELL,
+    SWEEP_GRACE_SEC,
+    StartGate,
+    is_static,
+    missing_command,
+)
 from titus.agent.runtime import behind_gate
 
 
@@ -108,3 +116,22 @@ def test_the_sweep_keeps_held_and_young_gates(tmp_path: Path) -> None:
         os.utime(tmp_path / task, (old, old))
     gate.remove_all_but(["held"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["held", "just-launched"]
+
+
+def test_a_command_not_there_is_named_as_the_gate_says_it(tmp_path: Path) -> None:
+    shell = shutil.which("busybox")
+    if shell is None:
+        pytest.skip("no busybox on this host")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    (gate / "open").touch()
+    script = SCRIPT.replace(SHELL, shell).replace("/.titus/gate", str(gate))
+    run = subprocess.run(
+        [shell, "sh", "-c", script, NAME, "no-such-command", "--flag"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert run.returncode == 127
+    assert missing_command(run.stderr.strip().splitlines()[-1]) == "no-such-command"
+    assert missing_command("sh: no-such-command: not found") is None  # another's words

@@ -35,11 +35,20 @@ MOUNT_POINT = "/.titus"
 SHELL = f"{MOUNT_POINT}/busybox"
 GATE = f"{MOUNT_POINT}/gate"
 OPEN = "open"
+#: The gate's last line on stderr when the task's command is not in the image.
+NOT_FOUND = "titus-start-gate: command not found: "
 #: Wait for the gate (polled every 5 ms, through the bound shell alone: the image may have
-#: no `test` or `sleep`), then become the task's command.
-SCRIPT = f'while ! {SHELL} test -e {GATE}/{OPEN}; do {SHELL} usleep 5000; done; exec "$@"'
+#: no `test` or `sleep`), then become the task's command, or say it is not there (exit
+#: 127, as a shell does; `missing_command` reads it back for the task's message).
+SCRIPT = (
+    f"while ! {SHELL} test -e {GATE}/{OPEN}; do {SHELL} usleep 5000; done; "
+    f'command -v "$1" >/dev/null 2>&1 || {{ echo "{NOT_FOUND}$1" >&2; exit 127; }}; '
+    'exec "$@"'
+)
 #: `$0` of the waiting shell, as `ps` in the container shows it.
 NAME = "titus-start-gate"
+#: At most this much of a missing command's name goes into the task's message.
+MAX_NAME = 200
 #: A gate no held task names is removed once it is this old (seconds).
 SWEEP_GRACE_SEC = 300.0
 
@@ -72,6 +81,14 @@ def find_static_shell() -> Path | None:
     found = shutil.which("busybox") or "/bin/busybox"
     path = Path(found)
     return path if is_static(path) else None
+
+
+def missing_command(last_stderr_line: str) -> str | None:
+    """The task's command the gate did not find in the image, when `last_stderr_line` (of
+    a container that exited 127) is the gate saying so; else None."""
+    if not last_stderr_line.startswith(NOT_FOUND):
+        return None
+    return last_stderr_line[len(NOT_FOUND) :][:MAX_NAME]
 
 
 class StartGate:

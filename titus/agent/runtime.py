@@ -30,7 +30,7 @@ import docker.errors
 import requests.exceptions
 from docker.models.containers import Container
 
-from titus.agent.gate import StartGate
+from titus.agent.gate import StartGate, missing_command
 from titus.agent.hooks import ContainerRecord, LaunchError, TaskContext, TaskHook
 from titus.agent.isolation import DEFAULT_CAP_ALLOW_LIST, ContainerPolicy
 from titus.model.health import health_check_of
@@ -250,7 +250,21 @@ def container_outcome(
     state = container.attrs.get("State", {})
     if state.get("Status") == "created":
         return Reason.TRANSIENT_SYSTEM_ERROR, "container was created but never started", None
+    if state.get("ExitCode") == 127 and not state.get("OOMKilled"):
+        name = missing_command(_last_stderr_line(container))
+        if name is not None:
+            # what the engine said of an ungated container whose command is not there
+            return Reason.FAILED, f"its command was not found in the image: {name}", 127
     return exit_outcome(state, memory_mb)
+
+
+def _last_stderr_line(container: Container) -> str:
+    try:
+        tail = container.logs(stdout=False, stderr=True, tail=1)
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return ""
+    text = tail.decode("utf-8", "replace") if isinstance(tail, bytes) else ""
+    return text.strip()
 
 
 # The engine answers 500 when a container's own command cannot run; that is the job's

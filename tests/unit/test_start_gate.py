@@ -135,3 +135,20 @@ def test_a_command_not_there_is_named_as_the_gate_says_it(tmp_path: Path) -> Non
     assert run.returncode == 127
     assert missing_command(run.stderr.strip().splitlines()[-1]) == "no-such-command"
     assert missing_command("sh: no-such-command: not found") is None  # another's words
+
+
+def test_a_file_there_that_cannot_run_is_not_called_missing(tmp_path: Path) -> None:
+    shell = shutil.which("busybox")
+    if shell is None:
+        pytest.skip("no busybox on this host")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    (gate / "open").touch()
+    data = tmp_path / "data.txt"
+    data.write_text("not a program\n")
+    script = SCRIPT.replace(SHELL, shell).replace("/.titus/gate", str(gate))
+    run = subprocess.run(
+        [shell, "sh", "-c", script, NAME, str(data)], capture_output=True, text=True, timeout=10
+    )
+    assert run.returncode == 126  # as a shell says of it: permission denied
+    assert missing_command(run.stderr.strip().splitlines()[-1]) is None

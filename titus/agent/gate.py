@@ -39,10 +39,12 @@ OPEN = "open"
 NOT_FOUND = "titus-start-gate: command not found: "
 #: Wait for the gate (polled every 5 ms, through the bound shell alone: the image may have
 #: no `test` or `sleep`), then become the task's command, or say it is not there (exit
-#: 127, as a shell does; `missing_command` reads it back for the task's message).
+#: 127, as a shell does; `missing_command` reads it back for the task's message). A file
+#: that is there but cannot be run is left to `exec`, which says why (exit 126).
 SCRIPT = (
     f"while ! {SHELL} test -e {GATE}/{OPEN}; do {SHELL} usleep 5000; done; "
-    f'command -v "$1" >/dev/null 2>&1 || {{ echo "{NOT_FOUND}$1" >&2; exit 127; }}; '
+    f'command -v "$1" >/dev/null 2>&1 || {SHELL} test -e "$1" || '
+    f'{{ echo "{NOT_FOUND}$1" >&2; exit 127; }}; '
     'exec "$@"'
 )
 #: `$0` of the waiting shell, as `ps` in the container shows it.

@@ -66,17 +66,32 @@ def test_nothing_to_run_is_left_for_the_engine_to_refuse(tmp_path: Path) -> None
     assert "entrypoint" not in kwargs and "command" not in kwargs
 
 
-def test_the_script_waits_for_the_gate_then_becomes_the_command(tmp_path: Path) -> None:
-    """Run as the container would (with the host's shell at the script's paths replaced
-    by the test's): the command does not run until the gate opens, then runs with its
-    arguments intact."""
+def _script_here(tmp_path: Path, opened: bool) -> tuple[str, str, Path]:
+    """(the host's busybox, the gate's script with the container's paths replaced by the
+    test's, the gate's directory), the gate opened or not: run as the container would."""
     shell = shutil.which("busybox")
     if shell is None:
         pytest.skip("no busybox on this host")
     gate = tmp_path / "gate"
     gate.mkdir()
+    if opened:
+        (gate / "open").touch()
+    return shell, SCRIPT.replace(SHELL, shell).replace("/.titus/gate", str(gate)), gate
+
+
+def _run_opened(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    shell, script, _ = _script_here(tmp_path, opened=True)
+    return subprocess.run(
+        [shell, "sh", "-c", script, NAME, *argv], capture_output=True, text=True, timeout=10
+    )
+
+
+def test_the_script_waits_for_the_gate_then_becomes_the_command(tmp_path: Path) -> None:
+    """Run as the container would (with the host's shell at the script's paths replaced
+    by the test's): the command does not run until the gate opens, then runs with its
+    arguments intact."""
+    shell, script, gate = _script_here(tmp_path, opened=False)
     out = tmp_path / "out"
-    script = SCRIPT.replace(SHELL, shell).replace("/.titus/gate", str(gate))
     argv = [shell, "sh", "-c", script, NAME, shell, "sh", "-c", f'echo "$@" > {out}', "a", "b c"]
     proc = subprocess.Popen(argv)
     try:
@@ -119,36 +134,15 @@ def test_the_sweep_keeps_held_and_young_gates(tmp_path: Path) -> None:
 
 
 def test_a_command_not_there_is_named_as_the_gate_says_it(tmp_path: Path) -> None:
-    shell = shutil.which("busybox")
-    if shell is None:
-        pytest.skip("no busybox on this host")
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    (gate / "open").touch()
-    script = SCRIPT.replace(SHELL, shell).replace("/.titus/gate", str(gate))
-    run = subprocess.run(
-        [shell, "sh", "-c", script, NAME, "no-such-command", "--flag"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
+    run = _run_opened(tmp_path, "no-such-command", "--flag")
     assert run.returncode == 127
     assert missing_command(run.stderr.strip().splitlines()[-1]) == "no-such-command"
     assert missing_command("sh: no-such-command: not found") is None  # another's words
 
 
 def test_a_file_there_that_cannot_run_is_not_called_missing(tmp_path: Path) -> None:
-    shell = shutil.which("busybox")
-    if shell is None:
-        pytest.skip("no busybox on this host")
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    (gate / "open").touch()
     data = tmp_path / "data.txt"
     data.write_text("not a program\n")
-    script = SCRIPT.replace(SHELL, shell).replace("/.titus/gate", str(gate))
-    run = subprocess.run(
-        [shell, "sh", "-c", script, NAME, str(data)], capture_output=True, text=True, timeout=10
-    )
+    run = _run_opened(tmp_path, str(data))
     assert run.returncode == 126  # as a shell says of it: permission denied
     assert missing_command(run.stderr.strip().splitlines()[-1]) is None

@@ -21,6 +21,7 @@ go, so a heap that only churns is never walked whole again.
 
 from __future__ import annotations
 
+import bisect
 import gc
 import threading
 import time
@@ -90,10 +91,8 @@ class _FreezeSurvivors:
         return max(2 * self.walked, self.walked + MIN_GROWTH)
 
     def _count_pause(self, generation: int, seconds: float) -> None:
-        bucket = 0
-        while bucket < len(PAUSE_BUCKETS) and seconds > PAUSE_BUCKETS[bucket]:
-            bucket += 1
-        self.pauses[generation][bucket] += 1
+        # the first bucket whose bound is at least `seconds` (the last: +Inf)
+        self.pauses[generation][bisect.bisect_left(PAUSE_BUCKETS, seconds)] += 1
         self.paused[generation] += seconds
 
 

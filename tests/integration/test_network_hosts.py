@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.support.docker_engine import AgentFactory, run_task, task_spec, wait_for_report
-from tests.support.net_hosts import HOST_BRIDGE, Subnet
+from tests.support.net_hosts import HOST_BRIDGE, WAIT_NET, Subnet, reaches, serve
 from tests.support.platform import TITUS, free_port
 from titus.agent.daemon import AgentDaemon
 from titus.agent.network.hook import network_hooks
@@ -27,10 +27,6 @@ from titus.agent.runtime import DockerRuntime
 from titus.model.names import TaskContextKey
 from titus.model.states import TaskState
 from titus.settings import Settings
-
-#: What a command needing the network did before the start gate (kept: it costs nothing
-#: now, and these tests do not depend on the gate).
-WAIT_NET = "until ip addr show eth0 2>/dev/null | grep -q inet; do sleep 0.05; done; "
 
 
 def net_agent(
@@ -121,16 +117,7 @@ def test_a_restarted_agent_adopts_the_address_and_gives_it_back_at_the_end(
     assert net_subnet.links(ns, HOST_LINK_PREFIX) == []
 
 
-SERVE = WAIT_NET + (
-    "for p in 8080 9090; do (while true; do echo hi | nc -l -p $p; done) & done; wait"
-)
-
-
-def reaches(ip: str, port: int) -> str:
-    """A command that exits 0 when it reads 'hi' from ip:port within a few tries."""
-    return WAIT_NET + (
-        f'for i in 1 2 3; do [ "$(nc -w 1 {ip} {port})" = hi ] && exit 0; sleep 0.2; done; exit 1'
-    )
+SERVE = serve(8080, 9090)
 
 
 def test_security_groups_let_in_the_ports_they_allow_and_no_others(
@@ -150,7 +137,7 @@ def test_security_groups_let_in_the_ports_they_allow_and_no_others(
     server.container.securityProfile.securityGroups = ["sg-web", "sg-dns"]
     ip = run_task(a, server, TaskState.STARTED).context[TaskContextKey.CONTAINER_IP]
 
-    assert run_task(b, task_spec(reaches(ip, 8080))).exitCode == 0
+    assert run_task(b, task_spec(reaches(ip, 8080, tries=25))).exitCode == 0
     assert run_task(b, task_spec(reaches(ip, 9090))).exitCode == 1
 
     unknown = task_spec("sleep 1")

@@ -24,7 +24,7 @@ import pytest
 from tests.support.aws_throttle import ThrottlingProxy
 from tests.support.docker_engine import AgentFactory, run_task, task_spec, wait_for_report
 from tests.support.moto_server import EXAMPLE_IMAGE, REGION
-from tests.support.net_hosts import HOST_BRIDGE, Subnet
+from tests.support.net_hosts import HOST_BRIDGE, Subnet, reaches, serve
 from tests.support.poll import wait_until
 from titus.agent.daemon import AgentDaemon
 from titus.agent.metrics import NETWORK_RELEASED
@@ -37,17 +37,7 @@ from titus.model.states import TaskState
 
 pytestmark = pytest.mark.docker
 
-WAIT_NET = "until ip addr show eth0 2>/dev/null | grep -q inet; do sleep 0.05; done; "
-SERVE = WAIT_NET + (
-    "for p in 8080 9090 5432; do (while true; do echo hi | nc -l -p $p; done) & done; wait"
-)
-
-
-def reaches(ip: str, port: int) -> str:
-    """A command that exits 0 when it reads 'hi' from ip:port within a few tries."""
-    return WAIT_NET + (
-        f'for i in 1 2 3; do [ "$(nc -w 1 {ip} {port})" = hi ] && exit 0; sleep 0.2; done; exit 1'
-    )
+SERVE = serve(8080, 9090, 5432)
 
 
 @dataclass
@@ -165,7 +155,7 @@ def test_containers_on_two_hosts_reach_each_other_at_their_eni_addresses_as_grou
     }  # fmt: skip
 
     # web allows 8080 from the subnet: any task reaches it; 9090 is allowed by no group
-    plain = run_task(b, in_groups(task_spec(reaches(ip, 8080)), vpc.other))
+    plain = run_task(b, in_groups(task_spec(reaches(ip, 8080, tries=25)), vpc.other))
     assert plain.exitCode == 0, plain.reasonMessage
     assert plain.context[TaskContextKey.CONTAINER_IP] in vpc.secondary(ib)
     assert run_task(b, in_groups(task_spec(reaches(ip, 9090)), vpc.other)).exitCode == 1
@@ -188,13 +178,7 @@ def test_a_source_group_rule_follows_members_that_arrive_after_the_task_started(
     ip = server.context[TaskContextKey.CONTAINER_IP]
     # a web task started later on the same host: the db task's filter is loaded again by
     # the sweep (every second here) with the newcomer's address
-    client = in_groups(
-        task_spec(
-            WAIT_NET + f'for i in $(seq 100); do [ "$(nc -w 1 {ip} 5432)" = hi ] && exit 0; '
-            "sleep 0.2; done; exit 1"
-        ),
-        vpc.web,
-    )
+    client = in_groups(task_spec(reaches(ip, 5432, tries=100)), vpc.web)
     done = run_task(a, client)
     assert done.exitCode == 0, done.reasonMessage
     a.kill(server.taskId)

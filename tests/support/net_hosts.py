@@ -21,6 +21,28 @@ from dataclasses import dataclass, field
 import pytest
 
 HOST_BRIDGE = "br0"
+#: What a command needing the network did before the start gate (kept: it costs nothing
+#: now, and the tests that use it do not depend on the gate).
+WAIT_NET = "until ip addr show eth0 2>/dev/null | grep -q inet; do sleep 0.05; done; "
+
+
+def serve(*ports: int) -> str:
+    """A command that answers 'hi' on each of `ports`, one connection after another."""
+    listed = " ".join(map(str, ports))
+    return WAIT_NET + (
+        f"for p in {listed}; do (while true; do echo hi | nc -l -p $p; done) & done; wait"
+    )
+
+
+def reaches(ip: str, port: int, tries: int = 3) -> str:
+    """A command that exits 0 when it reads 'hi' from ip:port within `tries` tries. A
+    server's command starts as it is reported Started (it waits behind the start gate
+    until then), and a refused connection answers at once: the first client of a server
+    gives it more tries, time to listen on a busy machine."""
+    return WAIT_NET + (
+        f'for i in $(seq {tries}); do [ "$(nc -w 1 {ip} {port})" = hi ] && exit 0; '
+        "sleep 0.2; done; exit 1"
+    )
 
 
 def sh(*args: str) -> str:

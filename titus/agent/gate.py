@@ -127,11 +127,11 @@ class StartGate:
     def remove(self, task_id: str) -> None:
         shutil.rmtree(self._dir(task_id), ignore_errors=True)
 
-    def remove_all_but(self, keep: Collection[str], now: float | None = None) -> None:
+    def remove_all_but(self, keep: Collection[str]) -> None:
         """Remove the gates of tasks not in `keep` (what a crash left behind) that are
         older than SWEEP_GRACE_SEC: `keep` is a snapshot, and a task launched since has a
         gate it does not name."""
-        now = time.time() if now is None else now
+        now = time.time()
         try:
             gates = list(self.root.iterdir())
         except OSError:
